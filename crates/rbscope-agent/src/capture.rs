@@ -1,0 +1,268 @@
+//! Seeing every raise and keeping its app frames alive until it is reported.
+//!
+//! A raw `RUBY_EVENT_RAISE` hook fires for every raise, including the ones the VM makes itself
+//! (`nil.foo`, `Integer("x")`), which a Ruby-level `Exception#initialize` hook would miss. At
+//! raise we only *keep* things: for each app frame, its backtrace location, its `Binding`, its
+//! `self` and the method's class. Walking and encoding the object graph waits until the
+//! exception is reported, because most raises are rescued and never reported.
+//!
+//! The kept frames live in a small hidden ring of Ruby arrays (marked by the GC, invisible to
+//! `ObjectSpace`), newest overwriting oldest, so memory stays bounded and nothing is attached
+//! to the exception object itself (attaching would change what `Marshal.dump(exception)` does).
+//! A re-raise of an exception already in the ring keeps the first, deepest capture.
+//!
+//! This is the portable path: the debug inspector makes a `Binding` for every frame, which is
+//! what makes capture cost grow with stack depth.
+
+use crate::counters::bump;
+use crate::rb::{self, Gvl, NIL};
+use crate::state::{self, Agent};
+use rb_sys::{
+    rb_ary_new_capa, rb_ary_push, rb_ary_store, rb_debug_inspector_backtrace_locations,
+    rb_debug_inspector_frame_binding_get, rb_debug_inspector_frame_class_get,
+    rb_debug_inspector_frame_self_get, rb_debug_inspector_open, rb_debug_inspector_t,
+    rb_gc_register_mark_object, rb_obj_hide, rb_obj_is_kind_of, rb_thread_current,
+    rb_trace_arg_t, rb_tracearg_raised_exception, RARRAY_AREF, RARRAY_LEN, VALUE,
+};
+use std::cell::Cell;
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// Index of each slot in a capture record (a hidden Array).
+pub mod record {
+    pub const EXCEPTION: isize = 0;
+    // Slot 1 holds the raising Thread.
+    /// Number of app frames skipped over the frame cap.
+    pub const SKIPPED: isize = 2;
+    pub const FIRST_FRAME: isize = 3;
+}
+
+/// Index of each slot in a captured frame (a hidden Array).
+pub mod frame {
+    pub const DEPTH: isize = 0;
+    pub const LOCATION: isize = 1;
+    pub const BINDING: isize = 2;
+    pub const SELF: isize = 3;
+    pub const KLASS: isize = 4;
+}
+
+static RING: AtomicUsize = AtomicUsize::new(0);
+static RING_SIZE: AtomicUsize = AtomicUsize::new(0);
+static RING_NEXT: AtomicUsize = AtomicUsize::new(0);
+static HOOK_ON: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    /// Set while this thread is inside rbscope's own code, so raises there are not captured.
+    static BUSY: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with raise capture suppressed on this thread.
+pub fn quietly<T>(f: impl FnOnce() -> T) -> T {
+    let was = BUSY.with(|b| b.replace(true));
+    let out = f();
+    BUSY.with(|b| b.set(was));
+    out
+}
+
+type RawArgHook = unsafe extern "C" fn(data: VALUE, arg: *mut rb_trace_arg_t);
+
+extern "C" {
+    // Declared here with a plain integer flag: the generated binding types the flag as a Rust
+    // enum, which cannot hold combinations.
+    #[link_name = "rb_add_event_hook2"]
+    fn add_event_hook2(func: RawArgHook, events: u32, data: VALUE, flags: u32);
+    #[link_name = "rb_remove_event_hook"]
+    fn remove_event_hook(func: RawArgHook) -> i32;
+}
+
+const RUBY_EVENT_RAISE: u32 = 0x0080;
+const HOOK_FLAG_RAW_ARG: u32 = 0x04;
+
+/// Creates the ring (once per process) and installs the raise hook.
+pub fn install(gvl: Gvl, ring_size: usize) {
+    if RING.load(Ordering::Acquire) == 0 {
+        // SAFETY: GVL held. The array is registered as a permanent GC root and hidden from
+        // ObjectSpace before anyone else can see it.
+        let ring = unsafe {
+            let ring = rb_ary_new_capa(ring_size as _);
+            rb_gc_register_mark_object(ring);
+            rb_obj_hide(ring);
+            ring
+        };
+        RING.store(ring as usize, Ordering::Release);
+    }
+    RING_SIZE.store(ring_size.max(1), Ordering::Release);
+    if !HOOK_ON.swap(true, Ordering::AcqRel) {
+        // SAFETY: GVL held; the hook has the raw-arg signature that the flag announces.
+        unsafe { add_event_hook2(on_raise, RUBY_EVENT_RAISE, NIL, HOOK_FLAG_RAW_ARG) };
+    }
+    let _ = gvl;
+}
+
+/// Removes the raise hook (the ring stays, and empties as it is overwritten).
+pub fn uninstall(_gvl: Gvl) {
+    if HOOK_ON.swap(false, Ordering::AcqRel) {
+        // SAFETY: GVL held; removing a hook we installed.
+        unsafe { remove_event_hook(on_raise) };
+    }
+}
+
+/// The capture record for `exc`, if its raise is still in the ring.
+pub fn find(gvl: Gvl, exc: VALUE) -> Option<VALUE> {
+    let ring = RING.load(Ordering::Acquire) as VALUE;
+    if ring == 0 {
+        return None;
+    }
+    let _ = gvl;
+    // SAFETY: GVL held; the ring is a live Array of records or nils.
+    unsafe {
+        let n = RARRAY_LEN(ring);
+        for i in 0..n {
+            let rec = RARRAY_AREF(ring, i as isize);
+            if rec != NIL && RARRAY_AREF(rec, record::EXCEPTION) == exc {
+                return Some(rec);
+            }
+        }
+    }
+    None
+}
+
+fn is_uninteresting(exc: VALUE) -> bool {
+    // SAFETY: GVL held (called from the hook); the class globals are set at boot.
+    unsafe {
+        [
+            rb_sys::rb_eSystemExit,
+            rb_sys::rb_eSignal,
+            rb_sys::rb_eSysStackError,
+            rb_sys::rb_eNoMemError,
+        ]
+        .iter()
+        .any(|k| rb::truthy(rb_obj_is_kind_of(exc, *k)))
+    }
+}
+
+unsafe extern "C" fn on_raise(_data: VALUE, arg: *mut rb_trace_arg_t) {
+    if BUSY.with(|b| b.get()) {
+        return;
+    }
+    // SAFETY: event hooks run on a Ruby thread holding the GVL.
+    let gvl = unsafe { Gvl::assume() };
+    let _ = std::panic::catch_unwind(|| {
+        let Some(agent) = state::current() else {
+            return;
+        };
+        bump(&agent.counters.raises_seen);
+        // SAFETY: `arg` is the trace arg of a RAISE event, as registered.
+        let exc = unsafe { rb_tracearg_raised_exception(arg) };
+        if is_uninteresting(exc) || find(gvl, exc).is_some() {
+            return;
+        }
+        quietly(|| capture(gvl, &agent, exc));
+        if agent.config.report_all_raises {
+            quietly(|| crate::report::report(gvl, &agent, exc, NIL, "raise"));
+        }
+    });
+}
+
+struct InspectCtx<'a> {
+    agent: &'a Agent,
+    record: VALUE,
+}
+
+fn capture(gvl: Gvl, agent: &Agent, exc: VALUE) {
+    // SAFETY: GVL held. The record is hidden and reachable only from the ring.
+    let record = unsafe {
+        let rec = rb_ary_new_capa(8);
+        rb_obj_hide(rec);
+        rb_ary_push(rec, exc);
+        rb_ary_push(rec, rb_thread_current());
+        rb_ary_push(rec, rb_sys::LONG2FIX(0));
+        rec
+    };
+    let mut ctx = InspectCtx { agent, record };
+    let ctx_ptr = &mut ctx as *mut InspectCtx as *mut c_void;
+    let opened = rb::protect(gvl, || {
+        // SAFETY: GVL held; ctx outlives the call and the callback only reads it.
+        unsafe { rb_debug_inspector_open(Some(inspect_frames), ctx_ptr) }
+    });
+    if opened.is_err() {
+        bump(&agent.counters.capture_errors);
+        return;
+    }
+    let ring = RING.load(Ordering::Acquire) as VALUE;
+    let size = RING_SIZE.load(Ordering::Acquire).max(1);
+    let slot = RING_NEXT.fetch_add(1, Ordering::AcqRel) % size;
+    // SAFETY: GVL held; the ring is a live hidden Array.
+    unsafe { rb_ary_store(ring, slot as _, record) };
+    bump(&agent.counters.raises_captured);
+}
+
+/// Inside the debug inspector: keep the app frames. Only VALUEs live in this frame, so a raise
+/// (caught by the `protect` around `rb_debug_inspector_open`) skips no destructor.
+unsafe extern "C" fn inspect_frames(dc: *const rb_debug_inspector_t, data: *mut c_void) -> VALUE {
+    // SAFETY: `data` is the InspectCtx passed by `capture`, alive for this call.
+    let ctx = unsafe { &*(data as *const InspectCtx) };
+    // SAFETY: inspector callbacks run with the GVL held.
+    let gvl = unsafe { Gvl::assume() };
+    let cfg = &ctx.agent.config;
+    // SAFETY: `dc` is the live debug context; the locations array is a fresh Ruby Array.
+    let locs = unsafe { rb_debug_inspector_backtrace_locations(dc) };
+    // SAFETY: locs is an Array.
+    let n = unsafe { RARRAY_LEN(locs) };
+    let path_id = rb::intern(gvl, "path");
+    let mut kept = 0usize;
+    let mut skipped = 0i64;
+    for i in 0..n {
+        // SAFETY: i < n.
+        let loc = unsafe { RARRAY_AREF(locs, i as isize) };
+        // SAFETY: Location#path is a core method that returns the iseq's path or nil.
+        let path = unsafe { rb_sys::rb_funcallv(loc, path_id, 0, std::ptr::null()) };
+        if rb::type_of(gvl, path) != rb_sys::ruby_value_type::RUBY_T_STRING {
+            continue;
+        }
+        // SAFETY: path is a live String.
+        let path_bytes = unsafe { rb::str_bytes(path) };
+        if !is_app_path(cfg, path_bytes) {
+            continue;
+        }
+        // SAFETY: index i is inside the inspector's frame list.
+        let binding = unsafe { rb_debug_inspector_frame_binding_get(dc, i) };
+        if binding == NIL {
+            continue;
+        }
+        if kept >= cfg.max_frames {
+            skipped += 1;
+            continue;
+        }
+        kept += 1;
+        // SAFETY: as above; the frame array is hidden and pushed into the record at once.
+        unsafe {
+            let fr = rb_ary_new_capa(5);
+            rb_obj_hide(fr);
+            rb_ary_push(fr, rb_sys::LONG2FIX(i as _));
+            rb_ary_push(fr, loc);
+            rb_ary_push(fr, binding);
+            rb_ary_push(fr, rb_debug_inspector_frame_self_get(dc, i));
+            rb_ary_push(fr, rb_debug_inspector_frame_class_get(dc, i));
+            rb_ary_push(ctx.record, fr);
+        }
+    }
+    // SAFETY: the record is a live Array with the SKIPPED slot.
+    unsafe { rb_ary_store(ctx.record, record::SKIPPED as _, rb_sys::LONG2FIX(skipped as _)) };
+    NIL
+}
+
+/// App code is everything outside the library prefixes (gems, the standard library) and
+/// outside Ruby's `<internal:...>` files, unless library frames were asked for.
+pub fn is_app_path(cfg: &crate::config::Config, path: &[u8]) -> bool {
+    if path.starts_with(b"<internal:") {
+        return false;
+    }
+    if cfg.capture_library_frames {
+        return true;
+    }
+    !cfg
+        .library_prefixes
+        .iter()
+        .any(|p| !p.is_empty() && path.starts_with(p.as_bytes()))
+}

@@ -1,0 +1,156 @@
+//! The agent's settings.
+//!
+//! `lib/rbscope.rb` merges `Rbscope.start(...)` options over `RBSCOPE_*` environment variables
+//! and hands the result over as string pairs; parsing them here keeps one set of defaults and
+//! one set of error messages.
+
+use rbscope_snapshot::redact::Rules;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub store: String,
+    pub app_root: String,
+    pub app_revision: Option<String>,
+    /// Path prefixes of library code (gems, the standard library): frames there are skipped.
+    pub library_prefixes: Vec<String>,
+    pub capture_library_frames: bool,
+    pub report_all_raises: bool,
+    pub max_frames: usize,
+    pub max_depth: u32,
+    pub max_objects: usize,
+    pub max_bytes: usize,
+    pub max_string_bytes: usize,
+    pub max_collection_items: usize,
+    pub source_context_lines: usize,
+    /// Snapshots per fingerprint per minute; 0 turns the limit off.
+    pub rate_limit_per_minute: u32,
+    pub max_store_bytes: Option<u64>,
+    pub magic_roots: Vec<String>,
+    pub redaction: Rules,
+    pub log: bool,
+    pub control_socket: bool,
+    /// How many recent raises keep their frames until reported.
+    pub pending_captures: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            store: String::new(),
+            app_root: String::new(),
+            app_revision: None,
+            library_prefixes: Vec::new(),
+            capture_library_frames: false,
+            report_all_raises: false,
+            max_frames: 50,
+            max_depth: 8,
+            max_objects: 10_000,
+            max_bytes: 4 * 1024 * 1024,
+            max_string_bytes: 4096,
+            max_collection_items: 1000,
+            source_context_lines: 5,
+            rate_limit_per_minute: 10,
+            max_store_bytes: Some(1024 * 1024 * 1024),
+            magic_roots: Vec::new(),
+            redaction: Rules::default(),
+            log: true,
+            control_socket: true,
+            pending_captures: 32,
+        }
+    }
+}
+
+impl Config {
+    /// Applies `key=value` settings; an unknown key or a bad value is an error naming it.
+    pub fn from_pairs(pairs: &[(String, String)]) -> Result<Config, String> {
+        let mut c = Config::default();
+        for (k, v) in pairs {
+            let num = |v: &str| -> Result<u64, String> {
+                v.trim()
+                    .parse::<u64>()
+                    .map_err(|_| format!("rbscope: setting {k} wants a whole number, got {v:?}"))
+            };
+            let flag = |v: &str| -> Result<bool, String> {
+                match v.trim() {
+                    "1" | "true" | "yes" | "on" => Ok(true),
+                    "0" | "false" | "no" | "off" | "" => Ok(false),
+                    _ => Err(format!("rbscope: setting {k} wants true or false, got {v:?}")),
+                }
+            };
+            let list = |v: &str| -> Vec<String> {
+                v.split(['\n', ','])
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect()
+            };
+            match k.as_str() {
+                "store" => c.store = v.clone(),
+                "app_root" => c.app_root = v.clone(),
+                "app_revision" => c.app_revision = Some(v.clone()).filter(|s| !s.is_empty()),
+                "library_prefixes" => c.library_prefixes = list(v),
+                "capture_library_frames" => c.capture_library_frames = flag(v)?,
+                "report_all_raises" => c.report_all_raises = flag(v)?,
+                "max_frames" => c.max_frames = num(v)? as usize,
+                "max_depth" => c.max_depth = num(v)? as u32,
+                "max_objects" => c.max_objects = num(v)? as usize,
+                "max_bytes" => c.max_bytes = num(v)? as usize,
+                "max_string_bytes" => c.max_string_bytes = num(v)? as usize,
+                "max_collection_items" => c.max_collection_items = num(v)? as usize,
+                "source_context_lines" => c.source_context_lines = num(v)? as usize,
+                "rate_limit" => c.rate_limit_per_minute = num(v)? as u32,
+                "max_store_bytes" => c.max_store_bytes = Some(num(v)?).filter(|n| *n > 0),
+                "magic_roots" => c.magic_roots = list(v),
+                "redact" => c.redaction.enabled = flag(v)?,
+                "redact_names" => {
+                    c.redaction.extra_names =
+                        list(v).into_iter().map(|s| s.to_lowercase()).collect()
+                }
+                "log" => c.log = flag(v)?,
+                "control_socket" => c.control_socket = flag(v)?,
+                "pending_captures" => c.pending_captures = (num(v)? as usize).clamp(1, 4096),
+                other => return Err(format!("rbscope: unknown setting {other:?}")),
+            }
+        }
+        if c.max_frames == 0 {
+            return Err("rbscope: max_frames must be at least 1".into());
+        }
+        Ok(c)
+    }
+
+    /// The settings as `rbscope doctor -p` shows them.
+    pub fn describe(&self) -> Vec<(String, String)> {
+        vec![
+            ("store".into(), self.store.clone()),
+            ("app_root".into(), self.app_root.clone()),
+            (
+                "app_revision".into(),
+                self.app_revision.clone().unwrap_or_else(|| "-".into()),
+            ),
+            (
+                "report_all_raises".into(),
+                self.report_all_raises.to_string(),
+            ),
+            (
+                "capture_library_frames".into(),
+                self.capture_library_frames.to_string(),
+            ),
+            ("max_frames".into(), self.max_frames.to_string()),
+            ("max_depth".into(), self.max_depth.to_string()),
+            ("max_objects".into(), self.max_objects.to_string()),
+            ("max_bytes".into(), self.max_bytes.to_string()),
+            ("max_string_bytes".into(), self.max_string_bytes.to_string()),
+            (
+                "rate_limit_per_minute".into(),
+                self.rate_limit_per_minute.to_string(),
+            ),
+            (
+                "max_store_bytes".into(),
+                self.max_store_bytes
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "unlimited".into()),
+            ),
+            ("redact".into(), self.redaction.enabled.to_string()),
+        ]
+    }
+}

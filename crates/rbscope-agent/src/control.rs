@@ -1,0 +1,204 @@
+//! The control socket: how `rbscope doctor -p PID` (and later live attach) talks to the agent.
+//!
+//! A plain Rust thread owns a UNIX socket in the user's private runtime directory (0700,
+//! refused if it belongs to someone else or is open to others), named after the PID, mode
+//! 0600. It checks each peer's uid with `SO_PEERCRED` (same user or root only), speaks the
+//! versioned handshake of `rbscope-proto`, and answers from atomics and a settings copy: it
+//! never touches the Ruby VM, so it answers even while every Ruby thread is busy.
+
+use crate::counters::{bump, Counters};
+use rbscope_proto::{
+    mismatch_advice, paths, read_frame, write_frame, AgentMessage, AgentStatus, ClientMessage,
+    FrameError, Welcome, PROTOCOL_VERSION,
+};
+use std::fs;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::io::AsRawFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What the control thread may show; copied at start, counters live.
+pub struct StatusSource {
+    pub store: String,
+    pub settings: Vec<(String, String)>,
+    pub warnings: Vec<String>,
+    pub counters: Arc<Counters>,
+    pub ruby_version: String,
+}
+
+pub struct ControlServer {
+    pub path: PathBuf,
+    fd: i32,
+    stop: Arc<AtomicBool>,
+}
+
+impl ControlServer {
+    pub fn start(source: StatusSource) -> Result<ControlServer, String> {
+        // SAFETY: getuid has no preconditions.
+        let uid = unsafe { libc::getuid() };
+        let xdg = std::env::var("XDG_RUNTIME_DIR").ok();
+        let dir = paths::runtime_dir(xdg.as_deref(), uid);
+        ensure_private_dir(&dir, uid)?;
+        let path = paths::socket_path(&dir, std::process::id());
+        if let Ok(meta) = fs::symlink_metadata(&path) {
+            // A leftover from a dead process that had our PID, or something planted: remove
+            // the entry itself (never follow it) and bind afresh.
+            let _ = meta;
+            fs::remove_file(&path)
+                .map_err(|e| format!("cannot remove stale {}: {e}", path.display()))?;
+        }
+        let listener = UnixListener::bind(&path)
+            .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+        let _ = fs::set_permissions(&path, fs::Permissions::from_mode(0o600));
+        let fd = listener.as_raw_fd();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let source = Arc::new(source);
+        std::thread::Builder::new()
+            .name("rbscope-control".into())
+            .spawn(move || serve(listener, source, stop2, uid))
+            .map_err(|e| format!("cannot start the control thread: {e}"))?;
+        Ok(ControlServer { path, fd, stop })
+    }
+
+    /// Stops accepting and removes the socket file.
+    pub fn shutdown(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = fs::remove_file(&self.path);
+        // Wake the accept call so the thread sees the flag.
+        let _ = UnixStream::connect(&self.path);
+    }
+
+    /// In a forked child: close the parent's listening socket (the parent keeps serving).
+    pub fn close_inherited(&self) {
+        // SAFETY: the fd is the inherited listener; no thread in the child uses it.
+        unsafe { libc::close(self.fd) };
+    }
+}
+
+fn ensure_private_dir(dir: &Path, uid: u32) -> Result<(), String> {
+    match fs::symlink_metadata(dir) {
+        Err(_) => {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            let meta = fs::symlink_metadata(dir).map_err(|e| e.to_string())?;
+            check_dir(dir, &meta, uid)
+        }
+        Ok(meta) => check_dir(dir, &meta, uid),
+    }
+}
+
+fn check_dir(dir: &Path, meta: &fs::Metadata, uid: u32) -> Result<(), String> {
+    if !meta.file_type().is_dir() {
+        return Err(format!(
+            "{} is not a directory (a symlink or file is in the way); remove it",
+            dir.display()
+        ));
+    }
+    if meta.uid() != uid {
+        return Err(format!(
+            "{} belongs to uid {}, not to this process's uid {uid}; remove it",
+            dir.display(),
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o077 != 0 {
+        return Err(format!(
+            "{} is open to other users (mode {:o}); run chmod 700 on it",
+            dir.display(),
+            meta.mode() & 0o777
+        ));
+    }
+    Ok(())
+}
+
+fn serve(listener: UnixListener, source: Arc<StatusSource>, stop: Arc<AtomicBool>, uid: u32) {
+    for conn in listener.incoming() {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let Ok(stream) = conn else { continue };
+        bump(&source.counters.control_connections);
+        if !peer_allowed(&stream, uid) {
+            bump(&source.counters.control_refused);
+            continue;
+        }
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
+        if handle(stream, &source).is_err() {
+            bump(&source.counters.control_refused);
+        }
+    }
+}
+
+/// Same user or root, checked with the kernel's own record of the peer.
+fn peer_allowed(stream: &UnixStream, uid: u32) -> bool {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: u32::MAX,
+        gid: u32::MAX,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: cred and len are valid out-pointers of the sizes given.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            &mut cred as *mut libc::ucred as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    rc == 0 && (cred.uid == uid || cred.uid == 0)
+}
+
+fn handle(mut stream: UnixStream, source: &StatusSource) -> Result<(), FrameError> {
+    let hello = match read_frame::<_, ClientMessage>(&mut stream)? {
+        ClientMessage::Hello(h) => h,
+        _ => {
+            write_frame(
+                &mut stream,
+                &AgentMessage::Refused("the first message must be Hello".into()),
+            )?;
+            return Err(FrameError::Malformed("no hello".into()));
+        }
+    };
+    if hello.protocol_version != PROTOCOL_VERSION {
+        let advice = mismatch_advice(hello.protocol_version, PROTOCOL_VERSION);
+        write_frame(&mut stream, &AgentMessage::Refused(advice))?;
+        return Err(FrameError::Malformed("protocol mismatch".into()));
+    }
+    write_frame(
+        &mut stream,
+        &AgentMessage::Welcome(Welcome {
+            protocol_version: PROTOCOL_VERSION,
+            agent_version: env!("CARGO_PKG_VERSION").into(),
+            pid: std::process::id(),
+            ruby_version: source.ruby_version.clone(),
+        }),
+    )?;
+    loop {
+        let msg = match read_frame::<_, ClientMessage>(&mut stream) {
+            Ok(m) => m,
+            Err(FrameError::Closed) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let reply = match msg {
+            ClientMessage::Status => AgentMessage::Status(AgentStatus {
+                started: true,
+                store: source.store.clone(),
+                settings: source.settings.clone(),
+                counters: source.counters.snapshot(),
+                warnings: source.warnings.clone(),
+            }),
+            ClientMessage::Hello(_) => AgentMessage::Error("already said hello".into()),
+        };
+        write_frame(&mut stream, &reply)?;
+    }
+}

@@ -1,0 +1,129 @@
+//! rbscope's agent: the native extension loaded by `require "rbscope"`.
+//!
+//! It lives inside someone else's production process, so it follows strict rules (see
+//! ARCHITECTURE.md): it never panics, aborts or blocks the app; Ruby exceptions never unwind
+//! through Rust frames (every call into Ruby is protected, see [`rb`]); Ruby values held by
+//! Rust are kept alive by the GC through hidden Ruby arrays; background work runs on plain
+//! Rust threads that never touch the VM; memory and time are bounded, and what had to be
+//! dropped is counted for `rbscope doctor -p PID`.
+//!
+//! The logic that needs no VM lives in the pure crates (`rbscope-snapshot`, `rbscope-store`,
+//! `rbscope-proto`, `rbscope-backtrace`); this crate gathers facts and hands them over.
+
+mod capture;
+mod config;
+mod control;
+mod counters;
+mod graph;
+mod labels;
+mod lifecycle;
+mod rb;
+mod report;
+mod state;
+mod writer;
+
+use magnus::rb_sys::{AsRawValue, FromRawValue};
+use magnus::{function, prelude::*, Error, RArray, RHash, Ruby, Value};
+use std::time::Duration;
+
+fn gvl() -> rb::Gvl {
+    // SAFETY: every function below is called from Ruby, on a Ruby thread holding the GVL.
+    unsafe { rb::Gvl::assume() }
+}
+
+fn arg_error(ruby: &Ruby, msg: String) -> Error {
+    Error::new(ruby.exception_arg_error(), msg)
+}
+
+/// `Rbscope::Native.start([[key, value], ...])`: true if started, false if already running.
+fn start(ruby: &Ruby, pairs: RArray) -> Result<bool, Error> {
+    let pairs: Vec<(String, String)> = pairs.to_vec()?;
+    let config = config::Config::from_pairs(&pairs).map_err(|m| arg_error(ruby, m))?;
+    lifecycle::start(gvl(), config).map_err(|m| Error::new(ruby.exception_runtime_error(), m))
+}
+
+fn stop() {
+    lifecycle::stop(gvl());
+}
+
+fn started() -> bool {
+    state::current().is_some()
+}
+
+fn after_fork(ruby: &Ruby) -> Result<bool, Error> {
+    lifecycle::after_fork(gvl()).map_err(|m| Error::new(ruby.exception_runtime_error(), m))
+}
+
+/// `Rbscope::Native.report(exception, context, how)`: the new snapshot id, or nil.
+fn report(ruby: &Ruby, exc: Value, ctx: Value, how: String) -> Option<String> {
+    let gvl = gvl();
+    ensure_forked(gvl);
+    let agent = state::current()?;
+    let exception_class = ruby.exception_exception();
+    if !exc.is_kind_of(exception_class) {
+        return None;
+    }
+    capture::quietly(|| report::report(gvl, &agent, exc.as_raw(), ctx.as_raw(), &how))
+}
+
+/// Waits up to `seconds` for queued snapshots to be written.
+fn flush(seconds: f64) -> bool {
+    match state::current() {
+        Some(agent) => agent
+            .writer
+            .flush(Duration::from_secs_f64(seconds.clamp(0.0, 60.0))),
+        None => true,
+    }
+}
+
+fn counters(ruby: &Ruby) -> Result<RHash, Error> {
+    let h = ruby.hash_new();
+    if let Some(agent) = state::current() {
+        for (k, v) in agent.counters.snapshot() {
+            h.aset(ruby.to_symbol(&k), v)?;
+        }
+    }
+    Ok(h)
+}
+
+fn store_location() -> Option<String> {
+    state::current().map(|a| a.config.store.clone())
+}
+
+fn socket_path() -> Option<String> {
+    state::current()
+        .and_then(|a| a.control.as_ref().map(|c| c.path.display().to_string()))
+}
+
+fn warnings() -> Vec<String> {
+    state::current()
+        .map(|a| a.warnings.clone())
+        .unwrap_or_default()
+}
+
+/// A fork that bypassed `Process._fork` (a C extension calling fork(2)) still gets a fresh
+/// agent the first time it reports.
+fn ensure_forked(gvl: rb::Gvl) {
+    if state::current().is_none() && state::inherited().is_some() {
+        let _ = lifecycle::after_fork(gvl);
+    }
+}
+
+#[magnus::init(name = "rbscope_agent")]
+fn init(ruby: &Ruby) -> Result<(), Error> {
+    let module = ruby.define_module("Rbscope")?;
+    let native = module.define_module("Native")?;
+    native.define_singleton_method("start", function!(start, 1))?;
+    native.define_singleton_method("stop", function!(stop, 0))?;
+    native.define_singleton_method("started?", function!(started, 0))?;
+    native.define_singleton_method("after_fork", function!(after_fork, 0))?;
+    native.define_singleton_method("report", function!(report, 3))?;
+    native.define_singleton_method("flush", function!(flush, 1))?;
+    native.define_singleton_method("counters", function!(counters, 0))?;
+    native.define_singleton_method("store_location", function!(store_location, 0))?;
+    native.define_singleton_method("socket_path", function!(socket_path, 0))?;
+    native.define_singleton_method("warnings", function!(warnings, 0))?;
+    native.const_set("VERSION", env!("CARGO_PKG_VERSION"))?;
+    let _ = Value::from_raw;
+    Ok(())
+}

@@ -1,0 +1,105 @@
+//! Starting, stopping and re-starting (after fork) the agent.
+
+use crate::capture;
+use crate::config::Config;
+use crate::control::{ControlServer, StatusSource};
+use crate::counters::Counters;
+use crate::rb::{self, Gvl};
+use crate::state::{self, Agent};
+use crate::writer::Writer;
+use rbscope_store::StoreLocation;
+use std::sync::Arc;
+
+/// Starts the agent with `config`. Returns false if it was already running in this process.
+pub fn start(gvl: Gvl, config: Config) -> Result<bool, String> {
+    if state::current().is_some() {
+        return Ok(false);
+    }
+    let location = StoreLocation::parse(Some(&config.store)).map_err(|e| e.to_string())?;
+    let counters = Arc::new(Counters::default());
+    let writer = Writer::spawn(
+        location.clone(),
+        config.max_store_bytes,
+        counters.clone(),
+        config.log,
+    )?;
+    let mut agent = Agent::new(config, counters.clone(), writer);
+    agent.config.store = location.describe();
+    if yjit_enabled(gvl) {
+        agent.warnings.push(
+            "YJIT is on: on Ruby 3.1 the raise hook makes YJIT discard compiled code, and code \
+             compiled before stays slower until restart (see README, Performance)"
+                .into(),
+        );
+    }
+    if agent.config.control_socket {
+        let source = StatusSource {
+            store: agent.config.store.clone(),
+            settings: agent.config.describe(),
+            warnings: agent.warnings.clone(),
+            counters,
+            ruby_version: ruby_version(gvl),
+        };
+        match ControlServer::start(source) {
+            Ok(server) => agent.control = Some(server),
+            Err(e) => {
+                let msg = format!("control socket disabled: {e}");
+                if agent.config.log {
+                    eprintln!("[rbscope] {msg}");
+                }
+                agent.warnings.push(msg);
+            }
+        }
+    }
+    let ring = agent.config.pending_captures;
+    state::install(agent);
+    capture::install(gvl, ring);
+    Ok(true)
+}
+
+/// Stops capture and the control socket; queued snapshots are still written.
+pub fn stop(gvl: Gvl) {
+    capture::uninstall(gvl);
+    if let Some(agent) = state::remove() {
+        if agent.pid == std::process::id() {
+            if let Some(c) = &agent.control {
+                c.shutdown();
+            }
+            agent.writer.flush(crate::writer::EXIT_FLUSH);
+        } else {
+            std::mem::forget(agent);
+        }
+    }
+}
+
+/// In a forked child: a fresh agent with the parent's settings (new writer thread, new socket,
+/// zeroed counters). A no-op in the process that started the agent.
+pub fn after_fork(gvl: Gvl) -> Result<bool, String> {
+    let Some(old) = state::inherited() else {
+        return Ok(false);
+    };
+    if old.pid == std::process::id() {
+        return Ok(false);
+    }
+    if let Some(c) = &old.control {
+        c.close_inherited();
+    }
+    let mut config = old.config.clone();
+    // The parent's resolved store path is what the child must use too.
+    config.store = old.config.store.clone();
+    drop(old);
+    start(gvl, config)
+}
+
+fn yjit_enabled(gvl: Gvl) -> bool {
+    rb::const_at(gvl, "RubyVM::YJIT")
+        .and_then(|m| rb::call(gvl, m, "enabled?", &[]).ok())
+        .map(rb::truthy)
+        .unwrap_or(false)
+}
+
+fn ruby_version(gvl: Gvl) -> String {
+    rb::const_at(gvl, "RUBY_VERSION")
+        .and_then(|v| rb::to_string(gvl, v))
+        .unwrap_or_default()
+}

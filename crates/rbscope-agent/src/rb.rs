@@ -1,0 +1,216 @@
+//! The one place for raw Ruby C API calls.
+//!
+//! Everything here must be called on a Ruby thread that holds the GVL; callers prove it by
+//! holding a [`Gvl`] token, which only code entered from Ruby can make. Any call that may raise
+//! goes through [`protect`], so a Ruby exception never unwinds through Rust frames: the error is
+//! cleared and returned as `Err`, and the caller counts it and moves on.
+
+use rb_sys::{
+    rb_funcallv, rb_id2str, rb_intern2, rb_mod_name, rb_obj_class, rb_protect, rb_set_errinfo,
+    ruby_value_type, Qfalse, Qnil, Qtrue, ID, RSTRING_LEN, RSTRING_PTR, VALUE,
+};
+use std::ffi::c_int;
+use std::marker::PhantomData;
+
+/// Proof that the current thread is a Ruby thread holding the GVL. Not `Send`.
+#[derive(Clone, Copy)]
+pub struct Gvl(PhantomData<*mut ()>);
+
+impl Gvl {
+    /// # Safety
+    /// The caller must be running on a Ruby thread with the GVL held (a method called from
+    /// Ruby, an event hook, a debug inspector callback).
+    pub unsafe fn assume() -> Gvl {
+        Gvl(PhantomData)
+    }
+}
+
+pub const NIL: VALUE = Qnil as VALUE;
+pub const TRUE: VALUE = Qtrue as VALUE;
+pub const FALSE: VALUE = Qfalse as VALUE;
+
+/// A Ruby exception (or other non-local exit) that [`protect`] caught and cleared.
+#[derive(Debug, Clone, Copy)]
+pub struct Raised;
+
+struct Thunk<'a> {
+    f: &'a mut dyn FnMut() -> VALUE,
+}
+
+unsafe extern "C" fn call_thunk(arg: VALUE) -> VALUE {
+    // SAFETY: `arg` is the address of a live `Thunk` on `protect`'s stack frame.
+    let thunk = unsafe { &mut *(arg as *mut Thunk) };
+    (thunk.f)()
+}
+
+/// Runs `f` under `rb_protect`. `f` must not own values with destructors across the Ruby
+/// calls it makes (a raise would skip them); it should only pass VALUEs around.
+pub fn protect(_gvl: Gvl, mut f: impl FnMut() -> VALUE) -> Result<VALUE, Raised> {
+    let mut thunk = Thunk { f: &mut f };
+    let mut state: c_int = 0;
+    // SAFETY: we hold the GVL (token); `call_thunk` receives a pointer to `thunk`, which lives
+    // until rb_protect returns.
+    let v = unsafe { rb_protect(Some(call_thunk), &mut thunk as *mut Thunk as VALUE, &mut state) };
+    if state != 0 {
+        // SAFETY: GVL held; clearing $! is what rb_protect's contract asks of us.
+        unsafe { rb_set_errinfo(NIL) };
+        Err(Raised)
+    } else {
+        Ok(v)
+    }
+}
+
+/// Interns a method or variable name.
+pub fn intern(_gvl: Gvl, name: &str) -> ID {
+    // SAFETY: GVL held; the pointer and length describe `name`.
+    unsafe { rb_intern2(name.as_ptr() as *const _, name.len() as _) }
+}
+
+/// Calls `recv.name(*args)`, protected.
+pub fn call(gvl: Gvl, recv: VALUE, name: &str, args: &[VALUE]) -> Result<VALUE, Raised> {
+    let mid = intern(gvl, name);
+    protect(gvl, || {
+        // SAFETY: GVL held; `args` outlives the call.
+        unsafe { rb_funcallv(recv, mid, args.len() as c_int, args.as_ptr()) }
+    })
+}
+
+/// The bytes of a Ruby String. Valid until the string is mutated or collected.
+///
+/// # Safety
+/// `v` must be a T_STRING that stays alive and unmodified while the slice is used.
+pub unsafe fn str_bytes<'a>(v: VALUE) -> &'a [u8] {
+    // SAFETY: per the caller's promise, v is a live String.
+    unsafe {
+        let len = RSTRING_LEN(v) as usize;
+        if len == 0 {
+            return &[];
+        }
+        std::slice::from_raw_parts(RSTRING_PTR(v) as *const u8, len)
+    }
+}
+
+/// The Ruby type tag of `v`.
+pub fn type_of(_gvl: Gvl, v: VALUE) -> ruby_value_type {
+    // SAFETY: RB_TYPE reads the tag bits or the object header of any valid VALUE.
+    unsafe { rb_sys::RB_TYPE(v) }
+}
+
+/// A String VALUE as Rust text (lossy), or None if `v` is not a String.
+pub fn to_string(gvl: Gvl, v: VALUE) -> Option<String> {
+    if type_of(gvl, v) != ruby_value_type::RUBY_T_STRING {
+        return None;
+    }
+    // SAFETY: v is a String; we copy its bytes out immediately.
+    Some(String::from_utf8_lossy(unsafe { str_bytes(v) }).into_owned())
+}
+
+/// The name of an ID (`:foo` gives "foo"), or None for internal IDs without one.
+pub fn id_name(gvl: Gvl, id: ID) -> Option<String> {
+    // SAFETY: GVL held; rb_id2str returns 0 (false) for IDs without a name.
+    let s = unsafe { rb_id2str(id) };
+    if s == 0 || s == NIL {
+        return None;
+    }
+    to_string(gvl, s)
+}
+
+/// A Symbol's name.
+pub fn symbol_name(gvl: Gvl, sym: VALUE) -> Option<String> {
+    // SAFETY: GVL held; callers pass Symbols only (checked by RB_SYMBOL_P).
+    unsafe {
+        if !rb_sys::RB_SYMBOL_P(sym) {
+            return None;
+        }
+        to_string(gvl, rb_sys::rb_sym2str(sym))
+    }
+}
+
+/// The permanent name of a class or module, or None if it is anonymous.
+pub fn module_name(gvl: Gvl, module: VALUE) -> Option<String> {
+    // SAFETY: GVL held; rb_mod_name accepts any Module and returns nil for anonymous ones.
+    let name = unsafe { rb_mod_name(module) };
+    to_string(gvl, name)
+}
+
+/// A readable class path: the name, or `#<Class:0x...>` for an anonymous class.
+pub fn class_path(gvl: Gvl, module: VALUE) -> String {
+    if let Some(n) = module_name(gvl, module) {
+        return n;
+    }
+    // SAFETY: GVL held; rb_class_path never raises for a Module and builds "#<Class:0x...>".
+    let p = unsafe { rb_sys::rb_class_path(module) };
+    to_string(gvl, p).unwrap_or_else(|| "#<anonymous>".into())
+}
+
+/// The class path of an object's class (singleton classes skipped).
+pub fn class_name_of(gvl: Gvl, v: VALUE) -> String {
+    // SAFETY: GVL held; rb_obj_class is defined for every VALUE.
+    class_path(gvl, unsafe { rb_obj_class(v) })
+}
+
+pub fn truthy(v: VALUE) -> bool {
+    v != NIL && v != FALSE
+}
+
+/// Looks up a constant by path (`"Foo::Bar"`) without autoloading or raising.
+pub fn const_at(gvl: Gvl, path: &str) -> Option<VALUE> {
+    let mut cur = unsafe_object_class();
+    for part in path.split("::").filter(|p| !p.is_empty()) {
+        let id = intern(gvl, part);
+        // SAFETY: GVL held; rb_const_defined_at does not trigger autoload or raise.
+        let defined = unsafe { rb_sys::rb_const_defined_at(cur, id) } != 0;
+        if !defined {
+            return None;
+        }
+        // SAFETY: GVL held; the constant exists, so rb_const_get_at only reads it (an autoload
+        // entry could load a file, which is why magic roots must be loaded already).
+        cur = protect(gvl, || unsafe { rb_sys::rb_const_get_at(cur, id) }).ok()?;
+    }
+    Some(cur)
+}
+
+fn unsafe_object_class() -> VALUE {
+    // SAFETY: rb_cObject is initialised before any extension loads and never changes.
+    unsafe { rb_sys::rb_cObject }
+}
+
+/// Calls `Core.instance_method(name).bind_call(recv, *args)`: the core class's own method,
+/// which an application subclass or singleton cannot intercept.
+pub fn core_call(
+    gvl: Gvl,
+    core: &str,
+    name: &str,
+    recv: VALUE,
+    args: &[VALUE],
+) -> Result<VALUE, Raised> {
+    let class = const_at(gvl, core).ok_or(Raised)?;
+    let sym = rb_sys::ID2SYM(intern(gvl, name));
+    let um = call(gvl, class, "instance_method", &[sym])?;
+    let mut all = Vec::with_capacity(args.len() + 1);
+    all.push(recv);
+    all.extend_from_slice(args);
+    call(gvl, um, "bind_call", &all)
+}
+
+/// The elements of a Ruby Array (empty for anything else).
+pub fn array_items(gvl: Gvl, v: VALUE) -> Vec<VALUE> {
+    if type_of(gvl, v) != ruby_value_type::RUBY_T_ARRAY {
+        return Vec::new();
+    }
+    // SAFETY: v is an Array; we copy the element VALUEs out.
+    unsafe {
+        let n = rb_sys::RARRAY_LEN(v);
+        (0..n).map(|i| rb_sys::RARRAY_AREF(v, i as isize)).collect()
+    }
+}
+
+/// A Fixnum as i64.
+pub fn fixnum(v: VALUE) -> Option<i64> {
+    if rb_sys::FIXNUM_P(v) {
+        // SAFETY: v is a Fixnum.
+        Some(unsafe { rb_sys::FIX2LONG(v) } as i64)
+    } else {
+        None
+    }
+}

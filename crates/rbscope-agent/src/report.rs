@@ -1,0 +1,328 @@
+//! Turning a reported exception into a stored snapshot.
+//!
+//! Runs on the reporting Ruby thread (an escaped exception at exit or thread end,
+//! `Rbscope.report`, a 500 response): finds the frames kept at raise, labels them, walks the
+//! object graph under the configured limits, then hands the encoded blob to the writer thread.
+//! Values are read *now*, not at raise: a change made in `rescue`/`ensure` before the report
+//! shows up in the snapshot.
+
+use crate::capture::{self, frame, record};
+use crate::counters::{add, bump};
+use crate::graph::{self, Walker};
+use crate::labels;
+use crate::rb::{self, Gvl, NIL};
+use crate::state::Agent;
+use crate::writer::Job;
+use rb_sys::{rb_gc_disable, rb_gc_enable, VALUE};
+use rbscope_snapshot::{
+    fingerprint, CauseInfo, Context, ExceptionInfo, Frame, Snapshot, SourceExcerpt,
+};
+
+/// Reports `exc`; returns the new snapshot's id, or None when nothing was stored (rate
+/// limited, queue full, capture failed: each counted).
+pub fn report(gvl: Gvl, agent: &Agent, exc: VALUE, ctx: VALUE, how: &str) -> Option<String> {
+    bump(&agent.counters.reports);
+    let rec = capture::find(gvl, exc).or_else(|| {
+        causes(gvl, exc)
+            .into_iter()
+            .find_map(|c| capture::find(gvl, c))
+    });
+    let (entries, skipped) = match rec {
+        Some(r) => {
+            let items = rb::array_items(gvl, r);
+            let skipped = items
+                .get(record::SKIPPED as usize)
+                .and_then(|v| rb::fixnum(*v))
+                .unwrap_or(0);
+            (
+                items
+                    .into_iter()
+                    .skip(record::FIRST_FRAME as usize)
+                    .collect::<Vec<_>>(),
+                skipped,
+            )
+        }
+        None => {
+            bump(&agent.counters.reports_without_capture);
+            (Vec::new(), 0)
+        }
+    };
+
+    let frames: Vec<FrameParts> = entries.iter().map(|e| frame_parts(gvl, *e)).collect();
+    let class_name = rb::class_name_of(gvl, exc);
+    let top = frames
+        .first()
+        .map(|f| f.label.clone())
+        .unwrap_or_else(|| "-".into());
+    let fp = fingerprint(&class_name, &top);
+    if !agent.rate_limiter_allows(&fp) {
+        bump(&agent.counters.rate_limited);
+        return None;
+    }
+
+    // SAFETY: GVL held. GC is paused for the walk so that the identity map's addresses stay
+    // valid (no compaction, no frees); the walk is bounded by the configured limits.
+    let gc_was_disabled = rb::truthy(unsafe { rb_gc_disable() });
+    let magic = graph::magic_roots(gvl, &agent.config.magic_roots);
+    let mut walker = Walker::new(gvl, &agent.config, &magic);
+    let mut out_frames = Vec::with_capacity(frames.len());
+    for (parts, entry) in frames.iter().zip(&entries) {
+        let items = rb::array_items(gvl, *entry);
+        let self_v = items.get(frame::SELF as usize).copied().unwrap_or(NIL);
+        let binding = items.get(frame::BINDING as usize).copied().unwrap_or(NIL);
+        let self_value = walker.value(self_v, 0);
+        let mut locals = Vec::new();
+        for (name, v) in binding_locals(gvl, binding) {
+            let value = walker.named(&name, v, 0);
+            locals.push((name, value));
+        }
+        out_frames.push(Frame {
+            depth: parts.depth,
+            label: parts.label.clone(),
+            method_name: parts.method_name.clone(),
+            path: parts.path.clone(),
+            lineno: parts.lineno,
+            self_value,
+            locals,
+            source: read_source(
+                parts.abs_path.as_deref().unwrap_or(&parts.path),
+                parts.lineno,
+                agent.config.source_context_lines,
+            ),
+        });
+    }
+    let (objects, mut stats) = walker.finish();
+    if !gc_was_disabled {
+        // SAFETY: GVL held; we re-enable what we disabled.
+        unsafe { rb_gc_enable() };
+    }
+    stats.frames_skipped = skipped.max(0) as u32;
+    stats.locals_missing = rec.is_none();
+    add(&agent.counters.values_redacted, stats.redacted as u64);
+    add(
+        &agent.counters.values_truncated,
+        (stats.truncated_strings + stats.truncated_collections) as u64,
+    );
+    add(
+        &agent.counters.objects_cut,
+        (stats.cut_depth + stats.cut_objects + stats.cut_bytes) as u64,
+    );
+
+    let message = exception_message(gvl, exc);
+    let causes = causes(gvl, exc)
+        .into_iter()
+        .map(|c| CauseInfo {
+            class_name: rb::class_name_of(gvl, c),
+            message: exception_message(gvl, c),
+            backtrace: backtrace(gvl, c),
+        })
+        .collect();
+    let id = ulid::Ulid::new().to_string();
+    let snapshot = Snapshot {
+        id: id.clone(),
+        reported_at_ms: now_ms(),
+        fingerprint: fp,
+        exception: ExceptionInfo {
+            class_name: class_name.clone(),
+            message: message.clone(),
+            backtrace: backtrace(gvl, exc),
+            causes,
+        },
+        frames: out_frames,
+        objects,
+        context: context(gvl, agent, ctx, how),
+        stats,
+    };
+    let body = match rbscope_snapshot::encode(&snapshot) {
+        Ok(b) => b,
+        Err(_) => {
+            bump(&agent.counters.encode_errors);
+            return None;
+        }
+    };
+    let summary = rbscope_store::SnapshotSummary::of(&snapshot, body.len());
+    let where_ = frames
+        .first()
+        .map(|f| format!(" in {} at {}:{}", f.label, f.path, f.lineno))
+        .unwrap_or_default();
+    let first_line = message.lines().next().unwrap_or("").chars().take(200);
+    let log = format!(
+        "[rbscope] snapshot {id} stored: {class_name}: {}{where_} (pid {})",
+        first_line.collect::<String>(),
+        std::process::id()
+    );
+    if agent.writer.submit(Job::Store {
+        summary: Box::new(summary),
+        body,
+        log,
+    }) {
+        Some(id)
+    } else {
+        bump(&agent.counters.queue_full);
+        None
+    }
+}
+
+struct FrameParts {
+    depth: u32,
+    label: String,
+    method_name: Option<String>,
+    path: String,
+    abs_path: Option<String>,
+    lineno: i64,
+}
+
+fn frame_parts(gvl: Gvl, entry: VALUE) -> FrameParts {
+    let items = rb::array_items(gvl, entry);
+    let get = |i: isize| items.get(i as usize).copied().unwrap_or(NIL);
+    let loc = get(frame::LOCATION);
+    let text = |name: &str| {
+        rb::core_call(gvl, "Thread::Backtrace::Location", name, loc, &[])
+            .ok()
+            .and_then(|v| rb::to_string(gvl, v))
+    };
+    let lineno = rb::core_call(gvl, "Thread::Backtrace::Location", "lineno", loc, &[])
+        .ok()
+        .and_then(rb::fixnum)
+        .unwrap_or(0);
+    let label = text("label").unwrap_or_default();
+    let base_label = text("base_label").unwrap_or_else(|| label.clone());
+    let facts = labels::facts(gvl, &label, &base_label, get(frame::KLASS), get(frame::SELF));
+    FrameParts {
+        depth: rb::fixnum(get(frame::DEPTH)).unwrap_or(0) as u32,
+        label: facts.label_with_params(),
+        method_name: (!base_label.starts_with('<')).then(|| base_label.clone()),
+        path: text("path").unwrap_or_default(),
+        abs_path: text("absolute_path"),
+        lineno,
+    }
+}
+
+/// A binding's local variables, in the VM's order.
+fn binding_locals(gvl: Gvl, binding: VALUE) -> Vec<(String, VALUE)> {
+    if binding == NIL {
+        return Vec::new();
+    }
+    let Ok(names) = rb::core_call(gvl, "Binding", "local_variables", binding, &[]) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for sym in rb::array_items(gvl, names) {
+        let Some(name) = rb::symbol_name(gvl, sym) else {
+            continue;
+        };
+        if let Ok(v) = rb::core_call(gvl, "Binding", "local_variable_get", binding, &[sym]) {
+            out.push((name, v));
+        }
+    }
+    out
+}
+
+/// The cause chain, outermost first, bounded and loop-safe.
+fn causes(gvl: Gvl, exc: VALUE) -> Vec<VALUE> {
+    let mut out = Vec::new();
+    let mut cur = exc;
+    for _ in 0..16 {
+        let Ok(c) = rb::core_call(gvl, "Exception", "cause", cur, &[]) else {
+            break;
+        };
+        if c == NIL || c == exc || out.contains(&c) {
+            break;
+        }
+        out.push(c);
+        cur = c;
+    }
+    out
+}
+
+/// The exception's message. `message` is the one method rbscope calls that an app may
+/// define (as Ruby's own error printer does); a failure falls back to the stored text.
+fn exception_message(gvl: Gvl, exc: VALUE) -> String {
+    if let Some(m) = rb::call(gvl, exc, "message", &[])
+        .ok()
+        .and_then(|m| rb::to_string(gvl, m))
+    {
+        return m;
+    }
+    // SAFETY: reading the internal `mesg` ivar runs no Ruby code.
+    let mesg = unsafe { rb_sys::rb_ivar_get(exc, rb::intern(gvl, "mesg")) };
+    rb::to_string(gvl, mesg).unwrap_or_default()
+}
+
+fn backtrace(gvl: Gvl, exc: VALUE) -> Vec<String> {
+    let bt = rb::core_call(gvl, "Exception", "backtrace", exc, &[]).unwrap_or(NIL);
+    rb::array_items(gvl, bt)
+        .into_iter()
+        .take(500)
+        .filter_map(|l| rb::to_string(gvl, l))
+        .collect()
+}
+
+fn read_source(path: &str, lineno: i64, context: usize) -> Option<SourceExcerpt> {
+    if lineno <= 0 || context == 0 {
+        return None;
+    }
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_file() || meta.len() > 8 * 1024 * 1024 {
+        return None;
+    }
+    let text = std::fs::read(path).ok()?;
+    let text = String::from_utf8_lossy(&text);
+    let first = (lineno as usize).saturating_sub(context).max(1);
+    let lines: Vec<String> = text
+        .lines()
+        .skip(first - 1)
+        .take(context * 2 + 1)
+        .map(|l| l.chars().take(400).collect())
+        .collect();
+    (!lines.is_empty()).then_some(SourceExcerpt {
+        first_lineno: first as i64,
+        lines,
+    })
+}
+
+fn context(gvl: Gvl, agent: &Agent, ctx: VALUE, how: &str) -> Context {
+    let parts = rb::array_items(gvl, ctx);
+    let pairs = |v: Option<&VALUE>| -> Vec<(String, String)> {
+        v.map(|v| rb::array_items(gvl, *v))
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|p| {
+                let kv = rb::array_items(gvl, p);
+                Some((
+                    rb::to_string(gvl, *kv.first()?)?,
+                    rb::to_string(gvl, *kv.get(1)?)?,
+                ))
+            })
+            .collect()
+    };
+    let mut extra = pairs(parts.get(2));
+    extra.push(("reported_by".into(), how.into()));
+    // SAFETY: GVL held; `$0` is always a String or nil.
+    let title = unsafe { rb_sys::rb_gv_get(c"$0".as_ptr()) };
+    let constant = |name: &str| {
+        rb::const_at(gvl, name)
+            .and_then(|v| rb::to_string(gvl, v))
+            .unwrap_or_default()
+    };
+    Context {
+        hostname: agent.hostname.clone(),
+        pid: std::process::id(),
+        process_title: rb::to_string(gvl, title).unwrap_or_default(),
+        ruby_version: constant("RUBY_VERSION"),
+        ruby_platform: constant("RUBY_PLATFORM"),
+        app_root: agent.config.app_root.clone(),
+        app_revision: agent.config.app_revision.clone(),
+        thread_name: parts.first().and_then(|v| rb::to_string(gvl, *v)),
+        gems: pairs(parts.get(1)),
+        agent_version: env!("CARGO_PKG_VERSION").into(),
+        extra,
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,117 @@
+//! The running agent: its settings, counters, writer and control server.
+//!
+//! One `Agent` per process, replaced whole after `fork`: the child gets a new writer thread and
+//! a new control socket, and the parent's copies (whose threads do not exist in the child, and
+//! whose locks may have been held at the moment of the fork) are leaked, never touched.
+
+use crate::config::Config;
+use crate::control::ControlServer;
+use crate::counters::Counters;
+use crate::writer::Writer;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub struct Agent {
+    pub config: Config,
+    pub counters: Arc<Counters>,
+    pub writer: Writer,
+    pub pid: u32,
+    pub hostname: String,
+    pub warnings: Vec<String>,
+    rate: Mutex<RateLimiter>,
+    pub control: Option<ControlServer>,
+}
+
+static AGENT: Mutex<Option<Arc<Agent>>> = Mutex::new(None);
+
+/// The running agent of *this* process, if started. After a fork, the parent's agent is not
+/// returned: the child must call `after_fork` first.
+pub fn current() -> Option<Arc<Agent>> {
+    let guard = AGENT.lock().ok()?;
+    let agent = guard.as_ref()?;
+    (agent.pid == std::process::id()).then(|| agent.clone())
+}
+
+/// Whether an agent is installed, even one inherited from a parent process.
+pub fn inherited() -> Option<Arc<Agent>> {
+    AGENT.lock().ok()?.as_ref().cloned()
+}
+
+pub fn install(agent: Agent) {
+    if let Ok(mut guard) = AGENT.lock() {
+        if let Some(old) = guard.replace(Arc::new(agent)) {
+            if old.pid != std::process::id() {
+                // The parent's agent: its threads do not exist here; never run its destructors.
+                std::mem::forget(old);
+            }
+        }
+    }
+}
+
+pub fn remove() -> Option<Arc<Agent>> {
+    AGENT.lock().ok()?.take()
+}
+
+impl Agent {
+    pub fn new(config: Config, counters: Arc<Counters>, writer: Writer) -> Agent {
+        Agent {
+            config,
+            counters,
+            writer,
+            pid: std::process::id(),
+            hostname: hostname(),
+            warnings: Vec::new(),
+            rate: Mutex::new(RateLimiter::default()),
+            control: None,
+        }
+    }
+
+    /// Per-fingerprint limit: at most `rate_limit_per_minute` snapshots a minute.
+    pub fn rate_limiter_allows(&self, fingerprint: &str) -> bool {
+        let limit = self.config.rate_limit_per_minute;
+        if limit == 0 {
+            return true;
+        }
+        match self.rate.lock() {
+            Ok(mut r) => r.allow(fingerprint, limit, Instant::now()),
+            Err(_) => true,
+        }
+    }
+}
+
+#[derive(Default)]
+struct RateLimiter {
+    windows: HashMap<String, (Instant, u32)>,
+}
+
+impl RateLimiter {
+    fn allow(&mut self, key: &str, limit: u32, now: Instant) -> bool {
+        const WINDOW: Duration = Duration::from_secs(60);
+        if self.windows.len() > 10_000 {
+            self.windows
+                .retain(|_, (start, _)| now.duration_since(*start) < WINDOW);
+        }
+        let entry = self.windows.entry(key.to_string()).or_insert((now, 0));
+        if now.duration_since(entry.0) >= WINDOW {
+            *entry = (now, 0);
+        }
+        if entry.1 >= limit {
+            return false;
+        }
+        entry.1 += 1;
+        true
+    }
+}
+
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it or
+    // truncates, and we stop at the first NUL.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
+    if rc != 0 {
+        return "unknown".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}

@@ -1,0 +1,235 @@
+//! Better-backtrace labels.
+//!
+//! A frame's label is built from facts, never from Ruby's backtrace strings (their format
+//! changed in 3.4): the class path, how the method is attached to it, the method name, how many
+//! blocks deep the frame is, and the parameter names. Whoever gathers the facts (the agent from
+//! its own VM, the CLI from another process's memory or a snapshot) formats them here, so every
+//! place rbscope shows a frame shows the same label.
+//!
+//! ```text
+//! ModuleB::ClassB#hello()            instance method
+//! ModuleC.hello()                    method on a class or module object
+//! ClassD$singleton#hello()           method on one specific object
+//! ClassG$refinement@Mod::Refines#hello()
+//! ClassF#hello{block}{block}()       nested blocks
+//! Object#method(a, b, *c, (), f:, g:, **h, &i)
+//! ```
+
+use serde::{Deserialize, Serialize};
+use std::fmt::{self, Write};
+
+/// How the method of a frame hangs off its class.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MethodKind {
+    /// An instance method: `Klass#meth`.
+    Instance,
+    /// A method on a class or module object: `Klass.meth`.
+    ClassLevel,
+    /// A method defined on one specific object: `Klass$singleton#meth`, where `Klass` is the
+    /// object's class.
+    ObjectSingleton,
+    /// A method in a refinement of `Klass`, defined in module `refined_in`.
+    Refinement { refined_in: String },
+    /// Code that is not inside a method (`<main>`, `<top (required)>`, `<class:Foo>`): the label
+    /// is the code's own name, attached to the class of `self` as a singleton.
+    TopLevel,
+}
+
+/// One parameter, as `Method#parameters` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Param {
+    Req(Option<String>),
+    Opt(String),
+    Rest(Option<String>),
+    Post(Option<String>),
+    KeyReq(String),
+    Key(String),
+    KeyRest(Option<String>),
+    NoKey,
+    Block(Option<String>),
+}
+
+/// The parameter list of a frame. `Unknown` prints as `(*)`, the notation for C functions
+/// whose arity is variable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Params {
+    Known(Vec<Param>),
+    Unknown,
+}
+
+/// Everything needed to print one frame's label.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FrameFacts {
+    pub class_path: String,
+    pub method_name: String,
+    pub kind: MethodKind,
+    pub block_depth: u32,
+    pub params: Params,
+}
+
+impl Param {
+    /// Builds a parameter from `Method#parameters`' pair (kind name, optional name).
+    pub fn from_parts(kind: &str, name: Option<String>) -> Option<Param> {
+        Some(match kind {
+            "req" => Param::Req(name),
+            "opt" => Param::Opt(name.unwrap_or_default()),
+            "rest" => Param::Rest(name),
+            "post" => Param::Post(name),
+            "keyreq" => Param::KeyReq(name.unwrap_or_default()),
+            "key" => Param::Key(name.unwrap_or_default()),
+            "keyrest" => Param::KeyRest(name),
+            "nokey" => Param::NoKey,
+            "block" => Param::Block(name),
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Param {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Unnamed required params are destructuring patterns `(d, e)`: printed as `()`.
+        let named = |n: &Option<String>| n.clone().unwrap_or_default();
+        match self {
+            Param::Req(None) | Param::Post(None) => f.write_str("()"),
+            Param::Req(Some(n)) | Param::Post(Some(n)) | Param::Opt(n) => f.write_str(n),
+            Param::Rest(n) => write!(f, "*{}", named(n)),
+            Param::KeyReq(n) | Param::Key(n) => write!(f, "{n}:"),
+            Param::KeyRest(n) => write!(f, "**{}", named(n)),
+            Param::NoKey => f.write_str("**nil"),
+            Param::Block(n) => write!(f, "&{}", named(n)),
+        }
+    }
+}
+
+impl fmt::Display for Params {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Params::Unknown => f.write_str("(*)"),
+            Params::Known(ps) => {
+                f.write_char('(')?;
+                for (i, p) in ps.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{p}")?;
+                }
+                f.write_char(')')
+            }
+        }
+    }
+}
+
+impl FrameFacts {
+    /// The label without parameters: `ClassF#hello{block}`.
+    pub fn label(&self) -> String {
+        let mut s = String::with_capacity(self.class_path.len() + self.method_name.len() + 16);
+        s.push_str(&self.class_path);
+        match &self.kind {
+            MethodKind::Instance => s.push('#'),
+            MethodKind::ClassLevel => s.push('.'),
+            MethodKind::ObjectSingleton | MethodKind::TopLevel => s.push_str("$singleton#"),
+            MethodKind::Refinement { refined_in } => {
+                s.push_str("$refinement@");
+                s.push_str(refined_in);
+                s.push('#');
+            }
+        }
+        s.push_str(&self.method_name);
+        for _ in 0..self.block_depth {
+            s.push_str("{block}");
+        }
+        s
+    }
+
+    /// The full label with parameters: `ClassF#hello{block}(a, b)`.
+    pub fn label_with_params(&self) -> String {
+        format!("{}{}", self.label(), self.params)
+    }
+}
+
+/// One frame of a better backtrace: `path:line:in Label(params)`.
+pub fn format_line(path: &str, lineno: i64, facts: &FrameFacts) -> String {
+    format!("{path}:{lineno}:in {}", facts.label_with_params())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(class: &str, m: &str, kind: MethodKind, depth: u32, params: Params) -> FrameFacts {
+        FrameFacts {
+            class_path: class.into(),
+            method_name: m.into(),
+            kind,
+            block_depth: depth,
+            params,
+        }
+    }
+
+    #[test]
+    fn seed_labels() {
+        let none = || Params::Known(vec![]);
+        assert_eq!(
+            facts("ModuleB::ClassB", "hello", MethodKind::Instance, 0, none())
+                .label_with_params(),
+            "ModuleB::ClassB#hello()"
+        );
+        assert_eq!(
+            facts("ModuleC", "hello", MethodKind::ClassLevel, 0, none()).label_with_params(),
+            "ModuleC.hello()"
+        );
+        assert_eq!(
+            facts("ClassD", "hello", MethodKind::ObjectSingleton, 0, none()).label_with_params(),
+            "ClassD$singleton#hello()"
+        );
+        assert_eq!(
+            facts(
+                "ClassG",
+                "hello",
+                MethodKind::Refinement {
+                    refined_in: "ContainsRefinement::RefinesClassG".into()
+                },
+                0,
+                none()
+            )
+            .label_with_params(),
+            "ClassG$refinement@ContainsRefinement::RefinesClassG#hello()"
+        );
+        assert_eq!(
+            facts("Object", "<main>", MethodKind::TopLevel, 2, none()).label_with_params(),
+            "Object$singleton#<main>{block}{block}()"
+        );
+        assert_eq!(
+            facts("Kernel", "eval", MethodKind::Instance, 0, Params::Unknown).label_with_params(),
+            "Kernel#eval(*)"
+        );
+    }
+
+    #[test]
+    fn complex_params() {
+        let ps = [
+            ("req", Some("a")),
+            ("opt", Some("b")),
+            ("rest", Some("c")),
+            ("req", None),
+            ("keyreq", Some("f")),
+            ("key", Some("g")),
+            ("keyrest", Some("h")),
+            ("block", Some("i")),
+        ]
+        .iter()
+        .filter_map(|(k, n)| Param::from_parts(k, n.map(String::from)))
+        .collect();
+        let f = facts(
+            "Object",
+            "method_with_complex_parameters",
+            MethodKind::Instance,
+            0,
+            Params::Known(ps),
+        );
+        assert_eq!(
+            format_line("x.rb", 121, &f),
+            "x.rb:121:in Object#method_with_complex_parameters(a, b, *c, (), f:, g:, **h, &i)"
+        );
+    }
+}

@@ -1,0 +1,330 @@
+//! The snapshot model.
+//!
+//! The object graph is an arena: every heap object a frame reaches is stored once in
+//! [`Snapshot::objects`] and referred to by its index ([`Value::Ref`]). That keeps cycles and
+//! shared references intact without recursion in the stored form, so decoding a hostile blob
+//! can never overflow the stack, and a restore can rebuild identity exactly.
+//!
+//! Immediate values (nil, booleans, small integers, floats, symbols) are stored inline.
+
+use serde::{Deserialize, Serialize};
+
+/// One stored exception snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// A ULID: unique across hosts, sortable by time.
+    pub id: String,
+    /// Milliseconds since the Unix epoch, when the exception was reported.
+    pub reported_at_ms: i64,
+    /// Class name + top app frame label (not its line): groups repeats of the same failure.
+    pub fingerprint: String,
+    pub exception: ExceptionInfo,
+    /// The captured app frames, innermost first.
+    pub frames: Vec<Frame>,
+    pub objects: Vec<Object>,
+    pub context: Context,
+    pub stats: CaptureStats,
+}
+
+/// An exception, with its cause chain flattened (outermost first, each the cause of the one
+/// before).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExceptionInfo {
+    pub class_name: String,
+    pub message: String,
+    /// Ruby's own backtrace lines, as `Exception#backtrace` gives them (bounded).
+    pub backtrace: Vec<String>,
+    pub causes: Vec<CauseInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CauseInfo {
+    pub class_name: String,
+    pub message: String,
+    pub backtrace: Vec<String>,
+}
+
+/// One captured app frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Frame {
+    /// Position in the exception's full backtrace (0 = where it was raised).
+    pub depth: u32,
+    /// Better-backtrace label, e.g. `Billing::Invoice#total{block}`.
+    pub label: String,
+    /// The method's name alone (`total`), when the frame runs a method.
+    pub method_name: Option<String>,
+    pub path: String,
+    pub lineno: i64,
+    pub self_value: Value,
+    /// Local variables in the order the VM lists them.
+    pub locals: Vec<(String, Value)>,
+    /// Source lines around `lineno`, read at report time (files change on deploy).
+    pub source: Option<SourceExcerpt>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceExcerpt {
+    pub first_lineno: i64,
+    pub lines: Vec<String>,
+}
+
+/// A value as stored: an immediate, or a reference into [`Snapshot::objects`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Value {
+    Nil,
+    True,
+    False,
+    Integer(i64),
+    /// An integer too big for i64, in decimal.
+    BigInteger(String),
+    Float(f64),
+    Symbol(String),
+    Ref(u32),
+    /// A value that looked like a secret. The string says why (the rule that matched).
+    Redacted(String),
+    /// Not captured because a limit was reached.
+    Cut(CutReason),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CutReason {
+    Depth,
+    Objects,
+    Bytes,
+    /// Capturing this value failed (the error was swallowed and counted).
+    Error,
+}
+
+/// A heap object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Object {
+    /// Class path, e.g. `Billing::Invoice`, or `#<Class:0x...>` for an anonymous class.
+    pub class_name: String,
+    pub frozen: bool,
+    pub kind: ObjectKind,
+    /// Instance variables (`@name`), in the VM's order.
+    pub ivars: Vec<(String, Value)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ObjectKind {
+    /// A string: its bytes (possibly cut) and encoding; `original_len` is the full byte length.
+    String {
+        bytes: Vec<u8>,
+        encoding: String,
+        original_len: u64,
+    },
+    Array {
+        items: Vec<Value>,
+        original_len: u64,
+    },
+    Hash {
+        entries: Vec<(Value, Value)>,
+        original_len: u64,
+        default: Option<Value>,
+        default_proc: Option<Value>,
+        compare_by_identity: bool,
+    },
+    Set {
+        items: Vec<Value>,
+        original_len: u64,
+    },
+    Struct {
+        members: Vec<(String, Value)>,
+    },
+    Range {
+        begin: Value,
+        end: Value,
+        exclusive: bool,
+    },
+    Regexp {
+        source: String,
+        options: u32,
+    },
+    Rational {
+        numerator: Value,
+        denominator: Value,
+    },
+    Complex {
+        real: Value,
+        imaginary: Value,
+    },
+    /// A Time: seconds and nanoseconds since the epoch, and its UTC offset in seconds.
+    Time {
+        seconds: i64,
+        nanoseconds: u32,
+        utc_offset: i32,
+        utc: bool,
+    },
+    /// A Date, as ISO 8601 (`2024-02-29`).
+    Date { iso8601: String },
+    /// A DateTime, as ISO 8601 with nanoseconds and offset.
+    DateTime { iso8601: String },
+    /// A BigDecimal, in its exact string form (`0.1e1`).
+    BigDecimal { digits: String },
+    /// A plain object: its class name and ivars say everything.
+    Plain,
+    /// A class or module, by name; `name` is None for an anonymous one.
+    Module { name: Option<String>, is_class: bool },
+    /// A proc or lambda. Its code is never stored or re-executed.
+    Proc {
+        lambda: bool,
+        arity: i32,
+        source_location: Option<(String, i64)>,
+    },
+    /// A Method or UnboundMethod.
+    Method {
+        owner: String,
+        name: String,
+        arity: i32,
+        unbound: bool,
+        source_location: Option<(String, i64)>,
+    },
+    Exception { message: String },
+    /// Something that cannot be captured meaningfully (IO, Thread, Mutex, a socket, a database
+    /// connection, other C data): its class and a short, safe preview.
+    Opaque { preview: String },
+    /// A registered "magic" root (an app-wide singleton such as `Rails.application`), stored as
+    /// the constant path that finds it again.
+    Magic { path: String },
+}
+
+/// Where and in what the exception happened.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Context {
+    pub hostname: String,
+    pub pid: u32,
+    pub process_title: String,
+    pub ruby_version: String,
+    pub ruby_platform: String,
+    pub app_root: String,
+    pub app_revision: Option<String>,
+    pub thread_name: Option<String>,
+    /// Loaded gems and their versions, sorted by name.
+    pub gems: Vec<(String, String)>,
+    /// rbscope's version that captured this snapshot.
+    pub agent_version: String,
+    /// Free-form facts added by integrations (request method and path, job class, ...).
+    pub extra: Vec<(String, String)>,
+}
+
+/// What the capture had to leave out, so the reader knows what is missing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureStats {
+    pub redacted: u32,
+    pub cut_depth: u32,
+    pub cut_objects: u32,
+    pub cut_bytes: u32,
+    pub truncated_strings: u32,
+    pub truncated_collections: u32,
+    pub errors: u32,
+    /// App frames in the backtrace that were not captured (over the frame cap).
+    pub frames_skipped: u32,
+    /// True when the frames' locals were not available (the raise was not seen).
+    pub locals_missing: bool,
+}
+
+impl Snapshot {
+    /// The object a [`Value::Ref`] points at, if the index is valid.
+    pub fn object(&self, index: u32) -> Option<&Object> {
+        self.objects.get(index as usize)
+    }
+
+    /// The innermost captured frame's label, or `-` when no frame was captured.
+    pub fn top_frame_label(&self) -> &str {
+        self.frames.first().map(|f| f.label.as_str()).unwrap_or("-")
+    }
+
+    /// Checks that every reference points inside the arena. The decoder calls this, so code
+    /// holding a decoded snapshot can index without checking again.
+    pub fn validate(&self) -> Result<(), String> {
+        let n = self.objects.len();
+        let check = |v: &Value, what: &str| -> Result<(), String> {
+            match v {
+                Value::Ref(i) if *i as usize >= n => {
+                    Err(format!("{what} refers to object {i}, but there are only {n}"))
+                }
+                _ => Ok(()),
+            }
+        };
+        for (fi, f) in self.frames.iter().enumerate() {
+            check(&f.self_value, &format!("frame {fi} self"))?;
+            for (name, v) in &f.locals {
+                check(v, &format!("frame {fi} local {name}"))?;
+            }
+        }
+        for (oi, o) in self.objects.iter().enumerate() {
+            let what = format!("object {oi}");
+            for (_, v) in &o.ivars {
+                check(v, &what)?;
+            }
+            for v in o.kind.children() {
+                check(v, &what)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ObjectKind {
+    /// Every value this object holds directly (ivars excluded).
+    pub fn children(&self) -> Vec<&Value> {
+        match self {
+            ObjectKind::Array { items, .. } | ObjectKind::Set { items, .. } => {
+                items.iter().collect()
+            }
+            ObjectKind::Hash {
+                entries,
+                default,
+                default_proc,
+                ..
+            } => entries
+                .iter()
+                .flat_map(|(k, v)| [k, v])
+                .chain(default.iter())
+                .chain(default_proc.iter())
+                .collect(),
+            ObjectKind::Struct { members } => members.iter().map(|(_, v)| v).collect(),
+            ObjectKind::Range { begin, end, .. } => vec![begin, end],
+            ObjectKind::Rational {
+                numerator,
+                denominator,
+            } => vec![numerator, denominator],
+            ObjectKind::Complex { real, imaginary } => vec![real, imaginary],
+            _ => Vec::new(),
+        }
+    }
+
+    /// A short name for the kind, as shown by `rbscope show` and in JSON.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ObjectKind::String { .. } => "string",
+            ObjectKind::Array { .. } => "array",
+            ObjectKind::Hash { .. } => "hash",
+            ObjectKind::Set { .. } => "set",
+            ObjectKind::Struct { .. } => "struct",
+            ObjectKind::Range { .. } => "range",
+            ObjectKind::Regexp { .. } => "regexp",
+            ObjectKind::Rational { .. } => "rational",
+            ObjectKind::Complex { .. } => "complex",
+            ObjectKind::Time { .. } => "time",
+            ObjectKind::Date { .. } => "date",
+            ObjectKind::DateTime { .. } => "datetime",
+            ObjectKind::BigDecimal { .. } => "bigdecimal",
+            ObjectKind::Plain => "object",
+            ObjectKind::Module { .. } => "module",
+            ObjectKind::Proc { .. } => "proc",
+            ObjectKind::Method { .. } => "method",
+            ObjectKind::Exception { .. } => "exception",
+            ObjectKind::Opaque { .. } => "opaque",
+            ObjectKind::Magic { .. } => "magic",
+        }
+    }
+}
+
+/// The fingerprint that groups repeats of one failure: exception class and the innermost app
+/// frame's label. The line is left out on purpose, so an edit above the failing line does not
+/// start a new group.
+pub fn fingerprint(class_name: &str, top_frame_label: &str) -> String {
+    format!("{class_name}@{top_frame_label}")
+}

@@ -1,0 +1,272 @@
+//! Which captured values are secrets.
+//!
+//! Snapshots leave the process and are read by people who should not see passwords, tokens or
+//! card numbers, so redaction is on by default. A value is redacted when the *name* that holds
+//! it (a local variable, an instance variable, a hash key, a struct member) looks secret, or
+//! when the *value* itself looks like a card number or a well-known secret format.
+//!
+//! Name matching works on the words of a name (`api_key`, `apiKey`, `X-Api-Key` all give the
+//! words `api`, `key`), so `author` is not mistaken for `auth`. A few distinctive fragments
+//! (`password`, `token`, `secret`, ...) also match inside longer words (`accesstoken`).
+
+/// Words that make a name secret on their own.
+const SECRET_WORDS: &[&str] = &[
+    "password",
+    "passwd",
+    "passphrase",
+    "pwd",
+    "secret",
+    "secrets",
+    "token",
+    "tokens",
+    "auth",
+    "authorization",
+    "bearer",
+    "cookie",
+    "cookies",
+    "session",
+    "sessions",
+    "credential",
+    "credentials",
+    "cvv",
+    "cvc",
+    "ssn",
+    "otp",
+    "pin",
+    "salt",
+];
+
+/// Pairs of consecutive words that make a name secret (`api_key`, `private_key`, ...).
+const SECRET_PAIRS: &[(&str, &str)] = &[
+    ("api", "key"),
+    ("private", "key"),
+    ("access", "key"),
+    ("secret", "key"),
+    ("signing", "key"),
+    ("encryption", "key"),
+    ("master", "key"),
+    ("card", "number"),
+    ("credit", "card"),
+    ("cc", "number"),
+    ("account", "number"),
+];
+
+/// Fragments that mark a name as secret even inside a longer word.
+const SECRET_FRAGMENTS: &[&str] = &[
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "apikey",
+    "privatekey",
+    "accesskey",
+    "credential",
+    "cookie",
+    "session",
+    "authorization",
+];
+
+/// Value prefixes of widely used secret formats.
+const SECRET_VALUE_PREFIXES: &[&str] = &[
+    "sk_live_",
+    "sk_test_",
+    "rk_live_",
+    "xoxb-",
+    "xoxp-",
+    "ghp_",
+    "github_pat_",
+    "AKIA",
+    "-----BEGIN RSA PRIVATE KEY",
+    "-----BEGIN PRIVATE KEY",
+    "-----BEGIN EC PRIVATE KEY",
+    "-----BEGIN OPENSSH PRIVATE KEY",
+];
+
+/// The redaction rules in force. `Default` is what rbscope uses unless configured.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    pub enabled: bool,
+    /// Extra name fragments (lower case) that the app declared secret.
+    pub extra_names: Vec<String>,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules {
+            enabled: true,
+            extra_names: Vec::new(),
+        }
+    }
+}
+
+impl Rules {
+    /// Why a name looks secret, or None. The reason is stored in place of the value.
+    pub fn secret_name(&self, name: &str) -> Option<&'static str> {
+        if !self.enabled {
+            return None;
+        }
+        let words = words(name);
+        if words.iter().any(|w| SECRET_WORDS.contains(&w.as_str())) {
+            return Some("name");
+        }
+        if words
+            .windows(2)
+            .any(|p| SECRET_PAIRS.contains(&(p[0].as_str(), p[1].as_str())))
+        {
+            return Some("name");
+        }
+        let lower = name.to_ascii_lowercase();
+        if SECRET_FRAGMENTS.iter().any(|f| lower.contains(f)) {
+            return Some("name");
+        }
+        if self
+            .extra_names
+            .iter()
+            .any(|f| !f.is_empty() && lower.contains(f.as_str()))
+        {
+            return Some("configured name");
+        }
+        None
+    }
+
+    /// Why a string value looks secret, or None.
+    pub fn secret_value(&self, bytes: &[u8]) -> Option<&'static str> {
+        if !self.enabled {
+            return None;
+        }
+        if looks_like_card_number(bytes) {
+            return Some("card number");
+        }
+        if SECRET_VALUE_PREFIXES
+            .iter()
+            .any(|p| bytes.starts_with(p.as_bytes()))
+        {
+            return Some("secret format");
+        }
+        None
+    }
+}
+
+/// Splits a name into lower-case words at `_`, `-`, `.`, spaces, `@`, `:` and camelCase humps.
+fn words(name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut prev_lower = false;
+    for ch in name.chars() {
+        if !ch.is_ascii_alphanumeric() {
+            if !cur.is_empty() {
+                out.push(std::mem::take(&mut cur));
+            }
+            prev_lower = false;
+            continue;
+        }
+        if ch.is_ascii_uppercase() && prev_lower && !cur.is_empty() {
+            out.push(std::mem::take(&mut cur));
+        }
+        prev_lower = ch.is_ascii_lowercase() || ch.is_ascii_digit();
+        cur.push(ch.to_ascii_lowercase());
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// 13 to 19 digits (spaces and dashes allowed between them) that pass the Luhn check.
+pub fn looks_like_card_number(bytes: &[u8]) -> bool {
+    if bytes.len() < 13 || bytes.len() > 23 {
+        return false;
+    }
+    let mut digits = [0u8; 23];
+    let mut n = 0;
+    for &b in bytes {
+        match b {
+            b'0'..=b'9' => {
+                digits[n] = b - b'0';
+                n += 1;
+            }
+            b' ' | b'-' => {}
+            _ => return false,
+        }
+    }
+    if !(13..=19).contains(&n) {
+        return false;
+    }
+    let mut sum = 0u32;
+    for (i, &d) in digits[..n].iter().rev().enumerate() {
+        let mut d = d as u32;
+        if i % 2 == 1 {
+            d *= 2;
+            if d > 9 {
+                d -= 9;
+            }
+        }
+        sum += d;
+    }
+    sum % 10 == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_names() {
+        let r = Rules::default();
+        for name in [
+            "password",
+            "@password",
+            "user_password",
+            "passwordConfirmation",
+            "api_key",
+            "apiKey",
+            "X-Api-Key",
+            "access_token",
+            "accesstoken",
+            "@secret",
+            "session_id",
+            "HTTP_AUTHORIZATION",
+            "auth",
+            "card_number",
+            "private_key",
+            "cookie",
+        ] {
+            assert!(r.secret_name(name).is_some(), "{name} should be secret");
+        }
+        for name in ["author", "user", "keyboard", "total", "@items", "pinch", "key"] {
+            assert!(r.secret_name(name).is_none(), "{name} should not be secret");
+        }
+    }
+
+    #[test]
+    fn card_numbers() {
+        assert!(looks_like_card_number(b"4111111111111111"));
+        assert!(looks_like_card_number(b"4111 1111 1111 1111"));
+        assert!(looks_like_card_number(b"5500-0000-0000-0004"));
+        assert!(!looks_like_card_number(b"4111111111111112"));
+        assert!(!looks_like_card_number(b"1234"));
+        assert!(!looks_like_card_number(b"hello world 123"));
+    }
+
+    #[test]
+    fn secret_values_and_disabling() {
+        let r = Rules::default();
+        assert_eq!(r.secret_value(b"sk_live_abc123"), Some("secret format"));
+        assert_eq!(r.secret_value(b"plain text"), None);
+        let off = Rules {
+            enabled: false,
+            ..Rules::default()
+        };
+        assert_eq!(off.secret_name("password"), None);
+        assert_eq!(off.secret_value(b"4111111111111111"), None);
+    }
+
+    #[test]
+    fn extra_names() {
+        let r = Rules {
+            enabled: true,
+            extra_names: vec!["iban".into()],
+        };
+        assert_eq!(r.secret_name("customer_iban"), Some("configured name"));
+    }
+}

@@ -1,0 +1,85 @@
+//! Where the store is.
+//!
+//! The app and the CLI must find the same store whatever their working directory, so the
+//! default is a per-user data directory, never a relative path: `$XDG_DATA_HOME/rbscope/
+//! snapshots.db`, else `$HOME/.local/share/rbscope/snapshots.db`. `RBSCOPE_STORE` (or the
+//! CLI's `--store`) overrides it with a path; `postgres://` URLs are recognised so the error
+//! can say they are not supported yet.
+
+use crate::StoreError;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    Sqlite(PathBuf),
+}
+
+impl StoreLocation {
+    /// Interprets a `--store` / `RBSCOPE_STORE` value; None or empty means the default.
+    pub fn parse(value: Option<&str>) -> Result<Self, StoreError> {
+        match value.map(str::trim) {
+            None | Some("") => Ok(StoreLocation::Sqlite(default_store_path())),
+            Some(v) if v.contains("://") => {
+                if let Some(path) = v.strip_prefix("sqlite://") {
+                    Ok(StoreLocation::Sqlite(PathBuf::from(path)))
+                } else {
+                    Err(StoreError::UnsupportedUrl(v.to_string()))
+                }
+            }
+            Some(v) => Ok(StoreLocation::Sqlite(absolute(Path::new(v)))),
+        }
+    }
+
+    /// A human-readable description for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            StoreLocation::Sqlite(p) => p.display().to_string(),
+        }
+    }
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
+    }
+}
+
+/// The default store file for this user.
+pub fn default_store_path() -> PathBuf {
+    let data_home = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| Path::new(v).is_absolute())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| {
+            // SAFETY: getuid has no preconditions and cannot fail.
+            let uid = unsafe { libc::getuid() };
+            PathBuf::from(format!("/tmp/rbscope-data-{uid}"))
+        });
+    data_home.join("rbscope").join("snapshots.db")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses() {
+        assert_eq!(
+            StoreLocation::parse(Some("/x/y.db")).unwrap(),
+            StoreLocation::Sqlite("/x/y.db".into())
+        );
+        assert_eq!(
+            StoreLocation::parse(Some("sqlite:///x/y.db")).unwrap(),
+            StoreLocation::Sqlite("/x/y.db".into())
+        );
+        assert!(matches!(
+            StoreLocation::parse(Some("mysql://h/db")),
+            Err(StoreError::UnsupportedUrl(_))
+        ));
+        assert!(matches!(StoreLocation::parse(None).unwrap(), StoreLocation::Sqlite(p) if p.ends_with("rbscope/snapshots.db")));
+    }
+}

@@ -1,0 +1,120 @@
+//! Talking to a running process's agent over its control socket.
+//!
+//! Finding the socket uses the *target's* uid and `XDG_RUNTIME_DIR` (read from /proc), so a
+//! root CLI finds a user's process, and every failure says what to do: no such process, not a
+//! Ruby process, agent not started, another user's process, a protocol mismatch.
+
+use anyhow::{anyhow, bail, Context};
+use rbscope_proto::{
+    paths, read_frame, write_frame, AgentMessage, AgentStatus, ClientMessage, Hello, Welcome,
+    PROTOCOL_VERSION,
+};
+use std::fs;
+use std::io::ErrorKind;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub struct Target {
+    pub pid: u32,
+    pub uid: u32,
+    pub socket: PathBuf,
+}
+
+pub struct Client {
+    stream: UnixStream,
+    pub welcome: Welcome,
+}
+
+/// Finds where process `pid`'s agent would listen.
+pub fn locate(pid: u32) -> anyhow::Result<Target> {
+    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+    let status = match fs::read_to_string(proc_dir.join("status")) {
+        Ok(s) => s,
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            bail!("no process with PID {pid} (it may have exited)")
+        }
+        Err(e) => return Err(e).context(format!("cannot inspect process {pid}")),
+    };
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|u| u.parse::<u32>().ok())
+        .ok_or_else(|| anyhow!("cannot read the owner of process {pid}"))?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if me != 0 && me != uid {
+        bail!("process {pid} belongs to uid {uid}, you are uid {me}: run rbscope as that user (or root)");
+    }
+    let xdg = fs::read(proc_dir.join("environ")).ok().and_then(|env| {
+        env.split(|b| *b == 0)
+            .find_map(|kv| kv.strip_prefix(b"XDG_RUNTIME_DIR=").map(|v| String::from_utf8_lossy(v).into_owned()))
+    });
+    let dir = paths::runtime_dir(xdg.as_deref(), uid);
+    Ok(Target {
+        pid,
+        uid,
+        socket: paths::socket_path(&dir, pid),
+    })
+}
+
+fn is_ruby(pid: u32) -> bool {
+    let maps = fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+    if maps.contains("libruby") {
+        return true;
+    }
+    fs::read_link(format!("/proc/{pid}/exe"))
+        .map(|p| p.file_name().map(|n| n.to_string_lossy().contains("ruby")).unwrap_or(false))
+        .unwrap_or(false)
+}
+
+/// Connects and performs the handshake.
+pub fn connect(target: &Target) -> anyhow::Result<Client> {
+    let pid = target.pid;
+    let mut stream = match UnixStream::connect(&target.socket) {
+        Ok(s) => s,
+        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused) => {
+            if !is_ruby(pid) {
+                bail!("process {pid} is not a Ruby process");
+            }
+            let stale = e.kind() == ErrorKind::ConnectionRefused;
+            bail!(
+                "process {pid} has no rbscope agent listening{} ({}): start the app with \
+                 `rbscope run -- ...` or call Rbscope.start in it",
+                if stale { " (stale socket)" } else { "" },
+                target.socket.display()
+            );
+        }
+        Err(e) if e.kind() == ErrorKind::PermissionDenied => {
+            bail!("permission denied on {}: run rbscope as uid {} (or root)", target.socket.display(), target.uid)
+        }
+        Err(e) => return Err(e).context(format!("cannot connect to {}", target.socket.display())),
+    };
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
+    write_frame(
+        &mut stream,
+        &ClientMessage::Hello(Hello {
+            protocol_version: PROTOCOL_VERSION,
+            client_version: env!("CARGO_PKG_VERSION").into(),
+        }),
+    )
+    .context("handshake failed")?;
+    match read_frame::<_, AgentMessage>(&mut stream).context("no answer to the handshake")? {
+        AgentMessage::Welcome(welcome) => Ok(Client { stream, welcome }),
+        AgentMessage::Refused(why) => bail!("the agent in process {pid} refused: {why}"),
+        other => bail!("unexpected answer to the handshake: {other:?}"),
+    }
+}
+
+impl Client {
+    pub fn status(&mut self) -> anyhow::Result<AgentStatus> {
+        write_frame(&mut self.stream, &ClientMessage::Status)?;
+        match read_frame::<_, AgentMessage>(&mut self.stream)? {
+            AgentMessage::Status(s) => Ok(s),
+            AgentMessage::Error(e) => bail!("the agent answered with an error: {e}"),
+            other => bail!("unexpected answer: {other:?}"),
+        }
+    }
+}

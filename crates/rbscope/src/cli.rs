@@ -1,0 +1,74 @@
+//! Command-line arguments (clap derive), converted to domain types by each command.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rbscope",
+    version,
+    about = "A production debugger for Ruby: exception snapshots you can browse later.",
+    long_about = "A production debugger for Ruby.\n\n\
+        When an exception escapes a Ruby program (or the app calls Rbscope.report), rbscope \
+        stores a snapshot of every app frame: self, locals and the objects they reach. \
+        Browse snapshots with `list` and `show`; no Ruby is needed for that.\n\n\
+        The store is a SQLite file, by default $XDG_DATA_HOME/rbscope/snapshots.db \
+        (~/.local/share/rbscope/snapshots.db); --store or RBSCOPE_STORE picks another."
+)]
+pub struct Cli {
+    /// Where snapshots are stored: a file path (default: the per-user data directory).
+    #[arg(long, global = true, env = "RBSCOPE_STORE", value_name = "PATH")]
+    pub store: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a program with the agent loaded and started (sets RUBYOPT for Ruby processes).
+    #[command(after_help = "Example: rbscope run -- ruby app.rb\n         rbscope run -- bundle exec rails server")]
+    Run {
+        /// The command and its arguments, after `--`.
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+    /// List stored snapshots, newest first.
+    List {
+        /// How many to show.
+        #[arg(short = 'n', long, default_value_t = 50)]
+        limit: usize,
+        /// Print JSON (one array) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one snapshot: the exception, its causes, then every frame with source, self,
+    /// locals and instance variables.
+    Show {
+        /// The snapshot id, or an unambiguous prefix of it.
+        id: String,
+        /// Print the whole snapshot as JSON.
+        #[arg(long)]
+        json: bool,
+        /// How deep to expand objects in the text view.
+        #[arg(long, default_value_t = 4)]
+        depth: usize,
+        /// How many items of each array or hash to print in the text view.
+        #[arg(long, default_value_t = 20)]
+        items: usize,
+    },
+    /// Check the set-up: the store, the Ruby agent, and with -p a running process's agent.
+    Doctor {
+        /// A running process to ask for its agent's state and counters.
+        #[arg(short, long)]
+        pid: Option<u32>,
+    },
+}
+
+impl Cli {
+    pub fn store_path(&self) -> anyhow::Result<PathBuf> {
+        match rbscope_store::StoreLocation::parse(self.store.as_deref())? {
+            rbscope_store::StoreLocation::Sqlite(p) => Ok(p),
+        }
+    }
+}

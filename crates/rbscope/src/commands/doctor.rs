@@ -1,0 +1,76 @@
+//! `rbscope doctor [-p PID]`: is everything where it should be?
+
+use crate::agent_client;
+use crate::cli::Cli;
+use crate::ruby_lib;
+use rbscope_store::{SqliteStore, StoreError};
+use std::process::Command;
+
+pub fn doctor(cli: &Cli, pid: Option<u32>) -> anyhow::Result<i32> {
+    println!("rbscope {}", env!("CARGO_PKG_VERSION"));
+    let path = cli.store_path()?;
+    match SqliteStore::open_existing(&path) {
+        Ok(store) => {
+            let st = store.stats()?;
+            println!(
+                "store     {}  ({} snapshots, {} bytes of snapshots, file {} bytes)",
+                path.display(),
+                st.snapshots,
+                st.snapshot_bytes,
+                st.file_bytes
+            );
+        }
+        Err(StoreError::Missing(_)) => {
+            println!("store     {}  (not created yet: the first snapshot creates it)", path.display())
+        }
+        Err(e) => println!("store     {}  PROBLEM: {e}", path.display()),
+    }
+    match ruby_lib::find() {
+        Ok(lib) => {
+            let check = Command::new("ruby")
+                .arg(format!("-I{}", lib.display()))
+                .args(["-e", "require 'rbscope'; print Rbscope::Native::VERSION"])
+                .env("RBSCOPE_DISABLE", "")
+                .output();
+            match check {
+                Ok(out) if out.status.success() => println!(
+                    "agent     loads in `ruby` (version {}) from {}",
+                    String::from_utf8_lossy(&out.stdout),
+                    lib.display()
+                ),
+                Ok(out) => println!(
+                    "agent     PROBLEM: `ruby` cannot load it from {}: {}",
+                    lib.display(),
+                    String::from_utf8_lossy(&out.stderr).lines().next().unwrap_or("")
+                ),
+                Err(e) => println!("agent     PROBLEM: cannot run ruby: {e}"),
+            }
+        }
+        Err(e) => println!("agent     PROBLEM: {e:#}"),
+    }
+    let Some(pid) = pid else { return Ok(0) };
+    let target = agent_client::locate(pid)?;
+    let mut client = agent_client::connect(&target)?;
+    let status = client.status()?;
+    let w = &client.welcome;
+    println!(
+        "process   {pid}: agent {} started on Ruby {} (protocol {}), socket {}",
+        w.agent_version,
+        w.ruby_version,
+        w.protocol_version,
+        target.socket.display()
+    );
+    println!("          store {}", status.store);
+    for warning in &status.warnings {
+        println!("          warning: {warning}");
+    }
+    println!("settings");
+    for (k, v) in &status.settings {
+        println!("  {k:<24} {v}");
+    }
+    println!("counters");
+    for (k, v) in &status.counters {
+        println!("  {k:<24} {v}");
+    }
+    Ok(0)
+}

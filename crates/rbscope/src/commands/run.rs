@@ -1,0 +1,37 @@
+//! `rbscope run -- CMD`: start a program with the agent preloaded and started.
+//!
+//! Ruby reads `RUBYOPT` at boot, so `-I<gem lib> -rrbscope/autostart` there loads and starts
+//! the agent in every Ruby process the command starts (`ruby app.rb`, `bundle exec`, `rails s`).
+//! The CLI then replaces itself with the command, so signals and the exit status are the
+//! program's own.
+
+use crate::cli::Cli;
+use crate::ruby_lib;
+use anyhow::{bail, Context};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+pub fn run(cli: &Cli, command: &[String]) -> anyhow::Result<i32> {
+    let Some((program, args)) = command.split_first() else {
+        bail!("give the command to run after `--`, e.g. rbscope run -- ruby app.rb");
+    };
+    let lib = ruby_lib::find().context("cannot start the agent")?;
+    let lib_s = lib.display().to_string();
+    if lib_s.contains(char::is_whitespace) {
+        bail!("the rbscope gem lives in a path with spaces ({lib_s}), which RUBYOPT cannot carry; install it elsewhere");
+    }
+    let mut rubyopt = format!("-I{lib_s} -rrbscope/autostart");
+    if let Ok(existing) = std::env::var("RUBYOPT") {
+        if !existing.trim().is_empty() {
+            rubyopt.push(' ');
+            rubyopt.push_str(&existing);
+        }
+    }
+    let mut cmd = Command::new(program);
+    cmd.args(args).env("RUBYOPT", rubyopt);
+    if cli.store.is_some() {
+        cmd.env("RBSCOPE_STORE", cli.store_path()?);
+    }
+    let err = cmd.exec();
+    bail!("cannot run {program}: {err}")
+}

@@ -1,0 +1,27 @@
+//! `rbscope show ID`: one snapshot, as a readable tree or as JSON.
+
+use crate::cli::Cli;
+use crate::render;
+use anyhow::Context;
+use rbscope_store::SqliteStore;
+
+pub fn show(cli: &Cli, id: &str, json: bool, depth: usize, items: usize) -> anyhow::Result<i32> {
+    let path = cli.store_path()?;
+    let store = SqliteStore::open_existing(&path)?;
+    let (full_id, body) = store.get(id)?;
+    let snapshot = rbscope_snapshot::decode(&body)
+        .with_context(|| format!("snapshot {full_id} cannot be read"))?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&render::json::snapshot(&snapshot))?
+        );
+    } else {
+        let opts = render::text::Options {
+            max_depth: depth,
+            max_items: items,
+        };
+        print!("{}", render::text::snapshot(&snapshot, &opts));
+    }
+    Ok(0)
+}

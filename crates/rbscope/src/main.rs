@@ -1,0 +1,37 @@
+//! The `rbscope` command-line tool.
+//!
+//! Every command is a module under `commands/`; rendering lives in `render/`. Errors travel as
+//! `anyhow` errors and are printed as one line by `main`, with a non-zero exit: a user should
+//! never see a panic or a backtrace from this tool.
+
+mod agent_client;
+mod cli;
+mod commands;
+mod render;
+mod ruby_lib;
+mod time;
+
+use clap::Parser;
+
+fn main() {
+    let args = cli::Cli::parse();
+    match commands::dispatch(args) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("rbscope: {}", one_line(&e));
+            std::process::exit(1);
+        }
+    }
+}
+
+/// The error and its causes on one line: "cannot read x: permission denied".
+fn one_line(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ").replace('\n', " ")
+}

@@ -1,0 +1,173 @@
+//! `rbscope show --json`: the whole snapshot, with strings as text and values tagged by type.
+//!
+//! Values are `{"type": "integer", "value": 3}`-style objects; references into the object
+//! list are `{"type": "ref", "id": 7}`, so cycles are expressed without repetition.
+
+use crate::time::format_ms;
+use rbscope_snapshot::{CutReason, Object, ObjectKind, Snapshot, Value};
+use serde_json::{json, Map, Value as J};
+
+pub fn snapshot(s: &Snapshot) -> J {
+    let e = &s.exception;
+    json!({
+        "id": s.id,
+        "reported_at_ms": s.reported_at_ms,
+        "reported_at": format_ms(s.reported_at_ms),
+        "fingerprint": s.fingerprint,
+        "exception": {
+            "class": e.class_name,
+            "message": e.message,
+            "backtrace": e.backtrace,
+            "causes": e.causes.iter().map(|c| json!({
+                "class": c.class_name, "message": c.message, "backtrace": c.backtrace,
+            })).collect::<Vec<_>>(),
+        },
+        "frames": s.frames.iter().map(|f| json!({
+            "depth": f.depth,
+            "label": f.label,
+            "method": f.method_name,
+            "path": f.path,
+            "lineno": f.lineno,
+            "source": f.source.as_ref().map(|src| json!({
+                "first_lineno": src.first_lineno, "lines": src.lines,
+            })),
+            "self": value(&f.self_value),
+            "locals": f.locals.iter().map(|(n, v)| json!({"name": n, "value": value(v)})).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "objects": s.objects.iter().enumerate().map(|(i, o)| object(i, o)).collect::<Vec<_>>(),
+        "context": {
+            "hostname": s.context.hostname,
+            "pid": s.context.pid,
+            "process_title": s.context.process_title,
+            "ruby_version": s.context.ruby_version,
+            "ruby_platform": s.context.ruby_platform,
+            "app_root": s.context.app_root,
+            "app_revision": s.context.app_revision,
+            "thread_name": s.context.thread_name,
+            "agent_version": s.context.agent_version,
+            "gems": s.context.gems.iter().map(|(n, v)| json!({"name": n, "version": v})).collect::<Vec<_>>(),
+            "extra": s.context.extra.iter().map(|(k, v)| (k.clone(), J::String(v.clone()))).collect::<Map<_, _>>(),
+        },
+        "stats": {
+            "redacted": s.stats.redacted,
+            "cut_depth": s.stats.cut_depth,
+            "cut_objects": s.stats.cut_objects,
+            "cut_bytes": s.stats.cut_bytes,
+            "truncated_strings": s.stats.truncated_strings,
+            "truncated_collections": s.stats.truncated_collections,
+            "errors": s.stats.errors,
+            "frames_skipped": s.stats.frames_skipped,
+            "locals_missing": s.stats.locals_missing,
+        },
+    })
+}
+
+pub fn value(v: &Value) -> J {
+    match v {
+        Value::Nil => json!({"type": "nil"}),
+        Value::True => json!({"type": "true"}),
+        Value::False => json!({"type": "false"}),
+        Value::Integer(i) => json!({"type": "integer", "value": i}),
+        Value::BigInteger(s) => json!({"type": "integer", "value": s}),
+        Value::Float(f) if f.is_finite() => json!({"type": "float", "value": f}),
+        Value::Float(f) => json!({"type": "float", "value": f.to_string()}),
+        Value::Symbol(s) => json!({"type": "symbol", "value": s}),
+        Value::Ref(i) => json!({"type": "ref", "id": i}),
+        Value::Redacted(why) => json!({"type": "redacted", "reason": why}),
+        Value::Cut(r) => json!({"type": "cut", "reason": match r {
+            CutReason::Depth => "depth", CutReason::Objects => "objects",
+            CutReason::Bytes => "bytes", CutReason::Error => "error",
+        }}),
+    }
+}
+
+fn object(id: usize, o: &Object) -> J {
+    let mut m = Map::new();
+    m.insert("id".into(), json!(id));
+    m.insert("class".into(), json!(o.class_name));
+    m.insert("kind".into(), json!(o.kind.name()));
+    if o.frozen {
+        m.insert("frozen".into(), json!(true));
+    }
+    let vals = |vs: &[Value]| vs.iter().map(value).collect::<Vec<_>>();
+    match &o.kind {
+        ObjectKind::String { bytes, encoding, original_len } => {
+            m.insert("value".into(), json!(String::from_utf8_lossy(bytes)));
+            m.insert("encoding".into(), json!(encoding));
+            m.insert("bytesize".into(), json!(original_len));
+            m.insert("truncated".into(), json!((bytes.len() as u64) < *original_len));
+        }
+        ObjectKind::Array { items, original_len } | ObjectKind::Set { items, original_len } => {
+            m.insert("items".into(), json!(vals(items)));
+            m.insert("length".into(), json!(original_len));
+        }
+        ObjectKind::Hash { entries, original_len, default, default_proc, compare_by_identity } => {
+            m.insert("entries".into(), json!(entries.iter().map(|(k, v)| json!({"key": value(k), "value": value(v)})).collect::<Vec<_>>()));
+            m.insert("length".into(), json!(original_len));
+            m.insert("default".into(), default.as_ref().map(value).unwrap_or(J::Null));
+            m.insert("default_proc".into(), default_proc.as_ref().map(value).unwrap_or(J::Null));
+            m.insert("compare_by_identity".into(), json!(compare_by_identity));
+        }
+        ObjectKind::Struct { members } => {
+            m.insert("members".into(), json!(members.iter().map(|(n, v)| json!({"name": n, "value": value(v)})).collect::<Vec<_>>()));
+        }
+        ObjectKind::Range { begin, end, exclusive } => {
+            m.insert("begin".into(), value(begin));
+            m.insert("end".into(), value(end));
+            m.insert("exclusive".into(), json!(exclusive));
+        }
+        ObjectKind::Regexp { source, options } => {
+            m.insert("source".into(), json!(source));
+            m.insert("options".into(), json!(options));
+        }
+        ObjectKind::Rational { numerator, denominator } => {
+            m.insert("numerator".into(), value(numerator));
+            m.insert("denominator".into(), value(denominator));
+        }
+        ObjectKind::Complex { real, imaginary } => {
+            m.insert("real".into(), value(real));
+            m.insert("imaginary".into(), value(imaginary));
+        }
+        ObjectKind::Time { seconds, nanoseconds, utc_offset, utc } => {
+            m.insert("seconds".into(), json!(seconds));
+            m.insert("nanoseconds".into(), json!(nanoseconds));
+            m.insert("utc_offset".into(), json!(utc_offset));
+            m.insert("utc".into(), json!(utc));
+        }
+        ObjectKind::Date { iso8601 } | ObjectKind::DateTime { iso8601 } => {
+            m.insert("iso8601".into(), json!(iso8601));
+        }
+        ObjectKind::BigDecimal { digits } => {
+            m.insert("value".into(), json!(digits));
+        }
+        ObjectKind::Plain => {}
+        ObjectKind::Module { name, is_class } => {
+            m.insert("name".into(), json!(name));
+            m.insert("anonymous".into(), json!(name.is_none()));
+            m.insert("is_class".into(), json!(is_class));
+        }
+        ObjectKind::Proc { lambda, arity, source_location } => {
+            m.insert("lambda".into(), json!(lambda));
+            m.insert("arity".into(), json!(arity));
+            m.insert("source_location".into(), json!(source_location));
+        }
+        ObjectKind::Method { owner, name, arity, unbound, source_location } => {
+            m.insert("owner".into(), json!(owner));
+            m.insert("name".into(), json!(name));
+            m.insert("arity".into(), json!(arity));
+            m.insert("unbound".into(), json!(unbound));
+            m.insert("source_location".into(), json!(source_location));
+        }
+        ObjectKind::Exception { message } => {
+            m.insert("message".into(), json!(message));
+        }
+        ObjectKind::Opaque { preview } => {
+            m.insert("preview".into(), json!(preview));
+        }
+        ObjectKind::Magic { path } => {
+            m.insert("path".into(), json!(path));
+        }
+    }
+    m.insert("ivars".into(), json!(o.ivars.iter().map(|(n, v)| json!({"name": n, "value": value(v)})).collect::<Vec<_>>()));
+    J::Object(m)
+}

@@ -1,0 +1,4 @@
+//! Rendering snapshots for people (`text`) and programs (`json`).
+
+pub mod json;
+pub mod text;

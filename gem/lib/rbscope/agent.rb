@@ -1,0 +1,91 @@
+# frozen_string_literal: true
+
+require "rbconfig"
+require_relative "settings"
+require_relative "context"
+require_relative "thread_reporting"
+require_relative "fork_hook"
+
+begin
+  require "rbscope/rbscope_agent"
+rescue LoadError => e
+  raise LoadError, "rbscope: the native agent is not built (#{e.message}). " \
+                   "Reinstall the gem, or run scripts/build-agent in a checkout."
+end
+
+module Rbscope
+  class << self
+    # Starts capturing. Options override RBSCOPE_* environment variables; see
+    # Rbscope::Settings::KEYS for the list. Returns true when started, false when it was
+    # already running.
+    def start(**options)
+      started = Native.start(Settings.pairs(options))
+      return false unless started
+
+      install_exit_hook
+      ThreadReporting.install
+      ForkHook.install
+      Native.warnings.each { |w| warn "[rbscope] warning: #{w}" }
+      true
+    end
+
+    def stop
+      Native.stop
+    end
+
+    def started?
+      Native.started?
+    end
+
+    # Stores a snapshot of `exception` (its frames as they were at raise, values as they are
+    # now). Returns the snapshot id, or nil if nothing was stored (not started, rate limited,
+    # queue full: see `rbscope doctor`). Extra keyword arguments are stored as context.
+    def report(exception, how: "Rbscope.report", **context)
+      return nil unless exception.is_a?(Exception) && Native.started?
+
+      Native.report(exception, Context.for_report(context), how.to_s)
+    rescue StandardError
+      nil
+    end
+
+    # Counters of what the agent captured, stored and dropped.
+    def counters
+      Native.counters
+    end
+
+    def store_location
+      Native.store_location
+    end
+
+    # Waits up to `seconds` for queued snapshots to reach the store.
+    def flush(seconds = 5)
+      Native.flush(seconds.to_f)
+    end
+
+    # Called by the at_exit hook with the exception that is ending the program, if any.
+    def __report_exit(exception)
+      if exception && !ignored_at_exit?(exception)
+        report(exception, how: "escaped the program")
+      end
+      flush(5)
+    end
+
+    # Called when an exception escapes a thread's block.
+    def __report_thread(exception)
+      report(exception, how: "escaped a thread") unless ignored_at_exit?(exception)
+    end
+
+    private
+
+    def ignored_at_exit?(exception)
+      exception.is_a?(SystemExit) || exception.is_a?(SignalException)
+    end
+
+    def install_exit_hook
+      return if @exit_hook_installed
+
+      @exit_hook_installed = true
+      at_exit { Rbscope.__report_exit($!) }
+    end
+  end
+end

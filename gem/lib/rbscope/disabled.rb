@@ -1,0 +1,14 @@
+# frozen_string_literal: true
+
+# RBSCOPE_DISABLE=1: the same public API, doing nothing.
+module Rbscope
+  class << self
+    def start(**) = false
+    def stop = nil
+    def started? = false
+    def report(_exception, **) = nil
+    def counters = {}
+    def store_location = nil
+    def flush(_seconds = 5) = true
+  end
+end
