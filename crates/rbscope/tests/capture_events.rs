@@ -1,0 +1,249 @@
+//! Which raises become snapshots: VM-raised and C-raised exceptions, threads, forks, explicit
+//! reports, rescued exceptions (none), rate limits, and RBSCOPE_DISABLE.
+
+mod common;
+use common::*;
+
+fn assert_top_frame_has_local(sb: &Sandbox, label: &str, local: &str) -> serde_json::Value {
+    let snap = sb.only_snapshot();
+    let s = Snap(&snap);
+    let f = s.frame(label);
+    s.local(f, local);
+    snap
+}
+
+#[test]
+fn exceptions_raised_by_the_vm_and_by_c_code_are_seen() {
+    let cases = [
+        ("nil_call", "x = nil\n  x.foo", "NoMethodError"),
+        ("undefined_local", "x = 1\n  undefined_thing", "NameError"),
+        ("fetch", "x = {}\n  x.fetch(:missing)", "KeyError"),
+        ("integer", "x = \"abc\"\n  Integer(x)", "ArgumentError"),
+        ("zero", "x = 0\n  1 / x", "ZeroDivisionError"),
+    ];
+    for (name, body, class) in cases {
+        let sb = Sandbox::new();
+        let out = sb.run_started(&format!("{name}.rb"), &format!("def {name}\n  {body}\nend\n{name}\n"));
+        assert!(!out.status.success());
+        let snap = assert_top_frame_has_local(&sb, &format!("Object#{name}"), "x");
+        assert_eq!(snap["exception"]["class"], class, "{name}");
+        assert_eq!(snap["frames"][0]["label"], format!("Object#{name}()"));
+        assert_eq!(snap["frames"][0]["lineno"], 5, "{name}: the raising line");
+    }
+}
+
+#[test]
+fn an_exception_escaping_a_thread_is_stored() {
+    let sb = Sandbox::new();
+    let out = sb.run_started(
+        "thread.rb",
+        r#"
+class Worker
+  def perform(job)
+    attempt = 3
+    raise IOError, "worker failed on #{job}"
+  end
+end
+Thread.report_on_exception = false
+t = Thread.new { Worker.new.perform("job-7") }
+t.name = "worker-1"
+begin
+  t.join
+rescue IOError
+  # the main thread handles it; the thread still died of it
+end
+Rbscope.flush
+"#,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let snap = assert_top_frame_has_local(&sb, "Worker#perform", "attempt");
+    assert_eq!(snap["exception"]["class"], "IOError");
+    assert_eq!(snap["context"]["extra"]["reported_by"], "escaped a thread");
+}
+
+#[test]
+fn rescued_exceptions_store_nothing_and_report_stores_one() {
+    let sb = Sandbox::new();
+    let out = sb.run_started(
+        "rescued.rb",
+        r#"
+100.times { begin; raise "handled"; rescue; end }
+def risky
+  amount = 12
+  raise ArgumentError, "bad amount"
+end
+begin
+  risky
+rescue => e
+  id = Rbscope.report(e, order_id: 77)
+  puts "ID=#{id}"
+end
+Rbscope.flush
+"#,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let snap = assert_top_frame_has_local(&sb, "Object#risky", "amount");
+    assert!(stdout.contains(&format!("ID={}", snap["id"].as_str().unwrap())), "{stdout}");
+    assert_eq!(snap["context"]["extra"]["order_id"], "77");
+    assert!(stderr(&out).contains(&format!("[rbscope] snapshot {} stored", snap["id"].as_str().unwrap())));
+}
+
+#[test]
+fn cause_chain_is_kept() {
+    let sb = Sandbox::new();
+    let out = sb.run_started(
+        "cause.rb",
+        r#"
+def inner
+  depth = 2
+  {}.fetch(:config)
+end
+def outer
+  inner
+rescue KeyError
+  raise RuntimeError, "could not load config"
+end
+outer
+"#,
+    );
+    assert!(!out.status.success());
+    let snap = sb.only_snapshot();
+    assert_eq!(snap["exception"]["class"], "RuntimeError");
+    assert_eq!(snap["exception"]["causes"][0]["class"], "KeyError");
+    let text = sb.show_text(snap["id"].as_str().unwrap());
+    assert!(text.contains("caused by KeyError"), "{text}");
+}
+
+#[test]
+fn eight_forked_children_raising_at_once_store_eight_snapshots() {
+    let sb = Sandbox::new();
+    let out = sb.run_started(
+        "forks.rb",
+        r#"
+r, w = IO.pipe
+pids = 8.times.map do |i|
+  fork do
+    r.read(1) # wait until every child exists, then raise together
+    child = i
+    raise "child #{i} failed"
+  end
+end
+w.write("x" * 8); w.close
+statuses = pids.map { |pid| Process.wait2(pid)[1] }
+puts statuses.map(&:exitstatus).inspect
+"#,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows = sb.list();
+    assert_eq!(rows.len(), 8, "{rows:#?}\n{}", stderr(&out));
+    let mut pids: Vec<_> = rows.iter().map(|r| r["pid"].as_u64().unwrap()).collect();
+    pids.sort();
+    pids.dedup();
+    assert_eq!(pids.len(), 8);
+    for r in rows {
+        let snap = sb.show(r["id"].as_str().unwrap());
+        let s = Snap(&snap);
+        s.local(s.frame("Object$singleton#<main>{block}{block}"), "child");
+    }
+}
+
+#[test]
+fn rate_limit_per_fingerprint_drops_and_counts() {
+    let sb = Sandbox::new();
+    let out = sb.run_started(
+        "storm.rb",
+        r#"
+def flaky(i)
+  raise "storm #{i}"
+end
+25.times do |i|
+  begin
+    flaky(i)
+  rescue => e
+    Rbscope.report(e)
+  end
+end
+Rbscope.flush
+puts Rbscope.counters[:rate_limited]
+"#,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(sb.list().len(), 10);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "15");
+}
+
+#[test]
+fn report_all_raises_mode_stores_rescued_raises() {
+    let sb = Sandbox::new();
+    let script = sb.write(
+        "all.rb",
+        "require 'rbscope'\nRbscope.start(report_all_raises: true, rate_limit: 0)\n3.times { |i| begin; raise \"r#{i}\"; rescue; end }\nRbscope.flush\n",
+    );
+    let out = sb.ruby(&script).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(sb.list().len(), 3);
+}
+
+#[test]
+fn disable_turns_everything_off() {
+    let sb = Sandbox::new();
+    let script = sb.write(
+        "off.rb",
+        "require 'rbscope'\np Rbscope.start\np defined?(Rbscope::Native)\nraise 'x'\n",
+    );
+    let out = sb.ruby(&script).env("RBSCOPE_DISABLE", "1").output().unwrap();
+    assert!(!out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "false\nnil\n");
+    assert!(!sb.store().exists());
+}
+
+#[test]
+fn library_frames_are_skipped() {
+    let sb = Sandbox::new();
+    let out = sb.run_started(
+        "lib.rb",
+        "require 'json'\ndef parse(text)\n  JSON.parse(text)\nend\nparse('{oops')\n",
+    );
+    assert!(!out.status.success());
+    let snap = sb.only_snapshot();
+    let frames = snap["frames"].as_array().unwrap();
+    assert!(!frames.is_empty());
+    for f in frames {
+        let path = f["path"].as_str().unwrap();
+        assert!(!path.starts_with("/usr/lib/ruby"), "library frame captured: {path}");
+    }
+    assert_eq!(frames[0]["label"], "Object#parse(text)");
+}
+
+#[test]
+fn frame_cap_counts_skipped_frames() {
+    let sb = Sandbox::new();
+    let script = sb.write(
+        "cap.rb",
+        "require 'rbscope'\nRbscope.start(max_frames: 3)\ndef rec(n)\n  n.zero? ? raise('deep') : rec(n - 1)\nend\nrec(10)\n",
+    );
+    let out = sb.ruby(&script).output().unwrap();
+    assert!(!out.status.success());
+    let snap = sb.only_snapshot();
+    assert_eq!(snap["frames"].as_array().unwrap().len(), 3);
+    assert_eq!(snap["stats"]["frames_skipped"], 9);
+    assert_eq!(snap["frames"][1]["label"], "Object#rec(n)");
+}
+
+#[test]
+fn rbscope_run_starts_the_agent() {
+    let sb = Sandbox::new();
+    let app = sb.write("app.rb", "def go\n  ticket = 5\n  raise 'from run'\nend\ngo\n");
+    let out = sb
+        .cli()
+        .args(["run", "--", "ruby"])
+        .arg(&app)
+        .env("XDG_RUNTIME_DIR", sb.dir.path().join("run"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_top_frame_has_local(&sb, "Object#go", "ticket");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(sb.store()).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+}

@@ -1,0 +1,141 @@
+//! Helpers for tests that run real Ruby programs with the agent and the real CLI.
+#![allow(dead_code)]
+
+use serde_json::Value as J;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+/// gem/lib, with the built agent in it (scripts/build puts it there).
+pub fn gem_lib() -> PathBuf {
+    let lib = repo_root().join("gem/lib");
+    assert!(
+        lib.join("rbscope/rbscope_agent.so").is_file(),
+        "the agent is not built: run scripts/build (or scripts/test) first"
+    );
+    lib
+}
+
+pub fn cli() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_rbscope"))
+}
+
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        Sandbox { dir: tempfile::tempdir().unwrap() }
+    }
+
+    pub fn store(&self) -> PathBuf {
+        self.dir.path().join("store/snapshots.db")
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// A `ruby` command for `script` with the agent on the load path and this sandbox's store
+    /// (started by the script itself, or by `-rrbscope/autostart`).
+    pub fn ruby(&self, script: &Path) -> Command {
+        let mut c = Command::new("ruby");
+        c.arg(format!("-I{}", gem_lib().display()))
+            .arg(script)
+            .current_dir(self.dir.path())
+            .env("RBSCOPE_STORE", self.store())
+            .env("XDG_RUNTIME_DIR", self.dir.path().join("run"))
+            .env_remove("RUBYOPT")
+            .env_remove("RBSCOPE_DISABLE");
+        c
+    }
+
+    /// Runs a program that starts the agent on its first line.
+    pub fn run_started(&self, name: &str, body: &str) -> Output {
+        let script = self.write(name, &format!("require \"rbscope\"\nRbscope.start\n{body}"));
+        self.ruby(&script).output().unwrap()
+    }
+
+    pub fn cli(&self) -> Command {
+        let mut c = Command::new(cli());
+        c.env("RBSCOPE_STORE", self.store())
+            .env("RBSCOPE_RUBY_LIB", gem_lib())
+            .current_dir(self.dir.path());
+        c
+    }
+
+    pub fn list(&self) -> Vec<J> {
+        let out = self.cli().args(["list", "--json", "-n", "1000"]).output().unwrap();
+        assert!(out.status.success(), "list failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<J>(&out.stdout).unwrap().as_array().unwrap().clone()
+    }
+
+    pub fn show(&self, id: &str) -> J {
+        let out = self.cli().args(["show", id, "--json"]).output().unwrap();
+        assert!(out.status.success(), "show failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    pub fn show_text(&self, id: &str) -> String {
+        let out = self.cli().args(["show", id]).output().unwrap();
+        assert!(out.status.success(), "show failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// The only snapshot in the store, fully decoded.
+    pub fn only_snapshot(&self) -> J {
+        let rows = self.list();
+        assert_eq!(rows.len(), 1, "expected one snapshot, got {rows:#?}");
+        self.show(rows[0]["id"].as_str().unwrap())
+    }
+}
+
+/// Snapshot JSON helpers.
+pub struct Snap<'a>(pub &'a J);
+
+impl<'a> Snap<'a> {
+    pub fn frame(&self, label_prefix: &str) -> &'a J {
+        self.0["frames"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["label"].as_str().unwrap().starts_with(label_prefix))
+            .unwrap_or_else(|| panic!("no frame {label_prefix} in {:#}", self.0["frames"]))
+    }
+
+    pub fn local(&self, frame: &'a J, name: &str) -> &'a J {
+        frame["locals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"] == name)
+            .map(|l| &l["value"])
+            .unwrap_or_else(|| panic!("no local {name} in {:#}", frame["locals"]))
+    }
+
+    /// Follows a `ref` value to its object.
+    pub fn obj(&self, v: &J) -> &'a J {
+        assert_eq!(v["type"], "ref", "not a reference: {v}");
+        &self.0["objects"][v["id"].as_u64().unwrap() as usize]
+    }
+
+    pub fn ivar(&self, obj: &'a J, name: &str) -> &'a J {
+        obj["ivars"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["name"] == name)
+            .map(|i| &i["value"])
+            .unwrap_or_else(|| panic!("no ivar {name} in {obj:#}"))
+    }
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
