@@ -215,7 +215,7 @@ class Client
     @endpoint = "https://example.com"
   end
   def call(password)
-    params = { "user" => "ann", "access_token" => "tok", nested: { "card" => (["4111"] + ["1111"] * 3).join("-") } }
+    params = { "user" => "ann", "access_token" => "t" + "ok", nested: { "card" => (["4111"] + ["1111"] * 3).join("-") } }
     stripe = ["sk", "live", "12345"].join("_")
     raise "denied"
   end
