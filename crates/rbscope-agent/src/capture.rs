@@ -21,8 +21,8 @@ use rb_sys::{
     rb_ary_new_capa, rb_ary_push, rb_ary_store, rb_debug_inspector_backtrace_locations,
     rb_debug_inspector_frame_binding_get, rb_debug_inspector_frame_class_get,
     rb_debug_inspector_frame_self_get, rb_debug_inspector_open, rb_debug_inspector_t,
-    rb_gc_register_mark_object, rb_obj_hide, rb_obj_is_kind_of, rb_thread_current,
-    rb_trace_arg_t, rb_tracearg_raised_exception, RARRAY_AREF, RARRAY_LEN, VALUE,
+    rb_gc_register_mark_object, rb_obj_hide, rb_obj_is_kind_of, rb_thread_current, rb_trace_arg_t,
+    rb_tracearg_raised_exception, RARRAY_AREF, RARRAY_LEN, VALUE,
 };
 use std::cell::Cell;
 use std::ffi::c_void;
@@ -248,7 +248,13 @@ unsafe extern "C" fn inspect_frames(dc: *const rb_debug_inspector_t, data: *mut 
         }
     }
     // SAFETY: the record is a live Array with the SKIPPED slot.
-    unsafe { rb_ary_store(ctx.record, record::SKIPPED as _, rb_sys::LONG2FIX(skipped as _)) };
+    unsafe {
+        rb_ary_store(
+            ctx.record,
+            record::SKIPPED as _,
+            rb_sys::LONG2FIX(skipped as _),
+        )
+    };
     NIL
 }
 
@@ -261,8 +267,7 @@ pub fn is_app_path(cfg: &crate::config::Config, path: &[u8]) -> bool {
     if cfg.capture_library_frames {
         return true;
     }
-    !cfg
-        .library_prefixes
+    !cfg.library_prefixes
         .iter()
         .any(|p| !p.is_empty() && path.starts_with(p.as_bytes()))
 }

@@ -74,7 +74,9 @@ impl Config {
                 match v.trim() {
                     "1" | "true" | "yes" | "on" => Ok(true),
                     "0" | "false" | "no" | "off" | "" => Ok(false),
-                    _ => Err(format!("rbscope: setting {k} wants true or false, got {v:?}")),
+                    _ => Err(format!(
+                        "rbscope: setting {k} wants true or false, got {v:?}"
+                    )),
                 }
             };
             let list = |v: &str| -> Vec<String> {

@@ -26,7 +26,9 @@ impl Hasher for AddrHasher {
     }
     fn write(&mut self, _: &[u8]) {}
     fn write_usize(&mut self, n: usize) {
-        self.0 = (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
+        self.0 = (n as u64)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(29);
     }
 }
 pub type AddrMap<V> = HashMap<usize, V, BuildHasherDefault<AddrHasher>>;
@@ -384,9 +386,7 @@ impl<'a> Walker<'a> {
         ObjectKind::Hash {
             entries,
             original_len: total as u64,
-            default: default
-                .filter(|d| *d != NIL)
-                .map(|d| self.value(d, depth)),
+            default: default.filter(|d| *d != NIL).map(|d| self.value(d, depth)),
             default_proc: default_proc
                 .filter(|d| *d != NIL)
                 .map(|d| self.value(d, depth)),

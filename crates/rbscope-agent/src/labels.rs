@@ -11,12 +11,7 @@ use rbscope_backtrace::{FrameFacts, MethodKind, Param, Params};
 
 pub fn facts(gvl: Gvl, label: &str, base_label: &str, klass: VALUE, self_v: VALUE) -> FrameFacts {
     let block_depth = block_depth(label);
-    let is_module = |v: VALUE| {
-        matches!(
-            rb::type_of(gvl, v),
-            T::RUBY_T_CLASS | T::RUBY_T_MODULE
-        )
-    };
+    let is_module = |v: VALUE| matches!(rb::type_of(gvl, v), T::RUBY_T_CLASS | T::RUBY_T_MODULE);
     let self_class = || rb::class_name_of(gvl, self_v);
 
     // Code outside any method: `<main>`, `<top (required)>`, `<class:Foo>`.
@@ -50,7 +45,11 @@ pub fn facts(gvl: Gvl, label: &str, base_label: &str, klass: VALUE, self_v: VALU
             singleton_class(gvl, klass),
         )
     } else {
-        (rb::class_path(gvl, klass), MethodKind::Instance, Some(klass))
+        (
+            rb::class_path(gvl, klass),
+            MethodKind::Instance,
+            Some(klass),
+        )
     };
     let params = method_owner
         .and_then(|owner| parameters(gvl, owner, base_label))

@@ -91,8 +91,7 @@ fn store_location() -> Option<String> {
 }
 
 fn socket_path() -> Option<String> {
-    state::current()
-        .and_then(|a| a.control.as_ref().map(|c| c.path.display().to_string()))
+    state::current().and_then(|a| a.control.as_ref().map(|c| c.path.display().to_string()))
 }
 
 fn warnings() -> Vec<String> {

@@ -50,7 +50,13 @@ pub fn protect(_gvl: Gvl, mut f: impl FnMut() -> VALUE) -> Result<VALUE, Raised>
     let mut state: c_int = 0;
     // SAFETY: we hold the GVL (token); `call_thunk` receives a pointer to `thunk`, which lives
     // until rb_protect returns.
-    let v = unsafe { rb_protect(Some(call_thunk), &mut thunk as *mut Thunk as VALUE, &mut state) };
+    let v = unsafe {
+        rb_protect(
+            Some(call_thunk),
+            &mut thunk as *mut Thunk as VALUE,
+            &mut state,
+        )
+    };
     if state != 0 {
         // SAFETY: GVL held; clearing $! is what rb_protect's contract asks of us.
         unsafe { rb_set_errinfo(NIL) };

@@ -22,36 +22,30 @@ use rbscope_snapshot::{
 /// limited, queue full, capture failed: each counted).
 pub fn report(gvl: Gvl, agent: &Agent, exc: VALUE, ctx: VALUE, how: &str) -> Option<String> {
     bump(&agent.counters.reports);
-    let rec = capture::find(gvl, exc).or_else(|| {
-        causes(gvl, exc)
-            .into_iter()
-            .find_map(|c| capture::find(gvl, c))
-    });
-    let (entries, skipped) = match rec {
-        Some(r) => {
-            let items = rb::array_items(gvl, r);
-            let skipped = items
-                .get(record::SKIPPED as usize)
-                .and_then(|v| rb::fixnum(*v))
-                .unwrap_or(0);
-            (
-                items
-                    .into_iter()
-                    .skip(record::FIRST_FRAME as usize)
-                    .collect::<Vec<_>>(),
-                skipped,
-            )
-        }
-        None => {
-            bump(&agent.counters.reports_without_capture);
-            (Vec::new(), 0)
-        }
-    };
+    let rec = capture::find(gvl, exc);
+    let (entries, skipped) = rec.map(|r| record_entries(gvl, r)).unwrap_or_default();
+    let parts: Vec<FrameParts> = entries.iter().map(|e| frame_parts(gvl, *e)).collect();
+    // Each cause whose raise was captured brings its own (often deeper) frames.
+    let cause_values = causes(gvl, exc);
+    let cause_parts: Vec<(Vec<VALUE>, Vec<FrameParts>)> = cause_values
+        .iter()
+        .map(|c| {
+            let (entries, _) = capture::find(gvl, *c)
+                .map(|r| record_entries(gvl, r))
+                .unwrap_or_default();
+            let parts = entries.iter().map(|e| frame_parts(gvl, *e)).collect();
+            (entries, parts)
+        })
+        .collect();
+    let any_captured = rec.is_some() || cause_parts.iter().any(|(e, _)| !e.is_empty());
+    if !any_captured {
+        bump(&agent.counters.reports_without_capture);
+    }
 
-    let frames: Vec<FrameParts> = entries.iter().map(|e| frame_parts(gvl, *e)).collect();
     let class_name = rb::class_name_of(gvl, exc);
-    let top = frames
+    let top = parts
         .first()
+        .or_else(|| cause_parts.iter().find_map(|(_, p)| p.first()))
         .map(|f| f.label.clone())
         .unwrap_or_else(|| "-".into());
     let fp = fingerprint(&class_name, &top);
@@ -65,39 +59,24 @@ pub fn report(gvl: Gvl, agent: &Agent, exc: VALUE, ctx: VALUE, how: &str) -> Opt
     let gc_was_disabled = rb::truthy(unsafe { rb_gc_disable() });
     let magic = graph::magic_roots(gvl, &agent.config.magic_roots);
     let mut walker = Walker::new(gvl, &agent.config, &magic);
-    let mut out_frames = Vec::with_capacity(frames.len());
-    for (parts, entry) in frames.iter().zip(&entries) {
-        let items = rb::array_items(gvl, *entry);
-        let self_v = items.get(frame::SELF as usize).copied().unwrap_or(NIL);
-        let binding = items.get(frame::BINDING as usize).copied().unwrap_or(NIL);
-        let self_value = walker.value(self_v, 0);
-        let mut locals = Vec::new();
-        for (name, v) in binding_locals(gvl, binding) {
-            let value = walker.named(&name, v, 0);
-            locals.push((name, value));
-        }
-        out_frames.push(Frame {
-            depth: parts.depth,
-            label: parts.label.clone(),
-            method_name: parts.method_name.clone(),
-            path: parts.path.clone(),
-            lineno: parts.lineno,
-            self_value,
-            locals,
-            source: read_source(
-                parts.abs_path.as_deref().unwrap_or(&parts.path),
-                parts.lineno,
-                agent.config.source_context_lines,
-            ),
-        });
-    }
+    let out_frames = walk_frames(gvl, agent, &mut walker, &parts, &entries);
+    let causes: Vec<CauseInfo> = cause_values
+        .iter()
+        .zip(&cause_parts)
+        .map(|(c, (entries, parts))| CauseInfo {
+            class_name: rb::class_name_of(gvl, *c),
+            message: exception_message(gvl, *c),
+            backtrace: backtrace(gvl, *c),
+            frames: walk_frames(gvl, agent, &mut walker, parts, entries),
+        })
+        .collect();
     let (objects, mut stats) = walker.finish();
     if !gc_was_disabled {
         // SAFETY: GVL held; we re-enable what we disabled.
         unsafe { rb_gc_enable() };
     }
     stats.frames_skipped = skipped.max(0) as u32;
-    stats.locals_missing = rec.is_none();
+    stats.locals_missing = !any_captured;
     add(&agent.counters.values_redacted, stats.redacted as u64);
     add(
         &agent.counters.values_truncated,
@@ -109,14 +88,6 @@ pub fn report(gvl: Gvl, agent: &Agent, exc: VALUE, ctx: VALUE, how: &str) -> Opt
     );
 
     let message = exception_message(gvl, exc);
-    let causes = causes(gvl, exc)
-        .into_iter()
-        .map(|c| CauseInfo {
-            class_name: rb::class_name_of(gvl, c),
-            message: exception_message(gvl, c),
-            backtrace: backtrace(gvl, c),
-        })
-        .collect();
     let id = ulid::Ulid::new().to_string();
     let snapshot = Snapshot {
         id: id.clone(),
@@ -141,7 +112,7 @@ pub fn report(gvl: Gvl, agent: &Agent, exc: VALUE, ctx: VALUE, how: &str) -> Opt
         }
     };
     let summary = rbscope_store::SnapshotSummary::of(&snapshot, body.len());
-    let where_ = frames
+    let where_ = parts
         .first()
         .map(|f| format!(" in {} at {}:{}", f.label, f.path, f.lineno))
         .unwrap_or_default();
@@ -161,6 +132,59 @@ pub fn report(gvl: Gvl, agent: &Agent, exc: VALUE, ctx: VALUE, how: &str) -> Opt
         bump(&agent.counters.queue_full);
         None
     }
+}
+
+/// The kept frames of a capture record, and how many app frames went over the cap.
+fn record_entries(gvl: Gvl, rec: VALUE) -> (Vec<VALUE>, i64) {
+    let items = rb::array_items(gvl, rec);
+    let skipped = items
+        .get(record::SKIPPED as usize)
+        .and_then(|v| rb::fixnum(*v))
+        .unwrap_or(0);
+    let entries = items
+        .into_iter()
+        .skip(record::FIRST_FRAME as usize)
+        .collect();
+    (entries, skipped)
+}
+
+/// Captures self and locals of each kept frame into the walker's arena.
+fn walk_frames(
+    gvl: Gvl,
+    agent: &Agent,
+    walker: &mut Walker,
+    parts: &[FrameParts],
+    entries: &[VALUE],
+) -> Vec<Frame> {
+    let mut out = Vec::with_capacity(parts.len());
+    for (p, entry) in parts.iter().zip(entries) {
+        let items = rb::array_items(gvl, *entry);
+        let self_v = items.get(frame::SELF as usize).copied().unwrap_or(NIL);
+        let binding = items.get(frame::BINDING as usize).copied().unwrap_or(NIL);
+        let self_value = walker.value(self_v, 0);
+        let locals = binding_locals(gvl, binding)
+            .into_iter()
+            .map(|(name, v)| {
+                let value = walker.named(&name, v, 0);
+                (name, value)
+            })
+            .collect();
+        out.push(Frame {
+            depth: p.depth,
+            label: p.label.clone(),
+            method_name: p.method_name.clone(),
+            path: p.path.clone(),
+            lineno: p.lineno,
+            self_value,
+            locals,
+            source: read_source(
+                p.abs_path.as_deref().unwrap_or(&p.path),
+                p.lineno,
+                agent.config.source_context_lines,
+            ),
+        });
+    }
+    out
 }
 
 struct FrameParts {
@@ -187,7 +211,13 @@ fn frame_parts(gvl: Gvl, entry: VALUE) -> FrameParts {
         .unwrap_or(0);
     let label = text("label").unwrap_or_default();
     let base_label = text("base_label").unwrap_or_else(|| label.clone());
-    let facts = labels::facts(gvl, &label, &base_label, get(frame::KLASS), get(frame::SELF));
+    let facts = labels::facts(
+        gvl,
+        &label,
+        &base_label,
+        get(frame::KLASS),
+        get(frame::SELF),
+    );
     FrameParts {
         depth: rb::fixnum(get(frame::DEPTH)).unwrap_or(0) as u32,
         label: facts.label_with_params(),

@@ -74,7 +74,11 @@ fn run(
             Job::Flush(done) => {
                 let _ = done.try_send(());
             }
-            Job::Store { summary, body, log: line } => {
+            Job::Store {
+                summary,
+                body,
+                log: line,
+            } => {
                 if store.is_none() {
                     store = match &location {
                         StoreLocation::Sqlite(path) => match SqliteStore::open_or_create(path) {

@@ -170,8 +170,7 @@ mod tests {
     fn seed_labels() {
         let none = || Params::Known(vec![]);
         assert_eq!(
-            facts("ModuleB::ClassB", "hello", MethodKind::Instance, 0, none())
-                .label_with_params(),
+            facts("ModuleB::ClassB", "hello", MethodKind::Instance, 0, none()).label_with_params(),
             "ModuleB::ClassB#hello()"
         );
         assert_eq!(

@@ -132,6 +132,7 @@ mod tests {
                     class_name: "KeyError".into(),
                     message: "key not found: :x".into(),
                     backtrace: vec![],
+                    frames: vec![],
                 }],
             },
             frames: vec![Frame {
@@ -189,7 +190,10 @@ mod tests {
     fn every_truncation_is_an_error() {
         let bytes = encode(&sample()).unwrap();
         for cut in 0..bytes.len() {
-            assert!(decode(&bytes[..cut]).is_err(), "prefix of {cut} bytes decoded");
+            assert!(
+                decode(&bytes[..cut]).is_err(),
+                "prefix of {cut} bytes decoded"
+            );
         }
     }
 

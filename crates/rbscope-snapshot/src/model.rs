@@ -42,6 +42,9 @@ pub struct CauseInfo {
     pub class_name: String,
     pub message: String,
     pub backtrace: Vec<String>,
+    /// The cause's own app frames, when its raise was captured: often the deepest state
+    /// (a `rescue` that wraps and re-raises runs in a shallower frame).
+    pub frames: Vec<Frame>,
 }
 
 /// One captured app frame.
@@ -157,15 +160,24 @@ pub enum ObjectKind {
         utc: bool,
     },
     /// A Date, as ISO 8601 (`2024-02-29`).
-    Date { iso8601: String },
+    Date {
+        iso8601: String,
+    },
     /// A DateTime, as ISO 8601 with nanoseconds and offset.
-    DateTime { iso8601: String },
+    DateTime {
+        iso8601: String,
+    },
     /// A BigDecimal, in its exact string form (`0.1e1`).
-    BigDecimal { digits: String },
+    BigDecimal {
+        digits: String,
+    },
     /// A plain object: its class name and ivars say everything.
     Plain,
     /// A class or module, by name; `name` is None for an anonymous one.
-    Module { name: Option<String>, is_class: bool },
+    Module {
+        name: Option<String>,
+        is_class: bool,
+    },
     /// A proc or lambda. Its code is never stored or re-executed.
     Proc {
         lambda: bool,
@@ -180,13 +192,19 @@ pub enum ObjectKind {
         unbound: bool,
         source_location: Option<(String, i64)>,
     },
-    Exception { message: String },
+    Exception {
+        message: String,
+    },
     /// Something that cannot be captured meaningfully (IO, Thread, Mutex, a socket, a database
     /// connection, other C data): its class and a short, safe preview.
-    Opaque { preview: String },
+    Opaque {
+        preview: String,
+    },
     /// A registered "magic" root (an app-wide singleton such as `Rails.application`), stored as
     /// the constant path that finds it again.
-    Magic { path: String },
+    Magic {
+        path: String,
+    },
 }
 
 /// Where and in what the exception happened.
@@ -241,13 +259,14 @@ impl Snapshot {
         let n = self.objects.len();
         let check = |v: &Value, what: &str| -> Result<(), String> {
             match v {
-                Value::Ref(i) if *i as usize >= n => {
-                    Err(format!("{what} refers to object {i}, but there are only {n}"))
-                }
+                Value::Ref(i) if *i as usize >= n => Err(format!(
+                    "{what} refers to object {i}, but there are only {n}"
+                )),
                 _ => Ok(()),
             }
         };
-        for (fi, f) in self.frames.iter().enumerate() {
+        let cause_frames = self.exception.causes.iter().flat_map(|c| c.frames.iter());
+        for (fi, f) in self.frames.iter().chain(cause_frames).enumerate() {
             check(&f.self_value, &format!("frame {fi} self"))?;
             for (name, v) in &f.locals {
                 check(v, &format!("frame {fi} local {name}"))?;

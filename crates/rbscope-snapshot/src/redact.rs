@@ -203,7 +203,7 @@ pub fn looks_like_card_number(bytes: &[u8]) -> bool {
         }
         sum += d;
     }
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 #[cfg(test)]
@@ -233,7 +233,9 @@ mod tests {
         ] {
             assert!(r.secret_name(name).is_some(), "{name} should be secret");
         }
-        for name in ["author", "user", "keyboard", "total", "@items", "pinch", "key"] {
+        for name in [
+            "author", "user", "keyboard", "total", "@items", "pinch", "key",
+        ] {
             assert!(r.secret_name(name).is_none(), "{name} should not be secret");
         }
     }

@@ -80,6 +80,8 @@ mod tests {
             StoreLocation::parse(Some("mysql://h/db")),
             Err(StoreError::UnsupportedUrl(_))
         ));
-        assert!(matches!(StoreLocation::parse(None).unwrap(), StoreLocation::Sqlite(p) if p.ends_with("rbscope/snapshots.db")));
+        assert!(
+            matches!(StoreLocation::parse(None).unwrap(), StoreLocation::Sqlite(p) if p.ends_with("rbscope/snapshots.db"))
+        );
     }
 }

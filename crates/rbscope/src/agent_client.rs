@@ -48,8 +48,10 @@ pub fn locate(pid: u32) -> anyhow::Result<Target> {
         bail!("process {pid} belongs to uid {uid}, you are uid {me}: run rbscope as that user (or root)");
     }
     let xdg = fs::read(proc_dir.join("environ")).ok().and_then(|env| {
-        env.split(|b| *b == 0)
-            .find_map(|kv| kv.strip_prefix(b"XDG_RUNTIME_DIR=").map(|v| String::from_utf8_lossy(v).into_owned()))
+        env.split(|b| *b == 0).find_map(|kv| {
+            kv.strip_prefix(b"XDG_RUNTIME_DIR=")
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        })
     });
     let dir = paths::runtime_dir(xdg.as_deref(), uid);
     Ok(Target {
@@ -65,7 +67,11 @@ fn is_ruby(pid: u32) -> bool {
         return true;
     }
     fs::read_link(format!("/proc/{pid}/exe"))
-        .map(|p| p.file_name().map(|n| n.to_string_lossy().contains("ruby")).unwrap_or(false))
+        .map(|p| {
+            p.file_name()
+                .map(|n| n.to_string_lossy().contains("ruby"))
+                .unwrap_or(false)
+        })
         .unwrap_or(false)
 }
 
@@ -87,7 +93,11 @@ pub fn connect(target: &Target) -> anyhow::Result<Client> {
             );
         }
         Err(e) if e.kind() == ErrorKind::PermissionDenied => {
-            bail!("permission denied on {}: run rbscope as uid {} (or root)", target.socket.display(), target.uid)
+            bail!(
+                "permission denied on {}: run rbscope as uid {} (or root)",
+                target.socket.display(),
+                target.uid
+            )
         }
         Err(e) => return Err(e).context(format!("cannot connect to {}", target.socket.display())),
     };

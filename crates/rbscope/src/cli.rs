@@ -27,10 +27,17 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run a program with the agent loaded and started (sets RUBYOPT for Ruby processes).
-    #[command(after_help = "Example: rbscope run -- ruby app.rb\n         rbscope run -- bundle exec rails server")]
+    #[command(
+        after_help = "Example: rbscope run -- ruby app.rb\n         rbscope run -- bundle exec rails server"
+    )]
     Run {
         /// The command and its arguments, after `--`.
-        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+        #[arg(
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "CMD"
+        )]
         command: Vec<String>,
     },
     /// List stored snapshots, newest first.

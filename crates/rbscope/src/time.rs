@@ -33,6 +33,9 @@ mod tests {
     #[test]
     fn formats() {
         assert_eq!(super::format_ms(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(super::format_ms(1_709_211_909_000), "2024-02-29 13:05:09 UTC");
+        assert_eq!(
+            super::format_ms(1_709_211_909_000),
+            "2024-02-29 13:05:09 UTC"
+        );
     }
 }

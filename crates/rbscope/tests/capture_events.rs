@@ -23,7 +23,10 @@ fn exceptions_raised_by_the_vm_and_by_c_code_are_seen() {
     ];
     for (name, body, class) in cases {
         let sb = Sandbox::new();
-        let out = sb.run_started(&format!("{name}.rb"), &format!("def {name}\n  {body}\nend\n{name}\n"));
+        let out = sb.run_started(
+            &format!("{name}.rb"),
+            &format!("def {name}\n  {body}\nend\n{name}\n"),
+        );
         assert!(!out.status.success());
         let snap = assert_top_frame_has_local(&sb, &format!("Object#{name}"), "x");
         assert_eq!(snap["exception"]["class"], class, "{name}");
@@ -84,9 +87,15 @@ Rbscope.flush
     assert!(out.status.success(), "{}", stderr(&out));
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let snap = assert_top_frame_has_local(&sb, "Object#risky", "amount");
-    assert!(stdout.contains(&format!("ID={}", snap["id"].as_str().unwrap())), "{stdout}");
+    assert!(
+        stdout.contains(&format!("ID={}", snap["id"].as_str().unwrap())),
+        "{stdout}"
+    );
     assert_eq!(snap["context"]["extra"]["order_id"], "77");
-    assert!(stderr(&out).contains(&format!("[rbscope] snapshot {} stored", snap["id"].as_str().unwrap())));
+    assert!(stderr(&out).contains(&format!(
+        "[rbscope] snapshot {} stored",
+        snap["id"].as_str().unwrap()
+    )));
 }
 
 #[test]
@@ -111,8 +120,13 @@ outer
     let snap = sb.only_snapshot();
     assert_eq!(snap["exception"]["class"], "RuntimeError");
     assert_eq!(snap["exception"]["causes"][0]["class"], "KeyError");
+    // The cause's own frames hold the deepest state.
+    let cause_frame = &snap["exception"]["causes"][0]["frames"][0];
+    assert_eq!(cause_frame["label"], "Object#inner()");
+    assert_eq!(cause_frame["locals"][0]["name"], "depth");
     let text = sb.show_text(snap["id"].as_str().unwrap());
     assert!(text.contains("caused by KeyError"), "{text}");
+    assert!(text.contains("Object#inner()"), "{text}");
 }
 
 #[test]
@@ -192,7 +206,11 @@ fn disable_turns_everything_off() {
         "off.rb",
         "require 'rbscope'\np Rbscope.start\np defined?(Rbscope::Native)\nraise 'x'\n",
     );
-    let out = sb.ruby(&script).env("RBSCOPE_DISABLE", "1").output().unwrap();
+    let out = sb
+        .ruby(&script)
+        .env("RBSCOPE_DISABLE", "1")
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout), "false\nnil\n");
     assert!(!sb.store().exists());
@@ -211,7 +229,10 @@ fn library_frames_are_skipped() {
     assert!(!frames.is_empty());
     for f in frames {
         let path = f["path"].as_str().unwrap();
-        assert!(!path.starts_with("/usr/lib/ruby"), "library frame captured: {path}");
+        assert!(
+            !path.starts_with("/usr/lib/ruby"),
+            "library frame captured: {path}"
+        );
     }
     assert_eq!(frames[0]["label"], "Object#parse(text)");
 }
@@ -234,7 +255,10 @@ fn frame_cap_counts_skipped_frames() {
 #[test]
 fn rbscope_run_starts_the_agent() {
     let sb = Sandbox::new();
-    let app = sb.write("app.rb", "def go\n  ticket = 5\n  raise 'from run'\nend\ngo\n");
+    let app = sb.write(
+        "app.rb",
+        "def go\n  ticket = 5\n  raise 'from run'\nend\ngo\n",
+    );
     let out = sb
         .cli()
         .args(["run", "--", "ruby"])
@@ -244,6 +268,8 @@ fn rbscope_run_starts_the_agent() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert_top_frame_has_local(&sb, "Object#go", "ticket");
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(sb.store()).unwrap().permissions());
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(sb.store()).unwrap().permissions(),
+    );
     assert_eq!(mode & 0o777, 0o600);
 }

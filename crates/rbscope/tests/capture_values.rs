@@ -81,7 +81,13 @@ fn every_value_kind_is_captured() {
     assert_eq!(rat["numerator"]["value"], 3);
     assert_eq!(rat["denominator"]["value"], 4);
     let cpx = obj("cpx");
-    assert_eq!((cpx["real"]["value"].clone(), cpx["imaginary"]["value"].clone()), (1.into(), 2.into()));
+    assert_eq!(
+        (
+            cpx["real"]["value"].clone(),
+            cpx["imaginary"]["value"].clone()
+        ),
+        (1.into(), 2.into())
+    );
 
     let st = obj("str");
     assert_eq!(st["value"], "héllo");
@@ -132,7 +138,10 @@ fn every_value_kind_is_captured() {
     assert_eq!(obj("date")["iso8601"], "2024-02-29");
     assert_eq!(obj("date")["kind"], "date");
     assert_eq!(obj("dt")["kind"], "datetime");
-    assert!(obj("dt")["iso8601"].as_str().unwrap().starts_with("2024-02-29T13:05:09"));
+    assert!(obj("dt")["iso8601"]
+        .as_str()
+        .unwrap()
+        .starts_with("2024-02-29T13:05:09"));
     assert_eq!(obj("dec")["kind"], "bigdecimal");
     assert_eq!(obj("dec")["value"], "0.12345e3");
 
@@ -237,7 +246,10 @@ Client.new.call("hunter" + "2")
     assert_eq!(entry(nested, 0)["type"], "redacted");
     let client = s.obj(&f["self"]);
     assert_eq!(s.ivar(client, "@api_key")["type"], "redacted");
-    assert_eq!(s.obj(s.ivar(client, "@endpoint"))["value"], "https://example.com");
+    assert_eq!(
+        s.obj(s.ivar(client, "@endpoint"))["value"],
+        "https://example.com"
+    );
     assert_eq!(snap["stats"]["redacted"], 5);
     let text = sb.show_text(snap["id"].as_str().unwrap());
     assert!(text.contains("5 values redacted"), "{text}");

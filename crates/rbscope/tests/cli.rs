@@ -16,12 +16,18 @@ fn fails_with(cmd: &mut std::process::Command, needle: &str) {
 
 #[test]
 fn help_and_version_are_true() {
-    let out = std::process::Command::new(cli()).arg("--help").output().unwrap();
+    let out = std::process::Command::new(cli())
+        .arg("--help")
+        .output()
+        .unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
     for cmd in ["run", "list", "show", "doctor", "--store"] {
         assert!(help.contains(cmd), "help lacks {cmd}: {help}");
     }
-    let out = std::process::Command::new(cli()).arg("--version").output().unwrap();
+    let out = std::process::Command::new(cli())
+        .arg("--version")
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("rbscope "));
 }
 
@@ -50,8 +56,15 @@ fn unknown_id_garbage_store_and_corrupt_snapshot() {
 
     // A file that is not a store at all.
     let junk = sb.write("junk.db", &"garbage ".repeat(2000));
-    fails_with(sb.cli().arg("--store").arg(&junk).arg("list"), "not an rbscope store");
-    let unsupported = sb.cli().args(["--store", "mysql://db/x", "list"]).output().unwrap();
+    fails_with(
+        sb.cli().arg("--store").arg(&junk).arg("list"),
+        "not an rbscope store",
+    );
+    let unsupported = sb
+        .cli()
+        .args(["--store", "mysql://db/x", "list"])
+        .output()
+        .unwrap();
     assert!(!unsupported.status.success());
 }
 
@@ -61,7 +74,9 @@ fn rusqlite_free_corrupt(sb: &Sandbox, _id: &str) -> bool {
     // Checkpoint the WAL into the main file first, by opening and listing (the CLI does that).
     let _ = sb.cli().arg("list").output();
     for path in [sb.store(), sb.store().with_extension("db-wal")] {
-        let Ok(mut bytes) = std::fs::read(&path) else { continue };
+        let Ok(mut bytes) = std::fs::read(&path) else {
+            continue;
+        };
         if let Some(pos) = bytes.windows(6).position(|w| w == b"RBSNAP") {
             for b in bytes.iter_mut().skip(pos + 20).take(40) {
                 *b ^= 0x5a;
@@ -97,10 +112,17 @@ fn doctor_with_pid_shows_a_live_agents_counters() {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     assert_eq!(line.trim(), "ready");
     let pid = child.id().to_string();
-    let out = sb.cli().args(["doctor", "-p", &pid]).env("XDG_RUNTIME_DIR", sb.dir.path().join("run")).output().unwrap();
+    let out = sb
+        .cli()
+        .args(["doctor", "-p", &pid])
+        .env("XDG_RUNTIME_DIR", sb.dir.path().join("run"))
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     drop(child.stdin.take());
     let _ = child.wait();
@@ -116,8 +138,14 @@ fn doctor_with_pid_shows_a_live_agents_counters() {
 #[test]
 fn doctor_with_bad_pids() {
     let sb = Sandbox::new();
-    fails_with(sb.cli().args(["doctor", "-p", "999999999"]), "no process with PID");
-    let mut sleeper = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+    fails_with(
+        sb.cli().args(["doctor", "-p", "999999999"]),
+        "no process with PID",
+    );
+    let mut sleeper = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
     let pid = sleeper.id().to_string();
     fails_with(sb.cli().args(["doctor", "-p", &pid]), "not a Ruby process");
     let _ = sleeper.kill();
@@ -129,9 +157,14 @@ fn doctor_with_bad_pids() {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(ruby.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(ruby.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     let pid = ruby.id().to_string();
-    fails_with(sb.cli().args(["doctor", "-p", &pid]), "no rbscope agent listening");
+    fails_with(
+        sb.cli().args(["doctor", "-p", &pid]),
+        "no rbscope agent listening",
+    );
     let _ = ruby.kill();
     let _ = ruby.wait();
 }

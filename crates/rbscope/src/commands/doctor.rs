@@ -21,7 +21,10 @@ pub fn doctor(cli: &Cli, pid: Option<u32>) -> anyhow::Result<i32> {
             );
         }
         Err(StoreError::Missing(_)) => {
-            println!("store     {}  (not created yet: the first snapshot creates it)", path.display())
+            println!(
+                "store     {}  (not created yet: the first snapshot creates it)",
+                path.display()
+            )
         }
         Err(e) => println!("store     {}  PROBLEM: {e}", path.display()),
     }
@@ -41,7 +44,10 @@ pub fn doctor(cli: &Cli, pid: Option<u32>) -> anyhow::Result<i32> {
                 Ok(out) => println!(
                     "agent     PROBLEM: `ruby` cannot load it from {}: {}",
                     lib.display(),
-                    String::from_utf8_lossy(&out.stderr).lines().next().unwrap_or("")
+                    String::from_utf8_lossy(&out.stderr)
+                        .lines()
+                        .next()
+                        .unwrap_or("")
                 ),
                 Err(e) => println!("agent     PROBLEM: cannot run ruby: {e}"),
             }

@@ -4,7 +4,7 @@
 //! list are `{"type": "ref", "id": 7}`, so cycles are expressed without repetition.
 
 use crate::time::format_ms;
-use rbscope_snapshot::{CutReason, Object, ObjectKind, Snapshot, Value};
+use rbscope_snapshot::{CutReason, Frame, Object, ObjectKind, Snapshot, Value};
 use serde_json::{json, Map, Value as J};
 
 pub fn snapshot(s: &Snapshot) -> J {
@@ -20,20 +20,10 @@ pub fn snapshot(s: &Snapshot) -> J {
             "backtrace": e.backtrace,
             "causes": e.causes.iter().map(|c| json!({
                 "class": c.class_name, "message": c.message, "backtrace": c.backtrace,
+                "frames": c.frames.iter().map(frame).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
         },
-        "frames": s.frames.iter().map(|f| json!({
-            "depth": f.depth,
-            "label": f.label,
-            "method": f.method_name,
-            "path": f.path,
-            "lineno": f.lineno,
-            "source": f.source.as_ref().map(|src| json!({
-                "first_lineno": src.first_lineno, "lines": src.lines,
-            })),
-            "self": value(&f.self_value),
-            "locals": f.locals.iter().map(|(n, v)| json!({"name": n, "value": value(v)})).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
+        "frames": s.frames.iter().map(frame).collect::<Vec<_>>(),
         "objects": s.objects.iter().enumerate().map(|(i, o)| object(i, o)).collect::<Vec<_>>(),
         "context": {
             "hostname": s.context.hostname,
@@ -59,6 +49,21 @@ pub fn snapshot(s: &Snapshot) -> J {
             "frames_skipped": s.stats.frames_skipped,
             "locals_missing": s.stats.locals_missing,
         },
+    })
+}
+
+fn frame(f: &Frame) -> J {
+    json!({
+        "depth": f.depth,
+        "label": f.label,
+        "method": f.method_name,
+        "path": f.path,
+        "lineno": f.lineno,
+        "source": f.source.as_ref().map(|src| json!({
+            "first_lineno": src.first_lineno, "lines": src.lines,
+        })),
+        "self": value(&f.self_value),
+        "locals": f.locals.iter().map(|(n, v)| json!({"name": n, "value": value(v)})).collect::<Vec<_>>(),
     })
 }
 
@@ -91,27 +96,69 @@ fn object(id: usize, o: &Object) -> J {
     }
     let vals = |vs: &[Value]| vs.iter().map(value).collect::<Vec<_>>();
     match &o.kind {
-        ObjectKind::String { bytes, encoding, original_len } => {
+        ObjectKind::String {
+            bytes,
+            encoding,
+            original_len,
+        } => {
             m.insert("value".into(), json!(String::from_utf8_lossy(bytes)));
             m.insert("encoding".into(), json!(encoding));
             m.insert("bytesize".into(), json!(original_len));
-            m.insert("truncated".into(), json!((bytes.len() as u64) < *original_len));
+            m.insert(
+                "truncated".into(),
+                json!((bytes.len() as u64) < *original_len),
+            );
         }
-        ObjectKind::Array { items, original_len } | ObjectKind::Set { items, original_len } => {
+        ObjectKind::Array {
+            items,
+            original_len,
+        }
+        | ObjectKind::Set {
+            items,
+            original_len,
+        } => {
             m.insert("items".into(), json!(vals(items)));
             m.insert("length".into(), json!(original_len));
         }
-        ObjectKind::Hash { entries, original_len, default, default_proc, compare_by_identity } => {
-            m.insert("entries".into(), json!(entries.iter().map(|(k, v)| json!({"key": value(k), "value": value(v)})).collect::<Vec<_>>()));
+        ObjectKind::Hash {
+            entries,
+            original_len,
+            default,
+            default_proc,
+            compare_by_identity,
+        } => {
+            m.insert(
+                "entries".into(),
+                json!(entries
+                    .iter()
+                    .map(|(k, v)| json!({"key": value(k), "value": value(v)}))
+                    .collect::<Vec<_>>()),
+            );
             m.insert("length".into(), json!(original_len));
-            m.insert("default".into(), default.as_ref().map(value).unwrap_or(J::Null));
-            m.insert("default_proc".into(), default_proc.as_ref().map(value).unwrap_or(J::Null));
+            m.insert(
+                "default".into(),
+                default.as_ref().map(value).unwrap_or(J::Null),
+            );
+            m.insert(
+                "default_proc".into(),
+                default_proc.as_ref().map(value).unwrap_or(J::Null),
+            );
             m.insert("compare_by_identity".into(), json!(compare_by_identity));
         }
         ObjectKind::Struct { members } => {
-            m.insert("members".into(), json!(members.iter().map(|(n, v)| json!({"name": n, "value": value(v)})).collect::<Vec<_>>()));
+            m.insert(
+                "members".into(),
+                json!(members
+                    .iter()
+                    .map(|(n, v)| json!({"name": n, "value": value(v)}))
+                    .collect::<Vec<_>>()),
+            );
         }
-        ObjectKind::Range { begin, end, exclusive } => {
+        ObjectKind::Range {
+            begin,
+            end,
+            exclusive,
+        } => {
             m.insert("begin".into(), value(begin));
             m.insert("end".into(), value(end));
             m.insert("exclusive".into(), json!(exclusive));
@@ -120,7 +167,10 @@ fn object(id: usize, o: &Object) -> J {
             m.insert("source".into(), json!(source));
             m.insert("options".into(), json!(options));
         }
-        ObjectKind::Rational { numerator, denominator } => {
+        ObjectKind::Rational {
+            numerator,
+            denominator,
+        } => {
             m.insert("numerator".into(), value(numerator));
             m.insert("denominator".into(), value(denominator));
         }
@@ -128,7 +178,12 @@ fn object(id: usize, o: &Object) -> J {
             m.insert("real".into(), value(real));
             m.insert("imaginary".into(), value(imaginary));
         }
-        ObjectKind::Time { seconds, nanoseconds, utc_offset, utc } => {
+        ObjectKind::Time {
+            seconds,
+            nanoseconds,
+            utc_offset,
+            utc,
+        } => {
             m.insert("seconds".into(), json!(seconds));
             m.insert("nanoseconds".into(), json!(nanoseconds));
             m.insert("utc_offset".into(), json!(utc_offset));
@@ -146,12 +201,22 @@ fn object(id: usize, o: &Object) -> J {
             m.insert("anonymous".into(), json!(name.is_none()));
             m.insert("is_class".into(), json!(is_class));
         }
-        ObjectKind::Proc { lambda, arity, source_location } => {
+        ObjectKind::Proc {
+            lambda,
+            arity,
+            source_location,
+        } => {
             m.insert("lambda".into(), json!(lambda));
             m.insert("arity".into(), json!(arity));
             m.insert("source_location".into(), json!(source_location));
         }
-        ObjectKind::Method { owner, name, arity, unbound, source_location } => {
+        ObjectKind::Method {
+            owner,
+            name,
+            arity,
+            unbound,
+            source_location,
+        } => {
             m.insert("owner".into(), json!(owner));
             m.insert("name".into(), json!(name));
             m.insert("arity".into(), json!(arity));
@@ -168,6 +233,13 @@ fn object(id: usize, o: &Object) -> J {
             m.insert("path".into(), json!(path));
         }
     }
-    m.insert("ivars".into(), json!(o.ivars.iter().map(|(n, v)| json!({"name": n, "value": value(v)})).collect::<Vec<_>>()));
+    m.insert(
+        "ivars".into(),
+        json!(o
+            .ivars
+            .iter()
+            .map(|(n, v)| json!({"name": n, "value": value(v)}))
+            .collect::<Vec<_>>()),
+    );
     J::Object(m)
 }

@@ -19,7 +19,12 @@ pub fn snapshot(s: &Snapshot, o: &Options) -> String {
     let e = &s.exception;
     let _ = writeln!(out, "{}: {}", e.class_name, e.message.trim_end());
     for c in &e.causes {
-        let _ = writeln!(out, "  caused by {}: {}", c.class_name, first_line(&c.message));
+        let _ = writeln!(
+            out,
+            "  caused by {}: {}",
+            c.class_name,
+            first_line(&c.message)
+        );
     }
     let _ = writeln!(out);
     let c = &s.context;
@@ -75,7 +80,10 @@ pub fn snapshot(s: &Snapshot, o: &Options) -> String {
         ));
     }
     if st.frames_skipped > 0 {
-        notes.push(format!("{} app frames over the frame cap", st.frames_skipped));
+        notes.push(format!(
+            "{} app frames over the frame cap",
+            st.frames_skipped
+        ));
     }
     if st.locals_missing {
         notes.push("locals not captured (the raise was not seen by the agent)".into());
@@ -88,14 +96,29 @@ pub fn snapshot(s: &Snapshot, o: &Options) -> String {
     }
     let refs = ref_counts(s);
     let mut shown = HashSet::new();
-    if s.frames.is_empty() {
+    let cause_frames = e.causes.iter().map(|c| c.frames.len()).sum::<usize>();
+    if s.frames.is_empty() && cause_frames == 0 {
         let _ = writeln!(out, "\n(no app frames captured)");
         for line in e.backtrace.iter().take(20) {
             let _ = writeln!(out, "  {line}");
         }
     }
-    for (i, f) in s.frames.iter().enumerate() {
-        frame(&mut out, s, f, i, &refs, o, &mut shown);
+    let mut n = 0;
+    for f in &s.frames {
+        frame(&mut out, s, f, n, &refs, o, &mut shown);
+        n += 1;
+    }
+    for c in e.causes.iter().filter(|c| !c.frames.is_empty()) {
+        let _ = writeln!(
+            out,
+            "\n--- caused by {}: {} (its frames when it was raised) ---",
+            c.class_name,
+            first_line(&c.message)
+        );
+        for f in &c.frames {
+            frame(&mut out, s, f, n, &refs, o, &mut shown);
+            n += 1;
+        }
     }
     out
 }
@@ -149,7 +172,8 @@ fn ref_counts(s: &Snapshot) -> Vec<u32> {
             }
         }
     };
-    for f in &s.frames {
+    let cause_frames = s.exception.causes.iter().flat_map(|c| c.frames.iter());
+    for f in s.frames.iter().chain(cause_frames) {
         bump(&f.self_value);
         f.locals.iter().for_each(|(_, v)| bump(v));
     }
@@ -226,7 +250,14 @@ impl Renderer<'_> {
         let max = self.o.max_items;
         let pad = "  ".repeat(indent + 1);
         match &obj.kind {
-            ObjectKind::Array { items, original_len } | ObjectKind::Set { items, original_len } => {
+            ObjectKind::Array {
+                items,
+                original_len,
+            }
+            | ObjectKind::Set {
+                items,
+                original_len,
+            } => {
                 for (k, v) in items.iter().take(max).enumerate() {
                     self.entry(indent, &format!("[{k}]"), v, depth);
                 }
@@ -354,7 +385,11 @@ fn inline_form(s: &Snapshot, obj: &Object) -> Option<String> {
             utc_offset,
             utc,
         } => {
-            let local = format_ms(seconds.saturating_add(*utc_offset as i64).saturating_mul(1000));
+            let local = format_ms(
+                seconds
+                    .saturating_add(*utc_offset as i64)
+                    .saturating_mul(1000),
+            );
             let base = local.trim_end_matches(" UTC");
             let zone = if *utc {
                 " UTC".to_string()

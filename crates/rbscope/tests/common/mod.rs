@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// gem/lib, with the built agent in it (scripts/build puts it there).
@@ -29,7 +32,9 @@ pub struct Sandbox {
 
 impl Sandbox {
     pub fn new() -> Sandbox {
-        Sandbox { dir: tempfile::tempdir().unwrap() }
+        Sandbox {
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
 
     pub fn store(&self) -> PathBuf {
@@ -71,20 +76,40 @@ impl Sandbox {
     }
 
     pub fn list(&self) -> Vec<J> {
-        let out = self.cli().args(["list", "--json", "-n", "1000"]).output().unwrap();
-        assert!(out.status.success(), "list failed: {}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice::<J>(&out.stdout).unwrap().as_array().unwrap().clone()
+        let out = self
+            .cli()
+            .args(["list", "--json", "-n", "1000"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "list failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<J>(&out.stdout)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
     }
 
     pub fn show(&self, id: &str) -> J {
         let out = self.cli().args(["show", id, "--json"]).output().unwrap();
-        assert!(out.status.success(), "show failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "show failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
     pub fn show_text(&self, id: &str) -> String {
         let out = self.cli().args(["show", id]).output().unwrap();
-        assert!(out.status.success(), "show failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "show failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 
