@@ -43,6 +43,14 @@ pub struct Walker<'a> {
     pub stats: CaptureStats,
     bytes: usize,
     classes: Classes,
+    /// Per-walk caches: class names, ivar names, the core UnboundMethods borrowed for C data,
+    /// and struct member names. Valid because GC is paused for the walk.
+    class_names: AddrMap<String>,
+    id_names: AddrMap<Option<String>>,
+    core_methods: HashMap<(&'static str, &'static str), VALUE>,
+    struct_members: AddrMap<Vec<String>>,
+    secret_names: HashMap<String, Option<&'static str>>,
+    bind_call: rb_sys::ID,
 }
 
 /// Classes recognised by the walk; zero when not loaded in this process.
@@ -71,13 +79,29 @@ impl<'a> Walker<'a> {
                 datetime: find("DateTime"),
                 bigdecimal: find("BigDecimal"),
             },
+            class_names: AddrMap::default(),
+            id_names: AddrMap::default(),
+            core_methods: HashMap::new(),
+            struct_members: AddrMap::default(),
+            secret_names: HashMap::new(),
+            bind_call: rb::intern(gvl, "bind_call"),
         }
     }
 
     /// A value held under `name` (a local, an ivar, a hash key): redacted if the name looks
     /// secret, else captured.
     pub fn named(&mut self, name: &str, v: VALUE, depth: u32) -> Value {
-        if let Some(why) = self.cfg.redaction.secret_name(name) {
+        let secret = match self.secret_names.get(name) {
+            Some(s) => *s,
+            None => {
+                let s = self.cfg.redaction.secret_name(name);
+                if self.secret_names.len() < 10_000 {
+                    self.secret_names.insert(name.to_string(), s);
+                }
+                s
+            }
+        };
+        if let Some(why) = secret {
             self.stats.redacted += 1;
             return Value::Redacted(why.into());
         }
@@ -159,9 +183,26 @@ impl<'a> Walker<'a> {
         }
     }
 
-    fn describe(&mut self, v: VALUE, depth: u32) -> Object {
+    fn class_name(&mut self, v: VALUE) -> String {
+        // SAFETY: rb_obj_class is defined for every VALUE.
+        let klass = unsafe { rb_obj_class(v) };
         let gvl = self.gvl;
-        let class_name = rb::class_name_of(gvl, v);
+        self.class_names
+            .entry(klass as usize)
+            .or_insert_with(|| rb::class_path(gvl, klass))
+            .clone()
+    }
+
+    fn id_name(&mut self, id: rb_sys::ID) -> Option<String> {
+        let gvl = self.gvl;
+        self.id_names
+            .entry(id as usize)
+            .or_insert_with(|| rb::id_name(gvl, id))
+            .clone()
+    }
+
+    fn describe(&mut self, v: VALUE, depth: u32) -> Object {
+        let class_name = self.class_name(v);
         // SAFETY: v is a live heap object.
         let frozen = rb::truthy(unsafe { rb_obj_frozen_p(v) });
         if let Some(path) = self.magic.get(&(v as usize)) {
@@ -239,22 +280,29 @@ impl<'a> Walker<'a> {
                 }
             }
             T::RUBY_T_STRUCT => {
-                let mut members = Vec::new();
-                // SAFETY: v is a Struct; rb_struct_members returns its member names.
-                let names = rb::protect(gvl, || unsafe { rb_struct_members(v) }).unwrap_or(NIL);
-                if rb::type_of(gvl, names) == T::RUBY_T_ARRAY {
-                    // SAFETY: names is an Array of Symbols.
-                    let n = unsafe { RARRAY_LEN(names) };
-                    for i in 0..n {
-                        // SAFETY: i < n; rb_struct_aref with an index reads the slot directly.
-                        let name = unsafe { RARRAY_AREF(names, i as isize) };
-                        let name = rb::symbol_name(gvl, name).unwrap_or_default();
-                        let val =
-                            rb::protect(gvl, || unsafe { rb_struct_aref(v, LONG2FIX(i as _)) })
-                                .unwrap_or(NIL);
-                        let val = self.named(&name, val, depth);
-                        members.push((name, val));
+                // SAFETY: rb_obj_class is defined for every VALUE.
+                let klass = unsafe { rb_obj_class(v) };
+                let names = match self.struct_members.get(&(klass as usize)) {
+                    Some(n) => n.clone(),
+                    None => {
+                        // SAFETY: v is a Struct; rb_struct_members returns its member names.
+                        let syms =
+                            rb::protect(gvl, || unsafe { rb_struct_members(v) }).unwrap_or(NIL);
+                        let names: Vec<String> = rb::array_items(gvl, syms)
+                            .into_iter()
+                            .map(|s| rb::symbol_name(gvl, s).unwrap_or_default())
+                            .collect();
+                        self.struct_members.insert(klass as usize, names.clone());
+                        names
                     }
+                };
+                let mut members = Vec::with_capacity(names.len());
+                for (i, name) in names.into_iter().enumerate() {
+                    // SAFETY: rb_struct_aref with an in-range index reads the slot directly.
+                    let val = rb::protect(gvl, || unsafe { rb_struct_aref(v, LONG2FIX(i as _)) })
+                        .unwrap_or(NIL);
+                    let val = self.named(&name, val, depth);
+                    members.push((name, val));
                 }
                 ObjectKind::Struct { members }
             }
@@ -380,8 +428,13 @@ impl<'a> Walker<'a> {
             entries.push((key, value));
         }
         self.bytes += entries.len() * 16;
+        // `default` is nil both without a default and with a default proc: only then ask
+        // for the proc.
         let default = self.core_value(v, "Hash", "default");
-        let default_proc = self.core_value(v, "Hash", "default_proc");
+        let default_proc = match default {
+            Some(d) if d != NIL => None,
+            _ => self.core_value(v, "Hash", "default_proc"),
+        };
         let cbi = self.core_value(v, "Hash", "compare_by_identity?");
         ObjectKind::Hash {
             entries,
@@ -535,7 +588,7 @@ impl<'a> Walker<'a> {
         }
     }
 
-    fn source_location(&mut self, v: VALUE, core: &str) -> Option<(String, i64)> {
+    fn source_location(&mut self, v: VALUE, core: &'static str) -> Option<(String, i64)> {
         let gvl = self.gvl;
         let loc = self.core_value(v, core, "source_location")?;
         if rb::type_of(gvl, loc) != T::RUBY_T_ARRAY {
@@ -558,7 +611,6 @@ impl<'a> Walker<'a> {
     }
 
     fn ivars(&mut self, v: VALUE, depth: u32) -> Vec<(String, Value)> {
-        let gvl = self.gvl;
         let mut raw: Vec<(rb_sys::ID, VALUE)> = Vec::new();
         unsafe extern "C" fn each(id: rb_sys::ID, val: VALUE, arg: st_data_t) -> i32 {
             // SAFETY: arg is the Vec below, alive for the whole rb_ivar_foreach call.
@@ -574,7 +626,7 @@ impl<'a> Walker<'a> {
         unsafe { rb_ivar_foreach(v, Some(each), raw_ptr) };
         let mut out = Vec::with_capacity(raw.len());
         for (id, val) in raw {
-            let Some(name) = rb::id_name(gvl, id) else {
+            let Some(name) = self.id_name(id) else {
                 continue;
             };
             if !name.starts_with('@') {
@@ -592,23 +644,53 @@ impl<'a> Walker<'a> {
         rb::to_string(self.gvl, s).unwrap_or_default()
     }
 
-    /// The core class's own method applied to `v` (see [`rb::core_call`]).
-    fn core_value(&mut self, v: VALUE, core: &str, name: &str) -> Option<VALUE> {
-        rb::core_call(self.gvl, core, name, v, &[]).ok()
+    /// The core class's own method applied to `v` (see [`rb::core_call`]), with the
+    /// UnboundMethod looked up once per walk.
+    fn core_value(&mut self, v: VALUE, core: &'static str, name: &'static str) -> Option<VALUE> {
+        self.core_value_args(v, core, name, &[])
     }
 
-    fn core_call(&mut self, v: VALUE, core: &str, name: &str) -> Option<String> {
+    fn core_value_args(
+        &mut self,
+        v: VALUE,
+        core: &'static str,
+        name: &'static str,
+        args: &[VALUE],
+    ) -> Option<VALUE> {
+        let gvl = self.gvl;
+        let um = match self.core_methods.get(&(core, name)) {
+            Some(um) => *um,
+            None => {
+                let class = rb::const_at(gvl, core)?;
+                let sym = rb_sys::ID2SYM(rb::intern(gvl, name));
+                let um = rb::call(gvl, class, "instance_method", &[sym]).ok()?;
+                self.core_methods.insert((core, name), um);
+                um
+            }
+        };
+        let mut all = [v; 4];
+        let n = args.len().min(3);
+        all[1..=n].copy_from_slice(&args[..n]);
+        let mid = self.bind_call;
+        rb::protect(gvl, || {
+            // SAFETY: GVL held; `all` outlives the call and holds n + 1 arguments.
+            unsafe { rb_funcallv(um, mid, (n + 1) as i32, all.as_ptr()) }
+        })
+        .ok()
+    }
+
+    fn core_call(&mut self, v: VALUE, core: &'static str, name: &'static str) -> Option<String> {
         self.core_call_args(v, core, name, &[])
     }
 
     fn core_call_args(
         &mut self,
         v: VALUE,
-        core: &str,
-        name: &str,
+        core: &'static str,
+        name: &'static str,
         args: &[VALUE],
     ) -> Option<String> {
-        let s = rb::core_call(self.gvl, core, name, v, args).ok()?;
+        let s = self.core_value_args(v, core, name, args)?;
         rb::to_string(self.gvl, s)
     }
 

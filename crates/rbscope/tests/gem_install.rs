@@ -1,0 +1,49 @@
+//! The gem builds and installs with Debian's Ruby and no RubyGems.org: extconf builds the agent
+//! and the CLI with cargo, and the installed gem captures a snapshot.
+
+mod common;
+use common::*;
+use std::process::Command;
+
+#[test]
+fn gem_installs_into_a_fresh_gem_home_and_works() {
+    let sb = Sandbox::new();
+    let home = sb.dir.path().join("gems");
+    let root = repo_root();
+    let out = Command::new(root.join("scripts/install-gem"))
+        .arg("--install-dir")
+        .arg(&home)
+        .env("GEM_HOME", &home)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "install failed: {}\n{}", stderr(&out), String::from_utf8_lossy(&out.stdout));
+
+    let app = sb.write("app.rb", "def boom\n  installed = true\n  raise 'from the installed gem'\nend\nboom\n");
+    let cli = home.join("bin/rbscope");
+    assert!(cli.is_file(), "no rbscope executable in {}", home.display());
+    let run = Command::new(&cli)
+        .args(["run", "--", "ruby"])
+        .arg(&app)
+        .env("GEM_HOME", &home)
+        .env("GEM_PATH", &home)
+        .env("RBSCOPE_STORE", sb.store())
+        .env("XDG_RUNTIME_DIR", sb.dir.path().join("run"))
+        .env_remove("RBSCOPE_RUBY_LIB")
+        .env_remove("RUBYOPT")
+        .current_dir(sb.dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    let err = stderr(&run);
+    assert!(err.contains("[rbscope] snapshot"), "{err}");
+    // The agent came from the installed gem, not from the checkout.
+    let list = Command::new(&cli)
+        .args(["list", "--json"])
+        .env("GEM_HOME", &home)
+        .env("GEM_PATH", &home)
+        .env("RBSCOPE_STORE", sb.store())
+        .output()
+        .unwrap();
+    let rows: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(rows[0]["top_frame"], "Object#boom()");
+}
