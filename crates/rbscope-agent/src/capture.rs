@@ -11,8 +11,10 @@
 //! to the exception object itself (attaching would change what `Marshal.dump(exception)` does).
 //! A re-raise of an exception already in the ring keeps the first, deepest capture.
 //!
-//! This is the portable path: the debug inspector makes a `Binding` for every frame, which is
-//! what makes capture cost grow with stack depth.
+//! Two ways to keep frames: the fast path (fast_capture.rs) copies the raw frames from the VM
+//! stack; the portable path here opens the debug inspector, which makes a `Binding` for every
+//! frame (the cost that grows with stack depth). The fast path is used when the running
+//! Ruby's layout is known and verified at start.
 
 use crate::counters::bump;
 use crate::rb::{self, Gvl, NIL};
@@ -32,9 +34,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 pub mod record {
     pub const EXCEPTION: isize = 0;
     // Slot 1 holds the raising Thread.
-    /// Number of app frames skipped over the frame cap.
+    /// Number of app frames skipped over the frame cap (debug-inspector path).
     pub const SKIPPED: isize = 2;
-    pub const FIRST_FRAME: isize = 3;
+    /// The raw frames array of the fast path (fast_capture.rs), or nil.
+    pub const FAST: isize = 3;
+    /// Debug-inspector frames start here.
+    pub const FIRST_FRAME: isize = 4;
 }
 
 /// Index of each slot in a captured frame (a hidden Array).
@@ -179,6 +184,16 @@ fn capture(gvl: Gvl, agent: &Agent, exc: VALUE) {
         rb_ary_push(rec, rb_sys::LONG2FIX(0));
         rec
     };
+    let fast = crate::fast_capture::layout()
+        .map(|layout| crate::fast_capture::capture(gvl, layout, record))
+        .unwrap_or(false);
+    if fast {
+        store_in_ring(record);
+        bump(&agent.counters.raises_captured);
+        return;
+    }
+    // SAFETY: GVL held; the record is a live hidden Array.
+    unsafe { rb_ary_push(record, NIL) };
     let mut ctx = InspectCtx { agent, record };
     let ctx_ptr = &mut ctx as *mut InspectCtx as *mut c_void;
     let opened = rb::protect(gvl, || {
@@ -189,12 +204,16 @@ fn capture(gvl: Gvl, agent: &Agent, exc: VALUE) {
         bump(&agent.counters.capture_errors);
         return;
     }
+    store_in_ring(record);
+    bump(&agent.counters.raises_captured);
+}
+
+fn store_in_ring(record: VALUE) {
     let ring = RING.load(Ordering::Acquire) as VALUE;
     let size = RING_SIZE.load(Ordering::Acquire).max(1);
     let slot = RING_NEXT.fetch_add(1, Ordering::AcqRel) % size;
-    // SAFETY: GVL held; the ring is a live hidden Array.
+    // SAFETY: GVL held (callers run in the raise hook); the ring is a live hidden Array.
     unsafe { rb_ary_store(ring, slot as _, record) };
-    bump(&agent.counters.raises_captured);
 }
 
 /// Inside the debug inspector: keep the app frames. Only VALUEs live in this frame, so a raise

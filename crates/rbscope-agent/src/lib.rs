@@ -14,6 +14,7 @@ mod capture;
 mod config;
 mod control;
 mod counters;
+mod fast_capture;
 mod graph;
 mod labels;
 mod lifecycle;

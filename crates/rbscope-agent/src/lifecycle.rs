@@ -32,10 +32,27 @@ pub fn start(gvl: Gvl, config: Config) -> Result<bool, String> {
                 .into(),
         );
     }
+    match crate::fast_capture::enable(gvl) {
+        Ok(version) => agent.status_notes.push((
+            "capture".into(),
+            format!("fast: VM frames read directly (layout {version})"),
+        )),
+        Err(why) => {
+            agent
+                .status_notes
+                .push(("capture".into(), "debug inspector (slower at raise)".into()));
+            agent.warnings.push(why);
+        }
+    }
     if agent.config.control_socket {
         let source = StatusSource {
             store: agent.config.store.clone(),
-            settings: agent.config.describe(),
+            settings: agent
+                .config
+                .describe()
+                .into_iter()
+                .chain(agent.status_notes.iter().cloned())
+                .collect(),
             warnings: agent.warnings.clone(),
             counters,
             ruby_version: ruby_version(gvl),

@@ -8,6 +8,7 @@
 
 use crate::capture::{self, frame, record};
 use crate::counters::{add, bump};
+use crate::fast_capture;
 use crate::graph::{self, Walker};
 use crate::labels;
 use crate::rb::{self, Gvl, NIL};
@@ -22,31 +23,47 @@ use rbscope_snapshot::{
 /// limited, queue full, capture failed: each counted).
 pub fn report(gvl: Gvl, agent: &Agent, exc: VALUE, ctx: VALUE, how: &str) -> Option<String> {
     bump(&agent.counters.reports);
+    // GC stays off for the whole report: the kept VALUEs sit in Rust vectors from here on,
+    // and the walk's identity map needs stable addresses (no compaction, no frees).
+    // SAFETY: GVL held.
+    let gc_was_disabled = rb::truthy(unsafe { rb_gc_disable() });
+    let result = report_with_gc_off(gvl, agent, exc, ctx, how);
+    if !gc_was_disabled {
+        // SAFETY: GVL held; we re-enable what we disabled.
+        unsafe { rb_gc_enable() };
+    }
+    result
+}
+
+fn report_with_gc_off(
+    gvl: Gvl,
+    agent: &Agent,
+    exc: VALUE,
+    ctx: VALUE,
+    how: &str,
+) -> Option<String> {
     let rec = capture::find(gvl, exc);
-    let (entries, skipped) = rec.map(|r| record_entries(gvl, r)).unwrap_or_default();
-    let parts: Vec<FrameParts> = entries.iter().map(|e| frame_parts(gvl, *e)).collect();
+    let (kept, skipped) = rec.map(|r| kept_frames(gvl, agent, r)).unwrap_or_default();
     // Each cause whose raise was captured brings its own (often deeper) frames.
     let cause_values = causes(gvl, exc);
-    let cause_parts: Vec<(Vec<VALUE>, Vec<FrameParts>)> = cause_values
+    let cause_kept: Vec<Vec<KeptFrame>> = cause_values
         .iter()
         .map(|c| {
-            let (entries, _) = capture::find(gvl, *c)
-                .map(|r| record_entries(gvl, r))
-                .unwrap_or_default();
-            let parts = entries.iter().map(|e| frame_parts(gvl, *e)).collect();
-            (entries, parts)
+            capture::find(gvl, *c)
+                .map(|r| kept_frames(gvl, agent, r).0)
+                .unwrap_or_default()
         })
         .collect();
-    let any_captured = rec.is_some() || cause_parts.iter().any(|(e, _)| !e.is_empty());
+    let any_captured = rec.is_some() || cause_kept.iter().any(|k| !k.is_empty());
     if !any_captured {
         bump(&agent.counters.reports_without_capture);
     }
 
     let class_name = rb::class_name_of(gvl, exc);
-    let top = parts
+    let top = kept
         .first()
-        .or_else(|| cause_parts.iter().find_map(|(_, p)| p.first()))
-        .map(|f| f.label.clone())
+        .or_else(|| cause_kept.iter().find_map(|k| k.first()))
+        .map(|f| f.parts.label.clone())
         .unwrap_or_else(|| "-".into());
     let fp = fingerprint(&class_name, &top);
     if !agent.rate_limiter_allows(&fp) {
@@ -54,27 +71,20 @@ pub fn report(gvl: Gvl, agent: &Agent, exc: VALUE, ctx: VALUE, how: &str) -> Opt
         return None;
     }
 
-    // SAFETY: GVL held. GC is paused for the walk so that the identity map's addresses stay
-    // valid (no compaction, no frees); the walk is bounded by the configured limits.
-    let gc_was_disabled = rb::truthy(unsafe { rb_gc_disable() });
     let magic = graph::magic_roots(gvl, &agent.config.magic_roots);
     let mut walker = Walker::new(gvl, &agent.config, &magic);
-    let out_frames = walk_frames(gvl, agent, &mut walker, &parts, &entries);
+    let out_frames = walk_frames(agent, &mut walker, &kept);
     let causes: Vec<CauseInfo> = cause_values
         .iter()
-        .zip(&cause_parts)
-        .map(|(c, (entries, parts))| CauseInfo {
+        .zip(&cause_kept)
+        .map(|(c, kept)| CauseInfo {
             class_name: rb::class_name_of(gvl, *c),
             message: exception_message(gvl, *c),
             backtrace: backtrace(gvl, *c),
-            frames: walk_frames(gvl, agent, &mut walker, parts, entries),
+            frames: walk_frames(agent, &mut walker, kept),
         })
         .collect();
     let (objects, mut stats) = walker.finish();
-    if !gc_was_disabled {
-        // SAFETY: GVL held; we re-enable what we disabled.
-        unsafe { rb_gc_enable() };
-    }
     stats.frames_skipped = skipped.max(0) as u32;
     stats.locals_missing = !any_captured;
     add(&agent.counters.values_redacted, stats.redacted as u64);
@@ -112,8 +122,10 @@ pub fn report(gvl: Gvl, agent: &Agent, exc: VALUE, ctx: VALUE, how: &str) -> Opt
         }
     };
     let summary = rbscope_store::SnapshotSummary::of(&snapshot, body.len());
-    let where_ = parts
-        .first()
+    let where_ = kept
+        .iter()
+        .map(|k| &k.parts)
+        .next()
         .map(|f| format!(" in {} at {}:{}", f.label, f.path, f.lineno))
         .unwrap_or_default();
     let first_line = message.lines().next().unwrap_or("").chars().take(200);
@@ -134,57 +146,107 @@ pub fn report(gvl: Gvl, agent: &Agent, exc: VALUE, ctx: VALUE, how: &str) -> Opt
     }
 }
 
-/// The kept frames of a capture record, and how many app frames went over the cap.
-fn record_entries(gvl: Gvl, rec: VALUE) -> (Vec<VALUE>, i64) {
+/// A captured frame ready for the walk: where it is, its `self`, its locals.
+struct KeptFrame {
+    parts: FrameParts,
+    self_value: VALUE,
+    locals: Vec<(String, VALUE)>,
+}
+
+/// The app frames of a capture record (either path), capped at `max_frames`, and how many
+/// app frames went over the cap.
+fn kept_frames(gvl: Gvl, agent: &Agent, rec: VALUE) -> (Vec<KeptFrame>, i64) {
     let items = rb::array_items(gvl, rec);
+    let fast = items.get(record::FAST as usize).copied().unwrap_or(NIL);
+    if fast != NIL {
+        if let Some(layout) = fast_capture::layout() {
+            return fast_frames(gvl, agent, layout, fast);
+        }
+    }
     let skipped = items
         .get(record::SKIPPED as usize)
         .and_then(|v| rb::fixnum(*v))
         .unwrap_or(0);
-    let entries = items
+    let kept = items
         .into_iter()
         .skip(record::FIRST_FRAME as usize)
+        .map(|entry| {
+            let fields = rb::array_items(gvl, entry);
+            let get = |i: isize| fields.get(i as usize).copied().unwrap_or(NIL);
+            KeptFrame {
+                parts: frame_parts(gvl, entry),
+                self_value: get(frame::SELF),
+                locals: binding_locals(gvl, get(frame::BINDING)),
+            }
+        })
         .collect();
-    (entries, skipped)
+    (kept, skipped)
+}
+
+fn fast_frames(
+    gvl: Gvl,
+    agent: &Agent,
+    layout: &rbscope_vm::Layout,
+    raw: VALUE,
+) -> (Vec<KeptFrame>, i64) {
+    let mut kept = Vec::new();
+    let mut skipped = 0i64;
+    let running = fast_capture::running_frames(layout);
+    for mut f in fast_capture::decode(gvl, raw) {
+        let text = fast_capture::frame_text(gvl, &f);
+        if !capture::is_app_path(&agent.config, text.path.as_bytes()) {
+            continue;
+        }
+        if kept.len() >= agent.config.max_frames {
+            skipped += 1;
+            continue;
+        }
+        fast_capture::refresh_if_running(layout, &mut f, &running);
+        let klass = fast_capture::frame_class(gvl, f.method_entry);
+        let facts = labels::facts(gvl, &text.label, &text.base_label, klass, f.self_value);
+        kept.push(KeptFrame {
+            parts: FrameParts {
+                depth: f.index as u32,
+                label: facts.label_with_params(),
+                method_name: (!text.base_label.starts_with('<')).then(|| text.base_label.clone()),
+                path: text.path,
+                abs_path: text.abs_path,
+                lineno: text.lineno,
+            },
+            self_value: f.self_value,
+            locals: fast_capture::locals(gvl, layout, &f),
+        });
+    }
+    (kept, skipped)
 }
 
 /// Captures self and locals of each kept frame into the walker's arena.
-fn walk_frames(
-    gvl: Gvl,
-    agent: &Agent,
-    walker: &mut Walker,
-    parts: &[FrameParts],
-    entries: &[VALUE],
-) -> Vec<Frame> {
-    let mut out = Vec::with_capacity(parts.len());
-    for (p, entry) in parts.iter().zip(entries) {
-        let items = rb::array_items(gvl, *entry);
-        let self_v = items.get(frame::SELF as usize).copied().unwrap_or(NIL);
-        let binding = items.get(frame::BINDING as usize).copied().unwrap_or(NIL);
-        let self_value = walker.value(self_v, 0);
-        let locals = binding_locals(gvl, binding)
-            .into_iter()
-            .map(|(name, v)| {
-                let value = walker.named(&name, v, 0);
-                (name, value)
-            })
-            .collect();
-        out.push(Frame {
-            depth: p.depth,
-            label: p.label.clone(),
-            method_name: p.method_name.clone(),
-            path: p.path.clone(),
-            lineno: p.lineno,
-            self_value,
-            locals,
-            source: read_source(
-                p.abs_path.as_deref().unwrap_or(&p.path),
-                p.lineno,
-                agent.config.source_context_lines,
-            ),
-        });
-    }
-    out
+fn walk_frames(agent: &Agent, walker: &mut Walker, kept: &[KeptFrame]) -> Vec<Frame> {
+    kept.iter()
+        .map(|k| {
+            let p = &k.parts;
+            let self_value = walker.value(k.self_value, 0);
+            let locals = k
+                .locals
+                .iter()
+                .map(|(name, v)| (name.clone(), walker.named(name, *v, 0)))
+                .collect();
+            Frame {
+                depth: p.depth,
+                label: p.label.clone(),
+                method_name: p.method_name.clone(),
+                path: p.path.clone(),
+                lineno: p.lineno,
+                self_value,
+                locals,
+                source: read_source(
+                    p.abs_path.as_deref().unwrap_or(&p.path),
+                    p.lineno,
+                    agent.config.source_context_lines,
+                ),
+            }
+        })
+        .collect()
 }
 
 struct FrameParts {

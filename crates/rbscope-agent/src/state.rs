@@ -19,6 +19,8 @@ pub struct Agent {
     pub pid: u32,
     pub hostname: String,
     pub warnings: Vec<String>,
+    /// Facts shown beside the settings (which capture path is in use).
+    pub status_notes: Vec<(String, String)>,
     rate: Mutex<RateLimiter>,
     pub control: Option<ControlServer>,
 }
@@ -62,6 +64,7 @@ impl Agent {
             pid: std::process::id(),
             hostname: hostname(),
             warnings: Vec::new(),
+            status_notes: Vec::new(),
             rate: Mutex::new(RateLimiter::default()),
             control: None,
         }

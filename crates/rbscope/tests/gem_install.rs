@@ -16,9 +16,17 @@ fn gem_installs_into_a_fresh_gem_home_and_works() {
         .env("GEM_HOME", &home)
         .output()
         .unwrap();
-    assert!(out.status.success(), "install failed: {}\n{}", stderr(&out), String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "install failed: {}\n{}",
+        stderr(&out),
+        String::from_utf8_lossy(&out.stdout)
+    );
 
-    let app = sb.write("app.rb", "def boom\n  installed = true\n  raise 'from the installed gem'\nend\nboom\n");
+    let app = sb.write(
+        "app.rb",
+        "def boom\n  installed = true\n  raise 'from the installed gem'\nend\nboom\n",
+    );
     let cli = home.join("bin/rbscope");
     assert!(cli.is_file(), "no rbscope executable in {}", home.display());
     let run = Command::new(&cli)

@@ -1,0 +1,411 @@
+//! Capture at raise by reading the raising thread's control frames directly (rbscope-vm).
+//!
+//! No `Binding` is made: for every Ruby frame we copy, into one hidden Ruby array, the frame's
+//! iseq, its instruction position, `self`, its method entry and the VALUEs of its locals (its
+//! own environment and, for blocks, the enclosing ones). That is a few plain memory reads per
+//! frame and one allocation per raise. Everything else (which frames are app code, labels,
+//! lines, local names) waits until the exception is reported.
+//!
+//! Used only when the running Ruby's exact version has a known layout *and* a self-test at
+//! start agrees with `rb_profile_frames`; otherwise the agent uses the debug inspector
+//! (capture.rs) and says so.
+
+use crate::rb::{self, Gvl, NIL};
+use rb_sys::{rb_ary_cat, rb_ary_new_capa, rb_obj_hide, rb_thread_current, LONG2FIX, VALUE};
+use rbscope_vm::frames::{self, EnvLevel};
+use rbscope_vm::{Layout, LocalMemory, RawFrame};
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicPtr, Ordering};
+
+extern "C" {
+    // Exported by libruby 3.1 (checked with `nm -D`); declared here because no public header
+    // has them. They take `const rb_iseq_t *`, passed as a pointer-sized integer.
+    fn rb_iseq_path(iseq: VALUE) -> VALUE;
+    fn rb_iseq_realpath(iseq: VALUE) -> VALUE;
+    fn rb_iseq_label(iseq: VALUE) -> VALUE;
+    fn rb_iseq_base_label(iseq: VALUE) -> VALUE;
+    fn rb_iseq_line_no(iseq: VALUE, pos: usize) -> u32;
+}
+
+/// Ruby frames copied per raise at most (a runaway recursion must not make raise slow).
+pub const MAX_RAW_FRAMES: usize = 512;
+/// Words per frame before its locals: iseq, position, self, method entry, control frame and
+/// environment addresses (to recognise the frame if it is still running at report time),
+/// level count.
+const FRAME_HEADER: usize = 7;
+
+static LAYOUT: AtomicPtr<Layout> = AtomicPtr::new(std::ptr::null_mut());
+
+thread_local! {
+    static BUF: RefCell<Vec<VALUE>> = const { RefCell::new(Vec::new()) };
+    static CHAIN: RefCell<Vec<EnvLevel>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The layout in use, when the fast path is on.
+pub fn layout() -> Option<&'static Layout> {
+    let p = LAYOUT.load(Ordering::Acquire);
+    // SAFETY: LAYOUT only ever holds null or a pointer to a `'static` Layout from the table.
+    unsafe { p.as_ref() }
+}
+
+/// Turns the fast path on for this Ruby if its layout is known and verified. Returns the
+/// reason when it stays off.
+pub fn enable(gvl: Gvl) -> Result<&'static str, String> {
+    let version = rb::const_at(gvl, "RUBY_VERSION")
+        .and_then(|v| rb::to_string(gvl, v))
+        .unwrap_or_default();
+    if !version.starts_with("3.1.") {
+        return Err(format!(
+            "fast capture is verified on Ruby 3.1 only (this is {version}); using the debug \
+             inspector, which is slower at raise"
+        ));
+    }
+    let layout = Layout::for_version(&version).ok_or_else(|| {
+        format!(
+            "no VM layout for Ruby {version} (known: {}); using the debug inspector, which is \
+             slower at raise",
+            Layout::known_versions()
+        )
+    })?;
+    self_test(gvl, layout)?;
+    LAYOUT.store(layout as *const Layout as *mut Layout, Ordering::Release);
+    Ok(layout.version)
+}
+
+fn current_ec(layout: &Layout) -> Option<usize> {
+    // SAFETY: GVL held by the callers; the current Thread is a TypedData whose data is the
+    // VM's rb_thread_t, and its `ec` field is the running execution context.
+    unsafe {
+        let th = rb_sys::RTYPEDDATA_GET_DATA(rb_thread_current()) as usize;
+        use rbscope_vm::Memory;
+        LocalMemory.read_word(th + layout.thread_ec).ok()
+    }
+}
+
+/// Compares our walk of the current stack with `rb_profile_frames`: same paths and lines for
+/// every Ruby frame, or the layout is not trusted.
+fn self_test(gvl: Gvl, layout: &Layout) -> Result<(), String> {
+    let fail =
+        |what: &str| format!("fast capture self-test failed ({what}); using the debug inspector");
+    let ec = current_ec(layout).ok_or_else(|| fail("no execution context"))?;
+    let mut ours: Vec<(String, i64)> = Vec::new();
+    frames::walk(&LocalMemory, layout, ec, 64, &mut |f: &RawFrame| {
+        let path = iseq_string(gvl, f.iseq as VALUE, rb_iseq_path);
+        let line = frames::pc_position(&LocalMemory, layout, f)
+            // SAFETY: the iseq is live (its frame is on the stack).
+            .map(|pos| unsafe { rb_iseq_line_no(f.iseq as VALUE, pos) } as i64)
+            .unwrap_or(-1);
+        ours.push((path, line));
+        true
+    })
+    .map_err(|e| fail(&e.to_string()))?;
+    let mut buf = [0 as VALUE; 64];
+    let mut lines = [0i32; 64];
+    // SAFETY: GVL held; buffers are on the stack (scanned by the GC) and sized 64.
+    let n = unsafe { rb_sys::rb_profile_frames(0, 64, buf.as_mut_ptr(), lines.as_mut_ptr()) };
+    let mut theirs: Vec<(String, i64)> = Vec::new();
+    for i in 0..n.max(0) as usize {
+        if lines[i] == 0 {
+            continue; // a C function
+        }
+        // SAFETY: buf[i] is a frame object rb_profile_frames just returned.
+        let p = unsafe { rb_sys::rb_profile_frame_path(buf[i]) };
+        theirs.push((rb::to_string(gvl, p).unwrap_or_default(), lines[i] as i64));
+    }
+    let k = ours.len().min(theirs.len());
+    if k == 0 || ours[..k] != theirs[..k] {
+        return Err(fail(&format!(
+            "walk {:?} vs profile {:?}",
+            ours.first(),
+            theirs.first()
+        )));
+    }
+    Ok(())
+}
+
+fn iseq_string(gvl: Gvl, iseq: VALUE, f: unsafe extern "C" fn(VALUE) -> VALUE) -> String {
+    // SAFETY: iseq is a live iseq; these accessors only read its location fields.
+    let s = unsafe { f(iseq) };
+    rb::to_string(gvl, s).unwrap_or_default()
+}
+
+/// Copies the current thread's Ruby frames into `record` (a hidden Array). Returns false if
+/// the stack could not be read (the caller falls back to the inspector).
+pub fn capture(gvl: Gvl, layout: &Layout, record: VALUE) -> bool {
+    let _ = gvl;
+    let Some(ec) = current_ec(layout) else {
+        return false;
+    };
+    let mem = LocalMemory;
+    // Pass 1: how many words. No Ruby allocation happens during either pass.
+    let mut words = 0usize;
+    let counted = CHAIN.with(|chain| {
+        let mut chain = chain.borrow_mut();
+        frames::walk(&mem, layout, ec, MAX_RAW_FRAMES, &mut |f: &RawFrame| {
+            chain.clear();
+            if frames::env_chain(&mem, layout, f, &mut chain).is_err() {
+                return true;
+            }
+            words += FRAME_HEADER + chain.iter().map(|lv| 1 + lv.locals).sum::<usize>();
+            true
+        })
+    });
+    if counted.is_err() {
+        return false;
+    }
+    // The one allocation (may run GC; we hold no VALUE in Rust memory yet).
+    // SAFETY: GVL held.
+    let ary = unsafe {
+        let a = rb_ary_new_capa(words as _);
+        rb_obj_hide(a);
+        a
+    };
+    // Pass 2: copy. Frames cannot change in between: we are inside the VM's raise hook on
+    // this thread. A GC above may have moved objects; we read the frames afresh.
+    let ok = BUF.with(|buf| {
+        CHAIN.with(|chain| {
+            let mut buf = buf.borrow_mut();
+            let mut chain = chain.borrow_mut();
+            buf.clear();
+            buf.reserve(words);
+            let walked = frames::walk(&mem, layout, ec, MAX_RAW_FRAMES, &mut |f: &RawFrame| {
+                chain.clear();
+                if frames::env_chain(&mem, layout, f, &mut chain).is_err() {
+                    return true;
+                }
+                let pos = frames::pc_position(&mem, layout, f).unwrap_or(0);
+                let me = frames::method_entry(&mem, f).unwrap_or(0);
+                let start = buf.len();
+                buf.push(f.iseq as VALUE);
+                // SAFETY: positions and counts are small non-negative integers.
+                buf.push(unsafe { LONG2FIX(pos as _) });
+                buf.push(f.self_value as VALUE);
+                buf.push(if me == 0 { rb::FALSE } else { me as VALUE });
+                buf.push(unsafe { LONG2FIX(f.cfp as _) });
+                buf.push(unsafe { LONG2FIX(f.ep as _) });
+                buf.push(unsafe { LONG2FIX(chain.len() as _) });
+                for lv in chain.iter() {
+                    buf.push(unsafe { LONG2FIX(lv.locals as _) });
+                    for i in 0..lv.locals {
+                        match frames::local_value(&mem, lv.ep, lv.locals, i) {
+                            Ok(v) => buf.push(v as VALUE),
+                            Err(_) => buf.push(NIL),
+                        }
+                    }
+                }
+                if buf.len() > words {
+                    buf.truncate(start);
+                    return false;
+                }
+                true
+            });
+            if walked.is_err() {
+                return false;
+            }
+            // SAFETY: GVL held; `ary` has capacity for every word, so rb_ary_cat copies
+            // without allocating (no GC can run while the VALUEs sit in `buf`).
+            unsafe { rb_ary_cat(ary, buf.as_ptr(), buf.len() as _) };
+            buf.clear();
+            true
+        })
+    });
+    if ok {
+        // SAFETY: GVL held; record is a live hidden Array.
+        unsafe { rb_sys::rb_ary_push(record, ary) };
+    }
+    ok
+}
+
+/// One frame decoded from a fast record.
+pub struct FastFrame {
+    pub index: usize,
+    pub iseq: VALUE,
+    pub pos: usize,
+    pub self_value: VALUE,
+    pub method_entry: VALUE,
+    pub cfp: usize,
+    pub ep: usize,
+    /// Local values per environment level, innermost first.
+    pub levels: Vec<Vec<VALUE>>,
+}
+
+/// Decodes the frames array that `capture` built.
+pub fn decode(gvl: Gvl, ary: VALUE) -> Vec<FastFrame> {
+    let words = rb::array_items(gvl, ary);
+    let mut out = Vec::new();
+    let mut i = 0;
+    let fix = |v: Option<&VALUE>| v.and_then(|v| rb::fixnum(*v)).unwrap_or(-1);
+    while i + FRAME_HEADER <= words.len() {
+        let nlevels = fix(words.get(i + 6));
+        if nlevels < 0 {
+            break;
+        }
+        let mut f = FastFrame {
+            index: out.len(),
+            iseq: words[i],
+            pos: fix(words.get(i + 1)).max(0) as usize,
+            self_value: words[i + 2],
+            method_entry: words[i + 3],
+            cfp: fix(words.get(i + 4)).max(0) as usize,
+            ep: fix(words.get(i + 5)).max(0) as usize,
+            levels: Vec::with_capacity(nlevels as usize),
+        };
+        i += FRAME_HEADER;
+        for _ in 0..nlevels {
+            let n = fix(words.get(i));
+            if n < 0 || i + 1 + n as usize > words.len() {
+                return out;
+            }
+            f.levels.push(words[i + 1..i + 1 + n as usize].to_vec());
+            i += 1 + n as usize;
+        }
+        out.push(f);
+    }
+    out
+}
+
+/// Path, real path, label, base label and line of a captured frame.
+pub struct FrameText {
+    pub path: String,
+    pub abs_path: Option<String>,
+    pub label: String,
+    pub base_label: String,
+    pub lineno: i64,
+}
+
+pub fn frame_text(gvl: Gvl, f: &FastFrame) -> FrameText {
+    // SAFETY: the iseq is kept alive by the record that holds it.
+    let lineno = unsafe { rb_iseq_line_no(f.iseq, f.pos) } as i64;
+    // SAFETY: as above.
+    let abs = unsafe { rb_iseq_realpath(f.iseq) };
+    FrameText {
+        path: iseq_string(gvl, f.iseq, rb_iseq_path),
+        abs_path: rb::to_string(gvl, abs),
+        label: iseq_string(gvl, f.iseq, rb_iseq_label),
+        base_label: iseq_string(gvl, f.iseq, rb_iseq_base_label),
+        lineno,
+    }
+}
+
+/// The class the inspector would report for a frame: the method entry's defined class, with
+/// an included module's iclass resolved to the module and a singleton class to its object.
+pub fn frame_class(gvl: Gvl, me: VALUE) -> VALUE {
+    use rbscope_vm::Memory;
+    if me == rb::FALSE || me == 0 {
+        return NIL;
+    }
+    let Ok(klass) = LocalMemory.read_word(me as usize + 8) else {
+        return NIL;
+    };
+    let klass = klass as VALUE;
+    if klass == 0 {
+        return NIL;
+    }
+    match rb::type_of(gvl, klass) {
+        rb_sys::ruby_value_type::RUBY_T_ICLASS => {
+            // SAFETY: an iclass's RBasic klass is the module it stands for.
+            unsafe { (*(klass as *const rb_sys::RBasic)).klass }
+        }
+        rb_sys::ruby_value_type::RUBY_T_CLASS => {
+            // SAFETY: reading RBasic flags of a live class.
+            let flags = unsafe { (*(klass as *const rb_sys::RBasic)).flags };
+            if flags & (rb_sys::ruby_fl_type::RUBY_FL_SINGLETON as VALUE) != 0 {
+                // SAFETY: a singleton class keeps its object in the internal `__attached__`.
+                unsafe { rb_sys::rb_ivar_get(klass, rb::intern(gvl, "__attached__")) }
+            } else {
+                klass
+            }
+        }
+        _ => klass,
+    }
+}
+
+/// The frames of the current thread that are running now, by (control frame, iseq,
+/// environment): a captured frame found here has not returned since the raise.
+pub fn running_frames(layout: &Layout) -> Vec<(usize, usize, usize)> {
+    let mut out = Vec::new();
+    if let Some(ec) = current_ec(layout) {
+        let _ = frames::walk(
+            &LocalMemory,
+            layout,
+            ec,
+            MAX_RAW_FRAMES,
+            &mut |f: &RawFrame| {
+                out.push((f.cfp, f.iseq, f.ep));
+                true
+            },
+        );
+    }
+    out
+}
+
+/// Re-reads the locals of a captured frame that is still running, so that assignments made
+/// after the raise (in `rescue` or `ensure`) show, as they would through a Binding.
+pub fn refresh_if_running(layout: &Layout, f: &mut FastFrame, running: &[(usize, usize, usize)]) {
+    if !running.contains(&(f.cfp, f.iseq as usize, f.ep)) {
+        return;
+    }
+    let mem = LocalMemory;
+    let raw = RawFrame {
+        cfp: f.cfp,
+        iseq: f.iseq as usize,
+        pc: 0,
+        self_value: f.self_value as usize,
+        ep: f.ep,
+    };
+    let mut chain = Vec::new();
+    if frames::env_chain(&mem, layout, &raw, &mut chain).is_err() {
+        return;
+    }
+    let levels: Option<Vec<Vec<VALUE>>> = chain
+        .iter()
+        .map(|lv| {
+            (0..lv.locals)
+                .map(|i| {
+                    frames::local_value(&mem, lv.ep, lv.locals, i)
+                        .ok()
+                        .map(|v| v as VALUE)
+                })
+                .collect()
+        })
+        .collect();
+    if let Some(levels) = levels {
+        f.levels = levels;
+    }
+}
+
+/// Local variable names and values of a frame, innermost environment first, as
+/// `Binding#local_variables` lists them (hidden and duplicate names skipped).
+pub fn locals(gvl: Gvl, layout: &Layout, f: &FastFrame) -> Vec<(String, VALUE)> {
+    let mem = LocalMemory;
+    let mut out: Vec<(String, VALUE)> = Vec::new();
+    let mut iseq = f.iseq as usize;
+    for (level, values) in f.levels.iter().enumerate() {
+        if level > 0 {
+            use rbscope_vm::Memory;
+            let parent = mem
+                .read_word(iseq + layout.iseq_body)
+                .and_then(|b| mem.read_word(b + layout.body_parent_iseq));
+            match parent {
+                Ok(p) if p != 0 => iseq = p,
+                _ => break,
+            }
+        }
+        let Ok(ids) = frames::local_ids(&mem, layout, iseq) else {
+            break;
+        };
+        for (id, v) in ids.iter().zip(values) {
+            // SAFETY: checking an ID's kind reads the symbol table only.
+            if unsafe { rb_sys::rb_is_local_id(*id as _) } == 0 {
+                continue;
+            }
+            let Some(name) = rb::id_name(gvl, *id as _) else {
+                continue;
+            };
+            if !out.iter().any(|(n, _)| *n == name) {
+                out.push((name, *v));
+            }
+        }
+    }
+    out
+}
