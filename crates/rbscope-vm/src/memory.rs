@@ -28,7 +28,7 @@ pub struct LocalMemory;
 impl Memory for LocalMemory {
     #[inline]
     fn read_word(&self, addr: usize) -> Result<usize, ReadError> {
-        if addr == 0 || addr % std::mem::align_of::<usize>() != 0 {
+        if addr == 0 || !addr.is_multiple_of(std::mem::align_of::<usize>()) {
             return Err(ReadError::Unreadable(addr));
         }
         // SAFETY: see the type's docs: the caller walks live VM structures of the current
