@@ -6,10 +6,8 @@
 //! `self` and the method's class. Walking and encoding the object graph waits until the
 //! exception is reported, because most raises are rescued and never reported.
 //!
-//! The kept frames live in a small hidden ring of Ruby arrays (marked by the GC, invisible to
-//! `ObjectSpace`), newest overwriting oldest, so memory stays bounded and nothing is attached
-//! to the exception object itself (attaching would change what `Marshal.dump(exception)` does).
-//! A re-raise of an exception already in the ring keeps the first, deepest capture.
+//! The kept frames wait in the pending-capture ring (ring.rs) until reported or replaced. A
+//! re-raise of an exception already in the ring keeps the first, deepest capture.
 //!
 //! Two ways to keep frames: the fast path (fast_capture.rs) copies the raw frames from the VM
 //! stack; the portable path here opens the debug inspector, which makes a `Binding` for every
@@ -22,23 +20,21 @@ use crate::state::{self, Agent};
 use rb_sys::{
     rb_ary_new_capa, rb_ary_push, rb_ary_store, rb_debug_inspector_backtrace_locations,
     rb_debug_inspector_frame_binding_get, rb_debug_inspector_frame_class_get,
-    rb_debug_inspector_frame_self_get, rb_debug_inspector_open, rb_debug_inspector_t,
-    rb_gc_register_mark_object, rb_obj_hide, rb_obj_is_kind_of, rb_thread_current, rb_trace_arg_t,
-    rb_tracearg_raised_exception, RARRAY_AREF, RARRAY_LEN, VALUE,
+    rb_debug_inspector_frame_self_get, rb_debug_inspector_open, rb_debug_inspector_t, rb_obj_hide,
+    rb_obj_is_kind_of, rb_thread_current, rb_trace_arg_t, rb_tracearg_raised_exception,
+    RARRAY_AREF, RARRAY_LEN, VALUE,
 };
 use std::cell::Cell;
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Index of each slot in a capture record (a hidden Array).
+/// Index of each slot in a debug-inspector capture record (a hidden Array).
 pub mod record {
-    pub const EXCEPTION: isize = 0;
-    // Slot 1 holds the raising Thread.
+    // Slot 0 holds the exception, slot 1 the raising Thread.
     /// Number of app frames skipped over the frame cap (debug-inspector path).
     pub const SKIPPED: isize = 2;
-    /// The raw frames array of the fast path (fast_capture.rs), or nil.
-    pub const FAST: isize = 3;
-    /// Debug-inspector frames start here.
+    // Slot 3 is unused (nil).
+    /// The frames start here.
     pub const FIRST_FRAME: isize = 4;
 }
 
@@ -51,14 +47,13 @@ pub mod frame {
     pub const KLASS: isize = 4;
 }
 
-static RING: AtomicUsize = AtomicUsize::new(0);
-static RING_SIZE: AtomicUsize = AtomicUsize::new(0);
-static RING_NEXT: AtomicUsize = AtomicUsize::new(0);
 static HOOK_ON: AtomicBool = AtomicBool::new(false);
 
 thread_local! {
     /// Set while this thread is inside rbscope's own code, so raises there are not captured.
     static BUSY: Cell<bool> = const { Cell::new(false) };
+    /// The last exception class seen by the hook and whether it is skipped.
+    static LAST_CLASS: Cell<(VALUE, bool)> = const { Cell::new((0, false)) };
 }
 
 /// Runs `f` with raise capture suppressed on this thread.
@@ -83,25 +78,13 @@ extern "C" {
 const RUBY_EVENT_RAISE: u32 = 0x0080;
 const HOOK_FLAG_RAW_ARG: u32 = 0x04;
 
-/// Creates the ring (once per process) and installs the raise hook.
+/// Sizes the pending-capture ring and installs the raise hook.
 pub fn install(gvl: Gvl, ring_size: usize) {
-    if RING.load(Ordering::Acquire) == 0 {
-        // SAFETY: GVL held. The array is registered as a permanent GC root and hidden from
-        // ObjectSpace before anyone else can see it.
-        let ring = unsafe {
-            let ring = rb_ary_new_capa(ring_size as _);
-            rb_gc_register_mark_object(ring);
-            rb_obj_hide(ring);
-            ring
-        };
-        RING.store(ring as usize, Ordering::Release);
-    }
-    RING_SIZE.store(ring_size.max(1), Ordering::Release);
+    crate::ring::init(gvl, ring_size);
     if !HOOK_ON.swap(true, Ordering::AcqRel) {
         // SAFETY: GVL held; the hook has the raw-arg signature that the flag announces.
         unsafe { add_event_hook2(on_raise, RUBY_EVENT_RAISE, NIL, HOOK_FLAG_RAW_ARG) };
     }
-    let _ = gvl;
 }
 
 /// Removes the raise hook (the ring stays, and empties as it is overwritten).
@@ -112,27 +95,22 @@ pub fn uninstall(_gvl: Gvl) {
     }
 }
 
-/// The capture record for `exc`, if its raise is still in the ring.
-pub fn find(gvl: Gvl, exc: VALUE) -> Option<VALUE> {
-    let ring = RING.load(Ordering::Acquire) as VALUE;
-    if ring == 0 {
-        return None;
+fn is_uninteresting(exc: VALUE) -> bool {
+    // Hot loops raise the same class again and again: remember the last answer.
+    // SAFETY: rb_obj_class is defined for every VALUE.
+    let class = unsafe { rb_sys::rb_obj_class(exc) };
+    if let Some(answer) = LAST_CLASS.with(|c| {
+        let (k, a) = c.get();
+        (k == class).then_some(a)
+    }) {
+        return answer;
     }
-    let _ = gvl;
-    // SAFETY: GVL held; the ring is a live Array of records or nils.
-    unsafe {
-        let n = RARRAY_LEN(ring);
-        for i in 0..n {
-            let rec = RARRAY_AREF(ring, i as isize);
-            if rec != NIL && RARRAY_AREF(rec, record::EXCEPTION) == exc {
-                return Some(rec);
-            }
-        }
-    }
-    None
+    let answer = uninteresting_class(exc);
+    LAST_CLASS.with(|c| c.set((class, answer)));
+    answer
 }
 
-fn is_uninteresting(exc: VALUE) -> bool {
+fn uninteresting_class(exc: VALUE) -> bool {
     // SAFETY: GVL held (called from the hook); the class globals are set at boot.
     unsafe {
         [
@@ -159,7 +137,7 @@ unsafe extern "C" fn on_raise(_data: VALUE, arg: *mut rb_trace_arg_t) {
         bump(&agent.counters.raises_seen);
         // SAFETY: `arg` is the trace arg of a RAISE event, as registered.
         let exc = unsafe { rb_tracearg_raised_exception(arg) };
-        if is_uninteresting(exc) || find(gvl, exc).is_some() {
+        if is_uninteresting(exc) || crate::ring::contains(gvl, exc) {
             return;
         }
         quietly(|| capture(gvl, &agent, exc));
@@ -175,6 +153,17 @@ struct InspectCtx<'a> {
 }
 
 fn capture(gvl: Gvl, agent: &Agent, exc: VALUE) {
+    if let Some(layout) = crate::fast_capture::layout() {
+        let copied = crate::ring::fill_next(gvl, |slot| {
+            slot.exc = exc;
+            slot.fast = true;
+            crate::fast_capture::capture(layout, &mut slot.words)
+        });
+        if copied {
+            bump(&agent.counters.raises_captured);
+            return;
+        }
+    }
     // SAFETY: GVL held. The record is hidden and reachable only from the ring.
     let record = unsafe {
         let rec = rb_ary_new_capa(8);
@@ -184,14 +173,6 @@ fn capture(gvl: Gvl, agent: &Agent, exc: VALUE) {
         rb_ary_push(rec, rb_sys::LONG2FIX(0));
         rec
     };
-    let fast = crate::fast_capture::layout()
-        .map(|layout| crate::fast_capture::capture(gvl, layout, record))
-        .unwrap_or(false);
-    if fast {
-        store_in_ring(record);
-        bump(&agent.counters.raises_captured);
-        return;
-    }
     // SAFETY: GVL held; the record is a live hidden Array.
     unsafe { rb_ary_push(record, NIL) };
     let mut ctx = InspectCtx { agent, record };
@@ -204,16 +185,13 @@ fn capture(gvl: Gvl, agent: &Agent, exc: VALUE) {
         bump(&agent.counters.capture_errors);
         return;
     }
-    store_in_ring(record);
+    crate::ring::fill_next(gvl, |slot| {
+        slot.exc = exc;
+        slot.fast = false;
+        slot.words.push(record);
+        true
+    });
     bump(&agent.counters.raises_captured);
-}
-
-fn store_in_ring(record: VALUE) {
-    let ring = RING.load(Ordering::Acquire) as VALUE;
-    let size = RING_SIZE.load(Ordering::Acquire).max(1);
-    let slot = RING_NEXT.fetch_add(1, Ordering::AcqRel) % size;
-    // SAFETY: GVL held (callers run in the raise hook); the ring is a live hidden Array.
-    unsafe { rb_ary_store(ring, slot as _, record) };
 }
 
 /// Inside the debug inspector: keep the app frames. Only VALUEs live in this frame, so a raise

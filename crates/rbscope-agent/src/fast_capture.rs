@@ -1,9 +1,9 @@
 //! Capture at raise by reading the raising thread's control frames directly (rbscope-vm).
 //!
-//! No `Binding` is made: for every Ruby frame we copy, into one hidden Ruby array, the frame's
-//! iseq, its instruction position, `self`, its method entry and the VALUEs of its locals (its
-//! own environment and, for blocks, the enclosing ones). That is a few plain memory reads per
-//! frame and one allocation per raise. Everything else (which frames are app code, labels,
+//! No `Binding` is made: for every Ruby frame we copy, into a pending-capture slot (ring.rs),
+//! the frame's iseq, its instruction position, `self`, its method entry and the VALUEs of its
+//! locals (its own environment and, for blocks, the enclosing ones). That is a few plain
+//! memory reads per frame and no allocation at all once the slot has grown. Everything else (which frames are app code, labels,
 //! lines, local names) waits until the exception is reported.
 //!
 //! Used only when the running Ruby's exact version has a known layout *and* a self-test at
@@ -11,10 +11,9 @@
 //! (capture.rs) and says so.
 
 use crate::rb::{self, Gvl, NIL};
-use rb_sys::{rb_ary_cat, rb_ary_new_capa, rb_obj_hide, rb_thread_current, LONG2FIX, VALUE};
-use rbscope_vm::frames::{self, EnvLevel};
-use rbscope_vm::{Layout, LocalMemory, RawFrame};
-use std::cell::RefCell;
+use rb_sys::{rb_thread_current, VALUE};
+use rbscope_vm::frames;
+use rbscope_vm::{Layout, LocalMemory, Memory, RawFrame};
 use std::sync::atomic::{AtomicPtr, Ordering};
 
 extern "C" {
@@ -35,11 +34,6 @@ pub const MAX_RAW_FRAMES: usize = 512;
 const FRAME_HEADER: usize = 7;
 
 static LAYOUT: AtomicPtr<Layout> = AtomicPtr::new(std::ptr::null_mut());
-
-thread_local! {
-    static BUF: RefCell<Vec<VALUE>> = const { RefCell::new(Vec::new()) };
-    static CHAIN: RefCell<Vec<EnvLevel>> = const { RefCell::new(Vec::new()) };
-}
 
 /// The layout in use, when the fast path is on.
 pub fn layout() -> Option<&'static Layout> {
@@ -77,7 +71,6 @@ fn current_ec(layout: &Layout) -> Option<usize> {
     // VM's rb_thread_t, and its `ec` field is the running execution context.
     unsafe {
         let th = rb_sys::RTYPEDDATA_GET_DATA(rb_thread_current()) as usize;
-        use rbscope_vm::Memory;
         LocalMemory.read_word(th + layout.thread_ec).ok()
     }
 }
@@ -129,91 +122,143 @@ fn iseq_string(gvl: Gvl, iseq: VALUE, f: unsafe extern "C" fn(VALUE) -> VALUE) -
     rb::to_string(gvl, s).unwrap_or_default()
 }
 
-/// Copies the current thread's Ruby frames into `record` (a hidden Array). Returns false if
-/// the stack could not be read (the caller falls back to the inspector).
-pub fn capture(gvl: Gvl, layout: &Layout, record: VALUE) -> bool {
-    let _ = gvl;
+/// Initial room of a slot, in words (enough for about a hundred frames).
+const STACK_WORDS: usize = 1024;
+/// The most words one capture may take (deeper stacks fall back to the inspector).
+const HEAP_WORDS: usize = 256 * 1024;
+
+/// Reads a word of this process's VM memory.
+///
+/// # Safety
+/// `addr` must be a VM structure address obtained from the running thread's execution
+/// context while the GVL is held (see `rbscope_vm::LocalMemory`).
+#[inline(always)]
+unsafe fn rd(addr: usize) -> usize {
+    // SAFETY: per the function's contract.
+    unsafe { std::ptr::read(addr as *const usize) }
+}
+
+/// Copies the current thread's Ruby frames into `out`, in the record format (per frame: iseq,
+/// position, self, method entry, cfp, ep, level count, then per level: local count and the
+/// local values). Returns the number of words written, or None when the stack does not fit
+/// or looks wrong. The same walk as `rbscope_vm::frames::walk`, flattened for speed: this
+/// runs on every raise.
+///
+/// # Safety
+/// GVL held, on the thread whose `ec` this is, inside the raise hook (frames are stable).
+unsafe fn copy_stack(l: &Layout, ec: usize, out: *mut VALUE, cap: usize) -> Option<usize> {
+    let fix = |n: usize| ((n as VALUE) << 1) | 1; // LONG2FIX for non-negative values
+                                                  // SAFETY (for every `put`): callers check `len + k <= cap` before writing k words.
+    let put = |i: usize, v: VALUE| unsafe { out.add(i).write(v) };
+    // SAFETY: ec is the running execution context (caller's contract).
+    let (stack, size, mut cfp) = unsafe {
+        (
+            rd(ec + l.ec_vm_stack),
+            rd(ec + l.ec_vm_stack_size),
+            rd(ec + l.ec_cfp),
+        )
+    };
+    let end = (stack + size * 8).checked_sub(l.cfp_size)?;
+    if cfp < stack || cfp > end || stack == 0 {
+        return None;
+    }
+    let mut len = 0usize;
+    let mut frames = 0usize;
+    while cfp + l.cfp_size <= end && frames < MAX_RAW_FRAMES {
+        // SAFETY: cfp lies inside this thread's control-frame area.
+        let (ep, iseq, pc) =
+            unsafe { (rd(cfp + l.cfp_ep), rd(cfp + l.cfp_iseq), rd(cfp + l.cfp_pc)) };
+        // SAFETY: a frame's ep points at its environment's flags word.
+        if iseq != 0 && pc != 0 && ep != 0 && unsafe { rd(ep) } & frames::VM_FRAME_FLAG_CFRAME == 0
+        {
+            frames += 1;
+            // SAFETY: a Ruby frame's iseq and its body are live VM structures.
+            let body = unsafe { rd(iseq + l.iseq_body) };
+            let enc = unsafe { rd(body + l.body_iseq_encoded) };
+            let pos = (pc.saturating_sub(enc) / 8).saturating_sub(1);
+            if len + 7 > cap {
+                return None;
+            }
+            let start = len;
+            put(len, iseq as VALUE);
+            put(len + 1, fix(pos));
+            // SAFETY: as above.
+            put(len + 2, unsafe { rd(cfp + l.cfp_self) } as VALUE);
+            put(len + 3, rb::FALSE);
+            put(len + 4, fix(cfp));
+            put(len + 5, fix(ep));
+            len += 7;
+            let (mut ep, mut body) = (ep, body);
+            let mut levels = 0;
+            let mut me = 0usize;
+            for _ in 0..64 {
+                // SAFETY: the body's local table size is a u32 field.
+                let n = unsafe { std::ptr::read((body + l.body_local_table_size) as *const u32) }
+                    as usize;
+                if n > 65_536 || len + 1 + n > cap {
+                    return None;
+                }
+                put(len, fix(n));
+                let first = ep - (n + 2) * 8;
+                for i in 0..n {
+                    // SAFETY: local i of n sits at ep[i - n - 2] in this environment.
+                    put(len + 1 + i, unsafe { rd(first + i * 8) } as VALUE);
+                }
+                len += 1 + n;
+                levels += 1;
+                // SAFETY: environment flags and me/cref slots of a live environment.
+                let local = unsafe { rd(ep) } & frames::VM_ENV_FLAG_LOCAL != 0;
+                if me == 0 {
+                    me = frames::method_entry_at(&LocalMemory, ep, local).unwrap_or(0);
+                }
+                if local {
+                    break;
+                }
+                // SAFETY: a block environment links to its parent (low bits are tags), and a
+                // block iseq to its parent iseq.
+                let (parent, prev) = unsafe { (rd(body + l.body_parent_iseq), rd(ep - 8) & !0x03) };
+                if parent == 0 || prev == 0 {
+                    break;
+                }
+                // SAFETY: the parent iseq is live (it encloses a running block).
+                body = unsafe { rd(parent + l.iseq_body) };
+                ep = prev;
+            }
+            if me != 0 {
+                put(start + 3, me as VALUE);
+            }
+            put(start + 6, fix(levels));
+        }
+        cfp += l.cfp_size;
+    }
+    Some(len)
+}
+
+/// Copies the current thread's Ruby frames into `words` (a pending-capture slot). Allocates
+/// no Ruby object: the ring's mark function keeps the copied VALUEs alive from here on. Grows
+/// `words` (Rust memory) when the stack is deeper than before. False when the stack could not
+/// be read (the caller falls back to the inspector).
+pub fn capture(layout: &Layout, words: &mut Vec<VALUE>) -> bool {
     let Some(ec) = current_ec(layout) else {
         return false;
     };
-    let mem = LocalMemory;
-    // Pass 1: how many words. No Ruby allocation happens during either pass.
-    let mut words = 0usize;
-    let counted = CHAIN.with(|chain| {
-        let mut chain = chain.borrow_mut();
-        frames::walk(&mem, layout, ec, MAX_RAW_FRAMES, &mut |f: &RawFrame| {
-            chain.clear();
-            if frames::env_chain(&mem, layout, f, &mut chain).is_err() {
-                return true;
-            }
-            words += FRAME_HEADER + chain.iter().map(|lv| 1 + lv.locals).sum::<usize>();
-            true
-        })
-    });
-    if counted.is_err() {
-        return false;
+    let mut cap = words.capacity().max(STACK_WORDS);
+    loop {
+        words.clear();
+        words.reserve(cap);
+        let cap_now = words.capacity();
+        // SAFETY: GVL held, in the raise hook, ec is this thread's; `words` has room for
+        // `cap_now` VALUEs, and copy_stack writes only below the length it returns.
+        if let Some(len) = unsafe { copy_stack(layout, ec, words.as_mut_ptr(), cap_now) } {
+            // SAFETY: copy_stack initialised the first `len` elements.
+            unsafe { words.set_len(len) };
+            return true;
+        }
+        if cap_now >= HEAP_WORDS {
+            return false;
+        }
+        cap = (cap_now * 4).min(HEAP_WORDS);
     }
-    // The one allocation (may run GC; we hold no VALUE in Rust memory yet).
-    // SAFETY: GVL held.
-    let ary = unsafe {
-        let a = rb_ary_new_capa(words as _);
-        rb_obj_hide(a);
-        a
-    };
-    // Pass 2: copy. Frames cannot change in between: we are inside the VM's raise hook on
-    // this thread. A GC above may have moved objects; we read the frames afresh.
-    let ok = BUF.with(|buf| {
-        CHAIN.with(|chain| {
-            let mut buf = buf.borrow_mut();
-            let mut chain = chain.borrow_mut();
-            buf.clear();
-            buf.reserve(words);
-            let walked = frames::walk(&mem, layout, ec, MAX_RAW_FRAMES, &mut |f: &RawFrame| {
-                chain.clear();
-                if frames::env_chain(&mem, layout, f, &mut chain).is_err() {
-                    return true;
-                }
-                let pos = frames::pc_position(&mem, layout, f).unwrap_or(0);
-                let me = frames::method_entry(&mem, f).unwrap_or(0);
-                let start = buf.len();
-                buf.push(f.iseq as VALUE);
-                // SAFETY: positions and counts are small non-negative integers.
-                buf.push(unsafe { LONG2FIX(pos as _) });
-                buf.push(f.self_value as VALUE);
-                buf.push(if me == 0 { rb::FALSE } else { me as VALUE });
-                buf.push(unsafe { LONG2FIX(f.cfp as _) });
-                buf.push(unsafe { LONG2FIX(f.ep as _) });
-                buf.push(unsafe { LONG2FIX(chain.len() as _) });
-                for lv in chain.iter() {
-                    buf.push(unsafe { LONG2FIX(lv.locals as _) });
-                    for i in 0..lv.locals {
-                        match frames::local_value(&mem, lv.ep, lv.locals, i) {
-                            Ok(v) => buf.push(v as VALUE),
-                            Err(_) => buf.push(NIL),
-                        }
-                    }
-                }
-                if buf.len() > words {
-                    buf.truncate(start);
-                    return false;
-                }
-                true
-            });
-            if walked.is_err() {
-                return false;
-            }
-            // SAFETY: GVL held; `ary` has capacity for every word, so rb_ary_cat copies
-            // without allocating (no GC can run while the VALUEs sit in `buf`).
-            unsafe { rb_ary_cat(ary, buf.as_ptr(), buf.len() as _) };
-            buf.clear();
-            true
-        })
-    });
-    if ok {
-        // SAFETY: GVL held; record is a live hidden Array.
-        unsafe { rb_sys::rb_ary_push(record, ary) };
-    }
-    ok
 }
 
 /// One frame decoded from a fast record.
@@ -229,9 +274,8 @@ pub struct FastFrame {
     pub levels: Vec<Vec<VALUE>>,
 }
 
-/// Decodes the frames array that `capture` built.
-pub fn decode(gvl: Gvl, ary: VALUE) -> Vec<FastFrame> {
-    let words = rb::array_items(gvl, ary);
+/// Decodes the words that `capture` copied.
+pub fn decode(words: &[VALUE]) -> Vec<FastFrame> {
     let mut out = Vec::new();
     let mut i = 0;
     let fix = |v: Option<&VALUE>| v.and_then(|v| rb::fixnum(*v)).unwrap_or(-1);
@@ -290,7 +334,6 @@ pub fn frame_text(gvl: Gvl, f: &FastFrame) -> FrameText {
 /// The class the inspector would report for a frame: the method entry's defined class, with
 /// an included module's iclass resolved to the module and a singleton class to its object.
 pub fn frame_class(gvl: Gvl, me: VALUE) -> VALUE {
-    use rbscope_vm::Memory;
     if me == rb::FALSE || me == 0 {
         return NIL;
     }
@@ -382,7 +425,6 @@ pub fn locals(gvl: Gvl, layout: &Layout, f: &FastFrame) -> Vec<(String, VALUE)> 
     let mut iseq = f.iseq as usize;
     for (level, values) in f.levels.iter().enumerate() {
         if level > 0 {
-            use rbscope_vm::Memory;
             let parent = mem
                 .read_word(iseq + layout.iseq_body)
                 .and_then(|b| mem.read_word(b + layout.body_parent_iseq));

@@ -20,6 +20,7 @@ mod labels;
 mod lifecycle;
 mod rb;
 mod report;
+mod ring;
 mod state;
 mod writer;
 

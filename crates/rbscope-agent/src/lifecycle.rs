@@ -78,7 +78,7 @@ pub fn start(gvl: Gvl, config: Config) -> Result<bool, String> {
 pub fn stop(gvl: Gvl) {
     capture::uninstall(gvl);
     if let Some(agent) = state::remove() {
-        if agent.pid == std::process::id() {
+        if agent.pid == state::process_id() {
             if let Some(c) = &agent.control {
                 c.shutdown();
             }
@@ -95,7 +95,7 @@ pub fn after_fork(gvl: Gvl) -> Result<bool, String> {
     let Some(old) = state::inherited() else {
         return Ok(false);
     };
-    if old.pid == std::process::id() {
+    if old.pid == state::process_id() {
         return Ok(false);
     }
     if let Some(c) = &old.control {

@@ -12,6 +12,7 @@ use crate::fast_capture;
 use crate::graph::{self, Walker};
 use crate::labels;
 use crate::rb::{self, Gvl, NIL};
+use crate::ring;
 use crate::state::Agent;
 use crate::writer::Job;
 use rb_sys::{rb_gc_disable, rb_gc_enable, VALUE};
@@ -42,15 +43,18 @@ fn report_with_gc_off(
     ctx: VALUE,
     how: &str,
 ) -> Option<String> {
-    let rec = capture::find(gvl, exc);
-    let (kept, skipped) = rec.map(|r| kept_frames(gvl, agent, r)).unwrap_or_default();
+    let rec = ring::find(gvl, exc);
+    let (kept, skipped) = rec
+        .as_ref()
+        .map(|r| kept_frames(gvl, agent, r))
+        .unwrap_or_default();
     // Each cause whose raise was captured brings its own (often deeper) frames.
     let cause_values = causes(gvl, exc);
     let cause_kept: Vec<Vec<KeptFrame>> = cause_values
         .iter()
         .map(|c| {
-            capture::find(gvl, *c)
-                .map(|r| kept_frames(gvl, agent, r).0)
+            ring::find(gvl, *c)
+                .map(|r| kept_frames(gvl, agent, &r).0)
                 .unwrap_or_default()
         })
         .collect();
@@ -155,14 +159,15 @@ struct KeptFrame {
 
 /// The app frames of a capture record (either path), capped at `max_frames`, and how many
 /// app frames went over the cap.
-fn kept_frames(gvl: Gvl, agent: &Agent, rec: VALUE) -> (Vec<KeptFrame>, i64) {
-    let items = rb::array_items(gvl, rec);
-    let fast = items.get(record::FAST as usize).copied().unwrap_or(NIL);
-    if fast != NIL {
-        if let Some(layout) = fast_capture::layout() {
-            return fast_frames(gvl, agent, layout, fast);
-        }
+fn kept_frames(gvl: Gvl, agent: &Agent, slot: &ring::Slot) -> (Vec<KeptFrame>, i64) {
+    if slot.fast {
+        return match fast_capture::layout() {
+            Some(layout) => fast_frames(gvl, agent, layout, &slot.words),
+            None => (Vec::new(), 0),
+        };
     }
+    let rec = slot.words.first().copied().unwrap_or(NIL);
+    let items = rb::array_items(gvl, rec);
     let skipped = items
         .get(record::SKIPPED as usize)
         .and_then(|v| rb::fixnum(*v))
@@ -187,12 +192,12 @@ fn fast_frames(
     gvl: Gvl,
     agent: &Agent,
     layout: &rbscope_vm::Layout,
-    raw: VALUE,
+    words: &[VALUE],
 ) -> (Vec<KeptFrame>, i64) {
     let mut kept = Vec::new();
     let mut skipped = 0i64;
     let running = fast_capture::running_frames(layout);
-    for mut f in fast_capture::decode(gvl, raw) {
+    for mut f in fast_capture::decode(words) {
         let text = fast_capture::frame_text(gvl, &f);
         if !capture::is_app_path(&agent.config, text.path.as_bytes()) {
             continue;

@@ -9,6 +9,7 @@ use crate::control::ControlServer;
 use crate::counters::Counters;
 use crate::writer::Writer;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,7 +33,30 @@ static AGENT: Mutex<Option<Arc<Agent>>> = Mutex::new(None);
 pub fn current() -> Option<Arc<Agent>> {
     let guard = AGENT.lock().ok()?;
     let agent = guard.as_ref()?;
-    (agent.pid == std::process::id()).then(|| agent.clone())
+    (agent.pid == process_id()).then(|| agent.clone())
+}
+
+/// This process's id without a system call per check (getpid is not cached by glibc): a
+/// child learns its new id from the fork handler.
+pub fn process_id() -> u32 {
+    let cached = PID.load(Ordering::Relaxed);
+    if cached != 0 {
+        return cached;
+    }
+    let pid = std::process::id();
+    PID.store(pid, Ordering::Relaxed);
+    if !ATFORK.swap(true, Ordering::AcqRel) {
+        // SAFETY: registering a child handler that only stores to an atomic (async-signal-safe).
+        unsafe { libc::pthread_atfork(None, None, Some(forget_pid)) };
+    }
+    pid
+}
+
+static PID: AtomicU32 = AtomicU32::new(0);
+static ATFORK: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn forget_pid() {
+    PID.store(0, Ordering::Relaxed);
 }
 
 /// Whether an agent is installed, even one inherited from a parent process.
@@ -43,7 +67,7 @@ pub fn inherited() -> Option<Arc<Agent>> {
 pub fn install(agent: Agent) {
     if let Ok(mut guard) = AGENT.lock() {
         if let Some(old) = guard.replace(Arc::new(agent)) {
-            if old.pid != std::process::id() {
+            if old.pid != process_id() {
                 // The parent's agent: its threads do not exist here; never run its destructors.
                 std::mem::forget(old);
             }
@@ -61,7 +85,7 @@ impl Agent {
             config,
             counters,
             writer,
-            pid: std::process::id(),
+            pid: process_id(),
             hostname: hostname(),
             warnings: Vec::new(),
             status_notes: Vec::new(),

@@ -166,7 +166,7 @@ pub fn method_entry<M: Memory>(mem: &M, f: &RawFrame) -> Result<usize, ReadError
     let mut ep = f.ep;
     for _ in 0..MAX_ENV_LEVELS {
         let local = mem.read_word(ep)? & VM_ENV_FLAG_LOCAL != 0;
-        let me = check_method_entry(mem, mem.read_word(ep - 2 * WORD)?, local)?;
+        let me = method_entry_at(mem, ep, local)?;
         if me != 0 || local {
             return Ok(me);
         }
@@ -176,6 +176,12 @@ pub fn method_entry<M: Memory>(mem: &M, f: &RawFrame) -> Result<usize, ReadError
         }
     }
     Ok(0)
+}
+
+/// The method entry held by one environment's `me_cref` slot, if any; `local` says whether the
+/// environment is the method's own (where the slot may hold an `svar` wrapping it).
+pub fn method_entry_at<M: Memory>(mem: &M, ep: usize, local: bool) -> Result<usize, ReadError> {
+    check_method_entry(mem, mem.read_word(ep - 2 * WORD)?, local)
 }
 
 const T_IMEMO: usize = 0x1a;

@@ -1,0 +1,134 @@
+//! The pending captures: frames kept at raise until the exception is reported or replaced.
+//!
+//! A fixed number of slots in Rust memory, overwritten oldest first, so memory stays bounded
+//! and a raise allocates nothing once the slots have grown to the stack sizes the app uses.
+//! The VALUEs in the slots are kept alive (and pinned) by one hidden, permanent TypedData
+//! object whose mark function marks every slot. Nothing is attached to the exception itself
+//! (that would change what `Marshal.dump(exception)` does).
+//!
+//! Every access holds the GVL (a [`Gvl`] token), and no Ruby object is allocated while a slot
+//! is borrowed, so the mark function (which runs inside GC, also under the GVL) never sees a
+//! slot half-written.
+
+use crate::rb::Gvl;
+use rb_sys::{rb_data_type_t, rb_gc_mark, rb_gc_register_mark_object, VALUE};
+use std::cell::UnsafeCell;
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// One pending capture.
+#[derive(Clone, Default)]
+pub struct Slot {
+    /// The exception (0 when the slot is empty).
+    pub exc: VALUE,
+    /// True: `words` are frames copied by the fast path. False: `words[0]` is the debug
+    /// inspector's record array.
+    pub fast: bool,
+    pub words: Vec<VALUE>,
+}
+
+struct Ring {
+    slots: Vec<Slot>,
+    next: usize,
+}
+
+struct GvlCell(UnsafeCell<Ring>);
+// SAFETY: the ring is only touched with the GVL held (Gvl tokens, and the GC's mark phase,
+// which also runs under the GVL), so there is never concurrent access.
+unsafe impl Sync for GvlCell {}
+
+static RING: GvlCell = GvlCell(UnsafeCell::new(Ring {
+    slots: Vec::new(),
+    next: 0,
+}));
+static MARKER_MADE: AtomicBool = AtomicBool::new(false);
+
+unsafe extern "C" fn mark_ring(_data: *mut c_void) {
+    // SAFETY: called by the GC under the GVL; no slot is borrowed while Ruby can allocate.
+    let ring = unsafe { &*RING.0.get() };
+    for slot in &ring.slots {
+        // SAFETY: rb_gc_mark ignores special constants and pins what it marks; every word
+        // is a VALUE or a Fixnum.
+        unsafe {
+            rb_gc_mark(slot.exc);
+            for w in &slot.words {
+                rb_gc_mark(*w);
+            }
+        }
+    }
+}
+
+struct MarkerType(rb_data_type_t);
+// SAFETY: the type description is immutable and only read by the VM.
+unsafe impl Sync for MarkerType {}
+
+static MARKER_TYPE: MarkerType = MarkerType(rb_data_type_t {
+    wrap_struct_name: c"rbscope pending captures".as_ptr(),
+    function: rb_sys::rb_data_type_struct__bindgen_ty_1 {
+        dmark: Some(mark_ring),
+        dfree: None,
+        dsize: None,
+        dcompact: None,
+        reserved: [std::ptr::null_mut(); 1],
+    },
+    parent: std::ptr::null(),
+    data: std::ptr::null_mut(),
+    flags: 0,
+});
+
+/// Sizes the ring (clearing it) and, once per process, creates the marking object.
+pub fn init(_gvl: Gvl, size: usize) {
+    // SAFETY: GVL held; no other borrow of the ring is alive.
+    let ring = unsafe { &mut *RING.0.get() };
+    ring.slots = vec![Slot::default(); size.max(1)];
+    ring.next = 0;
+    if !MARKER_MADE.swap(true, Ordering::AcqRel) {
+        // SAFETY: GVL held. klass 0 makes the object hidden; registering it keeps it (and so
+        // the ring's marking) alive for the life of the process.
+        unsafe {
+            let obj = rb_sys::rb_data_typed_object_wrap(0, std::ptr::null_mut(), &MARKER_TYPE.0);
+            rb_gc_register_mark_object(obj);
+        }
+    }
+}
+
+/// Runs `fill` on the oldest slot (emptied first). `fill` must not allocate Ruby objects.
+/// Returns false (and leaves the slot empty) when `fill` does.
+pub fn fill_next(_gvl: Gvl, fill: impl FnOnce(&mut Slot) -> bool) -> bool {
+    // SAFETY: GVL held; the borrow ends before this function returns and `fill` does not
+    // allocate Ruby objects (so no GC, so no concurrent mark).
+    let ring = unsafe { &mut *RING.0.get() };
+    if ring.slots.is_empty() {
+        return false;
+    }
+    let i = ring.next % ring.slots.len();
+    ring.next = ring.next.wrapping_add(1);
+    let slot = &mut ring.slots[i];
+    slot.exc = 0;
+    slot.words.clear();
+    if fill(slot) {
+        true
+    } else {
+        slot.exc = 0;
+        slot.words.clear();
+        false
+    }
+}
+
+/// Whether `exc` has a pending capture.
+pub fn contains(_gvl: Gvl, exc: VALUE) -> bool {
+    // SAFETY: GVL held; read-only borrow that ends here.
+    let ring = unsafe { &*RING.0.get() };
+    ring.slots.iter().any(|s| s.exc == exc && s.exc != 0)
+}
+
+/// A copy of `exc`'s pending capture. The copied VALUEs stay valid only while the ring keeps
+/// them and GC cannot move them: callers hold it with GC paused (report.rs).
+pub fn find(_gvl: Gvl, exc: VALUE) -> Option<Slot> {
+    // SAFETY: GVL held; read-only borrow that ends here.
+    let ring = unsafe { &*RING.0.get() };
+    ring.slots
+        .iter()
+        .find(|s| s.exc == exc && s.exc != 0)
+        .cloned()
+}
