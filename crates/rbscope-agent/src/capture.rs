@@ -209,7 +209,15 @@ unsafe extern "C" fn inspect_frames(dc: *const rb_debug_inspector_t, data: *mut 
     let path_id = rb::intern(gvl, "path");
     let mut kept = 0usize;
     let mut skipped = 0i64;
+    // Position among the Ruby frames (C frames have no binding), as the fast path counts.
+    let mut ruby_index = -1i64;
     for i in 0..n {
+        // SAFETY: index i is inside the inspector's frame list.
+        let binding = unsafe { rb_debug_inspector_frame_binding_get(dc, i) };
+        if binding == NIL {
+            continue;
+        }
+        ruby_index += 1;
         // SAFETY: i < n.
         let loc = unsafe { RARRAY_AREF(locs, i as isize) };
         // SAFETY: Location#path is a core method that returns the iseq's path or nil.
@@ -222,11 +230,6 @@ unsafe extern "C" fn inspect_frames(dc: *const rb_debug_inspector_t, data: *mut 
         if !is_app_path(cfg, path_bytes) {
             continue;
         }
-        // SAFETY: index i is inside the inspector's frame list.
-        let binding = unsafe { rb_debug_inspector_frame_binding_get(dc, i) };
-        if binding == NIL {
-            continue;
-        }
         if kept >= cfg.max_frames {
             skipped += 1;
             continue;
@@ -236,7 +239,7 @@ unsafe extern "C" fn inspect_frames(dc: *const rb_debug_inspector_t, data: *mut 
         unsafe {
             let fr = rb_ary_new_capa(5);
             rb_obj_hide(fr);
-            rb_ary_push(fr, rb_sys::LONG2FIX(i as _));
+            rb_ary_push(fr, rb_sys::LONG2FIX(ruby_index as _));
             rb_ary_push(fr, loc);
             rb_ary_push(fr, binding);
             rb_ary_push(fr, rb_debug_inspector_frame_self_get(dc, i));

@@ -31,6 +31,9 @@ pub struct Config {
     pub control_socket: bool,
     /// How many recent raises keep their frames until reported.
     pub pending_captures: usize,
+    /// "auto": read the VM's frames directly when this Ruby's layout is known and verified;
+    /// "inspector": always use the debug inspector (slower at raise).
+    pub capture: String,
 }
 
 impl Default for Config {
@@ -56,6 +59,7 @@ impl Default for Config {
             log: true,
             control_socket: true,
             pending_captures: 32,
+            capture: "auto".into(),
         }
     }
 }
@@ -111,6 +115,15 @@ impl Config {
                 "log" => c.log = flag(v)?,
                 "control_socket" => c.control_socket = flag(v)?,
                 "pending_captures" => c.pending_captures = (num(v)? as usize).clamp(1, 4096),
+                "capture" => match v.trim() {
+                    "auto" | "" => c.capture = "auto".into(),
+                    "inspector" => c.capture = "inspector".into(),
+                    other => {
+                        return Err(format!(
+                            "rbscope: setting capture wants auto or inspector, got {other:?}"
+                        ))
+                    }
+                },
                 other => return Err(format!("rbscope: unknown setting {other:?}")),
             }
         }

@@ -66,6 +66,11 @@ pub fn enable(gvl: Gvl) -> Result<&'static str, String> {
     Ok(layout.version)
 }
 
+/// Turns the fast path off (the `capture: "inspector"` setting).
+pub fn disable() {
+    LAYOUT.store(std::ptr::null_mut(), Ordering::Release);
+}
+
 fn current_ec(layout: &Layout) -> Option<usize> {
     // SAFETY: GVL held by the callers; the current Thread is a TypedData whose data is the
     // VM's rb_thread_t, and its `ec` field is the running execution context.

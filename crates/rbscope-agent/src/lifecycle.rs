@@ -32,7 +32,13 @@ pub fn start(gvl: Gvl, config: Config) -> Result<bool, String> {
                 .into(),
         );
     }
-    match crate::fast_capture::enable(gvl) {
+    let fast = if agent.config.capture == "inspector" {
+        crate::fast_capture::disable();
+        Err("capture = inspector: using the debug inspector as configured".to_string())
+    } else {
+        crate::fast_capture::enable(gvl).map(String::from)
+    };
+    match fast {
         Ok(version) => agent.status_notes.push((
             "capture".into(),
             format!("fast: VM frames read directly (layout {version})"),
@@ -41,7 +47,9 @@ pub fn start(gvl: Gvl, config: Config) -> Result<bool, String> {
             agent
                 .status_notes
                 .push(("capture".into(), "debug inspector (slower at raise)".into()));
-            agent.warnings.push(why);
+            if agent.config.capture != "inspector" {
+                agent.warnings.push(why);
+            }
         }
     }
     if agent.config.control_socket {

@@ -42,6 +42,8 @@ static RING: GvlCell = GvlCell(UnsafeCell::new(Ring {
     next: 0,
 }));
 static MARKER_MADE: AtomicBool = AtomicBool::new(false);
+/// Any non-null address will do as the marker's data (it is never read or freed).
+static MARKER_DATA: u8 = 0;
 
 unsafe extern "C" fn mark_ring(_data: *mut c_void) {
     // SAFETY: called by the GC under the GVL; no slot is borrowed while Ruby can allocate.
@@ -84,9 +86,11 @@ pub fn init(_gvl: Gvl, size: usize) {
     ring.next = 0;
     if !MARKER_MADE.swap(true, Ordering::AcqRel) {
         // SAFETY: GVL held. klass 0 makes the object hidden; registering it keeps it (and so
-        // the ring's marking) alive for the life of the process.
+        // the ring's marking) alive for the life of the process. The data pointer must not be
+        // null: the GC skips the mark function of a TypedData whose data is null.
         unsafe {
-            let obj = rb_sys::rb_data_typed_object_wrap(0, std::ptr::null_mut(), &MARKER_TYPE.0);
+            let data = &MARKER_DATA as *const u8 as *mut c_void;
+            let obj = rb_sys::rb_data_typed_object_wrap(0, data, &MARKER_TYPE.0);
             rb_gc_register_mark_object(obj);
         }
     }

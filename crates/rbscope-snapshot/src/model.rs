@@ -50,7 +50,7 @@ pub struct CauseInfo {
 /// One captured app frame.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Frame {
-    /// Position in the exception's full backtrace (0 = where it was raised).
+    /// Position among the Ruby frames of the raising stack (0 = the innermost Ruby frame).
     pub depth: u32,
     /// Better-backtrace label, e.g. `Billing::Invoice#total{block}`.
     pub label: String,

@@ -128,6 +128,10 @@ fn doctor_with_pid_shows_a_live_agents_counters() {
     let _ = child.wait();
     assert!(out.status.success(), "{}\n{text}", stderr(&out));
     assert!(text.contains(&format!("process   {pid}: agent")), "{text}");
+    assert!(
+        text.contains("fast: VM frames read directly (layout 3.1."),
+        "{text}"
+    );
     let seen = text
         .lines()
         .find(|l| l.trim_start().starts_with("raises_seen"))

@@ -25,6 +25,7 @@ module Rbscope
       log: "RBSCOPE_LOG",
       control_socket: "RBSCOPE_CONTROL_SOCKET",
       pending_captures: "RBSCOPE_PENDING_CAPTURES",
+      capture: "RBSCOPE_CAPTURE",
     }.freeze
 
     module_function
