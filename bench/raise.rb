@@ -4,10 +4,11 @@
 # one mode per process. Prints "MODE cpu_seconds" on stdout.
 #
 #   ruby bench/raise.rb MODE [N] [DEPTH]
-#   MODE: none | tracepoint | rbscope
+#   MODE: none | tracepoint | rbscope | rbscope-inspector
 #
 # `tracepoint` is what error trackers do: a TracePoint(:raise) reading the raising frame's
-# locals. `rbscope` captures every app frame (locals, self), rate limiting off.
+# locals. `rbscope` captures every app frame (locals, self), rate limiting off, reading the VM's
+# frames directly; `rbscope-inspector` forces the portable debug-inspector path.
 mode = ARGV.fetch(0)
 n = Integer(ARGV.fetch(1, "200000"))
 depth = Integer(ARGV.fetch(2, "50"))
@@ -20,9 +21,10 @@ when "tracepoint"
     b.local_variables.each { |name| b.local_variable_get(name) }
   end
   TRACE.enable
-when "rbscope"
+when "rbscope", "rbscope-inspector"
   require "rbscope"
-  Rbscope.start(rate_limit: 0, control_socket: false, log: false)
+  Rbscope.start(rate_limit: 0, control_socket: false, log: false,
+                capture: mode == "rbscope" ? "auto" : "inspector")
 else
   abort "unknown mode #{mode}"
 end

@@ -3,12 +3,14 @@
 //! It lives inside someone else's production process, so it follows strict rules (see
 //! ARCHITECTURE.md): it never panics, aborts or blocks the app; Ruby exceptions never unwind
 //! through Rust frames (every call into Ruby is protected, see [`rb`]); Ruby values held by
-//! Rust are kept alive by the GC through hidden Ruby arrays; background work runs on plain
+//! Rust are marked by the GC (the pending-capture ring's marker object, hidden arrays); the
+//! fast capture path reads the VM's frames through `rbscope-vm`; background work runs on plain
 //! Rust threads that never touch the VM; memory and time are bounded, and what had to be
 //! dropped is counted for `rbscope doctor -p PID`.
 //!
 //! The logic that needs no VM lives in the pure crates (`rbscope-snapshot`, `rbscope-store`,
-//! `rbscope-proto`, `rbscope-backtrace`); this crate gathers facts and hands them over.
+//! `rbscope-proto`, `rbscope-backtrace`, `rbscope-vm`); this crate gathers facts and hands
+//! them over.
 
 mod capture;
 mod config;
