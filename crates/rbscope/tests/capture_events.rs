@@ -273,3 +273,145 @@ fn rbscope_run_starts_the_agent() {
     );
     assert_eq!(mode & 0o777, 0o600);
 }
+
+#[test]
+fn capture_calls_no_application_methods_and_leaves_exceptions_marshalable() {
+    let sb = Sandbox::new();
+    let out = sb.run_started(
+        "sneaky.rb",
+        r#"
+$calls = []
+class Sneaky
+  def initialize; @x = 1; end
+  %i[inspect to_s hash == eql? respond_to? method instance_variables class].each do |m|
+    define_method(m) { |*a| $calls << m; super(*a) }
+  end
+  def method_missing(name, *a) = ($calls << name; super)
+end
+class LoudError < StandardError
+  def backtrace; $calls << :backtrace; super; end
+end
+def risky
+  thing = Sneaky.new
+  list = [thing, { thing => thing }]
+  raise LoudError, "boom"
+end
+begin
+  risky
+rescue => e
+  $calls.clear
+  Rbscope.report(e)
+  Rbscope.flush
+  puts "calls=#{$calls.inspect}"
+  puts "marshal=#{Marshal.load(Marshal.dump(e)).message}"
+end
+"#,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("calls=[]"), "{stdout}");
+    assert!(stdout.contains("marshal=boom"), "{stdout}");
+    let snap = sb.only_snapshot();
+    let s = Snap(&snap);
+    let thing = s.obj(s.local(s.frame("Object#risky"), "thing"));
+    assert_eq!(thing["class"], "Sneaky");
+}
+
+#[test]
+fn magic_roots_are_stored_by_name() {
+    let sb = Sandbox::new();
+    let script = sb.write(
+        "magic.rb",
+        r#"
+module App
+  CONFIG = { db: "primary", pool: 5 }
+end
+require "rbscope"
+Rbscope.start(magic_roots: ["App::CONFIG"])
+def handle
+  config = App::CONFIG
+  raise "with config"
+end
+handle
+"#,
+    );
+    let out = sb.ruby(&script).output().unwrap();
+    assert!(!out.status.success());
+    let snap = sb.only_snapshot();
+    let s = Snap(&snap);
+    let config = s.obj(s.local(s.frame("Object#handle"), "config"));
+    assert_eq!(config["kind"], "magic");
+    assert_eq!(config["path"], "App::CONFIG");
+}
+
+#[test]
+fn store_byte_cap_drops_and_counts() {
+    let sb = Sandbox::new();
+    let script = sb.write(
+        "cap.rb",
+        r#"
+require "rbscope"
+Rbscope.start(max_store_bytes: 3000, rate_limit: 0, log: false)
+10.times do |i|
+  begin
+    payload = "x" * 2000 + i.to_s
+    raise "big #{i}"
+  rescue => e
+    Rbscope.report(e)
+  end
+end
+Rbscope.flush
+c = Rbscope.counters
+puts "stored=#{c[:stored]} over_cap=#{c[:store_over_cap]}"
+"#,
+    );
+    let out = sb.ruby(&script).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let rows = sb.list();
+    assert!(!rows.is_empty() && rows.len() < 10, "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "stored={} over_cap={}",
+            rows.len(),
+            10 - rows.len()
+        )),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn context_names_the_process() {
+    let sb = Sandbox::new();
+    let script = sb.write("ctx.rb", "require 'rbscope'\nRbscope.start\n$0 = 'worker: billing'\nThread.current.name = 'billing'\ndef go\n  raise 'ctx'\nend\ngo\n");
+    let out = sb.ruby(&script).env("REVISION", "abc123").output().unwrap();
+    assert!(!out.status.success());
+    let snap = sb.only_snapshot();
+    let c = &snap["context"];
+    assert_eq!(c["ruby_version"], "3.1.2");
+    assert_eq!(c["app_revision"], "abc123");
+    assert_eq!(c["process_title"], "worker: billing");
+    assert_eq!(c["thread_name"], "billing");
+    assert!(c["pid"].as_u64().unwrap() > 0);
+    assert!(!c["hostname"].as_str().unwrap().is_empty());
+    assert_eq!(c["app_root"], sb.dir.path().to_str().unwrap());
+}
+
+#[test]
+fn an_unwritable_store_is_logged_and_the_app_is_unaffected() {
+    let sb = Sandbox::new();
+    let blocker = sb.write("not-a-dir", "a file where a directory should be");
+    let script = sb.write("nostore.rb", "require 'rbscope'\nRbscope.start\nbegin; raise 'x'; rescue => e; Rbscope.report(e); end\nRbscope.flush\nputs Rbscope.counters[:store_errors]\nputs 'still running'\n");
+    let out = sb
+        .ruby(&script)
+        .env("RBSCOPE_STORE", blocker.join("store.db"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1\nstill running\n");
+    let err = stderr(&out);
+    assert!(
+        err.contains("[rbscope] snapshot not stored: cannot open the store"),
+        "{err}"
+    );
+}

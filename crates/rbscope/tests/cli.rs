@@ -191,3 +191,18 @@ fn show_text_has_frames_source_and_tree() {
     assert!(text.contains("amount = 5"), "{text}");
     assert!(text.contains("note = \"x\""), "{text}");
 }
+
+#[test]
+fn unreadable_store_path_is_one_line() {
+    let sb = Sandbox::new();
+    let blocker = sb.write("file", "x");
+    let out = sb
+        .cli()
+        .arg("--store")
+        .arg(blocker.join("store.db"))
+        .args(["show", "01A"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no store at"), "{}", stderr(&out));
+}
