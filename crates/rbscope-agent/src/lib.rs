@@ -70,6 +70,30 @@ fn report(ruby: &Ruby, exc: Value, ctx: Value, how: String) -> Option<String> {
     capture::quietly(|| report::report(gvl, &agent, exc.as_raw(), ctx.as_raw(), &how))
 }
 
+/// `Rbscope::Native.snapshot_json(store, id, trust)`: the snapshot as JSON, for a restore.
+/// Needs no running agent. Raises with a one-line reason when the snapshot is missing,
+/// unreadable, or not signed with the store's key (unless `trust`).
+fn snapshot_json(
+    ruby: &Ruby,
+    store: Option<String>,
+    id: String,
+    trust: bool,
+) -> Result<String, Error> {
+    let fail = |m: String| Error::new(ruby.exception_runtime_error(), format!("rbscope: {m}"));
+    let store = store.or_else(|| std::env::var("RBSCOPE_STORE").ok());
+    let location =
+        rbscope_store::StoreLocation::parse(store.as_deref()).map_err(|e| fail(e.to_string()))?;
+    let rbscope_store::StoreLocation::Sqlite(path) = location;
+    let s = rbscope_store::SqliteStore::open_existing(&path).map_err(|e| fail(e.to_string()))?;
+    let (id, body) = s
+        .get_for_restore(&id, trust)
+        .map_err(|e| fail(e.to_string()))?;
+    let snapshot = rbscope_snapshot::decode(&body)
+        .map_err(|e| fail(format!("snapshot {id} cannot be read: {e}")))?;
+    serde_json::to_string(&rbscope_snapshot::json::snapshot(&snapshot))
+        .map_err(|e| fail(e.to_string()))
+}
+
 /// Waits up to `seconds` for queued snapshots to be written.
 fn flush(seconds: f64) -> bool {
     match state::current() {
@@ -126,6 +150,7 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
     native.define_singleton_method("store_location", function!(store_location, 0))?;
     native.define_singleton_method("socket_path", function!(socket_path, 0))?;
     native.define_singleton_method("warnings", function!(warnings, 0))?;
+    native.define_singleton_method("snapshot_json", function!(snapshot_json, 3))?;
     native.const_set("VERSION", env!("CARGO_PKG_VERSION"))?;
     let _ = Value::from_raw;
     Ok(())

@@ -6,7 +6,7 @@
 //! bounded time for the queue to drain so an escaping exception is not lost.
 
 use crate::counters::{add, bump, Counters};
-use rbscope_store::{SnapshotSummary, SqliteStore, StoreError, StoreLocation};
+use rbscope_store::{SnapshotSummary, SqliteStore, StoreError, StoreKey, StoreLocation};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,6 +68,7 @@ fn run(
     log: bool,
 ) {
     let mut store: Option<SqliteStore> = None;
+    let mut key: Option<StoreKey> = None;
     let mut last_error: Option<String> = None;
     while let Ok(job) = rx.recv() {
         match job {
@@ -92,7 +93,11 @@ fn run(
                     };
                 }
                 let Some(s) = store.as_mut() else { continue };
-                match s.insert(&summary, &body, max_store_bytes) {
+                if key.is_none() {
+                    key = StoreKey::load_or_create(s.path()).ok();
+                }
+                let signature = key.as_ref().map(|k| k.sign(&body));
+                match s.insert(&summary, &body, signature.as_deref(), max_store_bytes) {
                     Ok(()) => {
                         bump(&counters.stored);
                         add(&counters.bytes_stored, body.len() as u64);

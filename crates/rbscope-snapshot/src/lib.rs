@@ -10,6 +10,7 @@
 //! * [`redact`]: which names and values count as secrets.
 
 pub mod codec;
+pub mod json;
 pub mod model;
 pub mod redact;
 

@@ -6,9 +6,11 @@
 //! many processes can write at once. A PostgreSQL fleet store comes later behind the same
 //! types.
 
+mod key;
 mod location;
 mod sqlite;
 
+pub use key::{key_path, StoreKey};
 pub use location::{default_store_path, StoreLocation};
 pub use sqlite::{SqliteStore, StoreStats};
 
@@ -65,6 +67,10 @@ pub enum StoreError {
     Ambiguous(String),
     #[error("{0} is not a store location rbscope understands; give a file path (PostgreSQL URLs come with the fleet store)")]
     UnsupportedUrl(String),
+    #[error("snapshot {0} {1}: restoring builds objects from it, so it must come from this store's own writers; pass --trust (or trust: true) to restore it anyway")]
+    Untrusted(String, &'static str),
+    #[error("store key: {0}")]
+    Key(String),
     #[error("store error: {0}")]
     Sqlite(String),
 }

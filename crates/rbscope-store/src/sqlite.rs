@@ -11,8 +11,8 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// The schema this build creates and understands.
-const SCHEMA_VERSION: i64 = 1;
+/// The schema this build creates and understands. 2 added the `signature` column.
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS rbscope_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -26,7 +26,8 @@ CREATE TABLE IF NOT EXISTS snapshots (
     hostname TEXT NOT NULL,
     pid INTEGER NOT NULL,
     size INTEGER NOT NULL,
-    body BLOB NOT NULL
+    body BLOB NOT NULL,
+    signature BLOB
 );
 CREATE INDEX IF NOT EXISTS snapshots_time ON snapshots(reported_at_ms);
 CREATE INDEX IF NOT EXISTS snapshots_fingerprint ON snapshots(fingerprint);
@@ -127,6 +128,10 @@ impl SqliteStore {
             if version == SCHEMA_VERSION {
                 return Ok(());
             }
+            if version == 1 {
+                self.conn
+                    .execute_batch("ALTER TABLE snapshots ADD COLUMN signature BLOB")?;
+            }
         } else if !create {
             let tables: i64 = self.conn.query_row(
                 "SELECT count(*) FROM sqlite_master WHERE type='table'",
@@ -149,11 +154,13 @@ impl SqliteStore {
         &self.path
     }
 
-    /// Stores one encoded snapshot. With `max_bytes`, refuses it when the store would go over.
+    /// Stores one encoded snapshot and its signature. With `max_bytes`, refuses it when the
+    /// store would go over.
     pub fn insert(
         &mut self,
         summary: &SnapshotSummary,
         body: &[u8],
+        signature: Option<&[u8]>,
         max_bytes: Option<u64>,
     ) -> Result<(), StoreError> {
         let tx = self
@@ -170,8 +177,8 @@ impl SqliteStore {
         }
         tx.execute(
             "INSERT INTO snapshots (id, reported_at_ms, exception_class, message, top_frame,
-                 fingerprint, hostname, pid, size, body)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                 fingerprint, hostname, pid, size, body, signature)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             params![
                 summary.id,
                 summary.reported_at_ms,
@@ -182,7 +189,8 @@ impl SqliteStore {
                 summary.hostname,
                 summary.pid,
                 body.len() as i64,
-                body
+                body,
+                signature
             ],
         )?;
         tx.commit()?;
@@ -214,28 +222,60 @@ impl SqliteStore {
 
     /// The encoded snapshot whose id is `id`, or starts with `id` when that is unambiguous.
     pub fn get(&self, id: &str) -> Result<(String, Vec<u8>), StoreError> {
+        self.get_signed(id).map(|(id, body, _)| (id, body))
+    }
+
+    /// Like [`get`](Self::get), with the stored signature (None for unsigned snapshots).
+    pub fn get_signed(&self, id: &str) -> Result<(String, Vec<u8>, Option<Vec<u8>>), StoreError> {
         let id = id.trim().to_ascii_uppercase();
         if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric()) {
             return Err(StoreError::NotFound(id));
         }
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id, body FROM snapshots WHERE id >= ?1 AND id < ?2 LIMIT 2")?;
+        let mut stmt = self.conn.prepare(
+            "SELECT id, body, signature FROM snapshots WHERE id >= ?1 AND id < ?2 LIMIT 2",
+        )?;
         let upper = format!("{id}\u{7f}");
-        let rows: Vec<(String, Vec<u8>)> = stmt
-            .query_map(params![id, upper], |r| Ok((r.get(0)?, r.get(1)?)))?
+        let rows: Vec<(String, Vec<u8>, Option<Vec<u8>>)> = stmt
+            .query_map(params![id, upper], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?
             .collect::<Result<_, _>>()?;
         match rows.len() {
             0 => Err(StoreError::NotFound(id)),
             1 => Ok(rows.into_iter().next().ok_or(StoreError::NotFound(id))?),
             _ => {
                 // An exact match wins over longer ids sharing the prefix.
-                match rows.into_iter().find(|(found, _)| *found == id) {
+                match rows.into_iter().find(|(found, _, _)| *found == id) {
                     Some(row) => Ok(row),
                     None => Err(StoreError::Ambiguous(id)),
                 }
             }
         }
+    }
+
+    /// The encoded snapshot for a restore: its signature must verify under the store's key,
+    /// unless `trust` is given.
+    pub fn get_for_restore(&self, id: &str, trust: bool) -> Result<(String, Vec<u8>), StoreError> {
+        let (id, body, signature) = self.get_signed(id)?;
+        if trust {
+            return Ok((id, body));
+        }
+        let Some(signature) = signature else {
+            return Err(StoreError::Untrusted(id, "is unsigned"));
+        };
+        let Some(key) = crate::StoreKey::load(&self.path)? else {
+            return Err(StoreError::Untrusted(
+                id,
+                "is signed, but this store has no key file",
+            ));
+        };
+        if !key.verify(&body, &signature) {
+            return Err(StoreError::Untrusted(
+                id,
+                "has a signature that does not match this store's key",
+            ));
+        }
+        Ok((id, body))
     }
 
     pub fn stats(&self) -> Result<StoreStats, StoreError> {
@@ -276,8 +316,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/store.db");
         let mut s = SqliteStore::open_or_create(&path).unwrap();
-        s.insert(&summary("01AAA"), b"one", None).unwrap();
-        s.insert(&summary("01AAB"), b"two", None).unwrap();
+        s.insert(&summary("01AAA"), b"one", None, None).unwrap();
+        s.insert(&summary("01AAB"), b"two", Some(b"sig"), None)
+            .unwrap();
+        assert_eq!(s.get_signed("01AAB").unwrap().2, Some(b"sig".to_vec()));
+        assert_eq!(s.get_signed("01AAA").unwrap().2, None);
         assert_eq!(s.list(10).unwrap().len(), 2);
         assert_eq!(s.get("01aab").unwrap().1, b"two");
         assert!(matches!(s.get("01AA"), Err(StoreError::Ambiguous(_))));
@@ -292,10 +335,25 @@ mod tests {
             & 0o777;
         assert_eq!(dmode, 0o700);
         assert!(matches!(
-            s.insert(&summary("01AAC"), b"three", Some(7)),
+            s.insert(&summary("01AAC"), b"three", None, Some(7)),
             Err(StoreError::OverCap(7))
         ));
         assert_eq!(s.stats().unwrap().snapshots, 2);
+
+        // Restores: only snapshots signed with this store's key, unless trusted.
+        assert!(matches!(
+            s.get_for_restore("01AAA", false),
+            Err(StoreError::Untrusted(_, _))
+        ));
+        assert!(s.get_for_restore("01AAA", true).is_ok());
+        let key = crate::StoreKey::load_or_create(&path).unwrap();
+        assert!(matches!(
+            s.get_for_restore("01AAB", false),
+            Err(StoreError::Untrusted(_, _))
+        ));
+        s.insert(&summary("01AAD"), b"four", Some(&key.sign(b"four")), None)
+            .unwrap();
+        assert_eq!(s.get_for_restore("01AAD", false).unwrap().1, b"four");
     }
 
     #[test]

@@ -64,6 +64,26 @@ pub enum Command {
         #[arg(long, default_value_t = 20)]
         items: usize,
     },
+    /// Open IRB back in a snapshot's frame: self and locals restored as Ruby objects.
+    #[command(
+        after_help = "In the console: frames, frame N, up, down, snapshot; exit leaves.\n\
+        Load your app first so its classes exist (else objects come back as marked stand-ins):\n  \
+        rbscope restore ID -r ./config/environment\n\
+        From a running console: Rbscope.restore(\"ID\")"
+    )]
+    Restore {
+        /// The snapshot id, or an unambiguous prefix of it.
+        id: String,
+        /// The frame to start in (0 = innermost; see `rbscope show`).
+        #[arg(long, default_value_t = 0)]
+        frame: usize,
+        /// Restore a snapshot that is unsigned or not signed with this store's key.
+        #[arg(long)]
+        trust: bool,
+        /// Ruby files to require first (your app), like `ruby -r`.
+        #[arg(short = 'r', long = "require", value_name = "FILE")]
+        requires: Vec<String>,
+    },
     /// Check the set-up: the store, the Ruby agent, and with -p a running process's agent.
     Doctor {
         /// A running process to ask for its agent's state and counters.

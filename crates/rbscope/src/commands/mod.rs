@@ -2,6 +2,7 @@
 
 mod doctor;
 mod list;
+mod restore;
 mod run;
 mod show;
 
@@ -18,5 +19,11 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             items,
         } => show::show(&cli, id, *json, *depth, *items),
         Command::Doctor { pid } => doctor::doctor(&cli, *pid),
+        Command::Restore {
+            id,
+            frame,
+            trust,
+            requires,
+        } => restore::restore(&cli, id, *frame, *trust, requires),
     }
 }

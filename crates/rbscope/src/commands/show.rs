@@ -12,10 +12,9 @@ pub fn show(cli: &Cli, id: &str, json: bool, depth: usize, items: usize) -> anyh
     let snapshot = rbscope_snapshot::decode(&body)
         .with_context(|| format!("snapshot {full_id} cannot be read"))?;
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&render::json::snapshot(&snapshot))?
-        );
+        let mut doc = rbscope_snapshot::json::snapshot(&snapshot);
+        doc["reported_at"] = crate::time::format_ms(snapshot.reported_at_ms).into();
+        println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         let opts = render::text::Options {
             max_depth: depth,

@@ -1,4 +1,3 @@
 //! Rendering snapshots for people (`text`) and programs (`json`).
 
-pub mod json;
 pub mod text;

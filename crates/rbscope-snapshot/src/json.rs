@@ -1,18 +1,18 @@
-//! `rbscope show --json`: the whole snapshot, with strings as text and values tagged by type.
+//! The snapshot as JSON (`rbscope show --json`, and what a restore reads): strings as text,
+//! values tagged by type.
 //!
 //! Values are `{"type": "integer", "value": 3}`-style objects; references into the object
 //! list are `{"type": "ref", "id": 7}`, so cycles are expressed without repetition.
 
-use crate::time::format_ms;
-use rbscope_snapshot::{CutReason, Frame, Object, ObjectKind, Snapshot, Value};
+use crate::model::{CutReason, Frame, Object, ObjectKind, Snapshot, Value};
 use serde_json::{json, Map, Value as J};
 
 pub fn snapshot(s: &Snapshot) -> J {
     let e = &s.exception;
     json!({
+        "format_version": crate::codec::FORMAT_VERSION,
         "id": s.id,
         "reported_at_ms": s.reported_at_ms,
-        "reported_at": format_ms(s.reported_at_ms),
         "fingerprint": s.fingerprint,
         "exception": {
             "class": e.class_name,
@@ -86,6 +86,28 @@ pub fn value(v: &Value) -> J {
     }
 }
 
+/// Standard base64 with padding (RFC 4648), as Ruby's `unpack1("m0")` reads it.
+pub fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for (i, shift) in [18, 12, 6, 0].iter().enumerate() {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> shift & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 fn object(id: usize, o: &Object) -> J {
     let mut m = Map::new();
     m.insert("id".into(), json!(id));
@@ -102,6 +124,10 @@ fn object(id: usize, o: &Object) -> J {
             original_len,
         } => {
             m.insert("value".into(), json!(String::from_utf8_lossy(bytes)));
+            if std::str::from_utf8(bytes).is_err() {
+                // Not UTF-8: the exact bytes too, for a faithful restore.
+                m.insert("base64".into(), json!(base64(bytes)));
+            }
             m.insert("encoding".into(), json!(encoding));
             m.insert("bytesize".into(), json!(original_len));
             m.insert(
@@ -242,4 +268,16 @@ fn object(id: usize, o: &Object) -> J {
             .collect::<Vec<_>>()),
     );
     J::Object(m)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_matches_rfc4648() {
+        assert_eq!(super::base64(b""), "");
+        assert_eq!(super::base64(b"f"), "Zg==");
+        assert_eq!(super::base64(b"fo"), "Zm8=");
+        assert_eq!(super::base64(b"foo"), "Zm9v");
+        assert_eq!(super::base64(&[0xff, 0x00, 0xfe, 0x01]), "/wD+AQ==");
+    }
 }
