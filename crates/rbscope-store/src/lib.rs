@@ -12,7 +12,7 @@ mod sqlite;
 
 pub use key::{key_path, StoreKey};
 pub use location::{default_store_path, StoreLocation};
-pub use sqlite::{SqliteStore, StoreStats};
+pub use sqlite::{SqliteStore, StoreStats, Stored};
 
 use thiserror::Error;
 

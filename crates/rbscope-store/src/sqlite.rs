@@ -33,6 +33,13 @@ CREATE INDEX IF NOT EXISTS snapshots_time ON snapshots(reported_at_ms);
 CREATE INDEX IF NOT EXISTS snapshots_fingerprint ON snapshots(fingerprint);
 ";
 
+/// One stored snapshot as it sits in the store.
+pub struct Stored {
+    pub id: String,
+    pub body: Vec<u8>,
+    pub signature: Option<Vec<u8>>,
+}
+
 pub struct SqliteStore {
     conn: Connection,
     path: PathBuf,
@@ -222,11 +229,11 @@ impl SqliteStore {
 
     /// The encoded snapshot whose id is `id`, or starts with `id` when that is unambiguous.
     pub fn get(&self, id: &str) -> Result<(String, Vec<u8>), StoreError> {
-        self.get_signed(id).map(|(id, body, _)| (id, body))
+        self.get_signed(id).map(|s| (s.id, s.body))
     }
 
     /// Like [`get`](Self::get), with the stored signature (None for unsigned snapshots).
-    pub fn get_signed(&self, id: &str) -> Result<(String, Vec<u8>, Option<Vec<u8>>), StoreError> {
+    pub fn get_signed(&self, id: &str) -> Result<Stored, StoreError> {
         let id = id.trim().to_ascii_uppercase();
         if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric()) {
             return Err(StoreError::NotFound(id));
@@ -245,7 +252,7 @@ impl SqliteStore {
             1 => Ok(rows.into_iter().next().ok_or(StoreError::NotFound(id))?),
             _ => {
                 // An exact match wins over longer ids sharing the prefix.
-                match rows.into_iter().find(|(found, _, _)| *found == id) {
+                match rows.into_iter().find(|s| s.id == id) {
                     Some(row) => Ok(row),
                     None => Err(StoreError::Ambiguous(id)),
                 }
@@ -256,7 +263,11 @@ impl SqliteStore {
     /// The encoded snapshot for a restore: its signature must verify under the store's key,
     /// unless `trust` is given.
     pub fn get_for_restore(&self, id: &str, trust: bool) -> Result<(String, Vec<u8>), StoreError> {
-        let (id, body, signature) = self.get_signed(id)?;
+        let Stored {
+            id,
+            body,
+            signature,
+        } = self.get_signed(id)?;
         if trust {
             return Ok((id, body));
         }
@@ -319,8 +330,11 @@ mod tests {
         s.insert(&summary("01AAA"), b"one", None, None).unwrap();
         s.insert(&summary("01AAB"), b"two", Some(b"sig"), None)
             .unwrap();
-        assert_eq!(s.get_signed("01AAB").unwrap().2, Some(b"sig".to_vec()));
-        assert_eq!(s.get_signed("01AAA").unwrap().2, None);
+        assert_eq!(
+            s.get_signed("01AAB").unwrap().signature,
+            Some(b"sig".to_vec())
+        );
+        assert_eq!(s.get_signed("01AAA").unwrap().signature, None);
         assert_eq!(s.list(10).unwrap().len(), 2);
         assert_eq!(s.get("01aab").unwrap().1, b"two");
         assert!(matches!(s.get("01AA"), Err(StoreError::Ambiguous(_))));
