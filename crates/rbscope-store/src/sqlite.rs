@@ -242,9 +242,13 @@ impl SqliteStore {
             "SELECT id, body, signature FROM snapshots WHERE id >= ?1 AND id < ?2 LIMIT 2",
         )?;
         let upper = format!("{id}\u{7f}");
-        let rows: Vec<(String, Vec<u8>, Option<Vec<u8>>)> = stmt
+        let rows: Vec<Stored> = stmt
             .query_map(params![id, upper], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                Ok(Stored {
+                    id: r.get(0)?,
+                    body: r.get(1)?,
+                    signature: r.get(2)?,
+                })
             })?
             .collect::<Result<_, _>>()?;
         match rows.len() {
