@@ -170,9 +170,15 @@ module Rbscope
       when "time"
         t = Time.at(o["seconds"], o["nanoseconds"], :nsec)
         o["utc"] ? t.utc : t.getlocal(o["utc_offset"])
-      when "date" then require("date") && Date.iso8601(o["iso8601"])
-      when "datetime" then require("date") && DateTime.iso8601(o["iso8601"])
-      when "bigdecimal" then require("bigdecimal") && BigDecimal(o["value"])
+      when "date"
+        require "date"
+        Date.iso8601(o["iso8601"])
+      when "datetime"
+        require "date"
+        DateTime.iso8601(o["iso8601"])
+      when "bigdecimal"
+        require "bigdecimal"
+        BigDecimal(o["value"])
       else Restored::Cut.new("unknown kind #{o['kind']}")
       end
     rescue ArgumentError, TypeError, RegexpError, LoadError
