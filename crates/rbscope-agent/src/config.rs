@@ -34,6 +34,8 @@ pub struct Config {
     /// "auto": read the VM's frames directly when this Ruby's layout is known and verified;
     /// "inspector": always use the debug inspector (slower at raise).
     pub capture: String,
+    /// Retention the writer applies (at most once a minute): oldest snapshots go first.
+    pub retention: rbscope_store::Retention,
 }
 
 impl Default for Config {
@@ -60,6 +62,7 @@ impl Default for Config {
             control_socket: true,
             pending_captures: 32,
             capture: "auto".into(),
+            retention: rbscope_store::Retention::default(),
         }
     }
 }
@@ -115,6 +118,11 @@ impl Config {
                 "log" => c.log = flag(v)?,
                 "control_socket" => c.control_socket = flag(v)?,
                 "pending_captures" => c.pending_captures = (num(v)? as usize).clamp(1, 4096),
+                "retention_days" => {
+                    c.retention.max_age_ms = Some(num(v)? as i64 * 86_400_000).filter(|n| *n > 0)
+                }
+                "retention_count" => c.retention.max_count = Some(num(v)?).filter(|n| *n > 0),
+                "retention_bytes" => c.retention.max_bytes = Some(num(v)?).filter(|n| *n > 0),
                 "capture" => match v.trim() {
                     "auto" | "" => c.capture = "auto".into(),
                     "inspector" => c.capture = "inspector".into(),
@@ -166,6 +174,24 @@ impl Config {
                     .unwrap_or_else(|| "unlimited".into()),
             ),
             ("redact".into(), self.redaction.enabled.to_string()),
+            (
+                "retention".into(),
+                format!(
+                    "days {} count {} bytes {}",
+                    self.retention
+                        .max_age_ms
+                        .map(|ms| (ms / 86_400_000).to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    self.retention
+                        .max_count
+                        .map(|n| n.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    self.retention
+                        .max_bytes
+                        .map(|n| n.to_string())
+                        .unwrap_or_else(|| "-".into())
+                ),
+            ),
         ]
     }
 }

@@ -35,6 +35,7 @@ counters! {
     values_truncated: "strings and collections cut to the limits",
     objects_cut: "objects left out by the depth, object or byte limits",
     bytes_stored: "bytes of encoded snapshots written",
+    retention_deleted: "old snapshots deleted by the retention settings",
     control_connections: "clients that connected to the control socket",
     control_refused: "control connections refused (wrong user or bad handshake)",
 }

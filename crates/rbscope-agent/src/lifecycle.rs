@@ -17,12 +17,11 @@ pub fn start(gvl: Gvl, config: Config) -> Result<bool, String> {
     }
     let location = StoreLocation::parse(Some(&config.store)).map_err(|e| e.to_string())?;
     let counters = Arc::new(Counters::default());
-    let writer = Writer::spawn(
-        location.clone(),
-        config.max_store_bytes,
-        counters.clone(),
-        config.log,
-    )?;
+    let limits = crate::writer::Limits {
+        max_store_bytes: config.max_store_bytes,
+        retention: config.retention,
+    };
+    let writer = Writer::spawn(location.clone(), limits, counters.clone(), config.log)?;
     let mut agent = Agent::new(config, counters.clone(), writer);
     agent.config.store = location.describe();
     if yjit_enabled(gvl) {

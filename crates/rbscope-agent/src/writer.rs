@@ -6,10 +6,10 @@
 //! bounded time for the queue to drain so an escaping exception is not lost.
 
 use crate::counters::{add, bump, Counters};
-use rbscope_store::{SnapshotSummary, SqliteStore, StoreError, StoreKey, StoreLocation};
+use rbscope_store::{Retention, SnapshotSummary, SqliteStore, StoreError, StoreKey, StoreLocation};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub enum Job {
     Store {
@@ -30,14 +30,14 @@ const QUEUE_LEN: usize = 256;
 impl Writer {
     pub fn spawn(
         location: StoreLocation,
-        max_store_bytes: Option<u64>,
+        limits: Limits,
         counters: Arc<Counters>,
         log: bool,
     ) -> Result<Writer, String> {
         let (tx, rx) = sync_channel(QUEUE_LEN);
         std::thread::Builder::new()
             .name("rbscope-writer".into())
-            .spawn(move || run(rx, location, max_store_bytes, counters, log))
+            .spawn(move || run(rx, location, limits, counters, log))
             .map_err(|e| format!("rbscope: cannot start the writer thread: {e}"))?;
         Ok(Writer { tx })
     }
@@ -60,13 +60,24 @@ impl Writer {
     }
 }
 
+/// What the writer enforces on the store.
+#[derive(Clone, Copy)]
+pub struct Limits {
+    /// Refuse snapshots beyond this many bytes of snapshots.
+    pub max_store_bytes: Option<u64>,
+    /// Delete the oldest snapshots beyond these (checked at most once a minute).
+    pub retention: Retention,
+}
+
 fn run(
     rx: Receiver<Job>,
     location: StoreLocation,
-    max_store_bytes: Option<u64>,
+    limits: Limits,
     counters: Arc<Counters>,
     log: bool,
 ) {
+    let max_store_bytes = limits.max_store_bytes;
+    let mut last_retention: Option<Instant> = None;
     let mut store: Option<SqliteStore> = None;
     let mut key: Option<StoreKey> = None;
     let mut last_error: Option<String> = None;
@@ -83,7 +94,17 @@ fn run(
                 if store.is_none() {
                     store = match &location {
                         StoreLocation::Sqlite(path) => match SqliteStore::open_or_create(path) {
-                            Ok(s) => Some(s),
+                            Ok(mut s) => {
+                                // Retention runs when the store is opened, then at most once
+                                // a minute after writes.
+                                if limits.retention != Retention::default() {
+                                    last_retention = Some(Instant::now());
+                                    if let Ok(n) = s.apply_retention(&limits.retention, now_ms()) {
+                                        add(&counters.retention_deleted, n);
+                                    }
+                                }
+                                Some(s)
+                            }
                             Err(e) => {
                                 bump(&counters.store_errors);
                                 complain(log, &mut last_error, &e);
@@ -104,6 +125,15 @@ fn run(
                         last_error = None;
                         if log {
                             eprintln!("{line}");
+                        }
+                        let due = last_retention
+                            .map(|t| t.elapsed() >= Duration::from_secs(60))
+                            .unwrap_or(true);
+                        if limits.retention != Retention::default() && due {
+                            last_retention = Some(Instant::now());
+                            if let Ok(n) = s.apply_retention(&limits.retention, now_ms()) {
+                                add(&counters.retention_deleted, n);
+                            }
                         }
                     }
                     Err(StoreError::OverCap(cap)) => {
@@ -132,3 +162,10 @@ fn complain(log: bool, last: &mut Option<String>, e: &StoreError) {
 }
 
 pub const EXIT_FLUSH: Duration = Duration::from_secs(5);
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -8,10 +8,12 @@
 
 mod key;
 mod location;
+mod query;
 mod sqlite;
 
 pub use key::{key_path, StoreKey};
 pub use location::{default_store_path, StoreLocation};
+pub use query::{Filter, Group, Retention};
 pub use sqlite::{SqliteStore, StoreStats, Stored};
 
 use thiserror::Error;

@@ -41,7 +41,7 @@ pub struct Stored {
 }
 
 pub struct SqliteStore {
-    conn: Connection,
+    pub(crate) conn: Connection,
     path: PathBuf,
 }
 
@@ -206,25 +206,10 @@ impl SqliteStore {
 
     /// The newest `limit` snapshots, newest first.
     pub fn list(&self, limit: usize) -> Result<Vec<SnapshotSummary>, StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT id, reported_at_ms, exception_class, message, top_frame, fingerprint,
-                    hostname, pid, size
-             FROM snapshots ORDER BY reported_at_ms DESC, id DESC LIMIT ?1",
-        )?;
-        let rows = stmt.query_map(params![limit as i64], |r| {
-            Ok(SnapshotSummary {
-                id: r.get(0)?,
-                reported_at_ms: r.get(1)?,
-                exception_class: r.get(2)?,
-                message: r.get(3)?,
-                top_frame: r.get(4)?,
-                fingerprint: r.get(5)?,
-                hostname: r.get(6)?,
-                pid: r.get::<_, i64>(7)? as u32,
-                size: r.get::<_, i64>(8)? as u64,
-            })
-        })?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        self.list_filtered(&crate::Filter {
+            limit,
+            ..crate::Filter::default()
+        })
     }
 
     /// The encoded snapshot whose id is `id`, or starts with `id` when that is unambiguous.

@@ -40,14 +40,44 @@ pub enum Command {
         )]
         command: Vec<String>,
     },
-    /// List stored snapshots, newest first.
+    /// List stored snapshots, newest first (or grouped by fingerprint with --group).
     List {
-        /// How many to show.
+        /// How many to show (snapshots, or groups with --group).
         #[arg(short = 'n', long, default_value_t = 50)]
         limit: usize,
         /// Print JSON (one array) instead of a table.
         #[arg(long)]
         json: bool,
+        /// Group by fingerprint (exception class + top app frame): counts, first and last seen.
+        #[arg(long)]
+        group: bool,
+        /// Only snapshots reported within this long (30m, 2h, 7d).
+        #[arg(long, value_name = "DURATION", value_parser = crate::duration::parse_ms)]
+        since: Option<i64>,
+        /// Only this exception class.
+        #[arg(long = "class", value_name = "CLASS")]
+        class: Option<String>,
+        /// Only snapshots from this host.
+        #[arg(long)]
+        host: Option<String>,
+    },
+    /// Delete snapshots: by id, by age, by fingerprint, or down to a retention limit.
+    Purge {
+        /// Delete this snapshot (id or unambiguous prefix).
+        #[arg(long)]
+        id: Option<String>,
+        /// Delete snapshots reported longer ago than this (30d, 12h).
+        #[arg(long, value_name = "DURATION", value_parser = crate::duration::parse_ms)]
+        older_than: Option<i64>,
+        /// Delete every snapshot with this fingerprint (see `list --group --json`).
+        #[arg(long)]
+        fingerprint: Option<String>,
+        /// Keep only the newest N snapshots.
+        #[arg(long, value_name = "N")]
+        keep_count: Option<u64>,
+        /// Keep only the newest snapshots that fit in this many bytes.
+        #[arg(long, value_name = "BYTES")]
+        keep_bytes: Option<u64>,
     },
     /// Show one snapshot: the exception, its causes, then every frame with source, self,
     /// locals and instance variables.

@@ -7,6 +7,7 @@
 mod agent_client;
 mod cli;
 mod commands;
+mod duration;
 mod render;
 mod ruby_lib;
 mod time;

@@ -1,5 +1,13 @@
 //! UTC timestamps without a time-zone database: `2024-02-29 13:05:09 UTC`.
 
+/// Now, in milliseconds since the epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// Formats milliseconds since the epoch as a UTC date and time.
 pub fn format_ms(ms: i64) -> String {
     let secs = ms.div_euclid(1000);

@@ -415,3 +415,18 @@ fn an_unwritable_store_is_logged_and_the_app_is_unaffected() {
         "{err}"
     );
 }
+
+#[test]
+fn retention_settings_delete_the_oldest() {
+    let sb = Sandbox::new();
+    let many = sb.write("many.rb", "require 'rbscope'\nRbscope.start(rate_limit: 0, log: false)\n5.times { |i| begin; raise \"n#{i}\"; rescue => e; Rbscope.report(e); end }\nRbscope.flush\n");
+    assert!(sb.ruby(&many).output().unwrap().status.success());
+    assert_eq!(sb.list().len(), 5);
+    let one = sb.write("one.rb", "require 'rbscope'\nRbscope.start(retention_count: 2, log: false)\nbegin; raise 'new'; rescue => e; Rbscope.report(e); end\nRbscope.flush\nputs Rbscope.counters[:retention_deleted]\n");
+    let out = sb.ruby(&one).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "3");
+    let rows = sb.list();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0]["message"], "new");
+}

@@ -206,3 +206,80 @@ fn unreadable_store_path_is_one_line() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("no store at"), "{}", stderr(&out));
 }
+
+#[test]
+fn group_filter_and_purge() {
+    let sb = Sandbox::new();
+    let out = sb.run_started(
+        "many.rb",
+        r#"
+def a = raise(KeyError, "a")
+def b = raise(IOError, "b")
+[:a, :a, :b, :a].each { |m| begin; send(m); rescue => e; Rbscope.report(e); end }
+Rbscope.flush
+"#,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json = |args: &[&str]| -> serde_json::Value {
+        let o = sb.cli().args(args).output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let groups = json(&["list", "--group", "--json"]);
+    assert_eq!(groups.as_array().unwrap().len(), 2);
+    let key = groups
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["exception_class"] == "KeyError")
+        .unwrap();
+    assert_eq!(key["count"], 3);
+    assert_eq!(key["top_frame"], "Object#a()");
+    assert_eq!(
+        json(&["list", "--json", "--class", "IOError"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        json(&["list", "--json", "--since", "1h"])
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+    let text = sb.cli().args(["list", "--group"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&text.stdout).contains("KeyError: a"));
+
+    fails_with(sb.cli().arg("purge"), "say what to delete");
+    let bad = sb.cli().args(["list", "--since", "soon"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        stderr(&bad).contains("\"soon\" is not a duration"),
+        "{}",
+        stderr(&bad)
+    );
+    let fp = key["fingerprint"].as_str().unwrap();
+    let o = sb
+        .cli()
+        .args(["purge", "--fingerprint", fp])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("3 snapshot(s) deleted"),
+        "{}",
+        stderr(&o)
+    );
+    let o = sb
+        .cli()
+        .args(["purge", "--keep-count", "0"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("1 snapshot(s) deleted"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(sb.list().is_empty());
+}

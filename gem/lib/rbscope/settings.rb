@@ -26,6 +26,9 @@ module Rbscope
       control_socket: "RBSCOPE_CONTROL_SOCKET",
       pending_captures: "RBSCOPE_PENDING_CAPTURES",
       capture: "RBSCOPE_CAPTURE",
+      retention_days: "RBSCOPE_RETENTION_DAYS",
+      retention_count: "RBSCOPE_RETENTION_COUNT",
+      retention_bytes: "RBSCOPE_RETENTION_BYTES",
     }.freeze
 
     module_function

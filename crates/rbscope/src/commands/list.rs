@@ -3,9 +3,9 @@
 use crate::cli::Cli;
 use crate::time::format_ms;
 use anyhow::Context;
-use rbscope_store::{SqliteStore, StoreError};
+use rbscope_store::{Filter, SqliteStore, StoreError};
 
-pub fn list(cli: &Cli, limit: usize, json: bool) -> anyhow::Result<i32> {
+pub fn list(cli: &Cli, filter: &Filter, json: bool, group: bool) -> anyhow::Result<i32> {
     let path = cli.store_path()?;
     let store = match SqliteStore::open_existing(&path) {
         Ok(s) => s,
@@ -19,7 +19,12 @@ pub fn list(cli: &Cli, limit: usize, json: bool) -> anyhow::Result<i32> {
         }
         Err(e) => return Err(e.into()),
     };
-    let rows = store.list(limit).context("cannot list snapshots")?;
+    if group {
+        return groups(&store, filter, json);
+    }
+    let rows = store
+        .list_filtered(filter)
+        .context("cannot list snapshots")?;
     if json {
         let out: Vec<_> = rows
             .iter()
@@ -74,4 +79,52 @@ pub fn clip(s: &str, n: usize) -> String {
         out.push('…');
         out
     }
+}
+
+fn groups(store: &SqliteStore, filter: &Filter, json: bool) -> anyhow::Result<i32> {
+    let groups = store.groups(filter).context("cannot group snapshots")?;
+    if json {
+        let out: Vec<_> = groups
+            .iter()
+            .map(|g| {
+                serde_json::json!({
+                    "fingerprint": g.fingerprint,
+                    "exception_class": g.exception_class,
+                    "top_frame": g.top_frame,
+                    "count": g.count,
+                    "first_seen_ms": g.first_ms,
+                    "last_seen_ms": g.last_ms,
+                    "first_seen": format_ms(g.first_ms),
+                    "last_seen": format_ms(g.last_ms),
+                    "last_id": g.last_id,
+                    "last_message": g.last_message,
+                    "hosts": g.hosts,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(0);
+    }
+    if groups.is_empty() {
+        println!("No snapshots match.");
+        return Ok(0);
+    }
+    println!(
+        "{:>6}  {:<23}  {:<23}  {:<40}  {:<40}  {:>5}  LATEST",
+        "COUNT", "FIRST SEEN", "LAST SEEN", "EXCEPTION", "TOP APP FRAME", "HOSTS"
+    );
+    for g in groups {
+        let first_line = g.last_message.lines().next().unwrap_or("");
+        println!(
+            "{:>6}  {:<23}  {:<23}  {:<40}  {:<40}  {:>5}  {}",
+            g.count,
+            format_ms(g.first_ms),
+            format_ms(g.last_ms),
+            clip(&format!("{}: {}", g.exception_class, first_line), 40),
+            clip(&g.top_frame, 40),
+            g.hosts,
+            g.last_id
+        );
+    }
+    Ok(0)
 }

@@ -2,6 +2,7 @@
 
 mod doctor;
 mod list;
+mod purge;
 mod restore;
 mod run;
 mod show;
@@ -11,7 +12,39 @@ use crate::cli::{Cli, Command};
 pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     match &cli.command {
         Command::Run { command } => run::run(&cli, command),
-        Command::List { limit, json } => list::list(&cli, *limit, *json),
+        Command::List {
+            limit,
+            json,
+            group,
+            since,
+            class,
+            host,
+        } => {
+            let filter = rbscope_store::Filter {
+                since_ms: since.map(|d| crate::time::now_ms() - d),
+                class: class.clone(),
+                host: host.clone(),
+                fingerprint: None,
+                limit: *limit,
+            };
+            list::list(&cli, &filter, *json, *group)
+        }
+        Command::Purge {
+            id,
+            older_than,
+            fingerprint,
+            keep_count,
+            keep_bytes,
+        } => purge::purge(
+            &cli,
+            purge::Request {
+                id: id.clone(),
+                older_than_ms: *older_than,
+                fingerprint: fingerprint.clone(),
+                keep_count: *keep_count,
+                keep_bytes: *keep_bytes,
+            },
+        ),
         Command::Show {
             id,
             json,
