@@ -22,6 +22,7 @@ mod labels;
 mod lifecycle;
 mod rb;
 mod report;
+mod restore_data;
 mod ring;
 mod state;
 mod writer;
@@ -79,6 +80,30 @@ fn snapshot_json(
     id: String,
     trust: bool,
 ) -> Result<String, Error> {
+    let snapshot = load_for_restore(ruby, store, &id, trust)?;
+    serde_json::to_string(&rbscope_snapshot::json::snapshot(&snapshot))
+        .map_err(|e| Error::new(ruby.exception_runtime_error(), e.to_string()))
+}
+
+/// `Rbscope::Native.snapshot_data(store, id, trust)`: the same snapshot as plain Ruby arrays
+/// (see restore_data.rs), which is what `Rbscope::Restore` rebuilds objects from.
+fn snapshot_data(
+    ruby: &Ruby,
+    store: Option<String>,
+    id: String,
+    trust: bool,
+) -> Result<Value, Error> {
+    let snapshot = load_for_restore(ruby, store, &id, trust)?;
+    // SAFETY: the VALUE is a live Array just built under the GVL.
+    Ok(unsafe { Value::from_raw(restore_data::build(gvl(), &snapshot)) })
+}
+
+fn load_for_restore(
+    ruby: &Ruby,
+    store: Option<String>,
+    id: &str,
+    trust: bool,
+) -> Result<rbscope_snapshot::Snapshot, Error> {
     let fail = |m: String| Error::new(ruby.exception_runtime_error(), format!("rbscope: {m}"));
     let store = store.or_else(|| std::env::var("RBSCOPE_STORE").ok());
     let location =
@@ -86,12 +111,9 @@ fn snapshot_json(
     let rbscope_store::StoreLocation::Sqlite(path) = location;
     let s = rbscope_store::SqliteStore::open_existing(&path).map_err(|e| fail(e.to_string()))?;
     let (id, body) = s
-        .get_for_restore(&id, trust)
+        .get_for_restore(id, trust)
         .map_err(|e| fail(e.to_string()))?;
-    let snapshot = rbscope_snapshot::decode(&body)
-        .map_err(|e| fail(format!("snapshot {id} cannot be read: {e}")))?;
-    serde_json::to_string(&rbscope_snapshot::json::snapshot(&snapshot))
-        .map_err(|e| fail(e.to_string()))
+    rbscope_snapshot::decode(&body).map_err(|e| fail(format!("snapshot {id} cannot be read: {e}")))
 }
 
 /// Waits up to `seconds` for queued snapshots to be written.
@@ -151,7 +173,7 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
     native.define_singleton_method("socket_path", function!(socket_path, 0))?;
     native.define_singleton_method("warnings", function!(warnings, 0))?;
     native.define_singleton_method("snapshot_json", function!(snapshot_json, 3))?;
+    native.define_singleton_method("snapshot_data", function!(snapshot_data, 3))?;
     native.const_set("VERSION", env!("CARGO_PKG_VERSION"))?;
-    let _ = Value::from_raw;
     Ok(())
 }

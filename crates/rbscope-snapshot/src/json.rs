@@ -25,19 +25,7 @@ pub fn snapshot(s: &Snapshot) -> J {
         },
         "frames": s.frames.iter().map(frame).collect::<Vec<_>>(),
         "objects": s.objects.iter().enumerate().map(|(i, o)| object(i, o)).collect::<Vec<_>>(),
-        "context": {
-            "hostname": s.context.hostname,
-            "pid": s.context.pid,
-            "process_title": s.context.process_title,
-            "ruby_version": s.context.ruby_version,
-            "ruby_platform": s.context.ruby_platform,
-            "app_root": s.context.app_root,
-            "app_revision": s.context.app_revision,
-            "thread_name": s.context.thread_name,
-            "agent_version": s.context.agent_version,
-            "gems": s.context.gems.iter().map(|(n, v)| json!({"name": n, "version": v})).collect::<Vec<_>>(),
-            "extra": s.context.extra.iter().map(|(k, v)| (k.clone(), J::String(v.clone()))).collect::<Map<_, _>>(),
-        },
+        "context": snapshot_context(s),
         "stats": {
             "redacted": s.stats.redacted,
             "cut_depth": s.stats.cut_depth,
@@ -49,6 +37,23 @@ pub fn snapshot(s: &Snapshot) -> J {
             "frames_skipped": s.stats.frames_skipped,
             "locals_missing": s.stats.locals_missing,
         },
+    })
+}
+
+/// The context part of the JSON form.
+pub fn snapshot_context(s: &Snapshot) -> J {
+    json!({
+        "hostname": s.context.hostname,
+        "pid": s.context.pid,
+        "process_title": s.context.process_title,
+        "ruby_version": s.context.ruby_version,
+        "ruby_platform": s.context.ruby_platform,
+        "app_root": s.context.app_root,
+        "app_revision": s.context.app_revision,
+        "thread_name": s.context.thread_name,
+        "agent_version": s.context.agent_version,
+        "gems": s.context.gems.iter().map(|(n, v)| json!({"name": n, "version": v})).collect::<Vec<_>>(),
+        "extra": s.context.extra.iter().map(|(k, v)| (k.clone(), J::String(v.clone()))).collect::<Map<_, _>>(),
     })
 }
 

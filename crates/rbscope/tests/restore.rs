@@ -202,30 +202,24 @@ fn nothing_stored_is_evaluated() {
     let sb = Sandbox::new();
     sb.write("model.rb", "");
     let marker = sb.dir.path().join("pwned");
-    // A hand-made document naming code instead of classes: restore must only look constants up.
+    // A hand-made snapshot naming code instead of classes: restore must only look constants up.
     let code = format!(
         r#"
 evil = "Object.send(:system, 'touch {m}')"
-doc = {{
-  "format_version" => 1, "id" => "X",
-  "exception" => {{ "class" => evil, "message" => "m", "causes" => [] }},
-  "context" => {{}},
-  "objects" => [
-    {{ "id" => 0, "class" => evil, "kind" => "object", "ivars" => [] }},
-    {{ "id" => 1, "class" => "Module", "kind" => "module", "name" => evil, "ivars" => [] }},
-    {{ "id" => 2, "class" => "X", "kind" => "magic", "path" => "Kernel.exit!", "ivars" => [] }},
-    {{ "id" => 3, "class" => "Regexp", "kind" => "regexp", "source" => "\#{{`touch {m}`}}", "options" => 0, "ivars" => [] }},
-  ],
-  "frames" => [{{ "label" => "x", "path" => "x", "lineno" => 1, "method" => nil,
-                  "self" => {{ "type" => "ref", "id" => 0 }},
-                  "locals" => [{{ "name" => "a", "value" => {{ "type" => "ref", "id" => 1 }} }},
-                               {{ "name" => "b", "value" => {{ "type" => "ref", "id" => 2 }} }},
-                               {{ "name" => "c", "value" => {{ "type" => "ref", "id" => 3 }} }}] }}],
-}}
-r = Rbscope::Restore.new(doc)
+objects = [
+  [:object, evil, false, []],
+  [:module, "Module", false, [], evil],
+  [:magic, "X", false, [], "Kernel.exit!"],
+  [:regexp, "Regexp", false, [], "\#{{`touch {m}`}}", 0],
+  [:struct, evil, false, [], ["a", 1]],
+  [:exception, evil, false, [], "m"],
+]
+frame = ["x", nil, "x.rb", 1, [0], ["a", [1], "b", [2], "c", [3], "d", [4], "e", [5]], nil, nil]
+r = Rbscope::Restore.new([1, "X", [evil, "m", []], [frame], objects, "{{}}"])
 f = r.frames[0]
 puts [Rbscope::Restored::Missing === f.self_object, Rbscope::Restored::Missing === f.locals[:a],
-      Rbscope::Restored::Missing === f.locals[:b], f.locals[:c].class].inspect
+      Rbscope::Restored::Missing === f.locals[:b], f.locals[:c].class,
+      Rbscope::Restored::Missing === f.locals[:d], f.locals[:e].class].inspect
 "#,
         m = marker.display()
     );
@@ -233,7 +227,7 @@ puts [Rbscope::Restored::Missing === f.self_object, Rbscope::Restored::Missing =
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        "[true, true, true, Regexp]"
+        "[true, true, true, Regexp, true, StandardError]"
     );
     assert!(!marker.exists(), "stored text was executed");
 }

@@ -39,32 +39,38 @@ module Rbscope
 
     # Loads snapshot `id` from `store` (default: RBSCOPE_STORE or the per-user store).
     def self.load(id, store: nil, trust: false)
-      doc = JSON.parse(Rbscope::Native.snapshot_json(store, id.to_s, trust ? true : false))
-      new(doc)
+      new(Rbscope::Native.snapshot_data(store, id.to_s, trust ? true : false))
     end
 
-    def initialize(doc)
-      if doc["format_version"].to_i > 1
-        raise "rbscope: snapshot format #{doc['format_version']} is newer than this rbscope; upgrade the gem"
-      end
+    # `data` is the native extension's array form of a snapshot (restore_data.rs):
+    #   [format_version, id, [class, message, causes], frames, objects, context_json]
+    #   cause  = [class, message, frames]
+    #   frame  = [label, method, path, lineno, self, [name, value, ...], first_lineno, lines]
+    #   object = [kind, class, frozen, [ivar, value, ...], *kind_specific]
+    #   value  = nil, true, false, Integer, Float, Symbol, [ref], [:redacted, why], [:cut, why]
+    def initialize(data)
+      version, id, exc, frames, objects, context = data
+      raise "rbscope: snapshot format #{version} is newer than this rbscope; upgrade the gem" if version.to_i > 1
 
-      @objects = doc["objects"]
-      @built = Array.new(@objects.size)
+      @objects = objects
+      @built = Array.new(objects.size)
       @deferred = {}
-      @objects.each_with_index { |o, i| @built[i] = shell(o, i) }
-      @objects.each_with_index { |o, i| fill(@built[i], o) unless @deferred.key?(i) }
-      @objects.each_with_index { |o, i| @built[i].freeze if o["frozen"] && !@deferred.key?(i) && freezable?(@built[i]) }
-      all_frames = doc["frames"] + doc["exception"]["causes"].flat_map { |c| c["frames"] }
-      @frames = all_frames.each_with_index.map do |f, i|
-        Frame.new(index: i, label: f["label"], method_name: f["method"], path: f["path"],
-                  lineno: f["lineno"], self_object: value(f["self"]),
-                  locals: f["locals"].to_h { |l| [l["name"].to_sym, value(l["value"])] },
-                  source: f["source"])
+      objects.each_with_index { |o, i| @built[i] = shell(o, i) }
+      objects.each_with_index { |o, i| fill(@built[i], o) unless @deferred.key?(i) }
+      objects.each_with_index do |o, i|
+        @built[i].freeze if o[2] && !@deferred.key?(i) && freezable?(@built[i])
       end
-      exc = doc["exception"]
-      @info = Info.new(id: doc["id"], exception_class: exc["class"], message: exc["message"],
-                       causes: exc["causes"].map { |c| "#{c['class']}: #{c['message']}" },
-                       context: doc["context"], frame: nil)
+      all_frames = frames + exc[2].flat_map { |c| c[2] }
+      @frames = all_frames.each_with_index.map do |f, i|
+        label, method_name, path, lineno, self_value, locals, first, lines = f
+        Frame.new(index: i, label: label, method_name: method_name, path: path, lineno: lineno,
+                  self_object: value(self_value),
+                  locals: locals.each_slice(2).to_h { |name, v| [name.to_sym, value(v)] },
+                  source: first && { "first_lineno" => first, "lines" => lines })
+      end
+      @info = Info.new(id: id, exception_class: exc[0], message: exc[1],
+                       causes: exc[2].map { |c| "#{c[0]}: #{c[1]}" },
+                       context: JSON.parse(context), frame: nil)
       @current = 0
     end
 
@@ -98,20 +104,13 @@ module Rbscope
     end
 
     def value(v)
-      case v["type"]
-      when "nil" then nil
-      when "true" then true
-      when "false" then false
-      when "integer" then v["value"].is_a?(String) ? Integer(v["value"], 10) : v["value"]
-      when "float" then v["value"].is_a?(String) ? Float(v["value"].sub("inf", "Infinity")) : v["value"].to_f
-      when "symbol" then v["value"].to_sym
-      when "ref" then object_at(v["id"])
-      when "redacted" then Restored::Redacted.new(v["reason"])
-      when "cut" then Restored::Cut.new(v["reason"])
-      else Restored::Cut.new("unknown value type #{v['type']}")
+      return v unless v.is_a?(Array)
+
+      case v.size
+      when 1 then object_at(v[0])
+      when 2 then v[0] == :redacted ? Restored::Redacted.new(v[1]) : Restored::Cut.new(v[1])
+      else Restored::Cut.new("unknown value")
       end
-    rescue ArgumentError, TypeError
-      Restored::Cut.new("unreadable #{v['type']}")
     end
 
     def object_at(i)
@@ -125,27 +124,26 @@ module Rbscope
     # Pass 1: an empty object of the right class for each stored object, so that references
     # (cycles included) can point at it. Immutable values are built on first use instead.
     def shell(o, i)
-      case o["kind"]
-      when "string"
-        s = o["base64"] ? o["base64"].unpack1("m0") : o["value"].dup
-        enc = Encoding.find(o["encoding"]) rescue Encoding::BINARY # rubocop:disable Style/RescueModifier
-        s.force_encoding(enc)
-      when "array" then []
-      when "hash" then o["compare_by_identity"] ? {}.compare_by_identity : {}
-      when "set" then Set.new
-      when "struct"
-        klass = const(o["class"])
-        klass.is_a?(Class) && klass < Struct ? klass.allocate : Restored::Missing.new(o["class"])
-      when "object" then allocate(o["class"])
-      when "exception"
-        klass = const(o["class"])
+      kind, class_name, _frozen, _ivars, *data = o
+      case kind
+      when :string then data[0].dup
+      when :array then []
+      when :hash then data[2] ? {}.compare_by_identity : {}
+      when :set then Set.new
+      when :struct
+        klass = const(class_name)
+        klass.is_a?(Class) && klass < Struct ? klass.allocate : Restored::Missing.new(class_name)
+      when :object then allocate(class_name)
+      when :exception
+        klass = const(class_name)
         e = klass.is_a?(Class) && klass <= Exception ? klass.allocate : StandardError.allocate
-        Exception.instance_method(:initialize).bind_call(e, o["message"])
+        Exception.instance_method(:initialize).bind_call(e, data[0])
         e
-      when "module" then const(o["name"]) || Restored::Missing.new(o["name"] || "(anonymous module)")
-      when "magic" then const(o["path"]) || Restored::Missing.new(o["path"])
-      when "proc", "method" then Restored::Callable.new(o)
-      when "opaque" then Restored::Opaque.new(o["class"], o["preview"])
+      when :module then const(data[0]) || Restored::Missing.new(data[0] || "(anonymous #{class_name.downcase})")
+      when :magic then const(data[0]) || Restored::Missing.new(data[0])
+      when :proc then Restored::Callable.new(class_name, "(#{data[0] ? 'lambda' : 'proc'})", data[1], data[2])
+      when :method then Restored::Callable.new(class_name, "#{data[0]}##{data[1]}", data[2], data[4])
+      when :opaque then Restored::Opaque.new(class_name, data[0])
       else
         @deferred[i] = true
         nil
@@ -162,48 +160,49 @@ module Rbscope
     end
 
     def immutable(o)
-      case o["kind"]
-      when "range" then Range.new(value(o["begin"]), value(o["end"]), o["exclusive"])
-      when "regexp" then Regexp.new(o["source"], o["options"])
-      when "rational" then Rational(value(o["numerator"]), value(o["denominator"]))
-      when "complex" then Complex(value(o["real"]), value(o["imaginary"]))
-      when "time"
-        t = Time.at(o["seconds"], o["nanoseconds"], :nsec)
-        o["utc"] ? t.utc : t.getlocal(o["utc_offset"])
-      when "date"
+      kind, _class_name, _frozen, _ivars, *data = o
+      case kind
+      when :range then Range.new(value(data[0]), value(data[1]), data[2])
+      when :regexp then Regexp.new(data[0], data[1])
+      when :rational then Rational(value(data[0]), value(data[1]))
+      when :complex then Complex(value(data[0]), value(data[1]))
+      when :time
+        t = Time.at(data[0], data[1], :nsec)
+        data[3] ? t.utc : t.getlocal(data[2])
+      when :date
         require "date"
-        Date.iso8601(o["iso8601"])
-      when "datetime"
+        Date.iso8601(data[0])
+      when :datetime
         require "date"
-        DateTime.iso8601(o["iso8601"])
-      when "bigdecimal"
+        DateTime.iso8601(data[0])
+      when :bigdecimal
         require "bigdecimal"
-        BigDecimal(o["value"])
-      else Restored::Cut.new("unknown kind #{o['kind']}")
+        BigDecimal(data[0])
+      else Restored::Cut.new("unknown kind #{kind}")
       end
     rescue ArgumentError, TypeError, RegexpError, LoadError
-      Restored::Cut.new("unreadable #{o['kind']}")
+      Restored::Cut.new("unreadable #{kind}")
     end
 
     # Pass 2: contents and instance variables.
     def fill(obj, o)
-      case o["kind"]
-      when "array" then o["items"].each { |v| obj << value(v) }
-      when "set" then o["items"].each { |v| obj << value(v) }
-      when "hash"
-        o["entries"].each { |e| obj[value(e["key"])] = value(e["value"]) }
-        obj.default = value(o["default"]) if o["default"]
-      when "struct"
-        o["members"].each_with_index do |m, i|
-          Struct === obj ? obj[i] = value(m["value"]) : obj.__ivars__[m["name"]] = value(m["value"])
+      kind, _class_name, _frozen, ivars, *data = o
+      case kind
+      when :array, :set then data[0].each { |v| obj << value(v) }
+      when :hash
+        data[0].each_slice(2) { |k, v| obj[value(k)] = value(v) }
+        obj.default = value(data[1][0]) if data[1]
+      when :struct
+        data[0].each_slice(2).with_index do |(name, v), i|
+          Struct === obj ? obj[i] = value(v) : obj.__ivars__[name] = value(v)
         end
       end
-      o["ivars"].each do |iv|
-        v = value(iv["value"])
+      ivars.each_slice(2) do |name, stored|
+        v = value(stored)
         if Restored::Missing === obj
-          obj.__ivars__[iv["name"]] = v
+          obj.__ivars__[name] = v
         elsif !Kernel.instance_method(:frozen?).bind_call(obj)
-          Kernel.instance_method(:instance_variable_set).bind_call(obj, iv["name"], v)
+          Kernel.instance_method(:instance_variable_set).bind_call(obj, name, v)
         end
       end
     rescue FrozenError, TypeError

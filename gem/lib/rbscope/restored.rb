@@ -36,12 +36,11 @@ module Rbscope
     class Callable
       attr_reader :class_name, :source_location, :arity
 
-      def initialize(stored)
-        @class_name = stored["class"]
-        @source_location = stored["source_location"]
-        @arity = stored["arity"]
-        @name = [stored["owner"], stored["name"]].compact.join("#")
-        @name = "(#{stored['lambda'] ? 'lambda' : 'proc'})" if @name.empty?
+      def initialize(class_name, name, arity, source_location)
+        @class_name = class_name
+        @name = name
+        @arity = arity
+        @source_location = source_location
       end
 
       def call(*) = raise(NotImplementedError, "a restored #{@class_name} cannot be called: its code was not stored")
