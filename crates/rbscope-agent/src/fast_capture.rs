@@ -336,6 +336,18 @@ pub fn frame_text(gvl: Gvl, f: &FastFrame) -> FrameText {
     }
 }
 
+/// The name a method entry was called by (`called_id`), e.g. the name given to
+/// `define_method`.
+pub fn called_name(gvl: Gvl, me: VALUE) -> Option<String> {
+    if me == rb::FALSE || me == 0 {
+        return None;
+    }
+    // SAFETY: `me` is a live method entry (kept by the ring); called_id follows flags,
+    // defined_class and def in rb_callable_method_entry_t (3.1 to 4.0).
+    let id = LocalMemory.read_word(me as usize + 24).ok()?;
+    rb::id_name(gvl, id as _)
+}
+
 /// The class the inspector would report for a frame: the method entry's defined class, with
 /// an included module's iclass resolved to the module and a singleton class to its object.
 pub fn frame_class(gvl: Gvl, me: VALUE) -> VALUE {

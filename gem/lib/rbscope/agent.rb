@@ -5,6 +5,7 @@ require_relative "settings"
 require_relative "context"
 require_relative "thread_reporting"
 require_relative "fork_hook"
+require_relative "middleware"
 
 begin
   require "rbscope/rbscope_agent"

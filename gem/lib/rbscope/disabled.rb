@@ -11,4 +11,10 @@ module Rbscope
     def store_location = nil
     def flush(_seconds = 5) = true
   end
+
+  # With RBSCOPE_DISABLE=1 the middleware passes requests through untouched.
+  class Middleware
+    def initialize(app) = @app = app
+    def call(env) = @app.call(env)
+  end
 end

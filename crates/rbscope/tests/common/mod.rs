@@ -164,3 +164,71 @@ impl<'a> Snap<'a> {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// A real HTTP server (puma) running an app from the sandbox, on a loopback port it picks.
+pub struct Server {
+    pub child: std::process::Child,
+    pub port: u16,
+}
+
+impl Server {
+    /// Starts `puma CONFIG_RU` with the agent on the load path; waits until it listens.
+    pub fn puma(sb: &Sandbox, config_ru: &Path, extra: &[&str]) -> Server {
+        use std::io::BufRead;
+        let mut child = Command::new("ruby")
+            .arg(format!("-I{}", gem_lib().display()))
+            .arg("/usr/bin/puma")
+            .args(["-b", "tcp://127.0.0.1:0", "-e", "production"])
+            .args(extra)
+            .arg(config_ru)
+            .current_dir(sb.dir.path())
+            .env("RBSCOPE_STORE", sb.store())
+            .env("XDG_RUNTIME_DIR", sb.dir.path().join("run"))
+            .env_remove("RUBYOPT")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("puma (Debian package puma) must be installed: scripts/install-deps");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let port = loop {
+            let line = lines.next().expect("puma exited before listening").unwrap();
+            // "* Listening on http://127.0.0.1:PORT"
+            if let Some(addr) = line.split("Listening on ").nth(1) {
+                let port = addr.rsplit(':').next().unwrap_or("");
+                break port.trim().parse::<u16>().unwrap();
+            }
+        };
+        // Keep draining stdout so puma never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server { child, port }
+    }
+
+    /// One GET request; returns the status code and body.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.0\r\nHost: localhost\r\nUser-Agent: rbscope-test\r\nX-Request-Id: req-42\r\n\r\n"
+        )
+        .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+        (status, body)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // SAFETY: sending SIGTERM to our own child process.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
