@@ -126,9 +126,11 @@ module Rbscope
     def shell(o, i)
       kind, class_name, _frozen, _ivars, *data = o
       case kind
-      when :string then data[0].dup
-      when :array then []
-      when :hash then data[2] ? {}.compare_by_identity : {}
+      when :string then subclass_instance(class_name, String) { data[0].dup }
+      when :array then subclass_instance(class_name, Array) { [] }
+      when :hash
+        h = subclass_instance(class_name, Hash) { {} }
+        data[2] ? h.compare_by_identity : h
       when :set then Set.new
       when :struct
         klass = const(class_name)
@@ -148,6 +150,21 @@ module Rbscope
         @deferred[i] = true
         nil
       end
+    end
+
+    # An empty instance of `class_name` when it is a subclass of `base` loaded here (such as
+    # HashWithIndifferentAccess), else the base object from the block.
+    def subclass_instance(class_name, base)
+      plain = yield
+      return plain if class_name == base.name
+
+      klass = const(class_name)
+      return plain unless klass.is_a?(Class) && klass < base
+
+      obj = klass.allocate
+      base == String ? obj.replace(plain) : obj
+    rescue TypeError, NoMethodError
+      plain
     end
 
     def allocate(class_name)

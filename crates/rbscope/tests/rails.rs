@@ -1,0 +1,165 @@
+//! A real Rails 6.1 app (Debian's ruby-rails) on SQLite, served by puma: a request that ends in
+//! a 500 stores a snapshot with the controller frame, its locals, the controller's ivars and
+//! the request's facts; a 404 (RecordNotFound) stores nothing; a failing ActiveJob stores one
+//! with the job's facts; and the snapshot restores in a process that loaded the app, with
+//! `@users.first` a real `User`.
+
+mod common;
+use common::*;
+use std::process::Command;
+
+fn rails_app(sb: &Sandbox) -> std::path::PathBuf {
+    std::fs::create_dir_all(sb.dir.path().join("config")).unwrap();
+    std::fs::create_dir_all(sb.dir.path().join("app/models")).unwrap();
+    std::fs::create_dir_all(sb.dir.path().join("db")).unwrap();
+    sb.write(
+        "config/application.rb",
+        r#"
+require "rails"
+require "active_record/railtie"
+require "action_controller/railtie"
+require "active_job/railtie"
+require "rbscope/rails"
+
+class ShopApp < Rails::Application
+  config.root = File.expand_path("..", __dir__)
+  config.eager_load = false
+  config.logger = Logger.new(nil)
+  config.secret_key_base = "x" * 64
+  config.hosts.clear
+  config.filter_parameters += [:password]
+  config.active_job.queue_adapter = :inline
+  config.rbscope.log = false
+end
+"#,
+    );
+    sb.write(
+        "config/environment.rb",
+        r##"
+require_relative "application"
+Rails.application.initialize!
+ActiveRecord::Schema.verbose = false
+ActiveRecord::Schema.define do
+  create_table(:users, force: true) { |t| t.string :name; t.string :email }
+end
+User.create!(name: "Ann", email: "ann@example.com")
+User.create!(name: "Bob", email: "bob@example.com")
+
+class UsersController < ActionController::Base
+  def index
+    limit = params[:limit].to_i
+    @users = User.order(:id).limit(limit).to_a
+    total = @users.sum { |u| u.name.length }
+    raise ArgumentError, "report for #{limit} users failed" if limit > 1
+    render plain: "#{@users.size} users, #{total}"
+  end
+
+  def show
+    render plain: User.find(params[:id]).name
+  end
+end
+
+class ReportJob < ActiveJob::Base
+  def perform(user_id)
+    user = User.find(user_id)
+    raise IOError, "mailer down for #{user.email}"
+  end
+end
+
+Rails.application.routes.draw do
+  get "/users" => "users#index"
+  get "/users/:id" => "users#show"
+end
+"##,
+    );
+    sb.write(
+        "config/database.yml",
+        "production:\n  adapter: sqlite3\n  database: db/shop.sqlite3\ndevelopment:\n  adapter: sqlite3\n  database: db/shop.sqlite3\n",
+    );
+    sb.write(
+        "app/models/user.rb",
+        "class User < ActiveRecord::Base; end\n",
+    );
+    sb.write(
+        "config.ru",
+        "require_relative \"config/environment\"\nrun Rails.application\n",
+    )
+}
+
+#[test]
+fn a_500_is_stored_and_restores_with_real_records() {
+    let sb = Sandbox::new();
+    let ru = rails_app(&sb);
+    let server = Server::puma(&sb, &ru, &[]);
+    let (ok, body) = server.get("/users?limit=1");
+    assert_eq!((ok, body.as_str()), (200, "1 users, 3"));
+    assert_eq!(
+        server.get("/users/999").0,
+        404,
+        "RecordNotFound is a 404: not stored"
+    );
+    assert_eq!(server.get("/users?limit=2").0, 500);
+    drop(server);
+
+    let snap = sb.only_snapshot();
+    let s = Snap(&snap);
+    assert_eq!(snap["exception"]["class"], "ArgumentError");
+    let extra = &snap["context"]["extra"];
+    assert_eq!(extra["path"], "/users");
+    assert_eq!(extra["request_id"], "req-42");
+    let f = s.frame("UsersController#index");
+    assert_eq!(s.local(f, "limit")["value"], 2);
+    assert_eq!(s.local(f, "total")["value"], 6);
+    let controller = s.obj(&f["self"]);
+    let users = s.obj(s.ivar(controller, "@users"));
+    assert_eq!(users["length"], 2);
+    assert_eq!(s.obj(&users["items"][0])["class"], "User");
+
+    // Restore in a process that loaded the app.
+    let id = snap["id"].as_str().unwrap();
+    let out = Command::new("ruby")
+        .arg(format!("-I{}", gem_lib().display()))
+        .args(["-r./config/environment", "-rrbscope/restore", "-e"])
+        .arg(format!(
+            r#"r = Rbscope.restore("{id}", console: false)
+c = r.frames[0].self_object
+users = c.instance_variable_get(:@users)
+puts [c.class.name, users.first.class.name, users.first.name, users.last.email, r.frames[0].locals[:limit],
+      c.params[:limit]].inspect"#
+        ))
+        .current_dir(sb.dir.path())
+        .env("RBSCOPE_STORE", sb.store())
+        .env("RBSCOPE_DISABLE", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        r#"["UsersController", "User", "Ann", "bob@example.com", 2, "2"]"#
+    );
+}
+
+#[test]
+fn a_failing_active_job_is_stored() {
+    let sb = Sandbox::new();
+    rails_app(&sb);
+    let out = Command::new("ruby")
+        .arg(format!("-I{}", gem_lib().display()))
+        .args(["-r./config/environment", "-e"])
+        .arg("begin; ReportJob.perform_now(User.first.id); rescue IOError; end; Rbscope.flush")
+        .current_dir(sb.dir.path())
+        .env("RBSCOPE_STORE", sb.store())
+        .env("XDG_RUNTIME_DIR", sb.dir.path().join("run"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let snap = sb.only_snapshot();
+    let s = Snap(&snap);
+    assert_eq!(snap["exception"]["class"], "IOError");
+    let extra = &snap["context"]["extra"];
+    assert_eq!(extra["job_class"], "ReportJob");
+    assert_eq!(extra["queue"], "default");
+    assert_eq!(extra["attempt"], "1");
+    let f = s.frame("ReportJob#perform");
+    assert_eq!(s.obj(s.local(f, "user"))["class"], "User");
+}

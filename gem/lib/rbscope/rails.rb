@@ -1,0 +1,73 @@
+# frozen_string_literal: true
+
+require "rbscope"
+
+module Rbscope
+  # Rails integration: with `gem "rbscope"` in the Gemfile (and `require "rbscope/rails"` when
+  # Bundler does not require it), rbscope starts with the app, stores a snapshot for every
+  # request that ends in an unhandled exception Rails answers with a 5xx (not the 4xx ones in
+  # `rescue_responses`, such as RecordNotFound), and for every failing ActiveJob perform.
+  # Rails' `filter_parameters` and ActiveRecord's `filter_attributes` names are redacted too.
+  #
+  # Settings: `config.rbscope.<option> = ...` for any Rbscope.start option;
+  # `config.rbscope.report_4xx = true` stores 4xx exceptions as well.
+  class Railtie < ::Rails::Railtie
+    config.rbscope = ActiveSupport::OrderedOptions.new
+
+    initializer "rbscope.middleware" do |app|
+      app.middleware.insert_after ActionDispatch::DebugExceptions, Rbscope::RailsMiddleware
+    end
+
+    config.after_initialize do |app|
+      options = app.config.rbscope.to_h.except(:report_4xx)
+      names = Array(options.delete(:redact_names))
+      filters = Array(app.config.filter_parameters)
+      filters += Array(ActiveRecord::Base.filter_attributes) if defined?(ActiveRecord::Base)
+      names += filters.grep(Symbol).map(&:to_s) + filters.grep(String)
+      options[:redact_names] = names.uniq unless names.empty?
+      options[:app_root] ||= Rails.root.to_s
+      Rbscope.start(**options) unless Rbscope.started?
+    end
+
+    initializer "rbscope.active_job" do
+      ActiveSupport.on_load(:active_job) do
+        around_perform do |job, block|
+          block.call
+        rescue Exception => e # rubocop:disable Lint/RescueException
+          Rbscope.report(e, how: "job failed", job_class: job.class.name, job_id: job.job_id,
+                            queue: job.queue_name, attempt: job.executions)
+          raise
+        end
+      end
+    end
+  end
+
+  # Between DebugExceptions and the app: sees the exception itself, before Rails renders it.
+  class RailsMiddleware
+    def initialize(app)
+      @app = app
+    end
+
+    def call(env)
+      @app.call(env)
+    rescue Exception => e # rubocop:disable Lint/RescueException
+      report(e, env) if reportable?(e)
+      raise
+    end
+
+    private
+
+    def reportable?(exception)
+      return true if Rails.application.config.rbscope.report_4xx
+
+      ActionDispatch::ExceptionWrapper.status_code_for_exception(exception.class.name) >= 500
+    end
+
+    def report(exception, env)
+      return if env["rbscope.reported"]
+
+      env["rbscope.reported"] = true
+      Rbscope.report(exception, how: "request failed", **Rbscope::Middleware.request_context(env))
+    end
+  end
+end
