@@ -14,7 +14,7 @@ mod sqlite;
 pub use key::{key_path, StoreKey};
 pub use location::{default_store_path, StoreLocation};
 pub use query::{Filter, Group, Retention};
-pub use sqlite::{SqliteStore, StoreStats, Stored};
+pub use sqlite::{NewSnapshot, SqliteStore, StoreStats, Stored};
 
 use thiserror::Error;
 

@@ -33,6 +33,13 @@ CREATE INDEX IF NOT EXISTS snapshots_time ON snapshots(reported_at_ms);
 CREATE INDEX IF NOT EXISTS snapshots_fingerprint ON snapshots(fingerprint);
 ";
 
+/// A snapshot to store.
+pub struct NewSnapshot<'a> {
+    pub summary: &'a SnapshotSummary,
+    pub body: &'a [u8],
+    pub signature: Option<&'a [u8]>,
+}
+
 /// One stored snapshot as it sits in the store.
 pub struct Stored {
     pub id: String,
@@ -170,38 +177,68 @@ impl SqliteStore {
         signature: Option<&[u8]>,
         max_bytes: Option<u64>,
     ) -> Result<(), StoreError> {
+        let row = NewSnapshot {
+            summary,
+            body,
+            signature,
+        };
+        self.insert_batch(&[row], max_bytes)?
+            .pop()
+            .unwrap_or(Ok(()))
+    }
+
+    /// Stores several snapshots in one transaction (how the agent's writer keeps up with many
+    /// processes). The outer error is for the whole batch (nothing stored); the inner results
+    /// say, per snapshot, whether the byte cap refused it.
+    pub fn insert_batch(
+        &mut self,
+        rows: &[NewSnapshot],
+        max_bytes: Option<u64>,
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        if let Some(cap) = max_bytes {
-            let used: i64 =
-                tx.query_row("SELECT coalesce(sum(size), 0) FROM snapshots", [], |r| {
-                    r.get(0)
-                })?;
-            if used as u64 + body.len() as u64 > cap {
-                return Err(StoreError::OverCap(cap));
+        let mut used: u64 = match max_bytes {
+            Some(_) => tx.query_row("SELECT coalesce(sum(size), 0) FROM snapshots", [], |r| {
+                r.get::<_, i64>(0)
+            })? as u64,
+            None => 0,
+        };
+        let mut results = Vec::with_capacity(rows.len());
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO snapshots (id, reported_at_ms, exception_class, message, top_frame,
+                     fingerprint, hostname, pid, size, body, signature)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?;
+            for row in rows {
+                let size = row.body.len() as u64;
+                if let Some(cap) = max_bytes {
+                    if used + size > cap {
+                        results.push(Err(StoreError::OverCap(cap)));
+                        continue;
+                    }
+                }
+                let s = row.summary;
+                stmt.execute(params![
+                    s.id,
+                    s.reported_at_ms,
+                    s.exception_class,
+                    s.message,
+                    s.top_frame,
+                    s.fingerprint,
+                    s.hostname,
+                    s.pid,
+                    size as i64,
+                    row.body,
+                    row.signature
+                ])?;
+                used += size;
+                results.push(Ok(()));
             }
         }
-        tx.execute(
-            "INSERT INTO snapshots (id, reported_at_ms, exception_class, message, top_frame,
-                 fingerprint, hostname, pid, size, body, signature)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            params![
-                summary.id,
-                summary.reported_at_ms,
-                summary.exception_class,
-                summary.message,
-                summary.top_frame,
-                summary.fingerprint,
-                summary.hostname,
-                summary.pid,
-                body.len() as i64,
-                body,
-                signature
-            ],
-        )?;
         tx.commit()?;
-        Ok(())
+        Ok(results)
     }
 
     /// The newest `limit` snapshots, newest first.
