@@ -45,8 +45,16 @@ pub fn read_frame<R: Read, T: DeserializeOwned>(r: &mut R) -> Result<T, FrameErr
     if len > MAX_FRAME {
         return Err(FrameError::TooLarge(len));
     }
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body)?;
+    // Grow with the data actually received: a peer that announces a large frame and sends
+    // nothing must not make us allocate it.
+    let mut body = Vec::with_capacity(len.min(64 * 1024));
+    r.take(len as u64).read_to_end(&mut body)?;
+    if body.len() != len {
+        return Err(FrameError::Io(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("frame announced {len} bytes, got {}", body.len()),
+        )));
+    }
     postcard::from_bytes(&body).map_err(|e| FrameError::Malformed(e.to_string()))
 }
 
@@ -71,6 +79,10 @@ mod tests {
         let huge = [0xff, 0xff, 0xff, 0xff];
         let r: Result<ClientMessage, _> = read_frame(&mut &huge[..]);
         assert!(matches!(r, Err(FrameError::TooLarge(_))));
+        // A large announced length with no data: an error, without allocating it.
+        let liar = [0, 0, 0, 3];
+        let r: Result<ClientMessage, _> = read_frame(&mut &liar[..]);
+        assert!(matches!(r, Err(FrameError::Io(_))));
         let junk = [3, 0, 0, 0, 0xff, 0xfe, 0xfd];
         let r: Result<ClientMessage, _> = read_frame(&mut &junk[..]);
         assert!(matches!(r, Err(FrameError::Malformed(_))));
