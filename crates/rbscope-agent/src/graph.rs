@@ -416,9 +416,8 @@ impl<'a> Walker<'a> {
         for (k, val) in pairs {
             let key_name = match rb::type_of(gvl, k) {
                 T::RUBY_T_STRING => rb::to_string(gvl, k),
-                T::RUBY_T_SYMBOL => rb::symbol_name(gvl, k),
-                _ if unsafe { RB_SYMBOL_P(k) } => rb::symbol_name(gvl, k),
-                _ => None,
+                // Static symbols are immediates: symbol_name checks for both kinds.
+                _ => rb::symbol_name(gvl, k),
             };
             let key = self.value(k, depth);
             let value = match key_name {
@@ -565,8 +564,8 @@ impl<'a> Walker<'a> {
                 .unwrap_or_default();
             let arity = self
                 .core_value(v, core, "arity")
-                .filter(|a| FIXNUM_P(*a))
-                .map(|a| unsafe { FIX2LONG(a) } as i32)
+                .and_then(rb::fixnum)
+                .map(|a| a as i32)
                 .unwrap_or(-1);
             let source_location = self.source_location(v, core);
             return ObjectKind::Method {
