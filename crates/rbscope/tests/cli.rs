@@ -21,7 +21,9 @@ fn help_and_version_are_true() {
         .output()
         .unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
-    for cmd in ["run", "list", "show", "doctor", "--store"] {
+    for cmd in [
+        "run", "list", "show", "restore", "purge", "doctor", "--store",
+    ] {
         assert!(help.contains(cmd), "help lacks {cmd}: {help}");
     }
     let out = std::process::Command::new(cli())
