@@ -426,7 +426,8 @@ fn context(gvl: Gvl, agent: &Agent, ctx: VALUE, how: &str) -> Context {
     }
 }
 
-fn now_ms() -> i64 {
+/// Now, in milliseconds since the epoch.
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

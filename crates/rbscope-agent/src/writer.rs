@@ -6,6 +6,7 @@
 //! bounded time for the queue to drain so an escaping exception is not lost.
 
 use crate::counters::{add, bump, Counters};
+use crate::report::now_ms;
 use rbscope_store::{
     NewSnapshot, Retention, SnapshotSummary, SqliteStore, StoreError, StoreKey, StoreLocation,
 };
@@ -258,10 +259,3 @@ fn complain(log: bool, last: &mut Option<String>, e: &StoreError) {
 }
 
 pub const EXIT_FLUSH: Duration = Duration::from_secs(5);
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
