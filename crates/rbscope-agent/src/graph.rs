@@ -50,7 +50,6 @@ pub struct Walker<'a> {
     core_methods: HashMap<(&'static str, &'static str), VALUE>,
     struct_members: AddrMap<Vec<String>>,
     secret_names: HashMap<String, Option<&'static str>>,
-    bind_call: rb_sys::ID,
 }
 
 /// Classes recognised by the walk; zero when not loaded in this process.
@@ -84,7 +83,6 @@ impl<'a> Walker<'a> {
             core_methods: HashMap::new(),
             struct_members: AddrMap::default(),
             secret_names: HashMap::new(),
-            bind_call: rb::intern(gvl, "bind_call"),
         }
     }
 
@@ -660,22 +658,12 @@ impl<'a> Walker<'a> {
         let um = match self.core_methods.get(&(core, name)) {
             Some(um) => *um,
             None => {
-                let class = rb::const_at(gvl, core)?;
-                let sym = rb_sys::ID2SYM(rb::intern(gvl, name));
-                let um = rb::call(gvl, class, "instance_method", &[sym]).ok()?;
+                let um = rb::core_method(gvl, core, name).ok()?;
                 self.core_methods.insert((core, name), um);
                 um
             }
         };
-        let mut all = [v; 4];
-        let n = args.len().min(3);
-        all[1..=n].copy_from_slice(&args[..n]);
-        let mid = self.bind_call;
-        rb::protect(gvl, || {
-            // SAFETY: GVL held; `all` outlives the call and holds n + 1 arguments.
-            unsafe { rb_funcallv(um, mid, (n + 1) as i32, all.as_ptr()) }
-        })
-        .ok()
+        rb::bind_call(gvl, um, v, args).ok()
     }
 
     fn core_call(&mut self, v: VALUE, core: &'static str, name: &'static str) -> Option<String> {

@@ -190,13 +190,34 @@ pub fn core_call(
     recv: VALUE,
     args: &[VALUE],
 ) -> Result<VALUE, Raised> {
+    let um = core_method(gvl, core, name)?;
+    bind_call(gvl, um, recv, args)
+}
+
+/// `Core.instance_method(name)`: a core class's own method, as an UnboundMethod.
+pub fn core_method(gvl: Gvl, core: &str, name: &str) -> Result<VALUE, Raised> {
     let class = const_at(gvl, core).ok_or(Raised)?;
     let sym = rb_sys::ID2SYM(intern(gvl, name));
-    let um = call(gvl, class, "instance_method", &[sym])?;
-    let mut all = Vec::with_capacity(args.len() + 1);
-    all.push(recv);
-    all.extend_from_slice(args);
-    call(gvl, um, "bind_call", &all)
+    call(gvl, class, "instance_method", &[sym])
+}
+
+/// `um.bind_call(recv, *args)` (at most three args), protected. Runs once per captured
+/// Hash, Time, Date ... so the method's ID is interned once per process (interned IDs of
+/// static names live forever).
+pub fn bind_call(gvl: Gvl, um: VALUE, recv: VALUE, args: &[VALUE]) -> Result<VALUE, Raised> {
+    static BIND_CALL: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let mut mid = BIND_CALL.load(std::sync::atomic::Ordering::Relaxed) as ID;
+    if mid == 0 {
+        mid = intern(gvl, "bind_call");
+        BIND_CALL.store(mid as usize, std::sync::atomic::Ordering::Relaxed);
+    }
+    let mut all = [recv; 4];
+    let n = args.len().min(3);
+    all[1..=n].copy_from_slice(&args[..n]);
+    protect(gvl, || {
+        // SAFETY: GVL held; `all` outlives the call and holds n + 1 arguments.
+        unsafe { rb_funcallv(um, mid, (n + 1) as c_int, all.as_ptr()) }
+    })
 }
 
 /// The elements of a Ruby Array (empty for anything else).
