@@ -7,6 +7,7 @@
 #   ruby bench/encode.rb [SIZE] [RUNS]
 require "rbscope"
 require "tmpdir"
+require_relative "graph"
 
 size = Integer(ARGV.fetch(0, "20000"))
 runs = Integer(ARGV.fetch(1, "15"))
@@ -14,40 +15,8 @@ store = File.join(Dir.mktmpdir("rbscope-bench"), "bench.db")
 Rbscope.start(store: store, rate_limit: 0, max_objects: size * 2, max_depth: 50,
               max_collection_items: size, control_socket: false, log: false)
 
-User = Struct.new(:id, :email, :roles)
-class Order
-  def initialize(id, user, lines)
-    @id = id
-    @user = user
-    @lines = lines
-    @state = :open
-  end
-end
-
-# About `size` objects: orders, each with a user struct, a roles array, line hashes and strings.
-def build(size)
-  orders = []
-  count = 0
-  i = 0
-  while count < size
-    user = User.new(i, "user#{i}@example.com", [:admin])
-    lines = Array.new(3) { |k| { sku: "SKU-#{k}", qty: k, price: 1.5 * k } }
-    orders << Order.new(i, user, lines)
-    count += 12 # order, user, email, roles, 3 hashes, 3 sku strings, lines array, + slack
-    i += 1
-  end
-  orders
-end
-
-def capture(graph)
-  raise "bench"
-rescue => e
-  e
-end
-
-graph = build(size)
-exc = capture(graph)
-objects = nil
+graph = BenchGraph.build(size)
+exc = BenchGraph.failure_with(graph)
 times = Array.new(runs) do
   t0 = Process.clock_gettime(Process::CLOCK_MONOTONIC)
   id = Rbscope.report(exc)

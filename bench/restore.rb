@@ -1,13 +1,14 @@
 # frozen_string_literal: true
 
 # Restore benchmark: rebuilding a snapshot of about SIZE objects as Ruby objects (native
-# decode + signature check + JSON + object building), side by side with Marshal.load of the
+# decode + signature check + transfer to Ruby + object building), side by side with Marshal.load of the
 # same graph. Prints medians of RUNS.
 #
 #   ruby bench/restore.rb [SIZE] [RUNS]
 require "rbscope"
 require "rbscope/restore"
 require "tmpdir"
+require_relative "graph"
 
 size = Integer(ARGV.fetch(0, "20000"))
 runs = Integer(ARGV.fetch(1, "9"))
@@ -15,34 +16,8 @@ store = File.join(Dir.mktmpdir("rbscope-bench"), "bench.db")
 Rbscope.start(store: store, rate_limit: 0, max_objects: size * 2, max_depth: 50,
               max_collection_items: size, control_socket: false, log: false)
 
-User = Struct.new(:id, :email, :roles)
-class Order
-  def initialize(id, user, lines)
-    @id = id
-    @user = user
-    @lines = lines
-  end
-end
-
-def build(size)
-  orders = []
-  i = 0
-  while orders.size * 12 < size
-    user = User.new(i, "user#{i}@example.com", [:admin])
-    orders << Order.new(i, user, Array.new(3) { |k| { sku: "SKU-#{k}", qty: k } })
-    i += 1
-  end
-  orders
-end
-
-def fail_with(graph)
-  raise "bench"
-rescue => e
-  e
-end
-
-graph = build(size)
-id = Rbscope.report(fail_with(graph))
+graph = BenchGraph.build(size)
+id = Rbscope.report(BenchGraph.failure_with(graph))
 Rbscope.flush(30)
 dump = Marshal.dump(graph)
 median = ->(a) { a.sort[a.size / 2] * 1000 }
