@@ -9,6 +9,8 @@ use rbscope_snapshot::redact::Rules;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub store: String,
+    /// The signing key file (RBSCOPE_STORE_KEY); see rbscope-store's key.rs for the default.
+    pub store_key: Option<String>,
     pub app_root: String,
     pub app_revision: Option<String>,
     /// Path prefixes of library code (gems, the standard library): frames there are skipped.
@@ -25,6 +27,8 @@ pub struct Config {
     /// Snapshots per fingerprint per minute; 0 turns the limit off.
     pub rate_limit_per_minute: u32,
     pub max_store_bytes: Option<u64>,
+    /// Snapshots kept in memory while the store is unreachable (then dropped and counted).
+    pub store_backlog: usize,
     pub magic_roots: Vec<String>,
     pub redaction: Rules,
     pub log: bool,
@@ -42,6 +46,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             store: String::new(),
+            store_key: None,
             app_root: String::new(),
             app_revision: None,
             library_prefixes: Vec::new(),
@@ -56,6 +61,7 @@ impl Default for Config {
             source_context_lines: 5,
             rate_limit_per_minute: 10,
             max_store_bytes: Some(1024 * 1024 * 1024),
+            store_backlog: 5000,
             magic_roots: Vec::new(),
             redaction: Rules::default(),
             log: true,
@@ -95,6 +101,7 @@ impl Config {
             };
             match k.as_str() {
                 "store" => c.store = v.clone(),
+                "store_key" => c.store_key = Some(v.clone()).filter(|s| !s.trim().is_empty()),
                 "app_root" => c.app_root = v.clone(),
                 "app_revision" => c.app_revision = Some(v.clone()).filter(|s| !s.is_empty()),
                 "library_prefixes" => c.library_prefixes = list(v),
@@ -109,6 +116,7 @@ impl Config {
                 "source_context_lines" => c.source_context_lines = num(v)? as usize,
                 "rate_limit" => c.rate_limit_per_minute = num(v)? as u32,
                 "max_store_bytes" => c.max_store_bytes = Some(num(v)?).filter(|n| *n > 0),
+                "store_backlog" => c.store_backlog = num(v)? as usize,
                 "magic_roots" => c.magic_roots = list(v),
                 "redact" => c.redaction.enabled = flag(v)?,
                 "redact_names" => {
@@ -144,7 +152,16 @@ impl Config {
     /// The settings as `rbscope doctor -p` shows them.
     pub fn describe(&self) -> Vec<(String, String)> {
         vec![
-            ("store".into(), self.store.clone()),
+            (
+                "store".into(),
+                rbscope_store::StoreLocation::parse(Some(&self.store))
+                    .map(|l| l.describe())
+                    .unwrap_or_else(|_| self.store.clone()),
+            ),
+            (
+                "store_key".into(),
+                self.store_key.clone().unwrap_or_else(|| "-".into()),
+            ),
             ("app_root".into(), self.app_root.clone()),
             (
                 "app_revision".into(),
@@ -173,6 +190,7 @@ impl Config {
                     .map(|n| n.to_string())
                     .unwrap_or_else(|| "unlimited".into()),
             ),
+            ("store_backlog".into(), self.store_backlog.to_string()),
             ("redact".into(), self.redaction.enabled.to_string()),
             (
                 "retention".into(),

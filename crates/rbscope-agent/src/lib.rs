@@ -108,10 +108,23 @@ fn load_for_restore(
     let store = store.or_else(|| std::env::var("RBSCOPE_STORE").ok());
     let location =
         rbscope_store::StoreLocation::parse(store.as_deref()).map_err(|e| fail(e.to_string()))?;
-    let rbscope_store::StoreLocation::Sqlite(path) = location;
-    let s = rbscope_store::SqliteStore::open_existing(&path).map_err(|e| fail(e.to_string()))?;
+    let configured_key = std::env::var_os("RBSCOPE_STORE_KEY")
+        .filter(|k| !k.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            state::current()
+                .and_then(|a| a.config.store_key.clone())
+                .map(std::path::PathBuf::from)
+        });
+    let mut s = rbscope_store::Store::open_existing(&location).map_err(|e| fail(e.to_string()))?;
+    let key = if trust {
+        None
+    } else {
+        rbscope_store::reader_key(&location, configured_key.as_deref())
+            .map_err(|e| fail(e.to_string()))?
+    };
     let (id, body) = s
-        .get_for_restore(id, trust)
+        .get_for_restore(id, trust, key.as_ref())
         .map_err(|e| fail(e.to_string()))?;
     rbscope_snapshot::decode(&body).map_err(|e| fail(format!("snapshot {id} cannot be read: {e}")))
 }

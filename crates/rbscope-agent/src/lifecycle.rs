@@ -20,10 +20,23 @@ pub fn start(gvl: Gvl, config: Config) -> Result<bool, String> {
     let limits = crate::writer::Limits {
         max_store_bytes: config.max_store_bytes,
         retention: config.retention,
+        backlog: config.store_backlog,
     };
-    let writer = Writer::spawn(location.clone(), limits, counters.clone(), config.log)?;
+    let key = config.store_key.as_ref().map(std::path::PathBuf::from);
+    let writer = Writer::spawn(location.clone(), key, limits, counters.clone(), config.log)?;
     let mut agent = Agent::new(config, counters.clone(), writer);
-    agent.config.store = location.describe();
+    // Resolved once (a relative path against today's directory), so a forked child that
+    // changed directory still writes to the same store.
+    agent.config.store = match &location {
+        StoreLocation::Sqlite(path) => path.display().to_string(),
+        StoreLocation::Postgres(url) => url.clone(),
+    };
+    if matches!(location, StoreLocation::Postgres(_)) && agent.config.store_key.is_none() {
+        agent.warnings.push(
+            "no signing key (RBSCOPE_STORE_KEY): snapshots go to PostgreSQL unsigned, and              restoring them needs --trust; make one with `rbscope key new FILE`"
+                .into(),
+        );
+    }
     if yjit_enabled(gvl) {
         agent.warnings.push(
             "YJIT is on: on Ruby 3.1 the raise hook makes YJIT discard compiled code, and code \
@@ -53,7 +66,7 @@ pub fn start(gvl: Gvl, config: Config) -> Result<bool, String> {
     }
     if agent.config.control_socket {
         let source = StatusSource {
-            store: agent.config.store.clone(),
+            store: location.describe(),
             settings: agent
                 .config
                 .describe()
@@ -108,9 +121,8 @@ pub fn after_fork(gvl: Gvl) -> Result<bool, String> {
     if let Some(c) = &old.control {
         c.close_inherited();
     }
-    let mut config = old.config.clone();
-    // The parent's resolved store path is what the child must use too.
-    config.store = old.config.store.clone();
+    // The parent's resolved store location is what the child must use too.
+    let config = old.config.clone();
     drop(old);
     start(gvl, config)
 }

@@ -2,11 +2,18 @@
 //!
 //! Restoring a snapshot rebuilds objects of the app's classes from stored data, so a store that
 //! others can write to is an attack surface (like `Marshal.load`). Every snapshot is signed
-//! with HMAC-SHA256 under a key kept beside the store (`<store>.key`, 0600, 32 random bytes,
-//! made by the first writer); restore refuses a snapshot whose signature is missing or wrong
-//! unless told to trust it.
+//! with HMAC-SHA256 under a 32-byte key file (0600); restore refuses a snapshot whose signature
+//! is missing or wrong unless told to trust it.
+//!
+//! Where the key lives:
+//! - SQLite: beside the store (`<store>.key`), made by the first writer.
+//! - PostgreSQL: never in the database (whoever can write rows could then sign them). The
+//!   fleet's key is a file made once with `rbscope key new FILE` and deployed like any other
+//!   secret to the app hosts and to whoever restores; `RBSCOPE_STORE_KEY` (or `--key`) names
+//!   it. Writers without it store unsigned snapshots, which restore refuses without `--trust`.
+//!   `RBSCOPE_STORE_KEY` also overrides the SQLite default.
 
-use crate::StoreError;
+use crate::{StoreError, StoreLocation};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::fs::{self, OpenOptions};
@@ -25,31 +32,88 @@ pub fn key_path(store: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
-impl StoreKey {
-    /// The store's key, made (0600) if there is none yet.
-    pub fn load_or_create(store: &Path) -> Result<StoreKey, StoreError> {
-        if let Some(k) = Self::load(store)? {
-            return Ok(k);
+/// The key a writer signs with: the configured file (which must exist), else for SQLite the
+/// key beside the store (made if missing), else none.
+pub fn writer_key(
+    location: &StoreLocation,
+    configured: Option<&Path>,
+) -> Result<Option<StoreKey>, StoreError> {
+    match (configured, location) {
+        (Some(file), _) => StoreKey::load_file(file)?
+            .map(Some)
+            .ok_or_else(|| missing_key(file)),
+        (None, StoreLocation::Sqlite(store)) => {
+            StoreKey::load_or_create(&key_path(store)).map(Some)
         }
-        let path = key_path(store);
+        (None, StoreLocation::Postgres(_)) => Ok(None),
+    }
+}
+
+/// The key a restore checks signatures with (never made here).
+pub fn reader_key(
+    location: &StoreLocation,
+    configured: Option<&Path>,
+) -> Result<Option<StoreKey>, StoreError> {
+    match (configured, location) {
+        (Some(file), _) => StoreKey::load_file(file)?
+            .map(Some)
+            .ok_or_else(|| missing_key(file)),
+        (None, StoreLocation::Sqlite(store)) => StoreKey::load_file(&key_path(store)),
+        (None, StoreLocation::Postgres(_)) => Ok(None),
+    }
+}
+
+fn missing_key(file: &Path) -> StoreError {
+    StoreError::Key(format!(
+        "no key file at {} (make one with `rbscope key new {}` and give the same file to every writer)",
+        file.display(),
+        file.display()
+    ))
+}
+
+impl StoreKey {
+    /// Makes a new random key file (0600); refuses to replace an existing one.
+    pub fn create_file(path: &Path) -> Result<StoreKey, StoreError> {
+        let key = Self::random()?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| StoreError::Key(format!("cannot create {}: {e}", path.display())))?;
+        f.write_all(&key.0)
+            .map_err(|e| StoreError::Key(format!("cannot write {}: {e}", path.display())))?;
+        Ok(key)
+    }
+
+    fn random() -> Result<StoreKey, StoreError> {
         let mut key = [0u8; 32];
         fs::File::open("/dev/urandom")
             .and_then(|mut f| f.read_exact(&mut key))
             .map_err(|e| StoreError::Key(format!("cannot read /dev/urandom: {e}")))?;
+        Ok(StoreKey(key))
+    }
+
+    /// The key in `path`, made (0600) if there is none yet.
+    pub fn load_or_create(path: &Path) -> Result<StoreKey, StoreError> {
+        if let Some(k) = Self::load_file(path)? {
+            return Ok(k);
+        }
+        let key = Self::random()?;
         match OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .open(&path)
+            .open(path)
         {
             Ok(mut f) => {
-                f.write_all(&key).map_err(|e| {
+                f.write_all(&key.0).map_err(|e| {
                     StoreError::Key(format!("cannot write {}: {e}", path.display()))
                 })?;
-                Ok(StoreKey(key))
+                Ok(key)
             }
             // Another process made it first: use theirs.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Self::load(store)?
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Self::load_file(path)?
                 .ok_or_else(|| StoreError::Key(format!("{} is empty", path.display()))),
             Err(e) => Err(StoreError::Key(format!(
                 "cannot create {}: {e}",
@@ -58,10 +122,9 @@ impl StoreKey {
         }
     }
 
-    /// The store's key, if it has one.
-    pub fn load(store: &Path) -> Result<Option<StoreKey>, StoreError> {
-        let path = key_path(store);
-        match fs::read(&path) {
+    /// The key in `path`, if there is one.
+    pub fn load_file(path: &Path) -> Result<Option<StoreKey>, StoreError> {
+        match fs::read(path) {
             Ok(bytes) if bytes.len() == 32 => {
                 let mut key = [0u8; 32];
                 key.copy_from_slice(&bytes);
@@ -112,14 +175,32 @@ mod tests {
     fn sign_verify_and_file_mode() {
         let dir = tempfile::tempdir().unwrap();
         let store = dir.path().join("s.db");
-        let k = StoreKey::load_or_create(&store).unwrap();
+        let k = StoreKey::load_or_create(&key_path(&store)).unwrap();
         let sig = k.sign(b"blob");
         assert!(k.verify(b"blob", &sig));
         assert!(!k.verify(b"blob2", &sig));
         assert!(!k.verify(b"blob", &sig[..10]));
-        let again = StoreKey::load_or_create(&store).unwrap();
+        let again = StoreKey::load_or_create(&key_path(&store)).unwrap();
         assert!(again.verify(b"blob", &sig));
         let mode = fs::metadata(key_path(&store)).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+
+        // Fleet keys: made once, never replaced, required when configured.
+        let fleet = dir.path().join("fleet.key");
+        let pg = StoreLocation::Postgres("postgres://h/db".into());
+        assert!(writer_key(&pg, None).unwrap().is_none());
+        assert!(matches!(
+            writer_key(&pg, Some(&fleet)),
+            Err(StoreError::Key(_))
+        ));
+        let made = StoreKey::create_file(&fleet).unwrap();
+        assert!(StoreKey::create_file(&fleet).is_err());
+        let read = reader_key(&pg, Some(&fleet)).unwrap().unwrap();
+        assert!(read.verify(b"x", &made.sign(b"x")));
+        let sqlite = StoreLocation::Sqlite(store.clone());
+        assert!(reader_key(&sqlite, None)
+            .unwrap()
+            .unwrap()
+            .verify(b"blob", &sig));
     }
 }

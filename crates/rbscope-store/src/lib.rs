@@ -3,18 +3,23 @@
 //! The store keeps each snapshot as its encoded blob plus the few columns that `list` needs
 //! (time, exception class and message, top frame, fingerprint, host, pid), so listing never
 //! decodes blobs. The embedded default is one SQLite file per user, written in WAL mode so that
-//! many processes can write at once. A PostgreSQL fleet store comes later behind the same
-//! types.
+//! many processes can write at once; a fleet points every host at one PostgreSQL database.
+//! Both sit behind [`Store`], and every query is written once (see `sql.rs`).
 
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 mod key;
 mod location;
+mod pg;
 mod query;
+mod sql;
 mod sqlite;
+mod store;
 
-pub use key::{key_path, StoreKey};
+pub use key::{key_path, reader_key, writer_key, StoreKey};
 pub use location::{default_store_path, StoreLocation};
 pub use query::{Filter, Group, Retention};
-pub use sqlite::{NewSnapshot, SqliteStore, StoreStats, Stored};
+pub use store::{NewSnapshot, Store, StoreStats, Stored};
 
 use thiserror::Error;
 
@@ -67,7 +72,9 @@ pub enum StoreError {
     NotFound(String),
     #[error("id prefix {0} matches several snapshots; give more characters")]
     Ambiguous(String),
-    #[error("{0} is not a store location rbscope understands; give a file path (PostgreSQL URLs come with the fleet store)")]
+    #[error(
+        "{0} is not a store location rbscope understands; give a file path or a postgres:// URL"
+    )]
     UnsupportedUrl(String),
     #[error("snapshot {0} {1}: restoring builds objects from it, so it must come from this store's own writers; pass --trust (or trust: true) to restore it anyway")]
     Untrusted(String, &'static str),
@@ -75,6 +82,8 @@ pub enum StoreError {
     Key(String),
     #[error("store error: {0}")]
     Sqlite(String),
+    #[error("PostgreSQL store error: {0}")]
+    Postgres(String),
 }
 
 impl From<rusqlite::Error> for StoreError {

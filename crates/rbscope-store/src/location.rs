@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreLocation {
     Sqlite(PathBuf),
+    /// A libpq-style URL: `postgres://user:password@host:port/database?options`.
+    Postgres(String),
 }
 
 impl StoreLocation {
@@ -22,6 +24,8 @@ impl StoreLocation {
             Some(v) if v.contains("://") => {
                 if let Some(path) = v.strip_prefix("sqlite://") {
                     Ok(StoreLocation::Sqlite(PathBuf::from(path)))
+                } else if v.starts_with("postgres://") || v.starts_with("postgresql://") {
+                    Ok(StoreLocation::Postgres(v.to_string()))
                 } else {
                     Err(StoreError::UnsupportedUrl(v.to_string()))
                 }
@@ -30,12 +34,43 @@ impl StoreLocation {
         }
     }
 
-    /// A human-readable description for messages.
+    /// A human-readable description for messages, without any password.
     pub fn describe(&self) -> String {
         match self {
             StoreLocation::Sqlite(p) => p.display().to_string(),
+            StoreLocation::Postgres(url) => without_password(url),
         }
     }
+}
+
+/// `postgres://user:secret@host/db?password=x` → `postgres://user:***@host/db?password=***`.
+fn without_password(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let (authority, tail) = match rest.find(['/', '?']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => kv.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{authority}{tail}")
 }
 
 fn absolute(p: &Path) -> PathBuf {
@@ -75,6 +110,21 @@ mod tests {
         assert_eq!(
             StoreLocation::parse(Some("sqlite:///x/y.db")).unwrap(),
             StoreLocation::Sqlite("/x/y.db".into())
+        );
+        let pg = StoreLocation::parse(Some(
+            "postgres://app:s3cret@db.internal:5433/ops?sslmode=disable&password=x",
+        ))
+        .unwrap();
+        assert!(matches!(pg, StoreLocation::Postgres(_)));
+        assert_eq!(
+            pg.describe(),
+            "postgres://app:***@db.internal:5433/ops?sslmode=disable&password=***"
+        );
+        assert_eq!(
+            StoreLocation::parse(Some("postgresql://h/db"))
+                .unwrap()
+                .describe(),
+            "postgresql://h/db"
         );
         assert!(matches!(
             StoreLocation::parse(Some("mysql://h/db")),

@@ -4,10 +4,8 @@
 //! Groups are by fingerprint (exception class + top app frame label), like an error tracker's
 //! issues: how often, since when, until when, on which hosts.
 
-use crate::sqlite::SqliteStore;
-use crate::{SnapshotSummary, StoreError};
-use rusqlite::params_from_iter;
-use rusqlite::types::Value as SqlValue;
+use crate::sql::{Arg, Cell, Db, TABLE};
+use crate::{SnapshotSummary, StoreError, Stored};
 
 /// Which snapshots a query covers. Empty fields do not filter.
 #[derive(Debug, Clone, Default)]
@@ -45,24 +43,24 @@ pub struct Retention {
 }
 
 impl Filter {
-    fn where_clause(&self) -> (String, Vec<SqlValue>) {
+    fn where_clause(&self) -> (String, Vec<Arg>) {
         let mut conds = Vec::new();
         let mut args = Vec::new();
         if let Some(t) = self.since_ms {
             conds.push("reported_at_ms >= ?");
-            args.push(SqlValue::Integer(t));
+            args.push(Arg::Int(t));
         }
         if let Some(c) = &self.class {
             conds.push("exception_class = ?");
-            args.push(SqlValue::Text(c.clone()));
+            args.push(Arg::Text(c.clone()));
         }
         if let Some(h) = &self.host {
             conds.push("hostname = ?");
-            args.push(SqlValue::Text(h.clone()));
+            args.push(Arg::Text(h.clone()));
         }
         if let Some(f) = &self.fingerprint {
             conds.push("fingerprint = ?");
-            args.push(SqlValue::Text(f.clone()));
+            args.push(Arg::Text(f.clone()));
         }
         let clause = if conds.is_empty() {
             String::new()
@@ -81,232 +79,185 @@ impl Filter {
     }
 }
 
-impl SqliteStore {
-    /// Snapshots matching `filter`, newest first.
-    pub fn list_filtered(&self, filter: &Filter) -> Result<Vec<SnapshotSummary>, StoreError> {
-        let (clause, args) = filter.where_clause();
-        let sql = format!(
-            "SELECT id, reported_at_ms, exception_class, message, top_frame, fingerprint,
-                    hostname, pid, size
-             FROM snapshots {clause} ORDER BY reported_at_ms DESC, id DESC {}",
-            filter.limit_clause()
-        );
-        let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt.query_map(params_from_iter(args), |r| {
-            Ok(SnapshotSummary {
-                id: r.get(0)?,
-                reported_at_ms: r.get(1)?,
-                exception_class: r.get(2)?,
-                message: r.get(3)?,
-                top_frame: r.get(4)?,
-                fingerprint: r.get(5)?,
-                hostname: r.get(6)?,
-                pid: r.get::<_, i64>(7)? as u32,
-                size: r.get::<_, i64>(8)? as u64,
-            })
-        })?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
-    }
-
-    /// Snapshots matching `filter`, grouped by fingerprint, most recently seen first.
-    pub fn groups(&self, filter: &Filter) -> Result<Vec<Group>, StoreError> {
-        let (clause, args) = filter.where_clause();
-        let sql = format!(
-            "SELECT fingerprint, count(*), min(reported_at_ms), max(reported_at_ms),
-                    count(DISTINCT hostname),
-                    (SELECT id FROM snapshots l WHERE l.fingerprint = s.fingerprint
-                       ORDER BY reported_at_ms DESC, id DESC LIMIT 1) AS last_id
-             FROM snapshots s {clause}
-             GROUP BY fingerprint ORDER BY max(reported_at_ms) DESC {}",
-            filter.limit_clause()
-        );
-        let mut stmt = self.conn.prepare(&sql)?;
-        let heads: Vec<(String, i64, i64, i64, i64, String)> = stmt
-            .query_map(params_from_iter(args), |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                ))
-            })?
-            .collect::<Result<_, _>>()?;
-        let mut out = Vec::with_capacity(heads.len());
-        let mut last = self
-            .conn
-            .prepare("SELECT exception_class, top_frame, message FROM snapshots WHERE id = ?1")?;
-        for (fingerprint, count, first_ms, last_ms, hosts, last_id) in heads {
-            let (class, top, message): (String, String, String) =
-                last.query_row([&last_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-            out.push(Group {
-                fingerprint,
-                exception_class: class,
-                top_frame: top,
-                count: count as u64,
-                first_ms,
-                last_ms,
-                last_id,
-                last_message: message,
-                hosts: hosts as u64,
-            });
-        }
-        Ok(out)
-    }
-
-    /// Deletes the snapshots matching `filter` (all of them when it is empty: callers refuse
-    /// that). Returns how many were deleted.
-    pub fn delete_matching(&mut self, filter: &Filter) -> Result<u64, StoreError> {
-        let (clause, args) = filter.where_clause();
-        let n = self.conn.execute(
-            &format!("DELETE FROM snapshots {clause}"),
-            params_from_iter(args),
-        )?;
-        Ok(n as u64)
-    }
-
-    /// Deletes one snapshot by id or unambiguous prefix; returns its full id.
-    pub fn delete_id(&mut self, id: &str) -> Result<String, StoreError> {
-        let full = self.get_signed(id)?.id;
-        self.conn
-            .execute("DELETE FROM snapshots WHERE id = ?1", [&full])?;
-        Ok(full)
-    }
-
-    /// Deletes what is older than reported before `before_ms`.
-    pub fn delete_older_than(&mut self, before_ms: i64) -> Result<u64, StoreError> {
-        let n = self.conn.execute(
-            "DELETE FROM snapshots WHERE reported_at_ms < ?1",
-            [before_ms],
-        )?;
-        Ok(n as u64)
-    }
-
-    /// Applies retention limits, oldest first. Returns how many snapshots were deleted.
-    pub fn apply_retention(&mut self, r: &Retention, now_ms: i64) -> Result<u64, StoreError> {
-        let mut deleted = 0;
-        if let Some(age) = r.max_age_ms {
-            deleted += self.delete_older_than(now_ms.saturating_sub(age))?;
-        }
-        if let Some(max) = r.max_count {
-            deleted += self.conn.execute(
-                "DELETE FROM snapshots WHERE id IN (SELECT id FROM snapshots
-                   ORDER BY reported_at_ms DESC, id DESC LIMIT -1 OFFSET ?1)",
-                [max as i64],
-            )? as u64;
-        }
-        if let Some(max) = r.max_bytes {
-            // Keep the newest snapshots whose sizes add up to at most `max`.
-            let sizes: Vec<(String, i64)> = {
-                let mut stmt = self.conn.prepare(
-                    "SELECT id, size FROM snapshots ORDER BY reported_at_ms DESC, id DESC",
-                )?;
-                let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
-                rows.collect::<Result<_, _>>()?
-            };
-            let mut total = 0u64;
-            let tx = self.conn.transaction()?;
-            for (id, size) in sizes {
-                total += size.max(0) as u64;
-                if total > max {
-                    deleted += tx.execute("DELETE FROM snapshots WHERE id = ?1", [&id])? as u64;
-                }
+/// Snapshots matching `filter`, newest first.
+pub(crate) fn list_filtered(
+    db: &mut dyn Db,
+    filter: &Filter,
+) -> Result<Vec<SnapshotSummary>, StoreError> {
+    let (clause, args) = filter.where_clause();
+    let sql = format!(
+        "SELECT id, reported_at_ms, exception_class, message, top_frame, fingerprint,
+                hostname, pid, size
+         FROM {TABLE} {clause} ORDER BY reported_at_ms DESC, id DESC {}",
+        filter.limit_clause()
+    );
+    let rows = db.rows(&sql, &args, 9)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let mut c = r.into_iter();
+            let mut next = || c.next().unwrap_or(Cell::Null);
+            SnapshotSummary {
+                id: next().text(),
+                reported_at_ms: next().int(),
+                exception_class: next().text(),
+                message: next().text(),
+                top_frame: next().text(),
+                fingerprint: next().text(),
+                hostname: next().text(),
+                pid: next().int() as u32,
+                size: next().int() as u64,
             }
-            tx.commit()?;
-        }
-        Ok(deleted)
+        })
+        .collect())
+}
+
+/// Snapshots matching `filter`, grouped by fingerprint, most recently seen first.
+pub(crate) fn groups(db: &mut dyn Db, filter: &Filter) -> Result<Vec<Group>, StoreError> {
+    let (clause, args) = filter.where_clause();
+    let sql = format!(
+        "SELECT fingerprint, count(*), min(reported_at_ms), max(reported_at_ms),
+                count(DISTINCT hostname),
+                (SELECT id FROM {TABLE} l WHERE l.fingerprint = s.fingerprint
+                   ORDER BY reported_at_ms DESC, id DESC LIMIT 1) AS last_id
+         FROM {TABLE} s {clause}
+         GROUP BY fingerprint ORDER BY max(reported_at_ms) DESC {}",
+        filter.limit_clause()
+    );
+    let heads = db.rows(&sql, &args, 6)?;
+    let mut out = Vec::with_capacity(heads.len());
+    for head in heads {
+        let mut c = head.into_iter();
+        let mut next = || c.next().unwrap_or(Cell::Null);
+        let (fingerprint, count, first_ms, last_ms, hosts, last_id) = (
+            next().text(),
+            next().int(),
+            next().int(),
+            next().int(),
+            next().int(),
+            next().text(),
+        );
+        let last = db.rows(
+            &format!("SELECT exception_class, top_frame, message FROM {TABLE} WHERE id = ?"),
+            &[Arg::Text(last_id.clone())],
+            3,
+        )?;
+        let mut c = last.into_iter().next().unwrap_or_default().into_iter();
+        let mut next = || c.next().unwrap_or(Cell::Null);
+        out.push(Group {
+            fingerprint,
+            exception_class: next().text(),
+            top_frame: next().text(),
+            count: count as u64,
+            first_ms,
+            last_ms,
+            last_id,
+            last_message: next().text(),
+            hosts: hosts as u64,
+        });
+    }
+    Ok(out)
+}
+
+/// The snapshot whose id is `id`, or starts with `id` when that is unambiguous.
+pub(crate) fn get_signed(db: &mut dyn Db, id: &str) -> Result<Stored, StoreError> {
+    let id = id.trim().to_ascii_uppercase();
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(StoreError::NotFound(id));
+    }
+    // Ids are upper-case ASCII, so "starts with" is a range: index-friendly in both databases
+    // (PostgreSQL's id column uses the C collation for this).
+    let upper = format!("{id}\u{7f}");
+    let rows = db.rows(
+        &format!("SELECT id, body, signature FROM {TABLE} WHERE id >= ? AND id < ? LIMIT 2"),
+        &[Arg::Text(id.clone()), Arg::Text(upper)],
+        3,
+    )?;
+    let mut found: Vec<Stored> = rows
+        .into_iter()
+        .map(|r| {
+            let mut c = r.into_iter();
+            let mut next = || c.next().unwrap_or(Cell::Null);
+            Stored {
+                id: next().text(),
+                body: next().bytes().unwrap_or_default(),
+                signature: next().bytes(),
+            }
+        })
+        .collect();
+    match found.len() {
+        0 => Err(StoreError::NotFound(id)),
+        1 => found.pop().ok_or(StoreError::NotFound(id)),
+        // An exact match wins over longer ids sharing the prefix.
+        _ => match found.into_iter().find(|s| s.id == id) {
+            Some(row) => Ok(row),
+            None => Err(StoreError::Ambiguous(id)),
+        },
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Deletes the snapshots matching `filter` (all of them when it is empty: callers refuse
+/// that). Returns how many were deleted.
+pub(crate) fn delete_matching(db: &mut dyn Db, filter: &Filter) -> Result<u64, StoreError> {
+    let (clause, args) = filter.where_clause();
+    db.exec(&format!("DELETE FROM {TABLE} {clause}"), &args)
+}
 
-    fn row(id: &str, t: i64, class: &str, fp: &str, host: &str) -> SnapshotSummary {
-        SnapshotSummary {
-            id: id.into(),
-            reported_at_ms: t,
-            exception_class: class.into(),
-            message: format!("m {id}"),
-            top_frame: "A#b".into(),
-            fingerprint: fp.into(),
-            hostname: host.into(),
-            pid: 1,
-            size: 0,
-        }
-    }
+/// Deletes one snapshot by id or unambiguous prefix; returns its full id.
+pub(crate) fn delete_id(db: &mut dyn Db, id: &str) -> Result<String, StoreError> {
+    let full = get_signed(db, id)?.id;
+    db.exec(
+        &format!("DELETE FROM {TABLE} WHERE id = ?"),
+        &[Arg::Text(full.clone())],
+    )?;
+    Ok(full)
+}
 
-    fn store() -> (tempfile::TempDir, SqliteStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = SqliteStore::open_or_create(&dir.path().join("q.db")).unwrap();
-        for (id, t, c, fp, h) in [
-            ("01A", 100, "KeyError", "KeyError@A#b", "web-1"),
-            ("01B", 200, "KeyError", "KeyError@A#b", "web-2"),
-            ("01C", 300, "IOError", "IOError@A#b", "web-1"),
-            ("01D", 400, "KeyError", "KeyError@A#b", "web-1"),
-        ] {
-            s.insert(&row(id, t, c, fp, h), &[0u8; 10], None, None)
-                .unwrap();
-        }
-        (dir, s)
+/// Applies retention limits, oldest first. Returns how many snapshots were deleted.
+pub(crate) fn apply_retention(
+    db: &mut dyn Db,
+    r: &Retention,
+    now_ms: i64,
+) -> Result<u64, StoreError> {
+    let mut deleted = 0;
+    if let Some(age) = r.max_age_ms {
+        deleted += db.exec(
+            &format!("DELETE FROM {TABLE} WHERE reported_at_ms < ?"),
+            &[Arg::Int(now_ms.saturating_sub(age))],
+        )?;
     }
+    // Newest first, number them (or add up their sizes) and delete past the limit.
+    if let Some(max) = r.max_count {
+        deleted += db.exec(
+            &format!(
+                "DELETE FROM {TABLE} WHERE id IN (SELECT id FROM (SELECT id, row_number()
+                   OVER (ORDER BY reported_at_ms DESC, id DESC) AS n FROM {TABLE}) ranked
+                 WHERE n > ?)"
+            ),
+            &[Arg::Int(max.min(i64::MAX as u64) as i64)],
+        )?;
+    }
+    if let Some(max) = r.max_bytes {
+        deleted += db.exec(
+            &format!(
+                "DELETE FROM {TABLE} WHERE id IN (SELECT id FROM (SELECT id, CAST(sum(size)
+                   OVER (ORDER BY reported_at_ms DESC, id DESC) AS BIGINT) AS running FROM {TABLE}) ranked
+                 WHERE running > ?)"
+            ),
+            &[Arg::Int(max.min(i64::MAX as u64) as i64)],
+        )?;
+    }
+    Ok(deleted)
+}
 
-    #[test]
-    fn filters_and_groups() {
-        let (_d, s) = store();
-        let f = Filter {
-            class: Some("KeyError".into()),
-            since_ms: Some(150),
-            ..Filter::default()
-        };
-        let ids: Vec<_> = s
-            .list_filtered(&f)
-            .unwrap()
-            .into_iter()
-            .map(|r| r.id)
-            .collect();
-        assert_eq!(ids, ["01D", "01B"]);
-        let g = s.groups(&Filter::default()).unwrap();
-        assert_eq!(g.len(), 2);
-        assert_eq!(g[0].fingerprint, "KeyError@A#b");
-        assert_eq!(
-            (g[0].count, g[0].first_ms, g[0].last_ms, g[0].hosts),
-            (3, 100, 400, 2)
-        );
-        assert_eq!(g[0].last_id, "01D");
-        assert_eq!(g[1].count, 1);
-    }
-
-    #[test]
-    fn purges_and_retention() {
-        let (_d, mut s) = store();
-        assert_eq!(s.delete_id("01c").unwrap(), "01C");
-        assert_eq!(s.delete_older_than(150).unwrap(), 1);
-        assert_eq!(s.list(10).unwrap().len(), 2);
-        let (_d2, mut s2) = store();
-        let r = Retention {
-            max_count: Some(3),
-            ..Retention::default()
-        };
-        assert_eq!(s2.apply_retention(&r, 0).unwrap(), 1);
-        let r = Retention {
-            max_bytes: Some(25),
-            ..Retention::default()
-        };
-        assert_eq!(s2.apply_retention(&r, 0).unwrap(), 1);
-        let left: Vec<_> = s2.list(10).unwrap().into_iter().map(|r| r.id).collect();
-        assert_eq!(left, ["01D", "01C"]);
-        let r = Retention {
-            max_age_ms: Some(50),
-            ..Retention::default()
-        };
-        assert_eq!(s2.apply_retention(&r, 400).unwrap(), 1);
-        let f = Filter {
-            fingerprint: Some("KeyError@A#b".into()),
-            ..Filter::default()
-        };
-        assert_eq!(s2.delete_matching(&f).unwrap(), 1);
-        assert!(s2.list(10).unwrap().is_empty());
-    }
+/// How many snapshots and how many bytes of them.
+pub(crate) fn totals(db: &mut dyn Db) -> Result<(u64, u64), StoreError> {
+    let rows = db.rows(
+        &format!("SELECT count(*), CAST(coalesce(sum(size), 0) AS BIGINT) FROM {TABLE}"),
+        &[],
+        2,
+    )?;
+    let row = rows.into_iter().next().unwrap_or_default();
+    let get = |i: usize| row.get(i).map(Cell::int).unwrap_or(0).max(0) as u64;
+    Ok((get(0), get(1)))
 }

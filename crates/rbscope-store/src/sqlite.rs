@@ -4,19 +4,22 @@
 //! children) can write at once without errors. The file, its directory and SQLite's side files
 //! are private to the user (0600 / 0700): snapshots hold application data.
 
-use crate::{SnapshotSummary, StoreError};
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use crate::sql::{Arg, Cell, Db};
+use crate::{NewSnapshot, StoreError};
+use rusqlite::types::{Value as SqlValue, ValueRef};
+use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension};
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// The schema this build creates and understands. 2 added the `signature` column.
-const SCHEMA_VERSION: i64 = 2;
+/// The schema this build creates and understands. 2 added the `signature` column; 3 renamed
+/// `snapshots` to `rbscope_snapshots`, the name the PostgreSQL store uses too.
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS rbscope_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS snapshots (
+CREATE TABLE IF NOT EXISTS rbscope_snapshots (
     id TEXT PRIMARY KEY,
     reported_at_ms INTEGER NOT NULL,
     exception_class TEXT NOT NULL,
@@ -29,39 +32,18 @@ CREATE TABLE IF NOT EXISTS snapshots (
     body BLOB NOT NULL,
     signature BLOB
 );
-CREATE INDEX IF NOT EXISTS snapshots_time ON snapshots(reported_at_ms);
-CREATE INDEX IF NOT EXISTS snapshots_fingerprint ON snapshots(fingerprint);
+CREATE INDEX IF NOT EXISTS rbscope_snapshots_time ON rbscope_snapshots(reported_at_ms);
+CREATE INDEX IF NOT EXISTS rbscope_snapshots_fingerprint ON rbscope_snapshots(fingerprint);
 ";
 
-/// A snapshot to store.
-pub struct NewSnapshot<'a> {
-    pub summary: &'a SnapshotSummary,
-    pub body: &'a [u8],
-    pub signature: Option<&'a [u8]>,
-}
-
-/// One stored snapshot as it sits in the store.
-pub struct Stored {
-    pub id: String,
-    pub body: Vec<u8>,
-    pub signature: Option<Vec<u8>>,
-}
-
-pub struct SqliteStore {
-    pub(crate) conn: Connection,
+pub(crate) struct SqliteDb {
+    conn: Connection,
     path: PathBuf,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoreStats {
-    pub snapshots: u64,
-    pub snapshot_bytes: u64,
-    pub file_bytes: u64,
-}
-
-impl SqliteStore {
+impl SqliteDb {
     /// Opens the store for writing, creating the file (0600) and its directory (0700).
-    pub fn open_or_create(path: &Path) -> Result<Self, StoreError> {
+    pub(crate) fn open_or_create(path: &Path) -> Result<Self, StoreError> {
         let open_err = |reason: String| StoreError::Open {
             path: path.display().to_string(),
             reason,
@@ -84,7 +66,7 @@ impl SqliteStore {
     }
 
     /// Opens an existing store; a missing file is [`StoreError::Missing`], never created.
-    pub fn open_existing(path: &Path) -> Result<Self, StoreError> {
+    pub(crate) fn open_existing(path: &Path) -> Result<Self, StoreError> {
         if !path.exists() {
             return Err(StoreError::Missing(path.display().to_string()));
         }
@@ -106,7 +88,7 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(not_a_store)?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        let store = SqliteStore {
+        let store = SqliteDb {
             conn,
             path: path.to_path_buf(),
         };
@@ -142,10 +124,24 @@ impl SqliteStore {
             if version == SCHEMA_VERSION {
                 return Ok(());
             }
-            if version == 1 {
-                self.conn
-                    .execute_batch("ALTER TABLE snapshots ADD COLUMN signature BLOB")?;
+            // Older stores are migrated in place, step by step, in one transaction.
+            let mut steps = String::from("BEGIN IMMEDIATE;");
+            if version <= 1 {
+                steps.push_str("ALTER TABLE snapshots ADD COLUMN signature BLOB;");
             }
+            if version <= 2 {
+                steps.push_str(
+                    "ALTER TABLE snapshots RENAME TO rbscope_snapshots;
+                     DROP INDEX IF EXISTS snapshots_time;
+                     DROP INDEX IF EXISTS snapshots_fingerprint;",
+                );
+            }
+            steps.push_str(SCHEMA);
+            steps.push_str(&format!(
+                "INSERT OR REPLACE INTO rbscope_meta(key, value) VALUES ('schema_version', '{SCHEMA_VERSION}');
+                 COMMIT;"
+            ));
+            return Ok(self.conn.execute_batch(&steps)?);
         } else if !create {
             let tables: i64 = self.conn.query_row(
                 "SELECT count(*) FROM sqlite_master WHERE type='table'",
@@ -164,33 +160,10 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Stores one encoded snapshot and its signature. With `max_bytes`, refuses it when the
-    /// store would go over.
-    pub fn insert(
-        &mut self,
-        summary: &SnapshotSummary,
-        body: &[u8],
-        signature: Option<&[u8]>,
-        max_bytes: Option<u64>,
-    ) -> Result<(), StoreError> {
-        let row = NewSnapshot {
-            summary,
-            body,
-            signature,
-        };
-        self.insert_batch(&[row], max_bytes)?
-            .pop()
-            .unwrap_or(Ok(()))
-    }
-
-    /// Stores several snapshots in one transaction (how the agent's writer keeps up with many
-    /// processes). The outer error is for the whole batch (nothing stored); the inner results
-    /// say, per snapshot, whether the byte cap refused it.
-    pub fn insert_batch(
+    /// Stores several snapshots in one transaction. The outer error is for the whole batch
+    /// (nothing stored); the inner results say, per snapshot, whether the byte cap refused it.
+    /// An id already stored is skipped, so a batch retried after a lost commit is harmless.
+    pub(crate) fn insert_batch(
         &mut self,
         rows: &[NewSnapshot],
         max_bytes: Option<u64>,
@@ -199,16 +172,18 @@ impl SqliteStore {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut used: u64 = match max_bytes {
-            Some(_) => tx.query_row("SELECT coalesce(sum(size), 0) FROM snapshots", [], |r| {
-                r.get::<_, i64>(0)
-            })? as u64,
+            Some(_) => tx.query_row(
+                "SELECT coalesce(sum(size), 0) FROM rbscope_snapshots",
+                [],
+                |r| r.get::<_, i64>(0),
+            )? as u64,
             None => 0,
         };
         let mut results = Vec::with_capacity(rows.len());
         {
             let mut stmt = tx.prepare_cached(
-                "INSERT INTO snapshots (id, reported_at_ms, exception_class, message, top_frame,
-                     fingerprint, hostname, pid, size, body, signature)
+                "INSERT OR IGNORE INTO rbscope_snapshots (id, reported_at_ms, exception_class,
+                     message, top_frame, fingerprint, hostname, pid, size, body, signature)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?;
             for row in rows {
@@ -241,131 +216,76 @@ impl SqliteStore {
         Ok(results)
     }
 
-    /// The newest `limit` snapshots, newest first.
-    pub fn list(&self, limit: usize) -> Result<Vec<SnapshotSummary>, StoreError> {
-        self.list_filtered(&crate::Filter {
-            limit,
-            ..crate::Filter::default()
-        })
+    /// The size of the database file.
+    pub(crate) fn file_bytes(&self) -> u64 {
+        fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
     }
+}
 
-    /// The encoded snapshot whose id is `id`, or starts with `id` when that is unambiguous.
-    pub fn get(&self, id: &str) -> Result<(String, Vec<u8>), StoreError> {
-        self.get_signed(id).map(|s| (s.id, s.body))
+fn sql_arg(a: &Arg) -> SqlValue {
+    match a {
+        Arg::Int(i) => SqlValue::Integer(*i),
+        Arg::Text(t) => SqlValue::Text(t.clone()),
     }
+}
 
-    /// Like [`get`](Self::get), with the stored signature (None for unsigned snapshots).
-    pub fn get_signed(&self, id: &str) -> Result<Stored, StoreError> {
-        let id = id.trim().to_ascii_uppercase();
-        if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric()) {
-            return Err(StoreError::NotFound(id));
-        }
-        let mut stmt = self.conn.prepare(
-            "SELECT id, body, signature FROM snapshots WHERE id >= ?1 AND id < ?2 LIMIT 2",
-        )?;
-        let upper = format!("{id}\u{7f}");
-        let rows: Vec<Stored> = stmt
-            .query_map(params![id, upper], |r| {
-                Ok(Stored {
-                    id: r.get(0)?,
-                    body: r.get(1)?,
-                    signature: r.get(2)?,
+impl Db for SqliteDb {
+    fn rows(
+        &mut self,
+        sql: &str,
+        args: &[Arg],
+        columns: usize,
+    ) -> Result<Vec<Vec<Cell>>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        let rows = stmt.query_map(params_from_iter(args.iter().map(sql_arg)), |r| {
+            (0..columns)
+                .map(|i| {
+                    Ok(match r.get_ref(i)? {
+                        ValueRef::Null => Cell::Null,
+                        ValueRef::Integer(n) => Cell::Int(n),
+                        ValueRef::Real(f) => Cell::Int(f as i64),
+                        ValueRef::Text(t) => Cell::Text(String::from_utf8_lossy(t).into_owned()),
+                        ValueRef::Blob(b) => Cell::Bytes(b.to_vec()),
+                    })
                 })
-            })?
-            .collect::<Result<_, _>>()?;
-        match rows.len() {
-            0 => Err(StoreError::NotFound(id)),
-            1 => Ok(rows.into_iter().next().ok_or(StoreError::NotFound(id))?),
-            _ => {
-                // An exact match wins over longer ids sharing the prefix.
-                match rows.into_iter().find(|s| s.id == id) {
-                    Some(row) => Ok(row),
-                    None => Err(StoreError::Ambiguous(id)),
-                }
-            }
-        }
+                .collect::<Result<Vec<_>, rusqlite::Error>>()
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
-    /// The encoded snapshot for a restore: its signature must verify under the store's key,
-    /// unless `trust` is given.
-    pub fn get_for_restore(&self, id: &str, trust: bool) -> Result<(String, Vec<u8>), StoreError> {
-        let Stored {
-            id,
-            body,
-            signature,
-        } = self.get_signed(id)?;
-        if trust {
-            return Ok((id, body));
-        }
-        let Some(signature) = signature else {
-            return Err(StoreError::Untrusted(id, "is unsigned"));
-        };
-        let Some(key) = crate::StoreKey::load(&self.path)? else {
-            return Err(StoreError::Untrusted(
-                id,
-                "is signed, but this store has no key file",
-            ));
-        };
-        if !key.verify(&body, &signature) {
-            return Err(StoreError::Untrusted(
-                id,
-                "has a signature that does not match this store's key",
-            ));
-        }
-        Ok((id, body))
-    }
-
-    pub fn stats(&self) -> Result<StoreStats, StoreError> {
-        let (n, bytes): (i64, i64) = self.conn.query_row(
-            "SELECT count(*), coalesce(sum(size), 0) FROM snapshots",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        let file_bytes = fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
-        Ok(StoreStats {
-            snapshots: n as u64,
-            snapshot_bytes: bytes as u64,
-            file_bytes,
-        })
+    fn exec(&mut self, sql: &str, args: &[Arg]) -> Result<u64, StoreError> {
+        let n = self
+            .conn
+            .execute(sql, params_from_iter(args.iter().map(sql_arg)))?;
+        Ok(n as u64)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{conformance, Store, StoreKey, StoreLocation};
 
-    fn summary(id: &str) -> SnapshotSummary {
-        SnapshotSummary {
-            id: id.into(),
-            reported_at_ms: 1,
-            exception_class: "E".into(),
-            message: "m".into(),
-            top_frame: "A#b".into(),
-            fingerprint: "E@A#b".into(),
-            hostname: "h".into(),
-            pid: 1,
-            size: 0,
-        }
+    fn fresh(dir: &tempfile::TempDir, name: &str) -> Store {
+        Store::open_or_create(&StoreLocation::Sqlite(dir.path().join(name))).unwrap()
     }
 
     #[test]
-    fn insert_list_get_and_modes() {
+    fn passes_the_backend_checks() {
+        let dir = tempfile::tempdir().unwrap();
+        conformance::insert_and_get(&mut fresh(&dir, "a.db"));
+        conformance::filters_and_groups(&mut fresh(&dir, "b.db"));
+        conformance::purge_and_retention(&mut fresh(&dir, "c.db"), &mut fresh(&dir, "d.db"));
+        let key = StoreKey::create_file(&dir.path().join("k1")).unwrap();
+        let other = StoreKey::create_file(&dir.path().join("k2")).unwrap();
+        conformance::restore_trust(&mut fresh(&dir, "e.db"), &key, &other);
+    }
+
+    #[test]
+    fn files_are_private() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/store.db");
-        let mut s = SqliteStore::open_or_create(&path).unwrap();
-        s.insert(&summary("01AAA"), b"one", None, None).unwrap();
-        s.insert(&summary("01AAB"), b"two", Some(b"sig"), None)
-            .unwrap();
-        assert_eq!(
-            s.get_signed("01AAB").unwrap().signature,
-            Some(b"sig".to_vec())
-        );
-        assert_eq!(s.get_signed("01AAA").unwrap().signature, None);
-        assert_eq!(s.list(10).unwrap().len(), 2);
-        assert_eq!(s.get("01aab").unwrap().1, b"two");
-        assert!(matches!(s.get("01AA"), Err(StoreError::Ambiguous(_))));
-        assert!(matches!(s.get("01Z"), Err(StoreError::NotFound(_))));
-        assert!(matches!(s.get("'; drop"), Err(StoreError::NotFound(_))));
+        Store::open_or_create(&StoreLocation::Sqlite(path.clone())).unwrap();
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let dmode = fs::metadata(path.parent().unwrap())
@@ -374,26 +294,47 @@ mod tests {
             .mode()
             & 0o777;
         assert_eq!(dmode, 0o700);
-        assert!(matches!(
-            s.insert(&summary("01AAC"), b"three", None, Some(7)),
-            Err(StoreError::OverCap(7))
-        ));
-        assert_eq!(s.stats().unwrap().snapshots, 2);
+    }
 
-        // Restores: only snapshots signed with this store's key, unless trusted.
-        assert!(matches!(
-            s.get_for_restore("01AAA", false),
-            Err(StoreError::Untrusted(_, _))
-        ));
-        assert!(s.get_for_restore("01AAA", true).is_ok());
-        let key = crate::StoreKey::load_or_create(&path).unwrap();
-        assert!(matches!(
-            s.get_for_restore("01AAB", false),
-            Err(StoreError::Untrusted(_, _))
-        ));
-        s.insert(&summary("01AAD"), b"four", Some(&key.sign(b"four")), None)
+    #[test]
+    fn migrates_a_schema_2_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE rbscope_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                 INSERT INTO rbscope_meta VALUES ('schema_version', '2');
+                 CREATE TABLE snapshots (id TEXT PRIMARY KEY, reported_at_ms INTEGER NOT NULL,
+                   exception_class TEXT NOT NULL, message TEXT NOT NULL, top_frame TEXT NOT NULL,
+                   fingerprint TEXT NOT NULL, hostname TEXT NOT NULL, pid INTEGER NOT NULL,
+                   size INTEGER NOT NULL, body BLOB NOT NULL, signature BLOB);
+                 CREATE INDEX snapshots_time ON snapshots(reported_at_ms);
+                 CREATE INDEX snapshots_fingerprint ON snapshots(fingerprint);
+                 INSERT INTO snapshots VALUES ('01OLD', 5, 'E', 'm', 'A#b', 'E@A#b', 'h', 1, 3,
+                   X'616263', NULL);",
+            )
             .unwrap();
-        assert_eq!(s.get_for_restore("01AAD", false).unwrap().1, b"four");
+        }
+        let mut s = Store::open_existing(&StoreLocation::Sqlite(path.clone())).unwrap();
+        assert_eq!(s.get("01OLD").unwrap().1, b"abc");
+        assert_eq!(s.list(10).unwrap()[0].top_frame, "A#b");
+        let c = Connection::open(&path).unwrap();
+        let v: String = c
+            .query_row(
+                "SELECT value FROM rbscope_meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION.to_string());
+        c.execute("UPDATE rbscope_meta SET value = '99'", [])
+            .unwrap();
+        drop(c);
+        assert!(matches!(
+            Store::open_existing(&StoreLocation::Sqlite(path)),
+            Err(StoreError::NewerSchema(_, 99))
+        ));
     }
 
     #[test]
@@ -402,11 +343,11 @@ mod tests {
         let junk = dir.path().join("junk.db");
         fs::write(&junk, vec![0x42u8; 8192]).unwrap();
         assert!(matches!(
-            SqliteStore::open_existing(&junk),
+            SqliteDb::open_existing(&junk),
             Err(StoreError::NotAStore(_))
         ));
         assert!(matches!(
-            SqliteStore::open_existing(&dir.path().join("nope.db")),
+            SqliteDb::open_existing(&dir.path().join("nope.db")),
             Err(StoreError::Missing(_))
         ));
     }

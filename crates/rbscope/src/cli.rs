@@ -13,12 +13,19 @@ use std::path::PathBuf;
         stores a snapshot of every app frame: self, locals and the objects they reach. \
         Browse snapshots with `list` and `show`; no Ruby is needed for that.\n\n\
         The store is a SQLite file, by default $XDG_DATA_HOME/rbscope/snapshots.db \
-        (~/.local/share/rbscope/snapshots.db); --store or RBSCOPE_STORE picks another."
+        (~/.local/share/rbscope/snapshots.db); --store or RBSCOPE_STORE picks another file, \
+        or a PostgreSQL database shared by a fleet (postgres://user@host/db)."
 )]
 pub struct Cli {
-    /// Where snapshots are stored: a file path (default: the per-user data directory).
-    #[arg(long, global = true, env = "RBSCOPE_STORE", value_name = "PATH")]
+    /// Where snapshots are stored: a file path (default: the per-user data directory) or a
+    /// postgres:// URL.
+    #[arg(long, global = true, env = "RBSCOPE_STORE", value_name = "PATH|URL")]
     pub store: Option<String>,
+
+    /// The key file snapshots are signed with (default for a SQLite store: <store>.key beside
+    /// it; a PostgreSQL store has none unless given; make one with `rbscope key new`).
+    #[arg(long, global = true, env = "RBSCOPE_STORE_KEY", value_name = "FILE")]
+    pub key: Option<PathBuf>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -114,6 +121,10 @@ pub enum Command {
         #[arg(short = 'r', long = "require", value_name = "FILE")]
         requires: Vec<String>,
     },
+    /// Make a signing key file for a fleet store (give the same file to every writer and to
+    /// whoever restores, with RBSCOPE_STORE_KEY or --key).
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Check the set-up: the store, the Ruby agent, and with -p a running process's agent.
     Doctor {
         /// A running process to ask for its agent's state and counters.
@@ -122,10 +133,17 @@ pub enum Command {
     },
 }
 
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Write a new random 32-byte key to FILE (mode 0600); never replaces an existing file.
+    New {
+        /// Where to write it.
+        file: PathBuf,
+    },
+}
+
 impl Cli {
-    pub fn store_path(&self) -> anyhow::Result<PathBuf> {
-        match rbscope_store::StoreLocation::parse(self.store.as_deref())? {
-            rbscope_store::StoreLocation::Sqlite(p) => Ok(p),
-        }
+    pub fn store_location(&self) -> anyhow::Result<rbscope_store::StoreLocation> {
+        Ok(rbscope_store::StoreLocation::parse(self.store.as_deref())?)
     }
 }

@@ -157,7 +157,7 @@ fn unsigned_or_tampered_snapshots_are_refused_unless_trusted() {
     assert!(!out.status.success());
     let err = stderr(&out);
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("does not match this store's key"), "{err}");
+    assert!(err.contains("does not match the store's key"), "{err}");
     // The same check inside Ruby.
     let out = ruby_check(
         &sb,
@@ -230,4 +230,43 @@ puts [Rbscope::Restored::Missing === f.self_object, Rbscope::Restored::Missing =
         "[true, true, true, Regexp, true, StandardError]"
     );
     assert!(!marker.exists(), "stored text was executed");
+}
+
+#[test]
+fn a_console_works_when_self_is_a_stand_in() {
+    let sb = Sandbox::new();
+    let app = sb.write(
+        "gone.rb",
+        "class Gone\n  def initialize; @note = \"kept\"; end\n  def go(x) = raise(\"boom #{x}\")\nend\nGone.new.go(7)\n",
+    );
+    let out = sb
+        .ruby(&app)
+        .env("RUBYOPT", "-rrbscope/autostart")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let id = sb.list()[0]["id"].as_str().unwrap().to_string();
+    // Restored without loading the app: self is a stand-in, yet locals and ivars are there.
+    let mut child = sb
+        .cli()
+        .args(["restore", &id])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"puts \"X=#{x} NOTE=#{@note}\"\nputs \"SELF=#{self.inspect}\"\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{}\n{text}", stderr(&out));
+    assert!(text.contains("X=7 NOTE=kept"), "{text}\n{}", stderr(&out));
+    assert!(
+        text.contains("SELF=#<Gone (restored stand-in: class not loaded here) @note=\"kept\">"),
+        "{text}"
+    );
 }

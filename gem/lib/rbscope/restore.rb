@@ -31,8 +31,9 @@ module Rbscope
 
     CONSTANT_PATH = /\A(?:::)?[A-Z]\w*(?:::[A-Z]\w*)*\z/.freeze
 
-    # A method that returns a fresh binding (no locals) for whatever object it is bound to.
-    BINDER = Module.new { def __rbscope_binding__ = binding }.instance_method(:__rbscope_binding__)
+    # A method that returns a fresh binding (no locals) for whatever object it is bound to,
+    # stand-ins (BasicObjects, without Kernel#binding) included.
+    BINDER = Module.new { def __rbscope_binding__ = ::Kernel.binding }.instance_method(:__rbscope_binding__)
 
     attr_reader :frames, :info
     attr_accessor :current
@@ -216,9 +217,10 @@ module Rbscope
       end
       ivars.each_slice(2) do |name, stored|
         v = value(stored)
-        if Restored::Missing === obj
-          obj.__ivars__[name] = v
-        elsif !Kernel.instance_method(:frozen?).bind_call(obj)
+        # A stand-in keeps them for its inspect, and also as real ivars so that `@cart` works in
+        # a console whose self is one.
+        obj.__ivars__[name] = v if Restored::Missing === obj
+        unless Kernel.instance_method(:frozen?).bind_call(obj)
           Kernel.instance_method(:instance_variable_set).bind_call(obj, name, v)
         end
       end

@@ -5,7 +5,10 @@ module Rbscope
   # for when inspected.
   module Restored
     # An object whose class does not exist in this process (or has no plain constant name).
-    class Missing < BasicObject
+    # It is a plain Object so that IRB can use it as the console's self directly (its ivars
+    # are the console's `@x`, constants resolve as at top level); the app's methods say
+    # plainly that they are missing.
+    class Missing
       def initialize(class_name)
         @__class_name = class_name.to_s
         @__ivars = {}

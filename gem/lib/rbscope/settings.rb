@@ -6,6 +6,7 @@ module Rbscope
     # option => environment variable
     KEYS = {
       store: "RBSCOPE_STORE",
+      store_key: "RBSCOPE_STORE_KEY",
       app_root: "RBSCOPE_APP_ROOT",
       app_revision: "RBSCOPE_REVISION",
       report_all_raises: "RBSCOPE_REPORT_ALL_RAISES",
@@ -19,6 +20,7 @@ module Rbscope
       source_context_lines: "RBSCOPE_SOURCE_CONTEXT_LINES",
       rate_limit: "RBSCOPE_RATE_LIMIT",
       max_store_bytes: "RBSCOPE_MAX_STORE_BYTES",
+      store_backlog: "RBSCOPE_STORE_BACKLOG",
       magic_roots: "RBSCOPE_MAGIC_ROOTS",
       redact: "RBSCOPE_REDACT",
       redact_names: "RBSCOPE_REDACT_NAMES",

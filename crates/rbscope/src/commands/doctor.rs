@@ -3,30 +3,35 @@
 use crate::agent_client;
 use crate::cli::Cli;
 use crate::ruby_lib;
-use rbscope_store::{SqliteStore, StoreError};
+use rbscope_store::{Store, StoreError};
 use std::process::Command;
 
 pub fn doctor(cli: &Cli, pid: Option<u32>) -> anyhow::Result<i32> {
     println!("rbscope {}", env!("CARGO_PKG_VERSION"));
-    let path = cli.store_path()?;
-    match SqliteStore::open_existing(&path) {
-        Ok(store) => {
+    let location = cli.store_location()?;
+    let place = location.describe();
+    match Store::open_existing(&location) {
+        Ok(mut store) => {
             let st = store.stats()?;
             println!(
-                "store     {}  ({} snapshots, {} bytes of snapshots, file {} bytes)",
-                path.display(),
+                "store     {}  ({} snapshots, {} bytes of snapshots, {} {} bytes)",
+                place,
                 st.snapshots,
                 st.snapshot_bytes,
+                match location {
+                    rbscope_store::StoreLocation::Sqlite(_) => "file",
+                    rbscope_store::StoreLocation::Postgres(_) => "table",
+                },
                 st.file_bytes
             );
         }
         Err(StoreError::Missing(_)) => {
             println!(
                 "store     {}  (not created yet: the first snapshot creates it)",
-                path.display()
+                place
             )
         }
-        Err(e) => println!("store     {}  PROBLEM: {e}", path.display()),
+        Err(e) => println!("store     {}  PROBLEM: {e}", place),
     }
     match ruby_lib::find() {
         Ok(lib) => {

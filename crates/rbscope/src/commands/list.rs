@@ -3,11 +3,11 @@
 use crate::cli::Cli;
 use crate::time::format_ms;
 use anyhow::Context;
-use rbscope_store::{Filter, SqliteStore, StoreError};
+use rbscope_store::{Filter, Store, StoreError};
 
 pub fn list(cli: &Cli, filter: &Filter, json: bool, group: bool) -> anyhow::Result<i32> {
-    let path = cli.store_path()?;
-    let store = match SqliteStore::open_existing(&path) {
+    let location = cli.store_location()?;
+    let mut store = match Store::open_existing(&location) {
         Ok(s) => s,
         Err(StoreError::Missing(p)) => {
             if json {
@@ -20,7 +20,7 @@ pub fn list(cli: &Cli, filter: &Filter, json: bool, group: bool) -> anyhow::Resu
         Err(e) => return Err(e.into()),
     };
     if group {
-        return groups(&store, filter, json);
+        return groups(&mut store, filter, json);
     }
     let rows = store
         .list_filtered(filter)
@@ -47,7 +47,7 @@ pub fn list(cli: &Cli, filter: &Filter, json: bool, group: bool) -> anyhow::Resu
         return Ok(0);
     }
     if rows.is_empty() {
-        println!("No snapshots yet in {}.", path.display());
+        println!("No snapshots yet in {}.", store.describe());
         return Ok(0);
     }
     println!(
@@ -81,7 +81,7 @@ pub fn clip(s: &str, n: usize) -> String {
     }
 }
 
-fn groups(store: &SqliteStore, filter: &Filter, json: bool) -> anyhow::Result<i32> {
+fn groups(store: &mut Store, filter: &Filter, json: bool) -> anyhow::Result<i32> {
     let groups = store.groups(filter).context("cannot group snapshots")?;
     if json {
         let out: Vec<_> = groups

@@ -1,6 +1,7 @@
 //! One module per command. Each returns the process exit code.
 
 mod doctor;
+mod key;
 mod list;
 mod purge;
 mod restore;
@@ -51,6 +52,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             depth,
             items,
         } => show::show(&cli, id, *json, *depth, *items),
+        Command::Key(crate::cli::KeyCommand::New { file }) => key::new(file),
         Command::Doctor { pid } => doctor::doctor(&cli, *pid),
         Command::Restore {
             id,

@@ -2,7 +2,7 @@
 
 use crate::cli::Cli;
 use anyhow::bail;
-use rbscope_store::{Filter, Retention, SqliteStore};
+use rbscope_store::{Filter, Retention, Store};
 
 pub struct Request {
     pub id: Option<String>,
@@ -23,8 +23,7 @@ pub fn purge(cli: &Cli, r: Request) -> anyhow::Result<i32> {
             "say what to delete: --id, --older-than, --fingerprint, --keep-count or --keep-bytes"
         );
     }
-    let path = cli.store_path()?;
-    let mut store = SqliteStore::open_existing(&path)?;
+    let mut store = Store::open_existing(&cli.store_location()?)?;
     let mut deleted = 0u64;
     if let Some(id) = &r.id {
         let full = store.delete_id(id)?;
@@ -43,6 +42,6 @@ pub fn purge(cli: &Cli, r: Request) -> anyhow::Result<i32> {
         max_bytes: r.keep_bytes,
     };
     deleted += store.apply_retention(&retention, crate::time::now_ms())?;
-    println!("{deleted} snapshot(s) deleted from {}", path.display());
+    println!("{deleted} snapshot(s) deleted from {}", store.describe());
     Ok(0)
 }

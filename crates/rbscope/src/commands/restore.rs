@@ -7,7 +7,7 @@
 use crate::cli::Cli;
 use crate::ruby_lib;
 use anyhow::{bail, Context};
-use rbscope_store::SqliteStore;
+use rbscope_store::{reader_key, Store, StoreLocation};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
@@ -18,9 +18,14 @@ pub fn restore(
     trust: bool,
     requires: &[String],
 ) -> anyhow::Result<i32> {
-    let path = cli.store_path()?;
-    let store = SqliteStore::open_existing(&path)?;
-    let (full_id, body) = store.get_for_restore(id, trust)?;
+    let location = cli.store_location()?;
+    let mut store = Store::open_existing(&location)?;
+    let key = if trust {
+        None
+    } else {
+        reader_key(&location, cli.key.as_deref())?
+    };
+    let (full_id, body) = store.get_for_restore(id, trust, key.as_ref())?;
     let snapshot = rbscope_snapshot::decode(&body)
         .with_context(|| format!("snapshot {full_id} cannot be read"))?;
     let frames = snapshot.frames.len()
@@ -54,8 +59,14 @@ pub fn restore(
         &frame.to_string(),
         if trust { "1" } else { "0" },
     ])
-    .env("RBSCOPE_STORE", &path)
     .env("RBSCOPE_DISABLE", "1");
+    match &location {
+        StoreLocation::Sqlite(path) => cmd.env("RBSCOPE_STORE", path),
+        StoreLocation::Postgres(url) => cmd.env("RBSCOPE_STORE", url),
+    };
+    if let Some(key) = &cli.key {
+        cmd.env("RBSCOPE_STORE_KEY", key);
+    }
     let err = cmd.exec();
     bail!("cannot run ruby: {err}")
 }

@@ -30,7 +30,13 @@ pub fn run(cli: &Cli, command: &[String]) -> anyhow::Result<i32> {
     let mut cmd = Command::new(program);
     cmd.args(args).env("RUBYOPT", rubyopt);
     if cli.store.is_some() {
-        cmd.env("RBSCOPE_STORE", cli.store_path()?);
+        match cli.store_location()? {
+            rbscope_store::StoreLocation::Sqlite(path) => cmd.env("RBSCOPE_STORE", path),
+            rbscope_store::StoreLocation::Postgres(url) => cmd.env("RBSCOPE_STORE", url),
+        };
+    }
+    if let Some(key) = &cli.key {
+        cmd.env("RBSCOPE_STORE_KEY", key);
     }
     let err = cmd.exec();
     bail!("cannot run {program}: {err}")

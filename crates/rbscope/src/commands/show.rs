@@ -3,11 +3,10 @@
 use crate::cli::Cli;
 use crate::render;
 use anyhow::Context;
-use rbscope_store::SqliteStore;
+use rbscope_store::Store;
 
 pub fn show(cli: &Cli, id: &str, json: bool, depth: usize, items: usize) -> anyhow::Result<i32> {
-    let path = cli.store_path()?;
-    let store = SqliteStore::open_existing(&path)?;
+    let mut store = Store::open_existing(&cli.store_location()?)?;
     let (full_id, body) = store.get(id)?;
     let snapshot = rbscope_snapshot::decode(&body)
         .with_context(|| format!("snapshot {full_id} cannot be read"))?;

@@ -1,6 +1,8 @@
 //! Helpers for tests that run real Ruby programs with the agent and the real CLI.
 #![allow(dead_code)]
 
+pub mod pg;
+
 use serde_json::Value as J;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
