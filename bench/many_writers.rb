@@ -1,16 +1,24 @@
 # frozen_string_literal: true
 
-# Store benchmark: PROCS forked processes each report N exceptions at once into one SQLite
-# store (rate limit off). Prints how many were stored, how many dropped (queue full, store
-# errors), and the throughput from the first report to the last commit.
+# Store benchmark: PROCS forked processes each report N exceptions at once into one store
+# (rate limit off): a fresh SQLite file, then, when RBSCOPE_BENCH_PG_URL names a PostgreSQL
+# database (bench/with-postgres starts a throwaway one), that database, in the same run.
+# Prints per store how many were stored, how many dropped (queue full, store errors), and the
+# throughput from the first report to the last commit.
 #
-#   ruby bench/many_writers.rb [PROCS] [N]
+#   ruby -Igem/lib bench/many_writers.rb [PROCS] [N]
+#   bench/with-postgres ruby -Igem/lib bench/many_writers.rb [PROCS] [N]
 require "rbscope"
 require "tmpdir"
 
 procs = Integer(ARGV.fetch(0, "8"))
 n = Integer(ARGV.fetch(1, "1250"))
-store = File.join(Dir.mktmpdir("rbscope-bench"), "many.db")
+store = ARGV[2]
+unless store
+  stores = [File.join(Dir.mktmpdir("rbscope-bench"), "many.db"), ENV["RBSCOPE_BENCH_PG_URL"]].compact
+  stores.each { |s| system(RbConfig.ruby, "-I#{File.expand_path('../gem/lib', __dir__)}", __FILE__, procs.to_s, n.to_s, s) || exit(1) }
+  exit
+end
 Rbscope.start(store: store, rate_limit: 0, log: false, control_socket: false)
 
 def fail_once(i)
@@ -38,5 +46,6 @@ pids.each { |pid| Process.wait(pid) }
 t1 = Process.clock_gettime(Process::CLOCK_MONOTONIC)
 stored, queue_full, errors = results.transpose.map(&:sum)
 rows = `#{File.expand_path("../gem/exe/rbscope", __dir__)} --store #{store} list --json -n 100000`.scan('"id"').size
-puts format("%d processes x %d reports: %d stored (%d rows in the store), %d dropped (queue full), %d store errors, %.0f snapshots/s",
-            procs, n, stored, rows, queue_full, errors, rows / (t1 - t0))
+kind = store.start_with?("postgres") ? "PostgreSQL" : "SQLite    "
+puts format("%s  %d processes x %d reports: %d stored (%d rows in the store), %d dropped (queue full), %d store errors, %.0f snapshots/s",
+            kind, procs, n, stored, rows, queue_full, errors, rows / (t1 - t0))

@@ -11,6 +11,7 @@
 #
 # RBSCOPE_DISABLE=1 turns everything off: nothing native is loaded, nothing is hooked.
 require_relative "rbscope/version"
+require_relative "rbscope/magic_roots"
 
 module Rbscope
   class << self

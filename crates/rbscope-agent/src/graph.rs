@@ -688,13 +688,30 @@ impl<'a> Walker<'a> {
     }
 }
 
-/// Resolves the configured magic roots to the objects they name.
+/// Resolves the magic roots to the objects they name: the configured constant paths, and the
+/// per-process singletons registered by name with `Rbscope.magic_root` (the Railtie registers
+/// `Rails.application`, its config, logger, cache...). Looked up per report: objects can move
+/// (GC.compact) and registrations can change.
 pub fn magic_roots(gvl: Gvl, paths: &[String]) -> AddrMap<String> {
     let mut map = AddrMap::default();
     for p in paths {
         if let Some(v) = rb::const_at(gvl, p) {
             if !SPECIAL_CONST_P(v) {
                 map.insert(v as usize, p.clone());
+            }
+        }
+    }
+    // Rbscope::MAGIC_ROOTS is a flat [name, object, name, object, ...] Array kept by
+    // lib/rbscope.rb, so reading it calls no Ruby method.
+    if let Some(registry) = rb::const_at(gvl, "Rbscope::MAGIC_ROOTS") {
+        for pair in rb::array_items(gvl, registry).chunks(2) {
+            if let [name, object] = pair {
+                if SPECIAL_CONST_P(*object) {
+                    continue;
+                }
+                if let Some(name) = rb::to_string(gvl, *name) {
+                    map.entry(*object as usize).or_insert(name);
+                }
             }
         }
     }

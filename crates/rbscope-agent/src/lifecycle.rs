@@ -33,7 +33,8 @@ pub fn start(gvl: Gvl, config: Config) -> Result<bool, String> {
     };
     if matches!(location, StoreLocation::Postgres(_)) && agent.config.store_key.is_none() {
         agent.warnings.push(
-            "no signing key (RBSCOPE_STORE_KEY): snapshots go to PostgreSQL unsigned, and              restoring them needs --trust; make one with `rbscope key new FILE`"
+            "no signing key (RBSCOPE_STORE_KEY): snapshots go to PostgreSQL unsigned, and \
+             restoring them needs --trust; make one with `rbscope key new FILE`"
                 .into(),
         );
     }

@@ -328,8 +328,12 @@ module App
 end
 require "rbscope"
 Rbscope.start(magic_roots: ["App::CONFIG"])
+Rbscope.magic_root("App.registry", Object.new)
+Rbscope.magic_root("App.pool", [1, 2]) # replaced below: the newest registration wins
+POOL = Rbscope.magic_root("App.pool", { size: 5 })
 def handle
   config = App::CONFIG
+  pool = POOL
   raise "with config"
 end
 handle
@@ -339,9 +343,38 @@ handle
     assert!(!out.status.success());
     let snap = sb.only_snapshot();
     let s = Snap(&snap);
-    let config = s.obj(s.local(s.frame("Object#handle"), "config"));
+    let frame = s.frame("Object#handle");
+    let config = s.obj(s.local(frame, "config"));
     assert_eq!(config["kind"], "magic");
     assert_eq!(config["path"], "App::CONFIG");
+    let pool = s.obj(s.local(frame, "pool"));
+    assert_eq!(pool["kind"], "magic");
+    assert_eq!(pool["path"], "App.pool");
+    // A restore looks the name up in its own process: the object registered there, or a
+    // stand-in naming it.
+    let id = snap["id"].as_str().unwrap();
+    let check = sb.write(
+        "check.rb",
+        &format!(
+            r#"require "rbscope/restore"
+mine = Rbscope.magic_root("App.pool", {{ size: 9 }})
+r = Rbscope.restore("{id}", console: false)
+p r.frames[0].locals[:pool].equal?(mine)
+p r.frames[0].locals[:config].inspect.include?("App::CONFIG")
+"#
+        ),
+    );
+    let out = sb
+        .ruby(&check)
+        .env("RBSCOPE_DISABLE", "1")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "true\ntrue\n",
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

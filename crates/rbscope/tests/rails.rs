@@ -48,6 +48,8 @@ User.create!(name: "Bob", email: "bob@example.com")
 class UsersController < ActionController::Base
   def index
     limit = params[:limit].to_i
+    settings = Rails.application.config
+    app = Rails.application
     @users = User.order(:id).limit(limit).to_a
     total = @users.sum { |u| u.name.length }
     raise ArgumentError, "report for #{limit} users failed" if limit > 1
@@ -114,6 +116,15 @@ fn a_500_is_stored_and_restores_with_real_records() {
     let users = s.obj(s.ivar(controller, "@users"));
     assert_eq!(users["length"], 2);
     assert_eq!(s.obj(&users["items"][0])["class"], "User");
+    // Rails' singletons are stored by name, not copied.
+    for (local, name) in [
+        ("settings", "Rails.application.config"),
+        ("app", "Rails.application"),
+    ] {
+        let o = s.obj(s.local(f, local));
+        assert_eq!(o["kind"], "magic", "{local}: {o}");
+        assert_eq!(o["path"], name, "{o}");
+    }
 
     // Restore in a process that loaded the app.
     let id = snap["id"].as_str().unwrap();
@@ -124,8 +135,9 @@ fn a_500_is_stored_and_restores_with_real_records() {
             r#"r = Rbscope.restore("{id}", console: false)
 c = r.frames[0].self_object
 users = c.instance_variable_get(:@users)
-puts [c.class.name, users.first.class.name, users.first.name, users.last.email, r.frames[0].locals[:limit],
-      c.params[:limit]].inspect"#
+l = r.frames[0].locals
+puts [c.class.name, users.first.class.name, users.first.name, users.last.email, l[:limit],
+      c.params[:limit], l[:app].equal?(Rails.application), l[:settings].equal?(Rails.application.config)].inspect"#
         ))
         .current_dir(sb.dir.path())
         .env("RBSCOPE_STORE", sb.store())
@@ -135,7 +147,7 @@ puts [c.class.name, users.first.class.name, users.first.name, users.last.email, 
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        r#"["UsersController", "User", "Ann", "bob@example.com", 2, "2"]"#
+        r#"["UsersController", "User", "Ann", "bob@example.com", 2, "2", true, true]"#
     );
 }
 

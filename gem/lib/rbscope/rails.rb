@@ -9,6 +9,10 @@ module Rbscope
   # `rescue_responses`, such as RecordNotFound), and for every failing ActiveJob perform.
   # Rails' `filter_parameters` and ActiveRecord's `filter_attributes` names are redacted too.
   #
+  # Rails' per-process singletons (the application, its config and routes, the logger, the
+  # cache, ActiveRecord's connection handler...) are magic roots: snapshots refer to them by
+  # name, and a restore in a process that loaded the app gets that process's own back.
+  #
   # Settings: `config.rbscope.<option> = ...` for any Rbscope.start option;
   # `config.rbscope.report_4xx = true` stores 4xx exceptions as well.
   class Railtie < ::Rails::Railtie
@@ -19,6 +23,7 @@ module Rbscope
     end
 
     config.after_initialize do |app|
+      Railtie.register_magic_roots(app)
       options = app.config.rbscope.to_h.except(:report_4xx)
       names = Array(options.delete(:redact_names))
       filters = Array(app.config.filter_parameters)
@@ -27,6 +32,21 @@ module Rbscope
       options[:redact_names] = names.uniq unless names.empty?
       options[:app_root] ||= Rails.root.to_s
       Rbscope.start(**options) unless Rbscope.started?
+    end
+
+    def self.register_magic_roots(app)
+      roots = {
+        "Rails.application" => app,
+        "Rails.application.config" => app.config,
+        "Rails.application.routes" => app.routes,
+        "Rails.application.executor" => app.executor,
+        "Rails.application.reloader" => app.reloader,
+        "Rails.logger" => Rails.logger,
+        "Rails.cache" => Rails.cache,
+        "ActiveSupport::Notifications.notifier" => ActiveSupport::Notifications.notifier,
+      }
+      roots["ActiveRecord::Base.connection_handler"] = ActiveRecord::Base.connection_handler if defined?(ActiveRecord::Base)
+      roots.each { |name, object| Rbscope.magic_root(name, object) unless object.nil? }
     end
 
     initializer "rbscope.active_job" do

@@ -1,5 +1,6 @@
 # frozen_string_literal: true
 
+require_relative "magic_roots"
 require "json"
 require "set"
 require_relative "version"
@@ -143,7 +144,7 @@ module Rbscope
         Exception.instance_method(:initialize).bind_call(e, data[0])
         e
       when :module then const(data[0]) || Restored::Missing.new(data[0] || "(anonymous #{class_name.downcase})")
-      when :magic then const(data[0]) || Restored::Missing.new(data[0])
+      when :magic then const(data[0]) || Rbscope.magic_root_for(data[0]) || Restored::Missing.new(data[0])
       when :proc then Restored::Callable.new(class_name, "(#{data[0] ? 'lambda' : 'proc'})", data[1], data[2])
       when :method then Restored::Callable.new(class_name, "#{data[0]}##{data[1]}", data[2], data[4])
       when :opaque then Restored::Opaque.new(class_name, data[0])
