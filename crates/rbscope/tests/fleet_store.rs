@@ -142,4 +142,9 @@ fn cli_says_what_is_wrong_with_a_postgres_store() {
         out.contains("(1 snapshots, 4 bytes of snapshots, table"),
         "{out}"
     );
+
+    // The same store over the server's Unix socket.
+    let (code, out, err) = run(&pg.socket_url("empty"), &["list", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("01DOCTOR"), "{out}");
 }

@@ -151,6 +151,15 @@ impl Postgres {
         format!("postgres://rbscope@127.0.0.1:{}/{db}", self.port)
     }
 
+    /// The same database over the server's Unix socket.
+    pub fn socket_url(&self, db: &str) -> String {
+        format!(
+            "postgres://rbscope@localhost:{}/{db}?host={}",
+            self.port,
+            self.dir().join("sock").display()
+        )
+    }
+
     /// A new empty database; returns its URL.
     pub fn database(&self, name: &str) -> String {
         let mut c = postgres::Client::connect(&self.url("postgres"), postgres::NoTls).unwrap();
