@@ -45,6 +45,22 @@ pub fn layout() -> Option<&'static Layout> {
 /// Turns the fast path on for this Ruby if its layout is known and verified. Returns the
 /// reason when it stays off.
 pub fn enable(gvl: Gvl) -> Result<&'static str, String> {
+    let layout = verified_layout(gvl)?;
+    LAYOUT.store(layout as *const Layout as *mut Layout, Ordering::Release);
+    Ok(layout.version)
+}
+
+/// This Ruby's layout, once known and checked by the self-test (the answer is kept: it cannot
+/// change within a process). Also what `Rbscope.backtrace` reads other threads with, whatever
+/// the capture setting.
+pub fn verified_layout(gvl: Gvl) -> Result<&'static Layout, String> {
+    static VERIFIED: std::sync::OnceLock<Result<&'static Layout, String>> =
+        std::sync::OnceLock::new();
+    // Callers hold the GVL, so two first calls cannot race into the self-test.
+    VERIFIED.get_or_init(|| check_layout(gvl)).clone()
+}
+
+fn check_layout(gvl: Gvl) -> Result<&'static Layout, String> {
     let version = rb::const_at(gvl, "RUBY_VERSION")
         .and_then(|v| rb::to_string(gvl, v))
         .unwrap_or_default();
@@ -62,8 +78,7 @@ pub fn enable(gvl: Gvl) -> Result<&'static str, String> {
         )
     })?;
     self_test(gvl, layout)?;
-    LAYOUT.store(layout as *const Layout as *mut Layout, Ordering::Release);
-    Ok(layout.version)
+    Ok(layout)
 }
 
 /// Turns the fast path off (the `capture: "inspector"` setting).
@@ -71,7 +86,7 @@ pub fn disable() {
     LAYOUT.store(std::ptr::null_mut(), Ordering::Release);
 }
 
-fn current_ec(layout: &Layout) -> Option<usize> {
+pub fn current_ec(layout: &Layout) -> Option<usize> {
     // SAFETY: GVL held by the callers; the current Thread is a TypedData whose data is the
     // VM's rb_thread_t, and its `ec` field is the running execution context.
     unsafe {

@@ -31,26 +31,36 @@ pub fn facts(gvl: Gvl, label: &str, base_label: &str, klass: VALUE, self_v: VALU
         };
     }
 
-    let (class_path, kind, method_owner) = if !is_module(klass) {
-        // A method defined on one specific object: the inspector gives the object.
-        (
-            rb::class_name_of(gvl, klass),
-            MethodKind::ObjectSingleton,
-            singleton_class(gvl, klass),
-        )
-    } else if is_module(self_v) && (self_v == klass || is_subclass(gvl, self_v, klass)) {
-        (
-            rb::class_path(gvl, klass),
-            MethodKind::ClassLevel,
-            singleton_class(gvl, klass),
-        )
-    } else {
-        (
-            rb::class_path(gvl, klass),
-            MethodKind::Instance,
-            Some(klass),
-        )
-    };
+    let (class_path, kind, method_owner) =
+        if let Some((refined, defined_at)) = refinement(gvl, klass) {
+            // A method of `refine String do ... end` inside `module Ext`.
+            (
+                rb::class_path(gvl, refined),
+                MethodKind::Refinement {
+                    refined_in: rb::class_path(gvl, defined_at),
+                },
+                Some(klass),
+            )
+        } else if !is_module(klass) {
+            // A method defined on one specific object: the inspector gives the object.
+            (
+                rb::class_name_of(gvl, klass),
+                MethodKind::ObjectSingleton,
+                singleton_class(gvl, klass),
+            )
+        } else if is_module(self_v) && (self_v == klass || is_subclass(gvl, self_v, klass)) {
+            (
+                rb::class_path(gvl, klass),
+                MethodKind::ClassLevel,
+                singleton_class(gvl, klass),
+            )
+        } else {
+            (
+                rb::class_path(gvl, klass),
+                MethodKind::Instance,
+                Some(klass),
+            )
+        };
     let params = method_owner
         .and_then(|owner| parameters(gvl, owner, base_label))
         .map(Params::Known)
@@ -62,6 +72,41 @@ pub fn facts(gvl: Gvl, label: &str, base_label: &str, klass: VALUE, self_v: VALU
         block_depth,
         params,
     }
+}
+
+/// For a refinement module, the class it refines and the module that defined it (Ruby keeps
+/// both as hidden instance variables of the refinement).
+fn refinement(gvl: Gvl, klass: VALUE) -> Option<(VALUE, VALUE)> {
+    if rb::type_of(gvl, klass) != T::RUBY_T_MODULE {
+        return None;
+    }
+    // SAFETY: GVL held; rb_attr_get reads an ivar of a live module and never raises.
+    let get = |name: &str| unsafe { rb_sys::rb_attr_get(klass, rb::intern(gvl, name)) };
+    let refined = get("__refined_class__");
+    let defined_at = get("__defined_at__");
+    (refined != NIL && defined_at != NIL).then_some((refined, defined_at))
+}
+
+/// Facts for a frame known by its method entry (the fast path and `Rbscope.backtrace`): a
+/// block run as a method (define_method, Sinatra routes) is named by the method it was
+/// defined as, not by the class body the block was written in. Returns the facts and the
+/// base label they used.
+pub fn facts_for_entry(
+    gvl: Gvl,
+    label: &str,
+    base_label: &str,
+    me: VALUE,
+    self_v: VALUE,
+) -> (FrameFacts, String) {
+    let klass = crate::fast_capture::frame_class(gvl, me);
+    let as_method = (base_label.starts_with('<') && klass != NIL)
+        .then(|| crate::fast_capture::called_name(gvl, me))
+        .flatten();
+    let (label, base_label) = match as_method {
+        Some(name) => (name.clone(), name),
+        None => (label.to_string(), base_label.to_string()),
+    };
+    (facts(gvl, &label, &base_label, klass, self_v), base_label)
 }
 
 /// `block in x` is one level, `block (3 levels) in x` three.

@@ -12,6 +12,7 @@
 //! `rbscope-proto`, `rbscope-backtrace`, `rbscope-vm`); this crate gathers facts and hands
 //! them over.
 
+mod backtrace;
 mod capture;
 mod config;
 mod control;
@@ -187,6 +188,7 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
     native.define_singleton_method("warnings", function!(warnings, 0))?;
     native.define_singleton_method("snapshot_json", function!(snapshot_json, 3))?;
     native.define_singleton_method("snapshot_data", function!(snapshot_data, 3))?;
+    backtrace::define(ruby, module, native)?;
     native.const_set("VERSION", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

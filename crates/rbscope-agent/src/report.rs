@@ -207,17 +207,13 @@ fn fast_frames(
             continue;
         }
         fast_capture::refresh_if_running(layout, &mut f, &running);
-        let klass = fast_capture::frame_class(gvl, f.method_entry);
-        // A block run as a method (define_method, Sinatra routes): name it by the method it
-        // was defined as, not by the class body the block was written in.
-        let as_method = (text.base_label.starts_with('<') && klass != NIL)
-            .then(|| fast_capture::called_name(gvl, f.method_entry))
-            .flatten();
-        let (label, base_label) = match &as_method {
-            Some(name) => (name.clone(), name.clone()),
-            None => (text.label.clone(), text.base_label.clone()),
-        };
-        let facts = labels::facts(gvl, &label, &base_label, klass, f.self_value);
+        let (facts, base_label) = labels::facts_for_entry(
+            gvl,
+            &text.label,
+            &text.base_label,
+            f.method_entry,
+            f.self_value,
+        );
         kept.push(KeptFrame {
             parts: FrameParts {
                 depth: f.index as u32,

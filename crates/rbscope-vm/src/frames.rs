@@ -43,6 +43,18 @@ impl<F: FnMut(&RawFrame) -> bool> FrameVisitor for F {
     }
 }
 
+/// Any control frame: Ruby code, or a C function (which has no iseq; its method entry sits in
+/// its environment's `me_cref` slot, see [`method_entry`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StackFrame {
+    Ruby(RawFrame),
+    C {
+        cfp: usize,
+        ep: usize,
+        self_value: usize,
+    },
+}
+
 /// Walks the Ruby frames of the execution context at `ec`, innermost first, visiting at most
 /// `max_frames`. Returns how many Ruby frames were visited.
 pub fn walk<M: Memory, V: FrameVisitor>(
@@ -52,41 +64,76 @@ pub fn walk<M: Memory, V: FrameVisitor>(
     max_frames: usize,
     visitor: &mut V,
 ) -> Result<usize, ReadError> {
+    let mut seen = 0;
+    walk_all(mem, l, ec, &mut |f: &StackFrame| match f {
+        StackFrame::Ruby(raw) if seen < max_frames => {
+            seen += 1;
+            visitor.frame(raw) && seen < max_frames
+        }
+        StackFrame::Ruby(_) => false,
+        StackFrame::C { .. } => true,
+    })?;
+    Ok(seen)
+}
+
+/// Walks every frame (Ruby and C) of the execution context at `ec`, innermost first, until
+/// `visit` returns false. Frames that run neither (the VM's dummy frames) are skipped. At most
+/// `MAX_STACK_FRAMES`: a longer walk means a bad read.
+pub fn walk_all<M: Memory>(
+    mem: &M,
+    l: &Layout,
+    ec: usize,
+    visit: &mut dyn FnMut(&StackFrame) -> bool,
+) -> Result<(), ReadError> {
     let stack = mem.read_word(ec + l.ec_vm_stack)?;
     let size = mem.read_word(ec + l.ec_vm_stack_size)?;
     let end = stack.saturating_add(size.saturating_mul(WORD));
     let mut cfp = mem.read_word(ec + l.ec_cfp)?;
-    if cfp < stack || cfp > end {
+    if stack == 0 || cfp < stack || cfp > end {
         return Err(ReadError::Unreadable(cfp));
     }
     // Ruby's backtraces start one frame above the end of the stack (vm_backtrace.c: the
     // start is two "next" steps from the end marker, which is one past the last frame).
     let end = end.saturating_sub(l.cfp_size);
-    let mut seen = 0;
-    while cfp + l.cfp_size <= end && seen < max_frames {
+    let mut steps = 0;
+    while cfp + l.cfp_size <= end && steps < MAX_STACK_FRAMES {
+        steps += 1;
         let ep = mem.read_word(cfp + l.cfp_ep)?;
         let iseq = mem.read_word(cfp + l.cfp_iseq)?;
         let pc = mem.read_word(cfp + l.cfp_pc)?;
-        if iseq != 0 && pc != 0 && ep != 0 {
+        if ep != 0 {
             let flags = mem.read_word(ep)?;
-            if flags & VM_FRAME_FLAG_CFRAME == 0 {
-                let frame = RawFrame {
+            let self_value = mem.read_word(cfp + l.cfp_self)?;
+            let frame = if flags & VM_FRAME_FLAG_CFRAME != 0 {
+                Some(StackFrame::C {
+                    cfp,
+                    ep,
+                    self_value,
+                })
+            } else if iseq != 0 && pc != 0 {
+                Some(StackFrame::Ruby(RawFrame {
                     cfp,
                     iseq,
                     pc,
-                    self_value: mem.read_word(cfp + l.cfp_self)?,
+                    self_value,
                     ep,
-                };
-                seen += 1;
-                if !visitor.frame(&frame) {
+                }))
+            } else {
+                None
+            };
+            if let Some(frame) = frame {
+                if !visit(&frame) {
                     break;
                 }
             }
         }
         cfp += l.cfp_size;
     }
-    Ok(seen)
+    Ok(())
 }
+
+/// More control frames than a VM stack can hold (1 MiB stacks of 56-byte frames).
+const MAX_STACK_FRAMES: usize = 20_000;
 
 fn body<M: Memory>(mem: &M, l: &Layout, iseq: usize) -> Result<usize, ReadError> {
     mem.read_word(iseq + l.iseq_body)

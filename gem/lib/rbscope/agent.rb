@@ -15,6 +15,11 @@ rescue LoadError => e
 end
 
 module Rbscope
+  # One frame of Rbscope.backtrace (defined natively; these are conveniences).
+  class Frame
+    def inspect = "#<Rbscope::Frame #{self}>"
+  end
+
   class << self
     # Starts capturing. Options override RBSCOPE_* environment variables; see
     # Rbscope::Settings::KEYS for the list. Returns true when started, false when it was
@@ -47,6 +52,18 @@ module Rbscope
       Native.report(exception, Context.for_report(context), how.to_s)
     rescue StandardError
       nil
+    end
+
+    # Every frame of `thread`'s stack (any thread, not only the current one), innermost first:
+    # Rbscope::Frame objects with #path, #lineno (the line executing), #label
+    # ("Billing::Invoice#total(rate)"), #method_name, #class_path, #kind (:instance, :class,
+    # :singleton, :refinement, :top), #refined_in, #block_depth, #cfunc? and #parameters.
+    # Works whether or not the agent is started; needs a Ruby whose VM layout rbscope knows
+    # (NotImplementedError otherwise, saying why).
+    def backtrace(thread = Thread.current)
+      frames = Native.backtrace(thread)
+      # Leave out this method and the native call it made.
+      thread.equal?(Thread.current) ? frames.drop(2) : frames
     end
 
     # Counters of what the agent captured, stored and dropped.

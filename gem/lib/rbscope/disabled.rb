@@ -10,6 +10,10 @@ module Rbscope
     def counters = {}
     def store_location = nil
     def flush(_seconds = 5) = true
+
+    def backtrace(_thread = Thread.current)
+      raise NotImplementedError, "rbscope is disabled (RBSCOPE_DISABLE=1): Rbscope.backtrace needs the native agent"
+    end
   end
 
   # With RBSCOPE_DISABLE=1 the middleware passes requests through untouched.

@@ -1,0 +1,35 @@
+# frozen_string_literal: true
+
+# Reading the current thread's stack in process: Rbscope.backtrace against Ruby's own
+# caller_locations(0), side by side in one run, at a stack depth of DEPTH Ruby frames.
+# Both build one lazy object per frame; labels, parameters and lines are worked out only when
+# asked, so this measures the read. The best of RUNS rounds of N calls each counts.
+#
+#   ruby -Igem/lib bench/backtrace.rb [N] [DEPTH] [RUNS]
+require "rbscope"
+
+n = Integer(ARGV.fetch(0, "20000"))
+depth = Integer(ARGV.fetch(1, "50"))
+runs = Integer(ARGV.fetch(2, "5"))
+
+def at_depth(d, &blk) = d <= 1 ? blk.call : at_depth(d - 1, &blk)
+
+def best(runs)
+  Array.new(runs) do
+    t0 = Process.clock_gettime(Process::CLOCK_PROCESS_CPUTIME_ID)
+    yield
+    Process.clock_gettime(Process::CLOCK_PROCESS_CPUTIME_ID) - t0
+  end.min
+end
+
+at_depth(depth) do
+  frames = caller_locations(0).size
+  ours = Rbscope.backtrace.size
+  raise "frame counts differ: #{frames} vs #{ours}" unless (ours - frames).abs <= 1
+
+  base = best(runs) { n.times { caller_locations(0).size } }
+  rbs = best(runs) { n.times { Rbscope.backtrace.size } }
+  puts format("stack of %d frames, %d reads, best of %d", frames, n, runs)
+  puts format("caller_locations(0).size   %.4fs  %.2f us/read", base, base * 1e6 / n)
+  puts format("Rbscope.backtrace.size     %.4fs  %.2f us/read  %.2fx", rbs, rbs * 1e6 / n, rbs / base)
+end

@@ -1,0 +1,282 @@
+//! `Rbscope.backtrace(thread)`: any thread's stack, read from the VM's control frames.
+//!
+//! Ruby 3.1 has no API for another thread's frames (`Thread#backtrace_locations` gives only
+//! paths, lines and labels, not the class, the kind of method or the parameters). With the GVL
+//! held, every other Ruby thread is stopped at a safe point and its control frames do not
+//! change, so we read them as the fast capture does (rbscope-vm, `walk_all`): Ruby and C
+//! frames, innermost first.
+//!
+//! Reading is cheap and everything else is lazy, like `Thread::Backtrace::Location`: each
+//! frame is a small `Rbscope::Frame` that keeps the iseq, instruction position, method entry
+//! and `self` alive (marked) and works out its label, path, line and parameters only when
+//! asked.
+
+use crate::fast_capture::{self, frame_class};
+use crate::labels;
+use crate::rb::{self, Gvl};
+use magnus::rb_sys::{AsRawValue, FromRawValue};
+use magnus::{gc, prelude::*, DataTypeFunctions, Error, RArray, Ruby, TypedData, Value};
+use rb_sys::VALUE;
+use rbscope_backtrace::{FrameFacts, MethodKind, Param, Params};
+use rbscope_vm::frames::{self, StackFrame};
+use rbscope_vm::{LocalMemory, Memory, RawFrame};
+
+extern "C" {
+    // Exported by libruby 3.1; see fast_capture.rs.
+    fn rb_iseq_path(iseq: VALUE) -> VALUE;
+    fn rb_iseq_label(iseq: VALUE) -> VALUE;
+    fn rb_iseq_base_label(iseq: VALUE) -> VALUE;
+    fn rb_iseq_line_no(iseq: VALUE, pos: usize) -> u32;
+}
+
+/// Frames read per call at most.
+const MAX_FRAMES: usize = 10_000;
+
+/// One frame of a thread's stack at the moment it was read.
+#[derive(TypedData)]
+#[magnus(class = "Rbscope::Frame", free_immediately, mark, size)]
+pub struct Frame {
+    /// The Ruby frame's iseq; for a C function, the iseq of the Ruby frame that called it
+    /// (where Ruby reports a C frame's location), or 0 when there is none.
+    iseq: VALUE,
+    /// The instruction index being executed in `iseq`.
+    pos: usize,
+    /// The method entry (0 at top level and in class bodies).
+    me: VALUE,
+    self_value: VALUE,
+    cfunc: bool,
+}
+
+impl DataTypeFunctions for Frame {
+    fn mark(&self, marker: &gc::Marker) {
+        for v in [self.iseq, self.me, self.self_value] {
+            if v != 0 {
+                // SAFETY: these are live VALUEs read from the stack while the GVL was held;
+                // marking (and pinning) keeps them so for as long as this frame lives.
+                marker.mark(unsafe { Value::from_raw(v) });
+            }
+        }
+    }
+}
+
+fn gvl() -> Gvl {
+    // SAFETY: Ruby calls these methods with the GVL held.
+    unsafe { Gvl::assume() }
+}
+
+fn iseq_text(gvl: Gvl, iseq: VALUE, f: unsafe extern "C" fn(VALUE) -> VALUE) -> String {
+    if iseq == 0 {
+        return String::new();
+    }
+    // SAFETY: a live iseq (marked by the frame); these accessors only read its location.
+    rb::to_string(gvl, unsafe { f(iseq) }).unwrap_or_default()
+}
+
+impl Frame {
+    fn path(&self) -> Option<String> {
+        (self.iseq != 0).then(|| iseq_text(gvl(), self.iseq, rb_iseq_path))
+    }
+
+    fn lineno(&self) -> i64 {
+        if self.iseq == 0 {
+            return 0;
+        }
+        // SAFETY: as in iseq_text; pos is within the iseq (read from its own frame's pc).
+        unsafe { rb_iseq_line_no(self.iseq, self.pos) as i64 }
+    }
+
+    fn facts(&self) -> FrameFacts {
+        let gvl = gvl();
+        if self.cfunc {
+            let name = fast_capture::called_name(gvl, self.me).unwrap_or_else(|| "?".into());
+            let klass = frame_class(gvl, self.me);
+            return labels::facts(gvl, &name, &name, klass, self.self_value);
+        }
+        let label = iseq_text(gvl, self.iseq, rb_iseq_label);
+        let base = iseq_text(gvl, self.iseq, rb_iseq_base_label);
+        labels::facts_for_entry(gvl, &label, &base, self.me, self.self_value).0
+    }
+
+    fn label(&self) -> String {
+        self.facts().label_with_params()
+    }
+
+    fn method_name(&self) -> String {
+        self.facts().method_name
+    }
+
+    fn class_path(&self) -> String {
+        self.facts().class_path
+    }
+
+    fn kind(ruby: &Ruby, rb_self: &Self) -> Value {
+        let name = match rb_self.facts().kind {
+            MethodKind::Instance => "instance",
+            MethodKind::ClassLevel => "class",
+            MethodKind::ObjectSingleton => "singleton",
+            MethodKind::Refinement { .. } => "refinement",
+            MethodKind::TopLevel => "top",
+        };
+        ruby.to_symbol(name).as_value()
+    }
+
+    fn refined_in(&self) -> Option<String> {
+        match self.facts().kind {
+            MethodKind::Refinement { refined_in } => Some(refined_in),
+            _ => None,
+        }
+    }
+
+    fn block_depth(&self) -> u32 {
+        self.facts().block_depth
+    }
+
+    fn is_cfunc(&self) -> bool {
+        self.cfunc
+    }
+
+    /// Like `Method#parameters`: `[[:req, :a], [:opt, :b], [:rest], ...]`, or nil when unknown.
+    fn parameters(ruby: &Ruby, rb_self: &Self) -> Result<Value, Error> {
+        let Params::Known(params) = rb_self.facts().params else {
+            return Ok(ruby.qnil().as_value());
+        };
+        let out = ruby.ary_new();
+        for p in params {
+            let (kind, name) = match p {
+                Param::Req(n) => ("req", n),
+                Param::Opt(n) => ("opt", Some(n)),
+                Param::Rest(n) => ("rest", n),
+                Param::Post(n) => ("post", n),
+                Param::KeyReq(n) => ("keyreq", Some(n)),
+                Param::Key(n) => ("key", Some(n)),
+                Param::KeyRest(n) => ("keyrest", n),
+                Param::NoKey => ("nokey", None),
+                Param::Block(n) => ("block", n),
+            };
+            let pair = ruby.ary_new();
+            pair.push(ruby.to_symbol(kind))?;
+            if let Some(n) = name.filter(|n| !n.is_empty()) {
+                pair.push(ruby.to_symbol(n))?;
+            }
+            out.push(pair)?;
+        }
+        Ok(out.as_value())
+    }
+
+    /// `path:line:in Label(params)`, as the better backtrace prints it.
+    fn to_s(&self) -> String {
+        let facts = self.facts();
+        rbscope_backtrace::format_line(
+            &self.path().unwrap_or_else(|| "(unknown)".into()),
+            self.lineno(),
+            &facts,
+        )
+    }
+}
+
+/// `Rbscope::Native.backtrace(thread)`: the thread's frames, innermost first (an empty Array
+/// for a thread that has finished).
+fn backtrace(ruby: &Ruby, thread: Value) -> Result<RArray, Error> {
+    let gvl = gvl();
+    let raw = thread.as_raw();
+    // SAFETY: GVL held; rb_obj_is_kind_of only reads class pointers.
+    if unsafe { rb_sys::rb_obj_is_kind_of(raw, rb_sys::rb_cThread) } == rb::FALSE {
+        return Err(Error::new(
+            ruby.exception_type_error(),
+            "rbscope: backtrace wants a Thread",
+        ));
+    }
+    let layout = fast_capture::verified_layout(gvl).map_err(|why| {
+        Error::new(
+            ruby.exception_not_imp_error(),
+            format!("rbscope: cannot read thread stacks here: {why}"),
+        )
+    })?;
+    let out = ruby.ary_new();
+    // SAFETY: a Thread is a TypedData whose data is the VM's rb_thread_t (null once freed).
+    let th = unsafe { rb_sys::RTYPEDDATA_GET_DATA(raw) } as usize;
+    if th == 0 {
+        return Ok(out);
+    }
+    let mem = LocalMemory;
+    let ec = match mem.read_word(th + layout.thread_ec) {
+        Ok(ec) if ec != 0 => ec,
+        _ => return Ok(out),
+    };
+    let mut stack: Vec<StackFrame> = Vec::new();
+    // A thread that has finished has no stack left to read: that is an empty backtrace.
+    let walked = frames::walk_all(&mem, layout, ec, &mut |f: &StackFrame| {
+        stack.push(*f);
+        stack.len() < MAX_FRAMES
+    });
+    if walked.is_err() {
+        return Ok(out);
+    }
+    // A C function's location is that of the nearest Ruby frame that called it (outward).
+    let mut caller: Option<(VALUE, usize)> = None;
+    let mut located: Vec<(StackFrame, Option<(VALUE, usize)>)> = Vec::with_capacity(stack.len());
+    for f in stack.iter().rev() {
+        if let StackFrame::Ruby(raw) = f {
+            caller = frames::pc_position(&mem, layout, raw)
+                .ok()
+                .map(|pos| (raw.iseq as VALUE, pos));
+        }
+        located.push((*f, caller));
+    }
+    for (f, at) in located.into_iter().rev() {
+        let frame = match f {
+            StackFrame::Ruby(raw) => Frame {
+                iseq: raw.iseq as VALUE,
+                pos: at.map(|(_, pos)| pos).unwrap_or(0),
+                me: frames::method_entry(&mem, &raw).unwrap_or(0) as VALUE,
+                self_value: raw.self_value as VALUE,
+                cfunc: false,
+            },
+            StackFrame::C {
+                cfp,
+                ep,
+                self_value,
+            } => {
+                let me = frames::method_entry(
+                    &mem,
+                    &RawFrame {
+                        cfp,
+                        iseq: 0,
+                        pc: 0,
+                        self_value,
+                        ep,
+                    },
+                )
+                .unwrap_or(0) as VALUE;
+                Frame {
+                    iseq: at.map(|(iseq, _)| iseq).unwrap_or(0),
+                    pos: at.map(|(_, pos)| pos).unwrap_or(0),
+                    me,
+                    self_value: self_value as VALUE,
+                    cfunc: true,
+                }
+            }
+        };
+        out.push(frame)?;
+    }
+    Ok(out)
+}
+
+pub fn define(ruby: &Ruby, module: magnus::RModule, native: magnus::RModule) -> Result<(), Error> {
+    use magnus::{function, method};
+    let class = module.define_class("Frame", ruby.class_object())?;
+    class.undef_default_alloc_func();
+    class.define_method("path", method!(Frame::path, 0))?;
+    class.define_method("lineno", method!(Frame::lineno, 0))?;
+    class.define_method("label", method!(Frame::label, 0))?;
+    class.define_method("method_name", method!(Frame::method_name, 0))?;
+    class.define_method("class_path", method!(Frame::class_path, 0))?;
+    class.define_method("kind", method!(Frame::kind, 0))?;
+    class.define_method("refined_in", method!(Frame::refined_in, 0))?;
+    class.define_method("block_depth", method!(Frame::block_depth, 0))?;
+    class.define_method("cfunc?", method!(Frame::is_cfunc, 0))?;
+    class.define_method("parameters", method!(Frame::parameters, 0))?;
+    class.define_method("to_s", method!(Frame::to_s, 0))?;
+    native.define_singleton_method("backtrace", function!(backtrace, 1))?;
+    Ok(())
+}
