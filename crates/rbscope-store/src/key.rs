@@ -38,15 +38,7 @@ pub fn writer_key(
     location: &StoreLocation,
     configured: Option<&Path>,
 ) -> Result<Option<StoreKey>, StoreError> {
-    match (configured, location) {
-        (Some(file), _) => StoreKey::load_file(file)?
-            .map(Some)
-            .ok_or_else(|| missing_key(file)),
-        (None, StoreLocation::Sqlite(store)) => {
-            StoreKey::load_or_create(&key_path(store)).map(Some)
-        }
-        (None, StoreLocation::Postgres(_)) => Ok(None),
-    }
+    key_for(location, configured, true)
 }
 
 /// The key a restore checks signatures with (never made here).
@@ -54,10 +46,21 @@ pub fn reader_key(
     location: &StoreLocation,
     configured: Option<&Path>,
 ) -> Result<Option<StoreKey>, StoreError> {
+    key_for(location, configured, false)
+}
+
+fn key_for(
+    location: &StoreLocation,
+    configured: Option<&Path>,
+    make: bool,
+) -> Result<Option<StoreKey>, StoreError> {
     match (configured, location) {
         (Some(file), _) => StoreKey::load_file(file)?
             .map(Some)
             .ok_or_else(|| missing_key(file)),
+        (None, StoreLocation::Sqlite(store)) if make => {
+            StoreKey::load_or_create(&key_path(store)).map(Some)
+        }
         (None, StoreLocation::Sqlite(store)) => StoreKey::load_file(&key_path(store)),
         (None, StoreLocation::Postgres(_)) => Ok(None),
     }

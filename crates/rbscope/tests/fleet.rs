@@ -46,21 +46,12 @@ fn restore_session(
     key: Option<&Path>,
     args: &[&str],
 ) -> (bool, String, String) {
-    let mut child = cli_with(sb, url, key)
-        .args(["restore", "-r", "./checkout"])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"puts \"AMOUNT=#{amount} SKU=#{@cart[:sku]} SELF=#{self.class}\"\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = with_input(
+        cli_with(sb, url, key)
+            .args(["restore", "-r", "./checkout"])
+            .args(args),
+        "puts \"AMOUNT=#{amount} SKU=#{@cart[:sku]} SELF=#{self.class}\"\n",
+    );
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

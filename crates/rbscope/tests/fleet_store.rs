@@ -99,11 +99,7 @@ fn cli_says_what_is_wrong_with_a_postgres_store() {
     assert!(out.contains("No snapshots yet"), "{out}");
 
     // A server that is not there: one line, naming the place without the password.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let down = format!("postgres://rbscope:hunter2@127.0.0.1:{port}/x");
     let (code, _, err) = run(&down, &["show", "01ABC"]);
     assert_eq!(code, Some(1));

@@ -4,8 +4,7 @@
 
 mod common;
 use common::*;
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 const MODEL: &str = r#"
 require "set"
@@ -111,23 +110,10 @@ puts bad.empty? ? "ALL OK" : "FAILED #{{bad.inspect}}"
 fn console_is_back_in_the_frame() {
     let sb = Sandbox::new();
     let id = captured(&sb);
-    let mut child = sb
-        .cli()
-        .args(["restore", &id, "-r", "./model"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(
-            b"puts \"SELF=#{self.class} ORDER=#{order.class} DISCOUNT=#{discount}\"\nframes\nup\nputs \"UP=#{self.inspect[0, 20]}\"\ndown\nputs \"SKU=#{order.lines.first.sku}\"\nputs \"EXC=#{snapshot.exception_class}\"\n",
-        )
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = with_input(
+        sb.cli().args(["restore", &id, "-r", "./model"]),
+        "puts \"SELF=#{self.class} ORDER=#{order.class} DISCOUNT=#{discount}\"\nframes\nup\nputs \"UP=#{self.inspect[0, 20]}\"\ndown\nputs \"SKU=#{order.lines.first.sku}\"\nputs \"EXC=#{snapshot.exception_class}\"\n",
+    );
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "{}\n{text}", stderr(&out));
     assert!(
@@ -247,21 +233,10 @@ fn a_console_works_when_self_is_a_stand_in() {
     assert!(!out.status.success());
     let id = sb.list()[0]["id"].as_str().unwrap().to_string();
     // Restored without loading the app: self is a stand-in, yet locals and ivars are there.
-    let mut child = sb
-        .cli()
-        .args(["restore", &id])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"puts \"X=#{x} NOTE=#{@note}\"\nputs \"SELF=#{self.inspect}\"\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = with_input(
+        sb.cli().args(["restore", &id]),
+        "puts \"X=#{x} NOTE=#{@note}\"\nputs \"SELF=#{self.inspect}\"\n",
+    );
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "{}\n{text}", stderr(&out));
     assert!(text.contains("X=7 NOTE=kept"), "{text}\n{}", stderr(&out));

@@ -51,14 +51,6 @@ fn server_owner() -> Option<(u32, u32)> {
     Some((id("-u"), id("-g")))
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Postgres {
     pub fn start() -> Postgres {
         let root = tempfile::Builder::new()
@@ -89,7 +81,7 @@ impl Postgres {
         let mut pg = Postgres {
             root,
             child: None,
-            port: free_port(),
+            port: super::free_port(),
             owner,
         };
         pg.resume();
