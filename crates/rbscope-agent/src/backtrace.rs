@@ -11,7 +11,10 @@
 //! and `self` alive (marked) and works out its label, path, line and parameters only when
 //! asked.
 
-use crate::fast_capture::{self, frame_class};
+use crate::fast_capture::{
+    self, frame_class, iseq_string, rb_iseq_base_label, rb_iseq_label, rb_iseq_line_no,
+    rb_iseq_path,
+};
 use crate::labels;
 use crate::rb::{self, Gvl};
 use magnus::rb_sys::{AsRawValue, FromRawValue};
@@ -20,14 +23,7 @@ use rb_sys::VALUE;
 use rbscope_backtrace::{FrameFacts, MethodKind, Param, Params};
 use rbscope_vm::frames::{self, StackFrame};
 use rbscope_vm::{LocalMemory, Memory, RawFrame};
-
-extern "C" {
-    // Exported by libruby 3.1; see fast_capture.rs.
-    fn rb_iseq_path(iseq: VALUE) -> VALUE;
-    fn rb_iseq_label(iseq: VALUE) -> VALUE;
-    fn rb_iseq_base_label(iseq: VALUE) -> VALUE;
-    fn rb_iseq_line_no(iseq: VALUE, pos: usize) -> u32;
-}
+use std::cell::OnceCell;
 
 /// Frames read per call at most.
 const MAX_FRAMES: usize = 10_000;
@@ -45,6 +41,8 @@ pub struct Frame {
     me: VALUE,
     self_value: VALUE,
     cfunc: bool,
+    /// Worked out on the first question about the frame, then kept.
+    facts: OnceCell<FrameFacts>,
 }
 
 impl DataTypeFunctions for Frame {
@@ -64,36 +62,35 @@ fn gvl() -> Gvl {
     unsafe { Gvl::assume() }
 }
 
-fn iseq_text(gvl: Gvl, iseq: VALUE, f: unsafe extern "C" fn(VALUE) -> VALUE) -> String {
-    if iseq == 0 {
-        return String::new();
-    }
-    // SAFETY: a live iseq (marked by the frame); these accessors only read its location.
-    rb::to_string(gvl, unsafe { f(iseq) }).unwrap_or_default()
-}
-
 impl Frame {
     fn path(&self) -> Option<String> {
-        (self.iseq != 0).then(|| iseq_text(gvl(), self.iseq, rb_iseq_path))
+        // The iseq is live: this frame marks it.
+        (self.iseq != 0).then(|| iseq_string(gvl(), self.iseq, rb_iseq_path))
     }
 
     fn lineno(&self) -> i64 {
         if self.iseq == 0 {
             return 0;
         }
-        // SAFETY: as in iseq_text; pos is within the iseq (read from its own frame's pc).
+        // SAFETY: a live iseq (this frame marks it); pos is within it (read from its own
+        // frame's pc).
         unsafe { rb_iseq_line_no(self.iseq, self.pos) as i64 }
     }
 
     fn facts(&self) -> FrameFacts {
+        self.facts.get_or_init(|| self.work_out_facts()).clone()
+    }
+
+    fn work_out_facts(&self) -> FrameFacts {
         let gvl = gvl();
         if self.cfunc {
             let name = fast_capture::called_name(gvl, self.me).unwrap_or_else(|| "?".into());
             let klass = frame_class(gvl, self.me);
             return labels::facts(gvl, &name, &name, klass, self.self_value);
         }
-        let label = iseq_text(gvl, self.iseq, rb_iseq_label);
-        let base = iseq_text(gvl, self.iseq, rb_iseq_base_label);
+        // A Ruby frame always has its (marked, live) iseq.
+        let label = iseq_string(gvl, self.iseq, rb_iseq_label);
+        let base = iseq_string(gvl, self.iseq, rb_iseq_base_label);
         labels::facts_for_entry(gvl, &label, &base, self.me, self.self_value).0
     }
 
@@ -231,6 +228,7 @@ fn backtrace(ruby: &Ruby, thread: Value) -> Result<RArray, Error> {
                 me: frames::method_entry(&mem, &raw).unwrap_or(0) as VALUE,
                 self_value: raw.self_value as VALUE,
                 cfunc: false,
+                facts: OnceCell::new(),
             },
             StackFrame::C {
                 cfp,
@@ -254,6 +252,7 @@ fn backtrace(ruby: &Ruby, thread: Value) -> Result<RArray, Error> {
                     me,
                     self_value: self_value as VALUE,
                     cfunc: true,
+                    facts: OnceCell::new(),
                 }
             }
         };

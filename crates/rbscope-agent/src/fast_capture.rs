@@ -19,11 +19,11 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 extern "C" {
     // Exported by libruby 3.1 (checked with `nm -D`); declared here because no public header
     // has them. They take `const rb_iseq_t *`, passed as a pointer-sized integer.
-    fn rb_iseq_path(iseq: VALUE) -> VALUE;
+    pub(crate) fn rb_iseq_path(iseq: VALUE) -> VALUE;
     fn rb_iseq_realpath(iseq: VALUE) -> VALUE;
-    fn rb_iseq_label(iseq: VALUE) -> VALUE;
-    fn rb_iseq_base_label(iseq: VALUE) -> VALUE;
-    fn rb_iseq_line_no(iseq: VALUE, pos: usize) -> u32;
+    pub(crate) fn rb_iseq_label(iseq: VALUE) -> VALUE;
+    pub(crate) fn rb_iseq_base_label(iseq: VALUE) -> VALUE;
+    pub(crate) fn rb_iseq_line_no(iseq: VALUE, pos: usize) -> u32;
 }
 
 /// Ruby frames copied per raise at most (a runaway recursion must not make raise slow).
@@ -136,7 +136,13 @@ fn self_test(gvl: Gvl, layout: &Layout) -> Result<(), String> {
     Ok(())
 }
 
-fn iseq_string(gvl: Gvl, iseq: VALUE, f: unsafe extern "C" fn(VALUE) -> VALUE) -> String {
+/// One of the iseq's location strings (`rb_iseq_path`, `rb_iseq_label`...). `iseq` must be a
+/// live iseq, kept alive by whoever holds it.
+pub(crate) fn iseq_string(
+    gvl: Gvl,
+    iseq: VALUE,
+    f: unsafe extern "C" fn(VALUE) -> VALUE,
+) -> String {
     // SAFETY: iseq is a live iseq; these accessors only read its location fields.
     let s = unsafe { f(iseq) };
     rb::to_string(gvl, s).unwrap_or_default()
@@ -194,6 +200,7 @@ unsafe fn copy_stack(l: &Layout, ec: usize, out: *mut VALUE, cap: usize) -> Opti
             frames += 1;
             // SAFETY: a Ruby frame's iseq and its body are live VM structures.
             let body = unsafe { rd(iseq + l.iseq_body) };
+            // SAFETY: the body just read is that live iseq's.
             let enc = unsafe { rd(body + l.body_iseq_encoded) };
             let pos = (pc.saturating_sub(enc) / 8).saturating_sub(1);
             if len + 7 > cap {

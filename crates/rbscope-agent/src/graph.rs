@@ -488,6 +488,7 @@ impl<'a> Walker<'a> {
             let ts = rb::protect(gvl, || {
                 let t = unsafe { rb_time_timespec(v) };
                 // Pack into a VALUE-sized pair via a Ruby Array to stay inside protect.
+                // SAFETY: GVL held; a fresh Array filled with the Time's own figures.
                 unsafe {
                     let a = rb_ary_new_capa(2);
                     rb_ary_push(a, rb_sys::rb_ll2inum(t.tv_sec as _));
@@ -501,6 +502,7 @@ impl<'a> Walker<'a> {
                 let (s, ns, off) =
                     unsafe { (RARRAY_AREF(a, 0), RARRAY_AREF(a, 1), RARRAY_AREF(a, 2)) };
                 let num = |x: VALUE| -> i64 {
+                    // SAFETY: GVL held; rb_num2ll may raise, which protect catches.
                     rb::protect(gvl, || unsafe { rb_sys::rb_num2ll(x) as VALUE })
                         .map(|n| n as i64)
                         .unwrap_or(0)

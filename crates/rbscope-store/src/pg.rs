@@ -8,6 +8,7 @@
 //! never fails on, or duplicates, what did get in.
 
 use crate::sql::{numbered_placeholders, Arg, Cell, Db};
+use crate::store::ByteCap;
 use crate::{NewSnapshot, StoreError};
 use postgres::types::{ToSql, Type};
 use postgres::{Client, Config, NoTls};
@@ -138,7 +139,7 @@ impl PgDb {
         max_bytes: Option<u64>,
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
         let mut tx = self.client.transaction().map_err(pg_error)?;
-        let mut used: u64 = match max_bytes {
+        let used: u64 = match max_bytes {
             Some(_) => tx
                 .query_one(
                     "SELECT CAST(coalesce(sum(size), 0) AS bigint) FROM rbscope_snapshots",
@@ -157,14 +158,13 @@ impl PgDb {
                  ON CONFLICT (id) DO NOTHING",
             )
             .map_err(pg_error)?;
+        let mut budget = ByteCap::new(max_bytes, used);
         let mut results = Vec::with_capacity(rows.len());
         for row in rows {
             let size = row.body.len() as u64;
-            if let Some(cap) = max_bytes {
-                if used + size > cap {
-                    results.push(Err(StoreError::OverCap(cap)));
-                    continue;
-                }
+            if let Err(e) = budget.admit(size) {
+                results.push(Err(e));
+                continue;
             }
             let s = row.summary;
             tx.execute(
@@ -184,7 +184,6 @@ impl PgDb {
                 ],
             )
             .map_err(pg_error)?;
-            used += size;
             results.push(Ok(()));
         }
         tx.commit().map_err(pg_error)?;

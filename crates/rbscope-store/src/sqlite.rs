@@ -5,6 +5,7 @@
 //! are private to the user (0600 / 0700): snapshots hold application data.
 
 use crate::sql::{Arg, Cell, Db};
+use crate::store::ByteCap;
 use crate::{NewSnapshot, StoreError};
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension};
@@ -171,7 +172,7 @@ impl SqliteDb {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let mut used: u64 = match max_bytes {
+        let used: u64 = match max_bytes {
             Some(_) => tx.query_row(
                 "SELECT coalesce(sum(size), 0) FROM rbscope_snapshots",
                 [],
@@ -179,6 +180,7 @@ impl SqliteDb {
             )? as u64,
             None => 0,
         };
+        let mut budget = ByteCap::new(max_bytes, used);
         let mut results = Vec::with_capacity(rows.len());
         {
             let mut stmt = tx.prepare_cached(
@@ -188,11 +190,9 @@ impl SqliteDb {
             )?;
             for row in rows {
                 let size = row.body.len() as u64;
-                if let Some(cap) = max_bytes {
-                    if used + size > cap {
-                        results.push(Err(StoreError::OverCap(cap)));
-                        continue;
-                    }
+                if let Err(e) = budget.admit(size) {
+                    results.push(Err(e));
+                    continue;
                 }
                 let s = row.summary;
                 stmt.execute(params![
@@ -208,7 +208,6 @@ impl SqliteDb {
                     row.body,
                     row.signature
                 ])?;
-                used += size;
                 results.push(Ok(()));
             }
         }

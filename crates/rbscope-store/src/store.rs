@@ -21,6 +21,30 @@ pub struct Stored {
     pub signature: Option<Vec<u8>>,
 }
 
+/// The byte cap during one batch insert: what the store held when the transaction began, plus
+/// what the batch has added since. Both backends use it the same way.
+pub(crate) struct ByteCap {
+    cap: Option<u64>,
+    used: u64,
+}
+
+impl ByteCap {
+    pub(crate) fn new(cap: Option<u64>, used: u64) -> ByteCap {
+        ByteCap { cap, used }
+    }
+
+    /// Whether a body of `size` bytes still fits under the cap; counts it when it does.
+    pub(crate) fn admit(&mut self, size: u64) -> Result<(), StoreError> {
+        if let Some(cap) = self.cap {
+            if self.used + size > cap {
+                return Err(StoreError::OverCap(cap));
+            }
+        }
+        self.used += size;
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreStats {
     pub snapshots: u64,

@@ -43,7 +43,12 @@ checkout(Order.new([Line.new("A-1", 2)]), 0.1)
 
 fn captured(sb: &Sandbox) -> String {
     sb.write("model.rb", MODEL);
-    let app = sb.write("app.rb", APP);
+    crash(sb, "app.rb", APP)
+}
+
+/// Runs `source` under the agent; it must fail. Returns the newest snapshot's id.
+fn crash(sb: &Sandbox, name: &str, source: &str) -> String {
+    let app = sb.write(name, source);
     let out = sb
         .ruby(&app)
         .env("RUBYOPT", "-rrbscope/autostart")
@@ -221,17 +226,11 @@ puts [Rbscope::Restored::Missing === f.self_object, Rbscope::Restored::Missing =
 #[test]
 fn a_console_works_when_self_is_a_stand_in() {
     let sb = Sandbox::new();
-    let app = sb.write(
+    let id = crash(
+        &sb,
         "gone.rb",
         "class Gone\n  def initialize; @note = \"kept\"; end\n  def go(x) = raise(\"boom #{x}\")\nend\nGone.new.go(7)\n",
     );
-    let out = sb
-        .ruby(&app)
-        .env("RUBYOPT", "-rrbscope/autostart")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let id = sb.list()[0]["id"].as_str().unwrap().to_string();
     // Restored without loading the app: self is a stand-in, yet locals and ivars are there.
     let out = with_input(
         sb.cli().args(["restore", &id]),
