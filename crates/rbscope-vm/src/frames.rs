@@ -225,6 +225,26 @@ pub fn method_entry<M: Memory>(mem: &M, f: &RawFrame) -> Result<usize, ReadError
     Ok(0)
 }
 
+/// Like [`method_entry`], also saying how many environments up the chain the entry was found:
+/// the number of blocks between the frame and the method body. For a method's own blocks this
+/// is their nesting depth; for a block run as a method (`define_method`) it is 0 in the
+/// method's body, because the entry sits in the block's own environment.
+pub fn method_entry_depth<M: Memory>(mem: &M, f: &RawFrame) -> Result<(usize, u32), ReadError> {
+    let mut ep = f.ep;
+    for depth in 0..MAX_ENV_LEVELS as u32 {
+        let local = mem.read_word(ep)? & VM_ENV_FLAG_LOCAL != 0;
+        let me = method_entry_at(mem, ep, local)?;
+        if me != 0 || local {
+            return Ok((me, depth));
+        }
+        ep = mem.read_word(ep - WORD)? & !0x03;
+        if ep == 0 {
+            break;
+        }
+    }
+    Ok((0, 0))
+}
+
 /// The method entry held by one environment's `me_cref` slot, if any; `local` says whether the
 /// environment is the method's own (where the slot may hold an `svar` wrapping it).
 pub fn method_entry_at<M: Memory>(mem: &M, ep: usize, local: bool) -> Result<usize, ReadError> {

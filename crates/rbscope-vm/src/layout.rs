@@ -24,14 +24,137 @@ pub struct Layout {
     pub body_local_table: usize,
     pub body_local_table_size: usize,
     pub body_parent_iseq: usize,
+
+    // Finding threads: vm->ractor.{set, main_ractor}, each ractor's threads list.
+    pub vm_ractor_set: usize,
+    pub vm_main_ractor: usize,
+    pub vm_main_thread: usize,
+    pub ractor_threads_set: usize,
+    pub ractor_running_ec: usize,
+    pub ractor_vmlr_node: usize,
+    pub thread_lt_node: usize,
+    pub thread_self: usize,
+    /// The byte holding `status : 2` (first bits of the thread's first bitfield).
+    pub thread_status_bits: usize,
+    pub thread_name: usize,
+    /// Where the OS thread id lives: in the thread (3.1) or behind `thread->nt` (3.2 on).
+    pub thread_tid: ThreadTid,
+    pub ec_thread_ptr: usize,
+
+    // Iseq bodies: what a frame runs, where it came from, its lines and parameters.
+    pub body_type: usize,
+    pub body_iseq_size: usize,
+    pub body_location_pathobj: usize,
+    pub body_location_base_label: usize,
+    pub body_location_label: usize,
+    pub body_location_first_lineno: usize,
+    /// `first_lineno` is a Fixnum VALUE (to 3.x) rather than a C int.
+    pub first_lineno_is_value: bool,
+    pub body_insns_info_body: usize,
+    pub body_insns_info_positions: usize,
+    pub body_insns_info_size: usize,
+    pub body_insns_info_succ_index_table: usize,
+    pub insn_info_entry_size: usize,
+    pub body_param_flags: usize,
+    pub body_param_lead_num: usize,
+    pub body_param_opt_num: usize,
+    pub body_param_rest_start: usize,
+    pub body_param_post_start: usize,
+    pub body_param_post_num: usize,
+    pub body_param_block_start: usize,
+    pub body_param_keyword: usize,
+
+    // Method entries and definitions.
+    pub me_defined_class: usize,
+    pub me_def: usize,
+    pub me_owner: usize,
+    pub def_original_id: usize,
+
+    // Objects.
+    pub fl_singleton: usize,
+    pub t_initialize: usize,
+    pub t_last_op_id: usize,
+    pub objects: ObjectFamily,
+    /// Offset of a class's superclass (in `RClass` to 3.4, in its extension from 4.0).
+    pub class_super: usize,
+}
+
+/// Where a thread's OS id (`gettid`) is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThreadTid {
+    InThread(usize),
+    InNativeThread { nt: usize, tid: usize },
+}
+
+/// How strings, arrays and classes are laid out. These structs are not all in the bindgen
+/// allow-list for every release, so their few offsets are written down per family, from
+/// Ruby's headers (`internal/class.h`, `include/ruby/internal/core/rstring.h`, `rarray.h`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectFamily {
+    /// 3.1: embedded string length in the flags; `RClass.ptr` points to the class extension,
+    /// whose `iv_tbl` (an `st_table`) holds `__classpath__` and `__attached__`.
+    V31,
+    /// 3.2: `RString.len` always; class extension embedded after `RClass`, instance variables
+    /// in an `iv_ptr` array indexed by object shapes.
+    V32,
+    /// 3.3 to 4.0: the class extension holds `classpath` and `attached_object` itself.
+    V33 {
+        classpath: usize,
+        attached_object: usize,
+        refined_class: usize,
+    },
+}
+
+macro_rules! thread_tid {
+    (v31, $m:ident) => {
+        ThreadTid::InThread(offset_of!($m::rb_thread_struct, tid))
+    };
+    ($family:ident, $m:ident) => {
+        ThreadTid::InNativeThread {
+            nt: offset_of!($m::rb_thread_struct, nt),
+            tid: offset_of!($m::rb_native_thread, tid),
+        }
+    };
+}
+
+macro_rules! objects {
+    (v31, $m:ident) => {
+        ObjectFamily::V31
+    };
+    (v32, $m:ident) => {
+        ObjectFamily::V32
+    };
+    (v33, $m:ident) => {
+        objects!(v40, $m)
+    };
+    (v40, $m:ident) => {
+        ObjectFamily::V33 {
+            classpath: offset_of!($m::RClass_and_rb_classext_t, classext.classpath),
+            attached_object: offset_of!(
+                $m::RClass_and_rb_classext_t,
+                classext.as_.singleton_class.attached_object
+            ),
+            refined_class: offset_of!($m::RClass_and_rb_classext_t, classext.refined_class),
+        }
+    };
+}
+
+macro_rules! class_super {
+    (v40, $m:ident) => {
+        offset_of!($m::RClass_and_rb_classext_t, classext.super_)
+    };
+    ($family:ident, $m:ident) => {
+        16
+    };
 }
 
 macro_rules! layouts {
-    ($($module:ident => $version:literal),* $(,)?) => {
+    ($($module:ident => $version:literal : $family:ident),* $(,)?) => {
         /// Every release this build knows.
         pub const LAYOUTS: &[Layout] = &[$({
             use std::mem::{offset_of, size_of};
             use rs::$module as m;
+            type Body = m::rb_iseq_constant_body;
             Layout {
                 version: $version,
                 thread_ec: offset_of!(m::rb_thread_struct, ec),
@@ -48,28 +171,71 @@ macro_rules! layouts {
                 body_local_table: offset_of!(m::rb_iseq_constant_body, local_table),
                 body_local_table_size: offset_of!(m::rb_iseq_constant_body, local_table_size),
                 body_parent_iseq: offset_of!(m::rb_iseq_constant_body, parent_iseq),
+                vm_ractor_set: offset_of!(m::rb_vm_struct, ractor.set),
+                vm_main_ractor: offset_of!(m::rb_vm_struct, ractor.main_ractor),
+                vm_main_thread: offset_of!(m::rb_vm_struct, ractor.main_thread),
+                ractor_threads_set: offset_of!(m::rb_ractor_struct, threads.set),
+                ractor_running_ec: offset_of!(m::rb_ractor_struct, threads.running_ec),
+                ractor_vmlr_node: offset_of!(m::rb_ractor_struct, vmlr_node),
+                thread_lt_node: offset_of!(m::rb_thread_struct, lt_node),
+                thread_self: offset_of!(m::rb_thread_struct, self_),
+                thread_status_bits: offset_of!(m::rb_thread_struct, _bitfield_1),
+                thread_name: offset_of!(m::rb_thread_struct, name),
+                thread_tid: thread_tid!($family, m),
+                ec_thread_ptr: offset_of!(m::rb_execution_context_struct, thread_ptr),
+                body_type: offset_of!(Body, type_),
+                body_iseq_size: offset_of!(Body, iseq_size),
+                body_location_pathobj: offset_of!(Body, location.pathobj),
+                body_location_base_label: offset_of!(Body, location.base_label),
+                body_location_label: offset_of!(Body, location.label),
+                body_location_first_lineno: offset_of!(Body, location.first_lineno),
+                first_lineno_is_value: offset_of!(Body, location.node_id)
+                    - offset_of!(Body, location.first_lineno)
+                    == 8,
+                body_insns_info_body: offset_of!(Body, insns_info.body),
+                body_insns_info_positions: offset_of!(Body, insns_info.positions),
+                body_insns_info_size: offset_of!(Body, insns_info.size),
+                body_insns_info_succ_index_table: offset_of!(Body, insns_info.succ_index_table),
+                insn_info_entry_size: size_of::<m::iseq_insn_info_entry>(),
+                body_param_flags: offset_of!(Body, param.flags),
+                body_param_lead_num: offset_of!(Body, param.lead_num),
+                body_param_opt_num: offset_of!(Body, param.opt_num),
+                body_param_rest_start: offset_of!(Body, param.rest_start),
+                body_param_post_start: offset_of!(Body, param.post_start),
+                body_param_post_num: offset_of!(Body, param.post_num),
+                body_param_block_start: offset_of!(Body, param.block_start),
+                body_param_keyword: offset_of!(Body, param.keyword),
+                me_defined_class: offset_of!(m::rb_method_entry_struct, defined_class),
+                me_def: offset_of!(m::rb_method_entry_struct, def),
+                me_owner: offset_of!(m::rb_method_entry_struct, owner),
+                def_original_id: offset_of!(m::rb_method_definition_struct, original_id),
+                fl_singleton: m::ruby_fl_type_RUBY_FL_SINGLETON as usize,
+                t_initialize: m::ruby_method_ids_tInitialize as usize,
+                t_last_op_id: m::ruby_method_ids_tLAST_OP_ID as usize,
+                objects: objects!($family, m),
+                class_super: class_super!($family, m),
             }
         },)*];
     };
 }
 
 layouts! {
-    ruby_3_1_0 => "3.1.0", ruby_3_1_1 => "3.1.1", ruby_3_1_2 => "3.1.2", ruby_3_1_3 => "3.1.3",
-    ruby_3_1_4 => "3.1.4", ruby_3_1_5 => "3.1.5", ruby_3_1_6 => "3.1.6", ruby_3_1_7 => "3.1.7",
-    ruby_3_2_0 => "3.2.0", ruby_3_2_1 => "3.2.1", ruby_3_2_2 => "3.2.2", ruby_3_2_3 => "3.2.3",
-    ruby_3_2_4 => "3.2.4", ruby_3_2_5 => "3.2.5", ruby_3_2_6 => "3.2.6", ruby_3_2_7 => "3.2.7",
-    ruby_3_2_8 => "3.2.8", ruby_3_2_9 => "3.2.9", ruby_3_2_10 => "3.2.10", ruby_3_2_11 => "3.2.11",
-    ruby_3_3_0 => "3.3.0", ruby_3_3_1 => "3.3.1", ruby_3_3_2 => "3.3.2", ruby_3_3_3 => "3.3.3",
-    ruby_3_3_4 => "3.3.4", ruby_3_3_5 => "3.3.5", ruby_3_3_6 => "3.3.6", ruby_3_3_7 => "3.3.7",
-    ruby_3_3_8 => "3.3.8", ruby_3_3_9 => "3.3.9", ruby_3_3_10 => "3.3.10", ruby_3_3_11 => "3.3.11",
-    ruby_3_3_12 => "3.3.12", ruby_3_3_13 => "3.3.13",
-    ruby_3_4_0 => "3.4.0", ruby_3_4_1 => "3.4.1", ruby_3_4_2 => "3.4.2", ruby_3_4_3 => "3.4.3",
-    ruby_3_4_4 => "3.4.4", ruby_3_4_5 => "3.4.5", ruby_3_4_6 => "3.4.6", ruby_3_4_7 => "3.4.7",
-    ruby_3_4_8 => "3.4.8", ruby_3_4_9 => "3.4.9", ruby_3_4_10 => "3.4.10", ruby_3_4_11 => "3.4.11",
-    ruby_3_4_12 => "3.4.12",
-    ruby_4_0_0 => "4.0.0", ruby_4_0_1 => "4.0.1", ruby_4_0_2 => "4.0.2", ruby_4_0_3 => "4.0.3",
-    ruby_4_0_4 => "4.0.4", ruby_4_0_5 => "4.0.5", ruby_4_0_6 => "4.0.6", ruby_4_0_7 => "4.0.7",
-    ruby_4_0_8 => "4.0.8", ruby_4_0_9 => "4.0.9",
+    ruby_3_1_0 => "3.1.0": v31, ruby_3_1_1 => "3.1.1": v31, ruby_3_1_2 => "3.1.2": v31, ruby_3_1_3 => "3.1.3": v31,
+    ruby_3_1_4 => "3.1.4": v31, ruby_3_1_5 => "3.1.5": v31, ruby_3_1_6 => "3.1.6": v31, ruby_3_1_7 => "3.1.7": v31,
+    ruby_3_2_0 => "3.2.0": v32, ruby_3_2_1 => "3.2.1": v32, ruby_3_2_2 => "3.2.2": v32, ruby_3_2_3 => "3.2.3": v32,
+    ruby_3_2_4 => "3.2.4": v32, ruby_3_2_5 => "3.2.5": v32, ruby_3_2_6 => "3.2.6": v32, ruby_3_2_7 => "3.2.7": v32,
+    ruby_3_2_8 => "3.2.8": v32, ruby_3_2_9 => "3.2.9": v32, ruby_3_2_10 => "3.2.10": v32, ruby_3_2_11 => "3.2.11": v32,
+    ruby_3_3_0 => "3.3.0": v33, ruby_3_3_1 => "3.3.1": v33, ruby_3_3_2 => "3.3.2": v33, ruby_3_3_3 => "3.3.3": v33,
+    ruby_3_3_4 => "3.3.4": v33, ruby_3_3_5 => "3.3.5": v33, ruby_3_3_6 => "3.3.6": v33, ruby_3_3_7 => "3.3.7": v33,
+    ruby_3_3_8 => "3.3.8": v33, ruby_3_3_9 => "3.3.9": v33, ruby_3_3_10 => "3.3.10": v33, ruby_3_3_11 => "3.3.11": v33,
+    ruby_3_3_12 => "3.3.12": v33, ruby_3_3_13 => "3.3.13": v33,
+    ruby_3_4_0 => "3.4.0": v33, ruby_3_4_1 => "3.4.1": v33, ruby_3_4_2 => "3.4.2": v33, ruby_3_4_3 => "3.4.3": v33,
+    ruby_3_4_4 => "3.4.4": v33, ruby_3_4_5 => "3.4.5": v33, ruby_3_4_6 => "3.4.6": v33, ruby_3_4_7 => "3.4.7": v33,
+    ruby_3_4_8 => "3.4.8": v33, ruby_3_4_9 => "3.4.9": v33, ruby_3_4_10 => "3.4.10": v33, ruby_3_4_11 => "3.4.11": v33,
+    ruby_3_4_12 => "3.4.12": v33,
+    ruby_4_0_0 => "4.0.0": v40, ruby_4_0_1 => "4.0.1": v40, ruby_4_0_2 => "4.0.2": v40, ruby_4_0_3 => "4.0.3": v40,
+    ruby_4_0_4 => "4.0.4": v40, ruby_4_0_5 => "4.0.5": v40, ruby_4_0_6 => "4.0.6": v40, ruby_4_0_7 => "4.0.7": v40,
+    ruby_4_0_8 => "4.0.8": v40, ruby_4_0_9 => "4.0.9": v40,
 }
 
 impl Layout {

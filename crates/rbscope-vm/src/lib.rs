@@ -7,17 +7,31 @@
 //!
 //! * [`layout`]: byte offsets of the fields we read, per Ruby release, taken at compile time
 //!   from the bindgen layouts of the `rbspy-ruby-structs` crate (one table, no per-version code);
-//! * [`memory`]: where bytes come from, behind one trait (this process today; another process
-//!   or a core file plug in the same way);
+//! * [`memory`]: where bytes come from, behind one trait with three sources: this process
+//!   ([`LocalMemory`]), another process ([`remote::ProcessMemory`], `process_vm_readv`) and a
+//!   core file ([`core_file::CoreMemory`]);
 //! * [`frames`]: walking an execution context's control frames into raw frames with their
-//!   iseq, pc, self, method entry and local values.
+//!   iseq, pc, self, method entry and local values;
+//! * [`objects`], [`iseq`], [`threads`], [`stacks`]: reading strings, IDs, class paths, lines
+//!   and parameters, every thread of a VM, and labelled stacks, for readers outside the process;
+//! * [`target`], [`elf`], [`pause`]: finding the VM in a process or core file, and pausing a
+//!   process while it is read.
 //!
-//! Everything here is plain reads of plain memory: no Ruby calls, no allocation of Ruby
-//! objects, so it can run inside a VM event hook.
+//! The in-process parts ([`frames`], [`LocalMemory`]) are plain reads of plain memory: no Ruby
+//! calls, no allocation of Ruby objects, so they can run inside a VM event hook.
 
+pub mod core_file;
+pub mod elf;
 pub mod frames;
+pub mod iseq;
 pub mod layout;
 pub mod memory;
+pub mod objects;
+pub mod pause;
+pub mod remote;
+pub mod stacks;
+pub mod target;
+pub mod threads;
 
 pub use frames::{walk, FrameVisitor, RawFrame};
 pub use layout::Layout;

@@ -1,23 +1,73 @@
 //! Where VM memory is read from.
+//!
+//! One trait, three sources: this process ([`LocalMemory`], for the agent), another process
+//! ([`crate::remote::ProcessMemory`]) and a core file ([`crate::core_file::CoreMemory`]).
+//! Everything above this module reads through the trait and never knows which one it has.
 
 use thiserror::Error;
 
-#[derive(Debug, Error, PartialEq, Eq)]
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum ReadError {
     #[error("address {0:#x} is not readable")]
     Unreadable(usize),
+    #[error("the process exited while it was being read")]
+    ProcessGone,
+    #[error("permission denied reading the process's memory")]
+    PermissionDenied,
 }
 
-/// A source of VM memory. Reads are word-sized; a null or misaligned address is an error
-/// rather than undefined behaviour.
+const WORD: usize = std::mem::size_of::<usize>();
+
+/// A source of VM memory. A null address, or one that is not mapped, is an error rather than
+/// undefined behaviour.
 pub trait Memory {
     fn read_word(&self, addr: usize) -> Result<usize, ReadError>;
+
+    /// Fills `buf` from `addr`. Sources that can copy ranges override this; the default reads
+    /// word by word.
+    fn read_bytes(&self, addr: usize, buf: &mut [u8]) -> Result<(), ReadError> {
+        let start = addr & !(WORD - 1);
+        let mut at = start;
+        let mut filled = 0usize;
+        while filled < buf.len() {
+            let word = self.read_word(at)?.to_ne_bytes();
+            let skip = if at == start { addr - start } else { 0 };
+            let take = (WORD - skip).min(buf.len() - filled);
+            buf[filled..filled + take].copy_from_slice(&word[skip..skip + take]);
+            filled += take;
+            at += WORD;
+        }
+        Ok(())
+    }
 
     fn read_u32(&self, addr: usize) -> Result<u32, ReadError> {
         let aligned = addr & !7;
         let word = self.read_word(aligned)?;
         Ok((word >> ((addr - aligned) * 8)) as u32)
     }
+
+    fn read_u8(&self, addr: usize) -> Result<u8, ReadError> {
+        let aligned = addr & !7;
+        let word = self.read_word(aligned)?;
+        Ok((word >> ((addr - aligned) * 8)) as u8)
+    }
+}
+
+impl<M: Memory + ?Sized> Memory for &M {
+    fn read_word(&self, addr: usize) -> Result<usize, ReadError> {
+        (**self).read_word(addr)
+    }
+    fn read_bytes(&self, addr: usize, buf: &mut [u8]) -> Result<(), ReadError> {
+        (**self).read_bytes(addr, buf)
+    }
+}
+
+/// Reads a word out of a byte slice at `at` (native endianness), for sources that hold bytes.
+pub(crate) fn word_at(bytes: &[u8], at: usize) -> Option<usize> {
+    let chunk = bytes.get(at..at.checked_add(WORD)?)?;
+    let mut w = [0u8; WORD];
+    w.copy_from_slice(chunk);
+    Some(usize::from_ne_bytes(w))
 }
 
 /// This process's own memory, for the agent. Only addresses that the VM itself handed out
@@ -35,5 +85,34 @@ impl Memory for LocalMemory {
         // thread while holding the GVL inside a hook, so every address reached is mapped and
         // not being written concurrently. Null and misaligned addresses were rejected above.
         Ok(unsafe { std::ptr::read(addr as *const usize) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    struct Words(HashMap<usize, usize>);
+    impl Memory for Words {
+        fn read_word(&self, addr: usize) -> Result<usize, ReadError> {
+            self.0
+                .get(&addr)
+                .copied()
+                .ok_or(ReadError::Unreadable(addr))
+        }
+    }
+
+    #[test]
+    fn byte_reads_cross_word_boundaries() {
+        let m = Words(HashMap::from([
+            (0x100, usize::from_ne_bytes(*b"abcdefgh")),
+            (0x108, usize::from_ne_bytes(*b"ijklmnop")),
+        ]));
+        let mut buf = [0u8; 6];
+        m.read_bytes(0x105, &mut buf).unwrap();
+        assert_eq!(&buf, b"fghijk");
+        assert_eq!(m.read_u8(0x109).unwrap(), b'j');
+        assert!(m.read_bytes(0x10c, &mut [0u8; 8]).is_err());
     }
 }

@@ -1,0 +1,342 @@
+//! Every thread's stack, labelled: what `rbscope stacks` prints.
+//!
+//! For each thread: walk its control frames ([`crate::frames::walk_all`]), and for each frame
+//! gather the facts of a better backtrace (class path, `#`/`.`/`$singleton`, block depth,
+//! parameters, the executing line) from the iseq and the method entry. C frames are named by
+//! their method entry's owner and `original_id`, and placed at their caller's line, as Ruby
+//! does. A frame that does not check out (not an iseq, pc outside it) is a torn read: the whole
+//! thread is read again, up to [`ReadOptions::attempts`] times, and then reported as unreadable
+//! rather than shown.
+
+use crate::frames::{self, RawFrame, StackFrame};
+use crate::iseq::{Iseq, IseqType};
+use crate::memory::{Memory, ReadError};
+use crate::objects::{Objects, T_CLASS, T_MODULE};
+use crate::threads::{self, ThreadInfo};
+use rbscope_backtrace::{FrameFacts, MethodKind, Params};
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Frame {
+    pub path: String,
+    pub line: Option<i64>,
+    pub label: String,
+    pub facts: FrameFacts,
+    pub cfunc: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ThreadStack {
+    pub tid: Option<i32>,
+    pub name: Option<String>,
+    pub status: &'static str,
+    pub main: bool,
+    pub thread: String,
+    pub frames: Vec<Frame>,
+    /// Set when the stack could not be read consistently; `frames` is then empty.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ReadOptions {
+    /// How many times a thread whose stack changed while being read is read again.
+    pub attempts: u32,
+    pub max_frames: usize,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        ReadOptions {
+            attempts: 5,
+            max_frames: 10_000,
+        }
+    }
+}
+
+/// Every thread's stack, and anything the reader should know about how complete it is.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stacks {
+    pub threads: Vec<ThreadStack>,
+    pub notes: Vec<String>,
+}
+
+/// Reads every thread's stack of the VM at `vm`. `refresh` is called before each retry so the
+/// memory source can drop what it cached.
+pub fn read_all<M: Memory>(
+    o: &Objects<'_, M>,
+    vm: usize,
+    opts: ReadOptions,
+    refresh: &dyn Fn(),
+) -> Result<Stacks, ReadError> {
+    let mut notes = Vec::new();
+    if !o.has_symbols() {
+        notes.push(
+            "the symbol table was not found: C functions show as <cfunc>, parameters as (*)"
+                .to_string(),
+        );
+    }
+    let mut list = None;
+    let mut last_err = ReadError::Unreadable(vm);
+    for _ in 0..opts.attempts.max(1) {
+        match threads::threads(o, vm) {
+            Ok(l) => {
+                list = Some(l);
+                break;
+            }
+            Err(e @ (ReadError::ProcessGone | ReadError::PermissionDenied)) => return Err(e),
+            Err(e) => {
+                last_err = e;
+                refresh();
+            }
+        }
+    }
+    let list = match list {
+        Some(l) => l,
+        None => {
+            notes.push(format!(
+                "the thread list could not be read ({last_err}); showing the main thread only"
+            ));
+            vec![threads::main_thread(o, vm)?]
+        }
+    };
+    let mut out = Vec::with_capacity(list.len());
+    for t in &list {
+        out.push(read_thread(o, t, opts, refresh)?);
+    }
+    Ok(Stacks {
+        threads: out,
+        notes,
+    })
+}
+
+fn read_thread<M: Memory>(
+    o: &Objects<'_, M>,
+    t: &ThreadInfo,
+    opts: ReadOptions,
+    refresh: &dyn Fn(),
+) -> Result<ThreadStack, ReadError> {
+    let mut stack = ThreadStack {
+        tid: t.tid,
+        name: t.name.clone(),
+        status: t.status.describe(t.holds_lock),
+        main: t.main,
+        thread: format!("{:#x}", t.object),
+        frames: Vec::new(),
+        error: None,
+    };
+    if t.status == threads::ThreadStatus::Killed || t.ec == 0 {
+        return Ok(stack);
+    }
+    let mut last = String::new();
+    for _ in 0..opts.attempts.max(1) {
+        let before = o.mem.read_word(t.ec + o.l.ec_cfp);
+        match frames_of(o, t.ec, opts.max_frames) {
+            Ok(frames) if o.mem.read_word(t.ec + o.l.ec_cfp) == before => {
+                stack.frames = frames;
+                return Ok(stack);
+            }
+            Ok(_) => last = "its stack changed while it was read".into(),
+            Err(e @ (ReadError::ProcessGone | ReadError::PermissionDenied)) => return Err(e),
+            Err(e) => last = format!("a frame did not check out ({e})"),
+        }
+        refresh();
+    }
+    stack.error = Some(format!(
+        "not shown: {last}, {} times; read it again, or pause the process while reading",
+        opts.attempts.max(1)
+    ));
+    Ok(stack)
+}
+
+/// The labelled frames of the execution context at `ec`, innermost first.
+pub fn frames_of<M: Memory>(
+    o: &Objects<'_, M>,
+    ec: usize,
+    max_frames: usize,
+) -> Result<Vec<Frame>, ReadError> {
+    let mut raw = Vec::new();
+    frames::walk_all(o.mem, o.l, ec, &mut |f: &StackFrame| {
+        raw.push(*f);
+        raw.len() < max_frames
+    })?;
+    let mut out: Vec<Frame> = Vec::with_capacity(raw.len());
+    for f in &raw {
+        out.push(match f {
+            StackFrame::Ruby(r) => ruby_frame(o, r)?,
+            StackFrame::C {
+                cfp,
+                ep,
+                self_value,
+            } => c_frame(
+                o,
+                &RawFrame {
+                    cfp: *cfp,
+                    iseq: 0,
+                    pc: 0,
+                    self_value: *self_value,
+                    ep: *ep,
+                },
+            )?,
+        });
+    }
+    // A C frame is shown at the line of the Ruby code that called it.
+    let mut caller: Option<(String, Option<i64>)> = None;
+    for f in out.iter_mut().rev() {
+        if f.cfunc {
+            if let Some((path, line)) = &caller {
+                f.path = path.clone();
+                f.line = *line;
+            }
+        } else {
+            caller = Some((f.path.clone(), f.line));
+        }
+    }
+    Ok(out)
+}
+
+fn ruby_frame<M: Memory>(o: &Objects<'_, M>, f: &RawFrame) -> Result<Frame, ReadError> {
+    let iseq = Iseq::open(o, f.iseq)?;
+    if !iseq.contains_pc(f.pc)? {
+        return Err(ReadError::Unreadable(f.pc));
+    }
+    // The text of a few strings (`<main>`, `<internal:kernel>`) lives in libruby's read-only
+    // data, which a core file may leave out: the object checked out, only its text is missing.
+    let path = iseq.path().unwrap_or_else(|_| "(unknown)".to_string());
+    let line = iseq.line_at(frames::pc_position(o.mem, o.l, f)?)?;
+    let (me, me_depth) = frames::method_entry_depth(o.mem, f)?;
+    let facts = if me != 0 {
+        // The iseq of the method's body: the method itself, or the block given to
+        // define_method.
+        let body = iseq.ancestor(me_depth)?;
+        let name = if body.kind()? == IseqType::Method {
+            body.base_label()?
+        } else {
+            method_name(o, me).unwrap_or(body.base_label()?)
+        };
+        let params = body
+            .parameters()?
+            .map(Params::Known)
+            .unwrap_or(Params::Unknown);
+        // Blocks between the frame and the body; code given to eval is not a block.
+        let mut depth = 0;
+        for level in 0..me_depth {
+            if iseq.ancestor(level)?.kind()? == IseqType::Block {
+                depth += 1;
+            }
+        }
+        method_facts(o, me, name, depth, params)?
+    } else {
+        let (local, block_depth) = iseq.local_iseq()?;
+        top_level_facts(o, &local, f.self_value, block_depth)?
+    };
+    Ok(Frame {
+        path,
+        line: Some(line),
+        label: facts.label_with_params(),
+        facts,
+        cfunc: false,
+    })
+}
+
+fn c_frame<M: Memory>(o: &Objects<'_, M>, f: &RawFrame) -> Result<Frame, ReadError> {
+    let me = frames::method_entry(o.mem, f)?;
+    let name = if me != 0 { method_name(o, me) } else { None };
+    let facts = match (me, name) {
+        (0, _) => FrameFacts {
+            class_path: "<unknown>".into(),
+            method_name: "<cfunc>".into(),
+            kind: MethodKind::Instance,
+            block_depth: 0,
+            params: Params::Unknown,
+        },
+        (me, name) => method_facts(
+            o,
+            me,
+            name.unwrap_or_else(|| "<cfunc>".into()),
+            0,
+            Params::Unknown,
+        )?,
+    };
+    Ok(Frame {
+        path: String::new(),
+        line: None,
+        label: facts.label_with_params(),
+        facts,
+        cfunc: true,
+    })
+}
+
+fn method_name<M: Memory>(o: &Objects<'_, M>, me: usize) -> Option<String> {
+    let def = o.mem.read_word(me + o.l.me_def).ok()?;
+    if def == 0 {
+        return None;
+    }
+    let id = o.mem.read_word(def + o.l.def_original_id).ok()?;
+    o.id_name(id)
+}
+
+/// Facts for a method, from its owner: `Klass#m`, `Klass.m`, `Klass$singleton#m` or a
+/// refinement.
+fn method_facts<M: Memory>(
+    o: &Objects<'_, M>,
+    me: usize,
+    method_name: String,
+    block_depth: u32,
+    params: Params,
+) -> Result<FrameFacts, ReadError> {
+    let owner = o.mem.read_word(me + o.l.me_owner)?;
+    let (class_path, kind) = if let Some((refined, at)) = o.refinement(owner)? {
+        (
+            o.class_path(refined),
+            MethodKind::Refinement {
+                refined_in: o.class_path(at),
+            },
+        )
+    } else if o.builtin_type(owner)? == Some(T_CLASS) && o.is_singleton(owner)? {
+        match o.attached_object(owner)? {
+            Some(a) if matches!(o.builtin_type(a)?, Some(T_CLASS) | Some(T_MODULE)) => {
+                (o.class_path(a), MethodKind::ClassLevel)
+            }
+            Some(a) => (o.class_name_of(a), MethodKind::ObjectSingleton),
+            None => (o.class_path(owner), MethodKind::Instance),
+        }
+    } else {
+        (o.class_path(owner), MethodKind::Instance)
+    };
+    Ok(FrameFacts {
+        class_path,
+        method_name,
+        kind,
+        block_depth,
+        params,
+    })
+}
+
+/// Facts for code outside any method: `<main>`, `<top (required)>`, `<class:Foo>`.
+fn top_level_facts<M: Memory>(
+    o: &Objects<'_, M>,
+    local: &Iseq<'_, '_, M>,
+    self_value: usize,
+    block_depth: u32,
+) -> Result<FrameFacts, ReadError> {
+    let name = match (local.label(), local.kind()?) {
+        (Ok(name), _) => name,
+        (Err(_), IseqType::Main) => "<main>".to_string(),
+        (Err(_), IseqType::Top) => "<top (required)>".to_string(),
+        (Err(e), _) => return Err(e),
+    };
+    let is_module = matches!(o.builtin_type(self_value)?, Some(T_CLASS) | Some(T_MODULE));
+    let class_body = local.kind()? == IseqType::Class;
+    let (class_path, kind) = if is_module && class_body {
+        (o.class_path(self_value), MethodKind::ClassLevel)
+    } else {
+        (o.class_name_of(self_value), MethodKind::TopLevel)
+    };
+    Ok(FrameFacts {
+        class_path,
+        method_name: name,
+        kind,
+        block_depth,
+        params: Params::Known(Vec::new()),
+    })
+}
