@@ -151,7 +151,9 @@ impl<'m, M: Memory> Objects<'m, M> {
     /// Checks that `table` is the global symbol table: `initialize` must be where id.def puts it.
     pub fn symbols_table_is_valid(mem: &M, l: &'static Layout, table: usize) -> bool {
         let probe = Objects::new(mem, l, Some(table));
-        probe.lookup_id(l.t_initialize).ok().flatten().as_deref() == Some("initialize")
+        // `idInitialize`: the token shifted past the scope bits, tagged as a local name.
+        let id_initialize = (l.t_initialize << 4) | 0x01;
+        probe.lookup_id(id_initialize).ok().flatten().as_deref() == Some("initialize")
     }
 
     /// A class's or module's superclass pointer.

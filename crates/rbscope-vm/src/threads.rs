@@ -23,8 +23,10 @@ pub enum ThreadStatus {
 
 impl ThreadStatus {
     pub fn describe(self, holds_lock: bool) -> &'static str {
+        // `running_ec` keeps the last thread that ran Ruby code even once it went to sleep:
+        // the status says more than the lock.
         match self {
-            _ if holds_lock => "running",
+            ThreadStatus::Runnable if holds_lock => "running",
             ThreadStatus::Runnable => "runnable",
             ThreadStatus::Stopped => "sleeping",
             ThreadStatus::StoppedForever => "sleeping forever",

@@ -125,6 +125,39 @@ pub enum Command {
     /// whoever restores, with RBSCOPE_STORE_KEY or --key).
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Print every Ruby thread's stack of a running process or a core file, read from outside.
+    #[command(
+        long_about = "Print every Ruby thread's stack, read straight from the VM's memory: no \
+            agent, no restart, no code run in the target. Frames show class paths, # / . / \
+            $singleton, {block} depth, parameter names and the line each frame is executing.\n\n\
+            With -p PID --remote the process is paused for the read (well under a millisecond \
+            for tens of threads; --no-pause reads it running and re-reads any thread whose \
+            stack changed meanwhile). With --core FILE --ruby BIN the same is read from a core \
+            file (gcore PID), with BIN the ruby program that dumped it.\n\n\
+            Reading another process needs the right to trace it: the same user with \
+            kernel.yama.ptrace_scope=0, or root / CAP_SYS_PTRACE.",
+        after_help = "Example: rbscope stacks -p 4242 --remote\n         sudo rbscope stacks -p 4242 --remote --no-pause --json\n         gcore -o /tmp/core 4242 && rbscope stacks --core /tmp/core.4242 --ruby /usr/bin/ruby3.1"
+    )]
+    Stacks {
+        /// The process to read.
+        #[arg(short, long, requires = "remote", conflicts_with = "core")]
+        pid: Option<i32>,
+        /// Read the process's memory from outside (process_vm_readv), without its agent.
+        #[arg(long)]
+        remote: bool,
+        /// Do not pause the process: read it running, re-reading threads whose stack changed.
+        #[arg(long)]
+        no_pause: bool,
+        /// A core file to read instead of a process.
+        #[arg(long, value_name = "FILE", requires = "ruby")]
+        core: Option<PathBuf>,
+        /// The ruby program that wrote the core file (as installed on this machine).
+        #[arg(long, value_name = "BIN")]
+        ruby: Option<PathBuf>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check the set-up: the store, the Ruby agent, and with -p a running process's agent.
     Doctor {
         /// A running process to ask for its agent's state and counters.

@@ -7,6 +7,7 @@ mod purge;
 mod restore;
 mod run;
 mod show;
+mod stacks;
 
 use crate::cli::{Cli, Command};
 
@@ -54,6 +55,20 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         } => show::show(&cli, id, *json, *depth, *items),
         Command::Key(crate::cli::KeyCommand::New { file }) => key::new(file),
         Command::Doctor { pid } => doctor::doctor(&cli, *pid),
+        Command::Stacks {
+            pid,
+            remote: _,
+            no_pause,
+            core,
+            ruby,
+            json,
+        } => match (pid, core, ruby) {
+            (Some(pid), _, _) => stacks::process(*pid, !*no_pause, *json),
+            (None, Some(core), Some(ruby)) => stacks::core(core, ruby, *json),
+            _ => anyhow::bail!(
+                "say what to read: `rbscope stacks -p PID --remote` or `rbscope stacks --core FILE --ruby BIN`"
+            ),
+        },
         Command::Restore {
             id,
             frame,

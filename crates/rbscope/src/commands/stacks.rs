@@ -1,0 +1,202 @@
+//! `rbscope stacks -p PID --remote` and `rbscope stacks --core FILE --ruby BIN`: every Ruby
+//! thread's stack, read from outside the process (see rbscope-vm's `stacks`).
+
+use anyhow::{anyhow, Context};
+use rbscope_vm::core_file::CoreMemory;
+use rbscope_vm::memory::{Memory, ReadError};
+use rbscope_vm::objects::Objects;
+use rbscope_vm::pause::{self, Pause, PauseError};
+use rbscope_vm::remote::ProcessMemory;
+use rbscope_vm::stacks::{self, ReadOptions, Stacks};
+use rbscope_vm::target::{SymbolsFoundBy, Target, TargetError};
+use serde::Serialize;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+#[derive(Serialize)]
+struct Report<'a> {
+    source: String,
+    ruby_version: &'a str,
+    paused_ms: Option<f64>,
+    read_ms: f64,
+    #[serde(flatten)]
+    stacks: &'a Stacks,
+}
+
+/// What to tell someone who may not trace the process.
+fn permission_hint(pid: i32) -> String {
+    let scope = pause::ptrace_scope();
+    let scope_text = match scope {
+        Some(n) => format!(" (kernel.yama.ptrace_scope is {n})"),
+        None => String::new(),
+    };
+    format!(
+        "not permitted to read process {pid}{scope_text}: run rbscope as root or with CAP_SYS_PTRACE \
+         (in a container: --cap-add=SYS_PTRACE), or as the process's user with ptrace_scope 0"
+    )
+}
+
+fn read_error(pid: i32, e: ReadError) -> anyhow::Error {
+    match e {
+        ReadError::ProcessGone => anyhow!("process {pid} exited while it was being read"),
+        ReadError::PermissionDenied => anyhow!(permission_hint(pid)),
+        ReadError::Unreadable(addr) => anyhow!(
+            "process {pid}'s Ruby VM could not be read (address {addr:#x}); if it is still starting or exiting, try again"
+        ),
+    }
+}
+
+fn target_error(pid: i32, e: TargetError) -> anyhow::Error {
+    match e {
+        TargetError::Read(r) => read_error(pid, r),
+        TargetError::Denied(_) => anyhow!(permission_hint(pid)),
+        other => anyhow!(other),
+    }
+}
+
+pub fn process(pid: i32, pause_it: bool, json: bool) -> anyhow::Result<i32> {
+    let started = Instant::now();
+    if !Path::new(&format!("/proc/{pid}")).exists() {
+        return Err(anyhow!("no process with PID {pid} (it may have exited)"));
+    }
+    let mem = ProcessMemory::new(pid);
+    let target = Target::of_process(pid, &mem).map_err(|e| target_error(pid, e))?;
+    // Everything read so far (ELF files, the version, the symbol table) does not move; the
+    // stacks do, so they are read fresh, inside the pause.
+    mem.forget();
+    let guard = if pause_it {
+        Some(Pause::all_threads(pid).map_err(|e| match e {
+            PauseError::NoProcess(_) => anyhow!("process {pid} exited before it could be paused"),
+            PauseError::Denied { .. } => anyhow!(permission_hint(pid)),
+            other => anyhow!(other),
+        })?)
+    } else {
+        None
+    };
+    let result = read(&mem, &target, !pause_it);
+    let paused = guard.map(Pause::release);
+    let stacks = result.map_err(|e| read_error(pid, e))?;
+    let source = format!(
+        "process {pid}, Ruby {}, {}",
+        target.version,
+        match paused {
+            Some(d) => format!("paused {}", ms(d)),
+            None => "read running (not paused)".to_string(),
+        }
+    );
+    print(&target, &stacks, source, paused, started.elapsed(), json)
+}
+
+pub fn core(core: &Path, ruby: &Path, json: bool) -> anyhow::Result<i32> {
+    let started = Instant::now();
+    if !ruby.exists() {
+        return Err(anyhow!(
+            "{} does not exist: pass the ruby program that wrote the core file",
+            ruby.display()
+        ));
+    }
+    let mut mem = CoreMemory::open(core).map_err(|e| anyhow!(e))?;
+    let target = Target::of_core(&mut mem, ruby).map_err(|e| anyhow!(e))?;
+    let stacks = read(&mem, &target, false).map_err(|e| match e {
+        ReadError::Unreadable(a) => anyhow!(
+            "{}: the Ruby VM could not be read (address {a:#x} is not in the core file); is --ruby the program that wrote it?",
+            core.display()
+        ),
+        other => anyhow!(other),
+    })?;
+    let source = format!("core file {}, Ruby {}", core.display(), target.version);
+    print(&target, &stacks, source, None, started.elapsed(), json)
+}
+
+fn read<M: Memory + Forget>(mem: &M, target: &Target, running: bool) -> Result<Stacks, ReadError> {
+    let o = Objects::new(mem, target.layout, target.global_symbols);
+    let vm = target.vm(mem).map_err(|e| match e {
+        TargetError::Read(r) => r,
+        _ => ReadError::Unreadable(target.vm_ptr),
+    })?;
+    let opts = ReadOptions {
+        attempts: if running { 5 } else { 1 },
+        ..ReadOptions::default()
+    };
+    let mut stacks = stacks::read_all(&o, vm, opts, &|| mem.forget_all())?;
+    if target.symbols_found_by == SymbolsFoundBy::Scan {
+        stacks.notes.push(
+            "symbol table found by scanning libruby's data (it exports no symbol for it)".into(),
+        );
+    }
+    Ok(stacks)
+}
+
+/// Memory sources whose cache can be dropped between attempts.
+trait Forget {
+    fn forget_all(&self);
+}
+impl Forget for ProcessMemory {
+    fn forget_all(&self) {
+        self.forget();
+    }
+}
+impl Forget for CoreMemory {
+    fn forget_all(&self) {}
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn print(
+    target: &Target,
+    stacks: &Stacks,
+    source: String,
+    paused: Option<Duration>,
+    took: Duration,
+    json: bool,
+) -> anyhow::Result<i32> {
+    if json {
+        let report = Report {
+            source,
+            ruby_version: &target.version,
+            paused_ms: paused.map(|d| d.as_secs_f64() * 1000.0),
+            read_ms: took.as_secs_f64() * 1000.0,
+            stacks,
+        };
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).context("writing JSON")?
+        );
+        return Ok(0);
+    }
+    println!(
+        "{source}; {} threads, read in {}",
+        stacks.threads.len(),
+        ms(took)
+    );
+    for note in &stacks.notes {
+        println!("note: {note}");
+    }
+    for (i, t) in stacks.threads.iter().enumerate() {
+        let mut head = format!("\nThread {}", i + 1);
+        if let Some(name) = &t.name {
+            head.push_str(&format!(" \"{name}\""));
+        }
+        let mut facts = Vec::new();
+        if t.main {
+            facts.push("main".to_string());
+        }
+        if let Some(tid) = t.tid {
+            facts.push(format!("tid {tid}"));
+        }
+        facts.push(t.status.to_string());
+        println!("{head} ({})", facts.join(", "));
+        if let Some(err) = &t.error {
+            println!("  ({err})");
+        }
+        for f in &t.frames {
+            match f.line {
+                Some(line) => println!("  {}:{}:in {}", f.path, line, f.label),
+                None => println!("  {}", f.label),
+            }
+        }
+    }
+    Ok(0)
+}

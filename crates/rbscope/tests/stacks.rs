@@ -1,0 +1,324 @@
+//! `rbscope stacks`: every thread of a real Ruby process (no agent loaded) read from outside,
+//! paused and running, and from a core file written by gdb's `gcore`; checked frame by frame
+//! against the threads' own `Thread#backtrace_locations`. And the errors a user meets: no such
+//! process, not a Ruby process, not permitted, garbage or truncated core files.
+
+mod common;
+
+use common::Sandbox;
+use serde_json::Value as J;
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+
+/// 20 threads: 17 sleepers in a method with keyword parameters, a queue waiter, a method on
+/// one object inside a block, and the main thread. Each writes down its own backtrace once all
+/// are asleep; then the program prints "ready" and sleeps.
+const PROGRAM: &str = r##"require "json"
+
+class Sleeper
+  def nap(seconds, label: "x")
+    loop do
+      sleep
+    end
+  end
+end
+
+module Waiting
+  def self.on(queue)
+    queue.pop
+  end
+end
+
+class Worker; end
+worker = Worker.new
+def worker.special(n, *rest, &blk)
+  [1].each do
+    sleep
+  end
+end
+
+queue = Queue.new
+threads = 17.times.map do |i|
+  Thread.new { Sleeper.new.nap(1) }.tap { |t| t.name = "sleeper-#{i}" }
+end
+threads << Thread.new { Waiting.on(queue) }.tap { |t| t.name = "waiter" }
+threads << Thread.new { worker.special(1, 2) }.tap { |t| t.name = "special" }
+Thread.pass until threads.all? { |t| t.status == "sleep" && t.backtrace_locations.size > 2 }
+own = threads.to_h { |t| [t.name, t.backtrace_locations.map { |l| "#{l.path}:#{l.lineno}" }] }
+File.write("own_backtraces.json", JSON.generate(own))
+$stdout.puts "ready #{Process.pid}"
+$stdout.flush
+sleep
+"##;
+
+struct Program {
+    child: Child,
+    sandbox: Sandbox,
+}
+
+impl Program {
+    fn start() -> Program {
+        let sandbox = Sandbox::new();
+        let script = sandbox.write("threads.rb", PROGRAM);
+        let mut child = Command::new("ruby")
+            .arg(&script)
+            .current_dir(sandbox.dir.path())
+            .env_remove("RUBYOPT")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("ruby must be installed: scripts/install-deps");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.starts_with("ready"), "program did not start: {line:?}");
+        Program { child, sandbox }
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    fn own_backtraces(&self) -> J {
+        let text =
+            std::fs::read_to_string(self.sandbox.dir.path().join("own_backtraces.json")).unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+}
+
+impl Drop for Program {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn stacks_json(args: &[&str]) -> J {
+    let out = Command::new(common::cli())
+        .arg("stacks")
+        .args(args)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "stacks failed: {}",
+        common::stderr(&out)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn thread<'a>(report: &'a J, name: &str) -> &'a J {
+    report["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == name)
+        .unwrap_or_else(|| panic!("no thread {name} in {report:#}"))
+}
+
+fn places(t: &J) -> Vec<String> {
+    t["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| format!("{}:{}", f["path"].as_str().unwrap(), f["line"]))
+        .collect()
+}
+
+fn labels(t: &J) -> Vec<&str> {
+    t["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["label"].as_str().unwrap())
+        .collect()
+}
+
+/// The checks shared by the live and the core-file reads.
+fn check_report(report: &J, own: &J) {
+    let threads = report["threads"].as_array().unwrap();
+    assert_eq!(
+        threads.len(),
+        20,
+        "every thread, not only the one holding the GVL"
+    );
+    assert_eq!(threads[0]["main"], true);
+    for (name, expected) in own.as_object().unwrap() {
+        let t = thread(report, name);
+        let expected: Vec<String> = expected
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            places(t),
+            expected,
+            "thread {name}: path:line of every frame"
+        );
+        assert!(t["error"].is_null());
+    }
+    assert_eq!(
+        labels(thread(report, "sleeper-3")),
+        [
+            "Kernel#sleep(*)",
+            "Sleeper#nap{block}(seconds, label:)",
+            "Kernel#loop(*)",
+            "Sleeper#nap(seconds, label:)",
+            // Started inside `17.times.map do ... end`: a block in a block.
+            "Object$singleton#<main>{block}{block}()",
+        ]
+    );
+    assert_eq!(
+        labels(thread(report, "waiter"))[..2],
+        ["Thread::Queue#pop(*)", "Waiting.on(queue)"]
+    );
+    assert_eq!(
+        labels(thread(report, "special"))[..4],
+        [
+            "Kernel#sleep(*)",
+            "Worker$singleton#special{block}(n, *rest, &blk)",
+            "Array#each(*)",
+            "Worker$singleton#special(n, *rest, &blk)",
+        ]
+    );
+    let main = labels(&threads[0]);
+    assert_eq!(main.first(), Some(&"Kernel#sleep(*)"));
+    assert_eq!(main.last(), Some(&"Object$singleton#<main>()"));
+    // The main thread sleeps on the program's last line.
+    assert_eq!(threads[0]["frames"][0]["line"], PROGRAM.lines().count());
+}
+
+#[test]
+fn every_thread_of_a_live_process_paused_and_running() {
+    let p = Program::start();
+    let own = p.own_backtraces();
+    let pid = p.pid().to_string();
+
+    let paused = stacks_json(&["-p", &pid, "--remote"]);
+    check_report(&paused, &own);
+    assert!(paused["paused_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(thread(&paused, "waiter")["status"], "sleeping forever");
+
+    let running = stacks_json(&["-p", &pid, "--remote", "--no-pause"]);
+    check_report(&running, &own);
+    assert!(running["paused_ms"].is_null());
+
+    // The text form, as a user reads it.
+    let out = Command::new(common::cli())
+        .args(["stacks", "-p", &pid, "--remote"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Ruby 3.1"), "{text}");
+    assert!(text.contains("Thread 1 (main, tid "), "{text}");
+    assert!(
+        text.contains("threads.rb:6:in Sleeper#nap{block}(seconds, label:)"),
+        "{text}"
+    );
+
+    // The process was only paused: it still answers afterwards.
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(
+        !status.contains("TracerPid:\t") || status.contains("TracerPid:\t0"),
+        "{status}"
+    );
+}
+
+use std::path::Path;
+
+#[test]
+fn the_same_stacks_from_a_core_file_written_by_gcore() {
+    let p = Program::start();
+    let own = p.own_backtraces();
+    let core = p.sandbox.dir.path().join("core");
+    let out = Command::new("gcore")
+        .arg("-o")
+        .arg(&core)
+        .arg(p.pid().to_string())
+        .output()
+        .expect("gcore (package gdb) must be installed: scripts/install-deps");
+    assert!(out.status.success(), "gcore: {}", common::stderr(&out));
+    let core = format!("{}.{}", core.display(), p.pid());
+    let ruby = std::fs::canonicalize(format!("/proc/{}/exe", p.pid())).unwrap();
+    let report = stacks_json(&["--core", &core, "--ruby", ruby.to_str().unwrap()]);
+    check_report(&report, &own);
+}
+
+fn stacks_error(args: &[&str]) -> String {
+    let out = Command::new(common::cli())
+        .arg("stacks")
+        .args(args)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = common::stderr(&out);
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    err
+}
+
+#[test]
+fn errors_say_what_happened_and_what_to_do() {
+    // No such process.
+    let err = stacks_error(&["-p", "2147483000", "--remote"]);
+    assert!(err.contains("no process with PID 2147483000"), "{err}");
+
+    // Not a Ruby process.
+    let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
+    let err = stacks_error(&["-p", &sleeper.id().to_string(), "--remote"]);
+    assert!(err.contains("does not look like Ruby"), "{err}");
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+
+    // Garbage and truncated core files.
+    let sb = Sandbox::new();
+    let garbage = sb.write("garbage", "this is not a core file");
+    let err = stacks_error(&[
+        "--core",
+        garbage.to_str().unwrap(),
+        "--ruby",
+        "/usr/bin/ruby",
+    ]);
+    assert!(
+        err.contains("is not a 64-bit little-endian ELF core file"),
+        "{err}"
+    );
+    let p = Program::start();
+    let core = sb.dir.path().join("core");
+    let out = Command::new("gcore")
+        .arg("-o")
+        .arg(&core)
+        .arg(p.pid().to_string())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let core = std::path::PathBuf::from(format!("{}.{}", core.display(), p.pid()));
+    let bytes = std::fs::read(&core).unwrap();
+    let cut = sb.write("cut", "");
+    std::fs::write(&cut, &bytes[..4096]).unwrap();
+    let err = stacks_error(&["--core", cut.to_str().unwrap(), "--ruby", "/usr/bin/ruby"]);
+    assert!(err.contains("truncated or damaged"), "{err}");
+    // A --ruby that does not exist.
+    let err = stacks_error(&[
+        "--core",
+        core.to_str().unwrap(),
+        "--ruby",
+        "/nonexistent/ruby",
+    ]);
+    assert!(err.contains("does not exist"), "{err}");
+
+    // Not permitted: another user may not read this process.
+    let pid = p.pid().to_string();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(common::cli())
+        .args(["stacks", "-p", &pid, "--remote"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = common::stderr(&out);
+    assert!(err.contains("not permitted to read process"), "{err}");
+    assert!(err.contains("CAP_SYS_PTRACE"), "{err}");
+}
