@@ -75,6 +75,7 @@ pub fn read_all<M: Memory>(
                 .to_string(),
         );
     }
+    // Read running: each thread is re-read until its stack held still while it was read.
     let mut list = None;
     let mut last_err = ReadError::Unreadable(vm);
     for _ in 0..opts.attempts.max(1) {
@@ -148,35 +149,151 @@ fn read_thread<M: Memory>(
     Ok(stack)
 }
 
+/// A frame as found on the stack, with the method entry its environment chain points at: the
+/// parts that change as the thread runs, read while it is paused (see [`capture`]).
+#[derive(Debug, Clone, Copy)]
+pub struct CapturedFrame {
+    pub frame: StackFrame,
+    pub me: usize,
+    pub me_depth: u32,
+}
+
+/// A thread and its raw frames.
+#[derive(Debug, Clone)]
+pub struct CapturedThread {
+    pub info: ThreadInfo,
+    pub frames: Result<Vec<CapturedFrame>, ReadError>,
+}
+
+/// The raw frames of the execution context at `ec`, innermost first.
+pub fn raw_frames<M: Memory>(
+    o: &Objects<'_, M>,
+    ec: usize,
+    max_frames: usize,
+) -> Result<Vec<CapturedFrame>, ReadError> {
+    let mut raw = Vec::new();
+    frames::walk_all(o.mem, o.l, ec, &mut |f: &StackFrame| {
+        raw.push(*f);
+        raw.len() < max_frames
+    })?;
+    raw.into_iter()
+        .map(|frame| {
+            let (me, me_depth) = frames::method_entry_depth(o.mem, &as_raw(&frame))?;
+            Ok(CapturedFrame {
+                frame,
+                me,
+                me_depth,
+            })
+        })
+        .collect()
+}
+
+fn as_raw(f: &StackFrame) -> RawFrame {
+    match *f {
+        StackFrame::Ruby(r) => r,
+        StackFrame::C {
+            cfp,
+            ep,
+            self_value,
+        } => RawFrame {
+            cfp,
+            iseq: 0,
+            pc: 0,
+            self_value,
+            ep,
+        },
+    }
+}
+
+/// Reads what changes while a process runs (the thread list, each thread's control frames and
+/// environments) and nothing else: the part to do while the process is paused. A memory source
+/// that keeps what it copied (the page cache of `ProcessMemory`) then serves these same bytes
+/// to [`label`], which reads the rest (iseqs, method entries, classes, strings: objects that
+/// stay as they are while a frame uses them) after the process goes on.
+pub fn capture<M: Memory>(
+    o: &Objects<'_, M>,
+    vm: usize,
+    opts: ReadOptions,
+) -> Result<(Vec<CapturedThread>, Vec<String>), ReadError> {
+    let mut notes = Vec::new();
+    let list = match threads::threads(o, vm) {
+        Ok(l) => l,
+        Err(e @ (ReadError::ProcessGone | ReadError::PermissionDenied)) => return Err(e),
+        Err(e) => {
+            notes.push(format!(
+                "the thread list could not be read ({e}); showing the main thread only"
+            ));
+            vec![threads::main_thread(o, vm)?]
+        }
+    };
+    let mut out = Vec::with_capacity(list.len());
+    for info in list {
+        let frames = if info.status == threads::ThreadStatus::Killed || info.ec == 0 {
+            Ok(Vec::new())
+        } else {
+            raw_frames(o, info.ec, opts.max_frames)
+        };
+        if let Err(e @ (ReadError::ProcessGone | ReadError::PermissionDenied)) = &frames {
+            return Err(e.clone());
+        }
+        out.push(CapturedThread { info, frames });
+    }
+    Ok((out, notes))
+}
+
+/// Labels captured threads (see [`capture`]).
+pub fn label<M: Memory>(
+    o: &Objects<'_, M>,
+    captured: Vec<CapturedThread>,
+    mut notes: Vec<String>,
+) -> Result<Stacks, ReadError> {
+    if !o.has_symbols() {
+        notes.insert(
+            0,
+            "the symbol table was not found: C functions show as <cfunc>, parameters as (*)"
+                .to_string(),
+        );
+    }
+    let mut threads = Vec::with_capacity(captured.len());
+    for c in captured {
+        let t = &c.info;
+        let mut stack = ThreadStack {
+            tid: t.tid,
+            name: t.name.clone(),
+            status: t.status.describe(t.holds_lock),
+            main: t.main,
+            thread: format!("{:#x}", t.object),
+            frames: Vec::new(),
+            error: None,
+        };
+        match c.frames.and_then(|raw| label_frames(o, &raw)) {
+            Ok(frames) => stack.frames = frames,
+            Err(e @ (ReadError::ProcessGone | ReadError::PermissionDenied)) => return Err(e),
+            Err(e) => stack.error = Some(format!("not shown: a frame did not check out ({e})")),
+        }
+        threads.push(stack);
+    }
+    Ok(Stacks { threads, notes })
+}
+
 /// The labelled frames of the execution context at `ec`, innermost first.
 pub fn frames_of<M: Memory>(
     o: &Objects<'_, M>,
     ec: usize,
     max_frames: usize,
 ) -> Result<Vec<Frame>, ReadError> {
-    let mut raw = Vec::new();
-    frames::walk_all(o.mem, o.l, ec, &mut |f: &StackFrame| {
-        raw.push(*f);
-        raw.len() < max_frames
-    })?;
+    label_frames(o, &raw_frames(o, ec, max_frames)?)
+}
+
+fn label_frames<M: Memory>(
+    o: &Objects<'_, M>,
+    raw: &[CapturedFrame],
+) -> Result<Vec<Frame>, ReadError> {
     let mut out: Vec<Frame> = Vec::with_capacity(raw.len());
-    for f in &raw {
-        out.push(match f {
-            StackFrame::Ruby(r) => ruby_frame(o, r)?,
-            StackFrame::C {
-                cfp,
-                ep,
-                self_value,
-            } => c_frame(
-                o,
-                &RawFrame {
-                    cfp: *cfp,
-                    iseq: 0,
-                    pc: 0,
-                    self_value: *self_value,
-                    ep: *ep,
-                },
-            )?,
+    for c in raw {
+        out.push(match &c.frame {
+            StackFrame::Ruby(r) => ruby_frame(o, r, c.me, c.me_depth)?,
+            StackFrame::C { .. } => c_frame(o, c.me)?,
         });
     }
     // A C frame is shown at the line of the Ruby code that called it.
@@ -194,7 +311,12 @@ pub fn frames_of<M: Memory>(
     Ok(out)
 }
 
-fn ruby_frame<M: Memory>(o: &Objects<'_, M>, f: &RawFrame) -> Result<Frame, ReadError> {
+fn ruby_frame<M: Memory>(
+    o: &Objects<'_, M>,
+    f: &RawFrame,
+    me: usize,
+    me_depth: u32,
+) -> Result<Frame, ReadError> {
     let iseq = Iseq::open(o, f.iseq)?;
     if !iseq.contains_pc(f.pc)? {
         return Err(ReadError::Unreadable(f.pc));
@@ -203,7 +325,6 @@ fn ruby_frame<M: Memory>(o: &Objects<'_, M>, f: &RawFrame) -> Result<Frame, Read
     // data, which a core file may leave out: the object checked out, only its text is missing.
     let path = iseq.path().unwrap_or_else(|_| "(unknown)".to_string());
     let line = iseq.line_at(frames::pc_position(o.mem, o.l, f)?)?;
-    let (me, me_depth) = frames::method_entry_depth(o.mem, f)?;
     let facts = if me != 0 {
         // The iseq of the method's body: the method itself, or the block given to
         // define_method.
@@ -238,8 +359,7 @@ fn ruby_frame<M: Memory>(o: &Objects<'_, M>, f: &RawFrame) -> Result<Frame, Read
     })
 }
 
-fn c_frame<M: Memory>(o: &Objects<'_, M>, f: &RawFrame) -> Result<Frame, ReadError> {
-    let me = frames::method_entry(o.mem, f)?;
+fn c_frame<M: Memory>(o: &Objects<'_, M>, me: usize) -> Result<Frame, ReadError> {
     let name = if me != 0 { method_name(o, me) } else { None };
     let facts = match (me, name) {
         (0, _) => FrameFacts {

@@ -15,6 +15,10 @@ mod time;
 use clap::Parser;
 
 fn main() {
+    // Like other Unix tools, end quietly when the reader goes away (`rbscope stacks | head`)
+    // instead of failing to print.
+    // SAFETY: setting a signal's disposition to the default at start-up, before any thread.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let args = cli::Cli::parse();
     match commands::dispatch(args) {
         Ok(code) => std::process::exit(code),

@@ -64,18 +64,14 @@ pub fn process(pid: i32, pause_it: bool, json: bool) -> anyhow::Result<i32> {
     // Everything read so far (ELF files, the version, the symbol table) does not move; the
     // stacks do, so they are read fresh, inside the pause.
     mem.forget();
-    let guard = if pause_it {
-        Some(Pause::all_threads(pid).map_err(|e| match e {
-            PauseError::NoProcess(_) => anyhow!("process {pid} exited before it could be paused"),
-            PauseError::Denied { .. } => anyhow!(permission_hint(pid)),
-            other => anyhow!(other),
-        })?)
+    let (stacks, paused) = if pause_it {
+        read_paused(pid, &mem, &target)?
     } else {
-        None
+        (
+            read(&mem, &target, true).map_err(|e| read_error(pid, e))?,
+            None,
+        )
     };
-    let result = read(&mem, &target, !pause_it);
-    let paused = guard.map(Pause::release);
-    let stacks = result.map_err(|e| read_error(pid, e))?;
     let source = format!(
         "process {pid}, Ruby {}, {}",
         target.version,
@@ -85,6 +81,36 @@ pub fn process(pid: i32, pause_it: bool, json: bool) -> anyhow::Result<i32> {
         }
     );
     print(&target, &stacks, source, paused, started.elapsed(), json)
+}
+
+/// Pauses the process only while the parts that move (thread list, frames, environments) are
+/// copied; the process goes on while those copies are labelled.
+fn read_paused(
+    pid: i32,
+    mem: &ProcessMemory,
+    target: &Target,
+) -> anyhow::Result<(Stacks, Option<Duration>)> {
+    let o = Objects::new(mem, target.layout, target.global_symbols);
+    let vm = target.vm(mem).map_err(|e| target_error(pid, e))?;
+    let pause = Pause::all_threads(pid).map_err(|e| match e {
+        PauseError::NoProcess(_) => anyhow!("process {pid} exited before it could be paused"),
+        PauseError::Denied { .. } => anyhow!(permission_hint(pid)),
+        other => anyhow!(other),
+    })?;
+    let captured = stacks::capture(&o, vm, ReadOptions::default());
+    let held = pause.release();
+    let (threads, notes) = captured.map_err(|e| read_error(pid, e))?;
+    let mut stacks = stacks::label(&o, threads, notes).map_err(|e| read_error(pid, e))?;
+    note_scan(target, &mut stacks);
+    Ok((stacks, Some(held)))
+}
+
+fn note_scan(target: &Target, stacks: &mut Stacks) {
+    if target.symbols_found_by == SymbolsFoundBy::Scan {
+        stacks.notes.push(
+            "symbol table found by scanning libruby's data (it exports no symbol for it)".into(),
+        );
+    }
 }
 
 pub fn core(core: &Path, ruby: &Path, json: bool) -> anyhow::Result<i32> {
