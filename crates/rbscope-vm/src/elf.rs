@@ -23,12 +23,14 @@ pub struct ElfImage {
 }
 
 impl ElfImage {
+    /// Maps the file rather than reading it: libruby is a few megabytes, of which the few
+    /// pages of headers and symbol tables matter here.
     pub fn read(path: &Path) -> Result<ElfImage, String> {
-        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        ElfImage::parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+        let map = Mapped::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        ElfImage::parse(map.bytes()).map_err(|e| format!("{}: {e}", path.display()))
     }
 
-    pub fn parse(bytes: &[u8]) -> Result<ElfImage, String> {
+    pub fn parse<'data, R: object::ReadRef<'data>>(bytes: R) -> Result<ElfImage, String> {
         let file = object::File::parse(bytes).map_err(|e| format!("not an ELF file ({e})"))?;
         let mut image = ElfImage::default();
         for sym in file.dynamic_symbols().chain(file.symbols()) {
@@ -68,13 +70,63 @@ impl ElfImage {
     }
 }
 
+/// A read-only private mapping of a whole file.
+struct Mapped {
+    ptr: *mut libc::c_void,
+    len: usize,
+}
+
+impl Mapped {
+    fn open(path: &Path) -> std::io::Result<Mapped> {
+        use std::os::fd::AsRawFd;
+        let file = std::fs::File::open(path)?;
+        let len = file.metadata()?.len() as usize;
+        if len == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "empty file",
+            ));
+        }
+        // SAFETY: a fresh read-only, private mapping of an open file; the kernel picks the
+        // address. The descriptor may be closed afterwards: the mapping keeps the file.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Mapped { ptr, len })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: `ptr` maps `len` readable bytes for as long as `self` lives. Library files
+        // are replaced (renamed over), not truncated in place, by package managers; a file
+        // truncated while mapped would fault on access, a risk we accept for a CLI.
+        unsafe { std::slice::from_raw_parts(self.ptr as *const u8, self.len) }
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly the mapping made in `open`, once.
+        unsafe { libc::munmap(self.ptr, self.len) };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn garbage_is_not_an_elf_file() {
-        assert!(ElfImage::parse(b"not elf at all").is_err());
+        assert!(ElfImage::parse(&b"not elf at all"[..]).is_err());
     }
 
     #[test]

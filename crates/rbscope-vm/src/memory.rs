@@ -40,6 +40,10 @@ pub trait Memory {
         Ok(())
     }
 
+    /// Hints that the byte ranges `(start, end)` will be read soon, so a source that pays per
+    /// read (a syscall) can fetch them all at once. Reads report errors as usual.
+    fn prefetch(&self, _ranges: &[(usize, usize)]) {}
+
     fn read_u32(&self, addr: usize) -> Result<u32, ReadError> {
         let aligned = addr & !7;
         let word = self.read_word(aligned)?;
@@ -59,6 +63,9 @@ impl<M: Memory + ?Sized> Memory for &M {
     }
     fn read_bytes(&self, addr: usize, buf: &mut [u8]) -> Result<(), ReadError> {
         (**self).read_bytes(addr, buf)
+    }
+    fn prefetch(&self, ranges: &[(usize, usize)]) {
+        (**self).prefetch(ranges)
     }
 }
 

@@ -104,21 +104,25 @@ impl Pause {
         self.stopped_at.elapsed()
     }
 
-    /// Lets the threads go and says how long they were stopped.
-    pub fn release(self) -> Duration {
-        let held = self.held_for();
-        drop(self);
-        held
+    /// Lets the threads go and says how long they were stopped: from the first interrupt to
+    /// the last thread let go.
+    pub fn release(mut self) -> Duration {
+        self.detach_all();
+        self.held_for()
+    }
+
+    fn detach_all(&mut self) {
+        for tid in self.tids.drain(..) {
+            // SAFETY: plain syscall with integer arguments. Detaching a thread that already
+            // exited fails with ESRCH, which is fine.
+            unsafe { libc::ptrace(libc::PTRACE_DETACH, tid, 0, 0) };
+        }
     }
 }
 
 impl Drop for Pause {
     fn drop(&mut self) {
-        for &tid in &self.tids {
-            // SAFETY: plain syscall with integer arguments. Detaching a thread that already
-            // exited fails with ESRCH, which is fine.
-            unsafe { libc::ptrace(libc::PTRACE_DETACH, tid, 0, 0) };
-        }
+        self.detach_all();
     }
 }
 

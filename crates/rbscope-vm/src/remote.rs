@@ -37,6 +37,18 @@ impl ProcessMemory {
         self.pages.borrow_mut().clear();
     }
 
+    /// The pages copied so far: after a first read of a running process, the set of pages the
+    /// same read will need again (see `refetch`).
+    pub fn cached_pages(&self) -> Vec<usize> {
+        self.pages.borrow().keys().copied().collect()
+    }
+
+    /// Drops the cache and copies `pages` afresh, in as few syscalls as possible.
+    pub fn refetch(&self, pages: &[usize]) {
+        self.forget();
+        self.fetch_pages(pages);
+    }
+
     /// How many `process_vm_readv` calls were made (for benchmarks and tests).
     pub fn syscalls(&self) -> u64 {
         self.syscalls.get()
@@ -85,7 +97,86 @@ impl ProcessMemory {
     }
 }
 
+/// At most this many pages per `process_vm_readv` (the kernel's IOV_MAX is 1024).
+const PAGES_PER_CALL: usize = 512;
+
+impl ProcessMemory {
+    /// Copies every page of `pages` not cached yet, many per syscall. A page that cannot be
+    /// read ends a batch early; the pages after it are left for the ordinary reads, which then
+    /// report the error.
+    fn fetch_pages(&self, pages: &[usize]) {
+        let wanted: Vec<usize> = {
+            let cache = self.pages.borrow();
+            let mut w: Vec<usize> = pages
+                .iter()
+                .copied()
+                .filter(|p| *p != 0 && !cache.contains_key(p))
+                .collect();
+            w.sort_unstable();
+            w.dedup();
+            w
+        };
+        for batch in wanted.chunks(PAGES_PER_CALL) {
+            let mut bufs: Vec<Box<[u8]>> = batch
+                .iter()
+                .map(|_| vec![0u8; PAGE].into_boxed_slice())
+                .collect();
+            let local: Vec<libc::iovec> = bufs
+                .iter_mut()
+                .map(|b| libc::iovec {
+                    iov_base: b.as_mut_ptr().cast(),
+                    iov_len: PAGE,
+                })
+                .collect();
+            let remote: Vec<libc::iovec> = batch
+                .iter()
+                .map(|&p| libc::iovec {
+                    iov_base: p as *mut libc::c_void,
+                    iov_len: PAGE,
+                })
+                .collect();
+            self.syscalls.set(self.syscalls.get() + 1);
+            // SAFETY: each local iovec describes one owned, writable PAGE-sized buffer in
+            // `bufs`, alive for the call; the kernel writes only within them. The remote
+            // iovecs are only read, in the other process.
+            let n = unsafe {
+                libc::process_vm_readv(
+                    self.pid,
+                    local.as_ptr(),
+                    local.len() as libc::c_ulong,
+                    remote.as_ptr(),
+                    remote.len() as libc::c_ulong,
+                    0,
+                )
+            };
+            if n <= 0 {
+                continue;
+            }
+            let full = n as usize / PAGE;
+            let mut cache = self.pages.borrow_mut();
+            for (page, buf) in batch.iter().zip(bufs).take(full) {
+                cache.insert(*page, buf);
+            }
+        }
+    }
+}
+
 impl Memory for ProcessMemory {
+    fn prefetch(&self, ranges: &[(usize, usize)]) {
+        let mut pages = Vec::new();
+        for &(start, end) in ranges {
+            if start == 0 || end < start || end - start > 64 * PAGE {
+                continue;
+            }
+            let mut p = start & !(PAGE - 1);
+            while p < end {
+                pages.push(p);
+                p += PAGE;
+            }
+        }
+        self.fetch_pages(&pages);
+    }
+
     fn read_word(&self, addr: usize) -> Result<usize, ReadError> {
         let page = addr & !(PAGE - 1);
         let at = addr - page;
@@ -130,6 +221,19 @@ mod tests {
         m.read_bytes(addr, &mut buf).unwrap();
         assert_eq!(word_at(&buf, 16), Some(42));
         assert!(matches!(m.read_word(8), Err(ReadError::Unreadable(_))));
+    }
+
+    #[test]
+    fn prefetched_pages_serve_later_reads_without_syscalls() {
+        let data = vec![7usize; 3 * PAGE / 8];
+        let m = ProcessMemory::new(std::process::id() as i32);
+        let start = data.as_ptr() as usize;
+        m.prefetch(&[(start, start + data.len() * 8), (8, 16)]);
+        let after_prefetch = m.syscalls();
+        assert!(after_prefetch <= 2, "one batch: {after_prefetch}");
+        assert_eq!(m.read_word(start + PAGE).unwrap(), 7);
+        assert_eq!(m.read_word(start + 2 * PAGE).unwrap(), 7);
+        assert_eq!(m.syscalls(), after_prefetch);
     }
 
     #[test]

@@ -118,7 +118,7 @@ fn read_thread<M: Memory>(
 ) -> Result<ThreadStack, ReadError> {
     let mut stack = ThreadStack {
         tid: t.tid,
-        name: t.name.clone(),
+        name: threads::name_of(o, t),
         status: t.status.describe(t.holds_lock),
         main: t.main,
         thread: format!("{:#x}", t.object),
@@ -226,6 +226,7 @@ pub fn capture<M: Memory>(
             vec![threads::main_thread(o, vm)?]
         }
     };
+    prefetch_stacks(o, &list);
     let mut out = Vec::with_capacity(list.len());
     for info in list {
         let frames = if info.status == threads::ThreadStatus::Killed || info.ec == 0 {
@@ -239,6 +240,57 @@ pub fn capture<M: Memory>(
         out.push(CapturedThread { info, frames });
     }
     Ok((out, notes))
+}
+
+/// Asks the memory source for everything the walks will read, in three rounds (execution
+/// contexts; the control frames they point at; the environments those point at), so a process
+/// source makes a few batched syscalls instead of one per page, which keeps the pause short.
+fn prefetch_stacks<M: Memory>(o: &Objects<'_, M>, list: &[ThreadInfo]) {
+    const WORD: usize = 8;
+    let (mem, l) = (o.mem, o.l);
+    let ecs: Vec<usize> = list.iter().map(|t| t.ec).filter(|&ec| ec != 0).collect();
+    mem.prefetch(&ecs.iter().map(|&ec| (ec, ec + 64)).collect::<Vec<_>>());
+    let mut cfps = Vec::new();
+    for &ec in &ecs {
+        let (Ok(stack), Ok(size), Ok(cfp)) = (
+            mem.read_word(ec + l.ec_vm_stack),
+            mem.read_word(ec + l.ec_vm_stack_size),
+            mem.read_word(ec + l.ec_cfp),
+        ) else {
+            continue;
+        };
+        let end = stack.saturating_add(size.saturating_mul(WORD));
+        if cfp >= stack && cfp < end {
+            cfps.push((cfp, end));
+        }
+    }
+    mem.prefetch(&cfps);
+    let mut eps = Vec::new();
+    for &(start, end) in &cfps {
+        let mut cfp = start;
+        while cfp + l.cfp_size <= end && eps.len() < 100_000 {
+            if let Ok(ep) = mem.read_word(cfp + l.cfp_ep) {
+                if ep > 3 * WORD {
+                    eps.push((ep - 3 * WORD, ep + WORD));
+                }
+            }
+            cfp += l.cfp_size;
+        }
+    }
+    mem.prefetch(&eps);
+    // The method entries (or cref/svar) the environments point at, and enclosing environments.
+    let mut objects = Vec::new();
+    for &(start, _) in &eps {
+        for slot in [start + WORD, start + 2 * WORD] {
+            if let Ok(v) = mem.read_word(slot) {
+                if v != 0 && v & 0x07 == 0 {
+                    let v = v & !0x03;
+                    objects.push((v, v + 2 * WORD));
+                }
+            }
+        }
+    }
+    mem.prefetch(&objects);
 }
 
 /// Labels captured threads (see [`capture`]).
@@ -259,7 +311,7 @@ pub fn label<M: Memory>(
         let t = &c.info;
         let mut stack = ThreadStack {
             tid: t.tid,
-            name: t.name.clone(),
+            name: threads::name_of(o, t),
             status: t.status.describe(t.holds_lock),
             main: t.main,
             thread: format!("{:#x}", t.object),

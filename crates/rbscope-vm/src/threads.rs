@@ -43,7 +43,9 @@ pub struct ThreadInfo {
     pub object: usize,
     pub ec: usize,
     pub tid: Option<i32>,
-    pub name: Option<String>,
+    /// The thread's name (a String VALUE, or nil): read with [`name_of`] once the process
+    /// may run again, since a name does not move.
+    pub name_value: usize,
     pub status: ThreadStatus,
     pub main: bool,
     /// Holds its ractor's lock (the GVL): the thread running Ruby code right now.
@@ -106,8 +108,16 @@ pub fn main_thread<M: Memory>(o: &Objects<'_, M>, vm: usize) -> Result<ThreadInf
         .unwrap_or(0);
     let mut t = thread_info(o, l, main_thread, running_ec, true)?;
     // The name sits after those locks too; do not trust it here.
-    t.name = None;
+    t.name_value = 0;
     Ok(t)
+}
+
+/// A thread's name, if it has one.
+pub fn name_of<M: Memory>(o: &Objects<'_, M>, t: &ThreadInfo) -> Option<String> {
+    match o.builtin_type(t.name_value) {
+        Ok(Some(T_STRING)) => o.string(t.name_value).ok(),
+        _ => None,
+    }
 }
 
 fn thread_info<M: Memory>(
@@ -137,17 +147,13 @@ fn thread_info<M: Memory>(
         }
     }
     .filter(|&t| t > 0);
-    let name_v = mem.read_word(thread + l.thread_name)?;
-    let name = match o.builtin_type(name_v)? {
-        Some(T_STRING) => Some(o.string(name_v)?),
-        _ => None,
-    };
+    let name_value = mem.read_word(thread + l.thread_name)?;
     Ok(ThreadInfo {
         thread,
         object: mem.read_word(thread + l.thread_self)?,
         ec,
         tid,
-        name,
+        name_value,
         status,
         main,
         holds_lock: ec != 0 && ec == running_ec,

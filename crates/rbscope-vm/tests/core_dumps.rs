@@ -142,7 +142,7 @@ fn ruby_3_1_0() {
     assert!(s.notes.is_empty(), "{:?}", s.notes);
     assert_eq!(frames(&s), EXPECTED_3_1_0);
     let t = &s.threads[0];
-    assert_eq!((t.tid, t.status), (Some(41319), "running"));
+    assert_eq!((t.tid, t.status), (Some(41319), "sleeping"));
 }
 
 #[test]

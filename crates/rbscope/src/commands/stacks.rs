@@ -92,11 +92,17 @@ fn read_paused(
 ) -> anyhow::Result<(Stacks, Option<Duration>)> {
     let o = Objects::new(mem, target.layout, target.global_symbols);
     let vm = target.vm(mem).map_err(|e| target_error(pid, e))?;
+    // A first read while the process runs learns which pages the read touches; in the pause
+    // they are copied again, fresh, in one batch, and the read is repeated on those copies.
+    let _ = stacks::capture(&o, vm, ReadOptions::default());
+    let pages = mem.cached_pages();
+    mem.forget();
     let pause = Pause::all_threads(pid).map_err(|e| match e {
         PauseError::NoProcess(_) => anyhow!("process {pid} exited before it could be paused"),
         PauseError::Denied { .. } => anyhow!(permission_hint(pid)),
         other => anyhow!(other),
     })?;
+    mem.refetch(&pages);
     let captured = stacks::capture(&o, vm, ReadOptions::default());
     let held = pause.release();
     let (threads, notes) = captured.map_err(|e| read_error(pid, e))?;
