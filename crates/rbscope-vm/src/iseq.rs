@@ -123,6 +123,21 @@ impl<'a, 'm, M: Memory> Iseq<'a, 'm, M> {
         Ok(pc >= start && pc <= start + size * WORD)
     }
 
+    /// Whether `pc` can be where a frame that called another one stands: just after its call
+    /// instruction. A frame whose pc is just after a `leave` (every iseq's last instruction,
+    /// one word wide) has returned already: seeing it under a newer frame means the stack was
+    /// read at two moments. (Operands of call instructions are call data or iseq pointers,
+    /// never the address of an instruction's code.)
+    pub fn is_call_site(&self, pc: usize) -> Result<bool, ReadError> {
+        let start = self.word(self.l().body_iseq_encoded)?;
+        let size = self.u32(self.l().body_iseq_size)? as usize;
+        if size == 0 || pc <= start {
+            return Ok(false);
+        }
+        let last = self.o.mem.read_word(start + (size - 1) * WORD)?;
+        Ok(self.o.mem.read_word(pc - WORD)? != last)
+    }
+
     /// The line executing at instruction position `pos` (see `crate::frames::pc_position`).
     pub fn line_at(&self, pos: usize) -> Result<i64, ReadError> {
         let l = self.l();

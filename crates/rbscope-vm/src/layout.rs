@@ -69,6 +69,8 @@ pub struct Layout {
     pub me_def: usize,
     pub me_owner: usize,
     pub def_original_id: usize,
+    /// `def->body`: for an iseq method, `body.iseq.iseqptr` comes first.
+    pub def_body: usize,
 
     // Objects.
     pub fl_singleton: usize,
@@ -209,6 +211,7 @@ macro_rules! layouts {
                 me_def: offset_of!(m::rb_method_entry_struct, def),
                 me_owner: offset_of!(m::rb_method_entry_struct, owner),
                 def_original_id: offset_of!(m::rb_method_definition_struct, original_id),
+                def_body: offset_of!(m::rb_method_definition_struct, body),
                 fl_singleton: m::ruby_fl_type_RUBY_FL_SINGLETON as usize,
                 t_initialize: m::ruby_method_ids_tInitialize as usize,
                 t_last_op_id: m::ruby_method_ids_tLAST_OP_ID as usize,

@@ -130,15 +130,26 @@ fn read_thread<M: Memory>(
     }
     let mut last = String::new();
     for _ in 0..opts.attempts.max(1) {
-        let before = o.mem.read_word(t.ec + o.l.ec_cfp);
-        match frames_of(o, t.ec, opts.max_frames) {
-            Ok(frames) if o.mem.read_word(t.ec + o.l.ec_cfp) == before => {
-                stack.frames = frames;
-                return Ok(stack);
+        // Read the frames twice, the second time afresh: a stack that held still across
+        // both reads, and whose frames check out, is one that really was.
+        let first = raw_frames(o, t.ec, opts.max_frames);
+        refresh();
+        let second = raw_frames(o, t.ec, opts.max_frames);
+        match (first, second) {
+            (Ok(a), Ok(b)) if a == b => match label_frames(o, &b) {
+                Ok(frames) => {
+                    stack.frames = frames;
+                    return Ok(stack);
+                }
+                Err(e @ (ReadError::ProcessGone | ReadError::PermissionDenied)) => return Err(e),
+                Err(e) => last = format!("a frame did not check out ({e})"),
+            },
+            (Ok(_), Ok(_)) => last = "its stack changed while it was read".into(),
+            (Err(e @ (ReadError::ProcessGone | ReadError::PermissionDenied)), _)
+            | (_, Err(e @ (ReadError::ProcessGone | ReadError::PermissionDenied))) => {
+                return Err(e)
             }
-            Ok(_) => last = "its stack changed while it was read".into(),
-            Err(e @ (ReadError::ProcessGone | ReadError::PermissionDenied)) => return Err(e),
-            Err(e) => last = format!("a frame did not check out ({e})"),
+            (Err(e), _) | (_, Err(e)) => last = format!("a frame did not check out ({e})"),
         }
         refresh();
     }
@@ -151,7 +162,7 @@ fn read_thread<M: Memory>(
 
 /// A frame as found on the stack, with the method entry its environment chain points at: the
 /// parts that change as the thread runs, read while it is paused (see [`capture`]).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CapturedFrame {
     pub frame: StackFrame,
     pub me: usize,
@@ -342,7 +353,12 @@ fn label_frames<M: Memory>(
     raw: &[CapturedFrame],
 ) -> Result<Vec<Frame>, ReadError> {
     let mut out: Vec<Frame> = Vec::with_capacity(raw.len());
-    for c in raw {
+    for (i, c) in raw.iter().enumerate() {
+        if let (StackFrame::Ruby(r), true) = (&c.frame, i > 0) {
+            if !Iseq::open(o, r.iseq)?.is_call_site(r.pc)? {
+                return Err(ReadError::Unreadable(r.cfp));
+            }
+        }
         out.push(match &c.frame {
             StackFrame::Ruby(r) => ruby_frame(o, r, c.me, c.me_depth)?,
             StackFrame::C { .. } => c_frame(o, c.me)?,
@@ -381,6 +397,10 @@ fn ruby_frame<M: Memory>(
         // The iseq of the method's body: the method itself, or the block given to
         // define_method.
         let body = iseq.ancestor(me_depth)?;
+        if body.kind()? == IseqType::Method && !entry_runs(o, me, body.iseq)? {
+            // A method entry of another method: frames read at two moments.
+            return Err(ReadError::Unreadable(f.cfp));
+        }
         let name = if body.kind()? == IseqType::Method {
             body.base_label()?
         } else {
@@ -400,6 +420,11 @@ fn ruby_frame<M: Memory>(
         method_facts(o, me, name, depth, params)?
     } else {
         let (local, block_depth) = iseq.local_iseq()?;
+        if local.kind()? == IseqType::Method {
+            // A method's frame always has its method entry; without one the frame was read
+            // while being pushed or popped.
+            return Err(ReadError::Unreadable(f.cfp));
+        }
         top_level_facts(o, &local, f.self_value, block_depth)?
     };
     Ok(Frame {
@@ -436,6 +461,20 @@ fn c_frame<M: Memory>(o: &Objects<'_, M>, me: usize) -> Result<Frame, ReadError>
         facts,
         cfunc: true,
     })
+}
+
+/// Whether the method entry `me`, if it is an iseq method, runs `iseq` (other kinds of
+/// definition, such as aliases, are not checked).
+fn entry_runs<M: Memory>(o: &Objects<'_, M>, me: usize, iseq: usize) -> Result<bool, ReadError> {
+    const VM_METHOD_TYPE_ISEQ: u8 = 0;
+    let def = o.mem.read_word(me + o.l.me_def)?;
+    if def == 0 {
+        return Ok(false);
+    }
+    if o.mem.read_u8(def)? & 0x0f != VM_METHOD_TYPE_ISEQ {
+        return Ok(true);
+    }
+    Ok(o.mem.read_word(def + o.l.def_body)? == iseq)
 }
 
 fn method_name<M: Memory>(o: &Objects<'_, M>, me: usize) -> Option<String> {

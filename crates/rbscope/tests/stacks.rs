@@ -58,8 +58,13 @@ struct Program {
 
 impl Program {
     fn start() -> Program {
+        Program::run("threads.rb", PROGRAM)
+    }
+
+    /// Runs `text` (which prints a line starting with "ready" once set up); killed on drop.
+    fn run(name: &str, text: &str) -> Program {
         let sandbox = Sandbox::new();
-        let script = sandbox.write("threads.rb", PROGRAM);
+        let script = sandbox.write(name, text);
         let mut child = Command::new("ruby")
             .arg(&script)
             .current_dir(sandbox.dir.path())
@@ -321,4 +326,75 @@ fn errors_say_what_happened_and_what_to_do() {
     let err = common::stderr(&out);
     assert!(err.contains("not permitted to read process"), "{err}");
     assert!(err.contains("CAP_SYS_PTRACE"), "{err}");
+}
+
+/// A thread whose stack changes all the time, read without pausing: every stack shown must be
+/// one that really happened (every frame a known method at its own line), or be reported as
+/// not shown; never a mix of two moments.
+#[test]
+fn a_changing_stack_read_running_is_shown_whole_or_not_at_all() {
+    const CHURN: &str = r#"class Churn
+  def dive(n)
+    n.zero? ? n : dive(n - 1)
+  end
+
+  def run
+    loop do
+      dive(rand(30))
+    end
+  end
+end
+t = Thread.new { Churn.new.run }
+t.name = "churn"
+Thread.pass until t.backtrace_locations.to_a.size > 3
+$stdout.puts "ready #{Process.pid}"
+$stdout.flush
+t.join
+"#;
+    let p = Program::run("churn.rb", CHURN);
+    let pid = p.pid().to_string();
+    let (mut whole, mut refused) = (0, 0);
+    for _ in 0..100 {
+        let report = stacks_json(&["-p", &pid, "--remote", "--no-pause"]);
+        let t = thread(&report, "churn");
+        if !t["error"].is_null() {
+            assert!(t["error"].as_str().unwrap().starts_with("not shown"), "{t}");
+            refused += 1;
+            continue;
+        }
+        whole += 1;
+        // From the bottom, frames must follow what the program can be doing at one moment:
+        // main's block, run, loop, run's block, then rand or dive..., then a C call in dive.
+        let frames: Vec<(i64, &str, bool)> = t["frames"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .rev()
+            .map(|f| {
+                (
+                    f["line"].as_i64().unwrap(),
+                    f["label"].as_str().unwrap(),
+                    f["cfunc"] == true,
+                )
+            })
+            .collect();
+        for (i, &(line, label, cfunc)) in frames.iter().enumerate() {
+            let fits = match i {
+                0 => (line, label) == (12, "Object$singleton#<main>{block}()"),
+                1 => (line, label) == (7, "Churn#run()"),
+                2 => (line, label) == (7, "Kernel#loop(*)"),
+                3 => (line, label) == (8, "Churn#run{block}()"),
+                4 if cfunc => line == 8 && i == frames.len() - 1,
+                _ if cfunc => line == 3 && i == frames.len() - 1,
+                // `n.zero?` runs Ruby code of its own (<internal:numeric>).
+                _ if label == "Integer#zero?()" => i == frames.len() - 1,
+                // The innermost dive may be returning: `leave` is on the `end` line.
+                _ if line == 4 => label == "Churn#dive(n)" && i == frames.len() - 1,
+                _ => (line, label) == (3, "Churn#dive(n)"),
+            };
+            assert!(fits, "frame {i} never ran like this: {line} {label} in {t}");
+        }
+        assert!(frames.len() >= 2, "{t}");
+    }
+    assert!(whole > 0, "never read whole ({refused} refused)");
 }
