@@ -7,14 +7,17 @@ use std::path::PathBuf;
 #[command(
     name = "rbscope",
     version,
-    about = "A production debugger for Ruby: exception snapshots you can browse later.",
+    about = "A production debugger for Ruby: exception snapshots you can browse later, and every \
+        thread's stack of a running process.",
     long_about = "A production debugger for Ruby.\n\n\
         When an exception escapes a Ruby program (or the app calls Rbscope.report), rbscope \
         stores a snapshot of every app frame: self, locals and the objects they reach. \
         Browse snapshots with `list` and `show`; no Ruby is needed for that.\n\n\
         The store is a SQLite file, by default $XDG_DATA_HOME/rbscope/snapshots.db \
         (~/.local/share/rbscope/snapshots.db); --store or RBSCOPE_STORE picks another file, \
-        or a PostgreSQL database shared by a fleet (postgres://user@host/db)."
+        or a PostgreSQL database shared by a fleet (postgres://user@host/db).\n\n\
+        `rbscope stacks -p PID --remote` prints every Ruby thread's stack of any Ruby process, \
+        read from outside, with no agent in it."
 )]
 pub struct Cli {
     /// Where snapshots are stored: a file path (default: the per-user data directory) or a
@@ -140,7 +143,7 @@ pub enum Command {
     )]
     Stacks {
         /// The process to read.
-        #[arg(short, long, requires = "remote", conflicts_with = "core")]
+        #[arg(short, long, conflicts_with = "core")]
         pid: Option<i32>,
         /// Read the process's memory from outside (process_vm_readv), without its agent.
         #[arg(long)]

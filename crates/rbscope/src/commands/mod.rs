@@ -57,12 +57,15 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Doctor { pid } => doctor::doctor(&cli, *pid),
         Command::Stacks {
             pid,
-            remote: _,
+            remote,
             no_pause,
             core,
             ruby,
             json,
         } => match (pid, core, ruby) {
+            (Some(_), _, _) if !*remote => anyhow::bail!(
+                "reading a process through its agent is not built yet; add --remote to read it from outside: `rbscope stacks -p PID --remote`"
+            ),
             (Some(pid), _, _) => stacks::process(*pid, !*no_pause, *json),
             (None, Some(core), Some(ruby)) => stacks::core(core, ruby, *json),
             _ => anyhow::bail!(
