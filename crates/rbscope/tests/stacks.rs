@@ -398,3 +398,40 @@ t.join
     }
     assert!(whole > 0, "never read whole ({refused} refused)");
 }
+
+/// Threads of every ractor, not only the main one.
+#[test]
+fn threads_of_other_ractors_are_shown() {
+    const RACTORS: &str = r#"class Worker
+  def self.work = sleep
+end
+Warning[:experimental] = false
+Ractor.new { Worker.work }
+$stdout.puts "ready #{Process.pid}"
+$stdout.flush
+sleep
+"#;
+    let p = Program::run("ractors.rb", RACTORS);
+    let pid = p.pid().to_string();
+    // The ractor's thread starts on its own; read until it is there (a real process, no sleep:
+    // each read is a fresh look).
+    let mut seen = None;
+    for _ in 0..200 {
+        let report = stacks_json(&["-p", &pid, "--remote"]);
+        let found = report["threads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| labels(t).contains(&"Worker.work()"));
+        if found {
+            seen = Some(report);
+            break;
+        }
+    }
+    let report = seen.expect("the other ractor's thread never showed");
+    let threads = report["threads"].as_array().unwrap();
+    assert_eq!(threads.len(), 2, "{report:#}");
+    let worker = threads.iter().find(|t| t["main"] == false).unwrap();
+    assert_eq!(labels(worker)[..2], ["Kernel#sleep(*)", "Worker.work()"]);
+    assert_eq!(worker["frames"][1]["line"], 2);
+}
