@@ -10,8 +10,8 @@ use serde_json::Value as J;
 use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
 
-/// 20 threads: 17 sleepers in a method with keyword parameters, a queue waiter, a method on
-/// one object inside a block, and the main thread. Each writes down its own backtrace once all
+/// 20 threads: 16 sleepers in a method with keyword parameters, a queue waiter, a method on
+/// one object inside a block, a method of a refinement, and the main thread. Each writes down its own backtrace once all
 /// are asleep; then the program prints "ready" and sleeps.
 const PROGRAM: &str = r##"require "json"
 
@@ -37,12 +37,22 @@ def worker.special(n, *rest, &blk)
   end
 end
 
+module Ext
+  refine String do
+    def shout(times)
+      sleep
+    end
+  end
+end
+using Ext
+
 queue = Queue.new
-threads = 17.times.map do |i|
+threads = 16.times.map do |i|
   Thread.new { Sleeper.new.nap(1) }.tap { |t| t.name = "sleeper-#{i}" }
 end
 threads << Thread.new { Waiting.on(queue) }.tap { |t| t.name = "waiter" }
 threads << Thread.new { worker.special(1, 2) }.tap { |t| t.name = "special" }
+threads << Thread.new { "hi".shout(2) }.tap { |t| t.name = "refined" }
 Thread.pass until threads.all? { |t| t.status == "sleep" && t.backtrace_locations.size > 2 }
 own = threads.to_h { |t| [t.name, t.backtrace_locations.map { |l| "#{l.path}:#{l.lineno}" }] }
 File.write("own_backtraces.json", JSON.generate(own))
@@ -171,7 +181,7 @@ fn check_report(report: &J, own: &J) {
             "Sleeper#nap{block}(seconds, label:)",
             "Kernel#loop(*)",
             "Sleeper#nap(seconds, label:)",
-            // Started inside `17.times.map do ... end`: a block in a block.
+            // Started inside `16.times.map do ... end`: a block in a block.
             "Object$singleton#<main>{block}{block}()",
         ]
     );
@@ -187,6 +197,10 @@ fn check_report(report: &J, own: &J) {
             "Array#each(*)",
             "Worker$singleton#special(n, *rest, &blk)",
         ]
+    );
+    assert_eq!(
+        labels(thread(report, "refined"))[..2],
+        ["Kernel#sleep(*)", "String$refinement@Ext#shout(times)"]
     );
     let main = labels(&threads[0]);
     assert_eq!(main.first(), Some(&"Kernel#sleep(*)"));
