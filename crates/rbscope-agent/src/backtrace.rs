@@ -28,6 +28,47 @@ use std::cell::OnceCell;
 /// Frames read per call at most.
 const MAX_FRAMES: usize = 10_000;
 
+type FactsKey = (VALUE, VALUE, bool, VALUE);
+
+/// Facts already worked out, shared by every frame of the same method and receiver class, until
+/// the next garbage collection: the keys are object addresses, and an address can only be
+/// reused for another object after a collection found the first one dead (and compaction, which
+/// moves objects, also happens in a collection).
+struct FactsCache {
+    gc_count: usize,
+    map: std::collections::HashMap<FactsKey, FrameFacts>,
+}
+
+/// Enough for the distinct methods of many stacks; beyond it the cache starts over.
+const FACTS_CACHE_MAX: usize = 4096;
+
+impl FactsCache {
+    fn current(&mut self) -> &mut std::collections::HashMap<FactsKey, FrameFacts> {
+        // SAFETY: GVL held (called from frame methods); a plain counter read.
+        let now = unsafe { rb_sys::rb_gc_count() } as usize;
+        if now != self.gc_count || self.map.len() >= FACTS_CACHE_MAX {
+            self.map.clear();
+            self.gc_count = now;
+        }
+        &mut self.map
+    }
+
+    fn get(&mut self, key: &FactsKey) -> Option<FrameFacts> {
+        self.current().get(key).cloned()
+    }
+
+    fn put(&mut self, key: FactsKey, facts: FrameFacts) {
+        self.current().insert(key, facts);
+    }
+}
+
+thread_local! {
+    static FACTS: std::cell::RefCell<FactsCache> = std::cell::RefCell::new(FactsCache {
+        gc_count: usize::MAX,
+        map: std::collections::HashMap::new(),
+    });
+}
+
 /// One frame of a thread's stack at the moment it was read.
 #[derive(TypedData)]
 #[magnus(class = "Rbscope::Frame", free_immediately, mark, size)]
@@ -78,7 +119,30 @@ impl Frame {
     }
 
     fn facts(&self) -> FrameFacts {
-        self.facts.get_or_init(|| self.work_out_facts()).clone()
+        self.facts
+            .get_or_init(|| {
+                let key = self.cache_key();
+                if let Some(hit) = FACTS.with(|c| c.borrow_mut().get(&key)) {
+                    return hit;
+                }
+                let facts = self.work_out_facts();
+                FACTS.with(|c| c.borrow_mut().put(key, facts.clone()));
+                facts
+            })
+            .clone()
+    }
+
+    /// What a frame's facts depend on: its code, its method entry, and `self` only as far as
+    /// "is it a class or module, and which" or else "which class is it an instance of".
+    fn cache_key(&self) -> FactsKey {
+        let self_key = match rb::type_of(gvl(), self.self_value) {
+            rb_sys::ruby_value_type::RUBY_T_CLASS | rb_sys::ruby_value_type::RUBY_T_MODULE => {
+                self.self_value
+            }
+            // SAFETY: GVL held; rb_obj_class is defined for every VALUE.
+            _ => unsafe { rb_sys::rb_obj_class(self.self_value) },
+        };
+        (self.iseq, self.me, self.cfunc, self_key)
     }
 
     fn work_out_facts(&self) -> FrameFacts {
