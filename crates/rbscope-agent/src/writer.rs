@@ -25,7 +25,8 @@ pub enum Job {
         body: Vec<u8>,
         log: String,
     },
-    Flush(SyncSender<()>),
+    /// Write what is queued now; answers how many snapshots are still waiting.
+    Flush(SyncSender<usize>),
 }
 
 pub struct Writer {
@@ -76,13 +77,14 @@ impl Writer {
         }
     }
 
-    /// Waits up to `timeout` for every queued snapshot to be written.
+    /// Waits up to `timeout` for every queued snapshot to be written; true when none is left
+    /// waiting (a store that keeps failing leaves them in the backlog).
     pub fn flush(&self, timeout: Duration) -> bool {
         let (done_tx, done_rx) = sync_channel(1);
         if self.tx.send(Job::Flush(done_tx)).is_err() {
             return false;
         }
-        done_rx.recv_timeout(timeout).is_ok()
+        done_rx.recv_timeout(timeout) == Ok(0)
     }
 }
 
@@ -179,7 +181,7 @@ fn run(
         // A flush tries now even while backing off: the process may be about to exit.
         w.drain(!flushes.is_empty());
         for done in flushes {
-            let _ = done.try_send(());
+            let _ = done.try_send(w.backlog.len());
         }
     }
 }

@@ -16,6 +16,9 @@ use std::time::Duration;
 
 /// The schema this build creates and understands. 2 added the `signature` column; 3 renamed
 /// `snapshots` to `rbscope_snapshots`, the name the PostgreSQL store uses too.
+/// How long a writer waits for another process's lock on the file.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
 const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
@@ -81,13 +84,28 @@ impl SqliteDb {
                 path: p.clone(),
                 reason: e.to_string(),
             })?;
-        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
         let not_a_store = |e: rusqlite::Error| match e.sqlite_error_code() {
             Some(rusqlite::ffi::ErrorCode::NotADatabase) => StoreError::NotAStore(p.clone()),
             _ => StoreError::from(e),
         };
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(not_a_store)?;
+        // Switching a new file to WAL takes an exclusive lock, and SQLite reports a busy file
+        // at once rather than through the busy timeout: retry, within the same time bound.
+        let started = std::time::Instant::now();
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match conn.pragma_update(None, "journal_mode", "WAL") {
+                Ok(()) => break,
+                Err(e)
+                    if e.sqlite_error_code() == Some(rusqlite::ffi::ErrorCode::DatabaseBusy)
+                        && started.elapsed() < BUSY_TIMEOUT =>
+                {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                Err(e) => return Err(not_a_store(e)),
+            }
+        }
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         let store = SqliteDb {
             conn,
@@ -97,7 +115,9 @@ impl SqliteDb {
         Ok(store)
     }
 
-    fn check_schema(&self, create: bool) -> Result<(), StoreError> {
+    /// The schema version written in the store: None when it has no `rbscope_meta` table, 0 when
+    /// the table has no version (a store from before versions were written).
+    fn schema_version(&self) -> Result<Option<i64>, StoreError> {
         let has_meta: bool = self
             .conn
             .query_row(
@@ -106,54 +126,76 @@ impl SqliteDb {
                 |r| r.get::<_, i64>(0),
             )
             .map(|n| n > 0)?;
-        if has_meta {
-            let version: Option<String> = self
-                .conn
-                .query_row(
-                    "SELECT value FROM rbscope_meta WHERE key='schema_version'",
-                    [],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            let version = version.and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
-            if version > SCHEMA_VERSION {
-                return Err(StoreError::NewerSchema(
-                    self.path.display().to_string(),
-                    version,
-                ));
-            }
-            if version == SCHEMA_VERSION {
-                return Ok(());
-            }
-            // Older stores are migrated in place, step by step, in one transaction.
-            let mut steps = String::from("BEGIN IMMEDIATE;");
-            if version <= 1 {
-                steps.push_str("ALTER TABLE snapshots ADD COLUMN signature BLOB;");
-            }
-            if version <= 2 {
-                steps.push_str(
-                    "ALTER TABLE snapshots RENAME TO rbscope_snapshots;
-                     DROP INDEX IF EXISTS snapshots_time;
-                     DROP INDEX IF EXISTS snapshots_fingerprint;",
-                );
-            }
-            steps.push_str(SCHEMA);
-            steps.push_str(&format!(
-                "INSERT OR REPLACE INTO rbscope_meta(key, value) VALUES ('schema_version', '{SCHEMA_VERSION}');
-                 COMMIT;"
-            ));
-            return Ok(self.conn.execute_batch(&steps)?);
-        } else if !create {
-            let tables: i64 = self.conn.query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type='table'",
+        if !has_meta {
+            return Ok(None);
+        }
+        let version: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT value FROM rbscope_meta WHERE key='schema_version'",
                 [],
                 |r| r.get(0),
-            )?;
-            if tables > 0 {
-                return Err(StoreError::NotAStore(self.path.display().to_string()));
+            )
+            .optional()?;
+        Ok(Some(
+            version.and_then(|v| v.parse::<i64>().ok()).unwrap_or(0),
+        ))
+    }
+
+    /// Creates the schema of a new store or migrates an older one. Many processes may open a
+    /// new store at once (forked workers raising together): the check is repeated under the
+    /// write lock (`BEGIN IMMEDIATE`) and the schema and its version are written in the same
+    /// transaction, so no process ever sees a half-made schema.
+    fn check_schema(&self, create: bool) -> Result<(), StoreError> {
+        match self.schema_version()? {
+            Some(v) if v == SCHEMA_VERSION => return Ok(()),
+            Some(v) if v > SCHEMA_VERSION => {
+                return Err(StoreError::NewerSchema(self.path.display().to_string(), v))
             }
+            _ => {}
         }
-        self.conn.execute_batch(SCHEMA)?;
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let result = self.create_or_migrate(create);
+        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        let ended = self.conn.execute_batch(end);
+        result?;
+        Ok(ended?)
+    }
+
+    fn create_or_migrate(&self, create: bool) -> Result<(), StoreError> {
+        let mut steps = String::new();
+        match self.schema_version()? {
+            Some(v) if v == SCHEMA_VERSION => return Ok(()),
+            Some(v) if v > SCHEMA_VERSION => {
+                return Err(StoreError::NewerSchema(self.path.display().to_string(), v))
+            }
+            Some(version) => {
+                // Older stores are migrated in place, step by step.
+                if version <= 1 {
+                    steps.push_str("ALTER TABLE snapshots ADD COLUMN signature BLOB;");
+                }
+                if version <= 2 {
+                    steps.push_str(
+                        "ALTER TABLE snapshots RENAME TO rbscope_snapshots;
+                         DROP INDEX IF EXISTS snapshots_time;
+                         DROP INDEX IF EXISTS snapshots_fingerprint;",
+                    );
+                }
+            }
+            None if !create => {
+                let tables: i64 = self.conn.query_row(
+                    "SELECT count(*) FROM sqlite_master WHERE type='table'",
+                    [],
+                    |r| r.get(0),
+                )?;
+                if tables > 0 {
+                    return Err(StoreError::NotAStore(self.path.display().to_string()));
+                }
+            }
+            None => {}
+        }
+        steps.push_str(SCHEMA);
+        self.conn.execute_batch(&steps)?;
         self.conn.execute(
             "INSERT OR REPLACE INTO rbscope_meta(key, value) VALUES ('schema_version', ?1)",
             params![SCHEMA_VERSION.to_string()],
@@ -293,6 +335,31 @@ mod tests {
             .mode()
             & 0o777;
         assert_eq!(dmode, 0o700);
+    }
+
+    #[test]
+    fn many_openers_of_a_new_store_at_once_all_get_a_whole_schema() {
+        // Forked workers raising together each create the store: before the schema was made
+        // under the write lock, some saw its meta table without a version and failed.
+        for round in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(format!("race-{round}.db"));
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+            let openers: Vec<_> = (0..8)
+                .map(|_| {
+                    let (path, barrier) = (path.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        Store::open_or_create(&StoreLocation::Sqlite(path))
+                            .map(|mut s| s.stats().map(|st| st.snapshots))
+                    })
+                })
+                .collect();
+            for o in openers {
+                let opened = o.join().unwrap();
+                assert!(matches!(opened, Ok(Ok(0))), "round {round}: {opened:?}");
+            }
+        }
     }
 
     #[test]

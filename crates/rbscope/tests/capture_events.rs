@@ -434,17 +434,26 @@ fn context_names_the_process() {
 fn an_unwritable_store_is_logged_and_the_app_is_unaffected() {
     let sb = Sandbox::new();
     let blocker = sb.write("not-a-dir", "a file where a directory should be");
-    let script = sb.write("nostore.rb", "require 'rbscope'\nRbscope.start\nbegin; raise 'x'; rescue => e; Rbscope.report(e); end\nRbscope.flush\nputs Rbscope.counters[:store_errors]\nputs 'still running'\n");
+    let script = sb.write("nostore.rb", "require 'rbscope'\nRbscope.start\nbegin; raise 'x'; rescue => e; Rbscope.report(e); end\np Rbscope.flush\nputs Rbscope.counters[:store_errors]\nputs 'still running'\n");
     let out = sb
         .ruby(&script)
         .env("RBSCOPE_STORE", blocker.join("store.db"))
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "1\nstill running\n");
+    // flush says the snapshot is still waiting.
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "false\n1\nstill running\n"
+    );
     let err = stderr(&out);
     assert!(
         err.contains("[rbscope] snapshot not stored: cannot open the store"),
+        "{err}"
+    );
+    // At exit, a snapshot that could not be written is not lost silently.
+    assert!(
+        err.contains("[rbscope] snapshots not written before exit"),
         "{err}"
     );
 }

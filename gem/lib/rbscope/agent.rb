@@ -85,7 +85,9 @@ module Rbscope
       if exception && !ignored_at_exit?(exception)
         report(exception, how: "escaped the program")
       end
-      flush(5)
+      return if flush(5)
+
+      warn "[rbscope] snapshots not written before exit (see the store errors above); they are lost"
     end
 
     # Called when an exception escapes a thread's block.
