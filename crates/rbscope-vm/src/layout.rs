@@ -71,6 +71,8 @@ pub struct Layout {
     pub def_original_id: usize,
     /// `def->body`: for an iseq method, `body.iseq.iseqptr` comes first.
     pub def_body: usize,
+    /// `rb_method_cfunc_t.argc`, inside `def->body`.
+    pub cfunc_argc: usize,
 
     // Objects.
     pub fl_singleton: usize,
@@ -212,6 +214,7 @@ macro_rules! layouts {
                 me_owner: offset_of!(m::rb_method_entry_struct, owner),
                 def_original_id: offset_of!(m::rb_method_definition_struct, original_id),
                 def_body: offset_of!(m::rb_method_definition_struct, body),
+                cfunc_argc: offset_of!(m::rb_method_cfunc_struct, argc),
                 fl_singleton: m::ruby_fl_type_RUBY_FL_SINGLETON as usize,
                 t_initialize: m::ruby_method_ids_tInitialize as usize,
                 t_last_op_id: m::ruby_method_ids_tLAST_OP_ID as usize,

@@ -451,7 +451,7 @@ fn c_frame<M: Memory>(o: &Objects<'_, M>, me: usize) -> Result<Frame, ReadError>
             me,
             name.unwrap_or_else(|| "<cfunc>".into()),
             0,
-            Params::Unknown,
+            cfunc_params(o, me),
         )?,
     };
     Ok(Frame {
@@ -475,6 +475,27 @@ fn entry_runs<M: Memory>(o: &Objects<'_, M>, me: usize, iseq: usize) -> Result<b
         return Ok(true);
     }
     Ok(o.mem.read_word(def + o.l.def_body)? == iseq)
+}
+
+/// A C function's parameters as `Method#parameters` gives them: its fixed arity as unnamed
+/// required parameters, or `(*)` for a variable one (argc -1 or -2).
+fn cfunc_params<M: Memory>(o: &Objects<'_, M>, me: usize) -> Params {
+    const VM_METHOD_TYPE_CFUNC: u8 = 1;
+    let read = || -> Result<Option<i32>, ReadError> {
+        let def = o.mem.read_word(me + o.l.me_def)?;
+        if def == 0 || o.mem.read_u8(def)? & 0x0f != VM_METHOD_TYPE_CFUNC {
+            return Ok(None);
+        }
+        Ok(Some(
+            o.mem.read_u32(def + o.l.def_body + o.l.cfunc_argc)? as i32
+        ))
+    };
+    match read() {
+        Ok(Some(n @ 0..=15)) => {
+            Params::Known(vec![rbscope_backtrace::Param::Req(None); n as usize])
+        }
+        _ => Params::Unknown,
+    }
 }
 
 fn method_name<M: Memory>(o: &Objects<'_, M>, me: usize) -> Option<String> {

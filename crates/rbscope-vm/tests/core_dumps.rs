@@ -55,7 +55,7 @@ const EXPECTED_3_1_0: &[&str] = &[
     "infinite.rb:6 Object#bbb()",
     "infinite.rb:10 Object#ccc()",
     "infinite.rb:14 Object$singleton#<main>{block}()",
-    "infinite.rb:13 Kernel#loop(*)",
+    "infinite.rb:13 Kernel#loop()",
     "infinite.rb:13 Object$singleton#<main>()",
 ];
 
