@@ -210,19 +210,7 @@ pub fn local_value<M: Memory>(mem: &M, ep: usize, n: usize, i: usize) -> Result<
 /// `me_cref` slot (`ep[-2]`) of each environment up the chain, looking through an `svar`
 /// at the local one. Returns 0 when the frame runs no method (top level, class body).
 pub fn method_entry<M: Memory>(mem: &M, f: &RawFrame) -> Result<usize, ReadError> {
-    let mut ep = f.ep;
-    for _ in 0..MAX_ENV_LEVELS {
-        let local = mem.read_word(ep)? & VM_ENV_FLAG_LOCAL != 0;
-        let me = method_entry_at(mem, ep, local)?;
-        if me != 0 || local {
-            return Ok(me);
-        }
-        ep = mem.read_word(ep - WORD)? & !0x03;
-        if ep == 0 {
-            break;
-        }
-    }
-    Ok(0)
+    Ok(method_entry_depth(mem, f)?.0)
 }
 
 /// Like [`method_entry`], also saying how many environments up the chain the entry was found:

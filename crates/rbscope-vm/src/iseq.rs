@@ -196,19 +196,6 @@ impl<'a, 'm, M: Memory> Iseq<'a, 'm, M> {
         Ok((cur, depth))
     }
 
-    /// The iseq `levels` parents up (a block's enclosing block or method).
-    pub fn ancestor(&self, levels: u32) -> Result<Iseq<'a, 'm, M>, ReadError> {
-        let mut cur = Iseq::open(self.o, self.iseq)?;
-        for _ in 0..levels.min(MAX_NESTING) {
-            let parent = cur.parent()?;
-            if parent == 0 {
-                return Err(ReadError::Unreadable(cur.body));
-            }
-            cur = Iseq::open(self.o, parent)?;
-        }
-        Ok(cur)
-    }
-
     fn local_name(&self, i: i32) -> Result<Option<String>, ReadError> {
         let n = self.u32(self.l().body_local_table_size)? as i32;
         if i < 0 || i >= n {

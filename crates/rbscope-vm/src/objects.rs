@@ -52,12 +52,6 @@ impl<'m, M: Memory> Objects<'m, M> {
         self.global_symbols.is_some()
     }
 
-    /// Forgets cached names (for a reader whose memory changed underneath).
-    pub fn forget(&self) {
-        self.ids.borrow_mut().clear();
-        self.paths.borrow_mut().clear();
-    }
-
     /// The builtin type of a heap object, or None for special constants (nil, Integers...).
     pub fn builtin_type(&self, v: usize) -> Result<Option<usize>, ReadError> {
         if v == 0 || v & 0x07 != 0 || v == QNIL {
@@ -292,12 +286,6 @@ impl<'m, M: Memory> Objects<'m, M> {
         let refined = self.hidden_ivar(module, "__refined_class__")?;
         let defined_at = self.hidden_ivar(module, "__defined_at__")?;
         Ok(refined.zip(defined_at))
-    }
-
-    /// A module flagged as a refinement (any version).
-    pub fn is_refinement(&self, module: usize) -> bool {
-        matches!(self.builtin_type(module), Ok(Some(T_MODULE)))
-            && self.flags(module).is_ok_and(|f| f & FL_USER3 != 0)
     }
 
     /// 3.1: an instance variable of a class, found in its extension's `iv_tbl` (`st_table`

@@ -28,10 +28,6 @@ impl ProcessMemory {
         }
     }
 
-    pub fn pid(&self) -> i32 {
-        self.pid
-    }
-
     /// Drops every cached page: the next reads see the process as it is now.
     pub fn forget(&self) {
         self.pages.borrow_mut().clear();

@@ -60,6 +60,55 @@ pub struct Stacks {
     pub notes: Vec<String>,
 }
 
+/// What the reader should know when IDs cannot be named.
+fn symbols_note<M: Memory>(o: &Objects<'_, M>) -> Vec<String> {
+    if o.has_symbols() {
+        return Vec::new();
+    }
+    vec!["the symbol table was not found: C functions show as <cfunc>, parameters as (*)".into()]
+}
+
+/// Every thread of the VM, read up to `attempts` times (calling `refresh` between tries); when
+/// the list cannot be read, the main thread alone, with a note saying so.
+fn thread_list<M: Memory>(
+    o: &Objects<'_, M>,
+    vm: usize,
+    attempts: u32,
+    refresh: &dyn Fn(),
+    notes: &mut Vec<String>,
+) -> Result<Vec<ThreadInfo>, ReadError> {
+    let mut last_err = ReadError::Unreadable(vm);
+    for _ in 0..attempts.max(1) {
+        match threads::threads(o, vm) {
+            Ok(list) => return Ok(list),
+            Err(e @ (ReadError::ProcessGone | ReadError::PermissionDenied)) => return Err(e),
+            Err(e) => {
+                last_err = e;
+                refresh();
+            }
+        }
+    }
+    notes.push(format!(
+        "the thread list could not be read ({last_err}); showing the main thread only"
+    ));
+    Ok(vec![threads::main_thread(o, vm)?])
+}
+
+impl ThreadStack {
+    /// A thread's header, before its frames are read.
+    fn empty<M: Memory>(o: &Objects<'_, M>, t: &ThreadInfo) -> ThreadStack {
+        ThreadStack {
+            tid: t.tid,
+            name: threads::name_of(o, t),
+            status: t.status.describe(t.holds_lock),
+            main: t.main,
+            thread: format!("{:#x}", t.object),
+            frames: Vec::new(),
+            error: None,
+        }
+    }
+}
+
 /// Reads every thread's stack of the VM at `vm`. `refresh` is called before each retry so the
 /// memory source can drop what it cached.
 pub fn read_all<M: Memory>(
@@ -68,38 +117,8 @@ pub fn read_all<M: Memory>(
     opts: ReadOptions,
     refresh: &dyn Fn(),
 ) -> Result<Stacks, ReadError> {
-    let mut notes = Vec::new();
-    if !o.has_symbols() {
-        notes.push(
-            "the symbol table was not found: C functions show as <cfunc>, parameters as (*)"
-                .to_string(),
-        );
-    }
-    // Read running: each thread is re-read until its stack held still while it was read.
-    let mut list = None;
-    let mut last_err = ReadError::Unreadable(vm);
-    for _ in 0..opts.attempts.max(1) {
-        match threads::threads(o, vm) {
-            Ok(l) => {
-                list = Some(l);
-                break;
-            }
-            Err(e @ (ReadError::ProcessGone | ReadError::PermissionDenied)) => return Err(e),
-            Err(e) => {
-                last_err = e;
-                refresh();
-            }
-        }
-    }
-    let list = match list {
-        Some(l) => l,
-        None => {
-            notes.push(format!(
-                "the thread list could not be read ({last_err}); showing the main thread only"
-            ));
-            vec![threads::main_thread(o, vm)?]
-        }
-    };
+    let mut notes = symbols_note(o);
+    let list = thread_list(o, vm, opts.attempts, refresh, &mut notes)?;
     let mut out = Vec::with_capacity(list.len());
     for t in &list {
         out.push(read_thread(o, t, opts, refresh)?);
@@ -116,15 +135,7 @@ fn read_thread<M: Memory>(
     opts: ReadOptions,
     refresh: &dyn Fn(),
 ) -> Result<ThreadStack, ReadError> {
-    let mut stack = ThreadStack {
-        tid: t.tid,
-        name: threads::name_of(o, t),
-        status: t.status.describe(t.holds_lock),
-        main: t.main,
-        thread: format!("{:#x}", t.object),
-        frames: Vec::new(),
-        error: None,
-    };
+    let mut stack = ThreadStack::empty(o, t);
     if t.status == threads::ThreadStatus::Killed || t.ec == 0 {
         return Ok(stack);
     }
@@ -227,16 +238,7 @@ pub fn capture<M: Memory>(
     opts: ReadOptions,
 ) -> Result<(Vec<CapturedThread>, Vec<String>), ReadError> {
     let mut notes = Vec::new();
-    let list = match threads::threads(o, vm) {
-        Ok(l) => l,
-        Err(e @ (ReadError::ProcessGone | ReadError::PermissionDenied)) => return Err(e),
-        Err(e) => {
-            notes.push(format!(
-                "the thread list could not be read ({e}); showing the main thread only"
-            ));
-            vec![threads::main_thread(o, vm)?]
-        }
-    };
+    let list = thread_list(o, vm, 1, &|| {}, &mut notes)?;
     prefetch_stacks(o, &list);
     let mut out = Vec::with_capacity(list.len());
     for info in list {
@@ -308,27 +310,12 @@ fn prefetch_stacks<M: Memory>(o: &Objects<'_, M>, list: &[ThreadInfo]) {
 pub fn label<M: Memory>(
     o: &Objects<'_, M>,
     captured: Vec<CapturedThread>,
-    mut notes: Vec<String>,
+    notes: Vec<String>,
 ) -> Result<Stacks, ReadError> {
-    if !o.has_symbols() {
-        notes.insert(
-            0,
-            "the symbol table was not found: C functions show as <cfunc>, parameters as (*)"
-                .to_string(),
-        );
-    }
+    let notes = [symbols_note(o), notes].concat();
     let mut threads = Vec::with_capacity(captured.len());
     for c in captured {
-        let t = &c.info;
-        let mut stack = ThreadStack {
-            tid: t.tid,
-            name: threads::name_of(o, t),
-            status: t.status.describe(t.holds_lock),
-            main: t.main,
-            thread: format!("{:#x}", t.object),
-            frames: Vec::new(),
-            error: None,
-        };
+        let mut stack = ThreadStack::empty(o, &c.info);
         match c.frames.and_then(|raw| label_frames(o, &raw)) {
             Ok(frames) => stack.frames = frames,
             Err(e @ (ReadError::ProcessGone | ReadError::PermissionDenied)) => return Err(e),
@@ -337,15 +324,6 @@ pub fn label<M: Memory>(
         threads.push(stack);
     }
     Ok(Stacks { threads, notes })
-}
-
-/// The labelled frames of the execution context at `ec`, innermost first.
-pub fn frames_of<M: Memory>(
-    o: &Objects<'_, M>,
-    ec: usize,
-    max_frames: usize,
-) -> Result<Vec<Frame>, ReadError> {
-    label_frames(o, &raw_frames(o, ec, max_frames)?)
 }
 
 fn label_frames<M: Memory>(
@@ -394,9 +372,20 @@ fn ruby_frame<M: Memory>(
     let path = iseq.path().unwrap_or_else(|_| "(unknown)".to_string());
     let line = iseq.line_at(frames::pc_position(o.mem, o.l, f)?)?;
     let facts = if me != 0 {
-        // The iseq of the method's body: the method itself, or the block given to
-        // define_method.
-        let body = iseq.ancestor(me_depth)?;
+        // Up the environment chain to the iseq of the method's body (the method itself, or
+        // the block given to define_method), counting the blocks between; code given to eval
+        // is not a block.
+        let mut body = Iseq::open(o, f.iseq)?;
+        let mut depth = 0;
+        for _ in 0..me_depth {
+            if body.kind()? == IseqType::Block {
+                depth += 1;
+            }
+            match body.parent()? {
+                0 => return Err(ReadError::Unreadable(body.body)),
+                parent => body = Iseq::open(o, parent)?,
+            }
+        }
         if body.kind()? == IseqType::Method && !entry_runs(o, me, body.iseq)? {
             // A method entry of another method: frames read at two moments.
             return Err(ReadError::Unreadable(f.cfp));
@@ -410,13 +399,6 @@ fn ruby_frame<M: Memory>(
             .parameters()?
             .map(Params::Known)
             .unwrap_or(Params::Unknown);
-        // Blocks between the frame and the body; code given to eval is not a block.
-        let mut depth = 0;
-        for level in 0..me_depth {
-            if iseq.ancestor(level)?.kind()? == IseqType::Block {
-                depth += 1;
-            }
-        }
         method_facts(o, me, name, depth, params)?
     } else {
         let (local, block_depth) = iseq.local_iseq()?;

@@ -68,7 +68,7 @@ pub fn process(pid: i32, pause_it: bool, json: bool) -> anyhow::Result<i32> {
         read_paused(pid, &mem, &target)?
     } else {
         (
-            read(&mem, &target, true).map_err(|e| read_error(pid, e))?,
+            read(&mem, &target, true, &|| mem.forget()).map_err(|e| read_error(pid, e))?,
             None,
         )
     };
@@ -129,7 +129,7 @@ pub fn core(core: &Path, ruby: &Path, json: bool) -> anyhow::Result<i32> {
     }
     let mut mem = CoreMemory::open(core).map_err(|e| anyhow!(e))?;
     let target = Target::of_core(&mut mem, ruby).map_err(|e| anyhow!(e))?;
-    let stacks = read(&mem, &target, false).map_err(|e| match e {
+    let stacks = read(&mem, &target, false, &|| {}).map_err(|e| match e {
         ReadError::Unreadable(a) => anyhow!(
             "{}: the Ruby VM could not be read (address {a:#x} is not in the core file); is --ruby the program that wrote it?",
             core.display()
@@ -140,7 +140,14 @@ pub fn core(core: &Path, ruby: &Path, json: bool) -> anyhow::Result<i32> {
     print(&target, &stacks, source, None, started.elapsed(), json)
 }
 
-fn read<M: Memory + Forget>(mem: &M, target: &Target, running: bool) -> Result<Stacks, ReadError> {
+/// Reads every thread; `refresh` makes the memory source forget what it copied before a
+/// re-read (a running process), or does nothing (a core file does not change).
+fn read<M: Memory>(
+    mem: &M,
+    target: &Target,
+    running: bool,
+    refresh: &dyn Fn(),
+) -> Result<Stacks, ReadError> {
     let o = Objects::new(mem, target.layout, target.global_symbols);
     let vm = target.vm(mem).map_err(|e| match e {
         TargetError::Read(r) => r,
@@ -150,26 +157,13 @@ fn read<M: Memory + Forget>(mem: &M, target: &Target, running: bool) -> Result<S
         attempts: if running { 5 } else { 1 },
         ..ReadOptions::default()
     };
-    let mut stacks = stacks::read_all(&o, vm, opts, &|| mem.forget_all())?;
+    let mut stacks = stacks::read_all(&o, vm, opts, refresh)?;
     if target.symbols_found_by == SymbolsFoundBy::Scan {
         stacks.notes.push(
             "symbol table found by scanning libruby's data (it exports no symbol for it)".into(),
         );
     }
     Ok(stacks)
-}
-
-/// Memory sources whose cache can be dropped between attempts.
-trait Forget {
-    fn forget_all(&self);
-}
-impl Forget for ProcessMemory {
-    fn forget_all(&self) {
-        self.forget();
-    }
-}
-impl Forget for CoreMemory {
-    fn forget_all(&self) {}
 }
 
 fn ms(d: Duration) -> String {
