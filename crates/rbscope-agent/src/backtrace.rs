@@ -192,6 +192,11 @@ impl Frame {
         self.facts().block_depth
     }
 
+    /// `:rescue` or `:ensure` for a frame running such a clause, else nil.
+    fn clause(ruby: &Ruby, rb_self: &Self) -> Option<magnus::Symbol> {
+        rb_self.facts().clause.map(|c| ruby.to_symbol(c.name()))
+    }
+
     fn is_cfunc(&self) -> bool {
         self.cfunc
     }
@@ -273,33 +278,24 @@ fn backtrace(ruby: &Ruby, thread: Value) -> Result<RArray, Error> {
     if walked.is_err() {
         return Ok(out);
     }
-    // A C function's location is that of the nearest Ruby frame that called it (outward).
-    let mut caller: Option<(VALUE, usize)> = None;
-    let mut located: Vec<(StackFrame, Option<(VALUE, usize)>)> = Vec::with_capacity(stack.len());
-    for f in stack.iter().rev() {
-        if let StackFrame::Ruby(raw) = f {
-            caller = frames::pc_position(&mem, layout, raw)
-                .ok()
-                .map(|pos| (raw.iseq as VALUE, pos));
-        }
-        located.push((*f, caller));
-    }
-    for (f, at) in located.into_iter().rev() {
-        let frame = match f {
-            StackFrame::Ruby(raw) => Frame {
+    let read: Vec<ReadFrame> = stack
+        .iter()
+        .map(|f| match *f {
+            StackFrame::Ruby(raw) => ReadFrame {
                 iseq: raw.iseq as VALUE,
-                pos: at.map(|(_, pos)| pos).unwrap_or(0),
+                pos: frames::pc_position(&mem, layout, &raw).ok(),
                 me: frames::method_entry(&mem, &raw).unwrap_or(0) as VALUE,
                 self_value: raw.self_value as VALUE,
                 cfunc: false,
-                facts: OnceCell::new(),
             },
             StackFrame::C {
                 cfp,
                 ep,
                 self_value,
-            } => {
-                let me = frames::method_entry(
+            } => ReadFrame {
+                iseq: 0,
+                pos: None,
+                me: frames::method_entry(
                     &mem,
                     &RawFrame {
                         cfp,
@@ -309,20 +305,85 @@ fn backtrace(ruby: &Ruby, thread: Value) -> Result<RArray, Error> {
                         ep,
                     },
                 )
-                .unwrap_or(0) as VALUE;
-                Frame {
-                    iseq: at.map(|(iseq, _)| iseq).unwrap_or(0),
-                    pos: at.map(|(_, pos)| pos).unwrap_or(0),
-                    me,
-                    self_value: self_value as VALUE,
-                    cfunc: true,
-                    facts: OnceCell::new(),
-                }
-            }
-        };
-        out.push(frame)?;
-    }
+                .unwrap_or(0) as VALUE,
+                self_value: self_value as VALUE,
+                cfunc: true,
+            },
+        })
+        .collect();
+    push_frames(out, read)?;
     Ok(out)
+}
+
+/// A frame as read from a stack (live, or copied at raise), before it becomes a `Frame`.
+struct ReadFrame {
+    /// 0 for a C function.
+    iseq: VALUE,
+    /// The instruction index in `iseq`, when it could be read.
+    pos: Option<usize>,
+    me: VALUE,
+    self_value: VALUE,
+    cfunc: bool,
+}
+
+/// Turns frames (innermost first) into `Frame`s appended to `out`. A C function is placed
+/// where Ruby reports it: at the nearest Ruby frame that called it (outward).
+fn push_frames(out: RArray, read: Vec<ReadFrame>) -> Result<(), Error> {
+    let mut caller: Option<(VALUE, usize)> = None;
+    let mut located: Vec<(ReadFrame, Option<(VALUE, usize)>)> = Vec::with_capacity(read.len());
+    for f in read.into_iter().rev() {
+        if !f.cfunc {
+            caller = f.pos.map(|pos| (f.iseq, pos));
+        }
+        located.push((f, caller));
+    }
+    for (f, at) in located.into_iter().rev() {
+        let (iseq, pos) = if f.cfunc {
+            at.unwrap_or((0, 0))
+        } else {
+            (f.iseq, f.pos.unwrap_or(0))
+        };
+        out.push(Frame {
+            iseq,
+            pos,
+            me: if f.me == rb::FALSE { 0 } else { f.me },
+            self_value: f.self_value,
+            cfunc: f.cfunc,
+            facts: OnceCell::new(),
+        })?;
+    }
+    Ok(())
+}
+
+/// `Rbscope::Native.better_backtrace(exception)`: the frames of the stack `exception` was
+/// raised from, copied at raise by the fast capture, innermost first. Nil when there is no such
+/// copy (raised before rbscope started, or inside rbscope, the capture already replaced by
+/// newer raises, or a Ruby where the fast capture is off), and nil when the copy does not
+/// agree with the exception's own backtrace (one set by hand, or a re-raise from elsewhere
+/// after the first capture was replaced): a better backtrace never contradicts Ruby's.
+fn better_backtrace(ruby: &Ruby, exc: Value) -> Result<Option<RArray>, Error> {
+    let gvl = gvl();
+    let Some(slot) = crate::ring::find(gvl, exc.as_raw()) else {
+        return Ok(None);
+    };
+    if !slot.fast {
+        return Ok(None);
+    }
+    let read: Vec<ReadFrame> = fast_capture::decode(&slot.words)
+        .into_iter()
+        .map(|f| ReadFrame {
+            iseq: if f.cfunc { 0 } else { f.iseq },
+            pos: (!f.cfunc).then_some(f.pos),
+            me: f.method_entry,
+            self_value: f.self_value,
+            cfunc: f.cfunc,
+        })
+        .collect();
+    let out = ruby.ary_new();
+    // The ring keeps the copied VALUEs alive (and still holds this capture: nothing here
+    // raises) until each Frame marks its own.
+    push_frames(out, read)?;
+    Ok(Some(out))
 }
 
 pub fn define(ruby: &Ruby, module: magnus::RModule, native: magnus::RModule) -> Result<(), Error> {
@@ -337,9 +398,11 @@ pub fn define(ruby: &Ruby, module: magnus::RModule, native: magnus::RModule) -> 
     class.define_method("kind", method!(Frame::kind, 0))?;
     class.define_method("refined_in", method!(Frame::refined_in, 0))?;
     class.define_method("block_depth", method!(Frame::block_depth, 0))?;
+    class.define_method("clause", method!(Frame::clause, 0))?;
     class.define_method("cfunc?", method!(Frame::is_cfunc, 0))?;
     class.define_method("parameters", method!(Frame::parameters, 0))?;
     class.define_method("to_s", method!(Frame::to_s, 0))?;
     native.define_singleton_method("backtrace", function!(backtrace, 1))?;
+    native.define_singleton_method("better_backtrace", function!(better_backtrace, 1))?;
     Ok(())
 }

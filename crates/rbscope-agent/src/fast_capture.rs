@@ -164,9 +164,9 @@ unsafe fn rd(addr: usize) -> usize {
     unsafe { std::ptr::read(addr as *const usize) }
 }
 
-/// Copies the current thread's Ruby frames into `out`, in the record format (per frame: iseq,
+/// Copies the current thread's frames into `out`, in the record format (per frame: iseq,
 /// position, self, method entry, cfp, ep, level count, then per level: local count and the
-/// local values). Returns the number of words written, or None when the stack does not fit
+/// local values; a C function's frame has false for its iseq and no levels). Returns the number of words written, or None when the stack does not fit
 /// or looks wrong. The same walk as `rbscope_vm::frames::walk`, flattened for speed: this
 /// runs on every raise.
 ///
@@ -195,15 +195,15 @@ unsafe fn copy_stack(l: &Layout, ec: usize, out: *mut VALUE, cap: usize) -> Opti
         let (ep, iseq, pc) =
             unsafe { (rd(cfp + l.cfp_ep), rd(cfp + l.cfp_iseq), rd(cfp + l.cfp_pc)) };
         // SAFETY: a frame's ep points at its environment's flags word.
-        if iseq != 0 && pc != 0 && ep != 0 && unsafe { rd(ep) } & frames::VM_FRAME_FLAG_CFRAME == 0
-        {
+        let cframe = ep != 0 && unsafe { rd(ep) } & frames::VM_FRAME_FLAG_CFRAME != 0;
+        if iseq != 0 && pc != 0 && ep != 0 && !cframe {
             frames += 1;
             // SAFETY: a Ruby frame's iseq and its body are live VM structures.
             let body = unsafe { rd(iseq + l.iseq_body) };
             // SAFETY: the body just read is that live iseq's.
             let enc = unsafe { rd(body + l.body_iseq_encoded) };
             let pos = (pc.saturating_sub(enc) / 8).saturating_sub(1);
-            if len + 7 > cap {
+            if len + FRAME_HEADER > cap {
                 return None;
             }
             let start = len;
@@ -214,7 +214,7 @@ unsafe fn copy_stack(l: &Layout, ec: usize, out: *mut VALUE, cap: usize) -> Opti
             put(len + 3, rb::FALSE);
             put(len + 4, fix(cfp));
             put(len + 5, fix(ep));
-            len += 7;
+            len += FRAME_HEADER;
             let (mut ep, mut body) = (ep, body);
             let mut levels = 0;
             let mut me = 0usize;
@@ -255,6 +255,22 @@ unsafe fn copy_stack(l: &Layout, ec: usize, out: *mut VALUE, cap: usize) -> Opti
                 put(start + 3, me as VALUE);
             }
             put(start + 6, fix(levels));
+        } else if cframe {
+            // A C function: no iseq (written as false), its method entry, no locals. Kept for
+            // better backtraces, which show C frames where Ruby's backtrace does.
+            if len + FRAME_HEADER > cap {
+                return None;
+            }
+            put(len, rb::FALSE);
+            put(len + 1, fix(0));
+            // SAFETY: cfp lies inside this thread's control-frame area.
+            put(len + 2, unsafe { rd(cfp + l.cfp_self) } as VALUE);
+            let me = frames::method_entry_at(&LocalMemory, ep, true).unwrap_or(0);
+            put(len + 3, if me == 0 { rb::FALSE } else { me as VALUE });
+            put(len + 4, fix(cfp));
+            put(len + 5, fix(ep));
+            put(len + 6, fix(0));
+            len += FRAME_HEADER;
         }
         cfp += l.cfp_size;
     }
@@ -290,7 +306,10 @@ pub fn capture(layout: &Layout, words: &mut Vec<VALUE>) -> bool {
 
 /// One frame decoded from a fast record.
 pub struct FastFrame {
+    /// Position among the Ruby frames (C frames share the index of the Ruby frame below).
     pub index: usize,
+    /// A C function's frame: no iseq, no locals.
+    pub cfunc: bool,
     pub iseq: VALUE,
     pub pos: usize,
     pub self_value: VALUE,
@@ -304,6 +323,7 @@ pub struct FastFrame {
 /// Decodes the words that `capture` copied.
 pub fn decode(words: &[VALUE]) -> Vec<FastFrame> {
     let mut out = Vec::new();
+    let mut ruby_frames = 0;
     let mut i = 0;
     let fix = |v: Option<&VALUE>| v.and_then(|v| rb::fixnum(*v)).unwrap_or(-1);
     while i + FRAME_HEADER <= words.len() {
@@ -311,8 +331,10 @@ pub fn decode(words: &[VALUE]) -> Vec<FastFrame> {
         if nlevels < 0 {
             break;
         }
+        let cfunc = words[i] == rb::FALSE;
         let mut f = FastFrame {
-            index: out.len(),
+            index: ruby_frames,
+            cfunc,
             iseq: words[i],
             pos: fix(words.get(i + 1)).max(0) as usize,
             self_value: words[i + 2],
@@ -329,6 +351,9 @@ pub fn decode(words: &[VALUE]) -> Vec<FastFrame> {
             }
             f.levels.push(words[i + 1..i + 1 + n as usize].to_vec());
             i += 1 + n as usize;
+        }
+        if !cfunc {
+            ruby_frames += 1;
         }
         out.push(f);
     }

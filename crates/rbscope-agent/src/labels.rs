@@ -10,7 +10,7 @@ use rb_sys::{ruby_value_type as T, VALUE};
 use rbscope_backtrace::{FrameFacts, MethodKind, Param, Params};
 
 pub fn facts(gvl: Gvl, label: &str, base_label: &str, klass: VALUE, self_v: VALUE) -> FrameFacts {
-    let block_depth = block_depth(label);
+    let (block_depth, clause) = rbscope_backtrace::nesting_of_label(label);
     let is_module = |v: VALUE| matches!(rb::type_of(gvl, v), T::RUBY_T_CLASS | T::RUBY_T_MODULE);
     let self_class = || rb::class_name_of(gvl, self_v);
 
@@ -27,6 +27,7 @@ pub fn facts(gvl: Gvl, label: &str, base_label: &str, klass: VALUE, self_v: VALU
             method_name: base_label.to_string(),
             kind,
             block_depth,
+            clause,
             params: Params::Known(Vec::new()),
         };
     }
@@ -70,6 +71,7 @@ pub fn facts(gvl: Gvl, label: &str, base_label: &str, klass: VALUE, self_v: VALU
         method_name: base_label.to_string(),
         kind,
         block_depth,
+        clause,
         params,
     }
 }
@@ -107,20 +109,6 @@ pub fn facts_for_entry(
         None => (label.to_string(), base_label.to_string()),
     };
     (facts(gvl, &label, &base_label, klass, self_v), base_label)
-}
-
-/// `block in x` is one level, `block (3 levels) in x` three.
-fn block_depth(label: &str) -> u32 {
-    if let Some(rest) = label.strip_prefix("block (") {
-        rest.split(' ')
-            .next()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(1)
-    } else if label.starts_with("block in ") {
-        1
-    } else {
-        0
-    }
 }
 
 fn is_subclass(gvl: Gvl, a: VALUE, b: VALUE) -> bool {

@@ -198,6 +198,9 @@ fn fast_frames(
     let mut skipped = 0i64;
     let running = fast_capture::running_frames(layout);
     for mut f in fast_capture::decode(words) {
+        if f.cfunc {
+            continue;
+        }
         let text = fast_capture::frame_text(gvl, &f);
         if !capture::is_app_path(&agent.config, text.path.as_bytes()) {
             continue;

@@ -12,6 +12,7 @@
 //! ClassD$singleton#hello()           method on one specific object
 //! ClassG$refinement@Mod::Refines#hello()
 //! ClassF#hello{block}{block}()       nested blocks
+//! ClassF#hello{block}{rescue}()      a rescue clause (in a block), as Ruby's `rescue in`
 //! Object#method(a, b, *c, (), f:, g:, **h, &i)
 //! ```
 
@@ -57,6 +58,45 @@ pub enum Params {
     Unknown,
 }
 
+/// A frame that runs a `rescue` or `ensure` clause: Ruby gives those their own frames
+/// (`rescue in foo`, `ensure in foo`), so the label says which part of the method it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Clause {
+    Rescue,
+    Ensure,
+}
+
+impl Clause {
+    pub fn name(self) -> &'static str {
+        match self {
+            Clause::Rescue => "rescue",
+            Clause::Ensure => "ensure",
+        }
+    }
+}
+
+/// How deep in blocks a frame is and whether it runs a rescue or ensure clause, from its
+/// iseq's label as the VM names it when compiling: `block in m` (1), `block (3 levels) in m`
+/// (3), `rescue in block in m` (1, rescue). Ruby counts only blocks in the level, so a block
+/// inside a rescue clause is just a block.
+pub fn nesting_of_label(label: &str) -> (u32, Option<Clause>) {
+    let (clause, rest) = if let Some(r) = label.strip_prefix("rescue in ") {
+        (Some(Clause::Rescue), r)
+    } else if let Some(r) = label.strip_prefix("ensure in ") {
+        (Some(Clause::Ensure), r)
+    } else {
+        (None, label)
+    };
+    let depth = if let Some(r) = rest.strip_prefix("block (") {
+        r.split(' ').next().and_then(|n| n.parse().ok()).unwrap_or(1)
+    } else if rest.starts_with("block in ") {
+        1
+    } else {
+        0
+    };
+    (depth, clause)
+}
+
 /// Everything needed to print one frame's label.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FrameFacts {
@@ -64,6 +104,9 @@ pub struct FrameFacts {
     pub method_name: String,
     pub kind: MethodKind,
     pub block_depth: u32,
+    /// Set when the frame runs a rescue or ensure clause (after any blocks it is in).
+    #[serde(default)]
+    pub clause: Option<Clause>,
     pub params: Params,
 }
 
@@ -138,6 +181,11 @@ impl FrameFacts {
         for _ in 0..self.block_depth {
             s.push_str("{block}");
         }
+        if let Some(c) = self.clause {
+            s.push('{');
+            s.push_str(c.name());
+            s.push('}');
+        }
         s
     }
 
@@ -162,6 +210,7 @@ mod tests {
             method_name: m.into(),
             kind,
             block_depth: depth,
+            clause: None,
             params,
         }
     }
@@ -230,5 +279,21 @@ mod tests {
             format_line("x.rb", 121, &f),
             "x.rb:121:in Object#method_with_complex_parameters(a, b, *c, (), f:, g:, **h, &i)"
         );
+    }
+
+    #[test]
+    fn nesting_from_vm_labels() {
+        assert_eq!(nesting_of_label("m"), (0, None));
+        assert_eq!(nesting_of_label("block in m"), (1, None));
+        assert_eq!(nesting_of_label("block (3 levels) in <main>"), (3, None));
+        assert_eq!(nesting_of_label("rescue in m"), (0, Some(Clause::Rescue)));
+        assert_eq!(
+            nesting_of_label("rescue in block (2 levels) in m"),
+            (2, Some(Clause::Rescue))
+        );
+        assert_eq!(nesting_of_label("ensure in block in m"), (1, Some(Clause::Ensure)));
+        let mut f = facts("Object", "m", MethodKind::Instance, 2, Params::Known(vec![]));
+        f.clause = Some(Clause::Rescue);
+        assert_eq!(f.label_with_params(), "Object#m{block}{block}{rescue}()");
     }
 }

@@ -13,7 +13,7 @@ use crate::iseq::{Iseq, IseqType};
 use crate::memory::{Memory, ReadError};
 use crate::objects::{Objects, T_CLASS, T_MODULE};
 use crate::threads::{self, ThreadInfo};
-use rbscope_backtrace::{FrameFacts, MethodKind, Params};
+use rbscope_backtrace::{Clause, FrameFacts, MethodKind, Params};
 use serde::Serialize;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -371,7 +371,7 @@ fn ruby_frame<M: Memory>(
     // data, which a core file may leave out: the object checked out, only its text is missing.
     let path = iseq.path().unwrap_or_else(|_| "(unknown)".to_string());
     let line = iseq.line_at(frames::pc_position(o.mem, o.l, f)?)?;
-    let facts = if me != 0 {
+    let mut facts = if me != 0 {
         // Up the environment chain to the iseq of the method's body (the method itself, or
         // the block given to define_method), counting the blocks between; code given to eval
         // is not a block.
@@ -409,6 +409,11 @@ fn ruby_frame<M: Memory>(
         }
         top_level_facts(o, &local, f.self_value, block_depth)?
     };
+    facts.clause = match iseq.kind()? {
+        IseqType::Rescue => Some(Clause::Rescue),
+        IseqType::Ensure => Some(Clause::Ensure),
+        _ => None,
+    };
     Ok(Frame {
         path,
         line: Some(line),
@@ -426,6 +431,7 @@ fn c_frame<M: Memory>(o: &Objects<'_, M>, me: usize) -> Result<Frame, ReadError>
             method_name: "<cfunc>".into(),
             kind: MethodKind::Instance,
             block_depth: 0,
+            clause: None,
             params: Params::Unknown,
         },
         (me, name) => method_facts(
@@ -522,6 +528,7 @@ fn method_facts<M: Memory>(
         method_name,
         kind,
         block_depth,
+        clause: None,
         params,
     })
 }
@@ -551,6 +558,7 @@ fn top_level_facts<M: Memory>(
         method_name: name,
         kind,
         block_depth,
+        clause: None,
         params: Params::Known(Vec::new()),
     })
 }

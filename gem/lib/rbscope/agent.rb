@@ -6,6 +6,7 @@ require_relative "context"
 require_relative "thread_reporting"
 require_relative "fork_hook"
 require_relative "middleware"
+require_relative "better_backtraces"
 
 begin
   require "rbscope/rbscope_agent"
@@ -85,14 +86,15 @@ module Rbscope
       if exception && !ignored_at_exit?(exception)
         report(exception, how: "escaped the program")
       end
-      return if flush(5)
-
-      warn "[rbscope] snapshots not written before exit (see the store errors above); they are lost"
+      warn "[rbscope] snapshots not written before exit (see the store errors above); they are lost" unless flush(5)
+      BetterBacktraces.__before_exit_report(exception) if exception
     end
 
     # Called when an exception escapes a thread's block.
-    def __report_thread(exception)
+    # `wrapper` is rbscope's block around the thread's own `block`.
+    def __report_thread(exception, wrapper = nil, block = nil)
       report(exception, how: "escaped a thread") unless ignored_at_exit?(exception)
+      BetterBacktraces.__print_thread(Thread.current, exception, wrapper, block)
     end
 
     private

@@ -9,10 +9,10 @@ module Rbscope
       module_function
 
       def block(block)
-        proc do |*args, **kwargs, &blk|
+        wrapper = proc do |*args, **kwargs, &blk|
           block.call(*args, **kwargs, &blk)
         rescue Exception => e # rubocop:disable Lint/RescueException
-          Rbscope.__report_thread(e)
+          Rbscope.__report_thread(e, wrapper, block)
           raise
         end
       end
