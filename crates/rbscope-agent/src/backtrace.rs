@@ -150,7 +150,9 @@ impl Frame {
         if self.cfunc {
             let name = fast_capture::called_name(gvl, self.me).unwrap_or_else(|| "?".into());
             let klass = frame_class(gvl, self.me);
-            return labels::facts(gvl, &name, &name, klass, self.self_value);
+            let mut facts = labels::facts(gvl, &name, &name, klass, self.self_value);
+            facts.params = facts.params.of_c_function();
+            return facts;
         }
         // A Ruby frame always has its (marked, live) iseq.
         let label = iseq_string(gvl, self.iseq, rb_iseq_label);

@@ -413,15 +413,8 @@ pub fn frame_class(gvl: Gvl, me: VALUE) -> VALUE {
             // SAFETY: an iclass's RBasic klass is the module it stands for.
             unsafe { (*(klass as *const rb_sys::RBasic)).klass }
         }
-        rb_sys::ruby_value_type::RUBY_T_CLASS => {
-            // SAFETY: reading RBasic flags of a live class.
-            let flags = unsafe { (*(klass as *const rb_sys::RBasic)).flags };
-            if flags & (rb_sys::ruby_fl_type::RUBY_FL_SINGLETON as VALUE) != 0 {
-                // SAFETY: a singleton class keeps its object in the internal `__attached__`.
-                unsafe { rb_sys::rb_ivar_get(klass, rb::intern(gvl, "__attached__")) }
-            } else {
-                klass
-            }
+        rb_sys::ruby_value_type::RUBY_T_CLASS if rb::is_singleton_class(gvl, klass) => {
+            rb::attached_object(gvl, klass)
         }
         _ => klass,
     }

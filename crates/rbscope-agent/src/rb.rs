@@ -139,10 +139,22 @@ pub fn module_name(gvl: Gvl, module: VALUE) -> Option<String> {
     to_string(gvl, name)
 }
 
-/// A readable class path: the name, or `#<Class:0x...>` for an anonymous class.
+/// A readable class path: the name, `#<Class:0x...>` for an anonymous class, and for a
+/// singleton class what `inspect` shows (`#<Class:#<Object:0x...>>`, `#<Class:Foo>`), built
+/// without calling the object's own `inspect`.
 pub fn class_path(gvl: Gvl, module: VALUE) -> String {
     if let Some(n) = module_name(gvl, module) {
         return n;
+    }
+    if is_singleton_class(gvl, module) {
+        let attached = attached_object(gvl, module);
+        let inner = match type_of(gvl, attached) {
+            ruby_value_type::RUBY_T_CLASS | ruby_value_type::RUBY_T_MODULE => {
+                class_path(gvl, attached)
+            }
+            _ => format!("#<{}:0x{:016x}>", class_name_of(gvl, attached), attached),
+        };
+        return format!("#<Class:{inner}>");
     }
     // SAFETY: GVL held; rb_class_path never raises for a Module and builds "#<Class:0x...>".
     let p = unsafe { rb_sys::rb_class_path(module) };
@@ -240,4 +252,35 @@ pub fn fixnum(v: VALUE) -> Option<i64> {
     } else {
         None
     }
+}
+
+/// Whether `klass` is a singleton class.
+pub fn is_singleton_class(gvl: Gvl, klass: VALUE) -> bool {
+    if type_of(gvl, klass) != ruby_value_type::RUBY_T_CLASS {
+        return false;
+    }
+    // SAFETY: reading the RBasic flags of a live class.
+    let flags = unsafe { (*(klass as *const rb_sys::RBasic)).flags };
+    flags & (rb_sys::ruby_fl_type::RUBY_FL_SINGLETON as VALUE) != 0
+}
+
+/// The object a singleton class belongs to: `Class#attached_object` where Ruby has it (3.2+),
+/// the class's internal `__attached__` before that.
+pub fn attached_object(gvl: Gvl, singleton: VALUE) -> VALUE {
+    static HAS_METHOD: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let has = *HAS_METHOD.get_or_init(|| {
+        let sym = rb_sys::ID2SYM(intern(gvl, "attached_object"));
+        const_at(gvl, "Class")
+            .and_then(|c| call(gvl, c, "method_defined?", &[sym]).ok())
+            .map(truthy)
+            .unwrap_or(false)
+    });
+    if has {
+        if let Ok(v) = core_call(gvl, "Class", "attached_object", singleton, &[]) {
+            return v;
+        }
+    }
+    // SAFETY: GVL held; a singleton class keeps its object in the internal `__attached__`
+    // (Ruby 3.1), and rb_ivar_get never raises.
+    unsafe { rb_sys::rb_ivar_get(singleton, intern(gvl, "__attached__")) }
 }

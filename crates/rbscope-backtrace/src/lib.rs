@@ -88,13 +88,34 @@ pub fn nesting_of_label(label: &str) -> (u32, Option<Clause>) {
         (None, label)
     };
     let depth = if let Some(r) = rest.strip_prefix("block (") {
-        r.split(' ').next().and_then(|n| n.parse().ok()).unwrap_or(1)
+        r.split(' ')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1)
     } else if rest.starts_with("block in ") {
         1
     } else {
         0
     };
     (depth, clause)
+}
+
+impl Params {
+    /// A C function's parameters: Ruby has no names for them, so an unnamed required one
+    /// prints as `_` (`Kernel#method(_)`), not as the `()` of a destructuring pattern.
+    pub fn of_c_function(self) -> Params {
+        match self {
+            Params::Known(list) => Params::Known(
+                list.into_iter()
+                    .map(|p| match p {
+                        Param::Req(None) => Param::Req(Some("_".into())),
+                        other => other,
+                    })
+                    .collect(),
+            ),
+            Params::Unknown => Params::Unknown,
+        }
+    }
 }
 
 /// Everything needed to print one frame's label.
@@ -291,8 +312,17 @@ mod tests {
             nesting_of_label("rescue in block (2 levels) in m"),
             (2, Some(Clause::Rescue))
         );
-        assert_eq!(nesting_of_label("ensure in block in m"), (1, Some(Clause::Ensure)));
-        let mut f = facts("Object", "m", MethodKind::Instance, 2, Params::Known(vec![]));
+        assert_eq!(
+            nesting_of_label("ensure in block in m"),
+            (1, Some(Clause::Ensure))
+        );
+        let mut f = facts(
+            "Object",
+            "m",
+            MethodKind::Instance,
+            2,
+            Params::Known(vec![]),
+        );
         f.clause = Some(Clause::Rescue);
         assert_eq!(f.label_with_params(), "Object#m{block}{block}{rescue}()");
     }

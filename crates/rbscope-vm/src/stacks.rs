@@ -480,7 +480,7 @@ fn cfunc_params<M: Memory>(o: &Objects<'_, M>, me: usize) -> Params {
     };
     match read() {
         Ok(Some(n @ 0..=15)) => {
-            Params::Known(vec![rbscope_backtrace::Param::Req(None); n as usize])
+            Params::Known(vec![rbscope_backtrace::Param::Req(None); n as usize]).of_c_function()
         }
         _ => Params::Unknown,
     }

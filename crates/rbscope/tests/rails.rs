@@ -175,3 +175,40 @@ fn a_failing_active_job_is_stored() {
     let f = s.frame("ReportJob#perform");
     assert_eq!(s.obj(s.local(f, "user"))["class"], "User");
 }
+
+#[test]
+fn better_backtraces_in_the_rails_error_log() {
+    let sb = Sandbox::new();
+    rails_app(&sb);
+    let out = Command::new("ruby")
+        .arg(format!("-I{}", gem_lib().display()))
+        .args(["-r./config/application", "-e"])
+        .arg(
+            r#"log = StringIO.new
+Rails.application.config.logger = ActiveSupport::Logger.new(log)
+Rails.application.config.rbscope.better_backtraces = true
+require "./config/environment"
+status, = Rack::MockRequest.new(Rails.application).get("/users?limit=2").then { |r| [r.status] }
+puts status
+puts log.string.lines.grep(/ArgumentError|config\/environment/)"#,
+        )
+        .current_dir(sb.dir.path())
+        .env("RBSCOPE_STORE", sb.store())
+        .env("XDG_RUNTIME_DIR", sb.dir.path().join("run"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().map(str::trim_end).collect();
+    // The app's frames, cleaned by Rails' backtrace cleaner (root-relative, framework frames
+    // silenced), labelled by rbscope.
+    assert_eq!(
+        lines,
+        [
+            "500",
+            "ArgumentError (report for 2 users failed):",
+            "config/environment.rb:18:in UsersController#index()",
+        ],
+        "{text}"
+    );
+}

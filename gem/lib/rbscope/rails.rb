@@ -14,7 +14,8 @@ module Rbscope
   # name, and a restore in a process that loaded the app gets that process's own back.
   #
   # Settings: `config.rbscope.<option> = ...` for any Rbscope.start option;
-  # `config.rbscope.report_4xx = true` stores 4xx exceptions as well.
+  # `config.rbscope.report_4xx = true` stores 4xx exceptions as well;
+  # `config.rbscope.better_backtraces = true` logs request errors with better backtraces.
   class Railtie < ::Rails::Railtie
     config.rbscope = ActiveSupport::OrderedOptions.new
 
@@ -24,7 +25,7 @@ module Rbscope
 
     config.after_initialize do |app|
       Railtie.register_magic_roots(app)
-      options = app.config.rbscope.to_h.except(:report_4xx)
+      options = app.config.rbscope.to_h.except(:report_4xx, :better_backtraces)
       names = Array(options.delete(:redact_names))
       filters = Array(app.config.filter_parameters)
       filters += Array(ActiveRecord::Base.filter_attributes) if defined?(ActiveRecord::Base)
@@ -32,6 +33,36 @@ module Rbscope
       options[:redact_names] = names.uniq unless names.empty?
       options[:app_root] ||= Rails.root.to_s
       Rbscope.start(**options) unless Rbscope.started?
+      Railtie.better_backtraces if app.config.rbscope.better_backtraces
+    end
+
+    # `config.rbscope.better_backtraces = true`: the error Rails logs for a failed request
+    # lists the better frames (through Rails' backtrace cleaner, as its own trace is), and
+    # uncaught exceptions print in the better format (Rbscope::BetterBacktraces.install).
+    def self.better_backtraces
+      Rbscope::BetterBacktraces.install
+      ActionDispatch::DebugExceptions.prepend(BetterErrorLog)
+    end
+
+    module BetterErrorLog
+      private
+
+      def log_error(request, wrapper)
+        exception = wrapper.exception
+        frames = exception.better_backtrace
+        return super unless frames
+
+        logger = logger(request)
+        return unless logger
+
+        lines = frames.map(&:to_s)
+        cleaned = Rails.backtrace_cleaner.clean(lines)
+        message = ["  ", "#{exception.class} (#{exception.message}):"]
+        message.concat(exception.annotated_source_code) if exception.respond_to?(:annotated_source_code)
+        message << "  "
+        message.concat(cleaned.empty? ? lines : cleaned)
+        log_array(logger, message)
+      end
     end
 
     def self.register_magic_roots(app)
