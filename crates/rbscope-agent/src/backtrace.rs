@@ -388,6 +388,26 @@ fn better_backtrace(ruby: &Ruby, exc: Value) -> Result<Option<RArray>, Error> {
     Ok(Some(out))
 }
 
+/// `thread`'s frames as the wire protocol carries them (labels worked out here).
+pub fn proto_frames(ruby: &Ruby, thread: VALUE) -> Result<Vec<rbscope_proto::StackFrame>, Error> {
+    // SAFETY: `thread` is a live Thread VALUE from Thread.list, held by the caller.
+    let frames = backtrace(ruby, unsafe { Value::from_raw(thread) })?;
+    let mut out = Vec::with_capacity(frames.len());
+    for i in 0..frames.len() {
+        let v: Value = frames.entry(i as isize)?;
+        let f = <&Frame>::try_convert(v)?;
+        let facts = f.facts();
+        out.push(rbscope_proto::StackFrame {
+            path: f.path().unwrap_or_default(),
+            line: (f.iseq != 0).then(|| f.lineno()),
+            label: facts.label_with_params(),
+            facts,
+            cfunc: f.cfunc,
+        });
+    }
+    Ok(out)
+}
+
 pub fn define(ruby: &Ruby, module: magnus::RModule, native: magnus::RModule) -> Result<(), Error> {
     use magnus::{function, method};
     let class = module.define_class("Frame", ruby.class_object())?;

@@ -6,6 +6,7 @@
 //! versioned handshake of `rbscope-proto`, and answers from atomics and a settings copy: it
 //! never touches the Ruby VM, so it answers even while every Ruby thread is busy.
 
+use crate::agent_thread::{Work, WorkQueue};
 use crate::counters::{bump, Counters};
 use rbscope_proto::{
     mismatch_advice, paths, read_frame, write_frame, AgentMessage, AgentStatus, ClientMessage,
@@ -17,8 +18,9 @@ use std::os::unix::io::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What the control thread may show; copied at start, counters live.
 pub struct StatusSource {
@@ -27,6 +29,8 @@ pub struct StatusSource {
     pub warnings: Vec<String>,
     pub counters: Arc<Counters>,
     pub ruby_version: String,
+    /// The agent's Ruby thread, when it runs (requests that need the VM go there).
+    pub work: Option<WorkQueue>,
 }
 
 pub struct ControlServer {
@@ -198,7 +202,43 @@ fn handle(mut stream: UnixStream, source: &StatusSource) -> Result<(), FrameErro
                 warnings: source.warnings.clone(),
             }),
             ClientMessage::Hello(_) => AgentMessage::Error("already said hello".into()),
+            ClientMessage::Stacks { wait_ms } => stacks(source, wait_ms),
         };
         write_frame(&mut stream, &reply)?;
+    }
+}
+
+/// Hands the stack read to the agent's Ruby thread and waits up to `wait_ms` for it. The
+/// control thread itself never touches the VM.
+fn stacks(source: &StatusSource, wait_ms: u32) -> AgentMessage {
+    let Some(queue) = &source.work else {
+        return AgentMessage::Busy(
+            "the agent has no Ruby thread for requests (it failed to start; see rbscope doctor)"
+                .into(),
+        );
+    };
+    let wait = Duration::from_millis(u64::from(wait_ms.clamp(1, 60_000)));
+    let asked = Instant::now();
+    let (reply, answer) = mpsc::sync_channel(1);
+    let work = Work::Stacks {
+        asked,
+        deadline: asked + wait,
+        reply,
+    };
+    if !queue.offer(work) {
+        return AgentMessage::Busy(
+            "the agent is still working on earlier requests, or its Ruby thread has ended".into(),
+        );
+    }
+    match answer.recv_timeout(wait) {
+        Ok(message) => message,
+        Err(RecvTimeoutError::Timeout) => AgentMessage::Busy(format!(
+            "the Ruby VM did not give the agent a turn within {} ms (native code, such as a C \
+             extension, may be holding the GVL)",
+            wait.as_millis()
+        )),
+        Err(RecvTimeoutError::Disconnected) => {
+            AgentMessage::Busy("the agent's Ruby thread ended before answering".into())
+        }
     }
 }

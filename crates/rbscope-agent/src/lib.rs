@@ -12,6 +12,7 @@
 //! `rbscope-proto`, `rbscope-backtrace`, `rbscope-vm`); this crate gathers facts and hands
 //! them over.
 
+mod agent_thread;
 mod backtrace;
 mod capture;
 mod config;
@@ -21,6 +22,7 @@ mod fast_capture;
 mod graph;
 mod labels;
 mod lifecycle;
+mod live_stacks;
 mod rb;
 mod report;
 mod restore_data;

@@ -66,6 +66,10 @@ pub fn start(gvl: Gvl, config: Config) -> Result<bool, String> {
         }
     }
     if agent.config.control_socket {
+        match crate::agent_thread::start(gvl) {
+            Ok(queue) => agent.work = Some(queue),
+            Err(e) => agent.warnings.push(format!("live requests disabled: {e}")),
+        }
         let source = StatusSource {
             store: location.describe(),
             settings: agent
@@ -77,6 +81,7 @@ pub fn start(gvl: Gvl, config: Config) -> Result<bool, String> {
             warnings: agent.warnings.clone(),
             counters,
             ruby_version: ruby_version(gvl),
+            work: agent.work.clone(),
         };
         match ControlServer::start(source) {
             Ok(server) => agent.control = Some(server),
@@ -102,6 +107,9 @@ pub fn stop(gvl: Gvl) {
         if agent.pid == state::process_id() {
             if let Some(c) = &agent.control {
                 c.shutdown();
+            }
+            if let Some(w) = &agent.work {
+                w.stop();
             }
             agent.writer.flush(crate::writer::EXIT_FLUSH);
         } else {

@@ -284,3 +284,9 @@ pub fn attached_object(gvl: Gvl, singleton: VALUE) -> VALUE {
     // (Ruby 3.1), and rb_ivar_get never raises.
     unsafe { rb_sys::rb_ivar_get(singleton, intern(gvl, "__attached__")) }
 }
+
+/// A new Ruby String (UTF-8) with `text`.
+pub fn str_new(_gvl: Gvl, text: &str) -> VALUE {
+    // SAFETY: GVL held; the pointer and length describe `text`, which Ruby copies.
+    unsafe { rb_sys::rb_utf8_str_new(text.as_ptr() as *const _, text.len() as _) }
+}

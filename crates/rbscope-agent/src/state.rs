@@ -24,6 +24,8 @@ pub struct Agent {
     pub status_notes: Vec<(String, String)>,
     rate: Mutex<RateLimiter>,
     pub control: Option<ControlServer>,
+    /// The agent's Ruby thread, for requests that need the VM.
+    pub work: Option<crate::agent_thread::WorkQueue>,
 }
 
 static AGENT: Mutex<Option<Arc<Agent>>> = Mutex::new(None);
@@ -91,6 +93,7 @@ impl Agent {
             status_notes: Vec::new(),
             rate: Mutex::new(RateLimiter::default()),
             control: None,
+            work: None,
         }
     }
 

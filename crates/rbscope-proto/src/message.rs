@@ -1,9 +1,10 @@
-//! The messages. Version 1: handshake and agent status.
+//! The messages. Version 1: handshake and agent status. Version 2: every thread's stack.
 
+use rbscope_backtrace::FrameFacts;
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change to the messages below.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Hello {
@@ -18,6 +19,9 @@ pub enum ClientMessage {
     Hello(Hello),
     /// Ask for the agent's state and counters.
     Status,
+    /// Ask for every Ruby thread's stack, read by the agent inside the process. The agent
+    /// answers `Stacks`, or `Busy` when the VM did not give it a turn within `wait_ms`.
+    Stacks { wait_ms: u32 },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,6 +45,40 @@ pub struct AgentStatus {
     pub warnings: Vec<String>,
 }
 
+/// One frame of a thread's stack, innermost first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StackFrame {
+    pub path: String,
+    /// The line executing (a C function's is its caller's); None when unknown.
+    pub line: Option<i64>,
+    /// The better-backtrace label, `Billing::Invoice#total(rate)`.
+    pub label: String,
+    pub facts: FrameFacts,
+    pub cfunc: bool,
+}
+
+/// One Ruby thread and its stack.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThreadStack {
+    pub name: Option<String>,
+    /// The OS thread id, when Ruby knows it.
+    pub tid: Option<i32>,
+    /// running, sleeping, aborting or dead.
+    pub status: String,
+    pub main: bool,
+    pub frames: Vec<StackFrame>,
+}
+
+/// Every Ruby thread's stack, as the agent read it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stacks {
+    pub threads: Vec<ThreadStack>,
+    /// How long the agent held the VM (every other Ruby thread waited) to read them.
+    pub held_us: u64,
+    /// How long the request waited for the VM to give the agent a turn.
+    pub waited_us: u64,
+}
+
 /// What the agent sends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum AgentMessage {
@@ -49,6 +87,9 @@ pub enum AgentMessage {
     Refused(String),
     Status(AgentStatus),
     Error(String),
+    Stacks(Stacks),
+    /// The agent could not run Ruby work in time (the text says why): nothing was read.
+    Busy(String),
 }
 
 /// The instruction for a protocol mismatch, from the client's point of view.

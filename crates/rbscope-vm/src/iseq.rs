@@ -181,17 +181,26 @@ impl<'a, 'm, M: Memory> Iseq<'a, 'm, M> {
     }
 
     /// The iseq whose locals a block shares (its method, or the top level), and how many
-    /// blocks deep this one is.
+    /// blocks deep this one is. Code given to `eval` runs in the scope of its binding: it is
+    /// passed through, not counted as a block.
     pub fn local_iseq(&self) -> Result<(Iseq<'a, 'm, M>, u32), ReadError> {
         let mut cur = Iseq::open(self.o, self.iseq)?;
         let mut depth = 0;
-        while cur.kind()? == IseqType::Block && depth < MAX_NESTING {
+        let mut steps = 0;
+        loop {
+            let kind = cur.kind()?;
+            if !matches!(kind, IseqType::Block | IseqType::Eval) || steps >= MAX_NESTING {
+                break;
+            }
             let parent = cur.parent()?;
             if parent == 0 {
                 break;
             }
             cur = Iseq::open(self.o, parent)?;
-            depth += 1;
+            steps += 1;
+            if kind == IseqType::Block {
+                depth += 1;
+            }
         }
         Ok((cur, depth))
     }

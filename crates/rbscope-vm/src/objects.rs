@@ -210,15 +210,29 @@ impl<'m, M: Memory> Objects<'m, M> {
             .read_class_path(klass)
             .ok()
             .flatten()
-            .unwrap_or_else(|| {
-                let kind = match self.builtin_type(klass) {
-                    Ok(Some(T_MODULE)) => "Module",
-                    _ => "Class",
-                };
-                format!("#<{kind}:{klass:#x}>")
-            });
+            .unwrap_or_else(|| self.unnamed_class_path(klass));
         self.paths.borrow_mut().insert(klass, path.clone());
         path
+    }
+
+    /// What `inspect` shows for a class without a name: `#<Class:0x00007f...>` (16 digits, as
+    /// Ruby prints addresses), and for a singleton class the object it belongs to,
+    /// `#<Class:#<Object:0x...>>` or `#<Class:Foo>`.
+    fn unnamed_class_path(&self, klass: usize) -> String {
+        let kind = match self.builtin_type(klass) {
+            Ok(Some(T_MODULE)) => "Module",
+            _ => "Class",
+        };
+        if kind == "Class" && self.is_singleton(klass).unwrap_or(false) {
+            if let Ok(Some(attached)) = self.attached_object(klass) {
+                let inner = match self.builtin_type(attached) {
+                    Ok(Some(T_CLASS)) | Ok(Some(T_MODULE)) => self.class_path(attached),
+                    _ => format!("#<{}:0x{attached:016x}>", self.class_name_of(attached)),
+                };
+                return format!("#<Class:{inner}>");
+            }
+        }
+        format!("#<{kind}:0x{klass:016x}>")
     }
 
     fn read_class_path(&self, klass: usize) -> Result<Option<String>, ReadError> {

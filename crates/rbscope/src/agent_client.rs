@@ -6,14 +6,27 @@
 
 use anyhow::{anyhow, bail, Context};
 use rbscope_proto::{
-    paths, read_frame, write_frame, AgentMessage, AgentStatus, ClientMessage, Hello, Welcome,
-    PROTOCOL_VERSION,
+    paths, read_frame, write_frame, AgentMessage, AgentStatus, ClientMessage, Hello, Stacks,
+    Welcome, PROTOCOL_VERSION,
 };
 use std::fs;
 use std::io::ErrorKind;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// The process runs no agent (or its socket is stale): callers that can do without it (such as
+/// `rbscope stacks`) look for this error.
+#[derive(Debug)]
+pub struct NoAgent(pub String);
+
+impl std::fmt::Display for NoAgent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NoAgent {}
 
 pub struct Target {
     pub pid: u32,
@@ -85,12 +98,13 @@ pub fn connect(target: &Target) -> anyhow::Result<Client> {
                 bail!("process {pid} is not a Ruby process");
             }
             let stale = e.kind() == ErrorKind::ConnectionRefused;
-            bail!(
+            return Err(NoAgent(format!(
                 "process {pid} has no rbscope agent listening{} ({}): start the app with \
                  `rbscope run -- ...` or call Rbscope.start in it",
                 if stale { " (stale socket)" } else { "" },
                 target.socket.display()
-            );
+            ))
+            .into());
         }
         Err(e) if e.kind() == ErrorKind::PermissionDenied => {
             bail!(
@@ -125,6 +139,39 @@ impl Client {
             AgentMessage::Status(s) => Ok(s),
             AgentMessage::Error(e) => bail!("the agent answered with an error: {e}"),
             other => bail!("unexpected answer: {other:?}"),
+        }
+    }
+}
+
+/// The agent's answer to a stacks request.
+pub enum StacksAnswer {
+    Read(Stacks),
+    /// The agent could not run the read in time; the text says why.
+    Busy(String),
+}
+
+impl Client {
+    /// Asks for every thread's stack, giving the agent `wait` to get a turn in the VM.
+    pub fn stacks(&mut self, wait: Duration) -> anyhow::Result<StacksAnswer> {
+        let wait_ms = wait.as_millis().min(u32::MAX as u128) as u32;
+        // The agent answers Busy by itself after `wait`; the socket's own limit is a backstop.
+        self.stream
+            .set_read_timeout(Some(wait + Duration::from_secs(2)))?;
+        write_frame(&mut self.stream, &ClientMessage::Stacks { wait_ms })?;
+        match read_frame::<_, AgentMessage>(&mut self.stream) {
+            Ok(AgentMessage::Stacks(s)) => Ok(StacksAnswer::Read(s)),
+            Ok(AgentMessage::Busy(why)) => Ok(StacksAnswer::Busy(why)),
+            Ok(AgentMessage::Error(e)) => bail!("the agent answered with an error: {e}"),
+            Ok(other) => bail!("unexpected answer: {other:?}"),
+            Err(rbscope_proto::FrameError::Io(e))
+                if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+            {
+                Ok(StacksAnswer::Busy(format!(
+                    "no answer within {} ms",
+                    (wait + Duration::from_secs(2)).as_millis()
+                )))
+            }
+            Err(e) => Err(e.into()),
         }
     }
 }

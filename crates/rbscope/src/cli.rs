@@ -128,27 +128,34 @@ pub enum Command {
     /// whoever restores, with RBSCOPE_STORE_KEY or --key).
     #[command(subcommand)]
     Key(KeyCommand),
-    /// Print every Ruby thread's stack of a running process or a core file, read from outside.
+    /// Print every Ruby thread's stack of a running process (through its agent, or read from
+    /// outside) or of a core file.
     #[command(
-        long_about = "Print every Ruby thread's stack, read straight from the VM's memory: no \
-            agent, no restart, no code run in the target. Frames show class paths, # / . / \
+        long_about = "Print every Ruby thread's stack. Frames show class paths, # / . / \
             $singleton, {block} depth, parameter names and the line each frame is executing.\n\n\
-            With -p PID --remote the process is paused for the read (well under a millisecond \
-            for tens of threads; --no-pause reads it running and re-reads any thread whose \
-            stack changed meanwhile). With --core FILE --ruby BIN the same is read from a core \
-            file (gcore PID), with BIN the ruby program that dumped it.\n\n\
-            Reading another process needs the right to trace it: the same user with \
-            kernel.yama.ptrace_scope=0, or root / CAP_SYS_PTRACE.",
-        after_help = "Example: rbscope stacks -p 4242 --remote\n         sudo rbscope stacks -p 4242 --remote --no-pause --json\n         gcore -o /tmp/core 4242 && rbscope stacks --core /tmp/core.4242 --ruby /usr/bin/ruby3.1"
+            With -p PID, a process that runs the rbscope agent is asked through its control \
+            socket: the agent's Ruby thread reads every other thread while it holds the VM \
+            (its output says for how long). If the agent does not answer within a second \
+            (native code holding the GVL), or the process has no agent, the stacks are read \
+            from outside instead, and the output says why.\n\n\
+            With --remote the process is always read from outside, straight from the VM's \
+            memory: no agent, no code run in the target. It is paused for the read (well under \
+            a millisecond for tens of threads; --no-pause reads it running and re-reads any \
+            thread whose stack changed meanwhile). With --core FILE --ruby BIN the same is \
+            read from a core file (gcore PID), with BIN the ruby program that dumped it.\n\n\
+            Reading another process from outside needs the right to trace it: the same user \
+            with kernel.yama.ptrace_scope=0, or root / CAP_SYS_PTRACE.",
+        after_help = "Example: rbscope stacks -p 4242\n         sudo rbscope stacks -p 4242 --remote --no-pause --json\n         gcore -o /tmp/core 4242 && rbscope stacks --core /tmp/core.4242 --ruby /usr/bin/ruby3.1"
     )]
     Stacks {
         /// The process to read.
         #[arg(short, long, conflicts_with = "core")]
         pid: Option<i32>,
-        /// Read the process's memory from outside (process_vm_readv), without its agent.
+        /// Read the process's memory from outside (process_vm_readv), without asking its agent.
         #[arg(long)]
         remote: bool,
-        /// Do not pause the process: read it running, re-reading threads whose stack changed.
+        /// When read from outside, do not pause the process: read it running, re-reading
+        /// threads whose stack changed.
         #[arg(long)]
         no_pause: bool,
         /// A core file to read instead of a process.

@@ -18,42 +18,6 @@ fn constructs(mode: &str) -> Vec<String> {
         .collect()
 }
 
-/// The labels, innermost first, for the chain in programs/constructs.rb.
-pub const CONSTRUCT_LABELS: &[&str] = &[
-    "Object#bottom()",
-    "Object#top_level_hello()",
-    "Object#method_with_complex_parameters(a, b, *c, (), f:, g:, **h, &i)",
-    "ANON_MODULE.hello()",
-    "ANON_CLASS#hello()",
-    "#<Class:SINGLETON_OWNER>.hello()",
-    "ClassF#hello{block}(arg1, arg2, test1, test2:)",
-    "Integer#times()",
-    "ClassF#hello(arg1, arg2, test1, test2:)",
-    "ClassH#method_missing(name, *_)",
-    "ModuleE.hello()",
-    "ClassG$refinement@ContainsRefinement::RefinesClassG#hello()",
-    "Method#call(*)",
-    "ClassE#hello()",
-    "ClassD$singleton#hello()",
-    "ModuleD#hello{block}{block}()",
-    "Array#each()",
-    "ModuleD#hello{block}()",
-    "Array#each()",
-    "ModuleD#hello()",
-    "UsesModuleD#go()",
-    "ClassWithStaticMethod.hello()",
-    "ModuleC.hello()",
-    "ModuleB::ClassB#hello()",
-    "ClassA#hello()",
-    "Object$singleton#<main>{block}{block}()",
-    "Kernel#eval(*)",
-    "Object$singleton#<main>{block}{block}()",
-    "Integer#times()",
-    "Object$singleton#<main>{block}()",
-    "Integer#times()",
-    "Object$singleton#<main>()",
-];
-
 #[test]
 fn every_seed_construct_is_labelled_live_and_at_raise() {
     for mode in ["live", "raise"] {

@@ -63,13 +63,11 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             ruby,
             json,
         } => match (pid, core, ruby) {
-            (Some(_), _, _) if !*remote => anyhow::bail!(
-                "reading a process through its agent is not built yet; add --remote to read it from outside: `rbscope stacks -p PID --remote`"
-            ),
-            (Some(pid), _, _) => stacks::process(*pid, !*no_pause, *json),
+            (Some(pid), _, _) if !*remote => stacks::via_agent(*pid, !*no_pause, *json),
+            (Some(pid), _, _) => stacks::process(*pid, !*no_pause, *json, None),
             (None, Some(core), Some(ruby)) => stacks::core(core, ruby, *json),
             _ => anyhow::bail!(
-                "say what to read: `rbscope stacks -p PID --remote` or `rbscope stacks --core FILE --ruby BIN`"
+                "say what to read: `rbscope stacks -p PID` or `rbscope stacks --core FILE --ruby BIN`"
             ),
         },
         Command::Restore {

@@ -1,6 +1,8 @@
-//! `rbscope stacks -p PID --remote` and `rbscope stacks --core FILE --ruby BIN`: every Ruby
-//! thread's stack, read from outside the process (see rbscope-vm's `stacks`).
+//! `rbscope stacks -p PID`, `rbscope stacks -p PID --remote` and `rbscope stacks --core FILE
+//! --ruby BIN`: every Ruby thread's stack, asked of the process's agent, or read from outside
+//! the process (see rbscope-vm's `stacks`).
 
+use crate::agent_client::{self, NoAgent, StacksAnswer};
 use anyhow::{anyhow, Context};
 use rbscope_vm::core_file::CoreMemory;
 use rbscope_vm::memory::{Memory, ReadError};
@@ -54,7 +56,84 @@ fn target_error(pid: i32, e: TargetError) -> anyhow::Error {
     }
 }
 
-pub fn process(pid: i32, pause_it: bool, json: bool) -> anyhow::Result<i32> {
+/// How long the agent may take to get a turn in the VM before the stacks are read from outside.
+const AGENT_WAIT: Duration = Duration::from_secs(1);
+
+/// Asks the process's agent; reads from outside when there is no agent or it does not answer
+/// in time (saying so).
+pub fn via_agent(pid: i32, pause_it: bool, json: bool) -> anyhow::Result<i32> {
+    let started = Instant::now();
+    let pid_u = u32::try_from(pid).map_err(|_| anyhow!("{pid} is not a process id"))?;
+    let target = agent_client::locate(pid_u)?;
+    let why_outside = match agent_client::connect(&target) {
+        Ok(mut client) => match client.stacks(AGENT_WAIT)? {
+            StacksAnswer::Read(s) => {
+                let ruby_version = client.welcome.ruby_version.clone();
+                return print_from_agent(pid, &ruby_version, s, started.elapsed(), json);
+            }
+            StacksAnswer::Busy(why) => format!("the agent did not answer: {why}"),
+        },
+        Err(e) => match e.downcast::<NoAgent>() {
+            Ok(_) => "the process runs no rbscope agent".to_string(),
+            Err(e) => return Err(e),
+        },
+    };
+    process(pid, pause_it, json, Some(why_outside))
+}
+
+fn print_from_agent(
+    pid: i32,
+    ruby_version: &str,
+    read: rbscope_proto::Stacks,
+    took: Duration,
+    json: bool,
+) -> anyhow::Result<i32> {
+    let stacks = Stacks {
+        notes: Vec::new(),
+        threads: read
+            .threads
+            .into_iter()
+            .map(|t| stacks::ThreadStack {
+                tid: t.tid,
+                name: t.name,
+                status: match t.status.as_str() {
+                    "running" => "running",
+                    "sleeping" => "sleeping",
+                    "aborting" => "aborting",
+                    _ => "dead",
+                },
+                main: t.main,
+                thread: String::new(),
+                frames: t
+                    .frames
+                    .into_iter()
+                    .map(|f| stacks::Frame {
+                        path: f.path,
+                        line: f.line,
+                        label: f.label,
+                        facts: f.facts,
+                        cfunc: f.cfunc,
+                    })
+                    .collect(),
+                error: None,
+            })
+            .collect(),
+    };
+    let held = Duration::from_micros(read.held_us);
+    let source = format!(
+        "process {pid}, Ruby {ruby_version}, through its agent (threads held {}, after waiting {} for the VM)",
+        ms(held),
+        ms(Duration::from_micros(read.waited_us))
+    );
+    print(ruby_version, &stacks, source, Some(held), took, json)
+}
+
+pub fn process(
+    pid: i32,
+    pause_it: bool,
+    json: bool,
+    why_outside: Option<String>,
+) -> anyhow::Result<i32> {
     let started = Instant::now();
     if !Path::new(&format!("/proc/{pid}")).exists() {
         return Err(anyhow!("no process with PID {pid} (it may have exited)"));
@@ -73,14 +152,27 @@ pub fn process(pid: i32, pause_it: bool, json: bool) -> anyhow::Result<i32> {
         )
     };
     let source = format!(
-        "process {pid}, Ruby {}, {}",
+        "process {pid}, Ruby {}, read from outside, {}",
         target.version,
         match paused {
             Some(d) => format!("paused {}", ms(d)),
-            None => "read running (not paused)".to_string(),
+            None => "running (not paused)".to_string(),
         }
     );
-    print(&target, &stacks, source, paused, started.elapsed(), json)
+    let mut stacks = stacks;
+    if let Some(why) = why_outside {
+        stacks
+            .notes
+            .insert(0, format!("read from outside because {why}"));
+    }
+    print(
+        &target.version,
+        &stacks,
+        source,
+        paused,
+        started.elapsed(),
+        json,
+    )
 }
 
 /// Pauses the process only while the parts that move (thread list, frames, environments) are
@@ -137,7 +229,14 @@ pub fn core(core: &Path, ruby: &Path, json: bool) -> anyhow::Result<i32> {
         other => anyhow!(other),
     })?;
     let source = format!("core file {}, Ruby {}", core.display(), target.version);
-    print(&target, &stacks, source, None, started.elapsed(), json)
+    print(
+        &target.version,
+        &stacks,
+        source,
+        None,
+        started.elapsed(),
+        json,
+    )
 }
 
 /// Reads every thread; `refresh` makes the memory source forget what it copied before a
@@ -171,7 +270,7 @@ fn ms(d: Duration) -> String {
 }
 
 fn print(
-    target: &Target,
+    ruby_version: &str,
     stacks: &Stacks,
     source: String,
     paused: Option<Duration>,
@@ -181,7 +280,7 @@ fn print(
     if json {
         let report = Report {
             source,
-            ruby_version: &target.version,
+            ruby_version,
             paused_ms: paused.map(|d| d.as_secs_f64() * 1000.0),
             read_ms: took.as_secs_f64() * 1000.0,
             stacks,

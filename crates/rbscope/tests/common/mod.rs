@@ -262,3 +262,39 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// The labels, innermost first, for the chain in programs/constructs.rb.
+pub const CONSTRUCT_LABELS: &[&str] = &[
+    "Object#bottom()",
+    "Object#top_level_hello()",
+    "Object#method_with_complex_parameters(a, b, *c, (), f:, g:, **h, &i)",
+    "ANON_MODULE.hello()",
+    "ANON_CLASS#hello()",
+    "#<Class:SINGLETON_OWNER>.hello()",
+    "ClassF#hello{block}(arg1, arg2, test1, test2:)",
+    "Integer#times()",
+    "ClassF#hello(arg1, arg2, test1, test2:)",
+    "ClassH#method_missing(name, *_)",
+    "ModuleE.hello()",
+    "ClassG$refinement@ContainsRefinement::RefinesClassG#hello()",
+    "Method#call(*)",
+    "ClassE#hello()",
+    "ClassD$singleton#hello()",
+    "ModuleD#hello{block}{block}()",
+    "Array#each()",
+    "ModuleD#hello{block}()",
+    "Array#each()",
+    "ModuleD#hello()",
+    "UsesModuleD#go()",
+    "ClassWithStaticMethod.hello()",
+    "ModuleC.hello()",
+    "ModuleB::ClassB#hello()",
+    "ClassA#hello()",
+    "Object$singleton#<main>{block}{block}()",
+    "Kernel#eval(*)",
+    "Object$singleton#<main>{block}{block}()",
+    "Integer#times()",
+    "Object$singleton#<main>{block}()",
+    "Integer#times()",
+    "Object$singleton#<main>()",
+];

@@ -15,6 +15,7 @@ def bottom
   when "raise"
     raise "bottom"
   else
+    ALIASES.call.each { |from, to| puts "alias #{to} #{from}" }
     puts "parked #{Process.pid}"
     $stdout.flush
     $park.pop
@@ -90,20 +91,21 @@ end
 
 class ClassF
   def hello(arg1, arg2, test1 = 1, test2: 2)
-    1.times { SINGLETON_OWNER.singleton_class.hello }
+    1.times { $singleton_owner.singleton_class.hello }
   end
 end
 
-SINGLETON_OWNER = Object.new
-class << SINGLETON_OWNER
-  def self.hello = ANON_CLASS.new.hello
+$singleton_owner = Object.new
+class << $singleton_owner
+  def self.hello = $anon_class.new.hello
 end
 
-ANON_CLASS = Class.new do
-  def hello = ANON_MODULE.hello
+# Anonymous: never assigned to a constant (that would name them).
+$anon_class = Class.new do
+  def hello = $anon_module.hello
 end
 
-ANON_MODULE = Module.new do
+$anon_module = Module.new do
   def self.hello = method_with_complex_parameters(1, 2, [3, 4], f: 5)
 end
 
@@ -113,13 +115,15 @@ end
 
 def top_level_hello = bottom
 
-def names(label)
+ALIASES = lambda do
   {
-    ANON_CLASS.inspect => "ANON_CLASS",
-    ANON_MODULE.inspect => "ANON_MODULE",
-    SINGLETON_OWNER.inspect => "SINGLETON_OWNER",
-  }.reduce(label) { |l, (from, to)| l.gsub(from, to) }
+    $anon_class.inspect => "ANON_CLASS",
+    $anon_module.inspect => "ANON_MODULE",
+    $singleton_owner.inspect => "SINGLETON_OWNER",
+  }
 end
+
+def names(label) = ALIASES.call.reduce(label) { |l, (from, to)| l.gsub(from, to) }
 
 def report(ours, theirs)
   ours.each { |f| puts names(f.label) }

@@ -1,0 +1,157 @@
+//! The agent's Ruby thread: where work asked for over the control socket runs Ruby-side.
+//!
+//! The control socket is served by a plain Rust thread, which must never call into Ruby. Work
+//! that needs the VM (reading every thread's stack with the labels Ruby knows) is handed over
+//! a bounded queue to this thread, a real Ruby thread named `rbscope-agent`. It waits for work
+//! *without* the GVL (`rb_thread_call_without_gvl`), so it costs nothing while idle and never
+//! wakes the app's sleeping threads; when work arrives it takes the GVL like any other thread
+//! (within the VM's 100 ms time slice when the app is busy), does the work, and waits again.
+//! A C extension that holds the GVL for long delays it: the control thread answers `Busy`
+//! after the client's wait, and work that is past its deadline is dropped, not done late.
+//!
+//! It ends when the VM kills it (exit, or `Thread#kill`: the unblocking function wakes it),
+//! or on `Rbscope.stop`. A forked child starts its own (threads do not survive `fork`).
+
+use crate::rb::{self, Gvl, NIL};
+use rb_sys::VALUE;
+use std::ffi::c_void;
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::time::Instant;
+
+/// Work for the agent thread.
+pub enum Work {
+    /// Read every thread's stack and send the answer on `reply`, unless `deadline` passed.
+    Stacks {
+        asked: Instant,
+        deadline: Instant,
+        reply: SyncSender<rbscope_proto::AgentMessage>,
+    },
+    /// Wake up (from the VM's unblocking function) and look for an interrupt.
+    Wake,
+    /// End the thread.
+    Stop,
+}
+
+/// Requests waiting at most; more are refused as busy.
+const QUEUE: usize = 8;
+
+/// Where the control thread hands work over.
+#[derive(Clone)]
+pub struct WorkQueue(SyncSender<Work>);
+
+impl WorkQueue {
+    /// Queues `work`; false when the queue is full or the thread has ended.
+    pub fn offer(&self, work: Work) -> bool {
+        match self.0.try_send(work) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
+        }
+    }
+
+    pub fn stop(&self) {
+        let _ = self.0.try_send(Work::Stop);
+    }
+}
+
+/// What the thread owns: its end of the queue, and the slot the waiting call fills.
+struct Inbox {
+    rx: Receiver<Work>,
+    /// Filled by `wait_for_work` outside the GVL, taken by the loop with the GVL.
+    slot: Option<Work>,
+}
+
+/// The thread's data: the inbox, used by the thread only, and a sender for the unblocking
+/// function, which may run on another thread (separate fields, so never borrowed together).
+struct Parts {
+    inbox: Inbox,
+    waker: SyncSender<Work>,
+}
+
+/// Starts the thread. Returns the queue that feeds it.
+pub fn start(gvl: Gvl) -> Result<WorkQueue, String> {
+    let (tx, rx) = mpsc::sync_channel::<Work>(QUEUE);
+    let parts = Box::new(Parts {
+        inbox: Inbox { rx, slot: None },
+        waker: tx.clone(),
+    });
+    let data = Box::into_raw(parts) as *mut c_void;
+    // SAFETY: GVL held; `agent_main` has the signature rb_thread_create wants and takes
+    // ownership of `data` (a leaked Box<Parts>) for the life of the thread.
+    let thread = rb::protect(gvl, || unsafe {
+        rb_sys::rb_thread_create(Some(agent_main), data)
+    });
+    let Ok(thread) = thread else {
+        // SAFETY: the thread was not created, so nothing else owns `data`.
+        drop(unsafe { Box::from_raw(data as *mut Parts) });
+        return Err("cannot create the agent's Ruby thread".into());
+    };
+    let name = rb::str_new(gvl, "rbscope-agent");
+    let _ = rb::core_call(gvl, "Thread", "name=", thread, &[name]);
+    // Its end must not be reported as an error, nor end the program.
+    let _ = rb::core_call(gvl, "Thread", "report_on_exception=", thread, &[rb::FALSE]);
+    Ok(WorkQueue(tx))
+}
+
+/// The thread itself. Only VALUEs and raw pointers live in this frame while Ruby is called, so
+/// an interrupt that unwinds (it is caught by `protect` first) skips no destructor.
+unsafe extern "C" fn agent_main(data: *mut c_void) -> VALUE {
+    // SAFETY: rb_thread_create runs this on a new Ruby thread holding the GVL.
+    let gvl = unsafe { Gvl::assume() };
+    let parts = data as *mut Parts;
+    // SAFETY: `parts` is live for the whole thread; field pointers, never whole borrows.
+    let (inbox, waker) = unsafe {
+        (
+            std::ptr::addr_of_mut!((*parts).inbox) as *mut c_void,
+            std::ptr::addr_of_mut!((*parts).waker) as *mut c_void,
+        )
+    };
+    loop {
+        let waited = rb::protect(gvl, || {
+            // SAFETY: GVL held on entry; `wait_for_work` runs without it and only touches the
+            // inbox, which this thread owns; `wake` may run on another thread and only uses
+            // the sender, a separate field.
+            unsafe {
+                rb_sys::rb_thread_call_without_gvl(Some(wait_for_work), inbox, Some(wake), waker);
+            }
+            NIL
+        });
+        // SAFETY: the inbox is this thread's; the waiting call has returned.
+        let work = unsafe { (*(inbox as *mut Inbox)).slot.take() };
+        if waited.is_err() {
+            // Killed (program exit, Thread#kill) or raised into: end quietly.
+            break;
+        }
+        match work {
+            Some(Work::Stacks {
+                asked,
+                deadline,
+                reply,
+            }) => {
+                if Instant::now() <= deadline {
+                    let answer = crate::live_stacks::read(gvl, asked);
+                    let _ = reply.send(answer);
+                }
+            }
+            Some(Work::Stop) | None => break,
+            Some(Work::Wake) => {}
+        }
+    }
+    // SAFETY: `data` is the Box leaked by `start`, owned by this thread, which ends here.
+    drop(unsafe { Box::from_raw(parts) });
+    NIL
+}
+
+/// Waits, without the GVL, for the next piece of work (or the end of the queue).
+unsafe extern "C" fn wait_for_work(data: *mut c_void) -> *mut c_void {
+    // SAFETY: `data` is this thread's live Inbox (see agent_main), used by no one else now.
+    let inbox = unsafe { &mut *(data as *mut Inbox) };
+    inbox.slot = Some(inbox.rx.recv().unwrap_or(Work::Stop));
+    std::ptr::null_mut()
+}
+
+/// The VM's unblocking function: makes `wait_for_work` return so the interrupt is seen.
+unsafe extern "C" fn wake(data: *mut c_void) {
+    // SAFETY: `data` is the thread's waker, a SyncSender (usable from any thread).
+    let waker = unsafe { &*(data as *const SyncSender<Work>) };
+    let _ = waker.try_send(Work::Wake);
+}

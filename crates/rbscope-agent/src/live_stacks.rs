@@ -1,0 +1,73 @@
+//! `rbscope stacks -p PID` answered from inside: every Ruby thread's stack, read on the agent's
+//! Ruby thread (agent_thread.rs) while it holds the GVL, so every other thread is stopped at a
+//! safe point and its frames cannot change under the read. Frames and labels are the ones
+//! `Rbscope.backtrace(thread)` gives (backtrace.rs); thread facts come from Thread's own
+//! methods (called as Thread's, so an app subclass cannot intercept them).
+
+use crate::backtrace;
+use crate::rb::{self, Gvl};
+use magnus::Ruby;
+use rb_sys::VALUE;
+use rbscope_proto::{AgentMessage, Stacks, ThreadStack};
+use std::time::Instant;
+
+/// Reads every thread but the agent's own. `asked` is when the client's request arrived.
+pub fn read(gvl: Gvl, asked: Instant) -> AgentMessage {
+    let started = Instant::now();
+    let Ok(ruby) = Ruby::get() else {
+        return AgentMessage::Error("the agent thread cannot reach the Ruby VM".into());
+    };
+    let Some(thread_class) = rb::const_at(gvl, "Thread") else {
+        return AgentMessage::Error("Thread is not defined".into());
+    };
+    let Ok(list) = rb::call(gvl, thread_class, "list", &[]) else {
+        return AgentMessage::Error("Thread.list failed".into());
+    };
+    // SAFETY: GVL held; these return the running and the main Thread objects.
+    let (me, main) = unsafe { (rb_sys::rb_thread_current(), rb_sys::rb_thread_main()) };
+    let mut threads = Vec::new();
+    for th in rb::array_items(gvl, list) {
+        if th == me {
+            continue;
+        }
+        let frames = match backtrace::proto_frames(&ruby, th) {
+            Ok(f) => f,
+            Err(e) => {
+                return AgentMessage::Error(format!("cannot read a thread's frames: {e}"));
+            }
+        };
+        threads.push(ThreadStack {
+            name: rb::core_call(gvl, "Thread", "name", th, &[])
+                .ok()
+                .and_then(|n| rb::to_string(gvl, n)),
+            tid: rb::core_call(gvl, "Thread", "native_thread_id", th, &[])
+                .ok()
+                .and_then(rb::fixnum)
+                .map(|t| t as i32),
+            status: status(gvl, th),
+            main: th == main,
+            frames,
+        });
+    }
+    // The list array stays referenced (on this stack) until every thread was read.
+    std::hint::black_box(list);
+    AgentMessage::Stacks(Stacks {
+        threads,
+        held_us: started.elapsed().as_micros() as u64,
+        waited_us: started.duration_since(asked).as_micros() as u64,
+    })
+}
+
+/// `Thread#status` in the words `rbscope stacks` uses for threads read from outside.
+fn status(gvl: Gvl, th: VALUE) -> String {
+    let s = rb::core_call(gvl, "Thread", "status", th, &[])
+        .ok()
+        .and_then(|v| rb::to_string(gvl, v));
+    match s.as_deref() {
+        Some("run") => "running",
+        Some("sleep") => "sleeping",
+        Some("aborting") => "aborting",
+        _ => "dead",
+    }
+    .to_string()
+}

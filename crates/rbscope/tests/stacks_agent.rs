@@ -1,0 +1,223 @@
+//! `rbscope stacks -p PID` through the process's agent: the agent's Ruby thread reads every
+//! thread with the labels of `Rbscope.backtrace`; when native code holds the GVL past the
+//! one-second wait, or the process runs no agent, the CLI reads from outside instead and
+//! says why. Real Ruby processes, real CLI.
+
+mod common;
+use common::*;
+use serde_json::Value as J;
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+
+/// A Ruby program started with this sandbox's store and runtime directory, killed on drop.
+struct Running {
+    child: Child,
+    /// The lines it printed up to and including the one starting with `ready_word`.
+    lines: Vec<String>,
+    _sb: Sandbox,
+}
+
+impl Running {
+    fn start(sb: Sandbox, script: &std::path::Path, args: &[&str], ready_word: &str) -> Running {
+        let mut child = sb
+            .ruby(script)
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = Vec::new();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        loop {
+            let mut line = String::new();
+            assert!(
+                out.read_line(&mut line).unwrap() > 0,
+                "ended early: {lines:?}"
+            );
+            let done = line.starts_with(ready_word);
+            lines.push(line.trim_end().to_string());
+            if done {
+                break;
+            }
+        }
+        Running {
+            child,
+            lines,
+            _sb: sb,
+        }
+    }
+
+    fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn stacks(args: &[&str]) -> J {
+    let out = Command::new(cli())
+        .arg("stacks")
+        .args(args)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn main_thread(report: &J) -> &J {
+    report["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["main"] == true)
+        .expect("a main thread")
+}
+
+fn labels(t: &J) -> Vec<String> {
+    t["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["label"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn every_construct_through_the_agent_as_from_outside() {
+    let program = repo_root().join("crates/rbscope/tests/programs/constructs.rb");
+    let p = Running::start(Sandbox::new(), &program, &["park"], "parked");
+    let aliases: Vec<(String, String)> = p
+        .lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("alias "))
+        .map(|l| {
+            let (name, inspect) = l.split_once(' ').unwrap();
+            (inspect.to_string(), name.to_string())
+        })
+        .collect();
+    let named = |labels: Vec<String>| -> Vec<String> {
+        labels
+            .into_iter()
+            .map(|l| aliases.iter().fold(l, |l, (from, to)| l.replace(from, to)))
+            .collect()
+    };
+
+    let agent = stacks(&["-p", &p.pid()]);
+    let source = agent["source"].as_str().unwrap();
+    assert!(source.contains("through its agent"), "{source}");
+    // Only the app's thread: the agent leaves its own out.
+    assert_eq!(agent["threads"].as_array().unwrap().len(), 1, "{agent:#}");
+    let mut expected = vec!["Thread::Queue#pop(*)".to_string()];
+    expected.extend(CONSTRUCT_LABELS.iter().map(|s| s.to_string()));
+    let main = main_thread(&agent);
+    assert_eq!(named(labels(main)), expected);
+    assert_eq!(main["status"], "sleeping");
+
+    // Read from outside, the same frames at the same places.
+    let outside = stacks(&["-p", &p.pid(), "--remote"]);
+    let places = |t: &J| -> Vec<(String, J, String)> {
+        t["frames"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f["path"].as_str().unwrap().to_string(),
+                    f["line"].clone(),
+                    f["label"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(places(main_thread(&outside)), places(main));
+}
+
+const HOLDS_THE_VM: &str = r#"require "rbscope"
+require "digest"
+Rbscope.start(log: false)
+DATA = "a" * (1 << 30)
+# Digest hashes the whole string in C without letting another Ruby thread run.
+def hold_the_vm = Digest::SHA256.digest(DATA)
+puts "busy"
+$stdout.flush
+hold_the_vm
+"#;
+
+#[test]
+fn native_code_holding_the_vm_makes_the_cli_read_from_outside() {
+    let sb = Sandbox::new();
+    let script = sb.write("busy.rb", HOLDS_THE_VM);
+    let p = Running::start(sb, &script, &[], "busy");
+    // Explicit readiness: read from outside until the main thread is inside the digest.
+    let mut tries = 0;
+    loop {
+        let report = stacks(&["-p", &p.pid(), "--remote"]);
+        if labels(main_thread(&report))
+            .first()
+            .is_some_and(|l| l.starts_with("Digest::"))
+        {
+            break;
+        }
+        tries += 1;
+        assert!(tries < 10_000, "never saw the digest running: {report:#}");
+        std::thread::yield_now();
+    }
+    let started = std::time::Instant::now();
+    let report = stacks(&["-p", &p.pid()]);
+    let took = started.elapsed();
+    let source = report["source"].as_str().unwrap();
+    assert!(source.contains("read from outside"), "{source}");
+    let note = report["notes"][0].as_str().unwrap();
+    assert!(
+        note.starts_with("read from outside because the agent did not answer: the Ruby VM did not give the agent a turn within 1000 ms"),
+        "{note}"
+    );
+    let main = labels(main_thread(&report));
+    assert_eq!(main[0], "Digest::Base#update(_)", "{main:?}");
+    assert!(main.iter().any(|l| l == "Object#hold_the_vm()"), "{main:?}");
+    // One second of waiting, not the digest's several.
+    assert!(took.as_secs_f64() < 3.0, "{took:?}");
+}
+
+#[test]
+fn a_process_without_the_agent_is_read_from_outside() {
+    let sb = Sandbox::new();
+    let script = sb.write(
+        "plain.rb",
+        "def wait_here = $stdin.read\nputs \"ready\"\n$stdout.flush\nwait_here\n",
+    );
+    let mut child = Command::new("ruby")
+        .arg(&script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "ready\n");
+    // Asked until the program is inside wait_here (it printed "ready" just before).
+    let mut tries = 0;
+    loop {
+        let report = stacks(&["-p", &child.id().to_string()]);
+        assert_eq!(
+            report["notes"][0],
+            "read from outside because the process runs no rbscope agent"
+        );
+        let main = labels(main_thread(&report));
+        if main.iter().any(|l| l == "Object#wait_here()") {
+            assert_eq!(main[0], "IO#read(*)", "{main:?}");
+            break;
+        }
+        tries += 1;
+        assert!(tries < 10_000, "never saw wait_here: {main:?}");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
