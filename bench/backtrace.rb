@@ -5,8 +5,12 @@
 # Both build one lazy object per frame; labels, parameters and lines are worked out only when
 # asked, so this measures the read. The best of RUNS rounds of N calls each counts.
 #
+# Then exceptions: raising at that depth and formatting the exception's backtrace, Ruby's
+# (backtrace_locations) against rbscope's (better_backtrace), with the agent started in both.
+#
 #   ruby -Igem/lib bench/backtrace.rb [N] [DEPTH] [RUNS]
 require "rbscope"
+require "tmpdir"
 
 n = Integer(ARGV.fetch(0, "20000"))
 depth = Integer(ARGV.fetch(1, "50"))
@@ -50,3 +54,17 @@ at_depth(depth) do
   puts format("caller_locations(0).map(&:to_s)  %.4fs  %.2f us/read", fbase, fbase * 1e6 / m)
   puts format("Rbscope.backtrace.map(&:to_s)    %.4fs  %.2f us/read  %.2fx", frbs, frbs * 1e6 / m, frbs / fbase)
 end
+
+# Exceptions: the raise hook copies the stack (fast capture); better_backtrace builds the frames.
+Rbscope.start(store: File.join(Dir.mktmpdir("rbscope-bench"), "s.db"), log: false)
+m = [n / 10, 1].max
+failing = -> { at_depth(depth) { raise ArgumentError, "bench" } }
+e = (failing.call rescue $!)
+unless e.better_backtrace && e.better_backtrace.size == e.backtrace_locations.size
+  raise "better_backtrace does not match: #{e.better_backtrace&.size} vs #{e.backtrace_locations.size}"
+end
+ebase = best(runs) { m.times { (failing.call rescue $!).backtrace_locations.map(&:to_s) } }
+erbs = best(runs) { m.times { (failing.call rescue $!).better_backtrace.map(&:to_s) } }
+puts format("exceptions raised at that depth and formatted, %d each:", m)
+puts format("raise + backtrace_locations.map(&:to_s)  %.4fs  %.2f us/raise", ebase, ebase * 1e6 / m)
+puts format("raise + better_backtrace.map(&:to_s)     %.4fs  %.2f us/raise  %.2fx", erbs, erbs * 1e6 / m, erbs / ebase)

@@ -16,6 +16,7 @@ use crate::fast_capture::{
     rb_iseq_path,
 };
 use crate::labels;
+use crate::marker::MarkerType;
 use crate::rb::{self, Gvl};
 use magnus::rb_sys::{AsRawValue, FromRawValue};
 use magnus::{gc, prelude::*, DataTypeFunctions, Error, RArray, Ruby, TypedData, Value};
@@ -24,49 +25,63 @@ use rbscope_backtrace::{FrameFacts, MethodKind, Param, Params};
 use rbscope_vm::frames::{self, StackFrame};
 use rbscope_vm::{LocalMemory, Memory, RawFrame};
 use std::cell::OnceCell;
+use std::sync::Arc;
 
 /// Frames read per call at most.
 const MAX_FRAMES: usize = 10_000;
 
 type FactsKey = (VALUE, VALUE, bool, VALUE);
 
-/// Facts already worked out, shared by every frame of the same method and receiver class, until
-/// the next garbage collection: the keys are object addresses, and an address can only be
-/// reused for another object after a collection found the first one dead (and compaction, which
-/// moves objects, also happens in a collection).
+/// Facts already worked out, shared by every frame of the same method and receiver class. The
+/// keys are object addresses, valid only while those objects neither die nor move: so the cache
+/// marks (and so pins) every object in its keys, through a marker object, and an address in it
+/// cannot be reused for another object. It survives garbage collections; when full it starts
+/// over (and what only it kept can then be collected).
 struct FactsCache {
-    gc_count: usize,
-    map: std::collections::HashMap<FactsKey, FrameFacts>,
+    map: std::collections::HashMap<FactsKey, Arc<FrameFacts>>,
 }
 
 /// Enough for the distinct methods of many stacks; beyond it the cache starts over.
 const FACTS_CACHE_MAX: usize = 4096;
 
-impl FactsCache {
-    fn current(&mut self) -> &mut std::collections::HashMap<FactsKey, FrameFacts> {
-        // SAFETY: GVL held (called from frame methods); a plain counter read.
-        let now = unsafe { rb_sys::rb_gc_count() } as usize;
-        if now != self.gc_count || self.map.len() >= FACTS_CACHE_MAX {
-            self.map.clear();
-            self.gc_count = now;
+struct GvlCell(std::cell::UnsafeCell<Option<FactsCache>>);
+// SAFETY: only touched with the GVL held (frame methods, and the GC's mark phase, which also
+// runs under the GVL), never from two threads at once; no Ruby object is allocated while it is
+// borrowed, so the mark function never sees it half-changed.
+unsafe impl Sync for GvlCell {}
+
+static FACTS: GvlCell = GvlCell(std::cell::UnsafeCell::new(None));
+static FACTS_MARKER: MarkerType = MarkerType::new(c"rbscope frame facts", mark_facts);
+
+unsafe extern "C" fn mark_facts(_data: *mut std::ffi::c_void) {
+    // SAFETY: called by the GC under the GVL; no borrow of the cache is alive during GC.
+    if let Some(cache) = unsafe { &*FACTS.0.get() } {
+        for (iseq, me, _, class) in cache.map.keys() {
+            for v in [*iseq, *me, *class] {
+                // SAFETY: live VALUEs (0 and special constants are ignored by rb_gc_mark).
+                unsafe { rb_sys::rb_gc_mark(v) };
+            }
         }
-        &mut self.map
-    }
-
-    fn get(&mut self, key: &FactsKey) -> Option<FrameFacts> {
-        self.current().get(key).cloned()
-    }
-
-    fn put(&mut self, key: FactsKey, facts: FrameFacts) {
-        self.current().insert(key, facts);
     }
 }
 
-thread_local! {
-    static FACTS: std::cell::RefCell<FactsCache> = std::cell::RefCell::new(FactsCache {
-        gc_count: usize::MAX,
+fn cached_facts(key: &FactsKey) -> Option<Arc<FrameFacts>> {
+    // SAFETY: GVL held (frame methods); the borrow ends before anything can allocate.
+    let cache = unsafe { &*FACTS.0.get() };
+    cache.as_ref().and_then(|c| c.map.get(key).cloned())
+}
+
+fn keep_facts(key: FactsKey, facts: Arc<FrameFacts>) {
+    FACTS_MARKER.ensure(gvl());
+    // SAFETY: GVL held; the borrow ends here and nothing in it allocates Ruby objects.
+    let cache = unsafe { &mut *FACTS.0.get() };
+    let cache = cache.get_or_insert_with(|| FactsCache {
         map: std::collections::HashMap::new(),
     });
+    if cache.map.len() >= FACTS_CACHE_MAX {
+        cache.map.clear();
+    }
+    cache.map.insert(key, facts);
 }
 
 /// One frame of a thread's stack at the moment it was read.
@@ -83,7 +98,7 @@ pub struct Frame {
     self_value: VALUE,
     cfunc: bool,
     /// Worked out on the first question about the frame, then kept.
-    facts: OnceCell<FrameFacts>,
+    facts: OnceCell<Arc<FrameFacts>>,
 }
 
 impl DataTypeFunctions for Frame {
@@ -118,18 +133,16 @@ impl Frame {
         unsafe { rb_iseq_line_no(self.iseq, self.pos) as i64 }
     }
 
-    fn facts(&self) -> FrameFacts {
-        self.facts
-            .get_or_init(|| {
-                let key = self.cache_key();
-                if let Some(hit) = FACTS.with(|c| c.borrow_mut().get(&key)) {
-                    return hit;
-                }
-                let facts = self.work_out_facts();
-                FACTS.with(|c| c.borrow_mut().put(key, facts.clone()));
-                facts
-            })
-            .clone()
+    fn facts(&self) -> &FrameFacts {
+        self.facts.get_or_init(|| {
+            let key = self.cache_key();
+            if let Some(hit) = cached_facts(&key) {
+                return hit;
+            }
+            let facts = Arc::new(self.work_out_facts());
+            keep_facts(key, facts.clone());
+            facts
+        })
     }
 
     /// What a frame's facts depend on: its code, its method entry, and `self` only as far as
@@ -165,11 +178,11 @@ impl Frame {
     }
 
     fn method_name(&self) -> String {
-        self.facts().method_name
+        self.facts().method_name.clone()
     }
 
     fn class_path(&self) -> String {
-        self.facts().class_path
+        self.facts().class_path.clone()
     }
 
     fn kind(ruby: &Ruby, rb_self: &Self) -> Value {
@@ -184,8 +197,8 @@ impl Frame {
     }
 
     fn refined_in(&self) -> Option<String> {
-        match self.facts().kind {
-            MethodKind::Refinement { refined_in } => Some(refined_in),
+        match &self.facts().kind {
+            MethodKind::Refinement { refined_in } => Some(refined_in.clone()),
             _ => None,
         }
     }
@@ -205,21 +218,21 @@ impl Frame {
 
     /// Like `Method#parameters`: `[[:req, :a], [:opt, :b], [:rest], ...]`, or nil when unknown.
     fn parameters(ruby: &Ruby, rb_self: &Self) -> Result<Value, Error> {
-        let Params::Known(params) = rb_self.facts().params else {
+        let Params::Known(params) = &rb_self.facts().params else {
             return Ok(ruby.qnil().as_value());
         };
         let out = ruby.ary_new();
         for p in params {
             let (kind, name) = match p {
-                Param::Req(n) => ("req", n),
+                Param::Req(n) => ("req", n.as_ref()),
                 Param::Opt(n) => ("opt", Some(n)),
-                Param::Rest(n) => ("rest", n),
-                Param::Post(n) => ("post", n),
+                Param::Rest(n) => ("rest", n.as_ref()),
+                Param::Post(n) => ("post", n.as_ref()),
                 Param::KeyReq(n) => ("keyreq", Some(n)),
                 Param::Key(n) => ("key", Some(n)),
-                Param::KeyRest(n) => ("keyrest", n),
+                Param::KeyRest(n) => ("keyrest", n.as_ref()),
                 Param::NoKey => ("nokey", None),
-                Param::Block(n) => ("block", n),
+                Param::Block(n) => ("block", n.as_ref()),
             };
             let pair = ruby.ary_new();
             pair.push(ruby.to_symbol(kind))?;
@@ -361,9 +374,10 @@ fn push_frames(out: RArray, read: Vec<ReadFrame>) -> Result<(), Error> {
 /// raised from, copied at raise by the fast capture, innermost first. Nil when there is no such
 /// copy (raised before rbscope started, or inside rbscope, the capture already replaced by
 /// newer raises, or a Ruby where the fast capture is off), and nil when the copy does not
-/// agree with the exception's own backtrace (one set by hand, or a re-raise from elsewhere
-/// after the first capture was replaced): a better backtrace never contradicts Ruby's.
-fn better_backtrace(ruby: &Ruby, exc: Value) -> Result<Option<RArray>, Error> {
+/// agree with `locations`, the exception's own `backtrace_locations` (one set by hand, or a
+/// re-raise from elsewhere after the first capture was replaced): a better backtrace never
+/// contradicts Ruby's.
+fn better_backtrace(ruby: &Ruby, exc: Value, locations: Value) -> Result<Option<RArray>, Error> {
     let gvl = gvl();
     let Some(slot) = crate::ring::find(gvl, exc.as_raw()) else {
         return Ok(None);
@@ -385,7 +399,33 @@ fn better_backtrace(ruby: &Ruby, exc: Value) -> Result<Option<RArray>, Error> {
     // The ring keeps the copied VALUEs alive (and still holds this capture: nothing here
     // raises) until each Frame marks its own.
     push_frames(out, read)?;
-    Ok(Some(out))
+    Ok(agrees(gvl, out, locations.as_raw())?.then_some(out))
+}
+
+/// Whether `frames` are the frames of `locations` (the exception's `backtrace_locations`): as
+/// many, each at the same line, the innermost and outermost in the same file.
+fn agrees(gvl: Gvl, frames: RArray, locations: VALUE) -> Result<bool, Error> {
+    let locs = rb::array_items(gvl, locations);
+    if locs.len() != frames.len() {
+        return Ok(false);
+    }
+    let last = locs.len().saturating_sub(1);
+    for (i, loc) in locs.iter().enumerate() {
+        let f = <&Frame>::try_convert(frames.entry::<Value>(i as isize)?)?;
+        let line = rb::call(gvl, *loc, "lineno", &[]).ok().and_then(rb::fixnum);
+        if line != Some(f.lineno()) {
+            return Ok(false);
+        }
+        if i == 0 || i == last {
+            let path = rb::call(gvl, *loc, "path", &[])
+                .ok()
+                .and_then(|p| rb::to_string(gvl, p));
+            if path != f.path() {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
 }
 
 /// `thread`'s frames as the wire protocol carries them (labels worked out here).
@@ -396,7 +436,7 @@ pub fn proto_frames(ruby: &Ruby, thread: VALUE) -> Result<Vec<rbscope_proto::Sta
     for i in 0..frames.len() {
         let v: Value = frames.entry(i as isize)?;
         let f = <&Frame>::try_convert(v)?;
-        let facts = f.facts();
+        let facts = f.facts().clone();
         out.push(rbscope_proto::StackFrame {
             path: f.path().unwrap_or_default(),
             line: (f.iseq != 0).then(|| f.lineno()),
@@ -425,6 +465,6 @@ pub fn define(ruby: &Ruby, module: magnus::RModule, native: magnus::RModule) -> 
     class.define_method("parameters", method!(Frame::parameters, 0))?;
     class.define_method("to_s", method!(Frame::to_s, 0))?;
     native.define_singleton_method("backtrace", function!(backtrace, 1))?;
-    native.define_singleton_method("better_backtrace", function!(better_backtrace, 1))?;
+    native.define_singleton_method("better_backtrace", function!(better_backtrace, 2))?;
     Ok(())
 }

@@ -23,6 +23,7 @@ mod graph;
 mod labels;
 mod lifecycle;
 mod live_stacks;
+mod marker;
 mod rb;
 mod report;
 mod restore_data;

@@ -2,19 +2,19 @@
 //!
 //! A fixed number of slots in Rust memory, overwritten oldest first, so memory stays bounded
 //! and a raise allocates nothing once the slots have grown to the stack sizes the app uses.
-//! The VALUEs in the slots are kept alive (and pinned) by one hidden, permanent TypedData
-//! object whose mark function marks every slot. Nothing is attached to the exception itself
+//! The VALUEs in the slots are kept alive (and pinned) by a marker object (marker.rs) whose
+//! mark function marks every slot. Nothing is attached to the exception itself
 //! (that would change what `Marshal.dump(exception)` does).
 //!
 //! Every access holds the GVL (a [`Gvl`] token), and no Ruby object is allocated while a slot
 //! is borrowed, so the mark function (which runs inside GC, also under the GVL) never sees a
 //! slot half-written.
 
+use crate::marker::MarkerType;
 use crate::rb::Gvl;
-use rb_sys::{rb_data_type_t, rb_gc_mark, rb_gc_register_mark_object, VALUE};
+use rb_sys::{rb_gc_mark, VALUE};
 use std::cell::UnsafeCell;
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 /// One pending capture.
 #[derive(Clone, Default)]
@@ -41,10 +41,6 @@ static RING: GvlCell = GvlCell(UnsafeCell::new(Ring {
     slots: Vec::new(),
     next: 0,
 }));
-static MARKER_MADE: AtomicBool = AtomicBool::new(false);
-/// Any non-null address will do as the marker's data (it is never read or freed).
-static MARKER_DATA: u8 = 0;
-
 unsafe extern "C" fn mark_ring(_data: *mut c_void) {
     // SAFETY: called by the GC under the GVL; no slot is borrowed while Ruby can allocate.
     let ring = unsafe { &*RING.0.get() };
@@ -60,40 +56,15 @@ unsafe extern "C" fn mark_ring(_data: *mut c_void) {
     }
 }
 
-struct MarkerType(rb_data_type_t);
-// SAFETY: the type description is immutable and only read by the VM.
-unsafe impl Sync for MarkerType {}
-
-static MARKER_TYPE: MarkerType = MarkerType(rb_data_type_t {
-    wrap_struct_name: c"rbscope pending captures".as_ptr(),
-    function: rb_sys::rb_data_type_struct__bindgen_ty_1 {
-        dmark: Some(mark_ring),
-        dfree: None,
-        dsize: None,
-        dcompact: None,
-        reserved: [std::ptr::null_mut(); 1],
-    },
-    parent: std::ptr::null(),
-    data: std::ptr::null_mut(),
-    flags: 0,
-});
+static MARKER: MarkerType = MarkerType::new(c"rbscope pending captures", mark_ring);
 
 /// Sizes the ring (clearing it) and, once per process, creates the marking object.
-pub fn init(_gvl: Gvl, size: usize) {
+pub fn init(gvl: Gvl, size: usize) {
     // SAFETY: GVL held; no other borrow of the ring is alive.
     let ring = unsafe { &mut *RING.0.get() };
     ring.slots = vec![Slot::default(); size.max(1)];
     ring.next = 0;
-    if !MARKER_MADE.swap(true, Ordering::AcqRel) {
-        // SAFETY: GVL held. klass 0 makes the object hidden; registering it keeps it (and so
-        // the ring's marking) alive for the life of the process. The data pointer must not be
-        // null: the GC skips the mark function of a TypedData whose data is null.
-        unsafe {
-            let data = &MARKER_DATA as *const u8 as *mut c_void;
-            let obj = rb_sys::rb_data_typed_object_wrap(0, data, &MARKER_TYPE.0);
-            rb_gc_register_mark_object(obj);
-        }
-    }
+    MARKER.ensure(gvl);
 }
 
 /// Runs `fill` on the oldest slot (emptied first). `fill` must not allocate Ruby objects.

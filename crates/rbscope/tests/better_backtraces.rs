@@ -115,6 +115,13 @@ puts first.first
 puts "asked again: #{e.better_backtrace.map(&:to_s) == first}"
 puts "marshal: #{Marshal.load(Marshal.dump(e)).message}"
 puts "backtrace unchanged: #{e.backtrace.first}"
+# Facts kept across collections (the cache pins what its keys name) stay right after objects move.
+def labels_here = [Rbscope.backtrace.map(&:label), caller_locations(0).size]
+warm = labels_here
+GC.compact
+GC.start
+now = labels_here
+puts "after compaction: #{now == warm && now[0].size == now[1]} #{now[0].first}"
 
 by_hand = (raise ArgumentError, "by hand", ["x.rb:1:in `y'"] rescue $!)
 puts "set by hand: #{by_hand.better_backtrace.inspect}"
@@ -147,6 +154,7 @@ cases.rb:2:in Object#fails(msg)
 asked again: true
 marshal: kept
 backtrace unchanged: cases.rb:2:in `fails'
+after compaction: true Object#labels_here()
 set by hand: nil
 replaced: nil
 kept (ArgumentError)

@@ -397,7 +397,11 @@ t.join
                 0 => (line, label) == (12, "Object$singleton#<main>{block}()"),
                 1 => (line, label) == (7, "Churn#run()"),
                 2 => (line, label) == (7, "Kernel#loop()"),
-                3 => (line, label) == (8, "Churn#run{block}()"),
+                3 => {
+                    (line, label) == (8, "Churn#run{block}()")
+                        // Returning from an iteration: `leave` is on the block's `end` line.
+                        || (line, label) == (9, "Churn#run{block}()") && i == frames.len() - 1
+                }
                 4 if cfunc => line == 8 && i == frames.len() - 1,
                 _ if cfunc => line == 3 && i == frames.len() - 1,
                 // `n.zero?` runs Ruby code of its own (<internal:numeric>).

@@ -35,8 +35,7 @@ module Rbscope
         @lock.synchronize do
           return @memo[key] if @memo.key?(key)
         end
-        frames = Native.better_backtrace(exception)
-        frames = nil unless frames && agrees?(frames, exception.backtrace_locations)
+        frames = Native.better_backtrace(exception, exception.backtrace_locations)
         return nil unless frames
 
         frames.freeze
@@ -133,14 +132,6 @@ module Rbscope
         return text unless ours && theirs
 
         text.sub(" #{ours.join(':')} ", " #{theirs.join(':')} ")
-      end
-
-      def agrees?(frames, locations)
-        return false unless locations && frames.size == locations.size
-
-        frames.each_with_index.all? do |f, i|
-          f.lineno == locations[i].lineno && f.path == locations[i].path
-        end
       end
 
       def printable?(exception)
