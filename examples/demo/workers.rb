@@ -1,4 +1,4 @@
-# A small job runner with a few threads, for `rbscope stacks -p PID --remote`: two workers wait
+# A small job runner with a few threads, for `rbscope stacks -p PID`: two workers wait
 # for jobs on a queue, one is stuck in a slow "payment gateway" call, and the main thread waits.
 module Shop
   class Worker

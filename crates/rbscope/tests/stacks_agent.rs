@@ -221,3 +221,60 @@ fn a_process_without_the_agent_is_read_from_outside() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn a_forked_child_answers_with_its_own_agent_thread() {
+    let sb = Sandbox::new();
+    let script = sb.write(
+        "forks.rb",
+        r#"require "rbscope"
+Rbscope.start(log: false)
+def child_waits(q) = q.pop
+r, w = IO.pipe
+pid = fork do
+  r.close
+  q = Queue.new
+  w.puts "child #{Process.pid}"
+  w.close
+  child_waits(q)
+end
+w.close
+puts r.gets
+$stdout.flush
+Process.wait(pid)
+"#,
+    );
+    let p = Running::start(sb, &script, &[], "child");
+    let child = p
+        .lines
+        .last()
+        .unwrap()
+        .strip_prefix("child ")
+        .unwrap()
+        .to_string();
+    let guard = ChildGuard(child.parse().unwrap());
+    let mut tries = 0;
+    loop {
+        let report = stacks(&["-p", &child]);
+        let source = report["source"].as_str().unwrap();
+        assert!(source.contains("through its agent"), "{source}");
+        let main = labels(main_thread(&report));
+        if main.iter().any(|l| l == "Object#child_waits(q)") {
+            assert_eq!(main[0], "Thread::Queue#pop(*)", "{main:?}");
+            break;
+        }
+        tries += 1;
+        assert!(tries < 10_000, "never saw child_waits: {main:?}");
+    }
+    drop(guard);
+}
+
+/// Kills a process (a forked child) when the test ends, however it ends.
+struct ChildGuard(i32);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on a pid this test's program forked.
+        unsafe { libc::kill(self.0, libc::SIGKILL) };
+    }
+}
