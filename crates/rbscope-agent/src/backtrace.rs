@@ -250,7 +250,7 @@ impl Frame {
         rbscope_backtrace::format_line(
             &self.path().unwrap_or_else(|| "(unknown)".into()),
             self.lineno(),
-            &facts,
+            facts,
         )
     }
 }
