@@ -15,7 +15,7 @@
 use crate::rb::{self, Gvl, NIL};
 use rb_sys::VALUE;
 use std::ffi::c_void;
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::time::Instant;
 
 /// Work for the agent thread.
@@ -42,10 +42,7 @@ pub struct WorkQueue(SyncSender<Work>);
 impl WorkQueue {
     /// Queues `work`; false when the queue is full or the thread has ended.
     pub fn offer(&self, work: Work) -> bool {
-        match self.0.try_send(work) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
-        }
+        self.0.try_send(work).is_ok()
     }
 
     pub fn stop(&self) {

@@ -173,8 +173,10 @@ unsafe fn rd(addr: usize) -> usize {
 /// # Safety
 /// GVL held, on the thread whose `ec` this is, inside the raise hook (frames are stable).
 unsafe fn copy_stack(l: &Layout, ec: usize, out: *mut VALUE, cap: usize) -> Option<usize> {
-    let fix = |n: usize| ((n as VALUE) << 1) | 1; // LONG2FIX for non-negative values
-                                                  // SAFETY (for every `put`): callers check `len + k <= cap` before writing k words.
+    // LONG2FIX for non-negative values.
+    let fix = |n: usize| ((n as VALUE) << 1) | 1;
+    // SAFETY: every `put` below is preceded by a check that `len + k <= cap` for the k words
+    // it writes, and `out` has room for `cap` VALUEs (the caller's contract).
     let put = |i: usize, v: VALUE| unsafe { out.add(i).write(v) };
     // SAFETY: ec is the running execution context (caller's contract).
     let (stack, size, mut cfp) = unsafe {

@@ -151,19 +151,27 @@ puts [c.class.name, users.first.class.name, users.first.name, users.last.email, 
     );
 }
 
-#[test]
-fn a_failing_active_job_is_stored() {
-    let sb = Sandbox::new();
-    rails_app(&sb);
-    let out = Command::new("ruby")
+/// Runs `code` with `ruby -r<require>` in the app's directory, with the sandbox's store.
+fn ruby_in_app(sb: &Sandbox, require: &str, code: &str) -> std::process::Output {
+    Command::new("ruby")
         .arg(format!("-I{}", gem_lib().display()))
-        .args(["-r./config/environment", "-e"])
-        .arg("begin; ReportJob.perform_now(User.first.id); rescue IOError; end; Rbscope.flush")
+        .args([format!("-r{require}").as_str(), "-e", code])
         .current_dir(sb.dir.path())
         .env("RBSCOPE_STORE", sb.store())
         .env("XDG_RUNTIME_DIR", sb.dir.path().join("run"))
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn a_failing_active_job_is_stored() {
+    let sb = Sandbox::new();
+    rails_app(&sb);
+    let out = ruby_in_app(
+        &sb,
+        "./config/environment",
+        "begin; ReportJob.perform_now(User.first.id); rescue IOError; end; Rbscope.flush",
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let snap = sb.only_snapshot();
     let s = Snap(&snap);
@@ -180,23 +188,16 @@ fn a_failing_active_job_is_stored() {
 fn better_backtraces_in_the_rails_error_log() {
     let sb = Sandbox::new();
     rails_app(&sb);
-    let out = Command::new("ruby")
-        .arg(format!("-I{}", gem_lib().display()))
-        .args(["-r./config/application", "-e"])
-        .arg(
-            r#"log = StringIO.new
+    let out = ruby_in_app(
+        &sb,
+        "./config/application",
+        r#"log = StringIO.new
 Rails.application.config.logger = ActiveSupport::Logger.new(log)
 Rails.application.config.rbscope.better_backtraces = true
 require "./config/environment"
-status, = Rack::MockRequest.new(Rails.application).get("/users?limit=2").then { |r| [r.status] }
-puts status
+puts Rack::MockRequest.new(Rails.application).get("/users?limit=2").status
 puts log.string.lines.grep(/ArgumentError|config\/environment/)"#,
-        )
-        .current_dir(sb.dir.path())
-        .env("RBSCOPE_STORE", sb.store())
-        .env("XDG_RUNTIME_DIR", sb.dir.path().join("run"))
-        .output()
-        .unwrap();
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = text.lines().map(str::trim_end).collect();

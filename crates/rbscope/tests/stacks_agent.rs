@@ -78,6 +78,18 @@ fn main_thread(report: &J) -> &J {
         .expect("a main thread")
 }
 
+/// Explicit readiness: reads `rbscope stacks ARGS` until `ready` says the report shows the
+/// program where the test wants it (it may assert on every report), and returns that report.
+fn stacks_until(args: &[&str], ready: impl Fn(&J) -> bool) -> J {
+    for _ in 0..10_000 {
+        let report = stacks(args);
+        if ready(&report) {
+            return report;
+        }
+    }
+    panic!("the main thread never got there: {:#}", stacks(args));
+}
+
 fn labels(t: &J) -> Vec<String> {
     t["frames"]
         .as_array()
@@ -153,20 +165,12 @@ fn native_code_holding_the_vm_makes_the_cli_read_from_outside() {
     let sb = Sandbox::new();
     let script = sb.write("busy.rb", HOLDS_THE_VM);
     let p = Running::start(sb, &script, &[], "busy");
-    // Explicit readiness: read from outside until the main thread is inside the digest.
-    let mut tries = 0;
-    loop {
-        let report = stacks(&["-p", &p.pid(), "--remote"]);
-        if labels(main_thread(&report))
+    // Read from outside until the main thread is inside the digest.
+    stacks_until(&["-p", &p.pid(), "--remote"], |report| {
+        labels(main_thread(report))
             .first()
             .is_some_and(|l| l.starts_with("Digest::"))
-        {
-            break;
-        }
-        tries += 1;
-        assert!(tries < 10_000, "never saw the digest running: {report:#}");
-        std::thread::yield_now();
-    }
+    });
     let started = std::time::Instant::now();
     let report = stacks(&["-p", &p.pid()]);
     let took = started.elapsed();
@@ -189,37 +193,20 @@ fn a_process_without_the_agent_is_read_from_outside() {
     let sb = Sandbox::new();
     let script = sb.write(
         "plain.rb",
-        "def wait_here = $stdin.read\nputs \"ready\"\n$stdout.flush\nwait_here\n",
+        "def wait_here = sleep\nputs \"ready\"\n$stdout.flush\nwait_here\n",
     );
-    let mut child = Command::new("ruby")
-        .arg(&script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line, "ready\n");
+    let p = Running::start(sb, &script, &[], "ready");
     // Asked until the program is inside wait_here (it printed "ready" just before).
-    let mut tries = 0;
-    loop {
-        let report = stacks(&["-p", &child.id().to_string()]);
+    let report = stacks_until(&["-p", &p.pid()], |report| {
         assert_eq!(
             report["notes"][0],
             "read from outside because the process runs no rbscope agent"
         );
-        let main = labels(main_thread(&report));
-        if main.iter().any(|l| l == "Object#wait_here()") {
-            assert_eq!(main[0], "IO#read(*)", "{main:?}");
-            break;
-        }
-        tries += 1;
-        assert!(tries < 10_000, "never saw wait_here: {main:?}");
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+        labels(main_thread(report))
+            .iter()
+            .any(|l| l == "Object#wait_here()")
+    });
+    assert_eq!(labels(main_thread(&report))[0], "Kernel#sleep(*)");
 }
 
 #[test]
@@ -253,19 +240,14 @@ Process.wait(pid)
         .unwrap()
         .to_string();
     let guard = ChildGuard(child.parse().unwrap());
-    let mut tries = 0;
-    loop {
-        let report = stacks(&["-p", &child]);
+    let report = stacks_until(&["-p", &child], |report| {
         let source = report["source"].as_str().unwrap();
         assert!(source.contains("through its agent"), "{source}");
-        let main = labels(main_thread(&report));
-        if main.iter().any(|l| l == "Object#child_waits(q)") {
-            assert_eq!(main[0], "Thread::Queue#pop(*)", "{main:?}");
-            break;
-        }
-        tries += 1;
-        assert!(tries < 10_000, "never saw child_waits: {main:?}");
-    }
+        labels(main_thread(report))
+            .iter()
+            .any(|l| l == "Object#child_waits(q)")
+    });
+    assert_eq!(labels(main_thread(&report))[0], "Thread::Queue#pop(*)");
     drop(guard);
 }
 

@@ -65,16 +65,10 @@ module Rbscope
       # known (the exception and each cause in turn); frames of rbscope's own wrappers left out.
       def report(exception)
         out = +""
-        seen = {}
-        current = exception
-        first = true
-        while current && !seen[current.object_id]
-          seen[current.object_id] = true
+        chain(exception).each_with_index do |current, i|
           lines = lines_of(current)
-          out << headline(lines.first, current, first)
+          out << headline(lines.first, current, i.zero?)
           lines.drop(1).each { |l| out << "\tfrom #{l}\n" }
-          first = false
-          current = current.cause
         end
         out
       end
@@ -99,13 +93,7 @@ module Rbscope
       def __before_exit_report(exception)
         return false unless installed? && printable?(exception)
 
-        seen = {}
-        current = exception
-        while current && !seen[current.object_id]
-          seen[current.object_id] = true
-          current.set_backtrace(lines_of(current)) if of(current)
-          current = current.cause
-        end
+        chain(exception).each { |e| e.set_backtrace(lines_of(e)) if of(e) }
         true
       rescue StandardError
         false
@@ -122,6 +110,19 @@ module Rbscope
       end
 
       private
+
+      # The exception and its causes, in order, each once (causes can form a cycle).
+      def chain(exception)
+        seen = {}
+        out = []
+        current = exception
+        while current && !seen[current.object_id]
+          seen[current.object_id] = true
+          out << current
+          current = current.cause
+        end
+        out
+      end
 
       # Thread#inspect names where the thread's block was written; rbscope's wrapper block
       # stands in for the app's, so its place is put back.
