@@ -1,0 +1,14 @@
+//! Live tracing, the parts that need no Ruby.
+//!
+//! The agent's hooks write compact binary records ([`events`]) into a lock-free byte ring
+//! ([`ring`]) that a plain Rust thread drains to the client; the app never waits for the
+//! client, and what did not fit is counted. The CLI decodes the same records, rebuilds every
+//! thread's calls ([`timeline`]) and prints them ([`render`]: an indented text tree, JSON lines
+//! or Chrome's trace format). What to trace is said with selectors ([`selector`]), parsed the
+//! same way on both sides.
+
+pub mod events;
+pub mod render;
+pub mod ring;
+pub mod selector;
+pub mod timeline;

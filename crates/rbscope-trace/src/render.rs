@@ -1,0 +1,498 @@
+//! Printing a trace: an indented text tree (rbtrace's layout), JSON lines, or Chrome's trace
+//! event format (open it in Perfetto or chrome://tracing).
+//!
+//! Text: a call that made no traced calls is one line, `Foo#bar(x=1) <0.000012>` (seconds);
+//! a call that did opens a line, its calls follow indented by two spaces, and a closing line
+//! repeats its name with its duration. Durations exclude the tracer's own time.
+
+use crate::timeline::{Names, Step};
+use std::collections::{HashMap, HashSet};
+use std::io::{self, Write};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Jsonl,
+    Chrome,
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Format, String> {
+        match s {
+            "text" => Ok(Format::Text),
+            "jsonl" => Ok(Format::Jsonl),
+            "chrome" => Ok(Format::Chrome),
+            other => Err(format!(
+                "unknown format {other:?}: use text, jsonl or chrome"
+            )),
+        }
+    }
+}
+
+pub trait Render {
+    fn step(&mut self, names: &Names, step: Step) -> io::Result<()>;
+    /// Called once at the end (calls still running are shown as such).
+    fn finish(&mut self, names: &Names) -> io::Result<()>;
+}
+
+/// Makes the renderer for `format`. `pid` labels Chrome's process track.
+pub fn renderer<'w>(
+    format: Format,
+    out: Box<dyn Write + 'w>,
+    show_threads: bool,
+    pid: u32,
+) -> Box<dyn Render + 'w> {
+    match format {
+        Format::Text => Box::new(Text::new(out, show_threads)),
+        Format::Jsonl => Box::new(Jsonl { out }),
+        Format::Chrome => Box::new(Chrome {
+            out,
+            pid,
+            first: true,
+            named: HashSet::new(),
+        }),
+    }
+}
+
+fn seconds(w: &mut dyn Write, ns: u64) -> io::Result<()> {
+    write!(
+        w,
+        "<{}.{:06}>",
+        ns / 1_000_000_000,
+        (ns % 1_000_000_000) / 1000
+    )
+}
+
+struct Pending {
+    depth: usize,
+    method: u32,
+    values: Vec<(String, String)>,
+}
+
+pub struct Text<'w> {
+    out: Box<dyn Write + 'w>,
+    show_threads: bool,
+    pending: HashMap<u32, Pending>,
+}
+
+impl<'w> Text<'w> {
+    pub fn new(out: Box<dyn Write + 'w>, show_threads: bool) -> Text<'w> {
+        Text {
+            out,
+            show_threads,
+            pending: HashMap::new(),
+        }
+    }
+
+    fn prefix(&mut self, names: &Names, thread: u32, depth: usize) -> io::Result<()> {
+        if self.show_threads {
+            let (tid, name) = names.thread(thread);
+            if name.is_empty() {
+                write!(self.out, "[{tid}] ")?;
+            } else {
+                write!(self.out, "[{tid} {name}] ")?;
+            }
+        }
+        for _ in 0..depth.min(200) {
+            self.out.write_all(b"  ")?;
+        }
+        Ok(())
+    }
+
+    fn call_line(&mut self, names: &Names, thread: u32, p: &Pending) -> io::Result<()> {
+        self.prefix(names, thread, p.depth)?;
+        self.out.write_all(names.method(p.method).as_bytes())?;
+        if !p.values.is_empty() {
+            self.out.write_all(b"(")?;
+            for (i, (k, v)) in p.values.iter().enumerate() {
+                if i > 0 {
+                    self.out.write_all(b", ")?;
+                }
+                write!(self.out, "{k}={v}")?;
+            }
+            self.out.write_all(b")")?;
+        }
+        Ok(())
+    }
+
+    fn flush_pending(&mut self, names: &Names, thread: u32) -> io::Result<()> {
+        if let Some(p) = self.pending.remove(&thread) {
+            self.call_line(names, thread, &p)?;
+            self.out.write_all(b"\n")?;
+        }
+        Ok(())
+    }
+}
+
+impl Render for Text<'_> {
+    fn step(&mut self, names: &Names, step: Step) -> io::Result<()> {
+        match step {
+            Step::Enter {
+                thread,
+                depth,
+                method,
+                values,
+                ..
+            } => {
+                self.flush_pending(names, thread)?;
+                self.pending.insert(
+                    thread,
+                    Pending {
+                        depth,
+                        method,
+                        values,
+                    },
+                );
+            }
+            Step::Leave {
+                thread,
+                depth,
+                method,
+                duration,
+                ..
+            } => {
+                match self.pending.remove(&thread) {
+                    Some(p) if p.depth == depth && p.method == method => {
+                        self.call_line(names, thread, &p)?;
+                    }
+                    other => {
+                        if let Some(p) = other {
+                            self.call_line(names, thread, &p)?;
+                            self.out.write_all(b"\n")?;
+                        }
+                        self.prefix(names, thread, depth)?;
+                        self.out.write_all(names.method(method).as_bytes())?;
+                    }
+                }
+                self.out.write_all(b" ")?;
+                seconds(&mut self.out, duration)?;
+                self.out
+                    .write_all(if depth == 0 { b"\n\n" } else { b"\n" })?;
+            }
+            Step::Slow {
+                thread,
+                depth,
+                method,
+                duration,
+                ..
+            } => {
+                self.prefix(names, thread, depth as usize)?;
+                self.out.write_all(names.method(method).as_bytes())?;
+                self.out.write_all(b" ")?;
+                seconds(&mut self.out, duration)?;
+                self.out.write_all(b"\n")?;
+            }
+            Step::Gc {
+                count, mark, total, ..
+            } => {
+                write!(self.out, "GC #{count} ")?;
+                match total {
+                    Some(t) => seconds(&mut self.out, t)?,
+                    None => self.out.write_all(b"(began before the trace)")?,
+                }
+                if let Some(m) = mark {
+                    self.out.write_all(b" mark ")?;
+                    seconds(&mut self.out, m)?;
+                }
+                self.out.write_all(b"\n")?;
+            }
+            Step::Lost { count } => {
+                writeln!(
+                    self.out,
+                    "*** {count} events lost here: this client did not read fast enough"
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, names: &Names) -> io::Result<()> {
+        let mut threads: Vec<u32> = self.pending.keys().copied().collect();
+        threads.sort_unstable();
+        for t in threads {
+            if let Some(p) = self.pending.remove(&t) {
+                self.call_line(names, t, &p)?;
+                self.out.write_all(b" <still running>\n")?;
+            }
+        }
+        self.out.flush()
+    }
+}
+
+fn json_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+fn json_values(values: &[(String, String)]) -> String {
+    let mut s = String::from("{");
+    for (i, (k, v)) in values.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&json_str(k));
+        s.push(':');
+        s.push_str(&json_str(v));
+    }
+    s.push('}');
+    s
+}
+
+struct Jsonl<'w> {
+    out: Box<dyn Write + 'w>,
+}
+
+impl Render for Jsonl<'_> {
+    fn step(&mut self, names: &Names, step: Step) -> io::Result<()> {
+        let thread_fields = |thread: u32| {
+            let (tid, name) = names.thread(thread);
+            format!("\"thread\":{tid},\"thread_name\":{}", json_str(name))
+        };
+        match step {
+            Step::Enter {
+                thread,
+                depth,
+                method,
+                t,
+                values,
+            } => writeln!(
+                self.out,
+                "{{\"event\":\"call\",{},\"method\":{},\"depth\":{depth},\"t_ns\":{t},\"values\":{}}}",
+                thread_fields(thread),
+                json_str(&names.method(method)),
+                json_values(&values)
+            ),
+            Step::Leave {
+                thread,
+                depth,
+                method,
+                start,
+                end,
+                duration,
+            } => writeln!(
+                self.out,
+                "{{\"event\":\"return\",{},\"method\":{},\"depth\":{depth},\"start_ns\":{start},\"t_ns\":{end},\"duration_ns\":{duration}}}",
+                thread_fields(thread),
+                json_str(&names.method(method)),
+            ),
+            Step::Slow {
+                thread,
+                depth,
+                method,
+                start,
+                duration,
+            } => writeln!(
+                self.out,
+                "{{\"event\":\"slow\",{},\"method\":{},\"depth\":{depth},\"start_ns\":{start},\"duration_ns\":{duration}}}",
+                thread_fields(thread),
+                json_str(&names.method(method)),
+            ),
+            Step::Gc {
+                count,
+                t,
+                mark,
+                total,
+            } => writeln!(
+                self.out,
+                "{{\"event\":\"gc\",\"count\":{count},\"t_ns\":{t},\"mark_ns\":{},\"duration_ns\":{}}}",
+                mark.map_or("null".to_string(), |m| m.to_string()),
+                total.map_or("null".to_string(), |m| m.to_string()),
+            ),
+            Step::Lost { count } => {
+                writeln!(self.out, "{{\"event\":\"lost\",\"count\":{count}}}")
+            }
+        }
+    }
+
+    fn finish(&mut self, _names: &Names) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+struct Chrome<'w> {
+    out: Box<dyn Write + 'w>,
+    pid: u32,
+    first: bool,
+    named: HashSet<u32>,
+}
+
+impl Chrome<'_> {
+    fn event(&mut self, body: String) -> io::Result<()> {
+        self.out
+            .write_all(if self.first { b"[\n" } else { b",\n" })?;
+        self.first = false;
+        self.out.write_all(body.as_bytes())
+    }
+
+    fn thread(&mut self, names: &Names, thread: u32) -> io::Result<i64> {
+        let (tid, name) = names.thread(thread);
+        if self.named.insert(thread) {
+            let name = if name.is_empty() {
+                format!("thread {tid}")
+            } else {
+                name.to_string()
+            };
+            self.event(format!(
+                "{{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":{},\"tid\":{tid},\"args\":{{\"name\":{}}}}}",
+                self.pid,
+                json_str(&name)
+            ))?;
+        }
+        Ok(tid)
+    }
+}
+
+fn micros(ns: u64) -> String {
+    format!("{}.{:03}", ns / 1000, ns % 1000)
+}
+
+impl Render for Chrome<'_> {
+    fn step(&mut self, names: &Names, step: Step) -> io::Result<()> {
+        match step {
+            Step::Enter {
+                thread,
+                method,
+                t,
+                values,
+                ..
+            } => {
+                let tid = self.thread(names, thread)?;
+                self.event(format!(
+                    "{{\"name\":{},\"cat\":\"ruby\",\"ph\":\"B\",\"ts\":{},\"pid\":{},\"tid\":{tid},\"args\":{}}}",
+                    json_str(&names.method(method)),
+                    micros(t),
+                    self.pid,
+                    json_values(&values)
+                ))
+            }
+            Step::Leave {
+                thread,
+                method,
+                end,
+                duration,
+                ..
+            } => {
+                let tid = self.thread(names, thread)?;
+                self.event(format!(
+                    "{{\"name\":{},\"cat\":\"ruby\",\"ph\":\"E\",\"ts\":{},\"pid\":{},\"tid\":{tid},\"args\":{{\"duration_ns\":{duration}}}}}",
+                    json_str(&names.method(method)),
+                    micros(end),
+                    self.pid,
+                ))
+            }
+            Step::Slow {
+                thread,
+                method,
+                start,
+                duration,
+                ..
+            } => {
+                let tid = self.thread(names, thread)?;
+                self.event(format!(
+                    "{{\"name\":{},\"cat\":\"ruby\",\"ph\":\"X\",\"ts\":{},\"dur\":{},\"pid\":{},\"tid\":{tid}}}",
+                    json_str(&names.method(method)),
+                    micros(start),
+                    micros(duration),
+                    self.pid,
+                ))
+            }
+            Step::Gc {
+                count, t, total, ..
+            } => {
+                let dur = total.unwrap_or(0);
+                self.event(format!(
+                    "{{\"name\":\"GC #{count}\",\"cat\":\"gc\",\"ph\":\"X\",\"ts\":{},\"dur\":{},\"pid\":{},\"tid\":0}}",
+                    micros(t.saturating_sub(dur)),
+                    micros(dur),
+                    self.pid,
+                ))
+            }
+            Step::Lost { count } => self.event(format!(
+                "{{\"name\":\"{count} events lost\",\"ph\":\"i\",\"s\":\"g\",\"ts\":0,\"pid\":{}}}",
+                self.pid
+            )),
+        }
+    }
+
+    fn finish(&mut self, _names: &Names) -> io::Result<()> {
+        self.out
+            .write_all(if self.first { b"[]\n" } else { b"\n]\n" })?;
+        self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::*;
+    use crate::timeline::Timeline;
+
+    fn trace() -> Vec<u8> {
+        let mut v = Vec::new();
+        push_to(&mut v, method_len("Greeter#greet"), |b| {
+            write_method(b, 1, "Greeter#greet")
+        });
+        push_to(&mut v, method_len("Greeter#shout"), |b| {
+            write_method(b, 2, "Greeter#shout")
+        });
+        push_to(&mut v, thread_len("main"), |b| {
+            write_thread(b, 1, 700, "main")
+        });
+        let vals = [("self", "#<Greeter>"), ("times", "2")];
+        push_to(&mut v, call_values_len(&vals), |b| {
+            write_call_values(b, 1, 1, 1_000, &vals)
+        });
+        push_to(&mut v, CALL_LEN, |b| write_call(b, 1, 2, 2_000));
+        push_to(&mut v, RETURN_LEN, |b| {
+            write_return(b, 1, 2, 392_000, 390_000)
+        });
+        push_to(&mut v, RETURN_LEN, |b| {
+            write_return(b, 1, 1, 700_000, 635_000)
+        });
+        push_to(&mut v, CALL_LEN, |b| write_call(b, 1, 2, 800_000));
+        push_to(&mut v, RETURN_LEN, |b| {
+            write_return(b, 1, 2, 900_000, 8_000)
+        });
+        push_to(&mut v, LOST_LEN, |b| write_lost(b, 3));
+        push_to(&mut v, CALL_LEN, |b| write_call(b, 1, 1, 1_000_000));
+        v
+    }
+
+    fn render(format: Format, show_threads: bool) -> String {
+        let mut buf = Vec::new();
+        {
+            let mut r = renderer(format, Box::new(&mut buf), show_threads, 42);
+            let mut t = Timeline::default();
+            t.feed(&trace(), |n, s| r.step(n, s).unwrap()).unwrap();
+            r.finish(&t.names).unwrap();
+        }
+        String::from_utf8(buf).unwrap()
+    }
+
+    #[test]
+    fn text_tree() {
+        assert_eq!(
+            render(Format::Text, false),
+            "Greeter#greet(self=#<Greeter>, times=2)\n  Greeter#shout <0.000390>\n\
+             Greeter#greet <0.000635>\n\nGreeter#shout <0.000008>\n\n\
+             *** 3 events lost here: this client did not read fast enough\n\
+             Greeter#greet <still running>\n"
+        );
+        assert!(render(Format::Text, true).starts_with("[700 main] Greeter#greet("));
+    }
+
+    #[test]
+    fn jsonl_and_chrome_are_json() {
+        for line in render(Format::Jsonl, false).lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert!(v["event"].is_string());
+        }
+        let chrome: serde_json::Value =
+            serde_json::from_str(&render(Format::Chrome, false)).unwrap();
+        let events = chrome.as_array().unwrap();
+        let b = events.iter().filter(|e| e["ph"] == "B").count();
+        let e = events.iter().filter(|e| e["ph"] == "E").count();
+        assert_eq!((b, e), (4, 3));
+        assert_eq!(events[0]["ph"], "M");
+    }
+}

@@ -1,0 +1,216 @@
+//! A bounded byte ring between the app's threads (writers, inside event hooks) and one drain
+//! thread (the reader), that never makes a writer wait.
+//!
+//! Writers are already serialized by Ruby's GVL, but a writer still takes a try-lock (one
+//! uncontended atomic swap), so two writers can never interleave even where the GVL does not
+//! order them; a writer that finds it taken, or finds too little room, drops its record and
+//! counts it. Records never straddle the end: a padding record fills the tail and the record
+//! goes to the start. Positions are ever-growing byte counts; the reader publishes how far it
+//! has read, the writer how far it has written (release/acquire), so each side only touches
+//! bytes the other has handed over.
+
+use crate::events;
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+pub struct ByteRing {
+    buf: Box<[UnsafeCell<u8>]>,
+    cap: usize,
+    /// Bytes written so far (only the writer stores it).
+    head: AtomicUsize,
+    /// Bytes read so far (only the reader stores it).
+    tail: AtomicUsize,
+    writing: AtomicBool,
+    lost: AtomicU64,
+    written: AtomicU64,
+}
+
+// SAFETY: the bytes are shared by one writer at a time (the try-lock) and one reader; each side
+// only accesses the region the other released through `head`/`tail` (see the module docs).
+unsafe impl Sync for ByteRing {}
+// SAFETY: as above; the ring owns its buffer.
+unsafe impl Send for ByteRing {}
+
+impl ByteRing {
+    /// A ring of `cap` bytes (rounded up to a multiple of 4, at least 64 KiB).
+    pub fn new(cap: usize) -> ByteRing {
+        let cap = events::aligned(cap.max(64 * 1024));
+        ByteRing {
+            buf: (0..cap).map(|_| UnsafeCell::new(0)).collect(),
+            cap,
+            head: AtomicUsize::new(0),
+            tail: AtomicUsize::new(0),
+            writing: AtomicBool::new(false),
+            lost: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+
+    fn slice_mut(&self, at: usize, len: usize) -> &mut [u8] {
+        debug_assert!(at + len <= self.cap);
+        // SAFETY: [at, at+len) lies in the free region, which only the writer holding the lock
+        // touches until it publishes `head`; UnsafeCell<u8> has u8's layout.
+        unsafe { std::slice::from_raw_parts_mut(self.base().add(at), len) }
+    }
+
+    fn slice(&self, at: usize, len: usize) -> &[u8] {
+        // SAFETY: [at, at+len) lies in the written region, which the writer no longer touches
+        // until the reader publishes `tail` past it.
+        unsafe { std::slice::from_raw_parts(self.base().add(at) as *const u8, len) }
+    }
+
+    /// The buffer's first byte, with the provenance of the whole buffer.
+    fn base(&self) -> *mut u8 {
+        UnsafeCell::raw_get(self.buf.as_ptr())
+    }
+
+    /// Writes one record of `len` bytes (a multiple of 4) with `fill`, or drops it and counts
+    /// it when the ring is full or another writer holds it. Never blocks.
+    pub fn push(&self, len: usize, fill: impl FnOnce(&mut [u8])) -> bool {
+        debug_assert!(len % 4 == 0 && len >= 4);
+        if len > self.cap / 2
+            || self
+                .writing
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+        {
+            self.lost.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        let head = self.head.load(Ordering::Relaxed);
+        let tail = self.tail.load(Ordering::Acquire);
+        let free = self.cap - (head - tail);
+        let pos = head % self.cap;
+        let to_end = self.cap - pos;
+        let need = if len <= to_end { len } else { to_end + len };
+        let ok = need <= free;
+        if ok {
+            if len > to_end {
+                events::write_pad(self.slice_mut(pos, to_end), to_end);
+                fill(self.slice_mut(0, len));
+            } else {
+                fill(self.slice_mut(pos, len));
+            }
+            self.head.store(head + need, Ordering::Release);
+            self.written.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.lost.fetch_add(1, Ordering::Relaxed);
+        }
+        self.writing.store(false, Ordering::Release);
+        ok
+    }
+
+    /// Appends everything written so far to `out` (records whole, padding included) and frees
+    /// it for writers. Returns the number of bytes taken.
+    pub fn drain_into(&self, out: &mut Vec<u8>) -> usize {
+        let head = self.head.load(Ordering::Acquire);
+        let tail = self.tail.load(Ordering::Relaxed);
+        let n = head - tail;
+        if n == 0 {
+            return 0;
+        }
+        let pos = tail % self.cap;
+        let first = n.min(self.cap - pos);
+        out.extend_from_slice(self.slice(pos, first));
+        if first < n {
+            out.extend_from_slice(self.slice(0, n - first));
+        }
+        self.tail.store(head, Ordering::Release);
+        n
+    }
+
+    /// Records dropped since the last call.
+    pub fn take_lost(&self) -> u64 {
+        self.lost.swap(0, Ordering::Relaxed)
+    }
+
+    /// Records written since the ring was made.
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{Event, Reader, CALL_LEN, RETURN_LEN};
+    use std::sync::Arc;
+
+    #[test]
+    fn wraps_with_padding_and_counts_what_did_not_fit() {
+        let ring = ByteRing::new(64 * 1024);
+        let mut out = Vec::new();
+        let mut sent = 0u64;
+        // Fill, drain a little at a time, across many wraps, with two record sizes so that
+        // padding is needed.
+        for round in 0..20_000u64 {
+            let ok = if round % 3 == 0 {
+                ring.push(RETURN_LEN, |b| events::write_return(b, 1, 2, round, 5))
+            } else {
+                ring.push(CALL_LEN, |b| events::write_call(b, 1, 2, round))
+            };
+            assert!(ok, "round {round}");
+            sent += 1;
+            if round % 7 == 0 {
+                ring.drain_into(&mut out);
+            }
+        }
+        ring.drain_into(&mut out);
+        let ts: Vec<u64> = Reader::new(&out)
+            .map(|e| match e.unwrap() {
+                Event::Call { t, .. } | Event::Return { t, .. } => t,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(ts.len() as u64, sent);
+        assert!(ts.windows(2).all(|w| w[1] == w[0] + 1));
+
+        // Nobody drains: the ring fills, then drops and counts.
+        let full = ByteRing::new(64 * 1024);
+        let fits = full.capacity() / CALL_LEN;
+        let mut ok = 0;
+        for i in 0..fits + 100 {
+            if full.push(CALL_LEN, |b| events::write_call(b, 0, 0, i as u64)) {
+                ok += 1;
+            }
+        }
+        assert_eq!(ok, fits);
+        assert_eq!(full.take_lost(), 100);
+        assert_eq!(full.take_lost(), 0);
+    }
+
+    #[test]
+    fn a_reader_thread_sees_every_record_in_order() {
+        let ring = Arc::new(ByteRing::new(64 * 1024));
+        let writer = {
+            let ring = ring.clone();
+            std::thread::spawn(move || {
+                let mut pushed = Vec::new();
+                for i in 0..200_000u64 {
+                    if ring.push(CALL_LEN, |b| events::write_call(b, 0, 0, i)) {
+                        pushed.push(i);
+                    }
+                }
+                pushed
+            })
+        };
+        let mut out = Vec::new();
+        while !writer.is_finished() {
+            ring.drain_into(&mut out);
+        }
+        let pushed = writer.join().unwrap();
+        ring.drain_into(&mut out);
+        let got: Vec<u64> = Reader::new(&out)
+            .map(|e| match e.unwrap() {
+                Event::Call { t, .. } => t,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(got, pushed);
+        assert_eq!(ring.take_lost() as usize, 200_000 - pushed.len());
+    }
+}
