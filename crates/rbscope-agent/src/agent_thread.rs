@@ -26,6 +26,20 @@ pub enum Work {
         deadline: Instant,
         reply: SyncSender<rbscope_proto::AgentMessage>,
     },
+    /// Install a trace session's hooks; the answer goes to `reply` (unless `deadline` passed,
+    /// then nothing is installed).
+    Attach {
+        session: std::sync::Arc<crate::trace_session::Session>,
+        plan: crate::live::Plan,
+        deadline: Instant,
+        reply: SyncSender<Result<rbscope_proto::TraceStarted, String>>,
+    },
+    /// Remove a trace session's hooks, then say so on `reply`.
+    Detach { id: u64, reply: SyncSender<()> },
+    /// Start evaluating code for the eval waiting under `token`.
+    Eval { token: u64, code: String },
+    /// Kill the thread of a timed-out eval.
+    CancelEval { token: u64 },
     /// Wake up (from the VM's unblocking function) and look for an interrupt.
     Wake,
     /// End the thread.
@@ -129,6 +143,23 @@ unsafe extern "C" fn agent_main(data: *mut c_void) -> VALUE {
                     let _ = reply.send(answer);
                 }
             }
+            Some(Work::Attach {
+                session,
+                plan,
+                deadline,
+                reply,
+            }) => {
+                if Instant::now() <= deadline {
+                    let answer = crate::live::attach(gvl, session, plan);
+                    let _ = reply.send(answer);
+                }
+            }
+            Some(Work::Detach { id, reply }) => {
+                crate::live::detach(gvl, id);
+                let _ = reply.send(());
+            }
+            Some(Work::Eval { token, code }) => crate::live_eval::start(gvl, token, &code),
+            Some(Work::CancelEval { token }) => crate::live_eval::cancel(gvl, token),
             Some(Work::Stop) | None => break,
             Some(Work::Wake) => {}
         }

@@ -64,26 +64,14 @@ pub fn quietly<T>(f: impl FnOnce() -> T) -> T {
     out
 }
 
-type RawArgHook = unsafe extern "C" fn(data: VALUE, arg: *mut rb_trace_arg_t);
-
-extern "C" {
-    // Declared here with a plain integer flag: the generated binding types the flag as a Rust
-    // enum, which cannot hold combinations.
-    #[link_name = "rb_add_event_hook2"]
-    fn add_event_hook2(func: RawArgHook, events: u32, data: VALUE, flags: u32);
-    #[link_name = "rb_remove_event_hook"]
-    fn remove_event_hook(func: RawArgHook) -> i32;
-}
-
 const RUBY_EVENT_RAISE: u32 = 0x0080;
-const HOOK_FLAG_RAW_ARG: u32 = 0x04;
 
 /// Sizes the pending-capture ring and installs the raise hook.
 pub fn install(gvl: Gvl, ring_size: usize) {
     crate::ring::init(gvl, ring_size);
     if !HOOK_ON.swap(true, Ordering::AcqRel) {
         // SAFETY: GVL held; the hook has the raw-arg signature that the flag announces.
-        unsafe { add_event_hook2(on_raise, RUBY_EVENT_RAISE, NIL, HOOK_FLAG_RAW_ARG) };
+        unsafe { rb::add_raw_event_hook(on_raise, RUBY_EVENT_RAISE, NIL, rb::HOOK_FLAG_RAW_ARG) };
     }
 }
 
@@ -91,7 +79,7 @@ pub fn install(gvl: Gvl, ring_size: usize) {
 pub fn uninstall(_gvl: Gvl) {
     if HOOK_ON.swap(false, Ordering::AcqRel) {
         // SAFETY: GVL held; removing a hook we installed.
-        unsafe { remove_event_hook(on_raise) };
+        unsafe { rb::remove_raw_event_hook(on_raise) };
     }
 }
 

@@ -33,6 +33,10 @@ pub struct Config {
     pub redaction: Rules,
     pub log: bool,
     pub control_socket: bool,
+    /// `rbscope eval -p PID` runs code in this process only when this is on.
+    pub allow_eval: bool,
+    /// Bytes of the event ring each tracing client gets.
+    pub trace_buffer: usize,
     /// How many recent raises keep their frames until reported.
     pub pending_captures: usize,
     /// "auto": read the VM's frames directly when this Ruby's layout is known and verified;
@@ -66,6 +70,8 @@ impl Default for Config {
             redaction: Rules::default(),
             log: true,
             control_socket: true,
+            allow_eval: false,
+            trace_buffer: 8 * 1024 * 1024,
             pending_captures: 32,
             capture: "auto".into(),
             retention: rbscope_store::Retention::default(),
@@ -125,6 +131,10 @@ impl Config {
                 }
                 "log" => c.log = flag(v)?,
                 "control_socket" => c.control_socket = flag(v)?,
+                "allow_eval" => c.allow_eval = flag(v)?,
+                "trace_buffer" => {
+                    c.trace_buffer = (num(v)? as usize).clamp(64 * 1024, 1024 * 1024 * 1024)
+                }
                 "pending_captures" => c.pending_captures = (num(v)? as usize).clamp(1, 4096),
                 "retention_days" => {
                     c.retention.max_age_ms = Some(num(v)? as i64 * 86_400_000).filter(|n| *n > 0)
@@ -175,6 +185,8 @@ impl Config {
                 "capture_library_frames".into(),
                 self.capture_library_frames.to_string(),
             ),
+            ("allow_eval".into(), self.allow_eval.to_string()),
+            ("trace_buffer".into(), self.trace_buffer.to_string()),
             ("max_frames".into(), self.max_frames.to_string()),
             ("max_depth".into(), self.max_depth.to_string()),
             ("max_objects".into(), self.max_objects.to_string()),

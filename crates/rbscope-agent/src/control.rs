@@ -1,23 +1,26 @@
-//! The control socket: how `rbscope doctor -p PID` (and later live attach) talks to the agent.
+//! The control socket: how `rbscope doctor`, `stacks`, `trace` and `eval` talk to the agent.
 //!
 //! A plain Rust thread owns a UNIX socket in the user's private runtime directory (0700,
 //! refused if it belongs to someone else or is open to others), named after the PID, mode
-//! 0600. It checks each peer's uid with `SO_PEERCRED` (same user or root only), speaks the
-//! versioned handshake of `rbscope-proto`, and answers from atomics and a settings copy: it
-//! never touches the Ruby VM, so it answers even while every Ruby thread is busy.
+//! 0600. It checks each peer's uid with `SO_PEERCRED` (same user or root only) and serves each
+//! client on its own thread (at most [`MAX_CLIENTS`] at once), speaking the versioned
+//! handshake of `rbscope-proto`. These threads never touch the Ruby VM: status comes from
+//! atomics and a settings copy; work that needs Ruby goes to the agent's Ruby thread
+//! (agent_thread.rs); a trace's events are drained from its ring (trace.rs's hooks fill it)
+//! and written to the client here, so a slow client only ever loses events.
 
 use crate::agent_thread::{Work, WorkQueue};
 use crate::counters::{bump, Counters};
 use rbscope_proto::{
     mismatch_advice, paths, read_frame, write_frame, AgentMessage, AgentStatus, ClientMessage,
-    FrameError, Welcome, PROTOCOL_VERSION,
+    EvalRequest, EvalResult, FrameError, Welcome, PROTOCOL_VERSION,
 };
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,7 +34,15 @@ pub struct StatusSource {
     pub ruby_version: String,
     /// The agent's Ruby thread, when it runs (requests that need the VM go there).
     pub work: Option<WorkQueue>,
+    pub allow_eval: bool,
+    /// YJIT is on and this is Ruby 3.1: any trace hook slows the app until it restarts.
+    pub yjit_hooks_last: bool,
+    /// Bytes of each trace session's event ring.
+    pub trace_buffer: usize,
 }
+
+/// Clients served at once; more are refused with a message.
+pub const MAX_CLIENTS: usize = 16;
 
 pub struct ControlServer {
     pub path: PathBuf,
@@ -123,11 +134,12 @@ fn check_dir(dir: &Path, meta: &fs::Metadata, uid: u32) -> Result<(), String> {
 }
 
 fn serve(listener: UnixListener, source: Arc<StatusSource>, stop: Arc<AtomicBool>, uid: u32) {
+    let active = Arc::new(AtomicUsize::new(0));
     for conn in listener.incoming() {
         if stop.load(Ordering::SeqCst) {
             break;
         }
-        let Ok(stream) = conn else { continue };
+        let Ok(mut stream) = conn else { continue };
         bump(&source.counters.control_connections);
         if !peer_allowed(&stream, uid) {
             bump(&source.counters.control_refused);
@@ -135,8 +147,29 @@ fn serve(listener: UnixListener, source: Arc<StatusSource>, stop: Arc<AtomicBool
         }
         let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
         let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
-        if handle(stream, &source).is_err() {
+        if active.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
+            active.fetch_sub(1, Ordering::SeqCst);
             bump(&source.counters.control_refused);
+            let _ = write_frame(
+                &mut stream,
+                &AgentMessage::Refused(format!(
+                    "{MAX_CLIENTS} clients are already attached to this process; detach one and retry"
+                )),
+            );
+            continue;
+        }
+        let source = source.clone();
+        let count = active.clone();
+        let spawned = std::thread::Builder::new()
+            .name("rbscope-client".into())
+            .spawn(move || {
+                if handle(stream, &source).is_err() {
+                    bump(&source.counters.control_refused);
+                }
+                count.fetch_sub(1, Ordering::SeqCst);
+            });
+        if spawned.is_err() {
+            active.fetch_sub(1, Ordering::SeqCst);
         }
     }
 }
@@ -203,6 +236,9 @@ fn handle(mut stream: UnixStream, source: &StatusSource) -> Result<(), FrameErro
             }),
             ClientMessage::Hello(_) => AgentMessage::Error("already said hello".into()),
             ClientMessage::Stacks { wait_ms } => stacks(source, wait_ms),
+            ClientMessage::Trace(req) => return crate::trace::serve(stream, source, req),
+            ClientMessage::Detach => AgentMessage::Error("nothing is being traced".into()),
+            ClientMessage::Eval(req) => eval(source, req),
         };
         write_frame(&mut stream, &reply)?;
     }
@@ -239,6 +275,51 @@ fn stacks(source: &StatusSource, wait_ms: u32) -> AgentMessage {
         )),
         Err(RecvTimeoutError::Disconnected) => {
             AgentMessage::Busy("the agent's Ruby thread ended before answering".into())
+        }
+    }
+}
+
+/// Runs code in the app (if it allowed eval) on a new Ruby thread, waiting up to the client's
+/// timeout; on timeout that thread is killed.
+fn eval(source: &StatusSource, req: EvalRequest) -> AgentMessage {
+    if !source.allow_eval {
+        return AgentMessage::Error(
+            "eval is off in this process: the app must opt in with Rbscope.start(allow_eval: true) \
+             or RBSCOPE_ALLOW_EVAL=1 (it runs any code you send with the app's privileges)"
+                .into(),
+        );
+    }
+    let Some(queue) = &source.work else {
+        return AgentMessage::Busy(
+            "the agent has no Ruby thread for requests (it failed to start; see rbscope doctor)"
+                .into(),
+        );
+    };
+    let timeout = Duration::from_millis(u64::from(req.timeout_ms.clamp(1, 3_600_000)));
+    let (token, answer) = crate::live_eval::register();
+    if !queue.offer(Work::Eval {
+        token,
+        code: req.code,
+    }) {
+        crate::live_eval::forget(token);
+        return AgentMessage::Busy(
+            "the agent is still working on earlier requests, or its Ruby thread has ended".into(),
+        );
+    }
+    match answer.recv_timeout(timeout) {
+        Ok(result) => AgentMessage::Evaluated(result),
+        Err(_) => {
+            crate::live_eval::forget(token);
+            let _ = queue.offer(Work::CancelEval { token });
+            AgentMessage::Evaluated(EvalResult {
+                ok: false,
+                text: format!(
+                    "timed out after {:.1} s: the eval thread was stopped (if native code held \
+                     the GVL, it may not have started at all)",
+                    timeout.as_secs_f64()
+                ),
+                elapsed_us: timeout.as_micros() as u64,
+            })
         }
     }
 }

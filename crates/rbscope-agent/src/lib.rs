@@ -22,6 +22,8 @@ mod fast_capture;
 mod graph;
 mod labels;
 mod lifecycle;
+mod live;
+mod live_eval;
 mod live_stacks;
 mod marker;
 mod rb;
@@ -29,6 +31,10 @@ mod report;
 mod restore_data;
 mod ring;
 mod state;
+mod trace;
+mod trace_hooks;
+mod trace_session;
+mod trace_values;
 mod writer;
 
 use magnus::rb_sys::{AsRawValue, FromRawValue};
@@ -175,6 +181,39 @@ fn ensure_forked(gvl: rb::Gvl) {
     }
 }
 
+/// `Rbscope::Native.trace_hook(session, unbound_method, owner, name, filter, index)`: hooks one
+/// method resolved by lib/rbscope/live.rb for selector `index`; returns its label.
+fn trace_hook(
+    ruby: &Ruby,
+    session: u64,
+    um: Value,
+    owner: Value,
+    name: String,
+    filter: Value,
+    index: usize,
+) -> Result<String, Error> {
+    live::hook_method(
+        gvl(),
+        session,
+        um.as_raw(),
+        owner.as_raw(),
+        &name,
+        filter.as_raw(),
+        index,
+    )
+    .map_err(|m| Error::new(ruby.exception_runtime_error(), m))
+}
+
+/// `Rbscope::Native.trace_ignore_owner(session, module)`.
+fn trace_ignore_owner(session: u64, module: Value) {
+    live::ignore_owner(gvl(), session, module.as_raw());
+}
+
+/// `Rbscope::Native.eval_done(token, ok, text)`: an eval thread's result.
+fn eval_done(token: u64, ok: bool, text: String) {
+    live_eval::done(token, ok, text);
+}
+
 #[magnus::init(name = "rbscope_agent")]
 fn init(ruby: &Ruby) -> Result<(), Error> {
     let module = ruby.define_module("Rbscope")?;
@@ -191,6 +230,9 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
     native.define_singleton_method("warnings", function!(warnings, 0))?;
     native.define_singleton_method("snapshot_json", function!(snapshot_json, 3))?;
     native.define_singleton_method("snapshot_data", function!(snapshot_data, 3))?;
+    native.define_singleton_method("trace_hook", function!(trace_hook, 6))?;
+    native.define_singleton_method("trace_ignore_owner", function!(trace_ignore_owner, 2))?;
+    native.define_singleton_method("eval_done", function!(eval_done, 3))?;
     backtrace::define(ruby, module, native)?;
     native.const_set("VERSION", env!("CARGO_PKG_VERSION"))?;
     Ok(())

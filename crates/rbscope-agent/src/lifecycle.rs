@@ -38,7 +38,8 @@ pub fn start(gvl: Gvl, config: Config) -> Result<bool, String> {
                 .into(),
         );
     }
-    if yjit_enabled(gvl) {
+    let yjit = yjit_enabled(gvl);
+    if yjit {
         agent.warnings.push(
             "YJIT is on: on Ruby 3.1 the raise hook makes YJIT discard compiled code, and code \
              compiled before stays slower until restart (see README, Performance)"
@@ -82,6 +83,9 @@ pub fn start(gvl: Gvl, config: Config) -> Result<bool, String> {
             counters,
             ruby_version: ruby_version(gvl),
             work: agent.work.clone(),
+            allow_eval: agent.config.allow_eval,
+            yjit_hooks_last: yjit && ruby_version(gvl).starts_with("3.1"),
+            trace_buffer: agent.config.trace_buffer,
         };
         match ControlServer::start(source) {
             Ok(server) => agent.control = Some(server),
@@ -130,6 +134,8 @@ pub fn after_fork(gvl: Gvl) -> Result<bool, String> {
     if let Some(c) = &old.control {
         c.close_inherited();
     }
+    // The parent's trace sessions have no client in the child: remove their hooks here.
+    crate::live::forget_after_fork(gvl);
     // The parent's resolved store location is what the child must use too.
     let config = old.config.clone();
     drop(old);

@@ -290,3 +290,38 @@ pub fn str_new(_gvl: Gvl, text: &str) -> VALUE {
     // SAFETY: GVL held; the pointer and length describe `text`, which Ruby copies.
     unsafe { rb_sys::rb_utf8_str_new(text.as_ptr() as *const _, text.len() as _) }
 }
+
+/// A new empty Array.
+pub fn array_new(_gvl: Gvl) -> VALUE {
+    // SAFETY: GVL held (token).
+    unsafe { rb_sys::rb_ary_new() }
+}
+
+/// Appends `v` to the Array `ary`.
+pub fn array_push(_gvl: Gvl, ary: VALUE, v: VALUE) {
+    // SAFETY: GVL held (token); callers pass an Array they made.
+    unsafe { rb_sys::rb_ary_push(ary, v) };
+}
+
+/// An event hook that takes the raw trace argument (`RUBY_EVENT_HOOK_FLAG_RAW_ARG`).
+pub type RawArgHook = unsafe extern "C" fn(data: VALUE, arg: *mut rb_sys::rb_trace_arg_t);
+
+extern "C" {
+    // Declared here with the hook's real signature and a plain integer flag: the generated
+    // binding types the flag as a Rust enum, which cannot hold combinations.
+    #[link_name = "rb_add_event_hook2"]
+    pub fn add_raw_event_hook(func: RawArgHook, events: u32, data: VALUE, flags: u32);
+    #[link_name = "rb_remove_event_hook"]
+    pub fn remove_raw_event_hook(func: RawArgHook) -> i32;
+    #[link_name = "rb_remove_event_hook_with_data"]
+    pub fn remove_raw_event_hook_with_data(func: RawArgHook, data: VALUE) -> i32;
+}
+
+/// `RUBY_EVENT_HOOK_FLAG_RAW_ARG`.
+pub const HOOK_FLAG_RAW_ARG: u32 = 0x04;
+
+/// An unsigned 64-bit number as a Ruby Integer.
+pub fn u64_value(_gvl: Gvl, n: u64) -> VALUE {
+    // SAFETY: GVL held (token); rb_ull2inum makes a Fixnum or a Bignum.
+    unsafe { rb_sys::rb_ull2inum(n as _) }
+}

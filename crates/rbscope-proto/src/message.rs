@@ -1,10 +1,11 @@
 //! The messages. Version 1: handshake and agent status. Version 2: every thread's stack.
+//! Version 3: tracing (a stream of event records, see `rbscope-trace`) and eval.
 
 use rbscope_backtrace::FrameFacts;
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change to the messages below.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Hello {
@@ -22,6 +23,65 @@ pub enum ClientMessage {
     /// Ask for every Ruby thread's stack, read by the agent inside the process. The agent
     /// answers `Stacks`, or `Busy` when the VM did not give it a turn within `wait_ms`.
     Stacks { wait_ms: u32 },
+    /// Start tracing on this connection. The agent answers `Tracing` (or `Error`/`Busy`), then
+    /// streams `Events` until the client sends `Detach` or goes away; then hooks are removed
+    /// and, if the client is still there, it gets `Detached`.
+    Trace(TraceRequest),
+    /// Stop tracing (removes this connection's hooks).
+    Detach,
+    /// Evaluate Ruby code in the process (refused unless the app allowed it).
+    Eval(EvalRequest),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TraceRequest {
+    /// Every Ruby method call (C methods only when selected).
+    pub firehose: bool,
+    /// Selectors as the user wrote them (`User#save`, `Foo#bar(self, arg)`).
+    pub selectors: Vec<String>,
+    /// Only report calls at least this slow, as `Slow` records.
+    pub slow_ms: Option<u32>,
+    /// GC start and end.
+    pub gc: bool,
+    /// Trace even where hooks cost more than while attached (YJIT on Ruby 3.1).
+    pub force: bool,
+    /// How long the client waits for the hooks to be installed.
+    pub wait_ms: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalRequest {
+    pub code: String,
+    pub timeout_ms: u32,
+}
+
+/// The answer to `Trace`: what is hooked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TraceStarted {
+    /// Each method hooked, labelled (`Foo#bar`), plus `every Ruby method` / `GC`.
+    pub hooked: Vec<String>,
+    /// What was asked but is not traced, and why.
+    pub skipped: Vec<String>,
+    /// Bytes of the event ring between the app and this client.
+    pub ring_bytes: u64,
+    /// How long installing took, in microseconds (the app's threads waited for part of it).
+    pub install_us: u64,
+}
+
+/// Sent when tracing ended, if the client is still connected.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TraceSummary {
+    pub events: u64,
+    pub lost: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalResult {
+    /// False when the code raised (or timed out): `text` is then the error with its backtrace.
+    pub ok: bool,
+    /// `inspect` of the result, or the error: whole, however long.
+    pub text: String,
+    pub elapsed_us: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -90,6 +150,11 @@ pub enum AgentMessage {
     Stacks(Stacks),
     /// The agent could not run Ruby work in time (the text says why): nothing was read.
     Busy(String),
+    Tracing(TraceStarted),
+    /// Event records (see `rbscope-trace::events`), as the hooks wrote them.
+    Events(#[serde(with = "serde_bytes")] Vec<u8>),
+    Detached(TraceSummary),
+    Evaluated(EvalResult),
 }
 
 /// The instruction for a protocol mismatch, from the client's point of view.

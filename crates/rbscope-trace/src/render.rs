@@ -1,7 +1,7 @@
 //! Printing a trace: an indented text tree (rbtrace's layout), JSON lines, or Chrome's trace
 //! event format (open it in Perfetto or chrome://tracing).
 //!
-//! Text: a call that made no traced calls is one line, `Foo#bar(x=1) <0.000012>` (seconds);
+//! Text: a call that made no traced calls is one line, `Foo#bar(x=1) <12.0µs>`;
 //! a call that did opens a line, its calls follow indented by two spaces, and a closing line
 //! repeats its name with its duration. Durations exclude the tracer's own time.
 
@@ -55,13 +55,21 @@ pub fn renderer<'w>(
     }
 }
 
+/// A duration as `<412ns>`, `<12.3µs>`, `<4.56ms>` or `<1.234s>`.
+pub fn duration(ns: u64) -> String {
+    if ns < 1_000 {
+        format!("<{ns}ns>")
+    } else if ns < 1_000_000 {
+        format!("<{:.1}µs>", ns as f64 / 1e3)
+    } else if ns < 1_000_000_000 {
+        format!("<{:.2}ms>", ns as f64 / 1e6)
+    } else {
+        format!("<{:.3}s>", ns as f64 / 1e9)
+    }
+}
+
 fn seconds(w: &mut dyn Write, ns: u64) -> io::Result<()> {
-    write!(
-        w,
-        "<{}.{:06}>",
-        ns / 1_000_000_000,
-        (ns % 1_000_000_000) / 1000
-    )
+    w.write_all(duration(ns).as_bytes())
 }
 
 struct Pending {
@@ -473,12 +481,20 @@ mod tests {
     fn text_tree() {
         assert_eq!(
             render(Format::Text, false),
-            "Greeter#greet(self=#<Greeter>, times=2)\n  Greeter#shout <0.000390>\n\
-             Greeter#greet <0.000635>\n\nGreeter#shout <0.000008>\n\n\
+            "Greeter#greet(self=#<Greeter>, times=2)\n  Greeter#shout <390.0µs>\n\
+             Greeter#greet <635.0µs>\n\nGreeter#shout <8.0µs>\n\n\
              *** 3 events lost here: this client did not read fast enough\n\
              Greeter#greet <still running>\n"
         );
         assert!(render(Format::Text, true).starts_with("[700 main] Greeter#greet("));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration(412), "<412ns>");
+        assert_eq!(duration(12_345), "<12.3µs>");
+        assert_eq!(duration(4_561_000), "<4.56ms>");
+        assert_eq!(duration(1_234_000_000), "<1.234s>");
     }
 
     #[test]

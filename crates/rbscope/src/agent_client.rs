@@ -6,9 +6,10 @@
 
 use anyhow::{anyhow, bail, Context};
 use rbscope_proto::{
-    paths, read_frame, write_frame, AgentMessage, AgentStatus, ClientMessage, Hello, Stacks,
-    Welcome, PROTOCOL_VERSION,
+    paths, read_frame, write_frame, AgentMessage, AgentStatus, ClientMessage, EvalRequest,
+    EvalResult, Hello, Stacks, TraceRequest, TraceStarted, Welcome, PROTOCOL_VERSION,
 };
+use std::sync::mpsc::{self, Receiver};
 use std::fs;
 use std::io::ErrorKind;
 use std::os::unix::net::UnixStream;
@@ -74,7 +75,7 @@ pub fn locate(pid: u32) -> anyhow::Result<Target> {
     })
 }
 
-fn is_ruby(pid: u32) -> bool {
+pub fn is_ruby(pid: u32) -> bool {
     let maps = fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
     if maps.contains("libruby") {
         return true;
@@ -90,6 +91,11 @@ fn is_ruby(pid: u32) -> bool {
 
 /// Connects and performs the handshake.
 pub fn connect(target: &Target) -> anyhow::Result<Client> {
+    connect_within(target, Duration::from_secs(5))
+}
+
+/// Connects and performs the handshake, waiting at most `timeout` for each answer.
+pub fn connect_within(target: &Target, timeout: Duration) -> anyhow::Result<Client> {
     let pid = target.pid;
     let mut stream = match UnixStream::connect(&target.socket) {
         Ok(s) => s,
@@ -115,8 +121,8 @@ pub fn connect(target: &Target) -> anyhow::Result<Client> {
         }
         Err(e) => return Err(e).context(format!("cannot connect to {}", target.socket.display())),
     };
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
     write_frame(
         &mut stream,
         &ClientMessage::Hello(Hello {
@@ -172,6 +178,72 @@ impl Client {
                 )))
             }
             Err(e) => Err(e.into()),
+        }
+    }
+}
+
+impl Client {
+    /// Asks the agent to start tracing; on success the connection then carries events.
+    pub fn start_trace(&mut self, req: TraceRequest) -> anyhow::Result<TraceStarted> {
+        let wait = Duration::from_millis(u64::from(req.wait_ms));
+        self.stream
+            .set_read_timeout(Some(wait + Duration::from_secs(2)))?;
+        write_frame(&mut self.stream, &ClientMessage::Trace(req))?;
+        match read_frame::<_, AgentMessage>(&mut self.stream) {
+            Ok(AgentMessage::Tracing(s)) => Ok(s),
+            Ok(AgentMessage::Error(e)) => bail!("{e}"),
+            Ok(AgentMessage::Busy(why)) => bail!("the agent could not start tracing: {why}"),
+            Ok(other) => bail!("unexpected answer: {other:?}"),
+            Err(rbscope_proto::FrameError::Io(e))
+                if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+            {
+                bail!("the agent did not answer within {} ms", (wait + Duration::from_secs(2)).as_millis())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Reads the agent's messages on a thread of their own (so waiting for them never cuts a
+    /// frame in half); the receiver gets each, then the error that ended the stream.
+    pub fn stream_messages(&mut self) -> anyhow::Result<Receiver<anyhow::Result<AgentMessage>>> {
+        let mut reader = self.stream.try_clone()?;
+        reader.set_read_timeout(None)?;
+        let (tx, rx) = mpsc::sync_channel(64);
+        std::thread::Builder::new()
+            .name("agent-reader".into())
+            .spawn(move || loop {
+                let msg = read_frame::<_, AgentMessage>(&mut reader).map_err(anyhow::Error::from);
+                let end = msg.is_err();
+                if tx.send(msg).is_err() || end {
+                    break;
+                }
+            })?;
+        Ok(rx)
+    }
+
+    /// Asks the agent to stop tracing (it answers `Detached` on the stream).
+    pub fn send_detach(&mut self) -> anyhow::Result<()> {
+        write_frame(&mut self.stream, &ClientMessage::Detach)?;
+        Ok(())
+    }
+
+    /// Runs `code` in the process (if the app allowed eval), waiting up to `timeout`.
+    pub fn eval(&mut self, code: &str, timeout: Duration) -> anyhow::Result<EvalResult> {
+        let timeout_ms = timeout.as_millis().min(u32::MAX as u128) as u32;
+        self.stream
+            .set_read_timeout(Some(timeout + Duration::from_secs(5)))?;
+        write_frame(
+            &mut self.stream,
+            &ClientMessage::Eval(EvalRequest {
+                code: code.to_string(),
+                timeout_ms,
+            }),
+        )?;
+        match read_frame::<_, AgentMessage>(&mut self.stream)? {
+            AgentMessage::Evaluated(r) => Ok(r),
+            AgentMessage::Error(e) => bail!("{e}"),
+            AgentMessage::Busy(why) => bail!("the agent could not run the code: {why}"),
+            other => bail!("unexpected answer: {other:?}"),
         }
     }
 }

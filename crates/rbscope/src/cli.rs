@@ -168,6 +168,86 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List the Ruby processes you may attach to, and whether each runs the rbscope agent.
+    Ps {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Trace method calls in a running process, nested per thread and timed.
+    #[command(
+        long_about = "Trace method calls in a running process through its agent, without \
+            restarting it. Output: one line per call that made no traced calls \
+            (`Foo#bar <12.0µs>`); a call that did opens a line, its calls follow \
+            indented, and a closing line gives its duration. Durations exclude the tracer's \
+            own time. Nesting is per thread (--show-threads prefixes each line with the \
+            thread's OS id and name).\n\n\
+            Selectors (-m, repeatable): Class#method, Class.method (singleton), Class# or \
+            Class. (every method of its own), or a bare method name (that method on every \
+            class that defines it). C methods are traced by wrapping them, removed on detach. \
+            Values to capture at call time go in parentheses: \
+            'Foo#bar(self, arg, @ivar, arg.name.size)' -- self, arguments by name, instance \
+            variables, then argument-less methods; never arbitrary code.\n\n\
+            Only what is asked for is hooked. Events go through a bounded buffer: the app \
+            never waits for this client; if it cannot keep up, events are dropped and the \
+            count is printed. Ctrl-C (or --for) detaches; if this command is killed, the \
+            agent detaches by itself.",
+        after_help = "Examples:\n  rbscope trace -p 4242 -m 'User#save' -m 'Net::HTTP#request'\n  rbscope trace -p 4242 -m 'Foo#bar(self, arg, @ivar)' --show-threads\n  rbscope trace -p 4242 --slow 50\n  rbscope trace -p 4242 -f --for 2s -o trace.json --format chrome"
+    )]
+    Trace {
+        /// The process to trace (it must run the rbscope agent).
+        #[arg(short, long)]
+        pid: u32,
+        /// Trace every Ruby method call (C methods only when selected with -m).
+        #[arg(short = 'f', long)]
+        firehose: bool,
+        /// A method selector, optionally with values to capture; repeatable.
+        #[arg(short = 'm', long = "method", value_name = "SELECTOR")]
+        methods: Vec<String>,
+        /// Only print calls that took at least this many milliseconds (of the selected
+        /// methods, or of every Ruby method without -m), indented by stack depth.
+        #[arg(long, value_name = "MS")]
+        slow: Option<u32>,
+        /// Print each garbage collection with its duration (and marking's).
+        #[arg(long)]
+        gc: bool,
+        /// Prefix each line with the thread's OS id and name.
+        #[arg(long)]
+        show_threads: bool,
+        /// Write the trace to FILE (mode 0600) instead of standard output.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// text (indented tree), jsonl (one event per line), or chrome (open in Perfetto).
+        #[arg(long, default_value = "text", value_parser = parse_format)]
+        format: rbscope_trace::render::Format,
+        /// Trace even though YJIT is on in a Ruby 3.1 process (it stays slower until restart).
+        #[arg(long)]
+        force: bool,
+        /// Detach after this long (e.g. 10s, 2m) instead of waiting for Ctrl-C.
+        #[arg(long = "for", value_name = "DURATION", value_parser = crate::duration::parse_ms)]
+        duration: Option<i64>,
+    },
+    /// Evaluate Ruby code inside a running process and print the result's inspect.
+    #[command(
+        long_about = "Evaluate Ruby code inside a running process (through its agent) and \
+            print the result's inspect on stdout, whole. An exception is printed with its \
+            backtrace on stderr, exit status 1.\n\n\
+            The app must allow it: Rbscope.start(allow_eval: true), or RBSCOPE_ALLOW_EVAL=1 \
+            in its environment. The code runs on a new thread of its own (no app thread is \
+            interrupted or woken), inside Rails.application.executor when Rails is loaded, \
+            with the app's privileges. Past --timeout the thread is killed.",
+        after_help = "Example: rbscope eval -p 4242 'User.count'"
+    )]
+    Eval {
+        /// The process to evaluate in.
+        #[arg(short, long)]
+        pid: u32,
+        /// The Ruby code.
+        code: String,
+        /// Give up (and kill the eval's thread) after this long.
+        #[arg(long, default_value = "10s", value_parser = crate::duration::parse_ms)]
+        timeout: i64,
+    },
     /// Check the set-up: the store, the Ruby agent, and with -p a running process's agent.
     Doctor {
         /// A running process to ask for its agent's state and counters.
@@ -189,4 +269,8 @@ impl Cli {
     pub fn store_location(&self) -> anyhow::Result<rbscope_store::StoreLocation> {
         Ok(rbscope_store::StoreLocation::parse(self.store.as_deref())?)
     }
+}
+
+fn parse_format(s: &str) -> Result<rbscope_trace::render::Format, String> {
+    s.parse()
 }

@@ -7,6 +7,7 @@ require_relative "thread_reporting"
 require_relative "fork_hook"
 require_relative "middleware"
 require_relative "better_backtraces"
+require_relative "live"
 
 begin
   require "rbscope/rbscope_agent"

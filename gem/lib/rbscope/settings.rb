@@ -26,6 +26,8 @@ module Rbscope
       redact_names: "RBSCOPE_REDACT_NAMES",
       log: "RBSCOPE_LOG",
       control_socket: "RBSCOPE_CONTROL_SOCKET",
+      allow_eval: "RBSCOPE_ALLOW_EVAL",
+      trace_buffer: "RBSCOPE_TRACE_BUFFER",
       pending_captures: "RBSCOPE_PENDING_CAPTURES",
       capture: "RBSCOPE_CAPTURE",
       retention_days: "RBSCOPE_RETENTION_DAYS",

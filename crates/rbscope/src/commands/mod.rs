@@ -1,13 +1,16 @@
 //! One module per command. Each returns the process exit code.
 
 mod doctor;
+mod eval;
 mod key;
 mod list;
+mod ps;
 mod purge;
 mod restore;
 mod run;
 mod show;
 mod stacks;
+mod trace;
 
 use crate::cli::{Cli, Command};
 
@@ -70,6 +73,33 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 "say what to read: `rbscope stacks -p PID` or `rbscope stacks --core FILE --ruby BIN`"
             ),
         },
+        Command::Ps { json } => ps::ps(*json),
+        Command::Trace {
+            pid,
+            firehose,
+            methods,
+            slow,
+            gc,
+            show_threads,
+            output,
+            format,
+            force,
+            duration,
+        } => trace::trace(trace::Options {
+            pid: *pid,
+            firehose: *firehose,
+            selectors: methods.clone(),
+            slow_ms: *slow,
+            gc: *gc,
+            show_threads: *show_threads,
+            output: output.clone(),
+            format: *format,
+            force: *force,
+            duration: duration.map(|ms| std::time::Duration::from_millis(ms as u64)),
+        }),
+        Command::Eval { pid, code, timeout } => {
+            eval::eval(*pid, code, std::time::Duration::from_millis(*timeout as u64))
+        }
         Command::Restore {
             id,
             frame,

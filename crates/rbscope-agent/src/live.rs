@@ -1,0 +1,251 @@
+//! Tracing sessions as the VM sees them: attaching and detaching on the agent's Ruby thread,
+//! and the native half of `lib/rbscope/live.rb`, which resolves selectors to methods (and
+//! wraps C methods) and asks for each to be hooked.
+//!
+//! Sessions live in a table touched only under the GVL; a hidden marker object marks what
+//! each session keeps (classes its method names refer to, threads, TracePoints), so no address
+//! a session knows can be reused while it lives.
+
+use crate::marker::MarkerType;
+use crate::rb::{self, Gvl, NIL};
+use crate::trace_hooks::Installed;
+use crate::trace_session::{method_label, Session};
+use crate::trace_values;
+use rb_sys::VALUE;
+use rbscope_proto::TraceStarted;
+use rbscope_trace::selector::{Kind, Root, Selector};
+use std::cell::UnsafeCell;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What a client asked to trace.
+pub struct Plan {
+    pub firehose: bool,
+    pub gc: bool,
+    pub selectors: Vec<Selector>,
+}
+
+struct LiveSession {
+    session: Arc<Session>,
+    installed: Installed,
+    selectors: Vec<Selector>,
+}
+
+struct Table(UnsafeCell<Vec<LiveSession>>);
+// SAFETY: only touched under the GVL (the agent thread, Ruby calls, GC marking), in borrows
+// that end before any Ruby call.
+unsafe impl Sync for Table {}
+
+static LIVE: Table = Table(UnsafeCell::new(Vec::new()));
+static LIVE_MARKER: MarkerType = MarkerType::new(c"rbscope trace sessions", mark_live);
+
+unsafe extern "C" fn mark_live(_data: *mut std::ffi::c_void) {
+    // SAFETY: the GC runs under the GVL; no borrow of the table is alive while Ruby runs.
+    let table = unsafe { &*LIVE.0.get() };
+    // SAFETY: GC marking happens with the GVL held.
+    let gvl = unsafe { Gvl::assume() };
+    for ls in table {
+        // SAFETY: live VALUEs the session keeps.
+        ls.session
+            .each_kept(gvl, |v| unsafe { rb_sys::rb_gc_mark(v) });
+    }
+}
+
+fn with_table<R>(_gvl: Gvl, f: impl FnOnce(&mut Vec<LiveSession>) -> R) -> R {
+    // SAFETY: GVL held (token); `f` does not call into Ruby, so no other borrow exists.
+    f(unsafe { &mut *LIVE.0.get() })
+}
+
+/// Installs the hooks `plan` asks for. Runs on the agent's Ruby thread.
+pub fn attach(gvl: Gvl, session: Arc<Session>, plan: Plan) -> Result<TraceStarted, String> {
+    LIVE_MARKER.ensure(gvl);
+    let started = Instant::now();
+    // SAFETY: GVL held; the agent's own thread is the current one.
+    session.ignore_thread(gvl, unsafe { rb_sys::rb_thread_current() });
+    let id = session.id;
+    with_table(gvl, |t| {
+        t.push(LiveSession {
+            session: session.clone(),
+            installed: Installed::default(),
+            selectors: plan.selectors.clone(),
+        })
+    });
+    let result = install(gvl, &session, &plan);
+    match result {
+        Ok((hooked, skipped)) => Ok(TraceStarted {
+            hooked,
+            skipped,
+            ring_bytes: session.ring.capacity() as u64,
+            install_us: started.elapsed().as_micros() as u64,
+        }),
+        Err(e) => {
+            detach(gvl, id);
+            Err(e)
+        }
+    }
+}
+
+fn install(gvl: Gvl, session: &Session, plan: &Plan) -> Result<(Vec<String>, Vec<String>), String> {
+    let mut hooked = Vec::new();
+    let mut skipped = Vec::new();
+    if !plan.selectors.is_empty() {
+        let live = rb::const_at(gvl, "Rbscope::Live")
+            .ok_or("the rbscope gem's Ruby half (rbscope/live) is not loaded in this process")?;
+        let list = rb::array_new(gvl);
+        for (i, s) in plan.selectors.iter().enumerate() {
+            let args = rb::array_new(gvl);
+            for c in &s.captures {
+                if let Root::Arg(name) = &c.root {
+                    rb::array_push(gvl, args, rb::str_new(gvl, name));
+                }
+            }
+            let opt = |v: &Option<String>| v.as_deref().map_or(NIL, |s| rb::str_new(gvl, s));
+            let kind = match s.kind {
+                Kind::Instance => "instance",
+                Kind::Singleton => "singleton",
+                Kind::Anywhere => "anywhere",
+            };
+            let entry = rb::array_new(gvl);
+            for v in [
+                rb_sys::LONG2NUM(i as _),
+                rb::str_new(gvl, &s.describe()),
+                opt(&s.owner),
+                rb::str_new(gvl, kind),
+                opt(&s.method),
+                args,
+            ] {
+                rb::array_push(gvl, entry, v);
+            }
+            rb::array_push(gvl, list, entry);
+        }
+        let firehose = if plan.firehose { rb::TRUE } else { rb::FALSE };
+        let answer = rb::call(
+            gvl,
+            live,
+            "install",
+            &[rb::u64_value(gvl, session.id), list, firehose],
+        )
+        .map_err(|_| "installing the selectors raised inside the app".to_string())?;
+        // [ok, hooked, skipped] or [false, message]
+        let parts = rb::array_items(gvl, answer);
+        if parts.first().copied() != Some(rb::TRUE) {
+            return Err(parts
+                .get(1)
+                .and_then(|v| rb::to_string(gvl, *v))
+                .unwrap_or_else(|| "the selectors could not be installed".into()));
+        }
+        for (i, out) in [(1, &mut hooked), (2, &mut skipped)] {
+            if let Some(v) = parts.get(i) {
+                out.extend(rb::array_items(gvl, *v).into_iter().filter_map(|s| rb::to_string(gvl, s)));
+            }
+        }
+    }
+    if plan.firehose {
+        update(gvl, session.id, |installed, gvl, s| {
+            installed.firehose(gvl, s);
+            Ok(())
+        })?;
+        hooked.push("every Ruby method call (C methods only when selected)".into());
+    }
+    if plan.gc {
+        update(gvl, session.id, |installed, gvl, s| installed.gc(gvl, s))?;
+        hooked.push("GC start and end".into());
+    }
+    Ok((hooked, skipped))
+}
+
+/// Runs `f` on a session's hooks, outside any borrow of the table (it may call Ruby).
+fn update(
+    gvl: Gvl,
+    id: u64,
+    f: impl FnOnce(&mut Installed, Gvl, &Session) -> Result<(), String>,
+) -> Result<(), String> {
+    let taken = with_table(gvl, |t| {
+        t.iter_mut()
+            .find(|l| l.session.id == id)
+            .map(|l| (l.session.clone(), std::mem::take(&mut l.installed)))
+    });
+    let Some((session, mut installed)) = taken else {
+        return Err("the trace session has ended".into());
+    };
+    let r = f(&mut installed, gvl, &session);
+    let back = with_table(gvl, |t| {
+        t.iter_mut().find(|l| l.session.id == id).map(|l| {
+            l.installed = std::mem::take(&mut installed);
+        })
+    });
+    if back.is_none() {
+        // Detached meanwhile: remove what was just installed.
+        installed.remove(gvl, &session);
+    }
+    r
+}
+
+/// Removes a session's hooks and C-method wrappers. Runs on the agent's Ruby thread.
+pub fn detach(gvl: Gvl, id: u64) {
+    let _ = update(gvl, id, |installed, gvl, s| {
+        installed.remove(gvl, s);
+        Ok(())
+    });
+    if let Some(live) = rb::const_at(gvl, "Rbscope::Live") {
+        let _ = rb::call(gvl, live, "uninstall", &[rb::u64_value(gvl, id)]);
+    }
+    let gone = with_table(gvl, |t| {
+        t.iter()
+            .position(|l| l.session.id == id)
+            .map(|i| t.remove(i))
+    });
+    if let Some(mut ls) = gone {
+        ls.installed.remove(gvl, &ls.session);
+    }
+}
+
+/// In a forked child: the parent's sessions have no client here; remove their hooks.
+pub fn forget_after_fork(gvl: Gvl) {
+    let ids: Vec<u64> = with_table(gvl, |t| t.iter().map(|l| l.session.id).collect());
+    for id in ids {
+        detach(gvl, id);
+    }
+}
+
+/// `Rbscope::Native.trace_hook(session_id, unbound_method, owner, name, filter, index)`:
+/// hooks one resolved method for selector `index`; returns its label.
+pub fn hook_method(
+    gvl: Gvl,
+    id: u64,
+    um: VALUE,
+    owner: VALUE,
+    name: &str,
+    filter: VALUE,
+    index: usize,
+) -> Result<String, String> {
+    let captures = with_table(gvl, |t| {
+        t.iter()
+            .find(|l| l.session.id == id)
+            .map(|l| l.selectors.get(index).map(|s| s.captures.clone()).unwrap_or_default())
+    })
+    .ok_or("the trace session has ended")?;
+    let captures = captures
+        .iter()
+        .map(|c| trace_values::compile(gvl, c))
+        .collect();
+    let label = method_label(gvl, owner, rb_sys::ID2SYM(rb::intern(gvl, name)));
+    let l = label.clone();
+    update(gvl, id, move |installed, gvl, s| {
+        installed.method(gvl, s, um, l, filter, captures)
+    })?;
+    Ok(label)
+}
+
+/// `Rbscope::Native.trace_ignore_owner(session_id, module)`: the firehose skips methods of
+/// this module (a C-method wrapper).
+pub fn ignore_owner(gvl: Gvl, id: u64, module: VALUE) {
+    let session = with_table(gvl, |t| {
+        t.iter()
+            .find(|l| l.session.id == id)
+            .map(|l| l.session.clone())
+    });
+    if let Some(s) = session {
+        s.ignore_owner(gvl, module);
+    }
+}

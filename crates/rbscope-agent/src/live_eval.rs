@@ -1,0 +1,87 @@
+//! `rbscope eval -p PID CODE`: code run in the app, when the app allowed it.
+//!
+//! The control thread (which never touches the VM) registers a reply slot under a token and
+//! hands the code to the agent's Ruby thread, which starts a new Ruby thread for it
+//! (lib/rbscope/live.rb: inside the Rails executor when Rails is loaded) and goes back to
+//! waiting. No app thread is interrupted, joined or woken. The eval thread reports back with
+//! `Rbscope::Native.eval_done`; if the client's timeout passes first, the control thread
+//! answers with a timeout and asks for the eval thread to be killed.
+
+use crate::rb::{self, Gvl};
+use rbscope_proto::EvalResult;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::Mutex;
+use std::time::Instant;
+
+struct Waiting {
+    started: Instant,
+    reply: SyncSender<EvalResult>,
+}
+
+static WAITING: Mutex<Option<HashMap<u64, Waiting>>> = Mutex::new(None);
+static NEXT: AtomicU64 = AtomicU64::new(1);
+
+/// A token and the receiver its result will arrive on.
+pub fn register() -> (u64, Receiver<EvalResult>) {
+    let token = NEXT.fetch_add(1, Ordering::Relaxed);
+    let (tx, rx) = mpsc::sync_channel(1);
+    if let Ok(mut w) = WAITING.lock() {
+        w.get_or_insert_with(HashMap::new).insert(
+            token,
+            Waiting {
+                started: Instant::now(),
+                reply: tx,
+            },
+        );
+    }
+    (token, rx)
+}
+
+/// Forgets a token (its client gave up).
+pub fn forget(token: u64) {
+    if let Ok(mut w) = WAITING.lock() {
+        if let Some(m) = w.as_mut() {
+            m.remove(&token);
+        }
+    }
+}
+
+/// Delivers a result (from the eval thread, or an error from the agent thread).
+pub fn done(token: u64, ok: bool, text: String) {
+    let waiting = WAITING
+        .lock()
+        .ok()
+        .and_then(|mut w| w.as_mut().and_then(|m| m.remove(&token)));
+    if let Some(w) = waiting {
+        let _ = w.reply.try_send(EvalResult {
+            ok,
+            text,
+            elapsed_us: w.started.elapsed().as_micros() as u64,
+        });
+    }
+}
+
+/// Starts the eval thread. Runs on the agent's Ruby thread.
+pub fn start(gvl: Gvl, token: u64, code: &str) {
+    let Some(live) = rb::const_at(gvl, "Rbscope::Live") else {
+        done(
+            token,
+            false,
+            "the rbscope gem's Ruby half (rbscope/live) is not loaded in this process".into(),
+        );
+        return;
+    };
+    let code = rb::str_new(gvl, code);
+    if rb::call(gvl, live, "eval_async", &[code, rb::u64_value(gvl, token)]).is_err() {
+        done(token, false, "could not start a thread for the eval".into());
+    }
+}
+
+/// Kills a timed-out eval's thread. Runs on the agent's Ruby thread.
+pub fn cancel(gvl: Gvl, token: u64) {
+    if let Some(live) = rb::const_at(gvl, "Rbscope::Live") {
+        let _ = rb::call(gvl, live, "cancel_eval", &[rb::u64_value(gvl, token)]);
+    }
+}

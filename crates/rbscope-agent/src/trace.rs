@@ -1,0 +1,225 @@
+//! One client's trace, served on its connection thread: install (through the agent's Ruby
+//! thread), stream events, detach.
+//!
+//! The thread drains the session's ring every few milliseconds (at once when busy) and writes
+//! the records to the client as they are; what the ring had to drop is reported in the stream
+//! as a lost-events record. It watches the socket between drains: a `Detach` message, or the
+//! client going away (Ctrl-C, SIGKILL: the kernel closes the socket), ends the trace, and the
+//! hooks are removed by the agent's Ruby thread at its next turn (the session is closed first,
+//! so its hooks stop writing at once). A client that stops reading for [`STALL_LIMIT`] is
+//! treated as gone.
+
+use crate::agent_thread::{Work, WorkQueue};
+use crate::control::StatusSource;
+use crate::live::Plan;
+use crate::trace_session::Session;
+use rbscope_proto::{
+    read_frame, write_frame, AgentMessage, ClientMessage, FrameError, TraceRequest, TraceSummary,
+};
+use rbscope_trace::events;
+use rbscope_trace::selector::Selector;
+use std::os::unix::io::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A client that reads nothing for this long is detached.
+const STALL_LIMIT: Duration = Duration::from_secs(30);
+/// How long an idle drain loop sleeps between looks at the ring (milliseconds).
+const IDLE_POLL_MS: i32 = 2;
+
+static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+
+enum End {
+    /// The client sent Detach (and is waiting for `Detached`).
+    Asked,
+    /// The client went away or stalled.
+    Gone,
+}
+
+pub fn serve(
+    mut stream: UnixStream,
+    source: &StatusSource,
+    req: TraceRequest,
+) -> Result<(), FrameError> {
+    let refuse = |stream: &mut UnixStream, msg: AgentMessage| write_frame(stream, &msg);
+    let mut selectors = Vec::new();
+    for text in &req.selectors {
+        match Selector::parse(text) {
+            Ok(s) => selectors.push(s),
+            Err(e) => return refuse(&mut stream, AgentMessage::Error(e.to_string())),
+        }
+    }
+    if !req.firehose && selectors.is_empty() && req.slow_ms.is_none() && !req.gc {
+        return refuse(
+            &mut stream,
+            AgentMessage::Error(
+                "nothing to trace: give -f (every call), -m SELECTOR, --slow MS or --gc".into(),
+            ),
+        );
+    }
+    // `--slow` alone watches every Ruby method.
+    let firehose = req.firehose || (req.slow_ms.is_some() && selectors.is_empty());
+    if source.yjit_hooks_last && !req.force && (firehose || !selectors.is_empty()) {
+        return refuse(
+            &mut stream,
+            AgentMessage::Error(
+                "YJIT is on in this Ruby 3.1 process: a method hook makes YJIT drop its \
+                 compiled code, and the app stays slower until it restarts, even after \
+                 detaching; add --force to trace anyway (--gc alone is harmless)"
+                    .into(),
+            ),
+        );
+    }
+    let Some(queue) = &source.work else {
+        return refuse(
+            &mut stream,
+            AgentMessage::Busy(
+                "the agent has no Ruby thread for requests (it failed to start; see rbscope doctor)"
+                    .into(),
+            ),
+        );
+    };
+    let session = Arc::new(Session::new(
+        NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
+        source.trace_buffer,
+        req.slow_ms.map(|ms| u64::from(ms) * 1_000_000),
+    ));
+    let wait = Duration::from_millis(u64::from(req.wait_ms.clamp(1, 60_000)));
+    let (reply, answer) = mpsc::sync_channel(1);
+    let offered = queue.offer(Work::Attach {
+        session: session.clone(),
+        plan: Plan {
+            firehose,
+            gc: req.gc,
+            selectors,
+        },
+        deadline: Instant::now() + wait,
+        reply,
+    });
+    if !offered {
+        return refuse(
+            &mut stream,
+            AgentMessage::Busy(
+                "the agent is still working on earlier requests, or its Ruby thread has ended"
+                    .into(),
+            ),
+        );
+    }
+    let started = match answer.recv_timeout(wait) {
+        Ok(Ok(started)) => started,
+        Ok(Err(why)) => return refuse(&mut stream, AgentMessage::Error(why)),
+        Err(_) => {
+            // It may still be installed later: make sure it is removed then.
+            session.close();
+            detach(queue, session.id);
+            return refuse(
+                &mut stream,
+                AgentMessage::Busy(format!(
+                    "the Ruby VM did not give the agent a turn within {} ms to install the \
+                     hooks (native code, such as a C extension, may be holding the GVL)",
+                    wait.as_millis()
+                )),
+            );
+        }
+    };
+    let end = match write_frame(&mut stream, &AgentMessage::Tracing(started)) {
+        Ok(()) => {
+            let _ = stream.set_write_timeout(Some(STALL_LIMIT));
+            pump(&mut stream, &session)
+        }
+        Err(_) => End::Gone,
+    };
+    session.close();
+    let removed = detach(queue, session.id);
+    if let End::Asked = end {
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
+        if removed {
+            write_frame(
+                &mut stream,
+                &AgentMessage::Detached(TraceSummary {
+                    events: session.ring.written(),
+                    lost: session.ring.take_lost(),
+                }),
+            )?;
+        } else {
+            write_frame(
+                &mut stream,
+                &AgentMessage::Busy(
+                    "tracing stopped, but the agent's Ruby thread has not had a turn to remove \
+                     the hooks yet (they do nothing meanwhile and go at its next turn)"
+                        .into(),
+                ),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Streams the ring to the client until it asks to stop or goes away.
+fn pump(stream: &mut UnixStream, session: &Session) -> End {
+    let fd = stream.as_raw_fd();
+    let mut buf: Vec<u8> = Vec::with_capacity(256 * 1024);
+    let mut idle = true;
+    loop {
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: pfd is one valid pollfd for the connection's open socket.
+        let n = unsafe { libc::poll(&mut pfd, 1, if idle { IDLE_POLL_MS } else { 0 }) };
+        if n > 0 {
+            if pfd.revents & (libc::POLLERR | libc::POLLNVAL) != 0 {
+                return End::Gone;
+            }
+            if pfd.revents & (libc::POLLIN | libc::POLLHUP) != 0 {
+                match read_frame::<_, ClientMessage>(stream) {
+                    Ok(ClientMessage::Detach) => return End::Asked,
+                    Ok(_) => {}
+                    Err(_) => return End::Gone,
+                }
+            }
+        }
+        buf.clear();
+        session.ring.drain_into(&mut buf);
+        let lost = session.ring.take_lost();
+        if lost > 0 {
+            events::push_to(&mut buf, events::LOST_LEN, |b| events::write_lost(b, lost));
+        }
+        idle = buf.is_empty();
+        if !idle {
+            let msg = AgentMessage::Events(std::mem::take(&mut buf));
+            if write_frame(stream, &msg).is_err() {
+                return End::Gone;
+            }
+            if let AgentMessage::Events(b) = msg {
+                buf = b;
+            }
+        }
+    }
+}
+
+/// Asks the agent's Ruby thread to remove the session's hooks and waits (a few seconds at
+/// most) for it to be done. False if it did not get a turn in that time.
+fn detach(queue: &WorkQueue, id: u64) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (reply, done) = mpsc::sync_channel(1);
+    loop {
+        if queue.offer(Work::Detach {
+            id,
+            reply: reply.clone(),
+        }) {
+            break;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        // The queue is full (bounded): back off briefly and offer again.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    done.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        .is_ok()
+}

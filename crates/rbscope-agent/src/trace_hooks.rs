@@ -1,0 +1,253 @@
+//! The VM hooks behind `rbscope trace`, and installing and removing them.
+//!
+//! - Firehose: one global hook on Ruby method calls and returns (`RUBY_EVENT_CALL|RETURN`,
+//!   never the C-call events, which leave Ruby 3.1 slower for good), with the raw trace
+//!   argument so no Ruby objects are made per event.
+//! - Selected methods: a TracePoint enabled with `target:` on each method, so only those
+//!   methods' instructions are hooked and a method never called costs nothing. C methods are
+//!   wrapped in Ruby first (lib/rbscope/live.rb) and the wrapper is targeted.
+//! - GC: a TracePoint on the internal GC events (start, end of marking, end of sweeping);
+//!   its hook only stores a record (no allocation is allowed there).
+//!
+//! Every hook first checks that its session is still open, then writes fixed-size records
+//! into the session's ring (trace_session.rs); nothing here waits for the client.
+
+use crate::rb::{self, Gvl, NIL};
+use crate::trace_session::{now, Session};
+use crate::trace_values::{self, Compiled};
+use rb_sys::{rb_event_flag_t, rb_trace_arg_t, VALUE};
+use rbscope_trace::events::{self, GcPhase};
+use std::ffi::c_void;
+
+const CALL: rb_event_flag_t = rb_sys::RUBY_EVENT_CALL as rb_event_flag_t;
+const RETURN: rb_event_flag_t = rb_sys::RUBY_EVENT_RETURN as rb_event_flag_t;
+const GC_START: rb_event_flag_t = rb_sys::RUBY_INTERNAL_EVENT_GC_START as rb_event_flag_t;
+const GC_END_MARK: rb_event_flag_t = rb_sys::RUBY_INTERNAL_EVENT_GC_END_MARK as rb_event_flag_t;
+const GC_END_SWEEP: rb_event_flag_t =
+    rb_sys::RUBY_INTERNAL_EVENT_GC_END_SWEEP as rb_event_flag_t;
+
+/// One hooked method: what its TracePoint's hook needs.
+pub struct Target {
+    session: *const Session,
+    method: u32,
+    /// When the method is inherited, only calls on receivers of this class or module count.
+    filter: VALUE,
+    captures: Vec<Compiled>,
+}
+
+/// The hooks a session installed, so they can be removed.
+#[derive(Default)]
+pub struct Installed {
+    firehose: bool,
+    tracepoints: Vec<VALUE>,
+    targets: Vec<Box<Target>>,
+}
+
+// SAFETY: only touched on the agent's Ruby thread under the GVL (install and remove); the
+// raw pointers inside are never dereferenced elsewhere.
+unsafe impl Send for Installed {}
+
+unsafe extern "C" fn on_any(data: VALUE, arg: *mut rb_trace_arg_t) {
+    let t0 = now();
+    // SAFETY: `data` is the session pointer given at install; the session outlives the hook
+    // (it is removed before the session is dropped, see `remove`).
+    let session = unsafe { &*(data as *const Session) };
+    if session.is_closed() {
+        return;
+    }
+    // SAFETY: Ruby calls event hooks on a Ruby thread holding the GVL.
+    let gvl = unsafe { Gvl::assume() };
+    // SAFETY: `arg` is this event's trace argument, valid during the hook.
+    let (flag, klass, mid) = unsafe {
+        (
+            rb_sys::rb_tracearg_event_flag(arg),
+            rb_sys::rb_tracearg_defined_class(arg),
+            rb_sys::rb_tracearg_method_id(arg),
+        )
+    };
+    let Some(method) = session.method_id(gvl, klass, mid) else {
+        return;
+    };
+    if flag == CALL {
+        session.call(gvl, method, t0, &[]);
+    } else if flag == RETURN {
+        session.ret(gvl, method, t0);
+    }
+}
+
+unsafe extern "C" fn on_target(tp: VALUE, data: *mut c_void) {
+    let t0 = now();
+    // SAFETY: `data` is a Target owned by its session's `Installed`, freed only after this
+    // TracePoint is disabled.
+    let target = unsafe { &*(data as *const Target) };
+    // SAFETY: the session outlives its targets.
+    let session = unsafe { &*target.session };
+    if session.is_closed() {
+        return;
+    }
+    // SAFETY: Ruby calls TracePoint hooks on a Ruby thread holding the GVL; `arg` is valid
+    // during the hook.
+    let gvl = unsafe { Gvl::assume() };
+    let arg = unsafe { rb_sys::rb_tracearg_from_tracepoint(tp) };
+    if target.filter != 0 {
+        // SAFETY: GVL held; the receiver and filter are live objects.
+        let ok = unsafe { rb_sys::rb_obj_is_kind_of(rb_sys::rb_tracearg_self(arg), target.filter) };
+        if !rb::truthy(ok) {
+            return;
+        }
+    }
+    // SAFETY: as above.
+    let flag = unsafe { rb_sys::rb_tracearg_event_flag(arg) };
+    if flag == CALL {
+        if target.captures.is_empty() {
+            session.call(gvl, target.method, t0, &[]);
+        } else {
+            let values = trace_values::read(gvl, &target.captures, arg);
+            let pairs: Vec<(&str, &str)> = target
+                .captures
+                .iter()
+                .zip(&values)
+                .map(|(c, v)| (c.text.as_str(), v.as_str()))
+                .collect();
+            session.call(gvl, target.method, t0, &pairs);
+        }
+    } else if flag == RETURN {
+        session.ret(gvl, target.method, t0);
+    }
+}
+
+unsafe extern "C" fn on_gc(tp: VALUE, data: *mut c_void) {
+    // SAFETY: `data` is the session pointer; the TracePoint is disabled before the session
+    // is dropped.
+    let session = unsafe { &*(data as *const Session) };
+    if session.is_closed() {
+        return;
+    }
+    // SAFETY: called under the GVL during GC; these only read the event and a counter, and
+    // nothing here allocates.
+    let (flag, count) = unsafe {
+        (
+            rb_sys::rb_tracearg_event_flag(rb_sys::rb_tracearg_from_tracepoint(tp)),
+            rb_sys::rb_gc_count() as u64,
+        )
+    };
+    let phase = if flag == GC_START {
+        GcPhase::Start
+    } else if flag == GC_END_MARK {
+        GcPhase::EndMark
+    } else {
+        GcPhase::EndSweep
+    };
+    let t = now();
+    session
+        .ring
+        .push(events::GC_LEN, |b| events::write_gc(b, phase, count, t));
+}
+
+impl Installed {
+    /// Hooks every Ruby method call and return for `session`.
+    pub fn firehose(&mut self, _gvl: Gvl, session: &Session) {
+        // SAFETY: GVL held; `on_any` has the raw-arg signature the flag announces, and its
+        // data is the session, alive until `remove`.
+        unsafe {
+            rb::add_raw_event_hook(
+                on_any,
+                CALL | RETURN,
+                session as *const Session as VALUE,
+                rb::HOOK_FLAG_RAW_ARG,
+            )
+        };
+        self.firehose = true;
+    }
+
+    /// Hooks the GC's start and end.
+    pub fn gc(&mut self, gvl: Gvl, session: &Session) -> Result<(), String> {
+        // SAFETY: GVL held; the hook data is the session, alive until `remove`.
+        let tp = unsafe {
+            rb_sys::rb_tracepoint_new(
+                0,
+                GC_START | GC_END_MARK | GC_END_SWEEP,
+                Some(on_gc),
+                session as *const Session as *mut c_void,
+            )
+        };
+        session.keep(gvl, tp);
+        self.tracepoints.push(tp);
+        // SAFETY: GVL held; tp is the TracePoint just made.
+        rb::protect(gvl, || unsafe { rb_sys::rb_tracepoint_enable(tp) })
+            .map(|_| ())
+            .map_err(|_| "cannot enable the GC hook".into())
+    }
+
+    /// Hooks one method (an UnboundMethod with Ruby code) under `label`.
+    pub fn method(
+        &mut self,
+        gvl: Gvl,
+        session: &Session,
+        um: VALUE,
+        label: String,
+        filter: VALUE,
+        captures: Vec<Compiled>,
+    ) -> Result<(), String> {
+        let method = session.register_method(gvl, label);
+        let target = Box::new(Target {
+            session,
+            method,
+            filter: if filter == NIL { 0 } else { filter },
+            captures,
+        });
+        if target.filter != 0 {
+            session.keep(gvl, target.filter);
+        }
+        let data = &*target as *const Target as *mut c_void;
+        self.targets.push(target);
+        // SAFETY: GVL held; `data` points into a Box kept in `self.targets` until `remove`
+        // has disabled this TracePoint.
+        let tp = unsafe {
+            rb_sys::rb_tracepoint_new(0, CALL | RETURN, Some(on_target), data)
+        };
+        session.keep(gvl, tp);
+        session.keep(gvl, um);
+        self.tracepoints.push(tp);
+        let hash = {
+            // SAFETY: GVL held.
+            let h = unsafe { rb_sys::rb_hash_new() };
+            let key = rb_sys::ID2SYM(rb::intern(gvl, "target"));
+            // SAFETY: GVL held; h is a fresh Hash.
+            unsafe { rb_sys::rb_hash_aset(h, key, um) };
+            h
+        };
+        let enable = rb::intern(gvl, "enable");
+        // SAFETY: GVL held; `tp.enable(target: um)` with the keyword hash just built.
+        rb::protect(gvl, || unsafe {
+            rb_sys::rb_funcallv_kw(tp, enable, 1, &hash, 1)
+        })
+        .map(|_| ())
+        .map_err(|_| "TracePoint#enable(target:) refused it".into())
+    }
+
+    /// Removes every hook, then frees what they used. Under the GVL, so no hook is running.
+    pub fn remove(&mut self, gvl: Gvl, session: &Session) {
+        session.close();
+        if self.firehose {
+            // SAFETY: GVL held; removes exactly the hook `firehose` added for this session.
+            unsafe {
+                rb::remove_raw_event_hook_with_data(on_any, session as *const Session as VALUE)
+            };
+            self.firehose = false;
+        }
+        let mut all_off = true;
+        for tp in self.tracepoints.drain(..) {
+            // SAFETY: GVL held; tp is a TracePoint this session made (kept alive by marks).
+            if rb::protect(gvl, || unsafe { rb_sys::rb_tracepoint_disable(tp) }).is_err() {
+                all_off = false;
+            }
+        }
+        if all_off {
+            self.targets.clear();
+        } else {
+            // A hook that could not be disabled may still run: its data must stay valid.
+            std::mem::forget(std::mem::take(&mut self.targets));
+        }
+    }
+}

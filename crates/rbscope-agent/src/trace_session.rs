@@ -1,0 +1,365 @@
+//! One client's trace: its event ring, and what its hooks know about threads and methods.
+//!
+//! Hooks run on app threads holding the GVL, so the hook state (thread table, method names,
+//! per-thread shadow stacks) is only touched under the GVL, in short borrows that never call
+//! into Ruby (anything that needs Ruby, such as a thread's name or a class's path, is looked
+//! up before the borrow). The ring is the only part the drain thread touches.
+//!
+//! Timings: each thread's shadow stack records when a call's body began and how much tracer
+//! time that thread had spent so far; a return reports the elapsed time minus the tracer time
+//! spent inside the call (every hook measures itself). Returns whose call was not seen (the
+//! trace began inside them) are not reported, so the stream is balanced per thread.
+
+use crate::rb::{self, Gvl};
+use rb_sys::{ruby_value_type, VALUE};
+use rbscope_trace::events;
+use rbscope_trace::ring::ByteRing;
+use rustc_hash::FxHashMap;
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// Monotonic nanoseconds.
+pub fn now() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid out-pointer; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Deeper calls are counted but not timed (their returns are matched by the count).
+const MAX_STACK: usize = 10_000;
+/// Method ids for firehose labels; past this, new methods are not traced (and counted).
+const MAX_METHODS: usize = 200_000;
+/// A method id meaning "do not trace" (the agent's own wrappers).
+const IGNORED: u32 = u32::MAX;
+
+struct Open {
+    method: u32,
+    start: u64,
+    overhead: u64,
+}
+
+struct ThreadEntry {
+    value: VALUE,
+    id: u32,
+    name: String,
+    tid: i32,
+    announced: bool,
+    ignored: bool,
+    /// Tracer time spent on this thread so far.
+    overhead: u64,
+    stack: Vec<Open>,
+    /// Calls past MAX_STACK not pushed.
+    overflow: u32,
+}
+
+struct Label {
+    text: String,
+    announced: bool,
+}
+
+#[derive(Default)]
+struct HookState {
+    threads: Vec<ThreadEntry>,
+    last_thread: usize,
+    methods: FxHashMap<(VALUE, VALUE), u32>,
+    labels: Vec<Label>,
+    /// Threads whose calls are never traced (the agent's own).
+    ignore_threads: Vec<VALUE>,
+    /// Modules whose methods the firehose skips (rbscope's C-method wrappers).
+    ignored_owners: Vec<VALUE>,
+    /// Objects the session's Ruby handle marks (classes named by method keys, threads,
+    /// tracepoints, filters), so their addresses cannot be reused while it lives.
+    marks: Vec<VALUE>,
+}
+
+pub struct Session {
+    pub id: u64,
+    pub ring: ByteRing,
+    closed: AtomicBool,
+    /// Report only calls at least this slow (as slow records).
+    pub slow_ns: Option<u64>,
+    /// Methods the firehose could not name (too many).
+    pub unnamed: AtomicU64,
+    state: UnsafeCell<HookState>,
+}
+
+// SAFETY: `state` is only accessed under the GVL (hooks, the agent thread, GC marking), which
+// serializes those accesses; the ring and the flags are atomics.
+unsafe impl Sync for Session {}
+// SAFETY: as above.
+unsafe impl Send for Session {}
+
+impl Session {
+    pub fn new(id: u64, ring_bytes: usize, slow_ns: Option<u64>) -> Session {
+        Session {
+            id,
+            ring: ByteRing::new(ring_bytes),
+            closed: AtomicBool::new(false),
+            slow_ns,
+            unnamed: AtomicU64::new(0),
+            state: UnsafeCell::new(HookState::default()),
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+    }
+
+    /// Hooks stop writing at once (they are removed later, under the GVL).
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+    }
+
+    /// Runs `f` on the hook state. `f` must not call into Ruby.
+    fn with<R>(&self, _gvl: Gvl, f: impl FnOnce(&mut HookState) -> R) -> R {
+        // SAFETY: the GVL is held (token) and `f` cannot re-enter Ruby, so no other borrow of
+        // the state exists while this one lives (see the module docs).
+        f(unsafe { &mut *self.state.get() })
+    }
+
+    /// Keeps `v` alive (and its address unique) while the session lives.
+    pub fn keep(&self, gvl: Gvl, v: VALUE) {
+        self.with(gvl, |st| st.marks.push(v));
+    }
+
+    pub fn ignore_thread(&self, gvl: Gvl, thread: VALUE) {
+        self.with(gvl, |st| st.ignore_threads.push(thread));
+    }
+
+    pub fn ignore_owner(&self, gvl: Gvl, module: VALUE) {
+        self.with(gvl, |st| {
+            st.ignored_owners.push(module);
+            st.marks.push(module);
+        });
+    }
+
+    /// Calls `mark` on every object the session keeps (from the handle's GC mark function).
+    pub fn each_kept(&self, gvl: Gvl, mut mark: impl FnMut(VALUE)) {
+        self.with(gvl, |st| {
+            st.marks.iter().for_each(|v| mark(*v));
+            st.threads.iter().for_each(|t| mark(t.value));
+        });
+    }
+
+    /// A new method id with this label (for a hooked method).
+    pub fn register_method(&self, gvl: Gvl, label: String) -> u32 {
+        self.with(gvl, |st| {
+            st.labels.push(Label {
+                text: label,
+                announced: false,
+            });
+            (st.labels.len() - 1) as u32
+        })
+    }
+
+    /// The firehose's id for the method `mid` (a Symbol) defined in `klass`, naming it on
+    /// first sight; None for methods not traced.
+    pub fn method_id(&self, gvl: Gvl, klass: VALUE, mid: VALUE) -> Option<u32> {
+        let key = (klass, mid);
+        match self.with(gvl, |st| st.methods.get(&key).copied()) {
+            Some(IGNORED) => return None,
+            Some(id) => return Some(id),
+            None => {}
+        }
+        let (ignored, full) = self.with(gvl, |st| {
+            (
+                st.ignored_owners.contains(&klass),
+                st.labels.len() >= MAX_METHODS,
+            )
+        });
+        if full {
+            self.unnamed.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        let label = (!ignored).then(|| method_label(gvl, klass, mid));
+        self.with(gvl, |st| {
+            let id = match label {
+                Some(text) => {
+                    st.labels.push(Label {
+                        text,
+                        announced: false,
+                    });
+                    (st.labels.len() - 1) as u32
+                }
+                None => IGNORED,
+            };
+            st.methods.insert(key, id);
+            if klass != 0 && klass != rb::NIL {
+                st.marks.push(klass);
+            }
+            (id != IGNORED).then_some(id)
+        })
+    }
+
+    /// The current thread's index in the table, adding it on first sight; None when its
+    /// calls are not traced.
+    fn thread_index(&self, gvl: Gvl) -> Option<usize> {
+        // SAFETY: GVL held; returns the running Thread.
+        let cur = unsafe { rb_sys::rb_thread_current() };
+        let found = self.with(gvl, |st| {
+            if st.threads.get(st.last_thread).is_some_and(|t| t.value == cur) {
+                return Some(st.last_thread);
+            }
+            let i = st.threads.iter().position(|t| t.value == cur)?;
+            st.last_thread = i;
+            Some(i)
+        });
+        let i = match found {
+            Some(i) => i,
+            None => {
+                let (name, tid) = thread_facts(gvl, cur);
+                self.with(gvl, |st| {
+                    let ignored = st.ignore_threads.contains(&cur) || name.starts_with("rbscope-");
+                    let id = st.threads.len() as u32 + 1;
+                    st.threads.push(ThreadEntry {
+                        value: cur,
+                        id,
+                        name,
+                        tid,
+                        announced: false,
+                        ignored,
+                        overhead: 0,
+                        stack: Vec::new(),
+                        overflow: 0,
+                    });
+                    st.last_thread = st.threads.len() - 1;
+                    st.last_thread
+                })
+            }
+        };
+        let ignored = self.with(gvl, |st| st.threads[i].ignored);
+        (!ignored).then_some(i)
+    }
+
+    /// A call of `method` began on this thread; `t0` is when the hook was entered.
+    pub fn call(&self, gvl: Gvl, method: u32, t0: u64, values: &[(&str, &str)]) {
+        let Some(ti) = self.thread_index(gvl) else {
+            return;
+        };
+        let ring = &self.ring;
+        let slow = self.slow_ns.is_some();
+        self.with(gvl, |st| {
+            announce(ring, st, ti, method);
+            let th = &mut st.threads[ti];
+            if th.stack.len() >= MAX_STACK {
+                th.overflow += 1;
+                return;
+            }
+            let t1 = now();
+            if !slow {
+                if values.is_empty() {
+                    ring.push(events::CALL_LEN, |b| {
+                        events::write_call(b, th.id, method, t1)
+                    });
+                } else {
+                    ring.push(events::call_values_len(values), |b| {
+                        events::write_call_values(b, th.id, method, t1, values)
+                    });
+                }
+            }
+            // The hook's own time so far counts before the call's start, so it is added
+            // before the start's overhead mark is taken.
+            th.overhead += t1.saturating_sub(t0);
+            th.stack.push(Open {
+                method,
+                start: t1,
+                overhead: th.overhead,
+            });
+        });
+    }
+
+    /// A call of `method` ended on this thread; `t0` is when the hook was entered.
+    pub fn ret(&self, gvl: Gvl, method: u32, t0: u64) {
+        let Some(ti) = self.thread_index(gvl) else {
+            return;
+        };
+        let ring = &self.ring;
+        let slow = self.slow_ns;
+        self.with(gvl, |st| {
+            let th = &mut st.threads[ti];
+            if th.overflow > 0 {
+                th.overflow -= 1;
+                return;
+            }
+            let Some(at) = th.stack.iter().rposition(|o| o.method == method) else {
+                return;
+            };
+            th.stack.truncate(at + 1);
+            let Some(open) = th.stack.pop() else {
+                return;
+            };
+            let inside = th.overhead.saturating_sub(open.overhead);
+            let duration = t0.saturating_sub(open.start).saturating_sub(inside);
+            let id = th.id;
+            match slow {
+                None => {
+                    ring.push(events::RETURN_LEN, |b| {
+                        events::write_return(b, id, method, t0, duration)
+                    });
+                }
+                Some(min) if duration >= min => {
+                    ring.push(events::SLOW_LEN, |b| {
+                        events::write_slow(b, id, method, at as u32, open.start, duration)
+                    });
+                }
+                Some(_) => {}
+            }
+            th.overhead += now().saturating_sub(t0);
+        });
+    }
+}
+
+/// Sends the names a record is about to use, if not sent yet (a name that does not fit is
+/// tried again next time).
+fn announce(ring: &ByteRing, st: &mut HookState, ti: usize, method: u32) {
+    let th = &mut st.threads[ti];
+    if !th.announced {
+        th.announced = ring.push(events::thread_len(&th.name), |b| {
+            events::write_thread(b, th.id, th.tid, &th.name)
+        });
+    }
+    if let Some(label) = st.labels.get_mut(method as usize) {
+        if !label.announced {
+            label.announced = ring.push(events::method_len(&label.text), |b| {
+                events::write_method(b, method, &label.text)
+            });
+        }
+    }
+}
+
+/// `Foo#bar`, `Foo.bar` (a module's singleton method), `#<Class:...>#bar` otherwise.
+pub fn method_label(gvl: Gvl, klass: VALUE, mid: VALUE) -> String {
+    let name = rb::symbol_name(gvl, mid).unwrap_or_else(|| "?".into());
+    if klass == 0 || klass == rb::NIL {
+        return format!("{name}");
+    }
+    if rb::is_singleton_class(gvl, klass) {
+        let attached = rb::attached_object(gvl, klass);
+        if matches!(
+            rb::type_of(gvl, attached),
+            ruby_value_type::RUBY_T_CLASS | ruby_value_type::RUBY_T_MODULE
+        ) {
+            return format!("{}.{name}", rb::class_path(gvl, attached));
+        }
+    }
+    format!("{}#{name}", rb::class_path(gvl, klass))
+}
+
+/// A thread's name (`main` for the main thread when unnamed) and OS thread id.
+fn thread_facts(gvl: Gvl, thread: VALUE) -> (String, i32) {
+    let name = rb::core_call(gvl, "Thread", "name", thread, &[])
+        .ok()
+        .and_then(|v| rb::to_string(gvl, v));
+    // SAFETY: GVL held; returns the main Thread.
+    let main = unsafe { rb_sys::rb_thread_main() } == thread;
+    let name = name.unwrap_or_else(|| if main { "main".into() } else { String::new() });
+    let tid = rb::core_call(gvl, "Thread", "native_thread_id", thread, &[])
+        .ok()
+        .and_then(rb::fixnum)
+        .unwrap_or(0) as i32;
+    (name, tid)
+}

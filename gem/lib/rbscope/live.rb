@@ -1,0 +1,236 @@
+# frozen_string_literal: true
+
+module Rbscope
+  # The Ruby half of live attach (`rbscope trace`, `rbscope eval`). The agent's Ruby thread calls
+  # these; nothing here runs on an app thread.
+  #
+  # Tracing: selectors arrive parsed (by the native side); they are resolved to methods here,
+  # and each is hooked natively (a TracePoint targeted at that one method). A C method has no
+  # Ruby code to target, so it is wrapped: a module prepended to its class (once, then reused)
+  # gets a Ruby method of the same name that calls `super`, and that wrapper is targeted. When
+  # the last trace using a wrapper detaches, the wrapper method is removed (the empty module
+  # stays in the ancestors; prepending cannot be undone).
+  #
+  # Eval: each eval runs on a new thread (named rbscope-eval), inside the Rails executor when
+  # Rails is loaded, so app threads are never interrupted, joined or woken.
+  module Live
+    # C functions that look at or change their caller's frame: a Ruby wrapper in between would
+    # change what they do, so they are never wrapped.
+    FRAME_SENSITIVE = %i[
+      binding block_given? iterator? local_variables caller caller_locations __method__
+      __callee__ __dir__ eval require_relative raise fail proc lambda set_trace_func
+      method_missing respond_to_missing? initialize initialize_copy initialize_dup
+      initialize_clone instance_eval instance_exec class_eval module_eval class_exec
+      module_exec define_method public private protected module_function using refine
+      trace_var untrace_var
+    ].freeze
+    # Methods one selector may hook.
+    MAX_TARGETS = 500
+
+    class Refusal < StandardError; end
+
+    @sessions = {}
+    @wrappers = {}
+    @wrapped = Hash.new(0)
+    @evals = {}
+    @eval_lock = Mutex.new
+
+    class << self
+      # Hooks what `selectors` name for session `id`. Each selector is
+      # [index, text, owner, kind, method, argument_names]. Returns [true, hooked, skipped]
+      # or [false, message].
+      def install(id, selectors, firehose)
+        hooked = []
+        skipped = []
+        keys = (@sessions[id] ||= [])
+        covered = false
+        selectors.each do |index, text, owner, kind, name, arg_names|
+          targets = resolve(text, owner, kind, name)
+          if targets.size > MAX_TARGETS
+            skipped << "#{text}: #{targets.size} methods match; only the first #{MAX_TARGETS} are traced"
+            targets = targets.first(MAX_TARGETS)
+          end
+          targets.each do |mod, meth, single|
+            um = mod.instance_method(meth)
+            if ruby_code?(um) && firehose
+              covered = true
+              next
+            end
+            label = hook(id, index, text, mod, meth, um, arg_names, keys)
+            hooked << label
+          rescue Refusal => e
+            raise if single
+
+            skipped << e.message
+          end
+        end
+        skipped << "Ruby methods named by -m are traced by --firehose already (without captured values)" if covered
+        [true, hooked, skipped]
+      rescue Refusal => e
+        [false, e.message]
+      rescue Exception => e # rubocop:disable Lint/RescueException
+        [false, "#{e.class}: #{e.message}"]
+      end
+
+      # Removes the wrappers session `id` used (its hooks are removed natively).
+      def uninstall(id)
+        (@sessions.delete(id) || []).each do |key|
+          @wrapped[key] -= 1
+          next if @wrapped[key].positive?
+
+          @wrapped.delete(key)
+          wrapper, meth = key
+          wrapper.send(:remove_method, meth) if wrapper.instance_methods(false).include?(meth) ||
+                                                wrapper.private_instance_methods(false).include?(meth)
+        end
+        nil
+      end
+
+      def eval_async(code, token)
+        @eval_lock.synchronize do
+          @evals[token] = Thread.new do
+            Thread.current.name = "rbscope-eval"
+            Thread.current.report_on_exception = false
+            ok, text = evaluate(code)
+            Native.eval_done(token, ok, text)
+          ensure
+            @eval_lock.synchronize { @evals.delete(token) }
+          end
+        end
+        nil
+      end
+
+      def cancel_eval(token)
+        thread = @eval_lock.synchronize { @evals.delete(token) }
+        thread&.kill
+        nil
+      end
+
+      private
+
+      def hook(id, index, text, mod, meth, um, arg_names, keys)
+        if ruby_code?(um)
+          params = um.parameters.map { |_, n| n.to_s }
+          missing = arg_names - params
+          unless missing.empty?
+            raise Refusal, "#{text}: #{um.owner}##{meth} has no argument named #{missing.join(', ')} " \
+                           "(its parameters: #{params.empty? ? 'none' : params.join(', ')})"
+          end
+          filter = um.owner == mod ? nil : mod
+          begin
+            return Native.trace_hook(id, um, um.owner, meth.to_s, filter, index)
+          rescue RuntimeError
+            # Not an iseq method (attr_reader and friends): wrap it like a C method.
+          end
+        end
+        unless arg_names.empty?
+          raise Refusal, "#{text}: #{um.owner}##{meth} is a C method: its arguments have no names; " \
+                         "capture self or @ivars"
+        end
+        wrapper = wrap(mod, meth, um, text)
+        keys << [wrapper, meth]
+        Native.trace_ignore_owner(id, wrapper)
+        Native.trace_hook(id, wrapper.instance_method(meth), um.owner, meth.to_s, nil, index)
+      end
+
+      def ruby_code?(um)
+        !um.source_location.nil?
+      end
+
+      def wrap(mod, meth, um, text)
+        if FRAME_SENSITIVE.include?(meth)
+          raise Refusal, "#{text}: #{um.owner}##{meth} reads its caller's frame; a wrapper would " \
+                         "change what it does, so it is not traced"
+        end
+        unless meth.to_s.match?(/\A(?:[A-Za-z_][A-Za-z0-9_]*[?!=]?|\[\]=?|[-+*\/%<>=!~^&|`]+@?|\*\*)\z/)
+          raise Refusal, "#{text}: cannot wrap a method named #{meth.inspect}"
+        end
+        wrapper = (@wrappers[mod] ||= Module.new.tap { |w| mod.prepend(w) })
+        key = [wrapper, meth]
+        if @wrapped[key].zero?
+          wrapper.module_eval("def #{meth}(*args, **kw, &blk)\n super\nend", __FILE__, __LINE__)
+          if mod.private_method_defined?(meth)
+            wrapper.send(:private, meth)
+          elsif mod.protected_method_defined?(meth)
+            wrapper.send(:protected, meth)
+          end
+        end
+        @wrapped[key] += 1
+        wrapper
+      end
+
+      def resolve(text, owner, kind, name)
+        if kind == "anywhere"
+          found = []
+          wrappers = @wrappers.values
+          ObjectSpace.each_object(Module) do |m|
+            next if wrappers.include?(m)
+            next unless m.method_defined?(name, false) || m.private_method_defined?(name, false)
+
+            found << [m, name.to_sym, false]
+          end
+          raise Refusal, "#{text}: no loaded class or module defines #{name}" if found.empty?
+
+          return found
+        end
+        base = constant(owner, text)
+        mod = kind == "singleton" ? base.singleton_class : base
+        if name
+          unless mod.method_defined?(name) || mod.private_method_defined?(name)
+            what = kind == "singleton" ? "singleton method #{owner}.#{name}" : "instance method #{owner}##{name}"
+            raise Refusal, "#{text}: there is no #{what}"
+          end
+          [[mod, name.to_sym, true]]
+        else
+          names = mod.instance_methods(false) + mod.private_instance_methods(false)
+          raise Refusal, "#{text}: #{owner} defines no methods of its own" if names.empty?
+
+          names.sort.map { |n| [mod, n, false] }
+        end
+      end
+
+      def constant(path, text)
+        mod = path.delete_prefix("::").split("::").inject(Object) do |scope, part|
+          if scope.autoload?(part)
+            raise Refusal, "#{text}: #{part} is not loaded yet (autoload); trace it once the app has loaded it"
+          end
+          raise Refusal, "#{text}: no constant #{path} is defined" unless scope.const_defined?(part)
+
+          scope.const_get(part)
+        end
+        raise Refusal, "#{text}: #{path} is a #{mod.class}, not a class or module" unless mod.is_a?(Module)
+
+        mod
+      end
+
+      def evaluate(code)
+        value = in_app { TOPLEVEL_BINDING.dup.eval(code, "(rbscope eval)", 1) }
+        [true, safe_inspect(value)]
+      rescue Exception => e # rubocop:disable Lint/RescueException
+        [false, describe_error(e)]
+      end
+
+      def in_app(&block)
+        app = defined?(::Rails) && ::Rails.respond_to?(:application) ? ::Rails.application : nil
+        return yield unless app.respond_to?(:executor)
+
+        app.executor.wrap(&block)
+      end
+
+      def safe_inspect(value)
+        value.inspect.to_s
+      rescue Exception => e # rubocop:disable Lint/RescueException
+        klass = Kernel.instance_method(:class).bind_call(value)
+        "#<#{klass} (inspect raised #{e.class}: #{e.message})>"
+      end
+
+      def describe_error(error)
+        lines = ["#{error.class}: #{error.message}"]
+        trace = error.backtrace || []
+        trace = trace.take_while { |l| !l.start_with?(__FILE__) }
+        lines.concat(trace.first(50).map { |l| "    #{l}" })
+        lines.join("\n")
+      end
+    end
+  end
+end
