@@ -133,6 +133,18 @@ pub fn serve(
         Err(_) => End::Gone,
     };
     session.close();
+    if let End::Asked = end {
+        // What the hooks wrote before the client asked to stop still goes to it.
+        let mut rest = Vec::new();
+        session.ring.drain_into(&mut rest);
+        let lost = session.ring.take_lost();
+        if lost > 0 {
+            events::push_to(&mut rest, events::LOST_LEN, |b| events::write_lost(b, lost));
+        }
+        if !rest.is_empty() {
+            let _ = write_frame(&mut stream, &AgentMessage::Events(rest));
+        }
+    }
     let removed = detach(queue, session.id);
     if let End::Asked = end {
         let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));

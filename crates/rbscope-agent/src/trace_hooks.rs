@@ -69,51 +69,72 @@ unsafe extern "C" fn on_any(data: VALUE, arg: *mut rb_trace_arg_t) {
         return;
     };
     if flag == CALL {
-        session.call(gvl, method, t0, &[]);
+        session.call(gvl, method, t0, &[], 0);
     } else if flag == RETURN {
         session.ret(gvl, method, t0);
     }
 }
 
-unsafe extern "C" fn on_target(tp: VALUE, data: *mut c_void) {
-    let t0 = now();
+/// The entry shared by a target's call and return hooks: its session (when still open) and,
+/// when the target filters receivers, whether this receiver counts.
+///
+/// # Safety
+/// `data` must be a live Target and `tp` the TracePoint whose hook is running.
+unsafe fn target_event<'a>(tp: VALUE, data: *mut c_void) -> Option<(&'a Target, &'a Session)> {
     // SAFETY: `data` is a Target owned by its session's `Installed`, freed only after this
-    // TracePoint is disabled.
+    // TracePoint is disabled; the session outlives its targets.
     let target = unsafe { &*(data as *const Target) };
-    // SAFETY: the session outlives its targets.
     let session = unsafe { &*target.session };
     if session.is_closed() {
-        return;
+        return None;
     }
-    // SAFETY: Ruby calls TracePoint hooks on a Ruby thread holding the GVL; `arg` is valid
-    // during the hook.
-    let gvl = unsafe { Gvl::assume() };
-    let arg = unsafe { rb_sys::rb_tracearg_from_tracepoint(tp) };
     if target.filter != 0 {
-        // SAFETY: GVL held; the receiver and filter are live objects.
-        let ok = unsafe { rb_sys::rb_obj_is_kind_of(rb_sys::rb_tracearg_self(arg), target.filter) };
+        // SAFETY: inside the TracePoint's hook (GVL held); receiver and filter are live.
+        let ok = unsafe {
+            let arg = rb_sys::rb_tracearg_from_tracepoint(tp);
+            rb_sys::rb_obj_is_kind_of(rb_sys::rb_tracearg_self(arg), target.filter)
+        };
         if !rb::truthy(ok) {
-            return;
+            return None;
         }
     }
-    // SAFETY: as above.
-    let flag = unsafe { rb_sys::rb_tracearg_event_flag(arg) };
-    if flag == CALL {
-        if target.captures.is_empty() {
-            session.call(gvl, target.method, t0, &[]);
-        } else {
-            let values = trace_values::read(gvl, &target.captures, arg);
-            let pairs: Vec<(&str, &str)> = target
-                .captures
-                .iter()
-                .zip(&values)
-                .map(|(c, v)| (c.text.as_str(), v.as_str()))
-                .collect();
-            session.call(gvl, target.method, t0, &pairs);
-        }
-    } else if flag == RETURN {
-        session.ret(gvl, target.method, t0);
+    Some((target, session))
+}
+
+unsafe extern "C" fn on_target_call(tp: VALUE, data: *mut c_void) {
+    let t0 = now();
+    // SAFETY: the hook's data and TracePoint, as `target_event` requires.
+    let Some((target, session)) = (unsafe { target_event(tp, data) }) else {
+        return;
+    };
+    // SAFETY: Ruby calls TracePoint hooks on a Ruby thread holding the GVL.
+    let gvl = unsafe { Gvl::assume() };
+    if target.captures.is_empty() {
+        session.call(gvl, target.method, t0, &[], 0);
+    } else {
+        // SAFETY: inside the hook, so the trace argument is valid.
+        let arg = unsafe { rb_sys::rb_tracearg_from_tracepoint(tp) };
+        let values = trace_values::read(gvl, &target.captures, arg);
+        let pairs: Vec<(&str, &str)> = target
+            .captures
+            .iter()
+            .zip(&values)
+            .map(|(c, v)| (c.text.as_str(), v.as_str()))
+            .collect();
+        let extra = now().saturating_sub(t0);
+        session.call(gvl, target.method, t0, &pairs, extra);
     }
+}
+
+unsafe extern "C" fn on_target_return(tp: VALUE, data: *mut c_void) {
+    let t0 = now();
+    // SAFETY: the hook's data and TracePoint, as `target_event` requires.
+    let Some((target, session)) = (unsafe { target_event(tp, data) }) else {
+        return;
+    };
+    // SAFETY: Ruby calls TracePoint hooks on a Ruby thread holding the GVL.
+    let gvl = unsafe { Gvl::assume() };
+    session.ret(gvl, target.method, t0);
 }
 
 unsafe extern "C" fn on_gc(tp: VALUE, data: *mut c_void) {
@@ -201,14 +222,6 @@ impl Installed {
         }
         let data = &*target as *const Target as *mut c_void;
         self.targets.push(target);
-        // SAFETY: GVL held; `data` points into a Box kept in `self.targets` until `remove`
-        // has disabled this TracePoint.
-        let tp = unsafe {
-            rb_sys::rb_tracepoint_new(0, CALL | RETURN, Some(on_target), data)
-        };
-        session.keep(gvl, tp);
-        session.keep(gvl, um);
-        self.tracepoints.push(tp);
         let hash = {
             // SAFETY: GVL held.
             let h = unsafe { rb_sys::rb_hash_new() };
@@ -217,13 +230,25 @@ impl Installed {
             unsafe { rb_sys::rb_hash_aset(h, key, um) };
             h
         };
+        session.keep(gvl, um);
+        session.keep(gvl, hash);
         let enable = rb::intern(gvl, "enable");
-        // SAFETY: GVL held; `tp.enable(target: um)` with the keyword hash just built.
-        rb::protect(gvl, || unsafe {
-            rb_sys::rb_funcallv_kw(tp, enable, 1, &hash, 1)
-        })
-        .map(|_| ())
-        .map_err(|_| "TracePoint#enable(target:) refused it".into())
+        // One TracePoint for calls and one for returns, so neither hook has to ask which
+        // event it is.
+        for (event, hook) in [
+            (CALL, on_target_call as unsafe extern "C" fn(VALUE, *mut c_void)),
+            (RETURN, on_target_return),
+        ] {
+            // SAFETY: GVL held; `data` points into a Box kept in `self.targets` until
+            // `remove` has disabled this TracePoint.
+            let tp = unsafe { rb_sys::rb_tracepoint_new(0, event, Some(hook), data) };
+            session.keep(gvl, tp);
+            self.tracepoints.push(tp);
+            // SAFETY: GVL held; `tp.enable(target: um)` with the keyword hash built above.
+            rb::protect(gvl, || unsafe { rb_sys::rb_funcallv_kw(tp, enable, 1, &hash, 1) })
+                .map_err(|_| "TracePoint#enable(target:) refused it".to_string())?;
+        }
+        Ok(())
     }
 
     /// Removes every hook, then frees what they used. Under the GVL, so no hook is running.

@@ -5,10 +5,13 @@
 //! into Ruby (anything that needs Ruby, such as a thread's name or a class's path, is looked
 //! up before the borrow). The ring is the only part the drain thread touches.
 //!
-//! Timings: each thread's shadow stack records when a call's body began and how much tracer
-//! time that thread had spent so far; a return reports the elapsed time minus the tracer time
-//! spent inside the call (every hook measures itself). Returns whose call was not seen (the
-//! trace began inside them) are not reported, so the stream is balanced per thread.
+//! Timings: a record's time is the clock when its hook was entered (one clock read per event).
+//! Each thread's shadow stack remembers, per open call, when it began and how many hooks had
+//! run on that thread so far; a return reports the elapsed time minus the tracer's time inside
+//! the call: the number of hooks that ran in between times their measured average cost (every
+//! 64th hook reads the clock again on its way out to keep that average current), plus the
+//! measured time of captured values. Returns whose call was not seen (the trace began inside
+//! them) are not reported, so the stream is balanced per thread.
 
 use crate::rb::{self, Gvl};
 use rb_sys::{ruby_value_type, VALUE};
@@ -39,7 +42,9 @@ const IGNORED: u32 = u32::MAX;
 struct Open {
     method: u32,
     start: u64,
-    overhead: u64,
+    /// The thread's hook count and extra tracer time when the call began.
+    hooks: u64,
+    extra: u64,
 }
 
 struct ThreadEntry {
@@ -49,8 +54,10 @@ struct ThreadEntry {
     tid: i32,
     announced: bool,
     ignored: bool,
-    /// Tracer time spent on this thread so far.
-    overhead: u64,
+    /// Hooks run on this thread so far.
+    hooks: u64,
+    /// Measured tracer time beyond the average hook (captured values).
+    extra: u64,
     stack: Vec<Open>,
     /// Calls past MAX_STACK not pushed.
     overflow: u32,
@@ -71,6 +78,10 @@ struct HookState {
     ignore_threads: Vec<VALUE>,
     /// Modules whose methods the firehose skips (rbscope's C-method wrappers).
     ignored_owners: Vec<VALUE>,
+    /// The average cost of one hook, in nanoseconds (sampled).
+    hook_ns: u64,
+    /// The last firehose lookup: (class, method) and its id.
+    last_method: (VALUE, VALUE, u32),
     /// Objects the session's Ruby handle marks (classes named by method keys, threads,
     /// tracepoints, filters), so their addresses cannot be reused while it lives.
     marks: Vec<VALUE>,
@@ -160,7 +171,16 @@ impl Session {
     /// first sight; None for methods not traced.
     pub fn method_id(&self, gvl: Gvl, klass: VALUE, mid: VALUE) -> Option<u32> {
         let key = (klass, mid);
-        match self.with(gvl, |st| st.methods.get(&key).copied()) {
+        let known = self.with(gvl, |st| {
+            let (k, m, id) = st.last_method;
+            if k == klass && m == mid {
+                return Some(id);
+            }
+            let id = st.methods.get(&key).copied()?;
+            st.last_method = (klass, mid, id);
+            Some(id)
+        });
+        match known {
             Some(IGNORED) => return None,
             Some(id) => return Some(id),
             None => {}
@@ -222,7 +242,8 @@ impl Session {
                         tid,
                         announced: false,
                         ignored,
-                        overhead: 0,
+                        hooks: 0,
+                        extra: 0,
                         stack: Vec::new(),
                         overflow: 0,
                     });
@@ -235,41 +256,44 @@ impl Session {
         (!ignored).then_some(i)
     }
 
-    /// A call of `method` began on this thread; `t0` is when the hook was entered.
-    pub fn call(&self, gvl: Gvl, method: u32, t0: u64, values: &[(&str, &str)]) {
+    /// A call of `method` began on this thread; `t0` is when the hook was entered, `extra`
+    /// the tracer time already spent on it beyond an ordinary hook (reading captured values).
+    pub fn call(&self, gvl: Gvl, method: u32, t0: u64, values: &[(&str, &str)], extra: u64) {
         let Some(ti) = self.thread_index(gvl) else {
             return;
         };
         let ring = &self.ring;
         let slow = self.slow_ns.is_some();
-        self.with(gvl, |st| {
+        let sample = self.with(gvl, |st| {
             announce(ring, st, ti, method);
             let th = &mut st.threads[ti];
             if th.stack.len() >= MAX_STACK {
                 th.overflow += 1;
-                return;
+                return false;
             }
-            let t1 = now();
             if !slow {
+                let id = th.id;
                 if values.is_empty() {
-                    ring.push(events::CALL_LEN, |b| {
-                        events::write_call(b, th.id, method, t1)
-                    });
+                    ring.push(events::CALL_LEN, |b| events::write_call(b, id, method, t0));
                 } else {
                     ring.push(events::call_values_len(values), |b| {
-                        events::write_call_values(b, th.id, method, t1, values)
+                        events::write_call_values(b, id, method, t0, values)
                     });
                 }
             }
-            // The hook's own time so far counts before the call's start, so it is added
-            // before the start's overhead mark is taken.
-            th.overhead += t1.saturating_sub(t0);
             th.stack.push(Open {
                 method,
-                start: t1,
-                overhead: th.overhead,
+                start: t0,
+                hooks: th.hooks,
+                extra: th.extra,
             });
+            th.hooks += 1;
+            th.extra += extra;
+            th.hooks % 64 == 0
         });
+        if sample {
+            self.sample_cost(gvl, t0);
+        }
     }
 
     /// A call of `method` ended on this thread; `t0` is when the hook was entered.
@@ -279,22 +303,24 @@ impl Session {
         };
         let ring = &self.ring;
         let slow = self.slow_ns;
-        self.with(gvl, |st| {
+        let sample = self.with(gvl, |st| {
+            let hook_ns = st.hook_ns;
             let th = &mut st.threads[ti];
             if th.overflow > 0 {
                 th.overflow -= 1;
-                return;
+                return false;
             }
             let Some(at) = th.stack.iter().rposition(|o| o.method == method) else {
-                return;
+                return false;
             };
             th.stack.truncate(at + 1);
             let Some(open) = th.stack.pop() else {
-                return;
+                return false;
             };
-            let inside = th.overhead.saturating_sub(open.overhead);
+            let inside = (th.hooks - open.hooks) * hook_ns + (th.extra - open.extra);
             let duration = t0.saturating_sub(open.start).saturating_sub(inside);
             let id = th.id;
+            th.hooks += 1;
             match slow {
                 None => {
                     ring.push(events::RETURN_LEN, |b| {
@@ -308,7 +334,23 @@ impl Session {
                 }
                 Some(_) => {}
             }
-            th.overhead += now().saturating_sub(t0);
+            th.hooks % 64 == 0
+        });
+        if sample {
+            self.sample_cost(gvl, t0);
+        }
+    }
+
+    /// Folds one hook's measured cost (from `t0` to now) into the average; one-off slow hooks
+    /// (a first sight that looked up names) move it little.
+    fn sample_cost(&self, gvl: Gvl, t0: u64) {
+        let cost = now().saturating_sub(t0);
+        self.with(gvl, |st| {
+            st.hook_ns = if st.hook_ns == 0 {
+                cost
+            } else {
+                (st.hook_ns * 15 + cost.min(st.hook_ns * 2)) / 16
+            };
         });
     }
 }

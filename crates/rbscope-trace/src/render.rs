@@ -5,8 +5,8 @@
 //! a call that did opens a line, its calls follow indented by two spaces, and a closing line
 //! repeats its name with its duration. Durations exclude the tracer's own time.
 
-use crate::timeline::{Names, Step};
-use std::collections::{HashMap, HashSet};
+use crate::timeline::{Dense, Names, Step};
+use std::collections::HashSet;
 use std::io::{self, Write};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +69,15 @@ pub fn duration(ns: u64) -> String {
 }
 
 fn seconds(w: &mut dyn Write, ns: u64) -> io::Result<()> {
-    w.write_all(duration(ns).as_bytes())
+    if ns < 1_000 {
+        write!(w, "<{ns}ns>")
+    } else if ns < 1_000_000 {
+        write!(w, "<{:.1}µs>", ns as f64 / 1e3)
+    } else if ns < 1_000_000_000 {
+        write!(w, "<{:.2}ms>", ns as f64 / 1e6)
+    } else {
+        write!(w, "<{:.3}s>", ns as f64 / 1e9)
+    }
 }
 
 struct Pending {
@@ -81,7 +89,7 @@ struct Pending {
 pub struct Text<'w> {
     out: Box<dyn Write + 'w>,
     show_threads: bool,
-    pending: HashMap<u32, Pending>,
+    pending: Dense<Pending>,
 }
 
 impl<'w> Text<'w> {
@@ -89,7 +97,7 @@ impl<'w> Text<'w> {
         Text {
             out,
             show_threads,
-            pending: HashMap::new(),
+            pending: Dense::default(),
         }
     }
 
@@ -125,7 +133,7 @@ impl<'w> Text<'w> {
     }
 
     fn flush_pending(&mut self, names: &Names, thread: u32) -> io::Result<()> {
-        if let Some(p) = self.pending.remove(&thread) {
+        if let Some(p) = self.pending.take(thread) {
             self.call_line(names, thread, &p)?;
             self.out.write_all(b"\n")?;
         }
@@ -144,14 +152,15 @@ impl Render for Text<'_> {
                 ..
             } => {
                 self.flush_pending(names, thread)?;
-                self.pending.insert(
-                    thread,
-                    Pending {
-                        depth,
-                        method,
-                        values,
-                    },
-                );
+                *self.pending.entry(thread, || Pending {
+                    depth,
+                    method,
+                    values: Vec::new(),
+                }) = Pending {
+                    depth,
+                    method,
+                    values,
+                };
             }
             Step::Leave {
                 thread,
@@ -160,7 +169,7 @@ impl Render for Text<'_> {
                 duration,
                 ..
             } => {
-                match self.pending.remove(&thread) {
+                match self.pending.take(thread) {
                     Some(p) if p.depth == depth && p.method == method => {
                         self.call_line(names, thread, &p)?;
                     }
@@ -216,10 +225,8 @@ impl Render for Text<'_> {
     }
 
     fn finish(&mut self, names: &Names) -> io::Result<()> {
-        let mut threads: Vec<u32> = self.pending.keys().copied().collect();
-        threads.sort_unstable();
-        for t in threads {
-            if let Some(p) = self.pending.remove(&t) {
+        for t in self.pending.ids() {
+            if let Some(p) = self.pending.take(t) {
                 self.call_line(names, t, &p)?;
                 self.out.write_all(b" <still running>\n")?;
             }

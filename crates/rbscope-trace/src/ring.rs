@@ -16,12 +16,33 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 pub struct ByteRing {
     buf: Box<[UnsafeCell<u8>]>,
     cap: usize,
-    /// Bytes written so far (only the writer stores it).
-    head: AtomicUsize,
-    /// Bytes read so far (only the reader stores it).
-    tail: AtomicUsize,
+    /// Bytes written so far (only the writer stores it; the reader loads it).
+    head: CacheLine<AtomicUsize>,
+    /// Bytes read so far (only the reader stores it; the writer loads it when its cached copy
+    /// says the ring is full).
+    tail: CacheLine<AtomicUsize>,
+    writer: CacheLine<WriterSide>,
+    lost: CacheLine<AtomicU64>,
+}
+
+/// Keeps the writer's and the reader's hot words on separate cache lines, so that neither
+/// side's stores evict the other's.
+#[repr(align(128))]
+struct CacheLine<T>(T);
+
+impl<T> std::ops::Deref for CacheLine<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// What only the writer holding the try-lock changes (plain loads and stores, no
+/// read-modify-write, since the lock already excludes other writers).
+struct WriterSide {
     writing: AtomicBool,
-    lost: AtomicU64,
+    /// The last `tail` the writer read.
+    seen_tail: AtomicUsize,
     written: AtomicU64,
 }
 
@@ -38,11 +59,14 @@ impl ByteRing {
         ByteRing {
             buf: (0..cap).map(|_| UnsafeCell::new(0)).collect(),
             cap,
-            head: AtomicUsize::new(0),
-            tail: AtomicUsize::new(0),
-            writing: AtomicBool::new(false),
-            lost: AtomicU64::new(0),
-            written: AtomicU64::new(0),
+            head: CacheLine(AtomicUsize::new(0)),
+            tail: CacheLine(AtomicUsize::new(0)),
+            writer: CacheLine(WriterSide {
+                writing: AtomicBool::new(false),
+                seen_tail: AtomicUsize::new(0),
+                written: AtomicU64::new(0),
+            }),
+            lost: CacheLine(AtomicU64::new(0)),
         }
     }
 
@@ -72,8 +96,9 @@ impl ByteRing {
     /// it when the ring is full or another writer holds it. Never blocks.
     pub fn push(&self, len: usize, fill: impl FnOnce(&mut [u8])) -> bool {
         debug_assert!(len % 4 == 0 && len >= 4);
+        let w = &self.writer;
         if len > self.cap / 2
-            || self
+            || w
                 .writing
                 .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
                 .is_err()
@@ -82,12 +107,17 @@ impl ByteRing {
             return false;
         }
         let head = self.head.load(Ordering::Relaxed);
-        let tail = self.tail.load(Ordering::Acquire);
-        let free = self.cap - (head - tail);
         let pos = head % self.cap;
         let to_end = self.cap - pos;
         let need = if len <= to_end { len } else { to_end + len };
-        let ok = need <= free;
+        // The reader only ever frees more room, so an old tail can only underestimate it:
+        // look at the real one only when the old one says there is not enough.
+        let mut tail = w.seen_tail.load(Ordering::Relaxed);
+        if need > self.cap.saturating_sub(head - tail) {
+            tail = self.tail.load(Ordering::Acquire);
+            w.seen_tail.store(tail, Ordering::Relaxed);
+        }
+        let ok = need <= self.cap.saturating_sub(head - tail);
         if ok {
             if len > to_end {
                 events::write_pad(self.slice_mut(pos, to_end), to_end);
@@ -96,11 +126,12 @@ impl ByteRing {
                 fill(self.slice_mut(pos, len));
             }
             self.head.store(head + need, Ordering::Release);
-            self.written.fetch_add(1, Ordering::Relaxed);
+            w.written
+                .store(w.written.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         } else {
             self.lost.fetch_add(1, Ordering::Relaxed);
         }
-        self.writing.store(false, Ordering::Release);
+        w.writing.store(false, Ordering::Release);
         ok
     }
 
@@ -130,7 +161,7 @@ impl ByteRing {
 
     /// Records written since the ring was made.
     pub fn written(&self) -> u64 {
-        self.written.load(Ordering::Relaxed)
+        self.writer.written.load(Ordering::Relaxed)
     }
 }
 

@@ -9,16 +9,89 @@
 use crate::events::{DecodeError, Event, GcPhase, Reader};
 use std::collections::HashMap;
 
+/// A table keyed by the agent's small, dense ids (methods and threads are numbered from 0 or
+/// 1 up), kept in a vector; an id far out of that range (a corrupt stream) goes to a map, so
+/// it cannot make the vector huge.
+pub struct Dense<T> {
+    near: Vec<Option<T>>,
+    far: HashMap<u32, T>,
+}
+
+impl<T> Default for Dense<T> {
+    fn default() -> Self {
+        Dense {
+            near: Vec::new(),
+            far: HashMap::new(),
+        }
+    }
+}
+
+const NEAR: u32 = 1 << 20;
+
+impl<T> Dense<T> {
+    pub fn get(&self, id: u32) -> Option<&T> {
+        if id < NEAR {
+            self.near.get(id as usize).and_then(|v| v.as_ref())
+        } else {
+            self.far.get(&id)
+        }
+    }
+
+    pub fn get_mut(&mut self, id: u32) -> Option<&mut T> {
+        if id < NEAR {
+            self.near.get_mut(id as usize).and_then(|v| v.as_mut())
+        } else {
+            self.far.get_mut(&id)
+        }
+    }
+
+    /// The entry for `id`, made with `make` if absent.
+    pub fn entry(&mut self, id: u32, make: impl FnOnce() -> T) -> &mut T {
+        if id < NEAR {
+            let i = id as usize;
+            if self.near.len() <= i {
+                self.near.resize_with(i + 1, || None);
+            }
+            self.near[i].get_or_insert_with(make)
+        } else {
+            self.far.entry(id).or_insert_with(make)
+        }
+    }
+
+    pub fn take(&mut self, id: u32) -> Option<T> {
+        if id < NEAR {
+            self.near.get_mut(id as usize).and_then(|v| v.take())
+        } else {
+            self.far.remove(&id)
+        }
+    }
+
+    /// Ids present, in order.
+    pub fn ids(&self) -> Vec<u32> {
+        let mut ids: Vec<u32> = self
+            .near
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.is_some())
+            .map(|(i, _)| i as u32)
+            .collect();
+        let mut far: Vec<u32> = self.far.keys().copied().collect();
+        far.sort_unstable();
+        ids.extend(far);
+        ids
+    }
+}
+
 /// Names sent by the agent: method and thread ids.
 #[derive(Default)]
 pub struct Names {
-    methods: HashMap<u32, String>,
-    threads: HashMap<u32, (i32, String)>,
+    methods: Dense<String>,
+    threads: Dense<(i32, String)>,
 }
 
 impl Names {
     pub fn method(&self, id: u32) -> std::borrow::Cow<'_, str> {
-        match self.methods.get(&id) {
+        match self.methods.get(id) {
             Some(s) => s.as_str().into(),
             None => format!("<method {id}>").into(),
         }
@@ -26,7 +99,7 @@ impl Names {
 
     /// The OS thread id (or the agent's number when unknown) and name of a thread.
     pub fn thread(&self, id: u32) -> (i64, &str) {
-        match self.threads.get(&id) {
+        match self.threads.get(id) {
             Some((tid, name)) if *tid > 0 => (i64::from(*tid), name),
             Some((_, name)) => (i64::from(id), name),
             None => (i64::from(id), ""),
@@ -82,7 +155,7 @@ struct Open {
 #[derive(Default)]
 pub struct Timeline {
     pub names: Names,
-    stacks: HashMap<u32, Vec<Open>>,
+    stacks: Dense<Vec<Open>>,
     gc_start: Option<(u64, u64)>,
     gc_mark: Option<u64>,
     pub events: u64,
@@ -106,11 +179,11 @@ impl Timeline {
             match ev {
                 Event::Method { id, label } => {
                     self.events -= 1;
-                    self.names.methods.insert(id, label.to_string());
+                    *self.names.methods.entry(id, String::new) = label.to_string();
                 }
                 Event::Thread { id, tid, name } => {
                     self.events -= 1;
-                    self.names.threads.insert(id, (tid, name.to_string()));
+                    *self.names.threads.entry(id, || (0, String::new())) = (tid, name.to_string());
                 }
                 Event::Call {
                     thread,
@@ -119,7 +192,7 @@ impl Timeline {
                     values,
                 } => {
                     self.calls += 1;
-                    let stack = self.stacks.entry(thread).or_default();
+                    let stack = self.stacks.entry(thread, Vec::new);
                     let depth = stack.len();
                     if depth < MAX_DEPTH {
                         stack.push(Open { method, start: t });
@@ -131,10 +204,14 @@ impl Timeline {
                             depth,
                             method,
                             t,
-                            values: values
-                                .into_iter()
-                                .map(|(k, v)| (k.to_string(), v.to_string()))
-                                .collect(),
+                            values: if values.is_empty() {
+                                Vec::new()
+                            } else {
+                                values
+                                    .into_iter()
+                                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                                    .collect()
+                            },
                         },
                     );
                 }
@@ -144,7 +221,7 @@ impl Timeline {
                     t,
                     duration,
                 } => {
-                    let stack = self.stacks.entry(thread).or_default();
+                    let stack = self.stacks.entry(thread, Vec::new);
                     let Some(at) = stack.iter().rposition(|o| o.method == method) else {
                         // Its call was lost: nothing to close.
                         continue;

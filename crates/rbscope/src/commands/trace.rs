@@ -45,6 +45,7 @@ const ATTACH_WAIT: Duration = Duration::from_secs(5);
 const DETACH_WAIT: Duration = Duration::from_secs(8);
 
 pub fn trace(o: Options) -> anyhow::Result<i32> {
+    let begun = Instant::now();
     for s in &o.selectors {
         Selector::parse(s)?;
     }
@@ -106,6 +107,7 @@ pub fn trace(o: Options) -> anyhow::Result<i32> {
     let mut detach_by: Option<Instant> = None;
     let mut summary = None;
     let mut trouble: Option<String> = None;
+    let mut first_event: Option<Duration> = None;
     loop {
         if detach_by.is_none()
             && (STOP.load(Ordering::SeqCst) || until.is_some_and(|u| Instant::now() >= u))
@@ -118,6 +120,7 @@ pub fn trace(o: Options) -> anyhow::Result<i32> {
         }
         match messages.recv_timeout(Duration::from_millis(50)) {
             Ok(Ok(AgentMessage::Events(bytes))) => {
+                let before = timeline.events;
                 let mut failed = None;
                 timeline
                     .feed(&bytes, |names, step| {
@@ -128,6 +131,9 @@ pub fn trace(o: Options) -> anyhow::Result<i32> {
                     .context("the agent sent events this rbscope cannot read")?;
                 if let Some(e) = failed {
                     return Err(e).context("cannot write the trace");
+                }
+                if first_event.is_none() && timeline.events > before {
+                    first_event = Some(begun.elapsed());
                 }
             }
             Ok(Ok(AgentMessage::Detached(s))) => {
@@ -169,9 +175,13 @@ pub fn trace(o: Options) -> anyhow::Result<i32> {
     match (summary, trouble) {
         (Some(_), None) => {
             eprintln!(
-                "*** detached from process {}: {} calls traced{}",
+                "*** detached from process {}: {} calls traced, {} events{}{}",
                 o.pid,
                 timeline.calls,
+                timeline.events,
+                first_event
+                    .map(|d| format!(", first after {:.1} ms", d.as_secs_f64() * 1000.0))
+                    .unwrap_or_default(),
                 if lost > 0 {
                     format!(
                         ", {lost} events lost (this client did not keep up; try -o FILE or fewer selectors)"

@@ -1,0 +1,92 @@
+# frozen_string_literal: true
+
+# Live tracing cost, side by side in one run: the same loop of N calls of a trivial method
+# (bench/trace_target.rb) with no agent, with the agent started and nothing attached, and
+# while `rbscope trace` is attached with a selector on a method never called, a selector on
+# the hot method, and the firehose. Each mode runs RUNS times in fresh processes; the minimum
+# loop time counts. For attached modes the CLI's own summary gives the events delivered (a
+# call and its return are two events) and lost; "attach" is the CLI's time from start to the
+# first event, against the idle and against the busy program.
+#
+#   ruby bench/trace.rb [N] [RUNS]          (needs scripts/build first)
+require "open3"
+
+n = Integer(ARGV.fetch(0, "5000000"))
+runs = Integer(ARGV.fetch(1, "5"))
+root = File.expand_path("..", __dir__)
+cli = File.join(root, "target/release/rbscope")
+abort "build first: scripts/build" unless File.executable?(cli)
+target = File.join(__dir__, "trace_target.rb")
+
+Run = Struct.new(:seconds, :summary)
+
+def run_once(root, cli, target, n, mode, trace_args)
+  stdin, stdout, wait = Open3.popen2("ruby", "-I#{root}/gem/lib", target, mode, n.to_s)
+  pid = Integer(stdout.gets[/ready (\d+)/, 1])
+  summary = nil
+  if trace_args
+    out_r, out_w = IO.pipe
+    tracer = Process.spawn(cli, "trace", "-p", pid.to_s, *trace_args, "-o", "/dev/null",
+                           err: out_w, out: File::NULL)
+    out_w.close
+    line = out_r.gets
+    abort "rbscope trace did not attach: #{line}" unless line&.start_with?("*** attached")
+  end
+  stdin.puts "go"
+  seconds = Float(stdout.gets[/done ([\d.]+)/, 1])
+  if trace_args
+    Process.kill("INT", tracer)
+    Process.wait(tracer)
+    summary = out_r.read.lines.grep(/detached|ended/).first.to_s.strip
+    out_r.close
+  end
+  stdin.close
+  wait.value
+  Run.new(seconds, summary)
+end
+
+def best(runs, &block)
+  all = Array.new(runs) { block.call }
+  all.min_by(&:seconds)
+end
+
+modes = [
+  ["no agent", "none", nil],
+  ["agent started, nothing attached", "agent", nil],
+  ["selector on a method never called", "agent", ["-m", "Hot#never"]],
+  ["selector on the hot method", "agent", ["-m", "Hot#hot"]],
+  ["firehose", "agent", ["-f"]],
+]
+puts "== #{n} calls of a trivial method, minimum of #{runs} runs (ruby #{RUBY_VERSION})"
+base = nil
+modes.each do |label, mode, args|
+  r = best(runs) { run_once(root, cli, target, n, mode, args) }
+  base ||= r.seconds
+  line = format("%-36s %8.3fs  %6.2fx", label, r.seconds, r.seconds / base)
+  if r.summary
+    events = r.summary[/(\d+) events/, 1].to_i
+    lost = r.summary[/(\d+) events lost/, 1].to_i
+    line += format("  delivered %d events (%.2fM/s), lost %d", events, events / r.seconds / 1e6, lost)
+  end
+  puts line
+end
+
+# Attach latency: from the CLI's start to its first event, idle program and busy program.
+def attach_ms(root, cli, busy)
+  code = if busy
+           "class B; def tick = nil; end; b = B.new; $stdout.sync = true; puts \"ready \#{Process.pid}\"; loop { b.tick; 500.times { _ = [1] * 8 } }"
+         else
+           "class B; def tick = nil; end; b = B.new; $stdout.sync = true; puts \"ready \#{Process.pid}\"; loop { b.tick; sleep 0.001 }"
+         end
+  _stdin, stdout, wait = Open3.popen2("ruby", "-I#{root}/gem/lib", "-rrbscope", "-e", "Rbscope.start(store: '/tmp/rbscope-bench-attach.db'); #{code}")
+  pid = Integer(stdout.gets[/ready (\d+)/, 1])
+  err = IO.popen([cli, "trace", "-p", pid.to_s, "-m", "B#tick", "--for", "1", "-o", "/dev/null", err: [:child, :out]], &:read)
+  Process.kill("KILL", wait.pid)
+  wait.value
+  Float(err[/first after ([\d.]+) ms/, 1] || "NaN")
+end
+
+idle = Array.new(runs) { attach_ms(root, cli, false) }
+busy = Array.new(runs) { attach_ms(root, cli, true) }
+puts format("attach to first event, idle app: median %.1f ms, worst %.1f ms", idle.sort[idle.size / 2], idle.max)
+puts format("attach to first event, busy app: median %.1f ms, worst %.1f ms", busy.sort[busy.size / 2], busy.max)
