@@ -9,14 +9,24 @@
 //! A C extension that holds the GVL for long delays it: the control thread answers `Busy`
 //! after the client's wait, and work that is past its deadline is dropped, not done late.
 //!
+//! Getting a turn: a thread waiting for the GVL normally gets it when the running thread's
+//! time slice ends (100 ms). On Ruby 3.3 and later, whoever waits for an answer also *nudges*
+//! the VM every couple of milliseconds until the agent thread has taken the work: a
+//! preregistered postponed job (the VM runs it on the running thread at its next safe point,
+//! and triggering it is safe from any thread) that only yields the GVL, as `Thread.pass`
+//! would; it never runs on a sleeping thread and wakes none. Ruby 3.1 and 3.2 have no such
+//! job that a non-Ruby thread may trigger safely (registering one writes into the running
+//! thread's context, which may be exiting), so there the agent waits for the time slice.
+//!
 //! It ends when the VM kills it (exit, or `Thread#kill`: the unblocking function wakes it),
 //! or on `Rbscope.stop`. A forked child starts its own (threads do not survive `fork`).
 
 use crate::rb::{self, Gvl, NIL};
 use rb_sys::VALUE;
 use std::ffi::c_void;
-use std::sync::mpsc::{self, Receiver, SyncSender};
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::time::{Duration, Instant};
 
 /// Work for the agent thread.
 pub enum Work {
@@ -53,10 +63,54 @@ const QUEUE: usize = 8;
 #[derive(Clone)]
 pub struct WorkQueue(SyncSender<Work>);
 
+/// Work items queued so far, and taken by the agent thread so far (the queue is FIFO, so the
+/// n-th item queued has been taken once `TAKEN` reaches n).
+static QUEUED: AtomicU64 = AtomicU64::new(0);
+static TAKEN: AtomicU64 = AtomicU64::new(0);
+
+/// A queued work item, for waiting on its answer.
+pub struct Ticket(u64);
+
+impl Ticket {
+    /// Waits up to `wait` for the answer on `rx`, nudging the VM until the agent thread has
+    /// taken the work.
+    pub fn wait<T>(&self, rx: &Receiver<T>, wait: Duration) -> Result<T, RecvTimeoutError> {
+        let deadline = Instant::now() + wait;
+        loop {
+            if TAKEN.load(Ordering::Acquire) >= self.0 {
+                return rx.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+            }
+            nudge();
+            let step = deadline
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(2));
+            match rx.recv_timeout(step) {
+                Err(RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
+                other => return other,
+            }
+        }
+    }
+}
+
 impl WorkQueue {
     /// Queues `work`; false when the queue is full or the thread has ended.
     pub fn offer(&self, work: Work) -> bool {
-        self.0.try_send(work).is_ok()
+        self.submit(work).is_some()
+    }
+
+    /// Queues `work` and returns its ticket; None when the queue is full or the thread ended.
+    pub fn submit(&self, work: Work) -> Option<Ticket> {
+        // Counted before sending, so the agent thread never takes an item not yet counted.
+        let n = QUEUED.fetch_add(1, Ordering::AcqRel) + 1;
+        match self.0.try_send(work) {
+            Ok(()) => Some(Ticket(n)),
+            Err(_) => {
+                // Not queued: the agent thread will never take it; count it as taken so later
+                // tickets stay in step.
+                TAKEN.fetch_add(1, Ordering::AcqRel);
+                None
+            }
+        }
     }
 
     pub fn stop(&self) {
@@ -80,6 +134,7 @@ struct Parts {
 
 /// Starts the thread. Returns the queue that feeds it.
 pub fn start(gvl: Gvl) -> Result<WorkQueue, String> {
+    preregister_nudge();
     let (tx, rx) = mpsc::sync_channel::<Work>(QUEUE);
     let parts = Box::new(Parts {
         inbox: Inbox { rx, slot: None },
@@ -98,6 +153,15 @@ pub fn start(gvl: Gvl) -> Result<WorkQueue, String> {
     };
     let name = rb::str_new(gvl, "rbscope-agent");
     let _ = rb::core_call(gvl, "Thread", "name=", thread, &[name]);
+    // Once it has a turn, finish the (short) work before yielding: a higher priority only
+    // lengthens its time slice, so a request is not cut in two by the app's threads.
+    let _ = rb::core_call(
+        gvl,
+        "Thread",
+        "priority=",
+        thread,
+        &[rb_sys::LONG2NUM(3)],
+    );
     // Its end must not be reported as an error, nor end the program.
     let _ = rb::core_call(gvl, "Thread", "report_on_exception=", thread, &[rb::FALSE]);
     Ok(WorkQueue(tx))
@@ -128,6 +192,9 @@ unsafe extern "C" fn agent_main(data: *mut c_void) -> VALUE {
         });
         // SAFETY: the inbox is this thread's; the waiting call has returned.
         let work = unsafe { (*(inbox as *mut Inbox)).slot.take() };
+        if !matches!(work, Some(Work::Wake) | None) {
+            TAKEN.fetch_add(1, Ordering::AcqRel);
+        }
         if waited.is_err() {
             // Killed (program exit, Thread#kill) or raised into: end quietly.
             break;
@@ -183,3 +250,37 @@ unsafe extern "C" fn wake(data: *mut c_void) {
     let waker = unsafe { &*(data as *const SyncSender<Work>) };
     let _ = waker.try_send(Work::Wake);
 }
+
+/// The postponed job: yield the GVL (to the agent thread, which is waiting for it).
+#[cfg(ruby_gte_3_3)]
+unsafe extern "C" fn yield_gvl(_data: *mut c_void) {
+    // SAFETY: postponed jobs run on a Ruby thread holding the GVL, at a safe point.
+    unsafe { rb_sys::rb_thread_schedule() };
+}
+
+/// Ruby 3.1 and 3.2: no nudge (see the module docs); the time slice decides.
+#[cfg(not(ruby_gte_3_3))]
+fn nudge() {}
+
+#[cfg(ruby_gte_3_3)]
+static NUDGE_HANDLE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(u32::MAX);
+
+/// Ruby 3.3+: the job is registered once (with the GVL, in `start`) and triggered here.
+#[cfg(ruby_gte_3_3)]
+fn nudge() {
+    let h = NUDGE_HANDLE.load(Ordering::Acquire);
+    if h != u32::MAX {
+        // SAFETY: triggering a preregistered job is async-signal-safe.
+        unsafe { rb_sys::rb_postponed_job_trigger(h as rb_sys::rb_postponed_job_handle_t) };
+    }
+}
+
+#[cfg(ruby_gte_3_3)]
+fn preregister_nudge() {
+    // SAFETY: called from `start`, with the GVL held.
+    let h = unsafe { rb_sys::rb_postponed_job_preregister(0, Some(yield_gvl), std::ptr::null_mut()) };
+    NUDGE_HANDLE.store(h as u32, Ordering::Release);
+}
+
+#[cfg(not(ruby_gte_3_3))]
+fn preregister_nudge() {}

@@ -261,12 +261,12 @@ fn stacks(source: &StatusSource, wait_ms: u32) -> AgentMessage {
         deadline: asked + wait,
         reply,
     };
-    if !queue.offer(work) {
+    let Some(ticket) = queue.submit(work) else {
         return AgentMessage::Busy(
             "the agent is still working on earlier requests, or its Ruby thread has ended".into(),
         );
-    }
-    match answer.recv_timeout(wait) {
+    };
+    match ticket.wait(&answer, wait) {
         Ok(message) => message,
         Err(RecvTimeoutError::Timeout) => AgentMessage::Busy(format!(
             "the Ruby VM did not give the agent a turn within {} ms (native code, such as a C \
@@ -297,16 +297,16 @@ fn eval(source: &StatusSource, req: EvalRequest) -> AgentMessage {
     };
     let timeout = Duration::from_millis(u64::from(req.timeout_ms.clamp(1, 3_600_000)));
     let (token, answer) = crate::live_eval::register();
-    if !queue.offer(Work::Eval {
+    let Some(ticket) = queue.submit(Work::Eval {
         token,
         code: req.code,
-    }) {
+    }) else {
         crate::live_eval::forget(token);
         return AgentMessage::Busy(
             "the agent is still working on earlier requests, or its Ruby thread has ended".into(),
         );
-    }
-    match answer.recv_timeout(timeout) {
+    };
+    match ticket.wait(&answer, timeout) {
         Ok(result) => AgentMessage::Evaluated(result),
         Err(_) => {
             crate::live_eval::forget(token);

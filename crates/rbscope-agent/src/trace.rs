@@ -89,7 +89,7 @@ pub fn serve(
     ));
     let wait = Duration::from_millis(u64::from(req.wait_ms.clamp(1, 60_000)));
     let (reply, answer) = mpsc::sync_channel(1);
-    let offered = queue.offer(Work::Attach {
+    let ticket = queue.submit(Work::Attach {
         session: session.clone(),
         plan: Plan {
             firehose,
@@ -99,7 +99,7 @@ pub fn serve(
         deadline: Instant::now() + wait,
         reply,
     });
-    if !offered {
+    let Some(ticket) = ticket else {
         return refuse(
             &mut stream,
             AgentMessage::Busy(
@@ -107,8 +107,8 @@ pub fn serve(
                     .into(),
             ),
         );
-    }
-    let started = match answer.recv_timeout(wait) {
+    };
+    let started = match ticket.wait(&answer, wait) {
         Ok(Ok(started)) => started,
         Ok(Err(why)) => return refuse(&mut stream, AgentMessage::Error(why)),
         Err(_) => {
@@ -219,19 +219,20 @@ fn pump(stream: &mut UnixStream, session: &Session) -> End {
 fn detach(queue: &WorkQueue, id: u64) -> bool {
     let deadline = Instant::now() + Duration::from_secs(5);
     let (reply, done) = mpsc::sync_channel(1);
-    loop {
-        if queue.offer(Work::Detach {
+    let ticket = loop {
+        if let Some(t) = queue.submit(Work::Detach {
             id,
             reply: reply.clone(),
         }) {
-            break;
+            break t;
         }
         if Instant::now() >= deadline {
             return false;
         }
         // The queue is full (bounded): back off briefly and offer again.
         std::thread::sleep(Duration::from_millis(20));
-    }
-    done.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+    };
+    ticket
+        .wait(&done, deadline.saturating_duration_since(Instant::now()))
         .is_ok()
 }

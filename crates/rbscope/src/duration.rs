@@ -1,10 +1,15 @@
-//! Durations on the command line: `30s`, `15m`, `2h`, `7d`, `1w`.
+//! Durations on the command line: `500ms`, `30s`, `15m`, `2h`, `7d`, `1w`.
 
 /// Milliseconds in a duration like `2h`; a bare number means seconds.
 pub fn parse_ms(text: &str) -> Result<i64, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
+    if unit == "ms" {
+        return num
+            .parse()
+            .map_err(|_| format!("{text:?} is not a duration (try 500ms, 30s, 15m, 2h, 7d)"));
+    }
     let n: i64 = num
         .parse()
         .map_err(|_| format!("{text:?} is not a duration (try 30s, 15m, 2h, 7d)"))?;
@@ -35,6 +40,8 @@ mod tests {
         assert_eq!(parse_ms("2h"), Ok(7_200_000));
         assert_eq!(parse_ms("7d"), Ok(604_800_000));
         assert_eq!(parse_ms("45"), Ok(45_000));
+        assert_eq!(parse_ms("250ms"), Ok(250));
+        assert!(parse_ms("xms").is_err());
         assert!(parse_ms("soon").is_err());
         assert!(parse_ms("3y").is_err());
     }

@@ -6,57 +6,7 @@
 mod common;
 use common::*;
 use serde_json::Value as J;
-use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
-
-/// A Ruby program started with this sandbox's store and runtime directory, killed on drop.
-struct Running {
-    child: Child,
-    /// The lines it printed up to and including the one starting with `ready_word`.
-    lines: Vec<String>,
-    _sb: Sandbox,
-}
-
-impl Running {
-    fn start(sb: Sandbox, script: &std::path::Path, args: &[&str], ready_word: &str) -> Running {
-        let mut child = sb
-            .ruby(script)
-            .args(args)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = Vec::new();
-        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-        loop {
-            let mut line = String::new();
-            assert!(
-                out.read_line(&mut line).unwrap() > 0,
-                "ended early: {lines:?}"
-            );
-            let done = line.starts_with(ready_word);
-            lines.push(line.trim_end().to_string());
-            if done {
-                break;
-            }
-        }
-        Running {
-            child,
-            lines,
-            _sb: sb,
-        }
-    }
-
-    fn pid(&self) -> String {
-        self.child.id().to_string()
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use std::process::Command;
 
 fn stacks(args: &[&str]) -> J {
     let out = Command::new(cli())

@@ -195,6 +195,56 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// A Ruby program started with this sandbox's store and runtime directory, killed on drop.
+pub struct Running {
+    pub child: std::process::Child,
+    /// The lines it printed up to and including the one starting with `ready_word`.
+    pub lines: Vec<String>,
+    _sb: Sandbox,
+}
+
+impl Running {
+    pub fn start(sb: Sandbox, script: &std::path::Path, args: &[&str], ready_word: &str) -> Running {
+        let mut child = sb
+            .ruby(script)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = Vec::new();
+        use std::io::BufRead;
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        loop {
+            let mut line = String::new();
+            assert!(
+                out.read_line(&mut line).unwrap() > 0,
+                "ended early: {lines:?}"
+            );
+            let done = line.starts_with(ready_word);
+            lines.push(line.trim_end().to_string());
+            if done {
+                break;
+            }
+        }
+        Running {
+            child,
+            lines,
+            _sb: sb,
+        }
+    }
+
+    pub fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A real HTTP server (puma) running an app from the sandbox, on a loopback port it picks.
 pub struct Server {
     pub child: std::process::Child,

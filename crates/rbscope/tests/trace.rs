@@ -1,0 +1,527 @@
+//! `rbscope trace`, `rbscope eval` and `rbscope ps` against real Ruby processes, through the
+//! real CLI: nesting per thread and timings of known sleeps, selectors (modules, class
+//! methods, C methods, attr readers) and captured values, --slow, --gc, the output formats,
+//! a killed CLI then a new attach, a stalled client, eval refused and allowed, a sleeping app
+//! thread left asleep, another user refused, and attach/detach cycles under HTTP load.
+
+mod common;
+use common::*;
+use serde_json::Value as J;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// tests/programs/traced.rb, driven line by line.
+struct App {
+    child: Child,
+    stdin: ChildStdin,
+    out: BufReader<ChildStdout>,
+    pid: u32,
+    sb: Sandbox,
+}
+
+impl App {
+    fn start(env: &[(&str, &str)]) -> App {
+        let sb = Sandbox::new();
+        let program = repo_root().join("crates/rbscope/tests/programs/traced.rb");
+        let mut cmd = sb.ruby(&program);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert!(line.starts_with("ready"), "{line:?}");
+        let pid = child.id();
+        App {
+            child,
+            stdin,
+            out,
+            pid,
+            sb,
+        }
+    }
+
+    fn send(&mut self, cmd: &str) {
+        writeln!(self.stdin, "{cmd}").unwrap();
+    }
+
+    /// Waits for "done CMD ..." and returns what follows CMD.
+    fn done(&mut self, cmd: &str) -> String {
+        let word = cmd.split_whitespace().next().unwrap();
+        loop {
+            let mut line = String::new();
+            assert!(self.out.read_line(&mut line).unwrap() > 0, "app ended");
+            if let Some(rest) = line.trim_end().strip_prefix(&format!("done {word}")) {
+                return rest.trim().to_string();
+            }
+        }
+    }
+
+    fn run(&mut self, cmd: &str) -> String {
+        self.send(cmd);
+        self.done(cmd)
+    }
+
+    fn eval(&self, code: &str) -> std::process::Output {
+        Command::new(cli())
+            .args(["eval", "-p", &self.pid.to_string(), code])
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running `rbscope trace`, attached (its "*** attached" line was read).
+struct Tracer {
+    child: Child,
+    err: BufReader<std::process::ChildStderr>,
+    output: PathBuf,
+    attached: String,
+}
+
+impl Tracer {
+    fn attach(app: &App, args: &[&str]) -> Tracer {
+        let output = app.sb.dir.path().join(format!("trace-{}.out", rand_suffix()));
+        let mut child = Command::new(cli())
+            .args(["trace", "-p", &app.pid.to_string()])
+            .args(args)
+            .arg("-o")
+            .arg(&output)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let mut attached = String::new();
+        err.read_line(&mut attached).unwrap();
+        assert!(
+            attached.starts_with("*** attached"),
+            "did not attach: {attached}"
+        );
+        Tracer {
+            child,
+            err,
+            output,
+            attached,
+        }
+    }
+
+    /// Ctrl-C, then the trace and the rest of stderr.
+    fn stop(mut self) -> (String, String) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let status = self.child.wait().unwrap();
+        let mut rest = String::new();
+        self.err.read_to_string(&mut rest).unwrap();
+        assert!(status.success(), "trace failed: {rest}");
+        let text = std::fs::read_to_string(&self.output).unwrap();
+        (text, rest)
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+fn jsonl(text: &str) -> Vec<J> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Durations replaced by <T>, for exact comparison of text traces.
+fn untimed(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find(" <") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        match after.find('>') {
+            Some(j) if !after[..j].contains(' ') => {
+                out.push_str(" <T>");
+                rest = &after[j + 1..];
+            }
+            _ => {
+                out.push_str(" <");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// TracePoints enabled in the app, asked with eval (the app allows it).
+fn enabled_tracepoints(app: &App) -> i64 {
+    let out = app.eval("ObjectSpace.each_object(TracePoint).count(&:enabled?)");
+    assert!(out.status.success(), "{}", stderr(&out));
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+#[test]
+fn two_threads_nest_separately_with_the_times_of_their_sleeps() {
+    let mut app = App::start(&[]);
+    let t = Tracer::attach(
+        &app,
+        &[
+            "-m",
+            "Job#outer",
+            "-m",
+            "Job#inner",
+            "-m",
+            "Kernel#sleep",
+            "--format",
+            "jsonl",
+        ],
+    );
+    assert!(t.attached.contains("Job#outer, Job#inner, Kernel#sleep"), "{}", t.attached);
+    app.run("jobs");
+    let (text, err) = t.stop();
+    assert!(err.contains("18 calls traced"), "{err}");
+    let events = jsonl(&text);
+    let mut tids = std::collections::BTreeSet::new();
+    for (worker, secs) in [("worker-a", 0.05), ("worker-b", 0.07)] {
+        let mine: Vec<&J> = events
+            .iter()
+            .filter(|e| e["thread_name"] == worker && e["event"] == "return")
+            .collect();
+        assert_eq!(mine.len(), 9, "{worker}: {text}");
+        for e in &mine {
+            tids.insert(e["thread"].as_i64().unwrap());
+        }
+        let want = (secs * 1e9) as i64;
+        for (method, depth) in [("Kernel#sleep", 2), ("Job#inner", 1), ("Job#outer", 0)] {
+            let calls: Vec<&&J> = mine.iter().filter(|e| e["method"] == method).collect();
+            assert_eq!(calls.len(), 3, "{worker} {method}");
+            for c in calls {
+                assert_eq!(c["depth"], depth, "{c}");
+                let d = c["duration_ns"].as_i64().unwrap();
+                // A sleep never returns early; 40 ms covers scheduling on a loaded machine.
+                // (The other thread's sleeps do not count here: nesting is per thread.)
+                assert!(d >= want && d < want + 40_000_000, "{worker} {method}: {d} ns");
+            }
+        }
+    }
+    assert_eq!(tids.len(), 2, "each worker has its own thread id: {tids:?}");
+    assert!(!tids.contains(&0));
+}
+
+#[test]
+fn selectors_modules_class_methods_c_methods_attr_readers_and_captured_values() {
+    let mut app = App::start(&[("RBSCOPE_ALLOW_EVAL", "1")]);
+    let t = Tracer::attach(
+        &app,
+        &[
+            "-m",
+            "Greeter.build",
+            "-m",
+            "Greeter#greet(self, times, punct, @name, self.name.size)",
+            "-m",
+            "Helpers#fmt(x)",
+            "-m",
+            "String#upcase",
+            "-m",
+            "Process.pid",
+            "-m",
+            "Greeter#name",
+        ],
+    );
+    app.run("greet");
+    let (text, err) = t.stop();
+    assert!(err.contains("detached from process"), "{err}");
+    assert_eq!(
+        untimed(&text),
+        "Greeter.build <T>\n\n\
+         Greeter#greet(self=#<Greeter @name=\"bob\">, times=2, punct=\"!\", @name=\"bob\", self.name.size=3)\n\
+         \x20 String#upcase <T>\n\
+         \x20 Helpers#fmt(x=\"BOB\") <T>\n\
+         \x20 String#upcase <T>\n\
+         \x20 Helpers#fmt(x=\"BOB\") <T>\n\
+         Greeter#greet <T>\n\n\
+         Greeter#name <T>\n\n\
+         Process.pid <T>\n\n"
+    );
+    // Detached: no hook left, and the C-method wrappers are gone from String and Process.
+    assert_eq!(enabled_tracepoints(&app), 0);
+    let out = app.eval(
+        "[String, Process.singleton_class, Greeter].flat_map { |c| c.ancestors.take_while { |m| m != c } \
+         .flat_map { |m| m.instance_methods(false) + m.private_instance_methods(false) } }",
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
+
+    // Mistakes are one line each, before anything is hooked.
+    for (selector, says) in [
+        ("Nope#x", "no constant Nope"),
+        ("Greeter#shout(missing)", "has no argument named missing (its parameters: text)"),
+        ("Greeter#nothing", "there is no instance method Greeter#nothing"),
+        ("Kernel#binding", "reads its caller's frame"),
+        ("Greeter#greet(system('id'))", "code is never evaluated"),
+        ("String#upcase(str)", "C method"),
+    ] {
+        let out = Command::new(cli())
+            .args(["trace", "-p", &app.pid.to_string(), "-m", selector])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{selector}");
+        let e = stderr(&out);
+        assert!(e.contains(says), "{selector}: {e}");
+        assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+    }
+    assert_eq!(enabled_tracepoints(&app), 0);
+}
+
+#[test]
+fn slow_calls_gc_firehose_and_the_output_formats() {
+    let mut app = App::start(&[]);
+    let t = Tracer::attach(&app, &["--slow", "100"]);
+    app.run("greet");
+    app.run("slow");
+    let (text, _) = t.stop();
+    // Only calls of 100 ms or more, innermost first, indented by depth; fast calls not shown.
+    let lines: Vec<String> = untimed(&text).lines().map(String::from).collect();
+    assert!(
+        lines.ends_with(&["  Slow#nap <T>".to_string(), "Slow#run <T>".to_string()])
+            || lines.iter().any(|l| l.trim() == "Slow#nap <T>"),
+        "{text}"
+    );
+    assert!(!text.contains("Greeter") && !text.contains("quick"), "{text}");
+
+    let t = Tracer::attach(&app, &["--gc"]);
+    app.run("gc");
+    let (text, _) = t.stop();
+    assert!(text.starts_with("GC #") && text.contains(" mark <"), "{text}");
+
+    let t = Tracer::attach(&app, &["-f", "--format", "chrome", "--show-threads"]);
+    app.run("greet");
+    let (text, err) = t.stop();
+    let chrome: J = serde_json::from_str(&text).unwrap();
+    let names: Vec<&str> = chrome
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["ph"] == "B")
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    // Ruby methods only (C methods such as String#upcase need -m).
+    assert_eq!(
+        names,
+        ["Greeter.build", "Greeter#initialize", "Greeter#greet", "Greeter#shout", "Helpers#fmt", "Greeter#shout", "Helpers#fmt"],
+        "{err}"
+    );
+    let ends = chrome.as_array().unwrap().iter().filter(|e| e["ph"] == "E").count();
+    assert_eq!(ends, names.len());
+}
+
+#[test]
+fn a_killed_client_leaves_no_hooks_and_the_next_attach_works() {
+    let mut app = App::start(&[("RBSCOPE_ALLOW_EVAL", "1")]);
+    let mut t = Tracer::attach(&app, &["-m", "Hot#hot", "-m", "Integer#times"]);
+    app.run("hot 1000");
+    assert_eq!(enabled_tracepoints(&app), 4);
+    t.child.kill().unwrap();
+    t.child.wait().unwrap();
+    // The agent notices the closed socket and removes the hooks by itself.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while enabled_tracepoints(&app) != 0 {
+        assert!(Instant::now() < deadline, "hooks still installed 2 s after the client died");
+    }
+    let t = Tracer::attach(&app, &["-m", "Hot#hot"]);
+    app.run("hot 10");
+    let (text, err) = t.stop();
+    assert_eq!(text.lines().filter(|l| l.starts_with("Hot#hot <")).count(), 10, "{text}");
+    assert!(err.contains("10 calls traced"), "{err}");
+}
+
+#[test]
+fn a_stalled_client_loses_events_and_the_app_does_not_wait() {
+    let mut app = App::start(&[]);
+    let t = Tracer::attach(&app, &["-m", "Hot#hot"]);
+    let live: f64 = app.run("hot 1000000").parse().unwrap();
+    // SAFETY: stopping and continuing our own child.
+    unsafe { libc::kill(t.child.id() as i32, libc::SIGSTOP) };
+    let stalled: f64 = app.run("hot 1000000").parse().unwrap();
+    unsafe { libc::kill(t.child.id() as i32, libc::SIGCONT) };
+    let (text, err) = t.stop();
+    assert!(text.contains("events lost here"), "{}", &text[text.len().saturating_sub(300)..]);
+    assert!(err.contains("events lost"), "{err}");
+    // 2 million events do not fit the 8 MiB ring: the app dropped them instead of waiting.
+    assert!(stalled < live * 1.5 + 0.2, "stalled {stalled} s vs live {live} s");
+}
+
+#[test]
+fn eval_is_refused_unless_allowed_then_answers_whole_with_a_timeout() {
+    let app = App::start(&[]);
+    let out = app.eval("1 + 1");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("eval is off in this process"), "{}", stderr(&out));
+
+    let app = App::start(&[("RBSCOPE_ALLOW_EVAL", "1")]);
+    let out = app.eval("1 + 1");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "2\n");
+    let out = app.eval("'x' * 300_000");
+    assert!(out.status.success());
+    assert_eq!(out.stdout.len(), 300_003, "quotes and newline around 300,000 x");
+    let out = app.eval("raise ArgumentError, 'nope'");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).starts_with("ArgumentError: nope\n"), "{}", stderr(&out));
+    let out = Command::new(cli())
+        .args(["eval", "-p", &app.pid.to_string(), "--timeout", "1s", "sleep 30"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("timed out after 1.0 s"), "{}", stderr(&out));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let out = app.eval("Thread.list.map(&:name).count('rbscope-eval')");
+        // This eval's own thread is one.
+        if String::from_utf8_lossy(&out.stdout).trim() == "1" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the timed-out eval thread was not stopped");
+    }
+}
+
+#[test]
+fn a_sleeping_thread_sleeps_on_through_eval_stacks_and_trace() {
+    let mut app = App::start(&[("RBSCOPE_ALLOW_EVAL", "1")]);
+    app.send("sleep 3");
+    let pid = app.pid.to_string();
+    // Readiness: the main thread is in Kernel#sleep.
+    loop {
+        let out = Command::new(cli()).args(["stacks", "-p", &pid, "--json"]).output().unwrap();
+        let report: J = serde_json::from_slice(&out.stdout).unwrap();
+        let main = report["threads"].as_array().unwrap().iter().find(|t| t["main"] == true).cloned();
+        if main.is_some_and(|m| m["frames"][0]["label"].as_str().unwrap_or("").starts_with("Kernel#sleep")) {
+            break;
+        }
+    }
+    let asked = Instant::now();
+    assert!(app.eval("1").status.success());
+    let t = Tracer::attach(&app, &["-f"]);
+    let _ = t.stop();
+    assert!(asked.elapsed() < Duration::from_secs(2), "the requests took too long to test this");
+    let slept: f64 = app.done("sleep").parse().unwrap();
+    assert!(slept >= 3.0, "sleep 3 returned after {slept} s");
+}
+
+#[test]
+fn another_user_is_refused() {
+    let app = App::start(&[]);
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(cli())
+        .args(["trace", "-p", &app.pid.to_string(), "-f"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("belongs to uid 0, you are uid 65534"),
+        "{}",
+        stderr(&out)
+    );
+    // The socket itself is out of reach too (its directory is private to uid 0).
+    let sock = app.sb.dir.path().join(format!("run/rbscope/{}.sock", app.pid));
+    assert!(sock.exists());
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "ruby", "-rsocket", "-e"])
+        .arg(format!("UNIXSocket.new({:?}) rescue (puts $!.class; exit 3)", sock.display().to_string()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
+fn ps_lists_ruby_processes_with_and_without_the_agent() {
+    let app = App::start(&[]);
+    let sb = Sandbox::new();
+    let plain = sb.write("plain.rb", "$stdout.sync = true; puts 'ready'; $stdin.read");
+    let mut other = Command::new("ruby")
+        .arg(&plain)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(other.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    let out = Command::new(cli()).args(["ps", "--json"]).output().unwrap();
+    assert!(out.status.success());
+    let rows: J = serde_json::from_slice(&out.stdout).unwrap();
+    let row = |pid: u32| rows.as_array().unwrap().iter().find(|r| r["pid"] == pid).cloned();
+    let with = row(app.pid).expect("the app is listed");
+    assert!(with["agent"].as_str().unwrap().starts_with("agent "), "{with}");
+    assert!(with["ruby"].as_str().unwrap().starts_with("3."), "{with}");
+    let without = row(other.id()).expect("the plain ruby is listed");
+    assert_eq!(without["agent"], "no agent");
+    let _ = other.kill();
+    let _ = other.wait();
+}
+
+#[test]
+fn a_thousand_attach_trace_detach_cycles_under_http_load_fail_no_request() {
+    let sb = Sandbox::new();
+    let ru = sb.write(
+        "config.ru",
+        "require 'rbscope'\nRbscope.start\n\
+         class Hello\n  def call(env) = [200, { 'content-type' => 'text/plain' }, [work]]\n  def work = 'ok'\nend\n\
+         run Hello.new\n",
+    );
+    let server = Server::puma(&sb, &ru, &["-t", "4:4"]);
+    let port = server.port;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let (mut ok, mut failed, mut first) = (0u64, 0u64, None);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = (|| -> std::io::Result<String> {
+                    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+                    s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")?;
+                    let mut text = String::new();
+                    s.read_to_string(&mut text)?;
+                    Ok(text)
+                })();
+                match r {
+                    Ok(t) if t.starts_with("HTTP/1.0 200") || t.starts_with("HTTP/1.1 200") => ok += 1,
+                    other => {
+                        failed += 1;
+                        first.get_or_insert_with(|| format!("{other:?}"));
+                    }
+                }
+            }
+            (ok, failed, first)
+        })
+    };
+    let pid = server.child.id().to_string();
+    for cycle in 0..1000 {
+        let every_100th = cycle % 100 == 99;
+        let out = Command::new(cli())
+            .args(["trace", "-p", &pid, "-m", "Hello#work", "-o", "/dev/stdout", "--for"])
+            .arg(if every_100th { "300ms" } else { "0s" })
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "cycle {cycle}: {}", stderr(&out));
+        if every_100th {
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(text.contains("Hello#work <"), "cycle {cycle} traced nothing: {}", stderr(&out));
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed, first) = load.join().unwrap();
+    assert_eq!(failed, 0, "failed requests, the first: {first:?}");
+    assert!(ok > 1000, "only {ok} requests were made");
+}
