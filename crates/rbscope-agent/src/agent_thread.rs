@@ -155,13 +155,7 @@ pub fn start(gvl: Gvl) -> Result<WorkQueue, String> {
     let _ = rb::core_call(gvl, "Thread", "name=", thread, &[name]);
     // Once it has a turn, finish the (short) work before yielding: a higher priority only
     // lengthens its time slice, so a request is not cut in two by the app's threads.
-    let _ = rb::core_call(
-        gvl,
-        "Thread",
-        "priority=",
-        thread,
-        &[rb_sys::LONG2NUM(3)],
-    );
+    let _ = rb::core_call(gvl, "Thread", "priority=", thread, &[rb_sys::LONG2NUM(3)]);
     // Its end must not be reported as an error, nor end the program.
     let _ = rb::core_call(gvl, "Thread", "report_on_exception=", thread, &[rb::FALSE]);
     Ok(WorkQueue(tx))
@@ -278,7 +272,8 @@ fn nudge() {
 #[cfg(ruby_gte_3_3)]
 fn preregister_nudge() {
     // SAFETY: called from `start`, with the GVL held.
-    let h = unsafe { rb_sys::rb_postponed_job_preregister(0, Some(yield_gvl), std::ptr::null_mut()) };
+    let h =
+        unsafe { rb_sys::rb_postponed_job_preregister(0, Some(yield_gvl), std::ptr::null_mut()) };
     NUDGE_HANDLE.store(h as u32, Ordering::Release);
 }
 

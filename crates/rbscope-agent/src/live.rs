@@ -136,7 +136,11 @@ fn install(gvl: Gvl, session: &Session, plan: &Plan) -> Result<(Vec<String>, Vec
         }
         for (i, out) in [(1, &mut hooked), (2, &mut skipped)] {
             if let Some(v) = parts.get(i) {
-                out.extend(rb::array_items(gvl, *v).into_iter().filter_map(|s| rb::to_string(gvl, s)));
+                out.extend(
+                    rb::array_items(gvl, *v)
+                        .into_iter()
+                        .filter_map(|s| rb::to_string(gvl, s)),
+                );
             }
         }
     }
@@ -220,9 +224,12 @@ pub fn hook_method(
     index: usize,
 ) -> Result<String, String> {
     let captures = with_table(gvl, |t| {
-        t.iter()
-            .find(|l| l.session.id == id)
-            .map(|l| l.selectors.get(index).map(|s| s.captures.clone()).unwrap_or_default())
+        t.iter().find(|l| l.session.id == id).map(|l| {
+            l.selectors
+                .get(index)
+                .map(|s| s.captures.clone())
+                .unwrap_or_default()
+        })
     })
     .ok_or("the trace session has ended")?;
     let captures = captures

@@ -23,8 +23,7 @@ const CALL: rb_event_flag_t = rb_sys::RUBY_EVENT_CALL as rb_event_flag_t;
 const RETURN: rb_event_flag_t = rb_sys::RUBY_EVENT_RETURN as rb_event_flag_t;
 const GC_START: rb_event_flag_t = rb_sys::RUBY_INTERNAL_EVENT_GC_START as rb_event_flag_t;
 const GC_END_MARK: rb_event_flag_t = rb_sys::RUBY_INTERNAL_EVENT_GC_END_MARK as rb_event_flag_t;
-const GC_END_SWEEP: rb_event_flag_t =
-    rb_sys::RUBY_INTERNAL_EVENT_GC_END_SWEEP as rb_event_flag_t;
+const GC_END_SWEEP: rb_event_flag_t = rb_sys::RUBY_INTERNAL_EVENT_GC_END_SWEEP as rb_event_flag_t;
 
 /// One hooked method: what its TracePoint's hook needs.
 pub struct Target {
@@ -40,6 +39,8 @@ pub struct Target {
 pub struct Installed {
     firehose: bool,
     tracepoints: Vec<VALUE>,
+    /// Boxed: each hook holds its Target's address, which must not move when the list grows.
+    #[allow(clippy::vec_box)]
     targets: Vec<Box<Target>>,
 }
 
@@ -236,7 +237,10 @@ impl Installed {
         // One TracePoint for calls and one for returns, so neither hook has to ask which
         // event it is.
         for (event, hook) in [
-            (CALL, on_target_call as unsafe extern "C" fn(VALUE, *mut c_void)),
+            (
+                CALL,
+                on_target_call as unsafe extern "C" fn(VALUE, *mut c_void),
+            ),
             (RETURN, on_target_return),
         ] {
             // SAFETY: GVL held; `data` points into a Box kept in `self.targets` until
@@ -245,8 +249,10 @@ impl Installed {
             session.keep(gvl, tp);
             self.tracepoints.push(tp);
             // SAFETY: GVL held; `tp.enable(target: um)` with the keyword hash built above.
-            rb::protect(gvl, || unsafe { rb_sys::rb_funcallv_kw(tp, enable, 1, &hash, 1) })
-                .map_err(|_| "TracePoint#enable(target:) refused it".to_string())?;
+            rb::protect(gvl, || unsafe {
+                rb_sys::rb_funcallv_kw(tp, enable, 1, &hash, 1)
+            })
+            .map_err(|_| "TracePoint#enable(target:) refused it".to_string())?;
         }
         Ok(())
     }

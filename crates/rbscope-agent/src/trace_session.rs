@@ -221,7 +221,11 @@ impl Session {
         // SAFETY: GVL held; returns the running Thread.
         let cur = unsafe { rb_sys::rb_thread_current() };
         let found = self.with(gvl, |st| {
-            if st.threads.get(st.last_thread).is_some_and(|t| t.value == cur) {
+            if st
+                .threads
+                .get(st.last_thread)
+                .is_some_and(|t| t.value == cur)
+            {
                 return Some(st.last_thread);
             }
             let i = st.threads.iter().position(|t| t.value == cur)?;
@@ -377,7 +381,7 @@ fn announce(ring: &ByteRing, st: &mut HookState, ti: usize, method: u32) {
 pub fn method_label(gvl: Gvl, klass: VALUE, mid: VALUE) -> String {
     let name = rb::symbol_name(gvl, mid).unwrap_or_else(|| "?".into());
     if klass == 0 || klass == rb::NIL {
-        return format!("{name}");
+        return name;
     }
     if rb::is_singleton_class(gvl, klass) {
         let attached = rb::attached_object(gvl, klass);

@@ -160,11 +160,7 @@ fn show(gvl: Gvl, v: VALUE, out: &mut String, depth: u8) {
             // SAFETY: GVL held; v is a Hash; the callback only reads the pairs it is given
             // and `state` outlives the walk.
             unsafe {
-                rb_sys::rb_hash_foreach(
-                    v,
-                    Some(hash_pair),
-                    &mut state as *mut HashWalk as VALUE,
-                )
+                rb_sys::rb_hash_foreach(v, Some(hash_pair), &mut state as *mut HashWalk as VALUE)
             };
             let seen = state.seen;
             // SAFETY: v is a Hash.

@@ -96,7 +96,7 @@ pub enum DecodeError {
 }
 
 fn header(buf: &mut [u8], kind: u8, len: usize) {
-    debug_assert!(len % 4 == 0 && len < (1 << 24));
+    debug_assert!(len.is_multiple_of(4) && len < (1 << 24));
     buf[..4].copy_from_slice(&((u32::from(kind) << 24) | len as u32).to_le_bytes());
 }
 
@@ -297,7 +297,7 @@ impl<'a> Iterator for Reader<'a> {
             let h = get_u32(rest, 0);
             let kind = (h >> 24) as u8;
             let len = (h & 0x00ff_ffff) as usize;
-            if len < 4 || len % 4 != 0 || len > rest.len() {
+            if len < 4 || !len.is_multiple_of(4) || len > rest.len() {
                 self.at = self.buf.len();
                 return Some(Err(DecodeError::Malformed(at)));
             }

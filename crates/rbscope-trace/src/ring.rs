@@ -74,11 +74,10 @@ impl ByteRing {
         self.cap
     }
 
-    fn slice_mut(&self, at: usize, len: usize) -> &mut [u8] {
-        debug_assert!(at + len <= self.cap);
-        // SAFETY: [at, at+len) lies in the free region, which only the writer holding the lock
-        // touches until it publishes `head`; UnsafeCell<u8> has u8's layout.
-        unsafe { std::slice::from_raw_parts_mut(self.base().add(at), len) }
+    /// Where byte `at` of the buffer is (`at` within the buffer).
+    fn at(&self, at: usize) -> *mut u8 {
+        debug_assert!(at < self.cap);
+        self.base().wrapping_add(at)
     }
 
     fn slice(&self, at: usize, len: usize) -> &[u8] {
@@ -95,11 +94,10 @@ impl ByteRing {
     /// Writes one record of `len` bytes (a multiple of 4) with `fill`, or drops it and counts
     /// it when the ring is full or another writer holds it. Never blocks.
     pub fn push(&self, len: usize, fill: impl FnOnce(&mut [u8])) -> bool {
-        debug_assert!(len % 4 == 0 && len >= 4);
+        debug_assert!(len.is_multiple_of(4) && len >= 4);
         let w = &self.writer;
         if len > self.cap / 2
-            || w
-                .writing
+            || w.writing
                 .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
                 .is_err()
         {
@@ -119,11 +117,16 @@ impl ByteRing {
         }
         let ok = need <= self.cap.saturating_sub(head - tail);
         if ok {
-            if len > to_end {
-                events::write_pad(self.slice_mut(pos, to_end), to_end);
-                fill(self.slice_mut(0, len));
-            } else {
-                fill(self.slice_mut(pos, len));
+            // SAFETY: the writer lock is held and the `need` bytes from `pos` (wrapping to 0)
+            // are free, so no one else touches them until `head` is published; UnsafeCell<u8>
+            // has u8's layout.
+            unsafe {
+                if len > to_end {
+                    events::write_pad(std::slice::from_raw_parts_mut(self.at(pos), to_end), to_end);
+                    fill(std::slice::from_raw_parts_mut(self.at(0), len));
+                } else {
+                    fill(std::slice::from_raw_parts_mut(self.at(pos), len));
+                }
             }
             self.head.store(head + need, Ordering::Release);
             w.written

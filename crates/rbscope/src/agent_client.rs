@@ -9,11 +9,11 @@ use rbscope_proto::{
     paths, read_frame, write_frame, AgentMessage, AgentStatus, ClientMessage, EvalRequest,
     EvalResult, Hello, Stacks, TraceRequest, TraceStarted, Welcome, PROTOCOL_VERSION,
 };
-use std::sync::mpsc::{self, Receiver};
 use std::fs;
 use std::io::ErrorKind;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver};
 use std::time::Duration;
 
 /// The process runs no agent (or its socket is stale): callers that can do without it (such as
@@ -197,7 +197,10 @@ impl Client {
             Err(rbscope_proto::FrameError::Io(e))
                 if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
             {
-                bail!("the agent did not answer within {} ms", (wait + Duration::from_secs(2)).as_millis())
+                bail!(
+                    "the agent did not answer within {} ms",
+                    (wait + Duration::from_secs(2)).as_millis()
+                )
             }
             Err(e) => Err(e.into()),
         }

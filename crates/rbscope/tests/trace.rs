@@ -95,7 +95,11 @@ struct Tracer {
 
 impl Tracer {
     fn attach(app: &App, args: &[&str]) -> Tracer {
-        let output = app.sb.dir.path().join(format!("trace-{}.out", rand_suffix()));
+        let output = app
+            .sb
+            .dir
+            .path()
+            .join(format!("trace-{}.out", rand_suffix()));
         let mut child = Command::new(cli())
             .args(["trace", "-p", &app.pid.to_string()])
             .args(args)
@@ -189,7 +193,11 @@ fn two_threads_nest_separately_with_the_times_of_their_sleeps() {
             "jsonl",
         ],
     );
-    assert!(t.attached.contains("Job#outer, Job#inner, Kernel#sleep"), "{}", t.attached);
+    assert!(
+        t.attached.contains("Job#outer, Job#inner, Kernel#sleep"),
+        "{}",
+        t.attached
+    );
     app.run("jobs");
     let (text, err) = t.stop();
     assert!(err.contains("18 calls traced"), "{err}");
@@ -213,7 +221,10 @@ fn two_threads_nest_separately_with_the_times_of_their_sleeps() {
                 let d = c["duration_ns"].as_i64().unwrap();
                 // A sleep never returns early; 40 ms covers scheduling on a loaded machine.
                 // (The other thread's sleeps do not count here: nesting is per thread.)
-                assert!(d >= want && d < want + 40_000_000, "{worker} {method}: {d} ns");
+                assert!(
+                    d >= want && d < want + 40_000_000,
+                    "{worker} {method}: {d} ns"
+                );
             }
         }
     }
@@ -267,8 +278,14 @@ fn selectors_modules_class_methods_c_methods_attr_readers_and_captured_values() 
     // Mistakes are one line each, before anything is hooked.
     for (selector, says) in [
         ("Nope#x", "no constant Nope"),
-        ("Greeter#shout(missing)", "has no argument named missing (its parameters: text)"),
-        ("Greeter#nothing", "there is no instance method Greeter#nothing"),
+        (
+            "Greeter#shout(missing)",
+            "has no argument named missing (its parameters: text)",
+        ),
+        (
+            "Greeter#nothing",
+            "there is no instance method Greeter#nothing",
+        ),
         ("Kernel#binding", "reads its caller's frame"),
         ("Greeter#greet(system('id'))", "code is never evaluated"),
         ("String#upcase(str)", "C method"),
@@ -299,12 +316,18 @@ fn slow_calls_gc_firehose_and_the_output_formats() {
             || lines.iter().any(|l| l.trim() == "Slow#nap <T>"),
         "{text}"
     );
-    assert!(!text.contains("Greeter") && !text.contains("quick"), "{text}");
+    assert!(
+        !text.contains("Greeter") && !text.contains("quick"),
+        "{text}"
+    );
 
     let t = Tracer::attach(&app, &["--gc"]);
     app.run("gc");
     let (text, _) = t.stop();
-    assert!(text.starts_with("GC #") && text.contains(" mark <"), "{text}");
+    assert!(
+        text.starts_with("GC #") && text.contains(" mark <"),
+        "{text}"
+    );
 
     let t = Tracer::attach(&app, &["-f", "--format", "chrome", "--show-threads"]);
     app.run("greet");
@@ -320,10 +343,23 @@ fn slow_calls_gc_firehose_and_the_output_formats() {
     // Ruby methods only (C methods such as String#upcase need -m).
     assert_eq!(
         names,
-        ["Greeter.build", "Greeter#initialize", "Greeter#greet", "Greeter#shout", "Helpers#fmt", "Greeter#shout", "Helpers#fmt"],
+        [
+            "Greeter.build",
+            "Greeter#initialize",
+            "Greeter#greet",
+            "Greeter#shout",
+            "Helpers#fmt",
+            "Greeter#shout",
+            "Helpers#fmt"
+        ],
         "{err}"
     );
-    let ends = chrome.as_array().unwrap().iter().filter(|e| e["ph"] == "E").count();
+    let ends = chrome
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["ph"] == "E")
+        .count();
     assert_eq!(ends, names.len());
 }
 
@@ -338,12 +374,19 @@ fn a_killed_client_leaves_no_hooks_and_the_next_attach_works() {
     // The agent notices the closed socket and removes the hooks by itself.
     let deadline = Instant::now() + Duration::from_secs(2);
     while enabled_tracepoints(&app) != 0 {
-        assert!(Instant::now() < deadline, "hooks still installed 2 s after the client died");
+        assert!(
+            Instant::now() < deadline,
+            "hooks still installed 2 s after the client died"
+        );
     }
     let t = Tracer::attach(&app, &["-m", "Hot#hot"]);
     app.run("hot 10");
     let (text, err) = t.stop();
-    assert_eq!(text.lines().filter(|l| l.starts_with("Hot#hot <")).count(), 10, "{text}");
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("Hot#hot <")).count(),
+        10,
+        "{text}"
+    );
     assert!(err.contains("10 calls traced"), "{err}");
 }
 
@@ -357,10 +400,17 @@ fn a_stalled_client_loses_events_and_the_app_does_not_wait() {
     let stalled: f64 = app.run("hot 1000000").parse().unwrap();
     unsafe { libc::kill(t.child.id() as i32, libc::SIGCONT) };
     let (text, err) = t.stop();
-    assert!(text.contains("events lost here"), "{}", &text[text.len().saturating_sub(300)..]);
+    assert!(
+        text.contains("events lost here"),
+        "{}",
+        &text[text.len().saturating_sub(300)..]
+    );
     assert!(err.contains("events lost"), "{err}");
     // 2 million events do not fit the 8 MiB ring: the app dropped them instead of waiting.
-    assert!(stalled < live * 1.5 + 0.2, "stalled {stalled} s vs live {live} s");
+    assert!(
+        stalled < live * 1.5 + 0.2,
+        "stalled {stalled} s vs live {live} s"
+    );
 }
 
 #[test]
@@ -368,23 +418,46 @@ fn eval_is_refused_unless_allowed_then_answers_whole_with_a_timeout() {
     let app = App::start(&[]);
     let out = app.eval("1 + 1");
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("eval is off in this process"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("eval is off in this process"),
+        "{}",
+        stderr(&out)
+    );
 
     let app = App::start(&[("RBSCOPE_ALLOW_EVAL", "1")]);
     let out = app.eval("1 + 1");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "2\n");
     let out = app.eval("'x' * 300_000");
     assert!(out.status.success());
-    assert_eq!(out.stdout.len(), 300_003, "quotes and newline around 300,000 x");
+    assert_eq!(
+        out.stdout.len(),
+        300_003,
+        "quotes and newline around 300,000 x"
+    );
     let out = app.eval("raise ArgumentError, 'nope'");
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).starts_with("ArgumentError: nope\n"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with("ArgumentError: nope\n"),
+        "{}",
+        stderr(&out)
+    );
     let out = Command::new(cli())
-        .args(["eval", "-p", &app.pid.to_string(), "--timeout", "1s", "sleep 30"])
+        .args([
+            "eval",
+            "-p",
+            &app.pid.to_string(),
+            "--timeout",
+            "1s",
+            "sleep 30",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("timed out after 1.0 s"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("timed out after 1.0 s"),
+        "{}",
+        stderr(&out)
+    );
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let out = app.eval("Thread.list.map(&:name).count('rbscope-eval')");
@@ -392,7 +465,10 @@ fn eval_is_refused_unless_allowed_then_answers_whole_with_a_timeout() {
         if String::from_utf8_lossy(&out.stdout).trim() == "1" {
             break;
         }
-        assert!(Instant::now() < deadline, "the timed-out eval thread was not stopped");
+        assert!(
+            Instant::now() < deadline,
+            "the timed-out eval thread was not stopped"
+        );
     }
 }
 
@@ -403,10 +479,23 @@ fn a_sleeping_thread_sleeps_on_through_eval_stacks_and_trace() {
     let pid = app.pid.to_string();
     // Readiness: the main thread is in Kernel#sleep.
     loop {
-        let out = Command::new(cli()).args(["stacks", "-p", &pid, "--json"]).output().unwrap();
+        let out = Command::new(cli())
+            .args(["stacks", "-p", &pid, "--json"])
+            .output()
+            .unwrap();
         let report: J = serde_json::from_slice(&out.stdout).unwrap();
-        let main = report["threads"].as_array().unwrap().iter().find(|t| t["main"] == true).cloned();
-        if main.is_some_and(|m| m["frames"][0]["label"].as_str().unwrap_or("").starts_with("Kernel#sleep")) {
+        let main = report["threads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["main"] == true)
+            .cloned();
+        if main.is_some_and(|m| {
+            m["frames"][0]["label"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("Kernel#sleep")
+        }) {
             break;
         }
     }
@@ -414,7 +503,10 @@ fn a_sleeping_thread_sleeps_on_through_eval_stacks_and_trace() {
     assert!(app.eval("1").status.success());
     let t = Tracer::attach(&app, &["-f"]);
     let _ = t.stop();
-    assert!(asked.elapsed() < Duration::from_secs(2), "the requests took too long to test this");
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "the requests took too long to test this"
+    );
     let slept: f64 = app.done("sleep").parse().unwrap();
     assert!(slept >= 3.0, "sleep 3 returned after {slept} s");
 }
@@ -435,14 +527,33 @@ fn another_user_is_refused() {
         stderr(&out)
     );
     // The socket itself is out of reach too (its directory is private to uid 0).
-    let sock = app.sb.dir.path().join(format!("run/rbscope/{}.sock", app.pid));
+    let sock = app
+        .sb
+        .dir
+        .path()
+        .join(format!("run/rbscope/{}.sock", app.pid));
     assert!(sock.exists());
     let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "ruby", "-rsocket", "-e"])
-        .arg(format!("UNIXSocket.new({:?}) rescue (puts $!.class; exit 3)", sock.display().to_string()))
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "ruby",
+            "-rsocket",
+            "-e",
+        ])
+        .arg(format!(
+            "UNIXSocket.new({:?}) rescue (puts $!.class; exit 3)",
+            sock.display().to_string()
+        ))
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]
@@ -457,13 +568,24 @@ fn ps_lists_ruby_processes_with_and_without_the_agent() {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(other.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(other.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     let out = Command::new(cli()).args(["ps", "--json"]).output().unwrap();
     assert!(out.status.success());
     let rows: J = serde_json::from_slice(&out.stdout).unwrap();
-    let row = |pid: u32| rows.as_array().unwrap().iter().find(|r| r["pid"] == pid).cloned();
+    let row = |pid: u32| {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["pid"] == pid)
+            .cloned()
+    };
     let with = row(app.pid).expect("the app is listed");
-    assert!(with["agent"].as_str().unwrap().starts_with("agent "), "{with}");
+    assert!(
+        with["agent"].as_str().unwrap().starts_with("agent "),
+        "{with}"
+    );
     assert!(with["ruby"].as_str().unwrap().starts_with("3."), "{with}");
     let without = row(other.id()).expect("the plain ruby is listed");
     assert_eq!(without["agent"], "no agent");
@@ -496,7 +618,9 @@ fn a_thousand_attach_trace_detach_cycles_under_http_load_fail_no_request() {
                     Ok(text)
                 })();
                 match r {
-                    Ok(t) if t.starts_with("HTTP/1.0 200") || t.starts_with("HTTP/1.1 200") => ok += 1,
+                    Ok(t) if t.starts_with("HTTP/1.0 200") || t.starts_with("HTTP/1.1 200") => {
+                        ok += 1
+                    }
                     other => {
                         failed += 1;
                         first.get_or_insert_with(|| format!("{other:?}"));
@@ -510,14 +634,27 @@ fn a_thousand_attach_trace_detach_cycles_under_http_load_fail_no_request() {
     for cycle in 0..1000 {
         let every_100th = cycle % 100 == 99;
         let out = Command::new(cli())
-            .args(["trace", "-p", &pid, "-m", "Hello#work", "-o", "/dev/stdout", "--for"])
+            .args([
+                "trace",
+                "-p",
+                &pid,
+                "-m",
+                "Hello#work",
+                "-o",
+                "/dev/stdout",
+                "--for",
+            ])
             .arg(if every_100th { "300ms" } else { "0s" })
             .output()
             .unwrap();
         assert!(out.status.success(), "cycle {cycle}: {}", stderr(&out));
         if every_100th {
             let text = String::from_utf8_lossy(&out.stdout);
-            assert!(text.contains("Hello#work <"), "cycle {cycle} traced nothing: {}", stderr(&out));
+            assert!(
+                text.contains("Hello#work <"),
+                "cycle {cycle} traced nothing: {}",
+                stderr(&out)
+            );
         }
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);

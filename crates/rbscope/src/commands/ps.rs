@@ -99,10 +99,16 @@ pub fn ps(json: bool) -> anyhow::Result<i32> {
         return Ok(0);
     }
     if rows.is_empty() {
-        println!("no Ruby processes{}", if me == 0 { "" } else { " of this user" });
+        println!(
+            "no Ruby processes{}",
+            if me == 0 { "" } else { " of this user" }
+        );
         return Ok(0);
     }
-    println!("{:>7}  {:>5}  {:<8}  {:<22}  COMMAND", "PID", "UID", "RUBY", "AGENT");
+    println!(
+        "{:>7}  {:>5}  {:<8}  {:<22}  COMMAND",
+        "PID", "UID", "RUBY", "AGENT"
+    );
     for r in rows {
         let mut cmd = r.command;
         if cmd.len() > 100 {

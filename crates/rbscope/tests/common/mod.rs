@@ -204,7 +204,12 @@ pub struct Running {
 }
 
 impl Running {
-    pub fn start(sb: Sandbox, script: &std::path::Path, args: &[&str], ready_word: &str) -> Running {
+    pub fn start(
+        sb: Sandbox,
+        script: &std::path::Path,
+        args: &[&str],
+        ready_word: &str,
+    ) -> Running {
         let mut child = sb
             .ruby(script)
             .args(args)
