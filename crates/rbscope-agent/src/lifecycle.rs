@@ -107,6 +107,7 @@ pub fn start(gvl: Gvl, config: Config) -> Result<bool, String> {
 /// Stops capture and the control socket; queued snapshots are still written.
 pub fn stop(gvl: Gvl) {
     capture::uninstall(gvl);
+    crate::live::detach_all(gvl);
     if let Some(agent) = state::remove() {
         if agent.pid == state::process_id() {
             if let Some(c) = &agent.control {
@@ -135,7 +136,7 @@ pub fn after_fork(gvl: Gvl) -> Result<bool, String> {
         c.close_inherited();
     }
     // The parent's trace sessions have no client in the child: remove their hooks here.
-    crate::live::forget_after_fork(gvl);
+    crate::live::detach_all(gvl);
     // The parent's resolved store location is what the child must use too.
     let config = old.config.clone();
     drop(old);

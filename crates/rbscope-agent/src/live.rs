@@ -85,7 +85,11 @@ pub fn attach(gvl: Gvl, session: Arc<Session>, plan: Plan) -> Result<TraceStarte
     }
 }
 
-fn install(gvl: Gvl, session: &Session, plan: &Plan) -> Result<(Vec<String>, Vec<String>), String> {
+fn install(
+    gvl: Gvl,
+    session: &Arc<Session>,
+    plan: &Plan,
+) -> Result<(Vec<String>, Vec<String>), String> {
     let mut hooked = Vec::new();
     let mut skipped = Vec::new();
     if !plan.selectors.is_empty() {
@@ -162,7 +166,7 @@ fn install(gvl: Gvl, session: &Session, plan: &Plan) -> Result<(Vec<String>, Vec
 fn update(
     gvl: Gvl,
     id: u64,
-    f: impl FnOnce(&mut Installed, Gvl, &Session) -> Result<(), String>,
+    f: impl FnOnce(&mut Installed, Gvl, &Arc<Session>) -> Result<(), String>,
 ) -> Result<(), String> {
     let taken = with_table(gvl, |t| {
         t.iter_mut()
@@ -204,8 +208,9 @@ pub fn detach(gvl: Gvl, id: u64) {
     }
 }
 
-/// In a forked child: the parent's sessions have no client here; remove their hooks.
-pub fn forget_after_fork(gvl: Gvl) {
+/// Removes every session's hooks: on `Rbscope.stop`, and in a forked child (the parent's
+/// sessions have no client there).
+pub fn detach_all(gvl: Gvl) {
     let ids: Vec<u64> = with_table(gvl, |t| t.iter().map(|l| l.session.id).collect());
     for id in ids {
         detach(gvl, id);

@@ -11,6 +11,11 @@
 //!
 //! Every hook first checks that its session is still open, then writes fixed-size records
 //! into the session's ring (trace_session.rs); nothing here waits for the client.
+//!
+//! A hook that calls into Ruby (naming a thread the first time, reading captured values) can
+//! lose the GVL in the middle (any method call may switch threads), and the session may be
+//! detached meanwhile. So the call and return hooks first take a reference of their own on
+//! their target (and so its session), and freeing waits for the last running hook.
 
 use crate::rb::{self, Gvl, NIL};
 use crate::trace_session::{now, Session};
@@ -18,6 +23,7 @@ use crate::trace_values::{self, Compiled};
 use rb_sys::{rb_event_flag_t, rb_trace_arg_t, VALUE};
 use rbscope_trace::events::{self, GcPhase};
 use std::ffi::c_void;
+use std::sync::Arc;
 
 const CALL: rb_event_flag_t = rb_sys::RUBY_EVENT_CALL as rb_event_flag_t;
 const RETURN: rb_event_flag_t = rb_sys::RUBY_EVENT_RETURN as rb_event_flag_t;
@@ -27,7 +33,7 @@ const GC_END_SWEEP: rb_event_flag_t = rb_sys::RUBY_INTERNAL_EVENT_GC_END_SWEEP a
 
 /// One hooked method: what its TracePoint's hook needs.
 pub struct Target {
-    session: *const Session,
+    session: Arc<Session>,
     method: u32,
     /// When the method is inherited, only calls on receivers of this class or module count.
     filter: VALUE,
@@ -39,20 +45,34 @@ pub struct Target {
 pub struct Installed {
     firehose: bool,
     tracepoints: Vec<VALUE>,
-    /// Boxed: each hook holds its Target's address, which must not move when the list grows.
-    #[allow(clippy::vec_box)]
-    targets: Vec<Box<Target>>,
+    /// Each TracePoint's data is the address of one of these (kept alive here until it is
+    /// disabled, and by any hook still running).
+    targets: Vec<Arc<Target>>,
 }
 
 // SAFETY: only touched on the agent's Ruby thread under the GVL (install and remove); the
 // raw pointers inside are never dereferenced elsewhere.
 unsafe impl Send for Installed {}
 
+/// A reference of the running hook's own on what its data points to.
+///
+/// # Safety
+/// `data` must come from `Arc::as_ptr` of an `Arc<T>` that is alive now (the installed hook's
+/// own reference, dropped only under the GVL after the hook is removed); the caller holds the
+/// GVL, so that reference cannot go away before this one is taken.
+unsafe fn hold<T>(data: *const T) -> Arc<T> {
+    // SAFETY: see the contract; this adds one strong reference and adopts it.
+    unsafe {
+        Arc::increment_strong_count(data);
+        Arc::from_raw(data)
+    }
+}
+
 unsafe extern "C" fn on_any(data: VALUE, arg: *mut rb_trace_arg_t) {
     let t0 = now();
-    // SAFETY: `data` is the session pointer given at install; the session outlives the hook
-    // (it is removed before the session is dropped, see `remove`).
-    let session = unsafe { &*(data as *const Session) };
+    // SAFETY: `data` is `Arc::as_ptr` of the session, whose table entry keeps it alive until
+    // this hook is removed (under the GVL, which this hook holds now).
+    let session = unsafe { hold(data as *const Session) };
     if session.is_closed() {
         return;
     }
@@ -80,13 +100,13 @@ unsafe extern "C" fn on_any(data: VALUE, arg: *mut rb_trace_arg_t) {
 /// when the target filters receivers, whether this receiver counts.
 ///
 /// # Safety
-/// `data` must be a live Target and `tp` the TracePoint whose hook is running.
-unsafe fn target_event<'a>(tp: VALUE, data: *mut c_void) -> Option<(&'a Target, &'a Session)> {
-    // SAFETY: `data` is a Target owned by its session's `Installed`, freed only after this
-    // TracePoint is disabled; the session outlives its targets.
-    let target = unsafe { &*(data as *const Target) };
-    let session = unsafe { &*target.session };
-    if session.is_closed() {
+/// `data` must be a TracePoint's Target (see `hold`) and `tp` the TracePoint whose hook is
+/// running.
+unsafe fn target_event(tp: VALUE, data: *mut c_void) -> Option<Arc<Target>> {
+    // SAFETY: `data` is `Arc::as_ptr` of a Target in `Installed::targets`, dropped only after
+    // this TracePoint is disabled, under the GVL this hook holds.
+    let target = unsafe { hold(data as *const Target) };
+    if target.session.is_closed() {
         return None;
     }
     if target.filter != 0 {
@@ -99,15 +119,16 @@ unsafe fn target_event<'a>(tp: VALUE, data: *mut c_void) -> Option<(&'a Target, 
             return None;
         }
     }
-    Some((target, session))
+    Some(target)
 }
 
 unsafe extern "C" fn on_target_call(tp: VALUE, data: *mut c_void) {
     let t0 = now();
     // SAFETY: the hook's data and TracePoint, as `target_event` requires.
-    let Some((target, session)) = (unsafe { target_event(tp, data) }) else {
+    let Some(target) = (unsafe { target_event(tp, data) }) else {
         return;
     };
+    let session = &target.session;
     // SAFETY: Ruby calls TracePoint hooks on a Ruby thread holding the GVL.
     let gvl = unsafe { Gvl::assume() };
     if target.captures.is_empty() {
@@ -130,12 +151,12 @@ unsafe extern "C" fn on_target_call(tp: VALUE, data: *mut c_void) {
 unsafe extern "C" fn on_target_return(tp: VALUE, data: *mut c_void) {
     let t0 = now();
     // SAFETY: the hook's data and TracePoint, as `target_event` requires.
-    let Some((target, session)) = (unsafe { target_event(tp, data) }) else {
+    let Some(target) = (unsafe { target_event(tp, data) }) else {
         return;
     };
     // SAFETY: Ruby calls TracePoint hooks on a Ruby thread holding the GVL.
     let gvl = unsafe { Gvl::assume() };
-    session.ret(gvl, target.method, t0);
+    target.session.ret(gvl, target.method, t0);
 }
 
 unsafe extern "C" fn on_gc(tp: VALUE, data: *mut c_void) {
@@ -168,14 +189,14 @@ unsafe extern "C" fn on_gc(tp: VALUE, data: *mut c_void) {
 
 impl Installed {
     /// Hooks every Ruby method call and return for `session`.
-    pub fn firehose(&mut self, _gvl: Gvl, session: &Session) {
+    pub fn firehose(&mut self, _gvl: Gvl, session: &Arc<Session>) {
         // SAFETY: GVL held; `on_any` has the raw-arg signature the flag announces, and its
         // data is the session, alive until `remove`.
         unsafe {
             rb::add_raw_event_hook(
                 on_any,
                 CALL | RETURN,
-                session as *const Session as VALUE,
+                Arc::as_ptr(session) as VALUE,
                 rb::HOOK_FLAG_RAW_ARG,
             )
         };
@@ -183,14 +204,14 @@ impl Installed {
     }
 
     /// Hooks the GC's start and end.
-    pub fn gc(&mut self, gvl: Gvl, session: &Session) -> Result<(), String> {
+    pub fn gc(&mut self, gvl: Gvl, session: &Arc<Session>) -> Result<(), String> {
         // SAFETY: GVL held; the hook data is the session, alive until `remove`.
         let tp = unsafe {
             rb_sys::rb_tracepoint_new(
                 0,
                 GC_START | GC_END_MARK | GC_END_SWEEP,
                 Some(on_gc),
-                session as *const Session as *mut c_void,
+                Arc::as_ptr(session) as *mut c_void,
             )
         };
         session.keep(gvl, tp);
@@ -205,15 +226,15 @@ impl Installed {
     pub fn method(
         &mut self,
         gvl: Gvl,
-        session: &Session,
+        session: &Arc<Session>,
         um: VALUE,
         label: String,
         filter: VALUE,
         captures: Vec<Compiled>,
     ) -> Result<(), String> {
         let method = session.register_method(gvl, label);
-        let target = Box::new(Target {
-            session,
+        let target = Arc::new(Target {
+            session: session.clone(),
             method,
             filter: if filter == NIL { 0 } else { filter },
             captures,
@@ -221,7 +242,7 @@ impl Installed {
         if target.filter != 0 {
             session.keep(gvl, target.filter);
         }
-        let data = &*target as *const Target as *mut c_void;
+        let data = Arc::as_ptr(&target) as *mut c_void;
         self.targets.push(target);
         let hash = {
             // SAFETY: GVL held.
@@ -243,8 +264,8 @@ impl Installed {
             ),
             (RETURN, on_target_return),
         ] {
-            // SAFETY: GVL held; `data` points into a Box kept in `self.targets` until
-            // `remove` has disabled this TracePoint.
+            // SAFETY: GVL held; `data` is a Target kept in `self.targets` until `remove` has
+            // disabled this TracePoint (and by any hook still running, see `hold`).
             let tp = unsafe { rb_sys::rb_tracepoint_new(0, event, Some(hook), data) };
             session.keep(gvl, tp);
             self.tracepoints.push(tp);

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 #[command(
     name = "rbscope",
     version,
-    about = "A production debugger for Ruby: exception snapshots you can browse later, and every \
-        thread's stack of a running process.",
+    about = "A production debugger for Ruby: exception snapshots you can browse later, every \
+        thread's stack of a running process, and live tracing and eval.",
     long_about = "A production debugger for Ruby.\n\n\
         When an exception escapes a Ruby program (or the app calls Rbscope.report), rbscope \
         stores a snapshot of every app frame: self, locals and the objects they reach. \
@@ -17,7 +17,9 @@ use std::path::PathBuf;
         (~/.local/share/rbscope/snapshots.db); --store or RBSCOPE_STORE picks another file, \
         or a PostgreSQL database shared by a fleet (postgres://user@host/db).\n\n\
         `rbscope stacks -p PID --remote` prints every Ruby thread's stack of any Ruby process, \
-        read from outside, with no agent in it."
+        read from outside, with no agent in it. `rbscope trace -p PID` shows method calls of a \
+        process that runs the agent as they happen; `rbscope eval -p PID CODE` runs code in it \
+        (when the app allows it); `rbscope ps` lists the processes you may attach to."
 )]
 pub struct Cli {
     /// Where snapshots are stored: a file path (default: the per-user data directory) or a

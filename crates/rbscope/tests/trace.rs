@@ -662,3 +662,107 @@ fn a_thousand_attach_trace_detach_cycles_under_http_load_fail_no_request() {
     assert_eq!(failed, 0, "failed requests, the first: {first:?}");
     assert!(ok > 1000, "only {ok} requests were made");
 }
+
+#[test]
+fn two_clients_at_once_each_get_their_own_events() {
+    let mut app = App::start(&[]);
+    let a = Tracer::attach(&app, &["-m", "Hot#hot"]);
+    let b = Tracer::attach(&app, &["-m", "Hot#hot", "-m", "Greeter#shout"]);
+    app.run("hot 5");
+    app.run("greet");
+    let (a_text, _) = a.stop();
+    app.run("hot 3");
+    let (b_text, _) = b.stop();
+    let count = |t: &str, m: &str| t.lines().filter(|l| l.trim_start().starts_with(m)).count();
+    assert_eq!(
+        (count(&a_text, "Hot#hot"), count(&a_text, "Greeter#shout")),
+        (5, 0)
+    );
+    assert_eq!(
+        (count(&b_text, "Hot#hot"), count(&b_text, "Greeter#shout")),
+        (8, 2)
+    );
+}
+
+#[test]
+fn yjit_on_ruby_3_1_needs_force() {
+    let sb = Sandbox::new();
+    let script = sb.write(
+        "yjit.rb",
+        "require 'rbscope'\nRbscope.start\n$stdout.sync = true\nputs \"ready #{RubyVM::YJIT.enabled?}\"\n$stdin.read\n",
+    );
+    let mut child = sb
+        .ruby(&script)
+        .arg("--yjit")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let pid = child.id().to_string();
+    let run = |args: &[&str]| {
+        Command::new(cli())
+            .args(["trace", "-p", &pid, "--for", "0s"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    if line.trim() == "ready true" {
+        let out = run(&["-f"]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            stderr(&out).contains("YJIT is on") && stderr(&out).contains("--force"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(run(&["-f", "--force"]).status.success());
+        assert!(
+            run(&["--gc"]).status.success(),
+            "GC events do not disturb YJIT"
+        );
+    } else {
+        // A Ruby built without YJIT: nothing to refuse.
+        assert!(run(&["-f"]).status.success());
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn no_such_process_and_not_ruby_are_one_line_each() {
+    let out = Command::new(cli())
+        .args(["trace", "-p", "999999999", "-f"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out).trim(),
+        "rbscope: no process with PID 999999999 (it may have exited)"
+    );
+    let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
+    let out = Command::new(cli())
+        .args(["eval", "-p", &sleeper.id().to_string(), "1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("is not a Ruby process"),
+        "{}",
+        stderr(&out)
+    );
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    let out = Command::new(cli())
+        .args(["trace", "-p", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("nothing to trace"),
+        "{}",
+        stderr(&out)
+    );
+}
