@@ -14,8 +14,10 @@
 //!
 //! A hook that calls into Ruby (naming a thread the first time, reading captured values) can
 //! lose the GVL in the middle (any method call may switch threads), and the session may be
-//! detached meanwhile. So the call and return hooks first take a reference of their own on
-//! their target (and so its session), and freeing waits for the last running hook.
+//! detached meanwhile. So a hook that is about to call into Ruby first takes a reference of
+//! its own on its target (and so its session), and freeing waits for that hook; the common
+//! case (a named method, nothing to capture) calls no Ruby and takes none. Threads are named
+//! without Ruby (trace_session.rs).
 
 use crate::rb::{self, Gvl, NIL};
 use crate::trace_session::{now, Session};
@@ -70,9 +72,11 @@ unsafe fn hold<T>(data: *const T) -> Arc<T> {
 
 unsafe extern "C" fn on_any(data: VALUE, arg: *mut rb_trace_arg_t) {
     let t0 = now();
+    let ptr = data as *const Session;
     // SAFETY: `data` is `Arc::as_ptr` of the session, whose table entry keeps it alive until
-    // this hook is removed (under the GVL, which this hook holds now).
-    let session = unsafe { hold(data as *const Session) };
+    // this hook is removed (under the GVL, which this hook holds now); it stays valid for as
+    // long as this hook calls no Ruby, and `hold` covers the rest.
+    let session = unsafe { &*ptr };
     if session.is_closed() {
         return;
     }
@@ -86,7 +90,12 @@ unsafe extern "C" fn on_any(data: VALUE, arg: *mut rb_trace_arg_t) {
             rb_sys::rb_tracearg_method_id(arg),
         )
     };
-    let Some(method) = session.method_id(gvl, klass, mid) else {
+    let mut held = None;
+    let method = session.method_id(gvl, klass, mid, || {
+        // SAFETY: as above; naming the method calls Ruby.
+        held = Some(unsafe { hold(ptr) });
+    });
+    let Some(method) = method else {
         return;
     };
     if flag == CALL {
@@ -96,16 +105,23 @@ unsafe extern "C" fn on_any(data: VALUE, arg: *mut rb_trace_arg_t) {
     }
 }
 
-/// The entry shared by a target's call and return hooks: its session (when still open) and,
-/// when the target filters receivers, whether this receiver counts.
+/// The entry shared by a target's call and return hooks: the target (when its session is
+/// still open and, if it filters receivers, this receiver counts) and, when the hook will
+/// call into Ruby, a reference of the hook's own that keeps it alive.
 ///
 /// # Safety
 /// `data` must be a TracePoint's Target (see `hold`) and `tp` the TracePoint whose hook is
-/// running.
-unsafe fn target_event(tp: VALUE, data: *mut c_void) -> Option<Arc<Target>> {
+/// running; the returned reference is valid until the hook calls into Ruby, and for as long
+/// as the returned `Arc`, if any, lives.
+unsafe fn target_event<'a>(
+    tp: VALUE,
+    data: *mut c_void,
+    captures: bool,
+) -> Option<(&'a Target, Option<Arc<Target>>)> {
+    let ptr = data as *const Target;
     // SAFETY: `data` is `Arc::as_ptr` of a Target in `Installed::targets`, dropped only after
     // this TracePoint is disabled, under the GVL this hook holds.
-    let target = unsafe { hold(data as *const Target) };
+    let target = unsafe { &*ptr };
     if target.session.is_closed() {
         return None;
     }
@@ -119,18 +135,22 @@ unsafe fn target_event(tp: VALUE, data: *mut c_void) -> Option<Arc<Target>> {
             return None;
         }
     }
-    Some(target)
+    // Only captured values call Ruby (threads are named without it).
+    let calls_ruby = captures && !target.captures.is_empty();
+    // SAFETY: as above.
+    let held = calls_ruby.then(|| unsafe { hold(ptr) });
+    Some((target, held))
 }
 
 unsafe extern "C" fn on_target_call(tp: VALUE, data: *mut c_void) {
     let t0 = now();
+    // SAFETY: Ruby calls TracePoint hooks on a Ruby thread holding the GVL.
+    let gvl = unsafe { Gvl::assume() };
     // SAFETY: the hook's data and TracePoint, as `target_event` requires.
-    let Some(target) = (unsafe { target_event(tp, data) }) else {
+    let Some((target, _held)) = (unsafe { target_event(tp, data, true) }) else {
         return;
     };
     let session = &target.session;
-    // SAFETY: Ruby calls TracePoint hooks on a Ruby thread holding the GVL.
-    let gvl = unsafe { Gvl::assume() };
     if target.captures.is_empty() {
         session.call(gvl, target.method, t0, &[], 0);
     } else {
@@ -150,12 +170,12 @@ unsafe extern "C" fn on_target_call(tp: VALUE, data: *mut c_void) {
 
 unsafe extern "C" fn on_target_return(tp: VALUE, data: *mut c_void) {
     let t0 = now();
-    // SAFETY: the hook's data and TracePoint, as `target_event` requires.
-    let Some(target) = (unsafe { target_event(tp, data) }) else {
-        return;
-    };
     // SAFETY: Ruby calls TracePoint hooks on a Ruby thread holding the GVL.
     let gvl = unsafe { Gvl::assume() };
+    // SAFETY: the hook's data and TracePoint, as `target_event` requires.
+    let Some((target, _held)) = (unsafe { target_event(tp, data, false) }) else {
+        return;
+    };
     target.session.ret(gvl, target.method, t0);
 }
 

@@ -168,8 +168,14 @@ impl Session {
     }
 
     /// The firehose's id for the method `mid` (a Symbol) defined in `klass`, naming it on
-    /// first sight; None for methods not traced.
-    pub fn method_id(&self, gvl: Gvl, klass: VALUE, mid: VALUE) -> Option<u32> {
+    /// first sight (which calls Ruby: `before_ruby` runs first); None for methods not traced.
+    pub fn method_id(
+        &self,
+        gvl: Gvl,
+        klass: VALUE,
+        mid: VALUE,
+        before_ruby: impl FnOnce(),
+    ) -> Option<u32> {
         let key = (klass, mid);
         let known = self.with(gvl, |st| {
             let (k, m, id) = st.last_method;
@@ -195,6 +201,7 @@ impl Session {
             self.unnamed.fetch_add(1, Ordering::Relaxed);
             return None;
         }
+        before_ruby();
         let label = (!ignored).then(|| method_label(gvl, klass, mid));
         self.with(gvl, |st| {
             let id = match label {
@@ -215,8 +222,8 @@ impl Session {
         })
     }
 
-    /// The current thread's index in the table, adding it on first sight; None when its
-    /// calls are not traced.
+    /// The current thread's index in the table, adding it on first sight (no Ruby is called);
+    /// None when its calls are not traced.
     fn thread_index(&self, gvl: Gvl) -> Option<usize> {
         // SAFETY: GVL held; returns the running Thread.
         let cur = unsafe { rb_sys::rb_thread_current() };
@@ -395,17 +402,33 @@ pub fn method_label(gvl: Gvl, klass: VALUE, mid: VALUE) -> String {
     format!("{}#{name}", rb::class_path(gvl, klass))
 }
 
-/// A thread's name (`main` for the main thread when unnamed) and OS thread id.
-fn thread_facts(gvl: Gvl, thread: VALUE) -> (String, i32) {
-    let name = rb::core_call(gvl, "Thread", "name", thread, &[])
-        .ok()
-        .and_then(|v| rb::to_string(gvl, v));
+/// The current thread's name and OS thread id, read without calling Ruby (a hook that calls
+/// Ruby may lose the GVL): the OS thread name, which Ruby sets from `Thread#name` (cut to 15
+/// bytes), `main` for the main thread.
+fn thread_facts(_gvl: Gvl, thread: VALUE) -> (String, i32) {
     // SAFETY: GVL held; returns the main Thread.
     let main = unsafe { rb_sys::rb_thread_main() } == thread;
-    let name = name.unwrap_or_else(|| if main { "main".into() } else { String::new() });
-    let tid = rb::core_call(gvl, "Thread", "native_thread_id", thread, &[])
-        .ok()
-        .and_then(rb::fixnum)
-        .unwrap_or(0) as i32;
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::gettid() };
+    if main {
+        return ("main".into(), tid);
+    }
+    let mut buf = [0u8; 32];
+    // SAFETY: PR_GET_NAME writes at most 16 bytes into the buffer given.
+    let rc = unsafe {
+        libc::prctl(
+            libc::PR_GET_NAME,
+            buf.as_mut_ptr() as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    let name = if rc == 0 {
+        let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        String::new()
+    };
     (name, tid)
 }

@@ -48,10 +48,8 @@ while (line = $stdin.gets)
   cmd, arg = line.split
   case cmd
   when "jobs"
-    a = Thread.new { 3.times { Job.new(:a).outer(0.05) } }
-    b = Thread.new { 3.times { Job.new(:b).outer(0.07) } }
-    a.name = "worker-a"
-    b.name = "worker-b"
+    a = Thread.new { Thread.current.name = "worker-a"; 3.times { Job.new(:a).outer(0.05) } }
+    b = Thread.new { Thread.current.name = "worker-b"; 3.times { Job.new(:b).outer(0.07) } }
     [a, b].each(&:join)
     puts "done jobs"
   when "greet"
