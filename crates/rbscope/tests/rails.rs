@@ -213,3 +213,34 @@ puts log.string.lines.grep(/ArgumentError|config\/environment/)"#,
         "{text}"
     );
 }
+
+#[test]
+fn eval_runs_in_the_rails_executor_and_returns_its_connection() {
+    let sb = Sandbox::new();
+    let ru = rails_app(&sb);
+    let app_rb = sb.dir.path().join("config/application.rb");
+    let text = std::fs::read_to_string(&app_rb).unwrap().replace(
+        "config.rbscope.log = false",
+        "config.rbscope.log = false\n  config.rbscope.allow_eval = true",
+    );
+    std::fs::write(&app_rb, text).unwrap();
+    let server = Server::puma(&sb, &ru, &[]);
+    let pid = server.child.id().to_string();
+    let eval = |code: &str| {
+        let out = Command::new(cli())
+            .args(["eval", "-p", &pid, code])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let in_use = "ActiveRecord::Base.connection_pool.connections.count(&:in_use?)";
+    let before = eval(in_use);
+    assert_eq!(
+        eval("[Rails.application.executor.active?, User.count, User.first.name]"),
+        "[true, 2, \"Ann\"]"
+    );
+    // The eval's thread checked out a connection; the executor gave it back.
+    assert_eq!(eval(in_use), before);
+    assert_eq!(server.get("/users/2").1, "Bob");
+}
