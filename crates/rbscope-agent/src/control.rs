@@ -283,6 +283,7 @@ fn stacks(source: &StatusSource, wait_ms: u32) -> AgentMessage {
 /// timeout; on timeout that thread is killed.
 fn eval(source: &StatusSource, req: EvalRequest) -> AgentMessage {
     if !source.allow_eval {
+        bump(&source.counters.evals_refused);
         return AgentMessage::Error(
             "eval is off in this process: the app must opt in with Rbscope.start(allow_eval: true) \
              or RBSCOPE_ALLOW_EVAL=1 (it runs any code you send with the app's privileges)"
@@ -296,6 +297,7 @@ fn eval(source: &StatusSource, req: EvalRequest) -> AgentMessage {
         );
     };
     let timeout = Duration::from_millis(u64::from(req.timeout_ms.clamp(1, 3_600_000)));
+    bump(&source.counters.evals_run);
     let (token, answer) = crate::live_eval::register();
     let Some(ticket) = queue.submit(Work::Eval {
         token,
@@ -310,6 +312,7 @@ fn eval(source: &StatusSource, req: EvalRequest) -> AgentMessage {
         Ok(result) => AgentMessage::Evaluated(result),
         Err(_) => {
             crate::live_eval::forget(token);
+            bump(&source.counters.evals_timed_out);
             let _ = queue.offer(Work::CancelEval { token });
             AgentMessage::Evaluated(EvalResult {
                 ok: false,

@@ -40,6 +40,13 @@ counters! {
     retention_deleted: "old snapshots deleted by the retention settings",
     control_connections: "clients that connected to the control socket",
     control_refused: "control connections refused (wrong user or bad handshake)",
+    traces_started: "trace sessions started (rbscope trace)",
+    traces_active: "trace sessions running now",
+    trace_events_written: "trace event records the hooks wrote (counted when a trace ends)",
+    trace_events_lost: "trace event records dropped because a client did not keep up",
+    evals_run: "evals run (rbscope eval)",
+    evals_refused: "evals refused (allow_eval is off)",
+    evals_timed_out: "evals stopped at their client's timeout",
 }
 
 pub fn bump(c: &AtomicU64) {

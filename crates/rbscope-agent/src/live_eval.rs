@@ -48,8 +48,20 @@ pub fn forget(token: u64) {
     }
 }
 
+/// Results longer than this are cut (a protocol frame holds at most 64 MiB).
+const MAX_RESULT: usize = 32 * 1024 * 1024;
+
 /// Delivers a result (from the eval thread, or an error from the agent thread).
-pub fn done(token: u64, ok: bool, text: String) {
+pub fn done(token: u64, ok: bool, mut text: String) {
+    if text.len() > MAX_RESULT {
+        let mut end = MAX_RESULT;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let whole = text.len();
+        text.truncate(end);
+        text.push_str(&format!("\n... (cut at 32 MiB of {whole} bytes)"));
+    }
     let waiting = WAITING
         .lock()
         .ok()

@@ -11,6 +11,7 @@
 
 use crate::agent_thread::{Work, WorkQueue};
 use crate::control::StatusSource;
+use crate::counters::{add, bump, Counters};
 use crate::live::Plan;
 use crate::trace_session::Session;
 use rbscope_proto::{
@@ -125,13 +126,23 @@ pub fn serve(
             );
         }
     };
+    bump(&source.counters.traces_started);
+    bump(&source.counters.traces_active);
     let end = match write_frame(&mut stream, &AgentMessage::Tracing(started)) {
         Ok(()) => {
             let _ = stream.set_write_timeout(Some(STALL_LIMIT));
-            pump(&mut stream, &session)
+            pump(&mut stream, &session, &source.counters)
         }
         Err(_) => End::Gone,
     };
+    source
+        .counters
+        .traces_active
+        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    add(
+        &source.counters.trace_events_written,
+        session.ring.written(),
+    );
     session.close();
     if let End::Asked = end {
         // What the hooks wrote before the client asked to stop still goes to it.
@@ -171,7 +182,7 @@ pub fn serve(
 }
 
 /// Streams the ring to the client until it asks to stop or goes away.
-fn pump(stream: &mut UnixStream, session: &Session) -> End {
+fn pump(stream: &mut UnixStream, session: &Session, counters: &Counters) -> End {
     let fd = stream.as_raw_fd();
     let mut buf: Vec<u8> = Vec::with_capacity(256 * 1024);
     let mut idle = true;
@@ -199,6 +210,7 @@ fn pump(stream: &mut UnixStream, session: &Session) -> End {
         session.ring.drain_into(&mut buf);
         let lost = session.ring.take_lost();
         if lost > 0 {
+            add(&counters.trace_events_lost, lost);
             events::push_to(&mut buf, events::LOST_LEN, |b| events::write_lost(b, lost));
         }
         idle = buf.is_empty();
