@@ -76,6 +76,11 @@ impl ControlServer {
             .name("rbscope-control".into())
             .spawn(move || serve(listener, source, stop2, uid))
             .map_err(|e| format!("cannot start the control thread: {e}"))?;
+        // The trace clock's rate (20 ms, once per process), on a short-lived thread of its own
+        // so that serving does not wait for it.
+        let _ = std::thread::Builder::new()
+            .name("rbscope-clock".into())
+            .spawn(crate::trace_clock::calibrate);
         Ok(ControlServer { path, fd, stop })
     }
 

@@ -32,6 +32,7 @@ mod restore_data;
 mod ring;
 mod state;
 mod trace;
+mod trace_clock;
 mod trace_hooks;
 mod trace_session;
 mod trace_values;
@@ -233,6 +234,7 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
     native.define_singleton_method("trace_hook", function!(trace_hook, 6))?;
     native.define_singleton_method("trace_ignore_owner", function!(trace_ignore_owner, 2))?;
     native.define_singleton_method("eval_done", function!(eval_done, 3))?;
+    native.define_singleton_method("trace_clock_settled?", function!(trace_clock::settled, 0))?;
     backtrace::define(ruby, module, native)?;
     native.const_set("VERSION", env!("CARGO_PKG_VERSION"))?;
     Ok(())

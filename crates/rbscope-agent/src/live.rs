@@ -77,6 +77,7 @@ pub fn attach(gvl: Gvl, session: Arc<Session>, plan: Plan) -> Result<TraceStarte
             skipped,
             ring_bytes: session.ring.capacity() as u64,
             install_us: started.elapsed().as_micros() as u64,
+            clock: session.clock.name().into(),
         }),
         Err(e) => {
             detach(gvl, id);

@@ -20,7 +20,7 @@
 //! without Ruby (trace_session.rs).
 
 use crate::rb::{self, Gvl, NIL};
-use crate::trace_session::{now, Session};
+use crate::trace_session::Session;
 use crate::trace_values::{self, Compiled};
 use rb_sys::{rb_event_flag_t, rb_trace_arg_t, VALUE};
 use rbscope_trace::events::{self, GcPhase};
@@ -71,12 +71,12 @@ unsafe fn hold<T>(data: *const T) -> Arc<T> {
 }
 
 unsafe extern "C" fn on_any(data: VALUE, arg: *mut rb_trace_arg_t) {
-    let t0 = now();
     let ptr = data as *const Session;
     // SAFETY: `data` is `Arc::as_ptr` of the session, whose table entry keeps it alive until
     // this hook is removed (under the GVL, which this hook holds now); it stays valid for as
     // long as this hook calls no Ruby, and `hold` covers the rest.
     let session = unsafe { &*ptr };
+    let t0 = session.clock.now();
     if session.is_closed() {
         return;
     }
@@ -117,11 +117,12 @@ unsafe fn target_event<'a>(
     tp: VALUE,
     data: *mut c_void,
     captures: bool,
-) -> Option<(&'a Target, Option<Arc<Target>>)> {
+) -> Option<(&'a Target, Option<Arc<Target>>, u64)> {
     let ptr = data as *const Target;
     // SAFETY: `data` is `Arc::as_ptr` of a Target in `Installed::targets`, dropped only after
     // this TracePoint is disabled, under the GVL this hook holds.
     let target = unsafe { &*ptr };
+    let t0 = target.session.clock.now();
     if target.session.is_closed() {
         return None;
     }
@@ -139,15 +140,14 @@ unsafe fn target_event<'a>(
     let calls_ruby = captures && !target.captures.is_empty();
     // SAFETY: as above.
     let held = calls_ruby.then(|| unsafe { hold(ptr) });
-    Some((target, held))
+    Some((target, held, t0))
 }
 
 unsafe extern "C" fn on_target_call(tp: VALUE, data: *mut c_void) {
-    let t0 = now();
     // SAFETY: Ruby calls TracePoint hooks on a Ruby thread holding the GVL.
     let gvl = unsafe { Gvl::assume() };
     // SAFETY: the hook's data and TracePoint, as `target_event` requires.
-    let Some((target, _held)) = (unsafe { target_event(tp, data, true) }) else {
+    let Some((target, _held, t0)) = (unsafe { target_event(tp, data, true) }) else {
         return;
     };
     let session = &target.session;
@@ -163,17 +163,16 @@ unsafe extern "C" fn on_target_call(tp: VALUE, data: *mut c_void) {
             .zip(&values)
             .map(|(c, v)| (c.text.as_str(), v.as_str()))
             .collect();
-        let extra = now().saturating_sub(t0);
+        let extra = session.clock.now().saturating_sub(t0);
         session.call(gvl, target.method, t0, &pairs, extra);
     }
 }
 
 unsafe extern "C" fn on_target_return(tp: VALUE, data: *mut c_void) {
-    let t0 = now();
     // SAFETY: Ruby calls TracePoint hooks on a Ruby thread holding the GVL.
     let gvl = unsafe { Gvl::assume() };
     // SAFETY: the hook's data and TracePoint, as `target_event` requires.
-    let Some((target, _held)) = (unsafe { target_event(tp, data, false) }) else {
+    let Some((target, _held, t0)) = (unsafe { target_event(tp, data, false) }) else {
         return;
     };
     target.session.ret(gvl, target.method, t0);
@@ -201,7 +200,7 @@ unsafe extern "C" fn on_gc(tp: VALUE, data: *mut c_void) {
     } else {
         GcPhase::EndSweep
     };
-    let t = now();
+    let t = session.clock.now();
     session
         .ring
         .push(events::GC_LEN, |b| events::write_gc(b, phase, count, t));

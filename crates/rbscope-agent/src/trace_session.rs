@@ -14,23 +14,13 @@
 //! them) are not reported, so the stream is balanced per thread.
 
 use crate::rb::{self, Gvl};
+use crate::trace_clock::Clock;
 use rb_sys::{ruby_value_type, VALUE};
 use rbscope_trace::events;
 use rbscope_trace::ring::ByteRing;
 use rustc_hash::FxHashMap;
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-
-/// Monotonic nanoseconds.
-pub fn now() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: ts is a valid out-pointer; CLOCK_MONOTONIC always exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
 
 /// Deeper calls are counted but not timed (their returns are matched by the count).
 const MAX_STACK: usize = 10_000;
@@ -89,6 +79,8 @@ struct HookState {
 
 pub struct Session {
     pub id: u64,
+    /// The clock every record of this session is stamped with.
+    pub clock: Clock,
     pub ring: ByteRing,
     closed: AtomicBool,
     /// Report only calls at least this slow (as slow records).
@@ -108,6 +100,7 @@ impl Session {
     pub fn new(id: u64, ring_bytes: usize, slow_ns: Option<u64>) -> Session {
         Session {
             id,
+            clock: Clock::new(),
             ring: ByteRing::new(ring_bytes),
             closed: AtomicBool::new(false),
             slow_ns,
@@ -355,7 +348,7 @@ impl Session {
     /// Folds one hook's measured cost (from `t0` to now) into the average; one-off slow hooks
     /// (a first sight that looked up names) move it little.
     fn sample_cost(&self, gvl: Gvl, t0: u64) {
-        let cost = now().saturating_sub(t0);
+        let cost = self.clock.now().saturating_sub(t0);
         self.with(gvl, |st| {
             st.hook_ns = if st.hook_ns == 0 {
                 cost

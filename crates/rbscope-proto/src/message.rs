@@ -66,6 +66,9 @@ pub struct TraceStarted {
     pub ring_bytes: u64,
     /// How long installing took, in microseconds (the app's threads waited for part of it).
     pub install_us: u64,
+    /// The clock records are stamped with: `tsc` or `monotonic` (both in CLOCK_MONOTONIC's
+    /// nanoseconds).
+    pub clock: String,
 }
 
 /// Sent when tracing ended, if the client is still connected.

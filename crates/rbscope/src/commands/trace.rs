@@ -75,9 +75,10 @@ pub fn trace(o: Options) -> anyhow::Result<i32> {
         wait_ms: ATTACH_WAIT.as_millis() as u32,
     })?;
     eprintln!(
-        "*** attached to process {} in {:.1} ms, tracing: {}",
+        "*** attached to process {} in {:.1} ms (clock: {}), tracing: {}",
         o.pid,
         asked.elapsed().as_secs_f64() * 1000.0,
+        started.clock,
         if started.hooked.is_empty() {
             "nothing (see below)".to_string()
         } else {

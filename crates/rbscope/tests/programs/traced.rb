@@ -42,6 +42,8 @@ class Hot
   def hot(x) = x
 end
 
+# The agent measures the TSC's rate in its first 20 ms; traces started after that use it.
+sleep 0.001 until Rbscope::Native.trace_clock_settled?
 $stdout.sync = true
 puts "ready #{Process.pid}"
 while (line = $stdin.gets)
