@@ -766,3 +766,35 @@ fn no_such_process_and_not_ruby_are_one_line_each() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_protocol_mismatch_says_which_side_to_upgrade() {
+    use rbscope_proto::{read_frame, write_frame, AgentMessage, ClientMessage, Hello};
+    let app = App::start(&[]);
+    let sock = app
+        .sb
+        .dir
+        .path()
+        .join(format!("run/rbscope/{}.sock", app.pid));
+    for (version, says) in [
+        (
+            rbscope_proto::PROTOCOL_VERSION + 1,
+            "upgrade the rbscope gem in the app",
+        ),
+        (1, "upgrade the rbscope CLI"),
+    ] {
+        let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+        write_frame(
+            &mut s,
+            &ClientMessage::Hello(Hello {
+                protocol_version: version,
+                client_version: "test".into(),
+            }),
+        )
+        .unwrap();
+        match read_frame::<_, AgentMessage>(&mut s).unwrap() {
+            AgentMessage::Refused(why) => assert!(why.contains(says), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
