@@ -26,6 +26,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 const MAX_STACK: usize = 10_000;
 /// Method ids for firehose labels; past this, new methods are not traced (and counted).
 const MAX_METHODS: usize = 200_000;
+/// Threads remembered at once (see `thread_index`).
+const MAX_THREADS: usize = 1024;
 /// A method id meaning "do not trace" (the agent's own wrappers).
 const IGNORED: u32 = u32::MAX;
 
@@ -70,6 +72,8 @@ struct HookState {
     ignored_owners: Vec<VALUE>,
     /// The average cost of one hook, in nanoseconds (sampled).
     hook_ns: u64,
+    /// The last thread id given out.
+    next_thread: u32,
     /// The last firehose lookup: (class, method) and its id.
     last_method: (VALUE, VALUE, u32),
     /// Objects the session's Ruby handle marks (classes named by method keys, threads,
@@ -238,7 +242,14 @@ impl Session {
                 let (name, tid) = thread_facts(gvl, cur);
                 self.with(gvl, |st| {
                     let ignored = st.ignore_threads.contains(&cur) || name.starts_with("rbscope-");
-                    let id = st.threads.len() as u32 + 1;
+                    if st.threads.len() >= MAX_THREADS {
+                        // An app that makes a thread per job: forget threads that are not
+                        // inside a traced call (one that comes back gets a new id), so the
+                        // table, and the dead Thread objects it keeps, stay bounded.
+                        st.threads.retain(|t| !t.stack.is_empty() || t.overflow > 0);
+                    }
+                    st.next_thread += 1;
+                    let id = st.next_thread;
                     st.threads.push(ThreadEntry {
                         value: cur,
                         id,

@@ -798,3 +798,21 @@ fn a_protocol_mismatch_says_which_side_to_upgrade() {
         }
     }
 }
+
+#[test]
+fn a_thread_per_job_app_is_traced_whole_with_a_bounded_thread_table() {
+    let mut app = App::start(&[]);
+    let t = Tracer::attach(&app, &["-m", "Hot#hot", "--format", "jsonl"]);
+    app.run("threads 3000");
+    let (text, _) = t.stop();
+    let events = jsonl(&text);
+    let returns: Vec<&J> = events.iter().filter(|e| e["event"] == "return").collect();
+    assert_eq!(returns.len(), 3000);
+    // Past the agent's thread table (1,024 remembered at once) every call is still a whole,
+    // top-level call of its own thread.
+    assert!(returns
+        .iter()
+        .all(|e| e["depth"] == 0 && e["method"] == "Hot#hot"));
+    let calls = events.iter().filter(|e| e["event"] == "call").count();
+    assert_eq!(calls, 3000);
+}

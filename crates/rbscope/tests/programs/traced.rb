@@ -76,6 +76,9 @@ while (line = $stdin.gets)
       i += 1
     end
     puts format("done hot %.6f", Process.clock_gettime(Process::CLOCK_MONOTONIC) - t0)
+  when "threads"
+    Integer(arg).times.each_slice(100) { |batch| batch.map { Thread.new { Hot.new.hot(1) } }.each(&:join) }
+    puts "done threads"
   when "sleep"
     t0 = Process.clock_gettime(Process::CLOCK_MONOTONIC)
     sleep Float(arg)
