@@ -118,6 +118,7 @@ fn install(
                 rb::str_new(gvl, kind),
                 opt(&s.method),
                 args,
+                if s.optional { rb::TRUE } else { rb::FALSE },
             ] {
                 rb::array_push(gvl, entry, v);
             }

@@ -6,6 +6,9 @@
 //! Redis#               every instance method       sleep       a method of that name anywhere
 //! Foo#bar(self, arg, @ivar, arg.id, self.name.size)       values captured at call time
 //! ```
+//! A leading `?` (`?Redis#call`) makes a selector optional: if it names nothing loaded, that is
+//! reported and the trace goes on (presets use it); otherwise it is an error.
+//!
 //! Captures are a small, safe language rather than code: `self`, an argument by name, an
 //! instance variable, each optionally followed by a chain of argument-less method names. A
 //! chain may not name a method ending in `!` or `=` (those change things), and nothing is ever
@@ -46,6 +49,8 @@ pub struct Selector {
     /// None: every method of `owner` (`Redis#`, `Dir.`).
     pub method: Option<String>,
     pub captures: Vec<Capture>,
+    /// `?Foo#bar`: naming nothing is reported, not an error.
+    pub optional: bool,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -93,6 +98,10 @@ pub fn is_method_name(s: &str) -> bool {
 impl Selector {
     pub fn parse(text: &str) -> Result<Selector, SelectorError> {
         let text = text.trim();
+        let (optional, text) = match text.strip_prefix('?') {
+            Some(rest) => (true, rest.trim_start()),
+            None => (false, text),
+        };
         if text.is_empty() {
             return Err(invalid(text, "it is empty"));
         }
@@ -145,10 +154,11 @@ impl Selector {
             kind,
             method,
             captures,
+            optional,
         })
     }
 
-    /// The selector written back in its normal form.
+    /// The selector written back in its normal form (without the optional marker).
     pub fn describe(&self) -> String {
         let mut s = match (&self.owner, self.kind) {
             (Some(o), Kind::Instance) => format!("{o}#"),
@@ -272,6 +282,9 @@ mod tests {
         assert_eq!(sel("Foo.valid?").method.as_deref(), Some("valid?"));
         assert_eq!(sel("A::B::C#x=").describe(), "A::B::C#x=");
         assert_eq!(sel("::Top#x").owner.as_deref(), Some("::Top"));
+        let opt = sel("?Redis::Client#call(command)");
+        assert!(opt.optional && !sel("Redis#call").optional);
+        assert_eq!(opt.describe(), "Redis::Client#call(command)");
     }
 
     #[test]

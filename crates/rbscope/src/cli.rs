@@ -186,7 +186,10 @@ pub enum Command {
             thread's OS id and name).\n\n\
             Selectors (-m, repeatable): Class#method, Class.method (singleton), Class# or \
             Class. (every method of its own), or a bare method name (that method on every \
-            class that defines it). C methods are traced by wrapping them, removed on detach. \
+            class that defines it); a leading ? makes one optional (reported, not an error, \
+            when it names nothing loaded). --preset NAME adds a library's selectors (built-in \
+            data files) and -c FILE reads them from a file, one per line. C methods are traced \
+            by wrapping them, removed on detach. \
             Values to capture at call time go in parentheses: \
             'Foo#bar(self, arg, @ivar, arg.name.size)' -- self, arguments by name, instance \
             variables, then argument-less methods; never arbitrary code.\n\n\
@@ -194,7 +197,7 @@ pub enum Command {
             never waits for this client; if it cannot keep up, events are dropped and the \
             count is printed. Ctrl-C (or --for) detaches; if this command is killed, the \
             agent detaches by itself.",
-        after_help = "Examples:\n  rbscope trace -p 4242 -m 'User#save' -m 'Net::HTTP#request'\n  rbscope trace -p 4242 -m 'Foo#bar(self, arg, @ivar)' --show-threads\n  rbscope trace -p 4242 --slow 50\n  rbscope trace -p 4242 -f --for 2s -o trace.json --format chrome"
+        after_help = "Examples:\n  rbscope trace -p 4242 -m 'User#save' -m 'Net::HTTP#request'\n  rbscope trace -p 4242 --preset activerecord --preset net-http -c my-selectors.txt\n  rbscope trace -p 4242 -m 'Foo#bar(self, arg, @ivar)' --show-threads\n  rbscope trace -p 4242 --slow 50\n  rbscope trace -p 4242 -f --for 2s -o trace.json --format chrome"
     )]
     Trace {
         /// The process to trace (it must run the rbscope agent).
@@ -206,6 +209,14 @@ pub enum Command {
         /// A method selector, optionally with values to capture; repeatable.
         #[arg(short = 'm', long = "method", value_name = "SELECTOR")]
         methods: Vec<String>,
+        /// Selectors for a library (its data file, built in); repeatable. A selector for
+        /// something the app has not loaded is reported as not traced.
+        #[arg(long, value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(crate::presets::NAMES))]
+        preset: Vec<String>,
+        /// Read selectors from FILE: one per line, `#` comments, a leading `?` marks one
+        /// optional; repeatable.
+        #[arg(short = 'c', long = "config", value_name = "FILE")]
+        config: Vec<PathBuf>,
         /// Only print calls that took at least this many milliseconds (of the selected
         /// methods, or of every Ruby method without -m), indented by stack depth.
         #[arg(long, value_name = "MS")]

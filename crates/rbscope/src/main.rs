@@ -8,6 +8,7 @@ mod agent_client;
 mod cli;
 mod commands;
 mod duration;
+mod presets;
 mod render;
 mod ruby_lib;
 mod time;

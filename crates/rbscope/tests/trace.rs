@@ -816,3 +816,40 @@ fn a_thread_per_job_app_is_traced_whole_with_a_bounded_thread_table() {
     let calls = events.iter().filter(|e| e["event"] == "call").count();
     assert_eq!(calls, 3000);
 }
+
+#[test]
+fn presets_and_selector_files() {
+    let mut app = App::start(&[]);
+    let t = Tracer::attach(&app, &["--preset", "io"]);
+    assert!(t.attached.contains("Kernel#sleep"), "{}", t.attached);
+    app.run("sleep 0.01");
+    let (text, _) = t.stop();
+    assert!(text.contains("Kernel#sleep <"), "{text}");
+
+    // A preset for a library the app has not loaded: every selector is reported, and since
+    // nothing is left to trace, that is an error.
+    let out = Command::new(cli())
+        .args(["trace", "-p", &app.pid.to_string(), "--preset", "sidekiq"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let e = stderr(&out);
+    assert!(
+        e.contains("not traced: Sidekiq::Processor#process(work): no constant Sidekiq::Processor is defined (optional: skipped)"),
+        "{e}"
+    );
+    assert!(e.contains("nothing to trace"), "{e}");
+
+    let file = app.sb.write(
+        "mine.txt",
+        "# my selectors\nGreeter#shout(text)   # the shouting\n?Nope#x\n\n",
+    );
+    let t = Tracer::attach(&app, &["-c", file.to_str().unwrap()]);
+    app.run("greet");
+    let (text, err) = t.stop();
+    assert!(text.contains("Greeter#shout(text=\"bob\") <"), "{text}");
+    assert!(
+        err.contains("not traced: Nope#x: no constant Nope is defined (optional: skipped)"),
+        "{err}"
+    );
+}

@@ -37,15 +37,23 @@ module Rbscope
 
     class << self
       # Hooks what `selectors` name for session `id`. Each selector is
-      # [index, text, owner, kind, method, argument_names]. Returns [true, hooked, skipped]
-      # or [false, message].
+      # [index, text, owner, kind, method, argument_names, optional]. Returns
+      # [true, hooked, skipped] or [false, message]. An optional selector that names nothing
+      # loaded is reported in `skipped` instead of failing the trace.
       def install(id, selectors, firehose)
         hooked = []
         skipped = []
         keys = (@sessions[id] ||= [])
         covered = false
-        selectors.each do |index, text, owner, kind, name, arg_names|
-          targets = resolve(text, owner, kind, name)
+        selectors.each do |index, text, owner, kind, name, arg_names, optional|
+          begin
+            targets = resolve(text, owner, kind, name)
+          rescue Refusal => e
+            raise unless optional
+
+            skipped << "#{e.message} (optional: skipped)"
+            next
+          end
           if targets.size > MAX_TARGETS
             skipped << "#{text}: #{targets.size} methods match; only the first #{MAX_TARGETS} are traced"
             targets = targets.first(MAX_TARGETS)
@@ -59,7 +67,7 @@ module Rbscope
             label = hook(id, index, text, mod, meth, um, arg_names, keys)
             hooked << label
           rescue Refusal => e
-            raise if single
+            raise if single && !optional
 
             skipped << e.message
           end

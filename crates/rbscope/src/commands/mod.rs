@@ -78,6 +78,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             pid,
             firehose,
             methods,
+            preset,
+            config,
             slow,
             gc,
             show_threads,
@@ -88,7 +90,16 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         } => trace::trace(trace::Options {
             pid: *pid,
             firehose: *firehose,
-            selectors: methods.clone(),
+            selectors: {
+                let mut all = methods.clone();
+                for name in preset {
+                    all.extend(crate::presets::preset(name).unwrap_or_default());
+                }
+                for file in config {
+                    all.extend(crate::presets::file(file)?);
+                }
+                all
+            },
             slow_ms: *slow,
             gc: *gc,
             show_threads: *show_threads,

@@ -88,6 +88,10 @@ pub fn trace(o: Options) -> anyhow::Result<i32> {
     for s in &started.skipped {
         eprintln!("*** not traced: {s}");
     }
+    if started.hooked.is_empty() {
+        let _ = client.send_detach();
+        bail!("nothing to trace: no selector matched a loaded method (see the lines above)");
+    }
     let out: Box<dyn Write> = match &o.output {
         Some(path) => Box::new(BufWriter::with_capacity(
             1 << 20,
