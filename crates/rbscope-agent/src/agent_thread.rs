@@ -50,6 +50,11 @@ pub enum Work {
     Eval { token: u64, code: String },
     /// Kill the thread of a timed-out eval.
     CancelEval { token: u64 },
+    /// Read the memory report and send it on `reply`, unless `deadline` passed.
+    Memory {
+        deadline: Instant,
+        reply: SyncSender<rbscope_proto::AgentMessage>,
+    },
     /// Wake up (from the VM's unblocking function) and look for an interrupt.
     Wake,
     /// End the thread.
@@ -220,6 +225,11 @@ unsafe extern "C" fn agent_main(data: *mut c_void) -> VALUE {
                 let _ = reply.send(());
             }
             Some(Work::Eval { token, code }) => crate::live_eval::start(gvl, token, &code),
+            Some(Work::Memory { deadline, reply }) => {
+                if Instant::now() <= deadline {
+                    let _ = reply.send(crate::live_memory::read(gvl));
+                }
+            }
             Some(Work::CancelEval { token }) => crate::live_eval::cancel(gvl, token),
             Some(Work::Stop) | None => break,
             Some(Work::Wake) => {}

@@ -244,6 +244,7 @@ fn handle(mut stream: UnixStream, source: &StatusSource) -> Result<(), FrameErro
             ClientMessage::Trace(req) => return crate::trace::serve(stream, source, req),
             ClientMessage::Detach => AgentMessage::Error("nothing is being traced".into()),
             ClientMessage::Eval(req) => eval(source, req),
+            ClientMessage::Memory { wait_ms } => memory(source, wait_ms),
         };
         write_frame(&mut stream, &reply)?;
     }
@@ -329,5 +330,34 @@ fn eval(source: &StatusSource, req: EvalRequest) -> AgentMessage {
                 elapsed_us: timeout.as_micros() as u64,
             })
         }
+    }
+}
+
+/// Hands the memory report to the agent's Ruby thread and waits up to `wait_ms` for it.
+fn memory(source: &StatusSource, wait_ms: u32) -> AgentMessage {
+    let Some(queue) = &source.work else {
+        return AgentMessage::Busy(
+            "the agent has no Ruby thread for requests (it failed to start; see rbscope doctor)"
+                .into(),
+        );
+    };
+    let wait = Duration::from_millis(u64::from(wait_ms.clamp(1, 60_000)));
+    let (reply, answer) = mpsc::sync_channel(1);
+    let work = Work::Memory {
+        deadline: Instant::now() + wait,
+        reply,
+    };
+    let Some(ticket) = queue.submit(work) else {
+        return AgentMessage::Busy(
+            "the agent is still working on earlier requests, or its Ruby thread has ended".into(),
+        );
+    };
+    match ticket.wait(&answer, wait) {
+        Ok(message) => message,
+        Err(_) => AgentMessage::Busy(format!(
+            "the Ruby VM did not give the agent a turn within {} ms (native code, such as a C \
+             extension, may be holding the GVL)",
+            wait.as_millis()
+        )),
     }
 }

@@ -24,6 +24,7 @@ mod labels;
 mod lifecycle;
 mod live;
 mod live_eval;
+mod live_memory;
 mod live_stacks;
 mod marker;
 mod rb;

@@ -1,11 +1,12 @@
 //! The messages. Version 1: handshake and agent status. Version 2: every thread's stack.
 //! Version 3: tracing (a stream of event records, see `rbscope-trace`) and eval.
+//! Version 4: the memory report.
 
 use rbscope_backtrace::FrameFacts;
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change to the messages below.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Hello {
@@ -31,6 +32,28 @@ pub enum ClientMessage {
     Detach,
     /// Evaluate Ruby code in the process (refused unless the app allowed it).
     Eval(EvalRequest),
+    /// Ask for the memory report (GC statistics, objects by type, malloc figures); the agent
+    /// answers `Memory`, or `Busy` when the VM did not give it a turn within `wait_ms`.
+    Memory { wait_ms: u32 },
+}
+
+/// What the agent reads for `rbscope memory -p PID` (the CLI adds the process's own figures
+/// from /proc).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemoryReport {
+    /// `GC.stat`, as name/value pairs.
+    pub gc: Vec<(String, i64)>,
+    /// `ObjectSpace.count_objects`: live objects by type (`T_STRING`, ...), plus `TOTAL` and
+    /// `FREE` slots.
+    pub objects: Vec<(String, i64)>,
+    /// Bytes of one Ruby heap page.
+    pub heap_page_bytes: u64,
+    /// glibc's malloc figures (`mallinfo2`), as name/value pairs; empty elsewhere.
+    pub malloc: Vec<(String, u64)>,
+    /// Ruby threads alive.
+    pub threads: u64,
+    /// How long the agent held the VM to read it, in microseconds.
+    pub held_us: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -158,6 +181,7 @@ pub enum AgentMessage {
     Events(#[serde(with = "serde_bytes")] Vec<u8>),
     Detached(TraceSummary),
     Evaluated(EvalResult),
+    Memory(MemoryReport),
 }
 
 /// The instruction for a protocol mismatch, from the client's point of view.

@@ -46,6 +46,15 @@ struct WriterSide {
     written: AtomicU64,
 }
 
+/// `len` zero bytes, from the allocator's zeroed memory (pages the kernel maps in when first
+/// written, so an idle ring costs no resident memory).
+fn zeroed(len: usize) -> Box<[UnsafeCell<u8>]> {
+    let bytes: Box<[u8]> = vec![0u8; len].into_boxed_slice();
+    // SAFETY: UnsafeCell<u8> has the same layout as u8 (repr(transparent)), so the slice's
+    // pointer and length describe the same memory; ownership moves to the new Box.
+    unsafe { Box::from_raw(Box::into_raw(bytes) as *mut [UnsafeCell<u8>]) }
+}
+
 // SAFETY: the bytes are shared by one writer at a time (the try-lock) and one reader; each side
 // only accesses the region the other released through `head`/`tail` (see the module docs).
 unsafe impl Sync for ByteRing {}
@@ -57,7 +66,7 @@ impl ByteRing {
     pub fn new(cap: usize) -> ByteRing {
         let cap = events::aligned(cap.max(64 * 1024));
         ByteRing {
-            buf: (0..cap).map(|_| UnsafeCell::new(0)).collect(),
+            buf: zeroed(cap),
             cap,
             head: CacheLine(AtomicUsize::new(0)),
             tail: CacheLine(AtomicUsize::new(0)),

@@ -7,7 +7,7 @@
 use anyhow::{anyhow, bail, Context};
 use rbscope_proto::{
     paths, read_frame, write_frame, AgentMessage, AgentStatus, ClientMessage, EvalRequest,
-    EvalResult, Hello, Stacks, TraceRequest, TraceStarted, Welcome, PROTOCOL_VERSION,
+    EvalResult, Hello, MemoryReport, Stacks, TraceRequest, TraceStarted, Welcome, PROTOCOL_VERSION,
 };
 use std::fs;
 use std::io::ErrorKind;
@@ -246,6 +246,22 @@ impl Client {
             AgentMessage::Evaluated(r) => Ok(r),
             AgentMessage::Error(e) => bail!("{e}"),
             AgentMessage::Busy(why) => bail!("the agent could not run the code: {why}"),
+            other => bail!("unexpected answer: {other:?}"),
+        }
+    }
+}
+
+impl Client {
+    /// Asks for the memory report, giving the agent `wait` to get a turn in the VM.
+    pub fn memory(&mut self, wait: Duration) -> anyhow::Result<MemoryReport> {
+        let wait_ms = wait.as_millis().min(u32::MAX as u128) as u32;
+        self.stream
+            .set_read_timeout(Some(wait + Duration::from_secs(2)))?;
+        write_frame(&mut self.stream, &ClientMessage::Memory { wait_ms })?;
+        match read_frame::<_, AgentMessage>(&mut self.stream)? {
+            AgentMessage::Memory(m) => Ok(m),
+            AgentMessage::Busy(why) => bail!("the agent could not read the VM: {why}"),
+            AgentMessage::Error(e) => bail!("the agent answered with an error: {e}"),
             other => bail!("unexpected answer: {other:?}"),
         }
     }

@@ -261,6 +261,24 @@ pub enum Command {
         #[arg(long, default_value = "10s", value_parser = crate::duration::parse_ms)]
         timeout: i64,
     },
+    /// One readable report of a running process's memory: RSS, the Ruby heap, malloc, GC
+    /// figures and live objects by type (through its agent).
+    #[command(
+        long_about = "One readable report of a running process's memory, through its agent: the \
+            kernel's figures (resident, peak, swap, virtual), the Ruby heap (pages, slots live \
+            and free, old objects), malloc (glibc: in use, outside the Ruby heap, free in \
+            arenas), what the GC has done, and live objects by type. The agent holds the VM \
+            while it counts objects (about a millisecond per hundred thousand).",
+        after_help = "Example: rbscope memory -p 4242\n         rbscope memory -p 4242 --json"
+    )]
+    Memory {
+        /// The process to report on (it must run the rbscope agent).
+        #[arg(short, long)]
+        pid: u32,
+        /// Print JSON instead of the report.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check the set-up: the store, the Ruby agent, and with -p a running process's agent.
     Doctor {
         /// A running process to ask for its agent's state and counters.

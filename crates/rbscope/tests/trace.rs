@@ -853,3 +853,39 @@ fn presets_and_selector_files() {
         "{err}"
     );
 }
+
+#[test]
+fn memory_report_of_a_running_process() {
+    let mut app = App::start(&[]);
+    app.run("hoard 200000");
+    let out = Command::new(cli())
+        .args(["memory", "-p", &app.pid.to_string(), "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r: J = serde_json::from_slice(&out.stdout).unwrap();
+    let pair = |list: &str, name: &str| -> i64 {
+        r[list]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p[0] == name)
+            .and_then(|p| p[1].as_i64())
+            .unwrap_or_else(|| panic!("{list} has no {name}: {r}"))
+    };
+    assert!(pair("objects", "T_STRING") >= 200_000, "{r}");
+    let heap = pair("gc", "heap_allocated_pages") * r["heap_page_bytes"].as_i64().unwrap();
+    // 200,000 strings need at least 200,000 slots of 40 bytes.
+    assert!(heap >= 200_000 * 40, "{heap}");
+    assert!(pair("kernel", "VmRSS") > heap);
+    assert!(pair("malloc", "in_use_bytes") > 0);
+    let text = Command::new(cli())
+        .args(["memory", "-p", &app.pid.to_string()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("Ruby heap") && text.contains("T_STRING"),
+        "{text}"
+    );
+}

@@ -4,6 +4,7 @@ mod doctor;
 mod eval;
 mod key;
 mod list;
+mod memory;
 mod ps;
 mod purge;
 mod restore;
@@ -74,6 +75,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             ),
         },
         Command::Ps { json } => ps::ps(*json),
+        Command::Memory { pid, json } => memory::memory(*pid, *json),
         Command::Trace {
             pid,
             firehose,

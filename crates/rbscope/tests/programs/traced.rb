@@ -76,6 +76,9 @@ while (line = $stdin.gets)
       i += 1
     end
     puts format("done hot %.6f", Process.clock_gettime(Process::CLOCK_MONOTONIC) - t0)
+  when "hoard"
+    $hoard = Array.new(Integer(arg)) { |i| "hoarded string #{i}" }
+    puts "done hoard"
   when "threads"
     Integer(arg).times.each_slice(100) { |batch| batch.map { Thread.new { Hot.new.hot(1) } }.each(&:join) }
     puts "done threads"

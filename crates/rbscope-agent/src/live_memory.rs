@@ -1,0 +1,81 @@
+//! `rbscope memory -p PID`: the VM's own memory figures, read on the agent's Ruby thread.
+//!
+//! `GC.stat` and `ObjectSpace.count_objects` (both read the heap's counters; `count_objects`
+//! walks the heap pages, so the VM is held for about a millisecond per hundred thousand
+//! objects), the heap page size, and glibc's malloc figures (`mallinfo2`, read from this thread:
+//! they are process-wide). The CLI adds what the kernel says about the process.
+
+use crate::rb::{self, Gvl};
+use rbscope_proto::{AgentMessage, MemoryReport};
+use std::time::Instant;
+
+/// `recv.name` as [key, value] pairs with integer values (a Hash's `to_a`).
+fn pairs(gvl: Gvl, hash: rb_sys::VALUE) -> Vec<(String, i64)> {
+    let Ok(list) = rb::call(gvl, hash, "to_a", &[]) else {
+        return Vec::new();
+    };
+    rb::array_items(gvl, list)
+        .into_iter()
+        .filter_map(|pair| {
+            let kv = rb::array_items(gvl, pair);
+            let key = rb::symbol_name(gvl, *kv.first()?)?;
+            let value = rb::fixnum(*kv.get(1)?)?;
+            Some((key, value))
+        })
+        .collect()
+}
+
+fn malloc_figures() -> Vec<(String, u64)> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallinfo2 only reads the allocator's statistics.
+        let m = unsafe { libc::mallinfo2() };
+        vec![
+            ("arena_bytes".into(), m.arena as u64),
+            ("in_use_bytes".into(), m.uordblks as u64),
+            ("free_bytes".into(), m.fordblks as u64),
+            ("mmapped_bytes".into(), m.hblkhd as u64),
+            ("mmapped_blocks".into(), m.hblks as u64),
+            ("releasable_bytes".into(), m.keepcost as u64),
+        ]
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        Vec::new()
+    }
+}
+
+pub fn read(gvl: Gvl) -> AgentMessage {
+    let started = Instant::now();
+    let gc = rb::const_at(gvl, "GC")
+        .and_then(|g| rb::call(gvl, g, "stat", &[]).ok())
+        .map(|h| pairs(gvl, h))
+        .unwrap_or_default();
+    let objects = rb::const_at(gvl, "ObjectSpace")
+        .and_then(|o| rb::call(gvl, o, "count_objects", &[]).ok())
+        .map(|h| pairs(gvl, h))
+        .unwrap_or_default();
+    let constants = rb::const_at(gvl, "GC::INTERNAL_CONSTANTS")
+        .map(|h| pairs(gvl, h))
+        .unwrap_or_default();
+    let constant = |name: &str| constants.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
+    let heap_page_bytes = constant("HEAP_PAGE_SIZE")
+        .or_else(|| Some(constant("HEAP_PAGE_OBJ_LIMIT")? * constant("RVALUE_SIZE")?))
+        .unwrap_or(0)
+        .max(0) as u64;
+    let threads = rb::const_at(gvl, "Thread")
+        .and_then(|t| rb::call(gvl, t, "list", &[]).ok())
+        .map(|l| rb::array_items(gvl, l).len() as u64)
+        .unwrap_or(0);
+    if gc.is_empty() {
+        return AgentMessage::Error("GC.stat could not be read".into());
+    }
+    AgentMessage::Memory(MemoryReport {
+        gc,
+        objects,
+        heap_page_bytes,
+        malloc: malloc_figures(),
+        threads,
+        held_us: started.elapsed().as_micros() as u64,
+    })
+}
