@@ -46,8 +46,12 @@ pub enum Work {
     },
     /// Remove a trace session's hooks, then say so on `reply`.
     Detach { id: u64, reply: SyncSender<()> },
-    /// Start evaluating code for the eval waiting under `token`.
-    Eval { token: u64, code: String },
+    /// Start evaluating code for the eval waiting under `token` (in a console's kept binding).
+    Eval {
+        token: u64,
+        code: String,
+        binding: Option<u64>,
+    },
     /// Kill the thread of a timed-out eval.
     CancelEval { token: u64 },
     /// Read the memory report and send it on `reply`, unless `deadline` passed.
@@ -224,7 +228,11 @@ unsafe extern "C" fn agent_main(data: *mut c_void) -> VALUE {
                 crate::live::detach(gvl, id);
                 let _ = reply.send(());
             }
-            Some(Work::Eval { token, code }) => crate::live_eval::start(gvl, token, &code),
+            Some(Work::Eval {
+                token,
+                code,
+                binding,
+            }) => crate::live_eval::start(gvl, token, &code, binding),
             Some(Work::Memory { deadline, reply }) => {
                 if Instant::now() <= deadline {
                     let _ = reply.send(crate::live_memory::read(gvl));

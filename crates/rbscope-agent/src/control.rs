@@ -243,7 +243,8 @@ fn handle(mut stream: UnixStream, source: &StatusSource) -> Result<(), FrameErro
             ClientMessage::Stacks { wait_ms } => stacks(source, wait_ms),
             ClientMessage::Trace(req) => return crate::trace::serve(stream, source, req),
             ClientMessage::Detach => AgentMessage::Error("nothing is being traced".into()),
-            ClientMessage::Eval(req) => eval(source, req),
+            ClientMessage::Eval(req) => eval(source, req, &mut stream),
+            ClientMessage::Cancel => AgentMessage::Error("no eval is running".into()),
             ClientMessage::Memory { wait_ms } => memory(source, wait_ms),
         };
         write_frame(&mut stream, &reply)?;
@@ -286,8 +287,9 @@ fn stacks(source: &StatusSource, wait_ms: u32) -> AgentMessage {
 }
 
 /// Runs code in the app (if it allowed eval) on a new Ruby thread, waiting up to the client's
-/// timeout; on timeout that thread is killed.
-fn eval(source: &StatusSource, req: EvalRequest) -> AgentMessage {
+/// timeout; on timeout, on the client's `Cancel`, or when the client goes away, that thread is
+/// killed.
+fn eval(source: &StatusSource, req: EvalRequest, stream: &mut UnixStream) -> AgentMessage {
     if !source.allow_eval {
         bump(&source.counters.evals_refused);
         return AgentMessage::Error(
@@ -302,33 +304,63 @@ fn eval(source: &StatusSource, req: EvalRequest) -> AgentMessage {
                 .into(),
         );
     };
-    let timeout = Duration::from_millis(u64::from(req.timeout_ms.clamp(1, 3_600_000)));
     bump(&source.counters.evals_run);
+    let timeout = Duration::from_millis(u64::from(req.timeout_ms.clamp(1, 86_400_000)));
     let (token, answer) = crate::live_eval::register();
     let Some(ticket) = queue.submit(Work::Eval {
         token,
         code: req.code,
+        binding: req.binding,
     }) else {
         crate::live_eval::forget(token);
         return AgentMessage::Busy(
             "the agent is still working on earlier requests, or its Ruby thread has ended".into(),
         );
     };
-    match ticket.wait(&answer, timeout) {
-        Ok(result) => AgentMessage::Evaluated(result),
-        Err(_) => {
-            crate::live_eval::forget(token);
+    let deadline = Instant::now() + timeout;
+    let stopped = |why: String| {
+        crate::live_eval::forget(token);
+        let _ = queue.offer(Work::CancelEval { token });
+        AgentMessage::Evaluated(EvalResult {
+            ok: false,
+            text: why,
+            elapsed_us: 0,
+            incomplete: false,
+        })
+    };
+    loop {
+        let step = deadline
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_millis(50));
+        match ticket.wait(&answer, step) {
+            Ok(result) => return AgentMessage::Evaluated(result),
+            Err(RecvTimeoutError::Disconnected) => {
+                return stopped("the eval's reply was lost".into());
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+        if Instant::now() >= deadline {
             bump(&source.counters.evals_timed_out);
-            let _ = queue.offer(Work::CancelEval { token });
-            AgentMessage::Evaluated(EvalResult {
-                ok: false,
-                text: format!(
-                    "timed out after {:.1} s: the eval thread was stopped (if native code held \
-                     the GVL, it may not have started at all)",
-                    timeout.as_secs_f64()
-                ),
-                elapsed_us: timeout.as_micros() as u64,
-            })
+            return stopped(format!(
+                "timed out after {:.1} s: the eval thread was stopped (if native code held \
+                 the GVL, it may not have started at all)",
+                timeout.as_secs_f64()
+            ));
+        }
+        // The client may cancel (Ctrl-C in a console) or go away while it waits.
+        let mut pfd = libc::pollfd {
+            fd: stream.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for this connection's open socket; no waiting.
+        if unsafe { libc::poll(&mut pfd, 1, 0) } > 0 {
+            return match read_frame::<_, ClientMessage>(stream) {
+                Ok(ClientMessage::Cancel) => {
+                    stopped("interrupted: the eval thread was stopped".into())
+                }
+                _ => stopped("the client went away: the eval thread was stopped".into()),
+            };
         }
     }
 }

@@ -211,9 +211,9 @@ fn trace_ignore_owner(session: u64, module: Value) {
     live::ignore_owner(gvl(), session, module.as_raw());
 }
 
-/// `Rbscope::Native.eval_done(token, ok, text)`: an eval thread's result.
-fn eval_done(token: u64, ok: bool, text: String) {
-    live_eval::done(token, ok, text);
+/// `Rbscope::Native.eval_done(token, ok, text, incomplete)`: an eval thread's result.
+fn eval_done(token: u64, ok: bool, text: String, incomplete: bool) {
+    live_eval::done(token, ok, text, incomplete);
 }
 
 #[magnus::init(name = "rbscope_agent")]
@@ -234,7 +234,7 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
     native.define_singleton_method("snapshot_data", function!(snapshot_data, 3))?;
     native.define_singleton_method("trace_hook", function!(trace_hook, 6))?;
     native.define_singleton_method("trace_ignore_owner", function!(trace_ignore_owner, 2))?;
-    native.define_singleton_method("eval_done", function!(eval_done, 3))?;
+    native.define_singleton_method("eval_done", function!(eval_done, 4))?;
     native.define_singleton_method("trace_clock_settled?", function!(trace_clock::settled, 0))?;
     backtrace::define(ruby, module, native)?;
     native.const_set("VERSION", env!("CARGO_PKG_VERSION"))?;

@@ -52,7 +52,7 @@ pub fn forget(token: u64) {
 const MAX_RESULT: usize = 32 * 1024 * 1024;
 
 /// Delivers a result (from the eval thread, or an error from the agent thread).
-pub fn done(token: u64, ok: bool, mut text: String) {
+pub fn done(token: u64, ok: bool, mut text: String, incomplete: bool) {
     if text.len() > MAX_RESULT {
         let mut end = MAX_RESULT;
         while !text.is_char_boundary(end) {
@@ -71,23 +71,32 @@ pub fn done(token: u64, ok: bool, mut text: String) {
             ok,
             text,
             elapsed_us: w.started.elapsed().as_micros() as u64,
+            incomplete,
         });
     }
 }
 
 /// Starts the eval thread. Runs on the agent's Ruby thread.
-pub fn start(gvl: Gvl, token: u64, code: &str) {
+pub fn start(gvl: Gvl, token: u64, code: &str, binding: Option<u64>) {
     let Some(live) = rb::const_at(gvl, "Rbscope::Live") else {
         done(
             token,
             false,
             "the rbscope gem's Ruby half (rbscope/live) is not loaded in this process".into(),
+            false,
         );
         return;
     };
     let code = rb::str_new(gvl, code);
-    if rb::call(gvl, live, "eval_async", &[code, rb::u64_value(gvl, token)]).is_err() {
-        done(token, false, "could not start a thread for the eval".into());
+    let binding = binding.map_or(rb::NIL, |b| rb::u64_value(gvl, b));
+    let args = [code, rb::u64_value(gvl, token), binding];
+    if rb::call(gvl, live, "eval_async", &args).is_err() {
+        done(
+            token,
+            false,
+            "could not start a thread for the eval".into(),
+            false,
+        );
     }
 }
 

@@ -1,6 +1,7 @@
 //! The messages. Version 1: handshake and agent status. Version 2: every thread's stack.
 //! Version 3: tracing (a stream of event records, see `rbscope-trace`) and eval.
-//! Version 4: the memory report.
+//! Version 4: the memory report, and eval for consoles (a kept binding, incomplete input,
+//! cancelling).
 
 use rbscope_backtrace::FrameFacts;
 use serde::{Deserialize, Serialize};
@@ -32,6 +33,9 @@ pub enum ClientMessage {
     Detach,
     /// Evaluate Ruby code in the process (refused unless the app allowed it).
     Eval(EvalRequest),
+    /// Cancel the eval this connection is waiting for (its thread is killed); the agent then
+    /// answers that eval with an "interrupted" result.
+    Cancel,
     /// Ask for the memory report (GC statistics, objects by type, malloc figures); the agent
     /// answers `Memory`, or `Busy` when the VM did not give it a turn within `wait_ms`.
     Memory { wait_ms: u32 },
@@ -76,6 +80,9 @@ pub struct TraceRequest {
 pub struct EvalRequest {
     pub code: String,
     pub timeout_ms: u32,
+    /// A console's binding: evals with the same id share local variables (the agent keeps a
+    /// few, the least recently used go first). None: a fresh binding.
+    pub binding: Option<u64>,
 }
 
 /// The answer to `Trace`: what is hooked.
@@ -108,6 +115,9 @@ pub struct EvalResult {
     /// `inspect` of the result, or the error: whole, however long.
     pub text: String,
     pub elapsed_us: u64,
+    /// The code is not complete yet (an open `def`, block or string): nothing was run; a
+    /// console reads another line.
+    pub incomplete: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -232,16 +232,51 @@ impl Client {
 
     /// Runs `code` in the process (if the app allowed eval), waiting up to `timeout`.
     pub fn eval(&mut self, code: &str, timeout: Duration) -> anyhow::Result<EvalResult> {
+        static NEVER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        self.eval_in(code, None, timeout, &NEVER)
+    }
+
+    /// Runs `code` in console binding `binding` (None: a fresh one); when `cancel` becomes
+    /// true while it runs, asks the agent to stop it (the answer then says "interrupted").
+    pub fn eval_in(
+        &mut self,
+        code: &str,
+        binding: Option<u64>,
+        timeout: Duration,
+        cancel: &std::sync::atomic::AtomicBool,
+    ) -> anyhow::Result<EvalResult> {
+        use std::os::unix::io::AsRawFd;
         let timeout_ms = timeout.as_millis().min(u32::MAX as u128) as u32;
-        self.stream
-            .set_read_timeout(Some(timeout + Duration::from_secs(5)))?;
+        self.stream.set_read_timeout(None)?;
         write_frame(
             &mut self.stream,
             &ClientMessage::Eval(EvalRequest {
                 code: code.to_string(),
                 timeout_ms,
+                binding,
             }),
         )?;
+        let deadline = std::time::Instant::now() + timeout + Duration::from_secs(5);
+        let mut cancelled = false;
+        loop {
+            let mut pfd = libc::pollfd {
+                fd: self.stream.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd for our open socket.
+            let ready = unsafe { libc::poll(&mut pfd, 1, 100) };
+            if ready > 0 {
+                break;
+            }
+            if cancel.load(std::sync::atomic::Ordering::SeqCst) && !cancelled {
+                write_frame(&mut self.stream, &ClientMessage::Cancel)?;
+                cancelled = true;
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("the agent did not answer the eval in time");
+            }
+        }
         match read_frame::<_, AgentMessage>(&mut self.stream)? {
             AgentMessage::Evaluated(r) => Ok(r),
             AgentMessage::Error(e) => bail!("{e}"),

@@ -261,6 +261,26 @@ pub enum Command {
         #[arg(long, default_value = "10s", value_parser = crate::duration::parse_ms)]
         timeout: i64,
     },
+    /// An interactive Ruby console inside a running process (the app must allow eval).
+    #[command(
+        long_about = "An interactive Ruby console inside a running process, through its agent. \
+            The app must allow eval (Rbscope.start(allow_eval: true) or RBSCOPE_ALLOW_EVAL=1). \
+            Each input runs inside the app on a thread of its own (in Rails.application.executor \
+            when Rails is loaded), in a binding kept for this console, so local variables \
+            survive between inputs; input that is not complete yet continues on the next line. \
+            Nothing runs in the app while the console waits at its prompt. Ctrl-C during an \
+            evaluation stops it (its thread is killed; the app goes on), Ctrl-C at the prompt \
+            clears the input, Ctrl-D leaves. History: $XDG_DATA_HOME/rbscope/console_history.",
+        after_help = "Example: rbscope console -p 4242"
+    )]
+    Console {
+        /// The process to open a console in.
+        #[arg(short, long)]
+        pid: u32,
+        /// Stop any one evaluation after this long.
+        #[arg(long, default_value = "10m", value_parser = crate::duration::parse_ms)]
+        timeout: i64,
+    },
     /// One readable report of a running process's memory: RSS, the Ruby heap, malloc, GC
     /// figures and live objects by type (through its agent).
     #[command(

@@ -889,3 +889,84 @@ fn memory_report_of_a_running_process() {
         "{text}"
     );
 }
+
+#[test]
+fn console_keeps_locals_continues_lines_and_ctrl_c_stops_only_the_evaluation() {
+    let mut app = App::start(&[("RBSCOPE_ALLOW_EVAL", "1")]);
+    let home = app.sb.dir.path().join("home");
+    let mut console = Command::new(cli())
+        .args(["console", "-p", &app.pid.to_string()])
+        .env("HOME", &home)
+        .env_remove("XDG_DATA_HOME")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = console.stdin.take().unwrap();
+    let mut out = BufReader::new(console.stdout.take().unwrap());
+    writeln!(input, "x = 21\nx * 2\ndef add(a,\n  b) = a + b\nadd(1, 2)").unwrap();
+    let mut lines = Vec::new();
+    while lines.last().map(String::as_str) != Some("=> 3") {
+        let mut line = String::new();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "console ended: {lines:?}"
+        );
+        lines.push(line.trim_end().to_string());
+    }
+    assert_eq!(lines, ["=> 21", "=> 42", "=> :add", "=> 3"]);
+
+    // A runaway evaluation: readiness is its thread asleep in the app.
+    writeln!(input, "sleep 30").unwrap();
+    let sleeping = "Thread.list.count { |t| t.name == 'rbscope-eval' && t.status == 'sleep' }";
+    loop {
+        let out = app.eval(sleeping);
+        if String::from_utf8_lossy(&out.stdout).trim() == "1" {
+            break;
+        }
+    }
+    // SAFETY: interrupting our own child, as Ctrl-C would.
+    unsafe { libc::kill(console.id() as i32, libc::SIGINT) };
+    writeln!(input, "x").unwrap();
+    drop(input);
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "=> 21\n", "the console goes on with its locals");
+    let mut err = String::new();
+    console
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(console.wait().unwrap().success());
+    assert!(
+        err.contains("interrupted: the eval thread was stopped"),
+        "{err}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&app.eval(sleeping).stdout).trim(),
+        "0"
+    );
+    // The app itself went on, and the history file is private.
+    app.run("hot 10");
+    let history = home.join(".local/share/rbscope/console_history");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&history).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(std::fs::read_to_string(&history)
+        .unwrap()
+        .contains("add(1, 2)"));
+
+    let closed = App::start(&[]);
+    let out = Command::new(cli())
+        .args(["console", "-p", &closed.pid.to_string()])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("eval is off"), "{}", stderr(&out));
+}

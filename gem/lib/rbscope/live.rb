@@ -26,6 +26,10 @@ module Rbscope
     ].freeze
     # Methods one selector may hook.
     MAX_TARGETS = 500
+    # Console bindings kept (the least recently used is dropped first).
+    MAX_BINDINGS = 16
+    # What Ruby says about code that is not finished yet (a console reads another line).
+    INCOMPLETE = /unexpected end-of-input|meets end of file|unterminated (?:string|regexp|list|quoted)/.freeze
 
     class Refusal < StandardError; end
 
@@ -33,6 +37,7 @@ module Rbscope
     @wrappers = {}
     @wrapped = Hash.new(0)
     @evals = {}
+    @bindings = {}
     @eval_lock = Mutex.new
 
     class << self
@@ -94,13 +99,15 @@ module Rbscope
         nil
       end
 
-      def eval_async(code, token)
+      # Evaluates `code` on a new thread, in console `binding_id`'s kept binding (nil: a fresh
+      # copy of TOPLEVEL_BINDING), and reports with Native.eval_done.
+      def eval_async(code, token, binding_id = nil)
         @eval_lock.synchronize do
           @evals[token] = Thread.new do
             Thread.current.name = "rbscope-eval"
             Thread.current.report_on_exception = false
-            ok, text = evaluate(code)
-            Native.eval_done(token, ok, text)
+            ok, text, incomplete = evaluate(code, binding_id)
+            Native.eval_done(token, ok, text, incomplete)
           ensure
             @eval_lock.synchronize { @evals.delete(token) }
           end
@@ -211,11 +218,32 @@ module Rbscope
         mod
       end
 
-      def evaluate(code)
-        value = in_app { TOPLEVEL_BINDING.dup.eval(code, "(rbscope eval)", 1) }
-        [true, safe_inspect(value)]
+      def evaluate(code, binding_id)
+        return [false, "", true] if incomplete?(code)
+
+        target = binding_for(binding_id)
+        value = in_app { target.eval(code, "(rbscope eval)", 1) }
+        [true, safe_inspect(value), false]
       rescue Exception => e # rubocop:disable Lint/RescueException
-        [false, describe_error(e)]
+        [false, describe_error(e), false]
+      end
+
+      def incomplete?(code)
+        RubyVM::InstructionSequence.compile(code)
+        false
+      rescue SyntaxError => e
+        INCOMPLETE.match?(e.message)
+      end
+
+      def binding_for(id)
+        return TOPLEVEL_BINDING.dup if id.nil?
+
+        @eval_lock.synchronize do
+          kept = @bindings.delete(id) || TOPLEVEL_BINDING.dup
+          @bindings[id] = kept
+          @bindings.shift while @bindings.size > MAX_BINDINGS
+          kept
+        end
       end
 
       def in_app(&block)

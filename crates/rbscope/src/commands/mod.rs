@@ -1,5 +1,6 @@
 //! One module per command. Each returns the process exit code.
 
+mod console;
 mod doctor;
 mod eval;
 mod key;
@@ -76,6 +77,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         },
         Command::Ps { json } => ps::ps(*json),
         Command::Memory { pid, json } => memory::memory(*pid, *json),
+        Command::Console { pid, timeout } => {
+            console::console(*pid, std::time::Duration::from_millis(*timeout as u64))
+        }
         Command::Trace {
             pid,
             firehose,

@@ -1,0 +1,114 @@
+//! `rbscope console -p PID`: an interactive Ruby console inside a running process.
+//!
+//! Each input runs through the agent's eval (so the app must allow eval), on a thread of its own
+//! inside the app, in a binding the agent keeps for this console (locals survive from one input
+//! to the next). Input that is not complete yet (an open `def`, block, bracket or string) is
+//! continued on the next line. While the console waits at its prompt nothing runs in the app;
+//! Ctrl-C during an evaluation asks the agent to kill that evaluation's thread (the app goes
+//! on), Ctrl-C at the prompt clears the input, Ctrl-D leaves. History is kept in
+//! `$XDG_DATA_HOME/rbscope/console_history` (0600).
+
+use crate::agent_client;
+use rustyline::error::ReadlineError;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_interrupt(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+fn history_file() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))?;
+    Some(base.join("rbscope/console_history"))
+}
+
+pub fn console(pid: u32, timeout: Duration) -> anyhow::Result<i32> {
+    let target = agent_client::locate(pid)?;
+    let mut client = agent_client::connect(&target)?;
+    // The agent keeps one binding per console: any id unlikely to be another console's.
+    let binding = u64::from(std::process::id()) << 32
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos() as u64)
+            .unwrap_or(0);
+    // Probe once, so a process that does not allow eval says so before the first prompt.
+    let probe = client.eval_in("nil", Some(binding), timeout, &INTERRUPTED)?;
+    if !probe.ok {
+        anyhow::bail!("{}", probe.text);
+    }
+    eprintln!(
+        "rbscope console: process {pid}, Ruby {}. Each input runs inside the app on a thread of \
+         its own; Ctrl-C stops a running evaluation (not the app), Ctrl-D leaves.",
+        client.welcome.ruby_version
+    );
+    // SAFETY: the handler only stores to an atomic.
+    unsafe {
+        libc::signal(
+            libc::SIGINT,
+            on_interrupt as *const () as libc::sighandler_t,
+        )
+    };
+    let mut editor = rustyline::DefaultEditor::new()?;
+    let history = history_file();
+    if let Some(h) = &history {
+        let _ = editor.load_history(h);
+    }
+    let mut input = String::new();
+    loop {
+        let prompt = if input.is_empty() {
+            "rbscope> "
+        } else {
+            "rbscope*> "
+        };
+        match editor.readline(prompt) {
+            Ok(line) => {
+                input.push_str(&line);
+                input.push('\n');
+            }
+            Err(ReadlineError::Interrupted) => {
+                input.clear();
+                continue;
+            }
+            Err(ReadlineError::Eof) => break,
+            Err(e) => return Err(e.into()),
+        }
+        if input.trim().is_empty() {
+            input.clear();
+            continue;
+        }
+        INTERRUPTED.store(false, Ordering::SeqCst);
+        let result = client.eval_in(&input, Some(binding), timeout, &INTERRUPTED)?;
+        if result.incomplete {
+            continue;
+        }
+        let _ = editor.add_history_entry(input.trim_end());
+        input.clear();
+        if result.ok {
+            println!("=> {}", result.text);
+        } else {
+            eprintln!("{}", result.text);
+        }
+        let _ = std::io::stdout().flush();
+    }
+    if let Some(h) = &history {
+        if let Some(dir) = h.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        // Created 0600 before rustyline writes it: history holds whatever was typed.
+        let _ = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(h);
+        let _ = editor.save_history(h);
+    }
+    Ok(0)
+}
