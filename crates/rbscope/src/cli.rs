@@ -201,8 +201,12 @@ pub enum Command {
     )]
     Trace {
         /// The process to trace (it must run the rbscope agent).
-        #[arg(short, long)]
-        pid: u32,
+        #[arg(short, long, required_unless_present = "ps", conflicts_with = "ps")]
+        pid: Option<u32>,
+        /// Trace every Ruby process of yours whose command line contains PATTERN (and those
+        /// that start later, such as restarted puma workers); lines start with [PID].
+        #[arg(long, value_name = "PATTERN")]
+        ps: Option<String>,
         /// Trace every Ruby method call (C methods only when selected with -m).
         #[arg(short = 'f', long)]
         firehose: bool,

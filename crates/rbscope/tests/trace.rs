@@ -835,7 +835,7 @@ fn presets_and_selector_files() {
     assert_eq!(out.status.code(), Some(1));
     let e = stderr(&out);
     assert!(
-        e.contains("not traced: Sidekiq::Processor#process(work): no constant Sidekiq::Processor is defined (optional: skipped)"),
+        e.contains(": Sidekiq::Processor#process(work): no constant Sidekiq::Processor is defined (optional: skipped)"),
         "{e}"
     );
     assert!(e.contains("nothing to trace"), "{e}");
@@ -849,7 +849,8 @@ fn presets_and_selector_files() {
     let (text, err) = t.stop();
     assert!(text.contains("Greeter#shout(text=\"bob\") <"), "{text}");
     assert!(
-        err.contains("not traced: Nope#x: no constant Nope is defined (optional: skipped)"),
+        err.contains("not traced in ")
+            && err.contains(": Nope#x: no constant Nope is defined (optional: skipped)"),
         "{err}"
     );
 }
@@ -969,4 +970,115 @@ fn console_keeps_locals_continues_lines_and_ctrl_c_stops_only_the_evaluation() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("eval is off"), "{}", stderr(&out));
+}
+
+#[test]
+fn ps_traces_every_puma_worker_and_picks_up_a_restarted_one() {
+    let sb = Sandbox::new();
+    let ru = sb.write(
+        "config.ru",
+        "require 'rbscope'\nRbscope.start\n\
+         class Hello\n  def call(env) = [200, { 'content-type' => 'text/plain' }, [work]]\n  def work = Process.pid.to_s\nend\n\
+         run Hello.new\n",
+    );
+    let server = Server::puma(&sb, &ru, &["-w", "2"]);
+    // Puma titles its processes with the app directory's name: unique to this sandbox.
+    let pattern = sb
+        .dir
+        .path()
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let output = sb.dir.path().join("ps-trace.out");
+    let mut cli_child = Killed(
+        Command::new(cli())
+            .args(["trace", "--ps", &pattern, "-m", "Hello#work", "-o"])
+            .arg(&output)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let err = cli_child.0.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let mut attached = std::collections::BTreeSet::new();
+    let wait_attached =
+        |attached: &mut std::collections::BTreeSet<u32>, seen: &mut Vec<String>, n: usize| {
+            while attached.len() < n {
+                let line = rx
+                    .recv_timeout(Duration::from_secs(30))
+                    .unwrap_or_else(|_| panic!("no attach: {seen:?}"));
+                if let Some(rest) = line.strip_prefix("*** attached to process ") {
+                    attached.insert(rest.split_whitespace().next().unwrap().parse().unwrap());
+                }
+                seen.push(line);
+            }
+        };
+    wait_attached(&mut attached, &mut seen, 2);
+    // The master runs no agent (workers load the app): said, not traced.
+    assert!(
+        seen.iter()
+            .any(|l| l.contains(&format!("process {} not traced", server.child.id()))),
+        "{seen:?}"
+    );
+    // Requests until each worker has answered one.
+    let mut answered = std::collections::BTreeSet::new();
+    for _ in 0..500 {
+        let (code, body) = server.get("/");
+        assert_eq!(code, 200);
+        answered.insert(body.trim().parse::<u32>().unwrap());
+        if answered.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(answered, attached, "the traced processes are the workers");
+    // Kill one worker: puma starts another, and the trace picks it up.
+    let victim = *attached.iter().next().unwrap();
+    // SAFETY: killing a puma worker of this test.
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    wait_attached(&mut attached, &mut seen, 3);
+    let newcomer = *attached
+        .iter()
+        .find(|p| **p != victim && !answered.contains(p))
+        .unwrap();
+    for _ in 0..500 {
+        if server.get("/").1.trim() == newcomer.to_string() {
+            break;
+        }
+    }
+    // SAFETY: interrupting our own child, as Ctrl-C would.
+    unsafe { libc::kill(cli_child.0.id() as i32, libc::SIGINT) };
+    assert!(cli_child.0.wait().unwrap().success());
+    let text = std::fs::read_to_string(&output).unwrap();
+    // The killed worker's last events may die with it; the others' are all there.
+    let survivor = *answered.iter().find(|p| **p != victim).unwrap();
+    for pid in [survivor, newcomer] {
+        assert!(
+            text.contains(&format!("[{pid}] Hello#work <")),
+            "{pid}: {text}"
+        );
+    }
+    assert!(
+        text.lines().all(|l| l.is_empty() || l.starts_with('[')),
+        "{text}"
+    );
+}
+
+/// A child process killed when the test ends (also when it fails).
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -82,6 +82,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Trace {
             pid,
+            ps,
             firehose,
             methods,
             preset,
@@ -95,6 +96,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             duration,
         } => trace::trace(trace::Options {
             pid: *pid,
+            ps: ps.clone(),
             firehose: *firehose,
             selectors: {
                 let mut all = methods.clone();

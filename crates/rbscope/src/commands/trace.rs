@@ -1,4 +1,6 @@
-//! `rbscope trace -p PID ...`: method calls of a running process, as they happen.
+//! `rbscope trace -p PID ...`: method calls of a running process, as they happen;
+//! `rbscope trace --ps PATTERN ...`: of every matching process (each line prefixed with its
+//! PID), attaching to new ones (a restarted puma worker) as they appear.
 //!
 //! The agent installs hooks for what was asked and streams binary event records; this side
 //! rebuilds each thread's calls (rbscope-trace's timeline) and prints them as text, JSON lines
@@ -7,21 +9,26 @@
 //! removes them by itself.
 
 use crate::agent_client::{self, NoAgent};
-use anyhow::{anyhow, bail, Context};
+use anyhow::{bail, Context};
 use rbscope_proto::{AgentMessage, TraceRequest};
 use rbscope_trace::render::{self, Format};
 use rbscope_trace::selector::Selector;
 use rbscope_trace::timeline::Timeline;
+use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::RecvTimeoutError;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub struct Options {
-    pub pid: u32,
+    /// One process (`-p`), or None with `ps` set.
+    pub pid: Option<u32>,
+    /// Every process whose command line contains this (`--ps`).
+    pub ps: Option<String>,
     pub firehose: bool,
     pub selectors: Vec<String>,
     pub slow_ms: Option<u32>,
@@ -52,47 +59,27 @@ pub fn trace(o: Options) -> anyhow::Result<i32> {
     if !o.firehose && o.selectors.is_empty() && o.slow_ms.is_none() && !o.gc {
         bail!("nothing to trace: give -f (every call), -m SELECTOR, --slow MS or --gc");
     }
-    let target = agent_client::locate(o.pid)?;
-    let mut client = agent_client::connect(&target).map_err(|e| match e.downcast::<NoAgent>() {
-        Ok(no) => anyhow!(
-            "{no}; tracing needs the agent (read stacks without it: rbscope stacks -p {} --remote)",
-            o.pid
-        ),
-        Err(e) => e,
-    })?;
     // SAFETY: installing a handler that only stores to an atomic.
     unsafe {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
     }
-    let asked = Instant::now();
-    let started = client.start_trace(TraceRequest {
-        firehose: o.firehose,
-        selectors: o.selectors.clone(),
-        slow_ms: o.slow_ms,
-        gc: o.gc,
-        force: o.force,
-        wait_ms: ATTACH_WAIT.as_millis() as u32,
-    })?;
-    eprintln!(
-        "*** attached to process {} in {:.1} ms (clock: {}), tracing: {}",
-        o.pid,
-        asked.elapsed().as_secs_f64() * 1000.0,
-        started.clock,
-        if started.hooked.is_empty() {
-            "nothing (see below)".to_string()
-        } else {
-            started.hooked.join(", ")
+    let out = open_output(&o)?;
+    let until = o.duration.map(|d| Instant::now() + d);
+    match (&o.ps, o.pid) {
+        (Some(pattern), _) => many(&o, pattern, out, until),
+        (None, Some(pid)) => {
+            let (mut client, _) = attach(&o, pid)?;
+            let renderer = render::renderer(o.format, out, o.show_threads, pid);
+            let ended = follow(&mut client, renderer, pid, begun, until)?;
+            Ok(report(pid, &ended))
         }
-    );
-    for s in &started.skipped {
-        eprintln!("*** not traced: {s}");
+        (None, None) => bail!("say which process: -p PID or --ps PATTERN"),
     }
-    if started.hooked.is_empty() {
-        let _ = client.send_detach();
-        bail!("nothing to trace: no selector matched a loaded method (see the lines above)");
-    }
-    let out: Box<dyn Write> = match &o.output {
+}
+
+fn open_output(o: &Options) -> anyhow::Result<Box<dyn Write + Send>> {
+    Ok(match &o.output {
         Some(path) => Box::new(BufWriter::with_capacity(
             1 << 20,
             OpenOptions::new()
@@ -104,13 +91,73 @@ pub fn trace(o: Options) -> anyhow::Result<i32> {
                 .with_context(|| format!("cannot write {}", path.display()))?,
         )),
         None => Box::new(BufWriter::with_capacity(1 << 20, io::stdout())),
-    };
-    let mut renderer = render::renderer(o.format, out, o.show_threads, o.pid);
+    })
+}
+
+/// Connects to `pid`'s agent and starts the trace; prints the "attached" line.
+fn attach(
+    o: &Options,
+    pid: u32,
+) -> anyhow::Result<(agent_client::Client, rbscope_proto::TraceStarted)> {
+    let target = agent_client::locate(pid)?;
+    let mut client = agent_client::connect(&target).map_err(|e| match e.downcast::<NoAgent>() {
+        Ok(no) => anyhow::Error::new(NoAgent(format!(
+            "{no}; tracing needs the agent (read stacks without it: rbscope stacks -p {pid} --remote)"
+        ))),
+        Err(e) => e,
+    })?;
+    let asked = Instant::now();
+    let started = client.start_trace(TraceRequest {
+        firehose: o.firehose,
+        selectors: o.selectors.clone(),
+        slow_ms: o.slow_ms,
+        gc: o.gc,
+        force: o.force,
+        wait_ms: ATTACH_WAIT.as_millis() as u32,
+    })?;
+    eprintln!(
+        "*** attached to process {pid} in {:.1} ms (clock: {}), tracing: {}",
+        asked.elapsed().as_secs_f64() * 1000.0,
+        started.clock,
+        if started.hooked.is_empty() {
+            "nothing (see below)".to_string()
+        } else {
+            started.hooked.join(", ")
+        }
+    );
+    for s in &started.skipped {
+        eprintln!("*** not traced in {pid}: {s}");
+    }
+    if started.hooked.is_empty() {
+        let _ = client.send_detach();
+        bail!("nothing to trace in process {pid}: no selector matched a loaded method (see the lines above)");
+    }
+    Ok((client, started))
+}
+
+/// How a followed trace ended.
+struct Ended {
+    calls: u64,
+    events: u64,
+    lost: u64,
+    first_event: Option<Duration>,
+    /// None when the agent confirmed the detach.
+    trouble: Option<String>,
+}
+
+/// Reads one process's events into `renderer` until STOP, `until`, or the connection ends;
+/// then detaches and waits for the agent to confirm.
+fn follow<'w>(
+    client: &mut agent_client::Client,
+    mut renderer: Box<dyn render::Render + 'w>,
+    pid: u32,
+    begun: Instant,
+    until: Option<Instant>,
+) -> anyhow::Result<Ended> {
     let mut timeline = Timeline::default();
     let messages = client.stream_messages()?;
-    let until = o.duration.map(|d| Instant::now() + d);
     let mut detach_by: Option<Instant> = None;
-    let mut summary = None;
+    let mut confirmed = false;
     let mut trouble: Option<String> = None;
     let mut first_event: Option<Duration> = None;
     loop {
@@ -141,23 +188,18 @@ pub fn trace(o: Options) -> anyhow::Result<i32> {
                     first_event = Some(begun.elapsed());
                 }
             }
-            Ok(Ok(AgentMessage::Detached(s))) => {
-                summary = Some(s);
+            Ok(Ok(AgentMessage::Detached(_))) => {
+                confirmed = true;
                 break;
             }
-            Ok(Ok(AgentMessage::Busy(why))) => {
+            Ok(Ok(AgentMessage::Busy(why))) | Ok(Ok(AgentMessage::Error(why))) => {
                 trouble = Some(why);
-                break;
-            }
-            Ok(Ok(AgentMessage::Error(e))) => {
-                trouble = Some(e);
                 break;
             }
             Ok(Ok(_)) => {}
             Ok(Err(_)) | Err(RecvTimeoutError::Disconnected) => {
                 trouble = Some(format!(
-                    "process {} closed the connection (it exited, or its agent stopped)",
-                    o.pid
+                    "process {pid} closed the connection (it exited, or its agent stopped)"
                 ));
                 break;
             }
@@ -176,31 +218,201 @@ pub fn trace(o: Options) -> anyhow::Result<i32> {
     renderer
         .finish(&timeline.names)
         .context("cannot write the trace")?;
-    let lost = timeline.lost;
-    match (summary, trouble) {
-        (Some(_), None) => {
+    if !confirmed && trouble.is_none() {
+        trouble = Some("the trace ended without the agent confirming the detach".into());
+    }
+    Ok(Ended {
+        calls: timeline.calls,
+        events: timeline.events,
+        lost: timeline.lost,
+        first_event,
+        trouble,
+    })
+}
+
+/// Prints how the trace of `pid` ended; the exit code.
+fn report(pid: u32, e: &Ended) -> i32 {
+    match &e.trouble {
+        None => {
             eprintln!(
-                "*** detached from process {}: {} calls traced, {} events{}{}",
-                o.pid,
-                timeline.calls,
-                timeline.events,
-                first_event
+                "*** detached from process {pid}: {} calls traced, {} events{}{}",
+                e.calls,
+                e.events,
+                e.first_event
                     .map(|d| format!(", first after {:.1} ms", d.as_secs_f64() * 1000.0))
                     .unwrap_or_default(),
-                if lost > 0 {
+                if e.lost > 0 {
                     format!(
-                        ", {lost} events lost (this client did not keep up; try -o FILE or fewer selectors)"
+                        ", {} events lost (this client did not keep up; try -o FILE or fewer selectors)",
+                        e.lost
                     )
                 } else {
                     String::new()
                 }
             );
-            Ok(0)
+            0
         }
-        (_, Some(t)) => {
-            eprintln!("*** trace ended: {t}");
-            Ok(1)
+        Some(t) => {
+            eprintln!("*** trace of process {pid} ended: {t}");
+            1
         }
-        (None, None) => Ok(1),
+    }
+}
+
+/// Writes whole lines to a shared output, each prefixed with `[PID] `.
+struct Prefixed {
+    prefix: String,
+    line: Vec<u8>,
+    out: Arc<Mutex<Box<dyn Write + Send>>>,
+}
+
+impl Write for Prefixed {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        for &b in buf {
+            self.line.push(b);
+            if b == b'\n' {
+                let mut out = self
+                    .out
+                    .lock()
+                    .map_err(|_| io::Error::other("output lock"))?;
+                // A blank line (between call trees) stays blank.
+                if self.line.len() > 1 {
+                    out.write_all(self.prefix.as_bytes())?;
+                }
+                out.write_all(&self.line)?;
+                self.line.clear();
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let mut out = self
+            .out
+            .lock()
+            .map_err(|_| io::Error::other("output lock"))?;
+        if !self.line.is_empty() {
+            out.write_all(self.prefix.as_bytes())?;
+            out.write_all(&self.line)?;
+            out.write_all(b"\n")?;
+            self.line.clear();
+        }
+        out.flush()
+    }
+}
+
+/// The PIDs (not this process) whose command line contains `pattern`, that are Ruby processes
+/// of this user.
+fn matching(pattern: &str) -> Vec<u32> {
+    let me = std::process::id();
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    let mut pids: Vec<u32> = std::fs::read_dir("/proc")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    pids.sort_unstable();
+    pids.into_iter()
+        .filter(|&pid| pid != me)
+        .filter(|&pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmd: Vec<u8> = cmd.iter().map(|&b| if b == 0 { b' ' } else { b }).collect();
+            String::from_utf8_lossy(&cmd).contains(pattern)
+        })
+        .filter(|&pid| {
+            let owner = std::fs::metadata(format!("/proc/{pid}"))
+                .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+                .unwrap_or(u32::MAX);
+            uid == 0 || owner == uid
+        })
+        .filter(|&pid| agent_client::is_ruby(pid))
+        .collect()
+}
+
+/// `--ps PATTERN`: every matching process with an agent, found again every second.
+fn many(
+    o: &Options,
+    pattern: &str,
+    out: Box<dyn Write + Send>,
+    until: Option<Instant>,
+) -> anyhow::Result<i32> {
+    if o.format == render::Format::Chrome {
+        bail!("--ps writes one stream for many processes: use --format text or jsonl");
+    }
+    let out = Arc::new(Mutex::new(out));
+    let mut followed: HashMap<u32, std::thread::JoinHandle<i32>> = HashMap::new();
+    let mut passed: HashMap<u32, String> = HashMap::new();
+    let mut noted = std::collections::HashSet::new();
+    let mut next_look = Instant::now();
+    loop {
+        if STOP.load(Ordering::SeqCst) || until.is_some_and(|u| Instant::now() >= u) {
+            break;
+        }
+        if Instant::now() >= next_look {
+            next_look = Instant::now() + Duration::from_secs(1);
+            for pid in matching(pattern) {
+                if followed.contains_key(&pid) || passed.contains_key(&pid) {
+                    continue;
+                }
+                match attach(o, pid) {
+                    Ok((mut client, _)) => {
+                        let out = out.clone();
+                        let format = o.format;
+                        let show_threads = o.show_threads;
+                        let handle = std::thread::spawn(move || {
+                            let writer = Prefixed {
+                                prefix: format!("[{pid}] "),
+                                line: Vec::new(),
+                                out,
+                            };
+                            let renderer =
+                                render::renderer(format, Box::new(writer), show_threads, pid);
+                            match follow(&mut client, renderer, pid, Instant::now(), until) {
+                                Ok(ended) => report(pid, &ended),
+                                Err(e) => {
+                                    eprintln!("*** trace of process {pid} failed: {e:#}");
+                                    1
+                                }
+                            }
+                        });
+                        followed.insert(pid, handle);
+                    }
+                    Err(e) => {
+                        // Said once. A process without the agent may start it later (a worker
+                        // still booting): it is tried again; any other reason is final.
+                        let no_agent = e.is::<NoAgent>();
+                        if noted.insert(pid) {
+                            eprintln!("*** process {pid} not traced: {e:#}");
+                        }
+                        if !no_agent {
+                            passed.insert(pid, e.to_string());
+                        }
+                    }
+                }
+            }
+            if followed.is_empty() && noted.is_empty() {
+                eprintln!(
+                    "*** no Ruby process matches {pattern:?} yet; looking again every second"
+                );
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    STOP.store(true, Ordering::SeqCst);
+    let traced_any = !followed.is_empty();
+    for (_, h) in followed {
+        // A process that exited during the trace (a restarted worker) is not a failure.
+        let _ = h.join();
+    }
+    if let Ok(mut w) = out.lock() {
+        w.flush().context("cannot write the trace")?;
+    }
+    if traced_any {
+        Ok(0)
+    } else {
+        eprintln!("*** nothing was traced: no matching process with the agent");
+        Ok(1)
     }
 }
