@@ -42,6 +42,11 @@ pub struct ReadOptions {
     /// How many times a thread whose stack changed while being read is read again.
     pub attempts: u32,
     pub max_frames: usize,
+    /// Read each stack twice and keep it only if both reads agree (a stack shown to a person
+    /// must be one the thread really had). A sampling profiler takes one read whose frames
+    /// check out: a busy thread's stack rarely holds still for two reads, and dropping those
+    /// samples would hide exactly the busy code.
+    pub settled: bool,
 }
 
 impl Default for ReadOptions {
@@ -49,6 +54,7 @@ impl Default for ReadOptions {
         ReadOptions {
             attempts: 5,
             max_frames: 10_000,
+            settled: true,
         }
     }
 }
@@ -139,6 +145,9 @@ fn read_thread<M: Memory>(
     if t.status == threads::ThreadStatus::Killed || t.ec == 0 {
         return Ok(stack);
     }
+    if !opts.settled {
+        return Ok(sampled(o, t, opts, refresh, stack));
+    }
     let mut last = String::new();
     for _ in 0..opts.attempts.max(1) {
         // Read the frames twice, the second time afresh: a stack that held still across
@@ -169,6 +178,69 @@ fn read_thread<M: Memory>(
         opts.attempts.max(1)
     ));
     Ok(stack)
+}
+
+/// Innermost frames a sample may drop when they do not check out.
+const SAMPLE_DROP: usize = 8;
+
+/// A sample's read of one thread: one read, keeping the longest run of outer frames that
+/// checks out. A busy thread's innermost frames are pushed and popped while they are read (a
+/// method entry or iseq read a moment too late); dropping up to [`SAMPLE_DROP`] of them keeps
+/// the sample, which shows where the thread was a few calls up. Deeper trouble leaves the
+/// thread out of the sample.
+fn sampled<M: Memory>(
+    o: &Objects<'_, M>,
+    t: &ThreadInfo,
+    opts: ReadOptions,
+    refresh: &dyn Fn(),
+    mut stack: ThreadStack,
+) -> ThreadStack {
+    let mut last = String::new();
+    for _ in 0..opts.attempts.max(1) {
+        let mut walked = Vec::new();
+        let walk = frames::walk_all(o.mem, o.l, t.ec, &mut |f: &StackFrame| {
+            walked.push(*f);
+            walked.len() < opts.max_frames
+        });
+        if let Err(e) = walk {
+            last = format!("its frames could not be walked ({e})");
+            refresh();
+            continue;
+        }
+        let captured: Vec<Option<CapturedFrame>> = walked
+            .into_iter()
+            .map(|frame| {
+                frames::method_entry_depth(o.mem, &as_raw(&frame))
+                    .ok()
+                    .map(|(me, me_depth)| CapturedFrame {
+                        frame,
+                        me,
+                        me_depth,
+                    })
+            })
+            .collect();
+        // The outer frames that read well, from the first bad one (counted from inside) out.
+        let first_good = captured
+            .iter()
+            .rposition(|c| c.is_none())
+            .map_or(0, |i| i + 1);
+        if first_good > SAMPLE_DROP {
+            last = "a frame deep in its stack did not check out".into();
+            refresh();
+            continue;
+        }
+        let good: Vec<CapturedFrame> = captured[first_good..].iter().flatten().copied().collect();
+        for skip in 0..=SAMPLE_DROP.saturating_sub(first_good).min(good.len()) {
+            if let Ok(frames) = label_frames(o, &good[skip..]) {
+                stack.frames = frames;
+                return stack;
+            }
+        }
+        last = "its frames did not check out".into();
+        refresh();
+    }
+    stack.error = Some(format!("not sampled: {last}"));
+    stack
 }
 
 /// A frame as found on the stack, with the method entry its environment chain points at: the

@@ -285,6 +285,38 @@ pub enum Command {
         #[arg(long, default_value = "10m", value_parser = crate::duration::parse_ms)]
         timeout: i64,
     },
+    /// A sampling profile of every thread of a running Ruby process (no agent needed).
+    #[command(
+        long_about = "A sampling profile of every thread of a running Ruby process, read from \
+            outside (like `rbscope stacks --remote`: no agent, the process is never paused or \
+            signalled). Each sample reads every thread's stack with better-backtrace labels; \
+            wall time (default) counts every thread in every sample, --cpu only the threads \
+            that are running. Written as a flame graph SVG (opens in a browser), speedscope \
+            JSON (https://www.speedscope.app) or collapsed stacks (one line per stack and \
+            count). Reading another process needs the right to trace it (same user with \
+            kernel.yama.ptrace_scope=0, or root / CAP_SYS_PTRACE).",
+        after_help = "Example: rbscope record -p 4242 --duration 30s -o profile.svg\n         rbscope record -p 4242 --duration 10s --format speedscope -o profile.json --cpu"
+    )]
+    Record {
+        /// The process to sample.
+        #[arg(short, long)]
+        pid: i32,
+        /// How long to sample (Ctrl-C stops early and still writes the profile).
+        #[arg(long, default_value = "30s", value_parser = crate::duration::parse_ms)]
+        duration: i64,
+        /// Samples per second.
+        #[arg(long, default_value_t = 99)]
+        rate: u32,
+        /// Where to write the profile (mode 0600).
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+        /// flamegraph (SVG), speedscope (JSON) or collapsed (text).
+        #[arg(long, default_value = "flamegraph", value_parser = parse_record_format)]
+        format: crate::commands::RecordFormat,
+        /// Count only running threads (CPU time), not every thread (wall time).
+        #[arg(long)]
+        cpu: bool,
+    },
     /// One readable report of a running process's memory: RSS, the Ruby heap, malloc, GC
     /// figures and live objects by type (through its agent).
     #[command(
@@ -327,5 +359,9 @@ impl Cli {
 }
 
 fn parse_format(s: &str) -> Result<rbscope_trace::render::Format, String> {
+    s.parse()
+}
+
+fn parse_record_format(s: &str) -> Result<crate::commands::RecordFormat, String> {
     s.parse()
 }

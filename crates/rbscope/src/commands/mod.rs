@@ -8,6 +8,7 @@ mod list;
 mod memory;
 mod ps;
 mod purge;
+mod record;
 mod restore;
 mod run;
 mod show;
@@ -15,6 +16,7 @@ mod stacks;
 mod trace;
 
 use crate::cli::{Cli, Command};
+pub use record::Format as RecordFormat;
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     match &cli.command {
@@ -77,6 +79,21 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         },
         Command::Ps { json } => ps::ps(*json),
         Command::Memory { pid, json } => memory::memory(*pid, *json),
+        Command::Record {
+            pid,
+            duration,
+            rate,
+            output,
+            format,
+            cpu,
+        } => record::record(record::Options {
+            pid: *pid,
+            duration: std::time::Duration::from_millis(*duration as u64),
+            rate: *rate,
+            output: output.clone(),
+            format: *format,
+            cpu: *cpu,
+        }),
         Command::Console { pid, timeout } => {
             console::console(*pid, std::time::Duration::from_millis(*timeout as u64))
         }

@@ -38,7 +38,7 @@ fn permission_hint(pid: i32) -> String {
     )
 }
 
-fn read_error(pid: i32, e: ReadError) -> anyhow::Error {
+pub fn read_error(pid: i32, e: ReadError) -> anyhow::Error {
     match e {
         ReadError::ProcessGone => anyhow!("process {pid} exited while it was being read"),
         ReadError::PermissionDenied => anyhow!(permission_hint(pid)),
@@ -48,7 +48,7 @@ fn read_error(pid: i32, e: ReadError) -> anyhow::Error {
     }
 }
 
-fn target_error(pid: i32, e: TargetError) -> anyhow::Error {
+pub fn target_error(pid: i32, e: TargetError) -> anyhow::Error {
     match e {
         TargetError::Read(r) => read_error(pid, r),
         TargetError::Denied(_) => anyhow!(permission_hint(pid)),
@@ -241,7 +241,7 @@ pub fn core(core: &Path, ruby: &Path, json: bool) -> anyhow::Result<i32> {
 
 /// Reads every thread; `refresh` makes the memory source forget what it copied before a
 /// re-read (a running process), or does nothing (a core file does not change).
-fn read<M: Memory>(
+pub fn read<M: Memory>(
     mem: &M,
     target: &Target,
     running: bool,

@@ -1,0 +1,297 @@
+//! `rbscope record -p PID`: a sampling profile of every thread of a running Ruby process.
+//!
+//! Each sample reads every thread's stack from outside (rbscope-vm, `process_vm_readv`, the
+//! process is never paused or signalled, and no agent is needed), with the labels of better
+//! backtraces, so the process pays only for the memory traffic. Each stack is read once and
+//! kept when its frames check out (a stack read twice rarely holds still on a busy thread, and
+//! dropping those samples would hide the busy code); one that does not is read again (up to 3
+//! times) or left out of that sample. Wall mode counts every
+//! thread in every sample (a thread waiting on I/O shows where it waits); CPU mode only threads
+//! that are running. Samples are aggregated per thread and stack and written as collapsed
+//! stacks (`thread;outer;...;inner count`, for flamegraph.pl and friends), speedscope JSON, or a
+//! flame graph SVG.
+
+use super::stacks::{read_error, target_error};
+use anyhow::{anyhow, bail, Context};
+use rbscope_vm::memory::Memory;
+use rbscope_vm::memory::ReadError;
+use rbscope_vm::objects::Objects;
+use rbscope_vm::remote::ProcessMemory;
+use rbscope_vm::stacks::{self, ReadOptions, Stacks, ThreadStack};
+use rbscope_vm::target::{Target, TargetError};
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Collapsed,
+    Speedscope,
+    Flamegraph,
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Format, String> {
+        match s {
+            "collapsed" => Ok(Format::Collapsed),
+            "speedscope" => Ok(Format::Speedscope),
+            "flamegraph" => Ok(Format::Flamegraph),
+            other => Err(format!(
+                "unknown format {other:?}: use flamegraph, speedscope or collapsed"
+            )),
+        }
+    }
+}
+
+pub struct Options {
+    pub pid: i32,
+    pub duration: Duration,
+    pub rate: u32,
+    pub output: PathBuf,
+    pub format: Format,
+    pub cpu: bool,
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// One stack as the profile keeps it: the thread, then frames outermost first.
+type Key = (String, Vec<(String, String, i64)>);
+
+fn thread_label(t: &ThreadStack) -> String {
+    let tid = t.tid.map(|t| t.to_string()).unwrap_or_else(|| "?".into());
+    match (&t.name, t.main) {
+        (Some(n), _) => format!("{n} ({tid})"),
+        (None, true) => format!("main ({tid})"),
+        (None, false) => format!("thread {tid}"),
+    }
+}
+
+pub fn record(o: Options) -> anyhow::Result<i32> {
+    let pid = o.pid;
+    if o.rate == 0 || o.rate > 1000 {
+        bail!("--rate must be between 1 and 1000 samples per second");
+    }
+    if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        bail!("no process with PID {pid} (it may have exited)");
+    }
+    let mem = ProcessMemory::new(pid);
+    let target = Target::of_process(pid, &mem).map_err(|e| target_error(pid, e))?;
+    // Opened before sampling, so a bad path fails at once.
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&o.output)
+        .with_context(|| format!("cannot write {}", o.output.display()))?;
+    // SAFETY: installing a handler that only stores to an atomic.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+    eprintln!(
+        "*** sampling process {pid} (Ruby {}) at {} Hz for {:.0} s ({} time); Ctrl-C stops early",
+        target.version,
+        o.rate,
+        o.duration.as_secs_f64(),
+        if o.cpu { "CPU" } else { "wall" }
+    );
+    let interval = Duration::from_secs(1) / o.rate;
+    let started = Instant::now();
+    let mut next = started;
+    let mut counts: BTreeMap<Key, u64> = BTreeMap::new();
+    let (mut samples, mut missed, mut torn) = (0u64, 0u64, 0u64);
+    let mut ended = None;
+    while started.elapsed() < o.duration && !STOP.load(Ordering::SeqCst) {
+        mem.forget();
+        match sample(&mem, &target, &|| mem.forget()) {
+            Ok(stacks) => {
+                samples += 1;
+                for t in &stacks.threads {
+                    if t.error.is_some() {
+                        torn += 1;
+                        continue;
+                    }
+                    if t.frames.is_empty() || (o.cpu && t.status != "running") {
+                        continue;
+                    }
+                    let frames = t
+                        .frames
+                        .iter()
+                        .rev()
+                        .map(|f| {
+                            (
+                                f.label.replace(';', ":"),
+                                f.path.clone(),
+                                f.line.unwrap_or(0),
+                            )
+                        })
+                        .collect();
+                    *counts.entry((thread_label(t), frames)).or_default() += 1;
+                }
+            }
+            Err(ReadError::ProcessGone) => {
+                ended = Some(format!("process {pid} exited"));
+                break;
+            }
+            Err(e @ ReadError::PermissionDenied) => return Err(read_error(pid, e)),
+            Err(_) => missed += 1,
+        }
+        next += interval;
+        let now = Instant::now();
+        if next > now {
+            std::thread::sleep(next - now);
+        } else {
+            // Behind (a slow read): skip the samples that could not be taken in time.
+            let behind = (now - next).as_nanos() / interval.as_nanos().max(1);
+            missed += behind as u64;
+            next += interval * behind as u32;
+        }
+    }
+    let took = started.elapsed();
+    if samples == 0 {
+        return Err(anyhow!(
+            "no sample could be taken from process {pid}{}",
+            ended.map(|e| format!(" ({e})")).unwrap_or_default()
+        ));
+    }
+    let mut w = BufWriter::new(file);
+    let seconds = interval.as_secs_f64();
+    match o.format {
+        Format::Collapsed => write_collapsed(&mut w, &counts)?,
+        Format::Speedscope => write_speedscope(&mut w, &counts, pid, seconds)?,
+        Format::Flamegraph => write_flamegraph(&mut w, &counts, pid, o.cpu)?,
+    }
+    w.flush()?;
+    eprintln!(
+        "*** {samples} samples in {:.1} s ({:.0} Hz){}{}{}; written to {}",
+        took.as_secs_f64(),
+        samples as f64 / took.as_secs_f64(),
+        if missed > 0 {
+            format!(", {missed} missed")
+        } else {
+            String::new()
+        },
+        if torn > 0 {
+            format!(", {torn} thread stacks left out (they did not check out)")
+        } else {
+            String::new()
+        },
+        ended.map(|e| format!(" ({e})")).unwrap_or_default(),
+        o.output.display()
+    );
+    Ok(0)
+}
+
+/// One sample: every thread's stack, each from one read whose frames check out (see
+/// `ReadOptions::settled`).
+fn sample<M: Memory>(mem: &M, target: &Target, refresh: &dyn Fn()) -> Result<Stacks, ReadError> {
+    let o = Objects::new(mem, target.layout, target.global_symbols);
+    let vm = target.vm(mem).map_err(|e| match e {
+        TargetError::Read(r) => r,
+        _ => ReadError::Unreadable(target.vm_ptr),
+    })?;
+    let opts = ReadOptions {
+        attempts: 3,
+        settled: false,
+        ..ReadOptions::default()
+    };
+    stacks::read_all(&o, vm, opts, refresh)
+}
+
+fn folded(key: &Key) -> String {
+    let mut s = key.0.replace(';', ":");
+    for (label, _, _) in &key.1 {
+        s.push(';');
+        s.push_str(label);
+    }
+    s
+}
+
+fn write_collapsed(w: &mut dyn Write, counts: &BTreeMap<Key, u64>) -> anyhow::Result<()> {
+    for (key, n) in counts {
+        writeln!(w, "{} {n}", folded(key))?;
+    }
+    Ok(())
+}
+
+fn write_flamegraph(
+    w: &mut dyn Write,
+    counts: &BTreeMap<Key, u64>,
+    pid: i32,
+    cpu: bool,
+) -> anyhow::Result<()> {
+    let lines: Vec<String> = counts
+        .iter()
+        .map(|(key, n)| format!("{} {n}", folded(key)))
+        .collect();
+    let mut opts = inferno::flamegraph::Options::default();
+    opts.title = format!(
+        "rbscope record: process {pid} ({} time)",
+        if cpu { "CPU" } else { "wall" }
+    );
+    opts.count_name = "samples".into();
+    inferno::flamegraph::from_lines(&mut opts, lines.iter().map(String::as_str), w)
+        .map_err(|e| anyhow!("cannot draw the flame graph: {e}"))
+}
+
+/// speedscope's file format: shared frames, one sampled profile per thread.
+fn write_speedscope(
+    w: &mut dyn Write,
+    counts: &BTreeMap<Key, u64>,
+    pid: i32,
+    seconds_per_sample: f64,
+) -> anyhow::Result<()> {
+    use serde_json::json;
+    let mut frames: Vec<serde_json::Value> = Vec::new();
+    let mut index: BTreeMap<(String, String, i64), usize> = BTreeMap::new();
+    let mut profiles: BTreeMap<String, (Vec<Vec<usize>>, Vec<f64>)> = BTreeMap::new();
+    for ((thread, stack), n) in counts {
+        let ids: Vec<usize> = stack
+            .iter()
+            .map(|f| {
+                *index.entry(f.clone()).or_insert_with(|| {
+                    frames.push(json!({"name": f.0, "file": f.1, "line": f.2}));
+                    frames.len() - 1
+                })
+            })
+            .collect();
+        let p = profiles.entry(thread.clone()).or_default();
+        p.0.push(ids);
+        p.1.push(*n as f64 * seconds_per_sample);
+    }
+    let profiles: Vec<serde_json::Value> = profiles
+        .into_iter()
+        .map(|(name, (samples, weights))| {
+            let total: f64 = weights.iter().sum();
+            json!({
+                "type": "sampled",
+                "name": name,
+                "unit": "seconds",
+                "startValue": 0.0,
+                "endValue": total,
+                "samples": samples,
+                "weights": weights,
+            })
+        })
+        .collect();
+    let doc = json!({
+        "$schema": "https://www.speedscope.app/file-format-schema.json",
+        "name": format!("rbscope record: process {pid}"),
+        "exporter": concat!("rbscope ", env!("CARGO_PKG_VERSION")),
+        "activeProfileIndex": 0,
+        "shared": {"frames": frames},
+        "profiles": profiles,
+    });
+    serde_json::to_writer(w, &doc)?;
+    Ok(())
+}
