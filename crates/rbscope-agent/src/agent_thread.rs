@@ -44,6 +44,8 @@ pub enum Work {
         deadline: Instant,
         reply: SyncSender<Result<rbscope_proto::TraceStarted, String>>,
     },
+    /// Try a trace session's waiting selectors again.
+    Retry { id: u64 },
     /// Remove a trace session's hooks, then say so on `reply`.
     Detach { id: u64, reply: SyncSender<()> },
     /// Start evaluating code for the eval waiting under `token` (in a console's kept binding).
@@ -224,6 +226,7 @@ unsafe extern "C" fn agent_main(data: *mut c_void) -> VALUE {
                     let _ = reply.send(answer);
                 }
             }
+            Some(Work::Retry { id }) => crate::live::retry(gvl, id),
             Some(Work::Detach { id, reply }) => {
                 crate::live::detach(gvl, id);
                 let _ = reply.send(());

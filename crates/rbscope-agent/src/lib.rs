@@ -211,6 +211,11 @@ fn trace_ignore_owner(session: u64, module: Value) {
     live::ignore_owner(gvl(), session, module.as_raw());
 }
 
+/// `Rbscope::Native.flush_traces(seconds)`: at exit, lets traces send what was recorded.
+fn flush_traces(seconds: f64) {
+    live::flush_all(gvl(), Duration::from_secs_f64(seconds.clamp(0.0, 5.0)));
+}
+
 /// `Rbscope::Native.eval_done(token, ok, text, incomplete)`: an eval thread's result.
 fn eval_done(token: u64, ok: bool, text: String, incomplete: bool) {
     live_eval::done(token, ok, text, incomplete);
@@ -235,6 +240,7 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
     native.define_singleton_method("trace_hook", function!(trace_hook, 6))?;
     native.define_singleton_method("trace_ignore_owner", function!(trace_ignore_owner, 2))?;
     native.define_singleton_method("eval_done", function!(eval_done, 4))?;
+    native.define_singleton_method("flush_traces", function!(flush_traces, 1))?;
     native.define_singleton_method("trace_clock_settled?", function!(trace_clock::settled, 0))?;
     backtrace::define(ruby, module, native)?;
     native.const_set("VERSION", env!("CARGO_PKG_VERSION"))?;

@@ -23,6 +23,8 @@ pub struct Plan {
     pub firehose: bool,
     pub gc: bool,
     pub selectors: Vec<Selector>,
+    /// Selectors naming code not loaded yet wait for it instead of failing.
+    pub wait_for_code: bool,
 }
 
 struct LiveSession {
@@ -72,9 +74,10 @@ pub fn attach(gvl: Gvl, session: Arc<Session>, plan: Plan) -> Result<TraceStarte
     });
     let result = install(gvl, &session, &plan);
     match result {
-        Ok((hooked, skipped)) => Ok(TraceStarted {
+        Ok((hooked, skipped, waiting)) => Ok(TraceStarted {
             hooked,
             skipped,
+            waiting,
             ring_bytes: session.ring.capacity() as u64,
             install_us: started.elapsed().as_micros() as u64,
             clock: session.clock.name().into(),
@@ -86,13 +89,13 @@ pub fn attach(gvl: Gvl, session: Arc<Session>, plan: Plan) -> Result<TraceStarte
     }
 }
 
-fn install(
-    gvl: Gvl,
-    session: &Arc<Session>,
-    plan: &Plan,
-) -> Result<(Vec<String>, Vec<String>), String> {
+/// What installing gave: labels hooked, what was skipped and why, what waits for its code.
+type Installing = (Vec<String>, Vec<String>, Vec<String>);
+
+fn install(gvl: Gvl, session: &Arc<Session>, plan: &Plan) -> Result<Installing, String> {
     let mut hooked = Vec::new();
     let mut skipped = Vec::new();
+    let mut waiting = Vec::new();
     if !plan.selectors.is_empty() {
         let live = rb::const_at(gvl, "Rbscope::Live")
             .ok_or("the rbscope gem's Ruby half (rbscope/live) is not loaded in this process")?;
@@ -124,12 +127,17 @@ fn install(
             }
             rb::array_push(gvl, list, entry);
         }
-        let firehose = if plan.firehose { rb::TRUE } else { rb::FALSE };
+        let flag = |b: bool| if b { rb::TRUE } else { rb::FALSE };
         let answer = rb::call(
             gvl,
             live,
             "install",
-            &[rb::u64_value(gvl, session.id), list, firehose],
+            &[
+                rb::u64_value(gvl, session.id),
+                list,
+                flag(plan.firehose),
+                flag(plan.wait_for_code),
+            ],
         )
         .map_err(|_| "installing the selectors raised inside the app".to_string())?;
         // [ok, hooked, skipped] or [false, message]
@@ -140,7 +148,7 @@ fn install(
                 .and_then(|v| rb::to_string(gvl, *v))
                 .unwrap_or_else(|| "the selectors could not be installed".into()));
         }
-        for (i, out) in [(1, &mut hooked), (2, &mut skipped)] {
+        for (i, out) in [(1, &mut hooked), (2, &mut skipped), (3, &mut waiting)] {
             if let Some(v) = parts.get(i) {
                 out.extend(
                     rb::array_items(gvl, *v)
@@ -161,7 +169,41 @@ fn install(
         update(gvl, session.id, |installed, gvl, s| installed.gc(gvl, s))?;
         hooked.push("GC start and end".into());
     }
-    Ok((hooked, skipped))
+    session
+        .waiting
+        .store(!waiting.is_empty(), std::sync::atomic::Ordering::Relaxed);
+    Ok((hooked, skipped, waiting))
+}
+
+/// Tries the selectors of session `id` that wait for their code again; what is hooked now is
+/// announced in the event stream. Runs on the agent's Ruby thread.
+pub fn retry(gvl: Gvl, id: u64) {
+    let session = with_table(gvl, |t| {
+        t.iter()
+            .find(|l| l.session.id == id)
+            .map(|l| l.session.clone())
+    });
+    let (Some(session), Some(live)) = (session, rb::const_at(gvl, "Rbscope::Live")) else {
+        return;
+    };
+    let Ok(answer) = rb::call(gvl, live, "retry", &[rb::u64_value(gvl, id)]) else {
+        return;
+    };
+    // [hooked now, still waiting]
+    let parts = rb::array_items(gvl, answer);
+    for label in parts
+        .first()
+        .map(|v| rb::array_items(gvl, *v))
+        .unwrap_or_default()
+    {
+        if let Some(text) = rb::to_string(gvl, label) {
+            session.note(&format!("now tracing {text}"));
+        }
+    }
+    let still = parts.get(1).and_then(|v| rb::fixnum(*v)).unwrap_or(0);
+    session
+        .waiting
+        .store(still > 0, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Runs `f` on a session's hooks, outside any borrow of the table (it may call Ruby).
@@ -261,5 +303,22 @@ pub fn ignore_owner(gvl: Gvl, id: u64, module: VALUE) {
     });
     if let Some(s) = session {
         s.ignore_owner(gvl, module);
+    }
+}
+
+/// At exit: gives every trace's connection thread up to `wait` to send what the hooks wrote
+/// (the process's threads end with it). Hooks stop writing first.
+pub fn flush_all(gvl: Gvl, wait: std::time::Duration) {
+    let sessions: Vec<Arc<Session>> =
+        with_table(gvl, |t| t.iter().map(|l| l.session.clone()).collect());
+    let deadline = Instant::now() + wait;
+    for s in sessions {
+        s.close();
+        let written = s.ring.position();
+        while s.sent.load(std::sync::atomic::Ordering::Acquire) < written
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
     }
 }

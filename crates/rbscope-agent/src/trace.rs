@@ -28,6 +28,8 @@ use std::time::{Duration, Instant};
 
 /// A client that reads nothing for this long is detached.
 const STALL_LIMIT: Duration = Duration::from_secs(30);
+/// How often selectors that wait for their code are tried again.
+const RETRY_EVERY: Duration = Duration::from_millis(100);
 /// How long an idle drain loop sleeps between looks at the ring (milliseconds).
 const IDLE_POLL_MS: i32 = 2;
 
@@ -96,6 +98,7 @@ pub fn serve(
             firehose,
             gc: req.gc,
             selectors,
+            wait_for_code: req.wait_for_code,
         },
         deadline: Instant::now() + wait,
         reply,
@@ -131,7 +134,7 @@ pub fn serve(
     let end = match write_frame(&mut stream, &AgentMessage::Tracing(started)) {
         Ok(()) => {
             let _ = stream.set_write_timeout(Some(STALL_LIMIT));
-            pump(&mut stream, &session, &source.counters)
+            pump(&mut stream, &session, &source.counters, queue)
         }
         Err(_) => End::Gone,
     };
@@ -182,8 +185,10 @@ pub fn serve(
 }
 
 /// Streams the ring to the client until it asks to stop or goes away.
-fn pump(stream: &mut UnixStream, session: &Session, counters: &Counters) -> End {
+fn pump(stream: &mut UnixStream, session: &Session, counters: &Counters, queue: &WorkQueue) -> End {
     let fd = stream.as_raw_fd();
+    let mut last_retry = Instant::now();
+    let mut sent = 0usize;
     let mut buf: Vec<u8> = Vec::with_capacity(256 * 1024);
     let mut idle = true;
     loop {
@@ -206,8 +211,14 @@ fn pump(stream: &mut UnixStream, session: &Session, counters: &Counters) -> End 
                 }
             }
         }
+        // Selectors waiting for their code: look again every 100 ms (the agent's Ruby thread
+        // does the looking; if it is busy, this turn is skipped).
+        if session.waiting.load(Ordering::Relaxed) && last_retry.elapsed() >= RETRY_EVERY {
+            last_retry = Instant::now();
+            let _ = queue.offer(Work::Retry { id: session.id });
+        }
         buf.clear();
-        session.ring.drain_into(&mut buf);
+        let taken = session.ring.drain_into(&mut buf);
         let lost = session.ring.take_lost();
         if lost > 0 {
             add(&counters.trace_events_lost, lost);
@@ -223,6 +234,8 @@ fn pump(stream: &mut UnixStream, session: &Session, counters: &Counters) -> End 
                 buf = b;
             }
         }
+        sent += taken;
+        session.sent.store(sent, Ordering::Release);
     }
 }
 

@@ -91,6 +91,10 @@ pub struct Session {
     pub slow_ns: Option<u64>,
     /// Methods the firehose could not name (too many).
     pub unnamed: AtomicU64,
+    /// Some selectors wait for their code to be loaded (see `live::retry`).
+    pub waiting: AtomicBool,
+    /// Ring bytes the connection thread has written to the client so far.
+    pub sent: std::sync::atomic::AtomicUsize,
     state: UnsafeCell<HookState>,
 }
 
@@ -109,6 +113,8 @@ impl Session {
             closed: AtomicBool::new(false),
             slow_ns,
             unnamed: AtomicU64::new(0),
+            waiting: AtomicBool::new(false),
+            sent: std::sync::atomic::AtomicUsize::new(0),
             state: UnsafeCell::new(HookState::default()),
         }
     }
@@ -151,6 +157,12 @@ impl Session {
             st.marks.iter().for_each(|v| mark(*v));
             st.threads.iter().for_each(|t| mark(t.value));
         });
+    }
+
+    /// Puts a note for the person tracing into the event stream.
+    pub fn note(&self, text: &str) {
+        self.ring
+            .push(events::note_len(text), |b| events::write_note(b, text));
     }
 
     /// A new method id with this label (for a hooked method).

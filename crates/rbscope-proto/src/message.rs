@@ -74,6 +74,9 @@ pub struct TraceRequest {
     pub force: bool,
     /// How long the client waits for the hooks to be installed.
     pub wait_ms: u32,
+    /// Selectors may name code that is not loaded yet (`rbscope run -m`): those are hooked
+    /// when it appears (looked for every 100 ms), and a note says so in the event stream.
+    pub wait_for_code: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -92,6 +95,8 @@ pub struct TraceStarted {
     pub hooked: Vec<String>,
     /// What was asked but is not traced, and why.
     pub skipped: Vec<String>,
+    /// Selectors waiting for their code to be loaded (with `wait_for_code`).
+    pub waiting: Vec<String>,
     /// Bytes of the event ring between the app and this client.
     pub ring_bytes: u64,
     /// How long installing took, in microseconds (the app's threads waited for part of it).

@@ -17,6 +17,7 @@ const THREAD: u8 = 5;
 const SLOW: u8 = 6;
 const GC: u8 = 7;
 const LOST: u8 = 8;
+const NOTE: u8 = 9;
 
 /// Bytes of a call record.
 pub const CALL_LEN: usize = 20;
@@ -84,6 +85,10 @@ pub enum Event<'a> {
     /// Events that did not fit in the ring (the client was too slow), since the last report.
     Lost {
         count: u64,
+    },
+    /// A message from the agent for the person tracing (a waiting selector now hooked).
+    Note {
+        text: &'a str,
     },
 }
 
@@ -240,6 +245,20 @@ pub fn write_call_values(
     buf[at..len].fill(0);
 }
 
+/// Bytes of a note record for `text`.
+pub fn note_len(text: &str) -> usize {
+    aligned(6 + cut(text, NAME_MAX).len())
+}
+
+pub fn write_note(buf: &mut [u8], text: &str) {
+    let text = cut(text, NAME_MAX);
+    let len = note_len(text);
+    header(buf, NOTE, len);
+    buf[4..6].copy_from_slice(&(text.len() as u16).to_le_bytes());
+    buf[6..6 + text.len()].copy_from_slice(text.as_bytes());
+    buf[6 + text.len()..len].fill(0);
+}
+
 /// Bytes of a padding record of `len` bytes (a multiple of 4, at least 4).
 pub fn write_pad(buf: &mut [u8], len: usize) {
     header(buf, PAD, len);
@@ -379,6 +398,10 @@ impl<'a> Iterator for Reader<'a> {
                 LOST => need(LOST_LEN).map(|_| Event::Lost {
                     count: get_u64(r, 4),
                 }),
+                NOTE => need(6).and_then(|_| {
+                    let (text, _) = get_str(r, 4).ok_or(DecodeError::Malformed(at))?;
+                    Ok(Event::Note { text })
+                }),
                 other => Err(DecodeError::UnknownKind(at, other)),
             };
             return Some(ev);
@@ -409,6 +432,9 @@ mod tests {
         push_to(&mut out, SLOW_LEN, |b| write_slow(b, 2, 7, 3, 100, 50));
         push_to(&mut out, GC_LEN, |b| write_gc(b, GcPhase::EndMark, 12, 160));
         push_to(&mut out, LOST_LEN, |b| write_lost(b, 99));
+        push_to(&mut out, note_len("now tracing Foo#bar"), |b| {
+            write_note(b, "now tracing Foo#bar")
+        });
         assert_eq!(out.len() % 4, 0);
         let got: Vec<Event> = Reader::new(&out).map(|e| e.unwrap()).collect();
         assert_eq!(
@@ -454,6 +480,9 @@ mod tests {
                     t: 160
                 },
                 Event::Lost { count: 99 },
+                Event::Note {
+                    text: "now tracing Foo#bar"
+                },
             ]
         );
     }

@@ -220,6 +220,8 @@ impl Render for Text<'_> {
                     "*** {count} events lost here: this client did not read fast enough"
                 )?;
             }
+            // Notes are for the person, not the trace: the CLI prints them itself.
+            Step::Note(_) => {}
         }
         Ok(())
     }
@@ -316,6 +318,7 @@ impl Render for Jsonl<'_> {
             Step::Lost { count } => {
                 writeln!(self.out, "{{\"event\":\"lost\",\"count\":{count}}}")
             }
+            Step::Note(_) => Ok(()),
         }
     }
 
@@ -426,6 +429,7 @@ impl Render for Chrome<'_> {
                 "{{\"name\":\"{count} events lost\",\"ph\":\"i\",\"s\":\"g\",\"ts\":0,\"pid\":{}}}",
                 self.pid
             )),
+            Step::Note(_) => Ok(()),
         }
     }
 

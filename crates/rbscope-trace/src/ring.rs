@@ -166,6 +166,12 @@ impl ByteRing {
         n
     }
 
+    /// Bytes written into the ring since it was made (padding included): compare with what
+    /// the reader has passed on to know when everything written so far has left.
+    pub fn position(&self) -> usize {
+        self.head.load(Ordering::Acquire)
+    }
+
     /// Records dropped since the last call.
     pub fn take_lost(&self) -> u64 {
         self.lost.swap(0, Ordering::Relaxed)

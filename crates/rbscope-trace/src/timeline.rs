@@ -145,6 +145,8 @@ pub enum Step {
     Lost {
         count: u64,
     },
+    /// A message from the agent (not part of the trace itself).
+    Note(String),
 }
 
 struct Open {
@@ -291,6 +293,10 @@ impl Timeline {
                     self.events -= 1;
                     self.lost += count;
                     out(&self.names, Step::Lost { count });
+                }
+                Event::Note { text } => {
+                    self.events -= 1;
+                    out(&self.names, Step::Note(text.to_string()));
                 }
             }
         }

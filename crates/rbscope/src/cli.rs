@@ -43,6 +43,29 @@ pub enum Command {
         after_help = "Example: rbscope run -- ruby app.rb\n         rbscope run -- bundle exec rails server"
     )]
     Run {
+        /// Trace this selector from the start (it waits for code that is not loaded yet and is
+        /// hooked when it appears); repeatable. With any trace option the trace goes to
+        /// standard output (or -o) until the program exits.
+        #[arg(short = 'm', long = "method", value_name = "SELECTOR")]
+        methods: Vec<String>,
+        /// Selectors for a library (see `rbscope trace --help`); repeatable.
+        #[arg(long, value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(crate::presets::NAMES))]
+        preset: Vec<String>,
+        /// Read selectors from FILE; repeatable.
+        #[arg(short = 'c', long = "config", value_name = "FILE")]
+        config: Vec<PathBuf>,
+        /// Trace every Ruby method call from the start.
+        #[arg(short = 'f', long)]
+        firehose: bool,
+        /// Prefix each trace line with the thread's OS id and name.
+        #[arg(long)]
+        show_threads: bool,
+        /// Write the trace to FILE (mode 0600) instead of standard output.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// text, jsonl or chrome.
+        #[arg(long, default_value = "text", value_parser = parse_format)]
+        format: rbscope_trace::render::Format,
         /// The command and its arguments, after `--`.
         #[arg(
             required = true,

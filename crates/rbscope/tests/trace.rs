@@ -1082,3 +1082,64 @@ impl Drop for Killed {
         let _ = self.0.wait();
     }
 }
+
+#[test]
+fn run_traces_a_program_from_the_start_hooking_code_as_it_loads() {
+    let sb = Sandbox::new();
+    let program = sb.write(
+        "later.rb",
+        "$stdout.sync = true\n$stdin.gets\nclass Later\n  def work(x) = x * 2\nend\n$stdin.gets\n3.times { |i| Later.new.work(i) }\n",
+    );
+    let mut run = Killed(
+        sb.cli()
+            .args(["run", "-m", "Later#work(x)", "--", "ruby"])
+            .arg(&program)
+            .env("XDG_RUNTIME_DIR", sb.dir.path().join("run"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut input = run.0.stdin.take().unwrap();
+    let mut err = BufReader::new(run.0.stderr.take().unwrap());
+    let mut seen = Vec::new();
+    let mut wait_for = |needle: &str, seen: &mut Vec<String>| loop {
+        let mut line = String::new();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "no {needle:?}: {seen:?}"
+        );
+        seen.push(line.trim_end().to_string());
+        if line.contains(needle) {
+            break;
+        }
+    };
+    // Attached before the class exists: the selector waits for it.
+    wait_for("waiting for its code to load: Later#work(x)", &mut seen);
+    writeln!(input).unwrap();
+    // Defined: hooked within a moment, and said so.
+    wait_for("now tracing Later#work", &mut seen);
+    writeln!(input).unwrap();
+    drop(input);
+    let mut out = String::new();
+    run.0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let mut rest = String::new();
+    err.read_to_string(&mut rest).unwrap();
+    assert!(run.0.wait().unwrap().success(), "{seen:?} {rest}");
+    let calls: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("Later#work("))
+        .collect();
+    assert_eq!(calls.len(), 3, "{out}");
+    assert!(calls[2].starts_with("Later#work(x=2) <"), "{out}");
+    assert!(
+        rest.contains("3 calls traced; the program exited"),
+        "{rest}"
+    );
+}

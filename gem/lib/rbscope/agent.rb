@@ -84,6 +84,7 @@ module Rbscope
 
     # Called by the at_exit hook with the exception that is ending the program, if any.
     def __report_exit(exception)
+      Native.flush_traces(0.5)
       if exception && !ignored_at_exit?(exception)
         report(exception, how: "escaped the program")
       end

@@ -32,10 +32,14 @@ module Rbscope
     INCOMPLETE = /unexpected end-of-input|meets end of file|unterminated (?:string|regexp|list|quoted)/.freeze
 
     class Refusal < StandardError; end
+    # The class, module or method is not defined (yet).
+    class NotYet < Refusal; end
 
     @sessions = {}
     @wrappers = {}
     @wrapped = Hash.new(0)
+    @waiting = {}
+    @firehose = {}
     @evals = {}
     @bindings = {}
     @eval_lock = Mutex.new
@@ -43,50 +47,65 @@ module Rbscope
     class << self
       # Hooks what `selectors` name for session `id`. Each selector is
       # [index, text, owner, kind, method, argument_names, optional]. Returns
-      # [true, hooked, skipped] or [false, message]. An optional selector that names nothing
-      # loaded is reported in `skipped` instead of failing the trace.
-      def install(id, selectors, firehose)
+      # [true, hooked, skipped, waiting] or [false, message]. An optional selector that names
+      # nothing loaded is reported in `skipped` instead of failing the trace; with
+      # `wait_for_code`, one whose class or method is not defined yet waits (see `retry`).
+      def install(id, selectors, firehose, wait_for_code = false)
         hooked = []
         skipped = []
-        keys = (@sessions[id] ||= [])
-        covered = false
-        selectors.each do |index, text, owner, kind, name, arg_names, optional|
+        waiting = []
+        @firehose[id] = firehose
+        selectors.each do |selector|
+          _index, text, _owner, _kind, _name, _arg_names, optional = selector
           begin
-            targets = resolve(text, owner, kind, name)
+            hooked.concat(hook_selector(id, selector, firehose, skipped))
+          rescue NotYet => e
+            raise Refusal, e.message unless wait_for_code || optional
+
+            if wait_for_code
+              (@waiting[id] ||= []) << selector
+              waiting << "#{text} (#{e.message.delete_prefix("#{text}: ")})"
+            else
+              skipped << "#{e.message} (optional: skipped)"
+            end
           rescue Refusal => e
             raise unless optional
 
             skipped << "#{e.message} (optional: skipped)"
-            next
-          end
-          if targets.size > MAX_TARGETS
-            skipped << "#{text}: #{targets.size} methods match; only the first #{MAX_TARGETS} are traced"
-            targets = targets.first(MAX_TARGETS)
-          end
-          targets.each do |mod, meth, single|
-            um = mod.instance_method(meth)
-            if ruby_code?(um) && firehose
-              covered = true
-              next
-            end
-            label = hook(id, index, text, mod, meth, um, arg_names, keys)
-            hooked << label
-          rescue Refusal => e
-            raise if single && !optional
-
-            skipped << e.message
           end
         end
-        skipped << "Ruby methods named by -m are traced by --firehose already (without captured values)" if covered
-        [true, hooked, skipped]
+        if firehose && selectors.any?
+          skipped << "Ruby methods named by -m are traced by --firehose already (without captured values)"
+        end
+        [true, hooked, skipped, waiting]
       rescue Refusal => e
         [false, e.message]
       rescue Exception => e # rubocop:disable Lint/RescueException
         [false, "#{e.class}: #{e.message}"]
       end
 
+      # Tries session `id`'s waiting selectors again: [labels hooked now, how many still wait].
+      def retry(id)
+        waiting = @waiting[id] || []
+        hooked = []
+        waiting.reject! do |selector|
+          hooked.concat(hook_selector(id, selector, @firehose[id], []))
+          true
+        rescue NotYet
+          false
+        rescue Refusal
+          true # it exists now but cannot be traced: nothing more to wait for
+        end
+        @waiting.delete(id) if waiting.empty?
+        [hooked, waiting.size]
+      rescue Exception # rubocop:disable Lint/RescueException
+        [[], 0]
+      end
+
       # Removes the wrappers session `id` used (its hooks are removed natively).
       def uninstall(id)
+        @waiting.delete(id)
+        @firehose.delete(id)
         (@sessions.delete(id) || []).each do |key|
           @wrapped[key] -= 1
           next if @wrapped[key].positive?
@@ -122,6 +141,32 @@ module Rbscope
       end
 
       private
+
+      # Hooks what one selector names; the labels. Raises NotYet when its class or method is
+      # not defined, Refusal when it cannot be traced; notes about part of it go to `skipped`.
+      def hook_selector(id, selector, firehose, skipped)
+        index, text, owner, kind, name, arg_names, = selector
+        keys = (@sessions[id] ||= [])
+        targets = resolve(text, owner, kind, name)
+        if targets.size > MAX_TARGETS
+          skipped << "#{text}: #{targets.size} methods match; only the first #{MAX_TARGETS} are traced"
+          targets = targets.first(MAX_TARGETS)
+        end
+        hooked = []
+        targets.each do |mod, meth, single|
+          um = mod.instance_method(meth)
+          next if ruby_code?(um) && firehose
+
+          hooked << hook(id, index, text, mod, meth, um, arg_names, keys)
+        rescue NotYet
+          raise
+        rescue Refusal => e
+          raise if single
+
+          skipped << e.message
+        end
+        hooked
+      end
 
       def hook(id, index, text, mod, meth, um, arg_names, keys)
         if ruby_code?(um)
@@ -184,7 +229,7 @@ module Rbscope
 
             found << [m, name.to_sym, false]
           end
-          raise Refusal, "#{text}: no loaded class or module defines #{name}" if found.empty?
+          raise NotYet, "#{text}: no loaded class or module defines #{name}" if found.empty?
 
           return found
         end
@@ -193,7 +238,7 @@ module Rbscope
         if name
           unless mod.method_defined?(name) || mod.private_method_defined?(name)
             what = kind == "singleton" ? "singleton method #{owner}.#{name}" : "instance method #{owner}##{name}"
-            raise Refusal, "#{text}: there is no #{what}"
+            raise NotYet, "#{text}: there is no #{what}"
           end
           [[mod, name.to_sym, true]]
         else
@@ -207,9 +252,9 @@ module Rbscope
       def constant(path, text)
         mod = path.delete_prefix("::").split("::").inject(Object) do |scope, part|
           if scope.autoload?(part)
-            raise Refusal, "#{text}: #{part} is not loaded yet (autoload); trace it once the app has loaded it"
+            raise NotYet, "#{text}: #{part} is not loaded yet (autoload); trace it once the app has loaded it"
           end
-          raise Refusal, "#{text}: no constant #{path} is defined" unless scope.const_defined?(part)
+          raise NotYet, "#{text}: no constant #{path} is defined" unless scope.const_defined?(part)
 
           scope.const_get(part)
         end

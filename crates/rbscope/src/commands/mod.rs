@@ -20,7 +20,39 @@ pub use record::Format as RecordFormat;
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     match &cli.command {
-        Command::Run { command } => run::run(&cli, command),
+        Command::Run {
+            command,
+            methods,
+            preset,
+            config,
+            firehose,
+            show_threads,
+            output,
+            format,
+        } => {
+            let mut selectors = methods.clone();
+            for name in preset {
+                selectors.extend(crate::presets::preset(name).unwrap_or_default());
+            }
+            for file in config {
+                selectors.extend(crate::presets::file(file)?);
+            }
+            let traced = (!selectors.is_empty() || *firehose).then(|| trace::Options {
+                pid: None,
+                ps: None,
+                firehose: *firehose,
+                selectors,
+                slow_ms: None,
+                gc: false,
+                show_threads: *show_threads,
+                output: output.clone(),
+                format: *format,
+                force: false,
+                duration: None,
+                wait_for_code: true,
+            });
+            run::run(&cli, command, traced)
+        }
         Command::List {
             limit,
             json,
@@ -132,6 +164,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             format: *format,
             force: *force,
             duration: duration.map(|ms| std::time::Duration::from_millis(ms as u64)),
+            wait_for_code: false,
         }),
         Command::Eval { pid, code, timeout } => {
             eval::eval(*pid, code, std::time::Duration::from_millis(*timeout as u64))

@@ -3,7 +3,9 @@
 //! Ruby reads `RUBYOPT` at boot, so `-I<gem lib> -rrbscope/autostart` there loads and starts
 //! the agent in every Ruby process the command starts (`ruby app.rb`, `bundle exec`, `rails s`).
 //! The CLI then replaces itself with the command, so signals and the exit status are the
-//! program's own.
+//! program's own. With trace options (`-m`, `--preset`, `-f`) it starts the command as a child
+//! instead, waits for its agent, traces it until it exits (selectors whose code is not loaded
+//! yet are hooked when it appears) and exits with its status.
 
 use crate::cli::Cli;
 use crate::ruby_lib;
@@ -11,7 +13,11 @@ use anyhow::{bail, Context};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-pub fn run(cli: &Cli, command: &[String]) -> anyhow::Result<i32> {
+pub fn run(
+    cli: &Cli,
+    command: &[String],
+    traced: Option<super::trace::Options>,
+) -> anyhow::Result<i32> {
     let Some((program, args)) = command.split_first() else {
         bail!("give the command to run after `--`, e.g. rbscope run -- ruby app.rb");
     };
@@ -37,6 +43,12 @@ pub fn run(cli: &Cli, command: &[String]) -> anyhow::Result<i32> {
     }
     if let Some(key) = &cli.key {
         cmd.env("RBSCOPE_STORE_KEY", key);
+    }
+    if let Some(options) = traced {
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("cannot run {program}"))?;
+        return super::trace::run_traced(options, child);
     }
     let err = cmd.exec();
     bail!("cannot run {program}: {err}")

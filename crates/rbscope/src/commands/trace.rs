@@ -38,6 +38,8 @@ pub struct Options {
     pub format: Format,
     pub force: bool,
     pub duration: Option<Duration>,
+    /// Selectors may name code not loaded yet (`rbscope run -m`): they wait for it.
+    pub wait_for_code: bool,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -114,6 +116,7 @@ fn attach(
         gc: o.gc,
         force: o.force,
         wait_ms: ATTACH_WAIT.as_millis() as u32,
+        wait_for_code: o.wait_for_code,
     })?;
     eprintln!(
         "*** attached to process {pid} in {:.1} ms (clock: {}), tracing: {}",
@@ -128,7 +131,10 @@ fn attach(
     for s in &started.skipped {
         eprintln!("*** not traced in {pid}: {s}");
     }
-    if started.hooked.is_empty() {
+    for s in &started.waiting {
+        eprintln!("*** waiting for its code to load: {s}");
+    }
+    if started.hooked.is_empty() && started.waiting.is_empty() {
         let _ = client.send_detach();
         bail!("nothing to trace in process {pid}: no selector matched a loaded method (see the lines above)");
     }
@@ -176,7 +182,10 @@ fn follow<'w>(
                 let mut failed = None;
                 timeline
                     .feed(&bytes, |names, step| {
-                        if failed.is_none() {
+                        if let rbscope_trace::timeline::Step::Note(text) = &step {
+                            // For the person, not the trace.
+                            eprintln!("*** {text}");
+                        } else if failed.is_none() {
                             failed = renderer.step(names, step).err();
                         }
                     })
@@ -415,4 +424,51 @@ fn many(
         eprintln!("*** nothing was traced: no matching process with the agent");
         Ok(1)
     }
+}
+
+/// `rbscope run -m ... -- CMD`: traces the child from its agent's start until it exits; the
+/// child's exit status.
+pub fn run_traced(mut o: Options, mut child: std::process::Child) -> anyhow::Result<i32> {
+    let pid = child.id();
+    o.pid = Some(pid);
+    o.wait_for_code = true;
+    // Readiness: the child's agent answers a handshake.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!("the program exited ({status}) before its agent started: nothing was traced");
+        }
+        let answered = agent_client::locate(pid)
+            .and_then(|t| agent_client::connect_within(&t, Duration::from_millis(500)))
+            .is_ok();
+        if answered {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("the program's agent did not start within 60 s (is it a Ruby program?)");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // SAFETY: installing a handler that only stores to an atomic (the program gets the
+    // terminal's Ctrl-C too and decides for itself).
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+    let out = open_output(&o)?;
+    let (mut client, _) = attach(&o, pid)?;
+    let renderer = render::renderer(o.format, out, o.show_threads, pid);
+    let ended = follow(&mut client, renderer, pid, Instant::now(), None)?;
+    let status = child.wait()?;
+    eprintln!(
+        "*** {} calls traced{}; the program exited ({status})",
+        ended.calls,
+        if ended.lost > 0 {
+            format!(", {} events lost", ended.lost)
+        } else {
+            String::new()
+        }
+    );
+    Ok(status.code().unwrap_or(1))
 }
