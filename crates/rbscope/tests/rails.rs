@@ -244,3 +244,47 @@ fn eval_runs_in_the_rails_executor_and_returns_its_connection() {
     assert_eq!(eval(in_use), before);
     assert_eq!(server.get("/users/2").1, "Bob");
 }
+
+#[test]
+fn the_activerecord_preset_traces_real_queries() {
+    use std::io::{BufRead, BufReader};
+    let sb = Sandbox::new();
+    let ru = rails_app(&sb);
+    let server = Server::puma(&sb, &ru, &[]);
+    let out = sb.dir.path().join("ar.trace");
+    let mut trace = Command::new(cli())
+        .args([
+            "trace",
+            "-p",
+            &server.child.id().to_string(),
+            "--preset",
+            "activerecord",
+            "-o",
+        ])
+        .arg(&out)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(trace.stderr.take().unwrap());
+    let mut attached = String::new();
+    err.read_line(&mut attached).unwrap();
+    assert!(attached.starts_with("*** attached"), "{attached}");
+    assert!(attached.contains("ActiveRecord::"), "{attached}");
+    assert_eq!(server.get("/users/2").1, "Bob");
+    // SAFETY: interrupting our own child, as Ctrl-C would.
+    unsafe { libc::kill(trace.id() as i32, libc::SIGINT) };
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    assert!(trace.wait().unwrap().success(), "{rest}");
+    let text = std::fs::read_to_string(&out).unwrap();
+    // The SQL of User.find, captured from the SQLite adapter.
+    assert!(
+        text.contains("exec_query(sql=\"SELECT \\\"users\\\".* FROM \\\"users\\\" WHERE"),
+        "{text}"
+    );
+    // The other adapters are not loaded: said, not an error.
+    assert!(
+        rest.contains("PostgreSQLAdapter") && rest.contains("(optional: skipped)"),
+        "{rest}"
+    );
+}
