@@ -251,27 +251,28 @@ fn handle(mut stream: UnixStream, source: &StatusSource) -> Result<(), FrameErro
     }
 }
 
-/// Hands the stack read to the agent's Ruby thread and waits up to `wait_ms` for it. The
-/// control thread itself never touches the VM.
-fn stacks(source: &StatusSource, wait_ms: u32) -> AgentMessage {
+/// The answer when the agent's Ruby thread did not start.
+pub const NO_AGENT_THREAD: &str =
+    "the agent has no Ruby thread for requests (it failed to start; see rbscope doctor)";
+/// The answer when the agent's work queue is full or its thread has ended.
+pub const QUEUE_FULL: &str =
+    "the agent is still working on earlier requests, or its Ruby thread has ended";
+
+/// Hands work that answers with one message (made by `make` from its deadline and reply
+/// channel) to the agent's Ruby thread and waits up to `wait_ms` for the answer. The control
+/// thread itself never touches the VM.
+fn ask(
+    source: &StatusSource,
+    wait_ms: u32,
+    make: impl FnOnce(Instant, mpsc::SyncSender<AgentMessage>) -> Work,
+) -> AgentMessage {
     let Some(queue) = &source.work else {
-        return AgentMessage::Busy(
-            "the agent has no Ruby thread for requests (it failed to start; see rbscope doctor)"
-                .into(),
-        );
+        return AgentMessage::Busy(NO_AGENT_THREAD.into());
     };
     let wait = Duration::from_millis(u64::from(wait_ms.clamp(1, 60_000)));
-    let asked = Instant::now();
     let (reply, answer) = mpsc::sync_channel(1);
-    let work = Work::Stacks {
-        asked,
-        deadline: asked + wait,
-        reply,
-    };
-    let Some(ticket) = queue.submit(work) else {
-        return AgentMessage::Busy(
-            "the agent is still working on earlier requests, or its Ruby thread has ended".into(),
-        );
+    let Some(ticket) = queue.submit(make(Instant::now() + wait, reply)) else {
+        return AgentMessage::Busy(QUEUE_FULL.into());
     };
     match ticket.wait(&answer, wait) {
         Ok(message) => message,
@@ -284,6 +285,16 @@ fn stacks(source: &StatusSource, wait_ms: u32) -> AgentMessage {
             AgentMessage::Busy("the agent's Ruby thread ended before answering".into())
         }
     }
+}
+
+/// Every thread's stack, read by the agent's Ruby thread.
+fn stacks(source: &StatusSource, wait_ms: u32) -> AgentMessage {
+    let asked = Instant::now();
+    ask(source, wait_ms, |deadline, reply| Work::Stacks {
+        asked,
+        deadline,
+        reply,
+    })
 }
 
 /// Runs code in the app (if it allowed eval) on a new Ruby thread, waiting up to the client's
@@ -299,10 +310,7 @@ fn eval(source: &StatusSource, req: EvalRequest, stream: &mut UnixStream) -> Age
         );
     }
     let Some(queue) = &source.work else {
-        return AgentMessage::Busy(
-            "the agent has no Ruby thread for requests (it failed to start; see rbscope doctor)"
-                .into(),
-        );
+        return AgentMessage::Busy(NO_AGENT_THREAD.into());
     };
     bump(&source.counters.evals_run);
     let timeout = Duration::from_millis(u64::from(req.timeout_ms.clamp(1, 86_400_000)));
@@ -313,9 +321,7 @@ fn eval(source: &StatusSource, req: EvalRequest, stream: &mut UnixStream) -> Age
         binding: req.binding,
     }) else {
         crate::live_eval::forget(token);
-        return AgentMessage::Busy(
-            "the agent is still working on earlier requests, or its Ruby thread has ended".into(),
-        );
+        return AgentMessage::Busy(QUEUE_FULL.into());
     };
     let deadline = Instant::now() + timeout;
     let stopped = |why: String| {
@@ -365,31 +371,10 @@ fn eval(source: &StatusSource, req: EvalRequest, stream: &mut UnixStream) -> Age
     }
 }
 
-/// Hands the memory report to the agent's Ruby thread and waits up to `wait_ms` for it.
+/// The memory report, read by the agent's Ruby thread.
 fn memory(source: &StatusSource, wait_ms: u32) -> AgentMessage {
-    let Some(queue) = &source.work else {
-        return AgentMessage::Busy(
-            "the agent has no Ruby thread for requests (it failed to start; see rbscope doctor)"
-                .into(),
-        );
-    };
-    let wait = Duration::from_millis(u64::from(wait_ms.clamp(1, 60_000)));
-    let (reply, answer) = mpsc::sync_channel(1);
-    let work = Work::Memory {
-        deadline: Instant::now() + wait,
+    ask(source, wait_ms, |deadline, reply| Work::Memory {
+        deadline,
         reply,
-    };
-    let Some(ticket) = queue.submit(work) else {
-        return AgentMessage::Busy(
-            "the agent is still working on earlier requests, or its Ruby thread has ended".into(),
-        );
-    };
-    match ticket.wait(&answer, wait) {
-        Ok(message) => message,
-        Err(_) => AgentMessage::Busy(format!(
-            "the Ruby VM did not give the agent a turn within {} ms (native code, such as a C \
-             extension, may be holding the GVL)",
-            wait.as_millis()
-        )),
-    }
+    })
 }

@@ -47,9 +47,10 @@ unsafe extern "C" fn mark_live(_data: *mut std::ffi::c_void) {
     // SAFETY: GC marking happens with the GVL held.
     let gvl = unsafe { Gvl::assume() };
     for ls in table {
-        // SAFETY: live VALUEs the session keeps.
-        ls.session
-            .each_kept(gvl, |v| unsafe { rb_sys::rb_gc_mark(v) });
+        ls.session.each_kept(gvl, |v| {
+            // SAFETY: under the GC, marking a live VALUE the session keeps.
+            unsafe { rb_sys::rb_gc_mark(v) }
+        });
     }
 }
 

@@ -10,7 +10,7 @@
 //! treated as gone.
 
 use crate::agent_thread::{Work, WorkQueue};
-use crate::control::StatusSource;
+use crate::control::{StatusSource, NO_AGENT_THREAD, QUEUE_FULL};
 use crate::counters::{add, bump, Counters};
 use crate::live::Plan;
 use crate::trace_session::Session;
@@ -77,13 +77,7 @@ pub fn serve(
         );
     }
     let Some(queue) = &source.work else {
-        return refuse(
-            &mut stream,
-            AgentMessage::Busy(
-                "the agent has no Ruby thread for requests (it failed to start; see rbscope doctor)"
-                    .into(),
-            ),
-        );
+        return refuse(&mut stream, AgentMessage::Busy(NO_AGENT_THREAD.into()));
     };
     let session = Arc::new(Session::new(
         NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
@@ -104,13 +98,7 @@ pub fn serve(
         reply,
     });
     let Some(ticket) = ticket else {
-        return refuse(
-            &mut stream,
-            AgentMessage::Busy(
-                "the agent is still working on earlier requests, or its Ruby thread has ended"
-                    .into(),
-            ),
-        );
+        return refuse(&mut stream, AgentMessage::Busy(QUEUE_FULL.into()));
     };
     let started = match ticket.wait(&answer, wait) {
         Ok(Ok(started)) => started,
@@ -150,11 +138,7 @@ pub fn serve(
     if let End::Asked = end {
         // What the hooks wrote before the client asked to stop still goes to it.
         let mut rest = Vec::new();
-        session.ring.drain_into(&mut rest);
-        let lost = session.ring.take_lost();
-        if lost > 0 {
-            events::push_to(&mut rest, events::LOST_LEN, |b| events::write_lost(b, lost));
-        }
+        take_records(session.as_ref(), &source.counters, &mut rest);
         if !rest.is_empty() {
             let _ = write_frame(&mut stream, &AgentMessage::Events(rest));
         }
@@ -167,7 +151,7 @@ pub fn serve(
                 &mut stream,
                 &AgentMessage::Detached(TraceSummary {
                     events: session.ring.written(),
-                    lost: session.ring.take_lost(),
+                    lost: session.lost.load(Ordering::Relaxed),
                 }),
             )?;
         } else {
@@ -218,12 +202,7 @@ fn pump(stream: &mut UnixStream, session: &Session, counters: &Counters, queue: 
             let _ = queue.offer(Work::Retry { id: session.id });
         }
         buf.clear();
-        let taken = session.ring.drain_into(&mut buf);
-        let lost = session.ring.take_lost();
-        if lost > 0 {
-            add(&counters.trace_events_lost, lost);
-            events::push_to(&mut buf, events::LOST_LEN, |b| events::write_lost(b, lost));
-        }
+        let taken = take_records(session, counters, &mut buf);
         idle = buf.is_empty();
         if !idle {
             let msg = AgentMessage::Events(std::mem::take(&mut buf));
@@ -237,6 +216,19 @@ fn pump(stream: &mut UnixStream, session: &Session, counters: &Counters, queue: 
         sent += taken;
         session.sent.store(sent, Ordering::Release);
     }
+}
+
+/// Moves what the hooks wrote into `buf`, followed by a lost-events record when some did not
+/// fit (counted for `doctor` and the session's summary). The ring bytes taken.
+fn take_records(session: &Session, counters: &Counters, buf: &mut Vec<u8>) -> usize {
+    let taken = session.ring.drain_into(buf);
+    let lost = session.ring.take_lost();
+    if lost > 0 {
+        add(&counters.trace_events_lost, lost);
+        session.lost.fetch_add(lost, Ordering::Relaxed);
+        events::push_to(buf, events::LOST_LEN, |b| events::write_lost(b, lost));
+    }
+    taken
 }
 
 /// Asks the agent's Ruby thread to remove the session's hooks and waits (a few seconds at

@@ -93,6 +93,8 @@ pub struct Session {
     pub unnamed: AtomicU64,
     /// Some selectors wait for their code to be loaded (see `live::retry`).
     pub waiting: AtomicBool,
+    /// Records the ring dropped over the session (the client did not keep up).
+    pub lost: AtomicU64,
     /// Ring bytes the connection thread has written to the client so far.
     pub sent: std::sync::atomic::AtomicUsize,
     state: UnsafeCell<HookState>,
@@ -115,6 +117,7 @@ impl Session {
             unnamed: AtomicU64::new(0),
             waiting: AtomicBool::new(false),
             sent: std::sync::atomic::AtomicUsize::new(0),
+            lost: AtomicU64::new(0),
             state: UnsafeCell::new(HookState::default()),
         }
     }
@@ -236,51 +239,43 @@ impl Session {
     fn thread_index(&self, gvl: Gvl) -> Option<usize> {
         // SAFETY: GVL held; returns the running Thread.
         let cur = unsafe { rb_sys::rb_thread_current() };
-        let found = self.with(gvl, |st| {
-            if st
+        // One borrow: naming a new thread calls no Ruby (see `thread_facts`).
+        self.with(gvl, |st| {
+            let i = if st
                 .threads
                 .get(st.last_thread)
                 .is_some_and(|t| t.value == cur)
             {
-                return Some(st.last_thread);
-            }
-            let i = st.threads.iter().position(|t| t.value == cur)?;
-            st.last_thread = i;
-            Some(i)
-        });
-        let i = match found {
-            Some(i) => i,
-            None => {
+                st.last_thread
+            } else if let Some(i) = st.threads.iter().position(|t| t.value == cur) {
+                i
+            } else {
                 let (name, tid) = thread_facts(gvl, cur);
-                self.with(gvl, |st| {
-                    let ignored = st.ignore_threads.contains(&cur) || name.starts_with("rbscope-");
-                    if st.threads.len() >= MAX_THREADS {
-                        // An app that makes a thread per job: forget threads that are not
-                        // inside a traced call (one that comes back gets a new id), so the
-                        // table, and the dead Thread objects it keeps, stay bounded.
-                        st.threads.retain(|t| !t.stack.is_empty() || t.overflow > 0);
-                    }
-                    st.next_thread += 1;
-                    let id = st.next_thread;
-                    st.threads.push(ThreadEntry {
-                        value: cur,
-                        id,
-                        name,
-                        tid,
-                        announced: false,
-                        ignored,
-                        hooks: 0,
-                        extra: 0,
-                        stack: Vec::new(),
-                        overflow: 0,
-                    });
-                    st.last_thread = st.threads.len() - 1;
-                    st.last_thread
-                })
-            }
-        };
-        let ignored = self.with(gvl, |st| st.threads[i].ignored);
-        (!ignored).then_some(i)
+                let ignored = st.ignore_threads.contains(&cur) || name.starts_with("rbscope-");
+                if st.threads.len() >= MAX_THREADS {
+                    // An app that makes a thread per job: forget threads that are not inside
+                    // a traced call (one that comes back gets a new id), so the table, and
+                    // the dead Thread objects it keeps, stay bounded.
+                    st.threads.retain(|t| !t.stack.is_empty() || t.overflow > 0);
+                }
+                st.next_thread += 1;
+                st.threads.push(ThreadEntry {
+                    value: cur,
+                    id: st.next_thread,
+                    name,
+                    tid,
+                    announced: false,
+                    ignored,
+                    hooks: 0,
+                    extra: 0,
+                    stack: Vec::new(),
+                    overflow: 0,
+                });
+                st.threads.len() - 1
+            };
+            st.last_thread = i;
+            (!st.threads[i].ignored).then_some(i)
+        })
     }
 
     /// A call of `method` began on this thread; `t0` is when the hook was entered, `extra`

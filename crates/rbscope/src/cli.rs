@@ -40,32 +40,21 @@ pub struct Cli {
 pub enum Command {
     /// Run a program with the agent loaded and started (sets RUBYOPT for Ruby processes).
     #[command(
-        after_help = "Example: rbscope run -- ruby app.rb\n         rbscope run -- bundle exec rails server"
+        long_about = "Run a program with the agent loaded and started (sets RUBYOPT for Ruby \
+            processes). With -m, --preset, -c or -f the program is traced from the start: the \
+            trace attaches as soon as its agent answers, selectors for code that is not loaded \
+            yet wait and are hooked when it appears, and the trace goes to standard output (or \
+            -o) until the program exits; rbscope then exits with the program's status.",
+        after_help = "Example: rbscope run -- ruby app.rb\n         rbscope run -- bundle exec rails server\n         rbscope run -m 'Foo#bar(self)' -- ruby app.rb"
     )]
     Run {
-        /// Trace this selector from the start (it waits for code that is not loaded yet and is
-        /// hooked when it appears); repeatable. With any trace option the trace goes to
-        /// standard output (or -o) until the program exits.
-        #[arg(short = 'm', long = "method", value_name = "SELECTOR")]
-        methods: Vec<String>,
-        /// Selectors for a library (see `rbscope trace --help`); repeatable.
-        #[arg(long, value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(crate::presets::NAMES))]
-        preset: Vec<String>,
-        /// Read selectors from FILE; repeatable.
-        #[arg(short = 'c', long = "config", value_name = "FILE")]
-        config: Vec<PathBuf>,
+        #[command(flatten)]
+        selection: Selection,
         /// Trace every Ruby method call from the start.
         #[arg(short = 'f', long)]
         firehose: bool,
-        /// Prefix each trace line with the thread's OS id and name.
-        #[arg(long)]
-        show_threads: bool,
-        /// Write the trace to FILE (mode 0600) instead of standard output.
-        #[arg(short, long, value_name = "FILE")]
-        output: Option<PathBuf>,
-        /// text, jsonl or chrome.
-        #[arg(long, default_value = "text", value_parser = parse_format)]
-        format: rbscope_trace::render::Format,
+        #[command(flatten)]
+        out: TraceOutput,
         /// The command and its arguments, after `--`.
         #[arg(
             required = true,
@@ -233,17 +222,8 @@ pub enum Command {
         /// Trace every Ruby method call (C methods only when selected with -m).
         #[arg(short = 'f', long)]
         firehose: bool,
-        /// A method selector, optionally with values to capture; repeatable.
-        #[arg(short = 'm', long = "method", value_name = "SELECTOR")]
-        methods: Vec<String>,
-        /// Selectors for a library (its data file, built in); repeatable. A selector for
-        /// something the app has not loaded is reported as not traced.
-        #[arg(long, value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(crate::presets::NAMES))]
-        preset: Vec<String>,
-        /// Read selectors from FILE: one per line, `#` comments, a leading `?` marks one
-        /// optional; repeatable.
-        #[arg(short = 'c', long = "config", value_name = "FILE")]
-        config: Vec<PathBuf>,
+        #[command(flatten)]
+        selection: Selection,
         /// Only print calls that took at least this many milliseconds (of the selected
         /// methods, or of every Ruby method without -m), indented by stack depth.
         #[arg(long, value_name = "MS")]
@@ -251,15 +231,8 @@ pub enum Command {
         /// Print each garbage collection with its duration (and marking's).
         #[arg(long)]
         gc: bool,
-        /// Prefix each line with the thread's OS id and name.
-        #[arg(long)]
-        show_threads: bool,
-        /// Write the trace to FILE (mode 0600) instead of standard output.
-        #[arg(short, long, value_name = "FILE")]
-        output: Option<PathBuf>,
-        /// text (indented tree), jsonl (one event per line), or chrome (open in Perfetto).
-        #[arg(long, default_value = "text", value_parser = parse_format)]
-        format: rbscope_trace::render::Format,
+        #[command(flatten)]
+        out: TraceOutput,
         /// Trace even though YJIT is on in a Ruby 3.1 process (it stays slower until restart).
         #[arg(long)]
         force: bool,
@@ -364,6 +337,51 @@ pub enum Command {
         #[arg(short, long)]
         pid: Option<u32>,
     },
+}
+
+/// What to trace (`rbscope trace`, `rbscope run`): selectors given one by one, by preset, or
+/// in files.
+#[derive(clap::Args, Debug)]
+pub struct Selection {
+    /// A method selector, optionally with values to capture; repeatable.
+    #[arg(short = 'm', long = "method", value_name = "SELECTOR")]
+    pub methods: Vec<String>,
+    /// Selectors for a library (its data file, built in); repeatable. A selector for
+    /// something the app has not loaded is reported as not traced.
+    #[arg(long, value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(crate::presets::NAMES))]
+    pub preset: Vec<String>,
+    /// Read selectors from FILE: one per line, `#` comments, a leading `?` marks one
+    /// optional; repeatable.
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: Vec<PathBuf>,
+}
+
+impl Selection {
+    /// Every selector: those given with -m, then the presets', then the files'.
+    pub fn selectors(&self) -> anyhow::Result<Vec<String>> {
+        let mut all = self.methods.clone();
+        for name in &self.preset {
+            all.extend(crate::presets::preset(name).unwrap_or_default());
+        }
+        for file in &self.config {
+            all.extend(crate::presets::file(file)?);
+        }
+        Ok(all)
+    }
+}
+
+/// Where and how a trace is written.
+#[derive(clap::Args, Debug)]
+pub struct TraceOutput {
+    /// Prefix each line with the thread's OS id and name.
+    #[arg(long)]
+    pub show_threads: bool,
+    /// Write the trace to FILE (mode 0600) instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// text (indented tree), jsonl (one event per line), or chrome (open in Perfetto).
+    #[arg(long, default_value = "text", value_parser = parse_format)]
+    pub format: rbscope_trace::render::Format,
 }
 
 #[derive(Subcommand, Debug)]

@@ -560,17 +560,8 @@ fn another_user_is_refused() {
 fn ps_lists_ruby_processes_with_and_without_the_agent() {
     let app = App::start(&[]);
     let sb = Sandbox::new();
-    let plain = sb.write("plain.rb", "$stdout.sync = true; puts 'ready'; $stdin.read");
-    let mut other = Command::new("ruby")
-        .arg(&plain)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(other.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let plain = sb.write("plain.rb", "$stdout.sync = true; puts 'ready'; sleep");
+    let other = Running::start(sb, &plain, &[], "ready");
     let out = Command::new(cli()).args(["ps", "--json"]).output().unwrap();
     assert!(out.status.success());
     let rows: J = serde_json::from_slice(&out.stdout).unwrap();
@@ -587,10 +578,8 @@ fn ps_lists_ruby_processes_with_and_without_the_agent() {
         "{with}"
     );
     assert!(with["ruby"].as_str().unwrap().starts_with("3."), "{with}");
-    let without = row(other.id()).expect("the plain ruby is listed");
+    let without = row(other.child.id()).expect("the plain ruby is listed");
     assert_eq!(without["agent"], "no agent");
-    let _ = other.kill();
-    let _ = other.wait();
 }
 
 #[test]

@@ -22,21 +22,11 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     match &cli.command {
         Command::Run {
             command,
-            methods,
-            preset,
-            config,
+            selection,
             firehose,
-            show_threads,
-            output,
-            format,
+            out,
         } => {
-            let mut selectors = methods.clone();
-            for name in preset {
-                selectors.extend(crate::presets::preset(name).unwrap_or_default());
-            }
-            for file in config {
-                selectors.extend(crate::presets::file(file)?);
-            }
+            let selectors = selection.selectors()?;
             let traced = (!selectors.is_empty() || *firehose).then(|| trace::Options {
                 pid: None,
                 ps: None,
@@ -44,9 +34,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 selectors,
                 slow_ms: None,
                 gc: false,
-                show_threads: *show_threads,
-                output: output.clone(),
-                format: *format,
+                show_threads: out.show_threads,
+                output: out.output.clone(),
+                format: out.format,
                 force: false,
                 duration: None,
                 wait_for_code: true,
@@ -133,35 +123,22 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             pid,
             ps,
             firehose,
-            methods,
-            preset,
-            config,
+            selection,
             slow,
             gc,
-            show_threads,
-            output,
-            format,
+            out,
             force,
             duration,
         } => trace::trace(trace::Options {
             pid: *pid,
             ps: ps.clone(),
             firehose: *firehose,
-            selectors: {
-                let mut all = methods.clone();
-                for name in preset {
-                    all.extend(crate::presets::preset(name).unwrap_or_default());
-                }
-                for file in config {
-                    all.extend(crate::presets::file(file)?);
-                }
-                all
-            },
+            selectors: selection.selectors()?,
             slow_ms: *slow,
             gc: *gc,
-            show_threads: *show_threads,
-            output: output.clone(),
-            format: *format,
+            show_threads: out.show_threads,
+            output: out.output.clone(),
+            format: out.format,
             force: *force,
             duration: duration.map(|ms| std::time::Duration::from_millis(ms as u64)),
             wait_for_code: false,

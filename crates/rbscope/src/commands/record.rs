@@ -11,14 +11,12 @@
 //! stacks (`thread;outer;...;inner count`, for flamegraph.pl and friends), speedscope JSON, or a
 //! flame graph SVG.
 
-use super::stacks::{read_error, target_error};
+use super::stacks::{read_error, read_with, target_error};
 use anyhow::{anyhow, bail, Context};
-use rbscope_vm::memory::Memory;
-use rbscope_vm::memory::ReadError;
-use rbscope_vm::objects::Objects;
+use rbscope_vm::memory::{Memory, ReadError};
 use rbscope_vm::remote::ProcessMemory;
-use rbscope_vm::stacks::{self, ReadOptions, Stacks, ThreadStack};
-use rbscope_vm::target::{Target, TargetError};
+use rbscope_vm::stacks::{ReadOptions, Stacks, ThreadStack};
+use rbscope_vm::target::Target;
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::io::{BufWriter, Write};
@@ -195,17 +193,12 @@ pub fn record(o: Options) -> anyhow::Result<i32> {
 /// One sample: every thread's stack, each from one read whose frames check out (see
 /// `ReadOptions::settled`).
 fn sample<M: Memory>(mem: &M, target: &Target, refresh: &dyn Fn()) -> Result<Stacks, ReadError> {
-    let o = Objects::new(mem, target.layout, target.global_symbols);
-    let vm = target.vm(mem).map_err(|e| match e {
-        TargetError::Read(r) => r,
-        _ => ReadError::Unreadable(target.vm_ptr),
-    })?;
     let opts = ReadOptions {
         attempts: 3,
         settled: false,
         ..ReadOptions::default()
     };
-    stacks::read_all(&o, vm, opts, refresh)
+    read_with(mem, target, opts, refresh)
 }
 
 fn folded(key: &Key) -> String {

@@ -247,22 +247,32 @@ pub fn read<M: Memory>(
     running: bool,
     refresh: &dyn Fn(),
 ) -> Result<Stacks, ReadError> {
-    let o = Objects::new(mem, target.layout, target.global_symbols);
-    let vm = target.vm(mem).map_err(|e| match e {
-        TargetError::Read(r) => r,
-        _ => ReadError::Unreadable(target.vm_ptr),
-    })?;
     let opts = ReadOptions {
         attempts: if running { 5 } else { 1 },
         ..ReadOptions::default()
     };
-    let mut stacks = stacks::read_all(&o, vm, opts, refresh)?;
+    let mut stacks = read_with(mem, target, opts, refresh)?;
     if target.symbols_found_by == SymbolsFoundBy::Scan {
         stacks.notes.push(
             "symbol table found by scanning libruby's data (it exports no symbol for it)".into(),
         );
     }
     Ok(stacks)
+}
+
+/// Every thread's stack of the process behind `mem`, read with `opts`.
+pub fn read_with<M: Memory>(
+    mem: &M,
+    target: &Target,
+    opts: ReadOptions,
+    refresh: &dyn Fn(),
+) -> Result<Stacks, ReadError> {
+    let o = Objects::new(mem, target.layout, target.global_symbols);
+    let vm = target.vm(mem).map_err(|e| match e {
+        TargetError::Read(r) => r,
+        _ => ReadError::Unreadable(target.vm_ptr),
+    })?;
+    stacks::read_all(&o, vm, opts, refresh)
 }
 
 fn ms(d: Duration) -> String {
