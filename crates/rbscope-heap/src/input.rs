@@ -292,6 +292,30 @@ impl Dump {
         Ok((states, stats))
     }
 
+    /// Like [`Dump::fold`], but gives raw lines (without their newline) and counts nothing:
+    /// for passes that look at few lines and can skip the rest before parsing them.
+    pub fn fold_lines<S, I, F>(
+        &self,
+        opts: ScanOptions<'_>,
+        init: I,
+        each: F,
+    ) -> Result<Vec<S>, HeapError>
+    where
+        S: Send,
+        I: Fn() -> S + Sync,
+        F: Fn(&mut S, &[u8]) + Sync,
+    {
+        let (states, _) = self.fold_chunks(opts, init, |state, _, _, chunk, stats| {
+            stats.bytes += chunk.len() as u64;
+            for line in chunk.split(|b| *b == b'\n') {
+                if !line.is_empty() {
+                    each(state, line);
+                }
+            }
+        })?;
+        Ok(states)
+    }
+
     /// The chunk-level engine under [`Dump::fold`].
     fn fold_chunks<S, I, F>(
         &self,

@@ -8,15 +8,18 @@
 //! dominator tree and retained sizes ([`graph`], [`dominators`]), retention paths ([`paths`]),
 //! leak hunting across dumps ([`diff`]), duplicated strings ([`strings`]).
 
+pub mod detail;
 pub mod diff;
 pub mod dominators;
 pub mod graph;
+pub mod import;
 pub mod input;
 pub mod names;
 pub mod parse;
 pub mod paths;
 pub mod strings;
 pub mod summary;
+pub mod top;
 
 pub use input::{Dump, HeapError, Progress, ScanStats};
 pub use parse::{ObjType, Record, RecordKind};

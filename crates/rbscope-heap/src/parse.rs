@@ -279,8 +279,8 @@ pub struct Record<'a> {
     pub struct_name: Option<Text<'a>>,
     pub shape_id: Option<u64>,
     pub slot_size: Option<u32>,
-    /// `flags.old`.
-    pub old: bool,
+    /// The `flags` object as written (`{"wb_protected":true, "old":true}`); see [`Record::is_old`].
+    pub flags: Option<Text<'a>>,
     /// SHAPE: `id`, `parent_id`, `shape_type`, `edge_name`.
     pub id: Option<u64>,
     pub parent_id: Option<u64>,
@@ -288,6 +288,14 @@ pub struct Record<'a> {
     pub edge_name: Option<Text<'a>>,
     /// The line was not valid JSON (an unescaped quote, a bad byte) but was read anyway.
     pub invalid_json: bool,
+}
+
+impl Record<'_> {
+    /// `flags.old`: the object survived enough GCs to be in the old generation.
+    pub fn is_old(&self) -> bool {
+        self.flags
+            .is_some_and(|f| memchr::memmem::find(f.raw, b"\"old\":true").is_some())
+    }
 }
 
 /// Why a line could not be read at all.
@@ -381,7 +389,7 @@ fn parse_record(line: &[u8]) -> Result<Record<'_>, LineError> {
             b"struct" => rec.struct_name = Some(p.string(true, &mut rec.invalid_json)?),
             b"shape_id" => rec.shape_id = Some(p.uint()?),
             b"slot_size" => rec.slot_size = Some(p.uint()? as u32),
-            b"flags" => rec.old = p.flags_old()?,
+            b"flags" => rec.flags = Some(p.flags()?),
             b"id" => rec.id = Some(p.uint()?),
             b"parent_id" => rec.parent_id = Some(p.uint()?),
             b"shape_type" => rec.shape_type = Some(p.string(false, &mut rec.invalid_json)?),
@@ -599,18 +607,18 @@ impl<'a> Parser<'a> {
         Ok(Refs(&self.s[start..start + len]))
     }
 
-    /// The `flags` object: only `old` is kept (3.1–3.4 write `true`, 4.0 too).
-    fn flags_old(&mut self) -> Result<bool, LineError> {
+    /// The `flags` object, kept raw: it is flat (no nested braces) in every version.
+    fn flags(&mut self) -> Result<Text<'a>, LineError> {
         if self.peek() != Some(b'{') {
-            let mut ignored = false;
-            self.skip_value(&mut ignored)?;
-            return Ok(false);
+            return Err(self.bad());
         }
         let start = self.i;
         let len = memchr::memchr(b'}', &self.s[start..]).ok_or(LineError::Truncated)?;
-        let body = &self.s[start..start + len];
         self.i = start + len + 1;
-        Ok(memchr::memmem::find(body, b"\"old\":true").is_some())
+        Ok(Text {
+            raw: &self.s[start..start + len + 1],
+            escaped: false,
+        })
     }
 
     /// Any value of a key this reader does not keep.
@@ -746,7 +754,7 @@ mod tests {
         assert_eq!(r.ty, ObjType::String);
         assert_eq!(r.address, 0x7ff3f0e2c390);
         assert_eq!(r.class, 0x7ff3f0dd6440);
-        assert!(r.frozen && r.old && !r.invalid_json);
+        assert!(r.frozen && r.is_old() && !r.invalid_json);
         assert_eq!(r.bytesize, Some(31));
         assert_eq!(r.memsize, 88);
         assert_eq!(r.value.unwrap().raw(), b"_deprecated_default_executable=");
@@ -805,7 +813,7 @@ mod tests {
     fn flags_of_ruby_4_with_integers() {
         let l = br#"{"address":"0x10", "type":"OBJECT", "shape_id":5, "slot_size":40, "class":"0x20", "ivars":2, "memsize":40, "flags":{"wb_protected":true, "age":3, "old":true, "object_id":17, "shareable":true}}"#;
         let r = parse_line(l).unwrap();
-        assert!(r.old);
+        assert!(r.is_old());
         assert_eq!(r.shape_id, Some(5));
         assert_eq!(r.slot_size, Some(40));
     }

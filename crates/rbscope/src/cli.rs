@@ -331,6 +331,20 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Analyse heap dumps (ObjectSpace.dump_all output, plain, gzip or zstd): census, leaks
+    /// across dumps, why an object is alive, what retains the memory, duplicated strings, SQL.
+    #[command(
+        long_about = "Analyse heap dumps: the JSON lines ObjectSpace.dump_all writes (Ruby 3.1 to \
+            4.0), plain or compressed with gzip or zstd. No Ruby is needed. Lines Ruby wrote as \
+            invalid JSON (unescaped quotes in file names) are read anyway and counted. Every \
+            subcommand prints text, or JSON with --json; a progress bar appears on a terminal \
+            when reading takes more than a second.",
+        after_help = "Example: rbscope heap summary heap.json\n         rbscope heap diff 1.json 2.json 3.json\n         rbscope heap path 3.json 0x7f8a1c2b3d40\n         rbscope heap top heap.json --svg retained.svg\n         rbscope heap import heap.json --sqlite heap.db"
+    )]
+    Heap {
+        #[command(subcommand)]
+        command: HeapCommand,
+    },
     /// Check the set-up: the store, the Ruby agent, and with -p a running process's agent.
     Doctor {
         /// A running process to ask for its agent's state and counters.
@@ -382,6 +396,100 @@ pub struct TraceOutput {
     /// text (indented tree), jsonl (one event per line), or chrome (open in Perfetto).
     #[arg(long, default_value = "text", value_parser = parse_format)]
     pub format: rbscope_trace::render::Format,
+}
+
+/// How a heap dump is read (every `rbscope heap` subcommand).
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct HeapRead {
+    /// Threads to read with (default: one per core).
+    #[arg(short, long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Analyse a dump whose last record is cut off (a dump that was not finished), using the
+    /// complete records before it.
+    #[arg(long)]
+    pub allow_truncated: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HeapCommand {
+    /// Objects and bytes by type, by class, by allocation site (when allocation tracing was on)
+    /// and by GC generation; the roots; the dump's format.
+    Summary {
+        dump: PathBuf,
+        /// Rows per table.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        limit: usize,
+        #[command(flatten)]
+        read: HeapRead,
+    },
+    /// Leak hunt across two or three dumps of one process, oldest first: per class and
+    /// allocation site, counts and bytes in each dump and the objects that are new in the
+    /// second (and still there in the third), with sample addresses for `heap path`.
+    Diff {
+        #[arg(required = true, num_args = 2..=3, value_name = "DUMP")]
+        dumps: Vec<PathBuf>,
+        /// Groups to show.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        limit: usize,
+        #[command(flatten)]
+        read: HeapRead,
+    },
+    /// Why an object is alive: the shortest chain of references from a GC root to it, and one
+    /// through each other object that references it.
+    Path {
+        dump: PathBuf,
+        /// The object's address, as the dump writes it (0x7f...).
+        address: String,
+        /// Paths to show at most.
+        #[arg(short = 'n', long, default_value_t = 3)]
+        limit: usize,
+        #[command(flatten)]
+        read: HeapRead,
+    },
+    /// What retains the memory: the dominator tree from the top (an object's retained size is
+    /// what would be freed without it), retained bytes by class, and --from to drill down.
+    Top {
+        dump: PathBuf,
+        /// Start the tree at this object (an address from an earlier run) instead of the roots.
+        #[arg(long, value_name = "ADDRESS")]
+        from: Option<String>,
+        /// Levels of the tree to print.
+        #[arg(long, default_value_t = 3)]
+        depth: usize,
+        /// Children per object, and rows of the by-class table.
+        #[arg(short = 'n', long, default_value_t = 10)]
+        limit: usize,
+        /// Also write a flame graph (SVG, mode 0600) of retained size by class path.
+        #[arg(long, value_name = "FILE")]
+        svg: Option<PathBuf>,
+        #[command(flatten)]
+        read: HeapRead,
+    },
+    /// Duplicated strings (the same text in many String objects) and the bytes they waste.
+    Strings {
+        dump: PathBuf,
+        /// Texts to show.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        limit: usize,
+        #[command(flatten)]
+        read: HeapRead,
+    },
+    /// Write the dump as tables for SQL: objects, refs (one row per reference), roots.
+    #[command(group(clap::ArgGroup::new("to").required(true).args(["sqlite", "parquet"])))]
+    Import {
+        dump: PathBuf,
+        /// A new SQLite database file (mode 0600).
+        #[arg(long, value_name = "FILE")]
+        sqlite: Option<PathBuf>,
+        /// A directory for objects.parquet, refs.parquet and roots.parquet.
+        #[arg(long, value_name = "DIR")]
+        parquet: Option<PathBuf>,
+        #[command(flatten)]
+        read: HeapRead,
+    },
 }
 
 #[derive(Subcommand, Debug)]

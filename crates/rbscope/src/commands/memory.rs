@@ -34,7 +34,7 @@ fn kernel_figures(pid: u32) -> Vec<(String, u64)> {
 }
 
 /// 1.5 MiB, 340 KiB, 12 B.
-fn bytes(n: u64) -> String {
+pub(super) fn bytes(n: u64) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
     let mut u = 0;

@@ -3,6 +3,7 @@
 mod console;
 mod doctor;
 mod eval;
+mod heap;
 mod key;
 mod list;
 mod memory;
@@ -101,6 +102,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         },
         Command::Ps { json } => ps::ps(*json),
         Command::Memory { pid, json } => memory::memory(*pid, *json),
+        Command::Heap { command } => heap::run(command),
         Command::Record {
             pid,
             duration,
