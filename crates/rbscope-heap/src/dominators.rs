@@ -20,8 +20,14 @@
 //! compressed-sparse-row array restricted to the reachable nodes, semidominators computed in
 //! reverse preorder with a path-compressing `eval` that uses its own explicit stack, then the
 //! immediate dominators. Retained sizes are accumulated in reverse preorder onto the immediate
-//! dominator (which always precedes a node in preorder). Working memory is about 32 bytes per
-//! node plus 4 bytes per reachable edge; the result keeps about 20 bytes per node.
+//! dominator (which always precedes a node in preorder).
+//!
+//! Big heaps do not fit in the caches and their references go everywhere, so the cost is cache
+//! misses: the DFS also translates every edge to preorder numbers (so that building the
+//! predecessor lists reads memory in order), the per-vertex state of the forest is packed in 8
+//! bytes, and both the DFS and the main loop read a little ahead to overlap misses. Working
+//! memory peaks at about 20 bytes per node plus 8 bytes per edge (while the predecessor lists
+//! are built), then about 32 bytes per node plus 4 per edge; the result keeps 24 bytes per node.
 
 /// A graph in compressed sparse rows: the successors of node `n` are
 /// `targets[offsets[n] as usize..offsets[n + 1] as usize]`. `offsets.len() == node_count + 1`.
@@ -409,7 +415,7 @@ fn lengauer_tarjan<O: Offset>(mut links: Vec<Link>, pred_off: &[O], preds: &[u32
 
     for w in (1..=n).rev() {
         if w > LOOK_AHEAD {
-            for &v in preds_of(w - LOOK_AHEAD) {
+            for &v in preds_of(w - LOOK_AHEAD).iter().take(4 * LOOK_AHEAD) {
                 if v as usize > w {
                     sink ^= links[v as usize].ancestor;
                 }
@@ -509,25 +515,37 @@ fn children_index(idom: &[u32], retained: &[u64], preorder: &[u32]) -> (Vec<u32>
         *c += 1;
     }
     drop(cursor);
-    let mut keyed: Vec<(std::cmp::Reverse<u64>, u32)> = Vec::new();
+    // Sort keys: (retained size descending, node id), packed into one u64 when every retained
+    // size fits in 32 bits (then sorting is a plain integer sort), as a pair otherwise.
+    let narrow = retained.iter().all(|&r| r <= u64::from(u32::MAX));
+    let mut packed: Vec<u64> = Vec::new();
+    let mut pairs: Vec<(std::cmp::Reverse<u64>, u32)> = Vec::new();
     for slot in 0..=node_count {
         let group = &mut list[offsets[slot] as usize..offsets[slot + 1] as usize];
-        match group.len() {
-            0 | 1 => {}
-            2..=16 => group.sort_unstable_by_key(|&c| (std::cmp::Reverse(retained[c as usize]), c)),
-            _ => {
-                // Big groups (the top level can hold most of the heap): sort with the keys
-                // next to the ids rather than looking them up at every comparison.
-                keyed.clear();
-                keyed.extend(
-                    group
-                        .iter()
-                        .map(|&c| (std::cmp::Reverse(retained[c as usize]), c)),
-                );
-                keyed.sort_unstable();
-                for (dst, &(_, c)) in group.iter_mut().zip(&keyed) {
-                    *dst = c;
-                }
+        if group.len() < 2 {
+            continue;
+        }
+        if narrow {
+            packed.clear();
+            packed.extend(
+                group
+                    .iter()
+                    .map(|&c| (u64::from(!(retained[c as usize] as u32)) << 32) | u64::from(c)),
+            );
+            packed.sort_unstable();
+            for (dst, &key) in group.iter_mut().zip(&packed) {
+                *dst = key as u32;
+            }
+        } else {
+            pairs.clear();
+            pairs.extend(
+                group
+                    .iter()
+                    .map(|&c| (std::cmp::Reverse(retained[c as usize]), c)),
+            );
+            pairs.sort_unstable();
+            for (dst, &(_, c)) in group.iter_mut().zip(&pairs) {
+                *dst = c;
             }
         }
     }
@@ -817,6 +835,9 @@ mod tests {
             let graph = Csr::from_edges(n, &edges);
             let d = Dominators::compute(&graph, &roots, &sizes);
             check_invariants(&d);
+            assert_same(&d, &Dominators::compute_with::<u64>(&graph, &roots, &sizes));
+            // (also checks the reference used on bigger graphs below)
+            assert_eq!(reference_idom(&graph, &roots), d.idom, "round {round}");
 
             let base = reachable(&graph, &roots, None);
             // dominated_by[d][v]: d dominates v (strictly).
@@ -866,6 +887,147 @@ mod tests {
         }
     }
 
+    fn assert_same(a: &Dominators, b: &Dominators) {
+        assert_eq!(a.idom, b.idom);
+        assert_eq!(a.retained, b.retained);
+        assert_eq!(a.preorder, b.preorder);
+        assert_eq!(a.child_offsets, b.child_offsets);
+        assert_eq!(a.child_list, b.child_list);
+        assert_eq!(a.reachable_size, b.reachable_size);
+    }
+
+    /// Reference immediate dominators by the iterative data-flow algorithm of Cooper, Harvey and
+    /// Kennedy ("A Simple, Fast Dominance Algorithm"): slow on big graphs but simple, and
+    /// independent of Lengauer–Tarjan.
+    fn reference_idom(graph: &Csr, roots: &[u32]) -> Vec<u32> {
+        let n = graph.node_count();
+        let root = n; // the super root
+        let succ = |v: usize| -> Vec<usize> {
+            if v == root {
+                roots.iter().map(|&r| r as usize).collect()
+            } else {
+                graph
+                    .successors(v as u32)
+                    .iter()
+                    .map(|&s| s as usize)
+                    .collect()
+            }
+        };
+        // Postorder numbers by an iterative DFS.
+        let mut post = vec![usize::MAX; n + 1];
+        let mut order = Vec::new(); // nodes in postorder
+        let mut seen = vec![false; n + 1];
+        let mut stack = vec![(root, succ(root), 0usize)];
+        seen[root] = true;
+        while let Some((v, s, i)) = stack.last_mut() {
+            if *i < s.len() {
+                let t = s[*i];
+                *i += 1;
+                if !seen[t] {
+                    seen[t] = true;
+                    let st = succ(t);
+                    stack.push((t, st, 0));
+                }
+            } else {
+                post[*v] = order.len();
+                order.push(*v);
+                stack.pop();
+            }
+        }
+        let mut preds = vec![Vec::new(); n + 1];
+        for &v in &order {
+            for t in succ(v) {
+                preds[t].push(v);
+            }
+        }
+        let mut idom = vec![usize::MAX; n + 1];
+        idom[root] = root;
+        let mut changed = true;
+        while changed {
+            changed = false;
+            for &v in order.iter().rev().filter(|&&v| v != root) {
+                let mut new = usize::MAX;
+                for &p in &preds[v] {
+                    if idom[p] == usize::MAX {
+                        continue;
+                    }
+                    new = if new == usize::MAX {
+                        p
+                    } else {
+                        let (mut a, mut b) = (p, new);
+                        while a != b {
+                            while post[a] < post[b] {
+                                a = idom[a];
+                            }
+                            while post[b] < post[a] {
+                                b = idom[b];
+                            }
+                        }
+                        a
+                    };
+                }
+                if idom[v] != new {
+                    idom[v] = new;
+                    changed = true;
+                }
+            }
+        }
+        (0..n)
+            .map(|v| match idom[v] {
+                usize::MAX => UNREACHABLE,
+                d if d == root => SUPER_ROOT,
+                d => d as u32,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn dominators_match_reference_on_bigger_graphs() {
+        // Deep graphs (chains and trees with random extra edges) of a few thousand nodes: long
+        // forest paths exercise the path compression.
+        let mut rng = XorShift(0xD1B5_4A32_D192_ED03);
+        for round in 0..40 {
+            let n = 500 + rng.below(3000) as usize;
+            let mut edges = Vec::new();
+            for v in 1..n as u32 {
+                // a spanning chain or random tree, so most nodes are reachable
+                let parent = if round % 2 == 0 {
+                    v - 1
+                } else {
+                    rng.below(u64::from(v)) as u32
+                };
+                edges.push((parent, v));
+            }
+            let extra = rng.below(2 * n as u64) as usize;
+            for _ in 0..extra {
+                let from = rng.below(n as u64) as u32;
+                let to = if rng.below(2) == 0 {
+                    // short hops forward or back
+                    (from as u64 + rng.below(16))
+                        .saturating_sub(8)
+                        .min(n as u64 - 1) as u32
+                } else {
+                    rng.below(n as u64) as u32
+                };
+                edges.push((from, to));
+            }
+            let mut roots = vec![0];
+            roots.extend((0..rng.below(3)).map(|_| rng.below(n as u64) as u32));
+            let sizes: Vec<u64> = (0..n).map(|_| rng.below(100)).collect();
+            let graph = Csr::from_edges(n, &edges);
+            let d = Dominators::compute(&graph, &roots, &sizes);
+            check_invariants(&d);
+            assert_eq!(d.idom, reference_idom(&graph, &roots), "round {round}");
+            // retained = self size + retained of the dominator-tree children
+            for v in 0..n as u32 {
+                if d.idom[v as usize] != UNREACHABLE {
+                    let kids: u64 = d.children(v).iter().map(|&c| d.retained[c as usize]).sum();
+                    assert_eq!(d.retained[v as usize], sizes[v as usize] + kids);
+                }
+            }
+        }
+    }
+
     #[test]
     fn dominators_million_node_linked_list() {
         let n = 1_000_000u32;
@@ -906,8 +1068,8 @@ mod tests {
         let mut targets = Vec::with_capacity(10_000_000);
         offsets.push(0u64);
         for v in 0..n as u64 {
-            // ~5 references per object: mostly to objects allocated nearby, some anywhere.
-            let k = rng.below(9);
+            // ~5 references per object: half to objects allocated nearby, half anywhere.
+            let k = rng.below(11);
             for _ in 0..k {
                 let t = if rng.below(2) == 0 {
                     (v + 1 + rng.below(64)) % n as u64

@@ -10,7 +10,7 @@
 //!
 //! The same columns in both formats. Addresses are integers (`INTEGER` / `INT64`): user-space
 //! pointers are below 2^63, so they fit a signed 64-bit column unchanged; `printf('0x%x', address)`
-//! in SQLite (or `format('0x{:x}', address)` in DuckDB) gives the dump's form back.
+//! (SQLite, DuckDB) gives the dump's form back.
 //!
 //! * `objects`: one row per heap slot (ROOT and SHAPE records are not objects).
 //!   `address`, `type` (`STRING`, `OBJECT`, …), `class` (the `class` pointer, NULL when absent),
@@ -64,7 +64,7 @@ use parquet::file::writer::{
 };
 use parquet::schema::parser::parse_message_type;
 use parquet::schema::types::ColumnPath;
-use rusqlite::Connection;
+use rusqlite::{Connection, OpenFlags};
 use rustc_hash::FxHashMap;
 
 use crate::input::{Dump, HeapError, ScanOptions, ScanStats};
@@ -154,26 +154,24 @@ pub fn import_sqlite(
     out: &Path,
 ) -> Result<ImportStats, ImportError> {
     let start = Instant::now();
-    let tmp = TempFile::create(out)?;
+    let (tmp, _) = TempFile::create(out)?;
     let sql_err = |source| ImportError::Sqlite {
         path: out.to_path_buf(),
         source,
     };
     let names = class_names(dump, opts)?;
-    eprintln!("TIMING pass1 {:?}", start.elapsed());
-    let conn = Connection::open(tmp.path()).map_err(sql_err)?;
+    // The file exists (created 0600 above); no URI parsing of odd names.
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(tmp.path(), flags).map_err(sql_err)?;
     conn.execute_batch(SQLITE_SCHEMA).map_err(sql_err)?;
-    if let Ok(x) = std::env::var("TMPHACK") {
-        conn.execute_batch(&x).map_err(sql_err)?;
-    }
     let sink = SqliteSink {
         conn,
+        insert_refs: multi_insert_refs(),
         dest: out.to_path_buf(),
         counts: Counts::default(),
     };
     let (sink, scan) = load(dump, opts, &names, sink)?;
     let SqliteSink { conn, counts, .. } = sink;
-    eprintln!("TIMING load {:?}", start.elapsed());
     let stats = ImportStats {
         objects: counts.objects,
         refs: counts.refs,
@@ -183,10 +181,8 @@ pub fn import_sqlite(
         elapsed: Duration::ZERO,
     };
     sqlite_finish(&conn, dump, &stats).map_err(sql_err)?;
-    eprintln!("TIMING finish {:?}", start.elapsed());
     conn.close().map_err(|(_, e)| sql_err(e))?;
     tmp.persist()?;
-    eprintln!("TIMING persist {:?}", start.elapsed());
     Ok(ImportStats {
         elapsed: start.elapsed(),
         ..stats
@@ -496,8 +492,10 @@ const SQLITE_SCHEMA: &str = "
 PRAGMA journal_mode = OFF;
 PRAGMA synchronous = OFF;
 PRAGMA locking_mode = EXCLUSIVE;
-PRAGMA temp_store = MEMORY;
-PRAGMA cache_size = -131072;
+PRAGMA temp_store = FILE;
+-- 256 MiB, used as needed: the sorts that build the indexes run in memory, twice as fast as
+-- with 128 MiB on 2M objects.
+PRAGMA cache_size = -262144;
 CREATE TABLE objects (
     address INTEGER NOT NULL,
     type TEXT NOT NULL,
@@ -530,7 +528,7 @@ BEGIN;
 const INSERT_OBJECT: &str = "INSERT INTO objects VALUES \
      (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)";
 const INSERT_REF: &str = "INSERT INTO refs VALUES (?1, ?2)";
-/// Refs go in by this many rows per statement: a third of the time of one row at a time.
+/// Refs go in by this many rows per statement: about half the time of one row at a time.
 const REFS_PER_INSERT: usize = 128;
 const INSERT_ROOT: &str = "INSERT INTO roots VALUES (?1, ?2)";
 
@@ -543,6 +541,8 @@ CREATE INDEX refs_from ON refs(from_address);
 
 struct SqliteSink {
     conn: Connection,
+    /// [`REFS_PER_INSERT`] rows of `refs` in one statement.
+    insert_refs: String,
     /// The output's final name, for errors (the temporary file is an implementation detail).
     dest: PathBuf,
     counts: Counts,
@@ -579,7 +579,7 @@ impl SqliteSink {
 
         let mut chunks = b.refs.chunks_exact(REFS_PER_INSERT);
         if chunks.len() > 0 {
-            let mut st = self.conn.prepare_cached(&multi_insert_refs())?;
+            let mut st = self.conn.prepare_cached(&self.insert_refs)?;
             for chunk in &mut chunks {
                 for (i, (from, to)) in chunk.iter().enumerate() {
                     st.raw_bind_parameter(2 * i + 1, from)?;
@@ -629,9 +629,7 @@ impl<'m> Sink<'m> for SqliteSink {
 
 /// Indexes, `meta`, commit.
 fn sqlite_finish(conn: &Connection, dump: &Dump, stats: &ImportStats) -> rusqlite::Result<()> {
-    let t = Instant::now();
     conn.execute_batch(SQLITE_INDEXES)?;
-    eprintln!("TIMING indexes {:?}", t.elapsed());
     let s = &stats.scan;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -970,7 +968,7 @@ struct Table<C: Columns> {
 
 impl<C: Columns> Table<C> {
     fn create(path: PathBuf, schema: &str, meta: Vec<KeyValue>) -> Result<Self, ImportError> {
-        let file = TempFile::create(&path)?;
+        let (file, out) = TempFile::create(&path)?;
         let pq_err = |source| ImportError::Parquet {
             path: path.clone(),
             source,
@@ -983,10 +981,6 @@ impl<C: Columns> Table<C> {
             .set_column_dictionary_enabled(ColumnPath::from("address"), false)
             .set_key_value_metadata(Some(meta))
             .build();
-        let out = OpenOptions::new()
-            .write(true)
-            .open(file.path())
-            .map_err(io_err("open", file.path()))?;
         let writer = SerializedFileWriter::new(
             BufWriter::with_capacity(1 << 20, out),
             schema,
@@ -1085,7 +1079,7 @@ struct TempFile {
 
 impl TempFile {
     /// Creates `dest.tmp-PID` (mode 0600) after checking that `dest` does not exist.
-    fn create(dest: &Path) -> Result<TempFile, ImportError> {
+    fn create(dest: &Path) -> Result<(TempFile, File), ImportError> {
         if fs::symlink_metadata(dest).is_ok() {
             return Err(ImportError::Exists {
                 path: dest.to_path_buf(),
@@ -1110,23 +1104,24 @@ impl TempFile {
         let mut tmp_name = file_name.to_os_string();
         tmp_name.push(format!(".tmp-{}", std::process::id()));
         let tmp = dir.join(tmp_name);
-        match OpenOptions::new()
+        let file = match OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(&tmp)
         {
-            Ok(_) => {}
+            Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 return Err(ImportError::Exists { path: tmp });
             }
             Err(e) => return Err(io_err("create", &tmp)(e)),
-        }
-        Ok(TempFile {
+        };
+        let temp = TempFile {
             tmp,
             dest: dest.to_path_buf(),
             persisted: false,
-        })
+        };
+        Ok((temp, file))
     }
 
     fn path(&self) -> &Path {
@@ -1141,7 +1136,15 @@ impl TempFile {
         self.link()?;
         self.persisted = true;
         let _ = fs::remove_file(&self.tmp);
+        self.sync_dir();
         Ok(())
+    }
+
+    /// Makes the new name durable (best effort: not every file system allows it).
+    fn sync_dir(&self) {
+        if let Some(dir) = self.dest.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let _ = File::open(dir).and_then(|d| d.sync_all());
+        }
     }
 
     /// Persists every file or none.
@@ -1159,6 +1162,7 @@ impl TempFile {
         for mut f in files {
             f.persisted = true;
             let _ = fs::remove_file(&f.tmp);
+            f.sync_dir();
         }
         Ok(())
     }
@@ -1556,6 +1560,35 @@ mod tests {
             .unwrap();
         assert!(matches!(field(imemo, "class_name"), Field::Null));
         assert!(matches!(field(imemo, "class"), Field::Long(0x30)));
+    }
+
+    /// Takes one batch, then fails as a full disk would.
+    struct FailingSink(usize);
+
+    impl<'m> Sink<'m> for FailingSink {
+        fn write(&mut self, _: Batch<'m>) -> Result<(), ImportError> {
+            self.0 += 1;
+            if self.0 < 2 {
+                return Ok(());
+            }
+            Err(ImportError::Io {
+                action: "write to",
+                path: "the sink".into(),
+                source: io::Error::from(io::ErrorKind::StorageFull),
+            })
+        }
+    }
+
+    #[test]
+    fn a_failing_writer_stops_the_load_without_hanging() {
+        let dump = Dump::open(Path::new(FIXTURE)).unwrap();
+        let names = class_names(&dump, opts(2)).unwrap();
+        for jobs in [1, 2, 4] {
+            let e = load(&dump, opts(jobs), &names, FailingSink(0))
+                .err()
+                .unwrap();
+            assert!(matches!(e, ImportError::Io { .. }), "{e}");
+        }
     }
 
     #[test]

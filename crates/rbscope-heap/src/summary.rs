@@ -37,12 +37,11 @@ pub struct Row {
     pub tally: Tally,
 }
 
-/// An allocation site.
+/// An allocation site: a line, and the method Ruby recorded for allocations there.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SiteRow {
     pub file: String,
     pub line: Option<u32>,
-    /// The method of the first object counted at this site.
     pub method: Option<String>,
     pub tally: Tally,
 }
@@ -74,8 +73,10 @@ struct Worker {
     groups: FxHashMap<GroupKey, Tally>,
     subs: SubNames,
     classes: ClassTable,
-    sites: FxHashMap<(u64, u32), Tally>,
-    site_names: FxHashMap<u64, (String, Option<String>)>,
+    /// By (file hash, line, method hash).
+    sites: FxHashMap<(u64, u32, u64), Tally>,
+    files: FxHashMap<u64, String>,
+    methods: FxHashMap<u64, String>,
     generations: FxHashMap<u32, Tally>,
     no_generation: Tally,
     roots: FxHashMap<String, u64>,
@@ -112,16 +113,20 @@ impl Worker {
         self.classes.note(rec);
         if let Some(file) = rec.file {
             let h = names::hash_bytes(file.raw());
+            let m = rec.method.map_or(0, |m| {
+                let mh = names::hash_bytes(m.raw());
+                self.methods
+                    .entry(mh)
+                    .or_insert_with(|| m.to_string_lossy());
+                mh
+            });
             self.sites
-                .entry((h, rec.line.unwrap_or(0)))
+                .entry((h, rec.line.unwrap_or(0), m))
                 .or_default()
                 .add(bytes);
-            self.site_names.entry(h).or_insert_with(|| {
-                (
-                    file.to_string_lossy(),
-                    rec.method.map(|m| m.to_string_lossy()),
-                )
-            });
+            self.files
+                .entry(h)
+                .or_insert_with(|| file.to_string_lossy());
         }
         match rec.generation {
             Some(g) => self.generations.entry(g).or_default().add(bytes),
@@ -144,9 +149,8 @@ impl Worker {
         for (k, v) in o.sites {
             self.sites.entry(k).or_default().merge(v);
         }
-        for (k, v) in o.site_names {
-            self.site_names.entry(k).or_insert(v);
-        }
+        self.files.extend(o.files);
+        self.methods.extend(o.methods);
         for (k, v) in o.generations {
             self.generations.entry(k).or_default().merge(v);
         }
@@ -202,14 +206,11 @@ pub fn summarize(dump: &Dump, opts: ScanOptions<'_>) -> Result<Summary, HeapErro
     s.by_site = all
         .sites
         .into_iter()
-        .map(|((h, line), tally)| {
-            let (file, method) = all.site_names.get(&h).cloned().unwrap_or_default();
-            SiteRow {
-                file,
-                line: (line != 0).then_some(line),
-                method,
-                tally,
-            }
+        .map(|((h, line, m), tally)| SiteRow {
+            file: all.files.get(&h).cloned().unwrap_or_default(),
+            line: (line != 0).then_some(line),
+            method: all.methods.get(&m).cloned(),
+            tally,
         })
         .collect();
     s.by_site.sort_by(|a, b| {
@@ -217,7 +218,7 @@ pub fn summarize(dump: &Dump, opts: ScanOptions<'_>) -> Result<Summary, HeapErro
             .bytes
             .cmp(&a.tally.bytes)
             .then(b.tally.count.cmp(&a.tally.count))
-            .then_with(|| (&a.file, a.line).cmp(&(&b.file, b.line)))
+            .then_with(|| (&a.file, a.line, &a.method).cmp(&(&b.file, b.line, &b.method)))
     });
     s.by_generation = all.generations.into_iter().collect();
     s.by_generation.sort_by_key(|(g, _)| *g);
