@@ -152,7 +152,10 @@ fn info(rec: &Record<'_>) -> String {
 /// How an object is shown in one line: `0x7f… Foo (a string's start, ...) at file:line`.
 pub fn one_line(d: &Detail, group: &str) -> String {
     let mut s = format!("{:#x} {}", d.address, group);
-    if !d.info.is_empty() {
+    if matches!(d.ty, ObjType::Class | ObjType::Module) && !d.info.is_empty() {
+        // `Class Shop::Store` reads better than `Class (Shop::Store)`.
+        s.push_str(&format!(" {}", d.info));
+    } else if !d.info.is_empty() {
         s.push_str(&format!(" ({})", d.info));
     }
     if let Some(site) = d.site() {

@@ -239,11 +239,14 @@ impl Offset for u64 {
     }
 }
 
-/// How many successors (DFS) or vertices (Lengauer–Tarjan) ahead to load data that will be
-/// needed soon. The graph is much bigger than the caches and its edges go everywhere, so both
-/// passes are bound by memory latency; loading ahead (the result goes nowhere) lets the cache
-/// misses overlap instead of queueing one behind the other.
-const LOOK_AHEAD: usize = 8;
+/// The graph is much bigger than the caches and its edges go everywhere, so the DFS and the main
+/// loop of Lengauer–Tarjan are bound by memory latency. Both load some data before they need it
+/// (the loaded values go nowhere) so that cache misses overlap instead of queueing one behind
+/// the other: the DFS the numbers and edge ranges of this many successors of each new node...
+const DFS_LOOK_AHEAD: usize = 8;
+/// ... and Lengauer–Tarjan the forest state of the predecessors of the vertex this many steps
+/// ahead.
+const LT_LOOK_AHEAD: usize = 16;
 
 /// The hot per-vertex state of the link–eval forest of Lengauer–Tarjan, kept together so that
 /// following a forest pointer touches one cache line.
@@ -341,7 +344,7 @@ fn depth_first_search(graph: &Csr, roots: &[u32]) -> Dfs {
 /// Loads what the DFS will look at after `node`: its first successors' numbers and edge ranges.
 fn touch_successors(graph: &Csr, dfnum: &[u32], node: u32) -> u64 {
     let mut sink = 0;
-    for &t in graph.successors(node).iter().take(LOOK_AHEAD) {
+    for &t in graph.successors(node).iter().take(DFS_LOOK_AHEAD) {
         sink ^= u64::from(dfnum[t as usize]) ^ graph.offsets[t as usize];
     }
     sink
@@ -414,8 +417,8 @@ fn lengauer_tarjan<O: Offset>(mut links: Vec<Link>, pred_off: &[O], preds: &[u32
     let mut sink = 0u32;
 
     for w in (1..=n).rev() {
-        if w > LOOK_AHEAD {
-            for &v in preds_of(w - LOOK_AHEAD).iter().take(4 * LOOK_AHEAD) {
+        if w > LT_LOOK_AHEAD {
+            for &v in preds_of(w - LT_LOOK_AHEAD).iter().take(2 * LT_LOOK_AHEAD) {
                 if v as usize > w {
                     sink ^= links[v as usize].ancestor;
                 }

@@ -582,6 +582,14 @@ where
     })
 }
 
+/// Reads every record of an in-memory dump, one thread, no file: for small inputs, tests and
+/// fuzzing. A last line without its newline that stops mid-record is counted as truncation.
+pub fn read_records(data: &[u8], f: impl FnMut(&Record<'_>)) -> ScanStats {
+    let mut stats = ScanStats::default();
+    read_chunk(data, 0, &mut stats, f);
+    stats
+}
+
 /// Parses every line of a chunk (which starts at a line start) and counts what it saw.
 fn read_chunk(chunk: &[u8], base: u64, stats: &mut ScanStats, mut f: impl FnMut(&Record<'_>)) {
     stats.bytes += chunk.len() as u64;

@@ -184,7 +184,9 @@ pub fn group_name(key: &GroupKey, classes: &ClassTable, subs: &SubNames) -> Stri
         ObjType::Imemo if key.sub != 0 => format!("<imemo:{}>", sub()),
         ObjType::Data if key.sub == TRACER_SUB => ALLOCATION_TRACER_LABEL.to_string(),
         ObjType::Data if key.class == 0 && key.sub != 0 => format!("<data:{}>", sub()),
-        _ if key.class == 0 => format!("<{}>", key.ty.name()),
+        ObjType::Node => "<NODE>".to_string(),
+        // Hidden objects (no class): Ruby's internal arrays, hashes and strings.
+        _ if key.class == 0 => format!("<hidden {}>", key.ty.name()),
         _ => classes.instance_name(key.class),
     }
 }

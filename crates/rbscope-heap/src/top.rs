@@ -143,9 +143,8 @@ impl Retention {
             self.children(None).iter().map(|n| (*n, 0u32)).collect();
         while let Some((n, at)) = stack.pop() {
             let grp = g.group[n as usize];
-            let here = if parent_of[at as usize].1 == grp && at != 0 {
-                at
-            } else if depth_of[at as usize] as usize >= max_depth {
+            let same_as_parent = at != 0 && parent_of[at as usize].1 == grp;
+            let here = if same_as_parent || depth_of[at as usize] as usize >= max_depth {
                 at
             } else {
                 let next = parent_of.len() as u32;
@@ -161,8 +160,8 @@ impl Retention {
             stack.extend(self.dom.children(n).iter().map(|c| (*c, here)));
         }
         let mut out = Vec::new();
-        for t in 1..parent_of.len() {
-            if weight[t] == 0 {
+        for (t, w) in weight.iter().enumerate().skip(1) {
+            if *w == 0 {
                 continue;
             }
             let mut frames = Vec::new();
@@ -173,7 +172,7 @@ impl Retention {
                 at = p;
             }
             frames.reverse();
-            out.push((frames.join(";"), weight[t]));
+            out.push((frames.join(";"), *w));
         }
         out.sort();
         out
