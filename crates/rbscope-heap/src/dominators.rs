@@ -26,8 +26,9 @@
 //! misses: the DFS also translates every edge to preorder numbers (so that building the
 //! predecessor lists reads memory in order), the per-vertex state of the forest is packed in 8
 //! bytes, and both the DFS and the main loop read a little ahead to overlap misses. Working
-//! memory peaks at about 20 bytes per node plus 8 bytes per edge (while the predecessor lists
-//! are built), then about 32 bytes per node plus 4 per edge; the result keeps 24 bytes per node.
+//! memory peaks at about 20 bytes per node plus 8 bytes per edge while the predecessor lists are
+//! built (the DFS stack adds 16 bytes per level of depth before that), then about 32 bytes per
+//! node plus 4 per edge; the result keeps 24 bytes per node.
 
 /// A graph in compressed sparse rows: the successors of node `n` are
 /// `targets[offsets[n] as usize..offsets[n + 1] as usize]`. `offsets.len() == node_count + 1`.

@@ -342,6 +342,42 @@ fn import_into_sqlite_gives_tables_to_join() {
 }
 
 #[test]
+fn import_into_parquet_is_read_by_pyarrow() {
+    let d = dumps();
+    let out_dir = d.dir.join("parquet3");
+    let out = heap(&["import", s(&d.path(3)), "--parquet", s(&out_dir)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let python = repo_root().join("target/pyenv/bin/python");
+    assert!(
+        python.is_file(),
+        "pyarrow's virtualenv is missing: run scripts/install-deps"
+    );
+    // An independent reader: pyarrow counts rows, the entries by class name and their referrers.
+    let script = r#"
+import sys, pyarrow.parquet as pq, pyarrow.compute as pc
+d = sys.argv[1]
+objects = pq.read_table(d + "/objects.parquet")
+refs = pq.read_table(d + "/refs.parquet")
+roots = pq.read_table(d + "/roots.parquet")
+entries = objects.filter(pc.equal(objects["class_name"], "Leak::Entry"))
+ids = entries["address"]
+held = refs.filter(pc.is_in(refs["to_address"], value_set=ids))
+print(objects.num_rows, entries.num_rows, held.num_rows,
+      len(pc.unique(held["from_address"])), roots.num_rows > 0)
+"#;
+    let out = Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary = heap_json(&["summary", s(&d.path(3))]);
+    let expected = format!("{} {} {} 1 True", summary["total"]["count"], 2 * N, 2 * N);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), expected);
+}
+
+#[test]
 fn gzip_reads_like_plain() {
     let d = dumps();
     let gz = d.dir.join("2.json.gz");
