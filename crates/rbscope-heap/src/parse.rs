@@ -368,7 +368,8 @@ fn parse_record(line: &[u8]) -> Result<Record<'_>, LineError> {
             b"method" => rec.method = Some(p.string(false, &mut rec.invalid_json)?),
             b"generation" => rec.generation = Some(p.uint()? as u32),
             b"root" => rec.root = Some(p.string(false, &mut rec.invalid_json)?),
-            b"name" => rec.name = Some(p.string(true, &mut rec.invalid_json)?),
+            // Escaped since 3.4, raw before: read as JSON; a stray quote is still got past.
+            b"name" => rec.name = Some(p.string(false, &mut rec.invalid_json)?),
             b"real_class_name" => {
                 rec.real_class_name = Some(p.string(true, &mut rec.invalid_json)?)
             }
@@ -476,8 +477,11 @@ impl<'a> Parser<'a> {
         Ok(&self.s[start..start + len])
     }
 
-    /// A string value. `raw_field` marks the fields Ruby writes without escaping: for them a
-    /// quote inside the value is expected now and then, and the end is found by what follows.
+    /// A string value. `raw_field` marks the fields Ruby writes without escaping (`file`,
+    /// `real_class_name`, `struct`): their bytes are kept as written (a backslash is a
+    /// backslash, as in a Windows path), and their end is the first quote that JSON allows to
+    /// end a value. In every field a quote inside the value (which Ruby's unescaped fields
+    /// produce) is got past by finding the real end.
     fn string(&mut self, raw_field: bool, invalid: &mut bool) -> Result<Text<'a>, LineError> {
         if self.peek() != Some(b'"') {
             return Err(self.bad());
@@ -485,37 +489,38 @@ impl<'a> Parser<'a> {
         let start = self.i + 1;
         let mut j = start;
         let mut escaped = false;
-        loop {
-            let off = memchr::memchr2(b'"', b'\\', &self.s[j..]).ok_or(LineError::Truncated)?;
-            j += off;
-            if self.s[j] == b'\\' {
-                escaped = true;
-                j += 2;
-                if j > self.s.len() {
-                    return Err(LineError::Truncated);
+        if raw_field {
+            j += memchr::memchr(b'"', &self.s[j..]).ok_or(LineError::Truncated)?;
+        } else {
+            loop {
+                let off = memchr::memchr2(b'"', b'\\', &self.s[j..]).ok_or(LineError::Truncated)?;
+                j += off;
+                if self.s[j] == b'\\' {
+                    escaped = true;
+                    j += 2;
+                    if j > self.s.len() {
+                        return Err(LineError::Truncated);
+                    }
+                    continue;
                 }
-                continue;
+                break;
             }
-            break;
         }
         // `j` is at a quote that JSON would take as the end.
-        if self.ends_value(j + 1) {
-            self.i = j + 1;
-            let raw = &self.s[start..j];
-            if raw_field && !raw.is_ascii() && std::str::from_utf8(raw).is_err() {
-                *invalid = true;
-            }
-            return Ok(Text { raw, escaped });
-        }
-        // A quote inside the value: only Ruby's unescaped fields do that. Find the real end.
-        *invalid = true;
-        let end = self.recover_string_end(j).ok_or(LineError::BadValue(j))?;
+        let end = if self.ends_value(j + 1) {
+            j
+        } else {
+            // A quote inside the value: only Ruby's unescaped fields do that.
+            *invalid = true;
+            escaped = false;
+            self.recover_string_end(j).ok_or(LineError::BadValue(j))?
+        };
         self.i = end + 1;
-        // Escapes are not JSON escapes in an unescaped field: keep the bytes as they are.
-        Ok(Text {
-            raw: &self.s[start..end],
-            escaped: false,
-        })
+        let raw = &self.s[start..end];
+        if raw_field && !*invalid && !raw_is_valid_json(raw) {
+            *invalid = true;
+        }
+        Ok(Text { raw, escaped })
     }
 
     /// After a closing quote: only `,`, `}` or `]` (after spaces) may follow.
@@ -661,6 +666,32 @@ impl<'a> Parser<'a> {
     }
 }
 
+/// Whether the bytes of an unescaped field would also be read right as the inside of a JSON
+/// string: valid UTF-8, no control characters, and every backslash a JSON escape.
+fn raw_is_valid_json(raw: &[u8]) -> bool {
+    if !raw.is_ascii() && std::str::from_utf8(raw).is_err() {
+        return false;
+    }
+    if raw.iter().any(|b| *b < 0x20) {
+        return false;
+    }
+    let mut i = 0;
+    while let Some(k) = memchr::memchr(b'\\', &raw[i..]) {
+        match raw.get(i + k + 1) {
+            Some(b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => i += k + 2,
+            Some(b'u')
+                if raw
+                    .get(i + k + 2..i + k + 6)
+                    .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) =>
+            {
+                i += k + 6
+            }
+            _ => return false,
+        }
+    }
+    true
+}
+
 /// `, "key":` — what follows a value when another key comes.
 fn looks_like_next_key(rest: &[u8]) -> bool {
     let mut k = 0;
@@ -779,6 +810,18 @@ mod tests {
         assert_eq!(r.line, Some(13));
         assert_eq!(r.generation, Some(9));
         assert_eq!(r.memsize, 40);
+    }
+
+    #[test]
+    fn backslashes_in_unescaped_fields_are_kept() {
+        let l = br#"{"address":"0x10", "type":"STRING", "file":"C:\Users\dev\order.rb", "line":3}"#;
+        let r = parse_line(l).unwrap();
+        assert_eq!(r.file.unwrap().bytes().as_ref(), br"C:\Users\dev\order.rb");
+        assert!(r.invalid_json, "\\U is not a JSON escape");
+        let l = br#"{"address":"0x10", "type":"STRING", "file":"C:\dir\", "line":3}"#;
+        let r = parse_line(l).unwrap();
+        assert_eq!(r.file.unwrap().bytes().as_ref(), br"C:\dir\");
+        assert_eq!(r.line, Some(3));
     }
 
     #[test]

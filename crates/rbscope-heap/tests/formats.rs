@@ -897,9 +897,6 @@ fn real_ruby_3_4_1_dump() {
 /// `eval(src, binding, "C:\\app\\x.rb")`) makes the line invalid JSON (`\U` is no JSON escape)
 /// and must be kept as written, like the quote case.
 #[test]
-#[ignore = "parse.rs undoes JSON escapes in raw fields when no stray quote is found: `file` \
-            C:\\Users\\dev\\shop\\order.rb reads as C:Usersdevshoporder.rb and the line is \
-            not counted as invalid JSON"]
 fn a_backslash_in_file_is_kept_and_flagged() {
     let l = br#"{"address":"0x7f0a12c10028", "type":"STRING", "shape_id":0, "slot_size":40, "class":"0x7f0a12c30280", "embedded":true, "bytesize":6, "value":"A-1001", "encoding":"UTF-8", "coderange":"7bit", "file":"C:\Users\dev\shop\order.rb", "line":8, "method":"initialize", "generation":4, "memsize":40, "flags":{"wb_protected":true}}"#;
     let r = parse_line(l).unwrap();
