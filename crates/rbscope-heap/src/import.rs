@@ -1203,7 +1203,10 @@ mod tests {
     use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
 
-    const FIXTURE: &str = "/work/shared/fixtures/heap/ruby-3.1.2.json.gz";
+    const FIXTURE: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/ruby-3.1.2.json.gz"
+    );
     const QUOTED: &str = r#"a string with "quotes" and \ backslash"#;
 
     fn opts(jobs: usize) -> ScanOptions<'static> {

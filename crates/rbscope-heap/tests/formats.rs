@@ -843,7 +843,10 @@ fn ruby_4_0_flags_with_integers_imemo_fields_and_new_roots() {
 
 #[test]
 fn real_ruby_3_4_1_dump() {
-    let path = Path::new("/work/shared/fixtures/heap/ruby-3.4.1.json.gz");
+    let path = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/ruby-3.4.1.json.gz"
+    ));
     let dump = Dump::open(path).expect("the real 3.4.1 dump opens (gzip)");
     let s = summarize(&dump, opts()).unwrap();
     assert_eq!(s.stats.objects, 7_537);

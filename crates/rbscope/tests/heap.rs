@@ -78,7 +78,9 @@ fn s(p: &Path) -> &str {
 }
 
 fn fixture(name: &str) -> PathBuf {
-    repo_root().join("../shared/fixtures/heap").join(name)
+    repo_root()
+        .join("crates/rbscope-heap/tests/fixtures")
+        .join(name)
 }
 
 fn by_name<'a>(rows: &'a J, key: &str, name: &str) -> &'a J {
