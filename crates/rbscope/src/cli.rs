@@ -8,7 +8,7 @@ use std::path::PathBuf;
     name = "rbscope",
     version,
     about = "A production debugger for Ruby: exception snapshots you can browse later, every \
-        thread's stack of a running process, and live tracing and eval.",
+        thread's stack of a running process, live tracing and eval, and heap dump analysis.",
     long_about = "A production debugger for Ruby.\n\n\
         When an exception escapes a Ruby program (or the app calls Rbscope.report), rbscope \
         stores a snapshot of every app frame: self, locals and the objects they reach. \
@@ -19,7 +19,10 @@ use std::path::PathBuf;
         `rbscope stacks -p PID --remote` prints every Ruby thread's stack of any Ruby process, \
         read from outside, with no agent in it. `rbscope trace -p PID` shows method calls of a \
         process that runs the agent as they happen; `rbscope eval -p PID CODE` runs code in it \
-        (when the app allows it); `rbscope ps` lists the processes you may attach to."
+        (when the app allows it); `rbscope ps` lists the processes you may attach to.\n\n\
+        `rbscope heap` analyses ObjectSpace.dump_all files: a census, leaks across dumps, \
+        retention paths, the dominator tree, duplicated strings, and import into SQLite or \
+        Parquet."
 )]
 pub struct Cli {
     /// Where snapshots are stored: a file path (default: the per-user data directory) or a
@@ -418,6 +421,7 @@ pub enum HeapCommand {
     /// Objects and bytes by type, by class, by allocation site (when allocation tracing was on)
     /// and by GC generation; the roots; the dump's format.
     Summary {
+        /// A heap dump: ObjectSpace.dump_all output (JSON lines; gzip or zstd work too).
         dump: PathBuf,
         /// Rows per table.
         #[arg(short = 'n', long, default_value_t = 20)]
@@ -429,6 +433,7 @@ pub enum HeapCommand {
     /// allocation site, counts and bytes in each dump and the objects that are new in the
     /// second (and still there in the third), with sample addresses for `heap path`.
     Diff {
+        /// Two or three dumps of one process, oldest first.
         #[arg(required = true, num_args = 2..=3, value_name = "DUMP")]
         dumps: Vec<PathBuf>,
         /// Groups to show.
@@ -440,6 +445,7 @@ pub enum HeapCommand {
     /// Why an object is alive: the shortest chain of references from a GC root to it, and one
     /// through each other object that references it.
     Path {
+        /// A heap dump: ObjectSpace.dump_all output (JSON lines; gzip or zstd work too).
         dump: PathBuf,
         /// The object's address, as the dump writes it (0x7f...).
         address: String,
@@ -452,6 +458,7 @@ pub enum HeapCommand {
     /// What retains the memory: the dominator tree from the top (an object's retained size is
     /// what would be freed without it), retained bytes by class, and --from to drill down.
     Top {
+        /// A heap dump: ObjectSpace.dump_all output (JSON lines; gzip or zstd work too).
         dump: PathBuf,
         /// Start the tree at this object (an address from an earlier run) instead of the roots.
         #[arg(long, value_name = "ADDRESS")]
@@ -470,6 +477,7 @@ pub enum HeapCommand {
     },
     /// Duplicated strings (the same text in many String objects) and the bytes they waste.
     Strings {
+        /// A heap dump: ObjectSpace.dump_all output (JSON lines; gzip or zstd work too).
         dump: PathBuf,
         /// Texts to show.
         #[arg(short = 'n', long, default_value_t = 20)]
@@ -480,6 +488,7 @@ pub enum HeapCommand {
     /// Write the dump as tables for SQL: objects, refs (one row per reference), roots.
     #[command(group(clap::ArgGroup::new("to").required(true).args(["sqlite", "parquet"])))]
     Import {
+        /// A heap dump: ObjectSpace.dump_all output (JSON lines; gzip or zstd work too).
         dump: PathBuf,
         /// A new SQLite database file (mode 0600).
         #[arg(long, value_name = "FILE")]
