@@ -136,11 +136,15 @@ impl HeapGraph {
         };
         let mut group_ids: FxHashMap<GroupKey, u32> = FxHashMap::default();
         let mut name_ids: FxHashMap<String, u32> = FxHashMap::default();
+        let mut tracer: Option<usize> = None;
         for p in &parts {
             g.address.extend_from_slice(&p.address);
             g.ty.extend_from_slice(&p.ty);
             g.self_size.extend_from_slice(&p.size);
             for k in &p.key {
+                if k.is_allocation_tracer() && tracer.is_none() {
+                    tracer = Some(g.group.len());
+                }
                 let id = match group_ids.get(k) {
                     Some(id) => *id,
                     None => {
@@ -161,12 +165,11 @@ impl HeapGraph {
         for (i, a) in g.address.iter().enumerate() {
             g.index.insert(*a, i as NodeId);
         }
-        if let Some(tracer_group) = name_ids.get(names::ALLOCATION_TRACER_LABEL) {
-            if let Some(i) = g.group.iter().position(|x| x == tracer_group) {
-                let size = g.self_size[i];
-                g.tracer = Some((i as NodeId, size));
-                g.self_size[i] = 40.min(size);
-            }
+        if let Some(i) = tracer {
+            // Counted as its slot only: the table is the tracer's memory, not the app's.
+            let size = g.self_size[i];
+            g.tracer = Some((i as NodeId, size));
+            g.self_size[i] = 40.min(size);
         }
 
         // Resolve each part's references (and class edge) in parallel, then concatenate.

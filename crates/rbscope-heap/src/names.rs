@@ -127,6 +127,13 @@ impl SubNames {
 /// Marks the allocation tracer's table in `GroupKey::sub`.
 const TRACER_SUB: u64 = u64::MAX;
 
+impl GroupKey {
+    /// The group of the allocation tracer's own table.
+    pub fn is_allocation_tracer(&self) -> bool {
+        self.ty == ObjType::Data && self.sub == TRACER_SUB
+    }
+}
+
 /// The group of `rec`, remembering subtype names in `subs`.
 pub fn group_key(rec: &Record<'_>, subs: &mut SubNames) -> GroupKey {
     let mut key = GroupKey {

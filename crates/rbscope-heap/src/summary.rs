@@ -106,7 +106,7 @@ impl Worker {
         let bytes = rec.memsize;
         self.types[rec.ty as usize].add(bytes);
         let key = names::group_key(rec, &mut self.subs);
-        if key.sub == u64::MAX {
+        if key.is_allocation_tracer() {
             self.tracer = Some((rec.address, bytes));
         }
         self.groups.entry(key).or_default().add(bytes);
