@@ -6,20 +6,35 @@
 //! chunks of the file in parallel ([`input`]): plain files are mapped, gzip and zstd are
 //! decompressed on the fly. On top of it: a census ([`summary`]), the object graph with its
 //! dominator tree and retained sizes ([`graph`], [`dominators`]), retention paths ([`paths`]),
-//! leak hunting across dumps ([`diff`]), duplicated strings ([`strings`]).
+//! leak hunting across dumps ([`diff`]), duplicated strings ([`strings`]), SQL exports
+//! ([`import`]). The agent, which writes dumps of a live process, uses only the line format:
+//! [`parse`] and [`write`] (the crate without its default `analysis` feature).
 
+#[cfg(feature = "analysis")]
 pub mod detail;
+#[cfg(feature = "analysis")]
 pub mod diff;
+#[cfg(feature = "analysis")]
 pub mod dominators;
+#[cfg(feature = "analysis")]
 pub mod graph;
+#[cfg(feature = "analysis")]
 pub mod import;
+#[cfg(feature = "analysis")]
 pub mod input;
+#[cfg(feature = "analysis")]
 pub mod names;
 pub mod parse;
+#[cfg(feature = "analysis")]
 pub mod paths;
+#[cfg(feature = "analysis")]
 pub mod strings;
+#[cfg(feature = "analysis")]
 pub mod summary;
+#[cfg(feature = "analysis")]
 pub mod top;
+pub mod write;
 
+#[cfg(feature = "analysis")]
 pub use input::{Dump, HeapError, Progress, ScanStats};
 pub use parse::{ObjType, Record, RecordKind};

@@ -478,49 +478,67 @@ impl<'a> Parser<'a> {
     }
 
     /// A string value. `raw_field` marks the fields Ruby writes without escaping (`file`,
-    /// `real_class_name`, `struct`): their bytes are kept as written (a backslash is a
-    /// backslash, as in a Windows path), and their end is the first quote that JSON allows to
-    /// end a value. In every field a quote inside the value (which Ruby's unescaped fields
-    /// produce) is got past by finding the real end.
+    /// `real_class_name`, `struct`); rbscope's own dumps escape them. Such a field is read as
+    /// JSON when it is valid JSON (every backslash a JSON escape, a proper end), and otherwise
+    /// as the raw bytes Ruby wrote (a Windows path keeps its backslashes), ended at the first
+    /// quote JSON allows to end a value, or at the next `", "key":`; the line is then counted as
+    /// invalid JSON. Any string with a stray quote inside is got past the same way.
     fn string(&mut self, raw_field: bool, invalid: &mut bool) -> Result<Text<'a>, LineError> {
         if self.peek() != Some(b'"') {
             return Err(self.bad());
         }
         let start = self.i + 1;
+        // As JSON: backslashes escape the next byte.
         let mut j = start;
         let mut escaped = false;
-        if raw_field {
-            j += memchr::memchr(b'"', &self.s[j..]).ok_or(LineError::Truncated)?;
-        } else {
-            loop {
-                let off = memchr::memchr2(b'"', b'\\', &self.s[j..]).ok_or(LineError::Truncated)?;
-                j += off;
-                if self.s[j] == b'\\' {
-                    escaped = true;
-                    j += 2;
-                    if j > self.s.len() {
-                        return Err(LineError::Truncated);
-                    }
-                    continue;
+        let json_end = loop {
+            let Some(off) = memchr::memchr2(b'"', b'\\', &self.s[j..]) else {
+                break None;
+            };
+            j += off;
+            if self.s[j] == b'\\' {
+                escaped = true;
+                j += 2;
+                if j > self.s.len() {
+                    break None;
                 }
-                break;
+                continue;
+            }
+            break Some(j);
+        };
+        if let Some(end) = json_end.filter(|e| self.ends_value(e + 1)) {
+            let raw = &self.s[start..end];
+            if !raw_field || raw_is_valid_json(raw) {
+                self.i = end + 1;
+                return Ok(Text { raw, escaped });
             }
         }
-        // `j` is at a quote that JSON would take as the end.
-        let end = if self.ends_value(j + 1) {
-            j
-        } else {
-            // A quote inside the value: only Ruby's unescaped fields do that.
+        if !raw_field {
+            // A stray quote: end at the next `", "key":` instead.
+            let from = json_end.ok_or(LineError::Truncated)?;
             *invalid = true;
-            escaped = false;
-            self.recover_string_end(j).ok_or(LineError::BadValue(j))?
+            let end = self
+                .recover_string_end(from)
+                .ok_or(LineError::BadValue(from))?;
+            self.i = end + 1;
+            return Ok(Text {
+                raw: &self.s[start..end],
+                escaped: false,
+            });
+        }
+        // Raw bytes: backslashes are themselves, the first quote that may end a value ends it.
+        *invalid = true;
+        let q = start + memchr::memchr(b'"', &self.s[start..]).ok_or(LineError::Truncated)?;
+        let end = if self.ends_value(q + 1) {
+            q
+        } else {
+            self.recover_string_end(q).ok_or(LineError::BadValue(q))?
         };
         self.i = end + 1;
-        let raw = &self.s[start..end];
-        if raw_field && !*invalid && !raw_is_valid_json(raw) {
-            *invalid = true;
-        }
-        Ok(Text { raw, escaped })
+        Ok(Text {
+            raw: &self.s[start..end],
+            escaped: false,
+        })
     }
 
     /// After a closing quote: only `,`, `}` or `]` (after spaces) may follow.
@@ -678,7 +696,7 @@ fn raw_is_valid_json(raw: &[u8]) -> bool {
     let mut i = 0;
     while let Some(k) = memchr::memchr(b'\\', &raw[i..]) {
         match raw.get(i + k + 1) {
-            Some(b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => i += k + 2,
+            Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => i += k + 2,
             Some(b'u')
                 if raw
                     .get(i + k + 2..i + k + 6)
