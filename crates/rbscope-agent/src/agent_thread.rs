@@ -61,6 +61,13 @@ pub enum Work {
         deadline: Instant,
         reply: SyncSender<rbscope_proto::AgentMessage>,
     },
+    /// A heap job (dump, census, allocation tracing); the answer goes to `reply` unless
+    /// `deadline` passed (then nothing is done).
+    Heap {
+        job: crate::live_heap::Job,
+        deadline: Instant,
+        reply: SyncSender<crate::live_heap::Outcome>,
+    },
     /// Wake up (from the VM's unblocking function) and look for an interrupt.
     Wake,
     /// End the thread.
@@ -242,6 +249,15 @@ unsafe extern "C" fn agent_main(data: *mut c_void) -> VALUE {
                 }
             }
             Some(Work::CancelEval { token }) => crate::live_eval::cancel(gvl, token),
+            Some(Work::Heap {
+                job,
+                deadline,
+                reply,
+            }) => {
+                if Instant::now() <= deadline {
+                    let _ = reply.send(crate::live_heap::run(gvl, job));
+                }
+            }
             Some(Work::Stop) | None => break,
             Some(Work::Wake) => {}
         }

@@ -246,6 +246,16 @@ fn handle(mut stream: UnixStream, source: &StatusSource) -> Result<(), FrameErro
             ClientMessage::Eval(req) => eval(source, req, &mut stream),
             ClientMessage::Cancel => AgentMessage::Error("no eval is running".into()),
             ClientMessage::Memory { wait_ms } => memory(source, wait_ms),
+            ClientMessage::HeapDump(req) => {
+                let wait = req.wait_ms;
+                heap(source, wait, crate::live_heap::Job::Dump(req))
+            }
+            ClientMessage::HeapCount(req) => {
+                heap(source, req.wait_ms, crate::live_heap::Job::Count(req.names))
+            }
+            ClientMessage::HeapTrack { on, wait_ms } => {
+                heap(source, wait_ms, crate::live_heap::Job::Track(on))
+            }
         };
         write_frame(&mut stream, &reply)?;
     }
@@ -367,6 +377,36 @@ fn eval(source: &StatusSource, req: EvalRequest, stream: &mut UnixStream) -> Age
                 }
                 _ => stopped("the client went away: the eval thread was stopped".into()),
             };
+        }
+    }
+}
+
+/// A heap job on the agent's Ruby thread; a dump written by a forked child is waited for here
+/// (this connection's thread), however long it takes, without holding the VM.
+fn heap(source: &StatusSource, wait_ms: u32, job: crate::live_heap::Job) -> AgentMessage {
+    let Some(queue) = &source.work else {
+        return AgentMessage::Busy(NO_AGENT_THREAD.into());
+    };
+    let wait = Duration::from_millis(u64::from(wait_ms.clamp(1, 60_000)));
+    let (reply, answer) = mpsc::sync_channel(1);
+    let work = Work::Heap {
+        job,
+        deadline: Instant::now() + wait,
+        reply,
+    };
+    let Some(ticket) = queue.submit(work) else {
+        return AgentMessage::Busy(QUEUE_FULL.into());
+    };
+    match ticket.wait(&answer, wait) {
+        Ok(crate::live_heap::Outcome::Done(message)) => message,
+        Ok(crate::live_heap::Outcome::Forked(child)) => crate::live_heap::finish(child),
+        Err(RecvTimeoutError::Timeout) => AgentMessage::Busy(format!(
+            "the Ruby VM did not give the agent a turn within {} ms (native code, such as a C \
+             extension, may be holding the GVL)",
+            wait.as_millis()
+        )),
+        Err(RecvTimeoutError::Disconnected) => {
+            AgentMessage::Busy("the agent's Ruby thread ended before answering".into())
         }
     }
 }

@@ -20,10 +20,12 @@ mod control;
 mod counters;
 mod fast_capture;
 mod graph;
+mod heap_walk;
 mod labels;
 mod lifecycle;
 mod live;
 mod live_eval;
+mod live_heap;
 mod live_memory;
 mod live_stacks;
 mod marker;
@@ -221,6 +223,63 @@ fn eval_done(token: u64, ok: bool, text: String, incomplete: bool) {
     live_eval::done(token, ok, text, incomplete);
 }
 
+/// `Rbscope::Native.heap_dump(path, gzip, gc, in_process)`: see `Rbscope.heap_dump`.
+fn heap_dump(
+    ruby: &Ruby,
+    path: Option<String>,
+    gzip: bool,
+    gc: bool,
+    in_process: bool,
+) -> Result<RHash, Error> {
+    let req = rbscope_proto::HeapDumpRequest {
+        path,
+        gzip,
+        gc,
+        in_process,
+        wait_ms: 0,
+    };
+    let answer = match live_heap::run(gvl(), live_heap::Job::Dump(req)) {
+        live_heap::Outcome::Done(m) => m,
+        live_heap::Outcome::Forked(child) => live_heap::finish_without_gvl(child),
+    };
+    match answer {
+        rbscope_proto::AgentMessage::HeapDumped(r) => {
+            let h = ruby.hash_new();
+            h.aset(ruby.to_symbol("path"), r.path)?;
+            h.aset(ruby.to_symbol("objects"), r.objects)?;
+            h.aset(ruby.to_symbol("roots"), r.roots)?;
+            h.aset(ruby.to_symbol("bytes"), r.bytes)?;
+            h.aset(ruby.to_symbol("pause_ms"), r.pause_us as f64 / 1000.0)?;
+            h.aset(ruby.to_symbol("total_ms"), r.total_us as f64 / 1000.0)?;
+            h.aset(ruby.to_symbol("forked"), r.forked)?;
+            h.aset(ruby.to_symbol("allocation_info"), r.allocation_info)?;
+            Ok(h)
+        }
+        rbscope_proto::AgentMessage::Error(e) => Err(Error::new(ruby.exception_runtime_error(), e)),
+        other => Err(Error::new(
+            ruby.exception_runtime_error(),
+            format!("unexpected answer: {other:?}"),
+        )),
+    }
+}
+
+/// `Rbscope::Native.count_objects(names)`: see `Rbscope.count_objects`.
+fn count_objects(ruby: &Ruby, names: Vec<String>) -> Result<RHash, Error> {
+    match live_heap::run(gvl(), live_heap::Job::Count(names)) {
+        live_heap::Outcome::Done(rbscope_proto::AgentMessage::HeapCensus(c)) => {
+            let h = ruby.hash_new();
+            for (name, n) in c.classes {
+                h.aset(name, n)?;
+            }
+            Ok(h)
+        }
+        _ => Err(Error::new(
+            ruby.exception_runtime_error(),
+            "the heap could not be counted",
+        )),
+    }
+}
+
 #[magnus::init(name = "rbscope_agent")]
 fn init(ruby: &Ruby) -> Result<(), Error> {
     let module = ruby.define_module("Rbscope")?;
@@ -242,6 +301,8 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
     native.define_singleton_method("eval_done", function!(eval_done, 4))?;
     native.define_singleton_method("flush_traces", function!(flush_traces, 1))?;
     native.define_singleton_method("trace_clock_settled?", function!(trace_clock::settled, 0))?;
+    native.define_singleton_method("heap_dump", function!(heap_dump, 4))?;
+    native.define_singleton_method("count_objects", function!(count_objects, 1))?;
     backtrace::define(ruby, module, native)?;
     native.const_set("VERSION", env!("CARGO_PKG_VERSION"))?;
     Ok(())

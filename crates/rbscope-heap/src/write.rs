@@ -7,7 +7,7 @@
 //! `struct` names raw). This module only formats: the agent gathers the facts.
 
 use crate::parse::ObjType;
-use std::io::{self, Write};
+use std::io::Write;
 
 /// What a line says about an object beyond the common fields.
 #[derive(Clone, Copy, Debug, Default)]
@@ -93,33 +93,33 @@ pub struct ObjectLine<'a> {
     pub flags: &'a [&'a str],
 }
 
-/// Writes a ROOT record.
-pub fn write_root(out: &mut impl Write, category: &str, references: &[u64]) -> io::Result<()> {
-    out.write_all(b"{\"type\":\"ROOT\", \"root\":")?;
-    string(out, category.as_bytes())?;
-    refs(out, references)?;
-    out.write_all(b"}\n")
+/// Appends a ROOT record.
+pub fn write_root(out: &mut Vec<u8>, category: &str, references: &[u64]) {
+    out.extend_from_slice(b"{\"type\":\"ROOT\", \"root\":");
+    string(out, category.as_bytes());
+    refs(out, references);
+    out.extend_from_slice(b"}\n");
 }
 
-/// Writes one object's line.
-pub fn write_object(out: &mut impl Write, o: &ObjectLine<'_>) -> io::Result<()> {
-    write!(
-        out,
-        "{{\"address\":\"{:#x}\", \"type\":\"{}\"",
-        o.address,
-        o.ty.name()
-    )?;
+/// Appends one object's line.
+pub fn write_object(out: &mut Vec<u8>, o: &ObjectLine<'_>) {
+    out.extend_from_slice(b"{\"address\":");
+    hex(out, o.address);
+    out.extend_from_slice(b", \"type\":\"");
+    out.extend_from_slice(o.ty.name().as_bytes());
+    out.push(b'"');
     if let Some(s) = o.shape_id {
-        write!(out, ", \"shape_id\":{s}")?;
+        key_num(out, b"shape_id", s);
     }
     if let Some(s) = o.slot_size {
-        write!(out, ", \"slot_size\":{s}")?;
+        key_num(out, b"slot_size", s);
     }
     if let Some(c) = o.class {
-        write!(out, ", \"class\":\"{c:#x}\"")?;
+        out.extend_from_slice(b", \"class\":");
+        hex(out, c);
     }
     if o.frozen {
-        out.write_all(b", \"frozen\":true")?;
+        out.extend_from_slice(b", \"frozen\":true");
     }
     match o.kind {
         Kind::Plain => {}
@@ -133,33 +133,30 @@ pub fn write_object(out: &mut impl Write, o: &ObjectLine<'_>) -> io::Result<()> 
             encoding,
         } => {
             if embedded {
-                out.write_all(b", \"embedded\":true")?;
+                out.extend_from_slice(b", \"embedded\":true");
             }
             if fstring {
-                out.write_all(b", \"fstring\":true")?;
+                out.extend_from_slice(b", \"fstring\":true");
             }
             if shared {
-                out.write_all(b", \"shared\":true")?;
+                out.extend_from_slice(b", \"shared\":true");
             } else {
-                write!(out, ", \"bytesize\":{bytesize}")?;
+                key_num(out, b"bytesize", bytesize);
                 if let Some(c) = capacity {
-                    write!(out, ", \"capacity\":{c}")?;
+                    key_num(out, b"capacity", c);
                 }
                 if let Some(v) = value {
-                    out.write_all(b", \"value\":")?;
-                    string(out, v)?;
+                    key_str(out, b"value", v);
                 }
             }
             if let Some(e) = encoding {
-                out.write_all(b", \"encoding\":")?;
-                string(out, e.as_bytes())?;
+                key_str(out, b"encoding", e.as_bytes());
             }
         }
         Kind::Symbol { bytesize, value } => {
-            write!(out, ", \"bytesize\":{bytesize}")?;
+            key_num(out, b"bytesize", bytesize);
             if let Some(v) = value {
-                out.write_all(b", \"value\":")?;
-                string(out, v)?;
+                key_str(out, b"value", v);
             }
         }
         Kind::Array {
@@ -167,16 +164,16 @@ pub fn write_object(out: &mut impl Write, o: &ObjectLine<'_>) -> io::Result<()> 
             embedded,
             shared,
         } => {
-            write!(out, ", \"length\":{length}")?;
+            key_num(out, b"length", length);
             if shared {
-                out.write_all(b", \"shared\":true")?;
+                out.extend_from_slice(b", \"shared\":true");
             }
             if embedded {
-                out.write_all(b", \"embedded\":true")?;
+                out.extend_from_slice(b", \"embedded\":true");
             }
         }
-        Kind::Hash { size } => write!(out, ", \"size\":{size}")?,
-        Kind::Object { ivars } => write!(out, ", \"ivars\":{ivars}")?,
+        Kind::Hash { size } => key_num(out, b"size", size),
+        Kind::Object { ivars } => key_num(out, b"ivars", ivars),
         Kind::Class {
             name,
             real_class_name,
@@ -184,118 +181,186 @@ pub fn write_object(out: &mut impl Write, o: &ObjectLine<'_>) -> io::Result<()> 
             superclass,
         } => {
             if let Some(s) = superclass {
-                write!(out, ", \"superclass\":\"{s:#x}\"")?;
+                out.extend_from_slice(b", \"superclass\":");
+                hex(out, s);
             }
             if let Some(n) = name {
-                out.write_all(b", \"name\":")?;
-                string(out, n)?;
+                key_str(out, b"name", n);
             } else if let Some(n) = real_class_name {
-                out.write_all(b", \"real_class_name\":")?;
-                string(out, n)?;
+                key_str(out, b"real_class_name", n);
             }
             if singleton {
-                out.write_all(b", \"singleton\":true")?;
+                out.extend_from_slice(b", \"singleton\":true");
             }
         }
         Kind::IClass { superclass } => {
             if let Some(s) = superclass {
-                write!(out, ", \"superclass\":\"{s:#x}\"")?;
+                out.extend_from_slice(b", \"superclass\":");
+                hex(out, s);
             }
         }
         Kind::Data { struct_name } => {
             if let Some(s) = struct_name {
-                out.write_all(b", \"struct\":")?;
-                string(out, s)?;
+                key_str(out, b"struct", s);
             }
         }
         Kind::Float { value } => {
-            out.write_all(b", \"value\":")?;
             let text = if value.is_nan() {
                 "NaN".to_string()
             } else if value.is_infinite() {
                 if value > 0.0 { "Inf" } else { "-Inf" }.to_string()
             } else {
-                format!("{value}")
+                format_g(value)
             };
-            string(out, text.as_bytes())?;
+            key_str(out, b"value", text.as_bytes());
         }
-        Kind::File { fd } => write!(out, ", \"fd\":{fd}")?,
-        Kind::Imemo { imemo_type } => {
-            out.write_all(b", \"imemo_type\":")?;
-            string(out, imemo_type.as_bytes())?;
+        Kind::File { fd } => {
+            let _ = write!(out, ", \"fd\":{fd}");
         }
+        Kind::Imemo { imemo_type } => key_str(out, b"imemo_type", imemo_type.as_bytes()),
     }
     if !o.references.is_empty() {
-        refs(out, o.references)?;
+        refs(out, o.references);
     }
     if let Some(a) = o.allocation {
         if let Some(f) = a.file {
-            out.write_all(b", \"file\":")?;
-            string(out, f)?;
+            key_str(out, b"file", f);
         }
         if let Some(l) = a.line {
-            write!(out, ", \"line\":{l}")?;
+            key_num(out, b"line", l);
         }
         if let Some(m) = a.method {
-            out.write_all(b", \"method\":")?;
-            string(out, m)?;
+            key_str(out, b"method", m);
         }
-        write!(out, ", \"generation\":{}", a.generation)?;
+        key_num(out, b"generation", a.generation);
     }
     if o.memsize > 0 {
-        write!(out, ", \"memsize\":{}", o.memsize)?;
+        key_num(out, b"memsize", o.memsize);
     }
     if !o.flags.is_empty() {
-        out.write_all(b", \"flags\":{")?;
+        out.extend_from_slice(b", \"flags\":{");
         for (i, f) in o.flags.iter().enumerate() {
             if i > 0 {
-                out.write_all(b", ")?;
+                out.extend_from_slice(b", ");
             }
-            string(out, f.as_bytes())?;
-            out.write_all(b":true")?;
+            string(out, f.as_bytes());
+            out.extend_from_slice(b":true");
         }
-        out.write_all(b"}")?;
+        out.push(b'}');
     }
-    out.write_all(b"}\n")
+    out.extend_from_slice(b"}\n");
 }
 
-fn refs(out: &mut impl Write, references: &[u64]) -> io::Result<()> {
-    out.write_all(b", \"references\":[")?;
+/// C's `%g` (6 significant digits, exponent form outside 1e-4..1e6), as Ruby writes floats.
+fn format_g(v: f64) -> String {
+    if v == 0.0 {
+        return if v.is_sign_negative() { "-0" } else { "0" }.to_string();
+    }
+    let exp = v.abs().log10().floor() as i32;
+    let trim = |s: String| -> String {
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s
+        }
+    };
+    // Rounding to 6 digits can carry into the next power of ten (999999.5 -> 1e+06).
+    let sci = format!("{v:.5e}");
+    let (mant, e) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let e: i32 = e.parse().unwrap_or(exp);
+    if !(-4..6).contains(&e) {
+        let sign = if e < 0 { '-' } else { '+' };
+        format!("{}e{sign}{:02}", trim(mant.to_string()), e.abs())
+    } else {
+        let decimals = (5 - e).max(0) as usize;
+        trim(format!("{v:.decimals$}"))
+    }
+}
+
+fn key_num(out: &mut Vec<u8>, key: &[u8], n: u64) {
+    out.extend_from_slice(b", \"");
+    out.extend_from_slice(key);
+    out.extend_from_slice(b"\":");
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut v = n;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+fn key_str(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
+    out.extend_from_slice(b", \"");
+    out.extend_from_slice(key);
+    out.extend_from_slice(b"\":");
+    string(out, value);
+}
+
+/// `"0x7f12ab"`: lower-case, no padding, as Ruby writes addresses.
+fn hex(out: &mut Vec<u8>, v: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    buf[i - 1] = b'"';
+    i -= 1;
+    let mut x = v;
+    loop {
+        i -= 1;
+        buf[i] = DIGITS[(x & 0xf) as usize];
+        x >>= 4;
+        if x == 0 {
+            break;
+        }
+    }
+    out.push(b'"');
+    out.extend_from_slice(b"0x");
+    out.extend_from_slice(&buf[i..]);
+}
+
+fn refs(out: &mut Vec<u8>, references: &[u64]) {
+    out.extend_from_slice(b", \"references\":[");
     for (i, r) in references.iter().enumerate() {
         if i > 0 {
-            out.write_all(b", ")?;
+            out.extend_from_slice(b", ");
         }
-        write!(out, "\"{r:#x}\"")?;
+        hex(out, *r);
     }
-    out.write_all(b"]")
+    out.push(b']');
 }
 
 /// A JSON string: quotes, backslashes and control characters escaped; bytes that are not UTF-8
-/// become `\ufffd` (JSON has no other way to say them).
-fn string(out: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
-    out.write_all(b"\"")?;
+/// become U+FFFD (JSON has no other way to say them).
+fn string(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.push(b'"');
     let text = String::from_utf8_lossy(bytes);
-    let mut start = 0;
     let b = text.as_bytes();
+    let mut start = 0;
     for (i, &c) in b.iter().enumerate() {
-        let esc: Option<&[u8]> = match c {
-            b'"' => Some(b"\\\""),
-            b'\\' => Some(b"\\\\"),
-            b'\n' => Some(b"\\n"),
-            b'\r' => Some(b"\\r"),
-            b'\t' => Some(b"\\t"),
-            c if c < 0x20 => None,
+        let esc: &[u8] = match c {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            c if c < 0x20 => b"",
             _ => continue,
         };
-        out.write_all(&b[start..i])?;
-        match esc {
-            Some(e) => out.write_all(e)?,
-            None => write!(out, "\\u{:04x}", c)?,
+        out.extend_from_slice(&b[start..i]);
+        if esc.is_empty() {
+            let _ = write!(out, "\\u{:04x}", c);
+        } else {
+            out.extend_from_slice(esc);
         }
         start = i + 1;
     }
-    out.write_all(&b[start..])?;
-    out.write_all(b"\"")
+    out.extend_from_slice(&b[start..]);
+    out.push(b'"');
 }
 
 #[cfg(test)]
@@ -305,7 +370,7 @@ mod tests {
 
     fn line(o: &ObjectLine<'_>) -> Vec<u8> {
         let mut v = Vec::new();
-        write_object(&mut v, o).unwrap();
+        write_object(&mut v, o);
         v
     }
 
@@ -385,9 +450,26 @@ mod tests {
     }
 
     #[test]
+    fn floats_like_c_percent_g() {
+        for (v, s) in [
+            (2.5, "2.5"),
+            (0.1, "0.1"),
+            (100.0, "100"),
+            (1e100, "1e+100"),
+            (123456789.0, "1.23457e+08"),
+            (0.00001234, "1.234e-05"),
+            (999999.5, "1e+06"),
+            (-3.25, "-3.25"),
+            (1.0 / 3.0, "0.333333"),
+        ] {
+            assert_eq!(format_g(v), s, "{v}");
+        }
+    }
+
+    #[test]
     fn roots_and_odd_bytes() {
         let mut v = Vec::new();
-        write_root(&mut v, "vm", &[0x1, 0x2]).unwrap();
+        write_root(&mut v, "vm", &[0x1, 0x2]);
         let r = parse_line(&v[..v.len() - 1]).unwrap();
         assert_eq!(r.kind, RecordKind::Root);
         assert_eq!(r.references.iter().count(), 2);

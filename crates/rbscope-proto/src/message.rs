@@ -7,7 +7,7 @@ use rbscope_backtrace::FrameFacts;
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change to the messages below.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Hello {
@@ -39,6 +39,67 @@ pub enum ClientMessage {
     /// Ask for the memory report (GC statistics, objects by type, malloc figures); the agent
     /// answers `Memory`, or `Busy` when the VM did not give it a turn within `wait_ms`.
     Memory { wait_ms: u32 },
+    /// Dump the heap to a file (from a forked child unless `in_process`); the agent answers
+    /// `HeapDumped` when the file is complete, or `Error`.
+    HeapDump(HeapDumpRequest),
+    /// Count live objects by type, and instances of the classes under the given names.
+    HeapCount(HeapCountRequest),
+    /// Turn allocation tracing (`ObjectSpace.trace_object_allocations`) on or off.
+    HeapTrack { on: bool, wait_ms: u32 },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeapDumpRequest {
+    /// Where to write, as the process sees it (relative to its working directory); None: a
+    /// new file in the agent's private directory.
+    pub path: Option<String>,
+    pub gzip: bool,
+    /// Run a full GC first (the app pauses for it too).
+    pub gc: bool,
+    /// Write from the process itself, not a forked child: the app pauses for the whole dump.
+    pub in_process: bool,
+    /// How long to wait for the VM to give the agent a turn.
+    pub wait_ms: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeapCountRequest {
+    /// Namespaces or classes (`MyApp`, `User`): their classes' instances are counted. Empty:
+    /// every class.
+    pub names: Vec<String>,
+    pub wait_ms: u32,
+}
+
+/// A finished heap dump.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeapDumpResult {
+    /// The file, as an absolute path in the process's view.
+    pub path: String,
+    pub objects: u64,
+    pub roots: u64,
+    /// Bytes written (compressed size with gzip).
+    pub bytes: u64,
+    /// How long the app's threads were stopped, in microseconds: the fork (and the GC when
+    /// asked), or the whole dump in process.
+    pub pause_us: u64,
+    pub gc_us: u64,
+    /// From the request reaching the VM to the file being complete.
+    pub total_us: u64,
+    pub forked: bool,
+    /// Allocation tracing was on: lines carry file, line and generation.
+    pub allocation_info: bool,
+}
+
+/// Live objects of a process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeapCensus {
+    pub objects: u64,
+    /// By VM type (`T_STRING`, ...).
+    pub by_type: Vec<(String, u64)>,
+    /// Instances per class (of the classes asked for), most first.
+    pub classes: Vec<(String, u64)>,
+    /// How long the VM was held to count, in microseconds.
+    pub held_us: u64,
 }
 
 /// What the agent reads for `rbscope memory -p PID` (the CLI adds the process's own figures
@@ -197,6 +258,13 @@ pub enum AgentMessage {
     Detached(TraceSummary),
     Evaluated(EvalResult),
     Memory(MemoryReport),
+    HeapDumped(HeapDumpResult),
+    HeapCensus(HeapCensus),
+    /// Allocation tracing is now `on`; `was_on` says what it was.
+    HeapTracking {
+        on: bool,
+        was_on: bool,
+    },
 }
 
 /// The instruction for a protocol mismatch, from the client's point of view.

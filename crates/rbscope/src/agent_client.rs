@@ -301,3 +301,60 @@ impl Client {
         }
     }
 }
+
+impl Client {
+    /// Sends a heap request and reads its one answer; `read_limit` bounds the wait (a dump is
+    /// answered when its file is complete).
+    fn heap_request(
+        &mut self,
+        msg: &ClientMessage,
+        read_limit: Option<Duration>,
+    ) -> anyhow::Result<AgentMessage> {
+        self.stream.set_read_timeout(read_limit)?;
+        write_frame(&mut self.stream, msg)?;
+        match read_frame::<_, AgentMessage>(&mut self.stream) {
+            Ok(AgentMessage::Busy(why)) => bail!("the agent could not run the request: {why}"),
+            Ok(AgentMessage::Error(e)) => bail!("{e}"),
+            Ok(m) => Ok(m),
+            Err(rbscope_proto::FrameError::Closed) => {
+                bail!("the process closed the connection before answering (did it exit?)")
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Dumps the heap; answers when the file is complete.
+    pub fn heap_dump(
+        &mut self,
+        req: rbscope_proto::HeapDumpRequest,
+    ) -> anyhow::Result<rbscope_proto::HeapDumpResult> {
+        match self.heap_request(&ClientMessage::HeapDump(req), None)? {
+            AgentMessage::HeapDumped(r) => Ok(r),
+            other => bail!("unexpected answer: {other:?}"),
+        }
+    }
+
+    /// Counts live objects.
+    pub fn heap_count(&mut self, names: Vec<String>) -> anyhow::Result<rbscope_proto::HeapCensus> {
+        let req = rbscope_proto::HeapCountRequest {
+            names,
+            wait_ms: 5_000,
+        };
+        match self.heap_request(
+            &ClientMessage::HeapCount(req),
+            Some(Duration::from_secs(60)),
+        )? {
+            AgentMessage::HeapCensus(c) => Ok(c),
+            other => bail!("unexpected answer: {other:?}"),
+        }
+    }
+
+    /// Turns allocation tracing on or off; gives (on, was_on).
+    pub fn heap_track(&mut self, on: bool) -> anyhow::Result<(bool, bool)> {
+        let msg = ClientMessage::HeapTrack { on, wait_ms: 5_000 };
+        match self.heap_request(&msg, Some(Duration::from_secs(30)))? {
+            AgentMessage::HeapTracking { on, was_on } => Ok((on, was_on)),
+            other => bail!("unexpected answer: {other:?}"),
+        }
+    }
+}

@@ -485,6 +485,83 @@ pub enum HeapCommand {
         #[command(flatten)]
         read: HeapRead,
     },
+    /// Dump a running process's heap (through its agent) from a forked child: the app pauses
+    /// only for the fork. Prints the pause, the object count, the size and the file.
+    #[command(
+        after_help = "Example: rbscope heap dump -p 4242\n         rbscope heap dump -p 4242 -o /var/tmp/app.json.gz --gzip"
+    )]
+    Dump {
+        /// The process (it must run the rbscope agent).
+        #[arg(short, long)]
+        pid: u32,
+        /// Where to write, as the process sees it (its user, its working directory); mode
+        /// 0600, never overwritten. Default: a new file in the agent's private directory.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<String>,
+        /// Compress with gzip.
+        #[arg(long)]
+        gzip: bool,
+        /// Run a full GC first (the app pauses for it too): only live objects are written.
+        #[arg(long)]
+        gc: bool,
+        /// Write from the process itself instead of a forked child (where fork is impossible):
+        /// the app pauses for the whole dump.
+        #[arg(long)]
+        in_process: bool,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Count a running process's live objects: totals by VM type, and instances per class
+    /// under the namespaces or classes given (every class when none is given).
+    Count {
+        #[arg(short, long)]
+        pid: u32,
+        /// Namespaces or classes: `MyApp` counts MyApp and MyApp::*.
+        #[arg(value_name = "NAME")]
+        names: Vec<String>,
+        /// Classes to show.
+        #[arg(short = 'n', long, default_value_t = 30)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Turn allocation tracing on or off in a running process, so that later dumps carry
+    /// each object's file, line and GC generation (it costs the app some speed while on).
+    Track {
+        #[arg(short, long)]
+        pid: u32,
+        #[arg(value_parser = ["start", "stop"])]
+        action: String,
+    },
+    /// Dump a running process's heap N times, EVERY apart, then (with --diff) compare the
+    /// dumps: the leak hunt in one command.
+    #[command(after_help = "Example: rbscope heap watch -p 4242 --every 60s -n 3 --diff")]
+    Watch {
+        #[arg(short, long)]
+        pid: u32,
+        /// Time between dumps (30s, 5m).
+        #[arg(long, default_value = "60s", value_parser = crate::duration::parse_ms)]
+        every: i64,
+        /// Dumps to take (2 or more; the diff uses the first, the middle and the last).
+        #[arg(short = 'n', long = "count", default_value_t = 3)]
+        count: usize,
+        /// Compare the dumps when they are taken (`rbscope heap diff`).
+        #[arg(long)]
+        diff: bool,
+        /// A directory for the dumps, as the process sees it (default: the agent's private
+        /// directory).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<String>,
+        /// Run a full GC before each dump.
+        #[arg(long)]
+        gc: bool,
+        /// Groups to show in the diff.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Write the dump as tables for SQL: objects, refs (one row per reference), roots.
     #[command(group(clap::ArgGroup::new("to").required(true).args(["sqlite", "parquet"])))]
     Import {

@@ -9,79 +9,15 @@ use common::*;
 use serde_json::Value as J;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// tests/programs/traced.rb, driven line by line.
-struct App {
-    child: Child,
-    stdin: ChildStdin,
-    out: BufReader<ChildStdout>,
-    pid: u32,
-    sb: Sandbox,
-}
+struct App;
 
 impl App {
-    fn start(env: &[(&str, &str)]) -> App {
-        let sb = Sandbox::new();
-        let program = repo_root().join("crates/rbscope/tests/programs/traced.rb");
-        let mut cmd = sb.ruby(&program);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take().unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        assert!(line.starts_with("ready"), "{line:?}");
-        let pid = child.id();
-        App {
-            child,
-            stdin,
-            out,
-            pid,
-            sb,
-        }
-    }
-
-    fn send(&mut self, cmd: &str) {
-        writeln!(self.stdin, "{cmd}").unwrap();
-    }
-
-    /// Waits for "done CMD ..." and returns what follows CMD.
-    fn done(&mut self, cmd: &str) -> String {
-        let word = cmd.split_whitespace().next().unwrap();
-        loop {
-            let mut line = String::new();
-            assert!(self.out.read_line(&mut line).unwrap() > 0, "app ended");
-            if let Some(rest) = line.trim_end().strip_prefix(&format!("done {word}")) {
-                return rest.trim().to_string();
-            }
-        }
-    }
-
-    fn run(&mut self, cmd: &str) -> String {
-        self.send(cmd);
-        self.done(cmd)
-    }
-
-    fn eval(&self, code: &str) -> std::process::Output {
-        Command::new(cli())
-            .args(["eval", "-p", &self.pid.to_string(), code])
-            .output()
-            .unwrap()
-    }
-}
-
-impl Drop for App {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn start(env: &[(&str, &str)]) -> Program {
+        Program::start("traced.rb", env)
     }
 }
 
@@ -94,7 +30,7 @@ struct Tracer {
 }
 
 impl Tracer {
-    fn attach(app: &App, args: &[&str]) -> Tracer {
+    fn attach(app: &Program, args: &[&str]) -> Tracer {
         let output = app
             .sb
             .dir
@@ -171,7 +107,7 @@ fn untimed(text: &str) -> String {
 }
 
 /// TracePoints enabled in the app, asked with eval (the app allows it).
-fn enabled_tracepoints(app: &App) -> i64 {
+fn enabled_tracepoints(app: &Program) -> i64 {
     let out = app.eval("ObjectSpace.each_object(TracePoint).count(&:enabled?)");
     assert!(out.status.success(), "{}", stderr(&out));
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()

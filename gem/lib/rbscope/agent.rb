@@ -68,6 +68,23 @@ module Rbscope
       thread.equal?(Thread.current) ? frames.drop(2) : frames
     end
 
+    # Writes the heap to `path` (default: a new file in the agent's private directory) in
+    # ObjectSpace.dump_all's format, from a forked child: the app pauses only for the fork
+    # (and a GC with gc: true). Returns when the file is complete:
+    #   {path:, objects:, roots:, bytes:, pause_ms:, total_ms:, forked:, allocation_info:}
+    # Raises RuntimeError saying why when it cannot (bad path, disk full, fork refused: then
+    # in_process: true writes from this process, pausing it for the whole dump).
+    def heap_dump(path = nil, gzip: false, gc: false, in_process: false)
+      Native.heap_dump(path&.to_s, gzip, gc, in_process)
+    end
+
+    # Live objects per class, for the classes named and everything inside them
+    # (`count_objects(["MyApp", "User"])` counts MyApp, MyApp::*, User): {"MyApp::Order" => 12}.
+    # With no names, every class. One walk of the heap pages; no file is written.
+    def count_objects(names = [])
+      Native.count_objects(Array(names).map(&:to_s))
+    end
+
     # Counters of what the agent captured, stored and dropped.
     def counters
       Native.counters

@@ -11,6 +11,14 @@ module Rbscope
     def store_location = nil
     def flush(_seconds = 5) = true
 
+    def heap_dump(*, **)
+      raise NotImplementedError, "rbscope is disabled (RBSCOPE_DISABLE=1): Rbscope.heap_dump needs the native agent"
+    end
+
+    def count_objects(*)
+      raise NotImplementedError, "rbscope is disabled (RBSCOPE_DISABLE=1): Rbscope.count_objects needs the native agent"
+    end
+
     def backtrace(_thread = Thread.current)
       raise NotImplementedError, "rbscope is disabled (RBSCOPE_DISABLE=1): Rbscope.backtrace needs the native agent"
     end

@@ -47,6 +47,51 @@ pub fn run(command: &HeapCommand) -> anyhow::Result<i32> {
             parquet,
             read,
         } => import(dump, sqlite.as_deref(), parquet.as_deref(), read),
+        HeapCommand::Dump {
+            pid,
+            output,
+            gzip,
+            gc,
+            in_process,
+            json,
+        } => super::heap_live::dump(
+            *pid,
+            super::heap_live::DumpOptions {
+                output: output.clone(),
+                gzip: *gzip,
+                gc: *gc,
+                in_process: *in_process,
+            },
+            *json,
+        ),
+        HeapCommand::Count {
+            pid,
+            names,
+            limit,
+            json,
+        } => super::heap_live::count(*pid, names.clone(), *limit, *json),
+        HeapCommand::Track { pid, action } => super::heap_live::track(*pid, action),
+        HeapCommand::Watch {
+            pid,
+            every,
+            count,
+            diff,
+            dir,
+            gc,
+            limit,
+            json,
+        } => super::heap_live::watch(
+            *pid,
+            super::heap_live::WatchOptions {
+                every: Duration::from_millis((*every).max(0) as u64),
+                count: *count,
+                diff: *diff,
+                dir: dir.clone(),
+                gc: *gc,
+                limit: *limit,
+                json: *json,
+            },
+        ),
     }
 }
 
@@ -358,6 +403,16 @@ fn table_row(t: Tally, name: &str) -> String {
 }
 
 // ---------------------------------------------------------------- diff
+
+/// `diff` with default reading options (for `heap watch --diff`).
+pub fn diff_paths(paths: &[PathBuf], limit: usize, json: bool) -> anyhow::Result<i32> {
+    let read = HeapRead {
+        jobs: None,
+        json,
+        allow_truncated: false,
+    };
+    diff(paths, limit, &read)
+}
 
 fn diff(paths: &[PathBuf], limit: usize, read: &HeapRead) -> anyhow::Result<i32> {
     let bar = Bar::start();

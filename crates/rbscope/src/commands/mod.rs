@@ -4,6 +4,7 @@ mod console;
 mod doctor;
 mod eval;
 mod heap;
+mod heap_live;
 mod key;
 mod list;
 mod memory;

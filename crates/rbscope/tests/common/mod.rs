@@ -4,6 +4,7 @@
 pub mod pg;
 
 use serde_json::Value as J;
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -353,3 +354,77 @@ pub const CONSTRUCT_LABELS: &[&str] = &[
     "Integer#times()",
     "Object$singleton#<main>()",
 ];
+
+/// A program of tests/programs/ that says "ready ..." first, then runs commands read from
+/// stdin, one per line, answering "done COMMAND [RESULT]" after each. Killed on drop.
+pub struct Program {
+    pub child: std::process::Child,
+    pub stdin: std::process::ChildStdin,
+    pub out: std::io::BufReader<std::process::ChildStdout>,
+    pub pid: u32,
+    pub sb: Sandbox,
+}
+
+impl Program {
+    pub fn start(name: &str, env: &[(&str, &str)]) -> Program {
+        let sb = Sandbox::new();
+        let program = repo_root().join("crates/rbscope/tests/programs").join(name);
+        let mut cmd = sb.ruby(&program);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert!(line.starts_with("ready"), "{line:?}");
+        let pid = child.id();
+        Program {
+            child,
+            stdin,
+            out,
+            pid,
+            sb,
+        }
+    }
+
+    pub fn send(&mut self, cmd: &str) {
+        writeln!(self.stdin, "{cmd}").unwrap();
+    }
+
+    /// Waits for "done CMD ..." and returns what follows CMD.
+    pub fn done(&mut self, cmd: &str) -> String {
+        let word = cmd.split_whitespace().next().unwrap();
+        loop {
+            let mut line = String::new();
+            assert!(self.out.read_line(&mut line).unwrap() > 0, "app ended");
+            if let Some(rest) = line.trim_end().strip_prefix(&format!("done {word}")) {
+                return rest.trim().to_string();
+            }
+        }
+    }
+
+    pub fn run(&mut self, cmd: &str) -> String {
+        self.send(cmd);
+        self.done(cmd)
+    }
+
+    pub fn eval(&self, code: &str) -> std::process::Output {
+        std::process::Command::new(cli())
+            .args(["eval", "-p", &self.pid.to_string(), code])
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Program {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
