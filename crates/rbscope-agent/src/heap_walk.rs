@@ -75,7 +75,10 @@ pub struct Written {
     pub allocation_info: bool,
 }
 
-/// The output: bytes are gathered into a buffer and written out in large pieces.
+/// The output: bytes are gathered into a buffer and written out in large pieces. On the same
+/// thread on purpose: in the forked child, a new thread could be given (by glibc's stack
+/// cache) the stack memory of one of the app's threads that did not survive the fork, where
+/// Ruby keeps that thread's VM stack, which the walk still reads.
 struct Out<'a> {
     sink: &'a mut dyn Write,
     buf: Vec<u8>,
@@ -99,6 +102,10 @@ impl Out<'_> {
         }
         self.buf.clear();
     }
+
+    fn failed(&self) -> bool {
+        self.error.is_some()
+    }
 }
 
 struct Walk<'a> {
@@ -106,6 +113,7 @@ struct Walk<'a> {
     refs: Vec<u64>,
     lookup: Option<LookupAllocation>,
     flag_names: FxHashMap<ID, &'static str>,
+    encodings: FxHashMap<usize, Option<&'static str>>,
     written: Written,
     /// 3.2+: the slot size is the page's stride.
     write_slot_size: bool,
@@ -125,6 +133,7 @@ pub fn dump(sink: &mut dyn Write) -> std::io::Result<Written> {
         refs: Vec::with_capacity(1024),
         lookup: allocation_lookup(),
         flag_names: FxHashMap::default(),
+        encodings: FxHashMap::default(),
         written: Written::default(),
         write_slot_size: cfg!(ruby_gte_3_2),
         klass: 0,
@@ -218,7 +227,7 @@ unsafe extern "C" fn each_page(
         p += stride;
     }
     // Stop the walk once writing failed (disk full): nothing more can be kept.
-    c_int::from(walk.out.error.is_some())
+    c_int::from(walk.out.failed())
 }
 
 /// The dump's name for a VM type.
@@ -272,6 +281,12 @@ const IMEMO_TYPES: &[&str] = &[
 /// than guess an order this build cannot check, the number is written.
 #[cfg(ruby_gte_3_4)]
 const IMEMO_TYPES: &[&str] = &[];
+
+/// The names written for imemo types this build does not know by name.
+const IMEMO_NUMBERED: [&str; 16] = [
+    "imemo_0", "imemo_1", "imemo_2", "imemo_3", "imemo_4", "imemo_5", "imemo_6", "imemo_7",
+    "imemo_8", "imemo_9", "imemo_10", "imemo_11", "imemo_12", "imemo_13", "imemo_14", "imemo_15",
+];
 
 const FL_USHIFT: u32 = 12;
 
@@ -340,7 +355,7 @@ impl Walk<'_> {
         // SAFETY: every heap object starts with RBasic.
         let klass = unsafe { (*basic).klass };
         let frozen = flags & (rb_sys::ruby_fl_type::RUBY_FL_FREEZE as VALUE) != 0;
-        let mut imemo_name = String::new();
+        let mut imemo_name: &'static str = "";
         let mut float_value = 0.0;
         let mut slices: [Option<&[u8]>; 2] = [None, None];
         // SAFETY (whole block): v is a live object of type `t`, read with the VM's own
@@ -349,18 +364,10 @@ impl Walk<'_> {
             match ty {
                 ObjType::String => {
                     let len = rb_sys::RSTRING_LEN(v) as u64;
-                    // Like Ruby's dump: the text only when the string is already known to be
-                    // 7-bit (its cached coderange, ENC_CODERANGE_7BIT = FL_USER8 of the
-                    // FL_USER8|FL_USER9 mask, public encoding.h); nothing is scanned.
+                    // Like Ruby's dump: the text of 7-bit strings only (the coderange is
+                    // computed, and cached in the string, when not known yet, as Ruby does).
                     let ascii = rb_sys::rb_enc_str_coderange(v) == 1 << (FL_USHIFT + 8);
-                    let enc = rb_sys::rb_enc_get(v);
-                    let enc_name = if enc.is_null() {
-                        None
-                    } else {
-                        c_bytes((*enc).name as *const c_char)
-                            .and_then(|n| std::str::from_utf8(n).ok())
-                            .filter(|n| *n != "ASCII-8BIT")
-                    };
+                    let enc_name = self.encoding_name(rb_sys::rb_enc_get(v));
                     let bits = StringBits::of(flags);
                     let value =
                         ascii.then(|| std::slice::from_raw_parts(RSTRING_PTR_u8(v), len as usize));
@@ -459,8 +466,9 @@ impl Walk<'_> {
                     let n = ((flags >> FL_USHIFT) & 0x0f) as usize;
                     imemo_name = IMEMO_TYPES
                         .get(n)
-                        .map(|s| s.to_string())
-                        .unwrap_or_else(|| format!("imemo_{n}"));
+                        .or(IMEMO_NUMBERED.get(n))
+                        .copied()
+                        .unwrap_or("imemo");
                     Kind::Plain
                 }
                 _ => Kind::Plain,
@@ -468,7 +476,7 @@ impl Walk<'_> {
         };
         let kind = match ty {
             ObjType::Imemo => Kind::Imemo {
-                imemo_type: &imemo_name,
+                imemo_type: imemo_name,
             },
             ObjType::Float => Kind::Float { value: float_value },
             _ => kind,
@@ -542,6 +550,22 @@ impl Walk<'_> {
         };
         write::write_object(&mut self.out.buf, &line);
         self.written.objects += 1;
+    }
+
+    /// An encoding's name (left out for ASCII-8BIT, like Ruby), looked up once per encoding.
+    ///
+    /// # Safety
+    /// `enc` is NULL or one of the VM's encodings, which live as long as the process.
+    unsafe fn encoding_name(&mut self, enc: *mut rb_sys::rb_encoding) -> Option<&'static str> {
+        if enc.is_null() {
+            return None;
+        }
+        *self.encodings.entry(enc as usize).or_insert_with(|| {
+            // SAFETY: per the caller; the name is a static C string of the encoding table.
+            unsafe { c_bytes::<'static>((*enc).name as *const c_char) }
+                .and_then(|n| std::str::from_utf8(n).ok())
+                .filter(|n| *n != "ASCII-8BIT")
+        })
     }
 
     fn flag_name(&mut self, id: ID) -> &'static str {

@@ -40,6 +40,7 @@ pub struct Forked {
     pid: libc::pid_t,
     status: OwnedFd,
     path: PathBuf,
+    partial: PathBuf,
     pause_us: u64,
     gc_us: u64,
     started: Instant,
@@ -192,6 +193,7 @@ fn dump(gvl: Gvl, req: &HeapDumpRequest) -> Outcome {
                 pid: child_pid,
                 status: read_end,
                 path,
+                partial,
                 pause_us,
                 gc_us,
                 started,
@@ -316,6 +318,8 @@ pub fn finish(f: Forked) -> AgentMessage {
         }
         (Ok(_), Some("err"), Some(msg)) => AgentMessage::Error(msg.to_string()),
         _ => {
+            // The child died before it could clean up: its partial file goes too.
+            let _ = std::fs::remove_file(&f.partial);
             let how = if libc::WIFSIGNALED(wstatus) {
                 format!("was killed by signal {}", libc::WTERMSIG(wstatus))
             } else {

@@ -338,6 +338,15 @@ fn refs(out: &mut Vec<u8>, references: &[u64]) {
 /// become U+FFFD (JSON has no other way to say them).
 fn string(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'"');
+    // Plain printable ASCII (most of a heap's strings) goes out as it is.
+    if bytes
+        .iter()
+        .all(|&c| (0x20..0x7f).contains(&c) && c != b'"' && c != b'\\')
+    {
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
     let text = String::from_utf8_lossy(bytes);
     let b = text.as_bytes();
     let mut start = 0;

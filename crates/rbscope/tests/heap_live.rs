@@ -180,6 +180,13 @@ fn dump_through_the_cli_from_a_forked_child() {
     let mut app = Program::start("heap_live.rb", &[]);
     let pid = app.pid.to_string();
     app.run("items 500");
+    // Another Ruby thread busy sleeping: the child reads its stack (this crashed the child once,
+    // when the child started a thread of its own).
+    app.run("ticker");
+    for _ in 0..5 {
+        let j = ok_json(&["dump", "-p", &pid, "--json"]);
+        std::fs::remove_file(j["path"].as_str().unwrap()).unwrap();
+    }
     // Default place: the agent's private directory.
     let j = ok_json(&["dump", "-p", &pid, "--json"]);
     assert_eq!(j["forked"], true);

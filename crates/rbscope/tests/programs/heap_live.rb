@@ -34,6 +34,9 @@ while (line = $stdin.gets)
     n = Integer(args[0])
     n.times { |i| LiveLeak::ITEMS << LiveLeak::Item.new(i) }
     puts "done items #{LiveLeak::ITEMS.size}"
+  when "ticker" # a thread that wakes every millisecond (its stack must survive in a dump's child)
+    Thread.new { loop { sleep 0.001 } }
+    puts "done ticker"
   when "leak" # keep leaking in the background
     leaker = Thread.new { loop { 300.times { |i| LiveLeak::ITEMS << LiveLeak::Item.new(i) }; sleep 0.05 } }
     puts "done leak"
