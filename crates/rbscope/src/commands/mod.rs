@@ -4,7 +4,6 @@ mod console;
 mod doctor;
 mod eval;
 mod heap;
-mod heap_live;
 mod key;
 mod list;
 mod memory;

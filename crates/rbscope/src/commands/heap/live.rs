@@ -9,7 +9,7 @@ use anyhow::bail;
 use rbscope_proto::{HeapDumpRequest, HeapDumpResult};
 use serde_json::json;
 
-use super::memory::bytes;
+use super::bytes;
 use crate::agent_client;
 
 fn connect(pid: u32) -> anyhow::Result<agent_client::Client> {
@@ -210,7 +210,7 @@ pub fn watch(pid: u32, w: WatchOptions) -> anyhow::Result<i32> {
         ]
     };
     let paths: Vec<PathBuf> = picked.iter().map(|r| readable(pid, &r.path)).collect();
-    super::heap::diff_paths(&paths, w.limit, w.json)
+    super::diff_paths(&paths, w.limit, w.json)
 }
 
 /// The dump as this process can read it: the path the target wrote, or the same path under

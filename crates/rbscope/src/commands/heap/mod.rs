@@ -1,0 +1,255 @@
+//! `rbscope heap ...`: heap dump analysis, the CLI side of `rbscope-heap`.
+//!
+//! Each subcommand opens the dump(s), runs one analysis of the pure crate with a progress bar on
+//! a terminal, and prints text or JSON. The analyses live in `rbscope-heap`; this module only
+//! chooses what to show and how.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::anyhow;
+use rbscope_heap::input::{Dump, Progress, ScanOptions, ScanStats};
+use rbscope_heap::summary::Tally;
+use serde_json::{json, Value};
+
+use crate::cli::{HeapCommand, HeapRead};
+
+mod diff;
+mod import;
+mod live;
+mod path;
+mod strings;
+mod summary;
+mod top;
+
+use diff::diff;
+pub use diff::diff_paths;
+use import::import;
+use path::path;
+use strings::strings;
+use summary::summary;
+use top::top;
+
+pub fn run(command: &HeapCommand) -> anyhow::Result<i32> {
+    match command {
+        HeapCommand::Summary { dump, limit, read } => summary(dump, *limit, read),
+        HeapCommand::Diff { dumps, limit, read } => diff(dumps, *limit, read),
+        HeapCommand::Path {
+            dump,
+            address,
+            limit,
+            read,
+        } => path(dump, address, *limit, read),
+        HeapCommand::Top {
+            dump,
+            from,
+            depth,
+            limit,
+            svg,
+            read,
+        } => top(dump, from.as_deref(), *depth, *limit, svg.as_deref(), read),
+        HeapCommand::Strings { dump, limit, read } => strings(dump, *limit, read),
+        HeapCommand::Import {
+            dump,
+            sqlite,
+            parquet,
+            read,
+        } => import(dump, sqlite.as_deref(), parquet.as_deref(), read),
+        HeapCommand::Dump {
+            pid,
+            output,
+            gzip,
+            gc,
+            in_process,
+            json,
+        } => live::dump(
+            *pid,
+            live::DumpOptions {
+                output: output.clone(),
+                gzip: *gzip,
+                gc: *gc,
+                in_process: *in_process,
+            },
+            *json,
+        ),
+        HeapCommand::Count {
+            pid,
+            names,
+            limit,
+            json,
+        } => live::count(*pid, names.clone(), *limit, *json),
+        HeapCommand::Track { pid, action } => live::track(*pid, action),
+        HeapCommand::Watch {
+            pid,
+            every,
+            count,
+            diff,
+            dir,
+            gc,
+            limit,
+            json,
+        } => live::watch(
+            *pid,
+            live::WatchOptions {
+                every: Duration::from_millis((*every).max(0) as u64),
+                count: *count,
+                diff: *diff,
+                dir: dir.clone(),
+                gc: *gc,
+                limit: *limit,
+                json: *json,
+            },
+        ),
+    }
+}
+
+/// A progress bar on standard error, drawn only on a terminal and only once an operation has
+/// taken a second: quick runs and pipes print nothing extra.
+pub(super) struct Bar {
+    progress: &'static Progress,
+    phase: Arc<Mutex<String>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Bar {
+    fn start() -> Bar {
+        let progress: &'static Progress = Box::leak(Box::default());
+        let phase = Arc::new(Mutex::new(String::from("reading")));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = std::io::stderr().is_terminal().then(|| {
+            let (phase, stop) = (phase.clone(), stop.clone());
+            std::thread::spawn(move || draw(progress, &phase, &stop))
+        });
+        Bar {
+            progress,
+            phase,
+            stop,
+            thread,
+        }
+    }
+
+    fn phase(&self, text: impl Into<String>) {
+        if let Ok(mut p) = self.phase.lock() {
+            *p = text.into();
+        }
+    }
+
+    fn opts(&self, read: &HeapRead) -> ScanOptions<'static> {
+        ScanOptions {
+            jobs: read
+                .jobs
+                .unwrap_or_else(rbscope_heap::input::default_jobs)
+                .max(1),
+            progress: Some(self.progress),
+            allow_truncated: read.allow_truncated,
+        }
+    }
+}
+
+impl Drop for Bar {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn draw(progress: &Progress, phase: &Mutex<String>, stop: &AtomicBool) {
+    let started = Instant::now();
+    let mut drawn = false;
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+        if started.elapsed() < Duration::from_secs(1) {
+            continue;
+        }
+        let done = progress.done.load(Ordering::Relaxed);
+        let total = progress.total.load(Ordering::Relaxed).max(1);
+        let pct = (done as f64 / total as f64 * 100.0).min(100.0);
+        let width = 30usize;
+        let filled = (pct / 100.0 * width as f64) as usize;
+        let text = phase.lock().map(|p| p.clone()).unwrap_or_default();
+        eprint!(
+            "\r\x1b[K{text} [{}{}] {pct:3.0}% of {}",
+            "#".repeat(filled),
+            "-".repeat(width - filled),
+            bytes(total)
+        );
+        drawn = true;
+    }
+    if drawn {
+        eprint!("\r\x1b[K");
+    }
+}
+
+pub(super) fn open(path: &Path) -> anyhow::Result<Dump> {
+    Ok(Dump::open(path)?)
+}
+
+/// Warnings about lines that could not be read, on standard error.
+pub(super) fn warn_unreadable(path: &Path, stats: &ScanStats) {
+    if let Some((at, e)) = stats.first_unreadable {
+        eprintln!(
+            "rbscope: warning: {}: {} line(s) could not be read and were left out (the first, at byte {at}, {e})",
+            path.display(),
+            stats.unreadable
+        );
+    }
+    if let Some(at) = stats.truncated_at {
+        eprintln!(
+            "rbscope: warning: {}: the dump is truncated at byte {at}; the records before it were analysed",
+            path.display()
+        );
+    }
+}
+
+pub(super) fn scan_json(stats: &ScanStats) -> Value {
+    json!({
+        "bytes": stats.bytes,
+        "lines": stats.lines,
+        "objects": stats.objects,
+        "roots": stats.roots,
+        "shapes": stats.shapes,
+        "invalid_json_lines": stats.invalid_json,
+        "unreadable_lines": stats.unreadable,
+        "truncated_at": stats.truncated_at,
+    })
+}
+
+pub(super) fn tally_json(t: Tally) -> Value {
+    json!({"count": t.count, "bytes": t.bytes})
+}
+
+pub(super) fn print_json(v: &Value) -> anyhow::Result<i32> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, v)?;
+    writeln!(out)?;
+    Ok(0)
+}
+
+pub(super) fn parse_address(s: &str) -> anyhow::Result<u64> {
+    rbscope_heap::parse::parse_address(s.trim().as_bytes()).ok_or_else(|| {
+        anyhow!("{s:?} is not an address; give it as the dump writes it, like 0x7f1c2b3d4e50")
+    })
+}
+
+// ---------------------------------------------------------------- formatting
+
+/// 1,234,567
+pub(super) fn num(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+pub(super) use super::memory::bytes;

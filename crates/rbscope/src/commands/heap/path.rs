@@ -1,0 +1,125 @@
+//! Why an object is alive (`rbscope heap path`), and how objects are shown in a line.
+
+use std::path::Path;
+
+use anyhow::bail;
+use rbscope_heap::detail::{self, Detail};
+use rbscope_heap::graph::{HeapGraph, NodeId};
+use rbscope_heap::paths::{self, Reach, Step};
+use rustc_hash::{FxHashMap, FxHashSet};
+use serde_json::{json, Value};
+
+use super::{open, parse_address, print_json, warn_unreadable, Bar};
+use crate::cli::HeapRead;
+
+pub(super) fn path(
+    dump_path: &Path,
+    address: &str,
+    limit: usize,
+    read: &HeapRead,
+) -> anyhow::Result<i32> {
+    let target_addr = parse_address(address)?;
+    let bar = Bar::start();
+    let dump = open(dump_path)?;
+    let opts = bar.opts(read);
+    let g = HeapGraph::build(&dump, opts)?;
+    warn_unreadable(dump_path, &g.stats);
+    let Some(target) = g.node(target_addr) else {
+        bail!(
+            "there is no object at {target_addr:#x} in {} (an address is only valid in the dump it came from; `rbscope heap diff` prints sample addresses of the last dump)",
+            dump_path.display()
+        );
+    };
+    bar.phase("searching");
+    let reach = Reach::compute(&g);
+    let found = paths::retention_paths(&g, &reach, target, limit.max(1));
+    let referrers = paths::referrers(&g, target);
+    let root_refs = paths::root_referrers(&g, target);
+    let mut wanted: FxHashSet<u64> = FxHashSet::default();
+    wanted.insert(target_addr);
+    for p in &found {
+        for s in p {
+            if let Step::Node(n) = s {
+                wanted.insert(g.address[*n as usize]);
+            }
+        }
+    }
+    for r in referrers.iter().take(20) {
+        wanted.insert(g.address[*r as usize]);
+    }
+    bar.phase("describing");
+    let details = detail::describe(&dump, opts, &wanted)?;
+    drop(bar);
+    let show = |n: NodeId| node_line(&g, &details, n);
+    if read.json {
+        return print_json(&json!({
+            "object": node_json(&g, &details, target),
+            "reachable": reach.is_reachable(target),
+            "referenced_by_roots": root_refs,
+            "referrers": referrers.iter().take(100).map(|r| node_json(&g, &details, *r)).collect::<Vec<_>>(),
+            "referrer_count": referrers.len(),
+            "paths": found.iter().map(|p| p.iter().map(|s| match s {
+                Step::Root(name) => json!({"root": name}),
+                Step::Node(n) => node_json(&g, &details, *n),
+            }).collect::<Vec<_>>()).collect::<Vec<_>>(),
+        }));
+    }
+    let mut o = format!("{}\n", show(target));
+    if found.is_empty() {
+        o += "is not reachable from any GC root: it is garbage the GC had not collected yet when the dump was written";
+        if !referrers.is_empty() {
+            o += &format!(
+                " (referenced only by {} other unreachable object(s))",
+                referrers.len()
+            );
+        }
+        o += "\n";
+        print!("{o}");
+        return Ok(0);
+    }
+    o += &format!(
+        "is referenced by {} object(s){}; {} retention path(s), shortest first:\n",
+        referrers.len(),
+        if root_refs.is_empty() {
+            String::new()
+        } else {
+            format!(" and directly by the roots: {}", root_refs.join(", "))
+        },
+        found.len()
+    );
+    for (k, p) in found.iter().enumerate() {
+        o += &format!("\npath {} ({} references):\n", k + 1, p.len() - 1);
+        for (i, s) in p.iter().enumerate() {
+            let arrow = if i == 0 { "  " } else { "  -> " };
+            match s {
+                Step::Root(name) => o += &format!("{arrow}root {name}\n"),
+                Step::Node(n) => o += &format!("{arrow}{}\n", show(*n)),
+            }
+        }
+    }
+    print!("{o}");
+    Ok(0)
+}
+
+pub(super) fn node_line(g: &HeapGraph, details: &FxHashMap<u64, Detail>, n: NodeId) -> String {
+    let addr = g.address[n as usize];
+    match details.get(&addr) {
+        Some(d) => detail::one_line(d, g.group_name(n)),
+        None => format!("{addr:#x} {}", g.group_name(n)),
+    }
+}
+
+pub(super) fn node_json(g: &HeapGraph, details: &FxHashMap<u64, Detail>, n: NodeId) -> Value {
+    let addr = g.address[n as usize];
+    let d = details.get(&addr);
+    json!({
+        "address": format!("{addr:#x}"),
+        "type": g.ty[n as usize].name(),
+        "class": g.group_name(n),
+        "info": d.map(|d| d.info.clone()),
+        "file": d.and_then(|d| d.file.clone()),
+        "line": d.and_then(|d| d.line),
+        "generation": d.and_then(|d| d.generation),
+        "memsize": d.map(|d| d.memsize),
+    })
+}
