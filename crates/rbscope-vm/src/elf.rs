@@ -11,6 +11,10 @@ pub const WANTED: &[&str] = &[
     "ruby_current_vm_ptr",
     "ruby_global_symbols",
     "ruby_api_version",
+    // For `inject`: what the stopped thread is made to call.
+    "syscall",
+    "rb_postponed_job_register_one",
+    "rb_eval_string",
 ];
 
 #[derive(Debug, Clone, Default)]

@@ -23,6 +23,7 @@
 pub mod core_file;
 pub mod elf;
 pub mod frames;
+pub mod inject;
 pub mod iseq;
 pub mod layout;
 pub mod memory;

@@ -173,13 +173,13 @@ fn layout_for(version: &str) -> Result<&'static Layout, TargetError> {
 }
 
 #[derive(Debug, Clone)]
-struct Mapping {
-    start: usize,
-    offset: usize,
-    path: String,
+pub(crate) struct Mapping {
+    pub(crate) start: usize,
+    pub(crate) offset: usize,
+    pub(crate) path: String,
 }
 
-fn parse_maps_line(line: &str) -> Option<Mapping> {
+pub(crate) fn parse_maps_line(line: &str) -> Option<Mapping> {
     let mut parts = line.split_whitespace();
     let range = parts.next()?;
     let _perms = parts.next()?;

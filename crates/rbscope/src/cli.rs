@@ -185,6 +185,26 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Load and start the agent in a running Ruby process that never loaded it, at a safe point
+    /// of its VM; then trace, eval (if allowed), stacks and heap work on it.
+    #[command(
+        long_about = "Load and start the agent in a running Ruby process that never loaded it. The \
+            process's main thread is stopped with ptrace for a few milliseconds and made to queue \
+            one of Ruby's postponed jobs (made to be queued from any instant); its registers are \
+            put back exactly; Ruby runs the job (`require \"rbscope\"; Rbscope.start`) at its next \
+            safe point, and a thread blocked in a system call is woken the way Ruby wakes its own \
+            threads, without the app noticing. Needs the right to ptrace the process (same user \
+            and kernel.yama.ptrace_scope 0, or root) and the rbscope gem for the process's Ruby.",
+        after_help = "Example: rbscope inject -p 4242 && rbscope trace -p 4242 -m 'Order#total'"
+    )]
+    Inject {
+        /// The process.
+        #[arg(short, long)]
+        pid: u32,
+        /// How long to wait for the agent to answer.
+        #[arg(long, default_value = "3s", value_parser = crate::duration::parse_ms)]
+        timeout: i64,
+    },
     /// List the Ruby processes you may attach to, and whether each runs the rbscope agent.
     Ps {
         /// Print JSON instead of a table.

@@ -4,6 +4,7 @@ mod console;
 mod doctor;
 mod eval;
 mod heap;
+mod inject;
 mod key;
 mod list;
 mod memory;
@@ -103,6 +104,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Ps { json } => ps::ps(*json),
         Command::Memory { pid, json } => memory::memory(*pid, *json),
         Command::Heap { command } => heap::run(command),
+        Command::Inject { pid, timeout } => {
+            inject::inject(*pid, std::time::Duration::from_millis((*timeout).max(0) as u64))
+        }
         Command::Record {
             pid,
             duration,
