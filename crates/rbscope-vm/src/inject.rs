@@ -155,6 +155,7 @@ pub fn inject(pid: i32, entry: Entry, code: &str) -> Result<Injected, InjectErro
         });
     }
     let started = Instant::now();
+    let mut held: Vec<i32> = Vec::new();
     let result = (|| {
         // SAFETY: as above.
         if unsafe { libc::ptrace(libc::PTRACE_INTERRUPT, tid, 0, 0) } != 0 {
@@ -170,6 +171,7 @@ pub fn inject(pid: i32, entry: Entry, code: &str) -> Result<Injected, InjectErro
                 &saved,
                 entry.syscall,
                 &[libc::SYS_mmap as u64, 0, 4096, 3, 0x22, u64::MAX, 0],
+                &mut held,
             )?;
             if page == 0 || page > u64::MAX - 4096 {
                 return Err(InjectError::Failed {
@@ -186,6 +188,7 @@ pub fn inject(pid: i32, entry: Entry, code: &str) -> Result<Injected, InjectErro
                 &saved,
                 entry.register_one,
                 &[0, entry.eval_string, page],
+                &mut held,
             )?;
             if queued as u32 == 0 {
                 return Err(InjectError::Failed {
@@ -203,6 +206,10 @@ pub fn inject(pid: i32, entry: Entry, code: &str) -> Result<Injected, InjectErro
     // SAFETY: detaching our own tracee; signal 0: nothing is delivered.
     unsafe { libc::ptrace(libc::PTRACE_DETACH, tid, 0, 0) };
     let paused = started.elapsed();
+    for sig in held {
+        // SAFETY: the app's own signal, sent again to the thread it was meant for.
+        unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, sig) };
+    }
     result?;
     let woken = catches_sigvtalrm(pid);
     if woken {
@@ -306,6 +313,7 @@ fn call(
     saved: &libc::user_regs_struct,
     func: u64,
     args: &[u64],
+    held: &mut Vec<i32>,
 ) -> Result<u64, InjectError> {
     let mut regs = *saved;
     // Below the red zone, 16-byte aligned, then the return address (0) and the 7th argument.
@@ -348,13 +356,16 @@ fn call(
                 detail: format!("the injected call did not return (stopped by signal {sig})"),
             });
         }
-        // Another stop (a signal for the app arriving meanwhile): hold it back and go on; it
-        // stays pending... unless it is a fault of the call itself.
         if sig == libc::SIGSEGV || sig == libc::SIGBUS || sig == libc::SIGILL {
             return Err(InjectError::Failed {
                 pid,
                 detail: format!("the injected call faulted (signal {sig} at {:#x})", now.rip),
             });
+        }
+        // A signal for the app arriving meanwhile: held back now, sent again once the thread
+        // is back where it was (SIGTRAP/SIGSTOP here are ptrace's own stops, not the app's).
+        if sig != libc::SIGTRAP && sig != libc::SIGSTOP && !held.contains(&sig) {
+            held.push(sig);
         }
         // SAFETY: resume, delivering nothing now.
         unsafe { libc::ptrace(libc::PTRACE_CONT, tid, 0, 0) };

@@ -45,7 +45,12 @@ pub fn inject(pid: u32, timeout: Duration) -> anyhow::Result<i32> {
     let code = ruby_code(&lib, &error_file)?;
     let entry = rbscope_vm::inject::find_entry(pid as i32)?;
     let started = Instant::now();
-    let done = rbscope_vm::inject::inject(pid as i32, entry, &code)?;
+    let done = match rbscope_vm::inject::inject(pid as i32, entry, &code) {
+        Err(e @ rbscope_vm::inject::InjectError::Denied { .. }) => bail!(
+            "{e}: run rbscope inject as root, or as the process's user with kernel.yama.ptrace_scope = 0"
+        ),
+        other => other?,
+    };
     let deadline = started + timeout;
     loop {
         if agent_client::connect_within(&target, Duration::from_millis(100)).is_ok() {
