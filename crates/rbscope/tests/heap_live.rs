@@ -223,6 +223,22 @@ fn dump_through_the_cli_from_a_forked_child() {
     assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
     assert_eq!(stderr(&out).lines().count(), 1);
     assert_eq!(std::fs::read(&gz).unwrap(), before);
+    // A symlink planted at the output path is refused, never followed: neither the file it
+    // points to nor, for a dangling one, the place it points at is written.
+    let victim = app.sb.dir.path().join("victim.txt");
+    std::fs::write(&victim, "keep me").unwrap();
+    let planted = app.sb.dir.path().join("planted.json");
+    std::os::unix::fs::symlink(&victim, &planted).unwrap();
+    let out = heap(&["dump", "-p", &pid, "-o", planted.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+    let nowhere = app.sb.dir.path().join("nowhere.json");
+    let dangling = app.sb.dir.path().join("dangling.json");
+    std::os::unix::fs::symlink(&nowhere, &dangling).unwrap();
+    let out = heap(&["dump", "-p", &pid, "-o", dangling.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+    assert!(!nowhere.exists());
     let out = heap(&["dump", "-p", &pid, "-o", "/nonexistent-dir/x.json"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
