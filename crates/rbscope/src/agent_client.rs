@@ -105,8 +105,9 @@ pub fn connect_within(target: &Target, timeout: Duration) -> anyhow::Result<Clie
             }
             let stale = e.kind() == ErrorKind::ConnectionRefused;
             return Err(NoAgent(format!(
-                "process {pid} has no rbscope agent listening{} ({}): start the app with \
-                 `rbscope run -- ...` or call Rbscope.start in it",
+                "process {pid} has no rbscope agent listening{} ({}): load it now with \
+                 `rbscope inject -p {pid}`, or start the app with `rbscope run -- ...` or \
+                 Rbscope.start",
                 if stale { " (stale socket)" } else { "" },
                 target.socket.display()
             ))

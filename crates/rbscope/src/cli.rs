@@ -354,8 +354,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Analyse heap dumps (ObjectSpace.dump_all output, plain, gzip or zstd): census, leaks
-    /// across dumps, why an object is alive, what retains the memory, duplicated strings, SQL.
+    /// Heap dumps: analyse ObjectSpace.dump_all files (census, leaks across dumps, why an
+    /// object is alive, what retains the memory, duplicated strings, SQL), or dump, count and
+    /// watch a running process's heap.
     #[command(
         long_about = "Analyse heap dumps: the JSON lines ObjectSpace.dump_all writes (Ruby 3.1 to \
             4.0), plain or compressed with gzip or zstd. No Ruby is needed. Lines Ruby wrote as \
