@@ -67,6 +67,15 @@ fn allocation_lookup() -> Option<LookupAllocation> {
     Some(unsafe { std::mem::transmute::<*mut c_void, LookupAllocation>(sym) })
 }
 
+/// Makes the VM create, now, the few things the walk would otherwise create on first use:
+/// the IDs of the GC flag names (`rb_obj_gc_flags` interns them lazily). Called before the
+/// fork, so that the child allocates nothing on the Ruby heap while it walks it. GVL held.
+pub fn prepare() {
+    let mut ids: [ID; 8] = [0; 8];
+    // SAFETY: GVL held (caller); the current thread's object is a live heap object.
+    unsafe { rb_obj_gc_flags(rb_sys::rb_thread_current(), ids.as_mut_ptr(), ids.len()) };
+}
+
 /// Counts of a finished walk.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Written {

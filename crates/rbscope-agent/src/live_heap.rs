@@ -137,6 +137,7 @@ fn dump(gvl: Gvl, req: &HeapDumpRequest) -> Outcome {
         let _ = rb::protect(gvl, || unsafe { rb_sys::rb_gc_start() });
         gc_us = t.elapsed().as_micros() as u64;
     }
+    heap_walk::prepare();
     if req.in_process {
         let t = Instant::now();
         let result = write_dump(file, &partial, &path, req.gzip);
