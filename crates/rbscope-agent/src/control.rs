@@ -270,11 +270,22 @@ pub const QUEUE_FULL: &str =
 
 /// Hands work that answers with one message (made by `make` from its deadline and reply
 /// channel) to the agent's Ruby thread and waits up to `wait_ms` for the answer. The control
-/// thread itself never touches the VM.
+/// thread never touches the VM itself.
 fn ask(
     source: &StatusSource,
     wait_ms: u32,
     make: impl FnOnce(Instant, mpsc::SyncSender<AgentMessage>) -> Work,
+) -> AgentMessage {
+    ask_then(source, wait_ms, make, |message| message)
+}
+
+/// [`ask`] for work whose answer is not yet the message: `finish` turns it into one (on this
+/// connection's thread, without the VM).
+fn ask_then<T>(
+    source: &StatusSource,
+    wait_ms: u32,
+    make: impl FnOnce(Instant, mpsc::SyncSender<T>) -> Work,
+    finish: impl FnOnce(T) -> AgentMessage,
 ) -> AgentMessage {
     let Some(queue) = &source.work else {
         return AgentMessage::Busy(NO_AGENT_THREAD.into());
@@ -285,7 +296,7 @@ fn ask(
         return AgentMessage::Busy(QUEUE_FULL.into());
     };
     match ticket.wait(&answer, wait) {
-        Ok(message) => message,
+        Ok(answer) => finish(answer),
         Err(RecvTimeoutError::Timeout) => AgentMessage::Busy(format!(
             "the Ruby VM did not give the agent a turn within {} ms (native code, such as a C \
              extension, may be holding the GVL)",
@@ -384,31 +395,19 @@ fn eval(source: &StatusSource, req: EvalRequest, stream: &mut UnixStream) -> Age
 /// A heap job on the agent's Ruby thread; a dump written by a forked child is waited for here
 /// (this connection's thread), however long it takes, without holding the VM.
 fn heap(source: &StatusSource, wait_ms: u32, job: crate::live_heap::Job) -> AgentMessage {
-    let Some(queue) = &source.work else {
-        return AgentMessage::Busy(NO_AGENT_THREAD.into());
-    };
-    let wait = Duration::from_millis(u64::from(wait_ms.clamp(1, 60_000)));
-    let (reply, answer) = mpsc::sync_channel(1);
-    let work = Work::Heap {
-        job,
-        deadline: Instant::now() + wait,
-        reply,
-    };
-    let Some(ticket) = queue.submit(work) else {
-        return AgentMessage::Busy(QUEUE_FULL.into());
-    };
-    match ticket.wait(&answer, wait) {
-        Ok(crate::live_heap::Outcome::Done(message)) => message,
-        Ok(crate::live_heap::Outcome::Forked(child)) => crate::live_heap::finish(child),
-        Err(RecvTimeoutError::Timeout) => AgentMessage::Busy(format!(
-            "the Ruby VM did not give the agent a turn within {} ms (native code, such as a C \
-             extension, may be holding the GVL)",
-            wait.as_millis()
-        )),
-        Err(RecvTimeoutError::Disconnected) => {
-            AgentMessage::Busy("the agent's Ruby thread ended before answering".into())
-        }
-    }
+    ask_then(
+        source,
+        wait_ms,
+        |deadline, reply| Work::Heap {
+            job,
+            deadline,
+            reply,
+        },
+        |outcome| match outcome {
+            crate::live_heap::Outcome::Done(message) => message,
+            crate::live_heap::Outcome::Forked(child) => crate::live_heap::finish(child),
+        },
+    )
 }
 
 /// The memory report, read by the agent's Ruby thread.

@@ -18,31 +18,12 @@
 use rustc_hash::FxHashMap;
 
 use crate::input::{Dump, HeapError, ScanOptions, ScanStats};
-use crate::names::{self, ClassTable, GroupKey, SubNames};
+use crate::names::{self, ClassTable, GroupKey, Interner, SubNames};
 use crate::parse::{ObjType, Record, RecordKind};
 use crate::summary::Tally;
 
 const NO_GENERATION: u32 = u32::MAX;
 const NONE: u32 = u32::MAX;
-
-/// Names shared by all dumps of a diff, so groups line up across them.
-#[derive(Default)]
-struct Interner {
-    ids: FxHashMap<String, u32>,
-    names: Vec<String>,
-}
-
-impl Interner {
-    fn id(&mut self, s: String) -> u32 {
-        if let Some(id) = self.ids.get(&s) {
-            return *id;
-        }
-        let id = self.names.len() as u32;
-        self.names.push(s.clone());
-        self.ids.insert(s, id);
-        id
-    }
-}
 
 #[derive(Clone, Copy)]
 struct Entry {

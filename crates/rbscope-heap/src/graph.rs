@@ -135,7 +135,7 @@ impl HeapGraph {
             index: FxHashMap::default(),
         };
         let mut group_ids: FxHashMap<GroupKey, u32> = FxHashMap::default();
-        let mut name_ids: FxHashMap<String, u32> = FxHashMap::default();
+        let mut group_names = names::Interner::default();
         let mut tracer: Option<usize> = None;
         for p in &parts {
             g.address.extend_from_slice(&p.address);
@@ -145,22 +145,13 @@ impl HeapGraph {
                 if k.is_allocation_tracer() && tracer.is_none() {
                     tracer = Some(g.group.len());
                 }
-                let id = match group_ids.get(k) {
-                    Some(id) => *id,
-                    None => {
-                        let name = names::group_name(k, &g.classes, &subs);
-                        let next = name_ids.len() as u32;
-                        let id = *name_ids.entry(name.clone()).or_insert_with(|| {
-                            g.group_names.push(name);
-                            next
-                        });
-                        group_ids.insert(*k, id);
-                        id
-                    }
-                };
+                let id = *group_ids
+                    .entry(*k)
+                    .or_insert_with(|| group_names.id(names::group_name(k, &g.classes, &subs)));
                 g.group.push(id);
             }
         }
+        g.group_names = group_names.names;
         g.index.reserve(n);
         for (i, a) in g.address.iter().enumerate() {
             g.index.insert(*a, i as NodeId);

@@ -10,7 +10,7 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Mutex};
 
 use crate::parse::{parse_line, LineError, Record, RecordKind};
@@ -236,19 +236,27 @@ impl Dump {
             path: self.path.clone(),
             source,
         })?;
+        self.decode(file)
+    }
+
+    /// The decompressed bytes of `raw` (the file's bytes, as they are on disk).
+    fn decode<'r>(
+        &self,
+        raw: impl Read + Send + 'r,
+    ) -> Result<Box<dyn Read + Send + 'r>, HeapError> {
         Ok(match self.compression {
             Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(
-                io::BufReader::with_capacity(1 << 20, file),
+                io::BufReader::with_capacity(1 << 20, raw),
             )),
             Compression::Zstd => {
-                Box::new(zstd::stream::read::Decoder::new(file).map_err(|source| {
+                Box::new(zstd::stream::read::Decoder::new(raw).map_err(|source| {
                     HeapError::Read {
                         path: self.path.clone(),
                         source,
                     }
                 })?)
             }
-            Compression::None => Box::new(file),
+            Compression::None => Box::new(raw),
         })
     }
 
@@ -358,28 +366,16 @@ impl Dump {
             })?,
             progress,
         };
-        let reader: Box<dyn Read + Send + '_> = match self.compression {
-            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(
-                io::BufReader::with_capacity(1 << 20, counting),
-            )),
-            _ => Box::new(
-                zstd::stream::read::Decoder::new(counting).map_err(|source| HeapError::Read {
-                    path: self.path.clone(),
-                    source,
-                })?,
-            ),
-        };
+        let reader = self.decode(counting)?;
         let (full_tx, full_rx) = mpsc::sync_channel::<(usize, u64, Vec<u8>)>(jobs * 2);
         let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
         let full_rx = Mutex::new(full_rx);
-        let failed = AtomicBool::new(false);
         std::thread::scope(|scope| {
             let producer = scope.spawn(move || produce_blocks(reader, full_tx, empty_rx));
             let workers: Vec<_> = (0..jobs)
                 .map(|_| {
                     let full_rx = &full_rx;
                     let empty_tx = empty_tx.clone();
-                    let failed = &failed;
                     scope.spawn(move || {
                         let mut state = init();
                         let mut stats = ScanStats::default();
@@ -389,9 +385,7 @@ impl Dump {
                                 Err(_) => break,
                             };
                             let Ok((seq, base, block)) = next else { break };
-                            if !failed.load(Ordering::Relaxed) {
-                                each(&mut state, seq, base, &block, &mut stats);
-                            }
+                            each(&mut state, seq, base, &block, &mut stats);
                             let _ = empty_tx.send(block);
                         }
                         (state, stats)
@@ -399,17 +393,7 @@ impl Dump {
                 })
                 .collect();
             drop(empty_tx);
-            let mut states = Vec::with_capacity(jobs);
-            let mut stats = ScanStats::default();
-            for w in workers {
-                match w.join() {
-                    Ok((s, st)) => {
-                        states.push(s);
-                        stats.merge(&st);
-                    }
-                    Err(p) => std::panic::resume_unwind(p),
-                }
-            }
+            let (states, stats) = gather(workers);
             let produced = match producer.join() {
                 Ok(r) => r,
                 Err(p) => std::panic::resume_unwind(p),
@@ -466,9 +450,7 @@ fn produce_blocks(
                         block.truncate(start);
                         // What was decoded before the error is still analysed.
                         if !block.is_empty() {
-                            let len = block.len() as u64;
                             let _ = full_tx.send((seq, offset, block));
-                            let _ = len;
                         }
                         return Err(ProduceError::Io(e));
                     }
@@ -567,18 +549,7 @@ where
                 })
             })
             .collect();
-        let mut states = Vec::new();
-        let mut stats = ScanStats::default();
-        for w in workers {
-            match w.join() {
-                Ok((s, st)) => {
-                    states.push(s);
-                    stats.merge(&st);
-                }
-                Err(p) => std::panic::resume_unwind(p),
-            }
-        }
-        (states, stats)
+        gather(workers)
     })
 }
 
@@ -588,6 +559,24 @@ pub fn read_records(data: &[u8], f: impl FnMut(&Record<'_>)) -> ScanStats {
     let mut stats = ScanStats::default();
     read_chunk(data, 0, &mut stats, f);
     stats
+}
+
+/// The workers' states and their counts added up (a worker's panic goes on up).
+fn gather<S>(
+    workers: Vec<std::thread::ScopedJoinHandle<'_, (S, ScanStats)>>,
+) -> (Vec<S>, ScanStats) {
+    let mut states = Vec::with_capacity(workers.len());
+    let mut stats = ScanStats::default();
+    for w in workers {
+        match w.join() {
+            Ok((s, st)) => {
+                states.push(s);
+                stats.merge(&st);
+            }
+            Err(p) => std::panic::resume_unwind(p),
+        }
+    }
+    (states, stats)
 }
 
 /// Parses every line of a chunk (which starts at a line start) and counts what it saw.

@@ -17,6 +17,27 @@ pub const ALLOCATION_TRACER: &[u8] = b"ObjectTracing/allocation_info_tracer";
 /// The group name given to it.
 pub const ALLOCATION_TRACER_LABEL: &str = "(allocation tracer's table)";
 
+/// Names numbered in the order they are first seen, each once: group names of a graph, or
+/// group and site names shared by the dumps of a diff (so groups line up across them).
+#[derive(Debug, Default)]
+pub struct Interner {
+    ids: FxHashMap<String, u32>,
+    pub names: Vec<String>,
+}
+
+impl Interner {
+    /// The number of `s`, given it if new.
+    pub fn id(&mut self, s: String) -> u32 {
+        if let Some(id) = self.ids.get(&s) {
+            return *id;
+        }
+        let id = self.names.len() as u32;
+        self.names.push(s.clone());
+        self.ids.insert(s, id);
+        id
+    }
+}
+
 /// A class or module as the dump describes it.
 #[derive(Clone, Debug, Default)]
 pub struct ClassInfo {

@@ -334,6 +334,7 @@ fn a_stalled_client_loses_events_and_the_app_does_not_wait() {
     // SAFETY: stopping and continuing our own child.
     unsafe { libc::kill(t.child.id() as i32, libc::SIGSTOP) };
     let stalled: f64 = app.run("hot 1000000").parse().unwrap();
+    // SAFETY: continuing our own child.
     unsafe { libc::kill(t.child.id() as i32, libc::SIGCONT) };
     let (text, err) = t.stop();
     assert!(

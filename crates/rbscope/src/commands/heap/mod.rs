@@ -239,17 +239,6 @@ pub(super) fn parse_address(s: &str) -> anyhow::Result<u64> {
 
 // ---------------------------------------------------------------- formatting
 
-/// 1,234,567
-pub(super) fn num(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
+pub(super) use super::memory::grouped as num;
 
 pub(super) use super::memory::bytes;
