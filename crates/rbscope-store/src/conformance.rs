@@ -153,6 +153,47 @@ pub fn filters_and_groups(s: &mut Store) {
     assert_eq!(g[0].last_message, "m 01D");
     assert_eq!(g[0].exception_class, "KeyError");
     assert_eq!(g[1].count, 1);
+
+    // Search in class, message and top frame, ignoring case; wildcards are literal.
+    let found = |s: &mut Store, text: &str| -> Vec<String> {
+        s.list_filtered(&Filter {
+            text: Some(text.into()),
+            ..Filter::default()
+        })
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect()
+    };
+    assert_eq!(found(s, "M 01c"), ["01C"]);
+    assert_eq!(found(s, "keyerr").len(), 3);
+    assert_eq!(found(s, "a#B").len(), 4);
+    assert!(found(s, "%").is_empty());
+    assert!(found(s, "m_01").is_empty());
+    // Pages.
+    let page = |s: &mut Store, offset: usize| -> Vec<String> {
+        s.list_filtered(&Filter {
+            limit: 2,
+            offset,
+            ..Filter::default()
+        })
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect()
+    };
+    assert_eq!(page(s, 0).len(), 2);
+    assert_eq!([page(s, 0), page(s, 2)].concat().len(), 4);
+    assert!(page(s, 4).is_empty());
+    let groups = s
+        .groups(&Filter {
+            limit: 1,
+            offset: 1,
+            ..Filter::default()
+        })
+        .unwrap();
+    assert_eq!(groups.len(), 1);
+    assert_eq!(groups[0].count, 1);
 }
 
 /// `purge` and retention.

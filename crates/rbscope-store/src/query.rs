@@ -16,8 +16,12 @@ pub struct Filter {
     pub class: Option<String>,
     pub host: Option<String>,
     pub fingerprint: Option<String>,
+    /// Text found (ignoring ASCII case) in the exception class, message or top frame.
+    pub text: Option<String>,
     /// 0 means no limit.
     pub limit: usize,
+    /// Rows to skip before the first one returned (only with a limit).
+    pub offset: usize,
 }
 
 /// One fingerprint's snapshots, summarised.
@@ -62,6 +66,25 @@ impl Filter {
             conds.push("fingerprint = ?");
             args.push(Arg::Text(f.clone()));
         }
+        if let Some(t) = self.text.as_deref().filter(|t| !t.is_empty()) {
+            // LIKE with its wildcards escaped, on lower-cased columns: the same in SQLite and
+            // PostgreSQL (whose LIKE is case-sensitive).
+            let mut pattern = String::from("%");
+            for c in t.to_lowercase().chars() {
+                if matches!(c, '%' | '_' | '\\') {
+                    pattern.push('\\');
+                }
+                pattern.push(c);
+            }
+            pattern.push('%');
+            conds.push(
+                "(lower(exception_class) LIKE ? ESCAPE '\\' OR lower(message) LIKE ? ESCAPE '\\' \
+                 OR lower(top_frame) LIKE ? ESCAPE '\\')",
+            );
+            for _ in 0..3 {
+                args.push(Arg::Text(pattern.clone()));
+            }
+        }
         let clause = if conds.is_empty() {
             String::new()
         } else {
@@ -71,10 +94,10 @@ impl Filter {
     }
 
     fn limit_clause(&self) -> String {
-        if self.limit == 0 {
-            String::new()
-        } else {
-            format!("LIMIT {}", self.limit)
+        match (self.limit, self.offset) {
+            (0, _) => String::new(),
+            (limit, 0) => format!("LIMIT {limit}"),
+            (limit, offset) => format!("LIMIT {limit} OFFSET {offset}"),
         }
     }
 }

@@ -4,10 +4,11 @@
 //! ([`ring`]) that a plain Rust thread drains to the client; the app never waits for the
 //! client, and what did not fit is counted. The CLI decodes the same records, rebuilds every
 //! thread's calls ([`timeline`]) and prints them ([`render`]: an indented text tree, JSON lines
-//! or Chrome's trace format). What to trace is said with selectors ([`selector`]), parsed the
+//! or Chrome's trace format), and reads written traces back ([`file`]). What to trace is said with selectors ([`selector`]), parsed the
 //! same way on both sides.
 
 pub mod events;
+pub mod file;
 pub mod render;
 pub mod ring;
 pub mod selector;

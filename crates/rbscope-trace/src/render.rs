@@ -522,4 +522,57 @@ mod tests {
         assert_eq!((b, e), (4, 3));
         assert_eq!(events[0]["ph"], "M");
     }
+
+    /// What the renderers write, `rbscope ui` reads back (crate::file): the same spans from
+    /// either format.
+    #[test]
+    fn written_traces_read_back() {
+        for format in [Format::Jsonl, Format::Chrome] {
+            let t = crate::file::read(render(format, false).as_bytes()).unwrap();
+            assert_eq!(t.threads.len(), 1, "{format:?}");
+            let th = &t.threads[0];
+            assert_eq!((th.tid, th.name.as_str()), (700, "main"));
+            let spans: Vec<_> = th
+                .spans
+                .iter()
+                .map(|s| {
+                    (
+                        t.names[s.name as usize].as_str(),
+                        s.start_ns,
+                        s.wall_ns,
+                        s.depth,
+                        s.open,
+                    )
+                })
+                .collect();
+            assert_eq!(
+                spans,
+                [
+                    ("Greeter#greet", 1_000, 699_000, 0, false),
+                    ("Greeter#shout", 2_000, 390_000, 1, false),
+                    ("Greeter#shout", 800_000, 100_000, 0, false),
+                    ("Greeter#greet", 1_000_000, 0, 0, true),
+                ],
+                "{format:?}"
+            );
+            assert_eq!(
+                th.spans[0].args.as_deref(),
+                Some("self=#<Greeter>, times=2")
+            );
+            assert_eq!(th.spans[0].duration_ns, Some(635_000));
+            assert_eq!(t.lost, 3);
+            assert_eq!((t.start_ns, t.end_ns), (1_000, 1_000_000));
+            assert!(!t.truncated);
+            // Cut off in the middle of its last event: read up to it.
+            let full = render(format, false);
+            let cut = &full[..full.len() - 12];
+            let t = crate::file::read(cut.as_bytes()).unwrap();
+            assert!(t.truncated, "{format:?}");
+            assert!(t.threads[0].spans.len() >= 3);
+        }
+        assert_eq!(
+            crate::file::read(render(Format::Text, false).as_bytes()),
+            Err(crate::file::TraceFileError::Text)
+        );
+    }
 }

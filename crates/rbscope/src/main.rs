@@ -12,6 +12,7 @@ mod presets;
 mod render;
 mod ruby_lib;
 mod time;
+mod ui;
 
 use clap::Parser;
 
@@ -31,7 +32,7 @@ fn main() {
 }
 
 /// The error and its causes on one line: "cannot read x: permission denied".
-fn one_line(e: &anyhow::Error) -> String {
+pub(crate) fn one_line(e: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in e.chain() {
         let text = cause.to_string();

@@ -3,7 +3,7 @@
 mod console;
 mod doctor;
 mod eval;
-mod heap;
+pub(crate) mod heap;
 mod inject;
 mod key;
 mod list;
@@ -57,8 +57,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 since_ms: since.map(|d| crate::time::now_ms() - d),
                 class: class.clone(),
                 host: host.clone(),
-                fingerprint: None,
                 limit: *limit,
+                ..rbscope_store::Filter::default()
             };
             list::list(&cli, &filter, *json, *group)
         }
@@ -104,6 +104,18 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Ps { json } => ps::ps(*json),
         Command::Memory { pid, json } => memory::memory(*pid, *json),
         Command::Heap { command } => heap::run(command),
+        Command::Ui {
+            files,
+            listen,
+            token,
+        } => crate::ui::run(
+            &cli,
+            &crate::ui::Options {
+                listen: listen.clone(),
+                token: *token,
+                files: files.clone(),
+            },
+        ),
         Command::Inject { pid, timeout } => {
             inject::inject(*pid, std::time::Duration::from_millis((*timeout).max(0) as u64))
         }

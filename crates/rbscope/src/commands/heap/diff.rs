@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use rbscope_heap::input::Dump;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::{bytes, num, open, print_json, scan_json, tally_json, warn_unreadable, Bar};
 use crate::cli::HeapRead;
@@ -36,24 +36,7 @@ pub(super) fn diff(paths: &[PathBuf], limit: usize, read: &HeapRead) -> anyhow::
     let three = d.dumps.len() == 3;
     let leaking: Vec<_> = d.groups.iter().filter(|g| g.leaked().count > 0).collect();
     if read.json {
-        return print_json(&json!({
-            "dumps": d.dumps.iter().map(|i| json!({
-                "path": i.path, "total": tally_json(i.total), "allocation_traced_objects": i.traced,
-                "scan": scan_json(&i.stats),
-            })).collect::<Vec<_>>(),
-            "new_in_second": tally_json(d.new_total),
-            "retained_in_third": d.retained_total.map(tally_json),
-            "groups": leaking.iter().take(limit).map(|g| json!({
-                "class": g.name,
-                "site": g.site,
-                "counts": g.counts.iter().map(|t| tally_json(*t)).collect::<Vec<_>>(),
-                "new": tally_json(g.new),
-                "retained": g.retained.map(tally_json),
-                "samples": g.samples.iter().map(|a| format!("{a:#x}")).collect::<Vec<_>>(),
-            })).collect::<Vec<_>>(),
-            "groups_with_new_objects": leaking.len(),
-            "seconds": elapsed.as_secs_f64(),
-        }));
+        return print_json(&diff_json(&d, limit, elapsed.as_secs_f64()));
     }
     let mut o = String::new();
     for (k, i) in d.dumps.iter().enumerate() {
@@ -143,4 +126,27 @@ pub(super) fn diff(paths: &[PathBuf], limit: usize, read: &HeapRead) -> anyhow::
     }
     print!("{o}");
     Ok(0)
+}
+
+/// `heap diff --json`.
+pub(crate) fn diff_json(d: &rbscope_heap::diff::Diff, limit: usize, seconds: f64) -> Value {
+    let leaking: Vec<_> = d.groups.iter().filter(|g| g.leaked().count > 0).collect();
+    json!({
+        "dumps": d.dumps.iter().map(|i| json!({
+            "path": i.path, "total": tally_json(i.total), "allocation_traced_objects": i.traced,
+            "scan": scan_json(&i.stats),
+        })).collect::<Vec<_>>(),
+        "new_in_second": tally_json(d.new_total),
+        "retained_in_third": d.retained_total.map(tally_json),
+        "groups": leaking.iter().take(limit).map(|g| json!({
+            "class": g.name,
+            "site": g.site,
+            "counts": g.counts.iter().map(|t| tally_json(*t)).collect::<Vec<_>>(),
+            "new": tally_json(g.new),
+            "retained": g.retained.map(tally_json),
+            "samples": g.samples.iter().map(|a| format!("{a:#x}")).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "groups_with_new_objects": leaking.len(),
+        "seconds": seconds,
+    })
 }

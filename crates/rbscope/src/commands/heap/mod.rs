@@ -17,13 +17,20 @@ use serde_json::{json, Value};
 
 use crate::cli::{HeapCommand, HeapRead};
 
-mod diff;
+/// Gives the details of the objects at some addresses: a pass over the dump (the CLI), or a
+/// cache of such passes (`rbscope ui`).
+pub(crate) type Describe<'a> = dyn FnMut(
+        &rustc_hash::FxHashSet<u64>,
+    ) -> anyhow::Result<rustc_hash::FxHashMap<u64, rbscope_heap::detail::Detail>>
+    + 'a;
+
+pub(crate) mod diff;
 mod import;
 mod live;
-mod path;
+pub(crate) mod path;
 mod strings;
-mod summary;
-mod top;
+pub(crate) mod summary;
+pub(crate) mod top;
 
 use diff::diff;
 pub use diff::diff_paths;
@@ -220,7 +227,7 @@ pub(super) fn scan_json(stats: &ScanStats) -> Value {
     })
 }
 
-pub(super) fn tally_json(t: Tally) -> Value {
+pub(crate) fn tally_json(t: Tally) -> Value {
     json!({"count": t.count, "bytes": t.bytes})
 }
 
@@ -231,7 +238,7 @@ pub(super) fn print_json(v: &Value) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-pub(super) fn parse_address(s: &str) -> anyhow::Result<u64> {
+pub(crate) fn parse_address(s: &str) -> anyhow::Result<u64> {
     rbscope_heap::parse::parse_address(s.trim().as_bytes()).ok_or_else(|| {
         anyhow!("{s:?} is not an address; give it as the dump writes it, like 0x7f1c2b3d4e50")
     })

@@ -1,0 +1,279 @@
+//! The snapshot API: groups, lists and one snapshot, from the store `rbscope ui` was pointed
+//! at. The store is opened on first use and again after a failure, so a PostgreSQL server that
+//! restarts comes back without restarting the UI; while it is unreachable, the API says so
+//! (503) and the pages show that line.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use rbscope_store::{Filter, Store, StoreError, StoreLocation};
+use serde_json::{json, Value};
+
+use super::http::{Query, Reply};
+
+pub struct Snapshots {
+    pub location: StoreLocation,
+    /// `--store` as given (for the restore command), `--key` as given.
+    pub store_arg: Option<String>,
+    pub key_file: Option<PathBuf>,
+    store: Mutex<Option<Store>>,
+}
+
+/// Most rows one request returns.
+const MAX_PAGE: usize = 500;
+
+impl Snapshots {
+    pub fn new(
+        location: StoreLocation,
+        store_arg: Option<String>,
+        key_file: Option<PathBuf>,
+    ) -> Self {
+        Snapshots {
+            location,
+            store_arg,
+            key_file,
+            store: Mutex::new(None),
+        }
+    }
+
+    /// Runs `f` on the store (opened if needed). A store that does not exist yet is `Ok(None)`:
+    /// nothing was ever stored, which is not an error for a list.
+    fn with_store<T>(
+        &self,
+        f: impl FnOnce(&mut Store) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        let mut guard = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.as_ref().is_none_or(|s| s.is_broken()) {
+            match Store::open_existing(&self.location) {
+                Ok(s) => *guard = Some(s),
+                Err(StoreError::Missing(_)) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+        let Some(store) = guard.as_mut() else {
+            return Ok(None);
+        };
+        let result = f(store);
+        if let Err(e) = &result {
+            if !matches!(e, StoreError::NotFound(_) | StoreError::Ambiguous(_)) {
+                // Open it afresh next time (a dropped connection, a replaced file).
+                *guard = None;
+            }
+        }
+        result.map(Some)
+    }
+
+    /// For `/api/info`: the number of snapshots, or why the store cannot be read.
+    pub fn count(&self) -> Result<u64, String> {
+        match self.with_store(|s| s.stats()) {
+            Ok(Some(st)) => Ok(st.snapshots),
+            Ok(None) => Ok(0),
+            Err(e) => Err(store_message(&e, &self.location)),
+        }
+    }
+
+    fn filter(&self, q: &Query) -> Result<Filter, Reply> {
+        let since_ms = match q.get("since") {
+            None => None,
+            Some(s) if s.len() >= 12 && s.bytes().all(|b| b.is_ascii_digit()) => {
+                s.parse::<i64>().ok()
+            }
+            Some(s) => Some(
+                crate::time::now_ms()
+                    - crate::duration::parse_ms(s).map_err(|e| {
+                        Reply::error(400, format!("since={s:?}: {e} (use e.g. 30m, 6h, 2d)"))
+                    })?,
+            ),
+        };
+        Ok(Filter {
+            since_ms,
+            class: q.get("class").map(str::to_string),
+            host: q.get("host").map(str::to_string),
+            fingerprint: q.get("fingerprint").map(str::to_string),
+            text: q.get("q").map(str::to_string),
+            // One more than asked for, to know whether there are more.
+            limit: q.number("limit", 50, MAX_PAGE)?.max(1) + 1,
+            offset: q.number("offset", 0, usize::MAX)?,
+        })
+    }
+
+    /// `GET /api/groups`.
+    pub fn groups(&self, q: &Query) -> Reply {
+        let filter = match self.filter(q) {
+            Ok(f) => f,
+            Err(r) => return r,
+        };
+        match self.with_store(|s| s.groups(&filter)) {
+            Ok(groups) => {
+                let mut groups = groups.unwrap_or_default();
+                let more = groups.len() >= filter.limit;
+                groups.truncate(filter.limit - 1);
+                Reply::ok(&json!({
+                    "groups": groups.iter().map(|g| json!({
+                        "fingerprint": g.fingerprint,
+                        "exception_class": g.exception_class,
+                        "top_frame": g.top_frame,
+                        "count": g.count,
+                        "first_ms": g.first_ms,
+                        "last_ms": g.last_ms,
+                        "last_id": g.last_id,
+                        "last_message": g.last_message,
+                        "hosts": g.hosts,
+                    })).collect::<Vec<_>>(),
+                    "more": more,
+                }))
+            }
+            Err(e) => self.store_error(&e),
+        }
+    }
+
+    /// `GET /api/snapshots`.
+    pub fn list(&self, q: &Query) -> Reply {
+        let filter = match self.filter(q) {
+            Ok(f) => f,
+            Err(r) => return r,
+        };
+        match self.with_store(|s| s.list_filtered(&filter)) {
+            Ok(rows) => {
+                let mut rows = rows.unwrap_or_default();
+                let more = rows.len() >= filter.limit;
+                rows.truncate(filter.limit - 1);
+                Reply::ok(&json!({
+                    "snapshots": rows.iter().map(|r| json!({
+                        "id": r.id,
+                        "reported_at_ms": r.reported_at_ms,
+                        "exception_class": r.exception_class,
+                        "message": r.message,
+                        "top_frame": r.top_frame,
+                        "fingerprint": r.fingerprint,
+                        "hostname": r.hostname,
+                        "pid": r.pid,
+                        "size": r.size,
+                    })).collect::<Vec<_>>(),
+                    "more": more,
+                }))
+            }
+            Err(e) => self.store_error(&e),
+        }
+    }
+
+    /// Whether a snapshot page exists (for the page's HTTP status): None when the store cannot
+    /// tell.
+    pub fn exists(&self, id: &str) -> Option<bool> {
+        match self.with_store(|s| s.get_signed(id)) {
+            Ok(Some(_)) => Some(true),
+            Ok(None) | Err(StoreError::NotFound(_)) => Some(false),
+            Err(_) => None,
+        }
+    }
+
+    /// `GET /api/snapshots/ID`.
+    pub fn one(&self, id: &str) -> Reply {
+        let stored = match self.with_store(|s| s.get_signed(id)) {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                return Reply::error(404, format!("no snapshot with id {id}: the store is empty"))
+            }
+            Err(e) => return self.store_error(&e),
+        };
+        let snapshot = match rbscope_snapshot::decode(&stored.body) {
+            Ok(s) => s,
+            Err(e) => {
+                return Reply::json(
+                    422,
+                    &json!({
+                        "error": format!("snapshot {} cannot be read: {e}. It is damaged or was written by a newer rbscope; it can only be deleted (`rbscope purge --id {}`)", stored.id, stored.id),
+                        "id": stored.id,
+                    }),
+                )
+            }
+        };
+        let mut doc = rbscope_snapshot::json::snapshot(&snapshot);
+        doc["reported_at"] = crate::time::format_ms(snapshot.reported_at_ms).into();
+        doc["signed"] = stored.signature.is_some().into();
+        doc["signature_ok"] = self.signature_ok(&stored.body, stored.signature.as_deref());
+        doc["restore_command"] = self
+            .restore_command(&snapshot, stored.signature.is_some())
+            .into();
+        Reply::ok(&doc)
+    }
+
+    /// Whether the signature verifies with the store's key (null when there is no key here).
+    fn signature_ok(&self, body: &[u8], signature: Option<&[u8]>) -> Value {
+        let Some(sig) = signature else {
+            return Value::Bool(false);
+        };
+        match rbscope_store::reader_key(&self.location, self.key_file.as_deref()) {
+            Ok(Some(key)) => Value::Bool(key.verify(body, sig)),
+            _ => Value::Null,
+        }
+    }
+
+    /// The command that opens this snapshot in IRB: from the app's directory when it is a
+    /// Rails app (so its classes load), against the same store, `--trust` never added for the
+    /// user.
+    fn restore_command(&self, s: &rbscope_snapshot::Snapshot, signed: bool) -> String {
+        let rails = s
+            .context
+            .gems
+            .iter()
+            .any(|(g, _)| g == "rails" || g == "railties");
+        let mut cmd = String::new();
+        if rails && !s.context.app_root.is_empty() {
+            cmd += &format!("cd {} && ", shell_quote(&s.context.app_root));
+        }
+        cmd += "rbscope";
+        if let Some(store) = &self.store_arg {
+            cmd += &format!(
+                " --store {}",
+                shell_quote(&self.location_for_command(store))
+            );
+        }
+        if let Some(key) = &self.key_file {
+            cmd += &format!(" --key {}", shell_quote(&key.display().to_string()));
+        }
+        cmd += &format!(" restore {}", s.id);
+        if rails {
+            cmd += " -r ./config/environment";
+        }
+        if !signed {
+            cmd += "  # unsigned: restore refuses it unless you add --trust";
+        }
+        cmd
+    }
+
+    fn location_for_command(&self, given: &str) -> String {
+        match &self.location {
+            // Never print a password: PGPASSWORD or ~/.pgpass supply it.
+            StoreLocation::Postgres(_) => self.location.describe(),
+            StoreLocation::Sqlite(_) => given.to_string(),
+        }
+    }
+
+    fn store_error(&self, e: &StoreError) -> Reply {
+        match e {
+            StoreError::NotFound(_) => Reply::error(404, e.to_string()),
+            StoreError::Ambiguous(_) => Reply::error(400, e.to_string()),
+            _ => Reply::error(503, store_message(e, &self.location)),
+        }
+    }
+}
+
+fn store_message(e: &StoreError, location: &StoreLocation) -> String {
+    format!(
+        "the store at {} cannot be read: {e}. Check that it is reachable, then reload this page",
+        location.describe()
+    )
+}
+
+/// Single-quotes `s` for a POSIX shell when it needs it.
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-:@=+,".contains(&b))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
