@@ -29,6 +29,12 @@ export function h(tag, attrs, ...children) {
   return el;
 }
 
+/** el.append that skips null/false/undefined and flattens arrays (text stays text). */
+export function add(el, ...children) {
+  append(el, children);
+  return el;
+}
+
 function append(el, children) {
   for (const c of children) {
     if (c === null || c === undefined || c === false) continue;

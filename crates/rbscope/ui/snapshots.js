@@ -2,7 +2,7 @@
 // the URL) and one snapshot (the exception, its causes, the restore command and every captured
 // frame with its source and values).
 
-import { h, link, api, navigate, setQuery, setTitle, errorBox, fail, copyButton, getInfo } from './main.js';
+import { h, add, link, api, navigate, setQuery, setTitle, errorBox, fail, copyButton, getInfo } from './main.js';
 import { count, exactTime, utcTime, relativeTime, timeElement } from './format.js';
 import { valueTree, refCounts } from './valuetree.js';
 
@@ -281,7 +281,7 @@ export async function snapshotPage(ctx) {
   setTitle(`${e.class}: ${firstLine(e.message)}`);
   const refs = refCounts(snap);
   const page = h('div', { class: 'snapshot' });
-  page.append(
+  add(page,
     h('nav', { class: 'crumbs', 'aria-label': 'breadcrumb' }, link('/snapshots', 'Snapshots'), h('span', { class: 'sep' }, '/'), h('span', { class: 'mono' }, snap.id)),
     exceptionHeader(snap),
     causes(snap, refs),

@@ -2,7 +2,7 @@
 // from the snapshot JSON; objects are shared by id, so cycles and shared references are shown
 // once and linked from elsewhere. Children are rendered only when a row is opened.
 
-import { h } from './main.js';
+import { h, add } from './main.js';
 import { count, utcTime } from './format.js';
 
 const CHUNK = 100; // children rendered per "show more"
@@ -82,6 +82,48 @@ export function quote(s, max = Infinity) {
   return { text: out + '"', cut: false };
 }
 
+const BINARY = new Set(['ASCII-8BIT', 'BINARY']);
+
+/**
+ * The text of a String object. Strings that are not UTF-8 carry their exact bytes (base64):
+ * binary ones are shown with \xNN escapes, others decoded in their own encoding when the
+ * browser knows it (Shift_JIS, EUC-JP, ISO-8859-1 ...), else shown lossily.
+ */
+function stringText(o) {
+  const value = o.value ?? '';
+  if (!o.base64) return { text: value };
+  let bytes;
+  try {
+    const raw = atob(o.base64);
+    bytes = new Uint8Array(raw.length);
+    for (let i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
+  } catch {
+    return { text: value, lossy: true };
+  }
+  if (BINARY.has(String(o.encoding).toUpperCase())) return { text: value, bytes, binary: true };
+  try {
+    return { text: new TextDecoder(o.encoding, { fatal: true }).decode(bytes), bytes };
+  } catch {
+    return { text: value, bytes, lossy: true };
+  }
+}
+
+/** "\xFF\x00abc" for binary strings, as Ruby's inspect shows them. */
+function binaryQuote(bytes, max) {
+  let out = '"';
+  const n = Math.min(bytes.length, max);
+  for (let i = 0; i < n; i++) {
+    const b = bytes[i];
+    if (b === 0x22) out += '\\"';
+    else if (b === 0x5c) out += '\\\\';
+    else if (b === 0x0a) out += '\\n';
+    else if (b === 0x09) out += '\\t';
+    else if (b >= 0x20 && b < 0x7f) out += String.fromCharCode(b);
+    else out += `\\x${b.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return { text: `${out}${bytes.length > max ? '…' : ''}"`, cut: bytes.length > max };
+}
+
 function timeText(o) {
   const secs = Number(o.seconds);
   const off = Number(o.utc_offset) || 0;
@@ -149,7 +191,7 @@ function describe(state, v) {
     case 'false': d.text = 'false'; break;
     case 'integer':
       d.text = String(v.value);
-      if (typeof v.value === 'string' || typeof v.value === 'bigint') d.meta.push('Integer (bignum)');
+      if (typeof v.value === 'string') d.meta.push('Integer (bignum)');
       break;
     case 'float': d.text = floatText(v.value); break;
     case 'symbol': d.text = `:${v.value}`; break;
@@ -177,17 +219,18 @@ function describeObject(state, id) {
   const other = (base) => (cls !== base ? `${cls} ` : '');
   switch (o.kind) {
     case 'string': {
-      const q = quote(o.value ?? '', INLINE_TEXT);
+      const st = stringText(o);
+      const q = st.binary ? binaryQuote(st.bytes, INLINE_TEXT) : quote(st.text, INLINE_TEXT);
       d.text = (cls !== 'String' ? `${cls} ` : '') + q.text;
       const size = Number(o.bytesize);
       d.meta.push(`${count(size)} ${size === 1 ? 'byte' : 'bytes'}`);
       if (o.encoding && o.encoding !== 'UTF-8') d.meta.push(o.encoding);
-      if (o.base64) d.badges.push(['not valid UTF-8', 'badge-warn']);
+      if (st.lossy) d.badges.push(['not valid UTF-8', 'badge-warn']);
       if (o.truncated) {
-        const got = new TextEncoder().encode(o.value ?? '').length;
+        const got = st.bytes ? st.bytes.length : new TextEncoder().encode(o.value ?? '').length;
         d.badges.push([`truncated: first ${count(Math.min(got, size))} of ${count(size)} bytes`, 'badge-warn', 'truncated']);
       }
-      d.expandable = q.cut || /\n/.test(o.value ?? '') || ivars > 0;
+      d.expandable = q.cut || /\n/.test(st.text) || ivars > 0;
       d.leaf = ivars === 0; // shown inline wherever it appears, never as a shared link
       break;
     }
@@ -306,7 +349,7 @@ function describeObject(state, id) {
       d.meta.push(`kind ${o.kind}`);
       d.expandable = ivars > 0;
   }
-  if (o.frozen && o.kind !== 'string') d.meta.push('frozen');
+  if (o.frozen && ['array', 'hash', 'set', 'struct', 'object'].includes(o.kind)) d.meta.push('frozen');
   if (!d.expandable && ivars === 0) d.leaf = true;
   return d;
 }
@@ -315,9 +358,11 @@ function describeObject(state, id) {
 function childrenOf(state, o) {
   const out = [];
   switch (o.kind) {
-    case 'string':
-      out.push({ text: o.value ?? '', label: 'text' });
+    case 'string': {
+      const st = stringText(o);
+      out.push({ text: st.binary ? binaryQuote(st.bytes, Infinity).text : st.text, label: st.binary ? 'bytes' : 'text' });
       break;
+    }
     case 'array':
       (o.items || []).forEach((v, i) => out.push({ name: `[${i}]`, sep: '', value: v, nameClass: 'vt-index' }));
       break;
@@ -412,7 +457,7 @@ function node(state, name, sep, value, path, nameClass) {
       const refBtn = h('button', { type: 'button', class: 'vt-ref', testid: 'ref-link', title: cyc ? `cycle: object #${id} is open above` : `object #${id} is shown above`, dataset: { refId: String(id) } },
         cyc ? `↺ #${id}` : `→ #${id}`);
       refBtn.addEventListener('click', () => reveal(state, id, state.firstRow.get(id)));
-      row.append(spacer, nameEl, sepEl,
+      add(row, spacer, nameEl, sepEl,
         h('span', { class: cyc ? 'vt-cycle' : 'vt-shared', testid: cyc ? 'cycle' : 'shared' }, refBtn),
         h('span', { class: 'vt-meta' }, `${d.object.class}${cyc ? ', cycle' : ', shared'}`));
       row.dataset.refId = String(id);
@@ -428,7 +473,7 @@ function node(state, name, sep, value, path, nameClass) {
   } else {
     summary.textContent = d.text;
   }
-  row.append(d.expandable ? toggle : spacer, nameEl, sepEl, summary);
+  add(row, d.expandable ? toggle : spacer, nameEl, sepEl, summary);
   for (const m of d.meta) row.append(h('span', { class: 'vt-meta' }, m));
   for (const [text, cls, testid] of d.badges) row.append(h('span', { class: ['badge', cls], testid }, text));
   if (id !== undefined) {

@@ -43,8 +43,31 @@ module Rbscope
     @evals = {}
     @bindings = {}
     @eval_lock = Mutex.new
+    @traced_lock = Mutex.new
+    @traced_signal = ConditionVariable.new
+    @traced = false
 
     class << self
+      # Waits until a trace has been installed, or `seconds` passed (`rbscope run`'s hold).
+      def hold_until_traced(seconds)
+        deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + seconds
+        @traced_lock.synchronize do
+          until @traced
+            left = deadline - Process.clock_gettime(Process::CLOCK_MONOTONIC)
+            break if left <= 0
+
+            @traced_signal.wait(@traced_lock, left)
+          end
+        end
+      end
+
+      def note_traced
+        @traced_lock.synchronize do
+          @traced = true
+          @traced_signal.broadcast
+        end
+      end
+
       # Hooks what `selectors` name for session `id`. Each selector is
       # [index, text, owner, kind, method, argument_names, optional]. Returns
       # [true, hooked, skipped, waiting] or [false, message]. An optional selector that names
@@ -77,6 +100,7 @@ module Rbscope
         if firehose && selectors.any?
           skipped << "Ruby methods named by -m are traced by --firehose already (without captured values)"
         end
+        note_traced
         [true, hooked, skipped, waiting]
       rescue Refusal => e
         [false, e.message]

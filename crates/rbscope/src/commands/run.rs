@@ -4,7 +4,8 @@
 //! the agent in every Ruby process the command starts (`ruby app.rb`, `bundle exec`, `rails s`).
 //! The CLI then replaces itself with the command, so signals and the exit status are the
 //! program's own. With trace options (`-m`, `--preset`, `-f`) it starts the command as a child
-//! instead, waits for its agent, traces it until it exits (selectors whose code is not loaded
+//! instead, waits for its agent (the program holds at start until the trace is hooked, see
+//! `RBSCOPE_RUN_HOLD` in the gem's autostart.rb), traces it until it exits (selectors whose code is not loaded
 //! yet are hooked when it appears) and exits with its status.
 
 use crate::cli::Cli;
@@ -45,6 +46,9 @@ pub fn run(
         cmd.env("RBSCOPE_STORE_KEY", key);
     }
     if let Some(options) = traced {
+        // The program waits (up to this many seconds) after starting its agent until the
+        // trace is hooked, so that a short program is traced from its first line.
+        cmd.env("RBSCOPE_RUN_HOLD", "5");
         let child = cmd
             .spawn()
             .with_context(|| format!("cannot run {program}"))?;

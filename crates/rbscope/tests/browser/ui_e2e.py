@@ -1,0 +1,268 @@
+"""The rbscope web UI in a real browser: Debian's Chromium, driven by Playwright.
+
+Usage: ui_e2e.py URL UNREACHABLE_URL SCREENSHOT_DIR BROKEN_SNAPSHOT_ID
+
+URL serves the store of tests/programs/ui_app.rb (with one snapshot made unreadable) and the
+files f1..f6: three heap dumps of tests/programs/heap_leak.rb, a jsonl trace, a speedscope
+profile and a saved `heap top --json`. UNREACHABLE_URL is a UI whose store cannot be reached.
+Each check raises on failure; a screenshot of every page is saved. Run by tests/ui.rs.
+"""
+
+import re
+import sys
+from pathlib import Path
+
+from playwright.sync_api import expect, sync_playwright
+
+url, unreachable_url, shots, broken_id = sys.argv[1:5]
+base = url.rstrip("/")
+shots = Path(shots)
+errors = []
+
+
+def shot(page, name):
+    page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+    print(f"screenshot {name}.png")
+
+
+def tid(page, name):
+    return page.locator(f'[data-testid="{name}"]')
+
+
+def tree_row(scope, name):
+    """The value-tree row whose name is exactly `name`."""
+    return scope.locator('[data-testid="tree-node"]').filter(
+        has=scope.page.locator(".vt-name", has_text=re.compile(rf"^{re.escape(name)}$"))
+    ).first
+
+
+def expand(row):
+    toggle = row.locator('[data-testid="toggle"]')
+    if toggle.get_attribute("aria-expanded") != "true":
+        toggle.click()
+    expect(toggle).to_have_attribute("aria-expanded", "true")
+
+
+with sync_playwright() as p:
+    browser = p.chromium.launch(
+        executable_path="/usr/bin/chromium",
+        args=[
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ],
+    )
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.set_default_timeout(20_000)
+    page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
+    page.on(
+        "console",
+        lambda m: errors.append(f"console {m.type}: {m.text}") if m.type == "error" and "404" not in m.text and "422" not in m.text and "503" not in m.text else None,
+    )
+    # Any request to somewhere else than the UI itself fails the test: it works offline.
+    page.on(
+        "request",
+        lambda r: errors.append(f"request outside the UI: {r.url}") if not r.url.startswith(base) else None,
+    )
+
+    # 1. The snapshot list, grouped.
+    page.goto(url)
+    expect(page).to_have_url(re.compile(r"/snapshots"))
+    groups = tid(page, "group-row")
+    expect(groups).to_have_count(2)
+    expect(groups.filter(has_text="Shop::PaymentError")).to_contain_text("3")
+    shot(page, "01-snapshots-grouped")
+
+    # Search narrows it (and goes into the URL).
+    tid(page, "search").fill("config is")
+    tid(page, "search").press("Enter")
+    expect(groups).to_have_count(1)
+    expect(groups.first).to_contain_text("ArgumentError")
+    expect(page).to_have_url(re.compile(r"q=config"))
+    tid(page, "search").fill("")
+    tid(page, "search").press("Enter")
+    expect(groups).to_have_count(2)
+
+    # All snapshots, one row each; the broken one is listed too.
+    tid(page, "view-all").click()
+    expect(tid(page, "snapshot-row")).to_have_count(4)
+    shot(page, "02-snapshots-all")
+    tid(page, "view-groups").click()
+    expect(groups).to_have_count(2)
+
+    # 2. A snapshot: the group opens its latest.
+    groups.filter(has_text="Shop::PaymentError").first.click()
+    expect(page).to_have_url(re.compile(r"/snapshots/[0-9A-Z]{26}"))
+    expect(tid(page, "exception")).to_contain_text("Shop::PaymentError")
+    expect(tid(page, "exception")).to_contain_text("card declined for ann")
+    frames = tid(page, "frame")
+    expect(frames.first).to_contain_text("Shop::Checkout#charge(order, card_token:)")
+    expect(tid(page, "source").first).to_contain_text("raise PaymentError")
+    expect(tid(page, "source").first.locator(".current")).to_contain_text("raise PaymentError")
+    expect(tid(page, "restore-command")).to_contain_text(re.compile(r"rbscope .*restore [0-9A-Z]{26}"))
+
+    # The secret local is redacted, and so is the password inside the Rails-style params.
+    frame0 = frames.first
+    expect(tree_row(frame0, "password").locator('[data-testid="redacted"]')).to_be_visible()
+    params = tree_row(frame0, "params")
+    expand(params)
+    user = tree_row(frame0, '"user"')
+    expand(user)
+    expect(tree_row(frame0, '"password"').locator('[data-testid="redacted"]')).to_be_visible()
+    expect(tree_row(frame0, '"email"')).to_contain_text("ann@example.com")
+
+    # The cycle: order -> @customer -> @orders -> [0] is the order again.
+    order = tree_row(frame0, "order")
+    expand(order)
+    customer = tree_row(frame0, "@customer")
+    expand(customer)
+    orders = tree_row(frame0, "@orders")
+    expand(orders)
+    back = tree_row(frame0, "[0]")
+    expect(back.locator('[data-testid="cycle"]')).to_be_visible()
+    shot(page, "03-snapshot-cycle")
+    back.locator('[data-testid="ref-link"]').click()
+    expect(order).to_have_class(re.compile(r"vt-flash"))
+    shot(page, "04-snapshot-cycle-followed")
+
+    # The other group: the cause chain and a value cut by the depth limit.
+    page.goto(f"{base}/snapshots?q=config")
+    tid(page, "group-row").first.click()
+    expect(tid(page, "exception")).to_contain_text("ArgumentError")
+    expect(tid(page, "cause")).to_contain_text("KeyError")
+    cfg = tid(page, "frame").filter(has_text="load_config").first
+    if cfg.locator('[data-testid="tree-node"]').count() == 0:
+        cfg.locator("summary, .frame-head, [data-testid=frame-toggle]").first.click()
+    deep = tree_row(cfg, "deep")
+    expand(deep)
+    for _ in range(12):
+        inner = cfg.locator('[data-testid="tree-node"]').filter(
+            has=page.locator(".vt-name", has_text=re.compile(r"^:inner$|^inner$"))
+        ).last
+        if cfg.locator('[data-testid="cut"]').count() > 0:
+            break
+        expand(inner)
+    expect(cfg.locator('[data-testid="cut"]').first).to_be_visible()
+    shot(page, "05-snapshot-cause-and-cut")
+
+    # 3. Unknown id: a 404 page.
+    resp = page.goto(f"{base}/snapshots/01NOSUCHSNAPSHOTATALL00000")
+    assert resp.status == 404, resp.status
+    expect(tid(page, "not-found")).to_contain_text("no snapshot with id")
+    shot(page, "06-snapshot-404")
+
+    # A snapshot whose blob is damaged: the page says so.
+    page.goto(f"{base}/snapshots/{broken_id}")
+    expect(tid(page, "error")).to_contain_text("cannot be read")
+    shot(page, "07-snapshot-corrupted")
+
+    # A store that cannot be reached: the list page says so.
+    other = browser.new_page(viewport={"width": 1400, "height": 900})
+    other.goto(unreachable_url)
+    expect(tid(other, "error")).to_contain_text("cannot be read")
+    expect(tid(other, "error")).to_contain_text("127.0.0.1:1")
+    shot(other, "08-store-unreachable")
+    other.close()
+
+    # 4. Files, and the heap treemap of the last dump (f3).
+    page.goto(f"{base}/files")
+    expect(tid(page, "file-row")).to_have_count(6)
+    shot(page, "09-files")
+    page.goto(f"{base}/heap/f3")
+    treemap = tid(page, "treemap")
+    expect(treemap).to_be_visible(timeout=60_000)
+    nodes = treemap.locator('[data-testid="treemap-node"]')
+    expect(nodes.first).to_be_visible()
+    shot(page, "10-heap-treemap")
+    # The leaking array is among the biggest retainers: select it, then zoom in.
+    array = nodes.filter(has_text="Array").first
+    array.click()
+    panel = tid(page, "object-panel")
+    expect(panel).to_be_visible()
+    expect(panel).to_contain_text("0x")
+    address = array.get_attribute("data-address")
+    assert address and address.startswith("0x"), address
+    tid(page, "zoom-in").first.click()
+    expect(page).to_have_url(re.compile(rf"from={address}"))
+    expect(tid(page, "breadcrumb")).to_be_visible()
+    expect(nodes.filter(has_text="Leak::Entry").first).to_be_visible()
+    shot(page, "11-heap-zoomed")
+    # Back goes to the roots again.
+    page.go_back()
+    expect(page).not_to_have_url(re.compile(r"from="))
+    expect(nodes.first).to_be_visible()
+    # The icicle of the same data, and the dominator tree.
+    tid(page, "view-icicle").click()
+    shot(page, "12-heap-icicle")
+    expect(tid(page, "domtree-row").first).to_be_visible()
+    tid(page, "tab-summary").click()
+    expect(tid(page, "heap-summary").first).to_contain_text("Leak::Entry")
+    shot(page, "13-heap-summary")
+
+    # Why an entry is alive.
+    page.goto(f"{base}/heap/f3?from={address}")
+    entry = tid(page, "treemap-node").filter(has_text="Leak::Entry").first
+    entry.click()
+    tid(page, "why-alive").click()
+    expect(page).to_have_url(re.compile(r"/heap/f3/path/0x"))
+    steps = tid(page, "path-step")
+    expect(steps.first).to_be_visible()
+    expect(steps.last).to_contain_text("Leak::Entry")
+    shot(page, "14-heap-path")
+
+    # The diff of the three dumps.
+    page.goto(f"{base}/diff?files=f1,f2,f3")
+    expect(tid(page, "diff-row").filter(has_text="Leak::Entry").first).to_be_visible(timeout=60_000)
+    shot(page, "15-heap-diff")
+
+    # The saved analysis.
+    page.goto(f"{base}/saved/f6")
+    expect(page.locator("main, body").first).to_contain_text("Leak::Entry")
+    shot(page, "16-saved-top")
+
+    # 5. The trace timeline: both threads, a span's details on click.
+    page.goto(f"{base}/traces/f4")
+    timeline = tid(page, "timeline")
+    expect(timeline).to_be_visible()
+    labels = tid(page, "thread-label")
+    expect(labels.filter(has_text="pricing-worker")).to_have_count(1)
+    expect(labels.filter(has_text="main")).to_have_count(1)
+    shot(page, "17-trace-timeline")
+    tid(page, "zoom-in").first.click()
+    tid(page, "zoom-reset").first.click()
+    # Click along the worker's lane until a span is hit.
+    canvas = timeline.locator("canvas").first
+    box = canvas.bounding_box()
+    label_box = labels.filter(has_text="pricing-worker").bounding_box()
+    y = label_box["y"] + label_box["height"] / 2 - box["y"]
+    hit = False
+    for i in range(1, 60):
+        canvas.click(position={"x": box["width"] * i / 60, "y": max(1, y)})
+        if tid(page, "span-detail").count() and "Shop::" in tid(page, "span-detail").inner_text():
+            hit = True
+            break
+    assert hit, "no span found along the pricing-worker lane"
+    expect(tid(page, "span-detail")).to_contain_text("pricing-worker")
+    shot(page, "18-trace-span")
+
+    # 6. The profile's flame graph.
+    page.goto(f"{base}/profiles/f5")
+    flame = tid(page, "flamegraph")
+    expect(flame).to_be_visible()
+    expect(flame).to_contain_text("Burner#burn")
+    shot(page, "19-profile-flamegraph")
+
+    # 7. An unknown page.
+    resp = page.goto(f"{base}/nowhere")
+    assert resp.status == 404
+    expect(tid(page, "not-found")).to_be_visible()
+
+    browser.close()
+
+if errors:
+    print("\n".join(errors))
+    sys.exit(1)
+print("all browser checks passed")
