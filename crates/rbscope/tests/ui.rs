@@ -40,7 +40,7 @@ fn make_fixture() -> Fixture {
     let store = dir.join("store.db");
     // The shop under `rbscope run --firehose`: its snapshots, and a trace of every call from
     // its first line, in both formats the UI reads (the second run into a store of its own).
-    let mut traced = |format: &str, store: &Path| -> PathBuf {
+    let traced = |format: &str, store: &Path| -> PathBuf {
         let out_file = dir.join(format!("trace.{format}"));
         let out = Command::new(cli())
             .args(["run", "-f", "--format", format, "-o"])
