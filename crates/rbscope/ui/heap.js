@@ -171,7 +171,7 @@ async function loadSummary(fid, panel, signal) {
 /** `heap summary --json` as stat cards and tables. */
 function summaryView(s) {
   const total = s.total || { count: 0, bytes: 0 };
-  const out = h('div', { class: 'heap-summary-view' });
+  const out = h('div', { class: 'heap-summary-view', testid: 'heap-summary' });
   out.append(h('div', { class: 'stat-cards' },
     statCard('objects', count(total.count)),
     statCard('memsize', bytes(total.bytes), `${count(total.bytes)} bytes`),
@@ -191,25 +191,25 @@ function summaryView(s) {
   const cols = (first) => [[first], ['objects', 'num'], ['bytes', 'num'], ['share', 'num']];
   const grid = h('div', { class: 'grid-2' });
   grid.append(
-    table(cols('type'), tallyRows(s.by_type, (r) => r.name), { testid: 'heap-summary', caption: 'By type' }),
-    table(cols('class'), tallyRows(s.by_class, (r) => r.name), { testid: 'heap-summary', caption: `By class (${count((s.by_class || []).length)} of ${count(s.classes)})` }));
+    table(cols('type'), tallyRows(s.by_type, (r) => r.name), { testid: 'summary-table', caption: 'By type' }),
+    table(cols('class'), tallyRows(s.by_class, (r) => r.name), { testid: 'summary-table', caption: `By class (${count((s.by_class || []).length)} of ${count(s.classes)})` }));
   out.append(grid);
   if ((s.by_site || []).length) {
     out.append(h('div', { class: 'section' }, table(cols('allocation site'), tallyRows(s.by_site, (r) => site(r.file, r.line, r.method)),
-      { testid: 'heap-summary', caption: `By allocation site (${count(s.by_site.length)} of ${count(s.sites)})` })));
+      { testid: 'summary-table', caption: `By allocation site (${count(s.by_site.length)} of ${count(s.sites)})` })));
   } else {
     out.append(h('p', { class: 'muted section' }, 'By allocation site: none recorded (start ObjectSpace.trace_object_allocations before allocating to get file:line).'));
   }
   const grid2 = h('div', { class: 'grid-2 section' });
   const gens = (s.by_generation || []).map((g) => ({ name: String(g.generation), count: g.count, bytes: g.bytes }));
   if (s.no_generation && s.no_generation.count) gens.push({ name: '(none: before tracing started)', ...s.no_generation });
-  grid2.append(table(cols('generation (GC count at allocation)'), tallyRows(gens, (r) => r.name), { testid: 'heap-summary', caption: 'By generation' }));
+  grid2.append(table(cols('generation (GC count at allocation)'), tallyRows(gens, (r) => r.name), { testid: 'summary-table', caption: 'By generation' }));
   const roots = (s.roots || []).map((r) => h('tr', null, h('td', { class: 'mono' }, r.root), h('td', { class: 'num' }, count(r.references))));
-  const side = h('div', null, table([['root'], ['references', 'num']], roots, { testid: 'heap-summary', caption: 'Roots' }));
+  const side = h('div', null, table([['root'], ['references', 'num']], roots, { testid: 'summary-table', caption: 'Roots' }));
   if ((s.slot_sizes || []).length) {
     side.append(h('div', { class: 'section' }, table([['slot size', 'num'], ['objects', 'num']],
       s.slot_sizes.map((r) => h('tr', null, h('td', { class: 'num' }, `${r.slot_size} B`), h('td', { class: 'num' }, count(r.count)))),
-      { testid: 'heap-summary', caption: 'Slot sizes' })));
+      { testid: 'summary-table', caption: 'Slot sizes' })));
   }
   grid2.append(side);
   out.append(grid2);
@@ -249,7 +249,7 @@ function vizNode(n) {
 function retainedView(fid, f, panel, signal, headStats) {
   let currentFrom;
   let loadAbort = null;
-  let mode = localStorage.getItem('rbscope.heap.view') === 'icicle' ? 'icicle' : 'treemap';
+  let mode = 'treemap'; // kept while zooming around this page, not across page loads
   const load = async (from) => {
     if (from === currentFrom && panel.firstChild) return;
     currentFrom = from;
@@ -285,10 +285,6 @@ function retainedView(fid, f, panel, signal, headStats) {
       label: from ? objectName(from.object) : 'roots',
       sub: bytes(totalValue),
       children: tree.map(vizNode),
-      rest: {
-        value: Math.max(0, totalValue - shown),
-        label: `${bytes(Math.max(0, totalValue - shown))} ${from ? `in ${objectName(from.object)} itself and objects not listed` : 'in smaller retainers, not listed'}`,
-      },
       emptyText: from ? `${focusName} retains only itself.` : 'No objects are reachable from the roots.',
     };
     const panelBox = h('div');
@@ -313,7 +309,6 @@ function retainedView(fid, f, panel, signal, headStats) {
     };
     const setMode = (m) => {
       mode = m;
-      localStorage.setItem('rbscope.heap.view', m);
       syncMode();
       drawViz();
     };
@@ -324,6 +319,11 @@ function retainedView(fid, f, panel, signal, headStats) {
     const focusLine = h('span', { class: 'focus-line' },
       from ? `${focusName}${from.object.info ? ` ${from.object.info}` : ''} retains ${bytes(from.retained)} in ${count(from.retained_objects)} objects`
         : `${count(data.reachable ? data.reachable.count : 0)} objects reachable from the roots, ${bytes(totalValue)}`);
+    const who = from ? 'it retains' : 'the roots retain';
+    const coverage = tree.length ? h('p', { class: 'small muted', testid: 'treemap-caption' },
+      `${tree.length >= TOP_LIMIT ? `The ${TOP_LIMIT} biggest objects ${who} directly` : `The ${count(tree.length)} ${tree.length === 1 ? 'object' : 'objects'} ${who} directly`}: `
+      + `${bytes(shown)} of ${bytes(totalValue)} (${percent(shown, totalValue)})${from ? `; the object itself is ${bytes(from.object.memsize || 0)}` : ''}. `
+      + 'Inside a box, its own children at their true size. Click: details · double-click: zoom in.') : null;
     const notes = [];
     if (data.allocation_tracer) notes.push(h('p', { class: 'small muted' }, `The allocation tracer's own table (${data.allocation_tracer.address}, ${bytes(data.allocation_tracer.bytes)}) is left out of retained sizes.`));
     if (from && (from.dominators || []).length === 0) {
@@ -432,7 +432,7 @@ function retainedView(fid, f, panel, signal, headStats) {
         focusLine,
         from ? link(`/heap/${enc(fid)}/path/${enc(from.object.address)}`, 'why is it alive?') : null),
       h('div', null, notes),
-      h('div', { class: 'grid-main' }, vizHolder, panelBox),
+      h('div', { class: 'grid-main' }, h('div', null, vizHolder, coverage), panelBox),
       h('div', { class: 'grid-dom section' },
         h('div', null, h('h2', null, from ? 'What it retains (dominator tree)' : 'Biggest retainers (dominator tree from the roots)'),
           h('p', { class: 'small muted' }, 'An object\'s retained size is what would be freed without it. ▸ opens what it retains; double-click a row to zoom in.'),
@@ -554,7 +554,7 @@ export async function pathPage(ctx) {
       fail(ctx, e, body);
     }
   };
-  await load();
+  load(); // not awaited: the page takes query changes while it loads
   return { onQuery(q) { query = q; load(); } };
 }
 
@@ -681,7 +681,11 @@ export async function savedPage(ctx) {
   const f = await fileInfo(fid, signal);
   setTitle(f.name, 'Saved analysis');
   const { body: data } = await api(`/api/saved/${enc(fid)}`, { signal });
-  const kind = data.kind || (data.groups && data.dumps ? 'saved-diff' : data.paths ? 'saved-path' : data.tree ? 'saved-top' : data.by_type ? 'saved-summary' : 'unknown');
+  // `kind` is "top", "summary" ... here (and "saved-top" ... in /api/info); the fields decide
+  // when it is missing.
+  const given = String(data.kind || f.kind || '').replace(/^saved-/, '');
+  const sniffed = data.groups && data.dumps ? 'diff' : data.paths ? 'path' : data.tree ? 'top' : data.by_type ? 'summary' : 'unknown';
+  const kind = `saved-${['summary', 'top', 'diff', 'path'].includes(given) ? given : sniffed}`;
   const what = { 'saved-summary': 'heap summary', 'saved-top': 'heap top', 'saved-diff': 'heap diff', 'saved-path': 'heap path' }[kind] || kind;
   const body = h('div');
   root.append(
@@ -711,7 +715,6 @@ function savedTop(data, liveFid) {
   const tree = nestRows(data.tree);
   const from = data.from;
   const total = from ? from.retained : (data.reachable ? data.reachable.bytes : tree.reduce((s, n) => s + n.row.retained, 0));
-  const shown = tree.reduce((s, n) => s + n.row.retained, 0);
   if (from) {
     const chain = [...(from.dominators || [])].reverse();
     out.append(h('nav', { class: 'breadcrumb', testid: 'breadcrumb' },
@@ -727,7 +730,6 @@ function savedTop(data, liveFid) {
   const model = {
     value: total,
     children: tree.map((n) => ({ ...vizNode(n), children: [] })),
-    rest: { value: Math.max(0, total - shown), label: 'objects not listed' },
     emptyText: 'No rows were saved.',
   };
   const tm = renderTreemap(model, {

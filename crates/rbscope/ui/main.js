@@ -302,6 +302,7 @@ async function route({ scroll = false } = {}) {
     root.append(errorBox(new ApiError(404, `There is no page at ${location.pathname}.`)));
     return;
   }
+  if (scroll) root.focus({ preventScroll: true }); // screen readers start at the new page
   const ctx = { root, params, query, signal: abort.signal };
   try {
     const mod = await matched.mod();
@@ -309,7 +310,8 @@ async function route({ scroll = false } = {}) {
     me.page = (await mod[matched.fn](ctx)) || null;
   } catch (e) {
     if (abort.signal.aborted || e.name === 'AbortError') return;
-    console.error(e);
+    if (!(e instanceof ApiError)) console.error(e); // API errors are shown, not logged
+    setTitle(e.status === 404 ? 'Not found' : 'Error');
     root.replaceChildren(errorBox(e));
   }
 }
@@ -325,7 +327,7 @@ function decodePath(p) {
 /** Page-module helper: shows an error in place of the page (unless the page was left). */
 export function fail(ctx, e, into = ctx.root) {
   if (ctx.signal.aborted || (e && e.name === 'AbortError')) return;
-  console.error(e);
+  if (!(e instanceof ApiError)) console.error(e);
   into.replaceChildren(errorBox(e));
 }
 

@@ -156,7 +156,7 @@ export async function listPage(ctx) {
   };
 
   syncInputs();
-  await load();
+  load(); // not awaited: the page takes query changes while it loads
   return {
     onQuery(q) {
       query = q;
@@ -200,7 +200,11 @@ function rowLink(tr, href) {
 
 function groupRow(g, query) {
   const href = `/snapshots/${encodeURIComponent(g.last_id)}`;
-  const hosts = g.hosts || [];
+  // `hosts` is a count (the CLI's list --group) or a list of names.
+  const hosts = Array.isArray(g.hosts) ? g.hosts : null;
+  const hostCell = hosts
+    ? h('td', { class: 'mono small cell-hosts', title: hosts.join('\n') }, hosts.slice(0, 3).join(', '), hosts.length > 3 ? ` +${hosts.length - 3}` : '')
+    : h('td', { class: 'small cell-hosts' }, `${count(g.hosts ?? 0)} ${Number(g.hosts) === 1 ? 'host' : 'hosts'}`);
   const allQ = new URLSearchParams();
   allQ.set('view', 'all');
   allQ.set('fingerprint', g.fingerprint);
@@ -214,8 +218,7 @@ function groupRow(g, query) {
       h('a', { href: `/snapshots?${allQ}`, class: 'small all-link', testid: 'group-all' }, `all ${count(g.count)}`)),
     h('td', { class: 'nowrap' }, timeElement(g.first_ms)),
     h('td', { class: 'nowrap' }, timeElement(g.last_ms)),
-    h('td', { class: 'mono small cell-hosts', title: hosts.join('\n') },
-      hosts.slice(0, 3).join(', '), hosts.length > 3 ? ` +${hosts.length - 3}` : ''));
+    hostCell);
   rowLink(tr, href);
   void query;
   return tr;
@@ -284,9 +287,9 @@ export async function snapshotPage(ctx) {
   add(page,
     h('nav', { class: 'crumbs', 'aria-label': 'breadcrumb' }, link('/snapshots', 'Snapshots'), h('span', { class: 'sep' }, '/'), h('span', { class: 'mono' }, snap.id)),
     exceptionHeader(snap),
-    causes(snap, refs),
     restoreBox(snap),
     captureStats(snap.stats || {}),
+    causes(snap, refs),
     framesSection(snap, refs),
     contextSection(snap));
   root.replaceChildren(page);
@@ -323,23 +326,27 @@ function causes(snap, refs) {
     h('h2', null, list.length === 1 ? 'Cause' : `Causes (${list.length})`),
     list.map((c, i) => {
       const frames = c.frames || [];
-      const body = h('div', { class: 'cause-body' });
-      const det = h('details', { class: 'cause-frames' },
-        h('summary', null, frames.length ? `${frames.length} captured ${frames.length === 1 ? 'frame' : 'frames'} (when it was raised)` : `backtrace (${(c.backtrace || []).length} lines)`),
-        body);
-      det.addEventListener('toggle', () => {
-        if (det.open && !body.firstChild) {
-          if (frames.length) body.append(frameList(snap, frames, refs, false));
-          else body.append(backtraceList(c.backtrace || []));
-        }
-      }, { once: false });
+      const bt = c.backtrace || [];
+      let extra = null;
+      if (frames.length) {
+        // Its frames, each collapsed: the values are rendered when a frame is opened.
+        extra = h('div', { class: 'cause-body' },
+          h('div', { class: 'small muted' }, `${frames.length} captured ${frames.length === 1 ? 'frame' : 'frames'}, when it was raised`),
+          frameList(snap, frames, refs, false));
+      } else if (bt.length) {
+        const body = h('div');
+        extra = h('details', { class: 'cause-frames' }, h('summary', null, `backtrace (${bt.length} lines)`), body);
+        extra.addEventListener('toggle', () => {
+          if (extra.open && !body.firstChild) body.append(backtraceList(bt));
+        });
+      }
       return h('div', { class: 'cause', testid: 'cause' },
         h('div', { class: 'cause-head' },
           h('span', { class: 'cause-arrow' }, i === 0 ? 'caused by' : '↳ caused by'),
           h('span', { class: 'exc-class' }, c.class),
           h('span', { class: 'cause-msg' }, firstLine(c.message))),
         String(c.message ?? '').includes('\n') ? h('pre', { class: 'exc-msg small' }, c.message) : null,
-        frames.length || (c.backtrace || []).length ? det : null);
+        extra);
     }));
 }
 

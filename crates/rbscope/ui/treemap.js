@@ -168,8 +168,9 @@ export function nodeLines(d) {
 
 /**
  * Draws a two-level treemap. model: {value, children: [{key, value, label, sub, color, data,
- * children: [...]}], rest: {value, label}}. Handlers: onSelect(data, el), onZoom(data),
- * tooltip(data) → lines. Returns {el, select(key)}.
+ * children: [...]}], emptyText}. A click selects the innermost box under the pointer (a box's
+ * label strip selects the box itself). Handlers: onSelect(data, el), onZoom(data),
+ * tooltip(data) → lines. Returns the element.
  */
 export function renderTreemap(model, handlers = {}) {
   const el = h('div', { class: 'treemap', testid: 'treemap', role: 'group', 'aria-label': 'treemap of retained size' });
@@ -184,10 +185,9 @@ export function renderTreemap(model, handlers = {}) {
       el.append(h('div', { class: 'tm-empty' }, model.emptyText || 'Nothing to show: it retains only itself.'));
       return;
     }
-    const values = kids.map((c) => c.value);
-    const restValue = model.rest && model.rest.value > 0 ? model.rest.value : 0;
-    if (restValue) values.push(restValue);
-    const rects = squarify(values, { x: 0, y: 0, w: W, h: H });
+    // The listed rows share the whole area (the caption says how much they cover); inside a
+    // box, its children take their true share and the rest shows the box's own colour.
+    const rects = squarify(kids.map((c) => c.value), { x: 0, y: 0, w: W, h: H });
     kids.forEach((c, i) => {
       const r = rects[i];
       if (r.w < MIN_PX || r.h < MIN_PX) return;
@@ -210,15 +210,6 @@ export function renderTreemap(model, handlers = {}) {
         });
       }
     });
-    if (restValue) {
-      const r = rects[rects.length - 1];
-      if (r.w >= MIN_PX && r.h >= MIN_PX) {
-        const rest = h('div', { class: 'tm-node tm-rest', title: model.rest.label });
-        place(rest, r);
-        if (r.w > 60 && r.h > 14) rest.append(h('span', { class: 'tm-label' }, model.rest.label));
-        el.append(rest);
-      }
-    }
     markSelected(el);
   };
   observeSize(el, draw);

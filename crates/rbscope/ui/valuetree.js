@@ -64,22 +64,37 @@ function floatText(v) {
   return String(v);
 }
 
-/** A Ruby-ish double-quoted rendering of text, cut at max characters. */
+/**
+ * Text between double quotes, cut at max characters. Quotes and backslashes are shown as they
+ * are; control characters as escapes (\n, \t, \u{1b}), which `parts` marks so they can be
+ * drawn apart from the text: parts is [[text, isEscape], ...].
+ */
 export function quote(s, max = Infinity) {
-  let out = '"';
+  const parts = [['"', false]];
+  let run = '';
   let n = 0;
+  let cut = false;
+  const esc = (e) => {
+    if (run) parts.push([run, false]);
+    run = '';
+    parts.push([e, true]);
+  };
   for (const ch of String(s)) {
-    if (n >= max) return { text: out + '…"', cut: true };
+    if (n >= max) {
+      cut = true;
+      break;
+    }
     n++;
-    if (ch === '"') out += '\\"';
-    else if (ch === '\\') out += '\\\\';
-    else if (ch === '\n') out += '\\n';
-    else if (ch === '\t') out += '\\t';
-    else if (ch === '\r') out += '\\r';
-    else if (ch < ' ' || ch === '\x7f') out += `\\u{${ch.codePointAt(0).toString(16)}}`;
-    else out += ch;
+    if (ch === '\n') esc('\\n');
+    else if (ch === '\t') esc('\\t');
+    else if (ch === '\r') esc('\\r');
+    else if (ch < ' ' || ch === '\x7f') esc(`\\u{${ch.codePointAt(0).toString(16)}}`);
+    else run += ch;
   }
-  return { text: out + '"', cut: false };
+  if (run) parts.push([run, false]);
+  if (cut) parts.push(['…', true]);
+  parts.push(['"', false]);
+  return { text: parts.map((p) => p[0]).join(''), cut, parts };
 }
 
 const BINARY = new Set(['ASCII-8BIT', 'BINARY']);
@@ -108,20 +123,28 @@ function stringText(o) {
   }
 }
 
-/** "\xFF\x00abc" for binary strings, as Ruby's inspect shows them. */
+/** Binary strings as Ruby's inspect shows them, "\xFF\x00abc" (escapes marked in parts). */
 function binaryQuote(bytes, max) {
-  let out = '"';
+  const parts = [['"', false]];
+  let run = '';
   const n = Math.min(bytes.length, max);
+  const esc = (e) => {
+    if (run) parts.push([run, false]);
+    run = '';
+    parts.push([e, true]);
+  };
   for (let i = 0; i < n; i++) {
     const b = bytes[i];
-    if (b === 0x22) out += '\\"';
-    else if (b === 0x5c) out += '\\\\';
-    else if (b === 0x0a) out += '\\n';
-    else if (b === 0x09) out += '\\t';
-    else if (b >= 0x20 && b < 0x7f) out += String.fromCharCode(b);
-    else out += `\\x${b.toString(16).toUpperCase().padStart(2, '0')}`;
+    if (b === 0x0a) esc('\\n');
+    else if (b === 0x09) esc('\\t');
+    else if (b >= 0x20 && b < 0x7f) run += String.fromCharCode(b);
+    else esc(`\\x${b.toString(16).toUpperCase().padStart(2, '0')}`);
   }
-  return { text: `${out}${bytes.length > max ? '…' : ''}"`, cut: bytes.length > max };
+  if (run) parts.push([run, false]);
+  const cut = bytes.length > max;
+  if (cut) parts.push(['…', true]);
+  parts.push(['"', false]);
+  return { text: parts.map((p) => p[0]).join(''), cut, parts };
 }
 
 function timeText(o) {
@@ -222,6 +245,7 @@ function describeObject(state, id) {
       const st = stringText(o);
       const q = st.binary ? binaryQuote(st.bytes, INLINE_TEXT) : quote(st.text, INLINE_TEXT);
       d.text = (cls !== 'String' ? `${cls} ` : '') + q.text;
+      d.parts = cls !== 'String' ? [[`${cls} `, false], ...q.parts] : q.parts;
       const size = Number(o.bytesize);
       d.meta.push(`${count(size)} ${size === 1 ? 'byte' : 'bytes'}`);
       if (o.encoding && o.encoding !== 'UTF-8') d.meta.push(o.encoding);
@@ -471,7 +495,11 @@ function node(state, name, sep, value, path, nameClass) {
   } else if (d.cut !== undefined) {
     summary.append(h('span', { class: 'vt-cut', testid: 'cut', title: 'the capture stopped here' }, `✂ cut: ${d.cut}`));
   } else {
-    summary.textContent = d.text;
+    if (d.parts) {
+      for (const [t, isEsc] of d.parts) summary.append(isEsc ? h('span', { class: 'vt-esc' }, t) : document.createTextNode(t));
+    } else {
+      summary.textContent = d.text;
+    }
   }
   add(row, d.expandable ? toggle : spacer, nameEl, sepEl, summary);
   for (const m of d.meta) row.append(h('span', { class: 'vt-meta' }, m));

@@ -114,6 +114,10 @@ with sync_playwright() as p:
     expect(tree_row(frame0, '"password"').locator('[data-testid="redacted"]')).to_be_visible()
     expect(tree_row(frame0, '"email"')).to_contain_text("ann@example.com")
 
+    # Text from the app is shown as text, never run.
+    expect(tree_row(frame0, "note")).to_contain_text('<img src=x onerror="window.__pwned=1">')
+    assert page.evaluate("window.__pwned") is None, "markup from a snapshot ran"
+
     # The cycle: order -> @customer -> @orders -> [0] is the order again.
     order = tree_row(frame0, "order")
     expand(order)
@@ -138,13 +142,18 @@ with sync_playwright() as p:
         cfg.locator("summary, .frame-head, [data-testid=frame-toggle]").first.click()
     deep = tree_row(cfg, "deep")
     expand(deep)
-    for _ in range(12):
-        inner = cfg.locator('[data-testid="tree-node"]').filter(
-            has=page.locator(".vt-name", has_text=re.compile(r"^:inner$|^inner$"))
-        ).last
+    # Open `:inner` after `:inner` until the capture's depth limit shows.
+    inners = cfg.locator('[data-testid="tree-node"]').filter(
+        has=page.locator(".vt-name", has_text=re.compile(r"^:inner$"))
+    )
+    for _ in range(40):
         if cfg.locator('[data-testid="cut"]').count() > 0:
             break
-        expand(inner)
+        handle = inners.last.element_handle()
+        toggle = handle.query_selector('[data-testid="toggle"]')
+        assert toggle, "an :inner without a toggle before the cut"
+        toggle.click()
+        page.wait_for_function("t => t.getAttribute('aria-expanded') === 'true'", arg=toggle)
     expect(cfg.locator('[data-testid="cut"]').first).to_be_visible()
     shot(page, "05-snapshot-cause-and-cut")
 
@@ -177,14 +186,18 @@ with sync_playwright() as p:
     nodes = treemap.locator('[data-testid="treemap-node"]')
     expect(nodes.first).to_be_visible()
     shot(page, "10-heap-treemap")
-    # The leaking array is among the biggest retainers: select it, then zoom in.
-    array = nodes.filter(has_text="Array").first
+    # The leaking array is among the biggest retainers (inside the Leak module's box): select
+    # it, then zoom in.
+    top = page.evaluate("fetch('/api/heap/f3/top?depth=2&limit=60').then(r => r.json())")
+    address = next(
+        n["address"] for n in top["tree"] if n["class"] == "Array" and "6000" in (n.get("info") or "")
+    )
+    array = treemap.locator(f'[data-testid="treemap-node"][data-address="{address}"]')
     array.click()
     panel = tid(page, "object-panel")
     expect(panel).to_be_visible()
-    expect(panel).to_contain_text("0x")
-    address = array.get_attribute("data-address")
-    assert address and address.startswith("0x"), address
+    expect(panel).to_contain_text(address)
+    expect(panel).to_contain_text("Array")
     tid(page, "zoom-in").first.click()
     expect(page).to_have_url(re.compile(rf"from={address}"))
     expect(tid(page, "breadcrumb")).to_be_visible()
@@ -204,13 +217,19 @@ with sync_playwright() as p:
 
     # Why an entry is alive.
     page.goto(f"{base}/heap/f3?from={address}")
-    entry = tid(page, "treemap-node").filter(has_text="Leak::Entry").first
-    entry.click()
+    zoomed = page.evaluate(f"fetch('/api/heap/f3/top?from={address}&depth=2&limit=60').then(r => r.json())")
+    entry_address = zoomed["tree"][0]["address"]
+    assert zoomed["tree"][0]["class"] == "Leak::Entry", zoomed["tree"][0]
+    # Its label (top left corner), not the payload string drawn inside it.
+    tid(page, "treemap-node").and_(page.locator(f'[data-address="{entry_address}"]')).click(position={"x": 4, "y": 4})
+    expect(tid(page, "object-panel")).to_contain_text(entry_address)
     tid(page, "why-alive").click()
     expect(page).to_have_url(re.compile(r"/heap/f3/path/0x"))
     steps = tid(page, "path-step")
     expect(steps.first).to_be_visible()
+    expect(steps.last).to_contain_text(entry_address)
     expect(steps.last).to_contain_text("Leak::Entry")
+    expect(steps.filter(has_text="Leak").first).to_be_visible()
     shot(page, "14-heap-path")
 
     # The diff of the three dumps.

@@ -33,6 +33,7 @@ module Shop
   class Checkout
     def charge(order, card_token:)
       password = "hunter2-secret"
+      note = %(<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>)
       params = { "user" => { "email" => "ann@example.com", "password" => "pw-123" } }
       amount = Pricing.new.total(order)
       raise PaymentError, "card declined for #{order.customer.name}: amount #{amount}"
