@@ -209,7 +209,7 @@ function flameView(data, f, signal) {
       h('h1', { class: 'mono' }, f.name),
       h('span', { class: 'sub' }, `${amount(total, unit)}${data.threads ? ` · ${count(data.threads)} ${data.threads === 1 ? 'thread' : 'threads'}` : ''} · ${bytes(f.bytes)}`)),
     h('div', { class: 'toolbar' }, search, reset, matchInfo),
-    h('p', { class: 'small muted' }, 'Icicle layout: the root at the top, each frame\'s callees below it, widths proportional to samples. Click a frame to zoom in (click it again to go up one level); Escape or Reset zoom shows everything.'),
+    h('p', { class: 'small muted' }, 'Icicle layout: the root at the top, each frame\'s callees below it, widths proportional to its share of the samples. Click a frame to zoom in (click it again to go up one level); Escape or Reset zoom shows everything.'),
     detail,
     root.v ? container : h('p', { class: 'muted' }, 'This profile has no samples.'));
 }

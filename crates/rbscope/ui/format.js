@@ -41,10 +41,11 @@ export function duration(ns) {
   const v = Number(ns);
   if (!Number.isFinite(v)) return '–';
   const a = Math.abs(v);
-  if (a < 1e3) return `${Math.round(v)} ns`;
-  if (a < 1e6) return `${trim(v / 1e3)} µs`;
-  if (a < 1e9) return `${trim(v / 1e6)} ms`;
-  if (a < 60e9) return `${trim(v / 1e9)} s`;
+  // (bounds at 999.5 so that rounding never prints "1000 ms")
+  if (a < 999.5) return `${Math.round(v)} ns`;
+  if (a < 999.5e3) return `${trim(v / 1e3)} µs`;
+  if (a < 999.5e6) return `${trim(v / 1e6)} ms`;
+  if (a < 59.95e9) return `${trim(v / 1e9)} s`;
   const s = Math.round(v / 1e9);
   if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
   return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;

@@ -643,10 +643,9 @@ function diffView(d, { names = [], lastFid = null, fids = [] } = {}) {
       `${count(x.total.count)} objects`, `${bytes(x.total.bytes)}${x.allocation_traced_objects ? '' : ' · no allocation tracing'}`)),
     statCard('new in dump 2', `${count(d.new_in_second.count)} objects`, `${bytes(d.new_in_second.bytes)} (not in dump 1)`),
     three && d.retained_in_third ? statCard('still in dump 3', `${count(d.retained_in_third.count)} objects`, `${bytes(d.retained_in_third.bytes)}: leak candidates`) : null));
-  for (const [i, x] of dumps.entries()) {
+  dumps.forEach((x, i) => {
     if (fids[i]) out.lastChild.children[i].append(h('div', { class: 'sub' }, link(`/heap/${enc(fids[i])}`, 'open')));
-    void x;
-  }
+  });
   if (dumps.some((x) => !x.allocation_traced_objects)) {
     out.append(h('p', { class: 'small muted' }, 'Without allocation tracing objects are matched by address, type and class only: objects moved by GC.compact count as new.'));
   }
@@ -745,7 +744,7 @@ function savedTop(data, liveFid) {
       barCell(bytes(r.retained), r.retained / maxR), h('td', { class: 'num' }, count(r.retained_objects)), name,
       h('td', { class: 'dt-info mono', title: r.info || '' }, r.info || ''), h('td', { class: 'dt-addr' }, r.address));
   });
-  out.append(h('div', { class: 'grid-2 section' },
+  out.append(h('div', { class: 'grid-dom section' },
     h('div', null, h('h2', null, 'Dominator tree'),
       table([['retained', 'num'], ['objects', 'num'], ['class'], ['info'], ['address']], rows, { testid: 'domtree', cls: 'domtree' })),
     h('div', null, h('h2', null, 'Retained by class'),

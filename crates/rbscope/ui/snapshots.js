@@ -2,7 +2,7 @@
 // the URL) and one snapshot (the exception, its causes, the restore command and every captured
 // frame with its source and values).
 
-import { h, add, link, api, navigate, setQuery, setTitle, errorBox, fail, copyButton, getInfo } from './main.js';
+import { h, add, link, api, navigate, setQuery, setTitle, errorBox, copyButton, getInfo } from './main.js';
 import { count, exactTime, utcTime, relativeTime, timeElement } from './format.js';
 import { valueTree, refCounts } from './valuetree.js';
 
@@ -118,7 +118,7 @@ export async function listPage(ctx) {
       const path = isAll ? '/api/snapshots' : '/api/groups';
       const { body } = await api(`${path}?${apiQuery(offset)}`, { signal: mine.signal });
       const list = (isAll ? body.snapshots : body.groups) || [];
-      for (const item of list) rows.append(isAll ? snapshotRow(item) : groupRow(item, query));
+      for (const item of list) rows.append(isAll ? snapshotRow(item) : groupRow(item));
       shown += list.length;
       moreBox.replaceChildren(body.more ? more : '');
       return list.length;
@@ -198,7 +198,7 @@ function rowLink(tr, href) {
   });
 }
 
-function groupRow(g, query) {
+function groupRow(g) {
   const href = `/snapshots/${encodeURIComponent(g.last_id)}`;
   // `hosts` is a count (the CLI's list --group) or a list of names.
   const hosts = Array.isArray(g.hosts) ? g.hosts : null;
@@ -220,7 +220,6 @@ function groupRow(g, query) {
     h('td', { class: 'nowrap' }, timeElement(g.last_ms)),
     hostCell);
   rowLink(tr, href);
-  void query;
   return tr;
 }
 
