@@ -70,8 +70,19 @@ unsafe fn hold<T>(data: *const T) -> Arc<T> {
     }
 }
 
+/// The firehose hook's data: the session's address tagged as a Fixnum. Ruby's GC marks every
+/// event hook's data as a VALUE (`rb_hook_list_mark`), so a bare Rust address there would be
+/// marked as if it were an object on the Ruby heap: the GC then reads and sets mark bits in
+/// whatever lies at the 64 KiB boundary below it, and crashes or corrupts memory (found by
+/// scripts/soak: puma workers died in GC during `rbscope trace -f`). A Fixnum is a special
+/// constant, never marked; sessions are at least 2-byte aligned, so bit 0 is free.
+fn hook_data(session: *const Session) -> VALUE {
+    const _: () = assert!(std::mem::align_of::<Session>() >= 2);
+    session as VALUE | 1
+}
+
 unsafe extern "C" fn on_any(data: VALUE, arg: *mut rb_trace_arg_t) {
-    let ptr = data as *const Session;
+    let ptr = (data & !1) as *const Session;
     // SAFETY: `data` is `Arc::as_ptr` of the session, whose table entry keeps it alive until
     // this hook is removed (under the GVL, which this hook holds now); it stays valid for as
     // long as this hook calls no Ruby, and `hold` covers the rest.
@@ -210,12 +221,12 @@ impl Installed {
     /// Hooks every Ruby method call and return for `session`.
     pub fn firehose(&mut self, _gvl: Gvl, session: &Arc<Session>) {
         // SAFETY: GVL held; `on_any` has the raw-arg signature the flag announces, and its
-        // data is the session, alive until `remove`.
+        // data is the session (tagged, see `hook_data`), alive until `remove`.
         unsafe {
             rb::add_raw_event_hook(
                 on_any,
                 CALL | RETURN,
-                Arc::as_ptr(session) as VALUE,
+                hook_data(Arc::as_ptr(session)),
                 rb::HOOK_FLAG_RAW_ARG,
             )
         };
@@ -303,7 +314,7 @@ impl Installed {
         if self.firehose {
             // SAFETY: GVL held; removes exactly the hook `firehose` added for this session.
             unsafe {
-                rb::remove_raw_event_hook_with_data(on_any, session as *const Session as VALUE)
+                rb::remove_raw_event_hook_with_data(on_any, hook_data(session))
             };
             self.firehose = false;
         }
