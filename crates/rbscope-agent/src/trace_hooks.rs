@@ -313,9 +313,7 @@ impl Installed {
         session.close();
         if self.firehose {
             // SAFETY: GVL held; removes exactly the hook `firehose` added for this session.
-            unsafe {
-                rb::remove_raw_event_hook_with_data(on_any, hook_data(session))
-            };
+            unsafe { rb::remove_raw_event_hook_with_data(on_any, hook_data(session)) };
             self.firehose = false;
         }
         let mut all_off = true;
