@@ -252,14 +252,19 @@ with sync_playwright() as p:
     shot(page, "17-trace-timeline")
     tid(page, "zoom-in").first.click()
     tid(page, "zoom-reset").first.click()
-    # Click along the worker's lane until a span is hit.
+    # Click the worker's longest span: where it is drawn follows from its times (the view
+    # shows the whole trace after a reset); a few pixels either side allow for rounding.
     canvas = timeline.locator("canvas").first
     box = canvas.bounding_box()
     label_box = labels.filter(has_text="pricing-worker").bounding_box()
     y = label_box["y"] + label_box["height"] / 2 - box["y"]
+    trace = page.evaluate("fetch('/api/traces/f4').then(r => r.json())")
+    worker = next(t for t in trace["threads"] if t["name"] == "pricing-worker")
+    longest = max(worker["spans"], key=lambda s: s[1])
+    x = (longest[0] + longest[1] / 2) / trace["end_ns"] * box["width"]
     hit = False
-    for i in range(1, 60):
-        canvas.click(position={"x": box["width"] * i / 60, "y": max(1, y)})
+    for dx in (0, -1, 1, -2, 2, -3, 3, -5, 5):
+        canvas.click(position={"x": min(max(1, x + dx), box["width"] - 1), "y": max(1, y)})
         if tid(page, "span-detail").count() and "Shop::" in tid(page, "span-detail").inner_text():
             hit = True
             break
