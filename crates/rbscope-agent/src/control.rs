@@ -16,7 +16,7 @@ use rbscope_proto::{
     EvalRequest, EvalResult, FrameError, Welcome, PROTOCOL_VERSION,
 };
 use std::fs;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -115,27 +115,7 @@ fn ensure_private_dir(dir: &Path, uid: u32) -> Result<(), String> {
 }
 
 fn check_dir(dir: &Path, meta: &fs::Metadata, uid: u32) -> Result<(), String> {
-    if !meta.file_type().is_dir() {
-        return Err(format!(
-            "{} is not a directory (a symlink or file is in the way); remove it",
-            dir.display()
-        ));
-    }
-    if meta.uid() != uid {
-        return Err(format!(
-            "{} belongs to uid {}, not to this process's uid {uid}; remove it",
-            dir.display(),
-            meta.uid()
-        ));
-    }
-    if meta.mode() & 0o077 != 0 {
-        return Err(format!(
-            "{} is open to other users (mode {:o}); run chmod 700 on it",
-            dir.display(),
-            meta.mode() & 0o777
-        ));
-    }
-    Ok(())
+    rbscope_store::check_owned_dir(dir, meta, uid, 0o077)
 }
 
 fn serve(listener: UnixListener, source: Arc<StatusSource>, stop: Arc<AtomicBool>, uid: u32) {

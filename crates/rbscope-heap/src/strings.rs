@@ -65,10 +65,10 @@ pub fn duplicated_strings(dump: &Dump, opts: ScanOptions<'_>) -> Result<StringRe
             return;
         }
         w.all.count += 1;
-        w.all.bytes += rec.memsize;
+        w.all.bytes = w.all.bytes.saturating_add(rec.memsize);
         let Some(value) = rec.value else {
             w.without_value.count += 1;
-            w.without_value.bytes += rec.memsize;
+            w.without_value.bytes = w.without_value.bytes.saturating_add(rec.memsize);
             return;
         };
         let bytes = value.bytes();
@@ -81,7 +81,7 @@ pub fn duplicated_strings(dump: &Dump, opts: ScanOptions<'_>) -> Result<StringRe
             samples: Vec::new(),
         });
         e.copies.count += 1;
-        e.copies.bytes += rec.memsize;
+        e.copies.bytes = e.copies.bytes.saturating_add(rec.memsize);
         e.interned += rec.fstring as u64;
         if e.samples.len() < SAMPLES {
             e.samples.push(rec.address);
@@ -94,14 +94,17 @@ pub fn duplicated_strings(dump: &Dump, opts: ScanOptions<'_>) -> Result<StringRe
     };
     for w in workers {
         report.all.count += w.all.count;
-        report.all.bytes += w.all.bytes;
+        report.all.bytes = report.all.bytes.saturating_add(w.all.bytes);
         report.without_value.count += w.without_value.count;
-        report.without_value.bytes += w.without_value.bytes;
+        report.without_value.bytes = report
+            .without_value
+            .bytes
+            .saturating_add(w.without_value.bytes);
         for (k, e) in w.by_text {
             match merged.get_mut(&k) {
                 Some(m) => {
                     m.copies.count += e.copies.count;
-                    m.copies.bytes += e.copies.bytes;
+                    m.copies.bytes = m.copies.bytes.saturating_add(e.copies.bytes);
                     m.interned += e.interned;
                     for s in e.samples {
                         if m.samples.len() < SAMPLES {

@@ -21,12 +21,13 @@ pub struct Tally {
 impl Tally {
     fn add(&mut self, bytes: u64) {
         self.count += 1;
-        self.bytes += bytes;
+        // Sizes come from the dump: a hostile one may claim anything.
+        self.bytes = self.bytes.saturating_add(bytes);
     }
 
     fn merge(&mut self, o: Tally) {
         self.count += o.count;
-        self.bytes += o.bytes;
+        self.bytes = self.bytes.saturating_add(o.bytes);
     }
 }
 

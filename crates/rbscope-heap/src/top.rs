@@ -64,7 +64,7 @@ impl Retention {
         for (i, d) in self.dom.idom.iter().enumerate() {
             if *d == UNREACHABLE {
                 t.count += 1;
-                t.bytes += g.self_size[i];
+                t.bytes = t.bytes.saturating_add(g.self_size[i]);
             }
         }
         t
@@ -107,7 +107,7 @@ impl Retention {
             }
             if open[grp] == 0 {
                 instances[grp] += 1;
-                retained[grp] += self.dom.retained[n as usize];
+                retained[grp] = retained[grp].saturating_add(self.dom.retained[n as usize]);
             }
             open[grp] += 1;
             stack.push((n, true));
@@ -156,7 +156,7 @@ impl Retention {
                 }
                 id
             };
-            weight[here as usize] += g.self_size[n as usize];
+            weight[here as usize] = weight[here as usize].saturating_add(g.self_size[n as usize]);
             stack.extend(self.dom.children(n).iter().map(|c| (*c, here)));
         }
         let mut out = Vec::new();

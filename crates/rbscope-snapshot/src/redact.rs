@@ -143,8 +143,89 @@ impl Rules {
         {
             return Some("secret format");
         }
+        if self.has_secret_field(bytes) {
+            return Some("secret field");
+        }
         None
     }
+
+    /// Whether `bytes` is text that carries values under names of its own, one of them secret:
+    /// form data or a query string (`a=1&user%5Bpassword%5D=x`, `/login?token=x`), as a
+    /// request's raw body, `QUERY_STRING` or `REQUEST_URI` hold them; or JSON or a Ruby hash's
+    /// inspect (`{"password":"x"}`, `{"token"=>"x"}`). Only the first [`FIELD_SCAN_BYTES`] are
+    /// looked at (far more than a snapshot keeps of a string).
+    fn has_secret_field(&self, bytes: &[u8]) -> bool {
+        let bytes = &bytes[..bytes.len().min(FIELD_SCAN_BYTES)];
+        let secret = |key: &[u8]| {
+            !key.is_empty() && self.secret_name(&String::from_utf8_lossy(key)).is_some()
+        };
+        // key=value pairs, after any `?`; a key has no spaces (form keys are encoded).
+        if bytes.contains(&b'=') {
+            let query = match bytes.iter().position(|&b| b == b'?') {
+                Some(q) => &bytes[q + 1..],
+                None => bytes,
+            };
+            for pair in query.split(|&b| b == b'&' || b == b';') {
+                if let Some(eq) = pair.iter().position(|&b| b == b'=') {
+                    let key = &pair[..eq];
+                    if !key.iter().any(u8::is_ascii_whitespace) && secret(&percent_decoded(key)) {
+                        return true;
+                    }
+                }
+            }
+        }
+        // "name": or "name"=> (JSON, a hash's inspect).
+        let mut at = 0;
+        while let Some(open) = bytes[at..].iter().position(|&b| b == b'"') {
+            let start = at + open + 1;
+            let mut end = start;
+            while end < bytes.len() && bytes[end] != b'"' {
+                end += if bytes[end] == b'\\' { 2 } else { 1 };
+            }
+            if end >= bytes.len() {
+                break;
+            }
+            let rest = &bytes[end + 1..];
+            let after = rest
+                .iter()
+                .position(|b| !b.is_ascii_whitespace())
+                .map(|i| &rest[i..])
+                .unwrap_or(&[]);
+            let is_key = after.starts_with(b":") || after.starts_with(b"=>");
+            if is_key && secret(&bytes[start..end]) {
+                return true;
+            }
+            // A key's closing quote does not open the next string.
+            at = end + 1;
+        }
+        false
+    }
+}
+
+/// How much of a string [`Rules::secret_value`] scans for secret fields.
+pub const FIELD_SCAN_BYTES: usize = 1 << 20;
+
+/// `%5B` and `+` as they were: `user%5Bpassword%5D` gives `user[password]`.
+fn percent_decoded(key: &[u8]) -> Vec<u8> {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(key.len());
+    let mut i = 0;
+    while i < key.len() {
+        match key[i] {
+            b'%' if i + 2 < key.len() => match (hex(key[i + 1]), hex(key[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    out
 }
 
 /// Splits a name into lower-case words at `_`, `-`, `.`, spaces, `@`, `:` and camelCase humps.
@@ -261,6 +342,57 @@ mod tests {
         };
         assert_eq!(off.secret_name("password"), None);
         assert_eq!(off.secret_value(b"4111111111111111"), None);
+    }
+
+    #[test]
+    fn secret_fields_in_form_data_query_strings_and_json() {
+        let r = Rules::default();
+        for text in [
+            "user[name]=ann&user[password]=pw&user[role]=admin",
+            "user%5Bname%5D=ann&user%5Bpassword%5D=pw",
+            "/login?next=%2F&access_token=abc",
+            "a=1;api_key=2",
+            "password=",
+            r#"{"user":{"name":"ann","password":"pw"}}"#,
+            r#"{ "token" : "x" }"#,
+            r#"{"user"=>{"pin"=>"1234"}}"#,
+            r#"{"note":"say \"hi\"","secret":1}"#,
+        ] {
+            assert_eq!(
+                r.secret_value(text.as_bytes()),
+                Some("secret field"),
+                "{text}"
+            );
+        }
+        for text in [
+            "user[name]=ann&user[role]=admin",
+            "/users?page=2",
+            "WHERE password = 'x'",
+            "a == b",
+            "%",
+            "%4",
+            "x=%zz",
+            "x%=1",
+            r#"{"name":"password"}"#,
+            r#"["password", "token"]"#,
+            r#"say "password" twice"#,
+            r#"unterminated "password"#,
+            "base64/dG9rZW4=",
+        ] {
+            assert_eq!(r.secret_value(text.as_bytes()), None, "{text}");
+        }
+        let configured = Rules {
+            enabled: true,
+            extra_names: vec!["iban".into()],
+        };
+        assert!(configured
+            .secret_value(b"user[iban]=DE89370400440532013000")
+            .is_some());
+        let off = Rules {
+            enabled: false,
+            ..Rules::default()
+        };
+        assert_eq!(off.secret_value(b"password=x"), None);
     }
 
     #[test]

@@ -58,10 +58,14 @@ fn key_for(
         (Some(file), _) => StoreKey::load_file(file)?
             .map(Some)
             .ok_or_else(|| missing_key(file)),
-        (None, StoreLocation::Sqlite(store)) if make => {
-            StoreKey::load_or_create(&key_path(store)).map(Some)
+        (None, StoreLocation::Sqlite(store)) => {
+            crate::location::check_store_dir(store).map_err(StoreError::Key)?;
+            if make {
+                StoreKey::load_or_create(&key_path(store)).map(Some)
+            } else {
+                StoreKey::load_file(&key_path(store))
+            }
         }
-        (None, StoreLocation::Sqlite(store)) => StoreKey::load_file(&key_path(store)),
         (None, StoreLocation::Postgres(_)) => Ok(None),
     }
 }

@@ -17,7 +17,7 @@ mod sqlite;
 mod store;
 
 pub use key::{key_path, reader_key, writer_key, StoreKey};
-pub use location::{default_store_path, StoreLocation};
+pub use location::{check_owned_dir, default_store_path, StoreLocation};
 pub use query::{Filter, Group, Retention};
 pub use store::{NewSnapshot, Store, StoreStats, Stored};
 

@@ -89,12 +89,73 @@ pub fn default_store_path() -> PathBuf {
         .filter(|v| Path::new(v).is_absolute())
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-        .unwrap_or_else(|| {
-            // SAFETY: getuid has no preconditions and cannot fail.
-            let uid = unsafe { libc::getuid() };
-            PathBuf::from(format!("/tmp/rbscope-data-{uid}"))
-        });
+        .unwrap_or_else(shared_fallback_dir);
     data_home.join("rbscope").join("snapshots.db")
+}
+
+/// The data directory when neither `XDG_DATA_HOME` nor `HOME` is set (a service without a
+/// home): in /tmp, where any local user could have made it first.
+fn shared_fallback_dir() -> PathBuf {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    PathBuf::from(format!("/tmp/rbscope-data-{uid}"))
+}
+
+/// Refuses a store (or its key) under the /tmp fallback directory unless that directory is a
+/// real directory of this user that no one else may write: otherwise whoever made it could
+/// swap the store, plant snapshots and the key that signs them, or point the files elsewhere.
+/// (The agent's runtime directory in /tmp is checked the same way.) Other places are the
+/// user's choice and are used as they are.
+pub(crate) fn check_store_dir(store: &Path) -> Result<(), String> {
+    let dir = shared_fallback_dir();
+    if !store.starts_with(&dir) {
+        return Ok(());
+    }
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    check_private_dir(&dir, uid)
+}
+
+fn check_private_dir(dir: &Path, uid: u32) -> Result<(), String> {
+    match std::fs::symlink_metadata(dir) {
+        // Not there yet: the store makes it (0700).
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!("cannot check {}: {e}", dir.display())),
+        Ok(meta) => check_owned_dir(dir, &meta, uid, 0o022),
+    }
+}
+
+/// That `dir` (whose `symlink_metadata` is `meta`) is a real directory of `uid`, with none of
+/// the `forbidden` mode bits: what a directory must be before rbscope puts a store or a socket
+/// in it (the agent's control directory uses this too, forbidding 0o077).
+pub fn check_owned_dir(
+    dir: &Path,
+    meta: &std::fs::Metadata,
+    uid: u32,
+    forbidden: u32,
+) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    if !meta.file_type().is_dir() {
+        return Err(format!(
+            "{} is not a directory (a symlink or file is in the way); remove it",
+            dir.display()
+        ));
+    }
+    if meta.uid() != uid {
+        return Err(format!(
+            "{} belongs to uid {}, not to this process's uid {uid}; remove it",
+            dir.display(),
+            meta.uid()
+        ));
+    }
+    if meta.mode() & forbidden != 0 {
+        return Err(format!(
+            "{} is open to other users (mode {:o}); run chmod 700 on it",
+            dir.display(),
+            meta.mode() & 0o777
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -133,5 +194,33 @@ mod tests {
         assert!(
             matches!(StoreLocation::parse(None).unwrap(), StoreLocation::Sqlite(p) if p.ends_with("rbscope/snapshots.db"))
         );
+    }
+
+    #[test]
+    fn the_shared_fallback_directory_must_be_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        // SAFETY: getuid has no preconditions and cannot fail.
+        let uid = unsafe { libc::getuid() };
+        let dir = tmp.path().join("data");
+        assert!(check_private_dir(&dir, uid).is_ok(), "not there yet");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(check_private_dir(&dir, uid).is_ok());
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(check_private_dir(&dir, uid).is_ok(), "readable is fine");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(check_private_dir(&dir, uid)
+            .unwrap_err()
+            .contains("is open to other users (mode 777)"));
+        assert!(check_private_dir(&dir, uid + 1)
+            .unwrap_err()
+            .contains("belongs to uid"));
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&dir, &link).unwrap();
+        assert!(check_private_dir(&link, uid)
+            .unwrap_err()
+            .contains("is not a directory"));
+        assert!(check_store_dir(Path::new("/srv/rbscope/snapshots.db")).is_ok());
     }
 }

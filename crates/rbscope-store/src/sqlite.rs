@@ -10,7 +10,7 @@ use crate::{NewSnapshot, StoreError};
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension};
 use std::fs::{self, OpenOptions};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -52,12 +52,21 @@ impl SqliteDb {
             path: path.display().to_string(),
             reason,
         };
+        crate::location::check_store_dir(path).map_err(open_err)?;
         if let Some(dir) = path.parent() {
             if !dir.exists() {
-                fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
+                // Every directory made on the way is private too (whatever the umask): one
+                // that others could write would let them swap the store's directory.
+                fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .map_err(|e| open_err(e.to_string()))?;
                 let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
             }
         }
+        // Again now that it exists: someone may have made it in between.
+        crate::location::check_store_dir(path).map_err(open_err)?;
         // Create the file ourselves so its mode is 0600 whatever the umask; SQLite gives its
         // -wal and -shm files the same mode as the database file.
         OpenOptions::new()
@@ -74,6 +83,10 @@ impl SqliteDb {
         if !path.exists() {
             return Err(StoreError::Missing(path.display().to_string()));
         }
+        crate::location::check_store_dir(path).map_err(|reason| StoreError::Open {
+            path: path.display().to_string(),
+            reason,
+        })?;
         Self::open_with(path, OpenFlags::SQLITE_OPEN_READ_WRITE, false)
     }
 

@@ -291,7 +291,7 @@ impl Timeline {
                 }
                 Event::Lost { count } => {
                     self.events -= 1;
-                    self.lost += count;
+                    self.lost = self.lost.saturating_add(count);
                     out(&self.names, Step::Lost { count });
                 }
                 Event::Note { text } => {

@@ -7,14 +7,15 @@
 use anyhow::{anyhow, bail, Context};
 use rbscope_proto::{
     paths, read_frame, write_frame, AgentMessage, AgentStatus, ClientMessage, EvalRequest,
-    EvalResult, Hello, MemoryReport, Stacks, TraceRequest, TraceStarted, Welcome, PROTOCOL_VERSION,
+    EvalResult, FrameError, Hello, MemoryReport, Stacks, TraceRequest, TraceStarted, Welcome,
+    PROTOCOL_VERSION,
 };
 use std::fs;
-use std::io::ErrorKind;
+use std::io::{self, ErrorKind, Read};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The process runs no agent (or its socket is stale): callers that can do without it (such as
 /// `rbscope stacks`) look for this error.
@@ -89,6 +90,36 @@ pub fn is_ruby(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
+/// Reads one frame that must be whole by `deadline`, however the peer paces its bytes: one
+/// that stops in the middle of a frame, or sends it a byte at a time, is given up on when the
+/// time is up (a per-read timeout alone would wait again after every byte).
+fn read_by<T: serde::de::DeserializeOwned>(
+    stream: &UnixStream,
+    deadline: Instant,
+) -> Result<T, FrameError> {
+    read_frame(&mut Deadline { stream, deadline })
+}
+
+struct Deadline<'a> {
+    stream: &'a UnixStream,
+    deadline: Instant,
+}
+
+impl Read for Deadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                ErrorKind::TimedOut,
+                "no whole answer in time",
+            ));
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        let mut stream = self.stream;
+        stream.read(buf)
+    }
+}
+
 /// Connects and performs the handshake.
 pub fn connect(target: &Target) -> anyhow::Result<Client> {
     connect_within(target, Duration::from_secs(5))
@@ -122,8 +153,8 @@ pub fn connect_within(target: &Target, timeout: Duration) -> anyhow::Result<Clie
         }
         Err(e) => return Err(e).context(format!("cannot connect to {}", target.socket.display())),
     };
-    stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
+    let deadline = Instant::now() + timeout;
     write_frame(
         &mut stream,
         &ClientMessage::Hello(Hello {
@@ -132,7 +163,7 @@ pub fn connect_within(target: &Target, timeout: Duration) -> anyhow::Result<Clie
         }),
     )
     .context("handshake failed")?;
-    match read_frame::<_, AgentMessage>(&mut stream).context("no answer to the handshake")? {
+    match read_by::<AgentMessage>(&stream, deadline).context("no answer to the handshake")? {
         AgentMessage::Welcome(welcome) => Ok(Client { stream, welcome }),
         AgentMessage::Refused(why) => bail!("the agent in process {pid} refused: {why}"),
         other => bail!("unexpected answer to the handshake: {other:?}"),
@@ -142,7 +173,7 @@ pub fn connect_within(target: &Target, timeout: Duration) -> anyhow::Result<Clie
 impl Client {
     pub fn status(&mut self) -> anyhow::Result<AgentStatus> {
         write_frame(&mut self.stream, &ClientMessage::Status)?;
-        match read_frame::<_, AgentMessage>(&mut self.stream)? {
+        match read_by::<AgentMessage>(&self.stream, Instant::now() + Duration::from_secs(5))? {
             AgentMessage::Status(s) => Ok(s),
             AgentMessage::Error(e) => bail!("the agent answered with an error: {e}"),
             other => bail!("unexpected answer: {other:?}"),
@@ -161,11 +192,10 @@ impl Client {
     /// Asks for every thread's stack, giving the agent `wait` to get a turn in the VM.
     pub fn stacks(&mut self, wait: Duration) -> anyhow::Result<StacksAnswer> {
         let wait_ms = wait.as_millis().min(u32::MAX as u128) as u32;
-        // The agent answers Busy by itself after `wait`; the socket's own limit is a backstop.
-        self.stream
-            .set_read_timeout(Some(wait + Duration::from_secs(2)))?;
+        // The agent answers Busy by itself after `wait`; this limit is a backstop.
+        let deadline = Instant::now() + wait + Duration::from_secs(2);
         write_frame(&mut self.stream, &ClientMessage::Stacks { wait_ms })?;
-        match read_frame::<_, AgentMessage>(&mut self.stream) {
+        match read_by::<AgentMessage>(&self.stream, deadline) {
             Ok(AgentMessage::Stacks(s)) => Ok(StacksAnswer::Read(s)),
             Ok(AgentMessage::Busy(why)) => Ok(StacksAnswer::Busy(why)),
             Ok(AgentMessage::Error(e)) => bail!("the agent answered with an error: {e}"),
@@ -187,10 +217,9 @@ impl Client {
     /// Asks the agent to start tracing; on success the connection then carries events.
     pub fn start_trace(&mut self, req: TraceRequest) -> anyhow::Result<TraceStarted> {
         let wait = Duration::from_millis(u64::from(req.wait_ms));
-        self.stream
-            .set_read_timeout(Some(wait + Duration::from_secs(2)))?;
+        let deadline = Instant::now() + wait + Duration::from_secs(2);
         write_frame(&mut self.stream, &ClientMessage::Trace(req))?;
-        match read_frame::<_, AgentMessage>(&mut self.stream) {
+        match read_by::<AgentMessage>(&self.stream, deadline) {
             Ok(AgentMessage::Tracing(s)) => Ok(s),
             Ok(AgentMessage::Error(e)) => bail!("{e}"),
             Ok(AgentMessage::Busy(why)) => bail!("the agent could not start tracing: {why}"),
@@ -248,7 +277,6 @@ impl Client {
     ) -> anyhow::Result<EvalResult> {
         use std::os::unix::io::AsRawFd;
         let timeout_ms = timeout.as_millis().min(u32::MAX as u128) as u32;
-        self.stream.set_read_timeout(None)?;
         write_frame(
             &mut self.stream,
             &ClientMessage::Eval(EvalRequest {
@@ -278,7 +306,8 @@ impl Client {
                 bail!("the agent did not answer the eval in time");
             }
         }
-        match read_frame::<_, AgentMessage>(&mut self.stream)? {
+        // The answer has begun: the whole of it must come by the same deadline.
+        match read_by::<AgentMessage>(&self.stream, deadline)? {
             AgentMessage::Evaluated(r) => Ok(r),
             AgentMessage::Error(e) => bail!("{e}"),
             AgentMessage::Busy(why) => bail!("the agent could not run the code: {why}"),
@@ -291,10 +320,9 @@ impl Client {
     /// Asks for the memory report, giving the agent `wait` to get a turn in the VM.
     pub fn memory(&mut self, wait: Duration) -> anyhow::Result<MemoryReport> {
         let wait_ms = wait.as_millis().min(u32::MAX as u128) as u32;
-        self.stream
-            .set_read_timeout(Some(wait + Duration::from_secs(2)))?;
+        let deadline = Instant::now() + wait + Duration::from_secs(2);
         write_frame(&mut self.stream, &ClientMessage::Memory { wait_ms })?;
-        match read_frame::<_, AgentMessage>(&mut self.stream)? {
+        match read_by::<AgentMessage>(&self.stream, deadline)? {
             AgentMessage::Memory(m) => Ok(m),
             AgentMessage::Busy(why) => bail!("the agent could not read the VM: {why}"),
             AgentMessage::Error(e) => bail!("the agent answered with an error: {e}"),
@@ -311,9 +339,16 @@ impl Client {
         msg: &ClientMessage,
         read_limit: Option<Duration>,
     ) -> anyhow::Result<AgentMessage> {
-        self.stream.set_read_timeout(read_limit)?;
         write_frame(&mut self.stream, msg)?;
-        match read_frame::<_, AgentMessage>(&mut self.stream) {
+        let answer = match read_limit {
+            Some(limit) => read_by::<AgentMessage>(&self.stream, Instant::now() + limit),
+            // A dump is answered when its file is complete, however long that takes.
+            None => {
+                self.stream.set_read_timeout(None)?;
+                read_frame::<_, AgentMessage>(&mut self.stream)
+            }
+        };
+        match answer {
             Ok(AgentMessage::Busy(why)) => bail!("the agent could not run the request: {why}"),
             Ok(AgentMessage::Error(e)) => bail!("{e}"),
             Ok(m) => Ok(m),

@@ -8,6 +8,7 @@ mod agent_client;
 mod cli;
 mod commands;
 mod duration;
+mod output;
 mod presets;
 mod render;
 mod ruby_lib;
@@ -31,7 +32,10 @@ fn main() {
     }
 }
 
-/// The error and its causes on one line: "cannot read x: permission denied".
+/// The error and its causes on one line: "cannot read x: permission denied". Control
+/// characters become spaces: an error may quote what a file or a peer on the socket sent
+/// (newlines, carriage returns, terminal escape sequences), and the line must stay one line
+/// that the terminal only prints.
 pub(crate) fn one_line(e: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in e.chain() {
@@ -40,5 +44,13 @@ pub(crate) fn one_line(e: &anyhow::Error) -> String {
             parts.push(text);
         }
     }
-    parts.join(": ").replace('\n', " ")
+    printable(&parts.join(": "))
+}
+
+/// `text` with every control character (newline, carriage return, escape ...) made a space:
+/// for text from a file or a peer on the socket that goes into a line for a person.
+pub(crate) fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }

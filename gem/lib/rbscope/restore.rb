@@ -80,7 +80,11 @@ module Rbscope
     def binding_for(index)
       frame = @frames.fetch(index)
       b = BINDER.bind_call(frame.self_object)
-      frame.locals.each { |name, v| b.local_variable_set(name, v) }
+      frame.locals.each do |name, v|
+        b.local_variable_set(name, v)
+      rescue NameError
+        nil # not a name Ruby allows (a damaged or hand-made snapshot): left out
+      end
       b
     end
 
@@ -213,7 +217,12 @@ module Rbscope
         obj.default = value(data[1][0]) if data[1]
       when :struct
         data[0].each_slice(2).with_index do |(name, v), i|
-          Struct === obj ? obj[i] = value(v) : obj.__ivars__[name] = value(v)
+          if Struct === obj
+            # The class here may have fewer members than the one that was captured.
+            obj[i] = value(v) if i < obj.size
+          else
+            obj.__ivars__[name] = value(v)
+          end
         end
       end
       ivars.each_slice(2) do |name, stored|
@@ -221,8 +230,12 @@ module Rbscope
         # A stand-in keeps them for its inspect, and also as real ivars so that `@cart` works in
         # a console whose self is one.
         obj.__ivars__[name] = v if Restored::Missing === obj
-        unless Kernel.instance_method(:frozen?).bind_call(obj)
+        next if Kernel.instance_method(:frozen?).bind_call(obj)
+
+        begin
           Kernel.instance_method(:instance_variable_set).bind_call(obj, name, v)
+        rescue NameError
+          nil # not a name Ruby allows (a damaged or hand-made snapshot): left out
         end
       end
     rescue FrozenError, TypeError

@@ -11,8 +11,8 @@
 use crate::agent_client;
 use rustyline::error::ReadlineError;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::PathBuf;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -99,16 +99,31 @@ pub fn console(pid: u32, timeout: Duration) -> anyhow::Result<i32> {
         let _ = std::io::stdout().flush();
     }
     if let Some(h) = &history {
-        if let Some(dir) = h.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        // Created 0600 before rustyline writes it: history holds whatever was typed.
-        let _ = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(h);
-        let _ = editor.save_history(h);
+        save_history(&mut editor, h);
     }
     Ok(0)
+}
+
+/// Saves the history, which holds whatever was typed: its directory made 0700 and the file
+/// 0600 (both before rustyline writes), and never through a symbolic link at its path, which
+/// rustyline would follow. (Swapping one in after the check needs write access to the user's
+/// own data directory.)
+fn save_history(editor: &mut rustyline::DefaultEditor, path: &Path) {
+    if let Some(dir) = path.parent() {
+        if !dir.exists() {
+            let _ = std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir);
+        }
+    }
+    match crate::output::append(path) {
+        Ok(_) => {
+            let _ = editor.save_history(path);
+        }
+        Err(e) => eprintln!(
+            "rbscope console: the history was not saved to {}: {e}",
+            path.display()
+        ),
+    }
 }

@@ -105,7 +105,8 @@ fn render(r: &Report) -> String {
         let _ = writeln!(s, "  virtual                 {}", bytes(v));
     }
     let pages = g("heap_allocated_pages").max(0) as u64;
-    let heap_bytes = pages * r.vm.heap_page_bytes;
+    // The figures come from the agent: saturate rather than overflow on nonsense.
+    let heap_bytes = pages.saturating_mul(r.vm.heap_page_bytes);
     let _ = writeln!(s, "\nRuby heap");
     let _ = writeln!(
         s,
@@ -128,7 +129,7 @@ fn render(r: &Report) -> String {
         count(g("old_objects_limit"))
     );
     if let (Some(in_use), Some(mmapped)) = (m("in_use_bytes"), m("mmapped_bytes")) {
-        let total = in_use + mmapped;
+        let total = in_use.saturating_add(mmapped);
         let _ = writeln!(s, "\nmalloc (glibc)");
         let _ = writeln!(
             s,

@@ -18,9 +18,7 @@ use rbscope_vm::remote::ProcessMemory;
 use rbscope_vm::stacks::{ReadOptions, Stacks, ThreadStack};
 use rbscope_vm::target::Target;
 use std::collections::BTreeMap;
-use std::fs::OpenOptions;
 use std::io::{BufWriter, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -84,12 +82,7 @@ pub fn record(o: Options) -> anyhow::Result<i32> {
     let mem = ProcessMemory::new(pid);
     let target = Target::of_process(pid, &mem).map_err(|e| target_error(pid, e))?;
     // Opened before sampling, so a bad path fails at once.
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&o.output)
+    let file = crate::output::create(&o.output)
         .with_context(|| format!("cannot write {}", o.output.display()))?;
     // SAFETY: installing a handler that only stores to an atomic.
     unsafe {

@@ -71,7 +71,9 @@ pub fn via_agent(pid: i32, pause_it: bool, json: bool) -> anyhow::Result<i32> {
                 let ruby_version = client.welcome.ruby_version.clone();
                 return print_from_agent(pid, &ruby_version, s, started.elapsed(), json);
             }
-            StacksAnswer::Busy(why) => format!("the agent did not answer: {why}"),
+            StacksAnswer::Busy(why) => {
+                format!("the agent did not answer: {}", crate::printable(&why))
+            }
         },
         Err(e) => match e.downcast::<NoAgent>() {
             Ok(_) => "the process runs no rbscope agent".to_string(),

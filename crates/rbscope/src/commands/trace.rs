@@ -9,15 +9,14 @@
 //! removes them by itself.
 
 use crate::agent_client::{self, NoAgent};
+use crate::printable;
 use anyhow::{bail, Context};
 use rbscope_proto::{AgentMessage, TraceRequest};
 use rbscope_trace::render::{self, Format};
 use rbscope_trace::selector::Selector;
 use rbscope_trace::timeline::Timeline;
 use std::collections::HashMap;
-use std::fs::OpenOptions;
 use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::RecvTimeoutError;
@@ -84,12 +83,7 @@ fn open_output(o: &Options) -> anyhow::Result<Box<dyn Write + Send>> {
     Ok(match &o.output {
         Some(path) => Box::new(BufWriter::with_capacity(
             1 << 20,
-            OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(path)
+            crate::output::create(path)
                 .with_context(|| format!("cannot write {}", path.display()))?,
         )),
         None => Box::new(BufWriter::with_capacity(1 << 20, io::stdout())),
@@ -121,18 +115,19 @@ fn attach(
     eprintln!(
         "*** attached to process {pid} in {:.1} ms (clock: {}), tracing: {}",
         asked.elapsed().as_secs_f64() * 1000.0,
-        started.clock,
+        printable(&started.clock),
         if started.hooked.is_empty() {
             "nothing (see below)".to_string()
         } else {
-            started.hooked.join(", ")
+            printable(&started.hooked.join(", "))
         }
     );
+    // What the agent says is shown one line each, whatever it holds.
     for s in &started.skipped {
-        eprintln!("*** not traced in {pid}: {s}");
+        eprintln!("*** not traced in {pid}: {}", printable(s));
     }
     for s in &started.waiting {
-        eprintln!("*** waiting for its code to load: {s}");
+        eprintln!("*** waiting for its code to load: {}", printable(s));
     }
     if started.hooked.is_empty() && started.waiting.is_empty() {
         let _ = client.send_detach();
@@ -184,7 +179,7 @@ fn follow<'w>(
                     .feed(&bytes, |names, step| {
                         if let rbscope_trace::timeline::Step::Note(text) = &step {
                             // For the person, not the trace.
-                            eprintln!("*** {text}");
+                            eprintln!("*** {}", printable(text));
                         } else if failed.is_none() {
                             failed = renderer.step(names, step).err();
                         }
@@ -262,7 +257,7 @@ fn report(pid: u32, e: &Ended) -> i32 {
             0
         }
         Some(t) => {
-            eprintln!("*** trace of process {pid} ended: {t}");
+            eprintln!("*** trace of process {pid} ended: {}", printable(t));
             1
         }
     }
@@ -381,7 +376,10 @@ fn many(
                             match follow(&mut client, renderer, pid, Instant::now(), until) {
                                 Ok(ended) => report(pid, &ended),
                                 Err(e) => {
-                                    eprintln!("*** trace of process {pid} failed: {e:#}");
+                                    eprintln!(
+                                        "*** trace of process {pid} failed: {}",
+                                        crate::one_line(&e)
+                                    );
                                     1
                                 }
                             }
@@ -393,7 +391,7 @@ fn many(
                         // still booting): it is tried again; any other reason is final.
                         let no_agent = e.is::<NoAgent>();
                         if noted.insert(pid) {
-                            eprintln!("*** process {pid} not traced: {e:#}");
+                            eprintln!("*** process {pid} not traced: {}", crate::one_line(&e));
                         }
                         if !no_agent {
                             passed.insert(pid, e.to_string());

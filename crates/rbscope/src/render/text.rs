@@ -397,8 +397,8 @@ fn inline_form(s: &Snapshot, obj: &Object) -> Option<String> {
                 format!(
                     " {}{:02}{:02}",
                     if *utc_offset < 0 { '-' } else { '+' },
-                    utc_offset.abs() / 3600,
-                    utc_offset.abs() % 3600 / 60
+                    utc_offset.unsigned_abs() / 3600,
+                    utc_offset.unsigned_abs() % 3600 / 60
                 )
             };
             let frac = if *nanoseconds > 0 {

@@ -240,16 +240,10 @@ pub(crate) fn top_json(
 }
 
 fn write_svg(g: &HeapGraph, ret: &Retention, file: &Path, dump_path: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
     let stacks = ret.class_stacks(g, 64);
     let lines: Vec<String> = stacks.iter().map(|(s, w)| format!("{s} {w}")).collect();
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(file)
-        .with_context(|| format!("cannot write {}", file.display()))?;
+    let f =
+        crate::output::create(file).with_context(|| format!("cannot write {}", file.display()))?;
     let mut w = std::io::BufWriter::new(f);
     let mut opts = inferno::flamegraph::Options::default();
     opts.title = format!(
