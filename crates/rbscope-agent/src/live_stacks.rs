@@ -43,7 +43,7 @@ pub fn read(gvl: Gvl, asked: Instant) -> AgentMessage {
             tid: rb::core_call(gvl, "Thread", "native_thread_id", th, &[])
                 .ok()
                 .and_then(rb::fixnum)
-                .map(|t| t as i32),
+                .map(|t| own_tid(t as i32, th == main)),
             status: status(gvl, th),
             main: th == main,
             frames,
@@ -70,4 +70,16 @@ fn status(gvl: Gvl, th: VALUE) -> String {
         _ => "dead",
     }
     .to_string()
+}
+
+/// Ruby 3.1 does not update `native_thread_id` after `fork`: in a forked child (a puma
+/// worker) the main thread still reports the parent's thread id. A tid that is not a thread of
+/// this process is that stale one; the thread that forked (the child's main thread) has the
+/// process id as its thread id.
+fn own_tid(tid: i32, main: bool) -> i32 {
+    if !main || std::path::Path::new(&format!("/proc/self/task/{tid}")).exists() {
+        return tid;
+    }
+    // SAFETY: getpid has no preconditions and cannot fail.
+    unsafe { libc::getpid() }
 }

@@ -79,11 +79,20 @@ pub fn serve(
     let Some(queue) = &source.work else {
         return refuse(&mut stream, AgentMessage::Busy(NO_AGENT_THREAD.into()));
     };
-    let session = Arc::new(Session::new(
+    let Some(session) = Session::new(
         NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
         source.trace_buffer,
         req.slow_ms.map(|ms| u64::from(ms) * 1_000_000),
-    ));
+    ) else {
+        return refuse(
+            &mut stream,
+            AgentMessage::Error(format!(
+                "the process has no memory for a trace buffer of {} bytes (RBSCOPE_TRACE_BUFFER)",
+                source.trace_buffer
+            )),
+        );
+    };
+    let session = Arc::new(session);
     let wait = Duration::from_millis(u64::from(req.wait_ms.clamp(1, 60_000)));
     let (reply, answer) = mpsc::sync_channel(1);
     let ticket = queue.submit(Work::Attach {

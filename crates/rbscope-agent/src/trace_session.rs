@@ -107,11 +107,12 @@ unsafe impl Sync for Session {}
 unsafe impl Send for Session {}
 
 impl Session {
-    pub fn new(id: u64, ring_bytes: usize, slow_ns: Option<u64>) -> Session {
-        Session {
+    /// None when the ring's memory cannot be had.
+    pub fn new(id: u64, ring_bytes: usize, slow_ns: Option<u64>) -> Option<Session> {
+        Some(Session {
             id,
             clock: Clock::new(),
-            ring: ByteRing::new(ring_bytes),
+            ring: ByteRing::new(ring_bytes)?,
             closed: AtomicBool::new(false),
             slow_ns,
             unnamed: AtomicU64::new(0),
@@ -119,7 +120,7 @@ impl Session {
             sent: std::sync::atomic::AtomicUsize::new(0),
             lost: AtomicU64::new(0),
             state: UnsafeCell::new(HookState::default()),
-        }
+        })
     }
 
     pub fn is_closed(&self) -> bool {

@@ -198,6 +198,12 @@ Process.wait(pid)
             .any(|l| l == "Object#child_waits(q)")
     });
     assert_eq!(labels(main_thread(&report))[0], "Thread::Queue#pop(*)");
+    // Its own thread id, not the parent's (Ruby 3.1 keeps the parent's after fork).
+    assert_eq!(
+        main_thread(&report)["tid"].as_i64(),
+        Some(child.parse::<i64>().unwrap()),
+        "{report:#}"
+    );
     drop(guard);
 }
 
