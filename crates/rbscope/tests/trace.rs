@@ -1069,3 +1069,52 @@ fn run_traces_a_program_from_the_start_hooking_code_as_it_loads() {
         "{rest}"
     );
 }
+
+/// The firehose's event hook once handed Ruby a bare Rust address as its data, which Ruby's GC
+/// marks as an object: a process allocating on several threads crashed in GC within a few
+/// `trace -f` (found by scripts/soak). Eight firehose traces of such a process: each ends
+/// normally and the process is alive after them.
+#[test]
+fn firehose_traces_of_a_process_allocating_on_four_threads_leave_it_running() {
+    let sb = Sandbox::new();
+    let script = sb.write(
+        "alloc.rb",
+        r#"require "rbscope"
+Rbscope.start(log: false)
+class Churn
+  def step(i) = Array.new(50) { |k| "s#{i}-#{k}" }.map(&:upcase).size
+end
+4.times { Thread.new { c = Churn.new; i = 0; loop { c.step(i += 1) } } }
+$stdout.sync = true
+puts "ready"
+sleep
+"#,
+    );
+    let mut p = Running::start(sb, &script, &[], "ready");
+    let pid = p.pid();
+    for round in 0..8 {
+        let out = Command::new(cli())
+            .args([
+                "trace",
+                "-p",
+                &pid,
+                "-f",
+                "--for",
+                "300ms",
+                "-o",
+                "/dev/null",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "trace {round}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            p.child.try_wait().unwrap().is_none(),
+            "the process died during trace {round}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
