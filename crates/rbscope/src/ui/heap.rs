@@ -135,7 +135,15 @@ impl Heaps {
             );
             std::thread::spawn(move || {
                 let _one_at_a_time = running.lock().unwrap_or_else(|p| p.into_inner());
-                let result = analyse(&path, name, &a.progress);
+                // A bug in an analysis must not leave the page polling forever.
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    analyse(&path, name, &a.progress)
+                }))
+                .unwrap_or_else(|_| {
+                    Err(anyhow::anyhow!(
+                        "the analysis failed (a bug in rbscope: please report it)"
+                    ))
+                });
                 let mut state = a.state.write().unwrap_or_else(|p| p.into_inner());
                 *state = match result {
                     Ok(r) => State::Ready(Arc::new(r)),
@@ -213,14 +221,20 @@ impl Heaps {
                 let (s, running) = (slot.clone(), self.running.clone());
                 std::thread::spawn(move || {
                     let _one_at_a_time = running.lock().unwrap_or_else(|p| p.into_inner());
-                    let result = (|| -> anyhow::Result<rbscope_heap::diff::Diff> {
-                        let dumps = paths
-                            .iter()
-                            .map(|p| Dump::open(p))
-                            .collect::<Result<Vec<_>, _>>()?;
-                        let refs: Vec<&Dump> = dumps.iter().collect();
-                        Ok(rbscope_heap::diff::diff(&refs, opts(None))?)
-                    })();
+                    let result =
+                        std::panic::catch_unwind(|| -> anyhow::Result<rbscope_heap::diff::Diff> {
+                            let dumps = paths
+                                .iter()
+                                .map(|p| Dump::open(p))
+                                .collect::<Result<Vec<_>, _>>()?;
+                            let refs: Vec<&Dump> = dumps.iter().collect();
+                            Ok(rbscope_heap::diff::diff(&refs, opts(None))?)
+                        })
+                        .unwrap_or_else(|_| {
+                            Err(anyhow::anyhow!(
+                                "the diff failed (a bug in rbscope: please report it)"
+                            ))
+                        });
                     *s.write().unwrap_or_else(|p| p.into_inner()) = match result {
                         Ok(d) => DiffState::Done(Arc::new(d)),
                         Err(e) => DiffState::Failed(crate::one_line(&e)),
