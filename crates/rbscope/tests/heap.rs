@@ -38,21 +38,7 @@ fn dumps() -> &'static Dumps {
     static DUMPS: OnceLock<Dumps> = OnceLock::new();
     DUMPS.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
-        let program = dir.path().join("heap_leak.rb");
-        std::fs::copy(
-            repo_root().join("crates/rbscope/tests/programs/heap_leak.rb"),
-            &program,
-        )
-        .unwrap();
-        let out = Command::new("ruby")
-            .arg(&program)
-            .arg(dir.path())
-            .arg(N.to_string())
-            .env_remove("RUBYOPT")
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", stderr(&out));
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "dumped");
+        let program = write_leak_dumps(dir.path(), N);
         Dumps {
             dir: dir.path().to_path_buf(),
             _dir: dir,

@@ -87,20 +87,7 @@ fn make_fixture() -> Fixture {
     drop(db);
 
     // Three dumps of a process that leaks 3,000 entries per round.
-    let program = dir.join("heap_leak.rb");
-    std::fs::copy(
-        repo_root().join("crates/rbscope/tests/programs/heap_leak.rb"),
-        &program,
-    )
-    .unwrap();
-    let out = Command::new("ruby")
-        .arg(&program)
-        .arg(&dir)
-        .arg("3000")
-        .env_remove("RUBYOPT")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    write_leak_dumps(&dir, 3000);
     let heaps = [dir.join("1.json"), dir.join("2.json"), dir.join("3.json")];
 
     // A saved analysis: `heap top --json` of the last dump.

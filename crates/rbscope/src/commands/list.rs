@@ -26,23 +26,7 @@ pub fn list(cli: &Cli, filter: &Filter, json: bool, group: bool) -> anyhow::Resu
         .list_filtered(filter)
         .context("cannot list snapshots")?;
     if json {
-        let out: Vec<_> = rows
-            .iter()
-            .map(|r| {
-                serde_json::json!({
-                    "id": r.id,
-                    "reported_at_ms": r.reported_at_ms,
-                    "reported_at": format_ms(r.reported_at_ms),
-                    "exception_class": r.exception_class,
-                    "message": r.message,
-                    "top_frame": r.top_frame,
-                    "fingerprint": r.fingerprint,
-                    "hostname": r.hostname,
-                    "pid": r.pid,
-                    "size": r.size,
-                })
-            })
-            .collect();
+        let out: Vec<_> = rows.iter().map(row_json).collect();
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(0);
     }
@@ -71,6 +55,22 @@ pub fn list(cli: &Cli, filter: &Filter, json: bool, group: bool) -> anyhow::Resu
 }
 
 /// Cuts text to `n` characters, marking the cut with an ellipsis.
+/// One snapshot's list columns as JSON (`list --json`, and the web UI's list).
+pub fn row_json(r: &rbscope_store::SnapshotSummary) -> serde_json::Value {
+    serde_json::json!({
+        "id": r.id,
+        "reported_at_ms": r.reported_at_ms,
+        "reported_at": format_ms(r.reported_at_ms),
+        "exception_class": r.exception_class,
+        "message": r.message,
+        "top_frame": r.top_frame,
+        "fingerprint": r.fingerprint,
+        "hostname": r.hostname,
+        "pid": r.pid,
+        "size": r.size,
+    })
+}
+
 pub fn clip(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
         s.to_string()

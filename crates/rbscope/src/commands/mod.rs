@@ -6,7 +6,7 @@ mod eval;
 pub(crate) mod heap;
 mod inject;
 mod key;
-mod list;
+pub(crate) mod list;
 mod memory;
 mod ps;
 mod purge;

@@ -99,59 +99,58 @@ impl Snapshots {
 
     /// `GET /api/groups`.
     pub fn groups(&self, q: &Query) -> Reply {
-        let filter = match self.filter(q) {
-            Ok(f) => f,
-            Err(r) => return r,
-        };
-        match self.with_store(|s| s.groups(&filter)) {
-            Ok(groups) => {
-                let mut groups = groups.unwrap_or_default();
-                let more = groups.len() >= filter.limit;
-                groups.truncate(filter.limit - 1);
-                Reply::ok(&json!({
-                    "groups": groups.iter().map(|g| json!({
-                        "fingerprint": g.fingerprint,
-                        "exception_class": g.exception_class,
-                        "top_frame": g.top_frame,
-                        "count": g.count,
-                        "first_ms": g.first_ms,
-                        "last_ms": g.last_ms,
-                        "last_id": g.last_id,
-                        "last_message": g.last_message,
-                        "hosts": g.hosts,
-                    })).collect::<Vec<_>>(),
-                    "more": more,
-                }))
-            }
-            Err(e) => self.store_error(&e),
-        }
+        self.page(
+            q,
+            "groups",
+            |s, f| s.groups(f),
+            |g| {
+                json!({
+                    "fingerprint": g.fingerprint,
+                    "exception_class": g.exception_class,
+                    "top_frame": g.top_frame,
+                    "count": g.count,
+                    "first_ms": g.first_ms,
+                    "last_ms": g.last_ms,
+                    "last_id": g.last_id,
+                    "last_message": g.last_message,
+                    "hosts": g.hosts,
+                })
+            },
+        )
     }
 
     /// `GET /api/snapshots`.
     pub fn list(&self, q: &Query) -> Reply {
+        self.page(
+            q,
+            "snapshots",
+            |s, f| s.list_filtered(f),
+            crate::commands::list::row_json,
+        )
+    }
+
+    /// One page of rows under `key`, and whether there are more: the filter asks the store for
+    /// one row more than the page holds.
+    fn page<T>(
+        &self,
+        q: &Query,
+        key: &str,
+        fetch: impl FnOnce(&mut Store, &Filter) -> Result<Vec<T>, StoreError>,
+        to_json: impl Fn(&T) -> Value,
+    ) -> Reply {
         let filter = match self.filter(q) {
             Ok(f) => f,
             Err(r) => return r,
         };
-        match self.with_store(|s| s.list_filtered(&filter)) {
+        match self.with_store(|s| fetch(s, &filter)) {
             Ok(rows) => {
                 let mut rows = rows.unwrap_or_default();
                 let more = rows.len() >= filter.limit;
                 rows.truncate(filter.limit - 1);
-                Reply::ok(&json!({
-                    "snapshots": rows.iter().map(|r| json!({
-                        "id": r.id,
-                        "reported_at_ms": r.reported_at_ms,
-                        "exception_class": r.exception_class,
-                        "message": r.message,
-                        "top_frame": r.top_frame,
-                        "fingerprint": r.fingerprint,
-                        "hostname": r.hostname,
-                        "pid": r.pid,
-                        "size": r.size,
-                    })).collect::<Vec<_>>(),
-                    "more": more,
-                }))
+                let mut out = serde_json::Map::new();
+                out.insert(key.into(), rows.iter().map(to_json).collect());
+                out.insert("more".into(), more.into());
+                Reply::ok(&Value::Object(out))
             }
             Err(e) => self.store_error(&e),
         }

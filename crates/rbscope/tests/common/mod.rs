@@ -428,3 +428,24 @@ impl Drop for Program {
         let _ = self.child.wait();
     }
 }
+
+/// Runs programs/heap_leak.rb (copied into `dir`, so allocation sites name that copy) with
+/// `entries` leaked per round: it writes `dir`/1.json, 2.json and 3.json. Returns the copy.
+pub fn write_leak_dumps(dir: &Path, entries: u64) -> PathBuf {
+    let program = dir.join("heap_leak.rb");
+    std::fs::copy(
+        repo_root().join("crates/rbscope/tests/programs/heap_leak.rb"),
+        &program,
+    )
+    .unwrap();
+    let out = Command::new("ruby")
+        .arg(&program)
+        .arg(dir)
+        .arg(entries.to_string())
+        .env_remove("RUBYOPT")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "dumped");
+    program
+}
