@@ -2,11 +2,11 @@
 //!
 //! Small unit checks, field by field: the real 3.1.2 and 3.4.1 dumps, and hand-made dumps for
 //! the 3.2, 3.3 and 4.0 formats (and 3.4 root categories) in `tests/fixtures/` (see the README
-//! there). The main check on real 3.2, 3.3, 3.4 and 4.0 output is `tests/real_dumps.rs`. Every fixture is
-//! the same little shop: a global `$orders` Array holding three `Shop::Order`s, each with an id
-//! String, an items Array and a status String shared with the class's `DEFAULT_STATUS`; one id
-//! was allocated from a directory whose name has a quote, so its line is not valid JSON; one
-//! reference is left dangling on purpose. The numbers below are worked out by hand from the
+//! there). The main check on real 3.2, 3.3, 3.4 and 4.0 output is `tests/real_dumps.rs`.
+//! Every hand-made fixture is the same little shop: a global `$orders` Array holding three
+//! `Shop::Order`s, each with an id String, an items Array and a status String shared with the
+//! class's `DEFAULT_STATUS`; one id was allocated from a directory whose name has a quote, so
+//! its line is not valid JSON; one reference is left dangling on purpose. The numbers below are worked out by hand from the
 //! fixture lines.
 
 use std::collections::BTreeMap;
