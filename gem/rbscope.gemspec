@@ -18,4 +18,8 @@ Gem::Specification.new do |s|
   s.executables = ["rbscope"]
   s.extensions = ["ext/rbscope/extconf.rb"]
   s.require_paths = ["lib"]
+  # Default gems up to Ruby 3.4, bundled gems from 4.0 on: declared so that a Gemfile naming
+  # only rbscope works everywhere. Logger: the better-backtrace formatter; irb: restore.
+  s.add_dependency "logger"
+  s.add_dependency "irb"
 end

@@ -64,12 +64,6 @@ fn check_layout(gvl: Gvl) -> Result<&'static Layout, String> {
     let version = rb::const_at(gvl, "RUBY_VERSION")
         .and_then(|v| rb::to_string(gvl, v))
         .unwrap_or_default();
-    if !version.starts_with("3.1.") {
-        return Err(format!(
-            "fast capture is verified on Ruby 3.1 only (this is {version}); using the debug \
-             inspector, which is slower at raise"
-        ));
-    }
     let layout = Layout::for_version(&version).ok_or_else(|| {
         format!(
             "no VM layout for Ruby {version} (known: {}); using the debug inspector, which is \

@@ -29,11 +29,56 @@ extern "C" {
     fn rb_objspace_internal_object_p(obj: VALUE) -> c_int;
     fn rb_objspace_data_type_name(obj: VALUE) -> *const c_char;
     fn rb_obj_memsize_of(obj: VALUE) -> usize;
+    #[cfg(not(ruby_gte_4_0))]
     fn rb_obj_gc_flags(obj: VALUE, flags: *mut ID, max: usize) -> usize;
+    /// 4.0 replaced rb_obj_gc_flags: entries of (name, value), ended by a zero name, in a
+    /// static buffer the next call overwrites.
+    #[cfg(ruby_gte_4_0)]
+    fn rb_gc_object_metadata(obj: VALUE) -> *const MetadataEntry;
     #[cfg(ruby_gte_3_2)]
     fn rb_ivar_count(obj: VALUE) -> usize;
     fn rb_class_get_superclass(klass: VALUE) -> VALUE;
     fn rb_str_capacity(str: VALUE) -> usize;
+}
+
+/// `struct rb_gc_object_metadata_entry` of Ruby 4.0's internal/gc.h.
+#[cfg(ruby_gte_4_0)]
+#[repr(C)]
+struct MetadataEntry {
+    name: ID,
+    value: VALUE,
+}
+
+/// The IDs of the GC flags set on `obj` (at most `ids.len()`), and how many there are.
+///
+/// # Safety
+/// GVL held (or in the forked child, alone); `obj` is a live heap object.
+unsafe fn gc_flags(obj: VALUE, ids: &mut [ID; 8]) -> usize {
+    #[cfg(not(ruby_gte_4_0))]
+    {
+        // SAFETY: fills at most 8 IDs of the flags set on obj (caller's contract for obj).
+        unsafe { rb_obj_gc_flags(obj, ids.as_mut_ptr(), ids.len()) }.min(ids.len())
+    }
+    #[cfg(ruby_gte_4_0)]
+    {
+        // SAFETY: the entries are a static array ended by a zero name (gc/default/default.c).
+        let entries = unsafe { rb_gc_object_metadata(obj) };
+        let mut n = 0;
+        let mut i = 0;
+        while n < ids.len() && !entries.is_null() {
+            // SAFETY: i never passes the terminating entry.
+            let e = unsafe { &*entries.add(i) };
+            if e.name == 0 {
+                break;
+            }
+            if e.value == crate::rb::TRUE {
+                ids[n] = e.name;
+                n += 1;
+            }
+            i += 1;
+        }
+        n
+    }
 }
 
 /// `struct allocation_info` of ext/objspace/objspace.h (the same from Ruby 2.1 to 4.0).
@@ -73,7 +118,7 @@ fn allocation_lookup() -> Option<LookupAllocation> {
 pub fn prepare() {
     let mut ids: [ID; 8] = [0; 8];
     // SAFETY: GVL held (caller); the current thread's object is a live heap object.
-    unsafe { rb_obj_gc_flags(rb_sys::rb_thread_current(), ids.as_mut_ptr(), ids.len()) };
+    unsafe { gc_flags(rb_sys::rb_thread_current(), &mut ids) };
 }
 
 /// Counts of a finished walk.
@@ -532,8 +577,8 @@ impl Walk<'_> {
             None => None,
         };
         let mut ids: [ID; 8] = [0; 8];
-        // SAFETY: fills at most 8 IDs of the flags set on v.
-        let n = unsafe { rb_obj_gc_flags(v, ids.as_mut_ptr(), ids.len()) }.min(ids.len());
+        // SAFETY: v is a live object of the page being walked.
+        let n = unsafe { gc_flags(v, &mut ids) };
         let mut flag_names: [&str; 8] = [""; 8];
         for (i, id) in ids[..n].iter().enumerate() {
             flag_names[i] = self.flag_name(*id);

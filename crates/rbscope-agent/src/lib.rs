@@ -280,8 +280,35 @@ fn count_objects(ruby: &Ruby, names: Vec<String>) -> Result<RHash, Error> {
     }
 }
 
+/// The Ruby minor release this agent was compiled for (`3.4`), from build.rs.
+const BUILT_FOR_RUBY: &str = env!("RBSCOPE_BUILT_FOR_RUBY");
+
+/// Refuses to run in a Ruby other than the one whose headers the agent was compiled against:
+/// struct layouts, inline functions and symbols differ between minor releases, so running
+/// anyway could corrupt the app. Only `RUBY_VERSION` is read before deciding.
+fn check_ruby_version(ruby: &Ruby) -> Result<(), Error> {
+    let running: String = ruby.class_object().const_get("RUBY_VERSION")?;
+    if release_of(&running) == BUILT_FOR_RUBY {
+        return Ok(());
+    }
+    Err(Error::new(
+        ruby.exception_load_error(),
+        format!(
+            "rbscope: this agent was built for Ruby {BUILT_FOR_RUBY} and will not run in Ruby \
+             {running}; install the gem again with this Ruby (gem pristine rbscope, or \
+             scripts/install-gem in a checkout)"
+        ),
+    ))
+}
+
+/// `3.4` of `3.4.9` (what an extension's ABI follows).
+fn release_of(version: &str) -> String {
+    version.split('.').take(2).collect::<Vec<_>>().join(".")
+}
+
 #[magnus::init(name = "rbscope_agent")]
 fn init(ruby: &Ruby) -> Result<(), Error> {
+    check_ruby_version(ruby)?;
     let module = ruby.define_module("Rbscope")?;
     let native = module.define_module("Native")?;
     native.define_singleton_method("start", function!(start, 1))?;
@@ -305,5 +332,6 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
     native.define_singleton_method("count_objects", function!(count_objects, 1))?;
     backtrace::define(ruby, module, native)?;
     native.const_set("VERSION", env!("CARGO_PKG_VERSION"))?;
+    native.const_set("BUILT_WITH_RUBY", env!("RBSCOPE_BUILT_WITH_RUBY"))?;
     Ok(())
 }

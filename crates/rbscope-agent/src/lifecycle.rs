@@ -39,7 +39,9 @@ pub fn start(gvl: Gvl, config: Config) -> Result<bool, String> {
         );
     }
     let yjit = yjit_enabled(gvl);
-    if yjit {
+    // From 3.2 on the VM invalidates YJIT's code only for events compiled into instructions
+    // (line, call, return...), which a raise hook is not (vm_trace.c).
+    if yjit && ruby_version(gvl).starts_with("3.1.") {
         agent.warnings.push(
             "YJIT is on: on Ruby 3.1 the raise hook makes YJIT discard compiled code, and code \
              compiled before stays slower until restart (see README, Performance)"

@@ -97,7 +97,12 @@ fn doctor_reports_store_and_agent() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("not created yet"), "{text}");
-    assert!(text.contains("agent     loads in `ruby`"), "{text}");
+    let expected = format!(
+        "agent     {} loads in `ruby` (Ruby {})",
+        env!("CARGO_PKG_VERSION"),
+        ruby_version()
+    );
+    assert!(text.contains(&expected), "{text}");
 }
 
 #[test]

@@ -6,7 +6,9 @@
 #
 # The Rust sources are the repository's workspace: vendored into ext/rbscope/rust by
 # scripts/build-gem, or, when building from a checkout, the checkout itself.
-# RBSCOPE_CARGO_TARGET_DIR reuses an existing cargo target directory (faster rebuilds).
+# RBSCOPE_CARGO_TARGET_DIR reuses an existing cargo target directory (faster rebuilds). RUBY
+# names this Ruby for the agent's build: rb-sys regenerates its bindings when RUBY changes, so
+# installing for a second Ruby from one checkout never reuses the first one's bindings.
 require "rbconfig"
 
 here = __dir__
@@ -34,9 +36,15 @@ File.write("Makefile", <<~MAKE)
 
   all: rbscope_agent.so rbscope-cli
 
-  rbscope_agent.so rbscope-cli:
-  \tcd "$(RUST_DIR)" && PATH="#{File.dirname(ruby)}:$$PATH" "$(CARGO)" build --release --locked -p rbscope-agent -p rbscope --target-dir "$(TARGET_DIR)"
+  # One after the other: both use the same cargo target directory.
+  rbscope-cli: rbscope_agent.so
+
+  rbscope_agent.so:
+  \tcd "$(RUST_DIR)" && RUBY="#{ruby}" PATH="#{File.dirname(ruby)}:$$PATH" "$(CARGO)" build --release --locked -p rbscope-agent --target-dir "$(TARGET_DIR)"
   \tcp "$(TARGET_DIR)/release/librbscope_agent.so" rbscope_agent.so
+
+  rbscope-cli:
+  \tcd "$(RUST_DIR)" && "$(CARGO)" build --release --locked -p rbscope --target-dir "$(TARGET_DIR)"
   \tcp "$(TARGET_DIR)/release/rbscope" rbscope-cli
 
   install: all

@@ -9,11 +9,11 @@ require_relative "middleware"
 require_relative "better_backtraces"
 require_relative "live"
 
-begin
-  require "rbscope/rbscope_agent"
-rescue LoadError => e
-  raise LoadError, "rbscope: the native agent is not built (#{e.message}). " \
-                   "Reinstall the gem, or run scripts/build-agent in a checkout."
+require_relative "native_loader"
+if (problem = Rbscope::NativeLoader.load)
+  # The app runs on without rbscope's native features; Rbscope.start says why, once.
+  require_relative "native_off"
+  Rbscope::Native.__off!(problem)
 end
 
 module Rbscope
@@ -28,7 +28,10 @@ module Rbscope
     # already running.
     def start(**options)
       started = Native.start(Settings.pairs(options))
-      return false unless started
+      unless started
+        announce_off
+        return false
+      end
 
       install_exit_hook
       ThreadReporting.install
@@ -43,6 +46,11 @@ module Rbscope
 
     def started?
       Native.started?
+    end
+
+    # Why the native agent is not loaded in this process (one line), or nil when it is.
+    def agent_problem
+      Native.respond_to?(:off_reason) ? Native.off_reason : nil
     end
 
     # Stores a snapshot of `exception` (its frames as they were at raise, values as they are
@@ -120,6 +128,14 @@ module Rbscope
 
     def ignored_at_exit?(exception)
       exception.is_a?(SystemExit) || exception.is_a?(SignalException)
+    end
+
+    # The one line an app without its agent prints, at its first Rbscope.start.
+    def announce_off
+      return if @off_announced || agent_problem.nil?
+
+      @off_announced = true
+      warn "[rbscope] off: #{agent_problem}"
     end
 
     def install_exit_hook

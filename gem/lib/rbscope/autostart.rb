@@ -8,5 +8,5 @@ require "rbscope"
 unless Rbscope.disabled?
   Rbscope.start
   hold = ENV.delete("RBSCOPE_RUN_HOLD").to_f
-  Rbscope::Live.hold_until_traced(hold) if hold.positive?
+  Rbscope::Live.hold_until_traced(hold) if hold.positive? && Rbscope.started?
 end

@@ -34,29 +34,7 @@ pub fn doctor(cli: &Cli, pid: Option<u32>) -> anyhow::Result<i32> {
         Err(e) => println!("store     {}  PROBLEM: {e}", place),
     }
     match ruby_lib::find() {
-        Ok(lib) => {
-            let check = Command::new("ruby")
-                .arg(format!("-I{}", lib.display()))
-                .args(["-e", "require 'rbscope'; print Rbscope::Native::VERSION"])
-                .env("RBSCOPE_DISABLE", "")
-                .output();
-            match check {
-                Ok(out) if out.status.success() => println!(
-                    "agent     loads in `ruby` (version {}) from {}",
-                    String::from_utf8_lossy(&out.stdout),
-                    lib.display()
-                ),
-                Ok(out) => println!(
-                    "agent     PROBLEM: `ruby` cannot load it from {}: {}",
-                    lib.display(),
-                    String::from_utf8_lossy(&out.stderr)
-                        .lines()
-                        .next()
-                        .unwrap_or("")
-                ),
-                Err(e) => println!("agent     PROBLEM: cannot run ruby: {e}"),
-            }
-        }
+        Ok(lib) => agent_in_ruby(&lib),
         Err(e) => println!("agent     PROBLEM: {e:#}"),
     }
     let Some(pid) = pid else { return Ok(0) };
@@ -84,4 +62,53 @@ pub fn doctor(cli: &Cli, pid: Option<u32>) -> anyhow::Result<i32> {
         println!("  {k:<24} {v}");
     }
     Ok(0)
+}
+
+/// The Ruby one-liner `doctor` runs: the agent's version, or why it is off.
+const AGENT_PROBE: &str = "require 'rbscope'; problem = Rbscope.agent_problem; \
+    print(problem ? \"off\\t#{RUBY_VERSION}\\t#{problem}\" : \"on\\t#{RUBY_VERSION}\\t#{Rbscope::Native::VERSION}\")";
+
+/// What the app loses when the agent is off (everything else works without it).
+const OFF_FEATURES: &str = "snapshots, better backtraces, Rbscope.backtrace, restore, and \
+    live attach through the agent (trace, eval, console, memory, heap dump/count/track/watch); \
+    still working: list, show, ui, heap analysis, stacks --remote, record";
+
+/// What `require "rbscope"` gives the `ruby` on PATH: the agent, or why it is off and what
+/// that turns off.
+fn agent_in_ruby(lib: &std::path::Path) {
+    let check = Command::new("ruby")
+        .arg(format!("-I{}", lib.display()))
+        .args(["-e", AGENT_PROBE])
+        .env("RBSCOPE_DISABLE", "")
+        .env_remove("RUBYOPT")
+        .output();
+    let out = match check {
+        Ok(out) => out,
+        Err(e) => return println!("agent     PROBLEM: cannot run ruby: {e}"),
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut parts = text.splitn(3, '\t');
+    match (
+        out.status.success(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) {
+        (true, Some("on"), Some(ruby), Some(version)) => println!(
+            "agent     {version} loads in `ruby` (Ruby {ruby}) from {}",
+            lib.display()
+        ),
+        (true, Some("off"), Some(ruby), Some(reason)) => {
+            println!("agent     OFF in `ruby` (Ruby {ruby}): {reason}");
+            println!("          off: {OFF_FEATURES}");
+        }
+        _ => println!(
+            "agent     PROBLEM: `ruby` cannot load rbscope from {}: {}",
+            lib.display(),
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .next()
+                .unwrap_or("")
+        ),
+    }
 }

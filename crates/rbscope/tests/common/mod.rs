@@ -15,14 +15,64 @@ pub fn repo_root() -> PathBuf {
         .unwrap()
 }
 
-/// gem/lib, with the built agent in it (scripts/build puts it there).
+/// gem/lib, with the agent for the Ruby under test in it (scripts/build puts it there).
 pub fn gem_lib() -> PathBuf {
     let lib = repo_root().join("gem/lib");
+    let release = ruby_release();
     assert!(
-        lib.join("rbscope/rbscope_agent.so").is_file(),
-        "the agent is not built: run scripts/build (or scripts/test) first"
+        lib.join(format!("rbscope/{release}/rbscope_agent.so"))
+            .is_file(),
+        "the agent for Ruby {release} is not built: run scripts/build (or scripts/test) first"
     );
     lib
+}
+
+/// The full version of the Ruby under test: the first `ruby` on PATH (scripts/test puts each
+/// Ruby it tests first on PATH in turn), e.g. `3.4.9`.
+pub fn ruby_version() -> String {
+    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    VERSION
+        .get_or_init(|| {
+            let out = Command::new("ruby")
+                .args(["-e", "print RUBY_VERSION"])
+                .output()
+                .expect("cannot run `ruby`: is Ruby installed and on PATH?");
+            String::from_utf8(out.stdout).unwrap()
+        })
+        .clone()
+}
+
+/// `3.4` for Ruby 3.4.9.
+pub fn ruby_release() -> String {
+    ruby_version()
+        .split('.')
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// Whether the Ruby under test is at least `major.minor`.
+pub fn ruby_at_least(major: u32, minor: u32) -> bool {
+    let v: Vec<u32> = ruby_version()
+        .split('.')
+        .take(2)
+        .map(|p| p.parse().unwrap_or(0))
+        .collect();
+    (v[0], v[1]) >= (major, minor)
+}
+
+/// Debian's Rails 6.1, Sinatra, Sidekiq and their gems are installed for Debian's Ruby 3.1
+/// only: tests of those integrations run there and say so elsewhere (the Rack middleware is
+/// tested with plain Rack on every Ruby).
+pub fn debian_gems_available(what: &str) -> bool {
+    if ruby_release() == "3.1" {
+        return true;
+    }
+    eprintln!(
+        "skipped on Ruby {}: {what} comes from Debian's packages, which serve Ruby 3.1 only",
+        ruby_version()
+    );
+    false
 }
 
 pub fn cli() -> PathBuf {

@@ -1,0 +1,56 @@
+# frozen_string_literal: true
+
+module Rbscope
+  # Loads the native agent built for the running Ruby, or says why it cannot.
+  #
+  # A checkout or a precompiled gem holds one agent per Ruby release, in
+  # `rbscope/<major.minor>/rbscope_agent.so`; a gem compiled on install holds one,
+  # `rbscope/rbscope_agent.so`, built for the Ruby that installed it. An agent refuses to
+  # start in a Ruby release other than its own (it raises LoadError before defining anything).
+  # When no agent can be loaded, the app still runs: `Rbscope::Native` is then the stand-in of
+  # native_off.rb, every feature that needs the agent is off, and `Rbscope.start` says why in
+  # one line.
+  module NativeLoader
+    RELEASE = RUBY_VERSION[/\A\d+\.\d+/]
+
+    class << self
+      # nil when the agent is loaded, else the reason in one line.
+      def load
+        feature = candidates.find { |f| resolvable?(f) }
+        unless feature
+          return "no native agent for Ruby #{RELEASE} in this installation of rbscope " \
+                 "(install the gem with this Ruby, or run scripts/build in a checkout)"
+        end
+        require feature
+        nil
+      rescue LoadError => e
+        reason(e)
+      end
+
+      private
+
+      def candidates
+        ["rbscope/#{RELEASE}/rbscope_agent", "rbscope/rbscope_agent"]
+      end
+
+      def resolvable?(feature)
+        !$LOAD_PATH.resolve_feature_path(feature).nil?
+      rescue LoadError
+        false
+      end
+
+      def reason(error)
+        message = error.message.lines.first.to_s.strip
+        return message if message.start_with?("rbscope:")
+
+        missing = message[/undefined symbol: (\S+)/, 1]
+        if missing
+          "the native agent cannot load in Ruby #{RUBY_VERSION} (it needs #{missing}, which this " \
+            "Ruby does not have); install a version of rbscope that supports this Ruby"
+        else
+          "the native agent cannot load (#{message}); reinstall the gem with this Ruby"
+        end
+      end
+    end
+  end
+end
