@@ -186,6 +186,8 @@ pub enum StacksAnswer {
     Read(Stacks),
     /// The agent could not run the read in time; the text says why.
     Busy(String),
+    /// The agent could not read them (a Ruby it cannot read, an error): what it said.
+    Failed(String),
 }
 
 impl Client {
@@ -198,7 +200,7 @@ impl Client {
         match read_by::<AgentMessage>(&self.stream, deadline) {
             Ok(AgentMessage::Stacks(s)) => Ok(StacksAnswer::Read(s)),
             Ok(AgentMessage::Busy(why)) => Ok(StacksAnswer::Busy(why)),
-            Ok(AgentMessage::Error(e)) => bail!("the agent answered with an error: {e}"),
+            Ok(AgentMessage::Error(e)) => Ok(StacksAnswer::Failed(e)),
             Ok(other) => bail!("unexpected answer: {other:?}"),
             Err(rbscope_proto::FrameError::Io(e))
                 if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>

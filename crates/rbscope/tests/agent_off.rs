@@ -65,7 +65,7 @@ fn assert_app_ran_unchanged(out: &std::process::Output) -> String {
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "started=false\nrescued handled\nreport=nil\nbetter=nil\n\
-         backtrace: rbscope: this needs the native agent, w\ndone\n"
+         backtrace: rbscope: this needs the native agent, wh\ndone\n"
     );
     let err = stderr(out);
     let lines: Vec<&str> = err.lines().collect();

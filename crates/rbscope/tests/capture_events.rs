@@ -421,7 +421,7 @@ fn context_names_the_process() {
     assert!(!out.status.success());
     let snap = sb.only_snapshot();
     let c = &snap["context"];
-    assert_eq!(c["ruby_version"], "3.1.2");
+    assert_eq!(c["ruby_version"], ruby_version().as_str());
     assert_eq!(c["app_revision"], "abc123");
     assert_eq!(c["process_title"], "worker: billing");
     assert_eq!(c["thread_name"], "billing");

@@ -10,9 +10,9 @@ fn gem_installs_into_a_fresh_gem_home_and_works() {
     let sb = Sandbox::new();
     let home = sb.dir.path().join("gems");
     let root = repo_root();
+    // GEM_HOME alone (not --install-dir, which hides the Ruby's own gems): the gem's
+    // dependencies (logger, irb) are that Ruby's default or bundled gems.
     let out = Command::new(root.join("scripts/install-gem"))
-        .arg("--install-dir")
-        .arg(&home)
         .env("GEM_HOME", &home)
         .output()
         .unwrap();

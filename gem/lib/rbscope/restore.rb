@@ -6,10 +6,9 @@ require "set"
 require_relative "version"
 require_relative "restored"
 
-begin
-  require "rbscope/rbscope_agent"
-rescue LoadError => e
-  raise LoadError, "rbscope: the native agent is not built (#{e.message})"
+require_relative "native_loader"
+if (problem = Rbscope::NativeLoader.load)
+  raise LoadError, "rbscope: restore needs the native agent: #{problem}"
 end
 
 module Rbscope

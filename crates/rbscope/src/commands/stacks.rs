@@ -74,6 +74,9 @@ pub fn via_agent(pid: i32, pause_it: bool, json: bool) -> anyhow::Result<i32> {
             StacksAnswer::Busy(why) => {
                 format!("the agent did not answer: {}", crate::printable(&why))
             }
+            StacksAnswer::Failed(why) => {
+                format!("the agent could not read them: {}", crate::printable(&why))
+            }
         },
         Err(e) => match e.downcast::<NoAgent>() {
             Ok(_) => "the process runs no rbscope agent".to_string(),

@@ -307,16 +307,38 @@ pub struct Server {
     pub port: u16,
 }
 
+/// Debian's Rack (pure Ruby), which runs on every Ruby.
+pub const DEBIAN_RACK_LIB: &str = "/usr/share/rubygems-integration/all/gems/rack-2.2.22/lib";
+
 impl Server {
+    /// Serves a plain Rack app: with puma where Debian's puma runs (Ruby 3.1), else with
+    /// programs/rack_server.rb on Debian's Rack.
+    pub fn rack(sb: &Sandbox, config_ru: &Path) -> Server {
+        if ruby_release() == "3.1" {
+            return Server::puma(sb, config_ru, &[]);
+        }
+        let mut c = Command::new("ruby");
+        c.arg(format!("-I{}", gem_lib().display()))
+            .arg(format!("-I{DEBIAN_RACK_LIB}"))
+            .arg(repo_root().join("crates/rbscope/tests/programs/rack_server.rb"))
+            .arg(config_ru);
+        Server::start(sb, c)
+    }
+
     /// Starts `puma CONFIG_RU` with the agent on the load path; waits until it listens.
     pub fn puma(sb: &Sandbox, config_ru: &Path, extra: &[&str]) -> Server {
-        use std::io::BufRead;
-        let mut child = Command::new("ruby")
-            .arg(format!("-I{}", gem_lib().display()))
+        let mut c = Command::new("ruby");
+        c.arg(format!("-I{}", gem_lib().display()))
             .arg("/usr/bin/puma")
             .args(["-b", "tcp://127.0.0.1:0", "-e", "production"])
             .args(extra)
-            .arg(config_ru)
+            .arg(config_ru);
+        Server::start(sb, c)
+    }
+
+    fn start(sb: &Sandbox, mut c: Command) -> Server {
+        use std::io::BufRead;
+        let mut child = c
             .current_dir(sb.dir.path())
             .env("RBSCOPE_STORE", sb.store())
             .env("XDG_RUNTIME_DIR", sb.dir.path().join("run"))
@@ -324,11 +346,14 @@ impl Server {
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
-            .expect("puma (Debian package puma) must be installed: scripts/install-deps");
+            .expect("ruby must be installed: scripts/install-deps");
         let stdout = child.stdout.take().unwrap();
         let mut lines = std::io::BufReader::new(stdout).lines();
         let port = loop {
-            let line = lines.next().expect("puma exited before listening").unwrap();
+            let line = lines
+                .next()
+                .expect("the server exited before listening")
+                .unwrap();
             // "* Listening on http://127.0.0.1:PORT"
             if let Some(addr) = line.split("Listening on ").nth(1) {
                 let port = addr.rsplit(':').next().unwrap_or("");
