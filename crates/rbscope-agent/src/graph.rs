@@ -444,6 +444,48 @@ impl<'a> Walker<'a> {
         }
     }
 
+    /// Ruby 4.0's Set, a core class with a table of its own: its members, read with
+    /// `rb_set_foreach` (no Ruby code runs), at most `max_collection_items`.
+    #[cfg(ruby_gte_4_0)]
+    fn core_set(&mut self, v: VALUE, depth: u32) -> ObjectKind {
+        struct Acc<'m> {
+            members: &'m mut Vec<VALUE>,
+            limit: usize,
+            total: usize,
+        }
+        unsafe extern "C" fn each(member: VALUE, arg: VALUE) -> i32 {
+            // SAFETY: arg is the Acc below, alive for the whole rb_set_foreach call.
+            let acc = unsafe { &mut *(arg as *mut Acc) };
+            acc.total += 1;
+            if acc.members.len() < acc.limit {
+                acc.members.push(member);
+            }
+            0 // ST_CONTINUE
+        }
+        let mut members = Vec::new();
+        let mut acc = Acc {
+            members: &mut members,
+            limit: self.cfg.max_collection_items,
+            total: 0,
+        };
+        let acc_ptr = &mut acc as *mut Acc as VALUE;
+        let _ = rb::protect(self.gvl, || {
+            // SAFETY: v is a Set (checked by the caller); `each` neither calls Ruby nor
+            // allocates Ruby objects, and the members stay alive: GC is paused while a
+            // report walks the graph.
+            unsafe { rb_sys::rb_set_foreach(v, Some(each), acc_ptr) };
+            NIL
+        });
+        let total = acc.total;
+        if members.len() < total {
+            self.stats.truncated_collections += 1;
+        }
+        ObjectKind::Set {
+            items: members.into_iter().map(|m| self.value(m, depth)).collect(),
+            original_len: total as u64,
+        }
+    }
+
     fn plain_object(&mut self, v: VALUE, depth: u32) -> ObjectKind {
         let gvl = self.gvl;
         // SAFETY: kind_of checks on live objects and loaded classes.
@@ -478,10 +520,16 @@ impl<'a> Walker<'a> {
         ObjectKind::Plain
     }
 
-    fn data(&mut self, v: VALUE, _depth: u32) -> ObjectKind {
+    fn data(&mut self, v: VALUE, depth: u32) -> ObjectKind {
         let gvl = self.gvl;
         // SAFETY: kind_of checks on live objects and loaded classes.
         let kind_of = |k: VALUE| k != 0 && rb::truthy(unsafe { rb_obj_is_kind_of(v, k) });
+        #[cfg(ruby_gte_4_0)]
+        if kind_of(self.classes.set) {
+            return self.core_set(v, depth);
+        }
+        #[cfg(not(ruby_gte_4_0))]
+        let _ = depth;
         // SAFETY: rb_cTime etc. are set at boot.
         if kind_of(unsafe { rb_cTime }) {
             // SAFETY: v is a Time; these read its fields without dispatch.

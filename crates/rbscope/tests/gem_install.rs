@@ -1,5 +1,6 @@
-//! The gem builds and installs with Debian's Ruby and no RubyGems.org: extconf builds the agent
-//! and the CLI with cargo, and the installed gem captures a snapshot.
+//! The gem builds and installs with the Ruby under test and no RubyGems.org: extconf builds the
+//! agent (against that Ruby) and the CLI with cargo, its dependencies (logger, irb) are that
+//! Ruby's default or bundled gems, and the installed gem captures a snapshot.
 
 mod common;
 use common::*;
@@ -33,7 +34,7 @@ fn gem_installs_into_a_fresh_gem_home_and_works() {
         .args(["run", "--", "ruby"])
         .arg(&app)
         .env("GEM_HOME", &home)
-        .env("GEM_PATH", &home)
+        .env_remove("GEM_PATH")
         .env("RBSCOPE_STORE", sb.store())
         .env("XDG_RUNTIME_DIR", sb.dir.path().join("run"))
         .env_remove("RBSCOPE_RUBY_LIB")
@@ -48,7 +49,7 @@ fn gem_installs_into_a_fresh_gem_home_and_works() {
     let list = Command::new(&cli)
         .args(["list", "--json"])
         .env("GEM_HOME", &home)
-        .env("GEM_PATH", &home)
+        .env_remove("GEM_PATH")
         .env("RBSCOPE_STORE", sb.store())
         .output()
         .unwrap();
