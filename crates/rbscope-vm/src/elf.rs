@@ -15,6 +15,9 @@ pub const WANTED: &[&str] = &[
     "syscall",
     "rb_postponed_job_register_one",
     "rb_eval_string",
+    // ... and, on 3.3+, what another thread is made to call to wake it.
+    "rb_native_mutex_lock",
+    "rb_native_mutex_unlock",
 ];
 
 #[derive(Debug, Clone, Default)]

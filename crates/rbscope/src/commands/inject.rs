@@ -44,8 +44,9 @@ pub fn inject(pid: u32, timeout: Duration) -> anyhow::Result<i32> {
     let _ = std::fs::remove_file(&error_file);
     let code = ruby_code(&lib, &error_file)?;
     let entry = rbscope_vm::inject::find_entry(pid as i32)?;
+    let wake = rbscope_vm::inject::wake_for(&vm, &mem)?;
     let started = Instant::now();
-    let done = match rbscope_vm::inject::inject(pid as i32, entry, &code) {
+    let done = match rbscope_vm::inject::inject(pid as i32, entry, wake, &code) {
         Err(e @ rbscope_vm::inject::InjectError::Denied { .. }) => bail!(
             "{e}: run rbscope inject as root, or as the process's user with kernel.yama.ptrace_scope = 0"
         ),
@@ -58,7 +59,14 @@ pub fn inject(pid: u32, timeout: Duration) -> anyhow::Result<i32> {
                 "agent loaded in process {pid} in {} ms (its main thread was stopped for {:.1} ms{}); trace, stacks, heap and, if the app allows it, eval now work",
                 started.elapsed().as_millis(),
                 done.paused.as_secs_f64() * 1000.0,
-                if done.woken { ", then woken from its system call" } else { "" }
+                match (done.woken, done.waker) {
+                    (true, Some((tid, held))) => format!(
+                        ", then woken from its wait by thread {tid}, stopped for {:.1} ms",
+                        held.as_secs_f64() * 1000.0
+                    ),
+                    (true, None) => ", then woken from its system call".to_string(),
+                    (false, _) => String::new(),
+                }
             );
             return Ok(0);
         }

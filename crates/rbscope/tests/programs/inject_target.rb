@@ -1,14 +1,33 @@
 # frozen_string_literal: true
 
-# A program that never loads rbscope, for the inject tests. MODE: work (a loop of method
-# calls, printing a checksum every 200,000 calls), sleep (every thread sleeping SECONDS), or
-# pipe (the main thread blocked reading stdin, which it echoes back). It prints "ready PID"
-# first and, at the end, what it did, so a test can check nothing changed.
+# A program that never loads rbscope, for the inject tests and bench/inject.rb. MODE:
+#   work N      a loop of N method calls, printing a checksum every 200,000 calls
+#   sleep S     every thread sleeping S seconds (the main one and one more)
+#   sleep1 S    only the main thread, sleeping S seconds
+#   forever     the main thread in `sleep` (no timeout), woken by a thread that reads a line
+#   queue       the main thread in Queue#pop, fed one line read by another thread
+#   join        the main thread in Thread#join of a worker that reads a line
+#   pipe        the main thread blocked reading stdin
+# It prints "ready PID" first (for the blocking modes, once Ruby reports the main thread
+# asleep, so that a test injects into a blocked thread) and, at the end, what it did and how
+# long it took, so a test can check nothing changed.
 $stdout.sync = true
 mode, arg = ARGV
+t0 = Process.clock_gettime(Process::CLOCK_MONOTONIC)
 class Worker
   def step(i) = (i * 7) % 1000
 end
+
+# Says "ready" once the main thread is asleep (Thread#status is "sleep" from the moment it
+# starts to wait; the test then also waits for its system call).
+def ready_when_asleep
+  main = Thread.current
+  Thread.new do
+    sleep 0.001 until main.status == "sleep"
+    puts "ready #{Process.pid}"
+  end
+end
+
 case mode
 when "work"
   w = Worker.new
@@ -20,14 +39,37 @@ when "work"
   end
   puts "done #{sum}"
 when "sleep"
-  t0 = Process.clock_gettime(Process::CLOCK_MONOTONIC)
   other = Thread.new { sleep Float(arg) }
-  puts "ready #{Process.pid}"
+  ready_when_asleep
   sleep Float(arg)
   other.join
   puts "slept #{Process.clock_gettime(Process::CLOCK_MONOTONIC) - t0}"
+when "sleep1"
+  ready_when_asleep
+  sleep Float(arg)
+  puts "slept #{Process.clock_gettime(Process::CLOCK_MONOTONIC) - t0}"
+when "forever"
+  main = Thread.current
+  line = nil
+  Thread.new do
+    line = $stdin.gets
+    main.wakeup
+  end
+  ready_when_asleep
+  sleep
+  puts "woke #{line.inspect}"
+when "queue"
+  q = Queue.new
+  Thread.new { q << $stdin.gets }
+  ready_when_asleep
+  puts "popped #{q.pop.inspect}"
+when "join"
+  worker = Thread.new { $stdin.gets }
+  ready_when_asleep
+  worker.join
+  puts "joined #{worker.value.inspect}"
 when "pipe"
-  puts "ready #{Process.pid}"
+  ready_when_asleep
   line = $stdin.gets
   puts "read #{line.inspect}"
 end
