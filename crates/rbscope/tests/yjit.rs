@@ -37,10 +37,7 @@ fn an_app_under_this_yjit_setting_captures_fast_and_stays_quiet() {
     );
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
-    let rbscope_lines: Vec<&str> = err
-        .lines()
-        .filter(|l| l.starts_with("[rbscope]"))
-        .collect();
+    let rbscope_lines: Vec<&str> = err.lines().filter(|l| l.starts_with("[rbscope]")).collect();
     // The stored-snapshot line, and on 3.1 with YJIT the one warning about YJIT. (Were the
     // fast path's self-test to fail, the agent would warn that it uses the debug inspector.)
     let warnings: Vec<&&str> = rbscope_lines
@@ -57,5 +54,5 @@ fn an_app_under_this_yjit_setting_captures_fast_and_stays_quiet() {
     let snap = sb.only_snapshot();
     let s = Snap(&snap);
     let f = s.frame("Object#price");
-    assert_eq!(s.obj(s.local(f, "total"))["value"], 7);
+    assert_eq!(s.local(f, "total")["value"], 7);
 }
