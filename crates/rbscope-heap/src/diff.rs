@@ -256,8 +256,8 @@ pub fn diff(dumps: &[&Dump], opts: ScanOptions<'_>) -> Result<Diff, HeapError> {
             if k == 1 && is_new_in_b[j] {
                 add(&mut r.new, e.memsize);
                 add(&mut new_total, e.memsize);
-                if ndumps == 2 && r.samples.len() < SAMPLES {
-                    r.samples.push(e.address);
+                if ndumps == 2 {
+                    keep_lowest(&mut r.samples, e.address);
                 }
             }
             if k == 2 {
@@ -268,15 +268,16 @@ pub fn diff(dumps: &[&Dump], opts: ScanOptions<'_>) -> Result<Diff, HeapError> {
                             add(t, e.memsize);
                             add(total, e.memsize);
                         }
-                        if r.samples.len() < SAMPLES {
-                            r.samples.push(e.address);
-                        }
+                        keep_lowest(&mut r.samples, e.address);
                     }
                 }
             }
         }
     }
     let mut groups_out: Vec<DiffGroup> = rows.into_values().collect();
+    for g in &mut groups_out {
+        g.samples.sort_unstable();
+    }
     groups_out.sort_by(|a, b| {
         let (la, lb) = (a.leaked(), b.leaked());
         lb.bytes
@@ -345,5 +346,42 @@ mod tests {
         ];
         let m = match_objects(&older, &newer);
         assert_eq!(m, vec![0, NONE, 1, 2, NONE]);
+    }
+}
+
+/// Keeps the `SAMPLES` lowest addresses seen: the same samples whatever order the dump's
+/// chunks were read in (they are read in parallel).
+fn keep_lowest(samples: &mut Vec<u64>, address: u64) {
+    if samples.len() < SAMPLES {
+        samples.push(address);
+    } else if let Some(max) = samples.iter_mut().max() {
+        if address < *max {
+            *max = address;
+        }
+    }
+}
+
+#[cfg(test)]
+mod sample_tests {
+    use super::*;
+
+    #[test]
+    fn samples_are_the_lowest_addresses_in_any_order() {
+        let mut a = Vec::new();
+        let mut b = Vec::new();
+        let addrs: Vec<u64> = (0..40).map(|i| (i * 7919) % 101).collect();
+        for x in &addrs {
+            keep_lowest(&mut a, *x);
+        }
+        for x in addrs.iter().rev() {
+            keep_lowest(&mut b, *x);
+        }
+        a.sort_unstable();
+        b.sort_unstable();
+        assert_eq!(a, b);
+        let mut lowest = addrs.clone();
+        lowest.sort_unstable();
+        lowest.dedup();
+        assert_eq!(a, lowest[..SAMPLES].to_vec());
     }
 }

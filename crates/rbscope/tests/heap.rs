@@ -220,10 +220,14 @@ fn path_to_a_leaked_entry_goes_through_the_cache_array() {
     // The array retains exactly the entries and their payloads.
     let array = path[n - 2]["address"].as_str().unwrap().to_string();
     let top = heap_json(&["top", &three, "--from", &array, "-n", "100"]);
-    // (Ruby's conservative scan of the machine stack may still see the last payload made, as
-    // on 4.0 here: then it is held from two places and the array retains one object less.)
+    // (Ruby's conservative scan of the machine stack may still see the last few entries or
+    // payloads made, as on 3.3 and 4.0 here: those are held from two places, and the array
+    // retains a few objects less.)
     let retained = top["from"]["retained_objects"].as_u64().unwrap();
-    assert!(retained == 1 + 4 * N || retained == 4 * N, "{retained}");
+    assert!(
+        (1 + 4 * N - 16..=1 + 4 * N).contains(&retained),
+        "{retained}"
+    );
     let summary = heap_json(&["summary", &three, "-n", "100000"]);
     let site_bytes = |marker: &str| {
         let line = d.line(marker);
