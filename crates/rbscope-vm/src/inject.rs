@@ -51,8 +51,10 @@
 //!
 //! That second thread is Ruby's timer thread (created at boot by `Init_Thread`, before any
 //! other, so the earliest-started thread after the main one), taken only while it is blocked in
-//! `epoll_wait` (or `poll`, `ppoll`: its loop without epoll) as seen in its registers once it
-//! is stopped; otherwise it is let go untouched and tried again a moment later.
+//! `epoll_wait` as seen in its registers once it is stopped (`orig_rax`); otherwise it is let
+//! go untouched and tried again a moment later. Ruby calls `epoll_wait` only there; a thread of
+//! an extension found waiting in it instead holds none of Ruby's internal locks either (they
+//! are not reachable from extensions), which is all the calls below need.
 //!
 //! Why this cannot corrupt or deadlock the app:
 //!
@@ -98,7 +100,7 @@ pub enum InjectError {
     Missing(String),
     #[error("injecting into process {pid} failed: {detail}")]
     Failed { pid: i32, detail: String },
-    #[error("process {pid}'s main thread is blocked, and no thread of the process was waiting in epoll_wait or poll (Ruby's timer thread) to wake it from: the agent will load when the main thread next wakes; or try again")]
+    #[error("process {pid}'s main thread is blocked, and no thread of the process was waiting in epoll_wait (Ruby's timer thread) to wake it from: the agent will load when the main thread next wakes; or try again")]
     NoWaker { pid: i32 },
     #[error("process {pid}'s main thread kept its interrupt lock for {ms} ms, so it was not woken: the agent will load when the main thread next wakes; or try again")]
     LockBusy { pid: i32, ms: u128 },
@@ -450,14 +452,15 @@ pub fn catches_sigvtalrm(pid: i32) -> bool {
         .is_some_and(|mask| mask & (1 << (libc::SIGVTALRM - 1)) != 0)
 }
 
-/// The system calls in which Ruby's timer thread waits holding no lock (`timer_thread_polling`:
-/// `epoll_wait`, or `poll` where epoll is not used; glibc may use the `p` variants).
-const SAFE_WAITS: [i64; 5] = [
+/// The system calls in which Ruby's timer thread waits holding no lock (`timer_thread_polling`
+/// → `event_wait` → `epoll_wait`; glibc may use the `p` variants). Ruby calls `epoll_wait`
+/// nowhere else. `poll` is not accepted, although the timer thread uses it where there is no
+/// epoll (not on Linux): Ruby's threads call `poll` too (`fd_readable_nonblock` of the M:N
+/// scheduler, `IO#wait`), and which locks they hold there is not something to rely on.
+const SAFE_WAITS: [i64; 3] = [
     libc::SYS_epoll_wait,
     libc::SYS_epoll_pwait,
     libc::SYS_epoll_pwait2,
-    libc::SYS_poll,
-    libc::SYS_ppoll,
 ];
 
 /// The threads of `pid` other than the main one that /proc shows waiting in one of

@@ -201,8 +201,9 @@ pub enum Command {
         /// The process.
         #[arg(short, long)]
         pid: u32,
-        /// How long to wait for the agent to answer.
-        #[arg(long, default_value = "3s", value_parser = crate::duration::parse_ms)]
+        /// How long to wait for the agent to answer (loading competes with a busy main thread
+        /// for the GVL: seconds).
+        #[arg(long, default_value = "15s", value_parser = crate::duration::parse_ms)]
         timeout: i64,
     },
     /// List the Ruby processes you may attach to, and whether each runs the rbscope agent.

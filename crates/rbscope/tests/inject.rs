@@ -106,6 +106,17 @@ fn inject(pid: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Injects into a process whose main thread is busy in Ruby: the loading thread gets the GVL
+/// only between the main thread's 100 ms time slices, so it may take several seconds.
+fn inject_busy(pid: &str) -> String {
+    let out = cli_cmd()
+        .args(["inject", "-p", pid, "--timeout", "60s"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Injects into a blocked main thread and checks it was woken the way this Ruby needs.
 fn inject_blocked(t: &Target) -> String {
     t.wait_blocked();
@@ -136,10 +147,17 @@ fn main_stack(stacks: &str) -> String {
         .to_string()
 }
 
+/// sum of (i*7 % 1000) for i < n: what the work loop prints after n calls. 7 is prime to 1000,
+/// so each 1000 calls add 0 + 1 + ... + 999.
+fn work_sum(n: u64) -> u64 {
+    n / 1000 * 499_500 + (0..n % 1000).map(|i| (i * 7) % 1000).sum::<u64>()
+}
+
 fn a_working_process(yjit: bool) {
-    let n = 20_000_000u64;
-    let t = Target::start("work", &n.to_string(), yjit);
-    let said = inject(&t.pid);
+    // Runs until told to stop, so that the loading (which competes with the busy main thread
+    // for the GVL, taking seconds) always finds it running.
+    let mut t = Target::start("work", "1000000000000", yjit);
+    let said = inject_busy(&t.pid);
     assert!(said.contains("agent loaded in process"), "{said}");
     let mut trace = cli_cmd();
     trace.args([
@@ -159,18 +177,30 @@ fn a_working_process(yjit: bool) {
     assert!(trace.status.success(), "{}", stderr(&trace));
     let text = String::from_utf8_lossy(&trace.stdout);
     assert!(text.contains("Worker#step(i="), "{text}");
-    stacks_through_agent(&t.pid);
-    // The same sums as without rbscope: sum of (i*7 % 1000) for i < n.
-    let expected: u64 = (0..n).map(|i| (i * 7) % 1000).sum();
+    let stacks = stacks_through_agent(&t.pid);
+    assert!(main_stack(&stacks).contains("Integer#times"), "{stacks}");
+    t.send_line("stop\n");
     let out = t.rest();
-    assert!(out.ends_with(&format!("done {expected}\n")), "{out}");
-    // Nothing of rbscope on the program's output.
-    assert!(
-        out.lines()
-            .all(|l| l.starts_with("sum ") || l.starts_with("done ")),
-        "{out}"
-    );
-    assert_eq!(out.lines().filter(|l| l.starts_with("sum ")).count(), 100);
+    // The same sums as without rbscope, and nothing of rbscope on the program's output.
+    let mut checkpoints = 0;
+    for line in out.lines() {
+        let fields: Vec<u64> = line
+            .split(' ')
+            .skip(1)
+            .map(|f| f.parse().unwrap_or_else(|_| panic!("{out}")))
+            .collect();
+        match (line.split(' ').next(), fields.as_slice()) {
+            (Some("sum"), [n, sum]) => {
+                assert_eq!(*n, (checkpoints + 1) * 200_000, "{out}");
+                assert_eq!(*sum, work_sum(*n), "{line}");
+                checkpoints += 1;
+            }
+            (Some("done"), [n, sum]) => assert_eq!(*sum, work_sum(*n), "{line}"),
+            _ => panic!("unexpected line {line:?} in {out}"),
+        }
+    }
+    assert!(out.lines().last().unwrap().starts_with("done "), "{out}");
+    assert!(checkpoints > 0, "{out}");
 }
 
 #[test]

@@ -79,7 +79,7 @@ pub fn inject(pid: u32, timeout: Duration) -> anyhow::Result<i32> {
         }
         if Instant::now() >= deadline {
             bail!(
-                "the agent did not answer within {} ms; the process's main thread may be running native code that does not check Ruby's interrupts: try again, or start the app with rbscope run",
+                "the agent did not answer within {} ms: the loading is queued and may still finish (a main thread busy in Ruby leaves the GVL to the loading thread only between its 100 ms time slices; one in native code that does not check Ruby's interrupts runs the job only when it returns): wait and run rbscope inject -p {pid} again (it says when the agent is there), give it a longer --timeout, or start the app with rbscope run",
                 timeout.as_millis()
             );
         }

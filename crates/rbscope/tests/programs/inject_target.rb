@@ -1,7 +1,8 @@
 # frozen_string_literal: true
 
 # A program that never loads rbscope, for the inject tests and bench/inject.rb. MODE:
-#   work N      a loop of N method calls, printing a checksum every 200,000 calls
+#   work N      a loop of N method calls (or fewer: until a line comes on stdin), printing a
+#               checksum every 200,000 calls
 #   sleep S     every thread sleeping S seconds (the main one and one more)
 #   sleep1 S    only the main thread, sleeping S seconds
 #   forever     the main thread in `sleep` (no timeout), woken by a thread that reads a line
@@ -32,12 +33,17 @@ case mode
 when "work"
   w = Worker.new
   sum = 0
+  calls = 0
+  stop = false
+  Thread.new { $stdin.gets; stop = true }
   puts "ready #{Process.pid}"
   Integer(arg).times do |i|
+    break if stop
     sum += w.step(i)
-    puts "sum #{i + 1} #{sum}" if ((i + 1) % 200_000).zero?
+    calls = i + 1
+    puts "sum #{calls} #{sum}" if (calls % 200_000).zero?
   end
-  puts "done #{sum}"
+  puts "done #{calls} #{sum}"
 when "sleep"
   other = Thread.new { sleep Float(arg) }
   ready_when_asleep
