@@ -68,9 +68,10 @@
 //!   `rb_native_mutex_lock` returns. Should it not within 2 s, the thread is stopped again;
 //!   blocked in the lock's futex wait it does not own the lock, so its registers are put back
 //!   and nothing changed (the job runs when the main thread next checks interrupts);
-//! * between the lock and the unlock the timer thread is stopped for a few microseconds per
-//!   call, holding `interrupt_lock`; the main thread may wait for it that long, as it may
-//!   when Ruby delivers a signal. rbscope always makes the unlock call, whatever happened in
+//! * between the lock and the unlock the timer thread, holding `interrupt_lock`, is stopped for
+//!   our round trips through ptrace (the whole wake stops it 0.2 to 9 ms in bench/inject.rb on
+//!   a loaded 2-core machine); the main thread may wait for the lock that long, as it may while
+//!   Ruby delivers a signal. rbscope always makes the unlock call, whatever happened in
 //!   between;
 //! * the main thread's own flag was set by itself (step 3), so any blocking wait it starts
 //!   afterwards sees it under `interrupt_lock` and does not block (the protocol that makes
@@ -82,7 +83,9 @@
 //!   An extension's own unblocking function sees what it sees when the app receives a trapped
 //!   signal.
 //!
-//! Run here on 3.1 (Debian), 3.3, 3.4 and 4.0, with and without YJIT (crates/rbscope/tests/inject.rs).
+//! Run here on 3.1 (Debian), 3.2, 3.3, 3.4 and 4.0, with and without YJIT, with the main thread
+//! computing, in `sleep N`, `sleep`, `Queue#pop`, `Thread#join` and a pipe read
+//! (crates/rbscope/tests/inject.rs).
 
 use std::time::{Duration, Instant};
 use thiserror::Error;
