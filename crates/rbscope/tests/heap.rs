@@ -244,16 +244,20 @@ fn path_to_a_leaked_entry_goes_through_the_cache_array() {
     let entry_bytes = by_name(&summary["by_class"], "name", "Leak::Entry")["bytes"]
         .as_u64()
         .unwrap();
-    assert_eq!(
-        top["from"]["retained"].as_u64().unwrap(),
-        array_size + entry_bytes + site_bytes("PAYLOAD_LINE")
-    );
+    // Whole, the array retains itself, every entry and every payload; each object the stack
+    // scan still sees takes away at most one entry's and payload's bytes (they are all alike).
+    let missing = 1 + 4 * N - retained;
+    let payload_bytes = site_bytes("PAYLOAD_LINE");
+    let pair = (entry_bytes + payload_bytes) / (2 * N);
+    let whole = array_size + entry_bytes + payload_bytes;
+    let got = top["from"]["retained"].as_u64().unwrap();
+    assert!(got <= whole && whole - got <= missing * pair, "{got} of {whole}");
     let by_class = by_name(&top["by_class"], "class", "Leak::Entry");
-    assert_eq!(by_class["instances"], 2 * N);
-    assert_eq!(
-        by_class["retained"].as_u64().unwrap(),
-        entry_bytes + site_bytes("PAYLOAD_LINE")
-    );
+    let instances = by_class["instances"].as_u64().unwrap();
+    assert!((2 * N - missing..=2 * N).contains(&instances), "{instances}");
+    let got = by_class["retained"].as_u64().unwrap();
+    let whole = entry_bytes + payload_bytes;
+    assert!(got <= whole && whole - got <= missing * pair, "{got} of {whole}");
 }
 
 #[test]
