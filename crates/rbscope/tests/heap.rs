@@ -251,13 +251,22 @@ fn path_to_a_leaked_entry_goes_through_the_cache_array() {
     let pair = (entry_bytes + payload_bytes) / (2 * N);
     let whole = array_size + entry_bytes + payload_bytes;
     let got = top["from"]["retained"].as_u64().unwrap();
-    assert!(got <= whole && whole - got <= missing * pair, "{got} of {whole}");
+    assert!(
+        got <= whole && whole - got <= missing * pair,
+        "{got} of {whole}"
+    );
     let by_class = by_name(&top["by_class"], "class", "Leak::Entry");
     let instances = by_class["instances"].as_u64().unwrap();
-    assert!((2 * N - missing..=2 * N).contains(&instances), "{instances}");
+    assert!(
+        (2 * N - missing..=2 * N).contains(&instances),
+        "{instances}"
+    );
     let got = by_class["retained"].as_u64().unwrap();
     let whole = entry_bytes + payload_bytes;
-    assert!(got <= whole && whole - got <= missing * pair, "{got} of {whole}");
+    assert!(
+        got <= whole && whole - got <= missing * pair,
+        "{got} of {whole}"
+    );
 }
 
 #[test]

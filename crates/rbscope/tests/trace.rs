@@ -641,7 +641,11 @@ fn yjit_needs_force_on_ruby_3_1_only() {
             .output()
             .unwrap()
     };
-    assert_eq!(line.trim(), "ready true", "these Rubies are built with YJIT");
+    assert_eq!(
+        line.trim(),
+        "ready true",
+        "these Rubies are built with YJIT"
+    );
     if ruby_release() == "3.1" {
         let out = run(&["-f"]);
         assert_eq!(out.status.code(), Some(1));
