@@ -12,7 +12,9 @@
 
 use rb_sys::{ruby_value_type as T, ID, VALUE};
 use rbscope_heap::parse::ObjType;
-use rbscope_heap::write::{self, Allocation, Kind, ObjectLine};
+use rbscope_heap::write::{self, Allocation, FlagValue, Kind, ObjectLine};
+#[cfg(ruby_gte_3_2)]
+use rbscope_heap::write::{IdName, ShapeLine};
 use rustc_hash::FxHashMap;
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::io::Write;
@@ -39,6 +41,128 @@ extern "C" {
     fn rb_ivar_count(obj: VALUE) -> usize;
     fn rb_class_get_superclass(klass: VALUE) -> VALUE;
     fn rb_str_capacity(str: VALUE) -> usize;
+    #[cfg(ruby_gte_3_2)]
+    fn rb_enc_dummy_p(enc: *mut rb_sys::rb_encoding) -> c_int;
+    #[cfg(ruby_gte_3_2)]
+    fn rb_st_table_size(tbl: *const c_void) -> usize;
+    // Shapes, 3.2 to 3.4 (shape.h): by `rb_shape_t *`.
+    #[cfg(all(ruby_gte_3_2, not(ruby_gte_4_0)))]
+    fn rb_shape_get_shape_id(obj: VALUE) -> u32;
+    #[cfg(all(ruby_gte_3_2, not(ruby_gte_4_0)))]
+    fn rb_shape_get_shape_by_id(id: u32) -> *const Shape;
+    #[cfg(all(ruby_gte_3_2, not(ruby_gte_4_0)))]
+    fn rb_shape_obj_too_complex(obj: VALUE) -> bool;
+    #[cfg(all(ruby_gte_3_2, not(ruby_gte_4_0)))]
+    fn rb_shape_each_shape(cb: unsafe extern "C" fn(*const Shape, *mut c_void), data: *mut c_void);
+    #[cfg(all(ruby_gte_3_2, not(ruby_gte_4_0)))]
+    fn rb_shape_id(shape: *const Shape) -> u32;
+    #[cfg(all(ruby_gte_3_2, not(ruby_gte_4_0)))]
+    fn rb_shape_depth(shape: *const Shape) -> usize;
+    #[cfg(all(ruby_gte_3_2, not(ruby_gte_4_0)))]
+    fn rb_shape_edges_count(shape: *const Shape) -> usize;
+    #[cfg(all(ruby_gte_3_2, not(ruby_gte_4_0)))]
+    fn rb_shape_memsize(shape: *const Shape) -> usize;
+    // Shapes, 4.0: by shape_id_t; the shapes themselves are in `rb_shape_tree.shape_list`.
+    #[cfg(ruby_gte_4_0)]
+    fn rb_obj_shape_id(obj: VALUE) -> u32;
+    #[cfg(ruby_gte_4_0)]
+    fn rb_shape_each_shape_id(cb: unsafe extern "C" fn(u32, *mut c_void), data: *mut c_void);
+    #[cfg(ruby_gte_4_0)]
+    fn rb_shape_depth(id: u32) -> usize;
+    #[cfg(ruby_gte_4_0)]
+    fn rb_shape_edges_count(id: u32) -> usize;
+    #[cfg(ruby_gte_4_0)]
+    fn rb_shape_memsize(id: u32) -> usize;
+    #[cfg(ruby_gte_4_0)]
+    static rb_shape_tree: ShapeTree;
+    #[cfg(ruby_gte_4_0)]
+    fn rb_class_variation_count(klass: VALUE) -> u8;
+    #[cfg(ruby_gte_4_0)]
+    fn rb_class_singleton_p(klass: VALUE) -> VALUE;
+}
+
+/// The head of `struct rb_shape` (shape.h), the same in 3.2, 3.3 and 3.4 up to `parent_id`
+/// (3.3 added `ancestor_index` after it; only pointers the VM hands out are read).
+#[cfg(all(ruby_gte_3_2, not(ruby_gte_4_0)))]
+#[repr(C)]
+struct Shape {
+    edges: *mut c_void,
+    edge_name: ID,
+    next_iv_index: u32,
+    capacity: u32,
+    shape_type: u8,
+    heap_index: u8,
+    parent_id: u32,
+}
+
+/// `struct rb_shape` of Ruby 4.0's shape.h.
+#[cfg(ruby_gte_4_0)]
+#[repr(C)]
+struct Shape {
+    edges: VALUE,
+    edge_name: ID,
+    ancestor_index: *mut c_void,
+    parent_id: u32,
+    next_field_index: u16,
+    capacity: u16,
+    shape_type: u8,
+}
+
+/// The head of Ruby 4.0's `rb_shape_tree_t` (shape.h).
+#[cfg(ruby_gte_4_0)]
+#[repr(C)]
+struct ShapeTree {
+    shape_list: *const Shape,
+}
+
+/// 4.0's shape_id_t: the low 19 bits index `rb_shape_tree.shape_list`
+/// (SHAPE_ID_OFFSET_MASK); bit 24 is SHAPE_ID_FL_TOO_COMPLEX.
+#[cfg(ruby_gte_4_0)]
+const SHAPE_ID_OFFSET_MASK: u32 = (1 << 19) - 1;
+#[cfg(ruby_gte_4_0)]
+const SHAPE_ID_FL_TOO_COMPLEX: u32 = 1 << (19 + 3 + 5);
+
+/// The head of `rb_classext_t` (internal/class.h) of 3.2 to 3.4, which follows the 32-byte
+/// `struct RClass` in the class's slot; only `variation_count` is read (a uint32_t in 3.2, an
+/// unsigned char from 3.3 on, at the same offset).
+#[cfg(all(ruby_gte_3_2, not(ruby_gte_4_0)))]
+#[repr(C)]
+struct ClassExtHead {
+    fields: [usize; 14],
+    max_iv_count: u32,
+    variation_count: VariationCount,
+}
+#[cfg(all(ruby_gte_3_2, not(ruby_gte_3_3)))]
+type VariationCount = u32;
+#[cfg(all(ruby_gte_3_3, not(ruby_gte_4_0)))]
+type VariationCount = u8;
+
+/// `struct rb_callinfo` (vm_callinfo.h, 3.3 to 4.0); heap callinfos are never packed.
+#[cfg(ruby_gte_3_3)]
+#[repr(C)]
+struct CallInfo {
+    flags: VALUE,
+    kwarg: *const c_void,
+    mid: VALUE,
+}
+
+/// The head of `struct rb_callcache` (vm_callinfo.h, 3.3 to 4.0).
+#[cfg(ruby_gte_3_3)]
+#[repr(C)]
+struct CallCache {
+    flags: VALUE,
+    klass: VALUE,
+    cme: *const MethodEntry,
+}
+
+/// The head of `rb_method_entry_t` (method.h, 3.3 to 4.0).
+#[cfg(ruby_gte_3_3)]
+#[repr(C)]
+struct MethodEntry {
+    flags: VALUE,
+    defined_class: VALUE,
+    def: *const c_void,
+    called_id: ID,
 }
 
 /// `struct rb_gc_object_metadata_entry` of Ruby 4.0's internal/gc.h.
@@ -49,33 +173,39 @@ struct MetadataEntry {
     value: VALUE,
 }
 
-/// The IDs of the GC flags set on `obj` (at most `ids.len()`), and how many there are.
+/// How many GC flags an object can have (RB_OBJ_GC_FLAGS_MAX is 6 up to 3.4; 4.0's metadata
+/// has 10 names).
+const MAX_FLAGS: usize = 12;
+
+/// The GC flags of `obj` as (name, value) pairs in Ruby's order (at most MAX_FLAGS), and how
+/// many there are. Up to 3.4 every flag written is true; 4.0 has values (`age`, `object_id`).
 ///
 /// # Safety
 /// GVL held (or in the forked child, alone); `obj` is a live heap object.
-unsafe fn gc_flags(obj: VALUE, ids: &mut [ID; 8]) -> usize {
+unsafe fn gc_flags(obj: VALUE, out: &mut [(ID, VALUE); MAX_FLAGS]) -> usize {
     #[cfg(not(ruby_gte_4_0))]
     {
-        // SAFETY: fills at most 8 IDs of the flags set on obj (caller's contract for obj).
-        unsafe { rb_obj_gc_flags(obj, ids.as_mut_ptr(), ids.len()) }.min(ids.len())
+        let mut ids: [ID; MAX_FLAGS] = [0; MAX_FLAGS];
+        // SAFETY: fills at most MAX_FLAGS IDs of the flags set on obj (caller's contract).
+        let n = unsafe { rb_obj_gc_flags(obj, ids.as_mut_ptr(), ids.len()) }.min(ids.len());
+        for (slot, id) in out.iter_mut().zip(ids.iter().take(n)) {
+            *slot = (*id, crate::rb::TRUE);
+        }
+        n
     }
     #[cfg(ruby_gte_4_0)]
     {
         // SAFETY: the entries are a static array ended by a zero name (gc/default/default.c).
         let entries = unsafe { rb_gc_object_metadata(obj) };
         let mut n = 0;
-        let mut i = 0;
-        while n < ids.len() && !entries.is_null() {
-            // SAFETY: i never passes the terminating entry.
-            let e = unsafe { &*entries.add(i) };
+        while n < out.len() && !entries.is_null() {
+            // SAFETY: n never passes the terminating entry.
+            let e = unsafe { &*entries.add(n) };
             if e.name == 0 {
                 break;
             }
-            if e.value == crate::rb::TRUE {
-                ids[n] = e.name;
-                n += 1;
-            }
-            i += 1;
+            out[n] = (e.name, e.value);
+            n += 1;
         }
         n
     }
@@ -116,9 +246,9 @@ fn allocation_lookup() -> Option<LookupAllocation> {
 /// the IDs of the GC flag names (`rb_obj_gc_flags` interns them lazily). Called before the
 /// fork, so that the child allocates nothing on the Ruby heap while it walks it. GVL held.
 pub fn prepare() {
-    let mut ids: [ID; 8] = [0; 8];
+    let mut flags = [(0, 0); MAX_FLAGS];
     // SAFETY: GVL held (caller); the current thread's object is a live heap object.
-    unsafe { gc_flags(rb_sys::rb_thread_current(), &mut ids) };
+    unsafe { gc_flags(rb_sys::rb_thread_current(), &mut flags) };
 }
 
 /// Counts of a finished walk.
@@ -205,6 +335,11 @@ pub fn dump(sink: &mut dyn Write) -> std::io::Result<Written> {
         };
         rb_objspace_reachable_objects_from_root(each_root, &mut roots as *mut Roots as *mut c_void);
         roots.finish();
+        // 3.2+: the shape tree, between the roots and the objects, as dump_all does.
+        #[cfg(all(ruby_gte_3_2, not(ruby_gte_4_0)))]
+        rb_shape_each_shape(each_shape, data);
+        #[cfg(ruby_gte_4_0)]
+        rb_shape_each_shape_id(each_shape_id, data);
         rb_objspace_each_objects(each_page, data);
         if !was_disabled {
             rb_sys::rb_gc_enable();
@@ -249,6 +384,89 @@ unsafe extern "C" fn each_root(category: *const c_char, obj: VALUE, data: *mut c
         roots.current = Some(category);
     }
     roots.refs.push(obj);
+}
+
+/// The name Ruby's dump gives a shape type (`enum shape_type` of shape.h).
+#[cfg(ruby_gte_3_2)]
+fn shape_type_name(t: u8) -> Option<&'static str> {
+    #[cfg(not(ruby_gte_3_3))]
+    const NAMES: &[&str] = &[
+        "ROOT",
+        "IVAR",
+        "FROZEN",
+        "CAPACITY_CHANGE",
+        "INITIAL_CAPACITY",
+        "T_OBJECT",
+        "OBJ_TOO_COMPLEX",
+    ];
+    #[cfg(all(ruby_gte_3_3, not(ruby_gte_4_0)))]
+    const NAMES: &[&str] = &["ROOT", "IVAR", "FROZEN", "T_OBJECT", "OBJ_TOO_COMPLEX"];
+    #[cfg(ruby_gte_4_0)]
+    const NAMES: &[&str] = &["ROOT", "IVAR", "OBJ_ID"];
+    NAMES.get(t as usize).copied()
+}
+
+impl Walk<'_> {
+    #[cfg(ruby_gte_3_2)]
+    fn shape(&mut self, line: &ShapeLine<'_>) {
+        write::write_shape(&mut self.out.buf, line);
+        self.out.maybe_flush();
+    }
+}
+
+#[cfg(all(ruby_gte_3_2, not(ruby_gte_4_0)))]
+unsafe extern "C" fn each_shape(shape: *const Shape, data: *mut c_void) {
+    // SAFETY: `data` is the Walk of `dump`, on this thread; `shape` is one of the VM's shapes.
+    let (walk, sh) = unsafe { (&mut *(data as *mut Walk), &*shape) };
+    if walk.out.failed() {
+        return;
+    }
+    let shape_type = shape_type_name(sh.shape_type);
+    // SAFETY: the VM's functions on its own shape; GVL held.
+    let line = unsafe {
+        ShapeLine {
+            address: shape as u64,
+            id: rb_shape_id(shape) as u64,
+            parent_id: (sh.shape_type != 0).then_some(sh.parent_id as u64),
+            depth: rb_shape_depth(shape) as u64,
+            shape_type,
+            edge_name: (shape_type == Some("IVAR")).then(|| id_name(sh.edge_name)),
+            capacity: matches!(shape_type, Some("CAPACITY_CHANGE" | "INITIAL_CAPACITY"))
+                .then_some(sh.capacity as u64),
+            edges: rb_shape_edges_count(shape) as u64,
+            memsize: rb_shape_memsize(shape) as u64,
+        }
+    };
+    walk.shape(&line);
+}
+
+#[cfg(ruby_gte_4_0)]
+unsafe extern "C" fn each_shape_id(id: u32, data: *mut c_void) {
+    // SAFETY: `data` is the Walk of `dump`, on this thread.
+    let walk = unsafe { &mut *(data as *mut Walk) };
+    if walk.out.failed() {
+        return;
+    }
+    // SAFETY: the VM hands out ids of its shape list.
+    let Some(sh) = (unsafe { rshape(id) }) else {
+        return;
+    };
+    let shape_type = shape_type_name(sh.shape_type);
+    // SAFETY: the VM's functions on one of its shape ids; GVL held.
+    let line = unsafe {
+        ShapeLine {
+            address: sh as *const Shape as u64,
+            id: id as u64,
+            parent_id: (sh.shape_type != 0).then_some(sh.parent_id as u64),
+            depth: rb_shape_depth(id) as u64,
+            shape_type,
+            edge_name: (shape_type == Some("IVAR")).then(|| id_name(sh.edge_name)),
+            capacity: None,
+            edges: rb_shape_edges_count(id) as u64,
+            memsize: rb_shape_memsize(id) as u64,
+        }
+    };
+    walk.shape(&line);
 }
 
 unsafe extern "C" fn collect_ref(obj: VALUE, data: *mut c_void) {
@@ -312,8 +530,9 @@ fn obj_type(t: u32) -> ObjType {
     }
 }
 
-/// `imemo_type` names in the order of `enum imemo_type` (internal/imemo.h), Ruby 3.1 to 3.3.
-#[cfg(not(ruby_gte_3_4))]
+/// `imemo_type` names in the order of `enum imemo_type` (internal/imemo.h): the same from
+/// 3.1 to 3.4.
+#[cfg(not(ruby_gte_4_0))]
 const IMEMO_TYPES: &[&str] = &[
     "env",
     "cref",
@@ -331,10 +550,27 @@ const IMEMO_TYPES: &[&str] = &[
     "constcache",
 ];
 
-/// Ruby 3.4 removed `ast` and `parser_strterm` (prism) and 3.5/4.0 added `fields`; rather
-/// than guess an order this build cannot check, the number is written.
-#[cfg(ruby_gte_3_4)]
-const IMEMO_TYPES: &[&str] = &[];
+/// 4.0 dropped `ast` (9 is unused) and `parser_strterm`, and added `fields` (class and generic
+/// instance variables).
+#[cfg(ruby_gte_4_0)]
+const IMEMO_TYPES: &[&str] = &[
+    "env",
+    "cref",
+    "svar",
+    "throw_data",
+    "ifunc",
+    "memo",
+    "ment",
+    "iseq",
+    "tmpbuf",
+    "",
+    "callinfo",
+    "callcache",
+    "constcache",
+    "fields",
+];
+#[cfg(ruby_gte_4_0)]
+const IMEMO_FIELDS: usize = 13;
 
 /// The names written for imemo types this build does not know by name.
 const IMEMO_NUMBERED: [&str; 16] = [
@@ -342,46 +578,143 @@ const IMEMO_NUMBERED: [&str; 16] = [
     "imemo_8", "imemo_9", "imemo_10", "imemo_11", "imemo_12", "imemo_13", "imemo_14", "imemo_15",
 ];
 
-const FL_USHIFT: u32 = 12;
-
-/// Header bits of strings and arrays that Ruby's dump reports: `STR_NOEMBED` /
-/// `RARRAY_EMBED_FLAG` (FL_USER1), `STR_SHARED` / `ELTS_SHARED` (FL_USER2), `RSTRING_FSTR`
-/// (FL_USER17); as in Ruby 3.1 to 3.3. Later Rubies moved some of them: there nothing is
-/// claimed (and a shared string's text is written, which Ruby's dump leaves out).
-struct StringBits {
-    embedded: bool,
-    shared: bool,
-    fstring: bool,
+fn imemo_name(n: usize) -> &'static str {
+    IMEMO_TYPES
+        .get(n)
+        .copied()
+        .filter(|s| !s.is_empty())
+        .or(IMEMO_NUMBERED.get(n).copied())
+        .unwrap_or("imemo")
 }
 
-impl StringBits {
-    #[cfg(not(ruby_gte_3_4))]
-    fn of(flags: VALUE) -> StringBits {
-        let user = |n: u32| flags & (1 << (FL_USHIFT + n)) != 0;
-        if flags & 0x1f == T::RUBY_T_STRING as VALUE {
-            // NOEMBED set: not embedded. An embedded string keeps its length in FL_USER2..6,
-            // so STR_SHARED means something only with NOEMBED (STR_SHARED_P).
-            StringBits {
-                embedded: !user(1),
-                shared: user(1) && user(2),
-                fstring: user(17),
-            }
+const FL_USHIFT: u32 = 12;
+
+const fn fl_user(n: u32) -> VALUE {
+    1 << (FL_USHIFT + n)
+}
+
+// Header bits Ruby's dump reports (include/ruby/internal/core/*.h, internal/string.h,
+// internal/hash.h of each release).
+/// STR_NOEMBED.
+const STR_NOEMBED: VALUE = fl_user(1);
+/// ELTS_SHARED = STR_SHARED = RARRAY_SHARED_FLAG: FL_USER2 up to 3.3, FL_USER0 since 3.4.
+#[cfg(not(ruby_gte_3_4))]
+const ELTS_SHARED: VALUE = fl_user(2);
+#[cfg(ruby_gte_3_4)]
+const ELTS_SHARED: VALUE = fl_user(0);
+/// RSTRING_FSTR.
+const RSTRING_FSTR: VALUE = fl_user(17);
+/// STR_CHILLED (3.4+: STR_CHILLED_LITERAL | STR_CHILLED_SYMBOL_TO_S).
+#[cfg(ruby_gte_3_4)]
+const STR_CHILLED: VALUE = fl_user(2) | fl_user(3);
+/// RARRAY_EMBED_FLAG.
+const RARRAY_EMBED_FLAG: VALUE = fl_user(1);
+/// ROBJECT_EMBED (3.3, 3.4; the dump says `embedded` from 3.3 on).
+#[cfg(all(ruby_gte_3_3, not(ruby_gte_4_0)))]
+const ROBJECT_EMBED: VALUE = fl_user(1);
+/// ROBJECT_HEAP (4.0: set when the fields are not in the slot).
+#[cfg(ruby_gte_4_0)]
+const ROBJECT_HEAP: VALUE = fl_user(4);
+/// RHASH_PROC_DEFAULT.
+const RHASH_PROC_DEFAULT: VALUE = fl_user(2);
+/// ENC_CODERANGE_MASK and its values.
+const CR_MASK: VALUE = fl_user(8) | fl_user(9);
+const CR_7BIT: VALUE = fl_user(8);
+#[cfg(ruby_gte_3_2)]
+const CR_VALID: VALUE = fl_user(9);
+/// Where `struct RHash` keeps `ifnone`: after `as` (a pointer) up to 3.2, right after RBasic
+/// since 3.3.
+#[cfg(not(ruby_gte_3_3))]
+const RHASH_IFNONE_OFFSET: usize = std::mem::size_of::<rb_sys::RBasic>() + 8;
+#[cfg(ruby_gte_3_3)]
+const RHASH_IFNONE_OFFSET: usize = std::mem::size_of::<rb_sys::RBasic>();
+/// `struct RClass` (RBasic, super, m_tbl), after which 3.2 to 3.4 keep rb_classext_t.
+#[cfg(all(ruby_gte_3_2, not(ruby_gte_4_0)))]
+const RCLASS_SIZE: usize = std::mem::size_of::<rb_sys::RBasic>() + 16;
+
+/// A string's `bytesize`, `capacity` and `value` as Ruby's dump decides them.
+///
+/// # Safety
+/// `s` is a live String; GVL held.
+unsafe fn string_content<'a>(
+    s: VALUE,
+    flags: VALUE,
+    enc: *mut rb_sys::rb_encoding,
+) -> (u64, Option<u64>, Option<&'a [u8]>) {
+    // SAFETY: per the caller, with the VM's own accessors.
+    unsafe {
+        let len = rb_sys::RSTRING_LEN(s).max(0) as usize;
+        let embedded = flags & STR_NOEMBED == 0;
+        let shared = !embedded && flags & ELTS_SHARED != 0;
+        let capa = rb_str_capacity(s);
+        let capacity = (!embedded && !shared && capa != len).then_some(capa as u64);
+        let bytes = std::slice::from_raw_parts(RSTRING_PTR_u8(s), len);
+        #[cfg(not(ruby_gte_3_2))]
+        let value = {
+            // 3.1 asks for the coderange (computed, and cached in the string, when unknown).
+            let _ = enc;
+            (rb_sys::rb_enc_str_coderange(s) == CR_7BIT as c_int).then_some(bytes)
+        };
+        #[cfg(ruby_gte_3_2)]
+        let value = {
+            // 3.2+: the text of non-empty strings of an ASCII-compatible encoding whose cached
+            // coderange is 7-bit, or unknown and the bytes are 7-bit (nothing is cached).
+            let cr = flags & CR_MASK;
+            let ascii_compat =
+                !enc.is_null() && (*enc).min_enc_len == 1 && rb_enc_dummy_p(enc) == 0;
+            (len > 0
+                && ascii_compat
+                && (cr == CR_7BIT || (cr == 0 && bytes.iter().all(|b| *b < 0x80))))
+            .then_some(bytes)
+        };
+        (len as u64, capacity, value)
+    }
+}
+
+/// What Ruby's dump writes for an ID: its name, or ID_INTERNAL(serial) when it has none.
+///
+/// # Safety
+/// GVL held; `id` is an ID of the VM.
+#[cfg(ruby_gte_3_2)]
+unsafe fn id_name<'a>(id: ID) -> IdName<'a> {
+    // 3.2 names instance variable IDs only (scope bits ID_INSTANCE; an edge name is never an
+    // operator ID) and writes the serial of the others (`__classpath__`...).
+    #[cfg(not(ruby_gte_3_3))]
+    if id & 0x0e != 0x02 {
+        return IdName::Internal(id >> 4);
+    }
+    // SAFETY: looking a static or dynamic ID's symbol and name up creates nothing.
+    unsafe {
+        let sym = rb_sys::rb_id2sym(id);
+        let name = if sym != 0 { rb_sys::rb_sym2str(sym) } else { 0 };
+        if name != 0 && name != crate::rb::NIL && rb_sys::RB_TYPE(name) == T::RUBY_T_STRING {
+            IdName::Name(std::slice::from_raw_parts(
+                RSTRING_PTR_u8(name),
+                rb_sys::RSTRING_LEN(name).max(0) as usize,
+            ))
         } else {
-            StringBits {
-                embedded: user(1),
-                shared: user(2),
-                fstring: false,
-            }
+            // rb_id_to_serial: internal IDs are never operator IDs, so the serial is the ID
+            // without its 4 scope bits (RUBY_ID_SCOPE_SHIFT).
+            IdName::Internal(id >> 4)
         }
     }
+}
 
-    #[cfg(ruby_gte_3_4)]
-    fn of(_flags: VALUE) -> StringBits {
-        StringBits {
-            embedded: false,
-            shared: false,
-            fstring: false,
-        }
+/// A String VALUE's bytes, or None when it is not a String (nil: anonymous).
+///
+/// # Safety
+/// GVL held; `s` a VALUE.
+unsafe fn str_bytes<'a>(s: VALUE) -> Option<&'a [u8]> {
+    // SAFETY: per the caller; a String's pointer and length.
+    unsafe {
+        (s != 0 && !rb_sys::SPECIAL_CONST_P(s) && rb_sys::RB_TYPE(s) == T::RUBY_T_STRING).then(
+            || {
+                std::slice::from_raw_parts(
+                    RSTRING_PTR_u8(s),
+                    rb_sys::RSTRING_LEN(s).max(0) as usize,
+                )
+            },
+        )
     }
 }
 
@@ -395,7 +728,8 @@ unsafe fn c_bytes<'a>(p: *const c_char) -> Option<&'a [u8]> {
 }
 
 impl Walk<'_> {
-    /// Writes one object's line.
+    /// Writes one object's line, field by field as the `dump_object` of ext/objspace of this
+    /// Ruby release does.
     ///
     /// # Safety
     /// `v` is a live heap slot, the GVL is held and GC is off.
@@ -406,134 +740,183 @@ impl Walk<'_> {
             return;
         }
         let basic = v as *const rb_sys::RBasic;
-        // SAFETY: every heap object starts with RBasic.
-        let klass = unsafe { (*basic).klass };
+        let imemo_type = ((flags >> FL_USHIFT) & 0x0f) as usize;
+        // 4.0: a fields object has a class and a shape.
+        #[cfg(ruby_gte_4_0)]
+        let imemo_has_class = imemo_type == IMEMO_FIELDS;
+        // 3.1 takes an IMEMO's class word like any object's (whatever it holds: a callcache's
+        // class, nil...), writes it and leaves it out of the references; 3.2 and 3.3 do not.
+        #[cfg(not(ruby_gte_3_2))]
+        let imemo_has_class = true;
+        #[cfg(all(ruby_gte_3_2, not(ruby_gte_4_0)))]
+        let imemo_has_class = false;
+        // Ruby's cur_obj_klass: none for IMEMOs (but as said above).
+        let klass = if ty == ObjType::Imemo && !imemo_has_class {
+            0
+        } else {
+            // SAFETY: every heap object starts with RBasic.
+            unsafe { (*basic).klass }
+        };
+        // SAFETY: v is live; GVL held.
+        let shape_id = unsafe { shape_id_of(v, ty, imemo_has_class) };
         let frozen = flags & (rb_sys::ruby_fl_type::RUBY_FL_FREEZE as VALUE) != 0;
-        let mut imemo_name: &'static str = "";
-        let mut float_value = 0.0;
-        let mut slices: [Option<&[u8]>; 2] = [None, None];
         // SAFETY (whole block): v is a live object of type `t`, read with the VM's own
-        // accessors for that type; GVL held.
+        // accessors for that type, or at the offsets of this release's headers; GVL held.
         let kind = unsafe {
             match ty {
                 ObjType::String => {
-                    let len = rb_sys::RSTRING_LEN(v) as u64;
-                    // Like Ruby's dump: the text of 7-bit strings only (the coderange is
-                    // computed, and cached in the string, when not known yet, as Ruby does).
-                    let ascii = rb_sys::rb_enc_str_coderange(v) == 1 << (FL_USHIFT + 8);
-                    let enc_name = self.encoding_name(rb_sys::rb_enc_get(v));
-                    let bits = StringBits::of(flags);
-                    let value =
-                        ascii.then(|| std::slice::from_raw_parts(RSTRING_PTR_u8(v), len as usize));
+                    let enc = rb_sys::rb_enc_get(v);
+                    let enc_name = self.encoding_name(enc);
+                    let embedded = flags & STR_NOEMBED == 0;
+                    let shared = !embedded && flags & ELTS_SHARED != 0;
+                    let (bytesize, capacity, value) = string_content(v, flags, enc);
+                    #[cfg(ruby_gte_3_4)]
+                    let chilled = flags & STR_CHILLED != 0;
+                    #[cfg(not(ruby_gte_3_4))]
+                    let chilled = false;
+                    #[cfg(ruby_gte_3_2)]
+                    let coderange = Some(match flags & CR_MASK {
+                        0 => "unknown",
+                        CR_7BIT => "7bit",
+                        CR_VALID => "valid",
+                        _ => "broken",
+                    });
+                    #[cfg(not(ruby_gte_3_2))]
+                    let coderange = None;
+                    // 3.1 says `broken` from the coderange it computes (and caches).
+                    #[cfg(not(ruby_gte_3_2))]
+                    let broken = rb_sys::rb_enc_str_coderange(v) == CR_MASK as c_int;
+                    #[cfg(ruby_gte_3_2)]
+                    let broken = false;
                     Kind::String {
-                        embedded: bits.embedded,
-                        fstring: bits.fstring,
-                        shared: bits.shared,
-                        bytesize: len,
-                        // As Ruby: only for a heap string with room to spare.
-                        capacity: Some(rb_str_capacity(v) as u64)
-                            .filter(|c| !bits.embedded && !bits.shared && *c != len),
+                        embedded,
+                        fstring: flags & RSTRING_FSTR != 0,
+                        chilled,
+                        shared,
+                        bytesize,
+                        capacity,
                         value,
                         encoding: enc_name,
+                        coderange,
+                        broken,
                     }
                 }
                 ObjType::Symbol => {
                     let s = rb_sys::rb_sym2str(v);
-                    let (len, value) = if rb_sys::RB_TYPE(s) == T::RUBY_T_STRING {
-                        let len = rb_sys::RSTRING_LEN(s) as usize;
-                        (
-                            len as u64,
-                            Some(std::slice::from_raw_parts(RSTRING_PTR_u8(s), len)),
-                        )
+                    if str_bytes(s).is_some() {
+                        let sflags = (*(s as *const rb_sys::RBasic)).flags;
+                        #[cfg(ruby_gte_3_2)]
+                        let (bytesize, capacity, value) =
+                            string_content(s, sflags, rb_sys::rb_enc_get(s));
+                        // 3.1 writes a symbol's length and name.
+                        #[cfg(not(ruby_gte_3_2))]
+                        let (bytesize, capacity, value) = {
+                            let _ = sflags;
+                            let b = str_bytes(s);
+                            (b.map_or(0, |b| b.len() as u64), None, b)
+                        };
+                        Kind::Symbol {
+                            bytesize,
+                            capacity,
+                            value,
+                        }
                     } else {
-                        (0, None)
-                    };
-                    Kind::Symbol {
-                        bytesize: len,
-                        value,
+                        Kind::Symbol {
+                            bytesize: 0,
+                            capacity: None,
+                            value: None,
+                        }
                     }
                 }
                 ObjType::Array => {
-                    let length = rb_sys::RARRAY_LEN(v) as u64;
-                    let bits = StringBits::of(flags);
+                    let length = rb_sys::RARRAY_LEN(v).max(0) as u64;
+                    let embedded = flags & RARRAY_EMBED_FLAG != 0;
                     Kind::Array {
                         length,
                         // Ruby 3.1 says so for non-empty arrays only.
-                        embedded: bits.embedded && (length > 0 || cfg!(ruby_gte_3_2)),
-                        shared: bits.shared && length > 0,
+                        embedded: embedded && (length > 0 || cfg!(ruby_gte_3_2)),
+                        shared: flags & ELTS_SHARED != 0 && length > 0,
                     }
                 }
-                ObjType::Hash => Kind::Hash {
-                    size: rb_sys::rb_hash_size_num(v) as u64,
-                },
-                ObjType::Object => Kind::Object {
-                    ivars: object_ivars(v, flags),
-                },
-                ObjType::Class | ObjType::Module => {
-                    let singleton = flags & (rb_sys::ruby_fl_type::RUBY_FL_SINGLETON as VALUE) != 0;
-                    let name = rb_sys::rb_mod_name(v);
-                    if rb_sys::RB_TYPE(name) == T::RUBY_T_STRING {
-                        slices[0] = Some(std::slice::from_raw_parts(
-                            RSTRING_PTR_u8(name),
-                            rb_sys::RSTRING_LEN(name) as usize,
-                        ));
-                    } else if ty == ObjType::Class {
-                        let real = rb_sys::rb_class_real(v);
-                        if real != 0 && real != v {
-                            let rn = rb_sys::rb_mod_name(real);
-                            if rb_sys::RB_TYPE(rn) == T::RUBY_T_STRING {
-                                slices[1] = Some(std::slice::from_raw_parts(
-                                    RSTRING_PTR_u8(rn),
-                                    rb_sys::RSTRING_LEN(rn) as usize,
-                                ));
-                            }
-                        }
+                ObjType::Hash => {
+                    let default = (flags & RHASH_PROC_DEFAULT != 0).then(|| {
+                        // SAFETY: RHash's ifnone, at this release's offset.
+                        *((v as usize + RHASH_IFNONE_OFFSET) as *const VALUE)
+                    });
+                    Kind::Hash {
+                        size: rb_sys::rb_hash_size_num(v) as u64,
+                        default,
                     }
-                    let sup = if ty == ObjType::Class {
-                        rb_class_get_superclass(v)
+                }
+                ObjType::Object => {
+                    let (ivars, too_complex) = object_ivars(v, flags);
+                    #[cfg(all(ruby_gte_3_3, not(ruby_gte_4_0)))]
+                    let embedded = flags & ROBJECT_EMBED != 0;
+                    #[cfg(ruby_gte_4_0)]
+                    let embedded = flags & ROBJECT_HEAP == 0;
+                    #[cfg(not(ruby_gte_3_3))]
+                    let embedded = false;
+                    Kind::Object {
+                        embedded,
+                        ivars,
+                        too_complex,
+                    }
+                }
+                ObjType::Class | ObjType::Module => {
+                    let variation_count = if ty == ObjType::Class {
+                        class_variation_count(v)
                     } else {
-                        0
+                        None
                     };
+                    let sup = rb_class_get_superclass(v);
+                    let (mut name, mut real_class_name, mut singleton) = (None, None, false);
+                    // Ruby names a class only when it has a class of its own.
+                    if klass != 0 {
+                        name = str_bytes(rb_sys::rb_mod_name(v));
+                        if name.is_none() {
+                            real_class_name =
+                                str_bytes(rb_sys::rb_mod_name(rb_sys::rb_class_real(v)));
+                        }
+                        singleton = is_singleton(v, ty, flags);
+                    }
                     Kind::Class {
-                        name: slices[0],
-                        real_class_name: slices[1],
+                        variation_count,
+                        name,
+                        real_class_name,
                         singleton,
-                        superclass: (sup != 0 && sup != rb_sys::Qnil as VALUE)
-                            .then_some(sup as u64),
+                        superclass: (sup != 0).then_some(sup as u64),
                     }
                 }
                 ObjType::IClass => {
                     let sup = rb_class_get_superclass(v);
                     Kind::IClass {
-                        superclass: (sup != 0 && sup != rb_sys::Qnil as VALUE)
-                            .then_some(sup as u64),
+                        superclass: (sup != 0).then_some(sup as u64),
                     }
                 }
                 ObjType::Data => Kind::Data {
                     struct_name: c_bytes(rb_objspace_data_type_name(v)),
                 },
-                ObjType::Float => {
-                    float_value = rb_sys::rb_float_value(v);
-                    Kind::Float { value: float_value }
+                // Every release writes `%#g`.
+                ObjType::Float => Kind::Float {
+                    value: rb_sys::rb_float_value(v),
+                    alternate: true,
+                },
+                ObjType::File => {
+                    let fptr = (*(v as *const rb_sys::RFile)).fptr;
+                    if fptr.is_null() {
+                        Kind::Plain
+                    } else {
+                        // SAFETY: a File's rb_io, whose `fd` follows `self` and `stdio_file`
+                        // in every release.
+                        #[allow(deprecated)]
+                        let fd = (*fptr).fd;
+                        Kind::File { fd: fd as i64 }
+                    }
                 }
-                ObjType::Imemo => {
-                    let n = ((flags >> FL_USHIFT) & 0x0f) as usize;
-                    imemo_name = IMEMO_TYPES
-                        .get(n)
-                        .or(IMEMO_NUMBERED.get(n))
-                        .copied()
-                        .unwrap_or("imemo");
-                    Kind::Plain
-                }
+                ObjType::Imemo => imemo_kind(v, imemo_type),
+                ObjType::Zombie => Kind::Zombie,
                 _ => Kind::Plain,
             }
-        };
-        let kind = match ty {
-            ObjType::Imemo => Kind::Imemo {
-                imemo_type: imemo_name,
-            },
-            ObjType::Float => Kind::Float { value: float_value },
-            _ => kind,
         };
         self.refs.clear();
         self.klass = klass;
@@ -556,19 +939,12 @@ impl Walk<'_> {
                     // `mid` is the method's Symbol (or nil).
                     // SAFETY: a Symbol's name is a String the VM keeps (its fstring).
                     if unsafe { rb_sys::RB_SYMBOL_P(info.mid) } {
-                        method_buf = unsafe {
-                            let name = rb_sys::rb_sym2str(info.mid);
-                            (rb_sys::RB_TYPE(name) == T::RUBY_T_STRING).then(|| {
-                                std::slice::from_raw_parts(
-                                    RSTRING_PTR_u8(name),
-                                    rb_sys::RSTRING_LEN(name) as usize,
-                                )
-                            })
-                        };
+                        method_buf = unsafe { str_bytes(rb_sys::rb_sym2str(info.mid)) };
                     }
                     Some(Allocation {
                         file,
-                        line: file.map(|_| info.line),
+                        // Ruby writes the line when it is not 0.
+                        line: (info.line != 0).then_some(info.line),
                         method: method_buf,
                         generation: info.generation as u64,
                     })
@@ -576,31 +952,27 @@ impl Walk<'_> {
             },
             None => None,
         };
-        let mut ids: [ID; 8] = [0; 8];
+        let mut raw = [(0, 0); MAX_FLAGS];
         // SAFETY: v is a live object of the page being walked.
-        let n = unsafe { gc_flags(v, &mut ids) };
-        let mut flag_names: [&str; 8] = [""; 8];
-        for (i, id) in ids[..n].iter().enumerate() {
-            flag_names[i] = self.flag_name(*id);
+        let n = unsafe { gc_flags(v, &mut raw) };
+        let mut flags_out: [(&str, FlagValue); MAX_FLAGS] = [("", FlagValue::True); MAX_FLAGS];
+        for (slot, (id, value)) in flags_out.iter_mut().zip(raw.iter().take(n)) {
+            // SAFETY: GVL held; the value is what the VM gave for this flag.
+            *slot = (self.flag_name(*id), unsafe { flag_value(*value) });
         }
-        let class = match ty {
-            // The class of an IMEMO is junk on 3.1 and not written since 3.2.
-            ObjType::Imemo | ObjType::Zombie => None,
-            _ => (klass != 0).then_some(klass),
-        };
         let line = ObjectLine {
             address: v,
             ty,
-            shape_id: None,
+            shape_id,
             slot_size: self.write_slot_size.then_some(stride as u64),
-            class,
+            class: (klass != 0).then_some(klass),
             frozen,
             kind,
             references: &self.refs,
             allocation,
             // SAFETY: v is live.
             memsize: unsafe { rb_obj_memsize_of(v) } as u64,
-            flags: &flag_names[..n],
+            flags: &flags_out[..n],
         };
         write::write_object(&mut self.out.buf, &line);
         self.written.objects += 1;
@@ -633,28 +1005,240 @@ impl Walk<'_> {
     }
 }
 
-/// What Ruby's dump calls `ivars`: on 3.1 the instance variable table's capacity
-/// (ROBJECT_NUMIV: 3 when embedded in the slot, else `as.heap.numiv`, the first field after
-/// RBasic); from 3.2 on (shapes) the number of instance variables set.
+/// What Ruby's dump calls `ivars`, and whether the object's shape is too complex: on 3.1 the
+/// instance variable table's capacity (ROBJECT_NUMIV: 3 when embedded in the slot, else
+/// `as.heap.numiv`, the first field after RBasic); from 3.2 on (shapes) ROBJECT_IV_COUNT /
+/// ROBJECT_FIELDS_COUNT: the entries of the ivar table of a too-complex object, else the
+/// shape's next field index (4.0 counts the object_id field too).
 ///
 /// # Safety
 /// `v` is a live T_OBJECT.
-unsafe fn object_ivars(v: VALUE, flags: VALUE) -> u64 {
+unsafe fn object_ivars(v: VALUE, flags: VALUE) -> (u64, bool) {
     #[cfg(not(ruby_gte_3_2))]
     {
         let embedded = flags & (1 << (FL_USHIFT + 1)) != 0;
         if embedded {
-            3
+            (3, false)
         } else {
             // SAFETY: a non-embedded RObject keeps `uint32_t numiv` right after RBasic.
-            unsafe { *((v as usize + std::mem::size_of::<rb_sys::RBasic>()) as *const u32) as u64 }
+            let n =
+                unsafe { *((v as usize + std::mem::size_of::<rb_sys::RBasic>()) as *const u32) };
+            (n as u64, false)
         }
     }
     #[cfg(ruby_gte_3_2)]
     {
         let _ = flags;
+        // The ivar table of a too-complex object is `as.heap.ivptr` (`as.heap.fields` in 4.0),
+        // right after RBasic.
+        let table = |v: VALUE| -> u64 {
+            // SAFETY: v is a too-complex T_OBJECT, whose first field after RBasic is its
+            // st_table.
+            unsafe {
+                let tbl =
+                    *((v as usize + std::mem::size_of::<rb_sys::RBasic>()) as *const *const c_void);
+                if tbl.is_null() {
+                    0
+                } else {
+                    rb_st_table_size(tbl) as u64
+                }
+            }
+        };
+        #[cfg(not(ruby_gte_4_0))]
+        {
+            // SAFETY: v is a live T_OBJECT (caller); the shape is the VM's.
+            unsafe {
+                if rb_shape_obj_too_complex(v) {
+                    (table(v), true)
+                } else {
+                    let shape = rb_shape_get_shape_by_id(rb_shape_get_shape_id(v));
+                    if shape.is_null() {
+                        (rb_ivar_count(v) as u64, false)
+                    } else {
+                        ((*shape).next_iv_index as u64, false)
+                    }
+                }
+            }
+        }
+        #[cfg(ruby_gte_4_0)]
+        {
+            // SAFETY: v is a live T_OBJECT (caller); RSHAPE(id) is in the VM's shape list.
+            unsafe {
+                let id = rb_obj_shape_id(v);
+                if id & SHAPE_ID_FL_TOO_COMPLEX != 0 {
+                    (table(v), true)
+                } else {
+                    match rshape(id) {
+                        Some(shape) => (shape.next_field_index as u64, false),
+                        None => (rb_ivar_count(v) as u64, false),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// RSHAPE(id): the shape of a 4.0 shape_id.
+///
+/// # Safety
+/// GVL held; `id` is a shape id the VM handed out.
+#[cfg(ruby_gte_4_0)]
+unsafe fn rshape<'a>(id: u32) -> Option<&'a Shape> {
+    // SAFETY: rb_shape_tree is initialised at boot; the offset of a handed-out id is inside
+    // its shape list.
+    unsafe {
+        let list = (*std::ptr::addr_of!(rb_shape_tree)).shape_list;
+        (!list.is_null()).then(|| &*list.add((id & SHAPE_ID_OFFSET_MASK) as usize))
+    }
+}
+
+/// The `shape_id` Ruby's dump writes for an object: none on 3.1; every object's on 3.2 to 3.4;
+/// on 4.0 every object's but IMEMOs' (fields objects excepted), without the flag bits.
+///
+/// # Safety
+/// GVL held; `v` is a live object of type `ty`.
+unsafe fn shape_id_of(v: VALUE, ty: ObjType, imemo_has_shape: bool) -> Option<u64> {
+    let _ = (v, ty, imemo_has_shape);
+    #[cfg(all(ruby_gte_3_2, not(ruby_gte_4_0)))]
+    {
+        // SAFETY: per the caller; reads the object's shape id.
+        Some(unsafe { rb_shape_get_shape_id(v) } as u64)
+    }
+    #[cfg(ruby_gte_4_0)]
+    {
+        (ty != ObjType::Imemo || imemo_has_shape)
+            // SAFETY: per the caller; classes' fields object is read, nothing is made.
+            .then(|| (unsafe { rb_obj_shape_id(v) } & SHAPE_ID_OFFSET_MASK) as u64)
+    }
+    #[cfg(not(ruby_gte_3_2))]
+    {
+        None
+    }
+}
+
+/// A class's `variation_count` (3.2+).
+///
+/// # Safety
+/// GVL held; `v` is a live T_CLASS.
+unsafe fn class_variation_count(v: VALUE) -> Option<u64> {
+    let _ = v;
+    #[cfg(all(ruby_gte_3_2, not(ruby_gte_4_0)))]
+    {
+        // SAFETY: a class's slot holds rb_classext_t right after struct RClass (RCLASS_EXT).
+        let ext = (v as usize + RCLASS_SIZE) as *const ClassExtHead;
+        Some(unsafe { (*ext).variation_count } as u64)
+    }
+    #[cfg(ruby_gte_4_0)]
+    {
         // SAFETY: per the caller.
-        unsafe { rb_ivar_count(v) as u64 }
+        Some(unsafe { rb_class_variation_count(v) } as u64)
+    }
+    #[cfg(not(ruby_gte_3_2))]
+    {
+        None
+    }
+}
+
+/// Whether Ruby's dump calls a class or module a singleton: FL_SINGLETON up to 3.3, and on
+/// classes only in 3.4 (RCLASS_SINGLETON_P); 4.0 asks rb_class_singleton_p.
+///
+/// # Safety
+/// GVL held; `v` is a live class or module.
+unsafe fn is_singleton(v: VALUE, ty: ObjType, flags: VALUE) -> bool {
+    let fl = flags & (rb_sys::ruby_fl_type::RUBY_FL_SINGLETON as VALUE) != 0;
+    let _ = (v, ty, fl);
+    #[cfg(not(ruby_gte_3_4))]
+    {
+        fl
+    }
+    #[cfg(all(ruby_gte_3_4, not(ruby_gte_4_0)))]
+    {
+        fl && ty == ObjType::Class
+    }
+    #[cfg(ruby_gte_4_0)]
+    {
+        // SAFETY: per the caller.
+        unsafe { rb_class_singleton_p(v) != 0 }
+    }
+}
+
+/// The extra fields of an IMEMO: its type's name; from 3.3 on a callinfo's method name and a
+/// callcache's cached method name and receiver class.
+///
+/// # Safety
+/// GVL held; `v` is a live T_IMEMO of type `n`.
+unsafe fn imemo_kind<'a>(v: VALUE, n: usize) -> Kind<'a> {
+    let name = imemo_name(n);
+    #[cfg(ruby_gte_3_3)]
+    let (mut mid, mut called_id, mut receiver_class) = (None, None, None);
+    #[cfg(not(ruby_gte_3_3))]
+    let (mid, called_id, receiver_class) = (None, None, None);
+    let _ = v;
+    #[cfg(ruby_gte_3_3)]
+    // SAFETY: per the caller, v is a callinfo or callcache of this release's layout.
+    unsafe {
+        if name == "callinfo" {
+            let ci = &*(v as *const CallInfo);
+            if ci.mid != 0 {
+                mid = Some(id_name(ci.mid as ID));
+            }
+        } else if name == "callcache" {
+            let cc = &*(v as *const CallCache);
+            // A callcache's method entry, when set, is a live imemo_ment.
+            let called = |cc: &CallCache| -> Option<IdName<'a>> {
+                let cme = cc.cme.as_ref()?;
+                (cme.called_id != 0).then(|| id_name(cme.called_id))
+            };
+            // 3.3: the receiver class only with a method name; 3.4: both only for a cache
+            // with a class; 4.0: the class is Qundef once collected.
+            #[cfg(not(ruby_gte_3_4))]
+            {
+                called_id = called(cc);
+                if called_id.is_some() && cc.klass != 0 {
+                    receiver_class = Some(cc.klass);
+                }
+            }
+            #[cfg(all(ruby_gte_3_4, not(ruby_gte_4_0)))]
+            let has_class = cc.klass != 0;
+            #[cfg(ruby_gte_4_0)]
+            let has_class = cc.klass != rb_sys::Qundef as VALUE;
+            #[cfg(ruby_gte_3_4)]
+            if has_class {
+                called_id = called(cc);
+                receiver_class = Some(cc.klass);
+            }
+        }
+    }
+    Kind::Imemo {
+        imemo_type: name,
+        mid,
+        called_id,
+        receiver_class,
+    }
+}
+
+/// A GC flag's value as the dump writes it (dump_append_special_const).
+///
+/// # Safety
+/// GVL held.
+unsafe fn flag_value<'a>(v: VALUE) -> FlagValue<'a> {
+    // SAFETY: only special constants are decoded; a Symbol's name is the VM's.
+    unsafe {
+        if v == crate::rb::TRUE {
+            FlagValue::True
+        } else if v == crate::rb::FALSE {
+            FlagValue::False
+        } else if v == crate::rb::NIL {
+            FlagValue::Nil
+        } else if rb_sys::FIXNUM_P(v) {
+            FlagValue::Int((v as i64) >> 1)
+        } else if rb_sys::FLONUM_P(v) {
+            FlagValue::Float(rb_sys::rb_float_value(v))
+        } else if rb_sys::RB_SYMBOL_P(v) {
+            str_bytes(rb_sys::rb_sym2str(v)).map_or(FlagValue::Other, FlagValue::Symbol)
+        } else {
+            FlagValue::Other
+        }
     }
 }
 

@@ -17,6 +17,8 @@ pub enum Kind<'a> {
     String {
         embedded: bool,
         fstring: bool,
+        /// 3.4+: a chilled string literal (or `Symbol#to_s`).
+        chilled: bool,
         /// Shares another string's buffer (its root is in the references).
         shared: bool,
         bytesize: u64,
@@ -26,9 +28,16 @@ pub enum Kind<'a> {
         value: Option<&'a [u8]>,
         /// Left out for ASCII-8BIT, like Ruby.
         encoding: Option<&'a str>,
+        /// 3.2+: the cached coderange (`unknown`, `7bit`, `valid`, `broken`); `broken` is
+        /// then written after it.
+        coderange: Option<&'a str>,
+        /// 3.1 (no coderange field): invalid in its encoding, written right after `embedded`.
+        broken: bool,
     },
     Symbol {
         bytesize: u64,
+        /// As for strings (3.2+ writes a symbol's name like a string's content).
+        capacity: Option<u64>,
         value: Option<&'a [u8]>,
     },
     Array {
@@ -38,11 +47,19 @@ pub enum Kind<'a> {
     },
     Hash {
         size: u64,
+        /// The default proc (`Hash.new { }`).
+        default: Option<u64>,
     },
     Object {
+        /// 3.3+: the instance variables are in the slot.
+        embedded: bool,
         ivars: u64,
+        /// 3.2+: the object's shape is "too complex" (its ivars are a hash table).
+        too_complex: bool,
     },
     Class {
+        /// 3.2+, classes only (not modules).
+        variation_count: Option<u64>,
         name: Option<&'a [u8]>,
         /// For anonymous classes and singletons.
         real_class_name: Option<&'a [u8]>,
@@ -57,13 +74,61 @@ pub enum Kind<'a> {
     },
     Float {
         value: f64,
+        /// C's `%#g` (trailing zeros kept: 3.2+) rather than `%g`.
+        alternate: bool,
     },
     File {
         fd: i64,
     },
     Imemo {
         imemo_type: &'a str,
+        /// 3.3+, callinfo: the method name called.
+        mid: Option<IdName<'a>>,
+        /// 3.3+, callcache: the cached method's name and the receiver's class.
+        called_id: Option<IdName<'a>>,
+        receiver_class: Option<u64>,
     },
+    /// A T_ZOMBIE: Ruby's line ends after the common fields.
+    Zombie,
+}
+
+/// An ID as Ruby's dump writes it: its name, or `ID_INTERNAL(serial)` for an internal ID.
+#[derive(Clone, Copy, Debug)]
+pub enum IdName<'a> {
+    Name(&'a [u8]),
+    Internal(u64),
+}
+
+/// The value of a GC flag: `true` up to 3.4; 4.0's `rb_gc_object_metadata` has others
+/// (`"age":1`, `"object_id":8`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum FlagValue<'a> {
+    True,
+    False,
+    Nil,
+    Int(i64),
+    Float(f64),
+    Symbol(&'a [u8]),
+    /// Anything else: Ruby writes `{}`.
+    Other,
+}
+
+/// One node of the shape tree (3.2+), as `ObjectSpace.dump_all` writes it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ShapeLine<'a> {
+    pub address: u64,
+    pub id: u64,
+    /// Left out for the root shape.
+    pub parent_id: Option<u64>,
+    pub depth: u64,
+    /// `ROOT`, `IVAR`, ...; None for a type this writer does not know (4.0 writes nothing).
+    pub shape_type: Option<&'a str>,
+    /// IVAR shapes.
+    pub edge_name: Option<IdName<'a>>,
+    /// 3.2's CAPACITY_CHANGE and INITIAL_CAPACITY shapes.
+    pub capacity: Option<u64>,
+    pub edges: u64,
+    pub memsize: u64,
 }
 
 /// Where and when an object was allocated (`ObjectSpace.trace_object_allocations`).
@@ -89,8 +154,8 @@ pub struct ObjectLine<'a> {
     pub references: &'a [u64],
     pub allocation: Option<Allocation<'a>>,
     pub memsize: u64,
-    /// GC flag names that are set (`wb_protected`, `old`, ...).
-    pub flags: &'a [&'a str],
+    /// GC flags with their values (`wb_protected`, `old`, 4.0's `age`, ...), in Ruby's order.
+    pub flags: &'a [(&'a str, FlagValue<'a>)],
 }
 
 /// Appends a ROOT record.
@@ -123,42 +188,54 @@ pub fn write_object(out: &mut Vec<u8>, o: &ObjectLine<'_>) {
     }
     match o.kind {
         Kind::Plain => {}
+        Kind::Zombie => {
+            out.extend_from_slice(b"}\n");
+            return;
+        }
         Kind::String {
             embedded,
             fstring,
+            chilled,
             shared,
             bytesize,
             capacity,
             value,
             encoding,
+            coderange,
+            broken,
         } => {
             if embedded {
                 out.extend_from_slice(b", \"embedded\":true");
             }
+            if broken && coderange.is_none() {
+                out.extend_from_slice(b", \"broken\":true");
+            }
             if fstring {
                 out.extend_from_slice(b", \"fstring\":true");
+            }
+            if chilled {
+                out.extend_from_slice(b", \"chilled\":true");
             }
             if shared {
                 out.extend_from_slice(b", \"shared\":true");
             } else {
-                key_num(out, b"bytesize", bytesize);
-                if let Some(c) = capacity {
-                    key_num(out, b"capacity", c);
-                }
-                if let Some(v) = value {
-                    key_str(out, b"value", v);
-                }
+                string_content(out, bytesize, capacity, value);
             }
             if let Some(e) = encoding {
                 key_str(out, b"encoding", e.as_bytes());
             }
-        }
-        Kind::Symbol { bytesize, value } => {
-            key_num(out, b"bytesize", bytesize);
-            if let Some(v) = value {
-                key_str(out, b"value", v);
+            if let Some(c) = coderange {
+                key_str(out, b"coderange", c.as_bytes());
+                if c == "broken" {
+                    out.extend_from_slice(b", \"broken\":true");
+                }
             }
         }
+        Kind::Symbol {
+            bytesize,
+            capacity,
+            value,
+        } => string_content(out, bytesize, capacity, value),
         Kind::Array {
             length,
             embedded,
@@ -172,14 +249,36 @@ pub fn write_object(out: &mut Vec<u8>, o: &ObjectLine<'_>) {
                 out.extend_from_slice(b", \"embedded\":true");
             }
         }
-        Kind::Hash { size } => key_num(out, b"size", size),
-        Kind::Object { ivars } => key_num(out, b"ivars", ivars),
+        Kind::Hash { size, default } => {
+            key_num(out, b"size", size);
+            if let Some(d) = default {
+                out.extend_from_slice(b", \"default\":");
+                hex(out, d);
+            }
+        }
+        Kind::Object {
+            embedded,
+            ivars,
+            too_complex,
+        } => {
+            if embedded {
+                out.extend_from_slice(b", \"embedded\":true");
+            }
+            key_num(out, b"ivars", ivars);
+            if too_complex {
+                out.extend_from_slice(b", \"too_complex_shape\":true");
+            }
+        }
         Kind::Class {
+            variation_count,
             name,
             real_class_name,
             singleton,
             superclass,
         } => {
+            if let Some(v) = variation_count {
+                key_num(out, b"variation_count", v);
+            }
             if let Some(s) = superclass {
                 out.extend_from_slice(b", \"superclass\":");
                 hex(out, s);
@@ -204,20 +303,32 @@ pub fn write_object(out: &mut Vec<u8>, o: &ObjectLine<'_>) {
                 key_str(out, b"struct", s);
             }
         }
-        Kind::Float { value } => {
-            let text = if value.is_nan() {
-                "NaN".to_string()
-            } else if value.is_infinite() {
-                if value > 0.0 { "Inf" } else { "-Inf" }.to_string()
-            } else {
-                format_g(value)
-            };
-            key_str(out, b"value", text.as_bytes());
+        Kind::Float { value, alternate } => {
+            key_str(out, b"value", float_text(value, alternate).as_bytes());
         }
         Kind::File { fd } => {
             let _ = write!(out, ", \"fd\":{fd}");
         }
-        Kind::Imemo { imemo_type } => key_str(out, b"imemo_type", imemo_type.as_bytes()),
+        Kind::Imemo {
+            imemo_type,
+            mid,
+            called_id,
+            receiver_class,
+        } => {
+            key_str(out, b"imemo_type", imemo_type.as_bytes());
+            if let Some(m) = mid {
+                out.extend_from_slice(b", \"mid\":");
+                id_name(out, m);
+            }
+            if let Some(m) = called_id {
+                out.extend_from_slice(b", \"called_id\":");
+                id_name(out, m);
+            }
+            if let Some(k) = receiver_class {
+                out.extend_from_slice(b", \"receiver_class\":");
+                hex(out, k);
+            }
+        }
     }
     if !o.references.is_empty() {
         refs(out, o.references);
@@ -239,16 +350,94 @@ pub fn write_object(out: &mut Vec<u8>, o: &ObjectLine<'_>) {
     }
     if !o.flags.is_empty() {
         out.extend_from_slice(b", \"flags\":{");
-        for (i, f) in o.flags.iter().enumerate() {
+        for (i, (name, value)) in o.flags.iter().enumerate() {
             if i > 0 {
                 out.extend_from_slice(b", ");
             }
-            string(out, f.as_bytes());
-            out.extend_from_slice(b":true");
+            string(out, name.as_bytes());
+            out.push(b':');
+            flag_value(out, value);
         }
         out.push(b'}');
     }
     out.extend_from_slice(b"}\n");
+}
+
+/// Appends a SHAPE record (3.2+; `dump_all` writes them between the roots and the objects).
+pub fn write_shape(out: &mut Vec<u8>, s: &ShapeLine<'_>) {
+    out.extend_from_slice(b"{\"address\":");
+    hex(out, s.address);
+    out.extend_from_slice(b", \"type\":\"SHAPE\"");
+    key_num(out, b"id", s.id);
+    if let Some(p) = s.parent_id {
+        key_num(out, b"parent_id", p);
+    }
+    key_num(out, b"depth", s.depth);
+    if let Some(t) = s.shape_type {
+        key_str(out, b"shape_type", t.as_bytes());
+    }
+    if let Some(e) = s.edge_name {
+        out.extend_from_slice(b",\"edge_name\":");
+        id_name(out, e);
+    }
+    if let Some(c) = s.capacity {
+        key_num(out, b"capacity", c);
+    }
+    key_num(out, b"edges", s.edges);
+    key_num(out, b"memsize", s.memsize);
+    out.extend_from_slice(b"}\n");
+}
+
+/// A string's (or symbol's) `bytesize`, `capacity` and `value`.
+fn string_content(out: &mut Vec<u8>, bytesize: u64, capacity: Option<u64>, value: Option<&[u8]>) {
+    key_num(out, b"bytesize", bytesize);
+    if let Some(c) = capacity {
+        key_num(out, b"capacity", c);
+    }
+    if let Some(v) = value {
+        key_str(out, b"value", v);
+    }
+}
+
+fn id_name(out: &mut Vec<u8>, id: IdName<'_>) {
+    match id {
+        IdName::Name(n) => string(out, n),
+        IdName::Internal(serial) => {
+            let _ = write!(out, "\"ID_INTERNAL({serial})\"");
+        }
+    }
+}
+
+fn flag_value(out: &mut Vec<u8>, v: &FlagValue<'_>) {
+    match *v {
+        FlagValue::True => out.extend_from_slice(b"true"),
+        FlagValue::False => out.extend_from_slice(b"false"),
+        FlagValue::Nil => out.extend_from_slice(b"null"),
+        FlagValue::Int(n) => {
+            let _ = write!(out, "{n}");
+        }
+        // Ruby writes a flonum with `%#g`, unquoted.
+        FlagValue::Float(f) => out.extend_from_slice(float_text(f, true).as_bytes()),
+        FlagValue::Symbol(name) => {
+            out.extend_from_slice(b"{\"type\":\"SYMBOL\", \"value\":");
+            string(out, name);
+            out.push(b'}');
+        }
+        FlagValue::Other => out.extend_from_slice(b"{}"),
+    }
+}
+
+/// A float as Ruby's dump writes it: `%g` (3.1) or `%#g` (3.2+), `NaN`, `Inf`, `-Inf`.
+fn float_text(value: f64, alternate: bool) -> String {
+    if value.is_nan() {
+        "NaN".to_string()
+    } else if value.is_infinite() {
+        if value > 0.0 { "Inf" } else { "-Inf" }.to_string()
+    } else if alternate {
+        format_alt_g(value)
+    } else {
+        format_g(value)
+    }
 }
 
 /// C's `%g` (6 significant digits, exponent form outside 1e-4..1e6), as Ruby writes floats.
@@ -274,6 +463,34 @@ fn format_g(v: f64) -> String {
     } else {
         let decimals = (5 - e).max(0) as usize;
         trim(format!("{v:.decimals$}"))
+    }
+}
+
+/// C's `%#g`: like `%g` but trailing zeros (and the point) are kept: `2.50000`, `100.000`,
+/// `1.00000e+100`, `0.00000`.
+fn format_alt_g(v: f64) -> String {
+    if v == 0.0 {
+        return if v.is_sign_negative() {
+            "-0.00000"
+        } else {
+            "0.00000"
+        }
+        .to_string();
+    }
+    let sci = format!("{v:.5e}");
+    let (mant, e) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let e: i32 = e.parse().unwrap_or(0);
+    if !(-4..6).contains(&e) {
+        let sign = if e < 0 { '-' } else { '+' };
+        format!("{mant}e{sign}{:02}", e.abs())
+    } else {
+        let decimals = (5 - e).max(0) as usize;
+        let text = format!("{v:.decimals$}");
+        if text.contains('.') {
+            text
+        } else {
+            format!("{text}.")
+        }
     }
 }
 
@@ -385,7 +602,7 @@ mod tests {
 
     #[test]
     fn every_kind_reads_back_and_is_valid_json() {
-        let flags = ["wb_protected", "old"];
+        let flags = [("wb_protected", FlagValue::True), ("old", FlagValue::True)];
         let kinds = [
             Kind::String {
                 embedded: true,
@@ -395,9 +612,13 @@ mod tests {
                 capacity: None,
                 value: Some(b"a \"q\" \\ \n"),
                 encoding: Some("UTF-8"),
+                chilled: true,
+                coderange: Some("broken"),
+                broken: true,
             },
             Kind::Symbol {
                 bytesize: 3,
+                capacity: None,
                 value: Some(b"sym"),
             },
             Kind::Array {
@@ -405,9 +626,17 @@ mod tests {
                 embedded: true,
                 shared: false,
             },
-            Kind::Hash { size: 4 },
-            Kind::Object { ivars: 3 },
+            Kind::Hash {
+                size: 4,
+                default: Some(0x40),
+            },
+            Kind::Object {
+                embedded: true,
+                ivars: 3,
+                too_complex: true,
+            },
             Kind::Class {
+                variation_count: Some(2),
                 name: Some(b"Shop::Order"),
                 real_class_name: None,
                 singleton: false,
@@ -416,8 +645,16 @@ mod tests {
             Kind::Data {
                 struct_name: Some(b"we\"ird"),
             },
-            Kind::Float { value: 2.5 },
-            Kind::Imemo { imemo_type: "ment" },
+            Kind::Float {
+                value: 2.5,
+                alternate: true,
+            },
+            Kind::Imemo {
+                imemo_type: "callcache",
+                mid: None,
+                called_id: Some(IdName::Internal(42)),
+                receiver_class: Some(0x50),
+            },
         ];
         for kind in kinds {
             let o = ObjectLine {
@@ -476,6 +713,90 @@ mod tests {
     }
 
     #[test]
+    fn floats_like_c_percent_alt_g() {
+        for (v, s) in [
+            (2.5, "2.50000"),
+            (0.1, "0.100000"),
+            (100.0, "100.000"),
+            (1e100, "1.00000e+100"),
+            (123456.0, "123456."),
+            (123456789.0, "1.23457e+08"),
+            (0.00001234, "1.23400e-05"),
+            (-3.25, "-3.25000"),
+            (0.0, "0.00000"),
+        ] {
+            assert_eq!(format_alt_g(v), s, "{v}");
+        }
+    }
+
+    #[test]
+    fn flag_values_as_ruby_4_writes_them() {
+        let flags = [
+            ("wb_protected", FlagValue::True),
+            ("age", FlagValue::Int(3)),
+            ("object_id", FlagValue::Int(8)),
+            ("x", FlagValue::Nil),
+            ("y", FlagValue::Symbol(b"s")),
+            ("z", FlagValue::Other),
+        ];
+        let o = ObjectLine {
+            address: 0x10,
+            ty: ObjType::Object,
+            flags: &flags,
+            ..ObjectLine::default()
+        };
+        let l = line(&o);
+        let text = std::str::from_utf8(&l).unwrap();
+        assert!(
+            text.ends_with(r#", "flags":{"wb_protected":true, "age":3, "object_id":8, "x":null, "y":{"type":"SYMBOL", "value":"s"}, "z":{}}}
+"#),
+            "{text}"
+        );
+        let v: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
+        assert_eq!(v["flags"]["age"], 3);
+    }
+
+    #[test]
+    fn shapes_and_zombies() {
+        let mut v = Vec::new();
+        write_shape(
+            &mut v,
+            &ShapeLine {
+                address: 0x7f00,
+                id: 8,
+                parent_id: Some(3),
+                depth: 2,
+                shape_type: Some("IVAR"),
+                edge_name: Some(IdName::Name(b"@mesg")),
+                capacity: None,
+                edges: 1,
+                memsize: 40,
+            },
+        );
+        assert_eq!(
+            std::str::from_utf8(&v).unwrap(),
+            "{\"address\":\"0x7f00\", \"type\":\"SHAPE\", \"id\":8, \"parent_id\":3, \"depth\":2, \"shape_type\":\"IVAR\",\"edge_name\":\"@mesg\", \"edges\":1, \"memsize\":40}\n"
+        );
+        let r = parse_line(&v[..v.len() - 1]).unwrap();
+        assert_eq!(r.kind, RecordKind::Shape);
+        let z = ObjectLine {
+            address: 0x20,
+            ty: ObjType::Zombie,
+            shape_id: Some(0),
+            slot_size: Some(40),
+            class: Some(0x30),
+            kind: Kind::Zombie,
+            references: &[0x40],
+            memsize: 40,
+            ..ObjectLine::default()
+        };
+        assert_eq!(
+            std::str::from_utf8(&line(&z)).unwrap(),
+            "{\"address\":\"0x20\", \"type\":\"ZOMBIE\", \"shape_id\":0, \"slot_size\":40, \"class\":\"0x30\"}\n"
+        );
+    }
+
+    #[test]
     fn roots_and_odd_bytes() {
         let mut v = Vec::new();
         write_root(&mut v, "vm", &[0x1, 0x2]);
@@ -486,6 +807,7 @@ mod tests {
             address: 1,
             ty: ObjType::Class,
             kind: Kind::Class {
+                variation_count: None,
                 name: Some(&[0xff, b'A', 0x01]),
                 real_class_name: None,
                 singleton: true,

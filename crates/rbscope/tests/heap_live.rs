@@ -1,6 +1,7 @@
-//! The heap of a running Ruby 3.1 process: `rbscope heap dump | count | track | watch -p PID`
-//! and `Rbscope.heap_dump` / `Rbscope.count_objects`, checked against Ruby's own
-//! `ObjectSpace.dump_all` and `ObjectSpace.count_objects` of the same heap.
+//! The heap of a running Ruby process (3.1 to 4.0, whichever `ruby` is first on PATH):
+//! `rbscope heap dump | count | track | watch -p PID` and `Rbscope.heap_dump` /
+//! `Rbscope.count_objects`, checked against Ruby's own `ObjectSpace.dump_all` and
+//! `ObjectSpace.count_objects` of the same heap.
 
 mod common;
 use common::*;
@@ -32,6 +33,7 @@ fn our_dump_matches_rubys_dump_all_of_the_same_heap() {
     let mut app = Program::start("heap_live.rb", &[]);
     app.run("trace");
     app.run("items 3000");
+    app.run("zoo");
     let ours = app.sb.dir.path().join("ours.json");
     let theirs = app.sb.dir.path().join("theirs.json");
     let done = app.run(&format!("both {} {}", ours.display(), theirs.display()));
@@ -101,44 +103,141 @@ fn our_dump_matches_rubys_dump_all_of_the_same_heap() {
         ours_by.len()
     );
     // Objects can change between the two dumps (the app's own arrays grow as `require` runs):
-    // fields are compared for those whose references and size are the same in both.
+    // those whose references or size differ are left out; every other object's line must be
+    // Ruby's, every field and its value (shape_id, slot_size, class, frozen, imemo_type, mid,
+    // embedded/shared/fstring/chilled, bytesize, capacity, value, encoding, coderange, ivars,
+    // too_complex_shape, variation_count, name, struct, fd, default, references, allocation,
+    // memsize, flags with their values...).
     let mut changed = 0;
     let total = common.len();
+    let mut seen: HashMap<&str, usize> = HashMap::new();
     for a in common {
         let (o, t) = (&ours_by[a], &theirs_by[a]);
         if o["references"] != t["references"] || o["memsize"] != t["memsize"] {
             changed += 1;
             continue;
         }
-        assert_eq!(o["type"], t["type"], "{a}");
-        if o["type"] != "IMEMO" {
-            assert_eq!(o["class"], t["class"], "{a}");
-        } else {
-            assert_eq!(o["imemo_type"], t["imemo_type"], "{a}");
-        }
-        if o["type"] == "STRING" {
-            for key in [
-                "value", "shared", "embedded", "fstring", "bytesize", "capacity", "encoding",
-            ] {
-                assert_eq!(o[key], t[key], "{key} of {a}");
+        assert_eq!(o, t, "the object at {a}");
+        for (what, found) in [
+            ("shape_id", t["shape_id"].is_u64()),
+            ("slot_size", t["slot_size"].is_u64()),
+            ("imemo_type", t["imemo_type"].is_string()),
+            ("mid", t["mid"].is_string()),
+            ("called_id", t["called_id"].is_string()),
+            (
+                "embedded string",
+                t["type"] == "STRING" && t["embedded"] == true,
+            ),
+            (
+                "shared string",
+                t["type"] == "STRING" && t["shared"] == true,
+            ),
+            ("fstring", t["fstring"] == true),
+            ("chilled", t["chilled"] == true),
+            ("capacity", t["capacity"].is_u64()),
+            ("coderange", t["coderange"].is_string()),
+            ("broken", t["broken"] == true),
+            ("shared array", t["type"] == "ARRAY" && t["shared"] == true),
+            (
+                "embedded array",
+                t["type"] == "ARRAY" && t["embedded"] == true,
+            ),
+            (
+                "embedded object",
+                t["type"] == "OBJECT" && t["embedded"] == true,
+            ),
+            ("too_complex_shape", t["too_complex_shape"] == true),
+            ("variation_count", t["variation_count"].is_u64()),
+            ("default", t["default"].is_string()),
+            ("fd", t["fd"].is_i64()),
+            ("float", t["type"] == "FLOAT"),
+            ("singleton", t["singleton"] == true),
+            ("real_class_name", t["real_class_name"].is_string()),
+            ("struct", t["struct"].is_string()),
+            ("frozen", t["frozen"] == true),
+            ("flags", t["flags"].is_object()),
+            ("age", t["flags"]["age"].is_u64()),
+            ("object_id", t["flags"]["object_id"].is_u64()),
+        ] {
+            if found {
+                *seen.entry(what).or_default() += 1;
             }
-        }
-        if o["type"] == "OBJECT" {
-            assert_eq!(o["ivars"], t["ivars"], "ivars of {a}");
-        }
-        if o["type"] == "ARRAY" {
-            for key in ["length", "shared", "embedded"] {
-                assert_eq!(o[key], t[key], "{key} of {a}");
-            }
-        }
-        if o["type"] == "CLASS" || o["type"] == "MODULE" {
-            assert_eq!(o["name"], t["name"], "{a}");
         }
     }
     assert!(
         changed * 100 <= total,
         "{changed} of {total} objects changed"
     );
+    // The comparison above covered what this Ruby's dump says (an object kind can only be
+    // missed where Ruby's own dump never writes it).
+    let mut expected = vec![
+        "imemo_type",
+        "embedded string",
+        "shared string",
+        "fstring",
+        "capacity",
+        "shared array",
+        "embedded array",
+        "default",
+        "fd",
+        "float",
+        "singleton",
+        "struct",
+        "frozen",
+        "flags",
+    ];
+    if ruby_at_least(3, 2) {
+        expected.extend([
+            "shape_id",
+            "slot_size",
+            "coderange",
+            "broken",
+            "too_complex_shape",
+            "variation_count",
+        ]);
+    }
+    if ruby_at_least(3, 3) {
+        expected.extend(["mid", "called_id", "embedded object"]);
+    }
+    if ruby_at_least(3, 4) {
+        expected.push("chilled");
+    }
+    if ruby_at_least(4, 0) {
+        expected.extend(["age", "object_id"]);
+    }
+    for what in expected {
+        assert!(
+            seen.contains_key(what),
+            "no object with {what} compared: {seen:?}"
+        );
+    }
+    // The shape tree (3.2+): the same records, between the roots and the objects.
+    let shapes = |lines: &[J]| -> Vec<J> {
+        lines
+            .iter()
+            .filter(|l| l["type"] == "SHAPE")
+            .cloned()
+            .collect()
+    };
+    let (our_shapes, their_shapes) = (shapes(&ours_lines), shapes(&theirs_lines));
+    assert_eq!(our_shapes, their_shapes);
+    assert_eq!(!their_shapes.is_empty(), ruby_at_least(3, 2));
+    if let Some(first) = ours_lines.iter().position(|l| l["type"] == "SHAPE") {
+        assert!(ours_lines[..first].iter().all(|l| l["type"] == "ROOT"));
+        assert!(ours_lines[first + our_shapes.len()..]
+            .iter()
+            .all(|l| l["address"].is_string() && l["type"] != "SHAPE" && l["type"] != "ROOT"));
+    }
+    // The roots: the same categories in the same order (their references are not compared:
+    // the machine stack of the two calls is not the same, nor what is on it).
+    let roots = |lines: &[J]| -> Vec<J> {
+        lines
+            .iter()
+            .filter(|l| l["type"] == "ROOT")
+            .map(|l| l["root"].clone())
+            .collect()
+    };
+    assert_eq!(roots(&ours_lines), roots(&theirs_lines));
     // Counts by type agree with ObjectSpace.count_objects taken right after (GC was off; the
     // call to Rbscope.heap_dump itself makes a handful of objects).
     let counts = &result["counts"];

@@ -40,7 +40,34 @@ while (line = $stdin.gets)
   when "leak" # keep leaking in the background
     leaker = Thread.new { loop { 300.times { |i| LiveLeak::ITEMS << LiveLeak::Item.new(i) }; sleep 0.05 } }
     puts "done leak"
+  when "zoo" # objects of every kind the dump describes in its own way
+    $zoo = {
+      default_proc: Hash.new { |h, k| h[k] = k },
+      default_value: Hash.new(5),
+      file: File.open(__FILE__),
+      floats: [1.5, 1e100, 100.0, 0.1 + 0.2, -0.0],
+      shared_string: ("shared " * 20)[3..100],
+      shared_array: Array.new(50) { |i| i }[5..40],
+      embedded: %w[a b],
+      utf8: "\u00e9t\u00e9",
+      binary: "\xff\x00".b,
+      broken: "\xff\xfe".dup.force_encoding("UTF-8").tap(&:valid_encoding?),
+      escapes: "tab\tquote\"back\\slash\nnul\0",
+      chilled: eval("'chilled literal'"),
+      symbol: :"zoo_dynamic_symbol_#{rand(1 << 30)}",
+      singleton: Object.new.tap { |o| o.singleton_class },
+      object_id: Object.new.tap(&:object_id),
+      frozen: Object.new.freeze,
+      struct: Struct.new(:a, :b).new(1, 2),
+      anonymous: Class.new(StandardError),
+      complex: 1r + 2i,
+      big: 2**100,
+    }
+    # More shapes than a class may vary into: the last objects are "too complex" (3.2+).
+    $zoo[:variants] = Array.new(12) { |i| Census::Widget.new(i).tap { |w| w.instance_variable_set(:"@v#{i}", i) } }
+    puts "done zoo"
   when "both" # Rbscope.heap_dump and Ruby's own dump_all of the same heap, then count_objects
+    ObjectSpace.count_objects # 4.0 makes its type names' symbols on the first call
     GC.start
     GC.disable
     ours = Rbscope.heap_dump(args[0])
