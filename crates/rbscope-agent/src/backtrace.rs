@@ -23,7 +23,8 @@ use magnus::{gc, prelude::*, DataTypeFunctions, Error, RArray, Ruby, TypedData, 
 use rb_sys::VALUE;
 use rbscope_backtrace::{FrameFacts, MethodKind, Param, Params};
 use rbscope_vm::frames::{self, StackFrame};
-use rbscope_vm::{LocalMemory, Memory, RawFrame};
+use rbscope_vm::iseq;
+use rbscope_vm::{Layout, LocalMemory, Memory, RawFrame};
 use std::cell::OnceCell;
 use std::sync::Arc;
 
@@ -326,7 +327,7 @@ fn backtrace(ruby: &Ruby, thread: Value) -> Result<RArray, Error> {
             },
         })
         .collect();
-    push_frames(out, read)?;
+    push_frames(out, layout, read)?;
     Ok(out)
 }
 
@@ -342,11 +343,24 @@ struct ReadFrame {
 }
 
 /// Turns frames (innermost first) into `Frame`s appended to `out`. A C function is placed
-/// where Ruby reports it: at the nearest Ruby frame that called it (outward).
-fn push_frames(out: RArray, read: Vec<ReadFrame>) -> Result<(), Error> {
+/// where Ruby reports it: at the nearest Ruby frame that called it (outward). A rescue or
+/// ensure clause's frame stands for the frame it runs in, which is left out (as Ruby 3.4+
+/// does, on every Ruby: see `rbscope_backtrace::hidden_by_clauses`).
+fn push_frames(out: RArray, layout: &Layout, read: Vec<ReadFrame>) -> Result<(), Error> {
+    let hidden = rbscope_backtrace::hidden_by_clauses(read.iter().map(|f| {
+        (!f.cfunc).then(|| {
+            iseq::kind_at(&LocalMemory, layout, f.iseq as usize)
+                .map(|k| k.is_clause())
+                .unwrap_or(false)
+        })
+    }));
+    let read = read
+        .into_iter()
+        .zip(hidden)
+        .filter_map(|(f, hidden)| (!hidden).then_some(f));
     let mut caller: Option<(VALUE, usize)> = None;
-    let mut located: Vec<(ReadFrame, Option<(VALUE, usize)>)> = Vec::with_capacity(read.len());
-    for f in read.into_iter().rev() {
+    let mut located: Vec<(ReadFrame, Option<(VALUE, usize)>)> = Vec::new();
+    for f in read.rev() {
         if !f.cfunc {
             caller = f.pos.map(|pos| (f.iseq, pos));
         }
@@ -382,9 +396,9 @@ fn better_backtrace(ruby: &Ruby, exc: Value, locations: Value) -> Result<Option<
     let Some(slot) = crate::ring::find(gvl, exc.as_raw()) else {
         return Ok(None);
     };
-    if !slot.fast {
+    let (true, Some(layout)) = (slot.fast, fast_capture::layout()) else {
         return Ok(None);
-    }
+    };
     let read: Vec<ReadFrame> = fast_capture::decode(&slot.words)
         .into_iter()
         .map(|f| ReadFrame {
@@ -398,14 +412,28 @@ fn better_backtrace(ruby: &Ruby, exc: Value, locations: Value) -> Result<Option<
     let out = ruby.ary_new();
     // The ring keeps the copied VALUEs alive (and still holds this capture: nothing here
     // raises) until each Frame marks its own.
-    push_frames(out, read)?;
+    push_frames(out, layout, read)?;
     Ok(agrees(gvl, out, locations.as_raw())?.then_some(out))
 }
 
 /// Whether `frames` are the frames of `locations` (the exception's `backtrace_locations`): as
-/// many, each at the same line, the innermost and outermost in the same file.
+/// many, each at the same line, the innermost and outermost in the same file. Before 3.4,
+/// Ruby's locations also hold the frames that rescue and ensure clauses stand for (the one
+/// after each `rescue in`/`ensure in` location), which ours leave out: those are not compared.
 fn agrees(gvl: Gvl, frames: RArray, locations: VALUE) -> Result<bool, Error> {
     let locs = rb::array_items(gvl, locations);
+    let hidden = rbscope_backtrace::hidden_by_clauses(locs.iter().map(|loc| {
+        let label = rb::call(gvl, *loc, "label", &[])
+            .ok()
+            .and_then(|l| rb::to_string(gvl, l))
+            .unwrap_or_default();
+        Some(label.starts_with("rescue in ") || label.starts_with("ensure in "))
+    }));
+    let locs: Vec<VALUE> = locs
+        .into_iter()
+        .zip(hidden)
+        .filter_map(|(loc, hidden)| (!hidden).then_some(loc))
+        .collect();
     if locs.len() != frames.len() {
         return Ok(false);
     }

@@ -45,6 +45,10 @@ pub mod frame {
     pub const BINDING: isize = 2;
     pub const SELF: isize = 3;
     pub const KLASS: isize = 4;
+    /// The iseq's own label (`rescue in block in m`), nil when unknown.
+    pub const ISEQ_LABEL: isize = 5;
+    /// The method entry the frame runs, nil when unknown or none.
+    pub const ME: isize = 6;
 }
 
 static HOOK_ON: AtomicBool = AtomicBool::new(false);
@@ -182,8 +186,111 @@ fn capture(gvl: Gvl, agent: &Agent, exc: VALUE) {
     bump(&agent.counters.raises_captured);
 }
 
+/// One frame as the debug inspector knows it (innermost first).
+struct InspectedFrame {
+    /// nil for a C function's frame.
+    binding: VALUE,
+    self_value: VALUE,
+    klass: VALUE,
+    /// The frame's iseq (0 when unknown), and its control frame (0 when unknown).
+    iseq: VALUE,
+    cfp: usize,
+}
+
+/// The inspector's own list of frames (`dc->contexts`: `[self, class, binding, iseq, cfp, ...]`
+/// per frame, innermost first), read from the debug context, which has no API for it: Ruby 3.4
+/// gives locations only for the frames its backtraces show (a rescue or ensure clause's frame
+/// stands for the frame it runs in) while the per-frame getters count every frame, and refuse
+/// the outermost ones. The list is the fourth word of the context in 3.1 to 3.4 and the third
+/// in 4.0; both words are VALUEs in every one of those releases, and the list is used only when
+/// its first frame is the one the API gives for index 0.
+fn raw_contexts(gvl: Gvl, dc: *const rb_debug_inspector_t, n: i64) -> Option<Vec<InspectedFrame>> {
+    if n == 0 {
+        return None;
+    }
+    // SAFETY: index 0 < n, the inspector's frame count.
+    let (binding0, self0) = unsafe {
+        (
+            rb_debug_inspector_frame_binding_get(dc, 0),
+            rb_debug_inspector_frame_self_get(dc, 0),
+        )
+    };
+    for word in [3usize, 2] {
+        // SAFETY: `dc` points at the live rb_debug_inspector_struct, at least four words long
+        // in 3.1 to 4.0 (ec, cfp, then two VALUEs); words 2 and 3 are VALUEs there.
+        let list = unsafe { *(dc as *const VALUE).add(word) };
+        if rb::type_of(gvl, list) != rb_sys::ruby_value_type::RUBY_T_ARRAY {
+            continue;
+        }
+        let entries = rb::array_items(gvl, list);
+        let frames: Vec<Option<InspectedFrame>> = entries
+            .iter()
+            .map(|e| {
+                if rb::type_of(gvl, *e) != rb_sys::ruby_value_type::RUBY_T_ARRAY {
+                    return None;
+                }
+                let parts = rb::array_items(gvl, *e);
+                let iseq = *parts.get(3)?;
+                Some(InspectedFrame {
+                    self_value: *parts.first()?,
+                    klass: *parts.get(1)?,
+                    binding: *parts.get(2)?,
+                    iseq: if iseq == NIL { 0 } else { iseq },
+                    cfp: (*parts.get(4)? as usize) & !0x03,
+                })
+            })
+            .collect();
+        let Some(frames) = frames.into_iter().collect::<Option<Vec<_>>>() else {
+            continue;
+        };
+        let first_agrees = frames
+            .first()
+            .is_some_and(|f| f.binding == binding0 && f.self_value == self0);
+        if first_agrees && frames.len() >= n as usize {
+            return Some(frames);
+        }
+    }
+    None
+}
+
+/// Whether a frame's code is a rescue or ensure clause, from its iseq's own label (`rescue in
+/// m` in every release; Ruby 3.4's locations name the method instead).
+fn is_clause_iseq(gvl: Gvl, iseq: VALUE) -> bool {
+    let label = crate::fast_capture::iseq_string(gvl, iseq, crate::fast_capture::rb_iseq_label);
+    label.starts_with("rescue in ") || label.starts_with("ensure in ")
+}
+
+/// The method entry a frame runs, read from its control frame when the VM layout is known
+/// (nil otherwise, or at top level and in class bodies).
+fn frame_method_entry(gvl: Gvl, f: &InspectedFrame) -> VALUE {
+    let Ok(layout) = crate::fast_capture::verified_layout(gvl) else {
+        return NIL;
+    };
+    if f.cfp == 0 {
+        return NIL;
+    }
+    let mem = rbscope_vm::LocalMemory;
+    let Ok(ep) = rbscope_vm::Memory::read_word(&mem, f.cfp + layout.cfp_ep) else {
+        return NIL;
+    };
+    let raw = rbscope_vm::RawFrame {
+        cfp: f.cfp,
+        iseq: f.iseq as usize,
+        pc: 0,
+        self_value: f.self_value as usize,
+        ep,
+    };
+    match rbscope_vm::frames::method_entry(&mem, &raw) {
+        Ok(me) if me != 0 => me as VALUE,
+        _ => NIL,
+    }
+}
+
 /// Inside the debug inspector: keep the app frames. Only VALUEs live in this frame, so a raise
 /// (caught by the `protect` around `rb_debug_inspector_open`) skips no destructor.
+///
+/// A rescue or ensure clause's frame stands for the frame it runs in, which is left out (as
+/// Ruby 3.4+ does, and the fast path on every Ruby: `rbscope_backtrace::hidden_by_clauses`).
 unsafe extern "C" fn inspect_frames(dc: *const rb_debug_inspector_t, data: *mut c_void) -> VALUE {
     // SAFETY: `data` is the InspectCtx passed by `capture`, alive for this call.
     let ctx = unsafe { &*(data as *const InspectCtx) };
@@ -194,20 +301,67 @@ unsafe extern "C" fn inspect_frames(dc: *const rb_debug_inspector_t, data: *mut 
     let locs = unsafe { rb_debug_inspector_backtrace_locations(dc) };
     // SAFETY: locs is an Array.
     let n = unsafe { RARRAY_LEN(locs) };
+    let from_api = || -> Vec<InspectedFrame> {
+        (0..n)
+            .map(|i| {
+                // SAFETY: index i is inside the inspector's frame list.
+                unsafe {
+                    InspectedFrame {
+                        binding: rb_debug_inspector_frame_binding_get(dc, i),
+                        self_value: rb_debug_inspector_frame_self_get(dc, i),
+                        klass: rb_debug_inspector_frame_class_get(dc, i),
+                        iseq: 0,
+                        cfp: 0,
+                    }
+                }
+            })
+            .collect()
+    };
+    let mut frames = raw_contexts(gvl, dc, n as i64).unwrap_or_else(from_api);
+    let mut hidden = rbscope_backtrace::hidden_by_clauses(
+        frames
+            .iter()
+            .map(|f| (f.binding != NIL).then(|| f.iseq != 0 && is_clause_iseq(gvl, f.iseq))),
+    );
+    // Which location each frame has: one each (3.1 to 3.3, 4.0), or none for the frames
+    // Ruby 3.4 leaves out. Anything else: the frames as the API gives them.
+    let shown = hidden.iter().filter(|h| !**h).count();
+    let by_frame: Vec<Option<usize>> = if frames.len() == n as usize {
+        (0..frames.len()).map(Some).collect()
+    } else if shown == n as usize {
+        let mut next = 0;
+        hidden
+            .iter()
+            .map(|h| {
+                (!*h).then(|| {
+                    next += 1;
+                    next - 1
+                })
+            })
+            .collect()
+    } else {
+        frames = from_api();
+        hidden = vec![false; frames.len()];
+        (0..frames.len()).map(Some).collect()
+    };
     let path_id = rb::intern(gvl, "path");
     let mut kept = 0usize;
     let mut skipped = 0i64;
     // Position among the Ruby frames (C frames have no binding), as the fast path counts.
     let mut ruby_index = -1i64;
-    for i in 0..n {
-        // SAFETY: index i is inside the inspector's frame list.
-        let binding = unsafe { rb_debug_inspector_frame_binding_get(dc, i) };
-        if binding == NIL {
+    for ((f, hidden), at) in frames.iter().zip(hidden).zip(by_frame) {
+        if f.binding == NIL {
             continue;
         }
         ruby_index += 1;
-        // SAFETY: i < n.
-        let loc = unsafe { RARRAY_AREF(locs, i as isize) };
+        let Some(at) = at.filter(|_| !hidden) else {
+            continue;
+        };
+        if at >= n as usize {
+            continue;
+        }
+        // SAFETY: at < n.
+        let loc = unsafe { RARRAY_AREF(locs, at as isize) };
         // SAFETY: Location#path is a core method that returns the iseq's path or nil.
         let path = unsafe { rb_sys::rb_funcallv(loc, path_id, 0, std::ptr::null()) };
         if rb::type_of(gvl, path) != rb_sys::ruby_value_type::RUBY_T_STRING {
@@ -223,15 +377,24 @@ unsafe extern "C" fn inspect_frames(dc: *const rb_debug_inspector_t, data: *mut 
             continue;
         }
         kept += 1;
+        let iseq_label = if f.iseq != 0 {
+            // SAFETY: a live iseq from the inspector's list (held by it for this call).
+            unsafe { crate::fast_capture::rb_iseq_label(f.iseq) }
+        } else {
+            NIL
+        };
+        let me = frame_method_entry(gvl, f);
         // SAFETY: as above; the frame array is hidden and pushed into the record at once.
         unsafe {
-            let fr = rb_ary_new_capa(5);
+            let fr = rb_ary_new_capa(7);
             rb_obj_hide(fr);
             rb_ary_push(fr, rb_sys::LONG2FIX(ruby_index as _));
             rb_ary_push(fr, loc);
-            rb_ary_push(fr, binding);
-            rb_ary_push(fr, rb_debug_inspector_frame_self_get(dc, i));
-            rb_ary_push(fr, rb_debug_inspector_frame_class_get(dc, i));
+            rb_ary_push(fr, f.binding);
+            rb_ary_push(fr, f.self_value);
+            rb_ary_push(fr, f.klass);
+            rb_ary_push(fr, iseq_label);
+            rb_ary_push(fr, me);
             rb_ary_push(ctx.record, fr);
         }
     }

@@ -1,14 +1,18 @@
-//! Better-backtrace facts for a frame kept by the debug inspector.
+//! Better-backtrace facts for a frame, in process.
 //!
-//! The inspector gives each frame's `self` and its method's class (for a singleton method, the
-//! object the singleton belongs to). From those we decide `#`, `.` or `$singleton`, and ask the
-//! method's own class for the parameter names. The block depth still comes from the location's
-//! label on this path; reading the VM's frames directly (rbscope-vm) replaces that.
+//! From a frame's method class (for a singleton method, the object the singleton belongs to:
+//! see [`as_frame_class`]) and its `self` we decide `#`, `.` or `$singleton`, and ask the
+//! method's own class for the parameter names; the block depth and any rescue/ensure clause
+//! come from the iseq's own label. When the method entry is known ([`facts_for_entry`]: the
+//! fast path, `Rbscope.backtrace`, and the inspector path where the VM layout is known), a
+//! block run as a method is named by that method, as the remote reader (rbscope-vm) names it.
 
 use crate::rb::{self, Gvl, NIL};
 use rb_sys::{ruby_value_type as T, VALUE};
 use rbscope_backtrace::{FrameFacts, MethodKind, Param, Params};
 
+/// Facts for a frame from its iseq labels, its method's class as [`as_frame_class`] gives it
+/// (nil outside methods) and its `self`.
 pub fn facts(gvl: Gvl, label: &str, base_label: &str, klass: VALUE, self_v: VALUE) -> FrameFacts {
     let (block_depth, clause) = rbscope_backtrace::nesting_of_label(label);
     let is_module = |v: VALUE| matches!(rb::type_of(gvl, v), T::RUBY_T_CLASS | T::RUBY_T_MODULE);
@@ -76,6 +80,26 @@ pub fn facts(gvl: Gvl, label: &str, base_label: &str, klass: VALUE, self_v: VALU
     }
 }
 
+/// The class as [`facts`] wants it, from the owner of a frame's method: a singleton class
+/// stands for the object it belongs to, an included module's iclass for the module. Ruby's
+/// debug inspector gives the owner as it is (a singleton class itself: `Pricing.round_it`
+/// would read `#<Class:Pricing>#round_it`); `fast_capture::frame_class` resolves a method
+/// entry's class the same way. Resolve once: a method of a singleton class's singleton class
+/// (`class << obj; def self.m`) belongs to the singleton class `#<Class:obj>`.
+pub fn as_frame_class(gvl: Gvl, klass: VALUE) -> VALUE {
+    if klass == NIL || klass == 0 {
+        return NIL;
+    }
+    match rb::type_of(gvl, klass) {
+        T::RUBY_T_ICLASS => {
+            // SAFETY: GVL held; an iclass's RBasic klass is the module it stands for.
+            unsafe { (*(klass as *const rb_sys::RBasic)).klass }
+        }
+        T::RUBY_T_CLASS if rb::is_singleton_class(gvl, klass) => rb::attached_object(gvl, klass),
+        _ => klass,
+    }
+}
+
 /// For a refinement module, the class it refines and the module that defined it (Ruby keeps
 /// both as hidden instance variables of the refinement).
 fn refinement(gvl: Gvl, klass: VALUE) -> Option<(VALUE, VALUE)> {
@@ -89,10 +113,11 @@ fn refinement(gvl: Gvl, klass: VALUE) -> Option<(VALUE, VALUE)> {
     (refined != NIL && defined_at != NIL).then_some((refined, defined_at))
 }
 
-/// Facts for a frame known by its method entry (the fast path and `Rbscope.backtrace`): a
-/// block run as a method (define_method, Sinatra routes) is named by the method it was
-/// defined as, not by the class body the block was written in. Returns the facts and the
-/// base label they used.
+/// Facts for a frame known by its method entry (the fast path, `Rbscope.backtrace`, and the
+/// inspector path when the entry could be read): a block run as a method (define_method,
+/// Sinatra routes) is named by the method it was defined as, not by the code the block was
+/// written in, and its block depth counts only the blocks inside it, as the remote reader
+/// (rbscope-vm stacks.rs) counts them. Returns the facts and the base label they used.
 pub fn facts_for_entry(
     gvl: Gvl,
     label: &str,
@@ -101,14 +126,67 @@ pub fn facts_for_entry(
     self_v: VALUE,
 ) -> (FrameFacts, String) {
     let klass = crate::fast_capture::frame_class(gvl, me);
-    let as_method = (base_label.starts_with('<') && klass != NIL)
+    let as_method = (klass != NIL && is_bmethod(gvl, me))
         .then(|| crate::fast_capture::called_name(gvl, me))
         .flatten();
-    let (label, base_label) = match as_method {
-        Some(name) => (name.clone(), name),
-        None => (label.to_string(), base_label.to_string()),
+    let Some(name) = as_method else {
+        return (
+            facts(gvl, label, base_label, klass, self_v),
+            base_label.to_string(),
+        );
     };
-    (facts(gvl, &label, &base_label, klass, self_v), base_label)
+    let (depth, clause) = rbscope_backtrace::nesting_of_label(label);
+    let body_depth = bmethod_body_depth(gvl, me, &name).unwrap_or(0);
+    let mut f = facts(gvl, &name, &name, klass, self_v);
+    f.block_depth = depth.saturating_sub(body_depth);
+    f.clause = clause;
+    (f, name)
+}
+
+/// Whether `me` is a method defined from a block (`VM_METHOD_TYPE_BMETHOD`, 4 in 3.1 to 4.0).
+fn is_bmethod(gvl: Gvl, me: VALUE) -> bool {
+    const VM_METHOD_TYPE_BMETHOD: u8 = 4;
+    let Ok(layout) = crate::fast_capture::verified_layout(gvl) else {
+        return false;
+    };
+    if me == 0 || me == rb::FALSE || me == NIL {
+        return false;
+    }
+    let mem = rbscope_vm::LocalMemory;
+    let def = match rbscope_vm::Memory::read_word(&mem, me as usize + layout.me_def) {
+        Ok(d) if d != 0 => d,
+        _ => return false,
+    };
+    rbscope_vm::Memory::read_u8(&mem, def)
+        .map(|t| t & 0x0f == VM_METHOD_TYPE_BMETHOD)
+        .unwrap_or(false)
+}
+
+/// How many blocks deep the block a bmethod runs was written (`define_method(:m) { }` in a
+/// class body: 1), from `RubyVM::InstructionSequence.of` the method's label.
+fn bmethod_body_depth(gvl: Gvl, me: VALUE, name: &str) -> Option<u32> {
+    // `me` is a live method entry (checked by is_bmethod); defined_class follows flags in
+    // rb_callable_method_entry_t (3.1 to 4.0), as fast_capture::frame_class reads it.
+    let owner =
+        rbscope_vm::Memory::read_word(&rbscope_vm::LocalMemory, me as usize + 8).ok()? as VALUE;
+    let owner = match rb::type_of(gvl, owner) {
+        T::RUBY_T_ICLASS => {
+            // SAFETY: GVL held; an iclass's RBasic klass is the module it stands for.
+            unsafe { (*(owner as *const rb_sys::RBasic)).klass }
+        }
+        T::RUBY_T_CLASS | T::RUBY_T_MODULE => owner,
+        _ => return None,
+    };
+    let sym = rb_sys::ID2SYM(rb::intern(gvl, name));
+    let um = rb::core_call(gvl, "Module", "instance_method", owner, &[sym]).ok()?;
+    let iseq_class = rb::const_at(gvl, "RubyVM::InstructionSequence")?;
+    let iseq = rb::call(gvl, iseq_class, "of", &[um]).ok()?;
+    if iseq == NIL {
+        return None;
+    }
+    let label = rb::call(gvl, iseq, "label", &[]).ok()?;
+    let label = rb::to_string(gvl, label)?;
+    Some(rbscope_backtrace::nesting_of_label(&label).0)
 }
 
 fn is_subclass(gvl: Gvl, a: VALUE, b: VALUE) -> bool {

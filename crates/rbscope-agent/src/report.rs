@@ -197,8 +197,18 @@ fn fast_frames(
     let mut kept = Vec::new();
     let mut skipped = 0i64;
     let running = fast_capture::running_frames(layout);
-    for mut f in fast_capture::decode(words) {
-        if f.cfunc {
+    let decoded = fast_capture::decode(words);
+    // A rescue or ensure clause's frame stands for the frame it runs in, as in Ruby 3.4+'s
+    // backtraces and the inspector path (capture.rs), on every Ruby.
+    let hidden = rbscope_backtrace::hidden_by_clauses(decoded.iter().map(|f| {
+        (!f.cfunc).then(|| {
+            rbscope_vm::iseq::kind_at(&rbscope_vm::LocalMemory, layout, f.iseq as usize)
+                .map(|k| k.is_clause())
+                .unwrap_or(false)
+        })
+    }));
+    for (mut f, hidden) in decoded.into_iter().zip(hidden) {
+        if f.cfunc || hidden {
             continue;
         }
         let text = fast_capture::frame_text(gvl, &f);
@@ -284,15 +294,25 @@ fn frame_parts(gvl: Gvl, entry: VALUE) -> FrameParts {
         .ok()
         .and_then(rb::fixnum)
         .unwrap_or(0);
-    let label = text("label").unwrap_or_default();
+    // The iseq's own label when the capture kept it: Ruby 3.4's locations name a rescue
+    // clause's frame as the method, without `rescue in`.
+    let label = rb::to_string(gvl, get(frame::ISEQ_LABEL))
+        .or_else(|| text("label"))
+        .unwrap_or_default();
     let base_label = text("base_label").unwrap_or_else(|| label.clone());
-    let facts = labels::facts(
-        gvl,
-        &label,
-        &base_label,
-        get(frame::KLASS),
-        get(frame::SELF),
-    );
+    let me = get(frame::ME);
+    let (facts, base_label) = if me != NIL && me != 0 {
+        labels::facts_for_entry(gvl, &label, &base_label, me, get(frame::SELF))
+    } else {
+        let facts = labels::facts(
+            gvl,
+            &label,
+            &base_label,
+            labels::as_frame_class(gvl, get(frame::KLASS)),
+            get(frame::SELF),
+        );
+        (facts, base_label)
+    };
     FrameParts {
         depth: rb::fixnum(get(frame::DEPTH)).unwrap_or(0) as u32,
         label: facts.label_with_params(),

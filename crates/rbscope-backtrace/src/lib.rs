@@ -12,7 +12,8 @@
 //! ClassD$singleton#hello()           method on one specific object
 //! ClassG$refinement@Mod::Refines#hello()
 //! ClassF#hello{block}{block}()       nested blocks
-//! ClassF#hello{block}{rescue}()      a rescue clause (in a block), as Ruby's `rescue in`
+//! ClassF#hello{block}{rescue}()      a rescue clause (in a block): the clause's frame stands
+//!                                    for the block's, as in Ruby 3.4+ (see hidden_by_clauses)
 //! Object#method(a, b, *c, (), f:, g:, **h, &i)
 //! ```
 
@@ -98,6 +99,32 @@ pub fn nesting_of_label(label: &str) -> (u32, Option<Clause>) {
         0
     };
     (depth, clause)
+}
+
+/// Which frames a backtrace leaves out because a rescue or ensure clause stands for them:
+/// Ruby runs a clause in a frame of its own (`rescue in m`) pushed above the frame it belongs
+/// to. From Ruby 3.4 on, Ruby's backtraces show the clause's frame alone, labelled as the
+/// method, at the clause's line, and leave out the frame it belongs to (and, for a clause
+/// inside a clause, every frame up to the method's). rbscope does the same on every Ruby, so a
+/// stack has the same frames and labels whatever the version (snapshot fingerprints are built
+/// from them); the clause's frame keeps its `{rescue}`/`{ensure}` mark.
+///
+/// `frames` is the stack innermost first: `None` for a C frame, `Some(is_clause)` for a Ruby
+/// frame. Returns, for each frame, whether it is left out (as vm_backtrace.c does: the Ruby
+/// frame after a clause frame is skipped, C frames are never skipped and never end a run).
+pub fn hidden_by_clauses(frames: impl IntoIterator<Item = Option<bool>>) -> Vec<bool> {
+    let mut skip_next = false;
+    frames
+        .into_iter()
+        .map(|f| match f {
+            None => false,
+            Some(is_clause) => {
+                let hidden = skip_next;
+                skip_next = is_clause;
+                hidden
+            }
+        })
+        .collect()
 }
 
 impl Params {
@@ -299,6 +326,29 @@ mod tests {
         assert_eq!(
             format_line("x.rb", 121, &f),
             "x.rb:121:in Object#method_with_complex_parameters(a, b, *c, (), f:, g:, **h, &i)"
+        );
+    }
+
+    #[test]
+    fn clause_frames_stand_for_the_frames_they_belong_to() {
+        // rescue in m, m, <main>
+        assert_eq!(
+            hidden_by_clauses([Some(true), Some(false), Some(false)]),
+            [false, true, false]
+        );
+        // a C frame called from the clause, the clause, m
+        assert_eq!(
+            hidden_by_clauses([None, Some(true), Some(false)]),
+            [false, false, true]
+        );
+        // rescue in rescue in m, rescue in m, m, Array#each (C), <main>
+        assert_eq!(
+            hidden_by_clauses([Some(true), Some(true), Some(false), None, Some(false)]),
+            [false, true, true, false, false]
+        );
+        assert_eq!(
+            hidden_by_clauses([Some(false), None, Some(false)]),
+            [false, false, false]
         );
     }
 

@@ -44,6 +44,27 @@ impl IseqType {
     }
 }
 
+/// The kind of the iseq at `iseq` (checked to be an `imemo_iseq`), without the object reader
+/// [`Iseq::open`] needs: what the agent asks of every frame it reads from its own VM.
+pub fn kind_at<M: Memory>(mem: &M, l: &Layout, iseq: usize) -> Result<IseqType, ReadError> {
+    let flags = mem.read_word(iseq)?;
+    if flags & 0x1f != crate::objects::T_IMEMO || (flags >> 12) & 0x0f != IMEMO_ISEQ {
+        return Err(ReadError::Unreadable(iseq));
+    }
+    let body = mem.read_word(iseq + l.iseq_body)?;
+    if body == 0 {
+        return Err(ReadError::Unreadable(iseq));
+    }
+    IseqType::from_raw(mem.read_u32(body + l.body_type)?).ok_or(ReadError::Unreadable(body))
+}
+
+impl IseqType {
+    /// A rescue or ensure clause's code (see [`rbscope_backtrace::hidden_by_clauses`]).
+    pub fn is_clause(self) -> bool {
+        matches!(self, IseqType::Rescue | IseqType::Ensure)
+    }
+}
+
 const IMEMO_ISEQ: usize = 7;
 const WORD: usize = 8;
 /// Nesting deeper than this (blocks in blocks...) means a bad read.

@@ -302,6 +302,63 @@ impl<'m, M: Memory> Objects<'m, M> {
         Ok(refined.zip(defined_at))
     }
 
+    /// A refinement's refined class and defining module, for a method `me` of the refinement
+    /// `module`, on any Ruby: from 3.2 on, a class's instance variables live behind object
+    /// shapes, so instead the refined class is the refinement's superclass (for a refined
+    /// module, an iclass standing for it), and the defining module is the class after the
+    /// refinement on the method's cref (`refine` runs its block with the refinement pushed onto
+    /// the cref of the module's body). Falls back to [`Objects::refinement`] on 3.1.
+    pub fn refinement_of_method(
+        &self,
+        module: usize,
+        me: usize,
+    ) -> Result<Option<(usize, usize)>, ReadError> {
+        if self.l.objects == ObjectFamily::V31 {
+            return self.refinement(module);
+        }
+        // RMODULE_IS_REFINEMENT: FL_USER3 before 4.0, FL_USER1 from 4.0.
+        let is_refinement = if self.l.version.starts_with("3.") {
+            FL_USER3
+        } else {
+            FL_USER3 >> 2
+        };
+        if self.builtin_type(module)? != Some(T_MODULE) || self.flags(module)? & is_refinement == 0
+        {
+            return Ok(None);
+        }
+        const VM_METHOD_TYPE_ISEQ: u8 = 0;
+        // rb_cref_t: flags, refinements, klass_or_self, next (3.1 to 4.0).
+        const CREF_KLASS: usize = 16;
+        const CREF_NEXT: usize = 24;
+        let def = self.mem.read_word(me + self.l.me_def)?;
+        if def == 0 || self.mem.read_u8(def)? & 0x0f != VM_METHOD_TYPE_ISEQ {
+            return Ok(None);
+        }
+        // rb_method_iseq_t: iseqptr, cref.
+        let cref = self.mem.read_word(def + self.l.def_body + 8)?;
+        if cref == 0 || self.mem.read_word(cref + CREF_KLASS)? != module {
+            return Ok(None);
+        }
+        let next = self.mem.read_word(cref + CREF_NEXT)?;
+        if next == 0 {
+            return Ok(None);
+        }
+        let defined_at = self.mem.read_word(next + CREF_KLASS)?;
+        let mut refined = self.super_of(module)?;
+        if self.builtin_type(refined)? == Some(T_ICLASS) {
+            refined = self.mem.read_word(refined + 8)?;
+        }
+        if !matches!(self.builtin_type(refined)?, Some(T_CLASS) | Some(T_MODULE))
+            || !matches!(
+                self.builtin_type(defined_at)?,
+                Some(T_CLASS) | Some(T_MODULE)
+            )
+        {
+            return Ok(None);
+        }
+        Ok(Some((refined, defined_at)))
+    }
+
     /// 3.1: an instance variable of a class, found in its extension's `iv_tbl` (`st_table`
     /// from ID to VALUE) by the ID's name.
     fn hidden_ivar(&self, klass: usize, name: &str) -> Result<Option<usize>, ReadError> {

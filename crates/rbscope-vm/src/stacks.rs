@@ -414,6 +414,14 @@ fn label_frames<M: Memory>(
             StackFrame::C { .. } => c_frame(o, c.me)?,
         });
     }
+    // A rescue or ensure clause's frame stands for the frame it belongs to, as in Ruby 3.4+'s
+    // backtraces, on every Ruby.
+    let hidden = rbscope_backtrace::hidden_by_clauses(
+        out.iter()
+            .map(|f| (!f.cfunc).then_some(f.facts.clause.is_some())),
+    );
+    let mut hidden = hidden.into_iter();
+    out.retain(|_| !hidden.next().unwrap_or(false));
     // A C frame is shown at the line of the Ruby code that called it.
     let mut caller: Option<(String, Option<i64>)> = None;
     for f in out.iter_mut().rev() {
@@ -577,7 +585,7 @@ fn method_facts<M: Memory>(
     params: Params,
 ) -> Result<FrameFacts, ReadError> {
     let owner = o.mem.read_word(me + o.l.me_owner)?;
-    let (class_path, kind) = if let Some((refined, at)) = o.refinement(owner)? {
+    let (class_path, kind) = if let Some((refined, at)) = o.refinement_of_method(owner, me)? {
         (
             o.class_path(refined),
             MethodKind::Refinement {
