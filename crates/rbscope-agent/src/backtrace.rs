@@ -12,8 +12,7 @@
 //! asked.
 
 use crate::fast_capture::{
-    self, frame_class, iseq_string, rb_iseq_base_label, rb_iseq_label, rb_iseq_line_no,
-    rb_iseq_path,
+    self, frame_class, iseq_string, rb_iseq_base_label, rb_iseq_line_no, rb_iseq_path,
 };
 use crate::labels;
 use crate::marker::MarkerType;
@@ -169,7 +168,7 @@ impl Frame {
             return facts;
         }
         // A Ruby frame always has its (marked, live) iseq.
-        let label = iseq_string(gvl, self.iseq, rb_iseq_label);
+        let label = labels::iseq_label(gvl, self.iseq, None);
         let base = iseq_string(gvl, self.iseq, rb_iseq_base_label);
         labels::facts_for_entry(gvl, &label, &base, self.me, self.self_value).0
     }

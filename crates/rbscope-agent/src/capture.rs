@@ -378,8 +378,9 @@ unsafe extern "C" fn inspect_frames(dc: *const rb_debug_inspector_t, data: *mut 
         }
         kept += 1;
         let iseq_label = if f.iseq != 0 {
-            // SAFETY: a live iseq from the inspector's list (held by it for this call).
-            unsafe { crate::fast_capture::rb_iseq_label(f.iseq) }
+            // A live iseq from the inspector's list (held by it for this call).
+            let label = crate::labels::iseq_label(gvl, f.iseq, None);
+            rb::str_new(gvl, &label)
         } else {
             NIL
         };

@@ -143,6 +143,23 @@ pub fn facts_for_entry(
     (f, name)
 }
 
+/// An iseq's own label (`block (2 levels) in m`, `rescue in m`), from which the block depth
+/// and clause are read; code given to `eval` is labelled by the code it runs in
+/// (`rbscope_vm::iseq::labelled_by`), as the remote reader counts it. `iseq` must be live;
+/// `own` is its own label when already read.
+pub fn iseq_label(gvl: Gvl, iseq: VALUE, own: Option<String>) -> String {
+    let code = crate::fast_capture::verified_layout(gvl)
+        .ok()
+        .and_then(|l| {
+            rbscope_vm::iseq::labelled_by(&rbscope_vm::LocalMemory, l, iseq as usize).ok()
+        })
+        .map_or(iseq, |v| v as VALUE);
+    match own {
+        Some(label) if code == iseq => label,
+        _ => crate::fast_capture::iseq_string(gvl, code, crate::fast_capture::rb_iseq_label),
+    }
+}
+
 /// Whether `me` is a method defined from a block (`VM_METHOD_TYPE_BMETHOD`, 4 in 3.1 to 4.0).
 fn is_bmethod(gvl: Gvl, me: VALUE) -> bool {
     const VM_METHOD_TYPE_BMETHOD: u8 = 4;

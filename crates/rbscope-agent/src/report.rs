@@ -222,7 +222,7 @@ fn fast_frames(
         fast_capture::refresh_if_running(layout, &mut f, &running);
         let (facts, base_label) = labels::facts_for_entry(
             gvl,
-            &text.label,
+            &labels::iseq_label(gvl, f.iseq, Some(text.label.clone())),
             &text.base_label,
             f.method_entry,
             f.self_value,

@@ -58,6 +58,24 @@ pub fn kind_at<M: Memory>(mem: &M, l: &Layout, iseq: usize) -> Result<IseqType, 
     IseqType::from_raw(mem.read_u32(body + l.body_type)?).ok_or(ReadError::Unreadable(body))
 }
 
+/// The iseq whose code the iseq at `iseq` runs in: for code given to `eval`, the code of its
+/// binding, up through every eval (as Ruby's own labels do: 3.4's compiler labels eval code
+/// `<main>` whatever block the binding is in); any other iseq itself.
+pub fn labelled_by<M: Memory>(mem: &M, l: &Layout, iseq: usize) -> Result<usize, ReadError> {
+    let mut cur = iseq;
+    for _ in 0..MAX_NESTING {
+        if kind_at(mem, l, cur)? != IseqType::Eval {
+            break;
+        }
+        let parent = mem.read_word(mem.read_word(cur + l.iseq_body)? + l.body_parent_iseq)?;
+        if parent == 0 {
+            break;
+        }
+        cur = parent;
+    }
+    Ok(cur)
+}
+
 impl IseqType {
     /// A rescue or ensure clause's code (see [`rbscope_backtrace::hidden_by_clauses`]).
     pub fn is_clause(self) -> bool {

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::Sandbox;
+use common::{ruby_at_least, Sandbox};
 use serde_json::Value as J;
 use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
@@ -187,7 +187,7 @@ fn check_report(report: &J, own: &J) {
     );
     assert_eq!(
         labels(thread(report, "waiter"))[..2],
-        ["Thread::Queue#pop(*)", "Waiting.on(queue)"]
+        [queue_pop(), "Waiting.on(queue)"]
     );
     assert_eq!(
         labels(thread(report, "special"))[..4],
@@ -230,7 +230,10 @@ fn every_thread_of_a_live_process_paused_and_running() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("Ruby 3.1"), "{text}");
+    assert!(
+        text.contains(&format!("Ruby {}", common::ruby_version())),
+        "{text}"
+    );
     assert!(text.contains("Thread 1 (main, tid "), "{text}");
     assert!(
         text.contains("threads.rb:6:in Sleeper#nap{block}(seconds, label:)"),
@@ -396,6 +399,8 @@ t.join
             let fits = match i {
                 0 => (line, label) == (12, "Object$singleton#<main>{block}()"),
                 1 => (line, label) == (7, "Churn#run()"),
+                // Kernel#loop is Ruby code from 3.3 on, at its own line of <internal:kernel>.
+                2 if ruby_at_least(3, 3) => label == "Kernel#loop()" && !cfunc,
                 2 => (line, label) == (7, "Kernel#loop()"),
                 3 => {
                     (line, label) == (8, "Churn#run{block}()")
@@ -523,4 +528,14 @@ sleep
             "Kernel#loop()"
         ]
     );
+}
+
+/// Thread::Queue#pop: a C function in Ruby 3.1, Ruby code (`<internal:thread_sync>`) with
+/// named parameters from 3.2 on.
+fn queue_pop() -> &'static str {
+    if ruby_at_least(3, 2) {
+        "Thread::Queue#pop(non_block, timeout:)"
+    } else {
+        "Thread::Queue#pop(*)"
+    }
 }

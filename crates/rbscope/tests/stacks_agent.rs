@@ -74,7 +74,7 @@ fn every_construct_through_the_agent_as_from_outside() {
     assert!(source.contains("through its agent"), "{source}");
     // Only the app's thread: the agent leaves its own out.
     assert_eq!(agent["threads"].as_array().unwrap().len(), 1, "{agent:#}");
-    let mut expected = vec!["Thread::Queue#pop(*)".to_string()];
+    let mut expected = vec![queue_pop().to_string()];
     expected.extend(CONSTRUCT_LABELS.iter().map(|s| s.to_string()));
     let main = main_thread(&agent);
     assert_eq!(named(labels(main)), expected);
@@ -197,7 +197,7 @@ Process.wait(pid)
             .iter()
             .any(|l| l == "Object#child_waits(q)")
     });
-    assert_eq!(labels(main_thread(&report))[0], "Thread::Queue#pop(*)");
+    assert_eq!(labels(main_thread(&report))[0], queue_pop());
     // Its own thread id, not the parent's (Ruby 3.1 keeps the parent's after fork).
     assert_eq!(
         main_thread(&report)["tid"].as_i64(),
@@ -214,5 +214,15 @@ impl Drop for ChildGuard {
     fn drop(&mut self) {
         // SAFETY: kill(2) on a pid this test's program forked.
         unsafe { libc::kill(self.0, libc::SIGKILL) };
+    }
+}
+
+/// Thread::Queue#pop: a C function in Ruby 3.1, Ruby code (`<internal:thread_sync>`) with
+/// named parameters from 3.2 on.
+fn queue_pop() -> &'static str {
+    if ruby_at_least(3, 2) {
+        "Thread::Queue#pop(non_block, timeout:)"
+    } else {
+        "Thread::Queue#pop(*)"
     }
 }
