@@ -84,7 +84,7 @@ const EXPECTED_3_4_5: &[&str] = &[
     "interesting_backtrace_helper.rb:84 ClassD$singleton#hello()",
     "interesting_backtrace_helper.rb:89 ClassE#hello()",
     "interesting_backtrace_helper.rb:104 UnboundMethod#bind_call(*)",
-    "interesting_backtrace_helper.rb:104 #<Module:0x00007f27035d1d68>#hello()",
+    "interesting_backtrace_helper.rb:104 ClassG$refinement@ContainsRefinement::RefinesClassG#hello()",
     "interesting_backtrace_helper.rb:117 ModuleE.hello()",
     "interesting_backtrace_helper.rb:125 ClassH#method_missing(name, *_)",
     "interesting_backtrace_helper.rb:132 ClassF#hello{block}(arg1, arg2, test1, test2)",
