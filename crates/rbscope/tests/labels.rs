@@ -106,12 +106,7 @@ fn stacks(pid: u32, extra: &[&str]) -> Vec<F> {
         .unwrap();
     assert!(out.status.success(), "stacks {extra:?}: {}", stderr(&out));
     let report: J = serde_json::from_slice(&out.stdout).unwrap();
-    let main = report["threads"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["main"] == true)
-        .unwrap_or_else(|| panic!("no main thread: {report:#}"));
+    let main = main_thread(&report).unwrap_or_else(|| panic!("no main thread: {report:#}"));
     if !extra.contains(&"--remote") {
         let source = report["source"].as_str().unwrap_or_default();
         assert!(source.contains("through its agent"), "{source}");

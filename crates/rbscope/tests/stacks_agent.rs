@@ -20,12 +20,7 @@ fn stacks(args: &[&str]) -> J {
 }
 
 fn main_thread(report: &J) -> &J {
-    report["threads"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["main"] == true)
-        .expect("a main thread")
+    common::main_thread(report).expect("a main thread")
 }
 
 /// Explicit readiness: reads `rbscope stacks ARGS` until `ready` says the report shows the

@@ -420,13 +420,7 @@ fn a_sleeping_thread_sleeps_on_through_eval_stacks_and_trace() {
             .output()
             .unwrap();
         let report: J = serde_json::from_slice(&out.stdout).unwrap();
-        let main = report["threads"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| t["main"] == true)
-            .cloned();
-        if main.is_some_and(|m| {
+        if main_thread(&report).is_some_and(|m| {
             m["frames"][0]["label"]
                 .as_str()
                 .unwrap_or("")

@@ -524,3 +524,11 @@ pub fn write_leak_dumps(dir: &Path, entries: u64) -> PathBuf {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "dumped");
     program
 }
+
+/// The main thread's entry of an `rbscope stacks --json` report, if it has one.
+pub fn main_thread(report: &J) -> Option<&J> {
+    report["threads"]
+        .as_array()?
+        .iter()
+        .find(|t| t["main"] == true)
+}
