@@ -20,7 +20,7 @@ use crate::rb::{self, Gvl};
 use magnus::rb_sys::{AsRawValue, FromRawValue};
 use magnus::{gc, prelude::*, DataTypeFunctions, Error, RArray, Ruby, TypedData, Value};
 use rb_sys::VALUE;
-use rbscope_backtrace::{FrameFacts, MethodKind, Param, Params};
+use rbscope_backtrace::{FrameFacts, LikeC, MethodKind, Param, Params, Place, Shape};
 use rbscope_vm::frames::{self, StackFrame};
 use rbscope_vm::iseq;
 use rbscope_vm::{Layout, LocalMemory, Memory, RawFrame};
@@ -88,11 +88,14 @@ fn keep_facts(key: FactsKey, facts: Arc<FrameFacts>) {
 #[derive(TypedData)]
 #[magnus(class = "Rbscope::Frame", free_immediately, mark, size)]
 pub struct Frame {
-    /// The Ruby frame's iseq; for a C function, the iseq of the Ruby frame that called it
-    /// (where Ruby reports a C frame's location), or 0 when there is none.
+    /// The iseq of the line the frame is shown at: its own, or for a C function (and a Ruby
+    /// frame this Ruby shows like one) that of the Ruby code that called it, or 0 when there
+    /// is none.
     iseq: VALUE,
     /// The instruction index being executed in `iseq`.
     pos: usize,
+    /// The iseq of the frame's own code (0 for a C function).
+    code: VALUE,
     /// The method entry (0 at top level and in class bodies).
     me: VALUE,
     self_value: VALUE,
@@ -103,7 +106,7 @@ pub struct Frame {
 
 impl DataTypeFunctions for Frame {
     fn mark(&self, marker: &gc::Marker) {
-        for v in [self.iseq, self.me, self.self_value] {
+        for v in [self.iseq, self.code, self.me, self.self_value] {
             if v != 0 {
                 // SAFETY: these are live VALUEs read from the stack while the GVL was held;
                 // marking (and pinning) keeps them so for as long as this frame lives.
@@ -155,7 +158,7 @@ impl Frame {
             // SAFETY: GVL held; rb_obj_class is defined for every VALUE.
             _ => unsafe { rb_sys::rb_obj_class(self.self_value) },
         };
-        (self.iseq, self.me, self.cfunc, self_key)
+        (self.code, self.me, self.cfunc, self_key)
     }
 
     fn work_out_facts(&self) -> FrameFacts {
@@ -168,8 +171,8 @@ impl Frame {
             return facts;
         }
         // A Ruby frame always has its (marked, live) iseq.
-        let label = labels::iseq_label(gvl, self.iseq, None);
-        let base = iseq_string(gvl, self.iseq, rb_iseq_base_label);
+        let label = labels::iseq_label(gvl, self.code, None);
+        let base = iseq_string(gvl, self.code, rb_iseq_base_label);
         labels::facts_for_entry(gvl, &label, &base, self.me, self.self_value).0
     }
 
@@ -341,39 +344,46 @@ struct ReadFrame {
     cfunc: bool,
 }
 
-/// Turns frames (innermost first) into `Frame`s appended to `out`. A C function is placed
-/// where Ruby reports it: at the nearest Ruby frame that called it (outward). A rescue or
-/// ensure clause's frame stands for the frame it runs in, which is left out (as Ruby 3.4+
-/// does, on every Ruby: see `rbscope_backtrace::hidden_by_clauses`).
+/// Turns frames (innermost first) into `Frame`s appended to `out`, placed as the running
+/// Ruby's own backtraces place them (`rbscope_backtrace::place_frames`): a C function, and a
+/// Ruby frame this release shows like one, at the line of the Ruby code that called it; a
+/// rescue or ensure clause's frame stands for the frame it runs in, which is left out (as Ruby
+/// 3.4+ does, on every Ruby).
 fn push_frames(out: RArray, layout: &Layout, read: Vec<ReadFrame>) -> Result<(), Error> {
-    let hidden = rbscope_backtrace::hidden_by_clauses(read.iter().map(|f| {
-        (!f.cfunc).then(|| {
-            iseq::kind_at(&LocalMemory, layout, f.iseq as usize)
-                .map(|k| k.is_clause())
-                .unwrap_or(false)
+    let gvl = gvl();
+    let mem = LocalMemory;
+    let shapes: Vec<Shape> = read
+        .iter()
+        .map(|f| {
+            if f.cfunc {
+                return Shape::C;
+            }
+            let path = match layout.like_c {
+                // A live iseq read from the stack (held by the caller).
+                LikeC::Internal => iseq_string(gvl, f.iseq, rb_iseq_path),
+                _ => String::new(),
+            };
+            Shape::Ruby {
+                clause: iseq::kind_at(&mem, layout, f.iseq as usize)
+                    .map(|k| k.is_clause())
+                    .unwrap_or(false),
+                like_c: iseq::shown_like_c(&mem, layout, f.iseq as usize, &path),
+            }
         })
-    }));
-    let read = read
-        .into_iter()
-        .zip(hidden)
-        .filter_map(|(f, hidden)| (!hidden).then_some(f));
-    let mut caller: Option<(VALUE, usize)> = None;
-    let mut located: Vec<(ReadFrame, Option<(VALUE, usize)>)> = Vec::new();
-    for f in read.rev() {
-        if !f.cfunc {
-            caller = f.pos.map(|pos| (f.iseq, pos));
-        }
-        located.push((f, caller));
-    }
-    for (f, at) in located.into_iter().rev() {
-        let (iseq, pos) = if f.cfunc {
-            at.unwrap_or((0, 0))
-        } else {
-            (f.iseq, f.pos.unwrap_or(0))
+        .collect();
+    let places = rbscope_backtrace::place_frames(&shapes, layout.like_c);
+    let at: Vec<(VALUE, usize)> = read.iter().map(|f| (f.iseq, f.pos.unwrap_or(0))).collect();
+    for (f, place) in read.iter().zip(places) {
+        let (iseq, pos) = match place {
+            Place::Hidden => continue,
+            Place::Own => (f.iseq, f.pos.unwrap_or(0)),
+            Place::At(i) => at.get(i).copied().unwrap_or((0, 0)),
+            Place::Unknown => (0, 0),
         };
         out.push(Frame {
             iseq,
             pos,
+            code: if f.cfunc { 0 } else { f.iseq },
             me: if f.me == rb::FALSE { 0 } else { f.me },
             self_value: f.self_value,
             cfunc: f.cfunc,

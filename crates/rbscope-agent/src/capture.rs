@@ -372,6 +372,14 @@ unsafe extern "C" fn inspect_frames(dc: *const rb_debug_inspector_t, data: *mut 
         if !is_app_path(cfg, path_bytes) {
             continue;
         }
+        // Ruby 3.4 (under YJIT) and 4.0 locate some methods of its own `<internal:...>` files
+        // at their caller's line, as they do a C function: the code's own path decides.
+        if f.iseq != 0
+            && crate::fast_capture::iseq_string(gvl, f.iseq, crate::fast_capture::rb_iseq_path)
+                .starts_with("<internal:")
+        {
+            continue;
+        }
         if kept >= cfg.max_frames {
             skipped += 1;
             continue;

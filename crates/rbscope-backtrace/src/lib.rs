@@ -20,6 +20,9 @@
 use serde::{Deserialize, Serialize};
 use std::fmt::{self, Write};
 
+mod placement;
+pub use placement::{place_frames, LikeC, Place, Shape};
+
 /// How the method of a frame hangs off its class.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MethodKind {

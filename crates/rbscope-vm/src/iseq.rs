@@ -58,6 +58,22 @@ pub fn kind_at<M: Memory>(mem: &M, l: &Layout, iseq: usize) -> Result<IseqType, 
     IseqType::from_raw(mem.read_u32(body + l.body_type)?).ok_or(ReadError::Unreadable(body))
 }
 
+/// Whether the running Ruby's backtraces show a frame of `iseq` (whose path is `path`) like a C
+/// function, at its caller's line (see [`rbscope_backtrace::LikeC`]). Unreadable: no.
+pub fn shown_like_c<M: Memory>(mem: &M, l: &Layout, iseq: usize, path: &str) -> bool {
+    /// `BUILTIN_ATTR_C_TRACE` of 3.4's vm_core.h.
+    const C_TRACE: u32 = 0x08;
+    match l.like_c {
+        rbscope_backtrace::LikeC::Never => false,
+        rbscope_backtrace::LikeC::Internal => path.starts_with("<internal:"),
+        rbscope_backtrace::LikeC::CTrace => mem
+            .read_word(iseq + l.iseq_body)
+            .and_then(|body| mem.read_u32(body + l.body_builtin_attrs))
+            .map(|attrs| attrs & C_TRACE != 0)
+            .unwrap_or(false),
+    }
+}
+
 /// The iseq whose code the iseq at `iseq` runs in: for code given to `eval`, the code of its
 /// binding, up through every eval (as Ruby's own labels do: 3.4's compiler labels eval code
 /// `<main>` whatever block the binding is in); any other iseq itself.

@@ -63,6 +63,10 @@ pub struct Layout {
     pub body_param_post_num: usize,
     pub body_param_block_start: usize,
     pub body_param_keyword: usize,
+    /// `body->builtin_attrs` (3.3 on; 0 before): 3.4 marks methods shown like C functions.
+    pub body_builtin_attrs: usize,
+    /// Which Ruby frames this release's backtraces show like C functions.
+    pub like_c: rbscope_backtrace::LikeC,
 
     // Method entries and definitions.
     pub me_defined_class: usize,
@@ -152,6 +156,32 @@ macro_rules! class_super {
     };
 }
 
+macro_rules! builtin_attrs {
+    (v31, $m:ident) => {
+        0
+    };
+    (v32, $m:ident) => {
+        0
+    };
+    ($family:ident, $m:ident) => {
+        offset_of!($m::rb_iseq_constant_body, builtin_attrs)
+    };
+}
+
+/// 3.4's `c_trace` methods, 4.0's internal frames (see rbscope_backtrace::LikeC).
+macro_rules! like_c {
+    (v40, $version:literal) => {
+        rbscope_backtrace::LikeC::Internal
+    };
+    ($family:ident, $version:literal) => {
+        if $version.as_bytes()[2] == b'4' {
+            rbscope_backtrace::LikeC::CTrace
+        } else {
+            rbscope_backtrace::LikeC::Never
+        }
+    };
+}
+
 macro_rules! layouts {
     ($($module:ident => $version:literal : $family:ident),* $(,)?) => {
         /// Every release this build knows.
@@ -209,6 +239,8 @@ macro_rules! layouts {
                 body_param_post_num: offset_of!(Body, param.post_num),
                 body_param_block_start: offset_of!(Body, param.block_start),
                 body_param_keyword: offset_of!(Body, param.keyword),
+                body_builtin_attrs: builtin_attrs!($family, m),
+                like_c: like_c!($family, $version),
                 me_defined_class: offset_of!(m::rb_method_entry_struct, defined_class),
                 me_def: offset_of!(m::rb_method_entry_struct, def),
                 me_owner: offset_of!(m::rb_method_entry_struct, owner),
@@ -275,5 +307,17 @@ mod tests {
         assert_eq!(l.iseq_body, 16);
         assert!(Layout::for_version("2.7.0").is_none());
         assert!(Layout::for_version("4.0.0").is_some());
+    }
+
+    #[test]
+    fn which_frames_each_release_shows_like_c_functions() {
+        use rbscope_backtrace::LikeC;
+        let like_c = |v| Layout::for_version(v).unwrap().like_c;
+        assert_eq!(like_c("3.1.2"), LikeC::Never);
+        assert_eq!(like_c("3.3.10"), LikeC::Never);
+        assert_eq!(like_c("3.4.0"), LikeC::CTrace);
+        assert_eq!(like_c("3.4.12"), LikeC::CTrace);
+        assert_eq!(like_c("4.0.2"), LikeC::Internal);
+        assert_ne!(Layout::for_version("3.4.9").unwrap().body_builtin_attrs, 0);
     }
 }

@@ -9,11 +9,11 @@
 //! rather than shown.
 
 use crate::frames::{self, RawFrame, StackFrame};
-use crate::iseq::{Iseq, IseqType};
+use crate::iseq::{self, Iseq, IseqType};
 use crate::memory::{Memory, ReadError};
 use crate::objects::{Objects, T_CLASS, T_MODULE};
 use crate::threads::{self, ThreadInfo};
-use rbscope_backtrace::{Clause, FrameFacts, MethodKind, Params};
+use rbscope_backtrace::{Clause, FrameFacts, MethodKind, Params, Place, Shape};
 use serde::Serialize;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -414,27 +414,37 @@ fn label_frames<M: Memory>(
             StackFrame::C { .. } => c_frame(o, c.me)?,
         });
     }
-    // A rescue or ensure clause's frame stands for the frame it belongs to, as in Ruby 3.4+'s
-    // backtraces, on every Ruby.
-    let hidden = rbscope_backtrace::hidden_by_clauses(
-        out.iter()
-            .map(|f| (!f.cfunc).then_some(f.facts.clause.is_some())),
-    );
-    let mut hidden = hidden.into_iter();
-    out.retain(|_| !hidden.next().unwrap_or(false));
-    // A C frame is shown at the line of the Ruby code that called it.
-    let mut caller: Option<(String, Option<i64>)> = None;
-    for f in out.iter_mut().rev() {
-        if f.cfunc {
-            if let Some((path, line)) = &caller {
-                f.path = path.clone();
-                f.line = *line;
+    // Frames are placed as the running Ruby's backtraces place them: a C function (and what
+    // this release shows like one) at the line of the Ruby code that called it; a rescue or
+    // ensure clause's frame stands for the frame it belongs to (as in Ruby 3.4+, on every Ruby).
+    let shapes: Vec<Shape> = out
+        .iter()
+        .zip(raw)
+        .map(|(f, c)| match &c.frame {
+            StackFrame::Ruby(r) => Shape::Ruby {
+                clause: f.facts.clause.is_some(),
+                like_c: iseq::shown_like_c(o.mem, o.l, r.iseq, &f.path),
+            },
+            StackFrame::C { .. } => Shape::C,
+        })
+        .collect();
+    let places = rbscope_backtrace::place_frames(&shapes, o.l.like_c);
+    let at: Vec<(String, Option<i64>)> = out.iter().map(|f| (f.path.clone(), f.line)).collect();
+    let mut placed = Vec::with_capacity(out.len());
+    for (mut f, place) in out.into_iter().zip(places) {
+        match place {
+            Place::Hidden => continue,
+            Place::Own | Place::Unknown => {}
+            Place::At(i) => {
+                if let Some((path, line)) = at.get(i) {
+                    f.path = path.clone();
+                    f.line = *line;
+                }
             }
-        } else {
-            caller = Some((f.path.clone(), f.line));
         }
+        placed.push(f);
     }
-    Ok(out)
+    Ok(placed)
 }
 
 fn ruby_frame<M: Memory>(

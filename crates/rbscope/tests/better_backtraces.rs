@@ -73,8 +73,8 @@ fn install_prints_uncaught_exceptions_in_the_better_format() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let dir = format!("{}/", sb.dir.path().display());
     let mut err = stderr(&out).replace(&dir, "");
-    if ruby_at_least(3, 4) {
-        // Ruby 3.4's error_highlight also points at the raise of an ArgumentError.
+    if ruby_at_least(3, 2) {
+        // From Ruby 3.2 on, error_highlight also points at the raise of an ArgumentError.
         let snippet = format!(
             "\n        raise ArgumentError, \"outer\\nsecond line\"\n              {}\n",
             "^".repeat(35)
@@ -82,9 +82,12 @@ fn install_prints_uncaught_exceptions_in_the_better_format() {
         assert!(err.contains(&snippet), "{err}");
         err = err.replace(&snippet, "");
     }
-    // Kernel#Integer is a C function before 3.3 and Ruby code from 3.3 on (at a line of
-    // <internal:kernel>, where Ruby's own backtrace shows it too), with parameters.
-    let integer = if ruby_at_least(3, 3) {
+    // Kernel#Integer is a C function before 3.3 and Ruby code from 3.3 on, with parameters:
+    // at a line of <internal:kernel> on 3.3 and 3.4, and from 4.0 at its caller's line, where
+    // Ruby's own backtrace shows it too.
+    let integer = if ruby_at_least(4, 0) {
+        "uncaught.rb:9:in Kernel#Integer(arg, base, exception:)".to_string()
+    } else if ruby_at_least(3, 3) {
         let line = err.lines().nth(1).unwrap_or_default();
         let at = line.split(":in ").next().unwrap_or_default();
         assert!(at.starts_with("<internal:kernel>:"), "{err}");
