@@ -15,6 +15,12 @@ require "rbscope"
 require "objspace"
 require "tmpdir"
 
+# bench/rubies sets BENCH_RESULTS=1: after the human output, the key figures again, one
+# "RESULT<TAB>row<TAB>cell" line each, so that it can put every Ruby's run in one table.
+def result(row, cell)
+  puts "RESULT\t#{row}\t#{cell}" if ENV["BENCH_RESULTS"]
+end
+
 objects = Integer(ARGV[0] || 2_000_000)
 runs = Integer(ARGV[1] || 3)
 Rbscope.start(store: File.join(Dir.tmpdir, "rbscope-bench-heap-live.db"))
@@ -96,3 +102,17 @@ targets = [
   ["census of every class under 200 ms", count_all < 200],
 ]
 targets.each { |name, ok| puts "#{ok ? "PASS" : "FAIL"}  #{name}" }
+
+puts "TITLE\tlive heap: about #{objects} objects, best of #{runs}" if ENV["BENCH_RESULTS"]
+result("live objects", live.to_s.reverse.scan(/\d{1,3}/).join(",").reverse)
+result("Rbscope.heap_dump: app pause (reported)", format("%.1f ms", best[ours, :pause]))
+result("Rbscope.heap_dump: felt (tick)", format("%.1f ms", best[ours, :felt]))
+result("Rbscope.heap_dump: complete", format("%.1f ms", best[ours, :complete]))
+result("ObjectSpace.dump_all: complete (= app pause)", format("%.1f ms", best[ruby, :complete]))
+result("ObjectSpace.dump_all: felt (tick)", format("%.1f ms", best[ruby, :felt]))
+result("pause shorter than dump_all's", format("%.0fx", best[ruby, :pause] / best[ours, :pause]))
+result("complete, of dump_all's time", format("%.2fx", best[ours, :complete] / best[ruby, :complete]))
+result("file (Rbscope / dump_all)", format("%.0f / %.0f MB", ours[0][:bytes] / 1e6, ruby[0][:bytes] / 1e6))
+result("census of every class (Rbscope.count_objects)", format("%.1f ms", count_all))
+result("ObjectSpace.each_object(Account).count", format("%.1f ms", count_one))
+targets.each { |name, ok| result("target met: #{name}", ok ? "yes" : "no") }

@@ -11,6 +11,12 @@
 #   ruby bench/inject.rb [RUNS]
 require "rbconfig"
 
+# bench/rubies sets BENCH_RESULTS=1: after the human output, the key figures again, one
+# "RESULT<TAB>row<TAB>cell" line each, so that it can put every Ruby's run in one table.
+def result(row, cell)
+  puts "RESULT\t#{row}\t#{cell}" if ENV["BENCH_RESULTS"]
+end
+
 runs = Integer(ARGV[0] || 5)
 root = File.expand_path("..", __dir__)
 cli = File.join(ENV["CARGO_TARGET_DIR"] || File.join(root, "target"), "release/rbscope")
@@ -60,3 +66,15 @@ worst_ready = all.map { _1[:ready] }.max
 worst_pause = (all.map { _1[:paused] } + all.filter_map { _1[:waker] }).max
 puts "#{worst_ready < 1000 ? "PASS" : "FAIL"}  inject to agent ready under 1 s (worst #{worst_ready.round} ms)"
 puts "#{worst_pause < 10 ? "PASS" : "FAIL"}  any thread of the target paused under 10 ms (worst #{worst_pause.round(2)} ms)"
+
+puts "TITLE\tinject: #{runs} fresh processes each" if ENV["BENCH_RESULTS"]
+results.each do |name, list|
+  ready = list.map { _1[:ready] }.sort
+  wakers = list.filter_map { _1[:waker] }
+  result("#{name}: ready median / max", format("%.0f / %.0f ms", ready[ready.size / 2], ready.max))
+  result("#{name}: main thread paused (max)", format("%.2f ms", list.map { _1[:paused] }.max))
+  # "-": no run stopped a second thread to wake the main one (as on Ruby before 3.3).
+  result("#{name}: waker paused (max)", wakers.empty? ? "-" : format("%.2f ms", wakers.max))
+end
+result("target met: inject to agent ready under 1 s", worst_ready < 1000 ? "yes" : "no")
+result("target met: any thread of the target paused under 10 ms", worst_pause < 10 ? "yes" : "no")

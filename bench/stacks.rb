@@ -9,8 +9,15 @@
 #   * `rbspy snapshot --pid PID` when RBSPY points at an rbspy binary (it reads one thread).
 #
 #   ruby bench/stacks.rb [RUNS] [RBSCOPE_BINARY]
+# The `ruby` on PATH runs the target (bench/rubies puts the Ruby under test first).
 require "json"
 require "open3"
+
+# bench/rubies sets BENCH_RESULTS=1: after the human output, the key figures again, one
+# "RESULT<TAB>row<TAB>cell" line each, so that it can put every Ruby's run in one table.
+def result(row, cell)
+  puts "RESULT\t#{row}\t#{cell}" if ENV["BENCH_RESULTS"]
+end
 
 runs = Integer(ARGV.fetch(0, "20"))
 rbscope = ARGV.fetch(1, File.expand_path("../target/release/rbscope", __dir__))
@@ -75,3 +82,16 @@ if (rbspy = ENV["RBSPY"]) && File.executable?(rbspy)
   puts "baseline: rbspy snapshot (one thread), whole command: median #{ms(median(rb))} " \
        "(rbscope, every thread: #{format('%.2fx', median(walls) / median(rb))})"
 end
+
+puts "TITLE\tstacks: rbscope stacks --remote, #{runs} runs" if ENV["BENCH_RESULTS"]
+result("threads read", threads)
+result("whole command (wall): median / worst", format("%.2f / %.2f ms", median(walls), walls.max))
+result("reading (inside rbscope): median / worst", format("%.2f / %.2f ms", median(reads), reads.max))
+result("target paused: median / worst", format("%.2f / %.2f ms", median(pauses), pauses.max))
+result("the target's own Thread.list.map(&:backtrace_locations)",
+       format("%.2f ms (read %.1fx)", own_ms, median(reads) / own_ms))
+result("rbspy snapshot (one thread), whole command: median", ms(median(rb))) if rb
+# The issue's targets (docs/PERFORMANCE.md, "Every thread of another process"); the human
+# output above leaves them to the reader, the table says yes or no.
+result("target met: whole command under 10 ms (median)", median(walls) < 10 ? "yes" : "no")
+result("target met: target paused under 1 ms (worst)", pauses.max < 1 ? "yes" : "no")

@@ -9,7 +9,14 @@
 # first event, against the idle and against the busy program.
 #
 #   ruby bench/trace.rb [N] [RUNS]          (needs scripts/build first)
+# The `ruby` on PATH runs the traced programs (bench/rubies puts the Ruby under test first).
 require "open3"
+
+# bench/rubies sets BENCH_RESULTS=1: after the human output, the key figures again, one
+# "RESULT<TAB>row<TAB>cell" line each, so that it can put every Ruby's run in one table.
+def result(row, cell)
+  puts "RESULT\t#{row}\t#{cell}" if ENV["BENCH_RESULTS"]
+end
 
 n = Integer(ARGV.fetch(0, "5000000"))
 runs = Integer(ARGV.fetch(1, "5"))
@@ -59,6 +66,7 @@ modes = [
 ]
 puts "== #{n} calls of a trivial method, minimum of #{runs} runs (ruby #{RUBY_VERSION})"
 base = nil
+measured = {} # label => [seconds, ratio, events, lost, events per second]
 modes.each do |label, mode, args|
   r = best(runs) { run_once(root, cli, target, n, mode, args) }
   base ||= r.seconds
@@ -68,6 +76,7 @@ modes.each do |label, mode, args|
     lost = r.summary[/(\d+) events lost/, 1].to_i
     line += format("  delivered %d events (%.2fM/s), lost %d", events, events / r.seconds / 1e6, lost)
   end
+  measured[label] = [r.seconds, r.seconds / base, events, lost, events && events / r.seconds]
   puts line
 end
 
@@ -79,10 +88,15 @@ def attach_ms(root, cli, busy)
            "class B; def tick = nil; end; b = B.new; $stdout.sync = true; puts \"ready \#{Process.pid}\"; loop { b.tick; sleep 0.001 }"
          end
   _stdin, stdout, wait = Open3.popen2("ruby", "-I#{root}/gem/lib", "-rrbscope", "-e", "Rbscope.start(store: '/tmp/rbscope-bench-attach.db'); #{code}")
-  pid = Integer(stdout.gets[/ready (\d+)/, 1])
-  err = IO.popen([cli, "trace", "-p", pid.to_s, "-m", "B#tick", "--for", "1", "-o", "/dev/null", err: [:child, :out]], &:read)
-  Process.kill("KILL", wait.pid)
-  wait.value
+  begin
+    pid = Integer(stdout.gets[/ready (\d+)/, 1])
+    err = IO.popen([cli, "trace", "-p", pid.to_s, "-m", "B#tick", "--for", "1", "-o", "/dev/null", err: [:child, :out]], &:read)
+  ensure
+    # Also when this script is stopped meanwhile (bench/rubies' timeout): the program would
+    # otherwise loop forever.
+    Process.kill("KILL", wait.pid)
+    wait.value
+  end
   Float(err[/first after ([\d.]+) ms/, 1] || "NaN")
 end
 
@@ -90,3 +104,23 @@ idle = Array.new(runs) { attach_ms(root, cli, false) }
 busy = Array.new(runs) { attach_ms(root, cli, true) }
 puts format("attach to first event, idle app: median %.1f ms, worst %.1f ms", idle.sort[idle.size / 2], idle.max)
 puts format("attach to first event, busy app: median %.1f ms, worst %.1f ms", busy.sort[busy.size / 2], busy.max)
+
+puts "TITLE\ttrace: #{n} calls of a trivial method, minimum of #{runs} runs" if ENV["BENCH_RESULTS"]
+measured.each do |label, (seconds, ratio, events, lost, rate)|
+  result(label, label == "no agent" ? format("%.3fs", seconds) : format("%.3fs %.2fx", seconds, ratio))
+  result("#{label}: events delivered, lost", format("%d (%.2fM/s), lost %d", events, rate / 1e6, lost)) if events
+end
+result("attach to first event, idle app: median / worst", format("%.1f / %.1f ms", idle.sort[idle.size / 2], idle.max))
+result("attach to first event, busy app: median / worst", format("%.1f / %.1f ms", busy.sort[busy.size / 2], busy.max))
+# The targets of docs/PERFORMANCE.md ("Live tracing"); the human output above leaves them to
+# the reader, the table says yes or no.
+ratio = ->(label) { measured[label][1] }
+hot, fire = measured["selector on the hot method"], measured["firehose"]
+[
+  ["agent started, nothing attached: within 2%", ratio["agent started, nothing attached"] <= 1.02],
+  ["selector on a method never called: within 5%", ratio["selector on a method never called"] <= 1.05],
+  ["hot method: at most 8x, every call delivered", hot[1] <= 8 && hot[3].zero?],
+  ["firehose: at most 10x, at least 3M events/s delivered", fire[1] <= 10 && fire[4] >= 3e6],
+  ["attach, idle app: under 50 ms (median)", idle.sort[idle.size / 2] < 50],
+  ["attach, busy app: under 150 ms (median)", busy.sort[busy.size / 2] < 150],
+].each { |name, ok| result("target met: #{name}", ok ? "yes" : "no") }
