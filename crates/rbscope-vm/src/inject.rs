@@ -347,74 +347,49 @@ pub fn inject(pid: i32, entry: Entry, wake: Wake, code: &str) -> Result<Injected
     }
     let _quiet = QuietSignals::new();
     let tid = pid;
-    // SAFETY: plain syscalls on another process's thread; no memory of ours is lent.
-    if unsafe { libc::ptrace(libc::PTRACE_SEIZE, tid, 0, 0) } != 0 {
-        return Err(match errno() {
-            libc::ESRCH => InjectError::NoProcess(pid),
-            e => InjectError::Denied {
+    let (result, paused) = with_thread_stopped(pid, tid, |saved, held| {
+        let page = call(
+            pid,
+            tid,
+            saved,
+            entry.syscall,
+            &[libc::SYS_mmap as u64, 0, 4096, 3, 0x22, u64::MAX, 0],
+            held,
+            Finish::GiveUpAfter5s,
+        )?;
+        if page == 0 || page > u64::MAX - 4096 {
+            return Err(InjectError::Failed {
                 pid,
-                detail: std::io::Error::from_raw_os_error(e).to_string(),
-            },
-        });
-    }
-    let started = Instant::now();
-    let mut held: Vec<i32> = Vec::new();
-    let result = (|| {
-        // SAFETY: as above.
-        if unsafe { libc::ptrace(libc::PTRACE_INTERRUPT, tid, 0, 0) } != 0 {
-            return Err(fail(pid, "PTRACE_INTERRUPT"));
+                detail: "mmap in the target failed".into(),
+            });
         }
-        wait_stop(pid, tid)?;
-        let saved = get_regs(pid, tid)?;
-        let saved_fp = get_fpregs(pid, tid)?;
-        let outcome = (|| {
-            let page = call(
+        let mut bytes = code.as_bytes().to_vec();
+        bytes.push(0);
+        write_memory(pid, page, &bytes)?;
+        let queued = call(
+            pid,
+            tid,
+            saved,
+            entry.register_one,
+            &[0, entry.eval_string, page],
+            held,
+            Finish::GiveUpAfter5s,
+        )?;
+        if queued as u32 == 0 {
+            return Err(InjectError::Failed {
                 pid,
-                tid,
-                &saved,
-                entry.syscall,
-                &[libc::SYS_mmap as u64, 0, 4096, 3, 0x22, u64::MAX, 0],
-                &mut held,
-                Finish::GiveUpAfter5s,
-            )?;
-            if page == 0 || page > u64::MAX - 4096 {
-                return Err(InjectError::Failed {
-                    pid,
-                    detail: "mmap in the target failed".into(),
-                });
-            }
-            let mut bytes = code.as_bytes().to_vec();
-            bytes.push(0);
-            write_memory(pid, page, &bytes)?;
-            let queued = call(
-                pid,
-                tid,
-                &saved,
-                entry.register_one,
-                &[0, entry.eval_string, page],
-                &mut held,
-                Finish::GiveUpAfter5s,
-            )?;
-            if queued as u32 == 0 {
-                return Err(InjectError::Failed {
-                    pid,
-                    detail: "Ruby's postponed job queue is full; try again".into(),
-                });
-            }
-            Ok(())
-        })();
-        // Back exactly as it was, whatever happened.
-        set_fpregs(pid, tid, &saved_fp)?;
-        set_regs(pid, tid, &saved)?;
-        outcome
-    })();
-    // SAFETY: detaching our own tracee; signal 0: nothing is delivered.
-    unsafe { libc::ptrace(libc::PTRACE_DETACH, tid, 0, 0) };
-    let paused = started.elapsed();
-    for sig in held {
-        // SAFETY: the app's own signal, sent again to the thread it was meant for.
-        unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, sig) };
-    }
+                detail: "Ruby's postponed job queue is full; try again".into(),
+            });
+        }
+        Ok(())
+    })
+    .map_err(|e| match e {
+        libc::ESRCH => InjectError::NoProcess(pid),
+        e => InjectError::Denied {
+            pid,
+            detail: std::io::Error::from_raw_os_error(e).to_string(),
+        },
+    })?;
     result?;
     match wake {
         Wake::Signal => {
@@ -560,16 +535,64 @@ fn unblock_from(
     interrupt_lock: u64,
     unblock: u64,
 ) -> Result<Option<Duration>, InjectError> {
+    let stopped = with_thread_stopped(pid, tid, |saved, held| {
+        // `orig_rax` is the system call the thread is in (-1 when stopped in user code).
+        if !SAFE_WAITS.contains(&(saved.orig_rax as i64)) {
+            return Ok(false);
+        }
+        call(
+            pid,
+            tid,
+            saved,
+            lock,
+            &[interrupt_lock],
+            held,
+            Finish::Lock(LOCK_PATIENCE),
+        )?;
+        // Locked: from here the unlock is always made.
+        let unblocked = (|| {
+            let func = read_word(pid, unblock)?;
+            let arg = read_word(pid, unblock + 8)?;
+            if func != 0 {
+                call(pid, tid, saved, func, &[arg], held, Finish::Always)?;
+            }
+            Ok(())
+        })();
+        let unlocked = call(
+            pid,
+            tid,
+            saved,
+            unlock,
+            &[interrupt_lock],
+            held,
+            Finish::Always,
+        );
+        unblocked.and(unlocked.map(|_| ())).map(|()| true)
+    });
+    match stopped {
+        Ok((result, held_for)) => Ok(result?.then_some(held_for)),
+        // The thread ended meanwhile.
+        Err(libc::ESRCH) => Ok(None),
+        Err(e) => Err(InjectError::Denied {
+            pid,
+            detail: std::io::Error::from_raw_os_error(e).to_string(),
+        }),
+    }
+}
+
+/// Seizes and stops thread `tid` of `pid`, runs `work` with the thread's registers as they
+/// were and the signals held back from it, puts every register back whatever `work` did, lets
+/// the thread go and sends it the signals it was sent meanwhile. `Err(errno)` when the thread
+/// cannot be seized; else what `work` (and putting back) gave, and how long the thread was
+/// held.
+fn with_thread_stopped<T>(
+    pid: i32,
+    tid: i32,
+    work: impl FnOnce(&libc::user_regs_struct, &mut Vec<i32>) -> Result<T, InjectError>,
+) -> Result<(Result<T, InjectError>, Duration), i32> {
     // SAFETY: plain syscalls on a thread of the target; no memory of ours is lent.
     if unsafe { libc::ptrace(libc::PTRACE_SEIZE, tid, 0, 0) } != 0 {
-        return match errno() {
-            // The thread ended meanwhile.
-            libc::ESRCH => Ok(None),
-            e => Err(InjectError::Denied {
-                pid,
-                detail: std::io::Error::from_raw_os_error(e).to_string(),
-            }),
-        };
+        return Err(errno());
     }
     let started = Instant::now();
     let mut held: Vec<i32> = Vec::new();
@@ -580,53 +603,21 @@ fn unblock_from(
         }
         wait_stop(pid, tid)?;
         let saved = get_regs(pid, tid)?;
-        // `orig_rax` is the system call the thread is in (-1 when stopped in user code).
-        if !SAFE_WAITS.contains(&(saved.orig_rax as i64)) {
-            return Ok(false);
-        }
         let saved_fp = get_fpregs(pid, tid)?;
-        let outcome = (|| {
-            call(
-                pid,
-                tid,
-                &saved,
-                lock,
-                &[interrupt_lock],
-                &mut held,
-                Finish::Lock(LOCK_PATIENCE),
-            )?;
-            // Locked: from here the unlock is always made.
-            let unblocked = (|| {
-                let func = read_word(pid, unblock)?;
-                let arg = read_word(pid, unblock + 8)?;
-                if func != 0 {
-                    call(pid, tid, &saved, func, &[arg], &mut held, Finish::Always)?;
-                }
-                Ok(())
-            })();
-            let unlocked = call(
-                pid,
-                tid,
-                &saved,
-                unlock,
-                &[interrupt_lock],
-                &mut held,
-                Finish::Always,
-            );
-            unblocked.and(unlocked.map(|_| ()))
-        })();
+        let outcome = work(&saved, &mut held);
+        // Back exactly as it was, whatever happened.
         set_fpregs(pid, tid, &saved_fp)?;
         set_regs(pid, tid, &saved)?;
-        outcome.map(|()| true)
+        outcome
     })();
     // SAFETY: detaching our own tracee; signal 0: nothing is delivered.
     unsafe { libc::ptrace(libc::PTRACE_DETACH, tid, 0, 0) };
-    let stopped = started.elapsed();
+    let held_for = started.elapsed();
     for sig in held {
         // SAFETY: the app's own signal, sent again to the thread it was meant for.
         unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, sig) };
     }
-    Ok(result?.then_some(stopped))
+    Ok((result, held_for))
 }
 
 /// When a call made on a thread of the target may be given up (its registers then put back).

@@ -60,20 +60,10 @@ fn snapshot_text(sb: &Sandbox, mode: &str) -> (serde_json::Value, String) {
         .output()
         .unwrap();
     assert!(out.status.success(), "{mode}: {}", stderr(&out));
-    let show = |args: &[&str]| {
-        let o = sb
-            .cli()
-            .env("RBSCOPE_STORE", &store)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", stderr(&o));
-        String::from_utf8(o.stdout).unwrap()
-    };
-    let rows: serde_json::Value = serde_json::from_str(&show(&["list", "--json"])).unwrap();
+    let rows = sb.cli_json_on(&store, &["list", "--json"]);
     let id = rows[0]["id"].as_str().unwrap().to_string();
-    let snap: serde_json::Value = serde_json::from_str(&show(&["show", &id, "--json"])).unwrap();
-    let text = show(&["show", &id]);
+    let snap = sb.cli_json_on(&store, &["show", &id, "--json"]);
+    let text = sb.cli_on(&store, &["show", &id]);
     // Drop the lines that differ between runs (id, time, pid).
     let stable: String = text
         .lines()

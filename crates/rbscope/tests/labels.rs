@@ -185,16 +185,7 @@ fn run(mode: &str, park: bool) -> Run {
     let o = child.wait_with_output().unwrap();
     assert!(o.status.success(), "{mode}: {}", stderr(&o));
 
-    let cli = |args: &[&str]| -> J {
-        let o = sb
-            .cli()
-            .env("RBSCOPE_STORE", &store)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
-        serde_json::from_slice(&o.stdout).unwrap()
-    };
+    let cli = |args: &[&str]| sb.cli_json_on(&store, args);
     let rows = cli(&["list", "--json", "-n", "1000"]);
     for row in rows.as_array().unwrap() {
         let snap = cli(&["show", row["id"].as_str().unwrap(), "--json"]);

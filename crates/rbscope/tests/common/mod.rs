@@ -128,6 +128,25 @@ impl Sandbox {
         c
     }
 
+    /// Runs the CLI on the store `store` (not the sandbox's own), checks that it succeeded and
+    /// returns its standard output.
+    pub fn cli_on(&self, store: &Path, args: &[&str]) -> String {
+        let o = self
+            .cli()
+            .env("RBSCOPE_STORE", store)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        String::from_utf8(o.stdout).unwrap()
+    }
+
+    /// [`Sandbox::cli_on`] for a command that prints JSON.
+    pub fn cli_json_on(&self, store: &Path, args: &[&str]) -> J {
+        let out = self.cli_on(store, args);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+    }
+
     pub fn list(&self) -> Vec<J> {
         let out = self
             .cli()
