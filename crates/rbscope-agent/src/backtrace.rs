@@ -219,6 +219,16 @@ impl Frame {
         self.cfunc
     }
 
+    /// Whether the frame runs Ruby's own code: a C function or a method of Ruby's
+    /// `<internal:...>` files (which, unlike C functions, some Rubies place at their own line).
+    /// These are the frames a snapshot leaves out as not the app's.
+    fn is_internal(&self) -> bool {
+        // The code's iseq is live: this frame marks it.
+        self.cfunc
+            || (self.code != 0
+                && iseq_string(gvl(), self.code, rb_iseq_path).starts_with("<internal:"))
+    }
+
     /// Like `Method#parameters`: `[[:req, :a], [:opt, :b], [:rest], ...]`, or nil when unknown.
     fn parameters(ruby: &Ruby, rb_self: &Self) -> Result<Value, Error> {
         let Params::Known(params) = &rb_self.facts().params else {
@@ -499,6 +509,7 @@ pub fn define(ruby: &Ruby, module: magnus::RModule, native: magnus::RModule) -> 
     class.define_method("block_depth", method!(Frame::block_depth, 0))?;
     class.define_method("clause", method!(Frame::clause, 0))?;
     class.define_method("cfunc?", method!(Frame::is_cfunc, 0))?;
+    class.define_method("internal?", method!(Frame::is_internal, 0))?;
     class.define_method("parameters", method!(Frame::parameters, 0))?;
     class.define_method("to_s", method!(Frame::to_s, 0))?;
     native.define_singleton_method("backtrace", function!(backtrace, 1))?;

@@ -26,7 +26,7 @@ ORACLE = ENV.fetch("LABELS_ORACLE")
 PARK = ENV["LABELS_PARK"] == "1"
 module LabelsHook
   def here(name)
-    ours = ->(frames) { frames&.select { |f| f.path == ORACLE }&.map { |f| [f.lineno, f.label, f.cfunc?] } }
+    ours = ->(frames) { frames&.select { |f| f.path == ORACLE }&.map { |f| [f.lineno, f.label, f.cfunc?, f.internal?] } }
     live = ours.(Rbscope.backtrace)
     e = begin
       raise "labels"
@@ -95,6 +95,9 @@ struct Run {
     agent: BTreeMap<String, Vec<F>>,
     remote: BTreeMap<String, Vec<F>>,
     snapshots: BTreeMap<String, Vec<(i64, String)>>,
+    /// Per live frame: whether it runs Ruby's own code (`Rbscope::Frame#internal?`): a C
+    /// function, or a core method written in Ruby (YJIT's `Array#each` on 3.4+).
+    internal: BTreeMap<String, Vec<bool>>,
 }
 
 /// The main thread's frames in the oracle file, from `rbscope stacks -p PID ARGS --json`.
@@ -176,6 +179,11 @@ fn run(mode: &str, park: bool) -> Run {
             let v: J = serde_json::from_str(json).unwrap();
             let name = v["name"].as_str().unwrap().to_string();
             r.live.insert(name.clone(), frames_of(&v["live"]).unwrap());
+            let internal = v["live"].as_array().unwrap().iter();
+            r.internal.insert(
+                name.clone(),
+                internal.map(|f| f[3].as_bool().unwrap()).collect(),
+            );
             r.raised.insert(name.clone(), frames_of(&v["raised"]));
             r.cases.push(name);
         } else if line == "finished" {
@@ -223,11 +231,13 @@ fn show(frames: &[F]) -> String {
         .collect()
 }
 
-fn ruby_frames(frames: &[F]) -> Vec<(i64, String)> {
+/// The frames a snapshot keeps: those not running Ruby's own code.
+fn app_frames(frames: &[F], internal: &[bool]) -> Vec<(i64, String)> {
     frames
         .iter()
-        .filter(|f| !f.2)
-        .map(|f| (f.0, f.1.clone()))
+        .zip(internal)
+        .filter(|(_, internal)| !**internal)
+        .map(|(f, _)| (f.0, f.1.clone()))
         .collect()
 }
 
@@ -339,7 +349,7 @@ fn labels_agree_however_read_and_on_every_ruby() {
             "Rbscope.backtrace with capture: inspector",
             &inspector.live[name],
         );
-        let ruby_only = ruby_frames(live);
+        let ruby_only = app_frames(live, &fast.internal[name]);
         for (what, snap) in [
             ("fast capture snapshot", &fast.snapshots[name]),
             ("inspector capture snapshot", &inspector.snapshots[name]),
@@ -384,7 +394,15 @@ fn labels_agree_however_read_and_on_every_ruby() {
     let text: String = fast
         .cases
         .iter()
-        .map(|name| format!("== {name}\n{}", show(&fast.live[name])))
+        .map(|name| {
+            // Marked (C): Ruby's own code, which is C on 3.1 and may be Ruby on later Rubies.
+            let marked: Vec<F> = fast.live[name]
+                .iter()
+                .zip(&fast.internal[name])
+                .map(|(f, internal)| (f.0, f.1.clone(), *internal))
+                .collect();
+            format!("== {name}\n{}", show(&marked))
+        })
         .collect();
     let expected_file = fixtures().join("rbscope.txt");
     if std::env::var_os("LABELS_BLESS").is_some() {

@@ -67,7 +67,8 @@ module Rbscope
     # Every frame of `thread`'s stack (any thread, not only the current one), innermost first:
     # Rbscope::Frame objects with #path, #lineno (the line executing), #label
     # ("Billing::Invoice#total(rate)"), #method_name, #class_path, #kind (:instance, :class,
-    # :singleton, :refinement, :top), #refined_in, #block_depth, #cfunc? and #parameters.
+    # :singleton, :refinement, :top), #refined_in, #block_depth, #cfunc?, #internal? (Ruby's own
+    # code: a C function or a core method written in Ruby) and #parameters.
     # Works whether or not the agent is started; needs a Ruby whose VM layout rbscope knows
     # (NotImplementedError otherwise, saying why).
     def backtrace(thread = Thread.current)
