@@ -1,6 +1,5 @@
 # frozen_string_literal: true
 
-require "logger"
 
 module Rbscope
   # Better backtraces for exceptions: every frame with its class, `#` or `.`, `$singleton`,
@@ -166,16 +165,9 @@ module Rbscope
 
     # A Logger formatter that prints logged exceptions with their better backtraces:
     # `logger.formatter = Rbscope::BetterBacktraces::Formatter.new`, then `logger.error(e)`.
-    class Formatter < ::Logger::Formatter
-      private
-
-      def msg2str(msg)
-        return super unless msg.is_a?(Exception)
-
-        lines = BetterBacktraces.lines_of(msg)
-        "#{msg.message} (#{msg.class})\n#{lines.join("\n")}"
-      end
-    end
+    # Loaded (with `logger`) when first named: an app that never uses it does not load Logger
+    # for rbscope's sake, and `rbscope inject` into a busy process has fewer files to read.
+    autoload :Formatter, File.join(__dir__, "better_backtraces_formatter")
   end
 end
 

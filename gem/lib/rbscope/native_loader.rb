@@ -16,12 +16,12 @@ module Rbscope
     class << self
       # nil when the agent is loaded, else the reason in one line.
       def load
-        feature = candidates.find { |f| resolvable?(f) }
-        unless feature
+        path = candidates.find { |f| File.file?(f) } || on_load_path
+        unless path
           return "no native agent for Ruby #{RELEASE} in this installation of rbscope " \
                  "(install the gem with this Ruby, or run scripts/build in a checkout)"
         end
-        require feature
+        require path
         nil
       rescue LoadError => e
         reason(e)
@@ -29,14 +29,22 @@ module Rbscope
 
       private
 
+      # Beside this file, by full path: no search of $LOAD_PATH (each file check of a search
+      # waits for the GVL, which a busy main thread gives up only every 100 ms when
+      # `rbscope inject` loads the gem).
       def candidates
-        ["rbscope/#{RELEASE}/rbscope_agent", "rbscope/rbscope_agent"]
+        ext = RbConfig::CONFIG["DLEXT"]
+        [File.join(__dir__, RELEASE, "rbscope_agent.#{ext}"), File.join(__dir__, "rbscope_agent.#{ext}")]
       end
 
-      def resolvable?(feature)
-        !$LOAD_PATH.resolve_feature_path(feature).nil?
-      rescue LoadError
-        false
+      # Where RubyGems put an agent it compiled at install, when not beside this file (its
+      # extension directory, which is on $LOAD_PATH).
+      def on_load_path
+        ["rbscope/#{RELEASE}/rbscope_agent", "rbscope/rbscope_agent"].find do |feature|
+          $LOAD_PATH.resolve_feature_path(feature)
+        rescue LoadError
+          false
+        end
       end
 
       def reason(error)

@@ -89,14 +89,16 @@ pub fn inject(pid: u32, timeout: Duration) -> anyhow::Result<i32> {
 
 /// The Ruby the process runs: require and start the agent, never raise into the app. A
 /// postponed job runs in Ruby's "trap context", where Mutex#lock (and so `require`) is not
-/// allowed: the job only starts a thread that does the work.
+/// allowed: the job only starts a thread that does the work. The gem is required by its full
+/// path (unless the app has loaded it): a search of `$LOAD_PATH` checks files, and each check
+/// waits for the GVL, which a main thread busy in Ruby gives up only every 100 ms.
 fn ruby_code(lib: &std::path::Path, error_file: &std::path::Path) -> anyhow::Result<String> {
     let quote = |p: &std::path::Path| -> anyhow::Result<String> {
         let s = p.to_str().context("the path is not UTF-8")?;
         Ok(format!("{s:?}"))
     };
     Ok(format!(
-        "Thread.new {{ Thread.current.name = \"rbscope-inject\"; begin; lib = {lib}; $LOAD_PATH.unshift(lib) unless $LOAD_PATH.include?(lib); require \"rbscope\"; Rbscope.start unless Rbscope.started?; rescue Exception => e; begin; File.open({err}, File::WRONLY | File::CREAT | File::TRUNC, 0o600) {{ |f| f.write(\"#{{e.class}}: #{{e.message}}\") }}; rescue Exception; end; end }}",
+        "Thread.new {{ Thread.current.name = \"rbscope-inject\"; begin; lib = {lib}; $LOAD_PATH.unshift(lib) unless $LOAD_PATH.include?(lib); require File.join(lib, \"rbscope\") unless defined?(::Rbscope.start); Rbscope.start unless Rbscope.started?; rescue Exception => e; begin; File.open({err}, File::WRONLY | File::CREAT | File::TRUNC, 0o600) {{ |f| f.write(\"#{{e.class}}: #{{e.message}}\") }}; rescue Exception; end; end }}",
         lib = quote(lib)?,
         err = quote(error_file)?
     ))
