@@ -143,12 +143,19 @@ fn load_for_restore(
     rbscope_snapshot::decode(&body).map_err(|e| fail(format!("snapshot {id} cannot be read: {e}")))
 }
 
-/// Waits up to `seconds` for queued snapshots to be written.
+/// A wait of `seconds`, at most `max`: NaN and negative numbers wait nothing, infinity waits
+/// `max` (`Duration::from_secs_f64` panics on NaN, infinity and huge numbers).
+fn bounded_wait(seconds: f64, max: f64) -> Duration {
+    if seconds.is_nan() || seconds <= 0.0 {
+        return Duration::ZERO;
+    }
+    Duration::try_from_secs_f64(seconds.min(max)).unwrap_or(Duration::ZERO)
+}
+
+/// Waits up to `seconds` (at most 60) for queued snapshots to be written.
 fn flush(seconds: f64) -> bool {
     match state::current() {
-        Some(agent) => agent
-            .writer
-            .flush(Duration::from_secs_f64(seconds.clamp(0.0, 60.0))),
+        Some(agent) => agent.writer.flush(bounded_wait(seconds, 60.0)),
         None => true,
     }
 }
@@ -215,7 +222,7 @@ fn trace_ignore_owner(session: u64, module: Value) {
 
 /// `Rbscope::Native.flush_traces(seconds)`: at exit, lets traces send what was recorded.
 fn flush_traces(seconds: f64) {
-    live::flush_all(gvl(), Duration::from_secs_f64(seconds.clamp(0.0, 5.0)));
+    live::flush_all(gvl(), bounded_wait(seconds, 5.0));
 }
 
 /// `Rbscope::Native.eval_done(token, ok, text, incomplete)`: an eval thread's result.

@@ -472,3 +472,38 @@ fn retention_settings_delete_the_oldest() {
     assert_eq!(rows.len(), 3);
     assert_eq!(rows[0]["message"], "new");
 }
+
+/// Odd arguments to `Rbscope.flush` are answered with an exception that says what it wants,
+/// and the app goes on (NaN used to reach a Duration and end the process).
+#[test]
+fn flush_answers_odd_seconds_and_the_app_goes_on() {
+    let sb = Sandbox::new();
+    let out = sb.run_started(
+        "flush.rb",
+        r##"[Float::NAN, -1, "5", nil, :x, Complex(1, 1)].each do |arg|
+  Rbscope.flush(arg)
+  puts "#{arg.inspect}: accepted"
+rescue ArgumentError, TypeError => e
+  puts "#{arg.inspect}: #{e.class}: #{e.message}"
+end
+# Whether the queue was written in time (a zero wait may say no): true or false, no error.
+answers = [Rbscope.flush(Float::INFINITY), Rbscope.flush(10**400), Rbscope.flush(0),
+           Rbscope::Native.flush(Float::NAN), Rbscope::Native.flush(-Float::INFINITY)]
+p answers.all? { |a| a == true || a == false }
+puts "alive"
+"##,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "NaN: ArgumentError: rbscope: flush wants 0 or more seconds (got NaN)
+-1: ArgumentError: rbscope: flush wants 0 or more seconds (got -1.0)
+\"5\": TypeError: rbscope: flush wants a number of seconds (got String)
+nil: TypeError: rbscope: flush wants a number of seconds (got NilClass)
+:x: TypeError: rbscope: flush wants a number of seconds (got Symbol)
+(1+1i): TypeError: rbscope: flush wants a number of seconds (got Complex)
+true
+alive
+"
+    );
+}

@@ -103,9 +103,18 @@ module Rbscope
       Native.store_location
     end
 
-    # Waits up to `seconds` for queued snapshots to reach the store.
+    # Waits up to `seconds` (at most 60) for queued snapshots to reach the store.
     def flush(seconds = 5)
-      Native.flush(seconds.to_f)
+      unless seconds.is_a?(Numeric) && seconds.real?
+        raise TypeError, "rbscope: flush wants a number of seconds (got #{seconds.class})"
+      end
+
+      seconds = seconds.to_f
+      if seconds.nan? || seconds.negative?
+        raise ArgumentError, "rbscope: flush wants 0 or more seconds (got #{seconds})"
+      end
+
+      Native.flush([seconds, 60.0].min)
     end
 
     # Called by the at_exit hook with the exception that is ending the program, if any.
