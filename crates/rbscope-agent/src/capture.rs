@@ -362,22 +362,22 @@ unsafe extern "C" fn inspect_frames(dc: *const rb_debug_inspector_t, data: *mut 
         }
         // SAFETY: at < n.
         let loc = unsafe { RARRAY_AREF(locs, at as isize) };
-        // SAFETY: Location#path is a core method that returns the iseq's path or nil.
-        let path = unsafe { rb_sys::rb_funcallv(loc, path_id, 0, std::ptr::null()) };
+        // Whose code it is decides: the code's own path when its iseq is known (Ruby 3.4
+        // under YJIT and 4.0 locate some methods of their `<internal:...>` files at their
+        // caller's line, as they do a C function), else the location's.
+        let path = if f.iseq != 0 {
+            // SAFETY: a live iseq from the inspector's list; returns its path String.
+            unsafe { crate::fast_capture::rb_iseq_path(f.iseq) }
+        } else {
+            // SAFETY: Location#path is a core method that returns the iseq's path or nil.
+            unsafe { rb_sys::rb_funcallv(loc, path_id, 0, std::ptr::null()) }
+        };
         if rb::type_of(gvl, path) != rb_sys::ruby_value_type::RUBY_T_STRING {
             continue;
         }
         // SAFETY: path is a live String.
         let path_bytes = unsafe { rb::str_bytes(path) };
         if !is_app_path(cfg, path_bytes) {
-            continue;
-        }
-        // Ruby 3.4 (under YJIT) and 4.0 locate some methods of its own `<internal:...>` files
-        // at their caller's line, as they do a C function: the code's own path decides.
-        if f.iseq != 0
-            && crate::fast_capture::iseq_string(gvl, f.iseq, crate::fast_capture::rb_iseq_path)
-                .starts_with("<internal:")
-        {
             continue;
         }
         if kept >= cfg.max_frames {
