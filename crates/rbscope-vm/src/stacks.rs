@@ -429,22 +429,20 @@ fn label_frames<M: Memory>(
         })
         .collect();
     let places = rbscope_backtrace::place_frames(&shapes, o.l.like_c);
-    let at: Vec<(String, Option<i64>)> = out.iter().map(|f| (f.path.clone(), f.line)).collect();
-    let mut placed = Vec::with_capacity(out.len());
-    for (mut f, place) in out.into_iter().zip(places) {
-        match place {
-            Place::Hidden => continue,
-            Place::Own | Place::Unknown => {}
-            Place::At(i) => {
-                if let Some((path, line)) = at.get(i) {
-                    f.path = path.clone();
-                    f.line = *line;
-                }
+    // A frame shown at another's line takes that frame's path and line (always a frame shown
+    // at its own, so the order of the copies does not matter).
+    for (j, place) in places.iter().enumerate() {
+        if let Place::At(i) = *place {
+            let caller = out.get(i).map(|c| (c.path.clone(), c.line));
+            if let (Some((path, line)), Some(f)) = (caller, out.get_mut(j)) {
+                f.path = path;
+                f.line = line;
             }
         }
-        placed.push(f);
     }
-    Ok(placed)
+    let mut places = places.into_iter();
+    out.retain(|_| places.next() != Some(Place::Hidden));
+    Ok(out)
 }
 
 fn ruby_frame<M: Memory>(
