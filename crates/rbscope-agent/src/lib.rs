@@ -287,6 +287,27 @@ fn count_objects(ruby: &Ruby, names: Vec<String>) -> Result<RHash, Error> {
     }
 }
 
+/// `Rbscope::Native.__provide(path)`: records one of the gem's own files, evaluated from
+/// memory by `rbscope inject`'s loading thread, as loaded (see `rb::provide`). Only a full
+/// path to `rbscope.rb` or to a `.rb` file in a directory named `rbscope` is accepted, so
+/// that no other library can be marked loaded through it.
+fn provide_own(ruby: &Ruby, path: String) -> Result<bool, Error> {
+    let p = std::path::Path::new(&path);
+    let own = p.is_absolute()
+        && p.extension().is_some_and(|e| e == "rb")
+        && (p.file_name().is_some_and(|f| f == "rbscope.rb")
+            || p.parent()
+                .and_then(|d| d.file_name())
+                .is_some_and(|d| d == "rbscope"));
+    if !own || path.contains("/../") || path.contains("/./") {
+        return Err(Error::new(
+            ruby.exception_arg_error(),
+            format!("expected the full path of one of rbscope's own Ruby files, got {path:?}"),
+        ));
+    }
+    Ok(rb::provide(gvl(), &path))
+}
+
 /// The Ruby minor release this agent was compiled for (`3.4`), from build.rs.
 const BUILT_FOR_RUBY: &str = env!("RBSCOPE_BUILT_FOR_RUBY");
 
@@ -337,6 +358,7 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
     native.define_singleton_method("trace_clock_settled?", function!(trace_clock::settled, 0))?;
     native.define_singleton_method("heap_dump", function!(heap_dump, 4))?;
     native.define_singleton_method("count_objects", function!(count_objects, 1))?;
+    native.define_singleton_method("__provide", function!(provide_own, 1))?;
     backtrace::define(ruby, module, native)?;
     native.const_set("VERSION", env!("CARGO_PKG_VERSION"))?;
     native.const_set("BUILT_WITH_RUBY", env!("RBSCOPE_BUILT_WITH_RUBY"))?;

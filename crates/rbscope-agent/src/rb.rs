@@ -320,6 +320,33 @@ extern "C" {
 /// `RUBY_EVENT_HOOK_FLAG_RAW_ARG`.
 pub const HOOK_FLAG_RAW_ARG: u32 = 0x04;
 
+/// Adds `feature` (a full path) to `$LOADED_FEATURES` the way `require` does after loading a
+/// file, so a later `require` of it does nothing; false when it was there already or could
+/// not be added (a frozen `$LOADED_FEATURES`). `rb_provide` updates Ruby's index of loaded
+/// features in place, where a push onto `$LOADED_FEATURES` from Ruby makes the next `require`
+/// rebuild it, resolving the real path of every loaded file again (a GVL wait per `readlink`
+/// on Ruby 3.1).
+pub fn provide(gvl: Gvl, feature: &str) -> bool {
+    let Ok(c) = std::ffi::CString::new(feature) else {
+        return false;
+    };
+    // SAFETY: GVL held (token); `c` is a NUL-terminated string that outlives the call, and a
+    // null `loading` pointer is allowed (it is only written when not null).
+    if unsafe { rb_sys::rb_feature_provided(c.as_ptr(), std::ptr::null_mut()) } != 0 {
+        return false;
+    }
+    // rb_provide makes a String that points at the C string without copying it (it is meant
+    // for string literals): the C string is leaked, one per file of the gem, once per process.
+    let leaked: &'static std::ffi::CStr = Box::leak(c.into_boxed_c_str());
+    protect(gvl, || {
+        // SAFETY: GVL held (token); `leaked` lives until the process ends; rb_provide raises
+        // only for a frozen $LOADED_FEATURES, which `protect` catches.
+        unsafe { rb_sys::rb_provide(leaked.as_ptr()) };
+        TRUE
+    })
+    .is_ok()
+}
+
 /// An unsigned 64-bit number as a Ruby Integer.
 pub fn u64_value(_gvl: Gvl, n: u64) -> VALUE {
     // SAFETY: GVL held (token); rb_ull2inum makes a Fixnum or a Bignum.

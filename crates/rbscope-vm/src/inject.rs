@@ -8,7 +8,7 @@
 //!
 //! 1. the main thread alone is stopped with `PTRACE_SEIZE` + `PTRACE_INTERRUPT`; its general
 //!    and floating-point registers are saved;
-//! 2. it is made to call libc's `syscall(SYS_mmap, ...)` for one private page (a system call:
+//! 2. it is made to call libc's `syscall(SYS_mmap, ...)` for private pages (a system call:
 //!    safe at any instant), into which the Ruby code to run is written;
 //! 3. it is made to call `rb_postponed_job_register_one(0, rb_eval_string, page)`, which queues
 //!    the job and sets the main thread's interrupt flag. On 3.1 and 3.2 it appends to a
@@ -337,14 +337,21 @@ impl Drop for QuietSignals {
     }
 }
 
+/// The largest code [`inject`] writes into the target.
+pub const MAX_CODE: usize = 1 << 20;
+
 /// Stops the main thread of `pid`, queues `code` (Ruby, NUL-free) to be run by the VM at its
 /// next safe point, lets the thread go, and wakes it as `wake` says.
 pub fn inject(pid: i32, entry: Entry, wake: Wake, code: &str) -> Result<Injected, InjectError> {
-    if code.as_bytes().contains(&0) || code.len() >= 4000 {
-        return Err(InjectError::Missing(
-            "the code to inject is not a short C string".into(),
-        ));
+    if code.as_bytes().contains(&0) || code.len() >= MAX_CODE {
+        return Err(InjectError::Missing(format!(
+            "the code to inject is not a C string under {} KiB",
+            MAX_CODE / 1024
+        )));
     }
+    // Whole pages, the NUL included. They stay mapped in the target (Ruby copies the string
+    // when the job runs, at a moment we do not see): a few dozen KiB, once per injection.
+    let len = (code.len() + 1).div_ceil(4096) as u64 * 4096;
     let _quiet = QuietSignals::new();
     let tid = pid;
     let (result, paused) = with_thread_stopped(pid, tid, |saved, held| {
@@ -353,11 +360,11 @@ pub fn inject(pid: i32, entry: Entry, wake: Wake, code: &str) -> Result<Injected
             tid,
             saved,
             entry.syscall,
-            &[libc::SYS_mmap as u64, 0, 4096, 3, 0x22, u64::MAX, 0],
+            &[libc::SYS_mmap as u64, 0, len, 3, 0x22, u64::MAX, 0],
             held,
             Finish::GiveUpAfter5s,
         )?;
-        if page == 0 || page > u64::MAX - 4096 {
+        if page == 0 || page > u64::MAX - len {
             return Err(InjectError::Failed {
                 pid,
                 detail: "mmap in the target failed".into(),

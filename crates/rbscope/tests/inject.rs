@@ -183,7 +183,21 @@ fn a_working_process(yjit: bool) {
     let out = t.rest();
     // The same sums as without rbscope, and nothing of rbscope on the program's output.
     let mut checkpoints = 0;
-    for line in out.lines() {
+    // The injected code left the interrupted frame's locals alone, and the gem's files it
+    // evaluated from memory count as loaded: `require "rbscope"` answers false.
+    let mut lines: Vec<&str> = out.lines().collect();
+    let loaded = lines.pop().unwrap_or_default();
+    let locals = lines.pop().unwrap_or_default();
+    assert_eq!(locals, "locals [:app]", "{out}");
+    let loaded: Vec<&str> = loaded.split(' ').collect();
+    assert!(
+        loaded.len() == 3
+            && loaded[0] == "loaded"
+            && loaded[1].parse::<u32>().unwrap_or(0) >= 10
+            && loaded[2] == "false",
+        "{out}"
+    );
+    for &line in lines.iter() {
         let fields: Vec<u64> = line
             .split(' ')
             .skip(1)
@@ -199,7 +213,7 @@ fn a_working_process(yjit: bool) {
             _ => panic!("unexpected line {line:?} in {out}"),
         }
     }
-    assert!(out.lines().last().unwrap().starts_with("done "), "{out}");
+    assert!(lines.last().unwrap().starts_with("done "), "{out}");
     assert!(checkpoints > 0, "{out}");
 }
 

@@ -1,18 +1,18 @@
 # frozen_string_literal: true
 
 require "rbconfig"
-require_relative "settings"
-require_relative "context"
-require_relative "thread_reporting"
-require_relative "fork_hook"
-require_relative "middleware"
-require_relative "better_backtraces"
-require_relative "live"
+Rbscope.__require_own "settings"
+Rbscope.__require_own "context"
+Rbscope.__require_own "thread_reporting"
+Rbscope.__require_own "fork_hook"
+Rbscope.__require_own "middleware"
+Rbscope.__require_own "better_backtraces"
+Rbscope.__require_own "live"
 
-require_relative "native_loader"
+Rbscope.__require_own "native_loader"
 if (problem = Rbscope::NativeLoader.load)
   # The app runs on without rbscope's native features; Rbscope.start says why, once.
-  require_relative "native_off"
+  Rbscope.__require_own "native_off"
   Rbscope::Native.__off!(problem)
 end
 

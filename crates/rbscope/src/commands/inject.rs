@@ -87,21 +87,88 @@ pub fn inject(pid: u32, timeout: Duration) -> anyhow::Result<i32> {
     }
 }
 
-/// The Ruby the process runs: require and start the agent, never raise into the app. A
-/// postponed job runs in Ruby's "trap context", where Mutex#lock (and so `require`) is not
-/// allowed: the job only starts a thread that does the work. The gem is required by its full
-/// path (unless the app has loaded it): a search of `$LOAD_PATH` checks files, and each check
-/// waits for the GVL, which a main thread busy in Ruby gives up only every 100 ms.
+/// The Ruby the process runs: load and start the agent, never raise into the app.
+///
+/// A postponed job runs in Ruby's "trap context", where Mutex#lock (and so `require`) is not
+/// allowed: the job only starts a thread that does the work. That thread gets the GVL back
+/// after each of its system calls only when the thread holding it lets go, which a main
+/// thread busy in Ruby does every 100 ms; `require` waits four times per file. So the gem's
+/// Ruby files travel with the code, as raw heredocs, and the loading thread evaluates them
+/// from memory (`Rbscope.__require_own`), under their own paths: 13 files that took 1.5 s
+/// cost no wait at all.
+///
+/// The code is evaluated in the scope of whatever Ruby frame the job interrupts, so it
+/// defines no local variable there: the sources are the thread's argument, and the block's
+/// variables are its own (`|sources; lib, main, e|`).
 fn ruby_code(lib: &std::path::Path, error_file: &std::path::Path) -> anyhow::Result<String> {
-    let quote = |p: &std::path::Path| -> anyhow::Result<String> {
-        let s = p.to_str().context("the path is not UTF-8")?;
-        Ok(format!("{s:?}"))
-    };
+    let lib = lib
+        .canonicalize()
+        .with_context(|| format!("cannot resolve the gem's directory {}", lib.display()))?;
+    let lib_str = lib.to_str().context("the gem's path is not UTF-8")?;
+    let err_str = error_file
+        .to_str()
+        .context("the runtime directory's path is not UTF-8")?;
+    let sources = gem_sources(&lib)?;
+    let mut entries = Vec::new();
+    let mut bodies = String::new();
+    for (path, text) in &sources {
+        entries.push(format!(
+            "{} => <<'{END}'",
+            ruby_quote(path),
+            END = SOURCE_END
+        ));
+        bodies.push_str(text);
+        if !text.ends_with('\n') {
+            bodies.push('\n');
+        }
+        bodies.push_str(SOURCE_END);
+        bodies.push('\n');
+    }
     Ok(format!(
-        "Thread.new {{ Thread.current.name = \"rbscope-inject\"; begin; lib = {lib}; $LOAD_PATH.unshift(lib) unless $LOAD_PATH.include?(lib); require File.join(lib, \"rbscope\") unless defined?(::Rbscope.start); Rbscope.start unless Rbscope.started?; rescue Exception => e; begin; File.open({err}, File::WRONLY | File::CREAT | File::TRUNC, 0o600) {{ |f| f.write(\"#{{e.class}}: #{{e.message}}\") }}; rescue Exception; end; end }}",
-        lib = quote(lib)?,
-        err = quote(error_file)?
+        "# encoding: utf-8\nThread.new({{{entries}}}) do |sources; lib, main, e|\n{bodies}Thread.current.name = \"rbscope-inject\"\nbegin\n  lib = {lib}\n  $LOAD_PATH.unshift(lib) unless $LOAD_PATH.include?(lib)\n  unless defined?(::Rbscope.start)\n    sources.each_value {{ |s| s.force_encoding(Encoding::UTF_8) }}\n    Thread.current[:__rbscope_sources] = sources\n    main = File.join(lib, \"rbscope.rb\")\n    RubyVM::InstructionSequence.compile(sources.delete(main), main, main).eval\n    if Rbscope::Native.respond_to?(:__provide)\n      [main, *sources[:loaded]].each {{ |f| Rbscope::Native.__provide(f) }}\n    end\n  end\n  Rbscope.start unless Rbscope.started?\nrescue Exception => e\n  begin\n    File.open({err}, File::WRONLY | File::CREAT | File::TRUNC, 0o600) {{ |f| f.write(\"#{{e.class}}: #{{e.message}}\") }}\n  rescue Exception\n  end\nensure\n  Thread.current[:__rbscope_sources] = nil\nend\nend\n",
+        entries = entries.join(", "),
+        lib = ruby_quote(lib_str),
+        err = ruby_quote(err_str),
     ))
+}
+
+/// The line that ends each source's heredoc; a file holding it as a line could not travel.
+const SOURCE_END: &str = "RBSCOPE_INJECTED_SOURCE_END";
+
+/// `lib/rbscope.rb` and every `lib/rbscope/*.rb`, by full path (what `File.join` gives in
+/// Ruby for the same directory).
+fn gem_sources(lib: &std::path::Path) -> anyhow::Result<Vec<(String, String)>> {
+    let mut files = vec![lib.join("rbscope.rb")];
+    let own = lib.join("rbscope");
+    let mut listed: Vec<PathBuf> = std::fs::read_dir(&own)
+        .with_context(|| format!("cannot list {}", own.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "rb") && p.is_file())
+        .collect();
+    listed.sort();
+    files.extend(listed);
+    let mut out = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("cannot read {} (reinstall the gem)", file.display()))?;
+        if text.lines().any(|l| l == SOURCE_END) || text.contains('\0') {
+            bail!(
+                "{} cannot be sent with the injected code (it holds a NUL or the line {SOURCE_END})",
+                file.display()
+            );
+        }
+        let path = file
+            .to_str()
+            .context("the gem's path is not UTF-8")?
+            .to_string();
+        out.push((path, text));
+    }
+    Ok(out)
+}
+
+/// A single-quoted Ruby string literal: nothing in it is interpolated.
+fn ruby_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
 /// RUBY_VERSION of the `ruby` on PATH, the Ruby the gem's agent is built for.

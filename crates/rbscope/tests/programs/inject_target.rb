@@ -37,6 +37,9 @@ when "work"
   stop = false
   Thread.new { $stdin.gets; stop = true }
   puts "ready #{Process.pid}"
+  # Names the injected code also uses: it runs in the scope of the frame it interrupts (this
+  # block's), and must leave them alone.
+  lib = main = e = sources = s = f = :app
   Integer(arg).times do |i|
     break if stop
     sum += w.step(i)
@@ -44,6 +47,10 @@ when "work"
     puts "sum #{calls} #{sum}" if (calls % 200_000).zero?
   end
   puts "done #{calls} #{sum}"
+  puts "locals #{[lib, main, e, sources, s, f].uniq.inspect}"
+  # After an injection, the gem's files count as loaded: requiring it again loads nothing.
+  own = $LOADED_FEATURES.grep(%r{/rbscope(/[a-z_]+)?\.rb\z})
+  puts "loaded #{own.size} #{defined?(::Rbscope) ? (require "rbscope") : "-"}"
 when "sleep"
   other = Thread.new { sleep Float(arg) }
   ready_when_asleep
