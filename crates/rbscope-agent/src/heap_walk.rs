@@ -259,18 +259,25 @@ pub struct Written {
     pub allocation_info: bool,
 }
 
-/// The output: bytes are gathered into a buffer and written out in large pieces. On the same
-/// thread on purpose: in the forked child, a new thread could be given (by glibc's stack
-/// cache) the stack memory of one of the app's threads that did not survive the fork, where
-/// Ruby keeps that thread's VM stack, which the walk still reads.
+/// The output: bytes are gathered into a buffer and written out in large pieces, here or by
+/// the forked child's writer thread (`heap_writer`, which says why it is not a thread made
+/// by `std::thread`). The walk itself stays on the thread that holds the GVL.
 struct Out<'a> {
-    sink: &'a mut dyn Write,
+    sink: Sink<'a>,
     buf: Vec<u8>,
     error: Option<std::io::Error>,
 }
 
+/// Where full buffers go: written here, or handed to the forked child's writer thread.
+pub enum Sink<'a> {
+    Direct(&'a mut dyn Write),
+    Background(crate::heap_writer::Background),
+}
+
 impl Out<'_> {
-    const FLUSH_AT: usize = 4 << 20;
+    /// Small enough that the buffer being filled stays in the core's cache.
+    const FLUSH_AT: usize = 256 << 10;
+    const CAPACITY: usize = Self::FLUSH_AT + (64 << 10);
 
     fn maybe_flush(&mut self) {
         if self.buf.len() >= Self::FLUSH_AT {
@@ -279,12 +286,35 @@ impl Out<'_> {
     }
 
     fn flush(&mut self) {
-        if self.error.is_none() {
-            if let Err(e) = self.sink.write_all(&self.buf) {
-                self.error = Some(e);
-            }
+        if self.error.is_some() {
+            self.buf.clear();
+            return;
         }
-        self.buf.clear();
+        match &mut self.sink {
+            Sink::Direct(w) => {
+                if let Err(e) = w.write_all(&self.buf) {
+                    self.error = Some(e);
+                }
+                self.buf.clear();
+            }
+            Sink::Background(bg) => match bg.swap(std::mem::take(&mut self.buf)) {
+                Ok(empty) => self.buf = empty,
+                Err(e) => self.error = Some(e),
+            },
+        }
+    }
+
+    /// Writes what is left and waits for the writer thread, if any.
+    fn finish(mut self) -> std::io::Result<()> {
+        self.flush();
+        let waited = match self.sink {
+            Sink::Background(bg) => bg.finish(),
+            Sink::Direct(_) => Ok(()),
+        };
+        match self.error.take() {
+            Some(e) => Err(e),
+            None => waited,
+        }
     }
 
     fn failed(&self) -> bool {
@@ -292,12 +322,35 @@ impl Out<'_> {
     }
 }
 
+/// Names looked up for every object, of which a heap has a handful (its GC flags, its
+/// strings' encodings): a scan of a short list, which costs less than hashing each time.
+struct Recent<K, V> {
+    items: Vec<(K, V)>,
+}
+
+impl<K, V> Default for Recent<K, V> {
+    fn default() -> Self {
+        Recent { items: Vec::new() }
+    }
+}
+
+impl<K: PartialEq + Copy, V: Copy> Recent<K, V> {
+    fn get_or(&mut self, key: K, make: impl FnOnce() -> V) -> V {
+        if let Some((_, v)) = self.items.iter().find(|(k, _)| *k == key) {
+            return *v;
+        }
+        let v = make();
+        self.items.push((key, v));
+        v
+    }
+}
+
 struct Walk<'a> {
     out: Out<'a>,
     refs: Vec<u64>,
     lookup: Option<LookupAllocation>,
-    flag_names: FxHashMap<ID, &'static str>,
-    encodings: FxHashMap<usize, Option<&'static str>>,
+    flag_names: Recent<ID, &'static str>,
+    encodings: Recent<usize, Option<&'static str>>,
     written: Written,
     /// 3.2+: the slot size is the page's stride.
     write_slot_size: bool,
@@ -308,16 +361,26 @@ struct Walk<'a> {
 /// Writes the whole heap, roots first, to `sink`. Must run with the GVL held (in the forked
 /// child it is held by the only thread left).
 pub fn dump(sink: &mut dyn Write) -> std::io::Result<Written> {
+    dump_to(Sink::Direct(sink))
+}
+
+/// [`dump`] with the writes on a thread of their own (see `heap_writer`), into `file`.
+pub fn dump_overlapped(file: std::fs::File) -> std::io::Result<Written> {
+    let bg = crate::heap_writer::Background::start(file, Vec::with_capacity(Out::CAPACITY))?;
+    dump_to(Sink::Background(bg))
+}
+
+fn dump_to(sink: Sink<'_>) -> std::io::Result<Written> {
     let mut walk = Walk {
         out: Out {
             sink,
-            buf: Vec::with_capacity(Out::FLUSH_AT + (1 << 20)),
+            buf: Vec::with_capacity(Out::CAPACITY),
             error: None,
         },
         refs: Vec::with_capacity(1024),
         lookup: allocation_lookup(),
-        flag_names: FxHashMap::default(),
-        encodings: FxHashMap::default(),
+        flag_names: Recent::default(),
+        encodings: Recent::default(),
         written: Written::default(),
         write_slot_size: cfg!(ruby_gte_3_2),
         klass: 0,
@@ -345,11 +408,9 @@ pub fn dump(sink: &mut dyn Write) -> std::io::Result<Written> {
             rb_sys::rb_gc_enable();
         }
     }
-    walk.out.flush();
-    match walk.out.error.take() {
-        Some(e) => Err(e),
-        None => Ok(walk.written),
-    }
+    let written = walk.written;
+    walk.out.finish()?;
+    Ok(written)
 }
 
 struct Roots {
@@ -986,7 +1047,7 @@ impl Walk<'_> {
         if enc.is_null() {
             return None;
         }
-        *self.encodings.entry(enc as usize).or_insert_with(|| {
+        self.encodings.get_or(enc as usize, || {
             // SAFETY: per the caller; the name is a static C string of the encoding table.
             unsafe { c_bytes::<'static>((*enc).name as *const c_char) }
                 .and_then(|n| std::str::from_utf8(n).ok())
@@ -995,7 +1056,7 @@ impl Walk<'_> {
     }
 
     fn flag_name(&mut self, id: ID) -> &'static str {
-        self.flag_names.entry(id).or_insert_with(|| {
+        self.flag_names.get_or(id, || {
             // SAFETY: GVL held; the flags' IDs are static symbols with names.
             let name = unsafe { c_bytes(rb_sys::rb_id2name(id)) }
                 .map(|b| String::from_utf8_lossy(b).into_owned())

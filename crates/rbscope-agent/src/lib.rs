@@ -21,6 +21,7 @@ mod counters;
 mod fast_capture;
 mod graph;
 mod heap_walk;
+mod heap_writer;
 mod labels;
 mod lifecycle;
 mod live;

@@ -140,7 +140,7 @@ fn dump(gvl: Gvl, req: &HeapDumpRequest) -> Outcome {
     heap_walk::prepare();
     if req.in_process {
         let t = Instant::now();
-        let result = write_dump(file, &partial, &path, req.gzip);
+        let result = write_dump(file, &partial, &path, req.gzip, false);
         let pause_us = t.elapsed().as_micros() as u64 + gc_us;
         return Outcome::Done(match result {
             Ok(w) => AgentMessage::HeapDumped(HeapDumpResult {
@@ -212,8 +212,15 @@ struct Wrote {
 }
 
 /// Writes the heap into `file` (at `partial`) and gives it its final name; on any failure the
-/// partial file is removed. GVL held.
-fn write_dump(file: File, partial: &Path, path: &Path, gzip: bool) -> Result<Wrote, String> {
+/// partial file is removed. GVL held. In the forked child (`forked`) an uncompressed dump is
+/// written by a second thread while the walk goes on (`heap_writer`).
+fn write_dump(
+    file: File,
+    partial: &Path,
+    path: &Path,
+    gzip: bool,
+    forked: bool,
+) -> Result<Wrote, String> {
     let result = (|| -> std::io::Result<(heap_walk::Written, u64)> {
         let mut file = file;
         let written = if gzip {
@@ -221,6 +228,8 @@ fn write_dump(file: File, partial: &Path, path: &Path, gzip: bool) -> Result<Wro
             let w = heap_walk::dump(&mut gz)?;
             gz.finish()?;
             w
+        } else if forked {
+            heap_walk::dump_overlapped(file.try_clone()?)?
         } else {
             heap_walk::dump(&mut file)?
         };
@@ -278,7 +287,7 @@ fn child(file: File, status: OwnedFd, partial: &Path, path: &Path, gzip: bool) -
             0,
         );
     }
-    let line = match write_dump(file, partial, path, gzip) {
+    let line = match write_dump(file, partial, path, gzip, true) {
         Ok(w) => format!(
             "ok {} {} {} {}\n",
             w.objects, w.roots, w.bytes, w.allocation_info as u8

@@ -494,24 +494,31 @@ fn format_alt_g(v: f64) -> String {
     }
 }
 
+// Inlined: with the key a constant at each call, its copy is inlined too (a call of memcpy
+// otherwise, for every number of every object).
+#[inline(always)]
 fn key_num(out: &mut Vec<u8>, key: &[u8], n: u64) {
     out.extend_from_slice(b", \"");
     out.extend_from_slice(key);
     out.extend_from_slice(b"\":");
+    // The digits are built left-aligned in a fixed array, appended whole and cut to length: a
+    // copy of a known size is inlined, where one of a varying size calls memcpy (a dump writes
+    // several numbers per object).
+    let digits = n.checked_ilog10().unwrap_or(0) as usize + 1;
     let mut buf = [0u8; 20];
-    let mut i = buf.len();
     let mut v = n;
-    loop {
+    let mut i = digits; // at most 20
+    while i > 0 {
         i -= 1;
         buf[i] = b'0' + (v % 10) as u8;
         v /= 10;
-        if v == 0 {
-            break;
-        }
     }
-    out.extend_from_slice(&buf[i..]);
+    let len = out.len();
+    out.extend_from_slice(&buf);
+    out.truncate(len + digits);
 }
 
+#[inline(always)]
 fn key_str(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
     out.extend_from_slice(b", \"");
     out.extend_from_slice(key);
@@ -519,25 +526,28 @@ fn key_str(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
     string(out, value);
 }
 
-/// `"0x7f12ab"`: lower-case, no padding, as Ruby writes addresses.
+/// `"0x7f12ab"`: lower-case, no padding, as Ruby writes addresses. Built in a fixed array,
+/// appended whole and cut to length (see `key_num`).
+#[inline(always)]
 fn hex(out: &mut Vec<u8>, v: u64) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let digits = (64 - (v | 1).leading_zeros()).div_ceil(4) as usize;
     let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    buf[i - 1] = b'"';
-    i -= 1;
+    buf[0] = b'"';
+    buf[1] = b'0';
+    buf[2] = b'x';
+    // An index loop: the iterator form (`skip`, `take`, `rev`) compiled to a slow `nth_back`.
     let mut x = v;
-    loop {
+    let mut i = 3 + digits; // at most 19
+    buf[i] = b'"';
+    while i > 3 {
         i -= 1;
         buf[i] = DIGITS[(x & 0xf) as usize];
         x >>= 4;
-        if x == 0 {
-            break;
-        }
     }
-    out.push(b'"');
-    out.extend_from_slice(b"0x");
-    out.extend_from_slice(&buf[i..]);
+    let len = out.len();
+    out.extend_from_slice(&buf);
+    out.truncate(len + 4 + digits);
 }
 
 fn refs(out: &mut Vec<u8>, references: &[u64]) {
@@ -551,15 +561,37 @@ fn refs(out: &mut Vec<u8>, references: &[u64]) {
     out.push(b']');
 }
 
+/// True when every byte is printable ASCII other than `"` and `\\`: checked eight bytes at a
+/// time (the usual bit tricks: a byte below 0x20, one of 0x7f or above, one equal to `"` or to
+/// `\\`), the rest one by one.
+fn plain(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |w: u64| w.wrapping_sub(ONES) & !w & HIGH != 0;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(word);
+        let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH != 0;
+        let del_or_high = (w.wrapping_add(ONES) | w) & HIGH != 0;
+        if below_space || del_or_high || has_zero(w ^ (ONES * 0x22)) || has_zero(w ^ (ONES * 0x5c))
+        {
+            return false;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .all(|&c| (0x20..0x7f).contains(&c) && c != b'"' && c != b'\\')
+}
+
 /// A JSON string: quotes, backslashes and control characters escaped; bytes that are not UTF-8
 /// become U+FFFD (JSON has no other way to say them).
 fn string(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'"');
     // Plain printable ASCII (most of a heap's strings) goes out as it is.
-    if bytes
-        .iter()
-        .all(|&c| (0x20..0x7f).contains(&c) && c != b'"' && c != b'\\')
-    {
+    if plain(bytes) {
         out.extend_from_slice(bytes);
         out.push(b'"');
         return;
@@ -593,6 +625,77 @@ fn string(out: &mut Vec<u8>, bytes: &[u8]) {
 mod tests {
     use super::*;
     use crate::parse::{parse_line, RecordKind};
+
+    /// A small deterministic generator for the comparisons below.
+    fn numbers(seed: u64) -> impl Iterator<Item = u64> {
+        let mut x = seed;
+        std::iter::repeat_with(move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        })
+    }
+
+    #[test]
+    fn numbers_and_addresses_are_written_as_format_writes_them() {
+        let edges = [
+            0,
+            1,
+            9,
+            10,
+            15,
+            16,
+            99,
+            100,
+            255,
+            256,
+            u32::MAX as u64,
+            u64::MAX - 1,
+            u64::MAX,
+        ];
+        let powers = (0..64).flat_map(|b| [1u64 << b, (1u64 << b) - 1, (1u64 << b) + 1]);
+        let tens = (0..20)
+            .map(|e| 10u64.pow(e))
+            .flat_map(|t| [t - 1, t, t + 1]);
+        let random = numbers(7).take(20_000).flat_map(|r| [r, r >> (r % 64)]);
+        for n in edges.into_iter().chain(powers).chain(tens).chain(random) {
+            let mut out = b"x".to_vec();
+            hex(&mut out, n);
+            assert_eq!(out, format!("x\"0x{n:x}\"").into_bytes(), "{n}");
+            let mut out = b"x".to_vec();
+            key_num(&mut out, b"k", n);
+            assert_eq!(out, format!("x, \"k\":{n}").into_bytes(), "{n}");
+        }
+    }
+
+    #[test]
+    fn plain_strings_are_told_from_those_that_need_escapes_at_every_position() {
+        let simple = |b: &[u8]| {
+            b.iter()
+                .all(|&c| (0x20..0x7f).contains(&c) && c != b'"' && c != b'\\')
+        };
+        for len in 0..40usize {
+            let base: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            assert!(plain(&base));
+            for pos in 0..len {
+                for c in [
+                    0u8, 0x1f, 0x20, b'"', b'\\', 0x7e, 0x7f, 0x80, 0xc3, 0xff, b'!', b'#', b'[',
+                    b']',
+                ] {
+                    let mut b = base.clone();
+                    b[pos] = c;
+                    assert_eq!(plain(&b), simple(&b), "{b:?}");
+                }
+            }
+        }
+        for r in numbers(11).take(50_000) {
+            let b = r.to_le_bytes();
+            let n = (r % 9) as usize;
+            assert_eq!(plain(&b[..n.min(8)]), simple(&b[..n.min(8)]), "{b:?}");
+            assert_eq!(plain(&b), simple(&b), "{b:?}");
+        }
+    }
 
     fn line(o: &ObjectLine<'_>) -> Vec<u8> {
         let mut v = Vec::new();
