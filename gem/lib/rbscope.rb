@@ -23,8 +23,9 @@ module Rbscope
     # thread busy in Ruby gives it up only every 100 ms (13 files took 1.5 s on Ruby 3.1).
     # That thread then records them as loaded with `Rbscope::Native.__provide`.
     def __require_own(name)
-      unless name.is_a?(String) && name.match?(/\A[a-z_]+\z/)
-        raise ArgumentError, "expected the name of a file of rbscope's own lib/rbscope, got #{name.inspect}"
+      unless String === name && name.match?(/\A[a-z_]+\z/)
+        shown = defined?(Rbscope::Args) ? Rbscope::Args.shown(name) : (String === name ? name.inspect : "another object")
+        raise ArgumentError, "expected the name of a file of rbscope's own lib/rbscope, got #{shown}"
       end
 
       path = File.join(__dir__, "rbscope", "#{name}.rb")
@@ -40,6 +41,7 @@ module Rbscope
 end
 
 Rbscope.__require_own "version"
+Rbscope.__require_own "args"
 Rbscope.__require_own "magic_roots"
 
 if Rbscope.disabled?

@@ -6,6 +6,9 @@
 
 use rbscope_snapshot::redact::Rules;
 
+/// The largest store size, snapshot count or byte figure a setting takes (1 PiB).
+const MAX_STORE_FIGURE: u64 = 1 << 50;
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub store: String,
@@ -84,10 +87,27 @@ impl Config {
     pub fn from_pairs(pairs: &[(String, String)]) -> Result<Config, String> {
         let mut c = Config::default();
         for (k, v) in pairs {
-            let num = |v: &str| -> Result<u64, String> {
+            // A whole number in `lo..=hi` (the ranges settings.rb checks too), never truncated.
+            let num = |v: &str, lo: u64, hi: u64| -> Result<u64, String> {
                 v.trim()
                     .parse::<u64>()
-                    .map_err(|_| format!("rbscope: setting {k} wants a whole number, got {v:?}"))
+                    .ok()
+                    .filter(|n| (lo..=hi).contains(n))
+                    .ok_or_else(|| {
+                        format!("rbscope: setting {k} wants a whole number from {lo} to {hi}, got {v:?}")
+                    })
+            };
+            let size = |v: &str, lo: u64, hi: u64| -> Result<usize, String> {
+                num(v, lo, hi).and_then(|n| {
+                    usize::try_from(n)
+                        .map_err(|_| format!("rbscope: setting {k} is too large: {v:?}"))
+                })
+            };
+            let small = |v: &str, lo: u64, hi: u64| -> Result<u32, String> {
+                num(v, lo, hi).and_then(|n| {
+                    u32::try_from(n)
+                        .map_err(|_| format!("rbscope: setting {k} is too large: {v:?}"))
+                })
             };
             let flag = |v: &str| -> Result<bool, String> {
                 match v.trim() {
@@ -113,16 +133,18 @@ impl Config {
                 "library_prefixes" => c.library_prefixes = list(v),
                 "capture_library_frames" => c.capture_library_frames = flag(v)?,
                 "report_all_raises" => c.report_all_raises = flag(v)?,
-                "max_frames" => c.max_frames = num(v)? as usize,
-                "max_depth" => c.max_depth = num(v)? as u32,
-                "max_objects" => c.max_objects = num(v)? as usize,
-                "max_bytes" => c.max_bytes = num(v)? as usize,
-                "max_string_bytes" => c.max_string_bytes = num(v)? as usize,
-                "max_collection_items" => c.max_collection_items = num(v)? as usize,
-                "source_context_lines" => c.source_context_lines = num(v)? as usize,
-                "rate_limit" => c.rate_limit_per_minute = num(v)? as u32,
-                "max_store_bytes" => c.max_store_bytes = Some(num(v)?).filter(|n| *n > 0),
-                "store_backlog" => c.store_backlog = num(v)? as usize,
+                "max_frames" => c.max_frames = size(v, 1, 10_000)?,
+                "max_depth" => c.max_depth = small(v, 0, 1_000)?,
+                "max_objects" => c.max_objects = size(v, 0, 10_000_000)?,
+                "max_bytes" => c.max_bytes = size(v, 0, 4 << 30)?,
+                "max_string_bytes" => c.max_string_bytes = size(v, 0, 1 << 30)?,
+                "max_collection_items" => c.max_collection_items = size(v, 0, 10_000_000)?,
+                "source_context_lines" => c.source_context_lines = size(v, 0, 1_000)?,
+                "rate_limit" => c.rate_limit_per_minute = small(v, 0, 1_000_000)?,
+                "max_store_bytes" => {
+                    c.max_store_bytes = Some(num(v, 0, MAX_STORE_FIGURE)?).filter(|n| *n > 0)
+                }
+                "store_backlog" => c.store_backlog = size(v, 0, 1_000_000)?,
                 "magic_roots" => c.magic_roots = list(v),
                 "redact" => c.redaction.enabled = flag(v)?,
                 "redact_names" => {
@@ -132,15 +154,19 @@ impl Config {
                 "log" => c.log = flag(v)?,
                 "control_socket" => c.control_socket = flag(v)?,
                 "allow_eval" => c.allow_eval = flag(v)?,
-                "trace_buffer" => {
-                    c.trace_buffer = (num(v)? as usize).clamp(64 * 1024, 1024 * 1024 * 1024)
-                }
-                "pending_captures" => c.pending_captures = (num(v)? as usize).clamp(1, 4096),
+                "trace_buffer" => c.trace_buffer = size(v, 64 << 10, 1 << 30)?,
+                "pending_captures" => c.pending_captures = size(v, 1, 4_096)?,
                 "retention_days" => {
-                    c.retention.max_age_ms = Some(num(v)? as i64 * 86_400_000).filter(|n| *n > 0)
+                    // At most 100,000 days: the milliseconds fit an i64 many times over.
+                    c.retention.max_age_ms =
+                        Some(num(v, 0, 100_000)? as i64 * 86_400_000).filter(|n| *n > 0)
                 }
-                "retention_count" => c.retention.max_count = Some(num(v)?).filter(|n| *n > 0),
-                "retention_bytes" => c.retention.max_bytes = Some(num(v)?).filter(|n| *n > 0),
+                "retention_count" => {
+                    c.retention.max_count = Some(num(v, 0, MAX_STORE_FIGURE)?).filter(|n| *n > 0)
+                }
+                "retention_bytes" => {
+                    c.retention.max_bytes = Some(num(v, 0, MAX_STORE_FIGURE)?).filter(|n| *n > 0)
+                }
                 "capture" => match v.trim() {
                     "auto" | "" => c.capture = "auto".into(),
                     "inspector" => c.capture = "inspector".into(),
@@ -152,9 +178,6 @@ impl Config {
                 },
                 other => return Err(format!("rbscope: unknown setting {other:?}")),
             }
-        }
-        if c.max_frames == 0 {
-            return Err("rbscope: max_frames must be at least 1".into());
         }
         Ok(c)
     }

@@ -204,6 +204,27 @@ fn trace_hook(
     filter: Value,
     index: usize,
 ) -> Result<String, Error> {
+    // Checked before anything reaches the VM: the label calls rb_mod_name on `owner`, the hook
+    // calls rb_obj_is_kind_of with `filter` (a TypeError inside a TracePoint), and the method
+    // is a TracePoint's target.
+    let type_error = |what: &str, expected: &str, v: Value| {
+        Error::new(
+            ruby.exception_type_error(),
+            format!(
+                "rbscope: Rbscope::Native.trace_hook({what}) expects {expected}, got {}",
+                class_name_of(v)
+            ),
+        )
+    };
+    if !um.is_kind_of(ruby.class_unbound_method()) {
+        return Err(type_error("method", "an UnboundMethod", um));
+    }
+    if !owner.is_kind_of(ruby.class_module()) {
+        return Err(type_error("owner", "a Module", owner));
+    }
+    if !filter.is_nil() && !filter.is_kind_of(ruby.class_module()) {
+        return Err(type_error("filter", "nil or a Module", filter));
+    }
     live::hook_method(
         gvl(),
         session,
@@ -217,8 +238,38 @@ fn trace_hook(
 }
 
 /// `Rbscope::Native.trace_ignore_owner(session, module)`.
-fn trace_ignore_owner(session: u64, module: Value) {
+fn trace_ignore_owner(ruby: &Ruby, session: u64, module: Value) -> Result<(), Error> {
+    if !module.is_kind_of(ruby.class_module()) {
+        return Err(Error::new(
+            ruby.exception_type_error(),
+            format!(
+                "rbscope: Rbscope::Native.trace_ignore_owner(module) expects a Module, got {}",
+                class_name_of(module)
+            ),
+        ));
+    }
     live::ignore_owner(gvl(), session, module.as_raw());
+    Ok(())
+}
+
+/// The name of `v`'s class for an error message (`rb_obj_classname`: never calls Ruby code).
+fn class_name_of(v: Value) -> String {
+    // SAFETY: GVL held (called from a Ruby method); rb_obj_classname reads the class's name
+    // without calling any method and returns a NUL-terminated C string owned by Ruby (or NULL),
+    // copied before anything else runs.
+    unsafe {
+        let p = rb_sys::rb_obj_classname(v.as_raw());
+        if p.is_null() {
+            return "an object".into();
+        }
+        let name = std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned();
+        let article = if name.starts_with(['A', 'E', 'I', 'O', 'U']) {
+            "an"
+        } else {
+            "a"
+        };
+        format!("{article} {name}")
+    }
 }
 
 /// `Rbscope::Native.flush_traces(seconds)`: at exit, lets traces send what was recorded.
@@ -226,9 +277,29 @@ fn flush_traces(seconds: f64) {
     live::flush_all(gvl(), bounded_wait(seconds, 5.0));
 }
 
-/// `Rbscope::Native.eval_done(token, ok, text, incomplete)`: an eval thread's result.
-fn eval_done(token: u64, ok: bool, text: String, incomplete: bool) {
+/// `Rbscope::Native.eval_done(token, ok, text, incomplete)`: an eval thread's result. `text` is
+/// taken as UTF-8 with invalid bytes replaced (lib/rbscope/live.rb converts it first).
+fn eval_done(
+    ruby: &Ruby,
+    token: u64,
+    ok: bool,
+    text: Value,
+    incomplete: bool,
+) -> Result<(), Error> {
+    let Some(text) = magnus::RString::from_value(text) else {
+        return Err(Error::new(
+            ruby.exception_type_error(),
+            format!(
+                "rbscope: Rbscope::Native.eval_done(text) expects a String, got {}",
+                class_name_of(text)
+            ),
+        ));
+    };
+    // SAFETY: GVL held; the borrowed bytes are copied into an owned String at once, before any
+    // Ruby code can run and change or free the string.
+    let text = unsafe { text.to_string_lossy() }.into_owned();
     live_eval::done(token, ok, text, incomplete);
+    Ok(())
 }
 
 /// `Rbscope::Native.heap_dump(path, gzip, gc, in_process)`: see `Rbscope.heap_dump`.

@@ -22,6 +22,9 @@ module Rbscope
     def inspect = "#<Rbscope::Frame #{self}>"
   end
 
+  # Names Rbscope.count_objects takes at most.
+  MAX_COUNT_NAMES = 10_000
+
   class << self
     # Starts capturing. Options override RBSCOPE_* environment variables; see
     # Rbscope::Settings::KEYS for the list. Returns true when started, false when it was
@@ -55,13 +58,23 @@ module Rbscope
 
     # Stores a snapshot of `exception` (its frames as they were at raise, values as they are
     # now). Returns the snapshot id, or nil if nothing was stored (not started, rate limited,
-    # queue full: see `rbscope doctor`). Extra keyword arguments are stored as context.
+    # queue full: see `rbscope doctor`). Extra keyword arguments are stored as context (at most
+    # 100; each value as its #to_s, cut to 1000 characters). Raises TypeError when `exception`
+    # is not an Exception or `how` not a String or Symbol.
     def report(exception, how: "Rbscope.report", **context)
-      return nil unless exception.is_a?(Exception) && Native.started?
+      unless Exception === exception
+        raise Args.type_error("Rbscope.report(exception)", "an Exception", exception)
+      end
 
-      Native.report(exception, Context.for_report(context), how.to_s)
-    rescue StandardError
-      nil
+      how = Args.text("Rbscope.report(how:)", how, expected: "a String or Symbol", symbol: true, max: 200)
+      extra = Context.extra(context)
+      return nil unless Native.started?
+
+      begin
+        Native.report(exception, Context.for_report(extra), how)
+      rescue StandardError
+        nil
+      end
     end
 
     # Every frame of `thread`'s stack (any thread, not only the current one), innermost first:
@@ -72,6 +85,8 @@ module Rbscope
     # Works whether or not the agent is started; needs a Ruby whose VM layout rbscope knows
     # (NotImplementedError otherwise, saying why).
     def backtrace(thread = Thread.current)
+      raise Args.type_error("Rbscope.backtrace(thread)", "a Thread", thread) unless Thread === thread
+
       frames = Native.backtrace(thread)
       # Leave out this method and the native call it made.
       thread.equal?(Thread.current) ? frames.drop(2) : frames
@@ -82,16 +97,35 @@ module Rbscope
     # (and a GC with gc: true). Returns when the file is complete:
     #   {path:, objects:, roots:, bytes:, pause_ms:, total_ms:, forked:, allocation_info:}
     # Raises RuntimeError saying why when it cannot (bad path, disk full, fork refused: then
-    # in_process: true writes from this process, pausing it for the whole dump).
+    # in_process: true writes from this process, pausing it for the whole dump). `path` is nil,
+    # a String or a Pathname; the flags are true or false (TypeError otherwise).
     def heap_dump(path = nil, gzip: false, gc: false, in_process: false)
-      Native.heap_dump(path&.to_s, gzip, gc, in_process)
+      unless NilClass === path
+        path = Args.path("Rbscope.heap_dump(path)", path, expected: "nil or a path (a String or a Pathname)")
+      end
+      Native.heap_dump(path, Args.flag("Rbscope.heap_dump(gzip:)", gzip), Args.flag("Rbscope.heap_dump(gc:)", gc),
+                       Args.flag("Rbscope.heap_dump(in_process:)", in_process))
     end
 
     # Live objects per class, for the classes named and everything inside them
     # (`count_objects(["MyApp", "User"])` counts MyApp, MyApp::*, User): {"MyApp::Order" => 12}.
-    # With no names, every class. One walk of the heap pages; no file is written.
+    # With no names, every class. One walk of the heap pages; no file is written. `names` is
+    # an Array (at most 10,000) of Strings, Symbols or named classes and modules, or one of them.
     def count_objects(names = [])
-      Native.count_objects(Array(names).map(&:to_s))
+      what = "Rbscope.count_objects(names)"
+      expected = "an Array of class names (Strings, Symbols or named Modules, at most #{MAX_COUNT_NAMES})"
+      list = NilClass === names ? [] : names
+      list = [list] unless Array === list
+      raise ArgumentError, "rbscope: #{what} expects #{expected}, got #{list.size} names" if list.size > MAX_COUNT_NAMES
+
+      list = list.map do |name|
+        if Module === name
+          name = Args::MODULE_NAME.bind_call(name)
+          raise ArgumentError, "rbscope: #{what} expects named classes or modules, got an anonymous one" unless name
+        end
+        Args.text(what, name, expected: expected, symbol: true, max: 1000, empty: false)
+      end
+      Native.count_objects(list)
     end
 
     # Counters of what the agent captured, stored and dropped.
@@ -105,8 +139,8 @@ module Rbscope
 
     # Waits up to `seconds` (at most 60) for queued snapshots to reach the store.
     def flush(seconds = 5)
-      unless seconds.is_a?(Numeric) && seconds.real?
-        raise TypeError, "rbscope: flush wants a number of seconds (got #{seconds.class})"
+      unless Numeric === seconds && seconds.real?
+        raise TypeError, "rbscope: flush wants a number of seconds (got #{Args.class_name(seconds)})"
       end
 
       seconds = seconds.to_f

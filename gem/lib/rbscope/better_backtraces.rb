@@ -28,7 +28,7 @@ module Rbscope
     class << self
       # The better backtrace of `exception` (Rbscope::Frame objects, innermost first), or nil.
       def of(exception)
-        return nil unless exception.is_a?(Exception)
+        return nil unless Exception === exception
 
         key = exception.object_id
         @lock.synchronize do

@@ -3,12 +3,53 @@
 module Rbscope
   # The Ruby-side context of a report: thread name, loaded gems, and caller-supplied facts.
   module Context
+    # Caller-supplied facts one report keeps, and the characters of each.
+    MAX_EXTRA = 100
+    MAX_TEXT = 1000
+
     module_function
 
+    # `extra` (pairs already made by #extra).
     def for_report(extra)
       thread = Thread.current
       name = thread.name || (thread == Thread.main ? "main" : nil)
-      [name, gems, extra.map { |k, v| [k.to_s, v.to_s[0, 1000]] }]
+      [name, gems, extra]
+    end
+
+    # Rbscope.report's keyword arguments as [name, text] pairs. Any value is taken (its #to_s,
+    # or its class when #to_s raises or is not a String); more than MAX_EXTRA is an
+    # ArgumentError.
+    def extra(context)
+      if context.size > MAX_EXTRA
+        raise ArgumentError, "rbscope: Rbscope.report takes at most #{MAX_EXTRA} context values, got #{context.size}"
+      end
+
+      context.map { |k, v| [text(k), text(v)] }
+    end
+
+    # `value` as UTF-8 text of at most MAX_TEXT characters, whatever it is.
+    def text(value)
+      s = case value
+          when String then value
+          when Symbol then Args::SYMBOL_TO_S.bind_call(value)
+          when nil then ""
+          when true, false then value.to_s
+          when Integer then Args::INTEGER_TO_S.bind_call(value)
+          when Float then Args::FLOAT_TO_S.bind_call(value)
+          else
+            begin
+              to_s = value.to_s
+              String === to_s ? to_s : Args.shown(value)
+            rescue StandardError, SystemStackError
+              Args.shown(value)
+            end
+          end
+      s = s.byteslice(0, MAX_TEXT * 4) if s.bytesize > MAX_TEXT * 4
+      s = Settings.utf8(s)
+      s = s.scrub unless s.valid_encoding?
+      s.size > MAX_TEXT ? s[0, MAX_TEXT] : s
+    rescue StandardError, SystemStackError
+      Args.shown(value)
     end
 
     def gems

@@ -150,7 +150,7 @@ module Rbscope
             Thread.current.name = "rbscope-eval"
             Thread.current.report_on_exception = false
             ok, text, incomplete = evaluate(code, binding_id)
-            Native.eval_done(token, ok, text, incomplete)
+            Native.eval_done(token, ok ? true : false, utf8(text), incomplete ? true : false)
           ensure
             @eval_lock.synchronize { @evals.delete(token) }
           end
@@ -320,6 +320,16 @@ module Rbscope
         return yield unless app.respond_to?(:executor)
 
         app.executor.wrap(&block)
+      end
+
+      # What an eval answers, as the agent takes it: a String in valid UTF-8 (an #inspect or an
+      # error message may be in another encoding, hold invalid bytes, or not be a String).
+      def utf8(text)
+        text = Args.shown(text) unless String === text
+        text = text.encode(Encoding::UTF_8, invalid: :replace, undef: :replace) unless text.encoding == Encoding::UTF_8
+        text.valid_encoding? ? text : text.scrub
+      rescue StandardError
+        Args.shown(text)
       end
 
       def safe_inspect(value)

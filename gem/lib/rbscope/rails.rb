@@ -115,10 +115,7 @@ module Rbscope
     end
 
     def report(exception, env)
-      return if env["rbscope.reported"]
-
-      env["rbscope.reported"] = true
-      Rbscope.report(exception, how: "request failed", **Rbscope::Middleware.request_context(env))
+      Rbscope::Middleware.report_request(exception, env)
     end
   end
 end

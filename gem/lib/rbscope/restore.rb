@@ -1,5 +1,6 @@
 # frozen_string_literal: true
 
+require_relative "args"
 require_relative "magic_roots"
 require "json"
 require "set"
@@ -39,8 +40,16 @@ module Rbscope
     attr_accessor :current
 
     # Loads snapshot `id` from `store` (default: RBSCOPE_STORE or the per-user store).
+    # `id` is a snapshot id or a prefix of one (a String); `store` nil, a path or a postgres://
+    # URL; `trust` true or false.
     def self.load(id, store: nil, trust: false)
-      new(Rbscope::Native.snapshot_data(store, id.to_s, trust ? true : false))
+      id = Args.text("Rbscope.restore(id)", id, expected: "a snapshot id (a String)", symbol: true, max: 100,
+                                                empty: false)
+      unless NilClass === store
+        store = Args.path("Rbscope.restore(store:)", store,
+                          expected: "nil, a path (a String or a Pathname) or a postgres:// URL")
+      end
+      new(Rbscope::Native.snapshot_data(store, id, Args.flag("Rbscope.restore(trust:)", trust)))
     end
 
     # `data` is the native extension's array form of a snapshot (restore_data.rs):
@@ -250,7 +259,10 @@ module Rbscope
     # Rebuilds snapshot `id` and opens a console in frame `frame` (from inside any Ruby
     # process, e.g. `rails console`, where the app's classes are loaded). With
     # `console: false`, returns the Restore without opening one.
+    # `frame` is an Integer (an index of the snapshot's frames), `console` true or false.
     def restore(id, frame: 0, trust: false, store: nil, console: true)
+      Args.integer("Rbscope.restore(frame:)", frame, 0..1_000_000)
+      Args.flag("Rbscope.restore(console:)", console)
       r = Restore.load(id, store: store, trust: trust)
       console ? r.console(frame) : r
     end

@@ -12,10 +12,28 @@ module Rbscope
     def call(_worker, job, queue)
       yield
     rescue Exception => e # rubocop:disable Lint/RescueException
-      Rbscope.report(e, how: "job failed", job_class: job["wrapped"] || job["class"],
-                        job_id: job["jid"], queue: queue,
-                        attempt: job.fetch("retry_count", -1).to_i + 2)
+      report(e, job, queue)
       raise
+    end
+
+    private
+
+    # Never raises into Sidekiq: an odd job hash (no retry_count, a retry_count that is not a
+    # number) still stores the snapshot, with the facts that could be read.
+    def report(exception, job, queue)
+      job = {} unless Hash === job
+      Rbscope.report(exception, how: "job failed", job_class: job["wrapped"] || job["class"],
+                                job_id: job["jid"], queue: queue, attempt: attempt(job))
+    rescue StandardError
+      nil
+    end
+
+    # Sidekiq's retry_count is absent on the first run and counts retries from 0 after it.
+    def attempt(job)
+      count = job["retry_count"]
+      count = Integer(count, exception: false) if String === count
+      count = count.to_i if Float === count && count.finite?
+      Integer === count && count >= 0 ? count + 2 : 1
     end
   end
 end
