@@ -460,6 +460,60 @@ puts "alive"
     assert_eq!(attempts, ["1", "1", "1", "1", "1", "4"]);
 }
 
+/// A Rails app whose `config.rbscope` holds a bad option still boots (rbscope stays off and
+/// says why in one line), and the Rails middleware gives a frozen env's request its own
+/// exception back.
+#[test]
+fn rails_boots_with_a_bad_rbscope_option_and_its_middleware_takes_a_frozen_env() {
+    if !debian_gems_available("Rails 6.1") {
+        return;
+    }
+    let sb = Sandbox::new();
+    let script = sb.write(
+        "rails_app.rb",
+        r##"require "rbscope"
+require "rails"
+require "action_controller/railtie"
+require "rbscope/rails"
+class TinyApp < Rails::Application
+  config.root = __dir__
+  config.eager_load = false
+  config.logger = Logger.new(nil)
+  config.secret_key_base = "x" * 64
+  config.rbscope.max_depth = "5"
+end
+Rails.application.initialize!
+puts "booted, started: #{Rbscope.started?}"
+Rbscope.start(log: false, rate_limit: 0)
+begin
+  Rbscope::RailsMiddleware.new(->(_env) { raise "controller failed" }).call({ "PATH_INFO" => "/x" }.freeze)
+rescue => e
+  puts "#{e.class}: #{e.message}"
+end
+puts "flushed: #{Rbscope.flush(10)}"
+puts "alive"
+"##,
+    );
+    let out = sb.ruby(&script).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "booted, started: false\nRuntimeError: controller failed\nflushed: true\nalive\n"
+    );
+    let err = stderr(&out);
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("[rbscope]")).collect();
+    assert_eq!(
+        lines,
+        [
+            "[rbscope] not started: config.rbscope: rbscope: Rbscope.start(max_depth:) expects an \
+          Integer from 0 to 1000, got \"5\""
+        ],
+        "{err}"
+    );
+    let snap = sb.only_snapshot();
+    assert_eq!(snap["exception"]["message"], "controller failed", "{snap}");
+}
+
 /// The native functions lib/rbscope/live.rb calls check what they are given before it reaches
 /// the VM (a non-module owner would reach rb_mod_name; a filter that is not a module would
 /// raise TypeError inside a TracePoint), and an eval's result text in any encoding or with

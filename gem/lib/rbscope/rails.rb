@@ -32,8 +32,19 @@ module Rbscope
       names += filters.grep(Symbol).map(&:to_s) + filters.grep(String)
       options[:redact_names] = names.uniq unless names.empty?
       options[:app_root] ||= Rails.root.to_s
+      configured = Railtie.start(options)
+      Railtie.better_backtraces if configured && app.config.rbscope.better_backtraces
+    end
+
+    # Starts rbscope with the `config.rbscope` options. A bad option (a String for a number, an
+    # unknown name) does not stop the app from booting: rbscope stays off and says why in one
+    # line on stderr (Rbscope.start itself raises, naming the option).
+    def self.start(options)
       Rbscope.start(**options) unless Rbscope.started?
-      Railtie.better_backtraces if app.config.rbscope.better_backtraces
+      true
+    rescue ArgumentError, TypeError => e
+      warn "[rbscope] not started: config.rbscope: #{e.message}"
+      false
     end
 
     # `config.rbscope.better_backtraces = true`: the error Rails logs for a failed request
