@@ -21,6 +21,7 @@
 //! It ends when the VM kills it (exit, or `Thread#kill`: the unblocking function wakes it),
 //! or on `Rbscope.stop`. A forked child starts its own (threads do not survive `fork`).
 
+use crate::guard::{self, Feature};
 use crate::rb::{self, Gvl, NIL};
 use rb_sys::VALUE;
 use std::ffi::c_void;
@@ -182,6 +183,15 @@ pub fn start(gvl: Gvl) -> Result<WorkQueue, String> {
 /// The thread itself. Only VALUEs and raw pointers live in this frame while Ruby is called, so
 /// an interrupt that unwinds (it is caught by `protect` first) skips no destructor.
 unsafe extern "C" fn agent_main(data: *mut c_void) -> VALUE {
+    guard::run(Feature::Live, "the agent thread", NIL, || {
+        // SAFETY: as agent_main's caller guarantees.
+        unsafe { agent_loop(data) }
+    })
+}
+
+/// # Safety
+/// Runs on the new Ruby thread of `start`, holding the GVL; `data` is the Box `start` leaked.
+unsafe fn agent_loop(data: *mut c_void) -> VALUE {
     // SAFETY: rb_thread_create runs this on a new Ruby thread holding the GVL.
     let gvl = unsafe { Gvl::assume() };
     let parts = data as *mut Parts;
@@ -218,8 +228,9 @@ unsafe extern "C" fn agent_main(data: *mut c_void) -> VALUE {
                 reply,
             }) => {
                 if Instant::now() <= deadline {
-                    let answer = crate::live_stacks::read(gvl, asked);
-                    let _ = reply.send(answer);
+                    guard::run(Feature::Backtrace, "reading stacks", (), || {
+                        let _ = reply.send(crate::live_stacks::read(gvl, asked));
+                    });
                 }
             }
             Some(Work::Attach {
@@ -229,33 +240,50 @@ unsafe extern "C" fn agent_main(data: *mut c_void) -> VALUE {
                 reply,
             }) => {
                 if Instant::now() <= deadline {
-                    let answer = crate::live::attach(gvl, session, plan);
-                    let _ = reply.send(answer);
+                    guard::run(Feature::Trace, "attaching a trace", (), || {
+                        let _ = reply.send(crate::live::attach(gvl, session, plan));
+                    });
                 }
             }
-            Some(Work::Retry { id }) => crate::live::retry(gvl, id),
+            Some(Work::Retry { id }) => {
+                guard::run(Feature::Trace, "hooking a selector", (), || {
+                    crate::live::retry(gvl, id)
+                })
+            }
             Some(Work::Detach { id, reply }) => {
-                crate::live::detach(gvl, id);
+                guard::run(Feature::Trace, "detaching a trace", (), || {
+                    crate::live::detach(gvl, id)
+                });
                 let _ = reply.send(());
             }
             Some(Work::Eval {
                 token,
                 code,
                 binding,
-            }) => crate::live_eval::start(gvl, token, &code, binding),
+            }) => guard::run(Feature::Live, "starting an eval", (), || {
+                crate::live_eval::start(gvl, token, &code, binding)
+            }),
             Some(Work::Memory { deadline, reply }) => {
                 if Instant::now() <= deadline {
-                    let _ = reply.send(crate::live_memory::read(gvl));
+                    guard::run(Feature::Live, "reading memory figures", (), || {
+                        let _ = reply.send(crate::live_memory::read(gvl));
+                    });
                 }
             }
-            Some(Work::CancelEval { token }) => crate::live_eval::cancel(gvl, token),
+            Some(Work::CancelEval { token }) => {
+                guard::run(Feature::Live, "cancelling an eval", (), || {
+                    crate::live_eval::cancel(gvl, token)
+                })
+            }
             Some(Work::Heap {
                 job,
                 deadline,
                 reply,
             }) => {
                 if Instant::now() <= deadline {
-                    let _ = reply.send(crate::live_heap::run(gvl, job));
+                    guard::run(Feature::Heap, "a heap request", (), || {
+                        let _ = reply.send(crate::live_heap::run(gvl, job));
+                    });
                 }
             }
             Some(Work::Stop) | None => break,
@@ -269,24 +297,35 @@ unsafe extern "C" fn agent_main(data: *mut c_void) -> VALUE {
 
 /// Waits, without the GVL, for the next piece of work (or the end of the queue).
 unsafe extern "C" fn wait_for_work(data: *mut c_void) -> *mut c_void {
-    // SAFETY: `data` is this thread's live Inbox (see agent_main), used by no one else now.
-    let inbox = unsafe { &mut *(data as *mut Inbox) };
-    inbox.slot = Some(inbox.rx.recv().unwrap_or(Work::Stop));
-    std::ptr::null_mut()
+    guard::run(
+        Feature::Live,
+        "waiting for work",
+        std::ptr::null_mut(),
+        || {
+            // SAFETY: `data` is this thread's live Inbox (see agent_main), used by no one else now.
+            let inbox = unsafe { &mut *(data as *mut Inbox) };
+            inbox.slot = Some(inbox.rx.recv().unwrap_or(Work::Stop));
+            std::ptr::null_mut()
+        },
+    )
 }
 
 /// The VM's unblocking function: makes `wait_for_work` return so the interrupt is seen.
 unsafe extern "C" fn wake(data: *mut c_void) {
-    // SAFETY: `data` is the thread's waker, a SyncSender (usable from any thread).
-    let waker = unsafe { &*(data as *const SyncSender<Work>) };
-    let _ = waker.try_send(Work::Wake);
+    guard::run(Feature::Live, "waking the agent thread", (), || {
+        // SAFETY: `data` is the thread's waker, a SyncSender (usable from any thread).
+        let waker = unsafe { &*(data as *const SyncSender<Work>) };
+        let _ = waker.try_send(Work::Wake);
+    })
 }
 
 /// The postponed job: yield the GVL (to the agent thread, which is waiting for it).
 #[cfg(ruby_gte_3_3)]
 unsafe extern "C" fn yield_gvl(_data: *mut c_void) {
-    // SAFETY: postponed jobs run on a Ruby thread holding the GVL, at a safe point.
-    unsafe { rb_sys::rb_thread_schedule() };
+    guard::run(Feature::Live, "the GVL nudge", (), || {
+        // SAFETY: postponed jobs run on a Ruby thread holding the GVL, at a safe point.
+        unsafe { rb_sys::rb_thread_schedule() };
+    })
 }
 
 /// Ruby 3.1 and 3.2: no nudge (see the module docs); the time slice decides.

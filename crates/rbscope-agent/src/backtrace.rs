@@ -14,6 +14,7 @@
 use crate::fast_capture::{
     self, frame_class, iseq_string, rb_iseq_base_label, rb_iseq_line_no, rb_iseq_path,
 };
+use crate::guard::{self, Feature};
 use crate::labels;
 use crate::marker::MarkerType;
 use crate::rb::{self, Gvl};
@@ -54,15 +55,18 @@ static FACTS: GvlCell = GvlCell(std::cell::UnsafeCell::new(None));
 static FACTS_MARKER: MarkerType = MarkerType::new(c"rbscope frame facts", mark_facts);
 
 unsafe extern "C" fn mark_facts(_data: *mut std::ffi::c_void) {
-    // SAFETY: called by the GC under the GVL; no borrow of the cache is alive during GC.
-    if let Some(cache) = unsafe { &*FACTS.0.get() } {
-        for (iseq, me, _, class) in cache.map.keys() {
-            for v in [*iseq, *me, *class] {
-                // SAFETY: live VALUEs (0 and special constants are ignored by rb_gc_mark).
-                unsafe { rb_sys::rb_gc_mark(v) };
+    let readers = [Feature::Backtrace, Feature::Capture, Feature::Live];
+    guard::mark(&readers, "marking frame facts", || {
+        // SAFETY: called by the GC under the GVL; no borrow of the cache is alive during GC.
+        if let Some(cache) = unsafe { &*FACTS.0.get() } {
+            for (iseq, me, _, class) in cache.map.keys() {
+                for v in [*iseq, *me, *class] {
+                    // SAFETY: live VALUEs (0 and special constants are ignored by rb_gc_mark).
+                    unsafe { rb_sys::rb_gc_mark(v) };
+                }
             }
         }
-    }
+    })
 }
 
 fn cached_facts(key: &FactsKey) -> Option<Arc<FrameFacts>> {

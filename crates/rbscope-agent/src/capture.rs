@@ -15,6 +15,7 @@
 //! Ruby's layout is known and verified at start.
 
 use crate::counters::bump;
+use crate::guard::{self, Feature};
 use crate::rb::{self, Gvl, NIL};
 use crate::state::{self, Agent};
 use rb_sys::{
@@ -60,12 +61,16 @@ thread_local! {
     static LAST_CLASS: Cell<(VALUE, bool)> = const { Cell::new((0, false)) };
 }
 
-/// Runs `f` with raise capture suppressed on this thread.
+/// Runs `f` with raise capture suppressed on this thread (restored even if `f` panics).
 pub fn quietly<T>(f: impl FnOnce() -> T) -> T {
-    let was = BUSY.with(|b| b.replace(true));
-    let out = f();
-    BUSY.with(|b| b.set(was));
-    out
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            BUSY.with(|b| b.set(self.0));
+        }
+    }
+    let _restore = Restore(BUSY.with(|b| b.replace(true)));
+    f()
 }
 
 const RUBY_EVENT_RAISE: u32 = 0x0080;
@@ -122,7 +127,7 @@ unsafe extern "C" fn on_raise(_data: VALUE, arg: *mut rb_trace_arg_t) {
     }
     // SAFETY: event hooks run on a Ruby thread holding the GVL.
     let gvl = unsafe { Gvl::assume() };
-    let _ = std::panic::catch_unwind(|| {
+    guard::run(Feature::Capture, "the raise hook", (), || {
         let Some(agent) = state::current() else {
             return;
         };
@@ -136,7 +141,7 @@ unsafe extern "C" fn on_raise(_data: VALUE, arg: *mut rb_trace_arg_t) {
         if agent.config.report_all_raises {
             quietly(|| crate::report::report(gvl, &agent, exc, NIL, "raise"));
         }
-    });
+    })
 }
 
 struct InspectCtx<'a> {
@@ -292,6 +297,16 @@ fn frame_method_entry(gvl: Gvl, f: &InspectedFrame) -> VALUE {
 /// A rescue or ensure clause's frame stands for the frame it runs in, which is left out (as
 /// Ruby 3.4+ does, and the fast path on every Ruby: `rbscope_backtrace::hidden_by_clauses`).
 unsafe extern "C" fn inspect_frames(dc: *const rb_debug_inspector_t, data: *mut c_void) -> VALUE {
+    guard::run(Feature::Capture, "reading frames at raise", NIL, || {
+        // SAFETY: as the inspector guarantees to its callback (see `inspect_frames_body`).
+        unsafe { inspect_frames_body(dc, data) }
+    })
+}
+
+/// # Safety
+/// Called by `rb_debug_inspector_open` with its live context `dc`, holding the GVL; `data`
+/// is the InspectCtx `capture` passed.
+unsafe fn inspect_frames_body(dc: *const rb_debug_inspector_t, data: *mut c_void) -> VALUE {
     // SAFETY: `data` is the InspectCtx passed by `capture`, alive for this call.
     let ctx = unsafe { &*(data as *const InspectCtx) };
     // SAFETY: inspector callbacks run with the GVL held.

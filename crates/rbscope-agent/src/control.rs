@@ -11,6 +11,7 @@
 
 use crate::agent_thread::{Work, WorkQueue};
 use crate::counters::{bump, Counters};
+use crate::guard::{self, Feature};
 use rbscope_proto::{
     mismatch_advice, paths, read_frame, write_frame, AgentMessage, AgentStatus, ClientMessage,
     EvalRequest, EvalResult, FrameError, Welcome, PROTOCOL_VERSION,
@@ -74,13 +75,24 @@ impl ControlServer {
         let source = Arc::new(source);
         std::thread::Builder::new()
             .name("rbscope-control".into())
-            .spawn(move || serve(listener, source, stop2, uid))
+            .spawn(move || {
+                guard::run(Feature::Live, "the control socket", (), || {
+                    serve(listener, source, stop2, uid)
+                })
+            })
             .map_err(|e| format!("cannot start the control thread: {e}"))?;
         // The trace clock's rate (20 ms, once per process), on a short-lived thread of its own
         // so that serving does not wait for it.
         let _ = std::thread::Builder::new()
             .name("rbscope-clock".into())
-            .spawn(crate::trace_clock::calibrate);
+            .spawn(|| {
+                guard::run(
+                    Feature::Trace,
+                    "calibrating the trace clock",
+                    (),
+                    crate::trace_clock::calibrate,
+                )
+            });
         Ok(ControlServer { path, fd, stop })
     }
 
@@ -148,9 +160,11 @@ fn serve(listener: UnixListener, source: Arc<StatusSource>, stop: Arc<AtomicBool
         let spawned = std::thread::Builder::new()
             .name("rbscope-client".into())
             .spawn(move || {
-                if handle(stream, &source).is_err() {
-                    bump(&source.counters.control_refused);
-                }
+                guard::run(Feature::Live, "a client connection", (), || {
+                    if handle(stream, &source).is_err() {
+                        bump(&source.counters.control_refused);
+                    }
+                });
                 count.fetch_sub(1, Ordering::SeqCst);
             });
         if spawned.is_err() {
@@ -216,8 +230,17 @@ fn handle(mut stream: UnixStream, source: &StatusSource) -> Result<(), FrameErro
                 started: true,
                 store: source.store.clone(),
                 settings: source.settings.clone(),
-                counters: source.counters.snapshot(),
-                warnings: source.warnings.clone(),
+                counters: {
+                    let mut c = source.counters.snapshot();
+                    c.push(("internal_errors_caught".into(), guard::panics()));
+                    c
+                },
+                warnings: source
+                    .warnings
+                    .iter()
+                    .cloned()
+                    .chain(guard::report())
+                    .collect(),
             }),
             ClientMessage::Hello(_) => AgentMessage::Error("already said hello".into()),
             ClientMessage::Stacks { wait_ms } => stacks(source, wait_ms),

@@ -111,13 +111,13 @@ fn self_test(gvl: Gvl, layout: &Layout) -> Result<(), String> {
     // SAFETY: GVL held; buffers are on the stack (scanned by the GC) and sized 64.
     let n = unsafe { rb_sys::rb_profile_frames(0, 64, buf.as_mut_ptr(), lines.as_mut_ptr()) };
     let mut theirs: Vec<(String, i64)> = Vec::new();
-    for i in 0..n.max(0) as usize {
-        if lines[i] == 0 {
+    for (&frame, &line) in buf.iter().zip(lines.iter()).take(n.max(0) as usize) {
+        if line == 0 {
             continue; // a C function
         }
-        // SAFETY: buf[i] is a frame object rb_profile_frames just returned.
-        let p = unsafe { rb_sys::rb_profile_frame_path(buf[i]) };
-        theirs.push((rb::to_string(gvl, p).unwrap_or_default(), lines[i] as i64));
+        // SAFETY: `frame` is a frame object rb_profile_frames just returned.
+        let p = unsafe { rb_sys::rb_profile_frame_path(frame) };
+        theirs.push((rb::to_string(gvl, p).unwrap_or_default(), line as i64));
     }
     // Code run by `rb_eval_string` from C (how `rbscope inject` starts the agent) has the path
     // "eval" in its iseq, while rb_profile_frames names the file of the code it interrupted:
@@ -127,7 +127,7 @@ fn self_test(gvl: Gvl, layout: &Layout) -> Result<(), String> {
             .position(|(p, _)| p == "eval")
             .unwrap_or(usize::MAX),
     );
-    if k == 0 || ours[..k] != theirs[..k] {
+    if k == 0 || ours.get(..k) != theirs.get(..k) {
         return Err(fail(&format!(
             "walk {:?} vs profile {:?}",
             ours.first(),
@@ -334,14 +334,15 @@ pub fn decode(words: &[VALUE]) -> Vec<FastFrame> {
         if nlevels < 0 {
             break;
         }
-        let cfunc = words[i] == rb::FALSE;
+        let word = |k: usize| words.get(i + k).copied().unwrap_or(rb::NIL);
+        let cfunc = word(0) == rb::FALSE;
         let mut f = FastFrame {
             index: ruby_frames,
             cfunc,
-            iseq: words[i],
+            iseq: word(0),
             pos: fix(words.get(i + 1)).max(0) as usize,
-            self_value: words[i + 2],
-            method_entry: words[i + 3],
+            self_value: word(2),
+            method_entry: word(3),
             cfp: fix(words.get(i + 4)).max(0) as usize,
             ep: fix(words.get(i + 5)).max(0) as usize,
             levels: Vec::with_capacity(nlevels as usize),
@@ -349,10 +350,13 @@ pub fn decode(words: &[VALUE]) -> Vec<FastFrame> {
         i += FRAME_HEADER;
         for _ in 0..nlevels {
             let n = fix(words.get(i));
-            if n < 0 || i + 1 + n as usize > words.len() {
+            let Some(level) = (n >= 0)
+                .then(|| words.get(i + 1..i + 1 + n as usize))
+                .flatten()
+            else {
                 return out;
-            }
-            f.levels.push(words[i + 1..i + 1 + n as usize].to_vec());
+            };
+            f.levels.push(level.to_vec());
             i += 1 + n as usize;
         }
         if !cfunc {

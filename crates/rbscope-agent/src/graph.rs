@@ -11,11 +11,15 @@
 //! application subclass cannot intercept the call.
 
 use crate::config::Config;
+use crate::guard::{self, Feature};
 use crate::rb::{self, Gvl, NIL};
 use rb_sys::{ruby_value_type as T, VALUE, *};
 use rbscope_snapshot::{CaptureStats, CutReason, Object, ObjectKind, Value};
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
+
+/// What an iteration callback returns to stop the walk (`ST_STOP`).
+const ST_STOP: i32 = 1;
 
 /// VALUEs are addresses: mixing the bits once is all the hashing they need.
 #[derive(Default)]
@@ -356,7 +360,7 @@ impl<'a> Walker<'a> {
         if take < bytes.len() {
             self.stats.truncated_strings += 1;
         }
-        let kept = bytes[..take].to_vec();
+        let kept = bytes.get(..take).unwrap_or(bytes).to_vec();
         self.bytes += kept.len();
         // SAFETY: rb_enc_get returns the string's encoding, whose name is a static C string.
         let encoding = unsafe {
@@ -387,13 +391,15 @@ impl<'a> Walker<'a> {
             total: usize,
         }
         unsafe extern "C" fn each(k: VALUE, val: VALUE, arg: VALUE) -> i32 {
-            // SAFETY: arg is the Acc below, alive for the whole rb_hash_foreach call.
-            let acc = unsafe { &mut *(arg as *mut Acc) };
-            acc.total += 1;
-            if acc.pairs.len() < acc.limit {
-                acc.pairs.push((k, val));
-            }
-            0 // ST_CONTINUE
+            guard::run(Feature::Capture, "reading a hash", ST_STOP, || {
+                // SAFETY: arg is the Acc below, alive for the whole rb_hash_foreach call.
+                let acc = unsafe { &mut *(arg as *mut Acc) };
+                acc.total += 1;
+                if acc.pairs.len() < acc.limit {
+                    acc.pairs.push((k, val));
+                }
+                0 // ST_CONTINUE
+            })
         }
         let mut acc = Acc {
             pairs: &mut pairs,
@@ -454,13 +460,15 @@ impl<'a> Walker<'a> {
             total: usize,
         }
         unsafe extern "C" fn each(member: VALUE, arg: VALUE) -> i32 {
-            // SAFETY: arg is the Acc below, alive for the whole rb_set_foreach call.
-            let acc = unsafe { &mut *(arg as *mut Acc) };
-            acc.total += 1;
-            if acc.members.len() < acc.limit {
-                acc.members.push(member);
-            }
-            0 // ST_CONTINUE
+            guard::run(Feature::Capture, "reading a set", ST_STOP, || {
+                // SAFETY: arg is the Acc below, alive for the whole rb_set_foreach call.
+                let acc = unsafe { &mut *(arg as *mut Acc) };
+                acc.total += 1;
+                if acc.members.len() < acc.limit {
+                    acc.members.push(member);
+                }
+                0 // ST_CONTINUE
+            })
         }
         let mut members = Vec::new();
         let mut acc = Acc {
@@ -660,12 +668,19 @@ impl<'a> Walker<'a> {
     fn ivars(&mut self, v: VALUE, depth: u32) -> Vec<(String, Value)> {
         let mut raw: Vec<(rb_sys::ID, VALUE)> = Vec::new();
         unsafe extern "C" fn each(id: rb_sys::ID, val: VALUE, arg: st_data_t) -> i32 {
-            // SAFETY: arg is the Vec below, alive for the whole rb_ivar_foreach call.
-            let raw = unsafe { &mut *(arg as *mut Vec<(rb_sys::ID, VALUE)>) };
-            if raw.len() < 4096 {
-                raw.push((id, val));
-            }
-            0
+            guard::run(
+                Feature::Capture,
+                "reading instance variables",
+                ST_STOP,
+                || {
+                    // SAFETY: arg is the Vec below, alive for the whole rb_ivar_foreach call.
+                    let raw = unsafe { &mut *(arg as *mut Vec<(rb_sys::ID, VALUE)>) };
+                    if raw.len() < 4096 {
+                        raw.push((id, val));
+                    }
+                    0
+                },
+            )
         }
         let raw_ptr = &mut raw as *mut Vec<(rb_sys::ID, VALUE)> as st_data_t;
         // SAFETY: v is a live object; `each` only pushes into a Vec with spare capacity

@@ -10,6 +10,8 @@
 //!
 //! The census (`rbscope heap count`) walks the same way but only counts.
 
+use crate::guard::{self, Feature};
+use crate::rb::Gvl;
 use rb_sys::{ruby_value_type as T, ID, VALUE};
 use rbscope_heap::parse::ObjType;
 use rbscope_heap::write::{self, Allocation, FlagValue, Kind, ObjectLine};
@@ -204,7 +206,10 @@ unsafe fn gc_flags(obj: VALUE, out: &mut [(ID, VALUE); MAX_FLAGS]) -> usize {
             if e.name == 0 {
                 break;
             }
-            out[n] = (e.name, e.value);
+            let Some(slot) = out.get_mut(n) else {
+                break;
+            };
+            *slot = (e.name, e.value);
             n += 1;
         }
         n
@@ -360,17 +365,17 @@ struct Walk<'a> {
 
 /// Writes the whole heap, roots first, to `sink`. Must run with the GVL held (in the forked
 /// child it is held by the only thread left).
-pub fn dump(sink: &mut dyn Write) -> std::io::Result<Written> {
-    dump_to(Sink::Direct(sink))
+pub fn dump(gvl: Gvl, sink: &mut dyn Write) -> std::io::Result<Written> {
+    dump_to(gvl, Sink::Direct(sink))
 }
 
 /// [`dump`] with the writes on a thread of their own (see `heap_writer`), into `file`.
-pub fn dump_overlapped(file: std::fs::File) -> std::io::Result<Written> {
+pub fn dump_overlapped(gvl: Gvl, file: std::fs::File) -> std::io::Result<Written> {
     let bg = crate::heap_writer::Background::start(file, Vec::with_capacity(Out::CAPACITY))?;
-    dump_to(Sink::Background(bg))
+    dump_to(gvl, Sink::Background(bg))
 }
 
-fn dump_to(sink: Sink<'_>) -> std::io::Result<Written> {
+fn dump_to(gvl: Gvl, sink: Sink<'_>) -> std::io::Result<Written> {
     let mut walk = Walk {
         out: Out {
             sink,
@@ -386,10 +391,10 @@ fn dump_to(sink: Sink<'_>) -> std::io::Result<Written> {
         klass: 0,
     };
     walk.written.allocation_info = walk.lookup.is_some();
-    // SAFETY: GVL held (caller); the walk allocates no Ruby objects, and GC stays off so the
-    // heap does not change under it. The data pointer is `walk`, alive for both calls.
+    let gc_off = crate::rb::GcOff::new(gvl);
+    // SAFETY: GVL held (token); the walk allocates no Ruby objects, and GC stays off (gc_off)
+    // so the heap does not change under it. The data pointer is `walk`, alive for both calls.
     unsafe {
-        let was_disabled = rb_sys::rb_gc_disable() == rb_sys::Qtrue as VALUE;
         let data = &mut walk as *mut Walk as *mut c_void;
         let mut roots = Roots {
             current: None,
@@ -404,9 +409,12 @@ fn dump_to(sink: Sink<'_>) -> std::io::Result<Written> {
         #[cfg(ruby_gte_4_0)]
         rb_shape_each_shape_id(each_shape_id, data);
         rb_objspace_each_objects(each_page, data);
-        if !was_disabled {
-            rb_sys::rb_gc_enable();
-        }
+    }
+    drop(gc_off);
+    if crate::guard::is_off(Feature::Heap) {
+        return Err(std::io::Error::other(
+            "an internal error stopped the heap walk (rbscope doctor -p PID says which)",
+        ));
     }
     let written = walk.written;
     walk.out.finish()?;
@@ -438,6 +446,15 @@ impl Roots {
 }
 
 unsafe extern "C" fn each_root(category: *const c_char, obj: VALUE, data: *mut c_void) {
+    guard::run(Feature::Heap, "writing the heap's roots", (), || {
+        // SAFETY: what the caller of `each_root` guarantees, passed on as it came.
+        unsafe { each_root_body(category, obj, data) }
+    })
+}
+
+/// # Safety
+/// What the caller of `each_root` guarantees.
+unsafe fn each_root_body(category: *const c_char, obj: VALUE, data: *mut c_void) {
     // SAFETY: `data` is the Roots of `dump`, used only by this callback while it runs.
     let roots = unsafe { &mut *(data as *mut Roots) };
     if roots.current != Some(category) {
@@ -477,6 +494,16 @@ impl Walk<'_> {
 
 #[cfg(all(ruby_gte_3_2, not(ruby_gte_4_0)))]
 unsafe extern "C" fn each_shape(shape: *const Shape, data: *mut c_void) {
+    guard::run(Feature::Heap, "writing the heap's shapes", (), || {
+        // SAFETY: what the caller of `each_shape` guarantees, passed on as it came.
+        unsafe { each_shape_body(shape, data) }
+    })
+}
+
+#[cfg(all(ruby_gte_3_2, not(ruby_gte_4_0)))]
+/// # Safety
+/// What the caller of `each_shape` guarantees.
+unsafe fn each_shape_body(shape: *const Shape, data: *mut c_void) {
     // SAFETY: `data` is the Walk of `dump`, on this thread; `shape` is one of the VM's shapes.
     let (walk, sh) = unsafe { (&mut *(data as *mut Walk), &*shape) };
     if walk.out.failed() {
@@ -503,6 +530,16 @@ unsafe extern "C" fn each_shape(shape: *const Shape, data: *mut c_void) {
 
 #[cfg(ruby_gte_4_0)]
 unsafe extern "C" fn each_shape_id(id: u32, data: *mut c_void) {
+    guard::run(Feature::Heap, "writing the heap's shapes", (), || {
+        // SAFETY: what the caller of `each_shape_id` guarantees, passed on as it came.
+        unsafe { each_shape_id_body(id, data) }
+    })
+}
+
+#[cfg(ruby_gte_4_0)]
+/// # Safety
+/// What the caller of `each_shape_id` guarantees.
+unsafe fn each_shape_id_body(id: u32, data: *mut c_void) {
     // SAFETY: `data` is the Walk of `dump`, on this thread.
     let walk = unsafe { &mut *(data as *mut Walk) };
     if walk.out.failed() {
@@ -531,6 +568,15 @@ unsafe extern "C" fn each_shape_id(id: u32, data: *mut c_void) {
 }
 
 unsafe extern "C" fn collect_ref(obj: VALUE, data: *mut c_void) {
+    guard::run(Feature::Heap, "reading an object's references", (), || {
+        // SAFETY: what the caller of `collect_ref` guarantees, passed on as it came.
+        unsafe { collect_ref_body(obj, data) }
+    })
+}
+
+/// # Safety
+/// What the caller of `collect_ref` guarantees.
+unsafe fn collect_ref_body(obj: VALUE, data: *mut c_void) {
     // SAFETY: `data` is the Walk of `dump`, used only during this call.
     let walk = unsafe { &mut *(data as *mut Walk) };
     // The class is its own field, not a reference (as in Ruby's dump).
@@ -540,6 +586,20 @@ unsafe extern "C" fn collect_ref(obj: VALUE, data: *mut c_void) {
 }
 
 unsafe extern "C" fn each_page(
+    start: *mut c_void,
+    end: *mut c_void,
+    stride: usize,
+    data: *mut c_void,
+) -> c_int {
+    guard::run(Feature::Heap, "writing the heap's objects", 1, || {
+        // SAFETY: what the caller of `each_page` guarantees, passed on as it came.
+        unsafe { each_page_body(start, end, stride, data) }
+    })
+}
+
+/// # Safety
+/// What the caller of `each_page` guarantees.
+unsafe fn each_page_body(
     start: *mut c_void,
     end: *mut c_void,
     stride: usize,
@@ -1033,7 +1093,7 @@ impl Walk<'_> {
             allocation,
             // SAFETY: v is live.
             memsize: unsafe { rb_obj_memsize_of(v) } as u64,
-            flags: &flags_out[..n],
+            flags: flags_out.get(..n).unwrap_or(&[]),
         };
         write::write_object(&mut self.out.buf, &line);
         self.written.objects += 1;
@@ -1326,6 +1386,20 @@ unsafe extern "C" fn count_page(
     stride: usize,
     data: *mut c_void,
 ) -> c_int {
+    guard::run(Feature::Heap, "counting the heap", 1, || {
+        // SAFETY: what the caller of `count_page` guarantees, passed on as it came.
+        unsafe { count_page_body(start, end, stride, data) }
+    })
+}
+
+/// # Safety
+/// What the caller of `count_page` guarantees.
+unsafe fn count_page_body(
+    start: *mut c_void,
+    end: *mut c_void,
+    stride: usize,
+    data: *mut c_void,
+) -> c_int {
     // SAFETY: `data` is the Census of `census`, on this thread.
     let c = unsafe { &mut *(data as *mut Census) };
     let mut p = start as usize;
@@ -1351,23 +1425,17 @@ unsafe extern "C" fn count_page(
 /// Counts every live object and hands the counts to `use_it` while GC is still off: the
 /// class VALUEs in the map are not GC roots, so they are only valid until GC runs again.
 /// GVL held by the caller.
-pub fn census<R>(use_it: impl FnOnce(&Census) -> R) -> R {
+pub fn census<R>(gvl: Gvl, use_it: impl FnOnce(&Census) -> R) -> R {
     let mut c = Census {
         objects: 0,
         by_type: FxHashMap::default(),
         by_class: FxHashMap::default(),
     };
-    // SAFETY: GVL held by the caller; the callback only counts into `c`; GC is turned back on
-    // (if it was on) only after `use_it` is done with the class VALUEs.
-    unsafe {
-        let was_disabled = rb_sys::rb_gc_disable() == rb_sys::Qtrue as VALUE;
-        rb_objspace_each_objects(count_page, &mut c as *mut Census as *mut c_void);
-        let r = use_it(&c);
-        if !was_disabled {
-            rb_sys::rb_gc_enable();
-        }
-        r
-    }
+    // GC is turned back on (if it was on) only after `use_it` is done with the class VALUEs.
+    let _gc_off = crate::rb::GcOff::new(gvl);
+    // SAFETY: GVL held (token); the callback only counts into `c`, alive for the call.
+    unsafe { rb_objspace_each_objects(count_page, &mut c as *mut Census as *mut c_void) };
+    use_it(&c)
 }
 
 /// The dump's type name for a VM type number (`T_STRING`).

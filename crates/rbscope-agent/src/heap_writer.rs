@@ -14,6 +14,7 @@
 //!
 //! The thread only writes bytes to a file descriptor: it touches no Ruby data.
 
+use crate::guard::{self, Feature};
 use std::ffi::c_void;
 use std::fs::File;
 use std::io::Write;
@@ -48,11 +49,11 @@ impl Job {
 extern "C" fn writer_main(arg: *mut c_void) -> *mut c_void {
     // Entered by the OS: a panic must not unwind out of it. The job's channels close when it
     // is dropped (on return or unwinding), which the walk sees as the writer's end.
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    guard::run(Feature::Heap, "the heap dump's writer thread", (), || {
         // SAFETY: `arg` is the Box<Job> that `Background::start` leaked for this thread alone.
         let job = unsafe { Box::from_raw(arg as *mut Job) };
         job.run();
-    }));
+    });
     std::ptr::null_mut()
 }
 

@@ -12,6 +12,16 @@
 //! `rbscope-proto`, `rbscope-backtrace`, `rbscope-vm`); this crate gathers facts and hands
 //! them over.
 
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::unreachable,
+    clippy::todo,
+    clippy::unimplemented
+)]
+
 mod agent_thread;
 mod backtrace;
 mod capture;
@@ -20,6 +30,7 @@ mod control;
 mod counters;
 mod fast_capture;
 mod graph;
+mod guard;
 mod heap_walk;
 mod heap_writer;
 mod labels;
@@ -42,6 +53,7 @@ mod trace_session;
 mod trace_values;
 mod writer;
 
+use guard::Feature;
 use magnus::rb_sys::{AsRawValue, FromRawValue};
 use magnus::{function, prelude::*, Error, RArray, RHash, Ruby, Value};
 use std::time::Duration;
@@ -76,6 +88,10 @@ fn after_fork(ruby: &Ruby) -> Result<bool, Error> {
 
 /// `Rbscope::Native.report(exception, context, how)`: the new snapshot id, or nil.
 fn report(ruby: &Ruby, exc: Value, ctx: Value, how: String) -> Option<String> {
+    // Off after a failure: the pending captures it would read are no longer kept alive.
+    if guard::is_off(Feature::Capture) {
+        return None;
+    }
     let gvl = gvl();
     ensure_forked(gvl);
     let agent = state::current()?;
@@ -406,31 +422,212 @@ fn release_of(version: &str) -> String {
     version.split('.').take(2).collect::<Vec<_>>().join(".")
 }
 
+/// The methods of `Rbscope::Native`, each run under `guard::method`: a panic inside one becomes
+/// a RuntimeError and turns its feature off, instead of magnus's `fatal`, which ends the app.
+fn guarded_start(ruby: &Ruby, pairs: RArray) -> Result<bool, Error> {
+    guard::method(ruby, Feature::Capture, "Rbscope::Native.start", || {
+        start(ruby, pairs)
+    })
+}
+
+fn guarded_stop(ruby: &Ruby) -> Result<(), Error> {
+    guard::method(ruby, Feature::Capture, "Rbscope::Native.stop", || {
+        stop();
+        Ok(())
+    })
+}
+
+fn guarded_started(ruby: &Ruby) -> Result<bool, Error> {
+    guard::method(ruby, Feature::Capture, "Rbscope::Native.started?", || {
+        Ok(started())
+    })
+}
+
+fn guarded_after_fork(ruby: &Ruby) -> Result<bool, Error> {
+    guard::method(ruby, Feature::Fork, "Rbscope::Native.after_fork", || {
+        after_fork(ruby)
+    })
+}
+
+fn guarded_report(
+    ruby: &Ruby,
+    exc: Value,
+    ctx: Value,
+    how: String,
+) -> Result<Option<String>, Error> {
+    guard::method(ruby, Feature::Capture, "Rbscope::Native.report", || {
+        Ok(report(ruby, exc, ctx, how))
+    })
+}
+
+fn guarded_flush(ruby: &Ruby, seconds: f64) -> Result<bool, Error> {
+    guard::method(ruby, Feature::Writer, "Rbscope::Native.flush", || {
+        Ok(flush(seconds))
+    })
+}
+
+fn guarded_counters(ruby: &Ruby) -> Result<RHash, Error> {
+    guard::method(ruby, Feature::Capture, "Rbscope::Native.counters", || {
+        counters(ruby)
+    })
+}
+
+fn guarded_store_location(ruby: &Ruby) -> Result<Option<String>, Error> {
+    guard::method(
+        ruby,
+        Feature::Capture,
+        "Rbscope::Native.store_location",
+        || Ok(store_location()),
+    )
+}
+
+fn guarded_socket_path(ruby: &Ruby) -> Result<Option<String>, Error> {
+    guard::method(ruby, Feature::Live, "Rbscope::Native.socket_path", || {
+        Ok(socket_path())
+    })
+}
+
+fn guarded_warnings(ruby: &Ruby) -> Result<Vec<String>, Error> {
+    guard::method(ruby, Feature::Capture, "Rbscope::Native.warnings", || {
+        Ok(warnings())
+    })
+}
+
+fn guarded_snapshot_json(
+    ruby: &Ruby,
+    store: Option<String>,
+    id: String,
+    trust: bool,
+) -> Result<String, Error> {
+    guard::method(
+        ruby,
+        Feature::Capture,
+        "Rbscope::Native.snapshot_json",
+        || snapshot_json(ruby, store, id, trust),
+    )
+}
+
+fn guarded_snapshot_data(
+    ruby: &Ruby,
+    store: Option<String>,
+    id: String,
+    trust: bool,
+) -> Result<Value, Error> {
+    guard::method(
+        ruby,
+        Feature::Capture,
+        "Rbscope::Native.snapshot_data",
+        || snapshot_data(ruby, store, id, trust),
+    )
+}
+
+fn guarded_trace_hook(
+    ruby: &Ruby,
+    session: u64,
+    um: Value,
+    owner: Value,
+    name: String,
+    filter: Value,
+    index: usize,
+) -> Result<String, Error> {
+    guard::method(ruby, Feature::Trace, "Rbscope::Native.trace_hook", || {
+        trace_hook(ruby, session, um, owner, name, filter, index)
+    })
+}
+
+fn guarded_trace_ignore_owner(ruby: &Ruby, session: u64, module: Value) -> Result<(), Error> {
+    guard::method(
+        ruby,
+        Feature::Trace,
+        "Rbscope::Native.trace_ignore_owner",
+        || trace_ignore_owner(ruby, session, module),
+    )
+}
+
+fn guarded_eval_done(
+    ruby: &Ruby,
+    token: u64,
+    ok: bool,
+    text: Value,
+    incomplete: bool,
+) -> Result<(), Error> {
+    guard::method(ruby, Feature::Live, "Rbscope::Native.eval_done", || {
+        eval_done(ruby, token, ok, text, incomplete)
+    })
+}
+
+fn guarded_flush_traces(ruby: &Ruby, seconds: f64) -> Result<(), Error> {
+    guard::method(ruby, Feature::Trace, "Rbscope::Native.flush_traces", || {
+        flush_traces(seconds);
+        Ok(())
+    })
+}
+
+fn guarded_trace_clock_settled(ruby: &Ruby) -> Result<bool, Error> {
+    guard::method(
+        ruby,
+        Feature::Trace,
+        "Rbscope::Native.trace_clock_settled?",
+        || Ok(trace_clock::settled()),
+    )
+}
+
+fn guarded_heap_dump(
+    ruby: &Ruby,
+    path: Option<String>,
+    gzip: bool,
+    gc: bool,
+    in_process: bool,
+) -> Result<RHash, Error> {
+    guard::method(ruby, Feature::Heap, "Rbscope::Native.heap_dump", || {
+        heap_dump(ruby, path, gzip, gc, in_process)
+    })
+}
+
+fn guarded_count_objects(ruby: &Ruby, names: Vec<String>) -> Result<RHash, Error> {
+    guard::method(ruby, Feature::Heap, "Rbscope::Native.count_objects", || {
+        count_objects(ruby, names)
+    })
+}
+
+fn guarded_provide_own(ruby: &Ruby, path: String) -> Result<bool, Error> {
+    guard::method(ruby, Feature::Capture, "Rbscope::Native.__provide", || {
+        provide_own(ruby, path)
+    })
+}
+
 #[magnus::init(name = "rbscope_agent")]
 fn init(ruby: &Ruby) -> Result<(), Error> {
     check_ruby_version(ruby)?;
+    guard::install_hook();
     let module = ruby.define_module("Rbscope")?;
     let native = module.define_module("Native")?;
-    native.define_singleton_method("start", function!(start, 1))?;
-    native.define_singleton_method("stop", function!(stop, 0))?;
-    native.define_singleton_method("started?", function!(started, 0))?;
-    native.define_singleton_method("after_fork", function!(after_fork, 0))?;
-    native.define_singleton_method("report", function!(report, 3))?;
-    native.define_singleton_method("flush", function!(flush, 1))?;
-    native.define_singleton_method("counters", function!(counters, 0))?;
-    native.define_singleton_method("store_location", function!(store_location, 0))?;
-    native.define_singleton_method("socket_path", function!(socket_path, 0))?;
-    native.define_singleton_method("warnings", function!(warnings, 0))?;
-    native.define_singleton_method("snapshot_json", function!(snapshot_json, 3))?;
-    native.define_singleton_method("snapshot_data", function!(snapshot_data, 3))?;
-    native.define_singleton_method("trace_hook", function!(trace_hook, 6))?;
-    native.define_singleton_method("trace_ignore_owner", function!(trace_ignore_owner, 2))?;
-    native.define_singleton_method("eval_done", function!(eval_done, 4))?;
-    native.define_singleton_method("flush_traces", function!(flush_traces, 1))?;
-    native.define_singleton_method("trace_clock_settled?", function!(trace_clock::settled, 0))?;
-    native.define_singleton_method("heap_dump", function!(heap_dump, 4))?;
-    native.define_singleton_method("count_objects", function!(count_objects, 1))?;
-    native.define_singleton_method("__provide", function!(provide_own, 1))?;
+    native.define_singleton_method("start", function!(guarded_start, 1))?;
+    native.define_singleton_method("stop", function!(guarded_stop, 0))?;
+    native.define_singleton_method("started?", function!(guarded_started, 0))?;
+    native.define_singleton_method("after_fork", function!(guarded_after_fork, 0))?;
+    native.define_singleton_method("report", function!(guarded_report, 3))?;
+    native.define_singleton_method("flush", function!(guarded_flush, 1))?;
+    native.define_singleton_method("counters", function!(guarded_counters, 0))?;
+    native.define_singleton_method("store_location", function!(guarded_store_location, 0))?;
+    native.define_singleton_method("socket_path", function!(guarded_socket_path, 0))?;
+    native.define_singleton_method("warnings", function!(guarded_warnings, 0))?;
+    native.define_singleton_method("snapshot_json", function!(guarded_snapshot_json, 3))?;
+    native.define_singleton_method("snapshot_data", function!(guarded_snapshot_data, 3))?;
+    native.define_singleton_method("trace_hook", function!(guarded_trace_hook, 6))?;
+    native.define_singleton_method(
+        "trace_ignore_owner",
+        function!(guarded_trace_ignore_owner, 2),
+    )?;
+    native.define_singleton_method("eval_done", function!(guarded_eval_done, 4))?;
+    native.define_singleton_method("flush_traces", function!(guarded_flush_traces, 1))?;
+    native.define_singleton_method(
+        "trace_clock_settled?",
+        function!(guarded_trace_clock_settled, 0),
+    )?;
+    native.define_singleton_method("heap_dump", function!(guarded_heap_dump, 4))?;
+    native.define_singleton_method("count_objects", function!(guarded_count_objects, 1))?;
+    native.define_singleton_method("__provide", function!(guarded_provide_own, 1))?;
     backtrace::define(ruby, module, native)?;
     native.const_set("VERSION", env!("CARGO_PKG_VERSION"))?;
     native.const_set("BUILT_WITH_RUBY", env!("RBSCOPE_BUILT_WITH_RUBY"))?;

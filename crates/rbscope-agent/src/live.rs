@@ -6,6 +6,7 @@
 //! each session keeps (classes its method names refer to, threads, TracePoints), so no address
 //! a session knows can be reused while it lives.
 
+use crate::guard::{self, Feature};
 use crate::marker::MarkerType;
 use crate::rb::{self, Gvl, NIL};
 use crate::trace_hooks::Installed;
@@ -42,16 +43,18 @@ static LIVE: Table = Table(UnsafeCell::new(Vec::new()));
 static LIVE_MARKER: MarkerType = MarkerType::new(c"rbscope trace sessions", mark_live);
 
 unsafe extern "C" fn mark_live(_data: *mut std::ffi::c_void) {
-    // SAFETY: the GC runs under the GVL; no borrow of the table is alive while Ruby runs.
-    let table = unsafe { &*LIVE.0.get() };
-    // SAFETY: GC marking happens with the GVL held.
-    let gvl = unsafe { Gvl::assume() };
-    for ls in table {
-        ls.session.each_kept(gvl, |v| {
-            // SAFETY: under the GC, marking a live VALUE the session keeps.
-            unsafe { rb_sys::rb_gc_mark(v) }
-        });
-    }
+    guard::mark(&[Feature::Trace], "marking trace sessions", || {
+        // SAFETY: the GC runs under the GVL; no borrow of the table is alive while Ruby runs.
+        let table = unsafe { &*LIVE.0.get() };
+        // SAFETY: GC marking happens with the GVL held.
+        let gvl = unsafe { Gvl::assume() };
+        for ls in table {
+            ls.session.each_kept(gvl, |v| {
+                // SAFETY: under the GC, marking a live VALUE the session keeps.
+                unsafe { rb_sys::rb_gc_mark(v) }
+            });
+        }
+    })
 }
 
 fn with_table<R>(_gvl: Gvl, f: impl FnOnce(&mut Vec<LiveSession>) -> R) -> R {

@@ -10,6 +10,7 @@
 //! handler, finalizer or IO buffer of the app runs in it. The client's connection thread reads
 //! the pipe and reaps the child.
 
+use crate::guard::{self, Feature};
 use crate::heap_walk;
 use crate::rb::{self, Gvl};
 use rbscope_proto::{AgentMessage, HeapCensus, HeapDumpRequest, HeapDumpResult};
@@ -140,7 +141,7 @@ fn dump(gvl: Gvl, req: &HeapDumpRequest) -> Outcome {
     heap_walk::prepare();
     if req.in_process {
         let t = Instant::now();
-        let result = write_dump(file, &partial, &path, req.gzip, false);
+        let result = write_dump(gvl, file, &partial, &path, req.gzip, false);
         let pause_us = t.elapsed().as_micros() as u64 + gc_us;
         return Outcome::Done(match result {
             Ok(w) => AgentMessage::HeapDumped(HeapDumpResult {
@@ -185,7 +186,7 @@ fn dump(gvl: Gvl, req: &HeapDumpRequest) -> Outcome {
         }
         0 => {
             drop(read_end);
-            child(file, write_end, &partial, &path, req.gzip)
+            child(gvl, file, write_end, &partial, &path, req.gzip)
         }
         child_pid => {
             drop(write_end);
@@ -215,6 +216,7 @@ struct Wrote {
 /// partial file is removed. GVL held. In the forked child (`forked`) an uncompressed dump is
 /// written by a second thread while the walk goes on (`heap_writer`).
 fn write_dump(
+    gvl: Gvl,
     file: File,
     partial: &Path,
     path: &Path,
@@ -225,13 +227,13 @@ fn write_dump(
         let mut file = file;
         let written = if gzip {
             let mut gz = flate2::write::GzEncoder::new(&mut file, flate2::Compression::fast());
-            let w = heap_walk::dump(&mut gz)?;
+            let w = heap_walk::dump(gvl, &mut gz)?;
             gz.finish()?;
             w
         } else if forked {
-            heap_walk::dump_overlapped(file.try_clone()?)?
+            heap_walk::dump_overlapped(gvl, file.try_clone()?)?
         } else {
-            heap_walk::dump(&mut file)?
+            heap_walk::dump(gvl, &mut file)?
         };
         file.flush()?;
         let bytes = file.metadata()?.len();
@@ -266,7 +268,7 @@ fn write_dump(
 }
 
 /// The forked child: write, report on the pipe, `_exit`. Never returns.
-fn child(file: File, status: OwnedFd, partial: &Path, path: &Path, gzip: bool) -> ! {
+fn child(gvl: Gvl, file: File, status: OwnedFd, partial: &Path, path: &Path, gzip: bool) -> ! {
     // SAFETY (whole block): this process is the child of fork, with one thread; these calls
     // only change this process (its OOM score, signal mask, name).
     unsafe {
@@ -287,7 +289,7 @@ fn child(file: File, status: OwnedFd, partial: &Path, path: &Path, gzip: bool) -
             0,
         );
     }
-    let line = match write_dump(file, partial, path, gzip, true) {
+    let line = match write_dump(gvl, file, partial, path, gzip, true) {
         Ok(w) => format!(
             "ok {} {} {} {}\n",
             w.objects, w.roots, w.bytes, w.allocation_info as u8
@@ -347,7 +349,7 @@ pub fn finish(f: Forked) -> AgentMessage {
 /// The heap census: objects by type, and instances of the classes under `names`.
 fn count(gvl: Gvl, names: &[String]) -> AgentMessage {
     let started = Instant::now();
-    let (objects, by_type, classes) = heap_walk::census(|c| {
+    let (objects, by_type, classes) = heap_walk::census(gvl, |c| {
         let mut by_type: Vec<(String, u64)> = c
             .by_type
             .iter()
@@ -378,6 +380,11 @@ fn count(gvl: Gvl, names: &[String]) -> AgentMessage {
         classes.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         (c.objects, by_type, classes)
     });
+    if crate::guard::is_off(crate::guard::Feature::Heap) {
+        return AgentMessage::Error(
+            "an internal error stopped the heap count; heap features are off in this process (rbscope doctor -p PID says why)".into(),
+        );
+    }
     AgentMessage::HeapCensus(HeapCensus {
         objects,
         by_type,
@@ -420,6 +427,20 @@ pub fn finish_without_gvl(child: Forked) -> AgentMessage {
         answer: Option<AgentMessage>,
     }
     unsafe extern "C" fn wait(data: *mut std::ffi::c_void) -> *mut std::ffi::c_void {
+        guard::run(
+            Feature::Heap,
+            "waiting for the heap dump's child",
+            std::ptr::null_mut(),
+            || {
+                // SAFETY: what the caller of `wait` guarantees, passed on as it came.
+                unsafe { wait_body(data) }
+            },
+        )
+    }
+
+    /// # Safety
+    /// What the caller of `wait` guarantees.
+    unsafe fn wait_body(data: *mut std::ffi::c_void) -> *mut std::ffi::c_void {
         // SAFETY: `data` is the Slot below, alive for the whole call and used only here.
         let slot = unsafe { &mut *(data as *mut Slot) };
         if let Some(child) = slot.child.take() {

@@ -35,18 +35,29 @@ pub struct Raised;
 
 struct Thunk<'a> {
     f: &'a mut dyn FnMut() -> VALUE,
+    /// Set when `f` panicked (the panic cannot unwind through rb_protect's C frame).
+    panicked: bool,
 }
 
 unsafe extern "C" fn call_thunk(arg: VALUE) -> VALUE {
     // SAFETY: `arg` is the address of a live `Thunk` on `protect`'s stack frame.
     let thunk = unsafe { &mut *(arg as *mut Thunk) };
-    (thunk.f)()
+    match crate::guard::catch_in_c(|| (thunk.f)()) {
+        Some(v) => v,
+        None => {
+            thunk.panicked = true;
+            NIL
+        }
+    }
 }
 
 /// Runs `f` under `rb_protect`. `f` must not own values with destructors across the Ruby
 /// calls it makes (a raise would skip them); it should only pass VALUEs around.
 pub fn protect(_gvl: Gvl, mut f: impl FnMut() -> VALUE) -> Result<VALUE, Raised> {
-    let mut thunk = Thunk { f: &mut f };
+    let mut thunk = Thunk {
+        f: &mut f,
+        panicked: false,
+    };
     let mut state: c_int = 0;
     // SAFETY: we hold the GVL (token); `call_thunk` receives a pointer to `thunk`, which lives
     // until rb_protect returns.
@@ -60,6 +71,8 @@ pub fn protect(_gvl: Gvl, mut f: impl FnMut() -> VALUE) -> Result<VALUE, Raised>
     if state != 0 {
         // SAFETY: GVL held; clearing $! is what rb_protect's contract asks of us.
         unsafe { rb_set_errinfo(NIL) };
+        Err(Raised)
+    } else if thunk.panicked {
         Err(Raised)
     } else {
         Ok(v)
@@ -225,7 +238,9 @@ pub fn bind_call(gvl: Gvl, um: VALUE, recv: VALUE, args: &[VALUE]) -> Result<VAL
     }
     let mut all = [recv; 4];
     let n = args.len().min(3);
-    all[1..=n].copy_from_slice(&args[..n]);
+    for (slot, arg) in all.iter_mut().skip(1).zip(args) {
+        *slot = *arg;
+    }
     protect(gvl, || {
         // SAFETY: GVL held; `all` outlives the call and holds n + 1 arguments.
         unsafe { rb_funcallv(um, mid, (n + 1) as c_int, all.as_ptr()) }
@@ -345,6 +360,31 @@ pub fn provide(gvl: Gvl, feature: &str) -> bool {
         TRUE
     })
     .is_ok()
+}
+
+/// The GC turned off for as long as this lives, and back on when it is dropped if it was on
+/// before, also when a panic unwinds past it (a GC left off would grow the app's memory for
+/// good).
+pub struct GcOff {
+    was_disabled: bool,
+}
+
+impl GcOff {
+    pub fn new(_gvl: Gvl) -> GcOff {
+        // SAFETY: GVL held (token); rb_gc_disable only sets a flag and says what it was.
+        let was_disabled = truthy(unsafe { rb_sys::rb_gc_disable() });
+        GcOff { was_disabled }
+    }
+}
+
+impl Drop for GcOff {
+    fn drop(&mut self) {
+        if !self.was_disabled {
+            // SAFETY: made with the GVL held on this thread (`new`), which a Gvl token (not
+            // Send) pins; we re-enable only what we disabled.
+            unsafe { rb_sys::rb_gc_enable() };
+        }
+    }
 }
 
 /// An unsigned 64-bit number as a Ruby Integer.

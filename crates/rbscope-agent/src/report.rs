@@ -15,7 +15,7 @@ use crate::rb::{self, Gvl, NIL};
 use crate::ring;
 use crate::state::Agent;
 use crate::writer::Job;
-use rb_sys::{rb_gc_disable, rb_gc_enable, VALUE};
+use rb_sys::VALUE;
 use rbscope_snapshot::{
     fingerprint, CauseInfo, Context, ExceptionInfo, Frame, Snapshot, SourceExcerpt,
 };
@@ -26,14 +26,8 @@ pub fn report(gvl: Gvl, agent: &Agent, exc: VALUE, ctx: VALUE, how: &str) -> Opt
     bump(&agent.counters.reports);
     // GC stays off for the whole report: the kept VALUEs sit in Rust vectors from here on,
     // and the walk's identity map needs stable addresses (no compaction, no frees).
-    // SAFETY: GVL held.
-    let gc_was_disabled = rb::truthy(unsafe { rb_gc_disable() });
-    let result = report_with_gc_off(gvl, agent, exc, ctx, how);
-    if !gc_was_disabled {
-        // SAFETY: GVL held; we re-enable what we disabled.
-        unsafe { rb_gc_enable() };
-    }
-    result
+    let _gc_off = rb::GcOff::new(gvl);
+    report_with_gc_off(gvl, agent, exc, ctx, how)
 }
 
 fn report_with_gc_off(

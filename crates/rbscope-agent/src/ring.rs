@@ -10,6 +10,7 @@
 //! is borrowed, so the mark function (which runs inside GC, also under the GVL) never sees a
 //! slot half-written.
 
+use crate::guard::{self, Feature};
 use crate::marker::MarkerType;
 use crate::rb::Gvl;
 use rb_sys::{rb_gc_mark, VALUE};
@@ -42,18 +43,20 @@ static RING: GvlCell = GvlCell(UnsafeCell::new(Ring {
     next: 0,
 }));
 unsafe extern "C" fn mark_ring(_data: *mut c_void) {
-    // SAFETY: called by the GC under the GVL; no slot is borrowed while Ruby can allocate.
-    let ring = unsafe { &*RING.0.get() };
-    for slot in &ring.slots {
-        // SAFETY: rb_gc_mark ignores special constants and pins what it marks; every word
-        // is a VALUE or a Fixnum.
-        unsafe {
-            rb_gc_mark(slot.exc);
-            for w in &slot.words {
-                rb_gc_mark(*w);
+    guard::mark(&[Feature::Capture], "marking pending captures", || {
+        // SAFETY: called by the GC under the GVL; no slot is borrowed while Ruby can allocate.
+        let ring = unsafe { &*RING.0.get() };
+        for slot in &ring.slots {
+            // SAFETY: rb_gc_mark ignores special constants and pins what it marks; every word
+            // is a VALUE or a Fixnum.
+            unsafe {
+                rb_gc_mark(slot.exc);
+                for w in &slot.words {
+                    rb_gc_mark(*w);
+                }
             }
         }
-    }
+    })
 }
 
 static MARKER: MarkerType = MarkerType::new(c"rbscope pending captures", mark_ring);
@@ -78,7 +81,9 @@ pub fn fill_next(_gvl: Gvl, fill: impl FnOnce(&mut Slot) -> bool) -> bool {
     }
     let i = ring.next % ring.slots.len();
     ring.next = ring.next.wrapping_add(1);
-    let slot = &mut ring.slots[i];
+    let Some(slot) = ring.slots.get_mut(i) else {
+        return false;
+    };
     slot.exc = 0;
     slot.words.clear();
     if fill(slot) {

@@ -7,6 +7,7 @@
 use crate::config::Config;
 use crate::control::ControlServer;
 use crate::counters::Counters;
+use crate::guard::{self, Feature};
 use crate::writer::Writer;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -58,7 +59,9 @@ static PID: AtomicU32 = AtomicU32::new(0);
 static ATFORK: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn forget_pid() {
-    PID.store(0, Ordering::Relaxed);
+    guard::run(Feature::Fork, "the fork handler", (), || {
+        PID.store(0, Ordering::Relaxed)
+    })
 }
 
 /// Whether an agent is installed, even one inherited from a parent process.
@@ -143,5 +146,5 @@ fn hostname() -> String {
         return "unknown".into();
     }
     let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
+    String::from_utf8_lossy(buf.get(..end).unwrap_or(&[])).into_owned()
 }

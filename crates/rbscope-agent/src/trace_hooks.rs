@@ -19,6 +19,7 @@
 //! case (a named method, nothing to capture) calls no Ruby and takes none. Threads are named
 //! without Ruby (trace_session.rs).
 
+use crate::guard::{self, Feature};
 use crate::rb::{self, Gvl, NIL};
 use crate::trace_session::Session;
 use crate::trace_values::{self, Compiled};
@@ -82,6 +83,15 @@ fn hook_data(session: *const Session) -> VALUE {
 }
 
 unsafe extern "C" fn on_any(data: VALUE, arg: *mut rb_trace_arg_t) {
+    guard::run_hot(Feature::Trace, "the trace hook", (), || {
+        // SAFETY: what the caller of `on_any` guarantees, passed on as it came.
+        unsafe { on_any_body(data, arg) }
+    })
+}
+
+/// # Safety
+/// What the caller of `on_any` guarantees.
+unsafe fn on_any_body(data: VALUE, arg: *mut rb_trace_arg_t) {
     let ptr = (data & !1) as *const Session;
     // SAFETY: `data` is `Arc::as_ptr` of the session, whose table entry keeps it alive until
     // this hook is removed (under the GVL, which this hook holds now); it stays valid for as
@@ -155,6 +165,15 @@ unsafe fn target_event<'a>(
 }
 
 unsafe extern "C" fn on_target_call(tp: VALUE, data: *mut c_void) {
+    guard::run_hot(Feature::Trace, "the trace hook", (), || {
+        // SAFETY: what the caller of `on_target_call` guarantees, passed on as it came.
+        unsafe { on_target_call_body(tp, data) }
+    })
+}
+
+/// # Safety
+/// What the caller of `on_target_call` guarantees.
+unsafe fn on_target_call_body(tp: VALUE, data: *mut c_void) {
     // SAFETY: Ruby calls TracePoint hooks on a Ruby thread holding the GVL.
     let gvl = unsafe { Gvl::assume() };
     // SAFETY: the hook's data and TracePoint, as `target_event` requires.
@@ -180,6 +199,15 @@ unsafe extern "C" fn on_target_call(tp: VALUE, data: *mut c_void) {
 }
 
 unsafe extern "C" fn on_target_return(tp: VALUE, data: *mut c_void) {
+    guard::run_hot(Feature::Trace, "the trace hook", (), || {
+        // SAFETY: what the caller of `on_target_return` guarantees, passed on as it came.
+        unsafe { on_target_return_body(tp, data) }
+    })
+}
+
+/// # Safety
+/// What the caller of `on_target_return` guarantees.
+unsafe fn on_target_return_body(tp: VALUE, data: *mut c_void) {
     // SAFETY: Ruby calls TracePoint hooks on a Ruby thread holding the GVL.
     let gvl = unsafe { Gvl::assume() };
     // SAFETY: the hook's data and TracePoint, as `target_event` requires.
@@ -190,6 +218,15 @@ unsafe extern "C" fn on_target_return(tp: VALUE, data: *mut c_void) {
 }
 
 unsafe extern "C" fn on_gc(tp: VALUE, data: *mut c_void) {
+    guard::run_hot(Feature::Trace, "the GC trace hook", (), || {
+        // SAFETY: what the caller of `on_gc` guarantees, passed on as it came.
+        unsafe { on_gc_body(tp, data) }
+    })
+}
+
+/// # Safety
+/// What the caller of `on_gc` guarantees.
+unsafe fn on_gc_body(tp: VALUE, data: *mut c_void) {
     // SAFETY: `data` is the session pointer; the TracePoint is disabled before the session
     // is dropped.
     let session = unsafe { &*(data as *const Session) };

@@ -275,7 +275,7 @@ impl Session {
                 st.threads.len() - 1
             };
             st.last_thread = i;
-            (!st.threads[i].ignored).then_some(i)
+            st.threads.get(i).is_some_and(|t| !t.ignored).then_some(i)
         })
     }
 
@@ -289,7 +289,9 @@ impl Session {
         let slow = self.slow_ns.is_some();
         let sample = self.with(gvl, |st| {
             announce(ring, st, ti, method);
-            let th = &mut st.threads[ti];
+            let Some(th) = st.threads.get_mut(ti) else {
+                return false;
+            };
             if th.stack.len() >= MAX_STACK {
                 th.overflow += 1;
                 return false;
@@ -328,7 +330,9 @@ impl Session {
         let slow = self.slow_ns;
         let sample = self.with(gvl, |st| {
             let hook_ns = st.hook_ns;
-            let th = &mut st.threads[ti];
+            let Some(th) = st.threads.get_mut(ti) else {
+                return false;
+            };
             if th.overflow > 0 {
                 th.overflow -= 1;
                 return false;
@@ -381,7 +385,9 @@ impl Session {
 /// Sends the names a record is about to use, if not sent yet (a name that does not fit is
 /// tried again next time).
 fn announce(ring: &ByteRing, st: &mut HookState, ti: usize, method: u32) {
-    let th = &mut st.threads[ti];
+    let Some(th) = st.threads.get_mut(ti) else {
+        return;
+    };
     if !th.announced {
         th.announced = ring.push(events::thread_len(&th.name), |b| {
             events::write_thread(b, th.id, th.tid, &th.name)
@@ -438,7 +444,7 @@ fn thread_facts(_gvl: Gvl, thread: VALUE) -> (String, i32) {
     };
     let name = if rc == 0 {
         let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
-        String::from_utf8_lossy(&buf[..end]).into_owned()
+        String::from_utf8_lossy(buf.get(..end).unwrap_or(&[])).into_owned()
     } else {
         String::new()
     };

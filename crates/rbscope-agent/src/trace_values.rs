@@ -7,6 +7,7 @@
 //! that is slow, huge or broken cannot hurt: strings are cut, collections show their first
 //! items, objects show their class and first instance variables, all within a byte budget.
 
+use crate::guard::{self, Feature};
 use crate::rb::{self, Gvl, NIL};
 use rb_sys::{ruby_value_type as T, ID, VALUE};
 use rbscope_trace::selector::{Capture, Root};
@@ -125,7 +126,7 @@ fn show(gvl: Gvl, v: VALUE, out: &mut String, depth: u8) {
         T::RUBY_T_STRING => {
             // SAFETY: v is a String; its bytes are copied at once.
             let bytes = unsafe { rb::str_bytes(v) };
-            let cut = &bytes[..bytes.len().min(VALUE_BUDGET)];
+            let cut = bytes.get(..VALUE_BUDGET).unwrap_or(bytes);
             let text = String::from_utf8_lossy(cut);
             let _ = write!(out, "{text:?}");
             if bytes.len() > cut.len() {
@@ -201,6 +202,20 @@ struct HashWalk<'a> {
 }
 
 unsafe extern "C" fn hash_pair(k: VALUE, v: VALUE, data: VALUE) -> std::ffi::c_int {
+    guard::run(
+        Feature::Trace,
+        "reading a traced hash",
+        rb_sys::st_retval::ST_STOP as std::ffi::c_int,
+        || {
+            // SAFETY: what the caller of `hash_pair` guarantees, passed on as it came.
+            unsafe { hash_pair_body(k, v, data) }
+        },
+    )
+}
+
+/// # Safety
+/// What the caller of `hash_pair` guarantees.
+unsafe fn hash_pair_body(k: VALUE, v: VALUE, data: VALUE) -> std::ffi::c_int {
     // SAFETY: `data` is the HashWalk passed by `show`, live for the walk.
     let w = unsafe { &mut *(data as *mut c_void as *mut HashWalk) };
     if w.seen >= 8 || w.out.len() > VALUE_BUDGET {
@@ -224,6 +239,20 @@ struct IvarWalk<'a> {
 }
 
 unsafe extern "C" fn ivar_pair(id: ID, v: VALUE, data: VALUE) -> std::ffi::c_int {
+    guard::run(
+        Feature::Trace,
+        "reading traced instance variables",
+        rb_sys::st_retval::ST_STOP as std::ffi::c_int,
+        || {
+            // SAFETY: what the caller of `ivar_pair` guarantees, passed on as it came.
+            unsafe { ivar_pair_body(id, v, data) }
+        },
+    )
+}
+
+/// # Safety
+/// What the caller of `ivar_pair` guarantees.
+unsafe fn ivar_pair_body(id: ID, v: VALUE, data: VALUE) -> std::ffi::c_int {
     // SAFETY: `data` is the IvarWalk passed by `show`, live for the walk.
     let w = unsafe { &mut *(data as *mut c_void as *mut IvarWalk) };
     if w.seen >= 4 || w.out.len() > VALUE_BUDGET {

@@ -8,6 +8,7 @@
 //! `flush` waits a bounded time for one more attempt so an escaping exception is not lost.
 
 use crate::counters::{add, bump, Counters};
+use crate::guard::{self, Feature};
 use crate::report::now_ms;
 use rbscope_store::{
     writer_key, NewSnapshot, Retention, SnapshotSummary, Store, StoreError, StoreKey, StoreLocation,
@@ -52,7 +53,11 @@ impl Writer {
         let queued = queued_bytes.clone();
         std::thread::Builder::new()
             .name("rbscope-writer".into())
-            .spawn(move || run(rx, location, key_file, limits, counters, log, queued))
+            .spawn(move || {
+                guard::run(Feature::Writer, "the store writer", (), || {
+                    run(rx, location, key_file, limits, counters, log, queued)
+                })
+            })
             .map_err(|e| format!("rbscope: cannot start the writer thread: {e}"))?;
         Ok(Writer { tx, queued_bytes })
     }
