@@ -125,7 +125,7 @@ fn any_threads_stack_with_the_facts_better_backtraces_need() {
     assert_eq!(lines[15], "current=true 11", "{text}");
     assert_eq!(lines[16], "dead=[]", "{text}");
     assert_eq!(
-        lines[17], "error=rbscope: backtrace wants a Thread",
+        lines[17], "error=rbscope: Rbscope.backtrace(thread) expects a Thread, got :nope",
         "{text}"
     );
 }

@@ -52,9 +52,15 @@ t = Thread.new { Worker.new.perform("job-7") }
 t.name = "worker-1"
 begin
   t.join
-rescue IOError
+rescue IOError => e
   # the main thread handles it; the thread still died of it
+  puts e.backtrace
 end
+# Threads that end normally, or after rescuing, report nothing.
+Thread.new { 1 + 1 }.join
+Thread.new { raise "handled" rescue nil }.join
+Thread.new { begin; raise "handled"; rescue; end; :ok }.join
+puts Thread.new { caller_locations.map(&:to_s) }.value
 Rbscope.flush
 "#,
     );
@@ -62,6 +68,9 @@ Rbscope.flush
     let snap = assert_top_frame_has_local(&sb, "Worker#perform", "attempt");
     assert_eq!(snap["exception"]["class"], "IOError");
     assert_eq!(snap["context"]["extra"]["reported_by"], "escaped a thread");
+    assert_eq!(sb.list().len(), 1);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("thread.rb"), "{text}");
 }
 
 #[test]
