@@ -289,6 +289,8 @@ try("root empty") {{ Rbscope.magic_root("", 1) }}
 try("root ok") {{ Rbscope.magic_root(:ok, 1) }}
 try("root for") {{ p [Rbscope.magic_root_for("ok"), Rbscope.magic_root_for(:ok), Rbscope.magic_root_for(BasicObject.new)] }}
 try("root many") {{ 1001.times {{ |i| Rbscope.magic_root("r#{{i}}", i) }} }}
+try("install io") {{ Rbscope::BetterBacktraces.install(io: 42) }}
+try("install io ok") {{ Rbscope::BetterBacktraces.install(io: $stdout) }}
 require "rbscope/restore"
 try("restore id") {{ Rbscope.restore(5) }}
 try("restore empty") {{ Rbscope.restore("") }}
@@ -338,6 +340,8 @@ root ok: accepted
 [1, 1, nil]
 root for: accepted
 root many: ArgumentError: rbscope: Rbscope.magic_root keeps at most 1000 names; \"r999\" is one too many
+install io: TypeError: rbscope: Rbscope::BetterBacktraces.install(io:) expects nil or an object with #write (an IO), got 42
+install io ok: accepted
 restore id: TypeError: rbscope: Rbscope.restore(id) expects a snapshot id (a String), got 5
 restore empty: ArgumentError: rbscope: Rbscope.restore(id) expects a snapshot id (a String) (this one is empty), got \"\"
 restore frame: ArgumentError: rbscope: Rbscope.restore(frame:) expects an Integer from 0 to 1000000, got -1

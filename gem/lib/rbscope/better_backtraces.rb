@@ -47,6 +47,10 @@ module Rbscope
       # Prints uncaught exceptions in the better format to `io` (default: $stderr at the time
       # of printing). Starts rbscope if it is not running (the frames come from its capture).
       def install(io: nil)
+        unless io.nil? || Args.responds?(io, :write)
+          raise Args.type_error("Rbscope::BetterBacktraces.install(io:)", "nil or an object with #write (an IO)", io)
+        end
+
         @io = io
         Rbscope.start unless Rbscope.started?
         @installed = true
