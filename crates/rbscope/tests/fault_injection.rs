@@ -35,7 +35,12 @@ fn fault_lib() -> &'static Path {
                 "fault-injection",
             ])
             .current_dir(&root)
-            .env("CARGO_TARGET_DIR", dir.join("target"))
+            // One target directory for every Ruby: switching RUBY rebuilds only rb-sys,
+            // magnus and the agent (as scripts/build does).
+            .env(
+                "CARGO_TARGET_DIR",
+                root.join("target/fault-injection/target"),
+            )
             .env("RUBY", &ruby)
             .output()
             .unwrap();
@@ -56,7 +61,7 @@ fn fault_lib() -> &'static Path {
             }
         }
         std::fs::copy(
-            dir.join("target/release/librbscope_agent.so"),
+            root.join("target/fault-injection/target/release/librbscope_agent.so"),
             own.join(&release).join("rbscope_agent.so"),
         )
         .unwrap();
