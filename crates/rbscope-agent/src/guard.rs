@@ -136,6 +136,12 @@ pub fn run<R>(feature: Feature, what: &str, fallback: R, body: impl FnOnce() -> 
     if is_off(feature) {
         return fallback;
     }
+    catch(feature, what, body).unwrap_or(fallback)
+}
+
+/// Runs `body` as the innermost guarded body of this thread; None when it panicked (recorded,
+/// and `feature` turned off).
+fn catch<R>(feature: Feature, what: &str, body: impl FnOnce() -> R) -> Option<R> {
     // A Ruby exception can leave a body by `longjmp` (an inspector callback raises through
     // to the `protect` around it), past the restore below; the next body that ends normally
     // on this thread puts it right.
@@ -146,10 +152,10 @@ pub fn run<R>(feature: Feature, what: &str, fallback: R, body: impl FnOnce() -> 
     }));
     CURRENT.with(|c| c.set(outer));
     match result {
-        Ok(r) => r,
+        Ok(r) => Some(r),
         Err(_) => {
             failed(feature, what);
-            fallback
+            None
         }
     }
 }
@@ -233,19 +239,7 @@ pub fn method<T>(
     // The body runs even when the feature is off: most methods only read state, and those
     // that use a feature's data check for themselves (`report`), or reach its guarded entry
     // points, which do nothing once it is off.
-    let outer = CURRENT.with(|c| c.replace(Some(feature)));
-    let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        fault(name);
-        body()
-    }));
-    CURRENT.with(|c| c.set(outer));
-    match result {
-        Ok(r) => r,
-        Err(_) => {
-            failed(feature, name);
-            Err(off())
-        }
-    }
+    catch(feature, name, body).unwrap_or_else(|| Err(off()))
 }
 
 /// Test builds (`--features fault-injection`): panics when `what` contains the text of
