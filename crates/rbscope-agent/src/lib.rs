@@ -2,7 +2,7 @@
 //!
 //! It lives inside someone else's production process, so it follows strict rules (see
 //! ARCHITECTURE.md): it never panics, aborts or blocks the app; Ruby exceptions never unwind
-//! through Rust frames (every call into Ruby is protected, see [`rb`]); Ruby values held by
+//! through Rust frames (every call into Ruby is protected, see [`ffi`]); Ruby values held by
 //! Rust are marked by the GC (the pending-capture ring's marker object, hidden arrays); the
 //! fast capture path reads the VM's frames through `rbscope-vm`; background work runs on plain
 //! Rust threads that never touch the VM; memory and time are bounded, and what had to be
@@ -22,45 +22,29 @@
     clippy::unimplemented
 )]
 
-mod agent_thread;
-mod backtrace;
 mod capture;
 mod config;
-mod control;
 mod counters;
-mod fast_capture;
-mod graph;
-mod guard;
-mod heap_walk;
-mod heap_writer;
-mod labels;
+mod ffi;
+mod heap;
 mod lifecycle;
 mod live;
-mod live_eval;
-mod live_heap;
-mod live_memory;
-mod live_stacks;
-mod marker;
-mod rb;
-mod report;
-mod restore_data;
-mod ring;
 mod state;
-mod trace;
-mod trace_clock;
-mod trace_hooks;
-mod trace_session;
-mod trace_values;
 mod writer;
 
-use guard::Feature;
+use capture::{backtrace, report, restore_data};
+use ffi::guard;
+use heap::live_heap;
+use live::{live_eval, trace_clock};
+
+use ffi::guard::Feature;
 use magnus::rb_sys::{AsRawValue, FromRawValue};
 use magnus::{function, prelude::*, Error, RArray, RHash, Ruby, Value};
 use std::time::Duration;
 
-fn gvl() -> rb::Gvl {
+fn gvl() -> ffi::Gvl {
     // SAFETY: every function below is called from Ruby, on a Ruby thread holding the GVL.
-    unsafe { rb::Gvl::assume() }
+    unsafe { ffi::Gvl::assume() }
 }
 
 fn arg_error(ruby: &Ruby, msg: String) -> Error {
@@ -203,7 +187,7 @@ fn warnings() -> Vec<String> {
 
 /// A fork that bypassed `Process._fork` (a C extension calling fork(2)) still gets a fresh
 /// agent the first time it reports.
-fn ensure_forked(gvl: rb::Gvl) {
+fn ensure_forked(gvl: ffi::Gvl) {
     if state::current().is_none() && state::inherited().is_some() {
         let _ = lifecycle::after_fork(gvl);
     }
@@ -376,7 +360,7 @@ fn count_objects(ruby: &Ruby, names: Vec<String>) -> Result<RHash, Error> {
 }
 
 /// `Rbscope::Native.__provide(path)`: records one of the gem's own files, evaluated from
-/// memory by `rbscope inject`'s loading thread, as loaded (see `rb::provide`). Only a full
+/// memory by `rbscope inject`'s loading thread, as loaded (see `ffi::provide`). Only a full
 /// path to `rbscope.rb` or to a `.rb` file in a directory named `rbscope` is accepted, so
 /// that no other library can be marked loaded through it.
 fn provide_own(ruby: &Ruby, path: String) -> Result<bool, Error> {
@@ -393,7 +377,7 @@ fn provide_own(ruby: &Ruby, path: String) -> Result<bool, Error> {
             format!("expected the full path of one of rbscope's own Ruby files, got {path:?}"),
         ));
     }
-    Ok(rb::provide(gvl(), &path))
+    Ok(ffi::provide(gvl(), &path))
 }
 
 /// The Ruby minor release this agent was compiled for (`3.4`), from build.rs.

@@ -2,9 +2,9 @@
 
 use crate::capture;
 use crate::config::Config;
-use crate::control::{ControlServer, StatusSource};
 use crate::counters::Counters;
-use crate::rb::{self, Gvl};
+use crate::ffi::{self, Gvl};
+use crate::live::control::{ControlServer, StatusSource};
 use crate::state::{self, Agent};
 use crate::writer::Writer;
 use rbscope_store::StoreLocation;
@@ -49,10 +49,10 @@ pub fn start(gvl: Gvl, config: Config) -> Result<bool, String> {
         );
     }
     let fast = if agent.config.capture == "inspector" {
-        crate::fast_capture::disable();
+        crate::capture::fast_capture::disable();
         Err("capture = inspector: using the debug inspector as configured".to_string())
     } else {
-        crate::fast_capture::enable(gvl).map(String::from)
+        crate::capture::fast_capture::enable(gvl).map(String::from)
     };
     match fast {
         Ok(version) => agent.status_notes.push((
@@ -69,7 +69,7 @@ pub fn start(gvl: Gvl, config: Config) -> Result<bool, String> {
         }
     }
     if agent.config.control_socket {
-        match crate::agent_thread::start(gvl) {
+        match crate::live::agent_thread::start(gvl) {
             Ok(queue) => agent.work = Some(queue),
             Err(e) => agent.warnings.push(format!("live requests disabled: {e}")),
         }
@@ -146,14 +146,14 @@ pub fn after_fork(gvl: Gvl) -> Result<bool, String> {
 }
 
 fn yjit_enabled(gvl: Gvl) -> bool {
-    rb::const_at(gvl, "RubyVM::YJIT")
-        .and_then(|m| rb::call(gvl, m, "enabled?", &[]).ok())
-        .map(rb::truthy)
+    ffi::const_at(gvl, "RubyVM::YJIT")
+        .and_then(|m| ffi::call(gvl, m, "enabled?", &[]).ok())
+        .map(ffi::truthy)
         .unwrap_or(false)
 }
 
 fn ruby_version(gvl: Gvl) -> String {
-    rb::const_at(gvl, "RUBY_VERSION")
-        .and_then(|v| rb::to_string(gvl, v))
+    ffi::const_at(gvl, "RUBY_VERSION")
+        .and_then(|v| ffi::to_string(gvl, v))
         .unwrap_or_default()
 }

@@ -5,9 +5,9 @@
 //! whose locks may have been held at the moment of the fork) are leaked, never touched.
 
 use crate::config::Config;
-use crate::control::ControlServer;
 use crate::counters::Counters;
-use crate::guard::{self, Feature};
+use crate::ffi::guard::{self, Feature};
+use crate::live::control::ControlServer;
 use crate::writer::Writer;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -26,7 +26,7 @@ pub struct Agent {
     rate: Mutex<RateLimiter>,
     pub control: Option<ControlServer>,
     /// The agent's Ruby thread, for requests that need the VM.
-    pub work: Option<crate::agent_thread::WorkQueue>,
+    pub work: Option<crate::live::agent_thread::WorkQueue>,
 }
 
 static AGENT: Mutex<Option<Arc<Agent>>> = Mutex::new(None);

@@ -7,9 +7,9 @@
 //! backlog and are retried with backoff; past the bound they are dropped and counted. At exit,
 //! `flush` waits a bounded time for one more attempt so an escaping exception is not lost.
 
+use crate::capture::report::now_ms;
 use crate::counters::{add, bump, Counters};
-use crate::guard::{self, Feature};
-use crate::report::now_ms;
+use crate::ffi::guard::{self, Feature};
 use rbscope_store::{
     writer_key, NewSnapshot, Retention, SnapshotSummary, Store, StoreError, StoreKey, StoreLocation,
 };

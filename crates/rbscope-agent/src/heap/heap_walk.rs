@@ -10,8 +10,8 @@
 //!
 //! The census (`rbscope heap count`) walks the same way but only counts.
 
-use crate::guard::{self, Feature};
-use crate::rb::Gvl;
+use crate::ffi::guard::{self, Feature};
+use crate::ffi::Gvl;
 use rb_sys::{ruby_value_type as T, ID, VALUE};
 use rbscope_heap::parse::ObjType;
 use rbscope_heap::write::{self, Allocation, FlagValue, Kind, ObjectLine};
@@ -191,7 +191,7 @@ unsafe fn gc_flags(obj: VALUE, out: &mut [(ID, VALUE); MAX_FLAGS]) -> usize {
         // SAFETY: fills at most MAX_FLAGS IDs of the flags set on obj (caller's contract).
         let n = unsafe { rb_obj_gc_flags(obj, ids.as_mut_ptr(), ids.len()) }.min(ids.len());
         for (slot, id) in out.iter_mut().zip(ids.iter().take(n)) {
-            *slot = (*id, crate::rb::TRUE);
+            *slot = (*id, crate::ffi::TRUE);
         }
         n
     }
@@ -276,7 +276,7 @@ struct Out<'a> {
 /// Where full buffers go: written here, or handed to the forked child's writer thread.
 pub enum Sink<'a> {
     Direct(&'a mut dyn Write),
-    Background(crate::heap_writer::Background),
+    Background(crate::heap::heap_writer::Background),
 }
 
 impl Out<'_> {
@@ -371,7 +371,7 @@ pub fn dump(gvl: Gvl, sink: &mut dyn Write) -> std::io::Result<Written> {
 
 /// [`dump`] with the writes on a thread of their own (see `heap_writer`), into `file`.
 pub fn dump_overlapped(gvl: Gvl, file: std::fs::File) -> std::io::Result<Written> {
-    let bg = crate::heap_writer::Background::start(file, Vec::with_capacity(Out::CAPACITY))?;
+    let bg = crate::heap::heap_writer::Background::start(file, Vec::with_capacity(Out::CAPACITY))?;
     dump_to(gvl, Sink::Background(bg))
 }
 
@@ -391,7 +391,7 @@ fn dump_to(gvl: Gvl, sink: Sink<'_>) -> std::io::Result<Written> {
         klass: 0,
     };
     walk.written.allocation_info = walk.lookup.is_some();
-    let gc_off = crate::rb::GcOff::new(gvl);
+    let gc_off = crate::ffi::GcOff::new(gvl);
     // SAFETY: GVL held (token); the walk allocates no Ruby objects, and GC stays off (gc_off)
     // so the heap does not change under it. The data pointer is `walk`, alive for both calls.
     unsafe {
@@ -411,7 +411,7 @@ fn dump_to(gvl: Gvl, sink: Sink<'_>) -> std::io::Result<Written> {
         rb_objspace_each_objects(each_page, data);
     }
     drop(gc_off);
-    if crate::guard::is_off(Feature::Heap) {
+    if crate::ffi::guard::is_off(Feature::Heap) {
         return Err(std::io::Error::other(
             "an internal error stopped the heap walk (rbscope doctor -p PID says which)",
         ));
@@ -808,7 +808,7 @@ unsafe fn id_name<'a>(id: ID) -> IdName<'a> {
     unsafe {
         let sym = rb_sys::rb_id2sym(id);
         let name = if sym != 0 { rb_sys::rb_sym2str(sym) } else { 0 };
-        if name != 0 && name != crate::rb::NIL && rb_sys::RB_TYPE(name) == T::RUBY_T_STRING {
+        if name != 0 && name != crate::ffi::NIL && rb_sys::RB_TYPE(name) == T::RUBY_T_STRING {
             IdName::Name(std::slice::from_raw_parts(
                 RSTRING_PTR_u8(name),
                 rb_sys::RSTRING_LEN(name).max(0) as usize,
@@ -1345,11 +1345,11 @@ unsafe fn imemo_kind<'a>(v: VALUE, n: usize) -> Kind<'a> {
 unsafe fn flag_value<'a>(v: VALUE) -> FlagValue<'a> {
     // SAFETY: only special constants are decoded; a Symbol's name is the VM's.
     unsafe {
-        if v == crate::rb::TRUE {
+        if v == crate::ffi::TRUE {
             FlagValue::True
-        } else if v == crate::rb::FALSE {
+        } else if v == crate::ffi::FALSE {
             FlagValue::False
-        } else if v == crate::rb::NIL {
+        } else if v == crate::ffi::NIL {
             FlagValue::Nil
         } else if rb_sys::FIXNUM_P(v) {
             FlagValue::Int((v as i64) >> 1)
@@ -1432,7 +1432,7 @@ pub fn census<R>(gvl: Gvl, use_it: impl FnOnce(&Census) -> R) -> R {
         by_class: FxHashMap::default(),
     };
     // GC is turned back on (if it was on) only after `use_it` is done with the class VALUEs.
-    let _gc_off = crate::rb::GcOff::new(gvl);
+    let _gc_off = crate::ffi::GcOff::new(gvl);
     // SAFETY: GVL held (token); the callback only counts into `c`, alive for the call.
     unsafe { rb_objspace_each_objects(count_page, &mut c as *mut Census as *mut c_void) };
     use_it(&c)

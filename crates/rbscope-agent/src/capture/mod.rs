@@ -14,9 +14,17 @@
 //! frame (the cost that grows with stack depth). The fast path is used when the running
 //! Ruby's layout is known and verified at start.
 
+pub(crate) mod backtrace;
+pub(crate) mod fast_capture;
+pub(crate) mod graph;
+pub(crate) mod labels;
+pub(crate) mod report;
+pub(crate) mod restore_data;
+pub(crate) mod ring;
+
 use crate::counters::bump;
-use crate::guard::{self, Feature};
-use crate::rb::{self, Gvl, NIL};
+use crate::ffi::guard::{self, Feature};
+use crate::ffi::{self, Gvl, NIL};
 use crate::state::{self, Agent};
 use rb_sys::{
     rb_ary_new_capa, rb_ary_push, rb_ary_store, rb_debug_inspector_backtrace_locations,
@@ -77,10 +85,10 @@ const RUBY_EVENT_RAISE: u32 = 0x0080;
 
 /// Sizes the pending-capture ring and installs the raise hook.
 pub fn install(gvl: Gvl, ring_size: usize) {
-    crate::ring::init(gvl, ring_size);
+    crate::capture::ring::init(gvl, ring_size);
     if !HOOK_ON.swap(true, Ordering::AcqRel) {
         // SAFETY: GVL held; the hook has the raw-arg signature that the flag announces.
-        unsafe { rb::add_raw_event_hook(on_raise, RUBY_EVENT_RAISE, NIL, rb::HOOK_FLAG_RAW_ARG) };
+        unsafe { ffi::add_raw_event_hook(on_raise, RUBY_EVENT_RAISE, NIL, ffi::HOOK_FLAG_RAW_ARG) };
     }
 }
 
@@ -88,7 +96,7 @@ pub fn install(gvl: Gvl, ring_size: usize) {
 pub fn uninstall(_gvl: Gvl) {
     if HOOK_ON.swap(false, Ordering::AcqRel) {
         // SAFETY: GVL held; removing a hook we installed.
-        unsafe { rb::remove_raw_event_hook(on_raise) };
+        unsafe { ffi::remove_raw_event_hook(on_raise) };
     }
 }
 
@@ -117,7 +125,7 @@ fn uninteresting_class(exc: VALUE) -> bool {
             rb_sys::rb_eNoMemError,
         ]
         .iter()
-        .any(|k| rb::truthy(rb_obj_is_kind_of(exc, *k)))
+        .any(|k| ffi::truthy(rb_obj_is_kind_of(exc, *k)))
     }
 }
 
@@ -134,12 +142,12 @@ unsafe extern "C" fn on_raise(_data: VALUE, arg: *mut rb_trace_arg_t) {
         bump(&agent.counters.raises_seen);
         // SAFETY: `arg` is the trace arg of a RAISE event, as registered.
         let exc = unsafe { rb_tracearg_raised_exception(arg) };
-        if is_uninteresting(exc) || crate::ring::contains(gvl, exc) {
+        if is_uninteresting(exc) || crate::capture::ring::contains(gvl, exc) {
             return;
         }
         quietly(|| capture(gvl, &agent, exc));
         if agent.config.report_all_raises {
-            quietly(|| crate::report::report(gvl, &agent, exc, NIL, "raise"));
+            quietly(|| crate::capture::report::report(gvl, &agent, exc, NIL, "raise"));
         }
     })
 }
@@ -150,11 +158,11 @@ struct InspectCtx<'a> {
 }
 
 fn capture(gvl: Gvl, agent: &Agent, exc: VALUE) {
-    if let Some(layout) = crate::fast_capture::layout() {
-        let copied = crate::ring::fill_next(gvl, |slot| {
+    if let Some(layout) = crate::capture::fast_capture::layout() {
+        let copied = crate::capture::ring::fill_next(gvl, |slot| {
             slot.exc = exc;
             slot.fast = true;
-            crate::fast_capture::capture(layout, &mut slot.words)
+            crate::capture::fast_capture::capture(layout, &mut slot.words)
         });
         if copied {
             bump(&agent.counters.raises_captured);
@@ -174,7 +182,7 @@ fn capture(gvl: Gvl, agent: &Agent, exc: VALUE) {
     unsafe { rb_ary_push(record, NIL) };
     let mut ctx = InspectCtx { agent, record };
     let ctx_ptr = &mut ctx as *mut InspectCtx as *mut c_void;
-    let opened = rb::protect(gvl, || {
+    let opened = ffi::protect(gvl, || {
         // SAFETY: GVL held; ctx outlives the call and the callback only reads it.
         unsafe { rb_debug_inspector_open(Some(inspect_frames), ctx_ptr) }
     });
@@ -182,7 +190,7 @@ fn capture(gvl: Gvl, agent: &Agent, exc: VALUE) {
         bump(&agent.counters.capture_errors);
         return;
     }
-    crate::ring::fill_next(gvl, |slot| {
+    crate::capture::ring::fill_next(gvl, |slot| {
         slot.exc = exc;
         slot.fast = false;
         slot.words.push(record);
@@ -224,17 +232,17 @@ fn raw_contexts(gvl: Gvl, dc: *const rb_debug_inspector_t, n: i64) -> Option<Vec
         // SAFETY: `dc` points at the live rb_debug_inspector_struct, at least four words long
         // in 3.1 to 4.0 (ec, cfp, then two VALUEs); words 2 and 3 are VALUEs there.
         let list = unsafe { *(dc as *const VALUE).add(word) };
-        if rb::type_of(gvl, list) != rb_sys::ruby_value_type::RUBY_T_ARRAY {
+        if ffi::type_of(gvl, list) != rb_sys::ruby_value_type::RUBY_T_ARRAY {
             continue;
         }
-        let entries = rb::array_items(gvl, list);
+        let entries = ffi::array_items(gvl, list);
         let frames: Vec<Option<InspectedFrame>> = entries
             .iter()
             .map(|e| {
-                if rb::type_of(gvl, *e) != rb_sys::ruby_value_type::RUBY_T_ARRAY {
+                if ffi::type_of(gvl, *e) != rb_sys::ruby_value_type::RUBY_T_ARRAY {
                     return None;
                 }
-                let parts = rb::array_items(gvl, *e);
+                let parts = ffi::array_items(gvl, *e);
                 let iseq = *parts.get(3)?;
                 Some(InspectedFrame {
                     self_value: *parts.first()?,
@@ -261,14 +269,18 @@ fn raw_contexts(gvl: Gvl, dc: *const rb_debug_inspector_t, n: i64) -> Option<Vec
 /// Whether a frame's code is a rescue or ensure clause, from its iseq's own label (`rescue in
 /// m` in every release; Ruby 3.4's locations name the method instead).
 fn is_clause_iseq(gvl: Gvl, iseq: VALUE) -> bool {
-    let label = crate::fast_capture::iseq_string(gvl, iseq, crate::fast_capture::rb_iseq_label);
+    let label = crate::capture::fast_capture::iseq_string(
+        gvl,
+        iseq,
+        crate::capture::fast_capture::rb_iseq_label,
+    );
     label.starts_with("rescue in ") || label.starts_with("ensure in ")
 }
 
 /// The method entry a frame runs, read from its control frame when the VM layout is known
 /// (nil otherwise, or at top level and in class bodies).
 fn frame_method_entry(gvl: Gvl, f: &InspectedFrame) -> VALUE {
-    let Ok(layout) = crate::fast_capture::verified_layout(gvl) else {
+    let Ok(layout) = crate::capture::fast_capture::verified_layout(gvl) else {
         return NIL;
     };
     if f.cfp == 0 {
@@ -359,7 +371,7 @@ unsafe fn inspect_frames_body(dc: *const rb_debug_inspector_t, data: *mut c_void
         hidden = vec![false; frames.len()];
         (0..frames.len()).map(Some).collect()
     };
-    let path_id = rb::intern(gvl, "path");
+    let path_id = ffi::intern(gvl, "path");
     let mut kept = 0usize;
     let mut skipped = 0i64;
     // Position among the Ruby frames (C frames have no binding), as the fast path counts.
@@ -382,16 +394,16 @@ unsafe fn inspect_frames_body(dc: *const rb_debug_inspector_t, data: *mut c_void
         // caller's line, as they do a C function), else the location's.
         let path = if f.iseq != 0 {
             // SAFETY: a live iseq from the inspector's list; returns its path String.
-            unsafe { crate::fast_capture::rb_iseq_path(f.iseq) }
+            unsafe { crate::capture::fast_capture::rb_iseq_path(f.iseq) }
         } else {
             // SAFETY: Location#path is a core method that returns the iseq's path or nil.
             unsafe { rb_sys::rb_funcallv(loc, path_id, 0, std::ptr::null()) }
         };
-        if rb::type_of(gvl, path) != rb_sys::ruby_value_type::RUBY_T_STRING {
+        if ffi::type_of(gvl, path) != rb_sys::ruby_value_type::RUBY_T_STRING {
             continue;
         }
         // SAFETY: path is a live String.
-        let path_bytes = unsafe { rb::str_bytes(path) };
+        let path_bytes = unsafe { ffi::str_bytes(path) };
         if !is_app_path(cfg, path_bytes) {
             continue;
         }
@@ -402,8 +414,8 @@ unsafe fn inspect_frames_body(dc: *const rb_debug_inspector_t, data: *mut c_void
         kept += 1;
         let iseq_label = if f.iseq != 0 {
             // A live iseq from the inspector's list (held by it for this call).
-            let label = crate::labels::iseq_label(gvl, f.iseq, None);
-            rb::str_new(gvl, &label)
+            let label = crate::capture::labels::iseq_label(gvl, f.iseq, None);
+            ffi::str_new(gvl, &label)
         } else {
             NIL
         };

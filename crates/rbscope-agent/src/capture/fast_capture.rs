@@ -10,7 +10,7 @@
 //! start agrees with `rb_profile_frames`; otherwise the agent uses the debug inspector
 //! (capture.rs) and says so.
 
-use crate::rb::{self, Gvl, NIL};
+use crate::ffi::{self, Gvl, NIL};
 use rb_sys::{rb_thread_current, VALUE};
 use rbscope_vm::frames;
 use rbscope_vm::{Layout, LocalMemory, Memory, RawFrame};
@@ -61,8 +61,8 @@ pub fn verified_layout(gvl: Gvl) -> Result<&'static Layout, String> {
 }
 
 fn check_layout(gvl: Gvl) -> Result<&'static Layout, String> {
-    let version = rb::const_at(gvl, "RUBY_VERSION")
-        .and_then(|v| rb::to_string(gvl, v))
+    let version = ffi::const_at(gvl, "RUBY_VERSION")
+        .and_then(|v| ffi::to_string(gvl, v))
         .unwrap_or_default();
     let layout = Layout::for_version(&version).ok_or_else(|| {
         format!(
@@ -117,7 +117,7 @@ fn self_test(gvl: Gvl, layout: &Layout) -> Result<(), String> {
         }
         // SAFETY: `frame` is a frame object rb_profile_frames just returned.
         let p = unsafe { rb_sys::rb_profile_frame_path(frame) };
-        theirs.push((rb::to_string(gvl, p).unwrap_or_default(), line as i64));
+        theirs.push((ffi::to_string(gvl, p).unwrap_or_default(), line as i64));
     }
     // Code run by `rb_eval_string` from C (how `rbscope inject` starts the agent) has the path
     // "eval" in its iseq, while rb_profile_frames names the file of the code it interrupted:
@@ -146,7 +146,7 @@ pub(crate) fn iseq_string(
 ) -> String {
     // SAFETY: iseq is a live iseq; these accessors only read its location fields.
     let s = unsafe { f(iseq) };
-    rb::to_string(gvl, s).unwrap_or_default()
+    ffi::to_string(gvl, s).unwrap_or_default()
 }
 
 /// Initial room of a slot, in words (enough for about a hundred frames).
@@ -214,7 +214,7 @@ unsafe fn copy_stack(l: &Layout, ec: usize, out: *mut VALUE, cap: usize) -> Opti
             put(len + 1, fix(pos));
             // SAFETY: as above.
             put(len + 2, unsafe { rd(cfp + l.cfp_self) } as VALUE);
-            put(len + 3, rb::FALSE);
+            put(len + 3, ffi::FALSE);
             put(len + 4, fix(cfp));
             put(len + 5, fix(ep));
             len += FRAME_HEADER;
@@ -264,12 +264,12 @@ unsafe fn copy_stack(l: &Layout, ec: usize, out: *mut VALUE, cap: usize) -> Opti
             if len + FRAME_HEADER > cap {
                 return None;
             }
-            put(len, rb::FALSE);
+            put(len, ffi::FALSE);
             put(len + 1, fix(0));
             // SAFETY: cfp lies inside this thread's control-frame area.
             put(len + 2, unsafe { rd(cfp + l.cfp_self) } as VALUE);
             let me = frames::method_entry_at(&LocalMemory, ep, true).unwrap_or(0);
-            put(len + 3, if me == 0 { rb::FALSE } else { me as VALUE });
+            put(len + 3, if me == 0 { ffi::FALSE } else { me as VALUE });
             put(len + 4, fix(cfp));
             put(len + 5, fix(ep));
             put(len + 6, fix(0));
@@ -328,14 +328,14 @@ pub fn decode(words: &[VALUE]) -> Vec<FastFrame> {
     let mut out = Vec::new();
     let mut ruby_frames = 0;
     let mut i = 0;
-    let fix = |v: Option<&VALUE>| v.and_then(|v| rb::fixnum(*v)).unwrap_or(-1);
+    let fix = |v: Option<&VALUE>| v.and_then(|v| ffi::fixnum(*v)).unwrap_or(-1);
     while i + FRAME_HEADER <= words.len() {
         let nlevels = fix(words.get(i + 6));
         if nlevels < 0 {
             break;
         }
-        let word = |k: usize| words.get(i + k).copied().unwrap_or(rb::NIL);
-        let cfunc = word(0) == rb::FALSE;
+        let word = |k: usize| words.get(i + k).copied().unwrap_or(ffi::NIL);
+        let cfunc = word(0) == ffi::FALSE;
         let mut f = FastFrame {
             index: ruby_frames,
             cfunc,
@@ -383,7 +383,7 @@ pub fn frame_text(gvl: Gvl, f: &FastFrame) -> FrameText {
     let abs = unsafe { rb_iseq_realpath(f.iseq) };
     FrameText {
         path: iseq_string(gvl, f.iseq, rb_iseq_path),
-        abs_path: rb::to_string(gvl, abs),
+        abs_path: ffi::to_string(gvl, abs),
         label: iseq_string(gvl, f.iseq, rb_iseq_label),
         base_label: iseq_string(gvl, f.iseq, rb_iseq_base_label),
         lineno,
@@ -393,19 +393,19 @@ pub fn frame_text(gvl: Gvl, f: &FastFrame) -> FrameText {
 /// The name a method entry was called by (`called_id`), e.g. the name given to
 /// `define_method`.
 pub fn called_name(gvl: Gvl, me: VALUE) -> Option<String> {
-    if me == rb::FALSE || me == 0 {
+    if me == ffi::FALSE || me == 0 {
         return None;
     }
     // SAFETY: `me` is a live method entry (kept by the ring); called_id follows flags,
     // defined_class and def in rb_callable_method_entry_t (3.1 to 4.0).
     let id = LocalMemory.read_word(me as usize + 24).ok()?;
-    rb::id_name(gvl, id as _)
+    ffi::id_name(gvl, id as _)
 }
 
 /// The class the inspector would report for a frame: the method entry's defined class, with
 /// an included module's iclass resolved to the module and a singleton class to its object.
 pub fn frame_class(gvl: Gvl, me: VALUE) -> VALUE {
-    if me == rb::FALSE || me == 0 {
+    if me == ffi::FALSE || me == 0 {
         return NIL;
     }
     let Ok(klass) = LocalMemory.read_word(me as usize + 8) else {
@@ -415,13 +415,13 @@ pub fn frame_class(gvl: Gvl, me: VALUE) -> VALUE {
     if klass == 0 {
         return NIL;
     }
-    match rb::type_of(gvl, klass) {
+    match ffi::type_of(gvl, klass) {
         rb_sys::ruby_value_type::RUBY_T_ICLASS => {
             // SAFETY: an iclass's RBasic klass is the module it stands for.
             unsafe { (*(klass as *const rb_sys::RBasic)).klass }
         }
-        rb_sys::ruby_value_type::RUBY_T_CLASS if rb::is_singleton_class(gvl, klass) => {
-            rb::attached_object(gvl, klass)
+        rb_sys::ruby_value_type::RUBY_T_CLASS if ffi::is_singleton_class(gvl, klass) => {
+            ffi::attached_object(gvl, klass)
         }
         _ => klass,
     }
@@ -505,7 +505,7 @@ pub fn locals(gvl: Gvl, layout: &Layout, f: &FastFrame) -> Vec<(String, VALUE)> 
             if unsafe { rb_sys::rb_is_local_id(*id as _) } == 0 {
                 continue;
             }
-            let Some(name) = rb::id_name(gvl, *id as _) else {
+            let Some(name) = ffi::id_name(gvl, *id as _) else {
                 continue;
             };
             if !out.iter().any(|(n, _)| *n == name) {

@@ -6,18 +6,28 @@
 //! each session keeps (classes its method names refer to, threads, TracePoints), so no address
 //! a session knows can be reused while it lives.
 
-use crate::guard::{self, Feature};
-use crate::marker::MarkerType;
-use crate::rb::{self, Gvl, NIL};
-use crate::trace_hooks::Installed;
-use crate::trace_session::{method_label, Session};
-use crate::trace_values;
+pub(crate) mod agent_thread;
+pub(crate) mod control;
+pub(crate) mod live_eval;
+pub(crate) mod live_memory;
+pub(crate) mod live_stacks;
+pub(crate) mod trace;
+pub(crate) mod trace_clock;
+pub(crate) mod trace_hooks;
+pub(crate) mod trace_session;
+pub(crate) mod trace_values;
+
+use crate::ffi::guard::{self, Feature};
+use crate::ffi::marker::MarkerType;
+use crate::ffi::{self, Gvl, NIL};
 use rb_sys::VALUE;
 use rbscope_proto::TraceStarted;
 use rbscope_trace::selector::{Kind, Root, Selector};
 use std::cell::UnsafeCell;
 use std::sync::Arc;
 use std::time::Instant;
+use trace_hooks::Installed;
+use trace_session::{method_label, Session};
 
 /// What a client asked to trace.
 pub struct Plan {
@@ -101,43 +111,43 @@ fn install(gvl: Gvl, session: &Arc<Session>, plan: &Plan) -> Result<Installing, 
     let mut skipped = Vec::new();
     let mut waiting = Vec::new();
     if !plan.selectors.is_empty() {
-        let live = rb::const_at(gvl, "Rbscope::Live")
+        let live = ffi::const_at(gvl, "Rbscope::Live")
             .ok_or("the rbscope gem's Ruby half (rbscope/live) is not loaded in this process")?;
-        let list = rb::array_new(gvl);
+        let list = ffi::array_new(gvl);
         for (i, s) in plan.selectors.iter().enumerate() {
-            let args = rb::array_new(gvl);
+            let args = ffi::array_new(gvl);
             for c in &s.captures {
                 if let Root::Arg(name) = &c.root {
-                    rb::array_push(gvl, args, rb::str_new(gvl, name));
+                    ffi::array_push(gvl, args, ffi::str_new(gvl, name));
                 }
             }
-            let opt = |v: &Option<String>| v.as_deref().map_or(NIL, |s| rb::str_new(gvl, s));
+            let opt = |v: &Option<String>| v.as_deref().map_or(NIL, |s| ffi::str_new(gvl, s));
             let kind = match s.kind {
                 Kind::Instance => "instance",
                 Kind::Singleton => "singleton",
                 Kind::Anywhere => "anywhere",
             };
-            let entry = rb::array_new(gvl);
+            let entry = ffi::array_new(gvl);
             for v in [
                 rb_sys::LONG2NUM(i as _),
-                rb::str_new(gvl, &s.describe()),
+                ffi::str_new(gvl, &s.describe()),
                 opt(&s.owner),
-                rb::str_new(gvl, kind),
+                ffi::str_new(gvl, kind),
                 opt(&s.method),
                 args,
-                if s.optional { rb::TRUE } else { rb::FALSE },
+                if s.optional { ffi::TRUE } else { ffi::FALSE },
             ] {
-                rb::array_push(gvl, entry, v);
+                ffi::array_push(gvl, entry, v);
             }
-            rb::array_push(gvl, list, entry);
+            ffi::array_push(gvl, list, entry);
         }
-        let flag = |b: bool| if b { rb::TRUE } else { rb::FALSE };
-        let answer = rb::call(
+        let flag = |b: bool| if b { ffi::TRUE } else { ffi::FALSE };
+        let answer = ffi::call(
             gvl,
             live,
             "install",
             &[
-                rb::u64_value(gvl, session.id),
+                ffi::u64_value(gvl, session.id),
                 list,
                 flag(plan.firehose),
                 flag(plan.wait_for_code),
@@ -145,19 +155,19 @@ fn install(gvl: Gvl, session: &Arc<Session>, plan: &Plan) -> Result<Installing, 
         )
         .map_err(|_| "installing the selectors raised inside the app".to_string())?;
         // [ok, hooked, skipped] or [false, message]
-        let parts = rb::array_items(gvl, answer);
-        if parts.first().copied() != Some(rb::TRUE) {
+        let parts = ffi::array_items(gvl, answer);
+        if parts.first().copied() != Some(ffi::TRUE) {
             return Err(parts
                 .get(1)
-                .and_then(|v| rb::to_string(gvl, *v))
+                .and_then(|v| ffi::to_string(gvl, *v))
                 .unwrap_or_else(|| "the selectors could not be installed".into()));
         }
         for (i, out) in [(1, &mut hooked), (2, &mut skipped), (3, &mut waiting)] {
             if let Some(v) = parts.get(i) {
                 out.extend(
-                    rb::array_items(gvl, *v)
+                    ffi::array_items(gvl, *v)
                         .into_iter()
-                        .filter_map(|s| rb::to_string(gvl, s)),
+                        .filter_map(|s| ffi::to_string(gvl, s)),
                 );
             }
         }
@@ -187,24 +197,24 @@ pub fn retry(gvl: Gvl, id: u64) {
             .find(|l| l.session.id == id)
             .map(|l| l.session.clone())
     });
-    let (Some(session), Some(live)) = (session, rb::const_at(gvl, "Rbscope::Live")) else {
+    let (Some(session), Some(live)) = (session, ffi::const_at(gvl, "Rbscope::Live")) else {
         return;
     };
-    let Ok(answer) = rb::call(gvl, live, "retry", &[rb::u64_value(gvl, id)]) else {
+    let Ok(answer) = ffi::call(gvl, live, "retry", &[ffi::u64_value(gvl, id)]) else {
         return;
     };
     // [hooked now, still waiting]
-    let parts = rb::array_items(gvl, answer);
+    let parts = ffi::array_items(gvl, answer);
     for label in parts
         .first()
-        .map(|v| rb::array_items(gvl, *v))
+        .map(|v| ffi::array_items(gvl, *v))
         .unwrap_or_default()
     {
-        if let Some(text) = rb::to_string(gvl, label) {
+        if let Some(text) = ffi::to_string(gvl, label) {
             session.note(&format!("now tracing {text}"));
         }
     }
-    let still = parts.get(1).and_then(|v| rb::fixnum(*v)).unwrap_or(0);
+    let still = parts.get(1).and_then(|v| ffi::fixnum(*v)).unwrap_or(0);
     session
         .waiting
         .store(still > 0, std::sync::atomic::Ordering::Relaxed);
@@ -243,8 +253,8 @@ pub fn detach(gvl: Gvl, id: u64) {
         installed.remove(gvl, s);
         Ok(())
     });
-    if let Some(live) = rb::const_at(gvl, "Rbscope::Live") {
-        let _ = rb::call(gvl, live, "uninstall", &[rb::u64_value(gvl, id)]);
+    if let Some(live) = ffi::const_at(gvl, "Rbscope::Live") {
+        let _ = ffi::call(gvl, live, "uninstall", &[ffi::u64_value(gvl, id)]);
     }
     let gone = with_table(gvl, |t| {
         t.iter()
@@ -289,7 +299,7 @@ pub fn hook_method(
         .iter()
         .map(|c| trace_values::compile(gvl, c))
         .collect();
-    let label = method_label(gvl, owner, rb_sys::ID2SYM(rb::intern(gvl, name)));
+    let label = method_label(gvl, owner, rb_sys::ID2SYM(ffi::intern(gvl, name)));
     let l = label.clone();
     update(gvl, id, move |installed, gvl, s| {
         installed.method(gvl, s, um, l, filter, captures)

@@ -10,9 +10,9 @@
 //! handler, finalizer or IO buffer of the app runs in it. The client's connection thread reads
 //! the pipe and reaps the child.
 
-use crate::guard::{self, Feature};
-use crate::heap_walk;
-use crate::rb::{self, Gvl};
+use crate::ffi::guard::{self, Feature};
+use crate::ffi::{self, Gvl};
+use crate::heap::heap_walk;
 use rbscope_proto::{AgentMessage, HeapCensus, HeapDumpRequest, HeapDumpResult};
 use std::ffi::CString;
 use std::fs::File;
@@ -135,7 +135,7 @@ fn dump(gvl: Gvl, req: &HeapDumpRequest) -> Outcome {
     if req.gc {
         let t = Instant::now();
         // SAFETY: GVL held (token); a full GC is what GC.start does.
-        let _ = rb::protect(gvl, || unsafe { rb_sys::rb_gc_start() });
+        let _ = ffi::protect(gvl, || unsafe { rb_sys::rb_gc_start() });
         gc_us = t.elapsed().as_micros() as u64;
     }
     heap_walk::prepare();
@@ -364,7 +364,7 @@ fn count(gvl: Gvl, names: &[String]) -> AgentMessage {
             if real == 0 {
                 continue;
             }
-            let name = rb::class_path(gvl, real);
+            let name = ffi::class_path(gvl, real);
             let wanted = names.is_empty()
                 || names.iter().any(|w| {
                     name == *w
@@ -380,7 +380,7 @@ fn count(gvl: Gvl, names: &[String]) -> AgentMessage {
         classes.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         (c.objects, by_type, classes)
     });
-    if crate::guard::is_off(crate::guard::Feature::Heap) {
+    if crate::ffi::guard::is_off(crate::ffi::guard::Feature::Heap) {
         return AgentMessage::Error(
             "an internal error stopped the heap count; heap features are off in this process (rbscope doctor -p PID says why)".into(),
         );
@@ -401,7 +401,7 @@ fn track(gvl: Gvl, on: bool) -> AgentMessage {
         Err(_) => return AgentMessage::Error("internal: bad feature name".into()),
     };
     // SAFETY: GVL held (token); rb_require raises on failure, which protect catches.
-    if rb::protect(gvl, || unsafe { rb_sys::rb_require(feature.as_ptr()) }).is_err() {
+    if ffi::protect(gvl, || unsafe { rb_sys::rb_require(feature.as_ptr()) }).is_err() {
         return AgentMessage::Error("cannot load objspace (Ruby's ext/objspace)".into());
     }
     let method = if on {
@@ -409,10 +409,10 @@ fn track(gvl: Gvl, on: bool) -> AgentMessage {
     } else {
         "trace_object_allocations_stop"
     };
-    let Some(objspace) = rb::const_at(gvl, "ObjectSpace") else {
+    let Some(objspace) = ffi::const_at(gvl, "ObjectSpace") else {
         return AgentMessage::Error("ObjectSpace is not defined".into());
     };
-    if rb::call(gvl, objspace, method, &[]).is_err() {
+    if ffi::call(gvl, objspace, method, &[]).is_err() {
         return AgentMessage::Error(format!("ObjectSpace.{method} failed"));
     }
     TRACKING.store(on, Ordering::Release);

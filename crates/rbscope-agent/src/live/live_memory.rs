@@ -5,21 +5,21 @@
 //! objects), the heap page size, and glibc's malloc figures (`mallinfo2`, read from this thread:
 //! they are process-wide). The CLI adds what the kernel says about the process.
 
-use crate::rb::{self, Gvl};
+use crate::ffi::{self, Gvl};
 use rbscope_proto::{AgentMessage, MemoryReport};
 use std::time::Instant;
 
 /// `recv.name` as [key, value] pairs with integer values (a Hash's `to_a`).
 fn pairs(gvl: Gvl, hash: rb_sys::VALUE) -> Vec<(String, i64)> {
-    let Ok(list) = rb::call(gvl, hash, "to_a", &[]) else {
+    let Ok(list) = ffi::call(gvl, hash, "to_a", &[]) else {
         return Vec::new();
     };
-    rb::array_items(gvl, list)
+    ffi::array_items(gvl, list)
         .into_iter()
         .filter_map(|pair| {
-            let kv = rb::array_items(gvl, pair);
-            let key = rb::symbol_name(gvl, *kv.first()?)?;
-            let value = rb::fixnum(*kv.get(1)?)?;
+            let kv = ffi::array_items(gvl, pair);
+            let key = ffi::symbol_name(gvl, *kv.first()?)?;
+            let value = ffi::fixnum(*kv.get(1)?)?;
             Some((key, value))
         })
         .collect()
@@ -47,15 +47,15 @@ fn malloc_figures() -> Vec<(String, u64)> {
 
 pub fn read(gvl: Gvl) -> AgentMessage {
     let started = Instant::now();
-    let gc = rb::const_at(gvl, "GC")
-        .and_then(|g| rb::call(gvl, g, "stat", &[]).ok())
+    let gc = ffi::const_at(gvl, "GC")
+        .and_then(|g| ffi::call(gvl, g, "stat", &[]).ok())
         .map(|h| pairs(gvl, h))
         .unwrap_or_default();
-    let objects = rb::const_at(gvl, "ObjectSpace")
-        .and_then(|o| rb::call(gvl, o, "count_objects", &[]).ok())
+    let objects = ffi::const_at(gvl, "ObjectSpace")
+        .and_then(|o| ffi::call(gvl, o, "count_objects", &[]).ok())
         .map(|h| pairs(gvl, h))
         .unwrap_or_default();
-    let constants = rb::const_at(gvl, "GC::INTERNAL_CONSTANTS")
+    let constants = ffi::const_at(gvl, "GC::INTERNAL_CONSTANTS")
         .map(|h| pairs(gvl, h))
         .unwrap_or_default();
     let constant = |name: &str| constants.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
@@ -63,9 +63,9 @@ pub fn read(gvl: Gvl) -> AgentMessage {
         .or_else(|| Some(constant("HEAP_PAGE_OBJ_LIMIT")? * constant("RVALUE_SIZE")?))
         .unwrap_or(0)
         .max(0) as u64;
-    let threads = rb::const_at(gvl, "Thread")
-        .and_then(|t| rb::call(gvl, t, "list", &[]).ok())
-        .map(|l| rb::array_items(gvl, l).len() as u64)
+    let threads = ffi::const_at(gvl, "Thread")
+        .and_then(|t| ffi::call(gvl, t, "list", &[]).ok())
+        .map(|l| ffi::array_items(gvl, l).len() as u64)
         .unwrap_or(0);
     if gc.is_empty() {
         return AgentMessage::Error("GC.stat could not be read".into());

@@ -10,9 +10,9 @@
 //! is borrowed, so the mark function (which runs inside GC, also under the GVL) never sees a
 //! slot half-written.
 
-use crate::guard::{self, Feature};
-use crate::marker::MarkerType;
-use crate::rb::Gvl;
+use crate::ffi::guard::{self, Feature};
+use crate::ffi::marker::MarkerType;
+use crate::ffi::Gvl;
 use rb_sys::{rb_gc_mark, VALUE};
 use std::cell::UnsafeCell;
 use std::ffi::c_void;

@@ -9,9 +9,9 @@
 //! (agent_thread.rs); a trace's events are drained from its ring (trace.rs's hooks fill it)
 //! and written to the client here, so a slow client only ever loses events.
 
-use crate::agent_thread::{Work, WorkQueue};
 use crate::counters::{bump, Counters};
-use crate::guard::{self, Feature};
+use crate::ffi::guard::{self, Feature};
+use crate::live::agent_thread::{Work, WorkQueue};
 use rbscope_proto::{
     mismatch_advice, paths, read_frame, write_frame, AgentMessage, AgentStatus, ClientMessage,
     EvalRequest, EvalResult, FrameError, Welcome, PROTOCOL_VERSION,
@@ -90,7 +90,7 @@ impl ControlServer {
                     Feature::Trace,
                     "calibrating the trace clock",
                     (),
-                    crate::trace_clock::calibrate,
+                    crate::live::trace_clock::calibrate,
                 )
             });
         Ok(ControlServer { path, fd, stop })
@@ -244,20 +244,22 @@ fn handle(mut stream: UnixStream, source: &StatusSource) -> Result<(), FrameErro
             }),
             ClientMessage::Hello(_) => AgentMessage::Error("already said hello".into()),
             ClientMessage::Stacks { wait_ms } => stacks(source, wait_ms),
-            ClientMessage::Trace(req) => return crate::trace::serve(stream, source, req),
+            ClientMessage::Trace(req) => return crate::live::trace::serve(stream, source, req),
             ClientMessage::Detach => AgentMessage::Error("nothing is being traced".into()),
             ClientMessage::Eval(req) => eval(source, req, &mut stream),
             ClientMessage::Cancel => AgentMessage::Error("no eval is running".into()),
             ClientMessage::Memory { wait_ms } => memory(source, wait_ms),
             ClientMessage::HeapDump(req) => {
                 let wait = req.wait_ms;
-                heap(source, wait, crate::live_heap::Job::Dump(req))
+                heap(source, wait, crate::heap::live_heap::Job::Dump(req))
             }
-            ClientMessage::HeapCount(req) => {
-                heap(source, req.wait_ms, crate::live_heap::Job::Count(req.names))
-            }
+            ClientMessage::HeapCount(req) => heap(
+                source,
+                req.wait_ms,
+                crate::heap::live_heap::Job::Count(req.names),
+            ),
             ClientMessage::HeapTrack { on, wait_ms } => {
-                heap(source, wait_ms, crate::live_heap::Job::Track(on))
+                heap(source, wait_ms, crate::heap::live_heap::Job::Track(on))
             }
         };
         write_frame(&mut stream, &reply)?;
@@ -338,18 +340,18 @@ fn eval(source: &StatusSource, req: EvalRequest, stream: &mut UnixStream) -> Age
     };
     bump(&source.counters.evals_run);
     let timeout = Duration::from_millis(u64::from(req.timeout_ms.clamp(1, 86_400_000)));
-    let (token, answer) = crate::live_eval::register();
+    let (token, answer) = crate::live::live_eval::register();
     let Some(ticket) = queue.submit(Work::Eval {
         token,
         code: req.code,
         binding: req.binding,
     }) else {
-        crate::live_eval::forget(token);
+        crate::live::live_eval::forget(token);
         return AgentMessage::Busy(QUEUE_FULL.into());
     };
     let deadline = Instant::now() + timeout;
     let stopped = |why: String| {
-        crate::live_eval::forget(token);
+        crate::live::live_eval::forget(token);
         let _ = queue.offer(Work::CancelEval { token });
         AgentMessage::Evaluated(EvalResult {
             ok: false,
@@ -397,7 +399,7 @@ fn eval(source: &StatusSource, req: EvalRequest, stream: &mut UnixStream) -> Age
 
 /// A heap job on the agent's Ruby thread; a dump written by a forked child is waited for here
 /// (this connection's thread), however long it takes, without holding the VM.
-fn heap(source: &StatusSource, wait_ms: u32, job: crate::live_heap::Job) -> AgentMessage {
+fn heap(source: &StatusSource, wait_ms: u32, job: crate::heap::live_heap::Job) -> AgentMessage {
     ask_then(
         source,
         wait_ms,
@@ -407,8 +409,8 @@ fn heap(source: &StatusSource, wait_ms: u32, job: crate::live_heap::Job) -> Agen
             reply,
         },
         |outcome| match outcome {
-            crate::live_heap::Outcome::Done(message) => message,
-            crate::live_heap::Outcome::Forked(child) => crate::live_heap::finish(child),
+            crate::heap::live_heap::Outcome::Done(message) => message,
+            crate::heap::live_heap::Outcome::Forked(child) => crate::heap::live_heap::finish(child),
         },
     )
 }

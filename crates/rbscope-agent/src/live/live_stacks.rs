@@ -4,8 +4,8 @@
 //! `Rbscope.backtrace(thread)` gives (backtrace.rs); thread facts come from Thread's own
 //! methods (called as Thread's, so an app subclass cannot intercept them).
 
-use crate::backtrace;
-use crate::rb::{self, Gvl};
+use crate::capture::backtrace;
+use crate::ffi::{self, Gvl};
 use magnus::Ruby;
 use rb_sys::VALUE;
 use rbscope_proto::{AgentMessage, Stacks, ThreadStack};
@@ -17,16 +17,16 @@ pub fn read(gvl: Gvl, asked: Instant) -> AgentMessage {
     let Ok(ruby) = Ruby::get() else {
         return AgentMessage::Error("the agent thread cannot reach the Ruby VM".into());
     };
-    let Some(thread_class) = rb::const_at(gvl, "Thread") else {
+    let Some(thread_class) = ffi::const_at(gvl, "Thread") else {
         return AgentMessage::Error("Thread is not defined".into());
     };
-    let Ok(list) = rb::call(gvl, thread_class, "list", &[]) else {
+    let Ok(list) = ffi::call(gvl, thread_class, "list", &[]) else {
         return AgentMessage::Error("Thread.list failed".into());
     };
     // SAFETY: GVL held; these return the running and the main Thread objects.
     let (me, main) = unsafe { (rb_sys::rb_thread_current(), rb_sys::rb_thread_main()) };
     let mut threads = Vec::new();
-    for th in rb::array_items(gvl, list) {
+    for th in ffi::array_items(gvl, list) {
         if th == me {
             continue;
         }
@@ -37,12 +37,12 @@ pub fn read(gvl: Gvl, asked: Instant) -> AgentMessage {
             }
         };
         threads.push(ThreadStack {
-            name: rb::core_call(gvl, "Thread", "name", th, &[])
+            name: ffi::core_call(gvl, "Thread", "name", th, &[])
                 .ok()
-                .and_then(|n| rb::to_string(gvl, n)),
-            tid: rb::core_call(gvl, "Thread", "native_thread_id", th, &[])
+                .and_then(|n| ffi::to_string(gvl, n)),
+            tid: ffi::core_call(gvl, "Thread", "native_thread_id", th, &[])
                 .ok()
-                .and_then(rb::fixnum)
+                .and_then(ffi::fixnum)
                 .map(|t| own_tid(t as i32, th == main)),
             status: status(gvl, th),
             main: th == main,
@@ -60,9 +60,9 @@ pub fn read(gvl: Gvl, asked: Instant) -> AgentMessage {
 
 /// `Thread#status` in the words `rbscope stacks` uses for threads read from outside.
 fn status(gvl: Gvl, th: VALUE) -> String {
-    let s = rb::core_call(gvl, "Thread", "status", th, &[])
+    let s = ffi::core_call(gvl, "Thread", "status", th, &[])
         .ok()
-        .and_then(|v| rb::to_string(gvl, v));
+        .and_then(|v| ffi::to_string(gvl, v));
     match s.as_deref() {
         Some("run") => "running",
         Some("sleep") => "sleeping",

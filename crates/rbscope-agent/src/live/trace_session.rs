@@ -13,8 +13,8 @@
 //! measured time of captured values. Returns whose call was not seen (the trace began inside
 //! them) are not reported, so the stream is balanced per thread.
 
-use crate::rb::{self, Gvl};
-use crate::trace_clock::Clock;
+use crate::ffi::{self, Gvl};
+use crate::live::trace_clock::Clock;
 use rb_sys::{ruby_value_type, VALUE};
 use rbscope_trace::events;
 use rbscope_trace::ring::ByteRing;
@@ -228,7 +228,7 @@ impl Session {
                 None => IGNORED,
             };
             st.methods.insert(key, id);
-            if klass != 0 && klass != rb::NIL {
+            if klass != 0 && klass != ffi::NIL {
                 st.marks.push(klass);
             }
             (id != IGNORED).then_some(id)
@@ -404,20 +404,20 @@ fn announce(ring: &ByteRing, st: &mut HookState, ti: usize, method: u32) {
 
 /// `Foo#bar`, `Foo.bar` (a module's singleton method), `#<Class:...>#bar` otherwise.
 pub fn method_label(gvl: Gvl, klass: VALUE, mid: VALUE) -> String {
-    let name = rb::symbol_name(gvl, mid).unwrap_or_else(|| "?".into());
-    if klass == 0 || klass == rb::NIL {
+    let name = ffi::symbol_name(gvl, mid).unwrap_or_else(|| "?".into());
+    if klass == 0 || klass == ffi::NIL {
         return name;
     }
-    if rb::is_singleton_class(gvl, klass) {
-        let attached = rb::attached_object(gvl, klass);
+    if ffi::is_singleton_class(gvl, klass) {
+        let attached = ffi::attached_object(gvl, klass);
         if matches!(
-            rb::type_of(gvl, attached),
+            ffi::type_of(gvl, attached),
             ruby_value_type::RUBY_T_CLASS | ruby_value_type::RUBY_T_MODULE
         ) {
-            return format!("{}.{name}", rb::class_path(gvl, attached));
+            return format!("{}.{name}", ffi::class_path(gvl, attached));
         }
     }
-    format!("{}#{name}", rb::class_path(gvl, klass))
+    format!("{}#{name}", ffi::class_path(gvl, klass))
 }
 
 /// The current thread's name and OS thread id, read without calling Ruby (a hook that calls

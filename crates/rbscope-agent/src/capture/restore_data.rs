@@ -15,7 +15,7 @@
 //! value  = nil | true | false | Integer | Float | Symbol | [ref_index] | [:redacted, why] | [:cut, why]
 //! ```
 
-use crate::rb::{self, Gvl, NIL};
+use crate::ffi::{self, Gvl, NIL};
 use rb_sys::{
     rb_ary_new_capa, rb_ary_push, rb_enc_associate_index, rb_enc_find_index, rb_float_new,
     rb_ll2inum, rb_str_new, rb_utf8_str_new, VALUE,
@@ -79,14 +79,14 @@ impl Builder {
     }
 
     fn sym(&self, name: &str) -> VALUE {
-        rb_sys::ID2SYM(rb::intern(self.gvl, name))
+        rb_sys::ID2SYM(ffi::intern(self.gvl, name))
     }
 
     fn bool(&self, b: bool) -> VALUE {
         if b {
-            rb::TRUE
+            ffi::TRUE
         } else {
-            rb::FALSE
+            ffi::FALSE
         }
     }
 
@@ -111,8 +111,8 @@ impl Builder {
     fn value(&self, v: &Value) -> VALUE {
         match v {
             Value::Nil => NIL,
-            Value::True => rb::TRUE,
-            Value::False => rb::FALSE,
+            Value::True => ffi::TRUE,
+            Value::False => ffi::FALSE,
             Value::Integer(i) => self.int(*i),
             Value::BigInteger(s) => match CString::new(s.as_str()) {
                 // SAFETY: a NUL-terminated decimal string; badcheck 0 never raises.

@@ -11,8 +11,8 @@
 //! application subclass cannot intercept the call.
 
 use crate::config::Config;
-use crate::guard::{self, Feature};
-use crate::rb::{self, Gvl, NIL};
+use crate::ffi::guard::{self, Feature};
+use crate::ffi::{self, Gvl, NIL};
 use rb_sys::{ruby_value_type as T, VALUE, *};
 use rbscope_snapshot::{CaptureStats, CutReason, Object, ObjectKind, Value};
 use std::collections::{HashMap, VecDeque};
@@ -66,7 +66,7 @@ struct Classes {
 
 impl<'a> Walker<'a> {
     pub fn new(gvl: Gvl, cfg: &'a Config, magic: &'a AddrMap<String>) -> Self {
-        let find = |p: &str| rb::const_at(gvl, p).unwrap_or(0);
+        let find = |p: &str| ffi::const_at(gvl, p).unwrap_or(0);
         Walker {
             gvl,
             cfg,
@@ -115,8 +115,8 @@ impl<'a> Walker<'a> {
         let gvl = self.gvl;
         match v {
             _ if v == NIL => return Value::Nil,
-            _ if v == rb::TRUE => return Value::True,
-            _ if v == rb::FALSE => return Value::False,
+            _ if v == ffi::TRUE => return Value::True,
+            _ if v == ffi::FALSE => return Value::False,
             _ => {}
         }
         if FIXNUM_P(v) {
@@ -130,19 +130,23 @@ impl<'a> Walker<'a> {
         }
         // SAFETY: as above.
         if unsafe { RB_SYMBOL_P(v) } {
-            return Value::Symbol(rb::symbol_name(gvl, v).unwrap_or_default());
+            return Value::Symbol(ffi::symbol_name(gvl, v).unwrap_or_default());
         }
         if SPECIAL_CONST_P(v) {
             return Value::Cut(CutReason::Error);
         }
-        if rb::type_of(gvl, v) == T::RUBY_T_BIGNUM {
+        if ffi::type_of(gvl, v) == T::RUBY_T_BIGNUM {
             // SAFETY: v is a Bignum.
             let s = unsafe { rb_big2str(v, 10) };
-            return Value::BigInteger(rb::to_string(gvl, s).unwrap_or_default());
+            return Value::BigInteger(ffi::to_string(gvl, s).unwrap_or_default());
         }
-        if rb::type_of(gvl, v) == T::RUBY_T_STRING {
+        if ffi::type_of(gvl, v) == T::RUBY_T_STRING {
             // SAFETY: v is a String; only its bytes are read.
-            if let Some(why) = self.cfg.redaction.secret_value(unsafe { rb::str_bytes(v) }) {
+            if let Some(why) = self
+                .cfg
+                .redaction
+                .secret_value(unsafe { ffi::str_bytes(v) })
+            {
                 self.stats.redacted += 1;
                 return Value::Redacted(why.into());
             }
@@ -191,7 +195,7 @@ impl<'a> Walker<'a> {
         let gvl = self.gvl;
         self.class_names
             .entry(klass as usize)
-            .or_insert_with(|| rb::class_path(gvl, klass))
+            .or_insert_with(|| ffi::class_path(gvl, klass))
             .clone()
     }
 
@@ -199,14 +203,14 @@ impl<'a> Walker<'a> {
         let gvl = self.gvl;
         self.id_names
             .entry(id as usize)
-            .or_insert_with(|| rb::id_name(gvl, id))
+            .or_insert_with(|| ffi::id_name(gvl, id))
             .clone()
     }
 
     fn describe(&mut self, v: VALUE, depth: u32) -> Object {
         let class_name = self.class_name(v);
         // SAFETY: v is a live heap object.
-        let frozen = rb::truthy(unsafe { rb_obj_frozen_p(v) });
+        let frozen = ffi::truthy(unsafe { rb_obj_frozen_p(v) });
         if let Some(path) = self.magic.get(&(v as usize)) {
             return Object {
                 class_name,
@@ -236,7 +240,7 @@ impl<'a> Walker<'a> {
 
     fn kind(&mut self, v: VALUE, depth: u32) -> ObjectKind {
         let gvl = self.gvl;
-        match rb::type_of(gvl, v) {
+        match ffi::type_of(gvl, v) {
             T::RUBY_T_STRING => self.string(v),
             T::RUBY_T_ARRAY => {
                 // SAFETY: v is an Array; we re-read the length each step in case it shrank.
@@ -265,7 +269,7 @@ impl<'a> Walker<'a> {
             T::RUBY_T_HASH => self.hash(v, depth),
             // Range is a Struct inside the VM on 3.1.
             // SAFETY: rb_cRange is set at boot.
-            T::RUBY_T_STRUCT if rb::truthy(unsafe { rb_obj_is_kind_of(v, rb_cRange) }) => {
+            T::RUBY_T_STRUCT if ffi::truthy(unsafe { rb_obj_is_kind_of(v, rb_cRange) }) => {
                 let (mut b, mut e, mut excl) = (NIL, NIL, 0i32);
                 // SAFETY: v is a Range; the out-pointers are valid locals.
                 let ok = unsafe { rb_range_values(v, &mut b, &mut e, &mut excl) } != 0;
@@ -289,10 +293,10 @@ impl<'a> Walker<'a> {
                     None => {
                         // SAFETY: v is a Struct; rb_struct_members returns its member names.
                         let syms =
-                            rb::protect(gvl, || unsafe { rb_struct_members(v) }).unwrap_or(NIL);
-                        let names: Vec<String> = rb::array_items(gvl, syms)
+                            ffi::protect(gvl, || unsafe { rb_struct_members(v) }).unwrap_or(NIL);
+                        let names: Vec<String> = ffi::array_items(gvl, syms)
                             .into_iter()
-                            .map(|s| rb::symbol_name(gvl, s).unwrap_or_default())
+                            .map(|s| ffi::symbol_name(gvl, s).unwrap_or_default())
                             .collect();
                         self.struct_members.insert(klass as usize, names.clone());
                         names
@@ -301,7 +305,7 @@ impl<'a> Walker<'a> {
                 let mut members = Vec::with_capacity(names.len());
                 for (i, name) in names.into_iter().enumerate() {
                     // SAFETY: rb_struct_aref with an in-range index reads the slot directly.
-                    let val = rb::protect(gvl, || unsafe { rb_struct_aref(v, LONG2FIX(i as _)) })
+                    let val = ffi::protect(gvl, || unsafe { rb_struct_aref(v, LONG2FIX(i as _)) })
                         .unwrap_or(NIL);
                     let val = self.named(&name, val, depth);
                     members.push((name, val));
@@ -312,11 +316,11 @@ impl<'a> Walker<'a> {
                 // SAFETY: v is a Regexp: an RRegexp whose `src` is its source String.
                 let src = unsafe { (*(v as *const RRegexp)).src };
                 // SAFETY: as above.
-                let options = rb::protect(gvl, || unsafe { rb_reg_options(v) } as VALUE)
+                let options = ffi::protect(gvl, || unsafe { rb_reg_options(v) } as VALUE)
                     .map(|o| o as u32)
                     .unwrap_or(0);
                 ObjectKind::Regexp {
-                    source: rb::to_string(gvl, src).unwrap_or_default(),
+                    source: ffi::to_string(gvl, src).unwrap_or_default(),
                     options,
                 }
             }
@@ -337,8 +341,8 @@ impl<'a> Walker<'a> {
                 }
             }
             T::RUBY_T_CLASS | T::RUBY_T_MODULE => ObjectKind::Module {
-                name: rb::module_name(gvl, v),
-                is_class: rb::type_of(gvl, v) == T::RUBY_T_CLASS,
+                name: ffi::module_name(gvl, v),
+                is_class: ffi::type_of(gvl, v) == T::RUBY_T_CLASS,
             },
             T::RUBY_T_OBJECT => self.plain_object(v, depth),
             T::RUBY_T_DATA => self.data(v, depth),
@@ -354,7 +358,7 @@ impl<'a> Walker<'a> {
     fn string(&mut self, v: VALUE) -> ObjectKind {
         let gvl = self.gvl;
         // SAFETY: v is a String; its bytes are copied before any other Ruby call.
-        let bytes = unsafe { rb::str_bytes(v) };
+        let bytes = unsafe { ffi::str_bytes(v) };
         let original_len = bytes.len() as u64;
         let take = bytes.len().min(self.cfg.max_string_bytes);
         if take < bytes.len() {
@@ -407,7 +411,7 @@ impl<'a> Walker<'a> {
             total: 0,
         };
         let acc_ptr = &mut acc as *mut Acc as VALUE;
-        let _ = rb::protect(gvl, || {
+        let _ = ffi::protect(gvl, || {
             // SAFETY: v is a Hash; `each` never calls Ruby or allocates Ruby objects.
             unsafe { rb_hash_foreach(v, Some(each), acc_ptr) };
             NIL
@@ -418,10 +422,10 @@ impl<'a> Walker<'a> {
         }
         let mut entries = Vec::with_capacity(pairs.len());
         for (k, val) in pairs {
-            let key_name = match rb::type_of(gvl, k) {
-                T::RUBY_T_STRING => rb::to_string(gvl, k),
+            let key_name = match ffi::type_of(gvl, k) {
+                T::RUBY_T_STRING => ffi::to_string(gvl, k),
                 // Static symbols are immediates: symbol_name checks for both kinds.
-                _ => rb::symbol_name(gvl, k),
+                _ => ffi::symbol_name(gvl, k),
             };
             let key = self.value(k, depth);
             let value = match key_name {
@@ -446,7 +450,7 @@ impl<'a> Walker<'a> {
             default_proc: default_proc
                 .filter(|d| *d != NIL)
                 .map(|d| self.value(d, depth)),
-            compare_by_identity: cbi.map(rb::truthy).unwrap_or(false),
+            compare_by_identity: cbi.map(ffi::truthy).unwrap_or(false),
         }
     }
 
@@ -477,7 +481,7 @@ impl<'a> Walker<'a> {
             total: 0,
         };
         let acc_ptr = &mut acc as *mut Acc as VALUE;
-        let _ = rb::protect(self.gvl, || {
+        let _ = ffi::protect(self.gvl, || {
             // SAFETY: v is a Set (checked by the caller); `each` neither calls Ruby nor
             // allocates Ruby objects, and the members stay alive: GC is paused while a
             // report walks the graph.
@@ -497,12 +501,12 @@ impl<'a> Walker<'a> {
     fn plain_object(&mut self, v: VALUE, depth: u32) -> ObjectKind {
         let gvl = self.gvl;
         // SAFETY: kind_of checks on live objects and loaded classes.
-        let kind_of = |k: VALUE| k != 0 && rb::truthy(unsafe { rb_obj_is_kind_of(v, k) });
+        let kind_of = |k: VALUE| k != 0 && ffi::truthy(unsafe { rb_obj_is_kind_of(v, k) });
         if kind_of(self.classes.set) {
             // Set (Ruby code on 3.1) keeps its members as the keys of @hash.
             // SAFETY: reading an ivar never calls Ruby code.
-            let h = unsafe { rb_ivar_get(v, rb::intern(gvl, "@hash")) };
-            if rb::type_of(gvl, h) == T::RUBY_T_HASH {
+            let h = unsafe { rb_ivar_get(v, ffi::intern(gvl, "@hash")) };
+            if ffi::type_of(gvl, h) == T::RUBY_T_HASH {
                 if let ObjectKind::Hash {
                     entries,
                     original_len,
@@ -520,9 +524,9 @@ impl<'a> Walker<'a> {
         if kind_of(unsafe { rb_eException }) {
             // The message lives in the internal ivar `mesg`; reading it runs no user code.
             // SAFETY: as above.
-            let mesg = unsafe { rb_ivar_get(v, rb::intern(gvl, "mesg")) };
+            let mesg = unsafe { rb_ivar_get(v, ffi::intern(gvl, "mesg")) };
             return ObjectKind::Exception {
-                message: rb::to_string(gvl, mesg).unwrap_or_default(),
+                message: ffi::to_string(gvl, mesg).unwrap_or_default(),
             };
         }
         ObjectKind::Plain
@@ -531,7 +535,7 @@ impl<'a> Walker<'a> {
     fn data(&mut self, v: VALUE, depth: u32) -> ObjectKind {
         let gvl = self.gvl;
         // SAFETY: kind_of checks on live objects and loaded classes.
-        let kind_of = |k: VALUE| k != 0 && rb::truthy(unsafe { rb_obj_is_kind_of(v, k) });
+        let kind_of = |k: VALUE| k != 0 && ffi::truthy(unsafe { rb_obj_is_kind_of(v, k) });
         #[cfg(ruby_gte_4_0)]
         if kind_of(self.classes.set) {
             return self.core_set(v, depth);
@@ -541,7 +545,7 @@ impl<'a> Walker<'a> {
         // SAFETY: rb_cTime etc. are set at boot.
         if kind_of(unsafe { rb_cTime }) {
             // SAFETY: v is a Time; these read its fields without dispatch.
-            let ts = rb::protect(gvl, || {
+            let ts = ffi::protect(gvl, || {
                 let t = unsafe { rb_time_timespec(v) };
                 // Pack into a VALUE-sized pair via a Ruby Array to stay inside protect.
                 // SAFETY: GVL held; a fresh Array filled with the Time's own figures.
@@ -559,13 +563,13 @@ impl<'a> Walker<'a> {
                     unsafe { (RARRAY_AREF(a, 0), RARRAY_AREF(a, 1), RARRAY_AREF(a, 2)) };
                 let num = |x: VALUE| -> i64 {
                     // SAFETY: GVL held; rb_num2ll may raise, which protect catches.
-                    rb::protect(gvl, || unsafe { rb_sys::rb_num2ll(x) as VALUE })
+                    ffi::protect(gvl, || unsafe { rb_sys::rb_num2ll(x) as VALUE })
                         .map(|n| n as i64)
                         .unwrap_or(0)
                 };
                 let utc = self
                     .core_value(v, "Time", "utc?")
-                    .map(rb::truthy)
+                    .map(ffi::truthy)
                     .unwrap_or(false);
                 return ObjectKind::Time {
                     seconds: num(s),
@@ -592,10 +596,10 @@ impl<'a> Walker<'a> {
             }
         }
         // SAFETY: predicates on a live object.
-        if rb::truthy(unsafe { rb_obj_is_proc(v) }) {
+        if ffi::truthy(unsafe { rb_obj_is_proc(v) }) {
             // SAFETY: v is a Proc.
-            let lambda = rb::truthy(unsafe { rb_proc_lambda_p(v) });
-            let arity = rb::protect(gvl, || unsafe { rb_proc_arity(v) } as isize as VALUE)
+            let lambda = ffi::truthy(unsafe { rb_proc_lambda_p(v) });
+            let arity = ffi::protect(gvl, || unsafe { rb_proc_arity(v) } as isize as VALUE)
                 .map(|a| a as isize as i32)
                 .unwrap_or(-1);
             let source_location = self.source_location(v, "Proc");
@@ -606,21 +610,21 @@ impl<'a> Walker<'a> {
             };
         }
         // SAFETY: predicates on a live object.
-        if rb::truthy(unsafe { rb_obj_is_method(v) }) {
+        if ffi::truthy(unsafe { rb_obj_is_method(v) }) {
             // SAFETY: rb_cUnboundMethod is set at boot.
             let unbound = kind_of(unsafe { rb_cUnboundMethod });
             let core = if unbound { "UnboundMethod" } else { "Method" };
             let owner = self
                 .core_value(v, core, "owner")
-                .map(|o| rb::class_path(gvl, o))
+                .map(|o| ffi::class_path(gvl, o))
                 .unwrap_or_default();
             let name = self
                 .core_value(v, core, "name")
-                .and_then(|s| rb::symbol_name(gvl, s))
+                .and_then(|s| ffi::symbol_name(gvl, s))
                 .unwrap_or_default();
             let arity = self
                 .core_value(v, core, "arity")
-                .and_then(rb::fixnum)
+                .and_then(ffi::fixnum)
                 .map(|a| a as i32)
                 .unwrap_or(-1);
             let source_location = self.source_location(v, core);
@@ -646,7 +650,7 @@ impl<'a> Walker<'a> {
     fn source_location(&mut self, v: VALUE, core: &'static str) -> Option<(String, i64)> {
         let gvl = self.gvl;
         let loc = self.core_value(v, core, "source_location")?;
-        if rb::type_of(gvl, loc) != T::RUBY_T_ARRAY {
+        if ffi::type_of(gvl, loc) != T::RUBY_T_ARRAY {
             return None;
         }
         // SAFETY: loc is an Array [path, line].
@@ -662,7 +666,7 @@ impl<'a> Walker<'a> {
         } else {
             0
         };
-        Some((rb::to_string(gvl, p)?, line))
+        Some((ffi::to_string(gvl, p)?, line))
     }
 
     fn ivars(&mut self, v: VALUE, depth: u32) -> Vec<(String, Value)> {
@@ -703,10 +707,10 @@ impl<'a> Walker<'a> {
     fn any_to_s(&self, v: VALUE) -> String {
         // SAFETY: rb_any_to_s builds "#<Class:0x...>" from the class and address only.
         let s = unsafe { rb_any_to_s(v) };
-        rb::to_string(self.gvl, s).unwrap_or_default()
+        ffi::to_string(self.gvl, s).unwrap_or_default()
     }
 
-    /// The core class's own method applied to `v` (see [`rb::core_call`]), with the
+    /// The core class's own method applied to `v` (see [`ffi::core_call`]), with the
     /// UnboundMethod looked up once per walk.
     fn core_value(&mut self, v: VALUE, core: &'static str, name: &'static str) -> Option<VALUE> {
         self.core_value_args(v, core, name, &[])
@@ -723,12 +727,12 @@ impl<'a> Walker<'a> {
         let um = match self.core_methods.get(&(core, name)) {
             Some(um) => *um,
             None => {
-                let um = rb::core_method(gvl, core, name).ok()?;
+                let um = ffi::core_method(gvl, core, name).ok()?;
                 self.core_methods.insert((core, name), um);
                 um
             }
         };
-        rb::bind_call(gvl, um, v, args).ok()
+        ffi::bind_call(gvl, um, v, args).ok()
     }
 
     fn core_call(&mut self, v: VALUE, core: &'static str, name: &'static str) -> Option<String> {
@@ -743,7 +747,7 @@ impl<'a> Walker<'a> {
         args: &[VALUE],
     ) -> Option<String> {
         let s = self.core_value_args(v, core, name, args)?;
-        rb::to_string(self.gvl, s)
+        ffi::to_string(self.gvl, s)
     }
 
     /// Folds the walk's counts into the snapshot's stats and returns them.
@@ -760,7 +764,7 @@ impl<'a> Walker<'a> {
 pub fn magic_roots(gvl: Gvl, paths: &[String]) -> AddrMap<String> {
     let mut map = AddrMap::default();
     for p in paths {
-        if let Some(v) = rb::const_at(gvl, p) {
+        if let Some(v) = ffi::const_at(gvl, p) {
             if !SPECIAL_CONST_P(v) {
                 map.insert(v as usize, p.clone());
             }
@@ -768,13 +772,13 @@ pub fn magic_roots(gvl: Gvl, paths: &[String]) -> AddrMap<String> {
     }
     // Rbscope::MAGIC_ROOTS is a flat [name, object, name, object, ...] Array kept by
     // lib/rbscope.rb, so reading it calls no Ruby method.
-    if let Some(registry) = rb::const_at(gvl, "Rbscope::MAGIC_ROOTS") {
-        for pair in rb::array_items(gvl, registry).chunks(2) {
+    if let Some(registry) = ffi::const_at(gvl, "Rbscope::MAGIC_ROOTS") {
+        for pair in ffi::array_items(gvl, registry).chunks(2) {
             if let [name, object] = pair {
                 if SPECIAL_CONST_P(*object) {
                     continue;
                 }
-                if let Some(name) = rb::to_string(gvl, *name) {
+                if let Some(name) = ffi::to_string(gvl, *name) {
                     map.entry(*object as usize).or_insert(name);
                 }
             }

@@ -2,7 +2,7 @@
 //! whose mark function marks (and so pins) what the holder keeps. The pending-capture ring and
 //! the frame-facts cache use it.
 
-use crate::rb::Gvl;
+use crate::ffi::Gvl;
 use rb_sys::rb_data_type_t;
 use std::ffi::{c_void, CStr};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -7,7 +7,7 @@
 //! `Rbscope::Native.eval_done`; if the client's timeout passes first, the control thread
 //! answers with a timeout and asks for the eval thread to be killed.
 
-use crate::rb::{self, Gvl};
+use crate::ffi::{self, Gvl};
 use rbscope_proto::EvalResult;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -78,7 +78,7 @@ pub fn done(token: u64, ok: bool, mut text: String, incomplete: bool) {
 
 /// Starts the eval thread. Runs on the agent's Ruby thread.
 pub fn start(gvl: Gvl, token: u64, code: &str, binding: Option<u64>) {
-    let Some(live) = rb::const_at(gvl, "Rbscope::Live") else {
+    let Some(live) = ffi::const_at(gvl, "Rbscope::Live") else {
         done(
             token,
             false,
@@ -87,10 +87,10 @@ pub fn start(gvl: Gvl, token: u64, code: &str, binding: Option<u64>) {
         );
         return;
     };
-    let code = rb::str_new(gvl, code);
-    let binding = binding.map_or(rb::NIL, |b| rb::u64_value(gvl, b));
-    let args = [code, rb::u64_value(gvl, token), binding];
-    if rb::call(gvl, live, "eval_async", &args).is_err() {
+    let code = ffi::str_new(gvl, code);
+    let binding = binding.map_or(ffi::NIL, |b| ffi::u64_value(gvl, b));
+    let args = [code, ffi::u64_value(gvl, token), binding];
+    if ffi::call(gvl, live, "eval_async", &args).is_err() {
         done(
             token,
             false,
@@ -102,7 +102,7 @@ pub fn start(gvl: Gvl, token: u64, code: &str, binding: Option<u64>) {
 
 /// Kills a timed-out eval's thread. Runs on the agent's Ruby thread.
 pub fn cancel(gvl: Gvl, token: u64) {
-    if let Some(live) = rb::const_at(gvl, "Rbscope::Live") {
-        let _ = rb::call(gvl, live, "cancel_eval", &[rb::u64_value(gvl, token)]);
+    if let Some(live) = ffi::const_at(gvl, "Rbscope::Live") {
+        let _ = ffi::call(gvl, live, "cancel_eval", &[ffi::u64_value(gvl, token)]);
     }
 }

@@ -19,10 +19,10 @@
 //! case (a named method, nothing to capture) calls no Ruby and takes none. Threads are named
 //! without Ruby (trace_session.rs).
 
-use crate::guard::{self, Feature};
-use crate::rb::{self, Gvl, NIL};
-use crate::trace_session::Session;
-use crate::trace_values::{self, Compiled};
+use crate::ffi::guard::{self, Feature};
+use crate::ffi::{self, Gvl, NIL};
+use crate::live::trace_session::Session;
+use crate::live::trace_values::{self, Compiled};
 use rb_sys::{rb_event_flag_t, rb_trace_arg_t, VALUE};
 use rbscope_trace::events::{self, GcPhase};
 use std::ffi::c_void;
@@ -153,7 +153,7 @@ unsafe fn target_event<'a>(
             let arg = rb_sys::rb_tracearg_from_tracepoint(tp);
             rb_sys::rb_obj_is_kind_of(rb_sys::rb_tracearg_self(arg), target.filter)
         };
-        if !rb::truthy(ok) {
+        if !ffi::truthy(ok) {
             return None;
         }
     }
@@ -260,11 +260,11 @@ impl Installed {
         // SAFETY: GVL held; `on_any` has the raw-arg signature the flag announces, and its
         // data is the session (tagged, see `hook_data`), alive until `remove`.
         unsafe {
-            rb::add_raw_event_hook(
+            ffi::add_raw_event_hook(
                 on_any,
                 CALL | RETURN,
                 hook_data(Arc::as_ptr(session)),
-                rb::HOOK_FLAG_RAW_ARG,
+                ffi::HOOK_FLAG_RAW_ARG,
             )
         };
         self.firehose = true;
@@ -284,7 +284,7 @@ impl Installed {
         session.keep(gvl, tp);
         self.tracepoints.push(tp);
         // SAFETY: GVL held; tp is the TracePoint just made.
-        rb::protect(gvl, || unsafe { rb_sys::rb_tracepoint_enable(tp) })
+        ffi::protect(gvl, || unsafe { rb_sys::rb_tracepoint_enable(tp) })
             .map(|_| ())
             .map_err(|_| "cannot enable the GC hook".into())
     }
@@ -314,14 +314,14 @@ impl Installed {
         let hash = {
             // SAFETY: GVL held.
             let h = unsafe { rb_sys::rb_hash_new() };
-            let key = rb_sys::ID2SYM(rb::intern(gvl, "target"));
+            let key = rb_sys::ID2SYM(ffi::intern(gvl, "target"));
             // SAFETY: GVL held; h is a fresh Hash.
             unsafe { rb_sys::rb_hash_aset(h, key, um) };
             h
         };
         session.keep(gvl, um);
         session.keep(gvl, hash);
-        let enable = rb::intern(gvl, "enable");
+        let enable = ffi::intern(gvl, "enable");
         // One TracePoint for calls and one for returns, so neither hook has to ask which
         // event it is.
         for (event, hook) in [
@@ -337,7 +337,7 @@ impl Installed {
             session.keep(gvl, tp);
             self.tracepoints.push(tp);
             // SAFETY: GVL held; `tp.enable(target: um)` with the keyword hash built above.
-            rb::protect(gvl, || unsafe {
+            ffi::protect(gvl, || unsafe {
                 rb_sys::rb_funcallv_kw(tp, enable, 1, &hash, 1)
             })
             .map_err(|_| "TracePoint#enable(target:) refused it".to_string())?;
@@ -350,13 +350,13 @@ impl Installed {
         session.close();
         if self.firehose {
             // SAFETY: GVL held; removes exactly the hook `firehose` added for this session.
-            unsafe { rb::remove_raw_event_hook_with_data(on_any, hook_data(session)) };
+            unsafe { ffi::remove_raw_event_hook_with_data(on_any, hook_data(session)) };
             self.firehose = false;
         }
         let mut all_off = true;
         for tp in self.tracepoints.drain(..) {
             // SAFETY: GVL held; tp is a TracePoint this session made (kept alive by marks).
-            if rb::protect(gvl, || unsafe { rb_sys::rb_tracepoint_disable(tp) }).is_err() {
+            if ffi::protect(gvl, || unsafe { rb_sys::rb_tracepoint_disable(tp) }).is_err() {
                 all_off = false;
             }
         }

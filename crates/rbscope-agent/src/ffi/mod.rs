@@ -5,6 +5,9 @@
 //! goes through [`protect`], so a Ruby exception never unwinds through Rust frames: the error is
 //! cleared and returned as `Err`, and the caller counts it and moves on.
 
+pub(crate) mod guard;
+pub(crate) mod marker;
+
 use rb_sys::{
     rb_funcallv, rb_id2str, rb_intern2, rb_mod_name, rb_obj_class, rb_protect, rb_set_errinfo,
     ruby_value_type, Qfalse, Qnil, Qtrue, ID, RSTRING_LEN, RSTRING_PTR, VALUE,
@@ -42,7 +45,7 @@ struct Thunk<'a> {
 unsafe extern "C" fn call_thunk(arg: VALUE) -> VALUE {
     // SAFETY: `arg` is the address of a live `Thunk` on `protect`'s stack frame.
     let thunk = unsafe { &mut *(arg as *mut Thunk) };
-    match crate::guard::catch_in_c(|| (thunk.f)()) {
+    match crate::ffi::guard::catch_in_c(|| (thunk.f)()) {
         Some(v) => v,
         None => {
             thunk.panicked = true;

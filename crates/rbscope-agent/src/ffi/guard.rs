@@ -74,7 +74,7 @@ static PANICS: AtomicU64 = AtomicU64::new(0);
 static FIRST: Mutex<Vec<(Feature, String)>> = Mutex::new(Vec::new());
 
 thread_local! {
-    /// The feature of the innermost guarded body, for a panic caught deeper (rb::protect).
+    /// The feature of the innermost guarded body, for a panic caught deeper (ffi::protect).
     static CURRENT: Cell<Option<Feature>> = const { Cell::new(None) };
     /// The message of the last panic on this thread, set by the hook.
     static LAST: RefCell<Option<String>> = const { RefCell::new(None) };
@@ -199,7 +199,7 @@ pub fn mark(readers: &[Feature], what: &str, body: impl FnOnce()) {
     }
 }
 
-/// For `rb::protect`'s thunk, which runs inside a C frame: runs `body` and says whether it
+/// For `ffi::protect`'s thunk, which runs inside a C frame: runs `body` and says whether it
 /// panicked (recorded against the innermost guarded feature of this thread, or `Capture`).
 ///
 /// It changes no thread-local state around `body`: a Ruby exception raised inside `body`

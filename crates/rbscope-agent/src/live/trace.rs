@@ -9,11 +9,11 @@
 //! so its hooks stop writing at once). A client that stops reading for [`STALL_LIMIT`] is
 //! treated as gone.
 
-use crate::agent_thread::{Work, WorkQueue};
-use crate::control::{StatusSource, NO_AGENT_THREAD, QUEUE_FULL};
 use crate::counters::{add, bump, Counters};
+use crate::live::agent_thread::{Work, WorkQueue};
+use crate::live::control::{StatusSource, NO_AGENT_THREAD, QUEUE_FULL};
+use crate::live::trace_session::Session;
 use crate::live::Plan;
-use crate::trace_session::Session;
 use rbscope_proto::{
     read_frame, write_frame, AgentMessage, ClientMessage, FrameError, TraceRequest, TraceSummary,
 };

@@ -6,13 +6,13 @@
 //! Values are read *now*, not at raise: a change made in `rescue`/`ensure` before the report
 //! shows up in the snapshot.
 
+use crate::capture::fast_capture;
+use crate::capture::graph::{self, Walker};
+use crate::capture::labels;
+use crate::capture::ring;
 use crate::capture::{self, frame, record};
 use crate::counters::{add, bump};
-use crate::fast_capture;
-use crate::graph::{self, Walker};
-use crate::labels;
-use crate::rb::{self, Gvl, NIL};
-use crate::ring;
+use crate::ffi::{self, Gvl, NIL};
 use crate::state::Agent;
 use crate::writer::Job;
 use rb_sys::VALUE;
@@ -26,7 +26,7 @@ pub fn report(gvl: Gvl, agent: &Agent, exc: VALUE, ctx: VALUE, how: &str) -> Opt
     bump(&agent.counters.reports);
     // GC stays off for the whole report: the kept VALUEs sit in Rust vectors from here on,
     // and the walk's identity map needs stable addresses (no compaction, no frees).
-    let _gc_off = rb::GcOff::new(gvl);
+    let _gc_off = ffi::GcOff::new(gvl);
     report_with_gc_off(gvl, agent, exc, ctx, how)
 }
 
@@ -57,7 +57,7 @@ fn report_with_gc_off(
         bump(&agent.counters.reports_without_capture);
     }
 
-    let class_name = rb::class_name_of(gvl, exc);
+    let class_name = ffi::class_name_of(gvl, exc);
     let top = kept
         .first()
         .or_else(|| cause_kept.iter().find_map(|k| k.first()))
@@ -76,7 +76,7 @@ fn report_with_gc_off(
         .iter()
         .zip(&cause_kept)
         .map(|(c, kept)| CauseInfo {
-            class_name: rb::class_name_of(gvl, *c),
+            class_name: ffi::class_name_of(gvl, *c),
             message: exception_message(gvl, *c),
             backtrace: backtrace(gvl, *c),
             frames: walk_frames(agent, &mut walker, kept),
@@ -161,16 +161,16 @@ fn kept_frames(gvl: Gvl, agent: &Agent, slot: &ring::Slot) -> (Vec<KeptFrame>, i
         };
     }
     let rec = slot.words.first().copied().unwrap_or(NIL);
-    let items = rb::array_items(gvl, rec);
+    let items = ffi::array_items(gvl, rec);
     let skipped = items
         .get(record::SKIPPED as usize)
-        .and_then(|v| rb::fixnum(*v))
+        .and_then(|v| ffi::fixnum(*v))
         .unwrap_or(0);
     let kept = items
         .into_iter()
         .skip(record::FIRST_FRAME as usize)
         .map(|entry| {
-            let fields = rb::array_items(gvl, entry);
+            let fields = ffi::array_items(gvl, entry);
             let get = |i: isize| fields.get(i as usize).copied().unwrap_or(NIL);
             KeptFrame {
                 parts: frame_parts(gvl, entry),
@@ -276,21 +276,21 @@ struct FrameParts {
 }
 
 fn frame_parts(gvl: Gvl, entry: VALUE) -> FrameParts {
-    let items = rb::array_items(gvl, entry);
+    let items = ffi::array_items(gvl, entry);
     let get = |i: isize| items.get(i as usize).copied().unwrap_or(NIL);
     let loc = get(frame::LOCATION);
     let text = |name: &str| {
-        rb::core_call(gvl, "Thread::Backtrace::Location", name, loc, &[])
+        ffi::core_call(gvl, "Thread::Backtrace::Location", name, loc, &[])
             .ok()
-            .and_then(|v| rb::to_string(gvl, v))
+            .and_then(|v| ffi::to_string(gvl, v))
     };
-    let lineno = rb::core_call(gvl, "Thread::Backtrace::Location", "lineno", loc, &[])
+    let lineno = ffi::core_call(gvl, "Thread::Backtrace::Location", "lineno", loc, &[])
         .ok()
-        .and_then(rb::fixnum)
+        .and_then(ffi::fixnum)
         .unwrap_or(0);
     // The iseq's own label when the capture kept it: Ruby 3.4's locations name a rescue
     // clause's frame as the method, without `rescue in`.
-    let label = rb::to_string(gvl, get(frame::ISEQ_LABEL))
+    let label = ffi::to_string(gvl, get(frame::ISEQ_LABEL))
         .or_else(|| text("label"))
         .unwrap_or_default();
     let base_label = text("base_label").unwrap_or_else(|| label.clone());
@@ -308,7 +308,7 @@ fn frame_parts(gvl: Gvl, entry: VALUE) -> FrameParts {
         (facts, base_label)
     };
     FrameParts {
-        depth: rb::fixnum(get(frame::DEPTH)).unwrap_or(0) as u32,
+        depth: ffi::fixnum(get(frame::DEPTH)).unwrap_or(0) as u32,
         label: facts.label_with_params(),
         method_name: (!base_label.starts_with('<')).then(|| base_label.clone()),
         path: text("path").unwrap_or_default(),
@@ -322,15 +322,15 @@ fn binding_locals(gvl: Gvl, binding: VALUE) -> Vec<(String, VALUE)> {
     if binding == NIL {
         return Vec::new();
     }
-    let Ok(names) = rb::core_call(gvl, "Binding", "local_variables", binding, &[]) else {
+    let Ok(names) = ffi::core_call(gvl, "Binding", "local_variables", binding, &[]) else {
         return Vec::new();
     };
     let mut out = Vec::new();
-    for sym in rb::array_items(gvl, names) {
-        let Some(name) = rb::symbol_name(gvl, sym) else {
+    for sym in ffi::array_items(gvl, names) {
+        let Some(name) = ffi::symbol_name(gvl, sym) else {
             continue;
         };
-        if let Ok(v) = rb::core_call(gvl, "Binding", "local_variable_get", binding, &[sym]) {
+        if let Ok(v) = ffi::core_call(gvl, "Binding", "local_variable_get", binding, &[sym]) {
             out.push((name, v));
         }
     }
@@ -342,7 +342,7 @@ fn causes(gvl: Gvl, exc: VALUE) -> Vec<VALUE> {
     let mut out = Vec::new();
     let mut cur = exc;
     for _ in 0..16 {
-        let Ok(c) = rb::core_call(gvl, "Exception", "cause", cur, &[]) else {
+        let Ok(c) = ffi::core_call(gvl, "Exception", "cause", cur, &[]) else {
             break;
         };
         if c == NIL || c == exc || out.contains(&c) {
@@ -357,23 +357,23 @@ fn causes(gvl: Gvl, exc: VALUE) -> Vec<VALUE> {
 /// The exception's message. `message` is the one method rbscope calls that an app may
 /// define (as Ruby's own error printer does); a failure falls back to the stored text.
 fn exception_message(gvl: Gvl, exc: VALUE) -> String {
-    if let Some(m) = rb::call(gvl, exc, "message", &[])
+    if let Some(m) = ffi::call(gvl, exc, "message", &[])
         .ok()
-        .and_then(|m| rb::to_string(gvl, m))
+        .and_then(|m| ffi::to_string(gvl, m))
     {
         return m;
     }
     // SAFETY: reading the internal `mesg` ivar runs no Ruby code.
-    let mesg = unsafe { rb_sys::rb_ivar_get(exc, rb::intern(gvl, "mesg")) };
-    rb::to_string(gvl, mesg).unwrap_or_default()
+    let mesg = unsafe { rb_sys::rb_ivar_get(exc, ffi::intern(gvl, "mesg")) };
+    ffi::to_string(gvl, mesg).unwrap_or_default()
 }
 
 fn backtrace(gvl: Gvl, exc: VALUE) -> Vec<String> {
-    let bt = rb::core_call(gvl, "Exception", "backtrace", exc, &[]).unwrap_or(NIL);
-    rb::array_items(gvl, bt)
+    let bt = ffi::core_call(gvl, "Exception", "backtrace", exc, &[]).unwrap_or(NIL);
+    ffi::array_items(gvl, bt)
         .into_iter()
         .take(500)
-        .filter_map(|l| rb::to_string(gvl, l))
+        .filter_map(|l| ffi::to_string(gvl, l))
         .collect()
 }
 
@@ -401,16 +401,16 @@ fn read_source(path: &str, lineno: i64, context: usize) -> Option<SourceExcerpt>
 }
 
 fn context(gvl: Gvl, agent: &Agent, ctx: VALUE, how: &str) -> Context {
-    let parts = rb::array_items(gvl, ctx);
+    let parts = ffi::array_items(gvl, ctx);
     let pairs = |v: Option<&VALUE>| -> Vec<(String, String)> {
-        v.map(|v| rb::array_items(gvl, *v))
+        v.map(|v| ffi::array_items(gvl, *v))
             .unwrap_or_default()
             .into_iter()
             .filter_map(|p| {
-                let kv = rb::array_items(gvl, p);
+                let kv = ffi::array_items(gvl, p);
                 Some((
-                    rb::to_string(gvl, *kv.first()?)?,
-                    rb::to_string(gvl, *kv.get(1)?)?,
+                    ffi::to_string(gvl, *kv.first()?)?,
+                    ffi::to_string(gvl, *kv.get(1)?)?,
                 ))
             })
             .collect()
@@ -420,19 +420,19 @@ fn context(gvl: Gvl, agent: &Agent, ctx: VALUE, how: &str) -> Context {
     // SAFETY: GVL held; `$0` is always a String or nil.
     let title = unsafe { rb_sys::rb_gv_get(c"$0".as_ptr()) };
     let constant = |name: &str| {
-        rb::const_at(gvl, name)
-            .and_then(|v| rb::to_string(gvl, v))
+        ffi::const_at(gvl, name)
+            .and_then(|v| ffi::to_string(gvl, v))
             .unwrap_or_default()
     };
     Context {
         hostname: agent.hostname.clone(),
         pid: std::process::id(),
-        process_title: rb::to_string(gvl, title).unwrap_or_default(),
+        process_title: ffi::to_string(gvl, title).unwrap_or_default(),
         ruby_version: constant("RUBY_VERSION"),
         ruby_platform: constant("RUBY_PLATFORM"),
         app_root: agent.config.app_root.clone(),
         app_revision: agent.config.app_revision.clone(),
-        thread_name: parts.first().and_then(|v| rb::to_string(gvl, *v)),
+        thread_name: parts.first().and_then(|v| ffi::to_string(gvl, *v)),
         gems: pairs(parts.get(1)),
         agent_version: env!("CARGO_PKG_VERSION").into(),
         extra,

@@ -14,7 +14,7 @@
 //!
 //! The thread only writes bytes to a file descriptor: it touches no Ruby data.
 
-use crate::guard::{self, Feature};
+use crate::ffi::guard::{self, Feature};
 use std::ffi::c_void;
 use std::fs::File;
 use std::io::Write;

@@ -21,8 +21,8 @@
 //! It ends when the VM kills it (exit, or `Thread#kill`: the unblocking function wakes it),
 //! or on `Rbscope.stop`. A forked child starts its own (threads do not survive `fork`).
 
-use crate::guard::{self, Feature};
-use crate::rb::{self, Gvl, NIL};
+use crate::ffi::guard::{self, Feature};
+use crate::ffi::{self, Gvl, NIL};
 use rb_sys::VALUE;
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,7 +40,7 @@ pub enum Work {
     /// Install a trace session's hooks; the answer goes to `reply` (unless `deadline` passed,
     /// then nothing is installed).
     Attach {
-        session: std::sync::Arc<crate::trace_session::Session>,
+        session: std::sync::Arc<crate::live::trace_session::Session>,
         plan: crate::live::Plan,
         deadline: Instant,
         reply: SyncSender<Result<rbscope_proto::TraceStarted, String>>,
@@ -65,9 +65,9 @@ pub enum Work {
     /// A heap job (dump, census, allocation tracing); the answer goes to `reply` unless
     /// `deadline` passed (then nothing is done).
     Heap {
-        job: crate::live_heap::Job,
+        job: crate::heap::live_heap::Job,
         deadline: Instant,
-        reply: SyncSender<crate::live_heap::Outcome>,
+        reply: SyncSender<crate::heap::live_heap::Outcome>,
     },
     /// Wake up (from the VM's unblocking function) and look for an interrupt.
     Wake,
@@ -162,7 +162,7 @@ pub fn start(gvl: Gvl) -> Result<WorkQueue, String> {
     let data = Box::into_raw(parts) as *mut c_void;
     // SAFETY: GVL held; `agent_main` has the signature rb_thread_create wants and takes
     // ownership of `data` (a leaked Box<Parts>) for the life of the thread.
-    let thread = rb::protect(gvl, || unsafe {
+    let thread = ffi::protect(gvl, || unsafe {
         rb_sys::rb_thread_create(Some(agent_main), data)
     });
     let Ok(thread) = thread else {
@@ -170,13 +170,13 @@ pub fn start(gvl: Gvl) -> Result<WorkQueue, String> {
         drop(unsafe { Box::from_raw(data as *mut Parts) });
         return Err("cannot create the agent's Ruby thread".into());
     };
-    let name = rb::str_new(gvl, "rbscope-agent");
-    let _ = rb::core_call(gvl, "Thread", "name=", thread, &[name]);
+    let name = ffi::str_new(gvl, "rbscope-agent");
+    let _ = ffi::core_call(gvl, "Thread", "name=", thread, &[name]);
     // Once it has a turn, finish the (short) work before yielding: a higher priority only
     // lengthens its time slice, so a request is not cut in two by the app's threads.
-    let _ = rb::core_call(gvl, "Thread", "priority=", thread, &[rb_sys::LONG2NUM(3)]);
+    let _ = ffi::core_call(gvl, "Thread", "priority=", thread, &[rb_sys::LONG2NUM(3)]);
     // Its end must not be reported as an error, nor end the program.
-    let _ = rb::core_call(gvl, "Thread", "report_on_exception=", thread, &[rb::FALSE]);
+    let _ = ffi::core_call(gvl, "Thread", "report_on_exception=", thread, &[ffi::FALSE]);
     Ok(WorkQueue(tx))
 }
 
@@ -203,7 +203,7 @@ unsafe fn agent_loop(data: *mut c_void) -> VALUE {
         )
     };
     loop {
-        let waited = rb::protect(gvl, || {
+        let waited = ffi::protect(gvl, || {
             // SAFETY: GVL held on entry; `wait_for_work` runs without it and only touches the
             // inbox, which this thread owns; `wake` may run on another thread and only uses
             // the sender, a separate field.
@@ -229,7 +229,7 @@ unsafe fn agent_loop(data: *mut c_void) -> VALUE {
             }) => {
                 if Instant::now() <= deadline {
                     guard::run(Feature::Backtrace, "reading stacks", (), || {
-                        let _ = reply.send(crate::live_stacks::read(gvl, asked));
+                        let _ = reply.send(crate::live::live_stacks::read(gvl, asked));
                     });
                 }
             }
@@ -261,18 +261,18 @@ unsafe fn agent_loop(data: *mut c_void) -> VALUE {
                 code,
                 binding,
             }) => guard::run(Feature::Live, "starting an eval", (), || {
-                crate::live_eval::start(gvl, token, &code, binding)
+                crate::live::live_eval::start(gvl, token, &code, binding)
             }),
             Some(Work::Memory { deadline, reply }) => {
                 if Instant::now() <= deadline {
                     guard::run(Feature::Live, "reading memory figures", (), || {
-                        let _ = reply.send(crate::live_memory::read(gvl));
+                        let _ = reply.send(crate::live::live_memory::read(gvl));
                     });
                 }
             }
             Some(Work::CancelEval { token }) => {
                 guard::run(Feature::Live, "cancelling an eval", (), || {
-                    crate::live_eval::cancel(gvl, token)
+                    crate::live::live_eval::cancel(gvl, token)
                 })
             }
             Some(Work::Heap {
@@ -282,7 +282,7 @@ unsafe fn agent_loop(data: *mut c_void) -> VALUE {
             }) => {
                 if Instant::now() <= deadline {
                     guard::run(Feature::Heap, "a heap request", (), || {
-                        let _ = reply.send(crate::live_heap::run(gvl, job));
+                        let _ = reply.send(crate::heap::live_heap::run(gvl, job));
                     });
                 }
             }

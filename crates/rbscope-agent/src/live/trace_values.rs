@@ -7,8 +7,8 @@
 //! that is slow, huge or broken cannot hurt: strings are cut, collections show their first
 //! items, objects show their class and first instance variables, all within a byte budget.
 
-use crate::guard::{self, Feature};
-use crate::rb::{self, Gvl, NIL};
+use crate::ffi::guard::{self, Feature};
+use crate::ffi::{self, Gvl, NIL};
 use rb_sys::{ruby_value_type as T, ID, VALUE};
 use rbscope_trace::selector::{Capture, Root};
 use std::ffi::c_void;
@@ -33,13 +33,13 @@ pub struct Compiled {
 pub fn compile(gvl: Gvl, c: &Capture) -> Compiled {
     let start = match &c.root {
         Root::SelfValue => Start::SelfValue,
-        Root::Ivar(name) => Start::Ivar(rb::intern(gvl, name)),
-        Root::Arg(name) => Start::Arg(rb_sys::ID2SYM(rb::intern(gvl, name))),
+        Root::Ivar(name) => Start::Ivar(ffi::intern(gvl, name)),
+        Root::Arg(name) => Start::Arg(rb_sys::ID2SYM(ffi::intern(gvl, name))),
     };
     Compiled {
         text: c.text.clone(),
         start,
-        chain: c.chain.iter().map(|m| rb::intern(gvl, m)).collect(),
+        chain: c.chain.iter().map(|m| ffi::intern(gvl, m)).collect(),
     }
 }
 
@@ -48,11 +48,11 @@ pub fn read(gvl: Gvl, captures: &[Compiled], arg: *mut rb_sys::rb_trace_arg_t) -
     // SAFETY: GVL held, inside the hook that received `arg`.
     let self_value = unsafe { rb_sys::rb_tracearg_self(arg) };
     let mut binding: VALUE = 0;
-    let local_variable_get = rb::intern(gvl, "local_variable_get");
+    let local_variable_get = ffi::intern(gvl, "local_variable_get");
     captures
         .iter()
         .map(|c| {
-            let got = rb::protect(gvl, || {
+            let got = ffi::protect(gvl, || {
                 // SAFETY: GVL held; all receivers are live VALUEs of this call, and the
                 // binding is made once per call on demand.
                 unsafe {
@@ -102,12 +102,12 @@ fn show(gvl: Gvl, v: VALUE, out: &mut String, depth: u8) {
     if out.len() > VALUE_BUDGET {
         return;
     }
-    match rb::type_of(gvl, v) {
+    match ffi::type_of(gvl, v) {
         T::RUBY_T_NIL => out.push_str("nil"),
         T::RUBY_T_TRUE => out.push_str("true"),
         T::RUBY_T_FALSE => out.push_str("false"),
         T::RUBY_T_FIXNUM => {
-            let _ = write!(out, "{}", rb::fixnum(v).unwrap_or(0));
+            let _ = write!(out, "{}", ffi::fixnum(v).unwrap_or(0));
         }
         T::RUBY_T_FLOAT => {
             // SAFETY: v is a Float.
@@ -117,15 +117,15 @@ fn show(gvl: Gvl, v: VALUE, out: &mut String, depth: u8) {
         T::RUBY_T_BIGNUM => {
             // SAFETY: GVL held; v is an Integer; base 10 is valid.
             let s = unsafe { rb_sys::rb_big2str(v, 10) };
-            out.push_str(&rb::to_string(gvl, s).unwrap_or_default());
+            out.push_str(&ffi::to_string(gvl, s).unwrap_or_default());
         }
         T::RUBY_T_SYMBOL => {
             out.push(':');
-            out.push_str(&rb::symbol_name(gvl, v).unwrap_or_default());
+            out.push_str(&ffi::symbol_name(gvl, v).unwrap_or_default());
         }
         T::RUBY_T_STRING => {
             // SAFETY: v is a String; its bytes are copied at once.
-            let bytes = unsafe { rb::str_bytes(v) };
+            let bytes = unsafe { ffi::str_bytes(v) };
             let cut = bytes.get(..VALUE_BUDGET).unwrap_or(bytes);
             let text = String::from_utf8_lossy(cut);
             let _ = write!(out, "{text:?}");
@@ -133,7 +133,7 @@ fn show(gvl: Gvl, v: VALUE, out: &mut String, depth: u8) {
                 let _ = write!(out, "…({} bytes)", bytes.len());
             }
         }
-        T::RUBY_T_CLASS | T::RUBY_T_MODULE => out.push_str(&rb::class_path(gvl, v)),
+        T::RUBY_T_CLASS | T::RUBY_T_MODULE => out.push_str(&ffi::class_path(gvl, v)),
         T::RUBY_T_ARRAY if depth > 0 => {
             // SAFETY: v is an Array.
             let len = unsafe { rb_sys::RARRAY_LEN(v) };
@@ -172,8 +172,8 @@ fn show(gvl: Gvl, v: VALUE, out: &mut String, depth: u8) {
             out.push('}');
         }
         _ => {
-            let _ = write!(out, "#<{}", rb::class_name_of(gvl, v));
-            if depth > 0 && rb::type_of(gvl, v) == T::RUBY_T_OBJECT {
+            let _ = write!(out, "#<{}", ffi::class_name_of(gvl, v));
+            if depth > 0 && ffi::type_of(gvl, v) == T::RUBY_T_OBJECT {
                 let mut state = IvarWalk {
                     gvl,
                     out: &mut *out,
@@ -259,7 +259,7 @@ unsafe fn ivar_pair_body(id: ID, v: VALUE, data: VALUE) -> std::ffi::c_int {
         return rb_sys::st_retval::ST_STOP as std::ffi::c_int;
     }
     w.out.push_str(if w.seen == 0 { " " } else { ", " });
-    w.out.push_str(&rb::id_name(w.gvl, id).unwrap_or_default());
+    w.out.push_str(&ffi::id_name(w.gvl, id).unwrap_or_default());
     w.out.push('=');
     show(w.gvl, v, w.out, w.depth);
     w.seen += 1;

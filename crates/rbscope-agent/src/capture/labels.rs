@@ -7,7 +7,7 @@
 //! fast path, `Rbscope.backtrace`, and the inspector path where the VM layout is known), a
 //! block run as a method is named by that method, as the remote reader (rbscope-vm) names it.
 
-use crate::rb::{self, Gvl, NIL};
+use crate::ffi::{self, Gvl, NIL};
 use rb_sys::{ruby_value_type as T, VALUE};
 use rbscope_backtrace::{FrameFacts, MethodKind, Param, Params};
 
@@ -15,14 +15,14 @@ use rbscope_backtrace::{FrameFacts, MethodKind, Param, Params};
 /// (nil outside methods) and its `self`.
 pub fn facts(gvl: Gvl, label: &str, base_label: &str, klass: VALUE, self_v: VALUE) -> FrameFacts {
     let (block_depth, clause) = rbscope_backtrace::nesting_of_label(label);
-    let is_module = |v: VALUE| matches!(rb::type_of(gvl, v), T::RUBY_T_CLASS | T::RUBY_T_MODULE);
-    let self_class = || rb::class_name_of(gvl, self_v);
+    let is_module = |v: VALUE| matches!(ffi::type_of(gvl, v), T::RUBY_T_CLASS | T::RUBY_T_MODULE);
+    let self_class = || ffi::class_name_of(gvl, self_v);
 
     // Code outside any method: `<main>`, `<top (required)>`, `<class:Foo>`.
     if base_label.starts_with('<') || klass == NIL {
         let class_body = base_label.starts_with("<class:") || base_label.starts_with("<module:");
         let (class_path, kind) = if is_module(self_v) && class_body {
-            (rb::class_path(gvl, self_v), MethodKind::ClassLevel)
+            (ffi::class_path(gvl, self_v), MethodKind::ClassLevel)
         } else {
             (self_class(), MethodKind::TopLevel)
         };
@@ -40,28 +40,28 @@ pub fn facts(gvl: Gvl, label: &str, base_label: &str, klass: VALUE, self_v: VALU
         if let Some((refined, defined_at)) = refinement(gvl, klass) {
             // A method of `refine String do ... end` inside `module Ext`.
             (
-                rb::class_path(gvl, refined),
+                ffi::class_path(gvl, refined),
                 MethodKind::Refinement {
-                    refined_in: rb::class_path(gvl, defined_at),
+                    refined_in: ffi::class_path(gvl, defined_at),
                 },
                 Some(klass),
             )
         } else if !is_module(klass) {
             // A method defined on one specific object: the inspector gives the object.
             (
-                rb::class_name_of(gvl, klass),
+                ffi::class_name_of(gvl, klass),
                 MethodKind::ObjectSingleton,
                 singleton_class(gvl, klass),
             )
         } else if is_module(self_v) && (self_v == klass || is_subclass(gvl, self_v, klass)) {
             (
-                rb::class_path(gvl, klass),
+                ffi::class_path(gvl, klass),
                 MethodKind::ClassLevel,
                 singleton_class(gvl, klass),
             )
         } else {
             (
-                rb::class_path(gvl, klass),
+                ffi::class_path(gvl, klass),
                 MethodKind::Instance,
                 Some(klass),
             )
@@ -90,12 +90,12 @@ pub fn as_frame_class(gvl: Gvl, klass: VALUE) -> VALUE {
     if klass == NIL || klass == 0 {
         return NIL;
     }
-    match rb::type_of(gvl, klass) {
+    match ffi::type_of(gvl, klass) {
         T::RUBY_T_ICLASS => {
             // SAFETY: GVL held; an iclass's RBasic klass is the module it stands for.
             unsafe { (*(klass as *const rb_sys::RBasic)).klass }
         }
-        T::RUBY_T_CLASS if rb::is_singleton_class(gvl, klass) => rb::attached_object(gvl, klass),
+        T::RUBY_T_CLASS if ffi::is_singleton_class(gvl, klass) => ffi::attached_object(gvl, klass),
         _ => klass,
     }
 }
@@ -103,11 +103,11 @@ pub fn as_frame_class(gvl: Gvl, klass: VALUE) -> VALUE {
 /// For a refinement module, the class it refines and the module that defined it (Ruby keeps
 /// both as hidden instance variables of the refinement).
 fn refinement(gvl: Gvl, klass: VALUE) -> Option<(VALUE, VALUE)> {
-    if rb::type_of(gvl, klass) != T::RUBY_T_MODULE {
+    if ffi::type_of(gvl, klass) != T::RUBY_T_MODULE {
         return None;
     }
     // SAFETY: GVL held; rb_attr_get reads an ivar of a live module and never raises.
-    let get = |name: &str| unsafe { rb_sys::rb_attr_get(klass, rb::intern(gvl, name)) };
+    let get = |name: &str| unsafe { rb_sys::rb_attr_get(klass, ffi::intern(gvl, name)) };
     let refined = get("__refined_class__");
     let defined_at = get("__defined_at__");
     (refined != NIL && defined_at != NIL).then_some((refined, defined_at))
@@ -125,9 +125,9 @@ pub fn facts_for_entry(
     me: VALUE,
     self_v: VALUE,
 ) -> (FrameFacts, String) {
-    let klass = crate::fast_capture::frame_class(gvl, me);
+    let klass = crate::capture::fast_capture::frame_class(gvl, me);
     let as_method = (klass != NIL && is_bmethod(gvl, me))
-        .then(|| crate::fast_capture::called_name(gvl, me))
+        .then(|| crate::capture::fast_capture::called_name(gvl, me))
         .flatten();
     let Some(name) = as_method else {
         return (
@@ -148,7 +148,7 @@ pub fn facts_for_entry(
 /// (`rbscope_vm::iseq::labelled_by`), as the remote reader counts it. `iseq` must be live;
 /// `own` is its own label when already read.
 pub fn iseq_label(gvl: Gvl, iseq: VALUE, own: Option<String>) -> String {
-    let code = crate::fast_capture::verified_layout(gvl)
+    let code = crate::capture::fast_capture::verified_layout(gvl)
         .ok()
         .and_then(|l| {
             rbscope_vm::iseq::labelled_by(&rbscope_vm::LocalMemory, l, iseq as usize).ok()
@@ -156,17 +156,21 @@ pub fn iseq_label(gvl: Gvl, iseq: VALUE, own: Option<String>) -> String {
         .map_or(iseq, |v| v as VALUE);
     match own {
         Some(label) if code == iseq => label,
-        _ => crate::fast_capture::iseq_string(gvl, code, crate::fast_capture::rb_iseq_label),
+        _ => crate::capture::fast_capture::iseq_string(
+            gvl,
+            code,
+            crate::capture::fast_capture::rb_iseq_label,
+        ),
     }
 }
 
 /// Whether `me` is a method defined from a block (`VM_METHOD_TYPE_BMETHOD`, 4 in 3.1 to 4.0).
 fn is_bmethod(gvl: Gvl, me: VALUE) -> bool {
     const VM_METHOD_TYPE_BMETHOD: u8 = 4;
-    let Ok(layout) = crate::fast_capture::verified_layout(gvl) else {
+    let Ok(layout) = crate::capture::fast_capture::verified_layout(gvl) else {
         return false;
     };
-    if me == 0 || me == rb::FALSE || me == NIL {
+    if me == 0 || me == ffi::FALSE || me == NIL {
         return false;
     }
     let mem = rbscope_vm::LocalMemory;
@@ -186,7 +190,7 @@ fn bmethod_body_depth(gvl: Gvl, me: VALUE, name: &str) -> Option<u32> {
     // rb_callable_method_entry_t (3.1 to 4.0), as fast_capture::frame_class reads it.
     let owner =
         rbscope_vm::Memory::read_word(&rbscope_vm::LocalMemory, me as usize + 8).ok()? as VALUE;
-    let owner = match rb::type_of(gvl, owner) {
+    let owner = match ffi::type_of(gvl, owner) {
         T::RUBY_T_ICLASS => {
             // SAFETY: GVL held; an iclass's RBasic klass is the module it stands for.
             unsafe { (*(owner as *const rb_sys::RBasic)).klass }
@@ -194,43 +198,43 @@ fn bmethod_body_depth(gvl: Gvl, me: VALUE, name: &str) -> Option<u32> {
         T::RUBY_T_CLASS | T::RUBY_T_MODULE => owner,
         _ => return None,
     };
-    let sym = rb_sys::ID2SYM(rb::intern(gvl, name));
-    let um = rb::core_call(gvl, "Module", "instance_method", owner, &[sym]).ok()?;
-    let iseq_class = rb::const_at(gvl, "RubyVM::InstructionSequence")?;
-    let iseq = rb::call(gvl, iseq_class, "of", &[um]).ok()?;
+    let sym = rb_sys::ID2SYM(ffi::intern(gvl, name));
+    let um = ffi::core_call(gvl, "Module", "instance_method", owner, &[sym]).ok()?;
+    let iseq_class = ffi::const_at(gvl, "RubyVM::InstructionSequence")?;
+    let iseq = ffi::call(gvl, iseq_class, "of", &[um]).ok()?;
     if iseq == NIL {
         return None;
     }
-    let label = rb::call(gvl, iseq, "label", &[]).ok()?;
-    let label = rb::to_string(gvl, label)?;
+    let label = ffi::call(gvl, iseq, "label", &[]).ok()?;
+    let label = ffi::to_string(gvl, label)?;
     Some(rbscope_backtrace::nesting_of_label(&label).0)
 }
 
 fn is_subclass(gvl: Gvl, a: VALUE, b: VALUE) -> bool {
-    if rb::type_of(gvl, a) != T::RUBY_T_CLASS || rb::type_of(gvl, b) != T::RUBY_T_CLASS {
+    if ffi::type_of(gvl, a) != T::RUBY_T_CLASS || ffi::type_of(gvl, b) != T::RUBY_T_CLASS {
         return false;
     }
-    rb::core_call(gvl, "Module", "<=", a, &[b])
-        .map(rb::truthy)
+    ffi::core_call(gvl, "Module", "<=", a, &[b])
+        .map(ffi::truthy)
         .unwrap_or(false)
 }
 
 fn singleton_class(gvl: Gvl, v: VALUE) -> Option<VALUE> {
-    rb::core_call(gvl, "Kernel", "singleton_class", v, &[]).ok()
+    ffi::core_call(gvl, "Kernel", "singleton_class", v, &[]).ok()
 }
 
 /// `owner.instance_method(name).parameters`, through core methods only.
 fn parameters(gvl: Gvl, owner: VALUE, name: &str) -> Option<Vec<Param>> {
-    let sym = rb_sys::ID2SYM(rb::intern(gvl, name));
-    let um = rb::core_call(gvl, "Module", "instance_method", owner, &[sym]).ok()?;
-    let list = rb::core_call(gvl, "UnboundMethod", "parameters", um, &[]).ok()?;
+    let sym = rb_sys::ID2SYM(ffi::intern(gvl, name));
+    let um = ffi::core_call(gvl, "Module", "instance_method", owner, &[sym]).ok()?;
+    let list = ffi::core_call(gvl, "UnboundMethod", "parameters", um, &[]).ok()?;
     Some(
-        rb::array_items(gvl, list)
+        ffi::array_items(gvl, list)
             .into_iter()
             .filter_map(|pair| {
-                let parts = rb::array_items(gvl, pair);
-                let kind = rb::symbol_name(gvl, *parts.first()?)?;
-                let name = parts.get(1).and_then(|n| rb::symbol_name(gvl, *n));
+                let parts = ffi::array_items(gvl, pair);
+                let kind = ffi::symbol_name(gvl, *parts.first()?)?;
+                let name = parts.get(1).and_then(|n| ffi::symbol_name(gvl, *n));
                 Param::from_parts(&kind, name)
             })
             .collect(),

@@ -11,13 +11,13 @@
 //! and `self` alive (marked) and works out its label, path, line and parameters only when
 //! asked.
 
-use crate::fast_capture::{
+use crate::capture::fast_capture::{
     self, frame_class, iseq_string, rb_iseq_base_label, rb_iseq_line_no, rb_iseq_path,
 };
-use crate::guard::{self, Feature};
-use crate::labels;
-use crate::marker::MarkerType;
-use crate::rb::{self, Gvl};
+use crate::capture::labels;
+use crate::ffi::guard::{self, Feature};
+use crate::ffi::marker::MarkerType;
+use crate::ffi::{self, Gvl};
 use magnus::rb_sys::{AsRawValue, FromRawValue};
 use magnus::{gc, prelude::*, DataTypeFunctions, Error, RArray, Ruby, TypedData, Value};
 use rb_sys::VALUE;
@@ -155,7 +155,7 @@ impl Frame {
     /// What a frame's facts depend on: its code, its method entry, and `self` only as far as
     /// "is it a class or module, and which" or else "which class is it an instance of".
     fn cache_key(&self) -> FactsKey {
-        let self_key = match rb::type_of(gvl(), self.self_value) {
+        let self_key = match ffi::type_of(gvl(), self.self_value) {
             rb_sys::ruby_value_type::RUBY_T_CLASS | rb_sys::ruby_value_type::RUBY_T_MODULE => {
                 self.self_value
             }
@@ -278,7 +278,7 @@ fn backtrace(ruby: &Ruby, thread: Value) -> Result<RArray, Error> {
     let gvl = gvl();
     let raw = thread.as_raw();
     // SAFETY: GVL held; rb_obj_is_kind_of only reads class pointers.
-    if unsafe { rb_sys::rb_obj_is_kind_of(raw, rb_sys::rb_cThread) } == rb::FALSE {
+    if unsafe { rb_sys::rb_obj_is_kind_of(raw, rb_sys::rb_cThread) } == ffi::FALSE {
         return Err(Error::new(
             ruby.exception_type_error(),
             "rbscope: backtrace wants a Thread",
@@ -398,7 +398,7 @@ fn push_frames(out: RArray, layout: &Layout, read: Vec<ReadFrame>) -> Result<(),
             iseq,
             pos,
             code: if f.cfunc { 0 } else { f.iseq },
-            me: if f.me == rb::FALSE { 0 } else { f.me },
+            me: if f.me == ffi::FALSE { 0 } else { f.me },
             self_value: f.self_value,
             cfunc: f.cfunc,
             facts: OnceCell::new(),
@@ -416,7 +416,7 @@ fn push_frames(out: RArray, layout: &Layout, read: Vec<ReadFrame>) -> Result<(),
 /// contradicts Ruby's.
 fn better_backtrace(ruby: &Ruby, exc: Value, locations: Value) -> Result<Option<RArray>, Error> {
     let gvl = gvl();
-    let Some(slot) = crate::ring::find(gvl, exc.as_raw()) else {
+    let Some(slot) = crate::capture::ring::find(gvl, exc.as_raw()) else {
         return Ok(None);
     };
     let (true, Some(layout)) = (slot.fast, fast_capture::layout()) else {
@@ -444,11 +444,11 @@ fn better_backtrace(ruby: &Ruby, exc: Value, locations: Value) -> Result<Option<
 /// Ruby's locations also hold the frames that rescue and ensure clauses stand for (the one
 /// after each `rescue in`/`ensure in` location), which ours leave out: those are not compared.
 fn agrees(gvl: Gvl, frames: RArray, locations: VALUE) -> Result<bool, Error> {
-    let locs = rb::array_items(gvl, locations);
+    let locs = ffi::array_items(gvl, locations);
     let hidden = rbscope_backtrace::hidden_by_clauses(locs.iter().map(|loc| {
-        let label = rb::call(gvl, *loc, "label", &[])
+        let label = ffi::call(gvl, *loc, "label", &[])
             .ok()
-            .and_then(|l| rb::to_string(gvl, l))
+            .and_then(|l| ffi::to_string(gvl, l))
             .unwrap_or_default();
         Some(label.starts_with("rescue in ") || label.starts_with("ensure in "))
     }));
@@ -463,14 +463,16 @@ fn agrees(gvl: Gvl, frames: RArray, locations: VALUE) -> Result<bool, Error> {
     let last = locs.len().saturating_sub(1);
     for (i, loc) in locs.iter().enumerate() {
         let f = <&Frame>::try_convert(frames.entry::<Value>(i as isize)?)?;
-        let line = rb::call(gvl, *loc, "lineno", &[]).ok().and_then(rb::fixnum);
+        let line = ffi::call(gvl, *loc, "lineno", &[])
+            .ok()
+            .and_then(ffi::fixnum);
         if line != Some(f.lineno()) {
             return Ok(false);
         }
         if i == 0 || i == last {
-            let path = rb::call(gvl, *loc, "path", &[])
+            let path = ffi::call(gvl, *loc, "path", &[])
                 .ok()
-                .and_then(|p| rb::to_string(gvl, p));
+                .and_then(|p| ffi::to_string(gvl, p));
             if path != f.path() {
                 return Ok(false);
             }
