@@ -11,12 +11,11 @@
 //! and `self` alive (marked) and works out its label, path, line and parameters only when
 //! asked.
 
-use crate::capture::fast_capture::{
-    self, frame_class, iseq_string, rb_iseq_base_label, rb_iseq_line_no, rb_iseq_path,
-};
+use crate::capture::fast_capture::{self, frame_class, iseq_string};
 use crate::capture::labels;
 use crate::ffi::guard::{self, Feature};
 use crate::ffi::marker::MarkerType;
+use crate::ffi::raw::{rb_iseq_base_label, rb_iseq_line_no, rb_iseq_path};
 use crate::ffi::{self, Gvl};
 use magnus::rb_sys::{AsRawValue, FromRawValue};
 use magnus::{gc, prelude::*, DataTypeFunctions, Error, RArray, Ruby, TypedData, Value};

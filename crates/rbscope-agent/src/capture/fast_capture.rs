@@ -10,21 +10,14 @@
 //! start agrees with `rb_profile_frames`; otherwise the agent uses the debug inspector
 //! (capture.rs) and says so.
 
+use crate::ffi::raw::{
+    rb_iseq_base_label, rb_iseq_label, rb_iseq_line_no, rb_iseq_path, rb_iseq_realpath,
+};
 use crate::ffi::{self, Gvl, NIL};
 use rb_sys::{rb_thread_current, VALUE};
 use rbscope_vm::frames;
 use rbscope_vm::{Layout, LocalMemory, Memory, RawFrame};
 use std::sync::atomic::{AtomicPtr, Ordering};
-
-extern "C" {
-    // Exported by libruby 3.1 (checked with `nm -D`); declared here because no public header
-    // has them. They take `const rb_iseq_t *`, passed as a pointer-sized integer.
-    pub(crate) fn rb_iseq_path(iseq: VALUE) -> VALUE;
-    fn rb_iseq_realpath(iseq: VALUE) -> VALUE;
-    pub(crate) fn rb_iseq_label(iseq: VALUE) -> VALUE;
-    pub(crate) fn rb_iseq_base_label(iseq: VALUE) -> VALUE;
-    pub(crate) fn rb_iseq_line_no(iseq: VALUE, pos: usize) -> u32;
-}
 
 /// Ruby frames copied per raise at most (a runaway recursion must not make raise slow).
 pub const MAX_RAW_FRAMES: usize = 512;

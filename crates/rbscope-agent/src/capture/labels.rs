@@ -156,11 +156,7 @@ pub fn iseq_label(gvl: Gvl, iseq: VALUE, own: Option<String>) -> String {
         .map_or(iseq, |v| v as VALUE);
     match own {
         Some(label) if code == iseq => label,
-        _ => crate::capture::fast_capture::iseq_string(
-            gvl,
-            code,
-            crate::capture::fast_capture::rb_iseq_label,
-        ),
+        _ => crate::capture::fast_capture::iseq_string(gvl, code, crate::ffi::raw::rb_iseq_label),
     }
 }
 

@@ -269,11 +269,8 @@ fn raw_contexts(gvl: Gvl, dc: *const rb_debug_inspector_t, n: i64) -> Option<Vec
 /// Whether a frame's code is a rescue or ensure clause, from its iseq's own label (`rescue in
 /// m` in every release; Ruby 3.4's locations name the method instead).
 fn is_clause_iseq(gvl: Gvl, iseq: VALUE) -> bool {
-    let label = crate::capture::fast_capture::iseq_string(
-        gvl,
-        iseq,
-        crate::capture::fast_capture::rb_iseq_label,
-    );
+    let label =
+        crate::capture::fast_capture::iseq_string(gvl, iseq, crate::ffi::raw::rb_iseq_label);
     label.starts_with("rescue in ") || label.starts_with("ensure in ")
 }
 
@@ -394,7 +391,7 @@ unsafe fn inspect_frames_body(dc: *const rb_debug_inspector_t, data: *mut c_void
         // caller's line, as they do a C function), else the location's.
         let path = if f.iseq != 0 {
             // SAFETY: a live iseq from the inspector's list; returns its path String.
-            unsafe { crate::capture::fast_capture::rb_iseq_path(f.iseq) }
+            unsafe { crate::ffi::raw::rb_iseq_path(f.iseq) }
         } else {
             // SAFETY: Location#path is a core method that returns the iseq's path or nil.
             unsafe { rb_sys::rb_funcallv(loc, path_id, 0, std::ptr::null()) }

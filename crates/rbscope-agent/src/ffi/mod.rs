@@ -5,8 +5,12 @@
 //! goes through [`protect`], so a Ruby exception never unwinds through Rust frames: the error is
 //! cleared and returned as `Err`, and the caller counts it and moves on.
 
+pub(crate) mod capture;
 pub(crate) mod guard;
+pub(crate) mod heap;
+pub(crate) mod live;
 pub(crate) mod marker;
+pub(crate) mod raw;
 
 use rb_sys::{
     rb_funcallv, rb_id2str, rb_intern2, rb_mod_name, rb_obj_class, rb_protect, rb_set_errinfo,
@@ -321,22 +325,9 @@ pub fn array_push(_gvl: Gvl, ary: VALUE, v: VALUE) {
     unsafe { rb_sys::rb_ary_push(ary, v) };
 }
 
-/// An event hook that takes the raw trace argument (`RUBY_EVENT_HOOK_FLAG_RAW_ARG`).
-pub type RawArgHook = unsafe extern "C" fn(data: VALUE, arg: *mut rb_sys::rb_trace_arg_t);
-
-extern "C" {
-    // Declared here with the hook's real signature and a plain integer flag: the generated
-    // binding types the flag as a Rust enum, which cannot hold combinations.
-    #[link_name = "rb_add_event_hook2"]
-    pub fn add_raw_event_hook(func: RawArgHook, events: u32, data: VALUE, flags: u32);
-    #[link_name = "rb_remove_event_hook"]
-    pub fn remove_raw_event_hook(func: RawArgHook) -> i32;
-    #[link_name = "rb_remove_event_hook_with_data"]
-    pub fn remove_raw_event_hook_with_data(func: RawArgHook, data: VALUE) -> i32;
-}
-
-/// `RUBY_EVENT_HOOK_FLAG_RAW_ARG`.
-pub const HOOK_FLAG_RAW_ARG: u32 = 0x04;
+pub(crate) use raw::{
+    add_raw_event_hook, remove_raw_event_hook, remove_raw_event_hook_with_data, HOOK_FLAG_RAW_ARG,
+};
 
 /// Adds `feature` (a full path) to `$LOADED_FEATURES` the way `require` does after loading a
 /// file, so a later `require` of it does nothing; false when it was there already or could
