@@ -23,7 +23,6 @@
 )]
 
 mod capture;
-mod config;
 mod counters;
 mod ffi;
 mod heap;
@@ -36,6 +35,7 @@ use capture::{backtrace, report, restore_data};
 use ffi::guard;
 use heap::live_heap;
 use live::{live_eval, trace_clock};
+use rbscope_agent_core::config;
 
 use ffi::guard::Feature;
 use magnus::rb_sys::{AsRawValue, FromRawValue};

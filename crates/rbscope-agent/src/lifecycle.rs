@@ -1,12 +1,12 @@
 //! Starting, stopping and re-starting (after fork) the agent.
 
 use crate::capture;
-use crate::config::Config;
 use crate::counters::Counters;
 use crate::ffi::{self, Gvl};
 use crate::live::control::{ControlServer, StatusSource};
 use crate::state::{self, Agent};
 use crate::writer::Writer;
+use rbscope_agent_core::config::Config;
 use rbscope_store::StoreLocation;
 use std::sync::Arc;
 

@@ -4,11 +4,11 @@
 //! a new control socket, and the parent's copies (whose threads do not exist in the child, and
 //! whose locks may have been held at the moment of the fork) are leaked, never touched.
 
-use crate::config::Config;
 use crate::counters::Counters;
 use crate::ffi::guard::{self, Feature};
 use crate::live::control::ControlServer;
 use crate::writer::Writer;
+use rbscope_agent_core::config::Config;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};

@@ -10,10 +10,10 @@
 //! *core class's own* method (`Date.instance_method(:iso8601).bind_call(obj)`), so an
 //! application subclass cannot intercept the call.
 
-use crate::config::Config;
 use crate::ffi::guard::{self, Feature};
 use crate::ffi::{self, Gvl, NIL};
 use rb_sys::{ruby_value_type as T, VALUE, *};
+use rbscope_agent_core::config::Config;
 use rbscope_snapshot::{CaptureStats, CutReason, Object, ObjectKind, Value};
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};

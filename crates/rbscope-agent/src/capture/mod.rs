@@ -444,7 +444,7 @@ unsafe fn inspect_frames_body(dc: *const rb_debug_inspector_t, data: *mut c_void
 
 /// App code is everything outside the library prefixes (gems, the standard library) and
 /// outside Ruby's `<internal:...>` files, unless library frames were asked for.
-pub fn is_app_path(cfg: &crate::config::Config, path: &[u8]) -> bool {
+pub fn is_app_path(cfg: &rbscope_agent_core::config::Config, path: &[u8]) -> bool {
     if path.starts_with(b"<internal:") {
         return false;
     }
