@@ -29,6 +29,7 @@ mod heap;
 mod lifecycle;
 mod live;
 mod state;
+mod thread_end;
 mod writer;
 
 use capture::{backtrace, report, restore_data};
@@ -574,6 +575,32 @@ fn guarded_count_objects(ruby: &Ruby, names: Vec<String>) -> Result<RHash, Error
     })
 }
 
+/// `Rbscope::Native.thread_body(block)`: the app's thread block wrapped so an exception
+/// escaping it is reported, with no frame of ours in the thread (thread_end.rs).
+fn guarded_thread_body(ruby: &Ruby, block: Value) -> Result<Value, Error> {
+    guard::method(
+        ruby,
+        Feature::Capture,
+        "Rbscope::Native.thread_body",
+        || {
+            if !block.is_kind_of(ruby.class_proc()) {
+                return Err(Error::new(
+                    ruby.exception_type_error(),
+                    "rbscope: thread_body wants the thread's block (a Proc)",
+                ));
+            }
+            let wrapped = thread_end::wrap(gvl(), block.as_raw()).map_err(|_| {
+                Error::new(
+                    ruby.exception_runtime_error(),
+                    "rbscope: could not wrap the thread's block",
+                )
+            })?;
+            // SAFETY: a live Proc just made under the GVL.
+            Ok(unsafe { Value::from_raw(wrapped) })
+        },
+    )
+}
+
 fn guarded_provide_own(ruby: &Ruby, path: String) -> Result<bool, Error> {
     guard::method(ruby, Feature::Capture, "Rbscope::Native.__provide", || {
         provide_own(ruby, path)
@@ -587,6 +614,7 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
     let module = ruby.define_module("Rbscope")?;
     let native = module.define_module("Native")?;
     native.define_singleton_method("start", function!(guarded_start, 1))?;
+    native.define_singleton_method("thread_body", function!(guarded_thread_body, 1))?;
     native.define_singleton_method("stop", function!(guarded_stop, 0))?;
     native.define_singleton_method("started?", function!(guarded_started, 0))?;
     native.define_singleton_method("after_fork", function!(guarded_after_fork, 0))?;

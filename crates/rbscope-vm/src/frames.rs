@@ -15,6 +15,17 @@ use crate::memory::{Memory, ReadError};
 const WORD: usize = std::mem::size_of::<usize>();
 /// `VM_FRAME_FLAG_CFRAME` (3.1 to 4.0).
 pub const VM_FRAME_FLAG_CFRAME: usize = 0x0080;
+/// `VM_FRAME_MAGIC_MASK` and `VM_FRAME_MAGIC_IFUNC` (3.1 to 4.0): a block made of a C
+/// function (`rb_proc_new`, `rb_block_call`), which Ruby's backtraces leave out.
+const VM_FRAME_MAGIC_MASK: usize = 0x7fff_0001;
+const VM_FRAME_MAGIC_IFUNC: usize = 0x6666_0001;
+
+/// Whether a frame whose environment flags (`ep[0]`) are `flags` is a C block (IFUNC), which
+/// backtraces leave out.
+#[inline]
+pub fn is_ifunc(flags: usize) -> bool {
+    flags & VM_FRAME_MAGIC_MASK == VM_FRAME_MAGIC_IFUNC
+}
 /// `VM_ENV_FLAG_LOCAL` (3.1 to 4.0).
 pub const VM_ENV_FLAG_LOCAL: usize = 0x0002;
 /// No Ruby method has more locals than this; a larger count means a bad read.
@@ -77,7 +88,8 @@ pub fn walk<M: Memory, V: FrameVisitor>(
 }
 
 /// Walks every frame (Ruby and C) of the execution context at `ec`, innermost first, until
-/// `visit` returns false. Frames that run neither (the VM's dummy frames) are skipped. At most
+/// `visit` returns false. Frames that run neither (the VM's dummy frames) are skipped, and so
+/// are IFUNC frames (C blocks), as in Ruby's own backtraces: rbscope's thread wrapper is one. At most
 /// `MAX_STACK_FRAMES`: a longer walk means a bad read.
 pub fn walk_all<M: Memory>(
     mem: &M,
@@ -104,7 +116,9 @@ pub fn walk_all<M: Memory>(
         if ep != 0 {
             let flags = mem.read_word(ep)?;
             let self_value = mem.read_word(cfp + l.cfp_self)?;
-            let frame = if flags & VM_FRAME_FLAG_CFRAME != 0 {
+            let frame = if is_ifunc(flags) {
+                None
+            } else if flags & VM_FRAME_FLAG_CFRAME != 0 {
                 Some(StackFrame::C {
                     cfp,
                     ep,
@@ -371,6 +385,30 @@ mod tests {
         // The block finds its method's entry through the parent environment.
         assert_eq!(method_entry(&m, &frames[0]).unwrap(), 0x7000);
         assert_eq!(method_entry(&m, &frames[1]).unwrap(), 0x7000);
+    }
+
+    #[test]
+    fn ifunc_frames_are_left_out_like_ruby_does() {
+        let (mut m, ec) = fixture();
+        let l = l();
+        // The innermost frame becomes a C block (rbscope's thread wrapper, say).
+        m.0.insert(0x22_000, VM_FRAME_MAGIC_IFUNC | VM_FRAME_FLAG_CFRAME);
+        let mut kinds = Vec::new();
+        walk_all(&m, &l, ec, &mut |f: &StackFrame| {
+            kinds.push(matches!(f, StackFrame::C { .. }));
+            true
+        })
+        .unwrap();
+        assert_eq!(kinds, vec![false, false], "only the two Ruby frames remain");
+        // A C function frame is still there.
+        m.0.insert(0x22_000, 0x5555_0001 | VM_FRAME_FLAG_CFRAME);
+        kinds.clear();
+        walk_all(&m, &l, ec, &mut |f: &StackFrame| {
+            kinds.push(matches!(f, StackFrame::C { .. }));
+            true
+        })
+        .unwrap();
+        assert_eq!(kinds, vec![true, false, false]);
     }
 
     #[test]

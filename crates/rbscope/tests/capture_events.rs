@@ -3,6 +3,7 @@
 
 mod common;
 use common::*;
+use serde_json::Value as J;
 
 fn assert_top_frame_has_local(sb: &Sandbox, label: &str, local: &str) -> serde_json::Value {
     let snap = sb.only_snapshot();
@@ -515,4 +516,81 @@ true
 alive
 "
     );
+}
+
+/// What threads do, printed as JSON by tests/programs/threads.rb; with `STARTED=1` it first
+/// starts rbscope, which wraps every thread block from then on.
+fn thread_behaviour(sb: &Sandbox, started: bool) -> J {
+    let program = repo_root().join("crates/rbscope/tests/programs/threads.rb");
+    let mut c = sb.ruby(&program);
+    if started {
+        c.env("STARTED", "1").env("RBSCOPE_CLI", cli());
+    }
+    let out = c.output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let last = text.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// Issue [2/6]: rbscope reports exceptions that end threads without a frame of its own in
+/// them. Every stack the app or rbscope shows of such a thread (`caller_locations` inside it,
+/// `Thread#backtrace` and `Rbscope.backtrace` from outside, `rbscope stacks -p`, the stored
+/// snapshot) holds only the app's frames, and threads behave exactly as without rbscope:
+/// arguments, keywords, subclasses, `start`/`fork`, values, exceptions and their backtraces,
+/// `throw`, `break`, `kill`, `exit`.
+#[test]
+fn threads_carry_no_rbscope_frame_and_behave_as_without_it() {
+    let plain_sb = Sandbox::new();
+    let plain = thread_behaviour(&plain_sb, false);
+    let sb = Sandbox::new();
+    let with = thread_behaviour(&sb, true);
+    assert_eq!(
+        with["behaviour"], plain["behaviour"],
+        "threads behave differently with rbscope started"
+    );
+    let ours = |v: &J| v.to_string().contains("lib/rbscope");
+    assert!(!ours(&with["behaviour"]), "{:#}", with["behaviour"]);
+    for (name, bt) in with["outside"].as_object().unwrap() {
+        assert!(!ours(bt), "{name}: {bt:#}");
+        assert!(bt.to_string().contains("threads.rb"), "{name}: {bt:#}");
+    }
+    // The better backtrace of an exception raised in a wrapped thread agrees with Ruby's.
+    let better = with["better"].as_array().expect("a better backtrace");
+    assert_eq!(better.len(), 2, "{better:#?}");
+    assert!(
+        better[1]
+            .as_str()
+            .unwrap()
+            .ends_with("Object$singleton#<main>{block}()"),
+        "{better:#?}"
+    );
+    // rbscope stacks -p: the parked threads' frames are the app's.
+    let stacks: J = serde_json::from_str(with["stacks"].as_str().unwrap()).unwrap();
+    let parked: Vec<&J> = stacks["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["name"].as_str().is_some_and(|n| n.starts_with("parked-")))
+        .collect();
+    assert_eq!(parked.len(), 4, "{stacks:#}");
+    for t in parked {
+        let frames = t["frames"].as_array().unwrap();
+        assert!(!frames.is_empty(), "{t:#}");
+        assert!(!ours(&t["frames"]), "{t:#}");
+        let bottom = frames.last().unwrap();
+        assert!(
+            bottom["path"].as_str().unwrap().ends_with("threads.rb"),
+            "the bottom frame is the app's block: {t:#}"
+        );
+    }
+    // The exceptions that ended threads were stored, and their frames are the app's.
+    let rows = sb.list();
+    assert!(rows.len() >= 2, "{rows:#?}");
+    for row in rows {
+        let snap = sb.show(row["id"].as_str().unwrap());
+        assert_eq!(snap["context"]["extra"]["reported_by"], "escaped a thread");
+        assert!(!ours(&snap["frames"]), "{:#}", snap["frames"]);
+    }
+    assert!(plain_sb.list().is_empty());
 }

@@ -162,7 +162,7 @@ module Rbscope
     end
 
     # Called when an exception escapes a thread's block.
-    # `wrapper` is rbscope's block around the thread's own `block`.
+    # (`wrapper` is unused: rbscope's wrapper is a C block; `block` is the app's.)
     def __report_thread(exception, wrapper = nil, block = nil)
       report(exception, how: "escaped a thread") unless ignored_at_exit?(exception)
       BetterBacktraces.__print_thread(Thread.current, exception, wrapper, block)

@@ -127,15 +127,15 @@ module Rbscope
         out
       end
 
-      # Thread#inspect names where the thread's block was written; rbscope's wrapper block
-      # stands in for the app's, so its place is put back.
-      def thread_name(thread, wrapper, block)
+      # Thread#inspect names where the thread's block was written. rbscope's wrapper (a C
+      # block) has no place, so Ruby prints none: the app block's place is put back where Ruby
+      # puts it, before the status.
+      def thread_name(thread, _wrapper, block)
         text = thread.inspect
-        ours = wrapper&.source_location
         theirs = block&.source_location
-        return text unless ours && theirs
+        return text unless theirs
 
-        text.sub(" #{ours.join(':')} ", " #{theirs.join(':')} ")
+        text.sub(/ (\w+)>\z/) { " #{theirs.join(':')} #{Regexp.last_match(1)}>" }
       end
 
       def printable?(exception)

@@ -191,7 +191,13 @@ unsafe fn copy_stack(l: &Layout, ec: usize, out: *mut VALUE, cap: usize) -> Opti
         let (ep, iseq, pc) =
             unsafe { (rd(cfp + l.cfp_ep), rd(cfp + l.cfp_iseq), rd(cfp + l.cfp_pc)) };
         // SAFETY: a frame's ep points at its environment's flags word.
-        let cframe = ep != 0 && unsafe { rd(ep) } & frames::VM_FRAME_FLAG_CFRAME != 0;
+        let flags = if ep != 0 { unsafe { rd(ep) } } else { 0 };
+        // A C block (IFUNC: rbscope's thread wrapper) is left out, as Ruby's backtraces do.
+        if frames::is_ifunc(flags) {
+            cfp += l.cfp_size;
+            continue;
+        }
+        let cframe = flags & frames::VM_FRAME_FLAG_CFRAME != 0;
         if iseq != 0 && pc != 0 && ep != 0 && !cframe {
             frames += 1;
             // SAFETY: a Ruby frame's iseq and its body are live VM structures.

@@ -14,8 +14,10 @@ pub(crate) mod raw;
 
 use rb_sys::{
     rb_funcallv, rb_id2str, rb_intern2, rb_mod_name, rb_obj_class, rb_protect, rb_set_errinfo,
-    ruby_value_type, Qfalse, Qnil, Qtrue, ID, RSTRING_LEN, RSTRING_PTR, VALUE,
+    ruby_value_type, Qfalse, Qnil, Qtrue, RSTRING_LEN, RSTRING_PTR,
 };
+/// A Ruby object reference and an interned name, as every other module names them.
+pub(crate) use rb_sys::{ID, VALUE};
 use std::ffi::c_int;
 use std::marker::PhantomData;
 
@@ -385,4 +387,126 @@ impl Drop for GcOff {
 pub fn u64_value(_gvl: Gvl, n: u64) -> VALUE {
     // SAFETY: GVL held (token); rb_ull2inum makes a Fixnum or a Bignum.
     unsafe { rb_sys::rb_ull2inum(n as _) }
+}
+
+/// The function behind a Proc made by [`proc_of_fn`]: `(yielded, data, argc, argv, block)`.
+pub type BlockFn = unsafe extern "C" fn(VALUE, VALUE, c_int, *const VALUE, VALUE) -> VALUE;
+
+/// A Proc whose body is `f`, called with `data` as its second argument. Ruby runs it in an
+/// IFUNC frame, which no backtrace shows (`Thread#backtrace`, `caller`, error reports), so a
+/// block wrapped this way leaves no trace in the app's stacks. `data` is marked by the Proc.
+pub fn proc_of_fn(gvl: Gvl, f: BlockFn, data: VALUE) -> Result<VALUE, Raised> {
+    protect(gvl, || {
+        // SAFETY: GVL held (token); `f` has the block-function signature Ruby calls it with,
+        // and `data` is a VALUE the Proc keeps (its ifunc marks it).
+        unsafe { rb_sys::rb_proc_new(Some(f), data) }
+    })
+}
+
+/// Whether the method or block running now was called with keyword arguments.
+pub fn keyword_given(_gvl: Gvl) -> bool {
+    // SAFETY: GVL held (token); reads the current control frame's flag.
+    unsafe { rb_sys::rb_keyword_given_p() != 0 }
+}
+
+/// A non-local exit stopped by [`call_proc_stopping_exits`]: `rb_protect`'s state and, for a
+/// raise, the exception (`$!` is cleared meanwhile, so the caller can run Ruby code).
+#[derive(Clone, Copy)]
+pub struct Exit {
+    state: c_int,
+    raised: Option<VALUE>,
+}
+
+impl Exit {
+    /// The exception, when the exit is a raise (not `throw`, `break` or a thread kill).
+    pub fn exception(&self) -> Option<VALUE> {
+        self.raised
+    }
+}
+
+/// `rb_protect`'s state for a raise (vm_core.h's TAG_RAISE, the same from 3.1 to 4.0).
+const TAG_RAISE: c_int = 6;
+
+struct ProcCall {
+    proc: VALUE,
+    argc: c_int,
+    argv: *const VALUE,
+    block: VALUE,
+    kw: c_int,
+}
+
+unsafe extern "C" fn call_proc_thunk(arg: VALUE) -> VALUE {
+    // SAFETY: `arg` is the address of the `ProcCall` on `call_proc_stopping_exits`'s frame,
+    // which lives until rb_protect returns.
+    let call = unsafe { &*(arg as *const ProcCall) };
+    // SAFETY: GVL held (we were called by rb_protect on this Ruby thread); `argv` points at
+    // `argc` VALUEs Ruby gave the caller's block function for the length of its call.
+    unsafe {
+        rb_sys::rb_proc_call_with_block_kw(call.proc, call.argc, call.argv, call.block, call.kw)
+    }
+}
+
+/// Calls `proc` with the arguments, block and keyword-ness given, stopping any non-local exit
+/// (raise, `throw`, `break`, thread kill) so the caller can act before resuming it with
+/// [`resume_exit`]. Unlike [`protect`], `$!` is kept for everything but a raise.
+///
+/// # Safety
+/// `argv` must point at `argc` live VALUEs for the duration of the call.
+pub unsafe fn call_proc_stopping_exits(
+    gvl: Gvl,
+    proc: VALUE,
+    argc: c_int,
+    argv: *const VALUE,
+    block: VALUE,
+    kw: bool,
+) -> Result<VALUE, Exit> {
+    let _ = gvl;
+    let call = ProcCall {
+        proc,
+        argc,
+        argv,
+        block,
+        kw: kw as c_int,
+    };
+    let mut state: c_int = 0;
+    // SAFETY: GVL held (token); the thunk receives the address of `call`, which outlives the
+    // call, and the caller promised `argv`.
+    let v = unsafe {
+        rb_protect(
+            Some(call_proc_thunk),
+            &call as *const ProcCall as VALUE,
+            &mut state,
+        )
+    };
+    if state == 0 {
+        return Ok(v);
+    }
+    let raised = (state == TAG_RAISE).then(|| {
+        // SAFETY: GVL held; after a raise `$!` is the exception being raised, which the caller
+        // keeps on this native stack (scanned by the GC) until it resumes the raise.
+        unsafe {
+            let e = rb_sys::rb_errinfo();
+            rb_set_errinfo(NIL);
+            e
+        }
+    });
+    Err(Exit { state, raised })
+}
+
+/// Resumes a non-local exit stopped by [`call_proc_stopping_exits`], exactly where it was:
+/// the raise goes on unwinding with its exception, a `throw` to its `catch`, a kill ends the
+/// thread. Never returns.
+///
+/// The caller must hold no value with a destructor: this unwinds the native stack with
+/// `longjmp`, past every Rust frame up to Ruby's.
+pub fn resume_exit(_gvl: Gvl, exit: Exit) -> ! {
+    if let Some(e) = exit.raised {
+        // SAFETY: GVL held; `e` is the exception `$!` held when the raise was stopped (an
+        // Exception, so rb_set_errinfo accepts it).
+        unsafe { rb_set_errinfo(e) };
+    }
+    // SAFETY: GVL held; `exit.state` is the state rb_protect returned for this exit, and
+    // `$!` is as it was (restored above for a raise, untouched otherwise), which is what
+    // rb_jump_tag needs to go on. The caller holds nothing with a destructor.
+    unsafe { rb_sys::rb_jump_tag(exit.state) }
 }
