@@ -43,6 +43,8 @@ end
 Rbscope.__require_own "version"
 Rbscope.__require_own "args"
 Rbscope.__require_own "magic_roots"
+Rbscope.__require_own "settings"
+Rbscope.__require_own "public_args"
 
 if Rbscope.disabled?
   Rbscope.__require_own "disabled"

@@ -625,3 +625,49 @@ fn fuzzing_every_public_method_never_ends_the_app() {
     }
     assert!(text.ends_with("started true\nalive\n"), "{text}");
 }
+
+/// With RBSCOPE_DISABLE=1 the public methods are stand-ins that do nothing, but a wrong call
+/// raises exactly what it raises with rbscope on: an app tested with rbscope disabled meets no
+/// new exception in production. Right calls are accepted by both.
+#[test]
+fn disabled_stand_ins_check_arguments_as_the_agent_does() {
+    let body = format!(
+        r##"{TRY}
+try("start unknown") {{ Rbscope.start(nope: 1) }}
+try("start range") {{ Rbscope.start(max_depth: 1e300) }}
+try("start flag") {{ Rbscope.start(log: "yes") }}
+try("report nil") {{ Rbscope.report(nil) }}
+try("report how") {{ Rbscope.report(RuntimeError.new, how: 5) }}
+try("report context") {{ Rbscope.report(RuntimeError.new, **(1..101).to_h {{ |i| [:"k#{{i}}", i] }}) }}
+try("report ok") {{ Rbscope.report(RuntimeError.new("x"), order: 7) }}
+try("flush NaN") {{ Rbscope.flush(Float::NAN) }}
+try("flush string") {{ Rbscope.flush("5") }}
+try("flush negative") {{ Rbscope.flush(-1) }}
+try("flush ok") {{ Rbscope.flush(0.01) }}
+try("backtrace") {{ Rbscope.backtrace(:main) }}
+try("heap_dump path") {{ Rbscope.heap_dump(5) }}
+try("heap_dump flag") {{ Rbscope.heap_dump(nil, gzip: 1) }}
+try("count_objects") {{ Rbscope.count_objects([Class.new]) }}
+try("count_objects kind") {{ Rbscope.count_objects([1]) }}
+"##
+    );
+    let on = {
+        let sb = Sandbox::new();
+        run(&sb, &body)
+    };
+    let off = {
+        let sb = Sandbox::new();
+        let script = sb.write("app.rb", &format!("require \"rbscope\"\n{body}"));
+        let out = sb
+            .ruby(&script)
+            .env("RBSCOPE_DISABLE", "1")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+        stdout(&out)
+    };
+    assert_eq!(off, on, "disabled:\n{off}\nenabled:\n{on}");
+    assert!(on.contains("report ok: accepted"), "{on}");
+    assert!(on.contains("flush ok: accepted"), "{on}");
+    assert_eq!(on.matches("Error: rbscope:").count(), 14, "{on}");
+}

@@ -1,7 +1,6 @@
 # frozen_string_literal: true
 
 require "rbconfig"
-Rbscope.__require_own "settings"
 Rbscope.__require_own "context"
 Rbscope.__require_own "thread_reporting"
 Rbscope.__require_own "fork_hook"
@@ -23,14 +22,14 @@ module Rbscope
   end
 
   # Names Rbscope.count_objects takes at most.
-  MAX_COUNT_NAMES = 10_000
+  MAX_COUNT_NAMES = PublicArgs::MAX_COUNT_NAMES
 
   class << self
     # Starts capturing. Options override RBSCOPE_* environment variables; see
     # Rbscope::Settings::KEYS for the list. Returns true when started, false when it was
     # already running.
     def start(**options)
-      started = Native.start(Settings.pairs(options))
+      started = Native.start(Settings.pairs(PublicArgs.start(options)))
       unless started
         announce_off
         return false
@@ -62,11 +61,7 @@ module Rbscope
     # 100; each value as its #to_s, cut to 1000 characters). Raises TypeError when `exception`
     # is not an Exception or `how` not a String or Symbol.
     def report(exception, how: "Rbscope.report", **context)
-      unless Exception === exception
-        raise Args.type_error("Rbscope.report(exception)", "an Exception", exception)
-      end
-
-      how = Args.text("Rbscope.report(how:)", how, expected: "a String or Symbol", symbol: true, max: 200)
+      how = PublicArgs.report(exception, how, context)
       extra = Context.extra(context)
       return nil unless Native.started?
 
@@ -85,9 +80,7 @@ module Rbscope
     # Works whether or not the agent is started; needs a Ruby whose VM layout rbscope knows
     # (NotImplementedError otherwise, saying why).
     def backtrace(thread = Thread.current)
-      raise Args.type_error("Rbscope.backtrace(thread)", "a Thread", thread) unless Thread === thread
-
-      frames = Native.backtrace(thread)
+      frames = Native.backtrace(PublicArgs.thread(thread))
       # Leave out this method and the native call it made.
       thread.equal?(Thread.current) ? frames.drop(2) : frames
     end
@@ -100,11 +93,7 @@ module Rbscope
     # in_process: true writes from this process, pausing it for the whole dump). `path` is nil,
     # a String or a Pathname; the flags are true or false (TypeError otherwise).
     def heap_dump(path = nil, gzip: false, gc: false, in_process: false)
-      unless NilClass === path
-        path = Args.path("Rbscope.heap_dump(path)", path, expected: "nil or a path (a String or a Pathname)")
-      end
-      Native.heap_dump(path, Args.flag("Rbscope.heap_dump(gzip:)", gzip), Args.flag("Rbscope.heap_dump(gc:)", gc),
-                       Args.flag("Rbscope.heap_dump(in_process:)", in_process))
+      Native.heap_dump(*PublicArgs.heap_dump(path, gzip, gc, in_process))
     end
 
     # Live objects per class, for the classes named and everything inside them
@@ -112,20 +101,7 @@ module Rbscope
     # With no names, every class. One walk of the heap pages; no file is written. `names` is
     # an Array (at most 10,000) of Strings, Symbols or named classes and modules, or one of them.
     def count_objects(names = [])
-      what = "Rbscope.count_objects(names)"
-      expected = "an Array of class names (Strings, Symbols or named Modules, at most #{MAX_COUNT_NAMES})"
-      list = NilClass === names ? [] : names
-      list = [list] unless Array === list
-      raise ArgumentError, "rbscope: #{what} expects #{expected}, got #{list.size} names" if list.size > MAX_COUNT_NAMES
-
-      list = list.map do |name|
-        if Module === name
-          name = Args::MODULE_NAME.bind_call(name)
-          raise ArgumentError, "rbscope: #{what} expects named classes or modules, got an anonymous one" unless name
-        end
-        Args.text(what, name, expected: expected, symbol: true, max: 1000, empty: false)
-      end
-      Native.count_objects(list)
+      Native.count_objects(PublicArgs.class_names(names))
     end
 
     # Counters of what the agent captured, stored and dropped.
@@ -139,16 +115,7 @@ module Rbscope
 
     # Waits up to `seconds` (at most 60) for queued snapshots to reach the store.
     def flush(seconds = 5)
-      unless Numeric === seconds && seconds.real?
-        raise TypeError, "rbscope: flush wants a number of seconds (got #{Args.class_name(seconds)})"
-      end
-
-      seconds = seconds.to_f
-      if seconds.nan? || seconds.negative?
-        raise ArgumentError, "rbscope: flush wants 0 or more seconds (got #{seconds})"
-      end
-
-      Native.flush([seconds, 60.0].min)
+      Native.flush([PublicArgs.seconds(seconds), 60.0].min)
     end
 
     # Called by the at_exit hook with the exception that is ending the program, if any.

@@ -4,7 +4,7 @@ module Rbscope
   # The Ruby-side context of a report: thread name, loaded gems, and caller-supplied facts.
   module Context
     # Caller-supplied facts one report keeps, and the characters of each.
-    MAX_EXTRA = 100
+    MAX_EXTRA = PublicArgs::MAX_CONTEXT
     MAX_TEXT = 1000
 
     module_function
@@ -16,14 +16,10 @@ module Rbscope
       [name, gems, extra]
     end
 
-    # Rbscope.report's keyword arguments as [name, text] pairs. Any value is taken (its #to_s,
-    # or its class when #to_s raises or is not a String); more than MAX_EXTRA is an
-    # ArgumentError.
+    # Rbscope.report's keyword arguments as [name, text] pairs (their number checked by
+    # PublicArgs.report). Any value is taken (its #to_s, or its class when #to_s raises or is
+    # not a String).
     def extra(context)
-      if context.size > MAX_EXTRA
-        raise ArgumentError, "rbscope: Rbscope.report takes at most #{MAX_EXTRA} context values, got #{context.size}"
-      end
-
       context.map { |k, v| [text(k), text(v)] }
     end
 

@@ -1,25 +1,42 @@
 # frozen_string_literal: true
 
-# RBSCOPE_DISABLE=1: the same public API, doing nothing.
+# RBSCOPE_DISABLE=1: the same public API, doing nothing. Arguments are checked as when rbscope
+# is on (public_args.rb), so a wrong call fails the same way in both.
 module Rbscope
   class << self
-    def start(**) = false
+    def start(**options)
+      PublicArgs.start(options)
+      false
+    end
+
     def stop = nil
     def started? = false
-    def report(_exception, **) = nil
+
+    def report(exception, how: "Rbscope.report", **context)
+      PublicArgs.report(exception, how, context)
+      nil
+    end
+
     def counters = {}
     def store_location = nil
-    def flush(_seconds = 5) = true
 
-    def heap_dump(*, **)
+    def flush(seconds = 5)
+      PublicArgs.seconds(seconds)
+      true
+    end
+
+    def heap_dump(path = nil, gzip: false, gc: false, in_process: false)
+      PublicArgs.heap_dump(path, gzip, gc, in_process)
       raise NotImplementedError, "rbscope is disabled (RBSCOPE_DISABLE=1): Rbscope.heap_dump needs the native agent"
     end
 
-    def count_objects(*)
+    def count_objects(names = [])
+      PublicArgs.class_names(names)
       raise NotImplementedError, "rbscope is disabled (RBSCOPE_DISABLE=1): Rbscope.count_objects needs the native agent"
     end
 
-    def backtrace(_thread = Thread.current)
+    def backtrace(thread = Thread.current)
+      PublicArgs.thread(thread)
       raise NotImplementedError, "rbscope is disabled (RBSCOPE_DISABLE=1): Rbscope.backtrace needs the native agent"
     end
   end

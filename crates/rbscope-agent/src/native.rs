@@ -1,0 +1,460 @@
+//! The methods of `Rbscope::Native`, the agent's face to the gem's Ruby code (lib/rbscope).
+//!
+//! Each one's body runs under `guard::method`: a panic inside becomes a RuntimeError and turns
+//! its feature off, instead of magnus's `fatal`, which would end the app. Arguments are checked
+//! here (or by magnus's conversions, which raise TypeError) before anything reaches the VM;
+//! the gem's Ruby side checks the public API's arguments first (lib/rbscope/args.rb).
+
+use crate::capture::{self, report, restore_data};
+use crate::ffi::guard::{self, Feature};
+use crate::heap::live_heap;
+use crate::live::{self, live_eval, trace_clock};
+use crate::{ffi, lifecycle, state, thread_end};
+use magnus::rb_sys::{AsRawValue, FromRawValue};
+use magnus::{prelude::*, Error, RArray, RHash, Ruby, Value};
+use rbscope_agent_core::config;
+use std::time::Duration;
+
+/// `Rbscope::Native.start([[key, value], ...])`: true if started, false if already running.
+pub fn start(ruby: &Ruby, pairs: RArray) -> Result<bool, Error> {
+    guard::method(ruby, Feature::Capture, "Rbscope::Native.start", || {
+        let pairs: Vec<(String, String)> = pairs.to_vec()?;
+        let config = config::Config::from_pairs(&pairs).map_err(|m| arg_error(ruby, m))?;
+        lifecycle::start(gvl(), config).map_err(|m| Error::new(ruby.exception_runtime_error(), m))
+    })
+}
+
+/// `Rbscope::Native.stop`: removes the hooks and stops the writer and control threads.
+pub fn stop(ruby: &Ruby) -> Result<(), Error> {
+    guard::method(ruby, Feature::Capture, "Rbscope::Native.stop", || {
+        lifecycle::stop(gvl());
+        Ok(())
+    })
+}
+
+pub fn started(ruby: &Ruby) -> Result<bool, Error> {
+    guard::method(ruby, Feature::Capture, "Rbscope::Native.started?", || {
+        Ok(state::current().is_some())
+    })
+}
+
+pub fn after_fork(ruby: &Ruby) -> Result<bool, Error> {
+    guard::method(ruby, Feature::Fork, "Rbscope::Native.after_fork", || {
+        lifecycle::after_fork(gvl()).map_err(|m| Error::new(ruby.exception_runtime_error(), m))
+    })
+}
+
+/// `Rbscope::Native.report(exception, context, how)`: the new snapshot id, or nil.
+pub fn report(ruby: &Ruby, exc: Value, ctx: Value, how: String) -> Result<Option<String>, Error> {
+    guard::method(ruby, Feature::Capture, "Rbscope::Native.report", || {
+        // Off after a failure: the pending captures it would read are no longer kept alive.
+        if guard::is_off(Feature::Capture) {
+            return Ok(None);
+        }
+        let gvl = gvl();
+        ensure_forked(gvl);
+        let Some(agent) = state::current() else {
+            return Ok(None);
+        };
+        let exception_class = ruby.exception_exception();
+        if !exc.is_kind_of(exception_class) {
+            return Ok(None);
+        }
+        Ok(capture::quietly(|| {
+            report::report(gvl, &agent, exc.as_raw(), ctx.as_raw(), &how)
+        }))
+    })
+}
+
+/// Waits up to `seconds` (at most 60) for queued snapshots to be written.
+pub fn flush(ruby: &Ruby, seconds: f64) -> Result<bool, Error> {
+    guard::method(ruby, Feature::Writer, "Rbscope::Native.flush", || {
+        Ok(match state::current() {
+            Some(agent) => agent.writer.flush(bounded_wait(seconds, 60.0)),
+            None => true,
+        })
+    })
+}
+
+/// The agent's counters by name (what `rbscope doctor -p` shows).
+pub fn counters(ruby: &Ruby) -> Result<RHash, Error> {
+    guard::method(ruby, Feature::Capture, "Rbscope::Native.counters", || {
+        let h = ruby.hash_new();
+        if let Some(agent) = state::current() {
+            for (k, v) in agent.counters.snapshot() {
+                h.aset(ruby.to_symbol(&k), v)?;
+            }
+        }
+        Ok(h)
+    })
+}
+
+pub fn store_location(ruby: &Ruby) -> Result<Option<String>, Error> {
+    guard::method(
+        ruby,
+        Feature::Capture,
+        "Rbscope::Native.store_location",
+        || Ok(state::current().map(|a| a.config.store.clone())),
+    )
+}
+
+pub fn socket_path(ruby: &Ruby) -> Result<Option<String>, Error> {
+    guard::method(ruby, Feature::Live, "Rbscope::Native.socket_path", || {
+        let agent = state::current();
+        Ok(agent.and_then(|a| a.control.as_ref().map(|c| c.path.display().to_string())))
+    })
+}
+
+pub fn warnings(ruby: &Ruby) -> Result<Vec<String>, Error> {
+    guard::method(ruby, Feature::Capture, "Rbscope::Native.warnings", || {
+        Ok(state::current()
+            .map(|a| a.warnings.clone())
+            .unwrap_or_default())
+    })
+}
+
+/// `Rbscope::Native.snapshot_json(store, id, trust)`: the snapshot as JSON, for a restore.
+/// Needs no running agent. Raises with a one-line reason when the snapshot is missing,
+/// unreadable, or not signed with the store's key (unless `trust`).
+pub fn snapshot_json(
+    ruby: &Ruby,
+    store: Option<String>,
+    id: String,
+    trust: bool,
+) -> Result<String, Error> {
+    guard::method(
+        ruby,
+        Feature::Capture,
+        "Rbscope::Native.snapshot_json",
+        || {
+            let snapshot = load_for_restore(ruby, store, &id, trust)?;
+            serde_json::to_string(&rbscope_snapshot::json::snapshot(&snapshot))
+                .map_err(|e| Error::new(ruby.exception_runtime_error(), e.to_string()))
+        },
+    )
+}
+
+/// `Rbscope::Native.snapshot_data(store, id, trust)`: the same snapshot as plain Ruby arrays
+/// (see restore_data.rs), which is what `Rbscope::Restore` rebuilds objects from.
+pub fn snapshot_data(
+    ruby: &Ruby,
+    store: Option<String>,
+    id: String,
+    trust: bool,
+) -> Result<Value, Error> {
+    guard::method(
+        ruby,
+        Feature::Capture,
+        "Rbscope::Native.snapshot_data",
+        || {
+            let snapshot = load_for_restore(ruby, store, &id, trust)?;
+            // SAFETY: the VALUE is a live Array just built under the GVL.
+            Ok(unsafe { Value::from_raw(restore_data::build(gvl(), &snapshot)) })
+        },
+    )
+}
+
+/// `Rbscope::Native.trace_hook(session, unbound_method, owner, name, filter, index)`: hooks one
+/// method resolved by lib/rbscope/live.rb for selector `index`; returns its label.
+pub fn trace_hook(
+    ruby: &Ruby,
+    session: u64,
+    um: Value,
+    owner: Value,
+    name: String,
+    filter: Value,
+    index: usize,
+) -> Result<String, Error> {
+    guard::method(ruby, Feature::Trace, "Rbscope::Native.trace_hook", || {
+        // Checked before anything reaches the VM: the label calls rb_mod_name on `owner`, the hook
+        // calls rb_obj_is_kind_of with `filter` (a TypeError inside a TracePoint), and the method
+        // is a TracePoint's target.
+        let type_error = |what: &str, expected: &str, v: Value| {
+            Error::new(
+                ruby.exception_type_error(),
+                format!(
+                    "rbscope: Rbscope::Native.trace_hook({what}) expects {expected}, got {}",
+                    class_name_of(v)
+                ),
+            )
+        };
+        if !um.is_kind_of(ruby.class_unbound_method()) {
+            return Err(type_error("method", "an UnboundMethod", um));
+        }
+        if !owner.is_kind_of(ruby.class_module()) {
+            return Err(type_error("owner", "a Module", owner));
+        }
+        if !filter.is_nil() && !filter.is_kind_of(ruby.class_module()) {
+            return Err(type_error("filter", "nil or a Module", filter));
+        }
+        live::hook_method(
+            gvl(),
+            session,
+            um.as_raw(),
+            owner.as_raw(),
+            &name,
+            filter.as_raw(),
+            index,
+        )
+        .map_err(|m| Error::new(ruby.exception_runtime_error(), m))
+    })
+}
+
+/// `Rbscope::Native.trace_ignore_owner(session, module)`.
+pub fn trace_ignore_owner(ruby: &Ruby, session: u64, module: Value) -> Result<(), Error> {
+    guard::method(
+        ruby,
+        Feature::Trace,
+        "Rbscope::Native.trace_ignore_owner",
+        || {
+            if !module.is_kind_of(ruby.class_module()) {
+                return Err(Error::new(
+                    ruby.exception_type_error(),
+                    format!(
+                    "rbscope: Rbscope::Native.trace_ignore_owner(module) expects a Module, got {}",
+                    class_name_of(module)
+                ),
+                ));
+            }
+            live::ignore_owner(gvl(), session, module.as_raw());
+            Ok(())
+        },
+    )
+}
+
+/// `Rbscope::Native.eval_done(token, ok, text, incomplete)`: an eval thread's result. `text` is
+/// taken as UTF-8 with invalid bytes replaced (lib/rbscope/live.rb converts it first).
+pub fn eval_done(
+    ruby: &Ruby,
+    token: u64,
+    ok: bool,
+    text: Value,
+    incomplete: bool,
+) -> Result<(), Error> {
+    guard::method(ruby, Feature::Live, "Rbscope::Native.eval_done", || {
+        let Some(text) = magnus::RString::from_value(text) else {
+            return Err(Error::new(
+                ruby.exception_type_error(),
+                format!(
+                    "rbscope: Rbscope::Native.eval_done(text) expects a String, got {}",
+                    class_name_of(text)
+                ),
+            ));
+        };
+        // SAFETY: GVL held; the borrowed bytes are copied into an owned String at once, before any
+        // Ruby code can run and change or free the string.
+        let text = unsafe { text.to_string_lossy() }.into_owned();
+        live_eval::done(token, ok, text, incomplete);
+        Ok(())
+    })
+}
+
+/// `Rbscope::Native.flush_traces(seconds)`: at exit, lets traces send what was recorded.
+pub fn flush_traces(ruby: &Ruby, seconds: f64) -> Result<(), Error> {
+    guard::method(ruby, Feature::Trace, "Rbscope::Native.flush_traces", || {
+        live::flush_all(gvl(), bounded_wait(seconds, 5.0));
+        Ok(())
+    })
+}
+
+/// `Rbscope::Native.heap_dump(path, gzip, gc, in_process)`: see `Rbscope.heap_dump`.
+pub fn heap_dump(
+    ruby: &Ruby,
+    path: Option<String>,
+    gzip: bool,
+    gc: bool,
+    in_process: bool,
+) -> Result<RHash, Error> {
+    guard::method(ruby, Feature::Heap, "Rbscope::Native.heap_dump", || {
+        let req = rbscope_proto::HeapDumpRequest {
+            path,
+            gzip,
+            gc,
+            in_process,
+            wait_ms: 0,
+        };
+        let answer = match live_heap::run(gvl(), live_heap::Job::Dump(req)) {
+            live_heap::Outcome::Done(m) => m,
+            live_heap::Outcome::Forked(child) => live_heap::finish_without_gvl(child),
+        };
+        match answer {
+            rbscope_proto::AgentMessage::HeapDumped(r) => {
+                let h = ruby.hash_new();
+                h.aset(ruby.to_symbol("path"), r.path)?;
+                h.aset(ruby.to_symbol("objects"), r.objects)?;
+                h.aset(ruby.to_symbol("roots"), r.roots)?;
+                h.aset(ruby.to_symbol("bytes"), r.bytes)?;
+                h.aset(ruby.to_symbol("pause_ms"), r.pause_us as f64 / 1000.0)?;
+                h.aset(ruby.to_symbol("total_ms"), r.total_us as f64 / 1000.0)?;
+                h.aset(ruby.to_symbol("forked"), r.forked)?;
+                h.aset(ruby.to_symbol("allocation_info"), r.allocation_info)?;
+                Ok(h)
+            }
+            rbscope_proto::AgentMessage::Error(e) => {
+                Err(Error::new(ruby.exception_runtime_error(), e))
+            }
+            other => Err(Error::new(
+                ruby.exception_runtime_error(),
+                format!("unexpected answer: {other:?}"),
+            )),
+        }
+    })
+}
+
+/// `Rbscope::Native.count_objects(names)`: see `Rbscope.count_objects`.
+pub fn count_objects(ruby: &Ruby, names: Vec<String>) -> Result<RHash, Error> {
+    guard::method(
+        ruby,
+        Feature::Heap,
+        "Rbscope::Native.count_objects",
+        || match live_heap::run(gvl(), live_heap::Job::Count(names)) {
+            live_heap::Outcome::Done(rbscope_proto::AgentMessage::HeapCensus(c)) => {
+                let h = ruby.hash_new();
+                for (name, n) in c.classes {
+                    h.aset(name, n)?;
+                }
+                Ok(h)
+            }
+            _ => Err(Error::new(
+                ruby.exception_runtime_error(),
+                "the heap could not be counted",
+            )),
+        },
+    )
+}
+
+/// `Rbscope::Native.__provide(path)`: records one of the gem's own files, evaluated from
+/// memory by `rbscope inject`'s loading thread, as loaded (see `ffi::provide`). Only a full
+/// path to `rbscope.rb` or to a `.rb` file in a directory named `rbscope` is accepted, so
+/// that no other library can be marked loaded through it.
+pub fn provide_own(ruby: &Ruby, path: String) -> Result<bool, Error> {
+    guard::method(ruby, Feature::Capture, "Rbscope::Native.__provide", || {
+        let p = std::path::Path::new(&path);
+        let own = p.is_absolute()
+            && p.extension().is_some_and(|e| e == "rb")
+            && (p.file_name().is_some_and(|f| f == "rbscope.rb")
+                || p.parent()
+                    .and_then(|d| d.file_name())
+                    .is_some_and(|d| d == "rbscope"));
+        if !own || path.contains("/../") || path.contains("/./") {
+            return Err(Error::new(
+                ruby.exception_arg_error(),
+                format!("expected the full path of one of rbscope's own Ruby files, got {path:?}"),
+            ));
+        }
+        Ok(ffi::provide(gvl(), &path))
+    })
+}
+
+/// `Rbscope::Native.thread_body(block)`: the app's thread block wrapped so an exception
+/// escaping it is reported, with no frame of ours in the thread (thread_end.rs).
+pub fn thread_body(ruby: &Ruby, block: Value) -> Result<Value, Error> {
+    guard::method(
+        ruby,
+        Feature::Capture,
+        "Rbscope::Native.thread_body",
+        || {
+            if !block.is_kind_of(ruby.class_proc()) {
+                return Err(Error::new(
+                    ruby.exception_type_error(),
+                    "rbscope: thread_body wants the thread's block (a Proc)",
+                ));
+            }
+            let wrapped = thread_end::wrap(gvl(), block.as_raw()).map_err(|_| {
+                Error::new(
+                    ruby.exception_runtime_error(),
+                    "rbscope: could not wrap the thread's block",
+                )
+            })?;
+            // SAFETY: a live Proc just made under the GVL.
+            Ok(unsafe { Value::from_raw(wrapped) })
+        },
+    )
+}
+
+/// `Rbscope::Native.trace_clock_settled?`: whether the trace clock finished calibrating.
+pub fn trace_clock_settled(ruby: &Ruby) -> Result<bool, Error> {
+    guard::method(
+        ruby,
+        Feature::Trace,
+        "Rbscope::Native.trace_clock_settled?",
+        || Ok(trace_clock::settled()),
+    )
+}
+
+fn gvl() -> ffi::Gvl {
+    // SAFETY: every function below is called from Ruby, on a Ruby thread holding the GVL.
+    unsafe { ffi::Gvl::assume() }
+}
+
+fn arg_error(ruby: &Ruby, msg: String) -> Error {
+    Error::new(ruby.exception_arg_error(), msg)
+}
+
+fn load_for_restore(
+    ruby: &Ruby,
+    store: Option<String>,
+    id: &str,
+    trust: bool,
+) -> Result<rbscope_snapshot::Snapshot, Error> {
+    let fail = |m: String| Error::new(ruby.exception_runtime_error(), format!("rbscope: {m}"));
+    let store = store.or_else(|| std::env::var("RBSCOPE_STORE").ok());
+    let location =
+        rbscope_store::StoreLocation::parse(store.as_deref()).map_err(|e| fail(e.to_string()))?;
+    let configured_key = std::env::var_os("RBSCOPE_STORE_KEY")
+        .filter(|k| !k.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            state::current()
+                .and_then(|a| a.config.store_key.clone())
+                .map(std::path::PathBuf::from)
+        });
+    let mut s = rbscope_store::Store::open_existing(&location).map_err(|e| fail(e.to_string()))?;
+    let key = if trust {
+        None
+    } else {
+        rbscope_store::reader_key(&location, configured_key.as_deref())
+            .map_err(|e| fail(e.to_string()))?
+    };
+    let (id, body) = s
+        .get_for_restore(id, trust, key.as_ref())
+        .map_err(|e| fail(e.to_string()))?;
+    rbscope_snapshot::decode(&body).map_err(|e| fail(format!("snapshot {id} cannot be read: {e}")))
+}
+
+/// A wait of `seconds`, at most `max`: NaN and negative numbers wait nothing, infinity waits
+/// `max` (`Duration::from_secs_f64` panics on NaN, infinity and huge numbers).
+fn bounded_wait(seconds: f64, max: f64) -> Duration {
+    if seconds.is_nan() || seconds <= 0.0 {
+        return Duration::ZERO;
+    }
+    Duration::try_from_secs_f64(seconds.min(max)).unwrap_or(Duration::ZERO)
+}
+
+/// A fork that bypassed `Process._fork` (a C extension calling fork(2)) still gets a fresh
+/// agent the first time it reports.
+fn ensure_forked(gvl: ffi::Gvl) {
+    if state::current().is_none() && state::inherited().is_some() {
+        let _ = lifecycle::after_fork(gvl);
+    }
+}
+
+/// The name of `v`'s class for an error message (`rb_obj_classname`: never calls Ruby code).
+fn class_name_of(v: Value) -> String {
+    // SAFETY: GVL held (called from a Ruby method); rb_obj_classname reads the class's name
+    // without calling any method and returns a NUL-terminated C string owned by Ruby (or NULL),
+    // copied before anything else runs.
+    unsafe {
+        let p = rb_sys::rb_obj_classname(v.as_raw());
+        if p.is_null() {
+            return "an object".into();
+        }
+        let name = std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned();
+        let article = if name.starts_with(['A', 'E', 'I', 'O', 'U']) {
+            "an"
+        } else {
+            "a"
+        };
+        format!("{article} {name}")
+    }
+}
