@@ -6,9 +6,8 @@
 
 mod common;
 use common::*;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 
 /// A copy of the gem's Ruby files with the fault-injection agent in place of the real one.
@@ -71,71 +70,34 @@ fn fault_lib() -> &'static Path {
 
 /// fault_app.rb under the fault-injection agent, failing where `fault` says.
 struct App {
-    child: std::process::Child,
-    stdin: std::process::ChildStdin,
-    out: std::io::BufReader<std::process::ChildStdout>,
+    p: Program,
     pid: String,
-    sb: Sandbox,
 }
 
 impl App {
     fn start(fault: &str) -> App {
-        let lib = fault_lib();
-        let sb = Sandbox::new();
-        let program = repo_root().join("crates/rbscope/tests/programs/fault_app.rb");
-        let mut child = Command::new("ruby")
-            .arg(format!("-I{}", lib.display()))
-            .arg(&program)
-            .current_dir(sb.dir.path())
-            .env("RBSCOPE_STORE", sb.store())
-            .env("XDG_RUNTIME_DIR", sb.dir.path().join("run"))
-            .env("RBSCOPE_FAULT", fault)
-            .env_remove("RUBYOPT")
-            .env_remove("RBSCOPE_DISABLE")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take().unwrap();
-        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        let pid = line
-            .trim()
-            .strip_prefix("ready ")
-            .unwrap_or_else(|| panic!("{line:?}"))
-            .to_string();
-        App {
-            child,
-            stdin,
-            out,
-            pid,
-            sb,
-        }
+        let p = Program::start_with(
+            "fault_app.rb",
+            fault_lib(),
+            &[("RBSCOPE_FAULT", fault)],
+            true,
+        );
+        let pid = p.pid.to_string();
+        App { p, pid }
     }
 
     /// Runs one command of the app and returns its result.
     fn run(&mut self, cmd: &str) -> String {
-        use std::io::Write;
-        writeln!(self.stdin, "{cmd}").unwrap();
-        let word = cmd.split_whitespace().next().unwrap();
-        let mut line = String::new();
-        assert!(self.out.read_line(&mut line).unwrap() > 0, "the app ended");
-        line.trim_end()
-            .strip_prefix(&format!("done {word}"))
-            .unwrap_or_else(|| panic!("{line:?}"))
-            .trim()
-            .to_string()
+        self.p.run(cmd)
     }
 
     fn cli(&self, args: &[&str]) -> std::process::Output {
         Command::new(cli())
             .args(args)
-            .env("RBSCOPE_STORE", self.sb.store())
+            .env("RBSCOPE_STORE", self.p.sb.store())
             .env("RBSCOPE_RUBY_LIB", fault_lib())
-            .env("XDG_RUNTIME_DIR", self.sb.dir.path().join("run"))
-            .current_dir(self.sb.dir.path())
+            .env("XDG_RUNTIME_DIR", self.p.sb.dir.path().join("run"))
+            .current_dir(self.p.sb.dir.path())
             .output()
             .unwrap()
     }
@@ -162,19 +124,8 @@ impl App {
     }
 
     /// Ends the app through its input and returns its standard error.
-    fn finish(mut self) -> String {
-        drop(self.stdin);
-        let status = self.child.wait().unwrap();
-        let mut err = String::new();
-        use std::io::Read;
-        self.child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
-        assert!(status.success(), "{status}: {err}");
-        err
+    fn finish(self) -> String {
+        self.p.finish()
     }
 }
 
@@ -204,6 +155,15 @@ fn turned_off(app: App, feature: &str) {
 fn a_panic_in_the_raise_hook_turns_snapshots_off() {
     let mut app = App::start("the raise hook");
     still_works(&mut app);
+    turned_off(app, "snapshots");
+}
+
+#[test]
+fn a_panic_while_reporting_a_threads_exception_leaves_the_thread_ending_as_before() {
+    let mut app = App::start("report of a thread's exception");
+    assert_eq!(app.run("thread"), "Failure 42");
+    still_works(&mut app);
+    assert_eq!(app.run("thread"), "Failure 42");
     turned_off(app, "snapshots");
 }
 
@@ -262,8 +222,8 @@ fn a_panic_in_a_trace_hook_turns_tracing_off() {
     let mut app = App::start("the trace hook");
     let cli = cli();
     let pid = app.pid.clone();
-    let store = app.sb.store();
-    let run = app.sb.dir.path().join("run");
+    let store = app.p.sb.store();
+    let run = app.p.sb.dir.path().join("run");
     let trace = std::thread::spawn(move || {
         Command::new(cli)
             .args(["trace", "-p", &pid, "-m", "Worker#step", "--for", "2s"])
@@ -297,7 +257,7 @@ fn a_panic_in_a_heap_count_turns_heap_features_off() {
 fn a_panic_in_the_heap_dumps_child_fails_that_dump_only() {
     // The walk runs in a forked child: the child's error is the dump's; the app is untouched.
     let mut app = App::start("writing the heap's objects");
-    let target = app.sb.dir.path().join("heap.json");
+    let target = app.p.sb.dir.path().join("heap.json");
     let out = app.cli(&[
         "heap",
         "dump",

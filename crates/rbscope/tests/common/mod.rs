@@ -103,8 +103,14 @@ impl Sandbox {
     /// A `ruby` command for `script` with the agent on the load path and this sandbox's store
     /// (started by the script itself, or by `-rrbscope/autostart`).
     pub fn ruby(&self, script: &Path) -> Command {
+        self.ruby_with_lib(script, &gem_lib())
+    }
+
+    /// [`Sandbox::ruby`] with another copy of the gem's lib directory on the load path (the
+    /// fault-injection test's agent).
+    pub fn ruby_with_lib(&self, script: &Path, lib: &Path) -> Command {
         let mut c = Command::new("ruby");
-        c.arg(format!("-I{}", gem_lib().display()))
+        c.arg(format!("-I{}", lib.display()))
             .arg(script)
             .current_dir(self.dir.path())
             .env("RBSCOPE_STORE", self.store())
@@ -453,26 +459,36 @@ pub const CONSTRUCT_LABELS: &[&str] = &[
 /// stdin, one per line, answering "done COMMAND [RESULT]" after each. Killed on drop.
 pub struct Program {
     pub child: std::process::Child,
-    pub stdin: std::process::ChildStdin,
+    stdin: Option<std::process::ChildStdin>,
     pub out: std::io::BufReader<std::process::ChildStdout>,
     pub pid: u32,
     pub sb: Sandbox,
 }
 
 impl Program {
+    /// tests/programs/`name` with the gem's lib and `env`, once it printed its `ready` line.
     pub fn start(name: &str, env: &[(&str, &str)]) -> Program {
+        Program::start_with(name, &gem_lib(), env, false)
+    }
+
+    /// [`Program::start`] with the gem's lib at `lib`; with `keep_stderr`, its standard error
+    /// is kept for [`Program::finish`].
+    pub fn start_with(name: &str, lib: &Path, env: &[(&str, &str)], keep_stderr: bool) -> Program {
         let sb = Sandbox::new();
         let program = repo_root().join("crates/rbscope/tests/programs").join(name);
-        let mut cmd = sb.ruby(&program);
+        let mut cmd = sb.ruby_with_lib(&program, lib);
         for (k, v) in env {
             cmd.env(k, v);
+        }
+        if keep_stderr {
+            cmd.stderr(std::process::Stdio::piped());
         }
         let mut child = cmd
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        let stdin = child.stdin.take().unwrap();
+        let stdin = child.stdin.take();
         let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
         out.read_line(&mut line).unwrap();
@@ -487,8 +503,26 @@ impl Program {
         }
     }
 
+    /// Ends the program through its input, checks that it exited well and returns its
+    /// standard error (empty unless started with `keep_stderr`).
+    pub fn finish(mut self) -> String {
+        drop(self.stdin.take());
+        let status = self.child.wait().unwrap();
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            use std::io::Read;
+            e.read_to_string(&mut err).unwrap();
+        }
+        assert!(status.success(), "{status}: {err}");
+        err
+    }
+
     pub fn send(&mut self, cmd: &str) {
-        writeln!(self.stdin, "{cmd}").unwrap();
+        writeln!(
+            self.stdin.as_mut().expect("the program's input is open"),
+            "{cmd}"
+        )
+        .unwrap();
     }
 
     /// Waits for "done CMD ..." and returns what follows CMD.

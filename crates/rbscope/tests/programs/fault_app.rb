@@ -9,6 +9,7 @@
 #   work N      N calls of Worker#step; the sum
 #   fork        a forked child that raises, rescues and exits 7; its exit status
 #   sleep S     sleep S seconds
+#   thread      a thread whose block raises Failure; what its join raises, then a thread's value
 $stdout.sync = true
 require "rbscope"
 Rbscope.start
@@ -42,6 +43,16 @@ while (line = $stdin.gets)
     when "gc"
       GC.start
       "ok"
+    when "thread"
+      Thread.report_on_exception = false
+      failing = Thread.new { deep(2) }
+      joined = begin
+        failing.join
+        "nothing"
+      rescue Failure => e
+        e.class.name
+      end
+      "#{joined} #{Thread.new(6) { |x| x * 7 }.value}"
     when "work"
       (0...Integer(arg)).sum { |i| worker.step(i) }
     when "fork"
