@@ -12,7 +12,7 @@
 //! To rewrite the fixtures on purpose: `RBSCOPE_UPDATE_GOLDEN=1 cargo test -p rbscope-proto
 //! --test golden`.
 
-use rbscope_backtrace::{Clause, FrameFacts, MethodKind, Param, Params};
+use rbscope_proto::facts::{Clause, FrameFacts, MethodKind, Param, Params};
 use rbscope_proto::*;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -187,11 +187,13 @@ fn facts(
     }
 }
 
-fn frame(path: &str, line: Option<i64>, facts: FrameFacts, cfunc: bool) -> StackFrame {
+/// A frame, with its label written out: the label is a string on the wire, made by the
+/// backtrace crate, and this test pins the protocol's bytes alone.
+fn frame(path: &str, line: Option<i64>, label: &str, facts: FrameFacts, cfunc: bool) -> StackFrame {
     StackFrame {
         path: path.into(),
         line,
-        label: facts.label_with_params(),
+        label: label.into(),
         facts,
         cfunc,
     }
@@ -204,6 +206,7 @@ fn stacks() -> Stacks {
         frame(
             "app/models/invoice.rb",
             Some(13),
+            "Billing::Invoice#total{block}{block}{rescue}(a, (), b, *c, d, (), e:, f:, **g, &h)",
             facts(
                 "Billing::Invoice",
                 "total",
@@ -228,6 +231,7 @@ fn stacks() -> Stacks {
         frame(
             "<internal:kernel>",
             None,
+            "Kernel.loop{ensure}(*, **, &)",
             facts(
                 "Kernel",
                 "loop",
@@ -245,6 +249,7 @@ fn stacks() -> Stacks {
         frame(
             "lib/config.rb",
             Some(i64::MAX),
+            "Config$singleton#fetch(**nil)",
             facts(
                 "Config",
                 "fetch",
@@ -258,6 +263,7 @@ fn stacks() -> Stacks {
         frame(
             "lib/refines.rb",
             Some(-1),
+            "String$refinement@Mod::Refines#shout{block}()",
             facts(
                 "String",
                 "shout",
@@ -273,12 +279,14 @@ fn stacks() -> Stacks {
         frame(
             "",
             Some(0),
+            "IO#read(*)",
             facts("IO", "read", MethodKind::Instance, 0, None, Params::Unknown),
             true,
         ),
         frame(
             "script.rb",
             Some(1),
+            "Object$singleton#<main>()",
             facts(
                 "Object",
                 "<main>",
