@@ -8,6 +8,7 @@
 //! Framing: every message is a little-endian `u32` length followed by that many bytes of
 //! postcard. Frames over [`MAX_FRAME`] are refused before anything is allocated.
 
+pub mod facts;
 pub mod frame;
 pub mod message;
 pub mod paths;

@@ -1,9 +1,11 @@
 //! The messages. Version 1: handshake and agent status. Version 2: every thread's stack.
 //! Version 3: tracing (a stream of event records, see `rbscope-trace`) and eval.
 //! Version 4: the memory report, and eval for consoles (a kept binding, incomplete input,
-//! cancelling).
+//! cancelling). Version 5: the heap (dump, census, allocation tracking).
+//!
+//! tests/golden.rs freezes every message's bytes; a change that moves them is a new version.
 
-use rbscope_backtrace::FrameFacts;
+use crate::facts::FrameFacts;
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change to the messages below.
@@ -215,6 +217,8 @@ pub struct StackFrame {
     pub line: Option<i64>,
     /// The better-backtrace label, `Billing::Invoice#total(rate)`.
     pub label: String,
+    /// What the label is made of: the protocol's own copy of the backtrace crate's facts
+    /// (see [`crate::facts`]), converted with `.into()`.
     pub facts: FrameFacts,
     pub cfunc: bool,
 }

@@ -493,7 +493,7 @@ pub fn proto_frames(ruby: &Ruby, thread: VALUE) -> Result<Vec<rbscope_proto::Sta
             path: f.path().unwrap_or_default(),
             line: (f.iseq != 0).then(|| f.lineno()),
             label: facts.label_with_params(),
-            facts,
+            facts: facts.into(),
             cfunc: f.cfunc,
         });
     }

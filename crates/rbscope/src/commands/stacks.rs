@@ -116,7 +116,7 @@ fn print_from_agent(
                         path: f.path,
                         line: f.line,
                         label: f.label,
-                        facts: f.facts,
+                        facts: f.facts.into(),
                         cfunc: f.cfunc,
                     })
                     .collect(),
