@@ -1,12 +1,46 @@
 //! `rbscope list`: the newest snapshots, one line each.
 
-use crate::cli::Cli;
+use super::store_args::StoreArgs;
 use crate::time::format_ms;
 use anyhow::Context;
 use rbscope_store::{Filter, Store, StoreError};
 
-pub fn list(cli: &Cli, filter: &Filter, json: bool, group: bool) -> anyhow::Result<i32> {
-    let location = cli.store_location()?;
+/// List stored snapshots, newest first (or grouped by fingerprint with --group).
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// How many to show (snapshots, or groups with --group).
+    #[arg(short = 'n', long, default_value_t = 50)]
+    limit: usize,
+    /// Print JSON (one array) instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Group by fingerprint (exception class + top app frame): counts, first and last seen.
+    #[arg(long)]
+    group: bool,
+    /// Only snapshots reported within this long (30m, 2h, 7d).
+    #[arg(long, value_name = "DURATION", value_parser = crate::duration::parse_ms)]
+    since: Option<i64>,
+    /// Only this exception class.
+    #[arg(long = "class", value_name = "CLASS")]
+    class: Option<String>,
+    /// Only snapshots from this host.
+    #[arg(long)]
+    host: Option<String>,
+}
+
+pub fn run(a: &Args, store: &StoreArgs) -> anyhow::Result<i32> {
+    let filter = Filter {
+        since_ms: a.since.map(|d| crate::time::now_ms() - d),
+        class: a.class.clone(),
+        host: a.host.clone(),
+        limit: a.limit,
+        ..Filter::default()
+    };
+    list(store, &filter, a.json, a.group)
+}
+
+fn list(store: &StoreArgs, filter: &Filter, json: bool, group: bool) -> anyhow::Result<i32> {
+    let location = store.location()?;
     let mut store = match Store::open_existing(&location) {
         Ok(s) => s,
         Err(StoreError::Missing(p)) => {

@@ -192,7 +192,31 @@ fn render(r: &Report) -> String {
     s
 }
 
-pub fn memory(pid: u32, json: bool) -> anyhow::Result<i32> {
+/// One readable report of a running process's memory: RSS, the Ruby heap, malloc, GC
+/// figures and live objects by type (through its agent).
+#[derive(clap::Args, Debug)]
+#[command(
+    long_about = "One readable report of a running process's memory, through its agent: the \
+        kernel's figures (resident, peak, swap, virtual), the Ruby heap (pages, slots live \
+        and free, old objects), malloc (glibc: in use, outside the Ruby heap, free in \
+        arenas), what the GC has done, and live objects by type. The agent holds the VM \
+        while it counts objects (about a millisecond per hundred thousand).",
+    after_help = "Example: rbscope memory -p 4242\n         rbscope memory -p 4242 --json"
+)]
+pub struct Args {
+    /// The process to report on (it must run the rbscope agent).
+    #[arg(short, long)]
+    pid: u32,
+    /// Print JSON instead of the report.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(a: &Args) -> anyhow::Result<i32> {
+    memory(a.pid, a.json)
+}
+
+fn memory(pid: u32, json: bool) -> anyhow::Result<i32> {
     let target = agent_client::locate(pid)?;
     let mut client = agent_client::connect(&target)?;
     let ruby_version = client.welcome.ruby_version.clone();

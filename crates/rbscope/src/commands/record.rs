@@ -44,13 +44,58 @@ impl std::str::FromStr for Format {
     }
 }
 
-pub struct Options {
-    pub pid: i32,
-    pub duration: Duration,
-    pub rate: u32,
-    pub output: PathBuf,
-    pub format: Format,
-    pub cpu: bool,
+/// A sampling profile of every thread of a running Ruby process (no agent needed).
+#[derive(clap::Args, Debug)]
+#[command(
+    long_about = "A sampling profile of every thread of a running Ruby process, read from \
+        outside (like `rbscope stacks --remote`: no agent, the process is never paused or \
+        signalled). Each sample reads every thread's stack with better-backtrace labels; \
+        wall time (default) counts every thread in every sample, --cpu only the threads \
+        that are running. Written as a flame graph SVG (opens in a browser), speedscope \
+        JSON (https://www.speedscope.app) or collapsed stacks (one line per stack and \
+        count). Reading another process needs the right to trace it (same user with \
+        kernel.yama.ptrace_scope=0, or root / CAP_SYS_PTRACE).",
+    after_help = "Example: rbscope record -p 4242 --duration 30s -o profile.svg\n         rbscope record -p 4242 --duration 10s --format speedscope -o profile.json --cpu"
+)]
+pub struct Args {
+    /// The process to sample.
+    #[arg(short, long)]
+    pid: i32,
+    /// How long to sample (Ctrl-C stops early and still writes the profile).
+    #[arg(long, default_value = "30s", value_parser = crate::duration::parse_ms)]
+    duration: i64,
+    /// Samples per second.
+    #[arg(long, default_value_t = 99)]
+    rate: u32,
+    /// Where to write the profile (mode 0600).
+    #[arg(short, long, value_name = "FILE")]
+    output: PathBuf,
+    /// flamegraph (SVG), speedscope (JSON) or collapsed (text).
+    #[arg(long, default_value = "flamegraph", value_parser = str::parse::<Format>)]
+    format: Format,
+    /// Count only running threads (CPU time), not every thread (wall time).
+    #[arg(long)]
+    cpu: bool,
+}
+
+pub fn run(a: &Args) -> anyhow::Result<i32> {
+    record(Options {
+        pid: a.pid,
+        duration: Duration::from_millis(a.duration as u64),
+        rate: a.rate,
+        output: a.output.clone(),
+        format: a.format,
+        cpu: a.cpu,
+    })
+}
+
+struct Options {
+    pid: i32,
+    duration: Duration,
+    rate: u32,
+    output: PathBuf,
+    format: Format,
+    cpu: bool,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -71,7 +116,7 @@ fn thread_label(t: &ThreadStack) -> String {
     }
 }
 
-pub fn record(o: Options) -> anyhow::Result<i32> {
+fn record(o: Options) -> anyhow::Result<i32> {
     let pid = o.pid;
     if o.rate == 0 || o.rate > 1000 {
         bail!("--rate must be between 1 and 1000 samples per second");

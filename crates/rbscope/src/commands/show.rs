@@ -1,23 +1,40 @@
 //! `rbscope show ID`: one snapshot, as a readable tree or as JSON.
 
-use crate::cli::Cli;
+use super::store_args::StoreArgs;
 use crate::render;
 use anyhow::Context;
 use rbscope_store::Store;
 
-pub fn show(cli: &Cli, id: &str, json: bool, depth: usize, items: usize) -> anyhow::Result<i32> {
-    let mut store = Store::open_existing(&cli.store_location()?)?;
-    let (full_id, body) = store.get(id)?;
+/// Show one snapshot: the exception, its causes, then every frame with source, self, locals
+/// and instance variables.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The snapshot id, or an unambiguous prefix of it.
+    id: String,
+    /// Print the whole snapshot as JSON.
+    #[arg(long)]
+    json: bool,
+    /// How deep to expand objects in the text view.
+    #[arg(long, default_value_t = 4)]
+    depth: usize,
+    /// How many items of each array or hash to print in the text view.
+    #[arg(long, default_value_t = 20)]
+    items: usize,
+}
+
+pub fn run(a: &Args, store: &StoreArgs) -> anyhow::Result<i32> {
+    let mut store = Store::open_existing(&store.location()?)?;
+    let (full_id, body) = store.get(&a.id)?;
     let snapshot = rbscope_snapshot::decode(&body)
         .with_context(|| format!("snapshot {full_id} cannot be read"))?;
-    if json {
+    if a.json {
         let mut doc = rbscope_snapshot::json::snapshot(&snapshot);
         doc["reported_at"] = crate::time::format_ms(snapshot.reported_at_ms).into();
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         let opts = render::text::Options {
-            max_depth: depth,
-            max_items: items,
+            max_depth: a.depth,
+            max_items: a.items,
         };
         print!("{}", render::text::snapshot(&snapshot, &opts));
     }

@@ -42,7 +42,11 @@ struct Server {
 /// Threads answering requests (heap analyses run on threads of their own).
 const WORKERS: usize = 4;
 
-pub fn run(cli: &crate::cli::Cli, o: &Options) -> anyhow::Result<i32> {
+pub fn run(
+    store: &crate::commands::store_args::StoreArgs,
+    key: &crate::commands::store_args::KeyArgs,
+    o: &Options,
+) -> anyhow::Result<i32> {
     let addr: SocketAddr = o
         .listen
         .to_socket_addrs()
@@ -71,9 +75,9 @@ pub fn run(cli: &crate::cli::Cli, o: &Options) -> anyhow::Result<i32> {
             token: token.clone(),
         },
         snapshots: snapshots::Snapshots::new(
-            cli.store_location()?,
-            cli.store.clone(),
-            cli.key.clone(),
+            store.location()?,
+            store.store.clone(),
+            key.key.clone(),
         ),
         files: files::entries(&o.files),
         heaps: heap::Heaps::default(),

@@ -6,11 +6,30 @@ use std::time::Instant;
 use rbscope_heap::input::Dump;
 use serde_json::{json, Value};
 
+use super::HeapRead;
 use super::{bytes, num, open, print_json, scan_json, tally_json, warn_unreadable, Bar};
-use crate::cli::HeapRead;
+
+/// Leak hunt across two or three dumps of one process, oldest first: per class and
+/// allocation site, counts and bytes in each dump and the objects that are new in the
+/// second (and still there in the third), with sample addresses for `heap path`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Two or three dumps of one process, oldest first.
+    #[arg(required = true, num_args = 2..=3, value_name = "DUMP")]
+    dumps: Vec<PathBuf>,
+    /// Groups to show.
+    #[arg(short = 'n', long, default_value_t = 20)]
+    limit: usize,
+    #[command(flatten)]
+    read: HeapRead,
+}
+
+pub(super) fn run(a: &Args) -> anyhow::Result<i32> {
+    diff(&a.dumps, a.limit, &a.read)
+}
 
 /// `diff` with default reading options (for `heap watch --diff`).
-pub fn diff_paths(paths: &[PathBuf], limit: usize, json: bool) -> anyhow::Result<i32> {
+pub(super) fn diff_paths(paths: &[PathBuf], limit: usize, json: bool) -> anyhow::Result<i32> {
     let read = HeapRead {
         jobs: None,
         json,
@@ -19,7 +38,7 @@ pub fn diff_paths(paths: &[PathBuf], limit: usize, json: bool) -> anyhow::Result
     diff(paths, limit, &read)
 }
 
-pub(super) fn diff(paths: &[PathBuf], limit: usize, read: &HeapRead) -> anyhow::Result<i32> {
+fn diff(paths: &[PathBuf], limit: usize, read: &HeapRead) -> anyhow::Result<i32> {
     let bar = Bar::start();
     let dumps = paths
         .iter()

@@ -1,6 +1,6 @@
 //! Why an object is alive (`rbscope heap path`), and how objects are shown in a line.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::bail;
 use rbscope_heap::detail::{self, Detail};
@@ -9,15 +9,29 @@ use rbscope_heap::paths::{self, Reach, Step};
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::{json, Value};
 
+use super::HeapRead;
 use super::{open, parse_address, print_json, warn_unreadable, Bar};
-use crate::cli::HeapRead;
 
-pub(super) fn path(
-    dump_path: &Path,
-    address: &str,
+/// Why an object is alive: the shortest chain of references from a GC root to it, and one
+/// through each other object that references it.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// A heap dump: ObjectSpace.dump_all output (JSON lines; gzip or zstd work too).
+    dump: PathBuf,
+    /// The object's address, as the dump writes it (0x7f...).
+    address: String,
+    /// Paths to show at most.
+    #[arg(short = 'n', long, default_value_t = 3)]
     limit: usize,
-    read: &HeapRead,
-) -> anyhow::Result<i32> {
+    #[command(flatten)]
+    read: HeapRead,
+}
+
+pub(super) fn run(a: &Args) -> anyhow::Result<i32> {
+    path(&a.dump, &a.address, a.limit, &a.read)
+}
+
+fn path(dump_path: &Path, address: &str, limit: usize, read: &HeapRead) -> anyhow::Result<i32> {
     let target_addr = parse_address(address)?;
     let bar = Bar::start();
     let dump = open(dump_path)?;

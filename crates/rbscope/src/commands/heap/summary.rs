@@ -1,15 +1,32 @@
 //! The census of one dump (`rbscope heap summary`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use rbscope_heap::summary::Tally;
 use serde_json::{json, Value};
 
+use super::HeapRead;
 use super::{bytes, num, open, print_json, scan_json, tally_json, warn_unreadable, Bar};
-use crate::cli::HeapRead;
 
-pub(super) fn summary(path: &Path, limit: usize, read: &HeapRead) -> anyhow::Result<i32> {
+/// Objects and bytes by type, by class, by allocation site (when allocation tracing was on)
+/// and by GC generation; the roots; the dump's format.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// A heap dump: ObjectSpace.dump_all output (JSON lines; gzip or zstd work too).
+    dump: PathBuf,
+    /// Rows per table.
+    #[arg(short = 'n', long, default_value_t = 20)]
+    limit: usize,
+    #[command(flatten)]
+    read: HeapRead,
+}
+
+pub(super) fn run(a: &Args) -> anyhow::Result<i32> {
+    summary(&a.dump, a.limit, &a.read)
+}
+
+fn summary(path: &Path, limit: usize, read: &HeapRead) -> anyhow::Result<i32> {
     let bar = Bar::start();
     let dump = open(path)?;
     let started = Instant::now();

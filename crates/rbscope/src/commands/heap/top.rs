@@ -1,7 +1,7 @@
 //! What retains the memory (`rbscope heap top`): the dominator tree, by class, the flame graph.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{anyhow, Context};
@@ -12,10 +12,43 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::{json, Value};
 
 use super::path::{node_json, node_line};
+use super::HeapRead;
 use super::{bytes, num, open, parse_address, print_json, tally_json, warn_unreadable, Bar};
-use crate::cli::HeapRead;
 
-pub(super) fn top(
+/// What retains the memory: the dominator tree from the top (an object's retained size is
+/// what would be freed without it), retained bytes by class, and --from to drill down.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// A heap dump: ObjectSpace.dump_all output (JSON lines; gzip or zstd work too).
+    dump: PathBuf,
+    /// Start the tree at this object (an address from an earlier run) instead of the roots.
+    #[arg(long, value_name = "ADDRESS")]
+    from: Option<String>,
+    /// Levels of the tree to print.
+    #[arg(long, default_value_t = 3)]
+    depth: usize,
+    /// Children per object, and rows of the by-class table.
+    #[arg(short = 'n', long, default_value_t = 10)]
+    limit: usize,
+    /// Also write a flame graph (SVG, mode 0600) of retained size by class path.
+    #[arg(long, value_name = "FILE")]
+    svg: Option<PathBuf>,
+    #[command(flatten)]
+    read: HeapRead,
+}
+
+pub(super) fn run(a: &Args) -> anyhow::Result<i32> {
+    top(
+        &a.dump,
+        a.from.as_deref(),
+        a.depth,
+        a.limit,
+        a.svg.as_deref(),
+        &a.read,
+    )
+}
+
+fn top(
     dump_path: &Path,
     from: Option<&str>,
     depth: usize,
