@@ -1,7 +1,8 @@
 //! `rbscope list`: the newest snapshots, one line each.
 
 use super::store_args::StoreArgs;
-use crate::time::format_ms;
+use crate::views::snapshots;
+use crate::views::time::format_ms;
 use anyhow::Context;
 use rbscope_store::{Filter, Store, StoreError};
 
@@ -30,7 +31,7 @@ pub struct Args {
 
 pub fn run(a: &Args, store: &StoreArgs) -> anyhow::Result<i32> {
     let filter = Filter {
-        since_ms: a.since.map(|d| crate::time::now_ms() - d),
+        since_ms: a.since.map(|d| crate::views::time::now_ms() - d),
         class: a.class.clone(),
         host: a.host.clone(),
         limit: a.limit,
@@ -60,7 +61,7 @@ fn list(store: &StoreArgs, filter: &Filter, json: bool, group: bool) -> anyhow::
         .list_filtered(filter)
         .context("cannot list snapshots")?;
     if json {
-        let out: Vec<_> = rows.iter().map(row_json).collect();
+        let out: Vec<_> = rows.iter().map(snapshots::summary_json).collect();
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(0);
     }
@@ -89,23 +90,7 @@ fn list(store: &StoreArgs, filter: &Filter, json: bool, group: bool) -> anyhow::
 }
 
 /// Cuts text to `n` characters, marking the cut with an ellipsis.
-/// One snapshot's list columns as JSON (`list --json`, and the web UI's list).
-pub fn row_json(r: &rbscope_store::SnapshotSummary) -> serde_json::Value {
-    serde_json::json!({
-        "id": r.id,
-        "reported_at_ms": r.reported_at_ms,
-        "reported_at": format_ms(r.reported_at_ms),
-        "exception_class": r.exception_class,
-        "message": r.message,
-        "top_frame": r.top_frame,
-        "fingerprint": r.fingerprint,
-        "hostname": r.hostname,
-        "pid": r.pid,
-        "size": r.size,
-    })
-}
-
-pub fn clip(s: &str, n: usize) -> String {
+fn clip(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
         s.to_string()
     } else {
@@ -118,24 +103,7 @@ pub fn clip(s: &str, n: usize) -> String {
 fn groups(store: &mut Store, filter: &Filter, json: bool) -> anyhow::Result<i32> {
     let groups = store.groups(filter).context("cannot group snapshots")?;
     if json {
-        let out: Vec<_> = groups
-            .iter()
-            .map(|g| {
-                serde_json::json!({
-                    "fingerprint": g.fingerprint,
-                    "exception_class": g.exception_class,
-                    "top_frame": g.top_frame,
-                    "count": g.count,
-                    "first_seen_ms": g.first_ms,
-                    "last_seen_ms": g.last_ms,
-                    "first_seen": format_ms(g.first_ms),
-                    "last_seen": format_ms(g.last_ms),
-                    "last_id": g.last_id,
-                    "last_message": g.last_message,
-                    "hosts": g.hosts,
-                })
-            })
-            .collect();
+        let out: Vec<_> = groups.iter().map(snapshots::group_json).collect();
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(0);
     }

@@ -53,7 +53,7 @@ pub fn run(r: &Args, store: &StoreArgs) -> anyhow::Result<i32> {
         max_count: r.keep_count,
         max_bytes: r.keep_bytes,
     };
-    deleted += store.apply_retention(&retention, crate::time::now_ms())?;
+    deleted += store.apply_retention(&retention, crate::views::time::now_ms())?;
     println!("{deleted} snapshot(s) deleted from {}", store.describe());
     Ok(0)
 }

@@ -1,7 +1,7 @@
 //! `rbscope show ID`: one snapshot, as a readable tree or as JSON.
 
 use super::store_args::StoreArgs;
-use crate::render;
+use crate::views::{snapshot_text, snapshots};
 use anyhow::Context;
 use rbscope_store::Store;
 
@@ -28,15 +28,14 @@ pub fn run(a: &Args, store: &StoreArgs) -> anyhow::Result<i32> {
     let snapshot = rbscope_snapshot::decode(&body)
         .with_context(|| format!("snapshot {full_id} cannot be read"))?;
     if a.json {
-        let mut doc = rbscope_snapshot::json::snapshot(&snapshot);
-        doc["reported_at"] = crate::time::format_ms(snapshot.reported_at_ms).into();
+        let doc = snapshots::snapshot_json(&snapshot);
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
-        let opts = render::text::Options {
+        let opts = snapshot_text::Options {
             max_depth: a.depth,
             max_items: a.items,
         };
-        print!("{}", render::text::snapshot(&snapshot, &opts));
+        print!("{}", snapshot_text::snapshot(&snapshot, &opts));
     }
     Ok(0)
 }

@@ -4,10 +4,10 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use rbscope_heap::input::Dump;
-use serde_json::{json, Value};
 
 use super::HeapRead;
-use super::{bytes, num, open, print_json, scan_json, tally_json, warn_unreadable, Bar};
+use super::{bytes, num, open, print_json, warn_unreadable, Bar};
+use crate::views::heap::diff::diff_json;
 
 /// Leak hunt across two or three dumps of one process, oldest first: per class and
 /// allocation site, counts and bytes in each dump and the objects that are new in the
@@ -145,27 +145,4 @@ fn diff(paths: &[PathBuf], limit: usize, read: &HeapRead) -> anyhow::Result<i32>
     }
     print!("{o}");
     Ok(0)
-}
-
-/// `heap diff --json`.
-pub(crate) fn diff_json(d: &rbscope_heap::diff::Diff, limit: usize, seconds: f64) -> Value {
-    let leaking: Vec<_> = d.groups.iter().filter(|g| g.leaked().count > 0).collect();
-    json!({
-        "dumps": d.dumps.iter().map(|i| json!({
-            "path": i.path, "total": tally_json(i.total), "allocation_traced_objects": i.traced,
-            "scan": scan_json(&i.stats),
-        })).collect::<Vec<_>>(),
-        "new_in_second": tally_json(d.new_total),
-        "retained_in_third": d.retained_total.map(tally_json),
-        "groups": leaking.iter().take(limit).map(|g| json!({
-            "class": g.name,
-            "site": g.site,
-            "counts": g.counts.iter().map(|t| tally_json(*t)).collect::<Vec<_>>(),
-            "new": tally_json(g.new),
-            "retained": g.retained.map(tally_json),
-            "samples": g.samples.iter().map(|a| format!("{a:#x}")).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-        "groups_with_new_objects": leaking.len(),
-        "seconds": seconds,
-    })
 }

@@ -6,7 +6,8 @@ use anyhow::bail;
 use serde_json::json;
 
 use super::HeapRead;
-use super::{num, open, print_json, scan_json, warn_unreadable, Bar};
+use super::{num, open, print_json, warn_unreadable, Bar};
+use crate::views::heap::scan_json;
 
 /// Write the dump as tables for SQL: objects, refs (one row per reference), roots.
 #[derive(clap::Args, Debug)]

@@ -10,20 +10,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::anyhow;
 use rbscope_heap::input::{Dump, Progress, ScanOptions, ScanStats};
-use rbscope_heap::summary::Tally;
-use serde_json::{json, Value};
-
-/// Gives the details of the objects at some addresses: a pass over the dump (the CLI), or a
-/// cache of such passes (`rbscope ui`).
-pub(crate) type Describe<'a> = dyn FnMut(
-        &rustc_hash::FxHashSet<u64>,
-    ) -> anyhow::Result<rustc_hash::FxHashMap<u64, rbscope_heap::detail::Detail>>
-    + 'a;
+use serde_json::Value;
 
 mod count;
-pub(crate) mod diff;
+mod diff;
 mod dump;
 mod import;
 mod live;
@@ -180,23 +171,6 @@ pub(super) fn warn_unreadable(path: &Path, stats: &ScanStats) {
     }
 }
 
-pub(super) fn scan_json(stats: &ScanStats) -> Value {
-    json!({
-        "bytes": stats.bytes,
-        "lines": stats.lines,
-        "objects": stats.objects,
-        "roots": stats.roots,
-        "shapes": stats.shapes,
-        "invalid_json_lines": stats.invalid_json,
-        "unreadable_lines": stats.unreadable,
-        "truncated_at": stats.truncated_at,
-    })
-}
-
-pub(crate) fn tally_json(t: Tally) -> Value {
-    json!({"count": t.count, "bytes": t.bytes})
-}
-
 pub(super) fn print_json(v: &Value) -> anyhow::Result<i32> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, v)?;
@@ -204,14 +178,6 @@ pub(super) fn print_json(v: &Value) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-pub(crate) fn parse_address(s: &str) -> anyhow::Result<u64> {
-    rbscope_heap::parse::parse_address(s.trim().as_bytes()).ok_or_else(|| {
-        anyhow!("{s:?} is not an address; give it as the dump writes it, like 0x7f1c2b3d4e50")
-    })
-}
-
 // ---------------------------------------------------------------- formatting
 
-pub(super) use super::memory::grouped as num;
-
-pub(super) use super::memory::bytes;
+pub(super) use crate::views::numbers::{bytes, grouped as num};

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 
 use super::HeapRead;
-use super::{bytes, num, open, print_json, tally_json, warn_unreadable, Bar};
+use super::{bytes, num, open, print_json, warn_unreadable, Bar};
+use crate::views::heap::tally_json;
 
 /// Duplicated strings (the same text in many String objects) and the bytes they waste.
 #[derive(clap::Args, Debug)]
