@@ -1,8 +1,9 @@
-//! The command line: the subcommands, in the order `--help` lists them, and the flags every
-//! command takes. Each command's own arguments are a clap `Args` struct beside its code in
-//! `commands/` (`commands::list::Args` ...), with its `run`.
+//! The command line: the subcommands, in the order `--help` lists them. Each command's
+//! arguments are a clap `Args` struct beside its code in `commands/` (`commands::list::Args`
+//! ...), with its `run`; the store's flags are on the commands that use the store
+//! (`commands::store_args`). There are no global flags besides --help and --version.
 
-use crate::commands::{self, store_args};
+use crate::commands;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
@@ -27,12 +28,6 @@ use clap::{Parser, Subcommand};
         Parquet."
 )]
 pub struct Cli {
-    #[command(flatten)]
-    pub store: store_args::StoreArgs,
-
-    #[command(flatten)]
-    pub key: store_args::KeyArgs,
-
     #[command(subcommand)]
     pub command: Command,
 }

@@ -59,12 +59,12 @@ fn unknown_id_garbage_store_and_corrupt_snapshot() {
     // A file that is not a store at all.
     let junk = sb.write("junk.db", &"garbage ".repeat(2000));
     fails_with(
-        sb.cli().arg("--store").arg(&junk).arg("list"),
+        sb.cli().arg("list").arg("--store").arg(&junk),
         "not an rbscope store",
     );
     let unsupported = sb
         .cli()
-        .args(["--store", "mysql://db/x", "list"])
+        .args(["list", "--store", "mysql://db/x"])
         .output()
         .unwrap();
     assert!(!unsupported.status.success());
@@ -208,9 +208,9 @@ fn unreadable_store_path_is_one_line() {
     let blocker = sb.write("file", "x");
     let out = sb
         .cli()
+        .args(["show", "01A"])
         .arg("--store")
         .arg(blocker.join("store.db"))
-        .args(["show", "01A"])
         .output()
         .unwrap();
     assert!(!out.status.success());

@@ -12,12 +12,14 @@ pub struct Args {
     /// A running process to ask for its agent's state and counters.
     #[arg(short, long)]
     pid: Option<u32>,
+    #[command(flatten)]
+    store: StoreArgs,
 }
 
-pub fn run(a: &Args, store: &StoreArgs) -> anyhow::Result<i32> {
+pub fn run(a: &Args) -> anyhow::Result<i32> {
     let pid = a.pid;
     println!("rbscope {}", env!("CARGO_PKG_VERSION"));
-    let location = store.location()?;
+    let location = a.store.location()?;
     let place = location.describe();
     match Store::open_existing(&location) {
         Ok(mut store) => {

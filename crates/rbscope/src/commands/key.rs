@@ -30,10 +30,10 @@ fn new(file: &Path) -> anyhow::Result<i32> {
     println!(
         "wrote a new signing key to {} (mode 0600)\n\
          Give this same file to every app host (RBSCOPE_STORE_KEY={}) and to whoever restores \
-         (rbscope --key {} restore ID). Keep it out of the database and out of git.",
+         ({}). Keep it out of the database and out of git.",
         file.display(),
         file.display(),
-        file.display()
+        crate::views::snapshots::restore_command("ID", None, Some(&file.display().to_string()))
     );
     Ok(0)
 }

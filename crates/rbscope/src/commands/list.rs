@@ -27,9 +27,11 @@ pub struct Args {
     /// Only snapshots from this host.
     #[arg(long)]
     host: Option<String>,
+    #[command(flatten)]
+    store: StoreArgs,
 }
 
-pub fn run(a: &Args, store: &StoreArgs) -> anyhow::Result<i32> {
+pub fn run(a: &Args) -> anyhow::Result<i32> {
     let filter = Filter {
         since_ms: a.since.map(|d| crate::views::time::now_ms() - d),
         class: a.class.clone(),
@@ -37,7 +39,7 @@ pub fn run(a: &Args, store: &StoreArgs) -> anyhow::Result<i32> {
         limit: a.limit,
         ..Filter::default()
     };
-    list(store, &filter, a.json, a.group)
+    list(&a.store, &filter, a.json, a.group)
 }
 
 fn list(store: &StoreArgs, filter: &Filter, json: bool, group: bool) -> anyhow::Result<i32> {

@@ -23,13 +23,12 @@ pub(crate) mod ui;
 use crate::cli::{Cli, Command};
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
-    let (store, key) = (&cli.store, &cli.key);
     match &cli.command {
-        Command::Run(a) => run::run(a, store, key),
-        Command::List(a) => list::run(a, store),
-        Command::Purge(a) => purge::run(a, store),
-        Command::Show(a) => show::run(a, store),
-        Command::Restore(a) => restore::run(a, store, key),
+        Command::Run(a) => run::run(a),
+        Command::List(a) => list::run(a),
+        Command::Purge(a) => purge::run(a),
+        Command::Show(a) => show::run(a),
+        Command::Restore(a) => restore::run(a),
         Command::Key(c) => key::run(c),
         Command::Stacks(a) => stacks::run(a),
         Command::Inject(a) => inject::run(a),
@@ -40,7 +39,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Record(a) => record::run(a),
         Command::Memory(a) => memory::run(a),
         Command::Heap(c) => heap::run(c),
-        Command::Ui(a) => ui::run(a, store, key),
-        Command::Doctor(a) => doctor::run(a, store),
+        Command::Ui(a) => ui::run(a),
+        Command::Doctor(a) => doctor::run(a),
     }
 }

@@ -22,9 +22,11 @@ pub struct Args {
     /// Keep only the newest snapshots that fit in this many bytes.
     #[arg(long, value_name = "BYTES")]
     keep_bytes: Option<u64>,
+    #[command(flatten)]
+    store: StoreArgs,
 }
 
-pub fn run(r: &Args, store: &StoreArgs) -> anyhow::Result<i32> {
+pub fn run(r: &Args) -> anyhow::Result<i32> {
     if r.id.is_none()
         && r.older_than.is_none()
         && r.fingerprint.is_none()
@@ -35,7 +37,7 @@ pub fn run(r: &Args, store: &StoreArgs) -> anyhow::Result<i32> {
             "say what to delete: --id, --older-than, --fingerprint, --keep-count or --keep-bytes"
         );
     }
-    let mut store = Store::open_existing(&store.location()?)?;
+    let mut store = Store::open_existing(&r.store.location()?)?;
     let mut deleted = 0u64;
     if let Some(id) = &r.id {
         let full = store.delete_id(id)?;

@@ -31,14 +31,20 @@ pub struct Args {
     /// Ruby files to require first (your app), like `ruby -r`.
     #[arg(short = 'r', long = "require", value_name = "FILE")]
     requires: Vec<String>,
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(flatten)]
+    key: KeyArgs,
 }
 
-pub fn run(a: &Args, store: &StoreArgs, key_args: &KeyArgs) -> anyhow::Result<i32> {
+pub fn run(a: &Args) -> anyhow::Result<i32> {
     let Args {
         id,
         frame,
         trust,
         requires,
+        store,
+        key: key_args,
     } = a;
     let (frame, trust) = (*frame, *trust);
     let location = store.location()?;

@@ -41,9 +41,13 @@ pub struct Args {
         value_name = "CMD"
     )]
     command: Vec<String>,
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(flatten)]
+    key: KeyArgs,
 }
 
-pub fn run(a: &Args, store: &StoreArgs, key: &KeyArgs) -> anyhow::Result<i32> {
+pub fn run(a: &Args) -> anyhow::Result<i32> {
     let selectors = a.selection.selectors()?;
     let traced = (!selectors.is_empty() || a.firehose).then(|| super::trace::Options {
         pid: None,
@@ -59,7 +63,7 @@ pub fn run(a: &Args, store: &StoreArgs, key: &KeyArgs) -> anyhow::Result<i32> {
         duration: None,
         wait_for_code: true,
     });
-    exec(&a.command, store, key, traced)
+    exec(&a.command, &a.store, &a.key, traced)
 }
 
 fn exec(

@@ -20,10 +20,12 @@ pub struct Args {
     /// How many items of each array or hash to print in the text view.
     #[arg(long, default_value_t = 20)]
     items: usize,
+    #[command(flatten)]
+    store: StoreArgs,
 }
 
-pub fn run(a: &Args, store: &StoreArgs) -> anyhow::Result<i32> {
-    let mut store = Store::open_existing(&store.location()?)?;
+pub fn run(a: &Args) -> anyhow::Result<i32> {
+    let mut store = Store::open_existing(&a.store.location()?)?;
     let (full_id, body) = store.get(&a.id)?;
     let snapshot = rbscope_snapshot::decode(&body)
         .with_context(|| format!("snapshot {full_id} cannot be read"))?;

@@ -27,12 +27,16 @@ pub struct Args {
     /// Require the token on a loopback address too (on a machine shared with other users).
     #[arg(long)]
     token: bool,
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(flatten)]
+    key: KeyArgs,
 }
 
-pub fn run(a: &Args, store: &StoreArgs, key: &KeyArgs) -> anyhow::Result<i32> {
+pub fn run(a: &Args) -> anyhow::Result<i32> {
     crate::ui::run(
-        store,
-        key,
+        &a.store,
+        &a.key,
         &crate::ui::Options {
             listen: a.listen.clone(),
             token: a.token,

@@ -69,14 +69,13 @@ pub fn snapshot_json(s: &rbscope_snapshot::Snapshot) -> Value {
 /// `rbscope restore ID` against a given store and key, quoted for a POSIX shell. `store` is
 /// what to print for the store: never a URL with its password in it.
 pub fn restore_command(id: &str, store: Option<&str>, key: Option<&str>) -> String {
-    let mut cmd = String::from("rbscope");
+    let mut cmd = format!("rbscope restore {id}");
     if let Some(store) = store {
         cmd += &format!(" --store {}", shell_quote(store));
     }
     if let Some(key) = key {
         cmd += &format!(" --key {}", shell_quote(key));
     }
-    cmd += &format!(" restore {id}");
     cmd
 }
 
@@ -141,7 +140,7 @@ mod tests {
         assert_eq!(restore_command("01A", None, None), "rbscope restore 01A");
         assert_eq!(
             restore_command("01A", Some("/tmp/my store.db"), Some("k.key")),
-            "rbscope --store '/tmp/my store.db' --key k.key restore 01A"
+            "rbscope restore 01A --store '/tmp/my store.db' --key k.key"
         );
         assert_eq!(shell_quote("it's"), "'it'\\''s'");
         assert_eq!(shell_quote(""), "''");
