@@ -31,7 +31,7 @@ marshal = Array.new(runs) do
   Process.clock_gettime(Process::CLOCK_MONOTONIC) - t0
 end
 Rbscope.flush(30)
-sizes = `#{File.expand_path("../gem/exe/rbscope", __dir__)} --store #{store} list --json -n 1`
+sizes = `#{File.expand_path("../gem/exe/rbscope", __dir__)} list --json -n 1 --store #{store}`
 bytes = sizes[/"size": (\d+)/, 1]
 median = ->(a) { a.sort[a.size / 2] * 1000 }
 puts format("graph %d objects: rbscope report %.2f ms, Marshal.dump %.2f ms, snapshot %s bytes",

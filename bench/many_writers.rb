@@ -45,7 +45,7 @@ results = r.each_line.map { |l| l.split.map(&:to_i) }
 pids.each { |pid| Process.wait(pid) }
 t1 = Process.clock_gettime(Process::CLOCK_MONOTONIC)
 stored, queue_full, errors = results.transpose.map(&:sum)
-rows = `#{File.expand_path("../gem/exe/rbscope", __dir__)} --store #{store} list --json -n 100000`.scan('"id"').size
+rows = `#{File.expand_path("../gem/exe/rbscope", __dir__)} list --json -n 100000 --store #{store}`.scan('"id"').size
 kind = store.start_with?("postgres") ? "PostgreSQL" : "SQLite    "
 puts format("%s  %d processes x %d reports: %d stored (%d rows in the store), %d dropped (queue full), %d store errors, %.0f snapshots/s",
             kind, procs, n, stored, rows, queue_full, errors, rows / (t1 - t0))

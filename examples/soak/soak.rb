@@ -573,7 +573,7 @@ class Soak
   end
 
   def doctor_counters(pid)
-    r = cli(["--store", File.join(work, "no-store.db"), "doctor", "-p", pid.to_s], timeout: 30)
+    r = cli(["doctor", "-p", pid.to_s, "--store", File.join(work, "no-store.db")], timeout: 30)
     return nil unless r[:rc]&.zero?
 
     section = r[:out].split(/^counters$/, 2)[1] or return nil
@@ -816,7 +816,7 @@ class Soak
   end
 
   def stored_ids(cluster)
-    r = cli(["--store", cluster.store, "list", "--json", "-n", "10000000"], timeout: 120)
+    r = cli(["list", "--json", "-n", "10000000", "--store", cluster.store], timeout: 120)
     raise "cannot list the #{cluster.name} store: #{r[:err]}" unless r[:rc]&.zero?
 
     JSON.parse(r[:out]).map { |s| [s["message"][/\Asoak failure (\S+):/, 1], s] }

@@ -1,6 +1,7 @@
 //! The `rbscope` command-line tool.
 //!
-//! Every command is a module under `commands/`; rendering lives in `render/`. Errors travel as
+//! Every command is a module under `commands/` (its arguments and its `run`); what the CLI and
+//! the web UI (`ui/`) both show is built in `views/`. Errors travel as
 //! `anyhow` errors and are printed as one line by `main`, with a non-zero exit: a user should
 //! never see a panic or a backtrace from this tool.
 
@@ -10,10 +11,9 @@ mod commands;
 mod duration;
 mod output;
 mod presets;
-mod render;
 mod ruby_lib;
-mod time;
 mod ui;
+mod views;
 
 use clap::Parser;
 

@@ -1699,7 +1699,7 @@ fn hostile_stores_get_one_line_from_every_store_command() {
         ];
         for args in commands {
             let out = bounded(
-                sb.cli().arg("--store").arg(store).args(&args),
+                sb.cli().args(&args).arg("--store").arg(store),
                 Duration::from_secs(30),
             );
             let label = format!("{what}: {args:?}");
@@ -1724,7 +1724,7 @@ fn hostile_stores_get_one_line_from_every_store_command() {
         ("missing key", sb.dir.path().join("none.key")),
     ] {
         let out = bounded(
-            sb.cli().arg("--key").arg(&key).args(["restore", &id]),
+            sb.cli().args(["restore", &id]).arg("--key").arg(&key),
             Duration::from_secs(30),
         );
         one_line_failure(&out, what, "");

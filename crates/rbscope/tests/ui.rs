@@ -316,7 +316,7 @@ fn snapshots_api() {
     assert_eq!(s["signature_ok"], true);
     assert_eq!(
         s["restore_command"],
-        format!("rbscope --store {} restore {id}", f.store.display())
+        format!("rbscope restore {id} --store {}", f.store.display())
     );
     // A prefix works, like on the command line.
     assert_eq!(

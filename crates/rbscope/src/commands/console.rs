@@ -30,7 +30,33 @@ fn history_file() -> Option<PathBuf> {
     Some(base.join("rbscope/console_history"))
 }
 
-pub fn console(pid: u32, timeout: Duration) -> anyhow::Result<i32> {
+/// An interactive Ruby console inside a running process (the app must allow eval).
+#[derive(clap::Args, Debug)]
+#[command(
+    long_about = "An interactive Ruby console inside a running process, through its agent. \
+        The app must allow eval (Rbscope.start(allow_eval: true) or RBSCOPE_ALLOW_EVAL=1). \
+        Each input runs inside the app on a thread of its own (in Rails.application.executor \
+        when Rails is loaded), in a binding kept for this console, so local variables \
+        survive between inputs; input that is not complete yet continues on the next line. \
+        Nothing runs in the app while the console waits at its prompt. Ctrl-C during an \
+        evaluation stops it (its thread is killed; the app goes on), Ctrl-C at the prompt \
+        clears the input, Ctrl-D leaves. History: $XDG_DATA_HOME/rbscope/console_history.",
+    after_help = "Example: rbscope console -p 4242"
+)]
+pub struct Args {
+    /// The process to open a console in.
+    #[arg(short, long)]
+    pid: u32,
+    /// Stop any one evaluation after this long.
+    #[arg(long, default_value = "10m", value_parser = crate::duration::parse_ms)]
+    timeout: i64,
+}
+
+pub fn run(a: &Args) -> anyhow::Result<i32> {
+    console(a.pid, Duration::from_millis(a.timeout as u64))
+}
+
+fn console(pid: u32, timeout: Duration) -> anyhow::Result<i32> {
     let target = agent_client::locate(pid)?;
     let mut client = agent_client::connect(&target)?;
     // The agent keeps one binding per console: any id unlikely to be another console's.

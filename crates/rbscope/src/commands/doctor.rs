@@ -1,14 +1,25 @@
 //! `rbscope doctor [-p PID]`: is everything where it should be?
 
+use super::store_args::StoreArgs;
 use crate::agent_client;
-use crate::cli::Cli;
 use crate::ruby_lib;
 use rbscope_store::{Store, StoreError};
 use std::process::Command;
 
-pub fn doctor(cli: &Cli, pid: Option<u32>) -> anyhow::Result<i32> {
+/// Check the set-up: the store, the Ruby agent, and with -p a running process's agent.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// A running process to ask for its agent's state and counters.
+    #[arg(short, long)]
+    pid: Option<u32>,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+pub fn run(a: &Args) -> anyhow::Result<i32> {
+    let pid = a.pid;
     println!("rbscope {}", env!("CARGO_PKG_VERSION"));
-    let location = cli.store_location()?;
+    let location = a.store.location()?;
     let place = location.describe();
     match Store::open_existing(&location) {
         Ok(mut store) => {

@@ -13,7 +13,34 @@ use anyhow::{bail, Context};
 
 use crate::agent_client;
 
-pub fn inject(pid: u32, timeout: Duration) -> anyhow::Result<i32> {
+/// Load and start the agent in a running Ruby process that never loaded it, at a safe point
+/// of its VM; then trace, eval (if allowed), stacks and heap work on it.
+#[derive(clap::Args, Debug)]
+#[command(
+    long_about = "Load and start the agent in a running Ruby process that never loaded it. The \
+        process's main thread is stopped with ptrace for a few milliseconds and made to queue \
+        one of Ruby's postponed jobs (made to be queued from any instant); its registers are \
+        put back exactly; Ruby runs the job (`require \"rbscope\"; Rbscope.start`) at its next \
+        safe point, and a thread blocked in a system call is woken the way Ruby wakes its own \
+        threads, without the app noticing. Needs the right to ptrace the process (same user \
+        and kernel.yama.ptrace_scope 0, or root) and the rbscope gem for the process's Ruby.",
+    after_help = "Example: rbscope inject -p 4242 && rbscope trace -p 4242 -m 'Order#total'"
+)]
+pub struct Args {
+    /// The process.
+    #[arg(short, long)]
+    pid: u32,
+    /// How long to wait for the agent to answer (loading competes with a busy main thread
+    /// for the GVL: seconds).
+    #[arg(long, default_value = "15s", value_parser = crate::duration::parse_ms)]
+    timeout: i64,
+}
+
+pub fn run(a: &Args) -> anyhow::Result<i32> {
+    inject(a.pid, Duration::from_millis(a.timeout.max(0) as u64))
+}
+
+fn inject(pid: u32, timeout: Duration) -> anyhow::Result<i32> {
     let target = agent_client::locate(pid)?;
     if agent_client::connect_within(&target, Duration::from_millis(500)).is_ok() {
         println!(

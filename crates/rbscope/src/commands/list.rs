@@ -1,12 +1,49 @@
 //! `rbscope list`: the newest snapshots, one line each.
 
-use crate::cli::Cli;
-use crate::time::format_ms;
+use super::store_args::StoreArgs;
+use crate::views::snapshots;
+use crate::views::time::format_ms;
 use anyhow::Context;
 use rbscope_store::{Filter, Store, StoreError};
 
-pub fn list(cli: &Cli, filter: &Filter, json: bool, group: bool) -> anyhow::Result<i32> {
-    let location = cli.store_location()?;
+/// List stored snapshots, newest first (or grouped by fingerprint with --group).
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// How many to show (snapshots, or groups with --group).
+    #[arg(short = 'n', long, default_value_t = 50)]
+    limit: usize,
+    /// Print JSON (one array) instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Group by fingerprint (exception class + top app frame): counts, first and last seen.
+    #[arg(long)]
+    group: bool,
+    /// Only snapshots reported within this long (30m, 2h, 7d).
+    #[arg(long, value_name = "DURATION", value_parser = crate::duration::parse_ms)]
+    since: Option<i64>,
+    /// Only this exception class.
+    #[arg(long = "class", value_name = "CLASS")]
+    class: Option<String>,
+    /// Only snapshots from this host.
+    #[arg(long)]
+    host: Option<String>,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+pub fn run(a: &Args) -> anyhow::Result<i32> {
+    let filter = Filter {
+        since_ms: a.since.map(|d| crate::views::time::now_ms() - d),
+        class: a.class.clone(),
+        host: a.host.clone(),
+        limit: a.limit,
+        ..Filter::default()
+    };
+    list(&a.store, &filter, a.json, a.group)
+}
+
+fn list(store: &StoreArgs, filter: &Filter, json: bool, group: bool) -> anyhow::Result<i32> {
+    let location = store.location()?;
     let mut store = match Store::open_existing(&location) {
         Ok(s) => s,
         Err(StoreError::Missing(p)) => {
@@ -26,7 +63,7 @@ pub fn list(cli: &Cli, filter: &Filter, json: bool, group: bool) -> anyhow::Resu
         .list_filtered(filter)
         .context("cannot list snapshots")?;
     if json {
-        let out: Vec<_> = rows.iter().map(row_json).collect();
+        let out: Vec<_> = rows.iter().map(snapshots::summary_json).collect();
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(0);
     }
@@ -55,23 +92,7 @@ pub fn list(cli: &Cli, filter: &Filter, json: bool, group: bool) -> anyhow::Resu
 }
 
 /// Cuts text to `n` characters, marking the cut with an ellipsis.
-/// One snapshot's list columns as JSON (`list --json`, and the web UI's list).
-pub fn row_json(r: &rbscope_store::SnapshotSummary) -> serde_json::Value {
-    serde_json::json!({
-        "id": r.id,
-        "reported_at_ms": r.reported_at_ms,
-        "reported_at": format_ms(r.reported_at_ms),
-        "exception_class": r.exception_class,
-        "message": r.message,
-        "top_frame": r.top_frame,
-        "fingerprint": r.fingerprint,
-        "hostname": r.hostname,
-        "pid": r.pid,
-        "size": r.size,
-    })
-}
-
-pub fn clip(s: &str, n: usize) -> String {
+fn clip(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
         s.to_string()
     } else {
@@ -84,24 +105,7 @@ pub fn clip(s: &str, n: usize) -> String {
 fn groups(store: &mut Store, filter: &Filter, json: bool) -> anyhow::Result<i32> {
     let groups = store.groups(filter).context("cannot group snapshots")?;
     if json {
-        let out: Vec<_> = groups
-            .iter()
-            .map(|g| {
-                serde_json::json!({
-                    "fingerprint": g.fingerprint,
-                    "exception_class": g.exception_class,
-                    "top_frame": g.top_frame,
-                    "count": g.count,
-                    "first_seen_ms": g.first_ms,
-                    "last_seen_ms": g.last_ms,
-                    "first_seen": format_ms(g.first_ms),
-                    "last_seen": format_ms(g.last_ms),
-                    "last_id": g.last_id,
-                    "last_message": g.last_message,
-                    "hosts": g.hosts,
-                })
-            })
-            .collect();
+        let out: Vec<_> = groups.iter().map(snapshots::group_json).collect();
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(0);
     }

@@ -7,6 +7,7 @@
 //! use minus the heap pages; the rest of the resident set is code, stacks and other allocators.
 
 use crate::agent_client;
+use crate::views::numbers::{bytes, count};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -31,45 +32,6 @@ fn kernel_figures(pid: u32) -> Vec<(String, u64)> {
             Some((key.to_string(), kb * 1024))
         })
         .collect()
-}
-
-/// 1.5 MiB, 340 KiB, 12 B.
-pub(super) fn bytes(n: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < units.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", units[u])
-    }
-}
-
-/// 1,234,567
-fn count(n: i64) -> String {
-    let out = grouped(n.unsigned_abs());
-    if n < 0 {
-        format!("-{out}")
-    } else {
-        out
-    }
-}
-
-/// A number's digits in groups of three: 1,234,567.
-pub(super) fn grouped(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 fn render(r: &Report) -> String {
@@ -192,7 +154,31 @@ fn render(r: &Report) -> String {
     s
 }
 
-pub fn memory(pid: u32, json: bool) -> anyhow::Result<i32> {
+/// One readable report of a running process's memory: RSS, the Ruby heap, malloc, GC
+/// figures and live objects by type (through its agent).
+#[derive(clap::Args, Debug)]
+#[command(
+    long_about = "One readable report of a running process's memory, through its agent: the \
+        kernel's figures (resident, peak, swap, virtual), the Ruby heap (pages, slots live \
+        and free, old objects), malloc (glibc: in use, outside the Ruby heap, free in \
+        arenas), what the GC has done, and live objects by type. The agent holds the VM \
+        while it counts objects (about a millisecond per hundred thousand).",
+    after_help = "Example: rbscope memory -p 4242\n         rbscope memory -p 4242 --json"
+)]
+pub struct Args {
+    /// The process to report on (it must run the rbscope agent).
+    #[arg(short, long)]
+    pid: u32,
+    /// Print JSON instead of the report.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(a: &Args) -> anyhow::Result<i32> {
+    memory(a.pid, a.json)
+}
+
+fn memory(pid: u32, json: bool) -> anyhow::Result<i32> {
     let target = agent_client::locate(pid)?;
     let mut client = agent_client::connect(&target)?;
     let ruby_version = client.welcome.ruby_version.clone();
@@ -209,19 +195,4 @@ pub fn memory(pid: u32, json: bool) -> anyhow::Result<i32> {
         print!("{}", render(&report));
     }
     Ok(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn numbers_read_well() {
-        assert_eq!(bytes(12), "12 B");
-        assert_eq!(bytes(1536), "1.5 KiB");
-        assert_eq!(bytes(3 * 1024 * 1024), "3.0 MiB");
-        assert_eq!(count(1234567), "1,234,567");
-        assert_eq!(count(999), "999");
-        assert_eq!(count(-1000), "-1,000");
-    }
 }

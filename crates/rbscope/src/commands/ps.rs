@@ -46,7 +46,19 @@ fn command_line(pid: u32) -> String {
     text.join(" ")
 }
 
-pub fn ps(json: bool) -> anyhow::Result<i32> {
+/// List the Ruby processes you may attach to, and whether each runs the rbscope agent.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(a: &Args) -> anyhow::Result<i32> {
+    ps(a.json)
+}
+
+fn ps(json: bool) -> anyhow::Result<i32> {
     // SAFETY: geteuid has no preconditions.
     let me = unsafe { libc::geteuid() };
     let mine = std::process::id();

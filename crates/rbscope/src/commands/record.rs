@@ -12,12 +12,12 @@
 //! flame graph SVG.
 
 use super::stacks::{read_error, read_with, target_error};
+use crate::views::profile::{self, Counts};
 use anyhow::{anyhow, bail, Context};
 use rbscope_vm::memory::{Memory, ReadError};
 use rbscope_vm::remote::ProcessMemory;
 use rbscope_vm::stacks::{ReadOptions, Stacks, ThreadStack};
 use rbscope_vm::target::Target;
-use std::collections::BTreeMap;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,13 +44,58 @@ impl std::str::FromStr for Format {
     }
 }
 
-pub struct Options {
-    pub pid: i32,
-    pub duration: Duration,
-    pub rate: u32,
-    pub output: PathBuf,
-    pub format: Format,
-    pub cpu: bool,
+/// A sampling profile of every thread of a running Ruby process (no agent needed).
+#[derive(clap::Args, Debug)]
+#[command(
+    long_about = "A sampling profile of every thread of a running Ruby process, read from \
+        outside (like `rbscope stacks --remote`: no agent, the process is never paused or \
+        signalled). Each sample reads every thread's stack with better-backtrace labels; \
+        wall time (default) counts every thread in every sample, --cpu only the threads \
+        that are running. Written as a flame graph SVG (opens in a browser), speedscope \
+        JSON (https://www.speedscope.app) or collapsed stacks (one line per stack and \
+        count). Reading another process needs the right to trace it (same user with \
+        kernel.yama.ptrace_scope=0, or root / CAP_SYS_PTRACE).",
+    after_help = "Example: rbscope record -p 4242 --duration 30s -o profile.svg\n         rbscope record -p 4242 --duration 10s --format speedscope -o profile.json --cpu"
+)]
+pub struct Args {
+    /// The process to sample.
+    #[arg(short, long)]
+    pid: i32,
+    /// How long to sample (Ctrl-C stops early and still writes the profile).
+    #[arg(long, default_value = "30s", value_parser = crate::duration::parse_ms)]
+    duration: i64,
+    /// Samples per second.
+    #[arg(long, default_value_t = 99)]
+    rate: u32,
+    /// Where to write the profile (mode 0600).
+    #[arg(short, long, value_name = "FILE")]
+    output: PathBuf,
+    /// flamegraph (SVG), speedscope (JSON) or collapsed (text).
+    #[arg(long, default_value = "flamegraph", value_parser = str::parse::<Format>)]
+    format: Format,
+    /// Count only running threads (CPU time), not every thread (wall time).
+    #[arg(long)]
+    cpu: bool,
+}
+
+pub fn run(a: &Args) -> anyhow::Result<i32> {
+    record(Options {
+        pid: a.pid,
+        duration: Duration::from_millis(a.duration as u64),
+        rate: a.rate,
+        output: a.output.clone(),
+        format: a.format,
+        cpu: a.cpu,
+    })
+}
+
+struct Options {
+    pid: i32,
+    duration: Duration,
+    rate: u32,
+    output: PathBuf,
+    format: Format,
+    cpu: bool,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -58,9 +103,6 @@ static STOP: AtomicBool = AtomicBool::new(false);
 extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
 }
-
-/// One stack as the profile keeps it: the thread, then frames outermost first.
-type Key = (String, Vec<(String, String, i64)>);
 
 fn thread_label(t: &ThreadStack) -> String {
     let tid = t.tid.map(|t| t.to_string()).unwrap_or_else(|| "?".into());
@@ -71,7 +113,7 @@ fn thread_label(t: &ThreadStack) -> String {
     }
 }
 
-pub fn record(o: Options) -> anyhow::Result<i32> {
+fn record(o: Options) -> anyhow::Result<i32> {
     let pid = o.pid;
     if o.rate == 0 || o.rate > 1000 {
         bail!("--rate must be between 1 and 1000 samples per second");
@@ -99,7 +141,7 @@ pub fn record(o: Options) -> anyhow::Result<i32> {
     let interval = Duration::from_secs(1) / o.rate;
     let started = Instant::now();
     let mut next = started;
-    let mut counts: BTreeMap<Key, u64> = BTreeMap::new();
+    let mut counts = Counts::new();
     let (mut samples, mut missed, mut torn) = (0u64, 0u64, 0u64);
     let mut ended = None;
     while started.elapsed() < o.duration && !STOP.load(Ordering::SeqCst) {
@@ -158,8 +200,8 @@ pub fn record(o: Options) -> anyhow::Result<i32> {
     let mut w = BufWriter::new(file);
     let seconds = interval.as_secs_f64();
     match o.format {
-        Format::Collapsed => write_collapsed(&mut w, &counts)?,
-        Format::Speedscope => write_speedscope(&mut w, &counts, pid, seconds)?,
+        Format::Collapsed => profile::write_collapsed(&mut w, &counts)?,
+        Format::Speedscope => profile::write_speedscope(&mut w, &counts, pid, seconds)?,
         Format::Flamegraph => write_flamegraph(&mut w, &counts, pid, o.cpu)?,
     }
     w.flush()?;
@@ -194,32 +236,8 @@ fn sample<M: Memory>(mem: &M, target: &Target, refresh: &dyn Fn()) -> Result<Sta
     read_with(mem, target, opts, refresh)
 }
 
-fn folded(key: &Key) -> String {
-    let mut s = key.0.replace(';', ":");
-    for (label, _, _) in &key.1 {
-        s.push(';');
-        s.push_str(label);
-    }
-    s
-}
-
-fn write_collapsed(w: &mut dyn Write, counts: &BTreeMap<Key, u64>) -> anyhow::Result<()> {
-    for (key, n) in counts {
-        writeln!(w, "{} {n}", folded(key))?;
-    }
-    Ok(())
-}
-
-fn write_flamegraph(
-    w: &mut dyn Write,
-    counts: &BTreeMap<Key, u64>,
-    pid: i32,
-    cpu: bool,
-) -> anyhow::Result<()> {
-    let lines: Vec<String> = counts
-        .iter()
-        .map(|(key, n)| format!("{} {n}", folded(key)))
-        .collect();
+fn write_flamegraph(w: &mut dyn Write, counts: &Counts, pid: i32, cpu: bool) -> anyhow::Result<()> {
+    let lines: Vec<String> = profile::collapsed_lines(counts).collect();
     let mut opts = inferno::flamegraph::Options::default();
     opts.title = format!(
         "rbscope record: process {pid} ({} time)",
@@ -228,56 +246,4 @@ fn write_flamegraph(
     opts.count_name = "samples".into();
     inferno::flamegraph::from_lines(&mut opts, lines.iter().map(String::as_str), w)
         .map_err(|e| anyhow!("cannot draw the flame graph: {e}"))
-}
-
-/// speedscope's file format: shared frames, one sampled profile per thread.
-fn write_speedscope(
-    w: &mut dyn Write,
-    counts: &BTreeMap<Key, u64>,
-    pid: i32,
-    seconds_per_sample: f64,
-) -> anyhow::Result<()> {
-    use serde_json::json;
-    let mut frames: Vec<serde_json::Value> = Vec::new();
-    let mut index: BTreeMap<(String, String, i64), usize> = BTreeMap::new();
-    let mut profiles: BTreeMap<String, (Vec<Vec<usize>>, Vec<f64>)> = BTreeMap::new();
-    for ((thread, stack), n) in counts {
-        let ids: Vec<usize> = stack
-            .iter()
-            .map(|f| {
-                *index.entry(f.clone()).or_insert_with(|| {
-                    frames.push(json!({"name": f.0, "file": f.1, "line": f.2}));
-                    frames.len() - 1
-                })
-            })
-            .collect();
-        let p = profiles.entry(thread.clone()).or_default();
-        p.0.push(ids);
-        p.1.push(*n as f64 * seconds_per_sample);
-    }
-    let profiles: Vec<serde_json::Value> = profiles
-        .into_iter()
-        .map(|(name, (samples, weights))| {
-            let total: f64 = weights.iter().sum();
-            json!({
-                "type": "sampled",
-                "name": name,
-                "unit": "seconds",
-                "startValue": 0.0,
-                "endValue": total,
-                "samples": samples,
-                "weights": weights,
-            })
-        })
-        .collect();
-    let doc = json!({
-        "$schema": "https://www.speedscope.app/file-format-schema.json",
-        "name": format!("rbscope record: process {pid}"),
-        "exporter": concat!("rbscope ", env!("CARGO_PKG_VERSION")),
-        "activeProfileIndex": 0,
-        "shared": {"frames": frames},
-        "profiles": profiles,
-    });
-    serde_json::to_writer(w, &doc)?;
-    Ok(())
 }

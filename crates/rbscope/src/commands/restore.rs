@@ -4,26 +4,55 @@
 //! that each failure is one clear line, then replaces itself with `ruby`, which loads the gem's
 //! restore code and the app files given with `-r`, rebuilds the objects and opens IRB.
 
-use crate::cli::Cli;
+use super::store_args::{KeyArgs, StoreArgs};
 use crate::ruby_lib;
 use anyhow::{bail, Context};
 use rbscope_store::{reader_key, Store, StoreLocation};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-pub fn restore(
-    cli: &Cli,
-    id: &str,
+/// Open IRB back in a snapshot's frame: self and locals restored as Ruby objects.
+#[derive(clap::Args, Debug)]
+#[command(
+    after_help = "In the console: frames, frame N, up, down, snapshot; exit leaves.\n\
+    Load your app first so its classes exist (else objects come back as marked stand-ins):\n  \
+    rbscope restore ID -r ./config/environment\n\
+    From a running console: Rbscope.restore(\"ID\")"
+)]
+pub struct Args {
+    /// The snapshot id, or an unambiguous prefix of it.
+    id: String,
+    /// The frame to start in (0 = innermost; see `rbscope show`).
+    #[arg(long, default_value_t = 0)]
     frame: usize,
+    /// Restore a snapshot that is unsigned or not signed with this store's key.
+    #[arg(long)]
     trust: bool,
-    requires: &[String],
-) -> anyhow::Result<i32> {
-    let location = cli.store_location()?;
+    /// Ruby files to require first (your app), like `ruby -r`.
+    #[arg(short = 'r', long = "require", value_name = "FILE")]
+    requires: Vec<String>,
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(flatten)]
+    key: KeyArgs,
+}
+
+pub fn run(a: &Args) -> anyhow::Result<i32> {
+    let Args {
+        id,
+        frame,
+        trust,
+        requires,
+        store,
+        key: key_args,
+    } = a;
+    let (frame, trust) = (*frame, *trust);
+    let location = store.location()?;
     let mut store = Store::open_existing(&location)?;
     let key = if trust {
         None
     } else {
-        reader_key(&location, cli.key.as_deref())?
+        reader_key(&location, key_args.key.as_deref())?
     };
     let (full_id, body) = store.get_for_restore(id, trust, key.as_ref())?;
     let snapshot = rbscope_snapshot::decode(&body)
@@ -64,7 +93,7 @@ pub fn restore(
         StoreLocation::Sqlite(path) => cmd.env("RBSCOPE_STORE", path),
         StoreLocation::Postgres(url) => cmd.env("RBSCOPE_STORE", url),
     };
-    if let Some(key) = &cli.key {
+    if let Some(key) = &key_args.key {
         cmd.env("RBSCOPE_STORE_KEY", key);
     }
     let err = cmd.exec();

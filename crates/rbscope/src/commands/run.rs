@@ -8,15 +8,68 @@
 //! `RBSCOPE_RUN_HOLD` in the gem's autostart.rb), traces it until it exits (selectors whose code is not loaded
 //! yet are hooked when it appears) and exits with its status.
 
-use crate::cli::Cli;
+use super::store_args::{KeyArgs, StoreArgs};
+use super::trace::{Selection, TraceOutput};
 use crate::ruby_lib;
 use anyhow::{bail, Context};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-pub fn run(
-    cli: &Cli,
+/// Run a program with the agent loaded and started (sets RUBYOPT for Ruby processes).
+#[derive(clap::Args, Debug)]
+#[command(
+    long_about = "Run a program with the agent loaded and started (sets RUBYOPT for Ruby \
+        processes). With -m, --preset, -c or -f the program is traced from the start: the \
+        trace attaches as soon as its agent answers, selectors for code that is not loaded \
+        yet wait and are hooked when it appears, and the trace goes to standard output (or \
+        -o) until the program exits; rbscope then exits with the program's status.",
+    after_help = "Example: rbscope run -- ruby app.rb\n         rbscope run -- bundle exec rails server\n         rbscope run -m 'Foo#bar(self)' -- ruby app.rb"
+)]
+pub struct Args {
+    #[command(flatten)]
+    selection: Selection,
+    /// Trace every Ruby method call from the start.
+    #[arg(short = 'f', long)]
+    firehose: bool,
+    #[command(flatten)]
+    out: TraceOutput,
+    /// The command and its arguments, after `--`.
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
+    command: Vec<String>,
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(flatten)]
+    key: KeyArgs,
+}
+
+pub fn run(a: &Args) -> anyhow::Result<i32> {
+    let selectors = a.selection.selectors()?;
+    let traced = (!selectors.is_empty() || a.firehose).then(|| super::trace::Options {
+        pid: None,
+        ps: None,
+        firehose: a.firehose,
+        selectors,
+        slow_ms: None,
+        gc: false,
+        show_threads: a.out.show_threads,
+        output: a.out.output.clone(),
+        format: a.out.format,
+        force: false,
+        duration: None,
+        wait_for_code: true,
+    });
+    exec(&a.command, &a.store, &a.key, traced)
+}
+
+fn exec(
     command: &[String],
+    store: &StoreArgs,
+    key: &KeyArgs,
     traced: Option<super::trace::Options>,
 ) -> anyhow::Result<i32> {
     let Some((program, args)) = command.split_first() else {
@@ -36,13 +89,13 @@ pub fn run(
     }
     let mut cmd = Command::new(program);
     cmd.args(args).env("RUBYOPT", rubyopt);
-    if cli.store.is_some() {
-        match cli.store_location()? {
+    if store.store.is_some() {
+        match store.location()? {
             rbscope_store::StoreLocation::Sqlite(path) => cmd.env("RBSCOPE_STORE", path),
             rbscope_store::StoreLocation::Postgres(url) => cmd.env("RBSCOPE_STORE", url),
         };
     }
-    if let Some(key) = &cli.key {
+    if let Some(key) = &key.key {
         cmd.env("RBSCOPE_STORE_KEY", key);
     }
     if let Some(options) = traced {

@@ -1,25 +1,43 @@
 //! `rbscope show ID`: one snapshot, as a readable tree or as JSON.
 
-use crate::cli::Cli;
-use crate::render;
+use super::store_args::StoreArgs;
+use crate::views::{snapshot_text, snapshots};
 use anyhow::Context;
 use rbscope_store::Store;
 
-pub fn show(cli: &Cli, id: &str, json: bool, depth: usize, items: usize) -> anyhow::Result<i32> {
-    let mut store = Store::open_existing(&cli.store_location()?)?;
-    let (full_id, body) = store.get(id)?;
+/// Show one snapshot: the exception, its causes, then every frame with source, self, locals
+/// and instance variables.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The snapshot id, or an unambiguous prefix of it.
+    id: String,
+    /// Print the whole snapshot as JSON.
+    #[arg(long)]
+    json: bool,
+    /// How deep to expand objects in the text view.
+    #[arg(long, default_value_t = 4)]
+    depth: usize,
+    /// How many items of each array or hash to print in the text view.
+    #[arg(long, default_value_t = 20)]
+    items: usize,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+pub fn run(a: &Args) -> anyhow::Result<i32> {
+    let mut store = Store::open_existing(&a.store.location()?)?;
+    let (full_id, body) = store.get(&a.id)?;
     let snapshot = rbscope_snapshot::decode(&body)
         .with_context(|| format!("snapshot {full_id} cannot be read"))?;
-    if json {
-        let mut doc = rbscope_snapshot::json::snapshot(&snapshot);
-        doc["reported_at"] = crate::time::format_ms(snapshot.reported_at_ms).into();
+    if a.json {
+        let doc = snapshots::snapshot_json(&snapshot);
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
-        let opts = render::text::Options {
-            max_depth: depth,
-            max_items: items,
+        let opts = snapshot_text::Options {
+            max_depth: a.depth,
+            max_items: a.items,
         };
-        print!("{}", render::text::snapshot(&snapshot, &opts));
+        print!("{}", snapshot_text::snapshot(&snapshot, &opts));
     }
     Ok(0)
 }

@@ -340,3 +340,56 @@ fn print(
     }
     Ok(0)
 }
+
+/// Print every Ruby thread's stack of a running process (through its agent, or read from
+/// outside) or of a core file.
+#[derive(clap::Args, Debug)]
+#[command(
+    long_about = "Print every Ruby thread's stack. Frames show class paths, # / . / \
+        $singleton, {block} depth, parameter names and the line each frame is executing.\n\n\
+        With -p PID, a process that runs the rbscope agent is asked through its control \
+        socket: the agent's Ruby thread reads every other thread while it holds the VM \
+        (its output says for how long). If the agent does not answer within a second \
+        (native code holding the GVL), or the process has no agent, the stacks are read \
+        from outside instead, and the output says why.\n\n\
+        With --remote the process is always read from outside, straight from the VM's \
+        memory: no agent, no code run in the target. It is paused for the read (well under \
+        a millisecond for tens of threads; --no-pause reads it running and re-reads any \
+        thread whose stack changed meanwhile). With --core FILE --ruby BIN the same is \
+        read from a core file (gcore PID), with BIN the ruby program that dumped it.\n\n\
+        Reading another process from outside needs the right to trace it: the same user \
+        with kernel.yama.ptrace_scope=0, or root / CAP_SYS_PTRACE.",
+    after_help = "Example: rbscope stacks -p 4242\n         sudo rbscope stacks -p 4242 --remote --no-pause --json\n         gcore -o /tmp/core 4242 && rbscope stacks --core /tmp/core.4242 --ruby /usr/bin/ruby3.1"
+)]
+pub struct Args {
+    /// The process to read.
+    #[arg(short, long, conflicts_with = "core")]
+    pid: Option<i32>,
+    /// Read the process's memory from outside (process_vm_readv), without asking its agent.
+    #[arg(long)]
+    remote: bool,
+    /// When read from outside, do not pause the process: read it running, re-reading
+    /// threads whose stack changed.
+    #[arg(long)]
+    no_pause: bool,
+    /// A core file to read instead of a process.
+    #[arg(long, value_name = "FILE", requires = "ruby")]
+    core: Option<std::path::PathBuf>,
+    /// The ruby program that wrote the core file (as installed on this machine).
+    #[arg(long, value_name = "BIN")]
+    ruby: Option<std::path::PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(a: &Args) -> anyhow::Result<i32> {
+    match (a.pid, &a.core, &a.ruby) {
+        (Some(pid), _, _) if !a.remote => via_agent(pid, !a.no_pause, a.json),
+        (Some(pid), _, _) => process(pid, !a.no_pause, a.json, None),
+        (None, Some(core_file), Some(ruby)) => core(core_file, ruby, a.json),
+        _ => anyhow::bail!(
+            "say what to read: `rbscope stacks -p PID` or `rbscope stacks --core FILE --ruby BIN`"
+        ),
+    }
+}

@@ -23,6 +23,122 @@ use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// Trace method calls in a running process, nested per thread and timed.
+#[derive(clap::Args, Debug)]
+#[command(
+    long_about = "Trace method calls in a running process through its agent, without \
+        restarting it. Output: one line per call that made no traced calls \
+        (`Foo#bar <12.0µs>`); a call that did opens a line, its calls follow \
+        indented, and a closing line gives its duration. Durations exclude the tracer's \
+        own time. Nesting is per thread (--show-threads prefixes each line with the \
+        thread's OS id and name).\n\n\
+        Selectors (-m, repeatable): Class#method, Class.method (singleton), Class# or \
+        Class. (every method of its own), or a bare method name (that method on every \
+        class that defines it); a leading ? makes one optional (reported, not an error, \
+        when it names nothing loaded). --preset NAME adds a library's selectors (built-in \
+        data files) and -c FILE reads them from a file, one per line. C methods are traced \
+        by wrapping them, removed on detach. \
+        Values to capture at call time go in parentheses: \
+        'Foo#bar(self, arg, @ivar, arg.name.size)' -- self, arguments by name, instance \
+        variables, then argument-less methods; never arbitrary code.\n\n\
+        Only what is asked for is hooked. Events go through a bounded buffer: the app \
+        never waits for this client; if it cannot keep up, events are dropped and the \
+        count is printed. Ctrl-C (or --for) detaches; if this command is killed, the \
+        agent detaches by itself.",
+    after_help = "Examples:\n  rbscope trace -p 4242 -m 'User#save' -m 'Net::HTTP#request'\n  rbscope trace -p 4242 --preset activerecord --preset net-http -c my-selectors.txt\n  rbscope trace -p 4242 -m 'Foo#bar(self, arg, @ivar)' --show-threads\n  rbscope trace -p 4242 --slow 50\n  rbscope trace -p 4242 -f --for 2s -o trace.json --format chrome"
+)]
+pub struct Args {
+    /// The process to trace (it must run the rbscope agent).
+    #[arg(short, long, required_unless_present = "ps", conflicts_with = "ps")]
+    pid: Option<u32>,
+    /// Trace every Ruby process of yours whose command line contains PATTERN (and those
+    /// that start later, such as restarted puma workers); lines start with [PID].
+    #[arg(long, value_name = "PATTERN")]
+    ps: Option<String>,
+    /// Trace every Ruby method call (C methods only when selected with -m).
+    #[arg(short = 'f', long)]
+    firehose: bool,
+    #[command(flatten)]
+    selection: Selection,
+    /// Only print calls that took at least this many milliseconds (of the selected
+    /// methods, or of every Ruby method without -m), indented by stack depth.
+    #[arg(long, value_name = "MS")]
+    slow: Option<u32>,
+    /// Print each garbage collection with its duration (and marking's).
+    #[arg(long)]
+    gc: bool,
+    #[command(flatten)]
+    out: TraceOutput,
+    /// Trace even though YJIT is on in a Ruby 3.1 process (it stays slower until restart).
+    #[arg(long)]
+    force: bool,
+    /// Detach after this long (e.g. 10s, 2m) instead of waiting for Ctrl-C.
+    #[arg(long = "for", value_name = "DURATION", value_parser = crate::duration::parse_ms)]
+    duration: Option<i64>,
+}
+
+/// What to trace (`rbscope trace`, `rbscope run`): selectors given one by one, by preset, or
+/// in files.
+#[derive(clap::Args, Debug)]
+pub struct Selection {
+    /// A method selector, optionally with values to capture; repeatable.
+    #[arg(short = 'm', long = "method", value_name = "SELECTOR")]
+    pub methods: Vec<String>,
+    /// Selectors for a library (its data file, built in); repeatable. A selector for
+    /// something the app has not loaded is reported as not traced.
+    #[arg(long, value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(crate::presets::NAMES))]
+    pub preset: Vec<String>,
+    /// Read selectors from FILE: one per line, `#` comments, a leading `?` marks one
+    /// optional; repeatable.
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: Vec<PathBuf>,
+}
+
+impl Selection {
+    /// Every selector: those given with -m, then the presets', then the files'.
+    pub fn selectors(&self) -> anyhow::Result<Vec<String>> {
+        let mut all = self.methods.clone();
+        for name in &self.preset {
+            all.extend(crate::presets::preset(name).unwrap_or_default());
+        }
+        for file in &self.config {
+            all.extend(crate::presets::file(file)?);
+        }
+        Ok(all)
+    }
+}
+
+/// Where and how a trace is written.
+#[derive(clap::Args, Debug)]
+pub struct TraceOutput {
+    /// Prefix each line with the thread's OS id and name.
+    #[arg(long)]
+    pub show_threads: bool,
+    /// Write the trace to FILE (mode 0600) instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// text (indented tree), jsonl (one event per line), or chrome (open in Perfetto).
+    #[arg(long, default_value = "text", value_parser = str::parse::<Format>)]
+    pub format: Format,
+}
+
+pub fn run(a: &Args) -> anyhow::Result<i32> {
+    trace(Options {
+        pid: a.pid,
+        ps: a.ps.clone(),
+        firehose: a.firehose,
+        selectors: a.selection.selectors()?,
+        slow_ms: a.slow,
+        gc: a.gc,
+        show_threads: a.out.show_threads,
+        output: a.out.output.clone(),
+        format: a.out.format,
+        force: a.force,
+        duration: a.duration.map(|ms| Duration::from_millis(ms as u64)),
+        wait_for_code: false,
+    })
+}
+
 pub struct Options {
     /// One process (`-p`), or None with `ps` set.
     pub pid: Option<u32>,
@@ -52,7 +168,7 @@ const ATTACH_WAIT: Duration = Duration::from_secs(5);
 /// How long to wait for the agent to confirm the hooks are gone.
 const DETACH_WAIT: Duration = Duration::from_secs(8);
 
-pub fn trace(o: Options) -> anyhow::Result<i32> {
+fn trace(o: Options) -> anyhow::Result<i32> {
     let begun = Instant::now();
     for s in &o.selectors {
         Selector::parse(s)?;

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 
 use super::files::{FileEntry, Kind};
 use super::http::{Query, Reply};
-use crate::commands::heap::{diff, parse_address, path, summary, top};
+use crate::views::heap::{self as views, diff, parse_address, path, summary, top};
 
 /// The dump-wide figures and views kept after the analysis.
 pub struct Ready {
@@ -180,8 +180,8 @@ impl Heaps {
                 "state": "ready",
                 "dump": r.name,
                 "objects": r.graph.node_count(),
-                "reachable": crate::commands::heap::tally_json(r.ret.reachable()),
-                "unreachable": crate::commands::heap::tally_json(r.ret.unreachable(&r.graph)),
+                "reachable": views::tally_json(r.ret.reachable()),
+                "unreachable": views::tally_json(r.ret.unreachable(&r.graph)),
                 "seconds": r.seconds,
                 "truncated": r.graph.stats.truncated_at.is_some(),
             })),
@@ -291,15 +291,9 @@ fn path_view(r: &Ready, q: &Query) -> Result<Value, Reply> {
 
 fn node(r: &Ready, a: &str) -> Result<u32, Reply> {
     let addr = parse_address(a).map_err(|e| Reply::error(400, crate::one_line(&e)))?;
-    r.graph.node(addr).ok_or_else(|| {
-        Reply::error(
-            404,
-            format!(
-                "there is no object at {addr:#x} in {} (an address is only valid in the dump it came from)",
-                r.name
-            ),
-        )
-    })
+    r.graph
+        .node(addr)
+        .ok_or_else(|| Reply::error(404, views::no_object(addr, &r.name)))
 }
 
 fn analyse(path: &std::path::Path, name: String, progress: &Progress) -> anyhow::Result<Ready> {

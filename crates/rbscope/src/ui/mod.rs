@@ -2,16 +2,16 @@
 //!
 //! A small threaded HTTP server (tiny_http) in the CLI binary serves one HTML page, its
 //! scripts (compiled in: [`assets`]) and a read-only JSON API ([`snapshots`], [`heap`], trace
-//! and profile files). The analyses are the CLI's own (`heap summary/top/path/diff --json`
-//! give the same JSON the API does), so the page and the terminal never disagree. Who may
-//! connect is decided in [`access`] before any route runs.
+//! and profile files). Its views are the CLI's own, from `crate::views` (`list --json`, `show
+//! --json` and `heap summary/top/path/diff --json` give the same JSON the API does), so the
+//! page and the terminal never disagree. Who may connect is decided in [`access`] before any
+//! route runs.
 
 mod access;
 mod assets;
 mod files;
 mod heap;
 mod http;
-mod profile;
 mod snapshots;
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -42,7 +42,11 @@ struct Server {
 /// Threads answering requests (heap analyses run on threads of their own).
 const WORKERS: usize = 4;
 
-pub fn run(cli: &crate::cli::Cli, o: &Options) -> anyhow::Result<i32> {
+pub fn run(
+    store: &crate::commands::store_args::StoreArgs,
+    key: &crate::commands::store_args::KeyArgs,
+    o: &Options,
+) -> anyhow::Result<i32> {
     let addr: SocketAddr = o
         .listen
         .to_socket_addrs()
@@ -71,9 +75,9 @@ pub fn run(cli: &crate::cli::Cli, o: &Options) -> anyhow::Result<i32> {
             token: token.clone(),
         },
         snapshots: snapshots::Snapshots::new(
-            cli.store_location()?,
-            cli.store.clone(),
-            cli.key.clone(),
+            store.location()?,
+            store.store.clone(),
+            key.key.clone(),
         ),
         files: files::entries(&o.files),
         heaps: heap::Heaps::default(),
@@ -249,7 +253,7 @@ impl Server {
             },
             ["profiles", id] => match self.file(id) {
                 Some(f) if f.kind == Kind::Profile => {
-                    read_file(f, |b| profile::read(b).map(|p| p.to_json()))
+                    read_file(f, |b| crate::views::profile::read(b).map(|p| p.to_json()))
                 }
                 Some(f) => Reply::error(404, format!("{} ({id}) is not a profile", f.name)),
                 None => unknown_file(id),

@@ -10,6 +10,7 @@ use rbscope_store::{Filter, Store, StoreError, StoreLocation};
 use serde_json::{json, Value};
 
 use super::http::{Query, Reply};
+use crate::views::snapshots::{self, shell_quote};
 
 pub struct Snapshots {
     pub location: StoreLocation,
@@ -79,7 +80,7 @@ impl Snapshots {
                 s.parse::<i64>().ok()
             }
             Some(s) => Some(
-                crate::time::now_ms()
+                crate::views::time::now_ms()
                     - crate::duration::parse_ms(s).map_err(|e| {
                         Reply::error(400, format!("since={s:?}: {e} (use e.g. 30m, 6h, 2d)"))
                     })?,
@@ -99,24 +100,7 @@ impl Snapshots {
 
     /// `GET /api/groups`.
     pub fn groups(&self, q: &Query) -> Reply {
-        self.page(
-            q,
-            "groups",
-            |s, f| s.groups(f),
-            |g| {
-                json!({
-                    "fingerprint": g.fingerprint,
-                    "exception_class": g.exception_class,
-                    "top_frame": g.top_frame,
-                    "count": g.count,
-                    "first_ms": g.first_ms,
-                    "last_ms": g.last_ms,
-                    "last_id": g.last_id,
-                    "last_message": g.last_message,
-                    "hosts": g.hosts,
-                })
-            },
-        )
+        self.page(q, "groups", |s, f| s.groups(f), snapshots::group_api_json)
     }
 
     /// `GET /api/snapshots`.
@@ -125,7 +109,7 @@ impl Snapshots {
             q,
             "snapshots",
             |s, f| s.list_filtered(f),
-            crate::commands::list::row_json,
+            snapshots::summary_json,
         )
     }
 
@@ -187,8 +171,7 @@ impl Snapshots {
                 )
             }
         };
-        let mut doc = rbscope_snapshot::json::snapshot(&snapshot);
-        doc["reported_at"] = crate::time::format_ms(snapshot.reported_at_ms).into();
+        let mut doc = snapshots::snapshot_json(&snapshot);
         doc["signed"] = stored.signature.is_some().into();
         doc["signature_ok"] = self.signature_ok(&stored.body, stored.signature.as_deref());
         doc["restore_command"] = self
@@ -221,17 +204,12 @@ impl Snapshots {
         if rails && !s.context.app_root.is_empty() {
             cmd += &format!("cd {} && ", shell_quote(&s.context.app_root));
         }
-        cmd += "rbscope";
-        if let Some(store) = &self.store_arg {
-            cmd += &format!(
-                " --store {}",
-                shell_quote(&self.location_for_command(store))
-            );
-        }
-        if let Some(key) = &self.key_file {
-            cmd += &format!(" --key {}", shell_quote(&key.display().to_string()));
-        }
-        cmd += &format!(" restore {}", s.id);
+        let store = self
+            .store_arg
+            .as_deref()
+            .map(|s| self.location_for_command(s));
+        let key = self.key_file.as_ref().map(|k| k.display().to_string());
+        cmd += &snapshots::restore_command(&s.id, store.as_deref(), key.as_deref());
         if rails {
             cmd += " -r ./config/environment";
         }
@@ -263,16 +241,4 @@ fn store_message(e: &StoreError, location: &StoreLocation) -> String {
         "the store at {} cannot be read: {e}. Check that it is reachable, then reload this page",
         location.describe()
     )
-}
-
-/// Single-quotes `s` for a POSIX shell when it needs it.
-fn shell_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"/._-:@=+,".contains(&b))
-    {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
-    }
 }

@@ -4,13 +4,32 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use rbscope_heap::input::Dump;
-use serde_json::{json, Value};
 
-use super::{bytes, num, open, print_json, scan_json, tally_json, warn_unreadable, Bar};
-use crate::cli::HeapRead;
+use super::HeapRead;
+use super::{bytes, num, open, print_json, warn_unreadable, Bar};
+use crate::views::heap::diff::diff_json;
+
+/// Leak hunt across two or three dumps of one process, oldest first: per class and
+/// allocation site, counts and bytes in each dump and the objects that are new in the
+/// second (and still there in the third), with sample addresses for `heap path`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Two or three dumps of one process, oldest first.
+    #[arg(required = true, num_args = 2..=3, value_name = "DUMP")]
+    dumps: Vec<PathBuf>,
+    /// Groups to show.
+    #[arg(short = 'n', long, default_value_t = 20)]
+    limit: usize,
+    #[command(flatten)]
+    read: HeapRead,
+}
+
+pub(super) fn run(a: &Args) -> anyhow::Result<i32> {
+    diff(&a.dumps, a.limit, &a.read)
+}
 
 /// `diff` with default reading options (for `heap watch --diff`).
-pub fn diff_paths(paths: &[PathBuf], limit: usize, json: bool) -> anyhow::Result<i32> {
+pub(super) fn diff_paths(paths: &[PathBuf], limit: usize, json: bool) -> anyhow::Result<i32> {
     let read = HeapRead {
         jobs: None,
         json,
@@ -19,7 +38,7 @@ pub fn diff_paths(paths: &[PathBuf], limit: usize, json: bool) -> anyhow::Result
     diff(paths, limit, &read)
 }
 
-pub(super) fn diff(paths: &[PathBuf], limit: usize, read: &HeapRead) -> anyhow::Result<i32> {
+fn diff(paths: &[PathBuf], limit: usize, read: &HeapRead) -> anyhow::Result<i32> {
     let bar = Bar::start();
     let dumps = paths
         .iter()
@@ -126,27 +145,4 @@ pub(super) fn diff(paths: &[PathBuf], limit: usize, read: &HeapRead) -> anyhow::
     }
     print!("{o}");
     Ok(0)
-}
-
-/// `heap diff --json`.
-pub(crate) fn diff_json(d: &rbscope_heap::diff::Diff, limit: usize, seconds: f64) -> Value {
-    let leaking: Vec<_> = d.groups.iter().filter(|g| g.leaked().count > 0).collect();
-    json!({
-        "dumps": d.dumps.iter().map(|i| json!({
-            "path": i.path, "total": tally_json(i.total), "allocation_traced_objects": i.traced,
-            "scan": scan_json(&i.stats),
-        })).collect::<Vec<_>>(),
-        "new_in_second": tally_json(d.new_total),
-        "retained_in_third": d.retained_total.map(tally_json),
-        "groups": leaking.iter().take(limit).map(|g| json!({
-            "class": g.name,
-            "site": g.site,
-            "counts": g.counts.iter().map(|t| tally_json(*t)).collect::<Vec<_>>(),
-            "new": tally_json(g.new),
-            "retained": g.retained.map(tally_json),
-            "samples": g.samples.iter().map(|a| format!("{a:#x}")).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-        "groups_with_new_objects": leaking.len(),
-        "seconds": seconds,
-    })
 }

@@ -1,14 +1,35 @@
 //! Tables for SQL (`rbscope heap import`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::bail;
 use serde_json::json;
 
-use super::{num, open, print_json, scan_json, warn_unreadable, Bar};
-use crate::cli::HeapRead;
+use super::HeapRead;
+use super::{num, open, print_json, warn_unreadable, Bar};
+use crate::views::heap::scan_json;
 
-pub(super) fn import(
+/// Write the dump as tables for SQL: objects, refs (one row per reference), roots.
+#[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("to").required(true).args(["sqlite", "parquet"])))]
+pub struct Args {
+    /// A heap dump: ObjectSpace.dump_all output (JSON lines; gzip or zstd work too).
+    dump: PathBuf,
+    /// A new SQLite database file (mode 0600).
+    #[arg(long, value_name = "FILE")]
+    sqlite: Option<PathBuf>,
+    /// A directory for objects.parquet, refs.parquet and roots.parquet.
+    #[arg(long, value_name = "DIR")]
+    parquet: Option<PathBuf>,
+    #[command(flatten)]
+    read: HeapRead,
+}
+
+pub(super) fn run(a: &Args) -> anyhow::Result<i32> {
+    import(&a.dump, a.sqlite.as_deref(), a.parquet.as_deref(), &a.read)
+}
+
+fn import(
     dump_path: &Path,
     sqlite: Option<&Path>,
     parquet: Option<&Path>,

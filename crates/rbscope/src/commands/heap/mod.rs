@@ -10,107 +10,64 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::anyhow;
 use rbscope_heap::input::{Dump, Progress, ScanOptions, ScanStats};
-use rbscope_heap::summary::Tally;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use crate::cli::{HeapCommand, HeapRead};
-
-/// Gives the details of the objects at some addresses: a pass over the dump (the CLI), or a
-/// cache of such passes (`rbscope ui`).
-pub(crate) type Describe<'a> = dyn FnMut(
-        &rustc_hash::FxHashSet<u64>,
-    ) -> anyhow::Result<rustc_hash::FxHashMap<u64, rbscope_heap::detail::Detail>>
-    + 'a;
-
-pub(crate) mod diff;
+mod count;
+mod diff;
+mod dump;
 mod import;
 mod live;
 pub(crate) mod path;
 mod strings;
 pub(crate) mod summary;
 pub(crate) mod top;
+mod track;
+mod watch;
 
-use diff::diff;
-pub use diff::diff_paths;
-use import::import;
-use path::path;
-use strings::strings;
-use summary::summary;
-use top::top;
+/// `rbscope heap SUBCOMMAND`: dump files first, then the live process.
+#[derive(clap::Subcommand, Debug)]
+pub enum Command {
+    Summary(summary::Args),
+    Diff(diff::Args),
+    Path(path::Args),
+    Top(top::Args),
+    Strings(strings::Args),
+    Dump(dump::Args),
+    Count(count::Args),
+    Track(track::Args),
+    Watch(watch::Args),
+    Import(import::Args),
+}
 
-pub fn run(command: &HeapCommand) -> anyhow::Result<i32> {
+pub fn run(command: &Command) -> anyhow::Result<i32> {
     match command {
-        HeapCommand::Summary { dump, limit, read } => summary(dump, *limit, read),
-        HeapCommand::Diff { dumps, limit, read } => diff(dumps, *limit, read),
-        HeapCommand::Path {
-            dump,
-            address,
-            limit,
-            read,
-        } => path(dump, address, *limit, read),
-        HeapCommand::Top {
-            dump,
-            from,
-            depth,
-            limit,
-            svg,
-            read,
-        } => top(dump, from.as_deref(), *depth, *limit, svg.as_deref(), read),
-        HeapCommand::Strings { dump, limit, read } => strings(dump, *limit, read),
-        HeapCommand::Import {
-            dump,
-            sqlite,
-            parquet,
-            read,
-        } => import(dump, sqlite.as_deref(), parquet.as_deref(), read),
-        HeapCommand::Dump {
-            pid,
-            output,
-            gzip,
-            gc,
-            in_process,
-            json,
-        } => live::dump(
-            *pid,
-            live::DumpOptions {
-                output: output.clone(),
-                gzip: *gzip,
-                gc: *gc,
-                in_process: *in_process,
-            },
-            *json,
-        ),
-        HeapCommand::Count {
-            pid,
-            names,
-            limit,
-            json,
-        } => live::count(*pid, names.clone(), *limit, *json),
-        HeapCommand::Track { pid, action } => live::track(*pid, action),
-        HeapCommand::Watch {
-            pid,
-            every,
-            count,
-            diff,
-            dir,
-            gc,
-            limit,
-            json,
-        } => live::watch(
-            *pid,
-            live::WatchOptions {
-                every: Duration::from_millis((*every).max(0) as u64),
-                count: *count,
-                diff: *diff,
-                dir: dir.clone(),
-                gc: *gc,
-                limit: *limit,
-                json: *json,
-            },
-        ),
+        Command::Summary(a) => summary::run(a),
+        Command::Diff(a) => diff::run(a),
+        Command::Path(a) => path::run(a),
+        Command::Top(a) => top::run(a),
+        Command::Strings(a) => strings::run(a),
+        Command::Dump(a) => dump::run(a),
+        Command::Count(a) => count::run(a),
+        Command::Track(a) => track::run(a),
+        Command::Watch(a) => watch::run(a),
+        Command::Import(a) => import::run(a),
     }
+}
+
+/// How a heap dump is read (every `rbscope heap` subcommand that reads dump files).
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct HeapRead {
+    /// Threads to read with (default: one per core).
+    #[arg(short, long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Analyse a dump whose last record is cut off (a dump that was not finished), using the
+    /// complete records before it.
+    #[arg(long)]
+    pub allow_truncated: bool,
 }
 
 /// A progress bar on standard error, drawn only on a terminal and only once an operation has
@@ -214,23 +171,6 @@ pub(super) fn warn_unreadable(path: &Path, stats: &ScanStats) {
     }
 }
 
-pub(super) fn scan_json(stats: &ScanStats) -> Value {
-    json!({
-        "bytes": stats.bytes,
-        "lines": stats.lines,
-        "objects": stats.objects,
-        "roots": stats.roots,
-        "shapes": stats.shapes,
-        "invalid_json_lines": stats.invalid_json,
-        "unreadable_lines": stats.unreadable,
-        "truncated_at": stats.truncated_at,
-    })
-}
-
-pub(crate) fn tally_json(t: Tally) -> Value {
-    json!({"count": t.count, "bytes": t.bytes})
-}
-
 pub(super) fn print_json(v: &Value) -> anyhow::Result<i32> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, v)?;
@@ -238,14 +178,6 @@ pub(super) fn print_json(v: &Value) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-pub(crate) fn parse_address(s: &str) -> anyhow::Result<u64> {
-    rbscope_heap::parse::parse_address(s.trim().as_bytes()).ok_or_else(|| {
-        anyhow!("{s:?} is not an address; give it as the dump writes it, like 0x7f1c2b3d4e50")
-    })
-}
-
 // ---------------------------------------------------------------- formatting
 
-pub(super) use super::memory::grouped as num;
-
-pub(super) use super::memory::bytes;
+pub(super) use crate::views::numbers::{bytes, grouped as num};

@@ -1,13 +1,30 @@
 //! Duplicated strings (`rbscope heap strings`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use super::{bytes, num, open, print_json, tally_json, warn_unreadable, Bar};
-use crate::cli::HeapRead;
+use super::HeapRead;
+use super::{bytes, num, open, print_json, warn_unreadable, Bar};
+use crate::views::heap::tally_json;
 
-pub(super) fn strings(path: &Path, limit: usize, read: &HeapRead) -> anyhow::Result<i32> {
+/// Duplicated strings (the same text in many String objects) and the bytes they waste.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// A heap dump: ObjectSpace.dump_all output (JSON lines; gzip or zstd work too).
+    dump: PathBuf,
+    /// Texts to show.
+    #[arg(short = 'n', long, default_value_t = 20)]
+    limit: usize,
+    #[command(flatten)]
+    read: HeapRead,
+}
+
+pub(super) fn run(a: &Args) -> anyhow::Result<i32> {
+    strings(&a.dump, a.limit, &a.read)
+}
+
+fn strings(path: &Path, limit: usize, read: &HeapRead) -> anyhow::Result<i32> {
     let bar = Bar::start();
     let dump = open(path)?;
     let r = rbscope_heap::strings::duplicated_strings(&dump, bar.opts(read))?;

@@ -1,15 +1,32 @@
 //! The census of one dump (`rbscope heap summary`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use rbscope_heap::summary::Tally;
-use serde_json::{json, Value};
 
-use super::{bytes, num, open, print_json, scan_json, tally_json, warn_unreadable, Bar};
-use crate::cli::HeapRead;
+use super::HeapRead;
+use super::{bytes, num, open, print_json, warn_unreadable, Bar};
+use crate::views::heap::summary::summary_json;
 
-pub(super) fn summary(path: &Path, limit: usize, read: &HeapRead) -> anyhow::Result<i32> {
+/// Objects and bytes by type, by class, by allocation site (when allocation tracing was on)
+/// and by GC generation; the roots; the dump's format.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// A heap dump: ObjectSpace.dump_all output (JSON lines; gzip or zstd work too).
+    dump: PathBuf,
+    /// Rows per table.
+    #[arg(short = 'n', long, default_value_t = 20)]
+    limit: usize,
+    #[command(flatten)]
+    read: HeapRead,
+}
+
+pub(super) fn run(a: &Args) -> anyhow::Result<i32> {
+    summary(&a.dump, a.limit, &a.read)
+}
+
+fn summary(path: &Path, limit: usize, read: &HeapRead) -> anyhow::Result<i32> {
     let bar = Bar::start();
     let dump = open(path)?;
     let started = Instant::now();
@@ -158,47 +175,6 @@ fn table_header(what: &str) -> String {
 
 fn table_row(t: Tally, name: &str) -> String {
     format!("  {:>12}  {:>10}  {name}\n", num(t.count), bytes(t.bytes))
-}
-
-/// `heap summary --json`.
-pub(crate) fn summary_json(
-    dump: &str,
-    file_bytes: u64,
-    s: &rbscope_heap::summary::Summary,
-    limit: usize,
-    seconds: f64,
-) -> Value {
-    let traced: u64 = s.by_site.iter().map(|r| r.tally.count).sum();
-    let rows = |rows: &[rbscope_heap::summary::Row]| -> Value {
-        rows.iter()
-            .take(limit)
-            .map(|r| json!({"name": r.name, "count": r.tally.count, "bytes": r.tally.bytes}))
-            .collect()
-    };
-    json!({
-        "dump": dump,
-        "file_bytes": file_bytes,
-        "total": tally_json(s.total),
-        "by_type": rows(&s.by_type),
-        "by_class": rows(&s.by_class),
-        "classes": s.by_class.len(),
-        "by_site": s.by_site.iter().take(limit).map(|r| json!({
-            "file": r.file, "line": r.line, "method": r.method,
-            "count": r.tally.count, "bytes": r.tally.bytes,
-        })).collect::<Vec<_>>(),
-        "sites": s.by_site.len(),
-        "allocation_traced_objects": traced,
-        "by_generation": s.by_generation.iter().map(|(g, t)| json!({
-            "generation": g, "count": t.count, "bytes": t.bytes,
-        })).collect::<Vec<_>>(),
-        "no_generation": tally_json(s.no_generation),
-        "roots": s.roots.iter().map(|(n, c)| json!({"root": n, "references": c})).collect::<Vec<_>>(),
-        "shape_records": s.shapes,
-        "slot_sizes": s.slot_sizes.iter().map(|(sz, c)| json!({"slot_size": sz, "count": c})).collect::<Vec<_>>(),
-        "allocation_tracer": s.tracer.map(|(a, b)| json!({"address": format!("{a:#x}"), "bytes": b})),
-        "scan": scan_json(&s.stats),
-        "seconds": seconds,
-    })
 }
 
 #[cfg(test)]

@@ -1,21 +1,53 @@
 //! What retains the memory (`rbscope heap top`): the dominator tree, by class, the flame graph.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{anyhow, Context};
-use rbscope_heap::detail::{self, Detail};
-use rbscope_heap::graph::{HeapGraph, NodeId};
-use rbscope_heap::top::{ClassRetained, Retention};
-use rustc_hash::{FxHashMap, FxHashSet};
-use serde_json::{json, Value};
+use rbscope_heap::detail;
+use rbscope_heap::graph::HeapGraph;
+use rbscope_heap::top::Retention;
 
-use super::path::{node_json, node_line};
-use super::{bytes, num, open, parse_address, print_json, tally_json, warn_unreadable, Bar};
-use crate::cli::HeapRead;
+use super::HeapRead;
+use super::{bytes, num, open, print_json, warn_unreadable, Bar};
+use crate::views::heap::top::{top_json, top_view, TopView};
+use crate::views::heap::{no_object, node_line, parse_address};
 
-pub(super) fn top(
+/// What retains the memory: the dominator tree from the top (an object's retained size is
+/// what would be freed without it), retained bytes by class, and --from to drill down.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// A heap dump: ObjectSpace.dump_all output (JSON lines; gzip or zstd work too).
+    dump: PathBuf,
+    /// Start the tree at this object (an address from an earlier run) instead of the roots.
+    #[arg(long, value_name = "ADDRESS")]
+    from: Option<String>,
+    /// Levels of the tree to print.
+    #[arg(long, default_value_t = 3)]
+    depth: usize,
+    /// Children per object, and rows of the by-class table.
+    #[arg(short = 'n', long, default_value_t = 10)]
+    limit: usize,
+    /// Also write a flame graph (SVG, mode 0600) of retained size by class path.
+    #[arg(long, value_name = "FILE")]
+    svg: Option<PathBuf>,
+    #[command(flatten)]
+    read: HeapRead,
+}
+
+pub(super) fn run(a: &Args) -> anyhow::Result<i32> {
+    top(
+        &a.dump,
+        a.from.as_deref(),
+        a.depth,
+        a.limit,
+        a.svg.as_deref(),
+        &a.read,
+    )
+}
+
+fn top(
     dump_path: &Path,
     from: Option<&str>,
     depth: usize,
@@ -31,12 +63,10 @@ pub(super) fn top(
     let g = HeapGraph::build(&dump, opts)?;
     warn_unreadable(dump_path, &g.stats);
     let start = match from_addr {
-        Some(a) => Some(g.node(a).ok_or_else(|| {
-            anyhow!(
-                "there is no object at {a:#x} in {} (an address is only valid in the dump it came from)",
-                dump_path.display()
-            )
-        })?),
+        Some(a) => Some(
+            g.node(a)
+                .ok_or_else(|| anyhow!(no_object(a, &dump_path.display().to_string())))?,
+        ),
         None => None,
     };
     bar.phase("dominator tree");
@@ -146,97 +176,6 @@ pub(super) fn top(
     o += "\ndrill down: rbscope heap top DUMP --from ADDRESS\n";
     print!("{o}");
     Ok(0)
-}
-
-/// What `heap top` shows (the CLI and `rbscope ui` both print it).
-pub(crate) struct TopView {
-    /// The dominator tree under the start, depth-first, `limit` children per node.
-    pub rows: Vec<(usize, NodeId)>,
-    /// The start's dominators, nearest first.
-    pub chain: Vec<NodeId>,
-    pub details: FxHashMap<u64, Detail>,
-}
-
-/// The dominator tree under `start` (the roots when None), `depth` levels of at most `limit`
-/// children; `describe` gives the details of the objects to show.
-pub(crate) fn top_view(
-    g: &HeapGraph,
-    ret: &Retention,
-    start: Option<NodeId>,
-    depth: usize,
-    limit: usize,
-    describe: &mut super::Describe,
-) -> anyhow::Result<TopView> {
-    let mut rows: Vec<(usize, NodeId)> = Vec::new();
-    let mut stack: Vec<(usize, NodeId)> = ret
-        .children(start)
-        .iter()
-        .take(limit)
-        .rev()
-        .map(|n| (0usize, *n))
-        .collect();
-    while let Some((d, n)) = stack.pop() {
-        rows.push((d, n));
-        if d + 1 < depth {
-            stack.extend(
-                ret.children(Some(n))
-                    .iter()
-                    .take(limit)
-                    .rev()
-                    .map(|c| (d + 1, *c)),
-            );
-        }
-    }
-    let chain = start.map(|s| ret.dominators_of(s)).unwrap_or_default();
-    let mut wanted: FxHashSet<u64> = rows.iter().map(|(_, n)| g.address[*n as usize]).collect();
-    wanted.extend(chain.iter().take(20).map(|n| g.address[*n as usize]));
-    if let Some(s) = start {
-        wanted.insert(g.address[s as usize]);
-    }
-    let details = describe(&wanted)?;
-    Ok(TopView {
-        rows,
-        chain,
-        details,
-    })
-}
-
-/// `heap top --json`.
-pub(crate) fn top_json(
-    dump: &str,
-    g: &HeapGraph,
-    ret: &Retention,
-    start: Option<NodeId>,
-    v: &TopView,
-    by_class: &[ClassRetained],
-    seconds: f64,
-) -> Value {
-    let details = &v.details;
-    json!({
-        "dump": dump,
-        "reachable": tally_json(ret.reachable()),
-        "unreachable": tally_json(ret.unreachable(g)),
-        "allocation_tracer": g.tracer.map(|(n, b)| json!({"address": format!("{:#x}", g.address[n as usize]), "bytes": b})),
-        "dangling_references": g.dangling_refs,
-        "from": start.map(|s| json!({
-            "object": node_json(g, details, s),
-            "retained": ret.retained(s),
-            "retained_objects": ret.retained_count[s as usize],
-            "dominators": v.chain.iter().take(20).map(|n| node_json(g, details, *n)).collect::<Vec<_>>(),
-        })),
-        "tree": v.rows.iter().map(|(d, n)| {
-            let mut j = node_json(g, details, *n);
-            j["depth"] = json!(d);
-            j["retained"] = json!(ret.retained(*n));
-            j["retained_objects"] = json!(ret.retained_count[*n as usize]);
-            j["children"] = json!(ret.children(Some(*n)).len());
-            j
-        }).collect::<Vec<_>>(),
-        "by_class": by_class.iter().map(|c| json!({
-            "class": c.name, "instances": c.instances, "retained": c.retained,
-        })).collect::<Vec<_>>(),
-        "seconds": seconds,
-    })
 }
 
 fn write_svg(g: &HeapGraph, ret: &Retention, file: &Path, dump_path: &Path) -> anyhow::Result<()> {

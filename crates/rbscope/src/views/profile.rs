@@ -1,11 +1,97 @@
-//! A recorded profile (`rbscope record --format collapsed|speedscope`) as one tree of frames
-//! with sample counts, for the flame graph: threads at the first level, outermost frames below
-//! them. Tiny subtrees are merged into their parent so that a profile of any length stays a
-//! page the browser draws at once.
+//! Recorded profiles, both ways: `rbscope record` writes the samples it counted as collapsed
+//! stacks or speedscope JSON, and `rbscope ui` reads those files back into one tree of frames
+//! with sample counts for its flame graph (threads at the first level, outermost frames below
+//! them; tiny subtrees are merged into their parent so that a profile of any length stays a
+//! page the browser draws at once). Writer and reader of each format live together so that
+//! what one writes, the other reads (see the round-trip test).
 
 use std::collections::BTreeMap;
+use std::io::Write;
 
 use serde_json::{json, Value};
+
+/// One stack as a profile keeps it: the thread, then its frames (label, file, line),
+/// outermost first.
+pub type Stack = (String, Vec<(String, String, i64)>);
+
+/// Samples per stack.
+pub type Counts = BTreeMap<Stack, u64>;
+
+/// A stack as collapsed-stack tools write it: `thread;outer;...;inner` (a `;` in the thread's
+/// name becomes `:`).
+fn folded(key: &Stack) -> String {
+    let mut s = key.0.replace(';', ":");
+    for (label, _, _) in &key.1 {
+        s.push(';');
+        s.push_str(label);
+    }
+    s
+}
+
+/// The collapsed-stack lines (`thread;outer;...;inner COUNT`), for a file or a flame graph.
+pub fn collapsed_lines(counts: &Counts) -> impl Iterator<Item = String> + '_ {
+    counts.iter().map(|(key, n)| format!("{} {n}", folded(key)))
+}
+
+/// `rbscope record --format collapsed`.
+pub fn write_collapsed(w: &mut dyn Write, counts: &Counts) -> anyhow::Result<()> {
+    for line in collapsed_lines(counts) {
+        writeln!(w, "{line}")?;
+    }
+    Ok(())
+}
+
+/// `rbscope record --format speedscope`: speedscope's file format, shared frames and one
+/// sampled profile per thread, weighted in seconds.
+pub fn write_speedscope(
+    w: &mut dyn Write,
+    counts: &Counts,
+    pid: i32,
+    seconds_per_sample: f64,
+) -> anyhow::Result<()> {
+    let mut frames: Vec<Value> = Vec::new();
+    let mut index: BTreeMap<(String, String, i64), usize> = BTreeMap::new();
+    let mut profiles: BTreeMap<String, (Vec<Vec<usize>>, Vec<f64>)> = BTreeMap::new();
+    for ((thread, stack), n) in counts {
+        let ids: Vec<usize> = stack
+            .iter()
+            .map(|f| {
+                *index.entry(f.clone()).or_insert_with(|| {
+                    frames.push(json!({"name": f.0, "file": f.1, "line": f.2}));
+                    frames.len() - 1
+                })
+            })
+            .collect();
+        let p = profiles.entry(thread.clone()).or_default();
+        p.0.push(ids);
+        p.1.push(*n as f64 * seconds_per_sample);
+    }
+    let profiles: Vec<Value> = profiles
+        .into_iter()
+        .map(|(name, (samples, weights))| {
+            let total: f64 = weights.iter().sum();
+            json!({
+                "type": "sampled",
+                "name": name,
+                "unit": "seconds",
+                "startValue": 0.0,
+                "endValue": total,
+                "samples": samples,
+                "weights": weights,
+            })
+        })
+        .collect();
+    let doc = json!({
+        "$schema": "https://www.speedscope.app/file-format-schema.json",
+        "name": format!("rbscope record: process {pid}"),
+        "exporter": concat!("rbscope ", env!("CARGO_PKG_VERSION")),
+        "activeProfileIndex": 0,
+        "shared": {"frames": frames},
+        "profiles": profiles,
+    });
+    serde_json::to_writer(w, &doc)?;
+    Ok(())
+}
 
 #[derive(Default, Debug)]
 struct Node {
@@ -163,6 +249,36 @@ mod tests {
         let s = read(speedscope.to_string().as_bytes()).unwrap().to_json();
         assert_eq!(s["root"], c["root"]);
         assert_eq!(s["unit"], "seconds");
+    }
+
+    #[test]
+    fn what_record_writes_the_ui_reads_the_same_in_both_formats() {
+        let frame = |l: &str| (l.to_string(), "app.rb".to_string(), 3i64);
+        let mut counts = Counts::new();
+        counts.insert(("main (7)".into(), vec![frame("A#a"), frame("B#b")]), 3);
+        counts.insert(("main (7)".into(), vec![frame("A#a")]), 1);
+        counts.insert(("w;1 (8)".into(), vec![frame("C#c")]), 2);
+        let mut collapsed = Vec::new();
+        write_collapsed(&mut collapsed, &counts).unwrap();
+        assert_eq!(
+            String::from_utf8(collapsed.clone()).unwrap(),
+            "main (7);A#a 1\nmain (7);A#a;B#b 3\nw:1 (8);C#c 2\n"
+        );
+        let c = read(&collapsed).unwrap().to_json();
+        assert_eq!(c["total"], 6.0);
+        assert_eq!(c["threads"], 2);
+        let mut speedscope = Vec::new();
+        write_speedscope(&mut speedscope, &counts, 7, 0.5).unwrap();
+        let s = read(&speedscope).unwrap().to_json();
+        assert_eq!(s["unit"], "seconds");
+        assert_eq!(s["total"], 3.0);
+        // Same tree, weights in seconds instead of samples; the thread keeps its `;` in JSON.
+        let main = &s["root"]["c"][0];
+        assert_eq!(main["n"], "main (7)");
+        assert_eq!(main["v"], 2.0);
+        assert_eq!(main["c"][0]["c"][0]["n"], "B#b");
+        assert_eq!(c["root"]["c"][0]["c"][0]["c"][0]["n"], "B#b");
+        assert_eq!(s["root"]["c"][1]["n"], "w;1 (8)");
     }
 
     #[test]

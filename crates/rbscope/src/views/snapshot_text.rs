@@ -4,7 +4,7 @@
 //! Objects referenced more than once carry a `#N` tag; a second sighting in the same frame
 //! prints `-> #N` instead of the object again, which is how cycles and shared references read.
 
-use crate::time::format_ms;
+use super::time::format_ms;
 use rbscope_snapshot::{CutReason, Frame, Object, ObjectKind, Snapshot, Value};
 use std::collections::HashSet;
 use std::fmt::Write;

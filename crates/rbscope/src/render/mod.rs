@@ -1,3 +1,0 @@
-//! Rendering snapshots for people (`text`) and programs (`json`).
-
-pub mod text;
