@@ -6,7 +6,9 @@
 //! value, object, cut reason and frame field the format has, encodes it, and compares the result
 //! byte for byte with a committed fixture; it also decodes the fixture back to the same value.
 //! The exhaustive `match`es below stop compiling when a variant is added, so a new kind cannot
-//! escape the fixture either.
+//! escape the fixture either. A snapshot written by the real agent is kept too: it must go on
+//! decoding, and re-encoding it must give its bytes back (fixtures/README.md says how it was
+//! made).
 //!
 //! To rewrite the fixtures on purpose: `RBSCOPE_UPDATE_GOLDEN=1 cargo test -p rbscope-snapshot
 //! --test golden`.
@@ -658,4 +660,92 @@ fn the_format_1_fixture_decodes_to_the_sample() {
         "the snapshot format changed: bump the format version and keep a reader for version 1 \
          (the version-1 fixture decodes to a different snapshot; differing: {differ:?})"
     );
+}
+
+/// A snapshot the real agent wrote (Ruby 3.1, fixtures/agent-values.rb, see
+/// fixtures/README.md): what users have in their stores. It must go on decoding for as long as
+/// format 1 is read, and this build's encoder must write the same bytes for it, or the agent and
+/// the codec would disagree about format 1.
+#[test]
+fn a_snapshot_written_by_the_agent_still_reads_and_writes_the_same() {
+    let bytes = std::fs::read(fixture("agent-ruby-3.1-v1.bin")).unwrap();
+    let s = decode(&bytes).unwrap_or_else(|e| {
+        panic!(
+            "the snapshot format changed: bump the format version and keep a reader for \
+             version 1 (a snapshot written by the agent no longer decodes: {e})"
+        )
+    });
+    let again = encode(&s).unwrap();
+    assert!(
+        again == bytes,
+        "the snapshot format changed: bump the format version and keep a reader for version 1 \
+         (a snapshot written by the agent decodes, but this build encodes it as {} bytes \
+         instead of {}, first difference at byte {})",
+        again.len(),
+        bytes.len(),
+        first_difference(&bytes, &again)
+    );
+
+    // What the program did, as the agent saw it.
+    assert_eq!(s.exception.class_name, "RuntimeError");
+    assert_eq!(s.exception.message, "values captured");
+    let cause = &s.exception.causes[0];
+    assert_eq!(cause.class_name, "KeyError");
+    assert_eq!(cause.frames[0].label, "Object#lookup(rates)");
+    let f = &s.frames[0];
+    assert_eq!(f.label, "Object#kinds{rescue}()");
+    assert_eq!((f.path.as_str(), f.lineno), ("agent-values.rb", 64));
+    let local = |name: &str| {
+        f.locals
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v)
+            .unwrap_or_else(|| panic!("no local {name}"))
+    };
+    assert_eq!(local("int"), &Value::Integer(42));
+    assert_eq!(
+        local("big"),
+        &Value::BigInteger("1208925819614629174706176".into())
+    );
+    assert_eq!(local("flt"), &Value::Float(1.25));
+    assert_eq!(local("sym"), &Value::Symbol("status".into()));
+    assert_eq!(local("password"), &Value::Redacted("name".into()));
+    let Value::Ref(holder) = local("holder") else {
+        panic!("holder is not an object")
+    };
+    let holder = s.object(*holder).unwrap();
+    assert_eq!(holder.class_name, "Holder");
+    assert_eq!(holder.ivars[0], ("@me".into(), local("holder").clone()));
+    assert_eq!(s.stats.redacted, 2);
+    assert_eq!(s.stats.cut_depth, 1);
+    assert_eq!(s.context.ruby_version, "3.1.2");
+
+    // Which kinds it holds (a plain Ruby has no Magic root, no Cut(Objects)...).
+    let mut objects = BTreeSet::new();
+    for o in &s.objects {
+        objects.insert(object_kind(&o.kind));
+    }
+    for kind in [
+        "string",
+        "array",
+        "hash",
+        "set",
+        "struct",
+        "range",
+        "regexp",
+        "rational",
+        "complex",
+        "time",
+        "date",
+        "datetime",
+        "bigdecimal",
+        "plain",
+        "module-named",
+        "proc-located",
+        "method",
+        "exception",
+        "opaque",
+    ] {
+        assert!(objects.contains(kind), "no {kind} in the agent's snapshot");
+    }
 }
