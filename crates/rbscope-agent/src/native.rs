@@ -10,7 +10,6 @@ use crate::ffi::guard::{self, Feature};
 use crate::heap::live_heap;
 use crate::live::{self, live_eval, trace_clock};
 use crate::{ffi, lifecycle, state, thread_end};
-use magnus::rb_sys::{AsRawValue, FromRawValue};
 use magnus::{prelude::*, Error, RArray, RHash, Ruby, Value};
 use rbscope_agent_core::config;
 use std::time::Duration;
@@ -61,7 +60,7 @@ pub fn report(ruby: &Ruby, exc: Value, ctx: Value, how: String) -> Result<Option
             return Ok(None);
         }
         Ok(capture::quietly(|| {
-            report::report(gvl, &agent, exc.as_raw(), ctx.as_raw(), &how)
+            report::report(gvl, &agent, ffi::raw(exc), ffi::raw(ctx), &how)
         }))
     })
 }
@@ -148,8 +147,9 @@ pub fn snapshot_data(
         "Rbscope::Native.snapshot_data",
         || {
             let snapshot = load_for_restore(ruby, store, &id, trust)?;
-            // SAFETY: the VALUE is a live Array just built under the GVL.
-            Ok(unsafe { Value::from_raw(restore_data::build(gvl(), &snapshot)) })
+            // SAFETY: the VALUE is a live Array just built under the GVL, held by this frame
+            // (the native stack is scanned by the GC) until Ruby takes the return value.
+            Ok(unsafe { ffi::value(restore_data::build(gvl(), &snapshot)) })
         },
     )
 }
@@ -190,10 +190,10 @@ pub fn trace_hook(
         live::hook_method(
             gvl(),
             session,
-            um.as_raw(),
-            owner.as_raw(),
+            ffi::raw(um),
+            ffi::raw(owner),
             &name,
-            filter.as_raw(),
+            ffi::raw(filter),
             index,
         )
         .map_err(|m| Error::new(ruby.exception_runtime_error(), m))
@@ -216,7 +216,7 @@ pub fn trace_ignore_owner(ruby: &Ruby, session: u64, module: Value) -> Result<()
                 ),
                 ));
             }
-            live::ignore_owner(gvl(), session, module.as_raw());
+            live::ignore_owner(gvl(), session, ffi::raw(module));
             Ok(())
         },
     )
@@ -360,14 +360,15 @@ pub fn thread_body(ruby: &Ruby, block: Value) -> Result<Value, Error> {
                     "rbscope: thread_body wants the thread's block (a Proc)",
                 ));
             }
-            let wrapped = thread_end::wrap(gvl(), block.as_raw()).map_err(|_| {
+            let wrapped = thread_end::wrap(gvl(), ffi::raw(block)).map_err(|_| {
                 Error::new(
                     ruby.exception_runtime_error(),
                     "rbscope: could not wrap the thread's block",
                 )
             })?;
-            // SAFETY: a live Proc just made under the GVL.
-            Ok(unsafe { Value::from_raw(wrapped) })
+            // SAFETY: a live Proc just made under the GVL, held by this frame (scanned by the
+            // GC) until Ruby takes the return value.
+            Ok(unsafe { ffi::value(wrapped) })
         },
     )
 }
@@ -439,22 +440,15 @@ fn ensure_forked(gvl: ffi::Gvl) {
     }
 }
 
-/// The name of `v`'s class for an error message (`rb_obj_classname`: never calls Ruby code).
+/// The name of `v`'s class for an error message, with its article ("an Integer").
 fn class_name_of(v: Value) -> String {
-    // SAFETY: GVL held (called from a Ruby method); rb_obj_classname reads the class's name
-    // without calling any method and returns a NUL-terminated C string owned by Ruby (or NULL),
-    // copied before anything else runs.
-    unsafe {
-        let p = rb_sys::rb_obj_classname(v.as_raw());
-        if p.is_null() {
-            return "an object".into();
-        }
-        let name = std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned();
-        let article = if name.starts_with(['A', 'E', 'I', 'O', 'U']) {
-            "an"
-        } else {
-            "a"
-        };
-        format!("{article} {name}")
-    }
+    let Some(name) = ffi::plain_class_name(gvl(), ffi::raw(v)) else {
+        return "an object".into();
+    };
+    let article = if name.starts_with(['A', 'E', 'I', 'O', 'U']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {name}")
 }

@@ -510,3 +510,32 @@ pub fn resume_exit(_gvl: Gvl, exit: Exit) -> ! {
     // rb_jump_tag needs to go on. The caller holds nothing with a destructor.
     unsafe { rb_sys::rb_jump_tag(exit.state) }
 }
+
+/// The VALUE behind a magnus `Value` (what the agent's own calls take).
+pub fn raw(v: magnus::Value) -> VALUE {
+    use magnus::rb_sys::AsRawValue;
+    v.as_raw()
+}
+
+/// A magnus `Value` for a VALUE, to hand back to Ruby from a `Rbscope::Native` method.
+///
+/// # Safety
+/// `v` must be a live Ruby object (or an immediate) that stays reachable until Ruby takes it:
+/// held on the native stack, which the GC scans, or by another live object.
+pub unsafe fn value(v: VALUE) -> magnus::Value {
+    use magnus::rb_sys::FromRawValue;
+    // SAFETY: the caller promised a live, reachable VALUE.
+    unsafe { magnus::Value::from_raw(v) }
+}
+
+/// The name of `v`'s class as `rb_obj_classname` gives it, for error messages: it reads the
+/// class's name without calling any Ruby method, so an odd object cannot interfere. None for
+/// an anonymous class.
+pub fn plain_class_name(_gvl: Gvl, v: VALUE) -> Option<String> {
+    // SAFETY: GVL held (token); rb_obj_classname takes any VALUE and returns NULL or a
+    // NUL-terminated string owned by Ruby, copied here before any other Ruby code can run.
+    unsafe {
+        let p = rb_sys::rb_obj_classname(v);
+        (!p.is_null()).then(|| std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned())
+    }
+}
