@@ -13,6 +13,7 @@
 use crate::ffi::{self, Gvl};
 use crate::heap::heap_walk;
 use rbscope_heap::walk::child::Report;
+use rbscope_heap::walk::target;
 use rbscope_heap::walk::Written;
 use rbscope_proto::{AgentMessage, HeapCensus, HeapDumpRequest, HeapDumpResult};
 use std::fs::File;
@@ -62,51 +63,28 @@ fn error(msg: String) -> Outcome {
     Outcome::Done(AgentMessage::Error(msg))
 }
 
-/// Where the dump goes: the asked path (relative to the process's working directory) or a
-/// new file in the agent's private directory.
+/// Where the dump goes (`rbscope_heap::walk::target`): the agent's private directory by
+/// default.
 fn target_path(req: &HeapDumpRequest) -> Result<PathBuf, String> {
-    let ext = if req.gzip { "json.gz" } else { "json" };
-    let path = match &req.path {
-        Some(p) if !p.is_empty() => {
-            let p = PathBuf::from(p);
-            if p.is_absolute() {
-                p
-            } else {
-                std::env::current_dir()
-                    .map_err(|e| format!("cannot resolve {}: {e}", p.display()))?
-                    .join(p)
-            }
-        }
-        _ => {
-            // SAFETY: getuid never fails.
-            let uid = unsafe { libc::getuid() };
-            let dir = rbscope_proto::paths::runtime_dir(
-                std::env::var("XDG_RUNTIME_DIR").ok().as_deref(),
-                uid,
-            );
-            let ms = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis())
-                .unwrap_or(0);
-            dir.join(format!("heap-{}-{ms}.{ext}", std::process::id()))
-        }
+    let default_dir = || {
+        // SAFETY: getuid never fails.
+        let uid = unsafe { libc::getuid() };
+        let xdg = std::env::var("XDG_RUNTIME_DIR").ok();
+        rbscope_proto::paths::runtime_dir(xdg.as_deref(), uid)
     };
-    if path.exists() {
-        return Err(format!(
-            "{} already exists; a heap dump never overwrites a file: remove it or choose another path",
-            path.display()
-        ));
-    }
-    Ok(path)
-}
-
-fn partial_path(path: &Path) -> PathBuf {
-    let mut name = path
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
-    name.push(format!(".rbscope-partial-{}", std::process::id()));
-    path.with_file_name(name)
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    let pid = std::process::id();
+    target::dump_path(
+        req.path.as_deref(),
+        req.gzip,
+        std::env::current_dir,
+        default_dir,
+        pid,
+        ms,
+    )
 }
 
 fn dump(gvl: Gvl, req: &HeapDumpRequest) -> Outcome {
@@ -115,7 +93,7 @@ fn dump(gvl: Gvl, req: &HeapDumpRequest) -> Outcome {
         Ok(p) => p,
         Err(e) => return error(e),
     };
-    let partial = partial_path(&path);
+    let partial = target::partial_path(&path, std::process::id());
     let file = match std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -140,22 +118,10 @@ fn dump(gvl: Gvl, req: &HeapDumpRequest) -> Outcome {
     ffi::heap::prepare(gvl);
     if req.in_process {
         let t = Instant::now();
-        let result = write_dump(gvl, file, &partial, &path, req.gzip, false);
+        let report = write_dump(gvl, file, &partial, &path, req.gzip, false);
         let pause_us = t.elapsed().as_micros() as u64 + gc_us;
-        return Outcome::Done(match result {
-            Ok(w) => AgentMessage::HeapDumped(HeapDumpResult {
-                path: path.display().to_string(),
-                objects: w.objects,
-                roots: w.roots,
-                bytes: w.bytes,
-                pause_us,
-                gc_us,
-                total_us: started.elapsed().as_micros() as u64,
-                forked: false,
-                allocation_info: w.allocation_info,
-            }),
-            Err(e) => AgentMessage::Error(e),
-        });
+        let total_us = started.elapsed().as_micros() as u64;
+        return Outcome::Done(answer(report, &path, pause_us, gc_us, total_us, false));
     }
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: pipe2 fills two new descriptors.
@@ -203,17 +169,9 @@ fn dump(gvl: Gvl, req: &HeapDumpRequest) -> Outcome {
     }
 }
 
-/// What a finished write says.
-struct Wrote {
-    objects: u64,
-    roots: u64,
-    bytes: u64,
-    allocation_info: bool,
-}
-
 /// Writes the heap into `file` (at `partial`) and gives it its final name; on any failure the
 /// partial file is removed. GVL held. In the forked child (`forked`) an uncompressed dump is
-/// written by a second thread while the walk goes on (`heap_writer`).
+/// written by a second thread while the walk goes on (`rbscope_heap::walk::overlap`).
 fn write_dump(
     gvl: Gvl,
     file: File,
@@ -221,7 +179,7 @@ fn write_dump(
     path: &Path,
     gzip: bool,
     forked: bool,
-) -> Result<Wrote, String> {
+) -> Report {
     let result = (|| -> std::io::Result<(Written, u64)> {
         let mut file = file;
         let written = if gzip {
@@ -238,31 +196,47 @@ fn write_dump(
         let bytes = file.metadata()?.len();
         Ok((written, bytes))
     })();
-    let finished = result.and_then(|(w, bytes)| {
-        // `link` fails if the final name appeared meanwhile: never overwrite.
-        std::fs::hard_link(partial, path)?;
-        let _ = std::fs::remove_file(partial);
-        Ok((w, bytes))
-    });
-    match finished {
-        Ok((w, bytes)) => Ok(Wrote {
+    match result.and_then(|w| target::publish(partial, path).map(|()| w)) {
+        Ok((w, bytes)) => Report::Ok {
             objects: w.objects,
             roots: w.roots,
             bytes,
             allocation_info: w.allocation_info,
-        }),
+        },
         Err(e) => {
             let _ = std::fs::remove_file(partial);
-            let hint = if e.raw_os_error() == Some(libc::ENOSPC) {
-                " (the disk is full: free space or choose another path with -o)"
-            } else {
-                ""
-            };
-            Err(format!(
-                "writing the heap dump to {} failed: {e}{hint}; nothing was left under that name",
-                path.display()
-            ))
+            Report::Err(target::failure(path, &e))
         }
+    }
+}
+
+/// The answer to a dump request, from the report of the write.
+fn answer(
+    r: Report,
+    path: &Path,
+    pause_us: u64,
+    gc_us: u64,
+    total_us: u64,
+    forked: bool,
+) -> AgentMessage {
+    match r {
+        Report::Ok {
+            objects,
+            roots,
+            bytes,
+            allocation_info,
+        } => AgentMessage::HeapDumped(HeapDumpResult {
+            path: path.display().to_string(),
+            objects,
+            roots,
+            bytes,
+            pause_us,
+            gc_us,
+            total_us,
+            forked,
+            allocation_info,
+        }),
+        Report::Err(msg) => AgentMessage::Error(msg),
     }
 }
 
@@ -288,15 +262,7 @@ fn child(gvl: Gvl, file: File, status: OwnedFd, partial: &Path, path: &Path, gzi
             0,
         );
     }
-    let report = match write_dump(gvl, file, partial, path, gzip, true) {
-        Ok(w) => Report::Ok {
-            objects: w.objects,
-            roots: w.roots,
-            bytes: w.bytes,
-            allocation_info: w.allocation_info,
-        },
-        Err(e) => Report::Err(e),
-    };
+    let report = write_dump(gvl, file, partial, path, gzip, true);
     let mut out = File::from(status);
     let _ = out.write_all(report.line().as_bytes());
     drop(out);
@@ -314,23 +280,7 @@ pub fn finish(f: Forked) -> AgentMessage {
     unsafe { libc::waitpid(f.pid, &mut wstatus, 0) };
     let total_us = f.started.elapsed().as_micros() as u64;
     match read.ok().and_then(|_| Report::parse(&report)) {
-        Some(Report::Ok {
-            objects,
-            roots,
-            bytes,
-            allocation_info,
-        }) => AgentMessage::HeapDumped(HeapDumpResult {
-            path: f.path.display().to_string(),
-            objects,
-            roots,
-            bytes,
-            pause_us: f.pause_us,
-            gc_us: f.gc_us,
-            total_us,
-            forked: true,
-            allocation_info,
-        }),
-        Some(Report::Err(msg)) => AgentMessage::Error(msg),
+        Some(r) => answer(r, &f.path, f.pause_us, f.gc_us, total_us, true),
         None => {
             // The child died before it could clean up: its partial file goes too.
             let _ = std::fs::remove_file(&f.partial);

@@ -15,6 +15,7 @@
 //! - [`census`]: `rbscope heap count`;
 //! - [`out`], [`overlap`], [`fresh_thread`]: the buffered output and the forked child's
 //!   second thread that writes it;
+//! - [`target`]: where a dump is written;
 //! - [`child`]: what the forked child reports on its pipe.
 
 pub mod census;
@@ -23,6 +24,7 @@ pub mod fresh_thread;
 pub mod object;
 pub mod out;
 pub mod overlap;
+pub mod target;
 pub mod vm;
 
 use crate::write::{self, Allocation, FlagValue, ShapeLine};
@@ -229,11 +231,14 @@ pub unsafe fn live_slots<V: Vm>(
     })
 }
 
-/// The addresses of the slots of a page: `start`, `start + stride`, ... below `end` (none for a
-/// stride of 0).
+/// The addresses of the slots of a page: `start`, `start + stride`, ... while below `end`, as
+/// the VM's own loop visits them (none for a stride of 0).
 #[inline(always)]
 pub fn slots(start: u64, end: u64, stride: u64) -> impl Iterator<Item = u64> {
-    let count = (end.saturating_sub(start)).checked_div(stride).unwrap_or(0);
+    let count = match stride {
+        0 => 0,
+        _ => end.saturating_sub(start).div_ceil(stride),
+    };
     (0..count).map(move |i| start + i * stride)
 }
 
@@ -483,7 +488,12 @@ mod tests {
     #[test]
     fn slots_of_a_page_every_stride_and_none_for_a_zero_stride() {
         assert_eq!(slots(100, 220, 40).collect::<Vec<_>>(), [100, 140, 180]);
-        assert_eq!(slots(100, 219, 40).collect::<Vec<_>>(), [100, 140]);
+        // A slot that starts before the end is visited.
+        assert_eq!(slots(100, 219, 40).collect::<Vec<_>>(), [100, 140, 180]);
+        assert_eq!(
+            slots(100, 221, 40).collect::<Vec<_>>(),
+            [100, 140, 180, 220]
+        );
         assert_eq!(slots(100, 100, 40).count(), 0);
         assert_eq!(slots(100, 50, 40).count(), 0);
         assert_eq!(slots(100, 200, 0).count(), 0);
