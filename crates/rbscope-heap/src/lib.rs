@@ -7,8 +7,9 @@
 //! decompressed on the fly. On top of it: a census ([`summary`]), the object graph with its
 //! dominator tree and retained sizes ([`graph`], [`dominators`]), retention paths ([`paths`]),
 //! leak hunting across dumps ([`diff`]), duplicated strings ([`strings`]), SQL exports
-//! ([`import`]). The agent, which writes dumps of a live process, uses only the line format:
-//! [`parse`] and [`write`] (the crate without its default `analysis` feature).
+//! ([`import`]). The agent, which writes dumps of a live process, uses the line format
+//! ([`parse`], [`write`]) and the heap walk's logic ([`walk`]): the crate without its default
+//! `analysis` feature.
 
 #[cfg(feature = "analysis")]
 pub mod detail;
@@ -33,6 +34,7 @@ pub mod strings;
 pub mod summary;
 #[cfg(feature = "analysis")]
 pub mod top;
+pub mod walk;
 pub mod write;
 
 #[cfg(feature = "analysis")]

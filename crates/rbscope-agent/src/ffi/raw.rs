@@ -33,3 +33,128 @@ extern "C" {
 
 /// `RUBY_EVENT_HOOK_FLAG_RAW_ARG`.
 pub const HOOK_FLAG_RAW_ARG: u32 = 0x04;
+
+/// The heap walk's declarations (wrapped by `ffi/heap.rs`): the functions libruby exports for
+/// ext/objspace, and the shape functions, which no public header declares (checked against
+/// each Ruby's `nm -D`), with the VM structs their signatures name.
+pub(crate) mod heap {
+    use rb_sys::{ID, VALUE};
+    use std::ffi::{c_char, c_int, c_void};
+
+    /// `rb_objspace_each_objects`'s callback: a heap page's first slot, its end, the slot size.
+    pub(crate) type EachPage =
+        unsafe extern "C" fn(*mut c_void, *mut c_void, usize, *mut c_void) -> c_int;
+    /// `rb_objspace_reachable_objects_from`'s callback: one referenced object.
+    pub(crate) type EachRef = unsafe extern "C" fn(VALUE, *mut c_void);
+    /// `rb_objspace_reachable_objects_from_root`'s callback: a root category and one object.
+    pub(crate) type EachRoot = unsafe extern "C" fn(*const c_char, VALUE, *mut c_void);
+
+    extern "C" {
+        pub(crate) fn rb_objspace_each_objects(cb: EachPage, data: *mut c_void);
+        pub(crate) fn rb_objspace_reachable_objects_from(
+            obj: VALUE,
+            cb: EachRef,
+            data: *mut c_void,
+        );
+        pub(crate) fn rb_objspace_reachable_objects_from_root(cb: EachRoot, data: *mut c_void);
+        pub(crate) fn rb_objspace_internal_object_p(obj: VALUE) -> c_int;
+        pub(crate) fn rb_objspace_data_type_name(obj: VALUE) -> *const c_char;
+        pub(crate) fn rb_obj_memsize_of(obj: VALUE) -> usize;
+        #[cfg(not(ruby_gte_4_0))]
+        pub(crate) fn rb_obj_gc_flags(obj: VALUE, flags: *mut ID, max: usize) -> usize;
+        /// 4.0 replaced rb_obj_gc_flags: entries of (name, value), ended by a zero name, in a
+        /// static buffer the next call overwrites.
+        #[cfg(ruby_gte_4_0)]
+        pub(crate) fn rb_gc_object_metadata(obj: VALUE) -> *const MetadataEntry;
+        #[cfg(ruby_gte_3_2)]
+        pub(crate) fn rb_ivar_count(obj: VALUE) -> usize;
+        pub(crate) fn rb_class_get_superclass(klass: VALUE) -> VALUE;
+        pub(crate) fn rb_str_capacity(str: VALUE) -> usize;
+        #[cfg(ruby_gte_3_2)]
+        pub(crate) fn rb_enc_dummy_p(enc: *mut rb_sys::rb_encoding) -> c_int;
+        #[cfg(ruby_gte_3_2)]
+        pub(crate) fn rb_st_table_size(tbl: *const c_void) -> usize;
+        // Shapes, 3.2 to 3.4 (shape.h): by `rb_shape_t *`.
+        #[cfg(all(ruby_gte_3_2, not(ruby_gte_4_0)))]
+        pub(crate) fn rb_shape_get_shape_id(obj: VALUE) -> u32;
+        #[cfg(all(ruby_gte_3_2, not(ruby_gte_4_0)))]
+        pub(crate) fn rb_shape_get_shape_by_id(id: u32) -> *const Shape;
+        #[cfg(all(ruby_gte_3_2, not(ruby_gte_4_0)))]
+        pub(crate) fn rb_shape_obj_too_complex(obj: VALUE) -> bool;
+        #[cfg(all(ruby_gte_3_2, not(ruby_gte_4_0)))]
+        pub(crate) fn rb_shape_each_shape(
+            cb: unsafe extern "C" fn(*const Shape, *mut c_void),
+            data: *mut c_void,
+        );
+        #[cfg(all(ruby_gte_3_2, not(ruby_gte_4_0)))]
+        pub(crate) fn rb_shape_id(shape: *const Shape) -> u32;
+        #[cfg(all(ruby_gte_3_2, not(ruby_gte_4_0)))]
+        pub(crate) fn rb_shape_depth(shape: *const Shape) -> usize;
+        #[cfg(all(ruby_gte_3_2, not(ruby_gte_4_0)))]
+        pub(crate) fn rb_shape_edges_count(shape: *const Shape) -> usize;
+        #[cfg(all(ruby_gte_3_2, not(ruby_gte_4_0)))]
+        pub(crate) fn rb_shape_memsize(shape: *const Shape) -> usize;
+        // Shapes, 4.0: by shape_id_t; the shapes themselves are in `rb_shape_tree.shape_list`.
+        #[cfg(ruby_gte_4_0)]
+        pub(crate) fn rb_obj_shape_id(obj: VALUE) -> u32;
+        #[cfg(ruby_gte_4_0)]
+        pub(crate) fn rb_shape_each_shape_id(
+            cb: unsafe extern "C" fn(u32, *mut c_void),
+            data: *mut c_void,
+        );
+        #[cfg(ruby_gte_4_0)]
+        pub(crate) fn rb_shape_depth(id: u32) -> usize;
+        #[cfg(ruby_gte_4_0)]
+        pub(crate) fn rb_shape_edges_count(id: u32) -> usize;
+        #[cfg(ruby_gte_4_0)]
+        pub(crate) fn rb_shape_memsize(id: u32) -> usize;
+        #[cfg(ruby_gte_4_0)]
+        pub(crate) static rb_shape_tree: ShapeTree;
+        #[cfg(ruby_gte_4_0)]
+        pub(crate) fn rb_class_variation_count(klass: VALUE) -> u8;
+        #[cfg(ruby_gte_4_0)]
+        pub(crate) fn rb_class_singleton_p(klass: VALUE) -> VALUE;
+    }
+
+    /// The head of `struct rb_shape` (shape.h), the same in 3.2, 3.3 and 3.4 up to `parent_id`
+    /// (3.3 added `ancestor_index` after it; only pointers the VM hands out are read).
+    #[cfg(all(ruby_gte_3_2, not(ruby_gte_4_0)))]
+    #[repr(C)]
+    pub(crate) struct Shape {
+        pub edges: *mut c_void,
+        pub edge_name: ID,
+        pub next_iv_index: u32,
+        pub capacity: u32,
+        pub shape_type: u8,
+        pub heap_index: u8,
+        pub parent_id: u32,
+    }
+
+    /// `struct rb_shape` of Ruby 4.0's shape.h.
+    #[cfg(ruby_gte_4_0)]
+    #[repr(C)]
+    pub(crate) struct Shape {
+        pub edges: VALUE,
+        pub edge_name: ID,
+        pub ancestor_index: *mut c_void,
+        pub parent_id: u32,
+        pub next_field_index: u16,
+        pub capacity: u16,
+        pub shape_type: u8,
+    }
+
+    /// The head of Ruby 4.0's `rb_shape_tree_t` (shape.h).
+    #[cfg(ruby_gte_4_0)]
+    #[repr(C)]
+    pub(crate) struct ShapeTree {
+        pub shape_list: *const Shape,
+    }
+
+    /// `struct rb_gc_object_metadata_entry` of Ruby 4.0's internal/gc.h.
+    #[cfg(ruby_gte_4_0)]
+    #[repr(C)]
+    pub(crate) struct MetadataEntry {
+        pub name: ID,
+        pub value: VALUE,
+    }
+}

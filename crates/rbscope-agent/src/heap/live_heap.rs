@@ -10,11 +10,12 @@
 //! handler, finalizer or IO buffer of the app runs in it. The client's connection thread reads
 //! the pipe and reaps the child.
 
-use crate::ffi::guard::{self, Feature};
 use crate::ffi::{self, Gvl};
 use crate::heap::heap_walk;
+use rbscope_heap::walk::child::Report;
+use rbscope_heap::walk::target;
+use rbscope_heap::walk::Written;
 use rbscope_proto::{AgentMessage, HeapCensus, HeapDumpRequest, HeapDumpResult};
-use std::ffi::CString;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -62,51 +63,28 @@ fn error(msg: String) -> Outcome {
     Outcome::Done(AgentMessage::Error(msg))
 }
 
-/// Where the dump goes: the asked path (relative to the process's working directory) or a
-/// new file in the agent's private directory.
+/// Where the dump goes (`rbscope_heap::walk::target`): the agent's private directory by
+/// default.
 fn target_path(req: &HeapDumpRequest) -> Result<PathBuf, String> {
-    let ext = if req.gzip { "json.gz" } else { "json" };
-    let path = match &req.path {
-        Some(p) if !p.is_empty() => {
-            let p = PathBuf::from(p);
-            if p.is_absolute() {
-                p
-            } else {
-                std::env::current_dir()
-                    .map_err(|e| format!("cannot resolve {}: {e}", p.display()))?
-                    .join(p)
-            }
-        }
-        _ => {
-            // SAFETY: getuid never fails.
-            let uid = unsafe { libc::getuid() };
-            let dir = rbscope_proto::paths::runtime_dir(
-                std::env::var("XDG_RUNTIME_DIR").ok().as_deref(),
-                uid,
-            );
-            let ms = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis())
-                .unwrap_or(0);
-            dir.join(format!("heap-{}-{ms}.{ext}", std::process::id()))
-        }
+    let default_dir = || {
+        // SAFETY: getuid never fails.
+        let uid = unsafe { libc::getuid() };
+        let xdg = std::env::var("XDG_RUNTIME_DIR").ok();
+        rbscope_proto::paths::runtime_dir(xdg.as_deref(), uid)
     };
-    if path.exists() {
-        return Err(format!(
-            "{} already exists; a heap dump never overwrites a file: remove it or choose another path",
-            path.display()
-        ));
-    }
-    Ok(path)
-}
-
-fn partial_path(path: &Path) -> PathBuf {
-    let mut name = path
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
-    name.push(format!(".rbscope-partial-{}", std::process::id()));
-    path.with_file_name(name)
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    let pid = std::process::id();
+    target::dump_path(
+        req.path.as_deref(),
+        req.gzip,
+        std::env::current_dir,
+        default_dir,
+        pid,
+        ms,
+    )
 }
 
 fn dump(gvl: Gvl, req: &HeapDumpRequest) -> Outcome {
@@ -115,7 +93,7 @@ fn dump(gvl: Gvl, req: &HeapDumpRequest) -> Outcome {
         Ok(p) => p,
         Err(e) => return error(e),
     };
-    let partial = partial_path(&path);
+    let partial = target::partial_path(&path, std::process::id());
     let file = match std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -134,29 +112,16 @@ fn dump(gvl: Gvl, req: &HeapDumpRequest) -> Outcome {
     let mut gc_us = 0;
     if req.gc {
         let t = Instant::now();
-        // SAFETY: GVL held (token); a full GC is what GC.start does.
-        let _ = ffi::protect(gvl, || unsafe { rb_sys::rb_gc_start() });
+        ffi::heap::gc_start(gvl);
         gc_us = t.elapsed().as_micros() as u64;
     }
-    heap_walk::prepare();
+    ffi::heap::prepare(gvl);
     if req.in_process {
         let t = Instant::now();
-        let result = write_dump(gvl, file, &partial, &path, req.gzip, false);
+        let report = write_dump(gvl, file, &partial, &path, req.gzip, false);
         let pause_us = t.elapsed().as_micros() as u64 + gc_us;
-        return Outcome::Done(match result {
-            Ok(w) => AgentMessage::HeapDumped(HeapDumpResult {
-                path: path.display().to_string(),
-                objects: w.objects,
-                roots: w.roots,
-                bytes: w.bytes,
-                pause_us,
-                gc_us,
-                total_us: started.elapsed().as_micros() as u64,
-                forked: false,
-                allocation_info: w.allocation_info,
-            }),
-            Err(e) => AgentMessage::Error(e),
-        });
+        let total_us = started.elapsed().as_micros() as u64;
+        return Outcome::Done(answer(report, &path, pause_us, gc_us, total_us, false));
     }
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: pipe2 fills two new descriptors.
@@ -204,17 +169,9 @@ fn dump(gvl: Gvl, req: &HeapDumpRequest) -> Outcome {
     }
 }
 
-/// What a finished write says.
-struct Wrote {
-    objects: u64,
-    roots: u64,
-    bytes: u64,
-    allocation_info: bool,
-}
-
 /// Writes the heap into `file` (at `partial`) and gives it its final name; on any failure the
 /// partial file is removed. GVL held. In the forked child (`forked`) an uncompressed dump is
-/// written by a second thread while the walk goes on (`heap_writer`).
+/// written by a second thread while the walk goes on (`rbscope_heap::walk::overlap`).
 fn write_dump(
     gvl: Gvl,
     file: File,
@@ -222,8 +179,8 @@ fn write_dump(
     path: &Path,
     gzip: bool,
     forked: bool,
-) -> Result<Wrote, String> {
-    let result = (|| -> std::io::Result<(heap_walk::Written, u64)> {
+) -> Report {
+    let result = (|| -> std::io::Result<(Written, u64)> {
         let mut file = file;
         let written = if gzip {
             let mut gz = flate2::write::GzEncoder::new(&mut file, flate2::Compression::fast());
@@ -239,38 +196,54 @@ fn write_dump(
         let bytes = file.metadata()?.len();
         Ok((written, bytes))
     })();
-    let finished = result.and_then(|(w, bytes)| {
-        // `link` fails if the final name appeared meanwhile: never overwrite.
-        std::fs::hard_link(partial, path)?;
-        let _ = std::fs::remove_file(partial);
-        Ok((w, bytes))
-    });
-    match finished {
-        Ok((w, bytes)) => Ok(Wrote {
+    match result.and_then(|w| target::publish(partial, path).map(|()| w)) {
+        Ok((w, bytes)) => Report::Ok {
             objects: w.objects,
             roots: w.roots,
             bytes,
             allocation_info: w.allocation_info,
-        }),
+        },
         Err(e) => {
             let _ = std::fs::remove_file(partial);
-            let hint = if e.raw_os_error() == Some(libc::ENOSPC) {
-                " (the disk is full: free space or choose another path with -o)"
-            } else {
-                ""
-            };
-            Err(format!(
-                "writing the heap dump to {} failed: {e}{hint}; nothing was left under that name",
-                path.display()
-            ))
+            Report::Err(target::failure(path, &e))
         }
+    }
+}
+
+/// The answer to a dump request, from the report of the write.
+fn answer(
+    r: Report,
+    path: &Path,
+    pause_us: u64,
+    gc_us: u64,
+    total_us: u64,
+    forked: bool,
+) -> AgentMessage {
+    match r {
+        Report::Ok {
+            objects,
+            roots,
+            bytes,
+            allocation_info,
+        } => AgentMessage::HeapDumped(HeapDumpResult {
+            path: path.display().to_string(),
+            objects,
+            roots,
+            bytes,
+            pause_us,
+            gc_us,
+            total_us,
+            forked,
+            allocation_info,
+        }),
+        Report::Err(msg) => AgentMessage::Error(msg),
     }
 }
 
 /// The forked child: write, report on the pipe, `_exit`. Never returns.
 fn child(gvl: Gvl, file: File, status: OwnedFd, partial: &Path, path: &Path, gzip: bool) -> ! {
-    // SAFETY (whole block): this process is the child of fork, with one thread; these calls
-    // only change this process (its OOM score, signal mask, name).
+    // SAFETY: this process is the child of fork, with one thread; the calls of this block only
+    // change this process (its OOM score, signal mask, name).
     unsafe {
         if let Ok(mut f) = std::fs::OpenOptions::new()
             .write(true)
@@ -289,15 +262,9 @@ fn child(gvl: Gvl, file: File, status: OwnedFd, partial: &Path, path: &Path, gzi
             0,
         );
     }
-    let line = match write_dump(gvl, file, partial, path, gzip, true) {
-        Ok(w) => format!(
-            "ok {} {} {} {}\n",
-            w.objects, w.roots, w.bytes, w.allocation_info as u8
-        ),
-        Err(e) => format!("err {}\n", e.replace('\n', " ")),
-    };
+    let report = write_dump(gvl, file, partial, path, gzip, true);
     let mut out = File::from(status);
-    let _ = out.write_all(line.as_bytes());
+    let _ = out.write_all(report.line().as_bytes());
     drop(out);
     // SAFETY: leaves the child at once: no at_exit handler, destructor or buffer of the app.
     unsafe { libc::_exit(0) }
@@ -312,24 +279,9 @@ pub fn finish(f: Forked) -> AgentMessage {
     // SAFETY: waits for our own child; ECHILD (the app reaped it first) is fine.
     unsafe { libc::waitpid(f.pid, &mut wstatus, 0) };
     let total_us = f.started.elapsed().as_micros() as u64;
-    let mut words = report.trim_end().splitn(2, ' ');
-    match (read, words.next(), words.next()) {
-        (Ok(_), Some("ok"), Some(rest)) => {
-            let n: Vec<u64> = rest.split(' ').filter_map(|x| x.parse().ok()).collect();
-            AgentMessage::HeapDumped(HeapDumpResult {
-                path: f.path.display().to_string(),
-                objects: n.first().copied().unwrap_or(0),
-                roots: n.get(1).copied().unwrap_or(0),
-                bytes: n.get(2).copied().unwrap_or(0),
-                pause_us: f.pause_us,
-                gc_us: f.gc_us,
-                total_us,
-                forked: true,
-                allocation_info: n.get(3).copied() == Some(1),
-            })
-        }
-        (Ok(_), Some("err"), Some(msg)) => AgentMessage::Error(msg.to_string()),
-        _ => {
+    match read.ok().and_then(|_| Report::parse(&report)) {
+        Some(r) => answer(r, &f.path, f.pause_us, f.gc_us, total_us, true),
+        None => {
             // The child died before it could clean up: its partial file goes too.
             let _ = std::fs::remove_file(&f.partial);
             let how = if libc::WIFSIGNALED(wstatus) {
@@ -350,35 +302,13 @@ pub fn finish(f: Forked) -> AgentMessage {
 fn count(gvl: Gvl, names: &[String]) -> AgentMessage {
     let started = Instant::now();
     let (objects, by_type, classes) = heap_walk::census(gvl, |c| {
-        let mut by_type: Vec<(String, u64)> = c
-            .by_type
-            .iter()
-            .map(|(t, n)| (heap_walk::type_name(*t), *n))
-            .collect();
-        by_type.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        let mut per_name: rustc_hash::FxHashMap<String, u64> = Default::default();
-        for (klass, n) in &c.by_class {
-            // SAFETY: GVL held, GC off: the class VALUE is alive; rb_class_real skips
-            // singleton and include classes.
-            let real = unsafe { rb_sys::rb_class_real(*klass) };
-            if real == 0 {
-                continue;
-            }
-            let name = ffi::class_path(gvl, real);
-            let wanted = names.is_empty()
-                || names.iter().any(|w| {
-                    name == *w
-                        || name
-                            .strip_prefix(w.as_str())
-                            .is_some_and(|rest| rest.starts_with("::"))
-                });
-            if wanted {
-                *per_name.entry(name).or_default() += n;
-            }
-        }
-        let mut classes: Vec<(String, u64)> = per_name.into_iter().collect();
-        classes.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        (c.objects, by_type, classes)
+        // GC is off: the class VALUEs counted are alive; the real class skips singleton and
+        // include classes.
+        let classes = c.classes(names, |klass| {
+            let real = ffi::heap::class_real(gvl, klass);
+            (real != 0).then(|| ffi::class_path(gvl, real))
+        });
+        (c.objects(), c.by_type(), classes)
     });
     if crate::ffi::guard::is_off(crate::ffi::guard::Feature::Heap) {
         return AgentMessage::Error(
@@ -396,12 +326,7 @@ fn count(gvl: Gvl, names: &[String]) -> AgentMessage {
 /// Allocation tracing on or off (`require "objspace"` first).
 fn track(gvl: Gvl, on: bool) -> AgentMessage {
     let was_on = TRACKING.load(Ordering::Acquire);
-    let feature = match CString::new("objspace") {
-        Ok(f) => f,
-        Err(_) => return AgentMessage::Error("internal: bad feature name".into()),
-    };
-    // SAFETY: GVL held (token); rb_require raises on failure, which protect catches.
-    if ffi::protect(gvl, || unsafe { rb_sys::rb_require(feature.as_ptr()) }).is_err() {
+    if !ffi::heap::require_objspace(gvl) {
         return AgentMessage::Error("cannot load objspace (Ruby's ext/objspace)".into());
     }
     let method = if on {
@@ -422,46 +347,8 @@ fn track(gvl: Gvl, on: bool) -> AgentMessage {
 /// [`finish`] for a Ruby caller (`Rbscope.heap_dump`): the wait happens without the GVL, so
 /// the app's other threads run while the child writes.
 pub fn finish_without_gvl(child: Forked) -> AgentMessage {
-    struct Slot {
-        child: Option<Forked>,
-        answer: Option<AgentMessage>,
-    }
-    unsafe extern "C" fn wait(data: *mut std::ffi::c_void) -> *mut std::ffi::c_void {
-        guard::run(
-            Feature::Heap,
-            "waiting for the heap dump's child",
-            std::ptr::null_mut(),
-            || {
-                // SAFETY: what the caller of `wait` guarantees, passed on as it came.
-                unsafe { wait_body(data) }
-            },
-        )
-    }
-
-    /// # Safety
-    /// What the caller of `wait` guarantees.
-    unsafe fn wait_body(data: *mut std::ffi::c_void) -> *mut std::ffi::c_void {
-        // SAFETY: `data` is the Slot below, alive for the whole call and used only here.
-        let slot = unsafe { &mut *(data as *mut Slot) };
-        if let Some(child) = slot.child.take() {
-            slot.answer = Some(finish(child));
-        }
-        std::ptr::null_mut()
-    }
-    let mut slot = Slot {
-        child: Some(child),
-        answer: None,
-    };
-    // SAFETY: called from Ruby with the GVL; `wait` touches no Ruby object. No unblocking
-    // function: the wait ends when the child does.
-    unsafe {
-        rb_sys::rb_thread_call_without_gvl(
-            Some(wait),
-            &mut slot as *mut Slot as *mut std::ffi::c_void,
-            None,
-            std::ptr::null_mut(),
-        );
-    }
-    slot.answer
+    // SAFETY: called only by `Rbscope.heap_dump` (lib.rs), a method Ruby calls with the GVL.
+    let gvl = unsafe { Gvl::assume() };
+    ffi::heap::without_gvl(gvl, "waiting for the heap dump's child", || finish(child))
         .unwrap_or_else(|| AgentMessage::Error("the heap dump was not waited for".into()))
 }
