@@ -6,10 +6,18 @@
 //! thread's calls ([`timeline`]) and prints them ([`render`]: an indented text tree, JSON lines
 //! or Chrome's trace format), and reads written traces back ([`file`]). What to trace is said with selectors ([`selector`]), parsed the
 //! same way on both sides.
+//!
+//! The hooks' side without the VM: the clock they stamp records with ([`clock`]), a session's
+//! ring and flags ([`session`]), the threads and shadow stacks that time calls ([`shadow`]),
+//! and how captured values are shown within their budget ([`values`]).
 
+pub mod clock;
 pub mod events;
 pub mod file;
 pub mod render;
 pub mod ring;
 pub mod selector;
+pub mod session;
+pub mod shadow;
 pub mod timeline;
+pub mod values;

@@ -5,12 +5,13 @@
 //! objects), the heap page size, and glibc's malloc figures (`mallinfo2`, read from this thread:
 //! they are process-wide). The CLI adds what the kernel says about the process.
 
+use crate::ffi::live::VALUE;
 use crate::ffi::{self, Gvl};
 use rbscope_proto::{AgentMessage, MemoryReport};
 use std::time::Instant;
 
 /// `recv.name` as [key, value] pairs with integer values (a Hash's `to_a`).
-fn pairs(gvl: Gvl, hash: rb_sys::VALUE) -> Vec<(String, i64)> {
+fn pairs(gvl: Gvl, hash: VALUE) -> Vec<(String, i64)> {
     let Ok(list) = ffi::call(gvl, hash, "to_a", &[]) else {
         return Vec::new();
     };
@@ -28,7 +29,8 @@ fn pairs(gvl: Gvl, hash: rb_sys::VALUE) -> Vec<(String, i64)> {
 fn malloc_figures() -> Vec<(String, u64)> {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        // SAFETY: mallinfo2 only reads the allocator's statistics.
+        // SAFETY: mallinfo2 takes no arguments and only reads the allocator's statistics
+        // (under malloc's own locks).
         let m = unsafe { libc::mallinfo2() };
         vec![
             ("arena_bytes".into(), m.arena as u64),

@@ -5,9 +5,9 @@
 //! methods (called as Thread's, so an app subclass cannot intercept them).
 
 use crate::capture::backtrace;
+use crate::ffi::live::{self as rb, VALUE};
 use crate::ffi::{self, Gvl};
 use magnus::Ruby;
-use rb_sys::VALUE;
 use rbscope_proto::{AgentMessage, Stacks, ThreadStack};
 use std::time::Instant;
 
@@ -23,8 +23,7 @@ pub fn read(gvl: Gvl, asked: Instant) -> AgentMessage {
     let Ok(list) = ffi::call(gvl, thread_class, "list", &[]) else {
         return AgentMessage::Error("Thread.list failed".into());
     };
-    // SAFETY: GVL held; these return the running and the main Thread objects.
-    let (me, main) = unsafe { (rb_sys::rb_thread_current(), rb_sys::rb_thread_main()) };
+    let (me, main) = (rb::thread_current(gvl), rb::thread_main(gvl));
     let mut threads = Vec::new();
     for th in ffi::array_items(gvl, list) {
         if th == me {

@@ -20,19 +20,15 @@
 //! without Ruby (trace_session.rs).
 
 use crate::ffi::guard::{self, Feature};
+use crate::ffi::live::{self as rb, rb_trace_arg_t, VALUE};
+use crate::ffi::live::{EVENT_CALL as CALL, EVENT_RETURN as RETURN};
+use crate::ffi::live::{GC_END_MARK, GC_END_SWEEP, GC_START};
 use crate::ffi::{self, Gvl, NIL};
-use crate::live::trace_session::Session;
+use crate::live::trace_session::{self as ts, Session};
 use crate::live::trace_values::{self, Compiled};
-use rb_sys::{rb_event_flag_t, rb_trace_arg_t, VALUE};
 use rbscope_trace::events::{self, GcPhase};
 use std::ffi::c_void;
 use std::sync::Arc;
-
-const CALL: rb_event_flag_t = rb_sys::RUBY_EVENT_CALL as rb_event_flag_t;
-const RETURN: rb_event_flag_t = rb_sys::RUBY_EVENT_RETURN as rb_event_flag_t;
-const GC_START: rb_event_flag_t = rb_sys::RUBY_INTERNAL_EVENT_GC_START as rb_event_flag_t;
-const GC_END_MARK: rb_event_flag_t = rb_sys::RUBY_INTERNAL_EVENT_GC_END_MARK as rb_event_flag_t;
-const GC_END_SWEEP: rb_event_flag_t = rb_sys::RUBY_INTERNAL_EVENT_GC_END_SWEEP as rb_event_flag_t;
 
 /// One hooked method: what its TracePoint's hook needs.
 pub struct Target {
@@ -103,16 +99,17 @@ unsafe fn on_any_body(data: VALUE, arg: *mut rb_trace_arg_t) {
     }
     // SAFETY: Ruby calls event hooks on a Ruby thread holding the GVL.
     let gvl = unsafe { Gvl::assume() };
-    // SAFETY: `arg` is this event's trace argument, valid during the hook.
+    // SAFETY: `arg` is this event's trace argument, valid during the hook (the VM passes it
+    // to the hook it is running).
     let (flag, klass, mid) = unsafe {
         (
-            rb_sys::rb_tracearg_event_flag(arg),
-            rb_sys::rb_tracearg_defined_class(arg),
-            rb_sys::rb_tracearg_method_id(arg),
+            rb::trace_event(arg),
+            rb::trace_defined_class(arg),
+            rb::trace_method_id(arg),
         )
     };
     let mut held = None;
-    let method = session.method_id(gvl, klass, mid, || {
+    let method = ts::method_id(session, gvl, klass, mid, || {
         // SAFETY: as above; naming the method calls Ruby.
         held = Some(unsafe { hold(ptr) });
     });
@@ -120,9 +117,9 @@ unsafe fn on_any_body(data: VALUE, arg: *mut rb_trace_arg_t) {
         return;
     };
     if flag == CALL {
-        session.call(gvl, method, t0, &[], 0);
+        ts::call(session, gvl, method, t0, &[], 0);
     } else if flag == RETURN {
-        session.ret(gvl, method, t0);
+        ts::ret(session, gvl, method, t0);
     }
 }
 
@@ -135,6 +132,7 @@ unsafe fn on_any_body(data: VALUE, arg: *mut rb_trace_arg_t) {
 /// running; the returned reference is valid until the hook calls into Ruby, and for as long
 /// as the returned `Arc`, if any, lives.
 unsafe fn target_event<'a>(
+    gvl: Gvl,
     tp: VALUE,
     data: *mut c_void,
     captures: bool,
@@ -148,12 +146,14 @@ unsafe fn target_event<'a>(
         return None;
     }
     if target.filter != 0 {
-        // SAFETY: inside the TracePoint's hook (GVL held); receiver and filter are live.
+        // SAFETY: inside `tp`'s hook (the caller's promise), so its trace argument is live;
+        // the filter is a Module (checked by `Rbscope::Native.trace_hook`, kept alive by the
+        // session's marks).
         let ok = unsafe {
-            let arg = rb_sys::rb_tracearg_from_tracepoint(tp);
-            rb_sys::rb_obj_is_kind_of(rb_sys::rb_tracearg_self(arg), target.filter)
+            let arg = rb::trace_arg_of(tp);
+            rb::is_kind_of(gvl, rb::trace_self(arg), target.filter)
         };
-        if !ffi::truthy(ok) {
+        if !ok {
             return None;
         }
     }
@@ -177,16 +177,16 @@ unsafe fn on_target_call_body(tp: VALUE, data: *mut c_void) {
     // SAFETY: Ruby calls TracePoint hooks on a Ruby thread holding the GVL.
     let gvl = unsafe { Gvl::assume() };
     // SAFETY: the hook's data and TracePoint, as `target_event` requires.
-    let Some((target, _held, t0)) = (unsafe { target_event(tp, data, true) }) else {
+    let Some((target, _held, t0)) = (unsafe { target_event(gvl, tp, data, true) }) else {
         return;
     };
     let session = &target.session;
     if target.captures.is_empty() {
-        session.call(gvl, target.method, t0, &[], 0);
+        ts::call(session, gvl, target.method, t0, &[], 0);
     } else {
-        // SAFETY: inside the hook, so the trace argument is valid.
-        let arg = unsafe { rb_sys::rb_tracearg_from_tracepoint(tp) };
-        let values = trace_values::read(gvl, &target.captures, arg);
+        // SAFETY: inside `tp`'s call hook (the caller's promise), so its trace argument is the
+        // running call's and `read` may use it.
+        let values = unsafe { trace_values::read(gvl, &target.captures, rb::trace_arg_of(tp)) };
         let pairs: Vec<(&str, &str)> = target
             .captures
             .iter()
@@ -194,7 +194,7 @@ unsafe fn on_target_call_body(tp: VALUE, data: *mut c_void) {
             .map(|(c, v)| (c.text.as_str(), v.as_str()))
             .collect();
         let extra = session.clock.now().saturating_sub(t0);
-        session.call(gvl, target.method, t0, &pairs, extra);
+        ts::call(session, gvl, target.method, t0, &pairs, extra);
     }
 }
 
@@ -211,10 +211,10 @@ unsafe fn on_target_return_body(tp: VALUE, data: *mut c_void) {
     // SAFETY: Ruby calls TracePoint hooks on a Ruby thread holding the GVL.
     let gvl = unsafe { Gvl::assume() };
     // SAFETY: the hook's data and TracePoint, as `target_event` requires.
-    let Some((target, _held, t0)) = (unsafe { target_event(tp, data, false) }) else {
+    let Some((target, _held, t0)) = (unsafe { target_event(gvl, tp, data, false) }) else {
         return;
     };
-    target.session.ret(gvl, target.method, t0);
+    ts::ret(&target.session, gvl, target.method, t0);
 }
 
 unsafe extern "C" fn on_gc(tp: VALUE, data: *mut c_void) {
@@ -233,14 +233,12 @@ unsafe fn on_gc_body(tp: VALUE, data: *mut c_void) {
     if session.is_closed() {
         return;
     }
-    // SAFETY: called under the GVL during GC; these only read the event and a counter, and
-    // nothing here allocates.
-    let (flag, count) = unsafe {
-        (
-            rb_sys::rb_tracearg_event_flag(rb_sys::rb_tracearg_from_tracepoint(tp)),
-            rb_sys::rb_gc_count() as u64,
-        )
-    };
+    // SAFETY: the VM runs GC event hooks holding the GVL.
+    let gvl = unsafe { Gvl::assume() };
+    // SAFETY: inside `tp`'s hook (the caller's promise); reading the event allocates nothing,
+    // as a GC hook requires.
+    let flag = unsafe { rb::trace_event(rb::trace_arg_of(tp)) };
+    let count = rb::gc_count(gvl);
     let phase = if flag == GC_START {
         GcPhase::Start
     } else if flag == GC_END_MARK {
@@ -257,8 +255,9 @@ unsafe fn on_gc_body(tp: VALUE, data: *mut c_void) {
 impl Installed {
     /// Hooks every Ruby method call and return for `session`.
     pub fn firehose(&mut self, _gvl: Gvl, session: &Arc<Session>) {
-        // SAFETY: GVL held; `on_any` has the raw-arg signature the flag announces, and its
-        // data is the session (tagged, see `hook_data`), alive until `remove`.
+        // SAFETY: GVL held (the token), as adding a hook needs; `on_any` has the raw-arg
+        // signature the flag announces, and its data is the session (tagged, see `hook_data`),
+        // kept alive by the live table until `remove` has taken the hook away.
         unsafe {
             ffi::add_raw_event_hook(
                 on_any,
@@ -272,19 +271,14 @@ impl Installed {
 
     /// Hooks the GC's start and end.
     pub fn gc(&mut self, gvl: Gvl, session: &Arc<Session>) -> Result<(), String> {
-        // SAFETY: GVL held; the hook data is the session, alive until `remove`.
-        let tp = unsafe {
-            rb_sys::rb_tracepoint_new(
-                0,
-                GC_START | GC_END_MARK | GC_END_SWEEP,
-                Some(on_gc),
-                Arc::as_ptr(session) as *mut c_void,
-            )
-        };
-        session.keep(gvl, tp);
+        let data = Arc::as_ptr(session) as *mut c_void;
+        // SAFETY: `data` is the session, kept alive by `self`'s owner (the live table) until
+        // `remove` has disabled this TracePoint.
+        let tp =
+            unsafe { rb::tracepoint_new(gvl, GC_START | GC_END_MARK | GC_END_SWEEP, on_gc, data) };
+        ts::with(session, gvl, |st| st.keep(tp));
         self.tracepoints.push(tp);
-        // SAFETY: GVL held; tp is the TracePoint just made.
-        ffi::protect(gvl, || unsafe { rb_sys::rb_tracepoint_enable(tp) })
+        rb::tracepoint_enable(gvl, tp)
             .map(|_| ())
             .map_err(|_| "cannot enable the GC hook".into())
     }
@@ -299,29 +293,24 @@ impl Installed {
         filter: VALUE,
         captures: Vec<Compiled>,
     ) -> Result<(), String> {
-        let method = session.register_method(gvl, label);
+        let method = ts::with(session, gvl, |st| st.register_method(label));
         let target = Arc::new(Target {
             session: session.clone(),
             method,
             filter: if filter == NIL { 0 } else { filter },
             captures,
         });
-        if target.filter != 0 {
-            session.keep(gvl, target.filter);
-        }
+        let filter = target.filter;
         let data = Arc::as_ptr(&target) as *mut c_void;
         self.targets.push(target);
-        let hash = {
-            // SAFETY: GVL held.
-            let h = unsafe { rb_sys::rb_hash_new() };
-            let key = rb_sys::ID2SYM(ffi::intern(gvl, "target"));
-            // SAFETY: GVL held; h is a fresh Hash.
-            unsafe { rb_sys::rb_hash_aset(h, key, um) };
-            h
-        };
-        session.keep(gvl, um);
-        session.keep(gvl, hash);
-        let enable = ffi::intern(gvl, "enable");
+        let hash = rb::keywords(gvl, "target", um);
+        ts::with(session, gvl, |st| {
+            if filter != 0 {
+                st.keep(filter);
+            }
+            st.keep(um);
+            st.keep(hash);
+        });
         // One TracePoint for calls and one for returns, so neither hook has to ask which
         // event it is.
         for (event, hook) in [
@@ -331,16 +320,13 @@ impl Installed {
             ),
             (RETURN, on_target_return),
         ] {
-            // SAFETY: GVL held; `data` is a Target kept in `self.targets` until `remove` has
-            // disabled this TracePoint (and by any hook still running, see `hold`).
-            let tp = unsafe { rb_sys::rb_tracepoint_new(0, event, Some(hook), data) };
-            session.keep(gvl, tp);
+            // SAFETY: `data` is a Target kept in `self.targets` until `remove` has disabled
+            // this TracePoint (and by any hook still running, see `hold`).
+            let tp = unsafe { rb::tracepoint_new(gvl, event, hook, data) };
+            ts::with(session, gvl, |st| st.keep(tp));
             self.tracepoints.push(tp);
-            // SAFETY: GVL held; `tp.enable(target: um)` with the keyword hash built above.
-            ffi::protect(gvl, || unsafe {
-                rb_sys::rb_funcallv_kw(tp, enable, 1, &hash, 1)
-            })
-            .map_err(|_| "TracePoint#enable(target:) refused it".to_string())?;
+            rb::call_kw(gvl, tp, "enable", hash)
+                .map_err(|_| "TracePoint#enable(target:) refused it".to_string())?;
         }
         Ok(())
     }
@@ -349,14 +335,14 @@ impl Installed {
     pub fn remove(&mut self, gvl: Gvl, session: &Session) {
         session.close();
         if self.firehose {
-            // SAFETY: GVL held; removes exactly the hook `firehose` added for this session.
+            // SAFETY: GVL held (the token), so no hook runs meanwhile; removes exactly the
+            // hook `firehose` added for this session (same function, same data).
             unsafe { ffi::remove_raw_event_hook_with_data(on_any, hook_data(session)) };
             self.firehose = false;
         }
         let mut all_off = true;
         for tp in self.tracepoints.drain(..) {
-            // SAFETY: GVL held; tp is a TracePoint this session made (kept alive by marks).
-            if ffi::protect(gvl, || unsafe { rb_sys::rb_tracepoint_disable(tp) }).is_err() {
+            if rb::tracepoint_disable(gvl, tp).is_err() {
                 all_off = false;
             }
         }

@@ -9,16 +9,14 @@
 //! so its hooks stop writing at once). A client that stops reading for [`STALL_LIMIT`] is
 //! treated as gone.
 
-use crate::counters::{add, bump, Counters};
-use crate::live::agent_thread::{Work, WorkQueue};
-use crate::live::control::{StatusSource, NO_AGENT_THREAD, QUEUE_FULL};
-use crate::live::trace_session::Session;
-use crate::live::Plan;
+use super::queue::{Work, WorkQueue, NO_AGENT_THREAD, QUEUE_FULL};
+use super::{Count, Handler};
 use rbscope_proto::{
     read_frame, write_frame, AgentMessage, ClientMessage, FrameError, TraceRequest, TraceSummary,
 };
 use rbscope_trace::events;
 use rbscope_trace::selector::Selector;
+use rbscope_trace::session::Session;
 use std::os::unix::io::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,13 +25,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A client that reads nothing for this long is detached.
-const STALL_LIMIT: Duration = Duration::from_secs(30);
+pub const STALL_LIMIT: Duration = Duration::from_secs(30);
 /// How often selectors that wait for their code are tried again.
 const RETRY_EVERY: Duration = Duration::from_millis(100);
 /// How long an idle drain loop sleeps between looks at the ring (milliseconds).
 const IDLE_POLL_MS: i32 = 2;
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+
+/// What a client asked to trace.
+pub struct Plan {
+    pub firehose: bool,
+    pub gc: bool,
+    pub selectors: Vec<Selector>,
+    /// Selectors naming code not loaded yet wait for it instead of failing.
+    pub wait_for_code: bool,
+}
 
 enum End {
     /// The client sent Detach (and is waiting for `Detached`).
@@ -42,53 +49,60 @@ enum End {
     Gone,
 }
 
-pub fn serve(
-    mut stream: UnixStream,
-    source: &StatusSource,
-    req: TraceRequest,
-) -> Result<(), FrameError> {
-    let refuse = |stream: &mut UnixStream, msg: AgentMessage| write_frame(stream, &msg);
-    let mut selectors = Vec::new();
-    for text in &req.selectors {
-        match Selector::parse(text) {
-            Ok(s) => selectors.push(s),
-            Err(e) => return refuse(&mut stream, AgentMessage::Error(e.to_string())),
-        }
-    }
+/// What `req` asks to hook, or the error the client gets.
+fn plan(req: &TraceRequest, yjit_hooks_last: bool) -> Result<Plan, String> {
+    let selectors = req
+        .selectors
+        .iter()
+        .map(|text| Selector::parse(text).map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
     if !req.firehose && selectors.is_empty() && req.slow_ms.is_none() && !req.gc {
-        return refuse(
-            &mut stream,
-            AgentMessage::Error(
-                "nothing to trace: give -f (every call), -m SELECTOR, --slow MS or --gc".into(),
-            ),
+        return Err(
+            "nothing to trace: give -f (every call), -m SELECTOR, --slow MS or --gc".into(),
         );
     }
     // `--slow` alone watches every Ruby method.
     let firehose = req.firehose || (req.slow_ms.is_some() && selectors.is_empty());
-    if source.yjit_hooks_last && !req.force && (firehose || !selectors.is_empty()) {
-        return refuse(
-            &mut stream,
-            AgentMessage::Error(
-                "YJIT is on in this Ruby 3.1 process: a method hook makes YJIT drop its \
-                 compiled code, and the app stays slower until it restarts, even after \
-                 detaching; add --force to trace anyway (--gc alone is harmless)"
-                    .into(),
-            ),
+    if yjit_hooks_last && !req.force && (firehose || !selectors.is_empty()) {
+        return Err(
+            "YJIT is on in this Ruby 3.1 process: a method hook makes YJIT drop its \
+             compiled code, and the app stays slower until it restarts, even after \
+             detaching; add --force to trace anyway (--gc alone is harmless)"
+                .into(),
         );
     }
-    let Some(queue) = &source.work else {
+    Ok(Plan {
+        firehose,
+        gc: req.gc,
+        selectors,
+        wait_for_code: req.wait_for_code,
+    })
+}
+
+/// Serves a `Trace` request on `stream` until the trace ends.
+pub(super) fn serve<H: Handler>(
+    mut stream: UnixStream,
+    handler: &H,
+    req: TraceRequest,
+) -> Result<(), FrameError> {
+    let refuse = |stream: &mut UnixStream, msg: AgentMessage| write_frame(stream, &msg);
+    let plan = match plan(&req, handler.yjit_hooks_last()) {
+        Ok(plan) => plan,
+        Err(why) => return refuse(&mut stream, AgentMessage::Error(why)),
+    };
+    let Some(queue) = handler.queue() else {
         return refuse(&mut stream, AgentMessage::Busy(NO_AGENT_THREAD.into()));
     };
+    let buffer = handler.trace_buffer();
     let Some(session) = Session::new(
         NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
-        source.trace_buffer,
+        buffer,
         req.slow_ms.map(|ms| u64::from(ms) * 1_000_000),
     ) else {
         return refuse(
             &mut stream,
             AgentMessage::Error(format!(
-                "the process has no memory for a trace buffer of {} bytes (RBSCOPE_TRACE_BUFFER)",
-                source.trace_buffer
+                "the process has no memory for a trace buffer of {buffer} bytes (RBSCOPE_TRACE_BUFFER)"
             )),
         );
     };
@@ -97,12 +111,7 @@ pub fn serve(
     let (reply, answer) = mpsc::sync_channel(1);
     let ticket = queue.submit(Work::Attach {
         session: session.clone(),
-        plan: Plan {
-            firehose,
-            gc: req.gc,
-            selectors,
-            wait_for_code: req.wait_for_code,
-        },
+        plan,
         deadline: Instant::now() + wait,
         reply,
     });
@@ -126,28 +135,22 @@ pub fn serve(
             );
         }
     };
-    bump(&source.counters.traces_started);
-    bump(&source.counters.traces_active);
+    handler.count(Count::TraceStarted);
     let end = match write_frame(&mut stream, &AgentMessage::Tracing(started)) {
         Ok(()) => {
             let _ = stream.set_write_timeout(Some(STALL_LIMIT));
-            pump(&mut stream, &session, &source.counters, queue)
+            pump(&mut stream, &session, handler, queue)
         }
         Err(_) => End::Gone,
     };
-    source
-        .counters
-        .traces_active
-        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    add(
-        &source.counters.trace_events_written,
-        session.ring.written(),
-    );
+    handler.count(Count::TraceEnded {
+        events: session.ring.written(),
+    });
     session.close();
     if let End::Asked = end {
         // What the hooks wrote before the client asked to stop still goes to it.
         let mut rest = Vec::new();
-        take_records(session.as_ref(), &source.counters, &mut rest);
+        take_records(&session, handler, &mut rest);
         if !rest.is_empty() {
             let _ = write_frame(&mut stream, &AgentMessage::Events(rest));
         }
@@ -178,7 +181,12 @@ pub fn serve(
 }
 
 /// Streams the ring to the client until it asks to stop or goes away.
-fn pump(stream: &mut UnixStream, session: &Session, counters: &Counters, queue: &WorkQueue) -> End {
+fn pump<H: Handler>(
+    stream: &mut UnixStream,
+    session: &Session,
+    handler: &H,
+    queue: &WorkQueue<H::Heap>,
+) -> End {
     let fd = stream.as_raw_fd();
     let mut last_retry = Instant::now();
     let mut sent = 0usize;
@@ -190,7 +198,8 @@ fn pump(stream: &mut UnixStream, session: &Session, counters: &Counters, queue: 
             events: libc::POLLIN,
             revents: 0,
         };
-        // SAFETY: pfd is one valid pollfd for the connection's open socket.
+        // SAFETY: pfd is one valid pollfd for the connection's open socket, which `stream`
+        // keeps open for the whole call.
         let n = unsafe { libc::poll(&mut pfd, 1, if idle { IDLE_POLL_MS } else { 0 }) };
         if n > 0 {
             if pfd.revents & (libc::POLLERR | libc::POLLNVAL) != 0 {
@@ -211,7 +220,7 @@ fn pump(stream: &mut UnixStream, session: &Session, counters: &Counters, queue: 
             let _ = queue.offer(Work::Retry { id: session.id });
         }
         buf.clear();
-        let taken = take_records(session, counters, &mut buf);
+        let taken = take_records(session, handler, &mut buf);
         idle = buf.is_empty();
         if !idle {
             let msg = AgentMessage::Events(std::mem::take(&mut buf));
@@ -229,11 +238,11 @@ fn pump(stream: &mut UnixStream, session: &Session, counters: &Counters, queue: 
 
 /// Moves what the hooks wrote into `buf`, followed by a lost-events record when some did not
 /// fit (counted for `doctor` and the session's summary). The ring bytes taken.
-fn take_records(session: &Session, counters: &Counters, buf: &mut Vec<u8>) -> usize {
+fn take_records<H: Handler>(session: &Session, handler: &H, buf: &mut Vec<u8>) -> usize {
     let taken = session.ring.drain_into(buf);
     let lost = session.ring.take_lost();
     if lost > 0 {
-        add(&counters.trace_events_lost, lost);
+        handler.count(Count::EventsLost(lost));
         session.lost.fetch_add(lost, Ordering::Relaxed);
         events::push_to(buf, events::LOST_LEN, |b| events::write_lost(b, lost));
     }
@@ -242,7 +251,7 @@ fn take_records(session: &Session, counters: &Counters, buf: &mut Vec<u8>) -> us
 
 /// Asks the agent's Ruby thread to remove the session's hooks and waits (a few seconds at
 /// most) for it to be done. False if it did not get a turn in that time.
-fn detach(queue: &WorkQueue, id: u64) -> bool {
+fn detach<X>(queue: &WorkQueue<X>, id: u64) -> bool {
     let deadline = Instant::now() + Duration::from_secs(5);
     let (reply, done) = mpsc::sync_channel(1);
     let ticket = loop {
@@ -261,4 +270,82 @@ fn detach(queue: &WorkQueue, id: u64) -> bool {
     ticket
         .wait(&done, deadline.saturating_duration_since(Instant::now()))
         .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> TraceRequest {
+        TraceRequest {
+            firehose: false,
+            selectors: vec![],
+            slow_ms: None,
+            gc: false,
+            force: false,
+            wait_ms: 1_000,
+            wait_for_code: false,
+        }
+    }
+
+    #[test]
+    fn a_request_becomes_a_plan_or_the_clients_error() {
+        let none = plan(&request(), false).err().unwrap();
+        assert!(none.starts_with("nothing to trace"), "{none}");
+        let bad = plan(
+            &TraceRequest {
+                selectors: vec!["not a selector(".into()],
+                ..request()
+            },
+            false,
+        );
+        assert!(bad.is_err());
+        // --slow alone watches every method.
+        let slow = plan(
+            &TraceRequest {
+                slow_ms: Some(5),
+                ..request()
+            },
+            false,
+        )
+        .unwrap();
+        assert!(slow.firehose);
+        let picked = plan(
+            &TraceRequest {
+                selectors: vec!["Foo#bar".into()],
+                slow_ms: Some(5),
+                ..request()
+            },
+            false,
+        )
+        .unwrap();
+        assert!(!picked.firehose);
+        assert_eq!(picked.selectors.len(), 1);
+    }
+
+    #[test]
+    fn yjit_on_ruby_3_1_needs_force_for_method_hooks_but_not_for_gc() {
+        let firehose = TraceRequest {
+            firehose: true,
+            ..request()
+        };
+        let refused = plan(&firehose, true).err().unwrap();
+        assert!(refused.contains("add --force"), "{refused}");
+        assert!(plan(
+            &TraceRequest {
+                force: true,
+                ..firehose
+            },
+            true
+        )
+        .is_ok());
+        assert!(plan(
+            &TraceRequest {
+                gc: true,
+                ..request()
+            },
+            true
+        )
+        .is_ok());
+    }
 }
