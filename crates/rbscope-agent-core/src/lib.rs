@@ -2,5 +2,7 @@
 //! crate (crates/rbscope-agent) gathers facts from Ruby and hands them to these modules.
 //!
 //! - `config`: the settings `Rbscope.start` and `RBSCOPE_*` give, parsed and range-checked.
+//! - `writer`: the thread that writes snapshots to the store (queue, batches, backoff, backlog).
 
 pub mod config;
+pub mod writer;

@@ -99,7 +99,7 @@ fn report_with_gc_off(
     let id = ulid::Ulid::new().to_string();
     let snapshot = Snapshot {
         id: id.clone(),
-        reported_at_ms: now_ms(),
+        reported_at_ms: rbscope_agent_core::writer::now_ms(),
         fingerprint: fp,
         exception: ExceptionInfo {
             class_name: class_name.clone(),
@@ -437,12 +437,4 @@ fn context(gvl: Gvl, agent: &Agent, ctx: VALUE, how: &str) -> Context {
         agent_version: env!("CARGO_PKG_VERSION").into(),
         extra,
     }
-}
-
-/// Now, in milliseconds since the epoch.
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
