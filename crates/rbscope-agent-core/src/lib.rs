@@ -3,8 +3,14 @@
 //!
 //! - `capture`: the raise capture's decisions (app code, frame locations, self-tests).
 //! - `config`: the settings `Rbscope.start` and `RBSCOPE_*` give, parsed and range-checked.
+//! - `rate_limit`: at most so many snapshots of one failure a minute.
+//! - `report`: a report's bookkeeping (source lines, cause chain, log line, counts).
+//! - `restore_data`: the shapes of a snapshot handed to `Rbscope::Restore` as plain arrays.
 //! - `writer`: the thread that writes snapshots to the store (queue, batches, backoff, backlog).
 
 pub mod capture;
 pub mod config;
+pub mod rate_limit;
+pub mod report;
+pub mod restore_data;
 pub mod writer;

@@ -15,9 +15,8 @@ use crate::ffi::capture::VALUE;
 use crate::ffi::{self, Gvl, NIL};
 use crate::state::Agent;
 use crate::writer::Job;
-use rbscope_snapshot::{
-    fingerprint, CauseInfo, Context, ExceptionInfo, Frame, Snapshot, SourceExcerpt,
-};
+use rbscope_agent_core::report::{cause_chain, read_source, stored_line, tallies, RaisedAt};
+use rbscope_snapshot::{fingerprint, CauseInfo, Context, ExceptionInfo, Frame, Snapshot};
 use rbscope_vm::raise_record::{self, InspectorFrame, Record, VmFrame};
 
 /// Reports `exc`; returns the new snapshot's id, or None when nothing was stored (rate
@@ -85,15 +84,10 @@ fn report_with_gc_off(
     let (objects, mut stats) = walker.finish();
     stats.frames_skipped = skipped as u32;
     stats.locals_missing = !any_captured;
-    add(&agent.counters.values_redacted, stats.redacted as u64);
-    add(
-        &agent.counters.values_truncated,
-        (stats.truncated_strings + stats.truncated_collections) as u64,
-    );
-    add(
-        &agent.counters.objects_cut,
-        (stats.cut_depth + stats.cut_objects + stats.cut_bytes) as u64,
-    );
+    let (redacted, truncated, cut) = tallies(&stats);
+    add(&agent.counters.values_redacted, redacted);
+    add(&agent.counters.values_truncated, truncated);
+    add(&agent.counters.objects_cut, cut);
 
     let message = exception_message(gvl, exc);
     let id = ulid::Ulid::new().to_string();
@@ -120,18 +114,12 @@ fn report_with_gc_off(
         }
     };
     let summary = rbscope_store::SnapshotSummary::of(&snapshot, body.len());
-    let where_ = kept
-        .iter()
-        .map(|k| &k.parts)
-        .next()
-        .map(|f| format!(" in {} at {}:{}", f.label, f.path, f.lineno))
-        .unwrap_or_default();
-    let first_line = message.lines().next().unwrap_or("").chars().take(200);
-    let log = format!(
-        "[rbscope] snapshot {id} stored: {class_name}: {}{where_} (pid {})",
-        first_line.collect::<String>(),
-        std::process::id()
-    );
+    let at = kept.first().map(|k| RaisedAt {
+        label: &k.parts.label,
+        path: &k.parts.path,
+        lineno: k.parts.lineno,
+    });
+    let log = stored_line(&id, &class_name, &message, at, std::process::id());
     if agent.writer.submit(Job::Store {
         summary: Box::new(summary),
         body,
@@ -327,19 +315,11 @@ fn binding_locals(gvl: Gvl, binding: VALUE) -> Vec<(String, VALUE)> {
 
 /// The cause chain, outermost first, bounded and loop-safe.
 fn causes(gvl: Gvl, exc: VALUE) -> Vec<VALUE> {
-    let mut out = Vec::new();
-    let mut cur = exc;
-    for _ in 0..16 {
-        let Ok(c) = ffi::core_call(gvl, "Exception", "cause", cur, &[]) else {
-            break;
-        };
-        if c == NIL || c == exc || out.contains(&c) {
-            break;
-        }
-        out.push(c);
-        cur = c;
-    }
-    out
+    cause_chain(exc, |e| {
+        ffi::core_call(gvl, "Exception", "cause", e, &[])
+            .ok()
+            .filter(|c| *c != NIL)
+    })
 }
 
 /// The exception's message. `message` is the one method rbscope calls that an app may
@@ -363,29 +343,6 @@ fn backtrace(gvl: Gvl, exc: VALUE) -> Vec<String> {
         .take(500)
         .filter_map(|l| ffi::to_string(gvl, l))
         .collect()
-}
-
-fn read_source(path: &str, lineno: i64, context: usize) -> Option<SourceExcerpt> {
-    if lineno <= 0 || context == 0 {
-        return None;
-    }
-    let meta = std::fs::metadata(path).ok()?;
-    if !meta.is_file() || meta.len() > 8 * 1024 * 1024 {
-        return None;
-    }
-    let text = std::fs::read(path).ok()?;
-    let text = String::from_utf8_lossy(&text);
-    let first = (lineno as usize).saturating_sub(context).max(1);
-    let lines: Vec<String> = text
-        .lines()
-        .skip(first - 1)
-        .take(context * 2 + 1)
-        .map(|l| l.chars().take(400).collect())
-        .collect();
-    (!lines.is_empty()).then_some(SourceExcerpt {
-        first_lineno: first as i64,
-        lines,
-    })
 }
 
 fn context(gvl: Gvl, agent: &Agent, ctx: VALUE, how: &str) -> Context {
