@@ -1,9 +1,19 @@
 //! The agent's logic that needs no Ruby, so it can be unit-tested without a VM: the agent
 //! crate (crates/rbscope-agent) gathers facts from Ruby and hands them to these modules.
 //!
+//! - `capture`: the raise capture's decisions (app code, frame locations, self-tests).
 //! - `config`: the settings `Rbscope.start` and `RBSCOPE_*` give, parsed and range-checked.
 //! - `control`: the control socket server (private directory, peer check, handshake, request
 //!   dispatch, the trace stream pump, eval waits), behind a `Handler` the agent implements.
+//! - `rate_limit`: at most so many snapshots of one failure a minute.
+//! - `report`: a report's bookkeeping (source lines, cause chain, log line, counts).
+//! - `restore_data`: the shapes of a snapshot handed to `Rbscope::Restore` as plain arrays.
+//! - `writer`: the thread that writes snapshots to the store (queue, batches, backoff, backlog).
 
+pub mod capture;
 pub mod config;
 pub mod control;
+pub mod rate_limit;
+pub mod report;
+pub mod restore_data;
+pub mod writer;

@@ -9,10 +9,10 @@ use crate::ffi::guard::{self, Feature};
 use crate::live::control::ControlServer;
 use crate::writer::Writer;
 use rbscope_agent_core::config::Config;
-use std::collections::HashMap;
+use rbscope_agent_core::rate_limit::RateLimiter;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 pub struct Agent {
     pub config: Config,
@@ -110,30 +110,6 @@ impl Agent {
             Ok(mut r) => r.allow(fingerprint, limit, Instant::now()),
             Err(_) => true,
         }
-    }
-}
-
-#[derive(Default)]
-struct RateLimiter {
-    windows: HashMap<String, (Instant, u32)>,
-}
-
-impl RateLimiter {
-    fn allow(&mut self, key: &str, limit: u32, now: Instant) -> bool {
-        const WINDOW: Duration = Duration::from_secs(60);
-        if self.windows.len() > 10_000 {
-            self.windows
-                .retain(|_, (start, _)| now.duration_since(*start) < WINDOW);
-        }
-        let entry = self.windows.entry(key.to_string()).or_insert((now, 0));
-        if now.duration_since(entry.0) >= WINDOW {
-            *entry = (now, 0);
-        }
-        if entry.1 >= limit {
-            return false;
-        }
-        entry.1 += 1;
-        true
     }
 }
 

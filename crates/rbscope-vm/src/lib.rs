@@ -12,6 +12,8 @@
 //!   core file ([`core_file::CoreMemory`]);
 //! * [`frames`]: walking an execution context's control frames into raw frames with their
 //!   iseq, pc, self, method entry and local values;
+//! * [`raise_record`]: the one format both of the agent's capture paths keep a raising
+//!   thread's frames in, its encoder, decoder and bounds;
 //! * [`objects`], [`iseq`], [`threads`], [`stacks`]: reading strings, IDs, class paths, lines
 //!   and parameters, every thread of a VM, and labelled stacks, for readers outside the process;
 //! * [`target`], [`elf`], [`pause`]: finding the VM in a process or core file, and pausing a
@@ -29,6 +31,7 @@ pub mod layout;
 pub mod memory;
 pub mod objects;
 pub mod pause;
+pub mod raise_record;
 pub mod remote;
 pub mod stacks;
 pub mod target;

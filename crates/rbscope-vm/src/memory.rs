@@ -77,10 +77,28 @@ pub(crate) fn word_at(bytes: &[u8], at: usize) -> Option<usize> {
     Some(usize::from_ne_bytes(w))
 }
 
-/// This process's own memory, for the agent. Only addresses that the VM itself handed out
-/// (execution context, frames, iseqs, environments) are read, while the VM is stopped in a
-/// hook on the same thread, so they are valid.
-pub struct LocalMemory;
+/// This process's own memory, for the agent. Reading it dereferences raw addresses, so making
+/// one is `unsafe`: see [`LocalMemory::new`].
+pub struct LocalMemory {
+    _only_through_new: (),
+}
+
+impl LocalMemory {
+    /// A reader of this process's memory.
+    ///
+    /// # Safety
+    /// Every address read through it (by the caller, or by this crate's walks given it) must
+    /// be mapped, and not written by another thread while it is read: in the agent, addresses
+    /// of live VM structures (execution context, control frames, iseqs, environments, method
+    /// entries, objects) reached from the running thread while it holds the GVL, or from a
+    /// thread the GVL holder keeps stopped. Null and misaligned addresses are refused (an
+    /// error), not read.
+    pub unsafe fn new() -> LocalMemory {
+        LocalMemory {
+            _only_through_new: (),
+        }
+    }
+}
 
 impl Memory for LocalMemory {
     #[inline]
@@ -88,9 +106,9 @@ impl Memory for LocalMemory {
         if addr == 0 || !addr.is_multiple_of(std::mem::align_of::<usize>()) {
             return Err(ReadError::Unreadable(addr));
         }
-        // SAFETY: see the type's docs: the caller walks live VM structures of the current
-        // thread while holding the GVL inside a hook, so every address reached is mapped and
-        // not being written concurrently. Null and misaligned addresses were rejected above.
+        // SAFETY: whoever made this LocalMemory promised (`new`'s contract) that the addresses
+        // read through it are mapped and not written concurrently; null and misaligned ones
+        // were rejected above.
         Ok(unsafe { std::ptr::read(addr as *const usize) })
     }
 }

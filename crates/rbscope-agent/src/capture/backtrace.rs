@@ -11,19 +11,19 @@
 //! and `self` alive (marked) and works out its label, path, line and parameters only when
 //! asked.
 
-use crate::capture::fast_capture::{self, frame_class, iseq_string};
+use crate::capture::fast_capture::{self, frame_class};
 use crate::capture::labels;
+use crate::ffi::capture::{self as rb, AsRawValue, FromRawValue, IseqText, T, VALUE};
 use crate::ffi::guard::{self, Feature};
 use crate::ffi::marker::MarkerType;
-use crate::ffi::raw::{rb_iseq_base_label, rb_iseq_line_no, rb_iseq_path};
 use crate::ffi::{self, Gvl};
-use magnus::rb_sys::{AsRawValue, FromRawValue};
 use magnus::{gc, prelude::*, DataTypeFunctions, Error, RArray, Ruby, TypedData, Value};
-use rb_sys::VALUE;
+use rbscope_agent_core::capture::{backtraces_agree, Frames};
 use rbscope_backtrace::{FrameFacts, LikeC, MethodKind, Param, Params, Place, Shape};
 use rbscope_vm::frames::{self, StackFrame};
 use rbscope_vm::iseq;
-use rbscope_vm::{Layout, LocalMemory, Memory, RawFrame};
+use rbscope_vm::raise_record::{self, Record};
+use rbscope_vm::{Layout, Memory, RawFrame};
 use std::cell::OnceCell;
 use std::sync::Arc;
 
@@ -60,8 +60,9 @@ unsafe extern "C" fn mark_facts(_data: *mut std::ffi::c_void) {
         if let Some(cache) = unsafe { &*FACTS.0.get() } {
             for (iseq, me, _, class) in cache.map.keys() {
                 for v in [*iseq, *me, *class] {
-                    // SAFETY: live VALUEs (0 and special constants are ignored by rb_gc_mark).
-                    unsafe { rb_sys::rb_gc_mark(v) };
+                    // SAFETY: in the GC's mark phase; the keys are live VALUEs (marked from
+                    // here since they were stored) or 0, which gc_mark skips.
+                    unsafe { rb::gc_mark(v) };
                 }
             }
         }
@@ -127,7 +128,8 @@ fn gvl() -> Gvl {
 impl Frame {
     fn path(&self) -> Option<String> {
         // The iseq is live: this frame marks it.
-        (self.iseq != 0).then(|| iseq_string(gvl(), self.iseq, rb_iseq_path))
+        // SAFETY: the iseq is live: this frame marks it.
+        (self.iseq != 0).then(|| unsafe { rb::iseq_text(gvl(), self.iseq, IseqText::Path) })
     }
 
     fn lineno(&self) -> i64 {
@@ -136,7 +138,7 @@ impl Frame {
         }
         // SAFETY: a live iseq (this frame marks it); pos is within it (read from its own
         // frame's pc).
-        unsafe { rb_iseq_line_no(self.iseq, self.pos) as i64 }
+        unsafe { rb::iseq_line(gvl(), self.iseq, self.pos) }
     }
 
     fn facts(&self) -> &FrameFacts {
@@ -155,11 +157,8 @@ impl Frame {
     /// "is it a class or module, and which" or else "which class is it an instance of".
     fn cache_key(&self) -> FactsKey {
         let self_key = match ffi::type_of(gvl(), self.self_value) {
-            rb_sys::ruby_value_type::RUBY_T_CLASS | rb_sys::ruby_value_type::RUBY_T_MODULE => {
-                self.self_value
-            }
-            // SAFETY: GVL held; rb_obj_class is defined for every VALUE.
-            _ => unsafe { rb_sys::rb_obj_class(self.self_value) },
+            T::RUBY_T_CLASS | T::RUBY_T_MODULE => self.self_value,
+            _ => rb::class_of(gvl(), self.self_value),
         };
         (self.code, self.me, self.cfunc, self_key)
     }
@@ -175,7 +174,8 @@ impl Frame {
         }
         // A Ruby frame always has its (marked, live) iseq.
         let label = labels::iseq_label(gvl, self.code, None);
-        let base = iseq_string(gvl, self.code, rb_iseq_base_label);
+        // SAFETY: as above.
+        let base = unsafe { rb::iseq_text(gvl, self.code, IseqText::BaseLabel) };
         labels::facts_for_entry(gvl, &label, &base, self.me, self.self_value).0
     }
 
@@ -229,7 +229,9 @@ impl Frame {
         // The code's iseq is live: this frame marks it.
         self.cfunc
             || (self.code != 0
-                && iseq_string(gvl(), self.code, rb_iseq_path).starts_with("<internal:"))
+                // SAFETY: as above.
+                && unsafe { rb::iseq_text(gvl(), self.code, IseqText::Path) }
+                    .starts_with("<internal:"))
     }
 
     /// Like `Method#parameters`: `[[:req, :a], [:opt, :b], [:rest], ...]`, or nil when unknown.
@@ -275,14 +277,12 @@ impl Frame {
 /// for a thread that has finished).
 fn backtrace(ruby: &Ruby, thread: Value) -> Result<RArray, Error> {
     let gvl = gvl();
-    let raw = thread.as_raw();
-    // SAFETY: GVL held; rb_obj_is_kind_of only reads class pointers.
-    if unsafe { rb_sys::rb_obj_is_kind_of(raw, rb_sys::rb_cThread) } == ffi::FALSE {
+    let Some(th) = rb::thread_struct(gvl, thread.as_raw()) else {
         return Err(Error::new(
             ruby.exception_type_error(),
             "rbscope: backtrace wants a Thread",
         ));
-    }
+    };
     let layout = fast_capture::verified_layout(gvl).map_err(|why| {
         Error::new(
             ruby.exception_not_imp_error(),
@@ -290,12 +290,12 @@ fn backtrace(ruby: &Ruby, thread: Value) -> Result<RArray, Error> {
         )
     })?;
     let out = ruby.ary_new();
-    // SAFETY: a Thread is a TypedData whose data is the VM's rb_thread_t (null once freed).
-    let th = unsafe { rb_sys::RTYPEDDATA_GET_DATA(raw) } as usize;
     if th == 0 {
         return Ok(out);
     }
-    let mem = LocalMemory;
+    // SAFETY: GVL held, so the thread is this one or stopped at a safe point, and its control
+    // frames do not change while they are read; its rb_thread_t is live (not freed: th != 0).
+    let mem = unsafe { fast_capture::vm() };
     let ec = match mem.read_word(th + layout.thread_ec) {
         Ok(ec) if ec != 0 => ec,
         _ => return Ok(out),
@@ -364,7 +364,8 @@ struct ReadFrame {
 /// 3.4+ does, on every Ruby).
 fn push_frames(out: RArray, layout: &Layout, read: Vec<ReadFrame>) -> Result<(), Error> {
     let gvl = gvl();
-    let mem = LocalMemory;
+    // SAFETY: GVL held; the iseqs read are live (held by the caller's frames or record).
+    let mem = unsafe { fast_capture::vm() };
     let shapes: Vec<Shape> = read
         .iter()
         .map(|f| {
@@ -372,8 +373,8 @@ fn push_frames(out: RArray, layout: &Layout, read: Vec<ReadFrame>) -> Result<(),
                 return Shape::C;
             }
             let path = match layout.like_c {
-                // A live iseq read from the stack (held by the caller).
-                LikeC::Internal => iseq_string(gvl, f.iseq, rb_iseq_path),
+                // SAFETY: a live iseq read from the stack (held by the caller).
+                LikeC::Internal => unsafe { rb::iseq_text(gvl, f.iseq, IseqText::Path) },
                 _ => String::new(),
             };
             Shape::Ruby {
@@ -418,16 +419,18 @@ fn better_backtrace(ruby: &Ruby, exc: Value, locations: Value) -> Result<Option<
     let Some(slot) = crate::capture::ring::find(gvl, exc.as_raw()) else {
         return Ok(None);
     };
-    let (true, Some(layout)) = (slot.fast, fast_capture::layout()) else {
+    let (Some(Record::Vm(frames)), Some(layout)) =
+        (raise_record::decode(&slot.words), fast_capture::layout())
+    else {
         return Ok(None);
     };
-    let read: Vec<ReadFrame> = fast_capture::decode(&slot.words)
+    let read: Vec<ReadFrame> = frames
         .into_iter()
         .map(|f| ReadFrame {
-            iseq: if f.cfunc { 0 } else { f.iseq },
+            iseq: if f.cfunc { 0 } else { f.iseq as VALUE },
             pos: (!f.cfunc).then_some(f.pos),
-            me: f.method_entry,
-            self_value: f.self_value,
+            me: f.method_entry as VALUE,
+            self_value: f.self_value as VALUE,
             cfunc: f.cfunc,
         })
         .collect();
@@ -438,46 +441,64 @@ fn better_backtrace(ruby: &Ruby, exc: Value, locations: Value) -> Result<Option<
     Ok(agrees(gvl, out, locations.as_raw())?.then_some(out))
 }
 
-/// Whether `frames` are the frames of `locations` (the exception's `backtrace_locations`): as
-/// many, each at the same line, the innermost and outermost in the same file. Before 3.4,
-/// Ruby's locations also hold the frames that rescue and ensure clauses stand for (the one
-/// after each `rescue in`/`ensure in` location), which ours leave out: those are not compared.
+/// Whether `frames` are the frames of `locations` (the exception's `backtrace_locations`),
+/// as `rbscope_agent_core::capture::backtraces_agree` decides.
 fn agrees(gvl: Gvl, frames: RArray, locations: VALUE) -> Result<bool, Error> {
-    let locs = ffi::array_items(gvl, locations);
-    let hidden = rbscope_backtrace::hidden_by_clauses(locs.iter().map(|loc| {
-        let label = ffi::call(gvl, *loc, "label", &[])
-            .ok()
-            .and_then(|l| ffi::to_string(gvl, l))
-            .unwrap_or_default();
-        Some(label.starts_with("rescue in ") || label.starts_with("ensure in "))
-    }));
-    let locs: Vec<VALUE> = locs
-        .into_iter()
-        .zip(hidden)
-        .filter_map(|(loc, hidden)| (!hidden).then_some(loc))
-        .collect();
-    if locs.len() != frames.len() {
-        return Ok(false);
-    }
-    let last = locs.len().saturating_sub(1);
-    for (i, loc) in locs.iter().enumerate() {
-        let f = <&Frame>::try_convert(frames.entry::<Value>(i as isize)?)?;
-        let line = ffi::call(gvl, *loc, "lineno", &[])
-            .ok()
-            .and_then(ffi::fixnum);
-        if line != Some(f.lineno()) {
-            return Ok(false);
-        }
-        if i == 0 || i == last {
-            let path = ffi::call(gvl, *loc, "path", &[])
+    let locations = ffi::array_items(gvl, locations);
+    let labels: Vec<String> = locations
+        .iter()
+        .map(|loc| {
+            ffi::call(gvl, *loc, "label", &[])
                 .ok()
-                .and_then(|p| ffi::to_string(gvl, p));
-            if path != f.path() {
-                return Ok(false);
-            }
-        }
+                .and_then(|l| ffi::to_string(gvl, l))
+                .unwrap_or_default()
+        })
+        .collect();
+    let mut ours = Vec::with_capacity(frames.len());
+    for i in 0..frames.len() {
+        ours.push(<&Frame>::try_convert(frames.entry::<Value>(i as isize)?)?);
     }
-    Ok(true)
+    Ok(backtraces_agree(
+        &mut Ours(&ours),
+        &mut Locations(gvl, &locations),
+        &labels,
+    ))
+}
+
+/// A better backtrace's frames, read when asked.
+struct Ours<'a>(&'a [&'a Frame]);
+
+impl Frames for Ours<'_> {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn line(&mut self, i: usize) -> Option<i64> {
+        self.0.get(i).map(|f| f.lineno())
+    }
+    fn path(&mut self, i: usize) -> Option<String> {
+        self.0.get(i).and_then(|f| f.path())
+    }
+}
+
+/// Thread::Backtrace::Locations, read when asked.
+struct Locations<'a>(Gvl, &'a [VALUE]);
+
+impl Frames for Locations<'_> {
+    fn len(&self) -> usize {
+        self.1.len()
+    }
+    fn line(&mut self, i: usize) -> Option<i64> {
+        let loc = *self.1.get(i)?;
+        ffi::call(self.0, loc, "lineno", &[])
+            .ok()
+            .and_then(ffi::fixnum)
+    }
+    fn path(&mut self, i: usize) -> Option<String> {
+        let loc = *self.1.get(i)?;
+        ffi::call(self.0, loc, "path", &[])
+            .ok()
+            .and_then(|p| ffi::to_string(self.0, p))
+    }
 }
 
 /// `thread`'s frames as the wire protocol carries them (labels worked out here).

@@ -1,30 +1,22 @@
 //! Capture at raise by reading the raising thread's control frames directly (rbscope-vm).
 //!
-//! No `Binding` is made: for every Ruby frame we copy, into a pending-capture slot (ring.rs),
-//! the frame's iseq, its instruction position, `self`, its method entry and the VALUEs of its
-//! locals (its own environment and, for blocks, the enclosing ones). That is a few plain
-//! memory reads per frame and no allocation at all once the slot has grown. Everything else (which frames are app code, labels,
-//! lines, local names) waits until the exception is reported.
+//! No `Binding` is made: for every frame we copy, into a pending-capture slot (ring.rs), the
+//! frame's iseq, its instruction position, `self`, its method entry and the VALUEs of its
+//! locals (its own environment and, for blocks, the enclosing ones), in the raise-record format
+//! (`rbscope_vm::raise_record`). That is a few plain memory reads per frame and no allocation
+//! at all once the slot has grown. Everything else (which frames are app code, labels, lines,
+//! local names) waits until the exception is reported.
 //!
 //! Used only when the running Ruby's exact version has a known layout *and* a self-test at
 //! start agrees with `rb_profile_frames`; otherwise the agent uses the debug inspector
-//! (capture.rs) and says so.
+//! (capture/mod.rs) and says so.
 
-use crate::ffi::raw::{
-    rb_iseq_base_label, rb_iseq_label, rb_iseq_line_no, rb_iseq_path, rb_iseq_realpath,
-};
+use crate::ffi::capture::{self as rb, IseqText, VALUE};
 use crate::ffi::{self, Gvl, NIL};
-use rb_sys::{rb_thread_current, VALUE};
 use rbscope_vm::frames;
+use rbscope_vm::raise_record::{self as record, Encoder, Source, VmFrame};
 use rbscope_vm::{Layout, LocalMemory, Memory, RawFrame};
 use std::sync::atomic::{AtomicPtr, Ordering};
-
-/// Ruby frames copied per raise at most (a runaway recursion must not make raise slow).
-pub const MAX_RAW_FRAMES: usize = 512;
-/// Words per frame before its locals: iseq, position, self, method entry, control frame and
-/// environment addresses (to recognise the frame if it is still running at report time),
-/// level count.
-const FRAME_HEADER: usize = 7;
 
 static LAYOUT: AtomicPtr<Layout> = AtomicPtr::new(std::ptr::null_mut());
 
@@ -73,13 +65,22 @@ pub fn disable() {
     LAYOUT.store(std::ptr::null_mut(), Ordering::Release);
 }
 
-pub fn current_ec(layout: &Layout) -> Option<usize> {
-    // SAFETY: GVL held by the callers; the current Thread is a TypedData whose data is the
-    // VM's rb_thread_t, and its `ec` field is the running execution context.
-    unsafe {
-        let th = rb_sys::RTYPEDDATA_GET_DATA(rb_thread_current()) as usize;
-        LocalMemory.read_word(th + layout.thread_ec).ok()
-    }
+/// Reads this process's VM structures.
+///
+/// # Safety
+/// The GVL is held and only addresses of live VM structures reached from this thread's
+/// execution context, or from VALUEs kept alive (marked) by whoever holds them, are read
+/// through it (see `LocalMemory::new`).
+pub(crate) unsafe fn vm() -> LocalMemory {
+    // SAFETY: the caller's contract is LocalMemory::new's.
+    unsafe { LocalMemory::new() }
+}
+
+/// The running thread's execution context.
+pub fn current_ec(gvl: Gvl, layout: &Layout) -> Option<usize> {
+    let th = rb::current_thread_struct(gvl);
+    // SAFETY: GVL held; `th` is the running thread's rb_thread_t, whose `ec` field we read.
+    unsafe { vm() }.read_word(th + layout.thread_ec).ok()
 }
 
 /// Compares our walk of the current stack with `rb_profile_frames`: same paths and lines for
@@ -87,65 +88,24 @@ pub fn current_ec(layout: &Layout) -> Option<usize> {
 fn self_test(gvl: Gvl, layout: &Layout) -> Result<(), String> {
     let fail =
         |what: &str| format!("fast capture self-test failed ({what}); using the debug inspector");
-    let ec = current_ec(layout).ok_or_else(|| fail("no execution context"))?;
+    let ec = current_ec(gvl, layout).ok_or_else(|| fail("no execution context"))?;
     let mut ours: Vec<(String, i64)> = Vec::new();
-    frames::walk(&LocalMemory, layout, ec, 64, &mut |f: &RawFrame| {
-        let path = iseq_string(gvl, f.iseq as VALUE, rb_iseq_path);
-        let line = frames::pc_position(&LocalMemory, layout, f)
-            // SAFETY: the iseq is live (its frame is on the stack).
-            .map(|pos| unsafe { rb_iseq_line_no(f.iseq as VALUE, pos) } as i64)
+    // SAFETY: GVL held; the walk reads this thread's own control frames, from its `ec`.
+    let mem = unsafe { vm() };
+    frames::walk(&mem, layout, ec, 64, &mut |f: &RawFrame| {
+        // SAFETY: the iseq of a frame on this thread's stack is live.
+        let path = unsafe { rb::iseq_text(gvl, f.iseq as VALUE, IseqText::Path) };
+        let line = frames::pc_position(&mem, layout, f)
+            // SAFETY: as above; pos was read from its own frame's pc.
+            .map(|pos| unsafe { rb::iseq_line(gvl, f.iseq as VALUE, pos) })
             .unwrap_or(-1);
         ours.push((path, line));
         true
     })
     .map_err(|e| fail(&e.to_string()))?;
-    let mut buf = [0 as VALUE; 64];
-    let mut lines = [0i32; 64];
-    // SAFETY: GVL held; buffers are on the stack (scanned by the GC) and sized 64.
-    let n = unsafe { rb_sys::rb_profile_frames(0, 64, buf.as_mut_ptr(), lines.as_mut_ptr()) };
-    let mut theirs: Vec<(String, i64)> = Vec::new();
-    for (&frame, &line) in buf.iter().zip(lines.iter()).take(n.max(0) as usize) {
-        if line == 0 {
-            continue; // a C function
-        }
-        // SAFETY: `frame` is a frame object rb_profile_frames just returned.
-        let p = unsafe { rb_sys::rb_profile_frame_path(frame) };
-        theirs.push((ffi::to_string(gvl, p).unwrap_or_default(), line as i64));
-    }
-    // Code run by `rb_eval_string` from C (how `rbscope inject` starts the agent) has the path
-    // "eval" in its iseq, while rb_profile_frames names the file of the code it interrupted:
-    // the check covers the frames above it, which are the agent's own Ruby.
-    let k = ours.len().min(theirs.len()).min(
-        ours.iter()
-            .position(|(p, _)| p == "eval")
-            .unwrap_or(usize::MAX),
-    );
-    if k == 0 || ours.get(..k) != theirs.get(..k) {
-        return Err(fail(&format!(
-            "walk {:?} vs profile {:?}",
-            ours.first(),
-            theirs.first()
-        )));
-    }
-    Ok(())
+    let theirs = rb::profile_frames(gvl);
+    rbscope_agent_core::capture::walks_agree(&ours, &theirs).map_err(|e| fail(&e))
 }
-
-/// One of the iseq's location strings (`rb_iseq_path`, `rb_iseq_label`...). `iseq` must be a
-/// live iseq, kept alive by whoever holds it.
-pub(crate) fn iseq_string(
-    gvl: Gvl,
-    iseq: VALUE,
-    f: unsafe extern "C" fn(VALUE) -> VALUE,
-) -> String {
-    // SAFETY: iseq is a live iseq; these accessors only read its location fields.
-    let s = unsafe { f(iseq) };
-    ffi::to_string(gvl, s).unwrap_or_default()
-}
-
-/// Initial room of a slot, in words (enough for about a hundred frames).
-const STACK_WORDS: usize = 1024;
-/// The most words one capture may take (deeper stacks fall back to the inspector).
-const HEAP_WORDS: usize = 256 * 1024;
 
 /// Reads a word of this process's VM memory.
 ///
@@ -158,20 +118,15 @@ unsafe fn rd(addr: usize) -> usize {
     unsafe { std::ptr::read(addr as *const usize) }
 }
 
-/// Copies the current thread's frames into `out`, in the record format (per frame: iseq,
-/// position, self, method entry, cfp, ep, level count, then per level: local count and the
-/// local values; a C function's frame has false for its iseq and no levels). Returns the number of words written, or None when the stack does not fit
-/// or looks wrong. The same walk as `rbscope_vm::frames::walk`, flattened for speed: this
-/// runs on every raise.
+/// Copies the current thread's frames into `e` (the raise-record format). None when the stack
+/// does not fit or looks wrong. The same walk as `rbscope_vm::frames::walk`, flattened for
+/// speed: this runs on every raise.
 ///
 /// # Safety
 /// GVL held, on the thread whose `ec` this is, inside the raise hook (frames are stable).
-unsafe fn copy_stack(l: &Layout, ec: usize, out: *mut VALUE, cap: usize) -> Option<usize> {
-    // LONG2FIX for non-negative values.
-    let fix = |n: usize| ((n as VALUE) << 1) | 1;
-    // SAFETY: every `put` below is preceded by a check that `len + k <= cap` for the k words
-    // it writes, and `out` has room for `cap` VALUEs (the caller's contract).
-    let put = |i: usize, v: VALUE| unsafe { out.add(i).write(v) };
+unsafe fn copy_stack(l: &Layout, ec: usize, e: &mut Encoder) -> Option<()> {
+    // SAFETY: the caller's contract.
+    let mem = unsafe { vm() };
     // SAFETY: ec is the running execution context (caller's contract).
     let (stack, size, mut cfp) = unsafe {
         (
@@ -184,9 +139,8 @@ unsafe fn copy_stack(l: &Layout, ec: usize, out: *mut VALUE, cap: usize) -> Opti
     if cfp < stack || cfp > end || stack == 0 {
         return None;
     }
-    let mut len = 0usize;
     let mut frames = 0usize;
-    while cfp + l.cfp_size <= end && frames < MAX_RAW_FRAMES {
+    while cfp + l.cfp_size <= end && frames < record::MAX_FRAMES {
         // SAFETY: cfp lies inside this thread's control-frame area.
         let (ep, iseq, pc) =
             unsafe { (rd(cfp + l.cfp_ep), rd(cfp + l.cfp_iseq), rd(cfp + l.cfp_pc)) };
@@ -200,45 +154,30 @@ unsafe fn copy_stack(l: &Layout, ec: usize, out: *mut VALUE, cap: usize) -> Opti
         let cframe = flags & frames::VM_FRAME_FLAG_CFRAME != 0;
         if iseq != 0 && pc != 0 && ep != 0 && !cframe {
             frames += 1;
+            // SAFETY: cfp lies inside this thread's control-frame area.
+            let self_value = unsafe { rd(cfp + l.cfp_self) };
             // SAFETY: a Ruby frame's iseq and its body are live VM structures.
             let body = unsafe { rd(iseq + l.iseq_body) };
             // SAFETY: the body just read is that live iseq's.
             let enc = unsafe { rd(body + l.body_iseq_encoded) };
             let pos = (pc.saturating_sub(enc) / 8).saturating_sub(1);
-            if len + FRAME_HEADER > cap {
-                return None;
-            }
-            let start = len;
-            put(len, iseq as VALUE);
-            put(len + 1, fix(pos));
-            // SAFETY: as above.
-            put(len + 2, unsafe { rd(cfp + l.cfp_self) } as VALUE);
-            put(len + 3, ffi::FALSE);
-            put(len + 4, fix(cfp));
-            put(len + 5, fix(ep));
-            len += FRAME_HEADER;
+            let at = e.ruby_frame(iseq, pos, self_value, cfp, ep)?;
             let (mut ep, mut body) = (ep, body);
             let mut levels = 0;
             let mut me = 0usize;
-            for _ in 0..64 {
+            for _ in 0..record::MAX_LEVELS {
                 // SAFETY: the body's local table size is a u32 field.
                 let n = unsafe { std::ptr::read((body + l.body_local_table_size) as *const u32) }
                     as usize;
-                if n > 65_536 || len + 1 + n > cap {
-                    return None;
-                }
-                put(len, fix(n));
-                let first = ep - (n + 2) * 8;
-                for i in 0..n {
-                    // SAFETY: local i of n sits at ep[i - n - 2] in this environment.
-                    put(len + 1 + i, unsafe { rd(first + i * 8) } as VALUE);
-                }
-                len += 1 + n;
+                let first = ep.wrapping_sub((n + 2) * 8);
+                // SAFETY: local i of n sits at ep[i - n - 2] in this environment (the encoder
+                // refuses an impossible count before reading any).
+                e.level(n, |i| unsafe { rd(first + i * 8) })?;
                 levels += 1;
                 // SAFETY: environment flags and me/cref slots of a live environment.
                 let local = unsafe { rd(ep) } & frames::VM_ENV_FLAG_LOCAL != 0;
                 if me == 0 {
-                    me = frames::method_entry_at(&LocalMemory, ep, local).unwrap_or(0);
+                    me = frames::method_entry_at(&mem, ep, local).unwrap_or(0);
                 }
                 if local {
                     break;
@@ -253,117 +192,46 @@ unsafe fn copy_stack(l: &Layout, ec: usize, out: *mut VALUE, cap: usize) -> Opti
                 body = unsafe { rd(parent + l.iseq_body) };
                 ep = prev;
             }
-            if me != 0 {
-                put(start + 3, me as VALUE);
-            }
-            put(start + 6, fix(levels));
+            e.end_frame(at, me, levels);
         } else if cframe {
-            // A C function: no iseq (written as false), its method entry, no locals. Kept for
-            // better backtraces, which show C frames where Ruby's backtrace does.
-            if len + FRAME_HEADER > cap {
-                return None;
-            }
-            put(len, ffi::FALSE);
-            put(len + 1, fix(0));
+            // A C function: no iseq, its method entry, no locals. Kept for better backtraces,
+            // which show C frames where Ruby's backtrace does.
             // SAFETY: cfp lies inside this thread's control-frame area.
-            put(len + 2, unsafe { rd(cfp + l.cfp_self) } as VALUE);
-            let me = frames::method_entry_at(&LocalMemory, ep, true).unwrap_or(0);
-            put(len + 3, if me == 0 { ffi::FALSE } else { me as VALUE });
-            put(len + 4, fix(cfp));
-            put(len + 5, fix(ep));
-            put(len + 6, fix(0));
-            len += FRAME_HEADER;
+            let self_value = unsafe { rd(cfp + l.cfp_self) };
+            let me = frames::method_entry_at(&mem, ep, true).unwrap_or(0);
+            e.c_frame(self_value, me, cfp, ep)?;
         }
         cfp += l.cfp_size;
     }
-    Some(len)
+    Some(())
 }
 
-/// Copies the current thread's Ruby frames into `words` (a pending-capture slot). Allocates
-/// no Ruby object: the ring's mark function keeps the copied VALUEs alive from here on. Grows
-/// `words` (Rust memory) when the stack is deeper than before. False when the stack could not
-/// be read (the caller falls back to the inspector).
-pub fn capture(layout: &Layout, words: &mut Vec<VALUE>) -> bool {
-    let Some(ec) = current_ec(layout) else {
+/// Copies the current thread's frames into `words` (a pending-capture slot), in the
+/// raise-record format. Allocates no Ruby object: the ring's mark function keeps the copied
+/// VALUEs alive from here on. Grows `words` (Rust memory) when the stack is deeper than
+/// before. False when the stack could not be read (the caller falls back to the inspector).
+pub fn capture(gvl: Gvl, layout: &Layout, words: &mut Vec<usize>) -> bool {
+    let Some(ec) = current_ec(gvl, layout) else {
         return false;
     };
-    let mut cap = words.capacity().max(STACK_WORDS);
+    let mut cap = words.capacity().max(record::FIRST_WORDS);
     loop {
         words.clear();
         words.reserve(cap);
         let cap_now = words.capacity();
-        // SAFETY: GVL held, in the raise hook, ec is this thread's; `words` has room for
-        // `cap_now` VALUEs, and copy_stack writes only below the length it returns.
-        if let Some(len) = unsafe { copy_stack(layout, ec, words.as_mut_ptr(), cap_now) } {
-            // SAFETY: copy_stack initialised the first `len` elements.
-            unsafe { words.set_len(len) };
+        let copied = Encoder::new(words, Source::Vm).and_then(|mut e| {
+            // SAFETY: GVL held, in the raise hook, and ec is this thread's.
+            unsafe { copy_stack(layout, ec, &mut e) }
+        });
+        if copied.is_some() {
             return true;
         }
-        if cap_now >= HEAP_WORDS {
+        if cap_now >= record::MAX_WORDS {
+            words.clear();
             return false;
         }
-        cap = (cap_now * 4).min(HEAP_WORDS);
+        cap = (cap_now * 4).min(record::MAX_WORDS);
     }
-}
-
-/// One frame decoded from a fast record.
-pub struct FastFrame {
-    /// Position among the Ruby frames (C frames share the index of the Ruby frame below).
-    pub index: usize,
-    /// A C function's frame: no iseq, no locals.
-    pub cfunc: bool,
-    pub iseq: VALUE,
-    pub pos: usize,
-    pub self_value: VALUE,
-    pub method_entry: VALUE,
-    pub cfp: usize,
-    pub ep: usize,
-    /// Local values per environment level, innermost first.
-    pub levels: Vec<Vec<VALUE>>,
-}
-
-/// Decodes the words that `capture` copied.
-pub fn decode(words: &[VALUE]) -> Vec<FastFrame> {
-    let mut out = Vec::new();
-    let mut ruby_frames = 0;
-    let mut i = 0;
-    let fix = |v: Option<&VALUE>| v.and_then(|v| ffi::fixnum(*v)).unwrap_or(-1);
-    while i + FRAME_HEADER <= words.len() {
-        let nlevels = fix(words.get(i + 6));
-        if nlevels < 0 {
-            break;
-        }
-        let word = |k: usize| words.get(i + k).copied().unwrap_or(ffi::NIL);
-        let cfunc = word(0) == ffi::FALSE;
-        let mut f = FastFrame {
-            index: ruby_frames,
-            cfunc,
-            iseq: word(0),
-            pos: fix(words.get(i + 1)).max(0) as usize,
-            self_value: word(2),
-            method_entry: word(3),
-            cfp: fix(words.get(i + 4)).max(0) as usize,
-            ep: fix(words.get(i + 5)).max(0) as usize,
-            levels: Vec::with_capacity(nlevels as usize),
-        };
-        i += FRAME_HEADER;
-        for _ in 0..nlevels {
-            let n = fix(words.get(i));
-            let Some(level) = (n >= 0)
-                .then(|| words.get(i + 1..i + 1 + n as usize))
-                .flatten()
-            else {
-                return out;
-            };
-            f.levels.push(level.to_vec());
-            i += 1 + n as usize;
-        }
-        if !cfunc {
-            ruby_frames += 1;
-        }
-        out.push(f);
-    }
-    out
 }
 
 /// Path, real path, label, base label and line of a captured frame.
@@ -375,17 +243,17 @@ pub struct FrameText {
     pub lineno: i64,
 }
 
-pub fn frame_text(gvl: Gvl, f: &FastFrame) -> FrameText {
-    // SAFETY: the iseq is kept alive by the record that holds it.
-    let lineno = unsafe { rb_iseq_line_no(f.iseq, f.pos) } as i64;
-    // SAFETY: as above.
-    let abs = unsafe { rb_iseq_realpath(f.iseq) };
-    FrameText {
-        path: iseq_string(gvl, f.iseq, rb_iseq_path),
-        abs_path: ffi::to_string(gvl, abs),
-        label: iseq_string(gvl, f.iseq, rb_iseq_label),
-        base_label: iseq_string(gvl, f.iseq, rb_iseq_base_label),
-        lineno,
+pub fn frame_text(gvl: Gvl, f: &VmFrame) -> FrameText {
+    let iseq = f.iseq as VALUE;
+    // SAFETY: the iseq is kept alive by the record that holds it; pos was read from its frame.
+    unsafe {
+        FrameText {
+            path: rb::iseq_text(gvl, iseq, IseqText::Path),
+            abs_path: rb::iseq_realpath(gvl, iseq),
+            label: rb::iseq_text(gvl, iseq, IseqText::Label),
+            base_label: rb::iseq_text(gvl, iseq, IseqText::BaseLabel),
+            lineno: rb::iseq_line(gvl, iseq, f.pos),
+        }
     }
 }
 
@@ -395,9 +263,9 @@ pub fn called_name(gvl: Gvl, me: VALUE) -> Option<String> {
     if me == ffi::FALSE || me == 0 {
         return None;
     }
-    // SAFETY: `me` is a live method entry (kept by the ring); called_id follows flags,
-    // defined_class and def in rb_callable_method_entry_t (3.1 to 4.0).
-    let id = LocalMemory.read_word(me as usize + 24).ok()?;
+    // SAFETY: GVL held; `me` is a live method entry (kept by its holder); called_id follows
+    // flags, defined_class and def in rb_callable_method_entry_t (3.1 to 4.0).
+    let id = unsafe { vm() }.read_word(me as usize + 24).ok()?;
     ffi::id_name(gvl, id as _)
 }
 
@@ -407,71 +275,61 @@ pub fn frame_class(gvl: Gvl, me: VALUE) -> VALUE {
     if me == ffi::FALSE || me == 0 {
         return NIL;
     }
-    let Ok(klass) = LocalMemory.read_word(me as usize + 8) else {
+    // SAFETY: GVL held; `me` is a live method entry; defined_class follows its flags.
+    let Ok(klass) = unsafe { vm() }.read_word(me as usize + 8) else {
         return NIL;
     };
-    let klass = klass as VALUE;
     if klass == 0 {
         return NIL;
     }
-    match ffi::type_of(gvl, klass) {
-        rb_sys::ruby_value_type::RUBY_T_ICLASS => {
-            // SAFETY: an iclass's RBasic klass is the module it stands for.
-            unsafe { (*(klass as *const rb_sys::RBasic)).klass }
-        }
-        rb_sys::ruby_value_type::RUBY_T_CLASS if ffi::is_singleton_class(gvl, klass) => {
-            ffi::attached_object(gvl, klass)
-        }
-        _ => klass,
-    }
+    crate::capture::labels::as_frame_class(gvl, klass as VALUE)
 }
 
 /// The frames of the current thread that are running now, by (control frame, iseq,
 /// environment): a captured frame found here has not returned since the raise.
-pub fn running_frames(layout: &Layout) -> Vec<(usize, usize, usize)> {
+pub fn running_frames(gvl: Gvl, layout: &Layout) -> Vec<(usize, usize, usize)> {
     let mut out = Vec::new();
-    if let Some(ec) = current_ec(layout) {
-        let _ = frames::walk(
-            &LocalMemory,
-            layout,
-            ec,
-            MAX_RAW_FRAMES,
-            &mut |f: &RawFrame| {
-                out.push((f.cfp, f.iseq, f.ep));
-                true
-            },
-        );
+    if let Some(ec) = current_ec(gvl, layout) {
+        // SAFETY: GVL held; the walk reads this thread's own control frames.
+        let mem = unsafe { vm() };
+        let _ = frames::walk(&mem, layout, ec, record::MAX_FRAMES, &mut |f: &RawFrame| {
+            out.push((f.cfp, f.iseq, f.ep));
+            true
+        });
     }
     out
 }
 
 /// Re-reads the locals of a captured frame that is still running, so that assignments made
 /// after the raise (in `rescue` or `ensure`) show, as they would through a Binding.
-pub fn refresh_if_running(layout: &Layout, f: &mut FastFrame, running: &[(usize, usize, usize)]) {
-    if !running.contains(&(f.cfp, f.iseq as usize, f.ep)) {
+pub fn refresh_if_running(
+    _gvl: Gvl,
+    layout: &Layout,
+    f: &mut VmFrame,
+    running: &[(usize, usize, usize)],
+) {
+    if !running.contains(&(f.cfp, f.iseq, f.ep)) {
         return;
     }
-    let mem = LocalMemory;
+    // SAFETY: GVL held; the frame is on this thread's stack now (found in `running`), so its
+    // environments are live.
+    let mem = unsafe { vm() };
     let raw = RawFrame {
         cfp: f.cfp,
-        iseq: f.iseq as usize,
+        iseq: f.iseq,
         pc: 0,
-        self_value: f.self_value as usize,
+        self_value: f.self_value,
         ep: f.ep,
     };
     let mut chain = Vec::new();
     if frames::env_chain(&mem, layout, &raw, &mut chain).is_err() {
         return;
     }
-    let levels: Option<Vec<Vec<VALUE>>> = chain
+    let levels: Option<Vec<Vec<usize>>> = chain
         .iter()
         .map(|lv| {
             (0..lv.locals)
-                .map(|i| {
-                    frames::local_value(&mem, lv.ep, lv.locals, i)
-                        .ok()
-                        .map(|v| v as VALUE)
-                })
+                .map(|i| frames::local_value(&mem, lv.ep, lv.locals, i).ok())
                 .collect()
         })
         .collect();
@@ -482,10 +340,11 @@ pub fn refresh_if_running(layout: &Layout, f: &mut FastFrame, running: &[(usize,
 
 /// Local variable names and values of a frame, innermost environment first, as
 /// `Binding#local_variables` lists them (hidden and duplicate names skipped).
-pub fn locals(gvl: Gvl, layout: &Layout, f: &FastFrame) -> Vec<(String, VALUE)> {
-    let mem = LocalMemory;
+pub fn locals(gvl: Gvl, layout: &Layout, f: &VmFrame) -> Vec<(String, VALUE)> {
+    // SAFETY: GVL held; the frame's iseq and its parents are kept alive by the record.
+    let mem = unsafe { vm() };
     let mut out: Vec<(String, VALUE)> = Vec::new();
-    let mut iseq = f.iseq as usize;
+    let mut iseq = f.iseq;
     for (level, values) in f.levels.iter().enumerate() {
         if level > 0 {
             let parent = mem
@@ -500,15 +359,14 @@ pub fn locals(gvl: Gvl, layout: &Layout, f: &FastFrame) -> Vec<(String, VALUE)> 
             break;
         };
         for (id, v) in ids.iter().zip(values) {
-            // SAFETY: checking an ID's kind reads the symbol table only.
-            if unsafe { rb_sys::rb_is_local_id(*id as _) } == 0 {
+            if !rb::is_local_id(gvl, *id as _) {
                 continue;
             }
             let Some(name) = ffi::id_name(gvl, *id as _) else {
                 continue;
             };
             if !out.iter().any(|(n, _)| *n == name) {
-                out.push((name, *v));
+                out.push((name, *v as VALUE));
             }
         }
     }

@@ -7,9 +7,11 @@
 //! fast path, `Rbscope.backtrace`, and the inspector path where the VM layout is known), a
 //! block run as a method is named by that method, as the remote reader (rbscope-vm) names it.
 
+use crate::capture::fast_capture;
+use crate::ffi::capture::{self as rb, IseqText, T, VALUE};
 use crate::ffi::{self, Gvl, NIL};
-use rb_sys::{ruby_value_type as T, VALUE};
 use rbscope_backtrace::{FrameFacts, MethodKind, Param, Params};
+use rbscope_vm::Memory;
 
 /// Facts for a frame from its iseq labels, its method's class as [`as_frame_class`] gives it
 /// (nil outside methods) and its `self`.
@@ -90,14 +92,13 @@ pub fn as_frame_class(gvl: Gvl, klass: VALUE) -> VALUE {
     if klass == NIL || klass == 0 {
         return NIL;
     }
-    match ffi::type_of(gvl, klass) {
-        T::RUBY_T_ICLASS => {
-            // SAFETY: GVL held; an iclass's RBasic klass is the module it stands for.
-            unsafe { (*(klass as *const rb_sys::RBasic)).klass }
-        }
-        T::RUBY_T_CLASS if ffi::is_singleton_class(gvl, klass) => ffi::attached_object(gvl, klass),
-        _ => klass,
+    if let Some(module) = rb::iclass_module(gvl, klass) {
+        return module;
     }
+    if ffi::is_singleton_class(gvl, klass) {
+        return ffi::attached_object(gvl, klass);
+    }
+    klass
 }
 
 /// For a refinement module, the class it refines and the module that defined it (Ruby keeps
@@ -106,10 +107,8 @@ fn refinement(gvl: Gvl, klass: VALUE) -> Option<(VALUE, VALUE)> {
     if ffi::type_of(gvl, klass) != T::RUBY_T_MODULE {
         return None;
     }
-    // SAFETY: GVL held; rb_attr_get reads an ivar of a live module and never raises.
-    let get = |name: &str| unsafe { rb_sys::rb_attr_get(klass, ffi::intern(gvl, name)) };
-    let refined = get("__refined_class__");
-    let defined_at = get("__defined_at__");
+    let refined = rb::attr_get(gvl, klass, "__refined_class__");
+    let defined_at = rb::attr_get(gvl, klass, "__defined_at__");
     (refined != NIL && defined_at != NIL).then_some((refined, defined_at))
 }
 
@@ -125,9 +124,9 @@ pub fn facts_for_entry(
     me: VALUE,
     self_v: VALUE,
 ) -> (FrameFacts, String) {
-    let klass = crate::capture::fast_capture::frame_class(gvl, me);
+    let klass = fast_capture::frame_class(gvl, me);
     let as_method = (klass != NIL && is_bmethod(gvl, me))
-        .then(|| crate::capture::fast_capture::called_name(gvl, me))
+        .then(|| fast_capture::called_name(gvl, me))
         .flatten();
     let Some(name) = as_method else {
         return (
@@ -148,33 +147,38 @@ pub fn facts_for_entry(
 /// (`rbscope_vm::iseq::labelled_by`), as the remote reader counts it. `iseq` must be live;
 /// `own` is its own label when already read.
 pub fn iseq_label(gvl: Gvl, iseq: VALUE, own: Option<String>) -> String {
-    let code = crate::capture::fast_capture::verified_layout(gvl)
+    let code = fast_capture::verified_layout(gvl)
         .ok()
         .and_then(|l| {
-            rbscope_vm::iseq::labelled_by(&rbscope_vm::LocalMemory, l, iseq as usize).ok()
+            // SAFETY: GVL held; `iseq` is live (the caller's contract), and so are the iseqs
+            // it links to.
+            let mem = unsafe { fast_capture::vm() };
+            rbscope_vm::iseq::labelled_by(&mem, l, iseq as usize).ok()
         })
         .map_or(iseq, |v| v as VALUE);
     match own {
         Some(label) if code == iseq => label,
-        _ => crate::capture::fast_capture::iseq_string(gvl, code, crate::ffi::raw::rb_iseq_label),
+        // SAFETY: `code` is `iseq` or the live iseq it is labelled by.
+        _ => unsafe { rb::iseq_text(gvl, code, IseqText::Label) },
     }
 }
 
 /// Whether `me` is a method defined from a block (`VM_METHOD_TYPE_BMETHOD`, 4 in 3.1 to 4.0).
 fn is_bmethod(gvl: Gvl, me: VALUE) -> bool {
     const VM_METHOD_TYPE_BMETHOD: u8 = 4;
-    let Ok(layout) = crate::capture::fast_capture::verified_layout(gvl) else {
+    let Ok(layout) = fast_capture::verified_layout(gvl) else {
         return false;
     };
     if me == 0 || me == ffi::FALSE || me == NIL {
         return false;
     }
-    let mem = rbscope_vm::LocalMemory;
-    let def = match rbscope_vm::Memory::read_word(&mem, me as usize + layout.me_def) {
+    // SAFETY: GVL held; `me` is a live method entry (kept by its holder), and its definition.
+    let mem = unsafe { fast_capture::vm() };
+    let def = match mem.read_word(me as usize + layout.me_def) {
         Ok(d) if d != 0 => d,
         _ => return false,
     };
-    rbscope_vm::Memory::read_u8(&mem, def)
+    mem.read_u8(def)
         .map(|t| t & 0x0f == VM_METHOD_TYPE_BMETHOD)
         .unwrap_or(false)
 }
@@ -182,19 +186,17 @@ fn is_bmethod(gvl: Gvl, me: VALUE) -> bool {
 /// How many blocks deep the block a bmethod runs was written (`define_method(:m) { }` in a
 /// class body: 1), from `RubyVM::InstructionSequence.of` the method's label.
 fn bmethod_body_depth(gvl: Gvl, me: VALUE, name: &str) -> Option<u32> {
-    // `me` is a live method entry (checked by is_bmethod); defined_class follows flags in
-    // rb_callable_method_entry_t (3.1 to 4.0), as fast_capture::frame_class reads it.
-    let owner =
-        rbscope_vm::Memory::read_word(&rbscope_vm::LocalMemory, me as usize + 8).ok()? as VALUE;
+    // SAFETY: GVL held; `me` is a live method entry (checked by is_bmethod); defined_class
+    // follows flags in rb_callable_method_entry_t (3.1 to 4.0), as frame_class reads it.
+    let owner = unsafe { fast_capture::vm() }
+        .read_word(me as usize + 8)
+        .ok()? as VALUE;
     let owner = match ffi::type_of(gvl, owner) {
-        T::RUBY_T_ICLASS => {
-            // SAFETY: GVL held; an iclass's RBasic klass is the module it stands for.
-            unsafe { (*(owner as *const rb_sys::RBasic)).klass }
-        }
+        T::RUBY_T_ICLASS => rb::iclass_module(gvl, owner)?,
         T::RUBY_T_CLASS | T::RUBY_T_MODULE => owner,
         _ => return None,
     };
-    let sym = rb_sys::ID2SYM(ffi::intern(gvl, name));
+    let sym = rb::symbol(gvl, name);
     let um = ffi::core_call(gvl, "Module", "instance_method", owner, &[sym]).ok()?;
     let iseq_class = ffi::const_at(gvl, "RubyVM::InstructionSequence")?;
     let iseq = ffi::call(gvl, iseq_class, "of", &[um]).ok()?;
@@ -221,7 +223,7 @@ fn singleton_class(gvl: Gvl, v: VALUE) -> Option<VALUE> {
 
 /// `owner.instance_method(name).parameters`, through core methods only.
 fn parameters(gvl: Gvl, owner: VALUE, name: &str) -> Option<Vec<Param>> {
-    let sym = rb_sys::ID2SYM(ffi::intern(gvl, name));
+    let sym = rb::symbol(gvl, name);
     let um = ffi::core_call(gvl, "Module", "instance_method", owner, &[sym]).ok()?;
     let list = ffi::core_call(gvl, "UnboundMethod", "parameters", um, &[]).ok()?;
     Some(

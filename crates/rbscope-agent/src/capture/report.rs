@@ -10,15 +10,14 @@ use crate::capture::fast_capture;
 use crate::capture::graph::{self, Walker};
 use crate::capture::labels;
 use crate::capture::ring;
-use crate::capture::{self, frame, record};
 use crate::counters::{add, bump};
+use crate::ffi::capture::VALUE;
 use crate::ffi::{self, Gvl, NIL};
 use crate::state::Agent;
 use crate::writer::Job;
-use rb_sys::VALUE;
-use rbscope_snapshot::{
-    fingerprint, CauseInfo, Context, ExceptionInfo, Frame, Snapshot, SourceExcerpt,
-};
+use rbscope_agent_core::report::{cause_chain, read_source, stored_line, tallies, RaisedAt};
+use rbscope_snapshot::{fingerprint, CauseInfo, Context, ExceptionInfo, Frame, Snapshot};
+use rbscope_vm::raise_record::{self, InspectorFrame, Record, VmFrame};
 
 /// Reports `exc`; returns the new snapshot's id, or None when nothing was stored (rate
 /// limited, queue full, capture failed: each counted).
@@ -83,23 +82,18 @@ fn report_with_gc_off(
         })
         .collect();
     let (objects, mut stats) = walker.finish();
-    stats.frames_skipped = skipped.max(0) as u32;
+    stats.frames_skipped = skipped as u32;
     stats.locals_missing = !any_captured;
-    add(&agent.counters.values_redacted, stats.redacted as u64);
-    add(
-        &agent.counters.values_truncated,
-        (stats.truncated_strings + stats.truncated_collections) as u64,
-    );
-    add(
-        &agent.counters.objects_cut,
-        (stats.cut_depth + stats.cut_objects + stats.cut_bytes) as u64,
-    );
+    let (redacted, truncated, cut) = tallies(&stats);
+    add(&agent.counters.values_redacted, redacted);
+    add(&agent.counters.values_truncated, truncated);
+    add(&agent.counters.objects_cut, cut);
 
     let message = exception_message(gvl, exc);
     let id = ulid::Ulid::new().to_string();
     let snapshot = Snapshot {
         id: id.clone(),
-        reported_at_ms: now_ms(),
+        reported_at_ms: rbscope_agent_core::writer::now_ms(),
         fingerprint: fp,
         exception: ExceptionInfo {
             class_name: class_name.clone(),
@@ -120,18 +114,12 @@ fn report_with_gc_off(
         }
     };
     let summary = rbscope_store::SnapshotSummary::of(&snapshot, body.len());
-    let where_ = kept
-        .iter()
-        .map(|k| &k.parts)
-        .next()
-        .map(|f| format!(" in {} at {}:{}", f.label, f.path, f.lineno))
-        .unwrap_or_default();
-    let first_line = message.lines().next().unwrap_or("").chars().take(200);
-    let log = format!(
-        "[rbscope] snapshot {id} stored: {class_name}: {}{where_} (pid {})",
-        first_line.collect::<String>(),
-        std::process::id()
-    );
+    let at = kept.first().map(|k| RaisedAt {
+        label: &k.parts.label,
+        path: &k.parts.path,
+        lineno: k.parts.lineno,
+    });
+    let log = stored_line(&id, &class_name, &message, at, std::process::id());
     if agent.writer.submit(Job::Store {
         summary: Box::new(summary),
         body,
@@ -153,50 +141,43 @@ struct KeptFrame {
 
 /// The app frames of a capture record (either path), capped at `max_frames`, and how many
 /// app frames went over the cap.
-fn kept_frames(gvl: Gvl, agent: &Agent, slot: &ring::Slot) -> (Vec<KeptFrame>, i64) {
-    if slot.fast {
-        return match fast_capture::layout() {
-            Some(layout) => fast_frames(gvl, agent, layout, &slot.words),
+fn kept_frames(gvl: Gvl, agent: &Agent, slot: &ring::Slot) -> (Vec<KeptFrame>, usize) {
+    match raise_record::decode(&slot.words) {
+        Some(Record::Vm(frames)) => match fast_capture::layout() {
+            Some(layout) => fast_frames(gvl, agent, layout, frames),
             None => (Vec::new(), 0),
-        };
+        },
+        Some(Record::Inspector { frames, skipped }) => {
+            let kept = frames
+                .iter()
+                .map(|f| KeptFrame {
+                    parts: frame_parts(gvl, f),
+                    self_value: f.self_value as VALUE,
+                    locals: binding_locals(gvl, f.binding as VALUE),
+                })
+                .collect();
+            (kept, skipped)
+        }
+        None => (Vec::new(), 0),
     }
-    let rec = slot.words.first().copied().unwrap_or(NIL);
-    let items = ffi::array_items(gvl, rec);
-    let skipped = items
-        .get(record::SKIPPED as usize)
-        .and_then(|v| ffi::fixnum(*v))
-        .unwrap_or(0);
-    let kept = items
-        .into_iter()
-        .skip(record::FIRST_FRAME as usize)
-        .map(|entry| {
-            let fields = ffi::array_items(gvl, entry);
-            let get = |i: isize| fields.get(i as usize).copied().unwrap_or(NIL);
-            KeptFrame {
-                parts: frame_parts(gvl, entry),
-                self_value: get(frame::SELF),
-                locals: binding_locals(gvl, get(frame::BINDING)),
-            }
-        })
-        .collect();
-    (kept, skipped)
 }
 
 fn fast_frames(
     gvl: Gvl,
     agent: &Agent,
     layout: &rbscope_vm::Layout,
-    words: &[VALUE],
-) -> (Vec<KeptFrame>, i64) {
+    decoded: Vec<VmFrame>,
+) -> (Vec<KeptFrame>, usize) {
     let mut kept = Vec::new();
-    let mut skipped = 0i64;
-    let running = fast_capture::running_frames(layout);
-    let decoded = fast_capture::decode(words);
+    let mut skipped = 0;
+    let running = fast_capture::running_frames(gvl, layout);
+    // SAFETY: GVL held; the iseqs read are kept alive by the ring (and GC is off).
+    let mem = unsafe { fast_capture::vm() };
     // A rescue or ensure clause's frame stands for the frame it runs in, as in Ruby 3.4+'s
-    // backtraces and the inspector path (capture.rs), on every Ruby.
+    // backtraces and the inspector path (capture/mod.rs), on every Ruby.
     let hidden = rbscope_backtrace::hidden_by_clauses(decoded.iter().map(|f| {
         (!f.cfunc).then(|| {
-            rbscope_vm::iseq::kind_at(&rbscope_vm::LocalMemory, layout, f.iseq as usize)
+            rbscope_vm::iseq::kind_at(&mem, layout, f.iseq)
                 .map(|k| k.is_clause())
                 .unwrap_or(false)
         })
@@ -206,20 +187,20 @@ fn fast_frames(
             continue;
         }
         let text = fast_capture::frame_text(gvl, &f);
-        if !capture::is_app_path(&agent.config, text.path.as_bytes()) {
+        if !rbscope_agent_core::capture::is_app_path(&agent.config, text.path.as_bytes()) {
             continue;
         }
         if kept.len() >= agent.config.max_frames {
             skipped += 1;
             continue;
         }
-        fast_capture::refresh_if_running(layout, &mut f, &running);
+        fast_capture::refresh_if_running(gvl, layout, &mut f, &running);
         let (facts, base_label) = labels::facts_for_entry(
             gvl,
-            &labels::iseq_label(gvl, f.iseq, Some(text.label.clone())),
+            &labels::iseq_label(gvl, f.iseq as VALUE, Some(text.label.clone())),
             &text.base_label,
-            f.method_entry,
-            f.self_value,
+            f.method_entry as VALUE,
+            f.self_value as VALUE,
         );
         kept.push(KeptFrame {
             parts: FrameParts {
@@ -230,7 +211,7 @@ fn fast_frames(
                 abs_path: text.abs_path,
                 lineno: text.lineno,
             },
-            self_value: f.self_value,
+            self_value: f.self_value as VALUE,
             locals: fast_capture::locals(gvl, layout, &f),
         });
     }
@@ -275,10 +256,8 @@ struct FrameParts {
     lineno: i64,
 }
 
-fn frame_parts(gvl: Gvl, entry: VALUE) -> FrameParts {
-    let items = ffi::array_items(gvl, entry);
-    let get = |i: isize| items.get(i as usize).copied().unwrap_or(NIL);
-    let loc = get(frame::LOCATION);
+fn frame_parts(gvl: Gvl, f: &InspectorFrame) -> FrameParts {
+    let loc = f.location as VALUE;
     let text = |name: &str| {
         ffi::core_call(gvl, "Thread::Backtrace::Location", name, loc, &[])
             .ok()
@@ -288,27 +267,24 @@ fn frame_parts(gvl: Gvl, entry: VALUE) -> FrameParts {
         .ok()
         .and_then(ffi::fixnum)
         .unwrap_or(0);
-    // The iseq's own label when the capture kept it: Ruby 3.4's locations name a rescue
-    // clause's frame as the method, without `rescue in`.
-    let label = ffi::to_string(gvl, get(frame::ISEQ_LABEL))
+    // The iseq's own label when the capture kept the iseq: Ruby 3.4's locations name a
+    // rescue clause's frame as the method, without `rescue in`.
+    let iseq = f.iseq as VALUE;
+    let label = (iseq != NIL)
+        .then(|| labels::iseq_label(gvl, iseq, None))
         .or_else(|| text("label"))
         .unwrap_or_default();
     let base_label = text("base_label").unwrap_or_else(|| label.clone());
-    let me = get(frame::ME);
+    let (me, self_value) = (f.method_entry as VALUE, f.self_value as VALUE);
     let (facts, base_label) = if me != NIL && me != 0 {
-        labels::facts_for_entry(gvl, &label, &base_label, me, get(frame::SELF))
+        labels::facts_for_entry(gvl, &label, &base_label, me, self_value)
     } else {
-        let facts = labels::facts(
-            gvl,
-            &label,
-            &base_label,
-            labels::as_frame_class(gvl, get(frame::KLASS)),
-            get(frame::SELF),
-        );
+        let klass = labels::as_frame_class(gvl, f.klass as VALUE);
+        let facts = labels::facts(gvl, &label, &base_label, klass, self_value);
         (facts, base_label)
     };
     FrameParts {
-        depth: ffi::fixnum(get(frame::DEPTH)).unwrap_or(0) as u32,
+        depth: f.depth as u32,
         label: facts.label_with_params(),
         method_name: (!base_label.starts_with('<')).then(|| base_label.clone()),
         path: text("path").unwrap_or_default(),
@@ -339,19 +315,11 @@ fn binding_locals(gvl: Gvl, binding: VALUE) -> Vec<(String, VALUE)> {
 
 /// The cause chain, outermost first, bounded and loop-safe.
 fn causes(gvl: Gvl, exc: VALUE) -> Vec<VALUE> {
-    let mut out = Vec::new();
-    let mut cur = exc;
-    for _ in 0..16 {
-        let Ok(c) = ffi::core_call(gvl, "Exception", "cause", cur, &[]) else {
-            break;
-        };
-        if c == NIL || c == exc || out.contains(&c) {
-            break;
-        }
-        out.push(c);
-        cur = c;
-    }
-    out
+    cause_chain(exc, |e| {
+        ffi::core_call(gvl, "Exception", "cause", e, &[])
+            .ok()
+            .filter(|c| *c != NIL)
+    })
 }
 
 /// The exception's message. `message` is the one method rbscope calls that an app may
@@ -363,8 +331,8 @@ fn exception_message(gvl: Gvl, exc: VALUE) -> String {
     {
         return m;
     }
-    // SAFETY: reading the internal `mesg` ivar runs no Ruby code.
-    let mesg = unsafe { rb_sys::rb_ivar_get(exc, ffi::intern(gvl, "mesg")) };
+    // Reading the internal `mesg` ivar runs no Ruby code.
+    let mesg = crate::ffi::capture::ivar_get(gvl, exc, "mesg");
     ffi::to_string(gvl, mesg).unwrap_or_default()
 }
 
@@ -375,29 +343,6 @@ fn backtrace(gvl: Gvl, exc: VALUE) -> Vec<String> {
         .take(500)
         .filter_map(|l| ffi::to_string(gvl, l))
         .collect()
-}
-
-fn read_source(path: &str, lineno: i64, context: usize) -> Option<SourceExcerpt> {
-    if lineno <= 0 || context == 0 {
-        return None;
-    }
-    let meta = std::fs::metadata(path).ok()?;
-    if !meta.is_file() || meta.len() > 8 * 1024 * 1024 {
-        return None;
-    }
-    let text = std::fs::read(path).ok()?;
-    let text = String::from_utf8_lossy(&text);
-    let first = (lineno as usize).saturating_sub(context).max(1);
-    let lines: Vec<String> = text
-        .lines()
-        .skip(first - 1)
-        .take(context * 2 + 1)
-        .map(|l| l.chars().take(400).collect())
-        .collect();
-    (!lines.is_empty()).then_some(SourceExcerpt {
-        first_lineno: first as i64,
-        lines,
-    })
 }
 
 fn context(gvl: Gvl, agent: &Agent, ctx: VALUE, how: &str) -> Context {
@@ -417,8 +362,6 @@ fn context(gvl: Gvl, agent: &Agent, ctx: VALUE, how: &str) -> Context {
     };
     let mut extra = pairs(parts.get(2));
     extra.push(("reported_by".into(), how.into()));
-    // SAFETY: GVL held; `$0` is always a String or nil.
-    let title = unsafe { rb_sys::rb_gv_get(c"$0".as_ptr()) };
     let constant = |name: &str| {
         ffi::const_at(gvl, name)
             .and_then(|v| ffi::to_string(gvl, v))
@@ -427,7 +370,7 @@ fn context(gvl: Gvl, agent: &Agent, ctx: VALUE, how: &str) -> Context {
     Context {
         hostname: agent.hostname.clone(),
         pid: std::process::id(),
-        process_title: ffi::to_string(gvl, title).unwrap_or_default(),
+        process_title: crate::ffi::capture::process_title(gvl).unwrap_or_default(),
         ruby_version: constant("RUBY_VERSION"),
         ruby_platform: constant("RUBY_PLATFORM"),
         app_root: agent.config.app_root.clone(),
@@ -437,12 +380,4 @@ fn context(gvl: Gvl, agent: &Agent, ctx: VALUE, how: &str) -> Context {
         agent_version: env!("CARGO_PKG_VERSION").into(),
         extra,
     }
-}
-
-/// Now, in milliseconds since the epoch.
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

@@ -10,10 +10,10 @@
 //! is borrowed, so the mark function (which runs inside GC, also under the GVL) never sees a
 //! slot half-written.
 
+use crate::ffi::capture::{gc_mark, VALUE};
 use crate::ffi::guard::{self, Feature};
 use crate::ffi::marker::MarkerType;
 use crate::ffi::Gvl;
-use rb_sys::{rb_gc_mark, VALUE};
 use std::cell::UnsafeCell;
 use std::ffi::c_void;
 
@@ -22,10 +22,9 @@ use std::ffi::c_void;
 pub struct Slot {
     /// The exception (0 when the slot is empty).
     pub exc: VALUE,
-    /// True: `words` are frames copied by the fast path. False: `words[0]` is the debug
-    /// inspector's record array.
-    pub fast: bool,
-    pub words: Vec<VALUE>,
+    /// Its frames, in the raise-record format (`rbscope_vm::raise_record`): every word a
+    /// VALUE kept alive here or an immediate.
+    pub words: Vec<usize>,
 }
 
 struct Ring {
@@ -47,12 +46,13 @@ unsafe extern "C" fn mark_ring(_data: *mut c_void) {
         // SAFETY: called by the GC under the GVL; no slot is borrowed while Ruby can allocate.
         let ring = unsafe { &*RING.0.get() };
         for slot in &ring.slots {
-            // SAFETY: rb_gc_mark ignores special constants and pins what it marks; every word
-            // is a VALUE or a Fixnum.
+            // SAFETY: in the GC's mark phase; the exception is a live object (marked from here
+            // since it was stored), and every word of a raise record is a live VALUE or an
+            // immediate (the format's rule), which gc_mark skips.
             unsafe {
-                rb_gc_mark(slot.exc);
+                gc_mark(slot.exc);
                 for w in &slot.words {
-                    rb_gc_mark(*w);
+                    gc_mark(*w as VALUE);
                 }
             }
         }

@@ -1,0 +1,173 @@
+//! The bookkeeping of a report that needs no Ruby: the source lines shown beside a frame,
+//! the cause chain's bounds, the line logged for a stored snapshot, and what the walk's counts
+//! add to the agent's counters.
+
+use rbscope_snapshot::{CaptureStats, SourceExcerpt};
+
+/// Causes followed at most.
+pub const MAX_CAUSES: usize = 16;
+/// Source files larger than this are not read.
+const MAX_SOURCE_FILE: u64 = 8 * 1024 * 1024;
+/// Characters kept of a source line.
+const MAX_SOURCE_LINE: usize = 400;
+
+/// `context` lines either side of `lineno` in the file at `path`, each cut to 400 characters;
+/// None when there is no such file (or it is huge, or the line is unknown).
+pub fn read_source(path: &str, lineno: i64, context: usize) -> Option<SourceExcerpt> {
+    if lineno <= 0 || context == 0 {
+        return None;
+    }
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_file() || meta.len() > MAX_SOURCE_FILE {
+        return None;
+    }
+    let text = std::fs::read(path).ok()?;
+    let text = String::from_utf8_lossy(&text);
+    let first = (lineno as usize).saturating_sub(context).max(1);
+    let lines: Vec<String> = text
+        .lines()
+        .skip(first - 1)
+        .take(context * 2 + 1)
+        .map(|l| l.chars().take(MAX_SOURCE_LINE).collect())
+        .collect();
+    (!lines.is_empty()).then_some(SourceExcerpt {
+        first_lineno: first as i64,
+        lines,
+    })
+}
+
+/// The cause chain of `exc`, outermost first: `cause` gives an exception's cause (None for
+/// none). At most [`MAX_CAUSES`], and a loop ends it.
+pub fn cause_chain<V: Copy + PartialEq>(exc: V, mut cause: impl FnMut(V) -> Option<V>) -> Vec<V> {
+    let mut out = Vec::new();
+    let mut cur = exc;
+    for _ in 0..MAX_CAUSES {
+        let Some(c) = cause(cur) else {
+            break;
+        };
+        if c == exc || out.contains(&c) {
+            break;
+        }
+        out.push(c);
+        cur = c;
+    }
+    out
+}
+
+/// Where a snapshot's exception was raised, for its log line.
+pub struct RaisedAt<'a> {
+    pub label: &'a str,
+    pub path: &'a str,
+    pub lineno: i64,
+}
+
+/// The line logged when a snapshot is stored: its id, the exception and the first line of its
+/// message (at most 200 characters), where it was raised, and the process.
+pub fn stored_line(
+    id: &str,
+    class_name: &str,
+    message: &str,
+    at: Option<RaisedAt>,
+    pid: u32,
+) -> String {
+    let first_line: String = message
+        .lines()
+        .next()
+        .unwrap_or("")
+        .chars()
+        .take(200)
+        .collect();
+    let place = at
+        .map(|f| format!(" in {} at {}:{}", f.label, f.path, f.lineno))
+        .unwrap_or_default();
+    format!("[rbscope] snapshot {id} stored: {class_name}: {first_line}{place} (pid {pid})")
+}
+
+/// What a walk's counts add to the agent's counters: values redacted, values truncated
+/// (strings and collections), objects cut (by any limit).
+pub fn tallies(stats: &CaptureStats) -> (u64, u64, u64) {
+    (
+        stats.redacted as u64,
+        (stats.truncated_strings + stats.truncated_collections) as u64,
+        (stats.cut_depth + stats.cut_objects + stats.cut_bytes) as u64,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn source_lines_around_a_line() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        for i in 1..=10 {
+            writeln!(f, "line {i}").unwrap();
+        }
+        writeln!(f, "{}", "x".repeat(500)).unwrap();
+        let path = f.path().to_str().unwrap();
+        let s = read_source(path, 5, 2).unwrap();
+        assert_eq!(s.first_lineno, 3);
+        assert_eq!(s.lines, ["line 3", "line 4", "line 5", "line 6", "line 7"]);
+        let top = read_source(path, 1, 3).unwrap();
+        assert_eq!((top.first_lineno, top.lines.len()), (1, 7));
+        let long = read_source(path, 11, 1).unwrap();
+        assert_eq!(long.lines[1].len(), 400);
+        assert!(read_source(path, 0, 2).is_none());
+        assert!(read_source(path, 5, 0).is_none());
+        assert!(read_source(path, 50, 2).is_none(), "past the end");
+        assert!(read_source("/no/such/file.rb", 5, 2).is_none());
+        assert!(read_source("/tmp", 5, 2).is_none(), "a directory");
+    }
+
+    #[test]
+    fn cause_chains_are_bounded_and_loop_safe() {
+        // 1 -> 2 -> 3 -> end
+        let chain = cause_chain(1, |e| (e < 3).then_some(e + 1));
+        assert_eq!(chain, [2, 3]);
+        // 1 -> 2 -> 3 -> 2: the loop ends it.
+        assert_eq!(
+            cause_chain(1, |e| Some(if e == 3 { 2 } else { e + 1 })),
+            [2, 3]
+        );
+        // Back to the exception itself.
+        assert_eq!(cause_chain(1, |e| Some(if e == 2 { 1 } else { 2 })), [2]);
+        let endless = cause_chain(0u32, |e| Some(e + 1));
+        assert_eq!(endless.len(), MAX_CAUSES);
+    }
+
+    #[test]
+    fn the_stored_line() {
+        let at = RaisedAt {
+            label: "Shop#checkout",
+            path: "app.rb",
+            lineno: 3,
+        };
+        assert_eq!(
+            stored_line("01ID", "KeyError", "key not found\nmore", Some(at), 42),
+            "[rbscope] snapshot 01ID stored: KeyError: key not found in Shop#checkout at app.rb:3 (pid 42)"
+        );
+        let long = stored_line("01ID", "E", &"é".repeat(300), None, 1);
+        assert_eq!(
+            long,
+            format!(
+                "[rbscope] snapshot 01ID stored: E: {} (pid 1)",
+                "é".repeat(200)
+            )
+        );
+    }
+
+    #[test]
+    fn walk_counts_for_the_counters() {
+        let stats = CaptureStats {
+            redacted: 1,
+            truncated_strings: 2,
+            truncated_collections: 3,
+            cut_depth: 4,
+            cut_objects: 5,
+            cut_bytes: 6,
+            ..CaptureStats::default()
+        };
+        assert_eq!(tallies(&stats), (1, 5, 15));
+    }
+}

@@ -1,0 +1,480 @@
+//! A decoded snapshot as plain Ruby arrays, for `Rbscope::Restore` (restore.rb): the shapes,
+//! built through [`Build`] (the agent builds Ruby objects; tests build a tree).
+//!
+//! Building Ruby arrays, strings and numbers directly is several times faster than rendering
+//! JSON text for Ruby to parse again. Every object is pushed at once into a parent that is
+//! reachable from the root array (which the agent keeps on its native stack, scanned by the
+//! GC), so nothing is collected half-built.
+//!
+//! Shapes (documented again in restore.rb, which reads them):
+//!
+//! ```text
+//! doc    = [format_version, id, exception, frames, objects, context_json]
+//! exception = [class, message, [[class, message, frames], ...causes]]
+//! frame  = [label, method_or_nil, path, lineno, self, [name, value, ...], first_lineno, lines]
+//! object = [kind, class, frozen, [ivar_name, value, ...], *kind_specific]
+//! value  = nil | true | false | Integer | Float | Symbol | [ref_index] | [:redacted, why] | [:cut, why]
+//! ```
+
+use rbscope_snapshot::{CutReason, Frame, Object, ObjectKind, Snapshot, Value};
+
+/// Makes the objects of the shapes (Ruby's, in the agent).
+pub trait Build {
+    type Obj: Copy;
+    fn array(&self, capacity: usize) -> Self::Obj;
+    /// Appends `v` to an array this builder made.
+    fn push(&self, array: Self::Obj, v: Self::Obj);
+    fn str(&self, s: &str) -> Self::Obj;
+    /// A string of bytes in the named encoding (binary when the name is unknown).
+    fn bytes(&self, bytes: &[u8], encoding: &str) -> Self::Obj;
+    fn int(&self, n: i64) -> Self::Obj;
+    /// An integer given in decimal (nil when it is not one).
+    fn big_int(&self, decimal: &str) -> Self::Obj;
+    fn float(&self, f: f64) -> Self::Obj;
+    fn sym(&self, name: &str) -> Self::Obj;
+    fn bool(&self, b: bool) -> Self::Obj;
+    fn nil(&self) -> Self::Obj;
+}
+
+/// The whole snapshot as a `doc`.
+pub fn build<B: Build>(builder: &B, s: &Snapshot) -> B::Obj {
+    let b = Shapes(builder);
+    let doc = b.0.array(6);
+    b.0.push(doc, b.0.int(rbscope_snapshot::FORMAT_VERSION as i64));
+    b.0.push(doc, b.0.str(&s.id));
+    let exc = b.0.array(3);
+    b.0.push(doc, exc);
+    b.0.push(exc, b.0.str(&s.exception.class_name));
+    b.0.push(exc, b.0.str(&s.exception.message));
+    let causes = b.0.array(s.exception.causes.len());
+    b.0.push(exc, causes);
+    for c in &s.exception.causes {
+        let ca = b.0.array(3);
+        b.0.push(causes, ca);
+        b.0.push(ca, b.0.str(&c.class_name));
+        b.0.push(ca, b.0.str(&c.message));
+        b.frames(ca, &c.frames);
+    }
+    b.frames(doc, &s.frames);
+    let objects = b.0.array(s.objects.len());
+    b.0.push(doc, objects);
+    for o in &s.objects {
+        b.object(objects, o);
+    }
+    let context = rbscope_snapshot::json::snapshot_context(s).to_string();
+    b.0.push(doc, b.0.str(&context));
+    doc
+}
+
+struct Shapes<'b, B>(&'b B);
+
+impl<B: Build> Shapes<'_, B> {
+    fn opt_str(&self, s: &Option<String>) -> B::Obj {
+        s.as_deref().map(|s| self.0.str(s)).unwrap_or(self.0.nil())
+    }
+
+    fn value(&self, v: &Value) -> B::Obj {
+        match v {
+            Value::Nil => self.0.nil(),
+            Value::True => self.0.bool(true),
+            Value::False => self.0.bool(false),
+            Value::Integer(i) => self.0.int(*i),
+            Value::BigInteger(s) => self.0.big_int(s),
+            Value::Float(f) => self.0.float(*f),
+            Value::Symbol(s) => self.0.sym(s),
+            Value::Ref(i) => {
+                let a = self.0.array(1);
+                self.0.push(a, self.0.int(*i as i64));
+                a
+            }
+            Value::Redacted(why) => self.tagged("redacted", why),
+            Value::Cut(r) => self.tagged(
+                "cut",
+                match r {
+                    CutReason::Depth => "depth limit",
+                    CutReason::Objects => "object limit",
+                    CutReason::Bytes => "byte limit",
+                    CutReason::Error => "capture error",
+                },
+            ),
+        }
+    }
+
+    fn tagged(&self, tag: &str, text: &str) -> B::Obj {
+        let a = self.0.array(2);
+        self.0.push(a, self.0.sym(tag));
+        self.0.push(a, self.0.str(text));
+        a
+    }
+
+    fn pairs<'a>(&self, items: impl Iterator<Item = (&'a str, &'a Value)>) -> B::Obj {
+        let a = self.0.array(0);
+        for (name, v) in items {
+            self.0.push(a, self.0.str(name));
+            self.0.push(a, self.value(v));
+        }
+        a
+    }
+
+    fn values<'a>(&self, items: impl Iterator<Item = &'a Value>) -> B::Obj {
+        let a = self.0.array(0);
+        for v in items {
+            self.0.push(a, self.value(v));
+        }
+        a
+    }
+
+    fn location(&self, loc: &Option<(String, i64)>) -> B::Obj {
+        match loc {
+            Some((p, l)) => {
+                let a = self.0.array(2);
+                self.0.push(a, self.0.str(p));
+                self.0.push(a, self.0.int(*l));
+                a
+            }
+            None => self.0.nil(),
+        }
+    }
+
+    fn frames(&self, parent: B::Obj, frames: &[Frame]) {
+        let list = self.0.array(frames.len());
+        self.0.push(parent, list);
+        for f in frames {
+            let a = self.0.array(8);
+            self.0.push(list, a);
+            self.0.push(a, self.0.str(&f.label));
+            self.0.push(a, self.opt_str(&f.method_name));
+            self.0.push(a, self.0.str(&f.path));
+            self.0.push(a, self.0.int(f.lineno));
+            self.0.push(a, self.value(&f.self_value));
+            self.0
+                .push(a, self.pairs(f.locals.iter().map(|(n, v)| (n.as_str(), v))));
+            match &f.source {
+                Some(src) => {
+                    self.0.push(a, self.0.int(src.first_lineno));
+                    let lines = self.0.array(src.lines.len());
+                    self.0.push(a, lines);
+                    for l in &src.lines {
+                        self.0.push(lines, self.0.str(l));
+                    }
+                }
+                None => {
+                    self.0.push(a, self.0.nil());
+                    self.0.push(a, self.0.nil());
+                }
+            }
+        }
+    }
+
+    fn object(&self, parent: B::Obj, o: &Object) {
+        let a = self.0.array(6);
+        self.0.push(parent, a);
+        self.0.push(a, self.0.sym(o.kind.name()));
+        self.0.push(a, self.0.str(&o.class_name));
+        self.0.push(a, self.0.bool(o.frozen));
+        self.0
+            .push(a, self.pairs(o.ivars.iter().map(|(n, v)| (n.as_str(), v))));
+        match &o.kind {
+            ObjectKind::String {
+                bytes, encoding, ..
+            } => self.0.push(a, self.0.bytes(bytes, encoding)),
+            ObjectKind::Array { items, .. } | ObjectKind::Set { items, .. } => {
+                self.0.push(a, self.values(items.iter()))
+            }
+            ObjectKind::Hash {
+                entries,
+                default,
+                compare_by_identity,
+                ..
+            } => {
+                self.0
+                    .push(a, self.values(entries.iter().flat_map(|(k, v)| [k, v])));
+                match default {
+                    Some(d) => {
+                        let one = self.0.array(1);
+                        self.0.push(one, self.value(d));
+                        self.0.push(a, one);
+                    }
+                    None => self.0.push(a, self.0.nil()),
+                }
+                self.0.push(a, self.0.bool(*compare_by_identity));
+            }
+            ObjectKind::Struct { members } => self
+                .0
+                .push(a, self.pairs(members.iter().map(|(n, v)| (n.as_str(), v)))),
+            ObjectKind::Range {
+                begin,
+                end,
+                exclusive,
+            } => {
+                self.0.push(a, self.value(begin));
+                self.0.push(a, self.value(end));
+                self.0.push(a, self.0.bool(*exclusive));
+            }
+            ObjectKind::Regexp { source, options } => {
+                self.0.push(a, self.0.str(source));
+                self.0.push(a, self.0.int(*options as i64));
+            }
+            ObjectKind::Rational {
+                numerator,
+                denominator,
+            } => {
+                self.0.push(a, self.value(numerator));
+                self.0.push(a, self.value(denominator));
+            }
+            ObjectKind::Complex { real, imaginary } => {
+                self.0.push(a, self.value(real));
+                self.0.push(a, self.value(imaginary));
+            }
+            ObjectKind::Time {
+                seconds,
+                nanoseconds,
+                utc_offset,
+                utc,
+            } => {
+                self.0.push(a, self.0.int(*seconds));
+                self.0.push(a, self.0.int(*nanoseconds as i64));
+                self.0.push(a, self.0.int(*utc_offset as i64));
+                self.0.push(a, self.0.bool(*utc));
+            }
+            ObjectKind::Date { iso8601 } | ObjectKind::DateTime { iso8601 } => {
+                self.0.push(a, self.0.str(iso8601))
+            }
+            ObjectKind::BigDecimal { digits } => self.0.push(a, self.0.str(digits)),
+            ObjectKind::Plain => {}
+            ObjectKind::Module { name, .. } => self.0.push(a, self.opt_str(name)),
+            ObjectKind::Proc {
+                lambda,
+                arity,
+                source_location,
+            } => {
+                self.0.push(a, self.0.bool(*lambda));
+                self.0.push(a, self.0.int(*arity as i64));
+                self.0.push(a, self.location(source_location));
+            }
+            ObjectKind::Method {
+                owner,
+                name,
+                arity,
+                unbound,
+                source_location,
+            } => {
+                self.0.push(a, self.0.str(owner));
+                self.0.push(a, self.0.str(name));
+                self.0.push(a, self.0.int(*arity as i64));
+                self.0.push(a, self.0.bool(*unbound));
+                self.0.push(a, self.location(source_location));
+            }
+            ObjectKind::Exception { message } => self.0.push(a, self.0.str(message)),
+            ObjectKind::Opaque { preview } => self.0.push(a, self.0.str(preview)),
+            ObjectKind::Magic { path } => self.0.push(a, self.0.str(path)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rbscope_snapshot::{
+        CaptureStats, CauseInfo, Context, ExceptionInfo, SourceExcerpt, FORMAT_VERSION,
+    };
+    use std::cell::RefCell;
+
+    /// Builds a tree of text nodes; an array's items are node indices.
+    #[derive(Default)]
+    struct Tree(RefCell<Vec<Node>>);
+
+    enum Node {
+        Array(Vec<usize>),
+        Leaf(String),
+    }
+
+    impl Tree {
+        fn leaf(&self, text: String) -> usize {
+            let mut nodes = self.0.borrow_mut();
+            nodes.push(Node::Leaf(text));
+            nodes.len() - 1
+        }
+
+        /// `[a, b, ...]` with leaves as written by the builder.
+        fn render(&self, i: usize) -> String {
+            match &self.0.borrow()[i] {
+                Node::Leaf(t) => t.clone(),
+                Node::Array(items) => {
+                    let parts: Vec<String> = items.iter().map(|j| self.render(*j)).collect();
+                    format!("[{}]", parts.join(", "))
+                }
+            }
+        }
+    }
+
+    impl Build for Tree {
+        type Obj = usize;
+        fn array(&self, _capacity: usize) -> usize {
+            let mut nodes = self.0.borrow_mut();
+            nodes.push(Node::Array(Vec::new()));
+            nodes.len() - 1
+        }
+        fn push(&self, array: usize, v: usize) {
+            match &mut self.0.borrow_mut()[array] {
+                Node::Array(items) => items.push(v),
+                Node::Leaf(_) => panic!("pushed into a leaf"),
+            }
+        }
+        fn str(&self, s: &str) -> usize {
+            self.leaf(format!("{s:?}"))
+        }
+        fn bytes(&self, bytes: &[u8], encoding: &str) -> usize {
+            self.leaf(format!("{:?}.{encoding}", String::from_utf8_lossy(bytes)))
+        }
+        fn int(&self, n: i64) -> usize {
+            self.leaf(n.to_string())
+        }
+        fn big_int(&self, decimal: &str) -> usize {
+            self.leaf(format!("{decimal}n"))
+        }
+        fn float(&self, f: f64) -> usize {
+            self.leaf(format!("{f:?}"))
+        }
+        fn sym(&self, name: &str) -> usize {
+            self.leaf(format!(":{name}"))
+        }
+        fn bool(&self, b: bool) -> usize {
+            self.leaf(b.to_string())
+        }
+        fn nil(&self) -> usize {
+            self.leaf("nil".into())
+        }
+    }
+
+    fn object(class: &str, kind: ObjectKind, ivars: Vec<(String, Value)>) -> Object {
+        Object {
+            class_name: class.into(),
+            frozen: false,
+            kind,
+            ivars,
+        }
+    }
+
+    fn sample() -> Snapshot {
+        Snapshot {
+            id: "01ID".into(),
+            reported_at_ms: 0,
+            fingerprint: "fp".into(),
+            exception: ExceptionInfo {
+                class_name: "NoMethodError".into(),
+                message: "boom".into(),
+                backtrace: vec![],
+                causes: vec![CauseInfo {
+                    class_name: "KeyError".into(),
+                    message: "key".into(),
+                    backtrace: vec![],
+                    frames: vec![],
+                }],
+            },
+            frames: vec![Frame {
+                depth: 0,
+                label: "Shop#checkout".into(),
+                method_name: Some("checkout".into()),
+                path: "app.rb".into(),
+                lineno: 3,
+                self_value: Value::Ref(0),
+                locals: vec![
+                    ("n".into(), Value::Integer(3)),
+                    ("password".into(), Value::Redacted("name".into())),
+                    ("deep".into(), Value::Cut(CutReason::Depth)),
+                ],
+                source: Some(SourceExcerpt {
+                    first_lineno: 2,
+                    lines: vec!["def checkout".into()],
+                }),
+            }],
+            objects: vec![
+                object(
+                    "Shop",
+                    ObjectKind::Plain,
+                    vec![("@items".into(), Value::Ref(1))],
+                ),
+                object(
+                    "Hash",
+                    ObjectKind::Hash {
+                        entries: vec![(Value::Symbol("a".into()), Value::Float(1.5))],
+                        original_len: 1,
+                        default: Some(Value::Nil),
+                        default_proc: None,
+                        compare_by_identity: true,
+                    },
+                    vec![],
+                ),
+                object(
+                    "String",
+                    ObjectKind::String {
+                        bytes: b"caf\xc3\xa9".to_vec(),
+                        encoding: "UTF-8".into(),
+                        original_len: 5,
+                    },
+                    vec![],
+                ),
+                object(
+                    "Range",
+                    ObjectKind::Range {
+                        begin: Value::BigInteger("99999999999999999999".into()),
+                        end: Value::True,
+                        exclusive: false,
+                    },
+                    vec![],
+                ),
+                object(
+                    "Proc",
+                    ObjectKind::Proc {
+                        lambda: true,
+                        arity: -1,
+                        source_location: Some(("a.rb".into(), 7)),
+                    },
+                    vec![],
+                ),
+            ],
+            context: Context {
+                hostname: "web-1".into(),
+                ..Context::default()
+            },
+            stats: CaptureStats::default(),
+        }
+    }
+
+    #[test]
+    fn the_shapes_restore_rb_reads() {
+        let tree = Tree::default();
+        let s = sample();
+        let doc = build(&tree, &s);
+        let Node::Array(parts) = &tree.0.borrow()[doc] else {
+            panic!("the doc is not an array")
+        };
+        let parts = parts.clone();
+        let part = |i: usize| tree.render(parts[i]);
+        assert_eq!(parts.len(), 6);
+        assert_eq!(part(0), FORMAT_VERSION.to_string());
+        assert_eq!(part(1), "\"01ID\"");
+        assert_eq!(
+            part(2),
+            r#"["NoMethodError", "boom", [["KeyError", "key", []]]]"#
+        );
+        assert_eq!(
+            part(3),
+            r#"[["Shop#checkout", "checkout", "app.rb", 3, [0], ["n", 3, "password", [:redacted, "name"], "deep", [:cut, "depth limit"]], 2, ["def checkout"]]]"#
+        );
+        assert_eq!(
+            part(4),
+            [
+                r#"[[:object, "Shop", false, ["@items", [1]]], "#,
+                r#"[:hash, "Hash", false, [], [:a, 1.5], [nil], true], "#,
+                r#"[:string, "String", false, [], "café".UTF-8], "#,
+                r#"[:range, "Range", false, [], 99999999999999999999n, true, false], "#,
+                r#"[:proc, "Proc", false, [], true, -1, ["a.rb", 7]]]"#,
+            ]
+            .concat()
+        );
+        let context = part(5);
+        assert!(context.contains("web-1"), "{context}");
+    }
+}

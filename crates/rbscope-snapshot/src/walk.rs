@@ -1,0 +1,628 @@
+//! Walking the object graph that a frame reaches into a snapshot's object arena: the policy,
+//! apart from how objects are read (the agent reads Ruby objects through [`Reader`]).
+//!
+//! The walk is breadth first, so when a limit (depth, objects, bytes) cuts the graph, what is
+//! kept is what is closest to the frame. Every object is visited once and later sightings
+//! become references, which keeps cycles and shared references intact. A value held under a
+//! name that looks secret (a local, an instance variable, a hash key, a struct member), and a
+//! string that looks like a secret itself, is redacted ([`crate::redact`]). Known singletons
+//! (the magic roots: `Rails.application`...) are named, not walked.
+
+use crate::redact::Rules;
+use crate::{CaptureStats, CutReason, Object, ObjectKind, Value};
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// Object identities are addresses: mixing the bits once is all the hashing they need.
+#[derive(Default)]
+pub struct AddrHasher(u64);
+
+impl Hasher for AddrHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, _: &[u8]) {}
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (n as u64)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(29);
+    }
+}
+
+/// A map keyed by object identity (address).
+pub type AddrMap<V> = HashMap<usize, V, BuildHasherDefault<AddrHasher>>;
+
+/// How much of the graph a snapshot keeps.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Objects further than this from a frame are cut.
+    pub max_depth: u32,
+    pub max_objects: usize,
+    /// Once the kept objects weigh this much (an estimate), further objects are cut.
+    pub max_bytes: usize,
+    /// For the reader: bytes kept of a string, items kept of a collection.
+    pub max_string_bytes: usize,
+    pub max_collection_items: usize,
+}
+
+/// Reads the objects of a graph (Ruby's, for the agent; a fake one in tests).
+pub trait Reader {
+    /// A value as the reader holds it (a Ruby VALUE).
+    type Value: Copy;
+
+    /// The value itself when it is not an object of the graph (nil, booleans, numbers,
+    /// symbols; a value that cannot be read is `Cut(Error)`); None for an object.
+    fn inline(&mut self, v: Self::Value) -> Option<Value>;
+    /// The object's identity: seen twice, it is one object.
+    fn identity(&self, v: Self::Value) -> usize;
+    /// Runs `f` with the bytes of a string object (for the secret-value check before it is
+    /// kept); None for anything else.
+    fn read_string<T>(&self, v: Self::Value, f: impl FnOnce(&[u8]) -> T) -> Option<T>;
+    /// The object's class name and whether it is frozen.
+    fn header(&mut self, v: Self::Value) -> (String, bool);
+    /// What the object is. Its children are captured with `walk.value`/`walk.named` at
+    /// `depth`, and the bytes of what is kept charged with `walk.charge` as it is kept.
+    fn kind(&mut self, v: Self::Value, depth: u32, walk: &mut Walk<Self::Value>) -> ObjectKind;
+    /// The object's instance variables (names starting with `@`), captured with `walk.named`.
+    fn ivars(
+        &mut self,
+        v: Self::Value,
+        depth: u32,
+        walk: &mut Walk<Self::Value>,
+    ) -> Vec<(String, Value)>;
+}
+
+/// The walk's state: the arena being filled, what was seen, what waits, what was cut.
+pub struct Walk<'a, V> {
+    limits: Limits,
+    rules: &'a Rules,
+    magic: &'a AddrMap<String>,
+    seen: AddrMap<u32>,
+    objects: Vec<Object>,
+    queue: VecDeque<(V, u32, u32)>,
+    stats: CaptureStats,
+    bytes: usize,
+    secret_names: HashMap<String, Option<&'static str>>,
+}
+
+/// Names remembered per walk (a name's secrecy is asked once).
+const SECRET_NAMES_CACHED: usize = 10_000;
+/// What an object costs besides its contents (and its class name).
+const OBJECT_BYTES: usize = 48;
+
+impl<'a, V: Copy> Walk<'a, V> {
+    /// A walk under `limits` and `rules`; `magic` names the objects (by identity) that are
+    /// not walked.
+    pub fn new(limits: Limits, rules: &'a Rules, magic: &'a AddrMap<String>) -> Self {
+        Walk {
+            limits,
+            rules,
+            magic,
+            seen: AddrMap::default(),
+            objects: Vec::new(),
+            queue: VecDeque::new(),
+            stats: CaptureStats::default(),
+            bytes: 0,
+            secret_names: HashMap::new(),
+        }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Counts `bytes` of kept contents against the byte limit.
+    pub fn charge(&mut self, bytes: usize) {
+        self.bytes += bytes;
+    }
+
+    /// A value held under `name` (a local, an ivar, a hash key): redacted if the name looks
+    /// secret, else captured.
+    pub fn named<R>(&mut self, r: &mut R, name: &str, v: V, depth: u32) -> Value
+    where
+        R: Reader<Value = V> + ?Sized,
+    {
+        let secret = match self.secret_names.get(name) {
+            Some(s) => *s,
+            None => {
+                let s = self.rules.secret_name(name);
+                if self.secret_names.len() < SECRET_NAMES_CACHED {
+                    self.secret_names.insert(name.to_string(), s);
+                }
+                s
+            }
+        };
+        if let Some(why) = secret {
+            self.stats.redacted += 1;
+            return Value::Redacted(why.into());
+        }
+        self.value(r, v, depth)
+    }
+
+    /// Captures a value: inline values as they are, objects by reference (queued for the
+    /// walk), or cut when a limit is reached.
+    pub fn value<R>(&mut self, r: &mut R, v: V, depth: u32) -> Value
+    where
+        R: Reader<Value = V> + ?Sized,
+    {
+        if let Some(inline) = r.inline(v) {
+            return inline;
+        }
+        let rules = self.rules;
+        if let Some(Some(why)) = r.read_string(v, |bytes| rules.secret_value(bytes)) {
+            self.stats.redacted += 1;
+            return Value::Redacted(why.into());
+        }
+        let id = r.identity(v);
+        if let Some(&idx) = self.seen.get(&id) {
+            return Value::Ref(idx);
+        }
+        if self.objects.len() >= self.limits.max_objects {
+            self.stats.cut_objects += 1;
+            return Value::Cut(CutReason::Objects);
+        }
+        if depth > self.limits.max_depth {
+            self.stats.cut_depth += 1;
+            return Value::Cut(CutReason::Depth);
+        }
+        if self.bytes > self.limits.max_bytes {
+            self.stats.cut_bytes += 1;
+            return Value::Cut(CutReason::Bytes);
+        }
+        let idx = self.objects.len() as u32;
+        self.seen.insert(id, idx);
+        self.objects.push(Object {
+            class_name: String::new(),
+            frozen: false,
+            kind: ObjectKind::Plain,
+            ivars: Vec::new(),
+        });
+        self.queue.push_back((v, idx, depth));
+        Value::Ref(idx)
+    }
+
+    /// Fills every queued object, breadth first.
+    pub fn drain<R>(&mut self, r: &mut R)
+    where
+        R: Reader<Value = V> + ?Sized,
+    {
+        while let Some((v, idx, depth)) = self.queue.pop_front() {
+            let obj = self.describe(r, v, depth + 1);
+            self.bytes += OBJECT_BYTES + obj.class_name.len();
+            if let Some(slot) = self.objects.get_mut(idx as usize) {
+                *slot = obj;
+            }
+        }
+    }
+
+    fn describe<R>(&mut self, r: &mut R, v: V, depth: u32) -> Object
+    where
+        R: Reader<Value = V> + ?Sized,
+    {
+        let (class_name, frozen) = r.header(v);
+        if let Some(path) = self.magic.get(&r.identity(v)) {
+            return Object {
+                class_name,
+                frozen,
+                kind: ObjectKind::Magic { path: path.clone() },
+                ivars: Vec::new(),
+            };
+        }
+        let kind = r.kind(v, depth, self);
+        self.count_truncation(&kind);
+        let ivars = match kind {
+            ObjectKind::Module { .. } | ObjectKind::Opaque { .. } => Vec::new(),
+            // A Set's @hash (Ruby code on 3.1) is its members, already captured.
+            ObjectKind::Set { .. } => {
+                let mut iv = r.ivars(v, depth, self);
+                iv.retain(|(n, _)| n != "@hash");
+                iv
+            }
+            _ => r.ivars(v, depth, self),
+        };
+        Object {
+            class_name,
+            frozen,
+            kind,
+            ivars,
+        }
+    }
+
+    /// Strings and collections kept shorter than they are.
+    fn count_truncation(&mut self, kind: &ObjectKind) {
+        let (kept, len, stat) = match kind {
+            ObjectKind::String {
+                bytes,
+                original_len,
+                ..
+            } => (
+                bytes.len(),
+                *original_len,
+                &mut self.stats.truncated_strings,
+            ),
+            ObjectKind::Array {
+                items,
+                original_len,
+            }
+            | ObjectKind::Set {
+                items,
+                original_len,
+            } => (
+                items.len(),
+                *original_len,
+                &mut self.stats.truncated_collections,
+            ),
+            ObjectKind::Hash {
+                entries,
+                original_len,
+                ..
+            } => (
+                entries.len(),
+                *original_len,
+                &mut self.stats.truncated_collections,
+            ),
+            _ => return,
+        };
+        if (kept as u64) < len {
+            *stat += 1;
+        }
+    }
+
+    /// Walks what is left and returns the arena and the walk's counts.
+    pub fn finish<R>(mut self, r: &mut R) -> (Vec<Object>, CaptureStats)
+    where
+        R: Reader<Value = V> + ?Sized,
+    {
+        self.drain(r);
+        (self.objects, self.stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A value of the fake graph: an inline number, or an object by id.
+    #[derive(Clone, Copy, Debug)]
+    enum V {
+        Int(i64),
+        Obj(usize),
+    }
+
+    enum FakeObj {
+        Str(&'static str),
+        List(Vec<V>),
+        Record(Vec<(&'static str, V)>),
+    }
+
+    /// A fake graph: object `i` is `objects[i]`; every read is logged.
+    struct Graph {
+        objects: Vec<FakeObj>,
+        described: Vec<usize>,
+    }
+
+    impl Reader for Graph {
+        type Value = V;
+
+        fn inline(&mut self, v: V) -> Option<Value> {
+            match v {
+                V::Int(i) => Some(Value::Integer(i)),
+                V::Obj(i) if i >= self.objects.len() => Some(Value::Cut(CutReason::Error)),
+                V::Obj(_) => None,
+            }
+        }
+
+        fn identity(&self, v: V) -> usize {
+            match v {
+                V::Obj(i) => 0x1000 + i * 8,
+                V::Int(_) => 0,
+            }
+        }
+
+        fn read_string<T>(&self, v: V, f: impl FnOnce(&[u8]) -> T) -> Option<T> {
+            match v {
+                V::Obj(i) => match self.objects.get(i)? {
+                    FakeObj::Str(s) => Some(f(s.as_bytes())),
+                    _ => None,
+                },
+                V::Int(_) => None,
+            }
+        }
+
+        fn header(&mut self, v: V) -> (String, bool) {
+            let V::Obj(i) = v else { unreachable!() };
+            self.described.push(i);
+            let name = match self.objects[i] {
+                FakeObj::Str(_) => "String",
+                FakeObj::List(_) => "Array",
+                FakeObj::Record(_) => "Record",
+            };
+            (name.into(), i % 2 == 1)
+        }
+
+        fn kind(&mut self, v: V, depth: u32, walk: &mut Walk<V>) -> ObjectKind {
+            let V::Obj(i) = v else { unreachable!() };
+            match &self.objects[i] {
+                FakeObj::Str(s) => {
+                    let keep = s.len().min(walk.limits().max_string_bytes);
+                    walk.charge(keep);
+                    ObjectKind::String {
+                        bytes: s.as_bytes()[..keep].to_vec(),
+                        encoding: "UTF-8".into(),
+                        original_len: s.len() as u64,
+                    }
+                }
+                FakeObj::List(items) => {
+                    let items = items.clone();
+                    let take = items.len().min(walk.limits().max_collection_items);
+                    let kept: Vec<Value> = items[..take]
+                        .iter()
+                        .map(|item| walk.value(self, *item, depth))
+                        .collect();
+                    walk.charge(kept.len() * 8);
+                    ObjectKind::Array {
+                        items: kept,
+                        original_len: items.len() as u64,
+                    }
+                }
+                FakeObj::Record(_) => ObjectKind::Plain,
+            }
+        }
+
+        fn ivars(&mut self, v: V, depth: u32, walk: &mut Walk<V>) -> Vec<(String, Value)> {
+            let V::Obj(i) = v else { unreachable!() };
+            let FakeObj::Record(fields) = &self.objects[i] else {
+                return Vec::new();
+            };
+            let fields = fields.clone();
+            fields
+                .into_iter()
+                .map(|(name, v)| (name.to_string(), walk.named(self, name, v, depth)))
+                .collect()
+        }
+    }
+
+    fn limits() -> Limits {
+        Limits {
+            max_depth: 10,
+            max_objects: 100,
+            max_bytes: 1 << 20,
+            max_string_bytes: 100,
+            max_collection_items: 100,
+        }
+    }
+
+    /// Walks from `roots` (as a frame's locals at depth 0).
+    fn walk_with(
+        objects: Vec<FakeObj>,
+        roots: &[V],
+        limits: Limits,
+        magic: &AddrMap<String>,
+    ) -> (Vec<Value>, Vec<Object>, CaptureStats, Vec<usize>) {
+        let rules = Rules::default();
+        let mut g = Graph {
+            objects,
+            described: Vec::new(),
+        };
+        let mut w = Walk::new(limits, &rules, magic);
+        let values = roots.iter().map(|v| w.value(&mut g, *v, 0)).collect();
+        let (objects, stats) = w.finish(&mut g);
+        (values, objects, stats, g.described)
+    }
+
+    fn walk(
+        objects: Vec<FakeObj>,
+        roots: &[V],
+        limits: Limits,
+    ) -> (Vec<Value>, Vec<Object>, CaptureStats) {
+        let (v, o, s, _) = walk_with(objects, roots, limits, &AddrMap::default());
+        (v, o, s)
+    }
+
+    fn items(o: &Object) -> &[Value] {
+        match &o.kind {
+            ObjectKind::Array { items, .. } => items,
+            other => panic!("not an array: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn cycles_and_shared_objects_become_references() {
+        // 0 = [1, 2, 2], 1 = [0], 2 = "x"
+        let objects = vec![
+            FakeObj::List(vec![V::Obj(1), V::Obj(2), V::Obj(2)]),
+            FakeObj::List(vec![V::Obj(0)]),
+            FakeObj::Str("x"),
+        ];
+        let (values, arena, stats) = walk(objects, &[V::Obj(0), V::Obj(0), V::Int(7)], limits());
+        assert_eq!(values, [Value::Ref(0), Value::Ref(0), Value::Integer(7)]);
+        assert_eq!(arena.len(), 3);
+        assert_eq!(
+            items(&arena[0]),
+            [Value::Ref(1), Value::Ref(2), Value::Ref(2)]
+        );
+        assert_eq!(items(&arena[1]), [Value::Ref(0)]);
+        assert_eq!(arena[2].class_name, "String");
+        assert_eq!((arena[0].frozen, arena[1].frozen), (false, true));
+        assert_eq!(stats, CaptureStats::default());
+    }
+
+    #[test]
+    fn breadth_first_order() {
+        // 0 = [1, 2], 1 = [3], 2 = [4], 3 = "a", 4 = "b": 0, 1, 2, then 3, 4.
+        let objects = vec![
+            FakeObj::List(vec![V::Obj(1), V::Obj(2)]),
+            FakeObj::List(vec![V::Obj(3)]),
+            FakeObj::List(vec![V::Obj(4)]),
+            FakeObj::Str("a"),
+            FakeObj::Str("b"),
+        ];
+        let (_, arena, _, described) =
+            walk_with(objects, &[V::Obj(0)], limits(), &AddrMap::default());
+        assert_eq!(described, [0, 1, 2, 3, 4]);
+        assert_eq!(items(&arena[1]), [Value::Ref(3)]);
+        assert_eq!(items(&arena[2]), [Value::Ref(4)]);
+    }
+
+    /// A chain 0 -> 1 -> ... -> n-1 of one-item lists.
+    fn chain(n: usize) -> Vec<FakeObj> {
+        (0..n)
+            .map(|i| {
+                if i + 1 < n {
+                    FakeObj::List(vec![V::Obj(i + 1)])
+                } else {
+                    FakeObj::Str("end")
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_depth_limit_cuts_far_objects() {
+        let l = Limits {
+            max_depth: 2,
+            ..limits()
+        };
+        let (_, arena, stats) = walk(chain(6), &[V::Obj(0)], l);
+        // Roots are at depth 0, their items at 1 and 2; the next is cut.
+        assert_eq!(arena.len(), 3);
+        assert_eq!(items(&arena[2]), [Value::Cut(CutReason::Depth)]);
+        assert_eq!(stats.cut_depth, 1);
+    }
+
+    #[test]
+    fn the_object_limit_keeps_the_closest() {
+        let objects = vec![
+            FakeObj::List(vec![V::Obj(1), V::Obj(2), V::Obj(3)]),
+            FakeObj::Str("a"),
+            FakeObj::Str("b"),
+            FakeObj::Str("c"),
+        ];
+        let l = Limits {
+            max_objects: 3,
+            ..limits()
+        };
+        let (_, arena, stats) = walk(objects, &[V::Obj(0)], l);
+        assert_eq!(
+            items(&arena[0]),
+            [Value::Ref(1), Value::Ref(2), Value::Cut(CutReason::Objects)]
+        );
+        assert_eq!(stats.cut_objects, 1);
+    }
+
+    #[test]
+    fn the_byte_limit_counts_what_is_kept() {
+        // 0 = [1, 2]: when 1 and 2 are queued nothing is kept yet; once 0 is (2 items * 8,
+        // plus 48 and "Array": 69 bytes), 1's item 3 is over 68 and cut.
+        let objects = vec![
+            FakeObj::List(vec![V::Obj(1), V::Obj(2)]),
+            FakeObj::List(vec![V::Obj(3)]),
+            FakeObj::Str("b"),
+            FakeObj::Str("c"),
+        ];
+        let l = Limits {
+            max_bytes: 68,
+            ..limits()
+        };
+        let (_, arena, stats) = walk(objects, &[V::Obj(0)], l);
+        assert_eq!(arena.len(), 3);
+        assert_eq!(items(&arena[1]), [Value::Cut(CutReason::Bytes)]);
+        assert_eq!(stats.cut_bytes, 1);
+        let roomy = Limits {
+            max_bytes: 69,
+            ..limits()
+        };
+        let objects = vec![
+            FakeObj::List(vec![V::Obj(1), V::Obj(2)]),
+            FakeObj::List(vec![V::Obj(3)]),
+            FakeObj::Str("b"),
+            FakeObj::Str("c"),
+        ];
+        assert_eq!(walk(objects, &[V::Obj(0)], roomy).1.len(), 4);
+    }
+
+    #[test]
+    fn secrets_are_redacted_by_name_and_by_value() {
+        let objects = vec![
+            FakeObj::Record(vec![
+                ("@password", V::Obj(1)),
+                ("@name", V::Obj(2)),
+                ("@card", V::Obj(3)),
+                ("@api_key", V::Int(5)),
+            ]),
+            FakeObj::Str("hunter2"),
+            FakeObj::Str("Ada"),
+            FakeObj::Str("4111 1111 1111 1111"),
+        ];
+        let (_, arena, stats) = walk(objects, &[V::Obj(0)], limits());
+        let ivars = &arena[0].ivars;
+        assert_eq!(
+            ivars[0],
+            ("@password".into(), Value::Redacted("name".into()))
+        );
+        assert_eq!(ivars[1], ("@name".into(), Value::Ref(1)));
+        assert_eq!(
+            ivars[2],
+            ("@card".into(), Value::Redacted("card number".into()))
+        );
+        assert_eq!(ivars[3].1, Value::Redacted("name".into()));
+        assert_eq!(arena.len(), 2, "redacted objects are never walked");
+        assert_eq!(stats.redacted, 3);
+    }
+
+    #[test]
+    fn truncation_is_counted_from_what_is_kept() {
+        let objects = vec![
+            FakeObj::List(vec![V::Obj(1), V::Int(1), V::Int(2)]),
+            FakeObj::Str("abcdef"),
+        ];
+        let l = Limits {
+            max_string_bytes: 4,
+            max_collection_items: 2,
+            ..limits()
+        };
+        let (_, arena, stats) = walk(objects, &[V::Obj(0)], l);
+        assert_eq!(items(&arena[0]).len(), 2);
+        let ObjectKind::String {
+            bytes,
+            original_len,
+            ..
+        } = &arena[1].kind
+        else {
+            panic!()
+        };
+        assert_eq!((bytes.as_slice(), *original_len), (&b"abcd"[..], 6));
+        assert_eq!(
+            (stats.truncated_strings, stats.truncated_collections),
+            (1, 1)
+        );
+    }
+
+    #[test]
+    fn magic_roots_are_named_not_walked() {
+        let objects = vec![
+            FakeObj::List(vec![V::Obj(1)]),
+            FakeObj::Record(vec![("@secret_thing", V::Obj(2))]),
+            FakeObj::Str("x"),
+        ];
+        let magic = AddrMap::from_iter([(0x1000 + 8, "Rails.application".to_string())]);
+        let (_, arena, stats, described) = walk_with(objects, &[V::Obj(0)], limits(), &magic);
+        assert_eq!(arena.len(), 2);
+        assert_eq!(
+            arena[1].kind,
+            ObjectKind::Magic {
+                path: "Rails.application".into()
+            }
+        );
+        assert!(arena[1].ivars.is_empty());
+        assert_eq!(described, [0, 1]);
+        assert_eq!(stats.redacted, 0);
+    }
+
+    #[test]
+    fn unreadable_values_are_cut_as_errors() {
+        let (values, arena, _) = walk(vec![], &[V::Obj(9)], limits());
+        assert_eq!(values, [Value::Cut(CutReason::Error)]);
+        assert!(arena.is_empty());
+    }
+}
