@@ -3,6 +3,7 @@
 //!
 //! - `capture`: the raise capture's decisions (app code, frame locations, self-tests).
 //! - `config`: the settings `Rbscope.start` and `RBSCOPE_*` give, parsed and range-checked.
+//! - `frame_facts`: how a frame is named in a better backtrace (`Shop#checkout`, `Shop.build`).
 //! - `rate_limit`: at most so many snapshots of one failure a minute.
 //! - `report`: a report's bookkeeping (source lines, cause chain, log line, counts).
 //! - `restore_data`: the shapes of a snapshot handed to `Rbscope::Restore` as plain arrays.
@@ -10,6 +11,7 @@
 
 pub mod capture;
 pub mod config;
+pub mod frame_facts;
 pub mod rate_limit;
 pub mod report;
 pub mod restore_data;
