@@ -5,6 +5,7 @@
 //! - `config`: the settings `Rbscope.start` and `RBSCOPE_*` give, parsed and range-checked.
 //! - `control`: the control socket server (private directory, peer check, handshake, request
 //!   dispatch, the trace stream pump, eval waits), behind a `Handler` the agent implements.
+//! - `frame_facts`: how a frame is named in a better backtrace (`Shop#checkout`, `Shop.build`).
 //! - `rate_limit`: at most so many snapshots of one failure a minute.
 //! - `report`: a report's bookkeeping (source lines, cause chain, log line, counts).
 //! - `restore_data`: the shapes of a snapshot handed to `Rbscope::Restore` as plain arrays.
@@ -13,6 +14,7 @@
 pub mod capture;
 pub mod config;
 pub mod control;
+pub mod frame_facts;
 pub mod rate_limit;
 pub mod report;
 pub mod restore_data;

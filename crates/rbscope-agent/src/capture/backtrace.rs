@@ -11,7 +11,7 @@
 //! and `self` alive (marked) and works out its label, path, line and parameters only when
 //! asked.
 
-use crate::capture::fast_capture::{self, frame_class};
+use crate::capture::fast_capture;
 use crate::capture::labels;
 use crate::ffi::capture::{self as rb, AsRawValue, FromRawValue, IseqText, T, VALUE};
 use crate::ffi::guard::{self, Feature};
@@ -19,7 +19,8 @@ use crate::ffi::marker::MarkerType;
 use crate::ffi::{self, Gvl};
 use magnus::{gc, prelude::*, DataTypeFunctions, Error, RArray, Ruby, TypedData, Value};
 use rbscope_agent_core::capture::{backtraces_agree, Frames};
-use rbscope_backtrace::{FrameFacts, LikeC, MethodKind, Param, Params, Place, Shape};
+use rbscope_agent_core::frame_facts::{kind_name, param_parts};
+use rbscope_backtrace::{FrameFacts, LikeC, MethodKind, Params, Place, Shape};
 use rbscope_vm::frames::{self, StackFrame};
 use rbscope_vm::iseq;
 use rbscope_vm::raise_record::{self, Record};
@@ -127,7 +128,6 @@ fn gvl() -> Gvl {
 
 impl Frame {
     fn path(&self) -> Option<String> {
-        // The iseq is live: this frame marks it.
         // SAFETY: the iseq is live: this frame marks it.
         (self.iseq != 0).then(|| unsafe { rb::iseq_text(gvl(), self.iseq, IseqText::Path) })
     }
@@ -166,15 +166,14 @@ impl Frame {
     fn work_out_facts(&self) -> FrameFacts {
         let gvl = gvl();
         if self.cfunc {
-            let name = fast_capture::called_name(gvl, self.me).unwrap_or_else(|| "?".into());
-            let klass = frame_class(gvl, self.me);
+            let name = labels::called_name(gvl, self.me).unwrap_or_else(|| "?".into());
+            let klass = labels::frame_class(gvl, self.me);
             let mut facts = labels::facts(gvl, &name, &name, klass, self.self_value);
             facts.params = facts.params.of_c_function();
             return facts;
         }
-        // A Ruby frame always has its (marked, live) iseq.
         let label = labels::iseq_label(gvl, self.code, None);
-        // SAFETY: as above.
+        // SAFETY: a Ruby frame always has its iseq, which this frame marks (live).
         let base = unsafe { rb::iseq_text(gvl, self.code, IseqText::BaseLabel) };
         labels::facts_for_entry(gvl, &label, &base, self.me, self.self_value).0
     }
@@ -192,14 +191,7 @@ impl Frame {
     }
 
     fn kind(ruby: &Ruby, rb_self: &Self) -> Value {
-        let name = match rb_self.facts().kind {
-            MethodKind::Instance => "instance",
-            MethodKind::ClassLevel => "class",
-            MethodKind::ObjectSingleton => "singleton",
-            MethodKind::Refinement { .. } => "refinement",
-            MethodKind::TopLevel => "top",
-        };
-        ruby.to_symbol(name).as_value()
+        ruby.to_symbol(kind_name(&rb_self.facts().kind)).as_value()
     }
 
     fn refined_in(&self) -> Option<String> {
@@ -226,10 +218,9 @@ impl Frame {
     /// `<internal:...>` files (which, unlike C functions, some Rubies place at their own line).
     /// These are the frames a snapshot leaves out as not the app's.
     fn is_internal(&self) -> bool {
-        // The code's iseq is live: this frame marks it.
         self.cfunc
             || (self.code != 0
-                // SAFETY: as above.
+                // SAFETY: the code's iseq is live: this frame marks it.
                 && unsafe { rb::iseq_text(gvl(), self.code, IseqText::Path) }
                     .starts_with("<internal:"))
     }
@@ -241,20 +232,10 @@ impl Frame {
         };
         let out = ruby.ary_new();
         for p in params {
-            let (kind, name) = match p {
-                Param::Req(n) => ("req", n.as_ref()),
-                Param::Opt(n) => ("opt", Some(n)),
-                Param::Rest(n) => ("rest", n.as_ref()),
-                Param::Post(n) => ("post", n.as_ref()),
-                Param::KeyReq(n) => ("keyreq", Some(n)),
-                Param::Key(n) => ("key", Some(n)),
-                Param::KeyRest(n) => ("keyrest", n.as_ref()),
-                Param::NoKey => ("nokey", None),
-                Param::Block(n) => ("block", n.as_ref()),
-            };
+            let (kind, name) = param_parts(p);
             let pair = ruby.ary_new();
             pair.push(ruby.to_symbol(kind))?;
-            if let Some(n) = name.filter(|n| !n.is_empty()) {
+            if let Some(n) = name {
                 pair.push(ruby.to_symbol(n))?;
             }
             out.push(pair)?;

@@ -12,7 +12,7 @@
 //! (capture/mod.rs) and says so.
 
 use crate::ffi::capture::{self as rb, IseqText, VALUE};
-use crate::ffi::{self, Gvl, NIL};
+use crate::ffi::{self, Gvl};
 use rbscope_vm::frames;
 use rbscope_vm::raise_record::{self as record, Encoder, Source, VmFrame};
 use rbscope_vm::{Layout, LocalMemory, Memory, RawFrame};
@@ -96,7 +96,8 @@ fn self_test(gvl: Gvl, layout: &Layout) -> Result<(), String> {
         // SAFETY: the iseq of a frame on this thread's stack is live.
         let path = unsafe { rb::iseq_text(gvl, f.iseq as VALUE, IseqText::Path) };
         let line = frames::pc_position(&mem, layout, f)
-            // SAFETY: as above; pos was read from its own frame's pc.
+            // SAFETY: the iseq of a frame on this thread's stack is live; pos was read
+            // from that frame's pc.
             .map(|pos| unsafe { rb::iseq_line(gvl, f.iseq as VALUE, pos) })
             .unwrap_or(-1);
         ours.push((path, line));
@@ -255,34 +256,6 @@ pub fn frame_text(gvl: Gvl, f: &VmFrame) -> FrameText {
             lineno: rb::iseq_line(gvl, iseq, f.pos),
         }
     }
-}
-
-/// The name a method entry was called by (`called_id`), e.g. the name given to
-/// `define_method`.
-pub fn called_name(gvl: Gvl, me: VALUE) -> Option<String> {
-    if me == ffi::FALSE || me == 0 {
-        return None;
-    }
-    // SAFETY: GVL held; `me` is a live method entry (kept by its holder); called_id follows
-    // flags, defined_class and def in rb_callable_method_entry_t (3.1 to 4.0).
-    let id = unsafe { vm() }.read_word(me as usize + 24).ok()?;
-    ffi::id_name(gvl, id as _)
-}
-
-/// The class the inspector would report for a frame: the method entry's defined class, with
-/// an included module's iclass resolved to the module and a singleton class to its object.
-pub fn frame_class(gvl: Gvl, me: VALUE) -> VALUE {
-    if me == ffi::FALSE || me == 0 {
-        return NIL;
-    }
-    // SAFETY: GVL held; `me` is a live method entry; defined_class follows its flags.
-    let Ok(klass) = unsafe { vm() }.read_word(me as usize + 8) else {
-        return NIL;
-    };
-    if klass == 0 {
-        return NIL;
-    }
-    crate::capture::labels::as_frame_class(gvl, klass as VALUE)
 }
 
 /// The frames of the current thread that are running now, by (control frame, iseq,

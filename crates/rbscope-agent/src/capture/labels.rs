@@ -10,82 +10,83 @@
 use crate::capture::fast_capture;
 use crate::ffi::capture::{self as rb, IseqText, T, VALUE};
 use crate::ffi::{self, Gvl, NIL};
-use rbscope_backtrace::{FrameFacts, MethodKind, Param, Params};
+use rbscope_agent_core::frame_facts::{self, Classes};
+use rbscope_backtrace::{FrameFacts, Param};
 use rbscope_vm::Memory;
 
 /// Facts for a frame from its iseq labels, its method's class as [`as_frame_class`] gives it
-/// (nil outside methods) and its `self`.
+/// (nil outside methods) and its `self` (decided by rbscope-agent-core's `frame_facts`).
 pub fn facts(gvl: Gvl, label: &str, base_label: &str, klass: VALUE, self_v: VALUE) -> FrameFacts {
-    let (block_depth, clause) = rbscope_backtrace::nesting_of_label(label);
-    let is_module = |v: VALUE| matches!(ffi::type_of(gvl, v), T::RUBY_T_CLASS | T::RUBY_T_MODULE);
-    let self_class = || ffi::class_name_of(gvl, self_v);
+    let klass = (klass != NIL).then_some(klass);
+    frame_facts::facts(&RubyClasses(gvl), label, base_label, klass, self_v)
+}
 
-    // Code outside any method: `<main>`, `<top (required)>`, `<class:Foo>`.
-    if base_label.starts_with('<') || klass == NIL {
-        let class_body = base_label.starts_with("<class:") || base_label.starts_with("<module:");
-        let (class_path, kind) = if is_module(self_v) && class_body {
-            (ffi::class_path(gvl, self_v), MethodKind::ClassLevel)
-        } else {
-            (self_class(), MethodKind::TopLevel)
-        };
-        return FrameFacts {
-            class_path,
-            method_name: base_label.to_string(),
-            kind,
-            block_depth,
-            clause,
-            params: Params::Known(Vec::new()),
-        };
+/// Classes, modules and objects as the naming asks about them.
+struct RubyClasses(Gvl);
+
+impl Classes for RubyClasses {
+    type V = VALUE;
+
+    fn is_module(&self, v: VALUE) -> bool {
+        matches!(ffi::type_of(self.0, v), T::RUBY_T_CLASS | T::RUBY_T_MODULE)
     }
 
-    let (class_path, kind, method_owner) =
-        if let Some((refined, defined_at)) = refinement(gvl, klass) {
-            // A method of `refine String do ... end` inside `module Ext`.
-            (
-                ffi::class_path(gvl, refined),
-                MethodKind::Refinement {
-                    refined_in: ffi::class_path(gvl, defined_at),
-                },
-                Some(klass),
-            )
-        } else if !is_module(klass) {
-            // A method defined on one specific object: the inspector gives the object.
-            (
-                ffi::class_name_of(gvl, klass),
-                MethodKind::ObjectSingleton,
-                singleton_class(gvl, klass),
-            )
-        } else if is_module(self_v) && (self_v == klass || is_subclass(gvl, self_v, klass)) {
-            (
-                ffi::class_path(gvl, klass),
-                MethodKind::ClassLevel,
-                singleton_class(gvl, klass),
-            )
-        } else {
-            (
-                ffi::class_path(gvl, klass),
-                MethodKind::Instance,
-                Some(klass),
-            )
-        };
-    let params = method_owner
-        .and_then(|owner| parameters(gvl, owner, base_label))
-        .map(Params::Known)
-        .unwrap_or(Params::Unknown);
-    FrameFacts {
-        class_path,
-        method_name: base_label.to_string(),
-        kind,
-        block_depth,
-        clause,
-        params,
+    fn path(&self, module: VALUE) -> String {
+        ffi::class_path(self.0, module)
+    }
+
+    fn class_name_of(&self, v: VALUE) -> String {
+        ffi::class_name_of(self.0, v)
+    }
+
+    /// Ruby keeps both as hidden instance variables of the refinement.
+    fn refinement(&self, klass: VALUE) -> Option<(VALUE, VALUE)> {
+        if ffi::type_of(self.0, klass) != T::RUBY_T_MODULE {
+            return None;
+        }
+        let refined = rb::attr_get(self.0, klass, "__refined_class__");
+        let defined_at = rb::attr_get(self.0, klass, "__defined_at__");
+        (refined != NIL && defined_at != NIL).then_some((refined, defined_at))
+    }
+
+    fn is_subclass(&self, a: VALUE, b: VALUE) -> bool {
+        let gvl = self.0;
+        if ffi::type_of(gvl, a) != T::RUBY_T_CLASS || ffi::type_of(gvl, b) != T::RUBY_T_CLASS {
+            return false;
+        }
+        ffi::core_call(gvl, "Module", "<=", a, &[b])
+            .map(ffi::truthy)
+            .unwrap_or(false)
+    }
+
+    fn singleton_class(&self, v: VALUE) -> Option<VALUE> {
+        ffi::core_call(self.0, "Kernel", "singleton_class", v, &[]).ok()
+    }
+
+    /// Through core methods only.
+    fn parameters(&self, owner: VALUE, name: &str) -> Option<Vec<Param>> {
+        let gvl = self.0;
+        let sym = rb::symbol(gvl, name);
+        let um = ffi::core_call(gvl, "Module", "instance_method", owner, &[sym]).ok()?;
+        let list = ffi::core_call(gvl, "UnboundMethod", "parameters", um, &[]).ok()?;
+        Some(
+            ffi::array_items(gvl, list)
+                .into_iter()
+                .filter_map(|pair| {
+                    let parts = ffi::array_items(gvl, pair);
+                    let kind = ffi::symbol_name(gvl, *parts.first()?)?;
+                    let name = parts.get(1).and_then(|n| ffi::symbol_name(gvl, *n));
+                    Param::from_parts(&kind, name)
+                })
+                .collect(),
+        )
     }
 }
 
 /// The class as [`facts`] wants it, from the owner of a frame's method: a singleton class
 /// stands for the object it belongs to, an included module's iclass for the module. Ruby's
 /// debug inspector gives the owner as it is (a singleton class itself: `Pricing.round_it`
-/// would read `#<Class:Pricing>#round_it`); `fast_capture::frame_class` resolves a method
+/// would read `#<Class:Pricing>#round_it`); [`frame_class`] resolves a method
 /// entry's class the same way. Resolve once: a method of a singleton class's singleton class
 /// (`class << obj; def self.m`) belongs to the singleton class `#<Class:obj>`.
 pub fn as_frame_class(gvl: Gvl, klass: VALUE) -> VALUE {
@@ -101,15 +102,34 @@ pub fn as_frame_class(gvl: Gvl, klass: VALUE) -> VALUE {
     klass
 }
 
-/// For a refinement module, the class it refines and the module that defined it (Ruby keeps
-/// both as hidden instance variables of the refinement).
-fn refinement(gvl: Gvl, klass: VALUE) -> Option<(VALUE, VALUE)> {
-    if ffi::type_of(gvl, klass) != T::RUBY_T_MODULE {
+/// The name a method entry was called by (`called_id`), e.g. the name given to
+/// `define_method`.
+pub fn called_name(gvl: Gvl, me: VALUE) -> Option<String> {
+    if me == ffi::FALSE || me == 0 {
         return None;
     }
-    let refined = rb::attr_get(gvl, klass, "__refined_class__");
-    let defined_at = rb::attr_get(gvl, klass, "__defined_at__");
-    (refined != NIL && defined_at != NIL).then_some((refined, defined_at))
+    // SAFETY: GVL held; `me` is a live method entry (kept by its holder); called_id follows
+    // flags, defined_class and def in rb_callable_method_entry_t (3.1 to 4.0).
+    let id = unsafe { fast_capture::vm() }
+        .read_word(me as usize + 24)
+        .ok()?;
+    ffi::id_name(gvl, id as _)
+}
+
+/// The class the inspector would report for a frame: the method entry's defined class, with
+/// an included module's iclass resolved to the module and a singleton class to its object.
+pub fn frame_class(gvl: Gvl, me: VALUE) -> VALUE {
+    if me == ffi::FALSE || me == 0 {
+        return NIL;
+    }
+    // SAFETY: GVL held; `me` is a live method entry; defined_class follows its flags.
+    let Ok(klass) = unsafe { fast_capture::vm() }.read_word(me as usize + 8) else {
+        return NIL;
+    };
+    if klass == 0 {
+        return NIL;
+    }
+    as_frame_class(gvl, klass as VALUE)
 }
 
 /// Facts for a frame known by its method entry (the fast path, `Rbscope.backtrace`, and the
@@ -124,9 +144,9 @@ pub fn facts_for_entry(
     me: VALUE,
     self_v: VALUE,
 ) -> (FrameFacts, String) {
-    let klass = fast_capture::frame_class(gvl, me);
+    let klass = frame_class(gvl, me);
     let as_method = (klass != NIL && is_bmethod(gvl, me))
-        .then(|| fast_capture::called_name(gvl, me))
+        .then(|| called_name(gvl, me))
         .flatten();
     let Some(name) = as_method else {
         return (
@@ -206,35 +226,4 @@ fn bmethod_body_depth(gvl: Gvl, me: VALUE, name: &str) -> Option<u32> {
     let label = ffi::call(gvl, iseq, "label", &[]).ok()?;
     let label = ffi::to_string(gvl, label)?;
     Some(rbscope_backtrace::nesting_of_label(&label).0)
-}
-
-fn is_subclass(gvl: Gvl, a: VALUE, b: VALUE) -> bool {
-    if ffi::type_of(gvl, a) != T::RUBY_T_CLASS || ffi::type_of(gvl, b) != T::RUBY_T_CLASS {
-        return false;
-    }
-    ffi::core_call(gvl, "Module", "<=", a, &[b])
-        .map(ffi::truthy)
-        .unwrap_or(false)
-}
-
-fn singleton_class(gvl: Gvl, v: VALUE) -> Option<VALUE> {
-    ffi::core_call(gvl, "Kernel", "singleton_class", v, &[]).ok()
-}
-
-/// `owner.instance_method(name).parameters`, through core methods only.
-fn parameters(gvl: Gvl, owner: VALUE, name: &str) -> Option<Vec<Param>> {
-    let sym = rb::symbol(gvl, name);
-    let um = ffi::core_call(gvl, "Module", "instance_method", owner, &[sym]).ok()?;
-    let list = ffi::core_call(gvl, "UnboundMethod", "parameters", um, &[]).ok()?;
-    Some(
-        ffi::array_items(gvl, list)
-            .into_iter()
-            .filter_map(|pair| {
-                let parts = ffi::array_items(gvl, pair);
-                let kind = ffi::symbol_name(gvl, *parts.first()?)?;
-                let name = parts.get(1).and_then(|n| ffi::symbol_name(gvl, *n));
-                Param::from_parts(&kind, name)
-            })
-            .collect(),
-    )
 }

@@ -16,7 +16,8 @@ use crate::ffi::{self, Gvl, NIL};
 use crate::state::Agent;
 use crate::writer::Job;
 use rbscope_agent_core::report::{cause_chain, read_source, stored_line, tallies, RaisedAt};
-use rbscope_snapshot::{fingerprint, CauseInfo, Context, ExceptionInfo, Frame, Snapshot};
+use rbscope_backtrace::FrameFacts;
+use rbscope_snapshot::{fingerprint, CauseInfo, Context, ExceptionInfo, Frame, Snapshot, Value};
 use rbscope_vm::raise_record::{self, InspectorFrame, Record, VmFrame};
 
 /// Reports `exc`; returns the new snapshot's id, or None when nothing was stored (rate
@@ -60,7 +61,7 @@ fn report_with_gc_off(
     let top = kept
         .first()
         .or_else(|| cause_kept.iter().find_map(|k| k.first()))
-        .map(|f| f.parts.label.clone())
+        .map(|f| f.frame.label.clone())
         .unwrap_or_else(|| "-".into());
     let fp = fingerprint(&class_name, &top);
     if !agent.rate_limiter_allows(&fp) {
@@ -115,9 +116,9 @@ fn report_with_gc_off(
     };
     let summary = rbscope_store::SnapshotSummary::of(&snapshot, body.len());
     let at = kept.first().map(|k| RaisedAt {
-        label: &k.parts.label,
-        path: &k.parts.path,
-        lineno: k.parts.lineno,
+        label: &k.frame.label,
+        path: &k.frame.path,
+        lineno: k.frame.lineno,
     });
     let log = stored_line(&id, &class_name, &message, at, std::process::id());
     if agent.writer.submit(Job::Store {
@@ -132,11 +133,28 @@ fn report_with_gc_off(
     }
 }
 
-/// A captured frame ready for the walk: where it is, its `self`, its locals.
+/// A captured frame ready for the walk: the snapshot's frame without its values and source,
+/// its file's absolute path (when known), its `self` and its locals.
 struct KeptFrame {
-    parts: FrameParts,
+    frame: Frame,
+    abs_path: Option<String>,
     self_value: VALUE,
     locals: Vec<(String, VALUE)>,
+}
+
+/// A frame at `path:lineno`, labelled by `facts`, named by its base label unless that is
+/// not a method's (`<main>`).
+fn placed(depth: usize, facts: FrameFacts, base_label: &str, path: String, lineno: i64) -> Frame {
+    Frame {
+        depth: depth as u32,
+        label: facts.label_with_params(),
+        method_name: (!base_label.starts_with('<')).then(|| base_label.to_string()),
+        path,
+        lineno,
+        self_value: Value::Nil,
+        locals: Vec::new(),
+        source: None,
+    }
 }
 
 /// The app frames of a capture record (either path), capped at `max_frames`, and how many
@@ -150,10 +168,14 @@ fn kept_frames(gvl: Gvl, agent: &Agent, slot: &ring::Slot) -> (Vec<KeptFrame>, u
         Some(Record::Inspector { frames, skipped }) => {
             let kept = frames
                 .iter()
-                .map(|f| KeptFrame {
-                    parts: frame_parts(gvl, f),
-                    self_value: f.self_value as VALUE,
-                    locals: binding_locals(gvl, f.binding as VALUE),
+                .map(|f| {
+                    let (frame, abs_path) = inspected_frame(gvl, f);
+                    KeptFrame {
+                        frame,
+                        abs_path,
+                        self_value: f.self_value as VALUE,
+                        locals: binding_locals(gvl, f.binding as VALUE),
+                    }
                 })
                 .collect();
             (kept, skipped)
@@ -203,14 +225,8 @@ fn fast_frames(
             f.self_value as VALUE,
         );
         kept.push(KeptFrame {
-            parts: FrameParts {
-                depth: f.index as u32,
-                label: facts.label_with_params(),
-                method_name: (!base_label.starts_with('<')).then(|| base_label.clone()),
-                path: text.path,
-                abs_path: text.abs_path,
-                lineno: text.lineno,
-            },
+            frame: placed(f.index, facts, &base_label, text.path, text.lineno),
+            abs_path: text.abs_path,
             self_value: f.self_value as VALUE,
             locals: fast_capture::locals(gvl, layout, &f),
         });
@@ -222,41 +238,27 @@ fn fast_frames(
 fn walk_frames(agent: &Agent, walker: &mut Walker, kept: &[KeptFrame]) -> Vec<Frame> {
     kept.iter()
         .map(|k| {
-            let p = &k.parts;
-            let self_value = walker.value(k.self_value, 0);
-            let locals = k
-                .locals
-                .iter()
-                .map(|(name, v)| (name.clone(), walker.named(name, *v, 0)))
-                .collect();
+            let f = &k.frame;
             Frame {
-                depth: p.depth,
-                label: p.label.clone(),
-                method_name: p.method_name.clone(),
-                path: p.path.clone(),
-                lineno: p.lineno,
-                self_value,
-                locals,
+                self_value: walker.value(k.self_value, 0),
+                locals: k
+                    .locals
+                    .iter()
+                    .map(|(name, v)| (name.clone(), walker.named(name, *v, 0)))
+                    .collect(),
                 source: read_source(
-                    p.abs_path.as_deref().unwrap_or(&p.path),
-                    p.lineno,
+                    k.abs_path.as_deref().unwrap_or(&f.path),
+                    f.lineno,
                     agent.config.source_context_lines,
                 ),
+                ..f.clone()
             }
         })
         .collect()
 }
 
-struct FrameParts {
-    depth: u32,
-    label: String,
-    method_name: Option<String>,
-    path: String,
-    abs_path: Option<String>,
-    lineno: i64,
-}
-
-fn frame_parts(gvl: Gvl, f: &InspectorFrame) -> FrameParts {
+/// An inspector frame placed and labelled, and its file's absolute path.
+fn inspected_frame(gvl: Gvl, f: &InspectorFrame) -> (Frame, Option<String>) {
     let loc = f.location as VALUE;
     let text = |name: &str| {
         ffi::core_call(gvl, "Thread::Backtrace::Location", name, loc, &[])
@@ -283,14 +285,9 @@ fn frame_parts(gvl: Gvl, f: &InspectorFrame) -> FrameParts {
         let facts = labels::facts(gvl, &label, &base_label, klass, self_value);
         (facts, base_label)
     };
-    FrameParts {
-        depth: f.depth as u32,
-        label: facts.label_with_params(),
-        method_name: (!base_label.starts_with('<')).then(|| base_label.clone()),
-        path: text("path").unwrap_or_default(),
-        abs_path: text("absolute_path"),
-        lineno,
-    }
+    let path = text("path").unwrap_or_default();
+    let frame = placed(f.depth, facts, &base_label, path, lineno);
+    (frame, text("absolute_path"))
 }
 
 /// A binding's local variables, in the VM's order.

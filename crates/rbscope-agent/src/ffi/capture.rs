@@ -416,7 +416,7 @@ pub fn regexp_parts(gvl: Gvl, v: VALUE) -> (String, u32) {
     }
     // SAFETY: v is a Regexp: an RRegexp whose `src` is its source String.
     let src = unsafe { (*(v as *const rb_sys::RRegexp)).src };
-    // SAFETY: as above; a raise is caught.
+    // SAFETY: v is a Regexp (checked above); a raise is caught.
     let options = ffi::protect(gvl, || unsafe { rb_sys::rb_reg_options(v) } as VALUE)
         .map(|o| o as u32)
         .unwrap_or(0);
