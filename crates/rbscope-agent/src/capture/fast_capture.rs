@@ -115,7 +115,8 @@ fn self_test(gvl: Gvl, layout: &Layout) -> Result<(), String> {
 /// context while the GVL is held (see `rbscope_vm::LocalMemory`).
 #[inline(always)]
 unsafe fn rd(addr: usize) -> usize {
-    // SAFETY: per the function's contract.
+    // SAFETY: the caller promised `addr` is in a live VM structure of this thread, read
+    // with the GVL held (nothing writes it meanwhile).
     unsafe { std::ptr::read(addr as *const usize) }
 }
 
@@ -126,7 +127,8 @@ unsafe fn rd(addr: usize) -> usize {
 /// # Safety
 /// GVL held, on the thread whose `ec` this is, inside the raise hook (frames are stable).
 unsafe fn copy_stack(l: &Layout, ec: usize, e: &mut Encoder) -> Option<()> {
-    // SAFETY: the caller's contract.
+    // SAFETY: this function's contract (GVL held, in the raise hook, this thread's `ec`) is
+    // vm()'s: only this thread's live VM structures are read.
     let mem = unsafe { vm() };
     // SAFETY: ec is the running execution context (caller's contract).
     let (stack, size, mut cfp) = unsafe {

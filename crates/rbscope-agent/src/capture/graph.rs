@@ -8,12 +8,11 @@
 //! *core class's own* method (`Date.instance_method(:iso8601).bind_call(obj)`), so an
 //! application subclass cannot intercept the call.
 
-use crate::ffi::capture::{self as rb, Core, T, VALUE};
+use crate::ffi::capture::{self as rb, Core, CoreMethods, T, VALUE};
 use crate::ffi::{self, Gvl, NIL};
 use rbscope_agent_core::config::Config;
 use rbscope_snapshot::walk::{AddrMap, Limits, Reader, Walk};
 use rbscope_snapshot::{CaptureStats, CutReason, Object, ObjectKind, Value};
-use std::collections::HashMap;
 
 /// The walk of one report: its state and the reader of Ruby objects.
 pub struct Walker<'a> {
@@ -61,8 +60,8 @@ struct RubyObjects {
     bigdecimal: VALUE,
     class_names: AddrMap<String>,
     id_names: AddrMap<Option<String>>,
-    /// The core UnboundMethods borrowed for C data, looked up once per walk.
-    core_methods: HashMap<(&'static str, &'static str), VALUE>,
+    /// The core methods borrowed for C data, looked up once per walk.
+    core: CoreMethods,
     struct_members: AddrMap<Vec<String>>,
 }
 
@@ -189,7 +188,10 @@ impl Reader for RubyObjects {
             T::RUBY_T_OBJECT => self.plain_object(v, depth, walk),
             T::RUBY_T_DATA => self.data(v, depth, walk),
             T::RUBY_T_FILE => ObjectKind::Opaque {
-                preview: self.core_call(v, "IO", "inspect").unwrap_or_default(),
+                preview: self
+                    .core
+                    .text(gvl, v, "IO", "inspect", &[])
+                    .unwrap_or_default(),
             },
             _ => ObjectKind::Opaque {
                 preview: rb::any_to_s(gvl, v),
@@ -231,7 +233,7 @@ impl RubyObjects {
             bigdecimal: find("BigDecimal"),
             class_names: AddrMap::default(),
             id_names: AddrMap::default(),
-            core_methods: HashMap::new(),
+            core: CoreMethods::default(),
             struct_members: AddrMap::default(),
         }
     }
@@ -272,12 +274,12 @@ impl RubyObjects {
         walk.charge(entries.len() * 16);
         // `default` is nil both without a default and with a default proc: only then ask
         // for the proc.
-        let default = self.core_value(v, "Hash", "default");
+        let default = self.core.call(gvl, v, "Hash", "default", &[]);
         let default_proc = match default {
             Some(d) if d != NIL => None,
-            _ => self.core_value(v, "Hash", "default_proc"),
+            _ => self.core.call(gvl, v, "Hash", "default_proc", &[]),
         };
-        let cbi = self.core_value(v, "Hash", "compare_by_identity?");
+        let cbi = self.core.call(gvl, v, "Hash", "compare_by_identity?", &[]);
         ObjectKind::Hash {
             entries,
             original_len: total as u64,
@@ -340,7 +342,8 @@ impl RubyObjects {
         if kind_of(rb::core_class(Core::Time)) {
             if let Some((seconds, nanoseconds, utc_offset)) = rb::time_parts(gvl, v) {
                 let utc = self
-                    .core_value(v, "Time", "utc?")
+                    .core
+                    .call(gvl, v, "Time", "utc?", &[])
                     .map(ffi::truthy)
                     .unwrap_or(false);
                 return ObjectKind::Time {
@@ -353,16 +356,16 @@ impl RubyObjects {
         }
         if kind_of(self.datetime) {
             let nine = rb::fixnum_value(9);
-            if let Some(s) = self.core_call_args(v, "DateTime", "iso8601", &[nine]) {
+            if let Some(s) = self.core.text(gvl, v, "DateTime", "iso8601", &[nine]) {
                 return ObjectKind::DateTime { iso8601: s };
             }
         } else if kind_of(self.date) {
-            if let Some(s) = self.core_call(v, "Date", "iso8601") {
+            if let Some(s) = self.core.text(gvl, v, "Date", "iso8601", &[]) {
                 return ObjectKind::Date { iso8601: s };
             }
         }
         if kind_of(self.bigdecimal) {
-            if let Some(s) = self.core_call(v, "BigDecimal", "to_s") {
+            if let Some(s) = self.core.text(gvl, v, "BigDecimal", "to_s", &[]) {
                 return ObjectKind::BigDecimal { digits: s };
             }
         }
@@ -378,15 +381,18 @@ impl RubyObjects {
             let unbound = kind_of(rb::core_class(Core::UnboundMethod));
             let core = if unbound { "UnboundMethod" } else { "Method" };
             let owner = self
-                .core_value(v, core, "owner")
+                .core
+                .call(gvl, v, core, "owner", &[])
                 .map(|o| ffi::class_path(gvl, o))
                 .unwrap_or_default();
             let name = self
-                .core_value(v, core, "name")
+                .core
+                .call(gvl, v, core, "name", &[])
                 .and_then(|s| ffi::symbol_name(gvl, s))
                 .unwrap_or_default();
             let arity = self
-                .core_value(v, core, "arity")
+                .core
+                .call(gvl, v, core, "arity", &[])
                 .and_then(ffi::fixnum)
                 .map(|a| a as i32)
                 .unwrap_or(-1);
@@ -400,7 +406,7 @@ impl RubyObjects {
             };
         }
         if kind_of(rb::core_class(Core::Thread)) {
-            if let Some(p) = self.core_call(v, "Thread", "inspect") {
+            if let Some(p) = self.core.text(gvl, v, "Thread", "inspect", &[]) {
                 return ObjectKind::Opaque { preview: p };
             }
         }
@@ -411,53 +417,13 @@ impl RubyObjects {
 
     fn source_location(&mut self, v: VALUE, core: &'static str) -> Option<(String, i64)> {
         let gvl = self.gvl;
-        let loc = self.core_value(v, core, "source_location")?;
+        let loc = self.core.call(gvl, v, core, "source_location", &[])?;
         if ffi::type_of(gvl, loc) != T::RUBY_T_ARRAY {
             return None;
         }
         let parts = ffi::array_items(gvl, loc);
         let (p, l) = (*parts.first()?, *parts.get(1)?);
         Some((ffi::to_string(gvl, p)?, ffi::fixnum(l).unwrap_or(0)))
-    }
-
-    /// The core class's own method applied to `v` (see [`ffi::core_call`]), with the
-    /// UnboundMethod looked up once per walk.
-    fn core_value(&mut self, v: VALUE, core: &'static str, name: &'static str) -> Option<VALUE> {
-        self.core_value_args(v, core, name, &[])
-    }
-
-    fn core_value_args(
-        &mut self,
-        v: VALUE,
-        core: &'static str,
-        name: &'static str,
-        args: &[VALUE],
-    ) -> Option<VALUE> {
-        let gvl = self.gvl;
-        let um = match self.core_methods.get(&(core, name)) {
-            Some(um) => *um,
-            None => {
-                let um = ffi::core_method(gvl, core, name).ok()?;
-                self.core_methods.insert((core, name), um);
-                um
-            }
-        };
-        ffi::bind_call(gvl, um, v, args).ok()
-    }
-
-    fn core_call(&mut self, v: VALUE, core: &'static str, name: &'static str) -> Option<String> {
-        self.core_call_args(v, core, name, &[])
-    }
-
-    fn core_call_args(
-        &mut self,
-        v: VALUE,
-        core: &'static str,
-        name: &'static str,
-        args: &[VALUE],
-    ) -> Option<String> {
-        let s = self.core_value_args(v, core, name, args)?;
-        ffi::to_string(self.gvl, s)
     }
 }
 

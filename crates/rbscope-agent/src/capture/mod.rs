@@ -25,7 +25,7 @@ pub(crate) mod restore_data;
 pub(crate) mod ring;
 
 use crate::counters::bump;
-use crate::ffi::capture::{self as rb, Inspector, IseqText, TraceArg, VALUE};
+use crate::ffi::capture::{self as rb, Inspected, Inspector, IseqText, TraceArg, VALUE};
 use crate::ffi::guard::{self, Feature};
 use crate::ffi::{self, Gvl, NIL};
 use crate::state::{self, Agent};
@@ -138,62 +138,6 @@ fn capture(gvl: Gvl, agent: &Agent, exc: VALUE) {
     bump(&agent.counters.raises_captured);
 }
 
-/// One frame as the debug inspector knows it (innermost first).
-struct InspectedFrame {
-    /// nil for a C function's frame.
-    binding: VALUE,
-    self_value: VALUE,
-    klass: VALUE,
-    /// The frame's iseq (0 when unknown), and its control frame (0 when unknown).
-    iseq: VALUE,
-    cfp: usize,
-}
-
-/// The inspector's own list of frames (`dc->contexts`: `[self, class, binding, iseq, cfp, ...]`
-/// per frame, innermost first), read from the debug context, which has no API for it: Ruby 3.4
-/// gives locations only for the frames its backtraces show (a rescue or ensure clause's frame
-/// stands for the frame it runs in) while the per-frame getters count every frame, and refuse
-/// the outermost ones. The list is used only when its first frame is the one the API gives for
-/// index 0.
-fn raw_contexts(gvl: Gvl, dc: &Inspector, n: usize) -> Option<Vec<InspectedFrame>> {
-    if n == 0 {
-        return None;
-    }
-    let (binding0, self0, _) = dc.frame(0);
-    for list in dc.context_list_candidates() {
-        if ffi::type_of(gvl, list) != rb::T::RUBY_T_ARRAY {
-            continue;
-        }
-        let frames: Option<Vec<InspectedFrame>> = ffi::array_items(gvl, list)
-            .iter()
-            .map(|e| {
-                if ffi::type_of(gvl, *e) != rb::T::RUBY_T_ARRAY {
-                    return None;
-                }
-                let parts = ffi::array_items(gvl, *e);
-                let iseq = *parts.get(3)?;
-                Some(InspectedFrame {
-                    self_value: *parts.first()?,
-                    klass: *parts.get(1)?,
-                    binding: *parts.get(2)?,
-                    iseq: if iseq == NIL { 0 } else { iseq },
-                    cfp: (*parts.get(4)? as usize) & !0x03,
-                })
-            })
-            .collect();
-        let Some(frames) = frames else {
-            continue;
-        };
-        let first_agrees = frames
-            .first()
-            .is_some_and(|f| f.binding == binding0 && f.self_value == self0);
-        if first_agrees && frames.len() >= n {
-            return Some(frames);
-        }
-    }
-    None
-}
-
 /// Whether a frame's code is a rescue or ensure clause, from its iseq's own label (`rescue in
 /// m` in every release; Ruby 3.4's locations name the method instead).
 fn is_clause_iseq(gvl: Gvl, iseq: VALUE) -> bool {
@@ -204,7 +148,7 @@ fn is_clause_iseq(gvl: Gvl, iseq: VALUE) -> bool {
 
 /// The method entry a frame runs, read from its control frame when the VM layout is known
 /// (nil otherwise, or at top level and in class bodies).
-fn frame_method_entry(gvl: Gvl, f: &InspectedFrame) -> VALUE {
+fn frame_method_entry(gvl: Gvl, f: &Inspected) -> VALUE {
     let Ok(layout) = fast_capture::verified_layout(gvl) else {
         return NIL;
     };
@@ -238,21 +182,8 @@ fn inspect_frames(gvl: Gvl, dc: &Inspector, agent: &Agent, out: &mut Vec<usize>)
     let cfg = &agent.config;
     let locs = ffi::array_items(gvl, dc.locations());
     let n = locs.len();
-    let from_api = || -> Vec<InspectedFrame> {
-        (0..n)
-            .map(|i| {
-                let (binding, self_value, klass) = dc.frame(i);
-                InspectedFrame {
-                    binding,
-                    self_value,
-                    klass,
-                    iseq: 0,
-                    cfp: 0,
-                }
-            })
-            .collect()
-    };
-    let mut frames = raw_contexts(gvl, dc, n).unwrap_or_else(from_api);
+    let from_api = || -> Vec<Inspected> { (0..n).map(|i| dc.frame(i)).collect() };
+    let mut frames = dc.own_frames(gvl, n).unwrap_or_else(from_api);
     let hidden = rbscope_backtrace::hidden_by_clauses(
         frames
             .iter()

@@ -11,7 +11,7 @@ use crate::capture::graph::{self, Walker};
 use crate::capture::labels;
 use crate::capture::ring;
 use crate::counters::{add, bump};
-use crate::ffi::capture::VALUE;
+use crate::ffi::capture::{self as rb, VALUE};
 use crate::ffi::{self, Gvl, NIL};
 use crate::state::Agent;
 use crate::writer::Job;
@@ -19,6 +19,9 @@ use rbscope_agent_core::report::{cause_chain, read_source, stored_line, tallies,
 use rbscope_backtrace::FrameFacts;
 use rbscope_snapshot::{fingerprint, CauseInfo, Context, ExceptionInfo, Frame, Snapshot, Value};
 use rbscope_vm::raise_record::{self, InspectorFrame, Record, VmFrame};
+
+/// Backtrace lines kept per exception.
+const MAX_BACKTRACE: usize = 500;
 
 /// Reports `exc`; returns the new snapshot's id, or None when nothing was stored (rate
 /// limited, queue full, capture failed: each counted).
@@ -77,8 +80,8 @@ fn report_with_gc_off(
         .zip(&cause_kept)
         .map(|(c, kept)| CauseInfo {
             class_name: ffi::class_name_of(gvl, *c),
-            message: exception_message(gvl, *c),
-            backtrace: backtrace(gvl, *c),
+            message: rb::exception_message(gvl, *c),
+            backtrace: rb::exception_backtrace(gvl, *c, MAX_BACKTRACE),
             frames: walk_frames(agent, &mut walker, kept),
         })
         .collect();
@@ -90,7 +93,7 @@ fn report_with_gc_off(
     add(&agent.counters.values_truncated, truncated);
     add(&agent.counters.objects_cut, cut);
 
-    let message = exception_message(gvl, exc);
+    let message = rb::exception_message(gvl, exc);
     let id = ulid::Ulid::new().to_string();
     let snapshot = Snapshot {
         id: id.clone(),
@@ -99,7 +102,7 @@ fn report_with_gc_off(
         exception: ExceptionInfo {
             class_name: class_name.clone(),
             message: message.clone(),
-            backtrace: backtrace(gvl, exc),
+            backtrace: rb::exception_backtrace(gvl, exc, MAX_BACKTRACE),
             causes,
         },
         frames: out_frames,
@@ -174,7 +177,7 @@ fn kept_frames(gvl: Gvl, agent: &Agent, slot: &ring::Slot) -> (Vec<KeptFrame>, u
                         frame,
                         abs_path,
                         self_value: f.self_value as VALUE,
-                        locals: binding_locals(gvl, f.binding as VALUE),
+                        locals: rb::binding_locals(gvl, f.binding as VALUE),
                     }
                 })
                 .collect();
@@ -290,56 +293,9 @@ fn inspected_frame(gvl: Gvl, f: &InspectorFrame) -> (Frame, Option<String>) {
     (frame, text("absolute_path"))
 }
 
-/// A binding's local variables, in the VM's order.
-fn binding_locals(gvl: Gvl, binding: VALUE) -> Vec<(String, VALUE)> {
-    if binding == NIL {
-        return Vec::new();
-    }
-    let Ok(names) = ffi::core_call(gvl, "Binding", "local_variables", binding, &[]) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for sym in ffi::array_items(gvl, names) {
-        let Some(name) = ffi::symbol_name(gvl, sym) else {
-            continue;
-        };
-        if let Ok(v) = ffi::core_call(gvl, "Binding", "local_variable_get", binding, &[sym]) {
-            out.push((name, v));
-        }
-    }
-    out
-}
-
 /// The cause chain, outermost first, bounded and loop-safe.
 fn causes(gvl: Gvl, exc: VALUE) -> Vec<VALUE> {
-    cause_chain(exc, |e| {
-        ffi::core_call(gvl, "Exception", "cause", e, &[])
-            .ok()
-            .filter(|c| *c != NIL)
-    })
-}
-
-/// The exception's message. `message` is the one method rbscope calls that an app may
-/// define (as Ruby's own error printer does); a failure falls back to the stored text.
-fn exception_message(gvl: Gvl, exc: VALUE) -> String {
-    if let Some(m) = ffi::call(gvl, exc, "message", &[])
-        .ok()
-        .and_then(|m| ffi::to_string(gvl, m))
-    {
-        return m;
-    }
-    // Reading the internal `mesg` ivar runs no Ruby code.
-    let mesg = crate::ffi::capture::ivar_get(gvl, exc, "mesg");
-    ffi::to_string(gvl, mesg).unwrap_or_default()
-}
-
-fn backtrace(gvl: Gvl, exc: VALUE) -> Vec<String> {
-    let bt = ffi::core_call(gvl, "Exception", "backtrace", exc, &[]).unwrap_or(NIL);
-    ffi::array_items(gvl, bt)
-        .into_iter()
-        .take(500)
-        .filter_map(|l| ffi::to_string(gvl, l))
-        .collect()
+    cause_chain(exc, |e| rb::exception_cause(gvl, e))
 }
 
 fn context(gvl: Gvl, agent: &Agent, ctx: VALUE, how: &str) -> Context {
@@ -367,7 +323,7 @@ fn context(gvl: Gvl, agent: &Agent, ctx: VALUE, how: &str) -> Context {
     Context {
         hostname: agent.hostname.clone(),
         pid: std::process::id(),
-        process_title: crate::ffi::capture::process_title(gvl).unwrap_or_default(),
+        process_title: rb::process_title(gvl).unwrap_or_default(),
         ruby_version: constant("RUBY_VERSION"),
         ruby_platform: constant("RUBY_PLATFORM"),
         app_root: agent.config.app_root.clone(),

@@ -97,7 +97,8 @@ pub fn fill_next(_gvl: Gvl, fill: impl FnOnce(&mut Slot) -> bool) -> bool {
 
 /// Whether `exc` has a pending capture.
 pub fn contains(_gvl: Gvl, exc: VALUE) -> bool {
-    // SAFETY: GVL held; read-only borrow that ends here.
+    // SAFETY: the ring is only touched with the GVL held (the token), so nothing writes it
+    // meanwhile; this read-only borrow ends here, before anything can allocate (and mark).
     let ring = unsafe { &*RING.0.get() };
     ring.slots.iter().any(|s| s.exc == exc && s.exc != 0)
 }
@@ -105,7 +106,8 @@ pub fn contains(_gvl: Gvl, exc: VALUE) -> bool {
 /// A copy of `exc`'s pending capture. The copied VALUEs stay valid only while the ring keeps
 /// them and GC cannot move them: callers hold it with GC paused (report.rs).
 pub fn find(_gvl: Gvl, exc: VALUE) -> Option<Slot> {
-    // SAFETY: GVL held; read-only borrow that ends here.
+    // SAFETY: the ring is only touched with the GVL held (the token), so nothing writes it
+    // meanwhile; this read-only borrow ends here, before anything can allocate (and mark).
     let ring = unsafe { &*RING.0.get() };
     ring.slots
         .iter()

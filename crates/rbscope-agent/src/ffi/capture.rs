@@ -72,6 +72,17 @@ pub struct Inspector<'a> {
     _open: PhantomData<&'a ()>,
 }
 
+/// One frame as the debug inspector knows it.
+pub struct Inspected {
+    /// nil for a C function's frame.
+    pub binding: VALUE,
+    pub self_value: VALUE,
+    pub klass: VALUE,
+    /// The frame's iseq (0 when unknown), and its control frame (0 when unknown).
+    pub iseq: VALUE,
+    pub cfp: usize,
+}
+
 impl Inspector<'_> {
     /// The `Thread::Backtrace::Location`s of the stack (held by the inspector).
     pub fn locations(&self) -> VALUE {
@@ -80,30 +91,73 @@ impl Inspector<'_> {
         unsafe { rb_sys::rb_debug_inspector_backtrace_locations(self.dc) }
     }
 
-    /// Frame `i`'s binding (nil for a C frame), `self` and class. An index the inspector
-    /// refuses raises, which ends the inspection ([`with_inspector`] answers Err).
-    pub fn frame(&self, i: usize) -> (VALUE, VALUE, VALUE) {
+    /// Frame `i` as the inspector's API gives it (no iseq, no control frame). An index the
+    /// inspector refuses raises, which ends the inspection ([`with_inspector`] answers Err).
+    pub fn frame(&self, i: usize) -> Inspected {
         let i = i as _;
         // SAFETY: `dc` is the open inspector's context; the getters check the index (raising
         // an ArgumentError, caught by the protect around the inspection).
         unsafe {
-            (
-                rb_sys::rb_debug_inspector_frame_binding_get(self.dc, i),
-                rb_sys::rb_debug_inspector_frame_self_get(self.dc, i),
-                rb_sys::rb_debug_inspector_frame_class_get(self.dc, i),
-            )
+            Inspected {
+                binding: rb_sys::rb_debug_inspector_frame_binding_get(self.dc, i),
+                self_value: rb_sys::rb_debug_inspector_frame_self_get(self.dc, i),
+                klass: rb_sys::rb_debug_inspector_frame_class_get(self.dc, i),
+                iseq: 0,
+                cfp: 0,
+            }
         }
     }
 
-    /// The two words of the debug context that may hold its own frame list (`contexts`): the
-    /// fourth in Ruby 3.1 to 3.4, the third in 4.0. Callers check what they find.
-    pub fn context_list_candidates(&self) -> [VALUE; 2] {
+    /// The inspector's own list of frames (`dc->contexts`: `[self, class, binding, iseq, cfp,
+    /// ...]` per frame, innermost first), at least `n` of them, read from the debug context,
+    /// which has no API for it: Ruby 3.4 gives locations only for the frames its backtraces
+    /// show (a rescue or ensure clause's frame stands for the frame it runs in) while the
+    /// per-frame getters count every frame, and refuse the outermost ones. The list is the
+    /// fourth word of the context in 3.1 to 3.4 and the third in 4.0; it is used only when its
+    /// first frame is the one the API gives for index 0.
+    pub fn own_frames(&self, gvl: Gvl, n: usize) -> Option<Vec<Inspected>> {
+        if n == 0 {
+            return None;
+        }
+        let first = self.frame(0);
         // SAFETY: `dc` points at the live rb_debug_inspector_struct, at least four words long
         // in 3.1 to 4.0 (ec, cfp, then two VALUEs); words 2 and 3 are VALUEs there.
-        unsafe {
+        let candidates = unsafe {
             let words = self.dc as *const VALUE;
             [*words.add(3), *words.add(2)]
+        };
+        for list in candidates {
+            if ffi::type_of(gvl, list) != T::RUBY_T_ARRAY {
+                continue;
+            }
+            let frames: Option<Vec<Inspected>> = ffi::array_items(gvl, list)
+                .iter()
+                .map(|e| {
+                    if ffi::type_of(gvl, *e) != T::RUBY_T_ARRAY {
+                        return None;
+                    }
+                    let parts = ffi::array_items(gvl, *e);
+                    let iseq = *parts.get(3)?;
+                    Some(Inspected {
+                        self_value: *parts.first()?,
+                        klass: *parts.get(1)?,
+                        binding: *parts.get(2)?,
+                        iseq: if iseq == NIL { 0 } else { iseq },
+                        cfp: (*parts.get(4)? as usize) & !0x03,
+                    })
+                })
+                .collect();
+            let Some(frames) = frames else {
+                continue;
+            };
+            let first_agrees = frames
+                .first()
+                .is_some_and(|f| f.binding == first.binding && f.self_value == first.self_value);
+            if first_agrees && frames.len() >= n {
+                return Some(frames);
+            }
         }
+        None
     }
 }
 
@@ -186,7 +240,7 @@ pub unsafe fn iseq_realpath(gvl: Gvl, iseq: VALUE) -> Option<String> {
 /// # Safety
 /// As [`iseq_text`]; `pos` must be an instruction index read from a frame running `iseq`.
 pub unsafe fn iseq_line(_gvl: Gvl, iseq: VALUE, pos: usize) -> i64 {
-    // SAFETY: per the contract.
+    // SAFETY: the caller promised a live iseq and an instruction index of a frame running it.
     unsafe { raw::rb_iseq_line_no(iseq, pos) as i64 }
 }
 
@@ -209,7 +263,7 @@ pub fn current_thread_struct(_gvl: Gvl) -> usize {
 /// The VM's `rb_thread_t` of `thread` (0 once the thread is freed); None when it is not a
 /// Thread.
 pub fn thread_struct(gvl: Gvl, thread: VALUE) -> Option<usize> {
-    // SAFETY: rb_cThread is set at boot.
+    // SAFETY: rb_cThread is set at boot and never changes.
     if !is_kind_of(gvl, thread, unsafe { rb_sys::rb_cThread }) {
         return None;
     }
@@ -248,7 +302,7 @@ pub fn is_local_id(_gvl: Gvl, id: ID) -> bool {
 /// Only inside a mark function (the GC's mark phase), with `v` a live object or an immediate
 /// (which is skipped).
 pub unsafe fn gc_mark(v: VALUE) {
-    // SAFETY: per the contract.
+    // SAFETY: the caller promised we are in the GC's mark phase and `v` is live or immediate.
     unsafe { rb_sys::rb_gc_mark(v) }
 }
 
@@ -359,7 +413,7 @@ pub fn array_len(gvl: Gvl, v: VALUE) -> usize {
     if ffi::type_of(gvl, v) != T::RUBY_T_ARRAY {
         return 0;
     }
-    // SAFETY: v is an Array.
+    // SAFETY: v is an Array (checked above), whose length field RARRAY_LEN reads.
     unsafe { rb_sys::RARRAY_LEN(v) as usize }
 }
 
@@ -428,7 +482,7 @@ pub fn rational_parts(gvl: Gvl, v: VALUE) -> (VALUE, VALUE) {
     if ffi::type_of(gvl, v) != T::RUBY_T_RATIONAL {
         return (NIL, NIL);
     }
-    // SAFETY: GVL held; v is a Rational.
+    // SAFETY: GVL held; v is a Rational (checked above), whose parts these read.
     unsafe { (rb_sys::rb_rational_num(v), rb_sys::rb_rational_den(v)) }
 }
 
@@ -437,7 +491,7 @@ pub fn complex_parts(gvl: Gvl, v: VALUE) -> (VALUE, VALUE) {
     if ffi::type_of(gvl, v) != T::RUBY_T_COMPLEX {
         return (NIL, NIL);
     }
-    // SAFETY: GVL held; v is a Complex.
+    // SAFETY: GVL held; v is a Complex (checked above), whose parts these read.
     unsafe { (rb_sys::rb_complex_real(v), rb_sys::rb_complex_imag(v)) }
 }
 
@@ -594,7 +648,7 @@ pub fn proc_parts(gvl: Gvl, v: VALUE) -> Option<(bool, i32)> {
     if !ffi::truthy(unsafe { rb_sys::rb_obj_is_proc(v) }) {
         return None;
     }
-    // SAFETY: v is a Proc.
+    // SAFETY: v is a Proc (rb_obj_is_proc said so); rb_proc_lambda_p reads its flag.
     let lambda = ffi::truthy(unsafe { rb_sys::rb_proc_lambda_p(v) });
     // SAFETY: v is a Proc; a raise is caught.
     let arity = ffi::protect(gvl, || unsafe { rb_sys::rb_proc_arity(v) } as isize
@@ -682,4 +736,93 @@ impl rbscope_agent_core::restore_data::Build for RubyBuild {
     fn nil(&self) -> VALUE {
         NIL
     }
+}
+
+/// Core classes' own methods (see [`ffi::core_call`]), each UnboundMethod looked up once per
+/// holder. Only for as long as GC is paused (a report's walk): the cached methods are not
+/// marked.
+#[derive(Default)]
+pub struct CoreMethods(std::collections::HashMap<(&'static str, &'static str), VALUE>);
+
+impl CoreMethods {
+    /// `Core.instance_method(name).bind_call(v, *args)`, protected.
+    pub fn call(
+        &mut self,
+        gvl: Gvl,
+        v: VALUE,
+        core: &'static str,
+        name: &'static str,
+        args: &[VALUE],
+    ) -> Option<VALUE> {
+        let um = match self.0.get(&(core, name)) {
+            Some(um) => *um,
+            None => {
+                let um = ffi::core_method(gvl, core, name).ok()?;
+                self.0.insert((core, name), um);
+                um
+            }
+        };
+        ffi::bind_call(gvl, um, v, args).ok()
+    }
+
+    /// [`CoreMethods::call`] for a method that answers a String.
+    pub fn text(
+        &mut self,
+        gvl: Gvl,
+        v: VALUE,
+        core: &'static str,
+        name: &'static str,
+        args: &[VALUE],
+    ) -> Option<String> {
+        let s = self.call(gvl, v, core, name, args)?;
+        ffi::to_string(gvl, s)
+    }
+}
+
+// ---- Reading an exception for its report (capture/report.rs) ----
+
+/// A binding's local variables, in the VM's order, through core methods only.
+pub fn binding_locals(gvl: Gvl, binding: VALUE) -> Vec<(String, VALUE)> {
+    if binding == NIL {
+        return Vec::new();
+    }
+    let Ok(names) = ffi::core_call(gvl, "Binding", "local_variables", binding, &[]) else {
+        return Vec::new();
+    };
+    ffi::array_items(gvl, names)
+        .into_iter()
+        .filter_map(|sym| {
+            let name = ffi::symbol_name(gvl, sym)?;
+            let v = ffi::core_call(gvl, "Binding", "local_variable_get", binding, &[sym]).ok()?;
+            Some((name, v))
+        })
+        .collect()
+}
+
+/// An exception's cause (None for none, or when it cannot be read).
+pub fn exception_cause(gvl: Gvl, exc: VALUE) -> Option<VALUE> {
+    ffi::core_call(gvl, "Exception", "cause", exc, &[])
+        .ok()
+        .filter(|c| *c != NIL)
+}
+
+/// An exception's message. `message` is the one method rbscope calls that an app may
+/// define (as Ruby's own error printer does); a failure falls back to the stored text (the
+/// internal `mesg` ivar, read without running Ruby code).
+pub fn exception_message(gvl: Gvl, exc: VALUE) -> String {
+    ffi::call(gvl, exc, "message", &[])
+        .ok()
+        .and_then(|m| ffi::to_string(gvl, m))
+        .or_else(|| ffi::to_string(gvl, ivar_get(gvl, exc, "mesg")))
+        .unwrap_or_default()
+}
+
+/// An exception's backtrace lines, at most `max`.
+pub fn exception_backtrace(gvl: Gvl, exc: VALUE, max: usize) -> Vec<String> {
+    let bt = ffi::core_call(gvl, "Exception", "backtrace", exc, &[]).unwrap_or(NIL);
+    ffi::array_items(gvl, bt)
+        .into_iter()
+        .take(max)
+        .filter_map(|l| ffi::to_string(gvl, l))
+        .collect()
 }
