@@ -109,7 +109,14 @@ fn agent_modules_form_no_cycle() {
     let mut done = BTreeSet::new();
     for m in edges.keys() {
         let cycle = visit(m, &edges, &mut Vec::new(), &mut done);
-        assert!(cycle.is_none(), "module cycle: {}", cycle.unwrap().join(" -> "));
+        assert!(
+            cycle.is_none(),
+            "module cycle: {}",
+            cycle.unwrap().join(" -> ")
+        );
     }
-    assert!(edges.len() > 20, "the walk found the agent's modules: {edges:?}");
+    assert!(
+        edges.len() > 20,
+        "the walk found the agent's modules: {edges:?}"
+    );
 }
