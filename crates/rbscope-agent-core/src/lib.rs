@@ -11,6 +11,20 @@
 //! - `restore_data`: the shapes of a snapshot handed to `Rbscope::Restore` as plain arrays.
 //! - `writer`: the thread that writes snapshots to the store (queue, batches, backoff, backlog).
 
+// This code runs inside the app's process, as the agent does: the same rules (tests may unwrap).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
+
 pub mod capture;
 pub mod config;
 pub mod control;
