@@ -21,9 +21,6 @@ module Rbscope
     def inspect = "#<Rbscope::Frame #{self}>"
   end
 
-  # Names Rbscope.count_objects takes at most.
-  MAX_COUNT_NAMES = PublicArgs::MAX_COUNT_NAMES
-
   class << self
     # Starts capturing. Options override RBSCOPE_* environment variables; see
     # Rbscope::Settings::KEYS for the list. Returns true when started, false when it was

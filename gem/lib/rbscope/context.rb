@@ -3,8 +3,7 @@
 module Rbscope
   # The Ruby-side context of a report: thread name, loaded gems, and caller-supplied facts.
   module Context
-    # Caller-supplied facts one report keeps, and the characters of each.
-    MAX_EXTRA = PublicArgs::MAX_CONTEXT
+    # The characters of each caller-supplied fact a report keeps (their number: PublicArgs).
     MAX_TEXT = 1000
 
     module_function
