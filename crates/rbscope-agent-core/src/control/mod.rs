@@ -14,6 +14,7 @@
 mod client;
 mod eval;
 mod queue;
+mod release;
 mod socket;
 #[cfg(test)]
 mod tests;
@@ -21,6 +22,7 @@ mod trace;
 
 pub use eval::{Evals, MAX_RESULT};
 pub use queue::{ask, work_queue, Inbox, Ticket, Work, WorkQueue, NO_AGENT_THREAD, QUEUE_FULL};
+pub use release::return_free_memory;
 pub use socket::{ensure_private_dir, peer_allowed, peer_uid};
 pub use trace::{Plan, STALL_LIMIT};
 
@@ -213,7 +215,9 @@ fn serve<H: Handler>(listener: UnixListener, handler: Arc<H>, stop: Arc<AtomicBo
                         handler.count(Count::Refused);
                     }
                 });
-                count.fetch_sub(1, Ordering::SeqCst);
+                if count.fetch_sub(1, Ordering::SeqCst) == 1 {
+                    release::return_free_memory();
+                }
             });
         if spawned.is_err() {
             active.fetch_sub(1, Ordering::SeqCst);
