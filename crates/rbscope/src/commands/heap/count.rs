@@ -8,6 +8,7 @@ use super::live::{connect, ms};
 /// under the namespaces or classes given (every class when none is given).
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// The process (it must run the rbscope agent).
     #[arg(short, long)]
     pid: u32,
     /// Namespaces or classes: `MyApp` counts MyApp and MyApp::*.
@@ -16,6 +17,7 @@ pub struct Args {
     /// Classes to show.
     #[arg(short = 'n', long, default_value_t = 30)]
     limit: usize,
+    /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
 }

@@ -6,8 +6,10 @@ use super::live::connect;
 /// each object's file, line and GC generation (it costs the app some speed while on).
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// The process (it must run the rbscope agent).
     #[arg(short, long)]
     pid: u32,
+    /// `start` records where and when each new object is allocated; `stop` ends it.
     #[arg(value_parser = ["start", "stop"])]
     action: String,
 }

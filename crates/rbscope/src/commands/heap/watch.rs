@@ -13,6 +13,7 @@ use super::live::{connect, request, result_json, result_line, DumpOptions};
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Example: rbscope heap watch -p 4242 --every 60s -n 3 --diff")]
 pub struct Args {
+    /// The process (it must run the rbscope agent).
     #[arg(short, long)]
     pid: u32,
     /// Time between dumps (30s, 5m).
@@ -34,6 +35,7 @@ pub struct Args {
     /// Groups to show in the diff.
     #[arg(long, default_value_t = 20)]
     limit: usize,
+    /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
 }
