@@ -8,7 +8,8 @@
 //! The exhaustive `match`es below stop compiling when a variant is added, so a new kind cannot
 //! escape the fixture either. A snapshot written by the real agent is kept too: it must go on
 //! decoding, and re-encoding it must give its bytes back (fixtures/README.md says how it was
-//! made).
+//! made). The JSON document of both (what `rbscope show --json` and the web UI give) is frozen
+//! too, as `.json` fixtures.
 //!
 //! To rewrite the fixtures on purpose: `RBSCOPE_UPDATE_GOLDEN=1 cargo test -p rbscope-snapshot
 //! --test golden`.
@@ -748,4 +749,48 @@ fn a_snapshot_written_by_the_agent_still_reads_and_writes_the_same() {
     ] {
         assert!(objects.contains(kind), "no {kind} in the agent's snapshot");
     }
+}
+
+/// Compares a JSON document with the committed fixture `name` (or rewrites it when asked).
+fn check_json_golden(name: &str, doc: &serde_json::Value) {
+    let path = fixture(name);
+    let mut actual = serde_json::to_string_pretty(doc).unwrap();
+    actual.push('\n');
+    if std::env::var_os(UPDATE_ENV).is_some_and(|v| v == "1") {
+        std::fs::write(&path, &actual).unwrap();
+        eprintln!("rewrote {}", path.display());
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "cannot read the fixture {} ({e}); to create it: \
+             {UPDATE_ENV}=1 cargo test -p rbscope-snapshot --test golden",
+            path.display()
+        )
+    });
+    if expected != actual {
+        let line = expected
+            .lines()
+            .zip(actual.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(expected.lines().count().min(actual.lines().count()));
+        panic!(
+            "the snapshot's JSON form changed (first difference at line {} of {}): `rbscope \
+             show --json`, the web UI's /api/snapshots/ID and users' scripts read it. Add \
+             fields rather than rename or remove them, say so in the README, and rewrite the \
+             fixture on purpose: {UPDATE_ENV}=1 cargo test -p rbscope-snapshot --test golden",
+            line + 1,
+            path.display()
+        );
+    }
+}
+
+/// The JSON document of a snapshot (what `show --json` and the UI give, before the CLI adds the
+/// report time as text) is an interface too: frozen for the sample and for the agent's snapshot.
+#[test]
+fn the_json_form_is_frozen() {
+    check_json_golden("snapshot-v1.json", &json::snapshot(&every_kind()));
+    let bytes = std::fs::read(fixture("agent-ruby-3.1-v1.bin")).unwrap();
+    let s = decode(&bytes).unwrap();
+    check_json_golden("agent-ruby-3.1-v1.json", &json::snapshot(&s));
 }
