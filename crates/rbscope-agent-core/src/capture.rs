@@ -1,9 +1,152 @@
 //! Decisions the raise capture makes that need no Ruby: which code is the app's, which
 //! location belongs to which frame the debug inspector gives, whether the fast path's own walk
 //! of the stack agrees with Ruby's, and whether a better backtrace agrees with the exception's
-//! own. The agent reads the facts from the VM and asks here.
+//! own. The agent reads the facts from the VM and asks here. Also the bounded bookkeeping
+//! its readers share: the first items of a collection, the frame cap, a cache that starts
+//! over when full.
 
 use crate::config::Config;
+use rbscope_snapshot::walk::Limits;
+use rbscope_snapshot::ObjectKind;
+use std::collections::HashMap;
+use std::hash::Hash;
+
+/// The object walk's limits, as configured.
+pub fn walk_limits(cfg: &Config) -> Limits {
+    Limits {
+        max_depth: cfg.max_depth,
+        max_objects: cfg.max_objects,
+        max_bytes: cfg.max_bytes,
+        max_string_bytes: cfg.max_string_bytes,
+        max_collection_items: cfg.max_collection_items,
+    }
+}
+
+/// A class whose objects the walk reads through one of the class's own methods answering a
+/// String (their value is C data on Ruby 3.1), called as `Class.instance_method(method)
+/// .bind_call(obj, *args)` so that an app's subclass cannot intercept it.
+pub struct TextReader {
+    pub class: &'static str,
+    pub method: &'static str,
+    /// An Integer argument (the fraction digits of `DateTime#iso8601`).
+    pub digits: Option<i64>,
+    pub kind: fn(String) -> ObjectKind,
+}
+
+/// The text readers, most specific class first: an object is read by the first class it is a
+/// kind of (a DateTime is also a Date), else shown as opaque.
+pub const TEXT_READERS: [TextReader; 4] = [
+    TextReader {
+        class: "DateTime",
+        method: "iso8601",
+        digits: Some(9),
+        kind: |iso8601| ObjectKind::DateTime { iso8601 },
+    },
+    TextReader {
+        class: "Date",
+        method: "iso8601",
+        digits: None,
+        kind: |iso8601| ObjectKind::Date { iso8601 },
+    },
+    TextReader {
+        class: "BigDecimal",
+        method: "to_s",
+        digits: None,
+        kind: |digits| ObjectKind::BigDecimal { digits },
+    },
+    TextReader {
+        class: "Thread",
+        method: "inspect",
+        digits: None,
+        kind: |preview| ObjectKind::Opaque { preview },
+    },
+];
+
+/// The first `limit` items offered (a hash's pairs, a set's members...) and how many were
+/// offered in all.
+pub struct FirstN<T> {
+    pub items: Vec<T>,
+    pub total: usize,
+    limit: usize,
+}
+
+impl<T> FirstN<T> {
+    pub fn new(limit: usize) -> Self {
+        FirstN {
+            items: Vec::new(),
+            total: 0,
+            limit,
+        }
+    }
+
+    /// Counts `item`, and keeps it while fewer than `limit` are kept.
+    pub fn offer(&mut self, item: T) {
+        self.total += 1;
+        if self.items.len() < self.limit {
+            self.items.push(item);
+        }
+    }
+}
+
+/// The cap on app frames kept per capture: frames over it are counted as skipped.
+pub struct FrameCap {
+    pub kept: usize,
+    pub skipped: usize,
+    max: usize,
+}
+
+impl FrameCap {
+    pub fn new(max: usize) -> Self {
+        FrameCap {
+            kept: 0,
+            skipped: 0,
+            max,
+        }
+    }
+
+    /// Whether one more app frame is kept (else it is counted as skipped).
+    pub fn admit(&mut self) -> bool {
+        if self.kept >= self.max {
+            self.skipped += 1;
+            return false;
+        }
+        self.kept += 1;
+        true
+    }
+}
+
+/// A cache of at most `max` entries that starts over (forgets everything) when full: simple,
+/// bounded, and right for keys that repeat (the methods of a few hot stacks).
+pub struct Memo<K, V> {
+    map: HashMap<K, V>,
+    max: usize,
+}
+
+impl<K: Eq + Hash, V: Clone> Memo<K, V> {
+    pub fn new(max: usize) -> Self {
+        Memo {
+            map: HashMap::new(),
+            max,
+        }
+    }
+
+    pub fn get(&self, key: &K) -> Option<V> {
+        self.map.get(key).cloned()
+    }
+
+    /// Keeps `value` under `key`, first forgetting everything if the cache is full.
+    pub fn insert(&mut self, key: K, value: V) {
+        if self.map.len() >= self.max {
+            self.map.clear();
+        }
+        self.map.insert(key, value);
+    }
+
+    /// The keys kept now (what a GC mark function must keep alive).
+    pub fn keys(&self) -> impl Iterator<Item = &K> {
+        self.map.keys()
+    }
+}
 
 /// App code is everything outside the library prefixes (gems, the standard library) and
 /// outside Ruby's `<internal:...>` files, unless library frames were asked for.
@@ -116,6 +259,72 @@ pub fn backtraces_agree(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_readers_try_a_subclass_before_its_parent() {
+        let at = |c: &str| TEXT_READERS.iter().position(|r| r.class == c).unwrap();
+        assert!(at("DateTime") < at("Date"));
+        let dt = &TEXT_READERS[at("DateTime")];
+        assert_eq!((dt.method, dt.digits), ("iso8601", Some(9)));
+        assert!(
+            matches!((dt.kind)("x".into()), ObjectKind::DateTime { iso8601 } if iso8601 == "x")
+        );
+        let bd = &TEXT_READERS[at("BigDecimal")];
+        assert!(
+            matches!((bd.kind)("1.5".into()), ObjectKind::BigDecimal { digits } if digits == "1.5")
+        );
+        let th = &TEXT_READERS[at("Thread")];
+        assert!(matches!(
+            (th.kind)("#<Thread>".into()),
+            ObjectKind::Opaque { .. }
+        ));
+        assert_eq!(TEXT_READERS[at("Date")].digits, None);
+    }
+
+    #[test]
+    fn first_n_keeps_the_first_items_and_counts_all() {
+        let mut f = FirstN::new(2);
+        for i in 0..5 {
+            f.offer(i);
+        }
+        assert_eq!((f.items, f.total), (vec![0, 1], 5));
+        let mut none = FirstN::new(0);
+        none.offer('a');
+        assert_eq!((none.items.len(), none.total), (0, 1));
+    }
+
+    #[test]
+    fn frame_cap_counts_what_goes_over() {
+        let mut cap = FrameCap::new(2);
+        let admitted: Vec<bool> = (0..4).map(|_| cap.admit()).collect();
+        assert_eq!(admitted, vec![true, true, false, false]);
+        assert_eq!((cap.kept, cap.skipped), (2, 2));
+    }
+
+    #[test]
+    fn memo_starts_over_when_full() {
+        let mut m = Memo::new(2);
+        m.insert(1, "a");
+        m.insert(2, "b");
+        assert_eq!((m.get(&1), m.get(&2)), (Some("a"), Some("b")));
+        m.insert(3, "c");
+        assert_eq!((m.get(&1), m.get(&3)), (None, Some("c")));
+        assert_eq!(m.keys().count(), 1);
+    }
+
+    #[test]
+    fn walk_limits_are_the_configured_ones() {
+        let cfg = Config {
+            max_depth: 3,
+            max_collection_items: 7,
+            ..Config::default()
+        };
+        let l = walk_limits(&cfg);
+        assert_eq!((l.max_depth, l.max_collection_items), (3, 7));
+        assert_eq!(l.max_objects, cfg.max_objects);
+        assert_eq!(l.max_bytes, cfg.max_bytes);
+        assert_eq!(l.max_string_bytes, cfg.max_string_bytes);
+    }
 
     #[test]
     fn app_paths() {

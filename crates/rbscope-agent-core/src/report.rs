@@ -1,8 +1,9 @@
 //! The bookkeeping of a report that needs no Ruby: the source lines shown beside a frame,
 //! the cause chain's bounds, the line logged for a stored snapshot, and what the walk's counts
-//! add to the agent's counters.
+//! add to the agent's counters, and how a kept frame is placed and named.
 
-use rbscope_snapshot::{CaptureStats, SourceExcerpt};
+use rbscope_backtrace::FrameFacts;
+use rbscope_snapshot::{CaptureStats, Frame, SourceExcerpt, Value};
 
 /// Causes followed at most.
 pub const MAX_CAUSES: usize = 16;
@@ -93,9 +94,50 @@ pub fn tallies(stats: &CaptureStats) -> (u64, u64, u64) {
     )
 }
 
+/// A snapshot frame at `path:lineno`, labelled by `facts`, named by its base label unless
+/// that is not a method's (`<main>`); its values and source are filled in later.
+pub fn placed(
+    depth: usize,
+    facts: FrameFacts,
+    base_label: &str,
+    path: String,
+    lineno: i64,
+) -> Frame {
+    Frame {
+        depth: depth as u32,
+        label: facts.label_with_params(),
+        method_name: (!base_label.starts_with('<')).then(|| base_label.to_string()),
+        path,
+        lineno,
+        self_value: Value::Nil,
+        locals: Vec::new(),
+        source: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_placed_frame_is_named_by_a_method_base_label_only() {
+        let facts = FrameFacts {
+            class_path: "Shop".into(),
+            method_name: "pay".into(),
+            kind: rbscope_backtrace::MethodKind::Instance,
+            block_depth: 0,
+            clause: None,
+            params: rbscope_backtrace::Params::Unknown,
+        };
+        let f = placed(2, facts.clone(), "pay", "app.rb".into(), 7);
+        assert_eq!((f.depth, f.lineno, f.path.as_str()), (2, 7, "app.rb"));
+        assert_eq!(f.label, facts.label_with_params());
+        assert_eq!(f.method_name.as_deref(), Some("pay"));
+        assert_eq!(
+            placed(0, facts, "<main>", String::new(), 1).method_name,
+            None
+        );
+    }
     use std::io::Write;
 
     #[test]

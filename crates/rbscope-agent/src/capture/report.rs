@@ -15,9 +15,12 @@ use crate::ffi::capture::{self as rb, VALUE};
 use crate::ffi::{self, Gvl, NIL};
 use crate::state::Agent;
 use crate::writer::Job;
-use rbscope_agent_core::report::{cause_chain, read_source, stored_line, tallies, RaisedAt};
-use rbscope_backtrace::FrameFacts;
-use rbscope_snapshot::{fingerprint, CauseInfo, Context, ExceptionInfo, Frame, Snapshot, Value};
+use rbscope_agent_core::capture::{is_app_path, FrameCap};
+use rbscope_agent_core::report::{
+    cause_chain, placed, read_source, stored_line, tallies, RaisedAt,
+};
+use rbscope_snapshot::{fingerprint, CauseInfo, Context, ExceptionInfo, Frame, Snapshot};
+use rbscope_vm::captured;
 use rbscope_vm::raise_record::{self, InspectorFrame, Record, VmFrame};
 
 /// Backtrace lines kept per exception.
@@ -145,21 +148,6 @@ struct KeptFrame {
     locals: Vec<(String, VALUE)>,
 }
 
-/// A frame at `path:lineno`, labelled by `facts`, named by its base label unless that is
-/// not a method's (`<main>`).
-fn placed(depth: usize, facts: FrameFacts, base_label: &str, path: String, lineno: i64) -> Frame {
-    Frame {
-        depth: depth as u32,
-        label: facts.label_with_params(),
-        method_name: (!base_label.starts_with('<')).then(|| base_label.to_string()),
-        path,
-        lineno,
-        self_value: Value::Nil,
-        locals: Vec::new(),
-        source: None,
-    }
-}
-
 /// The app frames of a capture record (either path), capped at `max_frames`, and how many
 /// app frames went over the cap.
 fn kept_frames(gvl: Gvl, agent: &Agent, slot: &ring::Slot) -> (Vec<KeptFrame>, usize) {
@@ -194,29 +182,22 @@ fn fast_frames(
     decoded: Vec<VmFrame>,
 ) -> (Vec<KeptFrame>, usize) {
     let mut kept = Vec::new();
-    let mut skipped = 0;
+    let mut cap = FrameCap::new(agent.config.max_frames);
     let running = fast_capture::running_frames(gvl, layout);
     // SAFETY: GVL held; the iseqs read are kept alive by the ring (and GC is off).
     let mem = unsafe { fast_capture::vm() };
     // A rescue or ensure clause's frame stands for the frame it runs in, as in Ruby 3.4+'s
     // backtraces and the inspector path (capture/mod.rs), on every Ruby.
-    let hidden = rbscope_backtrace::hidden_by_clauses(decoded.iter().map(|f| {
-        (!f.cfunc).then(|| {
-            rbscope_vm::iseq::kind_at(&mem, layout, f.iseq)
-                .map(|k| k.is_clause())
-                .unwrap_or(false)
-        })
-    }));
+    let hidden = captured::hidden_by_clauses(&mem, layout, &decoded);
     for (mut f, hidden) in decoded.into_iter().zip(hidden) {
         if f.cfunc || hidden {
             continue;
         }
         let text = fast_capture::frame_text(gvl, &f);
-        if !rbscope_agent_core::capture::is_app_path(&agent.config, text.path.as_bytes()) {
+        if !is_app_path(&agent.config, text.path.as_bytes()) {
             continue;
         }
-        if kept.len() >= agent.config.max_frames {
-            skipped += 1;
+        if !cap.admit() {
             continue;
         }
         fast_capture::refresh_if_running(gvl, layout, &mut f, &running);
@@ -234,7 +215,7 @@ fn fast_frames(
             locals: fast_capture::locals(gvl, layout, &f),
         });
     }
-    (kept, skipped)
+    (kept, cap.skipped)
 }
 
 /// Captures self and locals of each kept frame into the walker's arena.
