@@ -29,7 +29,7 @@ pub struct TextReader {
     pub class: &'static str,
     pub method: &'static str,
     /// An Integer argument (the fraction digits of `DateTime#iso8601`).
-    pub digits: Option<i64>,
+    pub digits: Option<u64>,
     pub kind: fn(String) -> ObjectKind,
 }
 
@@ -61,6 +61,69 @@ pub const TEXT_READERS: [TextReader; 4] = [
         kind: |preview| ObjectKind::Opaque { preview },
     },
 ];
+
+/// One pending capture: an exception (0 when the slot is empty) and its frames, in the
+/// raise-record format (`rbscope_vm::raise_record`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Slot {
+    pub exc: u64,
+    pub words: Vec<usize>,
+}
+
+/// The pending captures: a fixed number of slots, overwritten oldest first, so memory stays
+/// bounded and a raise allocates nothing once the slots have grown to the stacks' sizes.
+#[derive(Default)]
+pub struct Ring {
+    slots: Vec<Slot>,
+    next: usize,
+}
+
+impl Ring {
+    /// No slots (nothing is kept until [`Ring::new`] sizes it).
+    pub const EMPTY: Ring = Ring {
+        slots: Vec::new(),
+        next: 0,
+    };
+
+    /// A ring of `size` empty slots (at least one).
+    pub fn new(size: usize) -> Ring {
+        Ring {
+            slots: vec![Slot::default(); size.max(1)],
+            next: 0,
+        }
+    }
+
+    /// Runs `fill` on the oldest slot (emptied first); when `fill` answers false the slot is
+    /// left empty. Answers what `fill` did (false with no slots).
+    pub fn fill_next(&mut self, fill: impl FnOnce(&mut Slot) -> bool) -> bool {
+        if self.slots.is_empty() {
+            return false;
+        }
+        let i = self.next % self.slots.len();
+        self.next = self.next.wrapping_add(1);
+        let Some(slot) = self.slots.get_mut(i) else {
+            return false;
+        };
+        slot.exc = 0;
+        slot.words.clear();
+        if fill(slot) {
+            return true;
+        }
+        slot.exc = 0;
+        slot.words.clear();
+        false
+    }
+
+    /// `exc`'s pending capture.
+    #[inline]
+    pub fn find(&self, exc: u64) -> Option<&Slot> {
+        self.slots.iter().find(|s| s.exc == exc && s.exc != 0)
+    }
+
+    pub fn slots(&self) -> &[Slot] {
+        &self.slots
+    }
+}
 
 /// The first `limit` items offered (a hash's pairs, a set's members...) and how many were
 /// offered in all.
@@ -188,6 +251,56 @@ pub fn locations_by_frame(hidden: &[bool], n: usize) -> Option<Vec<Option<usize>
     )
 }
 
+/// One frame as the debug inspector knows it (VALUEs as words).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inspected {
+    /// nil for a C function's frame.
+    pub binding: u64,
+    pub self_value: u64,
+    pub klass: u64,
+    /// The frame's iseq (0 when unknown), and its control frame (0 when unknown).
+    pub iseq: u64,
+    pub cfp: usize,
+}
+
+impl Inspected {
+    /// A frame of the inspector's own list from its entry `[self, class, binding, iseq, cfp]`
+    /// (`cfp` tagged as a Fixnum-looking word: its low bits are cleared); None when the entry
+    /// is shorter.
+    pub fn from_entry(entry: &[u64], nil: u64) -> Option<Inspected> {
+        let iseq = *entry.get(3)?;
+        Some(Inspected {
+            self_value: *entry.first()?,
+            klass: *entry.get(1)?,
+            binding: *entry.get(2)?,
+            iseq: if iseq == nil { 0 } else { iseq },
+            cfp: (*entry.get(4)? as usize) & !0x03,
+        })
+    }
+}
+
+/// The debug inspector's own list of frames, from the places it may be kept (`candidates`:
+/// each the entries of a list, or None when it is not a list of lists): the first whose every
+/// entry is a frame, whose first frame is `first` (the one the inspector's API gives for index
+/// 0: same binding and self), and that has at least `n` frames.
+pub fn own_frames(
+    candidates: impl IntoIterator<Item = Option<Vec<Vec<u64>>>>,
+    first: &Inspected,
+    n: usize,
+    nil: u64,
+) -> Option<Vec<Inspected>> {
+    candidates.into_iter().flatten().find_map(|entries| {
+        let frames: Vec<Inspected> = entries
+            .iter()
+            .map(|e| Inspected::from_entry(e, nil))
+            .collect::<Option<_>>()?;
+        let first_agrees = frames
+            .first()
+            .is_some_and(|f| f.binding == first.binding && f.self_value == first.self_value);
+        (first_agrees && frames.len() >= n).then_some(frames)
+    })
+}
+
 /// The fast path's self-test: our walk of the current stack (path and line of each Ruby frame,
 /// innermost first) against `rb_profile_frames`' (its Ruby frames): the same, or the VM layout
 /// is not trusted (the error says where they differ).
@@ -219,6 +332,29 @@ pub trait Frames {
     }
     fn line(&mut self, i: usize) -> Option<i64>;
     fn path(&mut self, i: usize) -> Option<String>;
+}
+
+/// [`Frames`] that are a list of items, each read with `line` and `path` when asked.
+pub struct ListFrames<'a, T, L, P> {
+    pub items: &'a [T],
+    pub line: L,
+    pub path: P,
+}
+
+impl<T, L, P> Frames for ListFrames<'_, T, L, P>
+where
+    L: FnMut(&T) -> Option<i64>,
+    P: FnMut(&T) -> Option<String>,
+{
+    fn len(&self) -> usize {
+        self.items.len()
+    }
+    fn line(&mut self, i: usize) -> Option<i64> {
+        (self.line)(self.items.get(i)?)
+    }
+    fn path(&mut self, i: usize) -> Option<String> {
+        (self.path)(self.items.get(i)?)
+    }
 }
 
 /// Whether a better backtrace (`ours`) is the exception's own backtrace (`locations`, whose
@@ -279,6 +415,86 @@ mod tests {
             ObjectKind::Opaque { .. }
         ));
         assert_eq!(TEXT_READERS[at("Date")].digits, None);
+    }
+
+    #[test]
+    fn list_frames_read_their_items_when_asked() {
+        let items = [(10, "a.rb"), (20, "b.rb")];
+        let mut reads = 0;
+        let mut f = ListFrames {
+            items: &items,
+            line: |it: &(i64, &str)| {
+                reads += 1;
+                Some(it.0)
+            },
+            path: |it: &(i64, &str)| Some(it.1.to_string()),
+        };
+        assert_eq!(f.len(), 2);
+        assert_eq!((f.line(1), f.line(2)), (Some(20), None));
+        assert_eq!(f.path(0).as_deref(), Some("a.rb"));
+        assert_eq!(reads, 1);
+    }
+
+    #[test]
+    fn the_inspector_list_is_the_first_that_agrees_with_its_api() {
+        const NIL: u64 = 8;
+        let first = Inspected {
+            binding: 100,
+            self_value: 101,
+            klass: 0,
+            iseq: 0,
+            cfp: 0,
+        };
+        let good = vec![
+            vec![101, 102, 100, 103, 0x1003],
+            vec![201, 202, NIL, NIL, 0x2001],
+        ];
+        let frames = own_frames([None, Some(good.clone())], &first, 2, NIL).unwrap();
+        assert_eq!(frames.len(), 2);
+        assert_eq!(
+            (frames[0].klass, frames[0].iseq, frames[0].cfp),
+            (102, 103, 0x1000)
+        );
+        assert_eq!(
+            (frames[1].binding, frames[1].iseq, frames[1].cfp),
+            (NIL, 0, 0x2000)
+        );
+        // Too few frames, a short entry, or another first frame: not the list.
+        assert_eq!(own_frames([Some(good.clone())], &first, 3, NIL), None);
+        let short = vec![vec![101, 102, 100, 103]];
+        assert_eq!(own_frames([Some(short)], &first, 1, NIL), None);
+        let other = vec![vec![999, 102, 100, 103, 0]];
+        let found = own_frames([Some(other), Some(good)], &first, 1, NIL).unwrap();
+        assert_eq!(found[0].self_value, 101);
+    }
+
+    #[test]
+    fn the_ring_overwrites_its_oldest_capture() {
+        let mut ring = Ring::new(2);
+        for exc in [1, 2, 3] {
+            assert!(ring.fill_next(|s| {
+                s.exc = exc;
+                s.words.push(exc as usize * 10);
+                true
+            }));
+        }
+        assert_eq!(ring.find(1), None);
+        assert_eq!(ring.find(3).map(|s| s.words.clone()), Some(vec![30]));
+        assert_eq!(ring.find(2).map(|s| s.exc), Some(2));
+        assert_eq!(ring.find(0), None);
+        // A failed fill leaves its slot (the oldest: 2's) empty.
+        assert!(!ring.fill_next(|s| {
+            s.exc = 4;
+            s.words.push(1);
+            false
+        }));
+        assert_eq!((ring.find(2), ring.find(4)), (None, None));
+        assert!(ring
+            .slots()
+            .iter()
+            .any(|s| s.exc == 0 && s.words.is_empty()));
+        assert_eq!(Ring::new(0).slots().len(), 1);
+        assert!(!Ring::default().fill_next(|_| true));
     }
 
     #[test]

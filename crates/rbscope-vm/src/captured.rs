@@ -10,7 +10,7 @@ use crate::iseq;
 use crate::layout::Layout;
 use crate::memory::{Memory, ReadError};
 use crate::raise_record::{VmFrame, MAX_FRAMES};
-use rbscope_backtrace::Shape;
+use rbscope_backtrace::{Place, Shape};
 
 /// `rb_callable_method_entry_t`: flags, `defined_class`, `def`, `called_id` (3.1 to 4.0).
 const ME_DEFINED_CLASS: usize = 8;
@@ -92,6 +92,67 @@ impl FrameRef {
             like_c: iseq::shown_like_c(mem, l, self.iseq, &path),
         }
     }
+}
+
+/// The frames (Ruby and C, innermost first, at most `max`) of the thread whose `rb_thread_t` is
+/// at `th`; empty when it has no stack left to read (a thread that has finished).
+pub fn thread_frames<M: Memory>(mem: &M, l: &Layout, th: usize, max: usize) -> Vec<FrameRef> {
+    let ec = match mem.read_word(th + l.thread_ec) {
+        Ok(ec) if ec != 0 => ec,
+        _ => return Vec::new(),
+    };
+    let mut stack: Vec<StackFrame> = Vec::new();
+    let walked = frames::walk_all(mem, l, ec, &mut |f: &StackFrame| {
+        stack.push(*f);
+        stack.len() < max
+    });
+    if walked.is_err() {
+        return Vec::new();
+    }
+    stack
+        .iter()
+        .map(|f| FrameRef::of_stack(mem, l, f))
+        .collect()
+}
+
+/// A frame as the running Ruby's backtraces show it: at instruction `pos` of `iseq` (both 0
+/// when unknown).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placed {
+    pub frame: FrameRef,
+    pub iseq: usize,
+    pub pos: usize,
+}
+
+/// Places `frames` (innermost first) as the running Ruby's own backtraces do
+/// ([`rbscope_backtrace::place_frames`]): a C function, and a Ruby frame this release shows
+/// like one, at the line of the Ruby code that called it; a rescue or ensure clause's frame
+/// stands for the frame it runs in, which is left out. `path` as for [`FrameRef::shape`].
+pub fn place<M: Memory>(
+    mem: &M,
+    l: &Layout,
+    frames: &[FrameRef],
+    path: impl Fn(usize) -> String,
+) -> Vec<Placed> {
+    let shapes: Vec<Shape> = frames.iter().map(|f| f.shape(mem, l, &path)).collect();
+    let at = |i: usize| frames.get(i).map(|f| (f.iseq, f.pos.unwrap_or(0)));
+    rbscope_backtrace::place_frames(&shapes, l.like_c)
+        .into_iter()
+        .zip(frames)
+        .filter_map(|(place, f)| {
+            let (iseq, pos) = match place {
+                Place::Hidden => return None,
+                Place::Own => (f.iseq, f.pos.unwrap_or(0)),
+                Place::At(i) => at(i).unwrap_or((0, 0)),
+                Place::Unknown => (0, 0),
+            };
+            Some(Placed {
+                frame: *f,
+                iseq,
+                pos,
+            })
+        })
+        .collect()
 }
 
 /// Whether the iseq at `iseq` is a rescue or ensure clause's code (unreadable: no).
@@ -326,6 +387,39 @@ mod tests {
         m.0.insert(me + ME_DEFINED_CLASS, 0x88);
         assert_eq!(called_id(&m, me).unwrap(), 0x99);
         assert_eq!(defined_class(&m, me).unwrap(), 0x88);
+    }
+
+    #[test]
+    fn a_c_function_is_placed_at_its_ruby_caller() {
+        // Ruby 3.1 (no frame shown like a C function): a C function above a Ruby frame is
+        // shown at that frame's line; one with no Ruby code below it is placed nowhere.
+        let (m, l) = (Words::default(), l());
+        let c = |me| FrameRef {
+            iseq: 0,
+            pos: None,
+            me,
+            self_value: 0,
+            cfunc: true,
+        };
+        let ruby = FrameRef {
+            iseq: 0x1000,
+            pos: Some(4),
+            me: 0,
+            self_value: 0,
+            cfunc: false,
+        };
+        let placed = place(&m, &l, &[c(1), ruby, c(2)], |_| String::new());
+        let got: Vec<(usize, usize, usize)> =
+            placed.iter().map(|p| (p.frame.me, p.iseq, p.pos)).collect();
+        assert_eq!(got, vec![(1, 0x1000, 4), (0, 0x1000, 4), (2, 0, 0)]);
+    }
+
+    #[test]
+    fn a_thread_without_an_execution_context_has_no_frames() {
+        let (mut m, l) = (Words::default(), l());
+        assert!(thread_frames(&m, &l, 0x1000, 10).is_empty());
+        m.0.insert(0x1000 + l.thread_ec, 0);
+        assert!(thread_frames(&m, &l, 0x1000, 10).is_empty());
     }
 
     #[test]

@@ -18,13 +18,12 @@ use crate::ffi::guard::{self, Feature};
 use crate::ffi::marker::MarkerType;
 use crate::ffi::{self, Gvl};
 use magnus::{gc, prelude::*, DataTypeFunctions, Error, RArray, Ruby, TypedData, Value};
-use rbscope_agent_core::capture::{backtraces_agree, Frames, Memo};
+use rbscope_agent_core::capture::{backtraces_agree, ListFrames, Memo};
 use rbscope_agent_core::frame_facts::{kind_name, param_parts};
-use rbscope_backtrace::{FrameFacts, MethodKind, Params, Place, Shape};
-use rbscope_vm::captured::FrameRef;
-use rbscope_vm::frames::{self, StackFrame};
+use rbscope_backtrace::{FrameFacts, MethodKind, Params};
+use rbscope_vm::captured::{self, FrameRef};
 use rbscope_vm::raise_record::{self, Record};
-use rbscope_vm::{Layout, Memory};
+use rbscope_vm::Layout;
 use std::cell::OnceCell;
 use std::sync::Arc;
 
@@ -269,24 +268,7 @@ fn backtrace(ruby: &Ruby, thread: Value) -> Result<RArray, Error> {
     }
     // SAFETY: GVL held, so the thread is this one or stopped at a safe point, and its control
     // frames do not change while they are read; its rb_thread_t is live (not freed: th != 0).
-    let mem = unsafe { fast_capture::vm() };
-    let ec = match mem.read_word(th + layout.thread_ec) {
-        Ok(ec) if ec != 0 => ec,
-        _ => return Ok(out),
-    };
-    let mut stack: Vec<StackFrame> = Vec::new();
-    // A thread that has finished has no stack left to read: that is an empty backtrace.
-    let walked = frames::walk_all(&mem, layout, ec, &mut |f: &StackFrame| {
-        stack.push(*f);
-        stack.len() < MAX_FRAMES
-    });
-    if walked.is_err() {
-        return Ok(out);
-    }
-    let read: Vec<FrameRef> = stack
-        .iter()
-        .map(|f| FrameRef::of_stack(&mem, layout, f))
-        .collect();
+    let read = captured::thread_frames(&unsafe { fast_capture::vm() }, layout, th, MAX_FRAMES);
     push_frames(out, layout, read)?;
     Ok(out)
 }
@@ -300,27 +282,13 @@ fn push_frames(out: RArray, layout: &Layout, read: Vec<FrameRef>) -> Result<(), 
     let gvl = gvl();
     // SAFETY: GVL held; the iseqs read are live (held by the caller's frames or record).
     let mem = unsafe { fast_capture::vm() };
-    let shapes: Vec<Shape> = read
-        .iter()
-        .map(|f| {
-            // SAFETY: a live iseq read from the stack (held by the caller).
-            f.shape(&mem, layout, |iseq| unsafe {
-                rb::iseq_text(gvl, iseq as VALUE, IseqText::Path)
-            })
-        })
-        .collect();
-    let places = rbscope_backtrace::place_frames(&shapes, layout.like_c);
-    let at: Vec<(usize, usize)> = read.iter().map(|f| (f.iseq, f.pos.unwrap_or(0))).collect();
-    for (f, place) in read.iter().zip(places) {
-        let (iseq, pos) = match place {
-            Place::Hidden => continue,
-            Place::Own => (f.iseq, f.pos.unwrap_or(0)),
-            Place::At(i) => at.get(i).copied().unwrap_or((0, 0)),
-            Place::Unknown => (0, 0),
-        };
+    // SAFETY: a live iseq read from the stack (held by the caller).
+    let path = |iseq: usize| unsafe { rb::iseq_text(gvl, iseq as VALUE, IseqText::Path) };
+    for p in captured::place(&mem, layout, &read, path) {
+        let f = p.frame;
         out.push(Frame {
-            iseq: iseq as VALUE,
-            pos,
+            iseq: p.iseq as VALUE,
+            pos: p.pos,
             code: if f.cfunc { 0 } else { f.iseq as VALUE },
             me: if f.me as VALUE == ffi::FALSE {
                 0
@@ -377,47 +345,24 @@ fn agrees(gvl: Gvl, frames: RArray, locations: VALUE) -> Result<bool, Error> {
     for i in 0..frames.len() {
         ours.push(<&Frame>::try_convert(frames.entry::<Value>(i as isize)?)?);
     }
-    Ok(backtraces_agree(
-        &mut Ours(&ours),
-        &mut Locations(gvl, &locations),
-        &labels,
-    ))
-}
-
-/// A better backtrace's frames, read when asked.
-struct Ours<'a>(&'a [&'a Frame]);
-
-impl Frames for Ours<'_> {
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-    fn line(&mut self, i: usize) -> Option<i64> {
-        self.0.get(i).map(|f| f.lineno())
-    }
-    fn path(&mut self, i: usize) -> Option<String> {
-        self.0.get(i).and_then(|f| f.path())
-    }
-}
-
-/// Thread::Backtrace::Locations, read when asked.
-struct Locations<'a>(Gvl, &'a [VALUE]);
-
-impl Frames for Locations<'_> {
-    fn len(&self) -> usize {
-        self.1.len()
-    }
-    fn line(&mut self, i: usize) -> Option<i64> {
-        let loc = *self.1.get(i)?;
-        ffi::call(self.0, loc, "lineno", &[])
-            .ok()
-            .and_then(ffi::fixnum)
-    }
-    fn path(&mut self, i: usize) -> Option<String> {
-        let loc = *self.1.get(i)?;
-        ffi::call(self.0, loc, "path", &[])
-            .ok()
-            .and_then(|p| ffi::to_string(self.0, p))
-    }
+    let mut ours = ListFrames {
+        items: &ours,
+        line: |f: &&Frame| Some(f.lineno()),
+        path: |f: &&Frame| f.path(),
+    };
+    let mut theirs = ListFrames {
+        items: &locations,
+        line: |loc: &VALUE| {
+            ffi::call(gvl, *loc, "lineno", &[])
+                .ok()
+                .and_then(ffi::fixnum)
+        },
+        path: |loc: &VALUE| {
+            let p = ffi::call(gvl, *loc, "path", &[]).ok()?;
+            ffi::to_string(gvl, p)
+        },
+    };
+    Ok(backtraces_agree(&mut ours, &mut theirs, &labels))
 }
 
 /// `thread`'s frames as the wire protocol carries them (labels worked out here).

@@ -326,7 +326,7 @@ impl RubyObjects {
             .zip(self.text_classes)
             .find(|(_, c)| kind_of(*c));
         if let Some((r, _)) = reader {
-            let args = r.digits.map(rb::fixnum_value);
+            let args = r.digits.map(|d| ffi::u64_value(gvl, d));
             if let Some(s) = self.core.text(gvl, v, r.class, r.method, args.as_slice()) {
                 return (r.kind)(s);
             }

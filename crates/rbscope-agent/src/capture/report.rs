@@ -14,11 +14,8 @@ use crate::counters::{add, bump};
 use crate::ffi::capture::{self as rb, VALUE};
 use crate::ffi::{self, Gvl, NIL};
 use crate::state::Agent;
-use crate::writer::Job;
 use rbscope_agent_core::capture::{is_app_path, FrameCap};
-use rbscope_agent_core::report::{
-    cause_chain, placed, read_source, stored_line, tallies, RaisedAt,
-};
+use rbscope_agent_core::report::{cause_chain, placed, read_source, store_job, tallies};
 use rbscope_snapshot::{fingerprint, CauseInfo, Context, ExceptionInfo, Frame, Snapshot};
 use rbscope_vm::captured;
 use rbscope_vm::raise_record::{self, InspectorFrame, Record, VmFrame};
@@ -96,15 +93,13 @@ fn report_with_gc_off(
     add(&agent.counters.values_truncated, truncated);
     add(&agent.counters.objects_cut, cut);
 
-    let message = rb::exception_message(gvl, exc);
-    let id = ulid::Ulid::new().to_string();
     let snapshot = Snapshot {
-        id: id.clone(),
+        id: ulid::Ulid::new().to_string(),
         reported_at_ms: rbscope_agent_core::writer::now_ms(),
         fingerprint: fp,
         exception: ExceptionInfo {
-            class_name: class_name.clone(),
-            message: message.clone(),
+            class_name,
+            message: rb::exception_message(gvl, exc),
             backtrace: rb::exception_backtrace(gvl, exc, MAX_BACKTRACE),
             causes,
         },
@@ -113,26 +108,13 @@ fn report_with_gc_off(
         context: context(gvl, agent, ctx, how),
         stats,
     };
-    let body = match rbscope_snapshot::encode(&snapshot) {
-        Ok(b) => b,
-        Err(_) => {
-            bump(&agent.counters.encode_errors);
-            return None;
-        }
+    let raised_at = kept.first().map(|k| &k.frame);
+    let Some(job) = store_job(&snapshot, raised_at, std::process::id()) else {
+        bump(&agent.counters.encode_errors);
+        return None;
     };
-    let summary = rbscope_store::SnapshotSummary::of(&snapshot, body.len());
-    let at = kept.first().map(|k| RaisedAt {
-        label: &k.frame.label,
-        path: &k.frame.path,
-        lineno: k.frame.lineno,
-    });
-    let log = stored_line(&id, &class_name, &message, at, std::process::id());
-    if agent.writer.submit(Job::Store {
-        summary: Box::new(summary),
-        body,
-        log,
-    }) {
-        Some(id)
+    if agent.writer.submit(job) {
+        Some(snapshot.id)
     } else {
         bump(&agent.counters.queue_full);
         None

@@ -9,7 +9,9 @@ use crate::ffi::guard::{self, Feature};
 use crate::ffi::raw;
 use crate::ffi::{self, Gvl, Raised, NIL};
 use rb_sys::rb_debug_inspector_t;
-use rbscope_agent_core::capture::FirstN;
+use rbscope_agent_core::capture::{own_frames, FirstN};
+
+pub(crate) use rbscope_agent_core::capture::Inspected;
 use std::ffi::c_void;
 use std::marker::PhantomData;
 
@@ -73,17 +75,6 @@ pub struct Inspector<'a> {
     _open: PhantomData<&'a ()>,
 }
 
-/// One frame as the debug inspector knows it.
-pub struct Inspected {
-    /// nil for a C function's frame.
-    pub binding: VALUE,
-    pub self_value: VALUE,
-    pub klass: VALUE,
-    /// The frame's iseq (0 when unknown), and its control frame (0 when unknown).
-    pub iseq: VALUE,
-    pub cfp: usize,
-}
-
 impl Inspector<'_> {
     /// The `Thread::Backtrace::Location`s of the stack (held by the inspector).
     pub fn locations(&self) -> VALUE {
@@ -127,38 +118,17 @@ impl Inspector<'_> {
             let words = self.dc as *const VALUE;
             [*words.add(3), *words.add(2)]
         };
-        for list in candidates {
+        let entries = |list: VALUE| -> Option<Vec<Vec<VALUE>>> {
             if ffi::type_of(gvl, list) != T::RUBY_T_ARRAY {
-                continue;
+                return None;
             }
-            let frames: Option<Vec<Inspected>> = ffi::array_items(gvl, list)
-                .iter()
-                .map(|e| {
-                    if ffi::type_of(gvl, *e) != T::RUBY_T_ARRAY {
-                        return None;
-                    }
-                    let parts = ffi::array_items(gvl, *e);
-                    let iseq = *parts.get(3)?;
-                    Some(Inspected {
-                        self_value: *parts.first()?,
-                        klass: *parts.get(1)?,
-                        binding: *parts.get(2)?,
-                        iseq: if iseq == NIL { 0 } else { iseq },
-                        cfp: (*parts.get(4)? as usize) & !0x03,
-                    })
-                })
-                .collect();
-            let Some(frames) = frames else {
-                continue;
-            };
-            let first_agrees = frames
-                .first()
-                .is_some_and(|f| f.binding == first.binding && f.self_value == first.self_value);
-            if first_agrees && frames.len() >= n {
-                return Some(frames);
-            }
-        }
-        None
+            let is_array = |e: VALUE| ffi::type_of(gvl, e) == T::RUBY_T_ARRAY;
+            ffi::array_items(gvl, list)
+                .into_iter()
+                .map(|e| is_array(e).then(|| ffi::array_items(gvl, e)))
+                .collect()
+        };
+        own_frames(candidates.into_iter().map(entries), &first, n, NIL)
     }
 }
 
@@ -358,11 +328,6 @@ pub fn core_class(c: Core) -> VALUE {
     }
 }
 
-/// A non-negative or negative number as a Fixnum VALUE (it must fit: |n| < 2^62).
-pub fn fixnum_value(n: i64) -> VALUE {
-    ((n << 1) | 1) as VALUE
-}
-
 /// Whether `v` is an immediate (nil, true, false, a Fixnum, a static Symbol, a flonum...).
 pub fn is_special_const(v: VALUE) -> bool {
     rb_sys::SPECIAL_CONST_P(v)
@@ -442,12 +407,10 @@ pub fn struct_member_names(gvl: Gvl, v: VALUE) -> Vec<String> {
 
 /// Member `i` of a Struct (nil when it cannot be read).
 pub fn struct_get(gvl: Gvl, v: VALUE, i: usize) -> VALUE {
+    let index = ffi::u64_value(gvl, i as u64);
     // SAFETY: GVL held; rb_struct_aref with an index reads the slot directly (an index out of
     // range raises, which is caught).
-    ffi::protect(gvl, || unsafe {
-        rb_sys::rb_struct_aref(v, fixnum_value(i as i64))
-    })
-    .unwrap_or(NIL)
+    ffi::protect(gvl, || unsafe { rb_sys::rb_struct_aref(v, index) }).unwrap_or(NIL)
 }
 
 /// A Regexp's source and options.
