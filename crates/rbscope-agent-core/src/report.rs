@@ -1,8 +1,10 @@
 //! The bookkeeping of a report that needs no Ruby: the source lines shown beside a frame,
 //! the cause chain's bounds, the line logged for a stored snapshot, and what the walk's counts
-//! add to the agent's counters.
+//! add to the agent's counters, and how a kept frame is placed and named.
 
-use rbscope_snapshot::{CaptureStats, SourceExcerpt};
+use crate::writer::Job;
+use rbscope_backtrace::FrameFacts;
+use rbscope_snapshot::{CaptureStats, Frame, Snapshot, SourceExcerpt, Value};
 
 /// Causes followed at most.
 pub const MAX_CAUSES: usize = 16;
@@ -83,6 +85,25 @@ pub fn stored_line(
     format!("[rbscope] snapshot {id} stored: {class_name}: {first_line}{place} (pid {pid})")
 }
 
+/// The writer's job for `snapshot`: encoded, summarised, with the line to log once it is
+/// stored (`raised_at`: the first kept frame, if any). None when it cannot be encoded.
+pub fn store_job(snapshot: &Snapshot, raised_at: Option<&Frame>, pid: u32) -> Option<Job> {
+    let body = rbscope_snapshot::encode(snapshot).ok()?;
+    let summary = rbscope_store::SnapshotSummary::of(snapshot, body.len());
+    let at = raised_at.map(|f| RaisedAt {
+        label: &f.label,
+        path: &f.path,
+        lineno: f.lineno,
+    });
+    let e = &snapshot.exception;
+    let log = stored_line(&snapshot.id, &e.class_name, &e.message, at, pid);
+    Some(Job::Store {
+        summary: Box::new(summary),
+        body,
+        log,
+    })
+}
+
 /// What a walk's counts add to the agent's counters: values redacted, values truncated
 /// (strings and collections), objects cut (by any limit).
 pub fn tallies(stats: &CaptureStats) -> (u64, u64, u64) {
@@ -93,9 +114,92 @@ pub fn tallies(stats: &CaptureStats) -> (u64, u64, u64) {
     )
 }
 
+/// A snapshot frame at `path:lineno`, labelled by `facts`, named by its base label unless
+/// that is not a method's (`<main>`); its values and source are filled in later.
+pub fn placed(
+    depth: usize,
+    facts: FrameFacts,
+    base_label: &str,
+    path: String,
+    lineno: i64,
+) -> Frame {
+    Frame {
+        depth: depth as u32,
+        label: facts.label_with_params(),
+        method_name: (!base_label.starts_with('<')).then(|| base_label.to_string()),
+        path,
+        lineno,
+        self_value: Value::Nil,
+        locals: Vec::new(),
+        source: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_store_job_carries_the_encoded_snapshot_and_its_log_line() {
+        let frame = Frame {
+            depth: 0,
+            label: "Shop#pay".into(),
+            method_name: Some("pay".into()),
+            path: "app.rb".into(),
+            lineno: 9,
+            self_value: Value::Nil,
+            locals: Vec::new(),
+            source: None,
+        };
+        let snapshot = Snapshot {
+            id: "01ID".into(),
+            reported_at_ms: 5,
+            fingerprint: "fp".into(),
+            exception: rbscope_snapshot::ExceptionInfo {
+                class_name: "KeyError".into(),
+                message: "missing\nmore".into(),
+                backtrace: Vec::new(),
+                causes: Vec::new(),
+            },
+            frames: vec![frame.clone()],
+            objects: Vec::new(),
+            context: rbscope_snapshot::Context::default(),
+            stats: CaptureStats::default(),
+        };
+        let Some(Job::Store { summary, body, log }) = store_job(&snapshot, Some(&frame), 42) else {
+            panic!("no store job");
+        };
+        assert_eq!(rbscope_snapshot::decode(&body).unwrap(), snapshot);
+        assert_eq!(summary.id, "01ID");
+        assert_eq!(
+            log,
+            "[rbscope] snapshot 01ID stored: KeyError: missing in Shop#pay at app.rb:9 (pid 42)"
+        );
+        let Some(Job::Store { log, .. }) = store_job(&snapshot, None, 1) else {
+            panic!("no store job");
+        };
+        assert!(log.ends_with("missing (pid 1)"), "{log}");
+    }
+
+    #[test]
+    fn a_placed_frame_is_named_by_a_method_base_label_only() {
+        let facts = FrameFacts {
+            class_path: "Shop".into(),
+            method_name: "pay".into(),
+            kind: rbscope_backtrace::MethodKind::Instance,
+            block_depth: 0,
+            clause: None,
+            params: rbscope_backtrace::Params::Unknown,
+        };
+        let f = placed(2, facts.clone(), "pay", "app.rb".into(), 7);
+        assert_eq!((f.depth, f.lineno, f.path.as_str()), (2, 7, "app.rb"));
+        assert_eq!(f.label, facts.label_with_params());
+        assert_eq!(f.method_name.as_deref(), Some("pay"));
+        assert_eq!(
+            placed(0, facts, "<main>", String::new(), 1).method_name,
+            None
+        );
+    }
     use std::io::Write;
 
     #[test]

@@ -8,7 +8,7 @@ use rbscope_store::StoreLocation;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use rbscope_agent_core::writer::{Job, Limits, EXIT_FLUSH};
+pub use rbscope_agent_core::writer::{Limits, EXIT_FLUSH};
 
 pub struct Writer(core::Writer);
 

@@ -9,13 +9,15 @@
 //!   error, never a panic);
 //! * [`redact`]: which names and values count as secrets;
 //! * [`walk`]: the policy of the walk that fills the arena (breadth first, each object once,
-//!   limits and their cut reasons, redaction), behind a trait for reading the objects.
+//!   limits and their cut reasons, redaction), behind a trait for reading the objects; how
+//!   much of a string, array or hash it keeps is in `walk_kinds`.
 
 pub mod codec;
 pub mod json;
 pub mod model;
 pub mod redact;
 pub mod walk;
+mod walk_kinds;
 
 pub use codec::{decode, encode, DecodeError, FORMAT_VERSION, MAGIC};
 pub use model::*;

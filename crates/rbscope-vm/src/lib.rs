@@ -14,6 +14,8 @@
 //!   iseq, pc, self, method entry and local values;
 //! * [`raise_record`]: the one format both of the agent's capture paths keep a raising
 //!   thread's frames in, its encoder, decoder and bounds;
+//! * [`captured`]: what the agent reads around a stack it walked or copied (method entries,
+//!   frames still running, locals);
 //! * [`objects`], [`iseq`], [`threads`], [`stacks`]: reading strings, IDs, class paths, lines
 //!   and parameters, every thread of a VM, and labelled stacks, for readers outside the process;
 //! * [`target`], [`elf`], [`pause`]: finding the VM in a process or core file, and pausing a
@@ -22,6 +24,7 @@
 //! The in-process parts ([`frames`], [`LocalMemory`]) are plain reads of plain memory: no Ruby
 //! calls, no allocation of Ruby objects, so they can run inside a VM event hook.
 
+pub mod captured;
 pub mod core_file;
 pub mod elf;
 pub mod frames;

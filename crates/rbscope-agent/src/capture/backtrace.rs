@@ -18,13 +18,12 @@ use crate::ffi::guard::{self, Feature};
 use crate::ffi::marker::MarkerType;
 use crate::ffi::{self, Gvl};
 use magnus::{gc, prelude::*, DataTypeFunctions, Error, RArray, Ruby, TypedData, Value};
-use rbscope_agent_core::capture::{backtraces_agree, Frames};
+use rbscope_agent_core::capture::{backtraces_agree, ListFrames, Memo};
 use rbscope_agent_core::frame_facts::{kind_name, param_parts};
-use rbscope_backtrace::{FrameFacts, LikeC, MethodKind, Params, Place, Shape};
-use rbscope_vm::frames::{self, StackFrame};
-use rbscope_vm::iseq;
+use rbscope_backtrace::{FrameFacts, MethodKind, Params};
+use rbscope_vm::captured::{self, FrameRef};
 use rbscope_vm::raise_record::{self, Record};
-use rbscope_vm::{Layout, Memory, RawFrame};
+use rbscope_vm::Layout;
 use std::cell::OnceCell;
 use std::sync::Arc;
 
@@ -38,9 +37,7 @@ type FactsKey = (VALUE, VALUE, bool, VALUE);
 /// marks (and so pins) every object in its keys, through a marker object, and an address in it
 /// cannot be reused for another object. It survives garbage collections; when full it starts
 /// over (and what only it kept can then be collected).
-struct FactsCache {
-    map: std::collections::HashMap<FactsKey, Arc<FrameFacts>>,
-}
+type FactsCache = Memo<FactsKey, Arc<FrameFacts>>;
 
 /// Enough for the distinct methods of many stacks; beyond it the cache starts over.
 const FACTS_CACHE_MAX: usize = 4096;
@@ -59,7 +56,7 @@ unsafe extern "C" fn mark_facts(_data: *mut std::ffi::c_void) {
     guard::mark(&readers, "marking frame facts", || {
         // SAFETY: called by the GC under the GVL; no borrow of the cache is alive during GC.
         if let Some(cache) = unsafe { &*FACTS.0.get() } {
-            for (iseq, me, _, class) in cache.map.keys() {
+            for (iseq, me, _, class) in cache.keys() {
                 for v in [*iseq, *me, *class] {
                     // SAFETY: in the GC's mark phase; the keys are live VALUEs (marked from
                     // here since they were stored) or 0, which gc_mark skips.
@@ -73,20 +70,15 @@ unsafe extern "C" fn mark_facts(_data: *mut std::ffi::c_void) {
 fn cached_facts(key: &FactsKey) -> Option<Arc<FrameFacts>> {
     // SAFETY: GVL held (frame methods); the borrow ends before anything can allocate.
     let cache = unsafe { &*FACTS.0.get() };
-    cache.as_ref().and_then(|c| c.map.get(key).cloned())
+    cache.as_ref().and_then(|c| c.get(key))
 }
 
 fn keep_facts(key: FactsKey, facts: Arc<FrameFacts>) {
     FACTS_MARKER.ensure(gvl());
     // SAFETY: GVL held; the borrow ends here and nothing in it allocates Ruby objects.
     let cache = unsafe { &mut *FACTS.0.get() };
-    let cache = cache.get_or_insert_with(|| FactsCache {
-        map: std::collections::HashMap::new(),
-    });
-    if cache.map.len() >= FACTS_CACHE_MAX {
-        cache.map.clear();
-    }
-    cache.map.insert(key, facts);
+    let cache = cache.get_or_insert_with(|| Memo::new(FACTS_CACHE_MAX));
+    cache.insert(key, facts);
 }
 
 /// One frame of a thread's stack at the moment it was read.
@@ -276,66 +268,9 @@ fn backtrace(ruby: &Ruby, thread: Value) -> Result<RArray, Error> {
     }
     // SAFETY: GVL held, so the thread is this one or stopped at a safe point, and its control
     // frames do not change while they are read; its rb_thread_t is live (not freed: th != 0).
-    let mem = unsafe { fast_capture::vm() };
-    let ec = match mem.read_word(th + layout.thread_ec) {
-        Ok(ec) if ec != 0 => ec,
-        _ => return Ok(out),
-    };
-    let mut stack: Vec<StackFrame> = Vec::new();
-    // A thread that has finished has no stack left to read: that is an empty backtrace.
-    let walked = frames::walk_all(&mem, layout, ec, &mut |f: &StackFrame| {
-        stack.push(*f);
-        stack.len() < MAX_FRAMES
-    });
-    if walked.is_err() {
-        return Ok(out);
-    }
-    let read: Vec<ReadFrame> = stack
-        .iter()
-        .map(|f| match *f {
-            StackFrame::Ruby(raw) => ReadFrame {
-                iseq: raw.iseq as VALUE,
-                pos: frames::pc_position(&mem, layout, &raw).ok(),
-                me: frames::method_entry(&mem, &raw).unwrap_or(0) as VALUE,
-                self_value: raw.self_value as VALUE,
-                cfunc: false,
-            },
-            StackFrame::C {
-                cfp,
-                ep,
-                self_value,
-            } => ReadFrame {
-                iseq: 0,
-                pos: None,
-                me: frames::method_entry(
-                    &mem,
-                    &RawFrame {
-                        cfp,
-                        iseq: 0,
-                        pc: 0,
-                        self_value,
-                        ep,
-                    },
-                )
-                .unwrap_or(0) as VALUE,
-                self_value: self_value as VALUE,
-                cfunc: true,
-            },
-        })
-        .collect();
+    let read = captured::thread_frames(&unsafe { fast_capture::vm() }, layout, th, MAX_FRAMES);
     push_frames(out, layout, read)?;
     Ok(out)
-}
-
-/// A frame as read from a stack (live, or copied at raise), before it becomes a `Frame`.
-struct ReadFrame {
-    /// 0 for a C function.
-    iseq: VALUE,
-    /// The instruction index in `iseq`, when it could be read.
-    pos: Option<usize>,
-    me: VALUE,
-    self_value: VALUE,
-    cfunc: bool,
 }
 
 /// Turns frames (innermost first) into `Frame`s appended to `out`, placed as the running
@@ -343,44 +278,24 @@ struct ReadFrame {
 /// Ruby frame this release shows like one, at the line of the Ruby code that called it; a
 /// rescue or ensure clause's frame stands for the frame it runs in, which is left out (as Ruby
 /// 3.4+ does, on every Ruby).
-fn push_frames(out: RArray, layout: &Layout, read: Vec<ReadFrame>) -> Result<(), Error> {
+fn push_frames(out: RArray, layout: &Layout, read: Vec<FrameRef>) -> Result<(), Error> {
     let gvl = gvl();
     // SAFETY: GVL held; the iseqs read are live (held by the caller's frames or record).
     let mem = unsafe { fast_capture::vm() };
-    let shapes: Vec<Shape> = read
-        .iter()
-        .map(|f| {
-            if f.cfunc {
-                return Shape::C;
-            }
-            let path = match layout.like_c {
-                // SAFETY: a live iseq read from the stack (held by the caller).
-                LikeC::Internal => unsafe { rb::iseq_text(gvl, f.iseq, IseqText::Path) },
-                _ => String::new(),
-            };
-            Shape::Ruby {
-                clause: iseq::kind_at(&mem, layout, f.iseq as usize)
-                    .map(|k| k.is_clause())
-                    .unwrap_or(false),
-                like_c: iseq::shown_like_c(&mem, layout, f.iseq as usize, &path),
-            }
-        })
-        .collect();
-    let places = rbscope_backtrace::place_frames(&shapes, layout.like_c);
-    let at: Vec<(VALUE, usize)> = read.iter().map(|f| (f.iseq, f.pos.unwrap_or(0))).collect();
-    for (f, place) in read.iter().zip(places) {
-        let (iseq, pos) = match place {
-            Place::Hidden => continue,
-            Place::Own => (f.iseq, f.pos.unwrap_or(0)),
-            Place::At(i) => at.get(i).copied().unwrap_or((0, 0)),
-            Place::Unknown => (0, 0),
-        };
+    // SAFETY: a live iseq read from the stack (held by the caller).
+    let path = |iseq: usize| unsafe { rb::iseq_text(gvl, iseq as VALUE, IseqText::Path) };
+    for p in captured::place(&mem, layout, &read, path) {
+        let f = p.frame;
         out.push(Frame {
-            iseq,
-            pos,
-            code: if f.cfunc { 0 } else { f.iseq },
-            me: if f.me == ffi::FALSE { 0 } else { f.me },
-            self_value: f.self_value,
+            iseq: p.iseq as VALUE,
+            pos: p.pos,
+            code: if f.cfunc { 0 } else { f.iseq as VALUE },
+            me: if f.me as VALUE == ffi::FALSE {
+                0
+            } else {
+                f.me as VALUE
+            },
+            self_value: f.self_value as VALUE,
             cfunc: f.cfunc,
             facts: OnceCell::new(),
         })?;
@@ -405,16 +320,7 @@ fn better_backtrace(ruby: &Ruby, exc: Value, locations: Value) -> Result<Option<
     else {
         return Ok(None);
     };
-    let read: Vec<ReadFrame> = frames
-        .into_iter()
-        .map(|f| ReadFrame {
-            iseq: if f.cfunc { 0 } else { f.iseq as VALUE },
-            pos: (!f.cfunc).then_some(f.pos),
-            me: f.method_entry as VALUE,
-            self_value: f.self_value as VALUE,
-            cfunc: f.cfunc,
-        })
-        .collect();
+    let read: Vec<FrameRef> = frames.iter().map(FrameRef::of_record).collect();
     let out = ruby.ary_new();
     // The ring keeps the copied VALUEs alive (and still holds this capture: nothing here
     // raises) until each Frame marks its own.
@@ -439,47 +345,24 @@ fn agrees(gvl: Gvl, frames: RArray, locations: VALUE) -> Result<bool, Error> {
     for i in 0..frames.len() {
         ours.push(<&Frame>::try_convert(frames.entry::<Value>(i as isize)?)?);
     }
-    Ok(backtraces_agree(
-        &mut Ours(&ours),
-        &mut Locations(gvl, &locations),
-        &labels,
-    ))
-}
-
-/// A better backtrace's frames, read when asked.
-struct Ours<'a>(&'a [&'a Frame]);
-
-impl Frames for Ours<'_> {
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-    fn line(&mut self, i: usize) -> Option<i64> {
-        self.0.get(i).map(|f| f.lineno())
-    }
-    fn path(&mut self, i: usize) -> Option<String> {
-        self.0.get(i).and_then(|f| f.path())
-    }
-}
-
-/// Thread::Backtrace::Locations, read when asked.
-struct Locations<'a>(Gvl, &'a [VALUE]);
-
-impl Frames for Locations<'_> {
-    fn len(&self) -> usize {
-        self.1.len()
-    }
-    fn line(&mut self, i: usize) -> Option<i64> {
-        let loc = *self.1.get(i)?;
-        ffi::call(self.0, loc, "lineno", &[])
-            .ok()
-            .and_then(ffi::fixnum)
-    }
-    fn path(&mut self, i: usize) -> Option<String> {
-        let loc = *self.1.get(i)?;
-        ffi::call(self.0, loc, "path", &[])
-            .ok()
-            .and_then(|p| ffi::to_string(self.0, p))
-    }
+    let mut ours = ListFrames {
+        items: &ours,
+        line: |f: &&Frame| Some(f.lineno()),
+        path: |f: &&Frame| f.path(),
+    };
+    let mut theirs = ListFrames {
+        items: &locations,
+        line: |loc: &VALUE| {
+            ffi::call(gvl, *loc, "lineno", &[])
+                .ok()
+                .and_then(ffi::fixnum)
+        },
+        path: |loc: &VALUE| {
+            let p = ffi::call(gvl, *loc, "path", &[]).ok()?;
+            ffi::to_string(gvl, p)
+        },
+    };
+    Ok(backtraces_agree(&mut ours, &mut theirs, &labels))
 }
 
 /// `thread`'s frames as the wire protocol carries them (labels worked out here).

@@ -13,8 +13,8 @@
 
 use crate::ffi::capture::{self as rb, IseqText, VALUE};
 use crate::ffi::{self, Gvl};
-use rbscope_vm::frames;
 use rbscope_vm::raise_record::{self as record, Encoder, Source, VmFrame};
+use rbscope_vm::{captured, frames};
 use rbscope_vm::{Layout, LocalMemory, Memory, RawFrame};
 use std::sync::atomic::{AtomicPtr, Ordering};
 
@@ -252,7 +252,7 @@ pub fn frame_text(gvl: Gvl, f: &VmFrame) -> FrameText {
     unsafe {
         FrameText {
             path: rb::iseq_text(gvl, iseq, IseqText::Path),
-            abs_path: rb::iseq_realpath(gvl, iseq),
+            abs_path: ffi::to_string(gvl, rb::iseq_value(gvl, iseq, IseqText::RealPath)),
             label: rb::iseq_text(gvl, iseq, IseqText::Label),
             base_label: rb::iseq_text(gvl, iseq, IseqText::BaseLabel),
             lineno: rb::iseq_line(gvl, iseq, f.pos),
@@ -263,16 +263,11 @@ pub fn frame_text(gvl: Gvl, f: &VmFrame) -> FrameText {
 /// The frames of the current thread that are running now, by (control frame, iseq,
 /// environment): a captured frame found here has not returned since the raise.
 pub fn running_frames(gvl: Gvl, layout: &Layout) -> Vec<(usize, usize, usize)> {
-    let mut out = Vec::new();
-    if let Some(ec) = current_ec(gvl, layout) {
-        // SAFETY: GVL held; the walk reads this thread's own control frames.
-        let mem = unsafe { vm() };
-        let _ = frames::walk(&mem, layout, ec, record::MAX_FRAMES, &mut |f: &RawFrame| {
-            out.push((f.cfp, f.iseq, f.ep));
-            true
-        });
-    }
-    out
+    let Some(ec) = current_ec(gvl, layout) else {
+        return Vec::new();
+    };
+    // SAFETY: GVL held; the walk reads this thread's own control frames.
+    captured::running_frames(&unsafe { vm() }, layout, ec)
 }
 
 /// Re-reads the locals of a captured frame that is still running, so that assignments made
@@ -283,34 +278,9 @@ pub fn refresh_if_running(
     f: &mut VmFrame,
     running: &[(usize, usize, usize)],
 ) {
-    if !running.contains(&(f.cfp, f.iseq, f.ep)) {
-        return;
-    }
-    // SAFETY: GVL held; the frame is on this thread's stack now (found in `running`), so its
-    // environments are live.
-    let mem = unsafe { vm() };
-    let raw = RawFrame {
-        cfp: f.cfp,
-        iseq: f.iseq,
-        pc: 0,
-        self_value: f.self_value,
-        ep: f.ep,
-    };
-    let mut chain = Vec::new();
-    if frames::env_chain(&mem, layout, &raw, &mut chain).is_err() {
-        return;
-    }
-    let levels: Option<Vec<Vec<usize>>> = chain
-        .iter()
-        .map(|lv| {
-            (0..lv.locals)
-                .map(|i| frames::local_value(&mem, lv.ep, lv.locals, i).ok())
-                .collect()
-        })
-        .collect();
-    if let Some(levels) = levels {
-        f.levels = levels;
-    }
+    // SAFETY: GVL held; a frame found in `running` is on this thread's stack now, so its
+    // environments are live (any other frame is left untouched).
+    captured::refresh_if_running(&unsafe { vm() }, layout, f, running);
 }
 
 /// Local variable names and values of a frame, innermost environment first, as
@@ -319,30 +289,15 @@ pub fn locals(gvl: Gvl, layout: &Layout, f: &VmFrame) -> Vec<(String, VALUE)> {
     // SAFETY: GVL held; the frame's iseq and its parents are kept alive by the record.
     let mem = unsafe { vm() };
     let mut out: Vec<(String, VALUE)> = Vec::new();
-    let mut iseq = f.iseq;
-    for (level, values) in f.levels.iter().enumerate() {
-        if level > 0 {
-            let parent = mem
-                .read_word(iseq + layout.iseq_body)
-                .and_then(|b| mem.read_word(b + layout.body_parent_iseq));
-            match parent {
-                Ok(p) if p != 0 => iseq = p,
-                _ => break,
-            }
+    for (id, v) in captured::local_ids_and_values(&mem, layout, f) {
+        if !rb::is_local_id(gvl, id as _) {
+            continue;
         }
-        let Ok(ids) = frames::local_ids(&mem, layout, iseq) else {
-            break;
+        let Some(name) = ffi::id_name(gvl, id as _) else {
+            continue;
         };
-        for (id, v) in ids.iter().zip(values) {
-            if !rb::is_local_id(gvl, *id as _) {
-                continue;
-            }
-            let Some(name) = ffi::id_name(gvl, *id as _) else {
-                continue;
-            };
-            if !out.iter().any(|(n, _)| *n == name) {
-                out.push((name, *v as VALUE));
-            }
+        if !out.iter().any(|(n, _)| *n == name) {
+            out.push((name, v as VALUE));
         }
     }
     out

@@ -10,8 +10,9 @@
 
 use crate::ffi::capture::{self as rb, Core, CoreMethods, T, VALUE};
 use crate::ffi::{self, Gvl, NIL};
+use rbscope_agent_core::capture::{walk_limits, TEXT_READERS};
 use rbscope_agent_core::config::Config;
-use rbscope_snapshot::walk::{AddrMap, Limits, Reader, Walk};
+use rbscope_snapshot::walk::{AddrMap, Reader, Walk};
 use rbscope_snapshot::{CaptureStats, CutReason, Object, ObjectKind, Value};
 
 /// The walk of one report: its state and the reader of Ruby objects.
@@ -22,16 +23,9 @@ pub struct Walker<'a> {
 
 impl<'a> Walker<'a> {
     pub fn new(gvl: Gvl, cfg: &'a Config, magic: &'a AddrMap<String>) -> Self {
-        let limits = Limits {
-            max_depth: cfg.max_depth,
-            max_objects: cfg.max_objects,
-            max_bytes: cfg.max_bytes,
-            max_string_bytes: cfg.max_string_bytes,
-            max_collection_items: cfg.max_collection_items,
-        };
         Walker {
             reader: RubyObjects::new(gvl),
-            walk: Walk::new(limits, &cfg.redaction, magic),
+            walk: Walk::new(walk_limits(cfg), &cfg.redaction, magic),
         }
     }
 
@@ -55,9 +49,8 @@ struct RubyObjects {
     gvl: Gvl,
     /// Classes recognised by the walk; zero when not loaded in this process.
     set: VALUE,
-    date: VALUE,
-    datetime: VALUE,
-    bigdecimal: VALUE,
+    /// The classes of `TEXT_READERS`, in its order.
+    text_classes: [VALUE; TEXT_READERS.len()],
     class_names: AddrMap<String>,
     id_names: AddrMap<Option<String>>,
     /// The core methods borrowed for C data, looked up once per walk.
@@ -118,21 +111,10 @@ impl Reader for RubyObjects {
         match ffi::type_of(gvl, v) {
             T::RUBY_T_STRING => self.string(v, walk),
             T::RUBY_T_ARRAY => {
-                let len = rb::array_len(gvl, v);
-                let take = len.min(walk.limits().max_collection_items);
-                let mut items = Vec::with_capacity(take);
-                for i in 0..take {
-                    // Re-checked against the current length.
-                    let Some(item) = rb::array_at(gvl, v, i) else {
-                        break;
-                    };
-                    items.push(walk.value(self, item, depth));
-                }
-                walk.charge(items.len() * 8);
-                ObjectKind::Array {
-                    items,
-                    original_len: len as u64,
-                }
+                // Each item re-checked against the current length.
+                walk.array_kind(self, rb::array_len(gvl, v), depth, |i| {
+                    rb::array_at(gvl, v, i)
+                })
             }
             T::RUBY_T_HASH => self.hash(v, depth, walk),
             // Range is a Struct inside the VM on 3.1.
@@ -228,9 +210,10 @@ impl RubyObjects {
         RubyObjects {
             gvl,
             set: find("Set"),
-            date: find("Date"),
-            datetime: find("DateTime"),
-            bigdecimal: find("BigDecimal"),
+            text_classes: TEXT_READERS.map(|r| match r.class {
+                "Thread" => rb::core_class(Core::Thread),
+                path => find(path),
+            }),
             class_names: AddrMap::default(),
             id_names: AddrMap::default(),
             core: CoreMethods::default(),
@@ -240,38 +223,22 @@ impl RubyObjects {
 
     fn string(&mut self, v: VALUE, walk: W) -> ObjectKind {
         let gvl = self.gvl;
-        let max = walk.limits().max_string_bytes;
-        let (kept, original_len) = rb::with_string_bytes(gvl, v, |bytes| {
-            let take = bytes.len().min(max);
-            (bytes.get(..take).unwrap_or(bytes).to_vec(), bytes.len())
+        rb::with_string_bytes(gvl, v, |bytes| {
+            walk.string_kind(bytes, rb::encoding_name(gvl, v))
         })
-        .unwrap_or_default();
-        walk.charge(kept.len());
-        ObjectKind::String {
-            bytes: kept,
-            encoding: rb::encoding_name(gvl, v),
-            original_len: original_len as u64,
-        }
+        .unwrap_or_else(|| walk.string_kind(&[], rb::encoding_name(gvl, v)))
     }
 
     fn hash(&mut self, v: VALUE, depth: u32, walk: W) -> ObjectKind {
         let gvl = self.gvl;
         let (pairs, total) = rb::hash_pairs(gvl, v, walk.limits().max_collection_items);
-        let mut entries = Vec::with_capacity(pairs.len());
-        for (k, val) in pairs {
-            let key_name = match ffi::type_of(gvl, k) {
-                T::RUBY_T_STRING => ffi::to_string(gvl, k),
-                // Static symbols are immediates: symbol_name checks for both kinds.
-                _ => ffi::symbol_name(gvl, k),
-            };
-            let key = walk.value(self, k, depth);
-            let value = match key_name {
-                Some(name) => walk.named(self, &name, val, depth),
-                None => walk.value(self, val, depth),
-            };
-            entries.push((key, value));
-        }
-        walk.charge(entries.len() * 16);
+        // A String or Symbol key names its value (static symbols are immediates:
+        // symbol_name checks for both kinds).
+        let key_name = |k: VALUE| match ffi::type_of(gvl, k) {
+            T::RUBY_T_STRING => ffi::to_string(gvl, k),
+            _ => ffi::symbol_name(gvl, k),
+        };
+        let entries = walk.entries(self, pairs, depth, key_name);
         // `default` is nil both without a default and with a default proc: only then ask
         // for the proc.
         let default = self.core.call(gvl, v, "Hash", "default", &[]);
@@ -354,20 +321,18 @@ impl RubyObjects {
                 };
             }
         }
-        if kind_of(self.datetime) {
-            let nine = rb::fixnum_value(9);
-            if let Some(s) = self.core.text(gvl, v, "DateTime", "iso8601", &[nine]) {
-                return ObjectKind::DateTime { iso8601: s };
+        let reader = TEXT_READERS
+            .iter()
+            .zip(self.text_classes)
+            .find(|(_, c)| kind_of(*c));
+        if let Some((r, _)) = reader {
+            let args = r.digits.map(|d| ffi::u64_value(gvl, d));
+            if let Some(s) = self.core.text(gvl, v, r.class, r.method, args.as_slice()) {
+                return (r.kind)(s);
             }
-        } else if kind_of(self.date) {
-            if let Some(s) = self.core.text(gvl, v, "Date", "iso8601", &[]) {
-                return ObjectKind::Date { iso8601: s };
-            }
-        }
-        if kind_of(self.bigdecimal) {
-            if let Some(s) = self.core.text(gvl, v, "BigDecimal", "to_s", &[]) {
-                return ObjectKind::BigDecimal { digits: s };
-            }
+            return ObjectKind::Opaque {
+                preview: rb::any_to_s(gvl, v),
+            };
         }
         if let Some((lambda, arity)) = rb::proc_parts(gvl, v) {
             let source_location = self.source_location(v, "Proc");
@@ -404,11 +369,6 @@ impl RubyObjects {
                 unbound,
                 source_location,
             };
-        }
-        if kind_of(rb::core_class(Core::Thread)) {
-            if let Some(p) = self.core.text(gvl, v, "Thread", "inspect", &[]) {
-                return ObjectKind::Opaque { preview: p };
-            }
         }
         ObjectKind::Opaque {
             preview: rb::any_to_s(gvl, v),

@@ -12,7 +12,7 @@ use crate::ffi::capture::{self as rb, IseqText, T, VALUE};
 use crate::ffi::{self, Gvl, NIL};
 use rbscope_agent_core::frame_facts::{self, Classes};
 use rbscope_backtrace::{FrameFacts, Param};
-use rbscope_vm::Memory;
+use rbscope_vm::captured;
 
 /// Facts for a frame from its iseq labels, its method's class as [`as_frame_class`] gives it
 /// (nil outside methods) and its `self` (decided by rbscope-agent-core's `frame_facts`).
@@ -44,8 +44,8 @@ impl Classes for RubyClasses {
         if ffi::type_of(self.0, klass) != T::RUBY_T_MODULE {
             return None;
         }
-        let refined = rb::attr_get(self.0, klass, "__refined_class__");
-        let defined_at = rb::attr_get(self.0, klass, "__defined_at__");
+        let refined = rb::ivar_get(self.0, klass, "__refined_class__");
+        let defined_at = rb::ivar_get(self.0, klass, "__defined_at__");
         (refined != NIL && defined_at != NIL).then_some((refined, defined_at))
     }
 
@@ -108,11 +108,8 @@ pub fn called_name(gvl: Gvl, me: VALUE) -> Option<String> {
     if me == ffi::FALSE || me == 0 {
         return None;
     }
-    // SAFETY: GVL held; `me` is a live method entry (kept by its holder); called_id follows
-    // flags, defined_class and def in rb_callable_method_entry_t (3.1 to 4.0).
-    let id = unsafe { fast_capture::vm() }
-        .read_word(me as usize + 24)
-        .ok()?;
+    // SAFETY: GVL held; `me` is a live method entry (kept by its holder).
+    let id = captured::called_id(&unsafe { fast_capture::vm() }, me as usize).ok()?;
     ffi::id_name(gvl, id as _)
 }
 
@@ -122,8 +119,8 @@ pub fn frame_class(gvl: Gvl, me: VALUE) -> VALUE {
     if me == ffi::FALSE || me == 0 {
         return NIL;
     }
-    // SAFETY: GVL held; `me` is a live method entry; defined_class follows its flags.
-    let Ok(klass) = unsafe { fast_capture::vm() }.read_word(me as usize + 8) else {
+    // SAFETY: GVL held; `me` is a live method entry (kept by its holder).
+    let Ok(klass) = captured::defined_class(&unsafe { fast_capture::vm() }, me as usize) else {
         return NIL;
     };
     if klass == 0 {
@@ -183,9 +180,8 @@ pub fn iseq_label(gvl: Gvl, iseq: VALUE, own: Option<String>) -> String {
     }
 }
 
-/// Whether `me` is a method defined from a block (`VM_METHOD_TYPE_BMETHOD`, 4 in 3.1 to 4.0).
+/// Whether `me` is a method defined from a block (`VM_METHOD_TYPE_BMETHOD`).
 fn is_bmethod(gvl: Gvl, me: VALUE) -> bool {
-    const VM_METHOD_TYPE_BMETHOD: u8 = 4;
     let Ok(layout) = fast_capture::verified_layout(gvl) else {
         return false;
     };
@@ -193,24 +189,14 @@ fn is_bmethod(gvl: Gvl, me: VALUE) -> bool {
         return false;
     }
     // SAFETY: GVL held; `me` is a live method entry (kept by its holder), and its definition.
-    let mem = unsafe { fast_capture::vm() };
-    let def = match mem.read_word(me as usize + layout.me_def) {
-        Ok(d) if d != 0 => d,
-        _ => return false,
-    };
-    mem.read_u8(def)
-        .map(|t| t & 0x0f == VM_METHOD_TYPE_BMETHOD)
-        .unwrap_or(false)
+    captured::is_bmethod(&unsafe { fast_capture::vm() }, layout, me as usize)
 }
 
 /// How many blocks deep the block a bmethod runs was written (`define_method(:m) { }` in a
 /// class body: 1), from `RubyVM::InstructionSequence.of` the method's label.
 fn bmethod_body_depth(gvl: Gvl, me: VALUE, name: &str) -> Option<u32> {
-    // SAFETY: GVL held; `me` is a live method entry (checked by is_bmethod); defined_class
-    // follows flags in rb_callable_method_entry_t (3.1 to 4.0), as frame_class reads it.
-    let owner = unsafe { fast_capture::vm() }
-        .read_word(me as usize + 8)
-        .ok()? as VALUE;
+    // SAFETY: GVL held; `me` is a live method entry (checked by is_bmethod).
+    let owner = captured::defined_class(&unsafe { fast_capture::vm() }, me as usize).ok()? as VALUE;
     let owner = match ffi::type_of(gvl, owner) {
         T::RUBY_T_ICLASS => rb::iclass_module(gvl, owner)?,
         T::RUBY_T_CLASS | T::RUBY_T_MODULE => owner,

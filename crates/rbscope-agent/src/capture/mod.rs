@@ -29,9 +29,9 @@ use crate::ffi::capture::{self as rb, Inspected, Inspector, IseqText, TraceArg, 
 use crate::ffi::guard::{self, Feature};
 use crate::ffi::{self, Gvl, NIL};
 use crate::state::{self, Agent};
-use rbscope_agent_core::capture::{is_app_path, locations_by_frame};
+use rbscope_agent_core::capture::{is_app_path, locations_by_frame, FrameCap};
+use rbscope_vm::captured;
 use rbscope_vm::raise_record::{Encoder, InspectorFrame, Source, FRAME_WORDS, HEADER};
-use rbscope_vm::{Memory, RawFrame};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -158,19 +158,12 @@ fn frame_method_entry(gvl: Gvl, f: &Inspected) -> VALUE {
     // SAFETY: GVL held; `cfp` is a control frame of this thread's stack, running now (the
     // inspector is open inside the raise hook), and its environment is live.
     let mem = unsafe { fast_capture::vm() };
-    let Ok(ep) = mem.read_word(f.cfp + layout.cfp_ep) else {
-        return NIL;
-    };
-    let raw = RawFrame {
-        cfp: f.cfp,
-        iseq: f.iseq as usize,
-        pc: 0,
-        self_value: f.self_value as usize,
-        ep,
-    };
-    match rbscope_vm::frames::method_entry(&mem, &raw) {
-        Ok(me) if me != 0 => me as VALUE,
-        _ => NIL,
+    let me =
+        captured::method_entry_of_cfp(&mem, layout, f.cfp, f.iseq as usize, f.self_value as usize);
+    if me != 0 {
+        me as VALUE
+    } else {
+        NIL
     }
 }
 
@@ -201,8 +194,7 @@ fn inspect_frames(gvl: Gvl, dc: &Inspector, agent: &Agent, out: &mut Vec<usize>)
     let Some(mut record) = Encoder::new(out, Source::Inspector) else {
         return;
     };
-    let mut kept = 0usize;
-    let mut skipped = 0;
+    let mut cap = FrameCap::new(cfg.max_frames);
     // Position among the Ruby frames (C frames have no binding), as the fast path counts.
     let mut ruby_frames = 0;
     for ((f, hidden), at) in frames.iter().zip(hidden).zip(by_frame) {
@@ -219,7 +211,7 @@ fn inspect_frames(gvl: Gvl, dc: &Inspector, agent: &Agent, out: &mut Vec<usize>)
         // caller's line, as they do a C function), else the location's.
         let path = if f.iseq != 0 {
             // SAFETY: a live iseq from the inspector's list.
-            unsafe { rb::iseq_path_value(gvl, f.iseq) }
+            unsafe { rb::iseq_value(gvl, f.iseq, IseqText::Path) }
         } else {
             ffi::call(gvl, loc, "path", &[]).unwrap_or(NIL)
         };
@@ -227,11 +219,9 @@ fn inspect_frames(gvl: Gvl, dc: &Inspector, agent: &Agent, out: &mut Vec<usize>)
         if app != Some(true) {
             continue;
         }
-        if kept >= cfg.max_frames {
-            skipped += 1;
+        if !cap.admit() {
             continue;
         }
-        kept += 1;
         let frame = InspectorFrame {
             depth,
             location: loc as usize,
@@ -245,5 +235,5 @@ fn inspect_frames(gvl: Gvl, dc: &Inspector, agent: &Agent, out: &mut Vec<usize>)
             break;
         }
     }
-    record.set_skipped(skipped);
+    record.set_skipped(cap.skipped);
 }

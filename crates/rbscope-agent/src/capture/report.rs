@@ -14,10 +14,10 @@ use crate::counters::{add, bump};
 use crate::ffi::capture::{self as rb, VALUE};
 use crate::ffi::{self, Gvl, NIL};
 use crate::state::Agent;
-use crate::writer::Job;
-use rbscope_agent_core::report::{cause_chain, read_source, stored_line, tallies, RaisedAt};
-use rbscope_backtrace::FrameFacts;
-use rbscope_snapshot::{fingerprint, CauseInfo, Context, ExceptionInfo, Frame, Snapshot, Value};
+use rbscope_agent_core::capture::{is_app_path, FrameCap};
+use rbscope_agent_core::report::{cause_chain, placed, read_source, store_job, tallies};
+use rbscope_snapshot::{fingerprint, CauseInfo, Context, ExceptionInfo, Frame, Snapshot};
+use rbscope_vm::captured;
 use rbscope_vm::raise_record::{self, InspectorFrame, Record, VmFrame};
 
 /// Backtrace lines kept per exception.
@@ -93,15 +93,13 @@ fn report_with_gc_off(
     add(&agent.counters.values_truncated, truncated);
     add(&agent.counters.objects_cut, cut);
 
-    let message = rb::exception_message(gvl, exc);
-    let id = ulid::Ulid::new().to_string();
     let snapshot = Snapshot {
-        id: id.clone(),
+        id: ulid::Ulid::new().to_string(),
         reported_at_ms: rbscope_agent_core::writer::now_ms(),
         fingerprint: fp,
         exception: ExceptionInfo {
-            class_name: class_name.clone(),
-            message: message.clone(),
+            class_name,
+            message: rb::exception_message(gvl, exc),
             backtrace: rb::exception_backtrace(gvl, exc, MAX_BACKTRACE),
             causes,
         },
@@ -110,26 +108,13 @@ fn report_with_gc_off(
         context: context(gvl, agent, ctx, how),
         stats,
     };
-    let body = match rbscope_snapshot::encode(&snapshot) {
-        Ok(b) => b,
-        Err(_) => {
-            bump(&agent.counters.encode_errors);
-            return None;
-        }
+    let raised_at = kept.first().map(|k| &k.frame);
+    let Some(job) = store_job(&snapshot, raised_at, std::process::id()) else {
+        bump(&agent.counters.encode_errors);
+        return None;
     };
-    let summary = rbscope_store::SnapshotSummary::of(&snapshot, body.len());
-    let at = kept.first().map(|k| RaisedAt {
-        label: &k.frame.label,
-        path: &k.frame.path,
-        lineno: k.frame.lineno,
-    });
-    let log = stored_line(&id, &class_name, &message, at, std::process::id());
-    if agent.writer.submit(Job::Store {
-        summary: Box::new(summary),
-        body,
-        log,
-    }) {
-        Some(id)
+    if agent.writer.submit(job) {
+        Some(snapshot.id)
     } else {
         bump(&agent.counters.queue_full);
         None
@@ -143,21 +128,6 @@ struct KeptFrame {
     abs_path: Option<String>,
     self_value: VALUE,
     locals: Vec<(String, VALUE)>,
-}
-
-/// A frame at `path:lineno`, labelled by `facts`, named by its base label unless that is
-/// not a method's (`<main>`).
-fn placed(depth: usize, facts: FrameFacts, base_label: &str, path: String, lineno: i64) -> Frame {
-    Frame {
-        depth: depth as u32,
-        label: facts.label_with_params(),
-        method_name: (!base_label.starts_with('<')).then(|| base_label.to_string()),
-        path,
-        lineno,
-        self_value: Value::Nil,
-        locals: Vec::new(),
-        source: None,
-    }
 }
 
 /// The app frames of a capture record (either path), capped at `max_frames`, and how many
@@ -194,29 +164,22 @@ fn fast_frames(
     decoded: Vec<VmFrame>,
 ) -> (Vec<KeptFrame>, usize) {
     let mut kept = Vec::new();
-    let mut skipped = 0;
+    let mut cap = FrameCap::new(agent.config.max_frames);
     let running = fast_capture::running_frames(gvl, layout);
     // SAFETY: GVL held; the iseqs read are kept alive by the ring (and GC is off).
     let mem = unsafe { fast_capture::vm() };
     // A rescue or ensure clause's frame stands for the frame it runs in, as in Ruby 3.4+'s
     // backtraces and the inspector path (capture/mod.rs), on every Ruby.
-    let hidden = rbscope_backtrace::hidden_by_clauses(decoded.iter().map(|f| {
-        (!f.cfunc).then(|| {
-            rbscope_vm::iseq::kind_at(&mem, layout, f.iseq)
-                .map(|k| k.is_clause())
-                .unwrap_or(false)
-        })
-    }));
+    let hidden = captured::hidden_by_clauses(&mem, layout, &decoded);
     for (mut f, hidden) in decoded.into_iter().zip(hidden) {
         if f.cfunc || hidden {
             continue;
         }
         let text = fast_capture::frame_text(gvl, &f);
-        if !rbscope_agent_core::capture::is_app_path(&agent.config, text.path.as_bytes()) {
+        if !is_app_path(&agent.config, text.path.as_bytes()) {
             continue;
         }
-        if kept.len() >= agent.config.max_frames {
-            skipped += 1;
+        if !cap.admit() {
             continue;
         }
         fast_capture::refresh_if_running(gvl, layout, &mut f, &running);
@@ -234,7 +197,7 @@ fn fast_frames(
             locals: fast_capture::locals(gvl, layout, &f),
         });
     }
-    (kept, skipped)
+    (kept, cap.skipped)
 }
 
 /// Captures self and locals of each kept frame into the walker's arena.

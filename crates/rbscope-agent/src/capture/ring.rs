@@ -14,38 +14,25 @@ use crate::ffi::capture::{gc_mark, VALUE};
 use crate::ffi::guard::{self, Feature};
 use crate::ffi::marker::MarkerType;
 use crate::ffi::Gvl;
+use rbscope_agent_core::capture::Ring;
 use std::cell::UnsafeCell;
 use std::ffi::c_void;
 
-/// One pending capture.
-#[derive(Clone, Default)]
-pub struct Slot {
-    /// The exception (0 when the slot is empty).
-    pub exc: VALUE,
-    /// Its frames, in the raise-record format (`rbscope_vm::raise_record`): every word a
-    /// VALUE kept alive here or an immediate.
-    pub words: Vec<usize>,
-}
-
-struct Ring {
-    slots: Vec<Slot>,
-    next: usize,
-}
+/// One pending capture: the exception (0 when the slot is empty) and its frames, every word a
+/// VALUE kept alive here or an immediate.
+pub use rbscope_agent_core::capture::Slot;
 
 struct GvlCell(UnsafeCell<Ring>);
 // SAFETY: the ring is only touched with the GVL held (Gvl tokens, and the GC's mark phase,
 // which also runs under the GVL), so there is never concurrent access.
 unsafe impl Sync for GvlCell {}
 
-static RING: GvlCell = GvlCell(UnsafeCell::new(Ring {
-    slots: Vec::new(),
-    next: 0,
-}));
+static RING: GvlCell = GvlCell(UnsafeCell::new(Ring::EMPTY));
 unsafe extern "C" fn mark_ring(_data: *mut c_void) {
     guard::mark(&[Feature::Capture], "marking pending captures", || {
         // SAFETY: called by the GC under the GVL; no slot is borrowed while Ruby can allocate.
         let ring = unsafe { &*RING.0.get() };
-        for slot in &ring.slots {
+        for slot in ring.slots() {
             // SAFETY: in the GC's mark phase; the exception is a live object (marked from here
             // since it was stored), and every word of a raise record is a live VALUE or an
             // immediate (the format's rule), which gc_mark skips.
@@ -64,9 +51,7 @@ static MARKER: MarkerType = MarkerType::new(c"rbscope pending captures", mark_ri
 /// Sizes the ring (clearing it) and, once per process, creates the marking object.
 pub fn init(gvl: Gvl, size: usize) {
     // SAFETY: GVL held; no other borrow of the ring is alive.
-    let ring = unsafe { &mut *RING.0.get() };
-    ring.slots = vec![Slot::default(); size.max(1)];
-    ring.next = 0;
+    unsafe { *RING.0.get() = Ring::new(size) };
     MARKER.ensure(gvl);
 }
 
@@ -75,32 +60,14 @@ pub fn init(gvl: Gvl, size: usize) {
 pub fn fill_next(_gvl: Gvl, fill: impl FnOnce(&mut Slot) -> bool) -> bool {
     // SAFETY: GVL held; the borrow ends before this function returns and `fill` does not
     // allocate Ruby objects (so no GC, so no concurrent mark).
-    let ring = unsafe { &mut *RING.0.get() };
-    if ring.slots.is_empty() {
-        return false;
-    }
-    let i = ring.next % ring.slots.len();
-    ring.next = ring.next.wrapping_add(1);
-    let Some(slot) = ring.slots.get_mut(i) else {
-        return false;
-    };
-    slot.exc = 0;
-    slot.words.clear();
-    if fill(slot) {
-        true
-    } else {
-        slot.exc = 0;
-        slot.words.clear();
-        false
-    }
+    unsafe { &mut *RING.0.get() }.fill_next(fill)
 }
 
 /// Whether `exc` has a pending capture.
 pub fn contains(_gvl: Gvl, exc: VALUE) -> bool {
     // SAFETY: the ring is only touched with the GVL held (the token), so nothing writes it
     // meanwhile; this read-only borrow ends here, before anything can allocate (and mark).
-    let ring = unsafe { &*RING.0.get() };
-    ring.slots.iter().any(|s| s.exc == exc && s.exc != 0)
+    unsafe { &*RING.0.get() }.find(exc).is_some()
 }
 
 /// A copy of `exc`'s pending capture. The copied VALUEs stay valid only while the ring keeps
@@ -108,9 +75,5 @@ pub fn contains(_gvl: Gvl, exc: VALUE) -> bool {
 pub fn find(_gvl: Gvl, exc: VALUE) -> Option<Slot> {
     // SAFETY: the ring is only touched with the GVL held (the token), so nothing writes it
     // meanwhile; this read-only borrow ends here, before anything can allocate (and mark).
-    let ring = unsafe { &*RING.0.get() };
-    ring.slots
-        .iter()
-        .find(|s| s.exc == exc && s.exc != 0)
-        .cloned()
+    unsafe { &*RING.0.get() }.find(exc).cloned()
 }

@@ -9,6 +9,9 @@ use crate::ffi::guard::{self, Feature};
 use crate::ffi::raw;
 use crate::ffi::{self, Gvl, Raised, NIL};
 use rb_sys::rb_debug_inspector_t;
+use rbscope_agent_core::capture::{own_frames, FirstN};
+
+pub(crate) use rbscope_agent_core::capture::Inspected;
 use std::ffi::c_void;
 use std::marker::PhantomData;
 
@@ -72,17 +75,6 @@ pub struct Inspector<'a> {
     _open: PhantomData<&'a ()>,
 }
 
-/// One frame as the debug inspector knows it.
-pub struct Inspected {
-    /// nil for a C function's frame.
-    pub binding: VALUE,
-    pub self_value: VALUE,
-    pub klass: VALUE,
-    /// The frame's iseq (0 when unknown), and its control frame (0 when unknown).
-    pub iseq: VALUE,
-    pub cfp: usize,
-}
-
 impl Inspector<'_> {
     /// The `Thread::Backtrace::Location`s of the stack (held by the inspector).
     pub fn locations(&self) -> VALUE {
@@ -126,38 +118,17 @@ impl Inspector<'_> {
             let words = self.dc as *const VALUE;
             [*words.add(3), *words.add(2)]
         };
-        for list in candidates {
+        let entries = |list: VALUE| -> Option<Vec<Vec<VALUE>>> {
             if ffi::type_of(gvl, list) != T::RUBY_T_ARRAY {
-                continue;
+                return None;
             }
-            let frames: Option<Vec<Inspected>> = ffi::array_items(gvl, list)
-                .iter()
-                .map(|e| {
-                    if ffi::type_of(gvl, *e) != T::RUBY_T_ARRAY {
-                        return None;
-                    }
-                    let parts = ffi::array_items(gvl, *e);
-                    let iseq = *parts.get(3)?;
-                    Some(Inspected {
-                        self_value: *parts.first()?,
-                        klass: *parts.get(1)?,
-                        binding: *parts.get(2)?,
-                        iseq: if iseq == NIL { 0 } else { iseq },
-                        cfp: (*parts.get(4)? as usize) & !0x03,
-                    })
-                })
-                .collect();
-            let Some(frames) = frames else {
-                continue;
-            };
-            let first_agrees = frames
-                .first()
-                .is_some_and(|f| f.binding == first.binding && f.self_value == first.self_value);
-            if first_agrees && frames.len() >= n {
-                return Some(frames);
-            }
-        }
-        None
+            let is_array = |e: VALUE| ffi::type_of(gvl, e) == T::RUBY_T_ARRAY;
+            ffi::array_items(gvl, list)
+                .into_iter()
+                .map(|e| is_array(e).then(|| ffi::array_items(gvl, e)))
+                .collect()
+        };
+        own_frames(candidates.into_iter().map(entries), &first, n, NIL)
     }
 }
 
@@ -197,48 +168,41 @@ unsafe extern "C" fn inspect(dc: *const rb_debug_inspector_t, data: *mut c_void)
 #[derive(Clone, Copy)]
 pub enum IseqText {
     Path,
+    /// The real path: nil when it has none.
+    RealPath,
     Label,
     BaseLabel,
+}
+
+/// One of the iseq's location strings as Ruby has it (a String, or nil).
+///
+/// # Safety
+/// `iseq` must be a live iseq, kept alive by whoever holds it.
+pub unsafe fn iseq_value(_gvl: Gvl, iseq: VALUE, what: IseqText) -> VALUE {
+    // SAFETY: per the contract `iseq` is a live iseq; these accessors only read its location.
+    unsafe {
+        match what {
+            IseqText::Path => raw::rb_iseq_path(iseq),
+            IseqText::RealPath => raw::rb_iseq_realpath(iseq),
+            IseqText::Label => raw::rb_iseq_label(iseq),
+            IseqText::BaseLabel => raw::rb_iseq_base_label(iseq),
+        }
+    }
 }
 
 /// One of the iseq's location strings (empty when it has none).
 ///
 /// # Safety
-/// `iseq` must be a live iseq, kept alive by whoever holds it.
+/// As [`iseq_value`].
 pub unsafe fn iseq_text(gvl: Gvl, iseq: VALUE, what: IseqText) -> String {
-    // SAFETY: per the contract `iseq` is a live iseq; these accessors only read its location.
-    let s = unsafe {
-        match what {
-            IseqText::Path => raw::rb_iseq_path(iseq),
-            IseqText::Label => raw::rb_iseq_label(iseq),
-            IseqText::BaseLabel => raw::rb_iseq_base_label(iseq),
-        }
-    };
-    ffi::to_string(gvl, s).unwrap_or_default()
-}
-
-/// The iseq's path as Ruby has it (a String).
-///
-/// # Safety
-/// As [`iseq_text`].
-pub unsafe fn iseq_path_value(_gvl: Gvl, iseq: VALUE) -> VALUE {
-    // SAFETY: per the contract `iseq` is a live iseq.
-    unsafe { raw::rb_iseq_path(iseq) }
-}
-
-/// The iseq's real path, if it has one.
-///
-/// # Safety
-/// As [`iseq_text`].
-pub unsafe fn iseq_realpath(gvl: Gvl, iseq: VALUE) -> Option<String> {
-    // SAFETY: per the contract `iseq` is a live iseq.
-    ffi::to_string(gvl, unsafe { raw::rb_iseq_realpath(iseq) })
+    // SAFETY: the caller's contract is iseq_value's.
+    ffi::to_string(gvl, unsafe { iseq_value(gvl, iseq, what) }).unwrap_or_default()
 }
 
 /// The line of instruction `pos` of the iseq.
 ///
 /// # Safety
-/// As [`iseq_text`]; `pos` must be an instruction index read from a frame running `iseq`.
+/// As [`iseq_value`]; `pos` must be an instruction index read from a frame running `iseq`.
 pub unsafe fn iseq_line(_gvl: Gvl, iseq: VALUE, pos: usize) -> i64 {
     // SAFETY: the caller promised a live iseq and an instruction index of a frame running it.
     unsafe { raw::rb_iseq_line_no(iseq, pos) as i64 }
@@ -327,13 +291,6 @@ pub fn ivar_get(gvl: Gvl, obj: VALUE, name: &str) -> VALUE {
     unsafe { rb_sys::rb_ivar_get(obj, ffi::intern(gvl, name)) }
 }
 
-/// Like [`ivar_get`], through `rb_attr_get` (what Ruby uses for the hidden ivars of a
-/// refinement).
-pub fn attr_get(gvl: Gvl, obj: VALUE, name: &str) -> VALUE {
-    // SAFETY: GVL held; rb_attr_get reads an ivar of a live object and never raises.
-    unsafe { rb_sys::rb_attr_get(obj, ffi::intern(gvl, name)) }
-}
-
 /// `$0`, the process title.
 pub fn process_title(gvl: Gvl) -> Option<String> {
     // SAFETY: GVL held; `$0` is always a String or nil.
@@ -369,11 +326,6 @@ pub fn core_class(c: Core) -> VALUE {
             Core::UnboundMethod => rb_sys::rb_cUnboundMethod,
         }
     }
-}
-
-/// A non-negative or negative number as a Fixnum VALUE (it must fit: |n| < 2^62).
-pub fn fixnum_value(n: i64) -> VALUE {
-    ((n << 1) | 1) as VALUE
 }
 
 /// Whether `v` is an immediate (nil, true, false, a Fixnum, a static Symbol, a flonum...).
@@ -455,12 +407,10 @@ pub fn struct_member_names(gvl: Gvl, v: VALUE) -> Vec<String> {
 
 /// Member `i` of a Struct (nil when it cannot be read).
 pub fn struct_get(gvl: Gvl, v: VALUE, i: usize) -> VALUE {
+    let index = ffi::u64_value(gvl, i as u64);
     // SAFETY: GVL held; rb_struct_aref with an index reads the slot directly (an index out of
     // range raises, which is caught).
-    ffi::protect(gvl, || unsafe {
-        rb_sys::rb_struct_aref(v, fixnum_value(i as i64))
-    })
-    .unwrap_or(NIL)
+    ffi::protect(gvl, || unsafe { rb_sys::rb_struct_aref(v, index) }).unwrap_or(NIL)
 }
 
 /// A Regexp's source and options.
@@ -517,29 +467,16 @@ pub fn encoding_name(gvl: Gvl, v: VALUE) -> String {
 /// The first `limit` pairs of a Hash, and how many it has, read with `rb_hash_foreach` (no
 /// Ruby code runs).
 pub fn hash_pairs(gvl: Gvl, v: VALUE, limit: usize) -> (Vec<(VALUE, VALUE)>, usize) {
-    struct Acc {
-        pairs: Vec<(VALUE, VALUE)>,
-        limit: usize,
-        total: usize,
-    }
     unsafe extern "C" fn each(k: VALUE, val: VALUE, arg: VALUE) -> i32 {
         guard::run(Feature::Capture, "reading a hash", ST_STOP, || {
-            // SAFETY: arg is the Acc below, alive for the whole rb_hash_foreach call.
-            let acc = unsafe { &mut *(arg as *mut Acc) };
-            acc.total += 1;
-            if acc.pairs.len() < acc.limit {
-                acc.pairs.push((k, val));
-            }
+            // SAFETY: arg is the FirstN below, alive for the whole rb_hash_foreach call.
+            unsafe { &mut *(arg as *mut FirstN<(VALUE, VALUE)>) }.offer((k, val));
             ST_CONTINUE
         })
     }
-    let mut acc = Acc {
-        pairs: Vec::new(),
-        limit,
-        total: 0,
-    };
+    let mut acc = FirstN::new(limit);
     if ffi::type_of(gvl, v) == T::RUBY_T_HASH {
-        let acc_ptr = &mut acc as *mut Acc as VALUE;
+        let acc_ptr = &mut acc as *mut FirstN<(VALUE, VALUE)> as VALUE;
         let _ = ffi::protect(gvl, || {
             // SAFETY: v is a Hash; `each` neither calls Ruby nor allocates Ruby objects, and
             // the pairs stay alive: GC is paused while a report walks the graph.
@@ -547,35 +484,22 @@ pub fn hash_pairs(gvl: Gvl, v: VALUE, limit: usize) -> (Vec<(VALUE, VALUE)>, usi
             NIL
         });
     }
-    (acc.pairs, acc.total)
+    (acc.items, acc.total)
 }
 
 /// The first `limit` members of a Ruby 4.0 Set (a core class with a table of its own), and
 /// how many it has, read with `rb_set_foreach` (no Ruby code runs).
 #[cfg(ruby_gte_4_0)]
 pub fn set_members(gvl: Gvl, v: VALUE, limit: usize) -> (Vec<VALUE>, usize) {
-    struct Acc {
-        members: Vec<VALUE>,
-        limit: usize,
-        total: usize,
-    }
     unsafe extern "C" fn each(member: VALUE, arg: VALUE) -> i32 {
         guard::run(Feature::Capture, "reading a set", ST_STOP, || {
-            // SAFETY: arg is the Acc below, alive for the whole rb_set_foreach call.
-            let acc = unsafe { &mut *(arg as *mut Acc) };
-            acc.total += 1;
-            if acc.members.len() < acc.limit {
-                acc.members.push(member);
-            }
+            // SAFETY: arg is the FirstN below, alive for the whole rb_set_foreach call.
+            unsafe { &mut *(arg as *mut FirstN<VALUE>) }.offer(member);
             ST_CONTINUE
         })
     }
-    let mut acc = Acc {
-        members: Vec::new(),
-        limit,
-        total: 0,
-    };
-    let acc_ptr = &mut acc as *mut Acc as VALUE;
+    let mut acc = FirstN::new(limit);
+    let acc_ptr = &mut acc as *mut FirstN<VALUE> as VALUE;
     let _ = ffi::protect(gvl, || {
         // SAFETY: v is a Set (the caller checked its class); `each` neither calls Ruby nor
         // allocates Ruby objects, and the members stay alive: GC is paused while a report
@@ -583,7 +507,7 @@ pub fn set_members(gvl: Gvl, v: VALUE, limit: usize) -> (Vec<VALUE>, usize) {
         unsafe { rb_sys::rb_set_foreach(v, Some(each), acc_ptr) };
         NIL
     });
-    (acc.members, acc.total)
+    (acc.items, acc.total)
 }
 
 /// An object's instance variables (also internal ones: the caller filters), at most 4096,
@@ -595,21 +519,18 @@ pub fn ivar_list(_gvl: Gvl, v: VALUE) -> Vec<(ID, VALUE)> {
             "reading instance variables",
             ST_STOP,
             || {
-                // SAFETY: arg is the Vec below, alive for the whole rb_ivar_foreach call.
-                let raw = unsafe { &mut *(arg as *mut Vec<(ID, VALUE)>) };
-                if raw.len() < 4096 {
-                    raw.push((id, val));
-                }
+                // SAFETY: arg is the FirstN below, alive for the whole rb_ivar_foreach call.
+                unsafe { &mut *(arg as *mut FirstN<(ID, VALUE)>) }.offer((id, val));
                 ST_CONTINUE
             },
         )
     }
-    let mut raw: Vec<(ID, VALUE)> = Vec::new();
-    let raw_ptr = &mut raw as *mut Vec<(ID, VALUE)> as rb_sys::st_data_t;
-    // SAFETY: GVL held; v is a live object; `each` only pushes into the Vec and never calls
-    // Ruby.
+    let mut raw = FirstN::new(4096);
+    let raw_ptr = &mut raw as *mut FirstN<(ID, VALUE)> as rb_sys::st_data_t;
+    // SAFETY: GVL held; v is a live object; `each` only pushes into the FirstN and never
+    // calls Ruby.
     unsafe { rb_sys::rb_ivar_foreach(v, Some(each), raw_ptr) };
-    raw
+    raw.items
 }
 
 /// A Time's seconds, nanoseconds and UTC offset (a part that cannot be read is 0); None when
@@ -618,28 +539,23 @@ pub fn time_parts(gvl: Gvl, v: VALUE) -> Option<(i64, i64, i64)> {
     if !is_kind_of(gvl, v, core_class(Core::Time)) {
         return None;
     }
-    // Read inside `protect` (rb_time_timespec may raise), packed into an Array.
-    let parts = ffi::protect(gvl, || {
-        // SAFETY: GVL held; v is a Time; a fresh Array filled with the Time's own figures.
+    let (mut seconds, mut nanoseconds, mut offset) = (0i64, 0i64, NIL);
+    // Read inside `protect`: rb_time_timespec and rb_time_utc_offset may raise.
+    ffi::protect(gvl, || {
+        // SAFETY: GVL held; v is a Time (checked above), whose own figures these read.
         unsafe {
             let t = rb_sys::rb_time_timespec(v);
-            let a = rb_sys::rb_ary_new_capa(2);
-            rb_sys::rb_ary_push(a, rb_sys::rb_ll2inum(t.tv_sec as _));
-            rb_sys::rb_ary_push(a, fixnum_value(t.tv_nsec as i64));
-            rb_sys::rb_ary_push(a, rb_sys::rb_time_utc_offset(v));
-            a
+            (seconds, nanoseconds) = (t.tv_sec as i64, t.tv_nsec as i64);
+            offset = rb_sys::rb_time_utc_offset(v);
         }
+        NIL
     })
     .ok()?;
-    let num = |x: VALUE| -> i64 {
-        // SAFETY: GVL held; rb_num2ll may raise, which protect catches.
-        ffi::protect(gvl, || unsafe { rb_sys::rb_num2ll(x) as VALUE })
-            .map(|n| n as i64)
-            .unwrap_or(0)
-    };
-    let items = ffi::array_items(gvl, parts);
-    let at = |i: usize| items.get(i).copied().map(num).unwrap_or(0);
-    Some((at(0), at(1), at(2)))
+    // SAFETY: GVL held; rb_num2ll may raise, which protect catches.
+    let offset = ffi::protect(gvl, || unsafe { rb_sys::rb_num2ll(offset) as VALUE })
+        .map(|n| n as i64)
+        .unwrap_or(0);
+    Some((seconds, nanoseconds, offset))
 }
 
 /// A Proc's lambda-ness and arity; None for anything but a Proc.
