@@ -44,7 +44,7 @@ const BUILT_FOR_RUBY: &str = env!("RBSCOPE_BUILT_FOR_RUBY");
 /// anyway could corrupt the app. Only `RUBY_VERSION` is read before deciding.
 fn check_ruby_version(ruby: &Ruby) -> Result<(), Error> {
     let running: String = ruby.class_object().const_get("RUBY_VERSION")?;
-    if release_of(&running) == BUILT_FOR_RUBY {
+    if rbscope_agent_core::agent::args::release_of(&running) == BUILT_FOR_RUBY {
         return Ok(());
     }
     Err(Error::new(
@@ -55,11 +55,6 @@ fn check_ruby_version(ruby: &Ruby) -> Result<(), Error> {
              scripts/install-gem in a checkout)"
         ),
     ))
-}
-
-/// `3.4` of `3.4.9` (what an extension's ABI follows).
-fn release_of(version: &str) -> String {
-    version.split('.').take(2).collect::<Vec<_>>().join(".")
 }
 
 #[magnus::init(name = "rbscope_agent")]

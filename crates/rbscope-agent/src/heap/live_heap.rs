@@ -12,6 +12,7 @@
 
 use crate::ffi::{self, Gvl};
 use crate::heap::heap_walk;
+use rbscope_agent_core::agent::heap_job;
 use rbscope_heap::walk::child::Report;
 use rbscope_heap::walk::target;
 use rbscope_heap::walk::Written;
@@ -72,19 +73,9 @@ fn target_path(req: &HeapDumpRequest) -> Result<PathBuf, String> {
         let xdg = std::env::var("XDG_RUNTIME_DIR").ok();
         rbscope_proto::paths::runtime_dir(xdg.as_deref(), uid)
     };
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0);
-    let pid = std::process::id();
-    target::dump_path(
-        req.path.as_deref(),
-        req.gzip,
-        std::env::current_dir,
-        default_dir,
-        pid,
-        ms,
-    )
+    let (pid, ms) = (std::process::id(), heap_job::unix_ms());
+    let cwd = std::env::current_dir;
+    target::dump_path(req.path.as_deref(), req.gzip, cwd, default_dir, pid, ms)
 }
 
 fn dump(gvl: Gvl, req: &HeapDumpRequest) -> Outcome {
@@ -102,12 +93,7 @@ fn dump(gvl: Gvl, req: &HeapDumpRequest) -> Outcome {
         .open(&partial)
     {
         Ok(f) => f,
-        Err(e) => {
-            return error(format!(
-                "cannot write the heap dump at {}: {e} (the path is the process's: as its user, relative to its working directory)",
-                path.display()
-            ))
-        }
+        Err(e) => return error(heap_job::cannot_open(&path, &e)),
     };
     let mut gc_us = 0;
     if req.gc {
@@ -127,10 +113,7 @@ fn dump(gvl: Gvl, req: &HeapDumpRequest) -> Outcome {
     // SAFETY: pipe2 fills two new descriptors.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
         let _ = std::fs::remove_file(&partial);
-        return error(format!(
-            "cannot make a pipe for the dump: {}",
-            std::io::Error::last_os_error()
-        ));
+        return error(heap_job::cannot_pipe(&std::io::Error::last_os_error()));
     }
     // SAFETY: both descriptors were just created and are owned here.
     let (read_end, write_end) =
@@ -145,9 +128,7 @@ fn dump(gvl: Gvl, req: &HeapDumpRequest) -> Outcome {
             let e = std::io::Error::last_os_error();
             drop(file);
             let _ = std::fs::remove_file(&partial);
-            error(format!(
-                "cannot fork to write the heap dump: {e}; `--in-process` writes it from the process itself (the app pauses for the whole dump)"
-            ))
+            error(heap_job::cannot_fork(&e))
         }
         0 => {
             drop(read_end);
@@ -284,16 +265,8 @@ pub fn finish(f: Forked) -> AgentMessage {
         None => {
             // The child died before it could clean up: its partial file goes too.
             let _ = std::fs::remove_file(&f.partial);
-            let how = if libc::WIFSIGNALED(wstatus) {
-                format!("was killed by signal {}", libc::WTERMSIG(wstatus))
-            } else {
-                "ended without a report".to_string()
-            };
-            AgentMessage::Error(format!(
-                "the process writing the heap dump (pid {}) {how}, maybe by the kernel for lack of memory; no dump was left at {}",
-                f.pid,
-                f.path.display()
-            ))
+            let signal = libc::WIFSIGNALED(wstatus).then(|| libc::WTERMSIG(wstatus));
+            AgentMessage::Error(heap_job::child_died(f.pid, signal, &f.path))
         }
     }
 }
@@ -311,9 +284,7 @@ fn count(gvl: Gvl, names: &[String]) -> AgentMessage {
         (c.objects(), c.by_type(), classes)
     });
     if crate::ffi::guard::is_off(crate::ffi::guard::Feature::Heap) {
-        return AgentMessage::Error(
-            "an internal error stopped the heap count; heap features are off in this process (rbscope doctor -p PID says why)".into(),
-        );
+        return AgentMessage::Error(heap_job::COUNT_STOPPED.into());
     }
     AgentMessage::HeapCensus(HeapCensus {
         objects,
@@ -329,11 +300,7 @@ fn track(gvl: Gvl, on: bool) -> AgentMessage {
     if !ffi::heap::require_objspace(gvl) {
         return AgentMessage::Error("cannot load objspace (Ruby's ext/objspace)".into());
     }
-    let method = if on {
-        "trace_object_allocations_start"
-    } else {
-        "trace_object_allocations_stop"
-    };
+    let method = heap_job::tracking_method(on);
     let Some(objspace) = ffi::const_at(gvl, "ObjectSpace") else {
         return AgentMessage::Error("ObjectSpace is not defined".into());
     };
