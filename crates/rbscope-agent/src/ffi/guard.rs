@@ -93,10 +93,7 @@ pub fn panics() -> u64 {
 
 /// One line per feature that is off, for `doctor -p` (empty when all is well).
 pub fn report() -> Vec<String> {
-    let first = match FIRST.lock() {
-        Ok(f) => f.clone(),
-        Err(p) => p.into_inner().clone(),
-    };
+    let first = first_failures().clone();
     ALL.iter()
         .filter(|f| is_off(**f))
         .map(|f| {
@@ -121,13 +118,24 @@ fn failed(feature: Feature, what: &str) {
         .unwrap_or_else(|| "a panic".to_string());
     if let Some(flag) = OFF.get(feature.index()) {
         if !flag.swap(true, Ordering::AcqRel) {
-            let mut first = match FIRST.lock() {
-                Ok(f) => f,
-                Err(p) => p.into_inner(),
-            };
-            first.push((feature, format!("{what}: {message}")));
+            first_failures().push((feature, format!("{what}: {message}")));
         }
     }
+}
+
+/// The first failure of each feature, also after a panic while the lock was held.
+fn first_failures() -> std::sync::MutexGuard<'static, Vec<(Feature, String)>> {
+    FIRST.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Runs `body` with the fault injection of test builds first, catching a panic (the caller
+/// records it).
+#[inline(always)]
+fn attempt<R>(what: &str, body: impl FnOnce() -> R) -> std::thread::Result<R> {
+    std::panic::catch_unwind(AssertUnwindSafe(|| {
+        fault(what);
+        body()
+    }))
 }
 
 /// Runs `body`, the work of an entry point of `feature`, unless the feature is off; a panic is
@@ -146,10 +154,7 @@ fn catch<R>(feature: Feature, what: &str, body: impl FnOnce() -> R) -> Option<R>
     // to the `protect` around it), past the restore below; the next body that ends normally
     // on this thread puts it right.
     let outer = CURRENT.with(|c| c.replace(Some(feature)));
-    let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        fault(what);
-        body()
-    }));
+    let result = attempt(what, body);
     CURRENT.with(|c| c.set(outer));
     match result {
         Ok(r) => Some(r),
@@ -168,10 +173,7 @@ pub fn run_hot<R>(feature: Feature, what: &str, fallback: R, body: impl FnOnce()
     if is_off(feature) {
         return fallback;
     }
-    match std::panic::catch_unwind(AssertUnwindSafe(|| {
-        fault(what);
-        body()
-    })) {
+    match attempt(what, body) {
         Ok(r) => r,
         Err(_) => {
             failed(feature, what);
@@ -187,12 +189,7 @@ pub fn mark(readers: &[Feature], what: &str, body: impl FnOnce()) {
     if readers.iter().all(|f| is_off(*f)) {
         return;
     }
-    if std::panic::catch_unwind(AssertUnwindSafe(|| {
-        fault(what);
-        body()
-    }))
-    .is_err()
-    {
+    if attempt(what, body).is_err() {
         for f in readers {
             failed(*f, what);
         }
@@ -205,10 +202,7 @@ pub fn mark(readers: &[Feature], what: &str, body: impl FnOnce()) {
 /// It changes no thread-local state around `body`: a Ruby exception raised inside `body`
 /// leaves by `longjmp` to rb_protect, past this frame, and nothing here would be undone.
 pub fn catch_in_c(body: impl FnOnce() -> rb_sys::VALUE) -> Option<rb_sys::VALUE> {
-    match std::panic::catch_unwind(AssertUnwindSafe(|| {
-        fault("a call into Ruby");
-        body()
-    })) {
+    match attempt("a call into Ruby", body) {
         Ok(v) => Some(v),
         Err(_) => {
             let feature = CURRENT.with(|c| c.get()).unwrap_or(Feature::Capture);

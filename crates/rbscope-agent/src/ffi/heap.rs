@@ -167,21 +167,6 @@ unsafe fn c_bytes<'a>(p: *const c_char) -> Option<&'a [u8]> {
     (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_bytes())
 }
 
-/// A String's bytes (RSTRING_PTR, RSTRING_LEN).
-///
-/// # Safety
-/// `s` is a live String that is not changed while the slice is used.
-unsafe fn bytes<'a>(s: VALUE) -> &'a [u8] {
-    // SAFETY: a live String's pointer and length, per the caller (the pointer is valid for
-    // its length, also for an empty string).
-    unsafe {
-        std::slice::from_raw_parts(
-            rb_sys::RSTRING_PTR(s) as *const u8,
-            rb_sys::RSTRING_LEN(s).max(0) as usize,
-        )
-    }
-}
-
 /// A String VALUE's bytes, or None when it is not a String (nil: anonymous).
 ///
 /// # Safety
@@ -190,7 +175,7 @@ unsafe fn str_bytes<'a>(s: VALUE) -> Option<&'a [u8]> {
     // SAFETY: RB_TYPE reads the header of a heap object; `s` is then a live String.
     unsafe {
         (s != 0 && !rb_sys::SPECIAL_CONST_P(s) && rb_sys::RB_TYPE(s) == T::RUBY_T_STRING)
-            .then(|| bytes(s))
+            .then(|| super::str_bytes(s))
     }
 }
 
@@ -374,7 +359,7 @@ impl Vm for RubyHeap {
     #[inline(always)]
     unsafe fn string<'a>(&self, s: u64) -> &'a [u8] {
         // SAFETY: `s` is a live String; GC is off, so its buffer stays.
-        unsafe { bytes(s) }
+        unsafe { super::str_bytes(s) }
     }
 
     #[inline(always)]

@@ -107,10 +107,12 @@ pub fn call(gvl: Gvl, recv: VALUE, name: &str, args: &[VALUE]) -> Result<VALUE, 
 ///
 /// # Safety
 /// `v` must be a T_STRING that stays alive and unmodified while the slice is used.
+#[inline]
 pub unsafe fn str_bytes<'a>(v: VALUE) -> &'a [u8] {
-    // SAFETY: per the caller's promise, v is a live String.
+    // SAFETY: per the caller's promise, v is a live String: its pointer is valid for its
+    // length (a negative length cannot happen; it is read as empty).
     unsafe {
-        let len = RSTRING_LEN(v) as usize;
+        let len = RSTRING_LEN(v).max(0) as usize;
         if len == 0 {
             return &[];
         }

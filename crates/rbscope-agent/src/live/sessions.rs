@@ -15,7 +15,7 @@ use crate::live::trace_session::{self as ts, method_label, Session};
 use crate::live::trace_values;
 use rbscope_agent_core::control::Plan;
 use rbscope_proto::TraceStarted;
-use rbscope_trace::selector::{Kind, Root, Selector};
+use rbscope_trace::selector::Selector;
 use std::cell::UnsafeCell;
 use std::sync::Arc;
 use std::time::Instant;
@@ -55,6 +55,14 @@ unsafe extern "C" fn mark_live(_data: *mut std::ffi::c_void) {
 fn with_table<R>(_gvl: Gvl, f: impl FnOnce(&mut Vec<LiveSession>) -> R) -> R {
     // SAFETY: GVL held (token); `f` does not call into Ruby, so no other borrow exists.
     f(unsafe { &mut *LIVE.0.get() })
+}
+
+/// Session `id`, while it is attached.
+fn session(gvl: Gvl, id: u64) -> Option<Arc<Session>> {
+    with_table(gvl, |t| {
+        let found = t.iter().find(|l| l.session.id == id);
+        found.map(|l| l.session.clone())
+    })
 }
 
 /// Installs the hooks `plan` asks for. Runs on the agent's Ruby thread.
@@ -100,34 +108,27 @@ fn install(gvl: Gvl, session: &Arc<Session>, plan: &Plan) -> Result<Installing, 
         let live = ffi::const_at(gvl, "Rbscope::Live")
             .ok_or("the rbscope gem's Ruby half (rbscope/live) is not loaded in this process")?;
         let list = ffi::array_new(gvl);
+        let flag = |b: bool| if b { ffi::TRUE } else { ffi::FALSE };
         for (i, s) in plan.selectors.iter().enumerate() {
             let args = ffi::array_new(gvl);
-            for c in &s.captures {
-                if let Root::Arg(name) = &c.root {
-                    ffi::array_push(gvl, args, ffi::str_new(gvl, name));
-                }
+            for name in s.arg_names() {
+                ffi::array_push(gvl, args, ffi::str_new(gvl, name));
             }
             let opt = |v: &Option<String>| v.as_deref().map_or(NIL, |s| ffi::str_new(gvl, s));
-            let kind = match s.kind {
-                Kind::Instance => "instance",
-                Kind::Singleton => "singleton",
-                Kind::Anywhere => "anywhere",
-            };
             let entry = ffi::array_new(gvl);
             for v in [
                 rb::long(gvl, i as i64),
                 ffi::str_new(gvl, &s.describe()),
                 opt(&s.owner),
-                ffi::str_new(gvl, kind),
+                ffi::str_new(gvl, s.kind.name()),
                 opt(&s.method),
                 args,
-                if s.optional { ffi::TRUE } else { ffi::FALSE },
+                flag(s.optional),
             ] {
                 ffi::array_push(gvl, entry, v);
             }
             ffi::array_push(gvl, list, entry);
         }
-        let flag = |b: bool| if b { ffi::TRUE } else { ffi::FALSE };
         let answer = ffi::call(
             gvl,
             live,
@@ -178,11 +179,7 @@ fn install(gvl: Gvl, session: &Arc<Session>, plan: &Plan) -> Result<Installing, 
 /// Tries the selectors of session `id` that wait for their code again; what is hooked now is
 /// announced in the event stream. Runs on the agent's Ruby thread.
 pub fn retry(gvl: Gvl, id: u64) {
-    let session = with_table(gvl, |t| {
-        t.iter()
-            .find(|l| l.session.id == id)
-            .map(|l| l.session.clone())
-    });
+    let session = session(gvl, id);
     let (Some(session), Some(live)) = (session, ffi::const_at(gvl, "Rbscope::Live")) else {
         return;
     };
@@ -296,12 +293,7 @@ pub fn hook_method(
 /// `Rbscope::Native.trace_ignore_owner(session_id, module)`: the firehose skips methods of
 /// this module (a C-method wrapper).
 pub fn ignore_owner(gvl: Gvl, id: u64, module: VALUE) {
-    let session = with_table(gvl, |t| {
-        t.iter()
-            .find(|l| l.session.id == id)
-            .map(|l| l.session.clone())
-    });
-    if let Some(s) = session {
+    if let Some(s) = session(gvl, id) {
         ts::with(&s, gvl, |st| st.ignore_owner(module));
     }
 }
