@@ -4,6 +4,7 @@
 //! agent crate only gathers the Ruby facts they take.
 
 pub mod args;
+pub mod failures;
 pub mod heap_job;
 pub mod host;
 pub mod restore;
