@@ -6,13 +6,12 @@
 //! the agent's Ruby thread (agent_thread.rs). The server's threads run under the agent's panic
 //! guard, and the trace clock's rate is measured beside them.
 
-use crate::counters::{add, bump, Counters};
+use crate::counters::Counters;
 use crate::ffi::guard::{self, Feature};
 use crate::heap::live_heap::{self, Job, Outcome};
 use crate::live::agent_thread::{HeapWork, WorkQueue};
 use rbscope_agent_core::control::{self, ask, ControlError, Count, Evals, Handler, HeapRequest};
 use rbscope_proto::{AgentMessage, AgentStatus};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// What the control thread may show; copied at start, counters live.
@@ -39,23 +38,7 @@ impl Handler for StatusSource {
     }
 
     fn count(&self, what: Count) {
-        let c = &self.counters;
-        match what {
-            Count::Connection => bump(&c.control_connections),
-            Count::Refused => bump(&c.control_refused),
-            Count::EvalRun => bump(&c.evals_run),
-            Count::EvalRefused => bump(&c.evals_refused),
-            Count::EvalTimedOut => bump(&c.evals_timed_out),
-            Count::TraceStarted => {
-                bump(&c.traces_started);
-                bump(&c.traces_active);
-            }
-            Count::TraceEnded { events } => {
-                c.traces_active.fetch_sub(1, Ordering::Relaxed);
-                add(&c.trace_events_written, events);
-            }
-            Count::EventsLost(n) => add(&c.trace_events_lost, n),
-        }
+        self.counters.count(what)
     }
 
     fn ruby_version(&self) -> String {
