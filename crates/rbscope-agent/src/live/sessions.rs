@@ -105,8 +105,7 @@ fn install(gvl: Gvl, session: &Arc<Session>, plan: &Plan) -> Result<Installing, 
     let mut skipped = Vec::new();
     let mut waiting = Vec::new();
     if !plan.selectors.is_empty() {
-        let live = ffi::const_at(gvl, "Rbscope::Live")
-            .ok_or("the rbscope gem's Ruby half (rbscope/live) is not loaded in this process")?;
+        let live = ffi::const_at(gvl, "Rbscope::Live").ok_or(ffi::LIVE_NOT_LOADED)?;
         let list = ffi::array_new(gvl);
         let flag = |b: bool| if b { ffi::TRUE } else { ffi::FALSE };
         for (i, s) in plan.selectors.iter().enumerate() {
@@ -305,12 +304,6 @@ pub fn flush_all(gvl: Gvl, wait: std::time::Duration) {
         with_table(gvl, |t| t.iter().map(|l| l.session.clone()).collect());
     let deadline = Instant::now() + wait;
     for s in sessions {
-        s.close();
-        let written = s.ring.position();
-        while s.sent.load(std::sync::atomic::Ordering::Acquire) < written
-            && Instant::now() < deadline
-        {
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
+        s.close_and_drain(deadline);
     }
 }
