@@ -254,10 +254,8 @@ pub fn heap_dump(
             in_process,
             wait_ms: 0,
         };
-        let answer = match live_heap::run(gvl(), live_heap::Job::Dump(req)) {
-            live_heap::Outcome::Done(m) => m,
-            live_heap::Outcome::Forked(child) => live_heap::finish_without_gvl(child),
-        };
+        let answer =
+            live_heap::run(gvl(), live_heap::Job::Dump(req)).answer(live_heap::finish_without_gvl);
         match answer {
             rbscope_proto::AgentMessage::HeapDumped(r) => {
                 let h = ruby.hash_new();

@@ -4,8 +4,10 @@
 //! Plain atomics: the app's threads bump them, the control thread reads them, and they stay
 //! valid across `fork` (a child starts from its parent's figures and resets them).
 
+use crate::agent::failures;
 use crate::control::Count;
 use crate::writer::{Observer, Tally};
+use rbscope_proto::AgentStatus;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 macro_rules! counters {
@@ -82,6 +84,25 @@ impl Counters {
     }
 }
 
+/// What `rbscope doctor -p PID` shows of a running agent: its store and settings, its counters
+/// and the panics its guard caught, its warnings and the features an internal error turned off.
+pub fn status(
+    store: String,
+    settings: Vec<(String, String)>,
+    counters: &Counters,
+    warnings: &[String],
+) -> AgentStatus {
+    let mut counters = counters.snapshot();
+    counters.push(("internal_errors_caught".into(), failures::panics()));
+    AgentStatus {
+        started: true,
+        store,
+        settings,
+        counters,
+        warnings: warnings.iter().cloned().chain(failures::report()).collect(),
+    }
+}
+
 /// What the store writer thread counts, and its log lines on stderr.
 impl Observer for Counters {
     fn count(&self, what: Tally, n: u64) {
@@ -120,6 +141,21 @@ mod tests {
         assert_eq!(names.first().map(String::as_str), Some("raises_seen"));
         assert_eq!(names.last().map(String::as_str), Some("evals_timed_out"));
         assert_eq!((get(&c, "stored"), get(&c, "bytes_stored")), (1, 40));
+    }
+
+    #[test]
+    fn status_adds_the_guards_figures() {
+        let c = Counters::default();
+        bump(&c.reports);
+        let settings = vec![("capture".to_string(), "fast".to_string())];
+        let s = status("db".into(), settings.clone(), &c, &["a warning".into()]);
+        assert!(s.started);
+        assert_eq!((s.store.as_str(), s.settings), ("db", settings));
+        let last = s.counters.last().unwrap();
+        assert_eq!(last.0, "internal_errors_caught");
+        assert_eq!(last.1, failures::panics());
+        assert_eq!(s.counters.len(), 28);
+        assert_eq!(s.warnings.first().map(String::as_str), Some("a warning"));
     }
 
     #[test]

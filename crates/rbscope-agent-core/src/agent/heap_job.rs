@@ -3,6 +3,7 @@
 //! child's process setup and report, waiting for it, the answers, and what each failure tells
 //! the user to do. Walking the heap is the agent's (`heap/`, with `rbscope_heap::walk`).
 
+use crate::control::HeapRequest;
 use rbscope_heap::walk::child::Report;
 use rbscope_heap::walk::{target, Written};
 use rbscope_proto::{AgentMessage, HeapDumpRequest, HeapDumpResult};
@@ -12,6 +13,40 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+/// What the agent's Ruby thread is asked to do.
+pub enum Job {
+    Dump(HeapDumpRequest),
+    Count(Vec<String>),
+    Track(bool),
+}
+
+impl Job {
+    /// The job a control request asks for, and how long its client waits for the VM (ms).
+    pub fn of(request: HeapRequest) -> (u32, Job) {
+        match request {
+            HeapRequest::Dump(req) => (req.wait_ms, Job::Dump(req)),
+            HeapRequest::Count(req) => (req.wait_ms, Job::Count(req.names)),
+            HeapRequest::Track { on, wait_ms } => (wait_ms, Job::Track(on)),
+        }
+    }
+}
+
+/// The Ruby thread's answer: done, or a child still writing.
+pub enum Outcome {
+    Done(AgentMessage),
+    Forked(Forked),
+}
+
+impl Outcome {
+    /// The answer, once a child still writing was waited for with `wait`.
+    pub fn answer(self, wait: impl FnOnce(Forked) -> AgentMessage) -> AgentMessage {
+        match self {
+            Outcome::Done(message) => message,
+            Outcome::Forked(child) => wait(child),
+        }
+    }
+}
 
 /// Where the dump goes (`rbscope_heap::walk::target`): the agent's private directory by
 /// default.
@@ -239,6 +274,26 @@ mod tests {
             gc_us: 2,
             started: Instant::now(),
         }
+    }
+
+    #[test]
+    fn requests_become_jobs() {
+        let track = HeapRequest::Track {
+            on: true,
+            wait_ms: 40,
+        };
+        assert!(matches!(Job::of(track), (40, Job::Track(true))));
+        let count = rbscope_proto::HeapCountRequest {
+            names: vec!["Foo".into()],
+            wait_ms: 7,
+        };
+        match Job::of(HeapRequest::Count(count)) {
+            (7, Job::Count(names)) => assert_eq!(names, ["Foo"]),
+            _ => panic!("not a count"),
+        }
+        let done = Outcome::Done(AgentMessage::Error("x".into()));
+        let answer = done.answer(|_| panic!("nothing to wait for"));
+        assert!(matches!(answer, AgentMessage::Error(m) if m == "x"));
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //! are `rbscope_agent_core::agent::failures`'s (they need no Ruby).
 
 use rbscope_agent_core::agent::failures::failed;
-pub use rbscope_agent_core::agent::failures::{install_hook, is_off, panics, report, Feature};
+pub use rbscope_agent_core::agent::failures::{install_hook, is_off, Feature};
 use std::cell::Cell;
 use std::panic::AssertUnwindSafe;
 

@@ -14,6 +14,7 @@
 use crate::ffi::{self, Gvl};
 use crate::heap::heap_walk;
 use rbscope_agent_core::agent::heap_job::{self, answer, Forked};
+pub use rbscope_agent_core::agent::heap_job::{Job, Outcome};
 use rbscope_heap::walk::child::Report;
 use rbscope_heap::walk::target;
 use rbscope_heap::walk::Written;
@@ -25,19 +26,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 pub use heap_job::finish;
-
-/// What the agent thread is asked to do.
-pub enum Job {
-    Dump(HeapDumpRequest),
-    Count(Vec<String>),
-    Track(bool),
-}
-
-/// The agent thread's answer: done, or a child still writing.
-pub enum Outcome {
-    Done(AgentMessage),
-    Forked(Forked),
-}
 
 /// Allocation tracing as this agent set it.
 static TRACKING: AtomicBool = AtomicBool::new(false);

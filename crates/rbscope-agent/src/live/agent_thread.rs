@@ -130,12 +130,7 @@ unsafe fn agent_loop(data: *mut c_void) -> VALUE {
             // Killed (program exit, Thread#kill) or raised into: end quietly.
             break;
         }
-        // Work past its deadline is dropped, not done late (its reply goes unanswered).
-        if work
-            .as_ref()
-            .and_then(deadline)
-            .is_some_and(|d| Instant::now() > d)
-        {
+        if late(&work) {
             continue;
         }
         match work {
@@ -194,14 +189,15 @@ unsafe fn agent_loop(data: *mut c_void) -> VALUE {
     NIL
 }
 
-/// When `work` must be done by, if it has a deadline.
-fn deadline(work: &Work) -> Option<Instant> {
+/// Whether `work` is past its deadline: then it is dropped, not done late (its reply goes
+/// unanswered).
+fn late(work: &Option<Work>) -> bool {
     match work {
-        Work::Stacks { deadline, .. }
-        | Work::Attach { deadline, .. }
-        | Work::Memory { deadline, .. }
-        | Work::Heap(HeapWork { deadline, .. }) => Some(*deadline),
-        _ => None,
+        Some(Work::Stacks { deadline, .. })
+        | Some(Work::Attach { deadline, .. })
+        | Some(Work::Memory { deadline, .. })
+        | Some(Work::Heap(HeapWork { deadline, .. })) => Instant::now() > *deadline,
+        _ => false,
     }
 }
 

@@ -8,8 +8,9 @@
 
 use crate::counters::Counters;
 use crate::ffi::guard::{self, Feature};
-use crate::heap::live_heap::{self, Job, Outcome};
+use crate::heap::live_heap::{self, Job};
 use crate::live::agent_thread::{HeapWork, WorkQueue};
+use rbscope_agent_core::agent::counters;
 use rbscope_agent_core::control::{self, ask, ControlError, Count, Evals, Handler, HeapRequest};
 use rbscope_proto::{AgentMessage, AgentStatus};
 use std::sync::Arc;
@@ -46,20 +47,8 @@ impl Handler for StatusSource {
     }
 
     fn status(&self) -> AgentStatus {
-        let mut counters = self.counters.snapshot();
-        counters.push(("internal_errors_caught".into(), guard::panics()));
-        AgentStatus {
-            started: true,
-            store: self.store.clone(),
-            settings: self.settings.clone(),
-            counters,
-            warnings: self
-                .warnings
-                .iter()
-                .cloned()
-                .chain(guard::report())
-                .collect(),
-        }
+        let (store, settings) = (self.store.clone(), self.settings.clone());
+        counters::status(store, settings, &self.counters, &self.warnings)
     }
 
     fn queue(&self) -> Option<&WorkQueue> {
@@ -85,11 +74,7 @@ impl Handler for StatusSource {
     /// A heap job on the agent's Ruby thread; a dump written by a forked child is waited for
     /// on the connection's thread, however long it takes, without holding the VM.
     fn heap(&self, request: HeapRequest) -> AgentMessage {
-        let (wait_ms, job) = match request {
-            HeapRequest::Dump(req) => (req.wait_ms, Job::Dump(req)),
-            HeapRequest::Count(req) => (req.wait_ms, Job::Count(req.names)),
-            HeapRequest::Track { on, wait_ms } => (wait_ms, Job::Track(on)),
-        };
+        let (wait_ms, job) = Job::of(request);
         let work = |deadline, reply| {
             control::Work::Heap(HeapWork {
                 job,
@@ -97,9 +82,8 @@ impl Handler for StatusSource {
                 reply,
             })
         };
-        ask(self.work.as_ref(), wait_ms, work, |outcome| match outcome {
-            Outcome::Done(message) => message,
-            Outcome::Forked(child) => live_heap::finish(child),
+        ask(self.work.as_ref(), wait_ms, work, |o| {
+            o.answer(live_heap::finish)
         })
     }
 }
