@@ -29,7 +29,8 @@ pub fn start(gvl: Gvl, config: Config) -> Result<bool, String> {
     agent.config.store = startup::resolved_store(&location);
     let yjit = yjit_enabled(gvl);
     let has_key = agent.config.store_key.is_some();
-    let warnings = startup::warnings(&location, has_key, yjit, &ruby_version(gvl));
+    let ruby_version = ruby_version(gvl);
+    let warnings = startup::warnings(&location, has_key, yjit, &ruby_version);
     agent.warnings.extend(warnings);
     let fast = if agent.config.capture == "inspector" {
         crate::capture::fast_capture::disable();
@@ -55,10 +56,10 @@ pub fn start(gvl: Gvl, config: Config) -> Result<bool, String> {
                 .collect(),
             warnings: agent.warnings.clone(),
             counters,
-            ruby_version: ruby_version(gvl),
+            yjit_hooks_last: yjit && ruby_version.starts_with("3.1"),
+            ruby_version,
             work: agent.work.clone(),
             allow_eval: agent.config.allow_eval,
-            yjit_hooks_last: yjit && ruby_version(gvl).starts_with("3.1"),
             trace_buffer: agent.config.trace_buffer,
         };
         match ControlServer::start(source) {

@@ -48,6 +48,19 @@ pub fn type_error(arg: &str, expected: &str, got: &str) -> String {
     format!("rbscope: Rbscope::Native.{arg} expects {expected}, got {got}")
 }
 
+/// Why an agent built for Ruby `built` (`3.4`) must not run in Ruby `running` (`3.3.6`), or
+/// None when it may: struct layouts, inline functions and symbols differ between minor
+/// releases, so running anyway could corrupt the app.
+pub fn wrong_ruby(built: &str, running: &str) -> Option<String> {
+    (release_of(running) != built).then(|| {
+        format!(
+            "rbscope: this agent was built for Ruby {built} and will not run in Ruby \
+             {running}; install the gem again with this Ruby (gem pristine rbscope, or \
+             scripts/install-gem in a checkout)"
+        )
+    })
+}
+
 /// `3.4` of `3.4.9`: the release an extension's ABI follows.
 pub fn release_of(version: &str) -> String {
     version.split('.').take(2).collect::<Vec<_>>().join(".")
@@ -96,5 +109,10 @@ mod tests {
         assert_eq!(release_of("3.4.9"), "3.4");
         assert_eq!(release_of("4.0.0-preview2"), "4.0");
         assert_eq!(release_of("3"), "3");
+        assert_eq!(wrong_ruby("3.4", "3.4.9"), None);
+        let why = wrong_ruby("3.4", "3.3.6").unwrap();
+        assert!(why.starts_with(
+            "rbscope: this agent was built for Ruby 3.4 and will not run in Ruby 3.3.6; install"
+        ));
     }
 }

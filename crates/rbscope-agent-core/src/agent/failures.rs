@@ -63,6 +63,17 @@ impl Feature {
     }
 }
 
+impl Feature {
+    /// What a method of a feature that is off raises.
+    pub fn off_message(self) -> String {
+        format!(
+            "rbscope: {} is off after an internal error (see rbscope doctor -p {}); the app is not affected",
+            self.name(),
+            std::process::id()
+        )
+    }
+}
+
 static OFF: [AtomicBool; 7] = [const { AtomicBool::new(false) }; 7];
 static PANICS: AtomicU64 = AtomicU64::new(0);
 /// The first failure of each feature: where and what.
@@ -180,5 +191,8 @@ mod tests {
             heap[0]
         );
         assert!(!lines.iter().any(|l| l.starts_with("tracing")));
+        let off = Feature::Heap.off_message();
+        let pid = std::process::id();
+        assert_eq!(off, format!("rbscope: heap dumps and counts is off after an internal error (see rbscope doctor -p {pid}); the app is not affected"));
     }
 }

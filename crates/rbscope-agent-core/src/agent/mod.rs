@@ -11,3 +11,4 @@ pub mod heap_job;
 pub mod host;
 pub mod restore;
 pub mod startup;
+pub mod trace_table;

@@ -115,16 +115,7 @@ pub fn method<T>(
     name: &str,
     body: impl FnOnce() -> Result<T, magnus::Error>,
 ) -> Result<T, magnus::Error> {
-    let off = || {
-        magnus::Error::new(
-            ruby.exception_runtime_error(),
-            format!(
-                "rbscope: {} is off after an internal error (see rbscope doctor -p {}); the app is not affected",
-                feature.name(),
-                std::process::id()
-            ),
-        )
-    };
+    let off = || magnus::Error::new(ruby.exception_runtime_error(), feature.off_message());
     // The body runs even when the feature is off: most methods only read state, and those
     // that use a feature's data check for themselves (`report`), or reach its guarded entry
     // points, which do nothing once it is off.

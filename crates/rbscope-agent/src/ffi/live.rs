@@ -179,6 +179,9 @@ pub unsafe fn is_kind_of(_gvl: Gvl, obj: VALUE, module: VALUE) -> bool {
     super::truthy(unsafe { rb_sys::rb_obj_is_kind_of(obj, module) })
 }
 
+/// What a TracePoint calls: `hook(tp, data)`.
+pub type TracePointHook = unsafe extern "C" fn(VALUE, *mut c_void);
+
 /// A new (disabled) TracePoint on `events` that calls `hook(tp, data)`.
 ///
 /// # Safety
@@ -187,7 +190,7 @@ pub unsafe fn is_kind_of(_gvl: Gvl, obj: VALUE, module: VALUE) -> bool {
 pub unsafe fn tracepoint_new(
     _gvl: Gvl,
     events: rb_event_flag_t,
-    hook: unsafe extern "C" fn(VALUE, *mut c_void),
+    hook: TracePointHook,
     data: *mut c_void,
 ) -> VALUE {
     // SAFETY: GVL held (token); `data` as the caller promised; 0: any thread.

@@ -13,25 +13,20 @@ use crate::ffi::{self, Gvl, NIL};
 use crate::live::trace_hooks::Installed;
 use crate::live::trace_session::{self as ts, method_label, Session};
 use crate::live::trace_values;
+use rbscope_agent_core::agent::trace_table::{Attached, Table};
 use rbscope_agent_core::control::Plan;
 use rbscope_proto::TraceStarted;
-use rbscope_trace::selector::Selector;
 use std::cell::UnsafeCell;
+use std::mem::take;
 use std::sync::Arc;
 use std::time::Instant;
 
-struct LiveSession {
-    session: Arc<Session>,
-    installed: Installed,
-    selectors: Vec<Selector>,
-}
-
-struct Table(UnsafeCell<Vec<LiveSession>>);
+struct Live(UnsafeCell<Table<Installed>>);
 // SAFETY: only touched under the GVL (the agent thread, Ruby calls, GC marking), in borrows
 // that end before any Ruby call.
-unsafe impl Sync for Table {}
+unsafe impl Sync for Live {}
 
-static LIVE: Table = Table(UnsafeCell::new(Vec::new()));
+static LIVE: Live = Live(UnsafeCell::new(Table::new()));
 static LIVE_MARKER: MarkerType = MarkerType::new(c"rbscope trace sessions", mark_live);
 
 unsafe extern "C" fn mark_live(_data: *mut std::ffi::c_void) {
@@ -40,7 +35,7 @@ unsafe extern "C" fn mark_live(_data: *mut std::ffi::c_void) {
         let table = unsafe { &*LIVE.0.get() };
         // SAFETY: the GC calls mark functions on a Ruby thread holding the GVL.
         let gvl = unsafe { Gvl::assume() };
-        for ls in table {
+        for ls in table.iter() {
             ts::with(&ls.session, gvl, |st| {
                 st.each_kept(|v| {
                     // SAFETY: this is the marker's mark function, run by the GC in its mark
@@ -52,17 +47,14 @@ unsafe extern "C" fn mark_live(_data: *mut std::ffi::c_void) {
     })
 }
 
-fn with_table<R>(_gvl: Gvl, f: impl FnOnce(&mut Vec<LiveSession>) -> R) -> R {
+fn with_table<R>(_gvl: Gvl, f: impl FnOnce(&mut Table<Installed>) -> R) -> R {
     // SAFETY: GVL held (token); `f` does not call into Ruby, so no other borrow exists.
     f(unsafe { &mut *LIVE.0.get() })
 }
 
 /// Session `id`, while it is attached.
 fn session(gvl: Gvl, id: u64) -> Option<Arc<Session>> {
-    with_table(gvl, |t| {
-        let found = t.iter().find(|l| l.session.id == id);
-        found.map(|l| l.session.clone())
-    })
+    with_table(gvl, |t| t.get(id).map(|l| l.session.clone()))
 }
 
 /// Installs the hooks `plan` asks for. Runs on the agent's Ruby thread.
@@ -74,9 +66,9 @@ pub fn attach(gvl: Gvl, session: Arc<Session>, plan: Plan) -> Result<TraceStarte
     ts::with(&session, gvl, |st| st.ignore_thread(me));
     let id = session.id;
     with_table(gvl, |t| {
-        t.push(LiveSession {
+        t.push(Attached {
             session: session.clone(),
-            installed: Installed::default(),
+            hooks: Installed::default(),
             selectors: plan.selectors.clone(),
         })
     });
@@ -209,18 +201,15 @@ fn update(
     f: impl FnOnce(&mut Installed, Gvl, &Arc<Session>) -> Result<(), String>,
 ) -> Result<(), String> {
     let taken = with_table(gvl, |t| {
-        t.iter_mut()
-            .find(|l| l.session.id == id)
-            .map(|l| (l.session.clone(), std::mem::take(&mut l.installed)))
+        let l = t.get_mut(id)?;
+        Some((l.session.clone(), take(&mut l.hooks)))
     });
     let Some((session, mut installed)) = taken else {
         return Err("the trace session has ended".into());
     };
     let r = f(&mut installed, gvl, &session);
     let back = with_table(gvl, |t| {
-        t.iter_mut().find(|l| l.session.id == id).map(|l| {
-            l.installed = std::mem::take(&mut installed);
-        })
+        t.get_mut(id).map(|l| l.hooks = take(&mut installed))
     });
     if back.is_none() {
         // Detached meanwhile: remove what was just installed.
@@ -238,21 +227,15 @@ pub fn detach(gvl: Gvl, id: u64) {
     if let Some(live) = ffi::const_at(gvl, "Rbscope::Live") {
         let _ = ffi::call(gvl, live, "uninstall", &[ffi::u64_value(gvl, id)]);
     }
-    let gone = with_table(gvl, |t| {
-        t.iter()
-            .position(|l| l.session.id == id)
-            .map(|i| t.remove(i))
-    });
-    if let Some(mut ls) = gone {
-        ls.installed.remove(gvl, &ls.session);
+    if let Some(mut ls) = with_table(gvl, |t| t.remove(id)) {
+        ls.hooks.remove(gvl, &ls.session);
     }
 }
 
 /// Removes every session's hooks: on `Rbscope.stop`, and in a forked child (the parent's
 /// sessions have no client there).
 pub fn detach_all(gvl: Gvl) {
-    let ids: Vec<u64> = with_table(gvl, |t| t.iter().map(|l| l.session.id).collect());
-    for id in ids {
+    for id in with_table(gvl, |t| t.ids()) {
         detach(gvl, id);
     }
 }
@@ -268,15 +251,8 @@ pub fn hook_method(
     filter: VALUE,
     index: usize,
 ) -> Result<String, String> {
-    let captures = with_table(gvl, |t| {
-        t.iter().find(|l| l.session.id == id).map(|l| {
-            l.selectors
-                .get(index)
-                .map(|s| s.captures.clone())
-                .unwrap_or_default()
-        })
-    })
-    .ok_or("the trace session has ended")?;
+    let captures =
+        with_table(gvl, |t| t.captures(id, index)).ok_or("the trace session has ended")?;
     let captures = captures
         .iter()
         .map(|c| trace_values::compile(gvl, c))
@@ -300,8 +276,7 @@ pub fn ignore_owner(gvl: Gvl, id: u64, module: VALUE) {
 /// At exit: gives every trace's connection thread up to `wait` to send what the hooks wrote
 /// (the process's threads end with it). Hooks stop writing first.
 pub fn flush_all(gvl: Gvl, wait: std::time::Duration) {
-    let sessions: Vec<Arc<Session>> =
-        with_table(gvl, |t| t.iter().map(|l| l.session.clone()).collect());
+    let sessions = with_table(gvl, |t| t.sessions());
     let deadline = Instant::now() + wait;
     for s in sessions {
         s.close_and_drain(deadline);

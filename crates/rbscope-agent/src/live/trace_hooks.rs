@@ -279,13 +279,9 @@ impl Installed {
         });
         // One TracePoint for calls and one for returns, so neither hook has to ask which
         // event it is.
-        for (event, hook) in [
-            (
-                CALL,
-                on_target_call as unsafe extern "C" fn(VALUE, *mut c_void),
-            ),
-            (RETURN, on_target_return),
-        ] {
+        let hooks: [(_, rb::TracePointHook); 2] =
+            [(CALL, on_target_call), (RETURN, on_target_return)];
+        for (event, hook) in hooks {
             // SAFETY: `data` is a Target kept in `self.targets` until `remove` has disabled
             // this TracePoint (and by any hook still running, see `hold`).
             let tp = unsafe { rb::tracepoint_new(gvl, event, hook, data) };
