@@ -7,6 +7,7 @@
 
 use super::guard::{self, Feature};
 use super::{intern, protect, type_of, Gvl, Raised, NIL};
+use rb_sys::st_retval::{ST_CONTINUE, ST_STOP};
 use std::ffi::{c_int, c_void};
 
 pub(crate) use rb_sys::{rb_event_flag_t, rb_trace_arg_t, ruby_value_type, ID, VALUE};
@@ -337,8 +338,13 @@ unsafe extern "C" fn walk_pair(k: VALUE, v: VALUE, data: VALUE) -> c_int {
     // SAFETY: `data` is the Walk on `hash_each`'s or `ivar_each`'s frame, alive for the whole
     // walk.
     let walk = unsafe { &mut *(data as *mut Walk) };
-    guard::run(Feature::Trace, walk.what, stop(), || {
-        go_on((walk.each)(k, v))
+    let (go_on, stop) = (ST_CONTINUE as c_int, ST_STOP as c_int);
+    guard::run(Feature::Trace, walk.what, stop, || {
+        if (walk.each)(k, v) {
+            go_on
+        } else {
+            stop
+        }
     })
 }
 
@@ -371,16 +377,4 @@ pub fn ivar_each(gvl: Gvl, v: VALUE, what: &'static str, each: &mut dyn FnMut(ID
     // SAFETY: GVL held (token); v is a plain object (checked); `walk_pair` has the callback's
     // signature and `data` outlives the walk.
     unsafe { rb_sys::rb_ivar_foreach(v, Some(walk_pair), &mut walk as *mut Walk as VALUE) };
-}
-
-fn stop() -> c_int {
-    rb_sys::st_retval::ST_STOP as c_int
-}
-
-fn go_on(more: bool) -> c_int {
-    if more {
-        rb_sys::st_retval::ST_CONTINUE as c_int
-    } else {
-        stop()
-    }
 }

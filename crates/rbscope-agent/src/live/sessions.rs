@@ -141,13 +141,7 @@ fn install(gvl: Gvl, session: &Arc<Session>, plan: &Plan) -> Result<Installing, 
                 .unwrap_or_else(|| "the selectors could not be installed".into()));
         }
         for (i, out) in [(1, &mut hooked), (2, &mut skipped), (3, &mut waiting)] {
-            if let Some(v) = parts.get(i) {
-                out.extend(
-                    ffi::array_items(gvl, *v)
-                        .into_iter()
-                        .filter_map(|s| ffi::to_string(gvl, s)),
-                );
-            }
+            out.extend(parts.get(i).map(|v| strings(gvl, *v)).unwrap_or_default());
         }
     }
     if plan.firehose {
@@ -179,19 +173,19 @@ pub fn retry(gvl: Gvl, id: u64) {
     };
     // [hooked now, still waiting]
     let parts = ffi::array_items(gvl, answer);
-    for label in parts
-        .first()
-        .map(|v| ffi::array_items(gvl, *v))
-        .unwrap_or_default()
-    {
-        if let Some(text) = ffi::to_string(gvl, label) {
-            session.note(&format!("now tracing {text}"));
-        }
+    for text in parts.first().map(|v| strings(gvl, *v)).unwrap_or_default() {
+        session.note(&format!("now tracing {text}"));
     }
     let still = parts.get(1).and_then(|v| ffi::fixnum(*v)).unwrap_or(0);
     session
         .waiting
         .store(still > 0, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The Strings of the Array `v` (anything else left out).
+fn strings(gvl: Gvl, v: VALUE) -> Vec<String> {
+    let items = ffi::array_items(gvl, v).into_iter();
+    items.filter_map(|s| ffi::to_string(gvl, s)).collect()
 }
 
 /// Runs `f` on a session's hooks, outside any borrow of the table (it may call Ruby).
