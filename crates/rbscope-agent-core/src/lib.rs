@@ -25,6 +25,7 @@
     )
 )]
 
+pub mod agent;
 pub mod capture;
 pub mod config;
 pub mod control;

@@ -35,6 +35,7 @@ mod writer;
 
 use ffi::guard;
 use magnus::{function, prelude::*, Error, Ruby};
+use rbscope_agent_core::agent::args;
 
 /// The Ruby minor release this agent was compiled for (`3.4`), from build.rs.
 const BUILT_FOR_RUBY: &str = env!("RBSCOPE_BUILT_FOR_RUBY");
@@ -44,22 +45,10 @@ const BUILT_FOR_RUBY: &str = env!("RBSCOPE_BUILT_FOR_RUBY");
 /// anyway could corrupt the app. Only `RUBY_VERSION` is read before deciding.
 fn check_ruby_version(ruby: &Ruby) -> Result<(), Error> {
     let running: String = ruby.class_object().const_get("RUBY_VERSION")?;
-    if release_of(&running) == BUILT_FOR_RUBY {
-        return Ok(());
+    match args::wrong_ruby(BUILT_FOR_RUBY, &running) {
+        None => Ok(()),
+        Some(why) => Err(Error::new(ruby.exception_load_error(), why)),
     }
-    Err(Error::new(
-        ruby.exception_load_error(),
-        format!(
-            "rbscope: this agent was built for Ruby {BUILT_FOR_RUBY} and will not run in Ruby \
-             {running}; install the gem again with this Ruby (gem pristine rbscope, or \
-             scripts/install-gem in a checkout)"
-        ),
-    ))
-}
-
-/// `3.4` of `3.4.9` (what an extension's ABI follows).
-fn release_of(version: &str) -> String {
-    version.split('.').take(2).collect::<Vec<_>>().join(".")
 }
 
 #[magnus::init(name = "rbscope_agent")]

@@ -6,6 +6,7 @@ use crate::ffi::{self, Gvl};
 use crate::live::control::{ControlServer, StatusSource};
 use crate::state::{self, Agent};
 use crate::writer::Writer;
+use rbscope_agent_core::agent::startup;
 use rbscope_agent_core::config::Config;
 use rbscope_store::StoreLocation;
 use std::sync::Arc;
@@ -25,49 +26,21 @@ pub fn start(gvl: Gvl, config: Config) -> Result<bool, String> {
     let key = config.store_key.as_ref().map(std::path::PathBuf::from);
     let writer = Writer::spawn(location.clone(), key, limits, counters.clone(), config.log)?;
     let mut agent = Agent::new(config, counters.clone(), writer);
-    // Resolved once (a relative path against today's directory), so a forked child that
-    // changed directory still writes to the same store.
-    agent.config.store = match &location {
-        StoreLocation::Sqlite(path) => path.display().to_string(),
-        StoreLocation::Postgres(url) => url.clone(),
-    };
-    if matches!(location, StoreLocation::Postgres(_)) && agent.config.store_key.is_none() {
-        agent.warnings.push(
-            "no signing key (RBSCOPE_STORE_KEY): snapshots go to PostgreSQL unsigned, and \
-             restoring them needs --trust; make one with `rbscope key new FILE`"
-                .into(),
-        );
-    }
+    agent.config.store = startup::resolved_store(&location);
     let yjit = yjit_enabled(gvl);
-    // From 3.2 on the VM invalidates YJIT's code only for events compiled into instructions
-    // (line, call, return...), which a raise hook is not (vm_trace.c).
-    if yjit && ruby_version(gvl).starts_with("3.1.") {
-        agent.warnings.push(
-            "YJIT is on: on Ruby 3.1 the raise hook makes YJIT discard compiled code, and code \
-             compiled before stays slower until restart (see README, Performance)"
-                .into(),
-        );
-    }
+    let has_key = agent.config.store_key.is_some();
+    let ruby_version = ruby_version(gvl);
+    let warnings = startup::warnings(&location, has_key, yjit, &ruby_version);
+    agent.warnings.extend(warnings);
     let fast = if agent.config.capture == "inspector" {
         crate::capture::fast_capture::disable();
-        Err("capture = inspector: using the debug inspector as configured".to_string())
+        Err(startup::INSPECTOR_CONFIGURED.to_string())
     } else {
         crate::capture::fast_capture::enable(gvl).map(String::from)
     };
-    match fast {
-        Ok(version) => agent.status_notes.push((
-            "capture".into(),
-            format!("fast: VM frames read directly (layout {version})"),
-        )),
-        Err(why) => {
-            agent
-                .status_notes
-                .push(("capture".into(), "debug inspector (slower at raise)".into()));
-            if agent.config.capture != "inspector" {
-                agent.warnings.push(why);
-            }
-        }
-    }
+    let (note, warning) = startup::capture_note(&agent.config.capture, fast);
+    agent.status_notes.push(note);
+    agent.warnings.extend(warning);
     if agent.config.control_socket {
         match crate::live::agent_thread::start(gvl) {
             Ok(queue) => agent.work = Some(queue),
@@ -83,10 +56,10 @@ pub fn start(gvl: Gvl, config: Config) -> Result<bool, String> {
                 .collect(),
             warnings: agent.warnings.clone(),
             counters,
-            ruby_version: ruby_version(gvl),
+            yjit_hooks_last: yjit && ruby_version.starts_with("3.1"),
+            ruby_version,
             work: agent.work.clone(),
             allow_eval: agent.config.allow_eval,
-            yjit_hooks_last: yjit && ruby_version(gvl).starts_with("3.1"),
             trace_buffer: agent.config.trace_buffer,
         };
         match ControlServer::start(source) {

@@ -11,15 +11,15 @@ use crate::heap::live_heap;
 use crate::live::{self, live_eval, trace_clock};
 use crate::{ffi, lifecycle, state, thread_end};
 use magnus::{prelude::*, Error, RArray, RHash, Ruby, Value};
-use rbscope_agent_core::config;
-use std::time::Duration;
+use rbscope_agent_core::agent::args::{self, bounded_wait};
+use rbscope_agent_core::{agent::restore, config};
 
 /// `Rbscope::Native.start([[key, value], ...])`: true if started, false if already running.
 pub fn start(ruby: &Ruby, pairs: RArray) -> Result<bool, Error> {
     guard::method(ruby, Feature::Capture, "Rbscope::Native.start", || {
         let pairs: Vec<(String, String)> = pairs.to_vec()?;
         let config = config::Config::from_pairs(&pairs).map_err(|m| arg_error(ruby, m))?;
-        lifecycle::start(gvl(), config).map_err(|m| Error::new(ruby.exception_runtime_error(), m))
+        lifecycle::start(gvl(), config).map_err(|m| runtime_error(ruby, m))
     })
 }
 
@@ -39,7 +39,7 @@ pub fn started(ruby: &Ruby) -> Result<bool, Error> {
 
 pub fn after_fork(ruby: &Ruby) -> Result<bool, Error> {
     guard::method(ruby, Feature::Fork, "Rbscope::Native.after_fork", || {
-        lifecycle::after_fork(gvl()).map_err(|m| Error::new(ruby.exception_runtime_error(), m))
+        lifecycle::after_fork(gvl()).map_err(|m| runtime_error(ruby, m))
     })
 }
 
@@ -128,7 +128,7 @@ pub fn snapshot_json(
         || {
             let snapshot = load_for_restore(ruby, store, &id, trust)?;
             serde_json::to_string(&rbscope_snapshot::json::snapshot(&snapshot))
-                .map_err(|e| Error::new(ruby.exception_runtime_error(), e.to_string()))
+                .map_err(|e| runtime_error(ruby, e.to_string()))
         },
     )
 }
@@ -169,23 +169,15 @@ pub fn trace_hook(
         // Checked before anything reaches the VM: the label calls rb_mod_name on `owner`, the hook
         // calls rb_obj_is_kind_of with `filter` (a TypeError inside a TracePoint), and the method
         // is a TracePoint's target.
-        let type_error = |what: &str, expected: &str, v: Value| {
-            Error::new(
-                ruby.exception_type_error(),
-                format!(
-                    "rbscope: Rbscope::Native.trace_hook({what}) expects {expected}, got {}",
-                    class_name_of(v)
-                ),
-            )
-        };
+        let wrong = |arg: &str, expected: &str, v: Value| type_error(ruby, arg, expected, v);
         if !um.is_kind_of(ruby.class_unbound_method()) {
-            return Err(type_error("method", "an UnboundMethod", um));
+            return Err(wrong("trace_hook(method)", "an UnboundMethod", um));
         }
         if !owner.is_kind_of(ruby.class_module()) {
-            return Err(type_error("owner", "a Module", owner));
+            return Err(wrong("trace_hook(owner)", "a Module", owner));
         }
         if !filter.is_nil() && !filter.is_kind_of(ruby.class_module()) {
-            return Err(type_error("filter", "nil or a Module", filter));
+            return Err(wrong("trace_hook(filter)", "nil or a Module", filter));
         }
         live::hook_method(
             gvl(),
@@ -196,7 +188,7 @@ pub fn trace_hook(
             ffi::raw(filter),
             index,
         )
-        .map_err(|m| Error::new(ruby.exception_runtime_error(), m))
+        .map_err(|m| runtime_error(ruby, m))
     })
 }
 
@@ -208,13 +200,8 @@ pub fn trace_ignore_owner(ruby: &Ruby, session: u64, module: Value) -> Result<()
         "Rbscope::Native.trace_ignore_owner",
         || {
             if !module.is_kind_of(ruby.class_module()) {
-                return Err(Error::new(
-                    ruby.exception_type_error(),
-                    format!(
-                    "rbscope: Rbscope::Native.trace_ignore_owner(module) expects a Module, got {}",
-                    class_name_of(module)
-                ),
-                ));
+                let arg = "trace_ignore_owner(module)";
+                return Err(type_error(ruby, arg, "a Module", module));
             }
             live::ignore_owner(gvl(), session, ffi::raw(module));
             Ok(())
@@ -233,13 +220,7 @@ pub fn eval_done(
 ) -> Result<(), Error> {
     guard::method(ruby, Feature::Live, "Rbscope::Native.eval_done", || {
         let Some(text) = magnus::RString::from_value(text) else {
-            return Err(Error::new(
-                ruby.exception_type_error(),
-                format!(
-                    "rbscope: Rbscope::Native.eval_done(text) expects a String, got {}",
-                    class_name_of(text)
-                ),
-            ));
+            return Err(type_error(ruby, "eval_done(text)", "a String", text));
         };
         // SAFETY: GVL held; the borrowed bytes are copied into an owned String at once, before any
         // Ruby code can run and change or free the string.
@@ -273,10 +254,8 @@ pub fn heap_dump(
             in_process,
             wait_ms: 0,
         };
-        let answer = match live_heap::run(gvl(), live_heap::Job::Dump(req)) {
-            live_heap::Outcome::Done(m) => m,
-            live_heap::Outcome::Forked(child) => live_heap::finish_without_gvl(child),
-        };
+        let answer =
+            live_heap::run(gvl(), live_heap::Job::Dump(req)).answer(live_heap::finish_without_gvl);
         match answer {
             rbscope_proto::AgentMessage::HeapDumped(r) => {
                 let h = ruby.hash_new();
@@ -290,13 +269,8 @@ pub fn heap_dump(
                 h.aset(ruby.to_symbol("allocation_info"), r.allocation_info)?;
                 Ok(h)
             }
-            rbscope_proto::AgentMessage::Error(e) => {
-                Err(Error::new(ruby.exception_runtime_error(), e))
-            }
-            other => Err(Error::new(
-                ruby.exception_runtime_error(),
-                format!("unexpected answer: {other:?}"),
-            )),
+            rbscope_proto::AgentMessage::Error(e) => Err(runtime_error(ruby, e)),
+            other => Err(runtime_error(ruby, format!("unexpected answer: {other:?}"))),
         }
     })
 }
@@ -315,10 +289,7 @@ pub fn count_objects(ruby: &Ruby, names: Vec<String>) -> Result<RHash, Error> {
                 }
                 Ok(h)
             }
-            _ => Err(Error::new(
-                ruby.exception_runtime_error(),
-                "the heap could not be counted",
-            )),
+            _ => Err(runtime_error(ruby, "the heap could not be counted")),
         },
     )
 }
@@ -329,18 +300,8 @@ pub fn count_objects(ruby: &Ruby, names: Vec<String>) -> Result<RHash, Error> {
 /// that no other library can be marked loaded through it.
 pub fn provide_own(ruby: &Ruby, path: String) -> Result<bool, Error> {
     guard::method(ruby, Feature::Capture, "Rbscope::Native.__provide", || {
-        let p = std::path::Path::new(&path);
-        let own = p.is_absolute()
-            && p.extension().is_some_and(|e| e == "rb")
-            && (p.file_name().is_some_and(|f| f == "rbscope.rb")
-                || p.parent()
-                    .and_then(|d| d.file_name())
-                    .is_some_and(|d| d == "rbscope"));
-        if !own || path.contains("/../") || path.contains("/./") {
-            return Err(Error::new(
-                ruby.exception_arg_error(),
-                format!("expected the full path of one of rbscope's own Ruby files, got {path:?}"),
-            ));
+        if !args::own_gem_file(&path) {
+            return Err(arg_error(ruby, args::not_own_gem_file(&path)));
         }
         Ok(ffi::provide(gvl(), &path))
     })
@@ -360,12 +321,8 @@ pub fn thread_body(ruby: &Ruby, block: Value) -> Result<Value, Error> {
                     "rbscope: thread_body wants the thread's block (a Proc)",
                 ));
             }
-            let wrapped = thread_end::wrap(gvl(), ffi::raw(block)).map_err(|_| {
-                Error::new(
-                    ruby.exception_runtime_error(),
-                    "rbscope: could not wrap the thread's block",
-                )
-            })?;
+            let wrapped = thread_end::wrap(gvl(), ffi::raw(block))
+                .map_err(|_| runtime_error(ruby, "rbscope: could not wrap the thread's block"))?;
             // SAFETY: a live Proc just made under the GVL, held by this frame (scanned by the
             // GC) until Ruby takes the return value.
             Ok(unsafe { ffi::value(wrapped) })
@@ -392,44 +349,24 @@ fn arg_error(ruby: &Ruby, msg: String) -> Error {
     Error::new(ruby.exception_arg_error(), msg)
 }
 
+fn runtime_error(ruby: &Ruby, msg: impl Into<String>) -> Error {
+    Error::new(ruby.exception_runtime_error(), msg.into())
+}
+
+/// A TypeError: `Rbscope::Native.{arg}` wants `expected` and got `v`.
+fn type_error(ruby: &Ruby, arg: &str, expected: &str, v: Value) -> Error {
+    let msg = args::type_error(arg, expected, &class_name_of(v));
+    Error::new(ruby.exception_type_error(), msg)
+}
+
 fn load_for_restore(
     ruby: &Ruby,
     store: Option<String>,
     id: &str,
     trust: bool,
 ) -> Result<rbscope_snapshot::Snapshot, Error> {
-    let fail = |m: String| Error::new(ruby.exception_runtime_error(), format!("rbscope: {m}"));
-    let store = store.or_else(|| std::env::var("RBSCOPE_STORE").ok());
-    let location =
-        rbscope_store::StoreLocation::parse(store.as_deref()).map_err(|e| fail(e.to_string()))?;
-    let configured_key = std::env::var_os("RBSCOPE_STORE_KEY")
-        .filter(|k| !k.is_empty())
-        .map(std::path::PathBuf::from)
-        .or_else(|| {
-            state::current()
-                .and_then(|a| a.config.store_key.clone())
-                .map(std::path::PathBuf::from)
-        });
-    let mut s = rbscope_store::Store::open_existing(&location).map_err(|e| fail(e.to_string()))?;
-    let key = if trust {
-        None
-    } else {
-        rbscope_store::reader_key(&location, configured_key.as_deref())
-            .map_err(|e| fail(e.to_string()))?
-    };
-    let (id, body) = s
-        .get_for_restore(id, trust, key.as_ref())
-        .map_err(|e| fail(e.to_string()))?;
-    rbscope_snapshot::decode(&body).map_err(|e| fail(format!("snapshot {id} cannot be read: {e}")))
-}
-
-/// A wait of `seconds`, at most `max`: NaN and negative numbers wait nothing, infinity waits
-/// `max` (`Duration::from_secs_f64` panics on NaN, infinity and huge numbers).
-fn bounded_wait(seconds: f64, max: f64) -> Duration {
-    if seconds.is_nan() || seconds <= 0.0 {
-        return Duration::ZERO;
-    }
-    Duration::try_from_secs_f64(seconds.min(max)).unwrap_or(Duration::ZERO)
+    let agent_key = state::current().and_then(|a| a.config.store_key.clone());
+    restore::load(store, id, trust, agent_key).map_err(|m| runtime_error(ruby, m))
 }
 
 /// A fork that bypassed `Process._fork` (a C extension calling fork(2)) still gets a fresh
@@ -442,13 +379,8 @@ fn ensure_forked(gvl: ffi::Gvl) {
 
 /// The name of `v`'s class for an error message, with its article ("an Integer").
 fn class_name_of(v: Value) -> String {
-    let Some(name) = ffi::plain_class_name(gvl(), ffi::raw(v)) else {
-        return "an object".into();
-    };
-    let article = if name.starts_with(['A', 'E', 'I', 'O', 'U']) {
-        "an"
-    } else {
-        "a"
-    };
-    format!("{article} {name}")
+    match ffi::plain_class_name(gvl(), ffi::raw(v)) {
+        Some(name) => args::with_article(&name),
+        None => "an object".into(),
+    }
 }

@@ -91,7 +91,7 @@ impl Agent {
             counters,
             writer,
             pid: process_id(),
-            hostname: hostname(),
+            hostname: rbscope_agent_core::agent::host::hostname(),
             warnings: Vec::new(),
             status_notes: Vec::new(),
             rate: Mutex::new(RateLimiter::default()),
@@ -111,16 +111,4 @@ impl Agent {
             Err(_) => true,
         }
     }
-}
-
-fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it or
-    // truncates, and we stop at the first NUL.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
-    if rc != 0 {
-        return "unknown".into();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(buf.get(..end).unwrap_or(&[])).into_owned()
 }

@@ -39,7 +39,7 @@ unsafe extern "C" fn thread_body(
     match unsafe { ffi::call_proc_stopping_exits(gvl, block, argc, argv, blockarg, kw) } {
         Ok(v) => v,
         Err(exit) => {
-            if let Some(exception) = exit.exception() {
+            if let Some(exception) = exit.raised {
                 guard::run(
                     Feature::Capture,
                     "report of a thread's exception",

@@ -1,9 +1,9 @@
 //! The store writer thread (rbscope-agent-core's `writer`), started with the agent's
 //! counters and panic guard.
 
-use crate::counters::{add, Counters};
+use crate::counters::Counters;
 use crate::ffi::guard::{self, Feature};
-use rbscope_agent_core::writer::{self as core, Bounds, Observer, StoreSink, Tally};
+use rbscope_agent_core::writer::{self as core, Bounds, StoreSink};
 use rbscope_store::StoreLocation;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -33,24 +33,5 @@ impl std::ops::Deref for Writer {
     type Target = core::Writer;
     fn deref(&self) -> &core::Writer {
         &self.0
-    }
-}
-
-impl Observer for Counters {
-    fn count(&self, what: Tally, n: u64) {
-        let counter = match what {
-            Tally::Stored => &self.stored,
-            Tally::StoredAfterRetry => &self.stored_after_retry,
-            Tally::BytesStored => &self.bytes_stored,
-            Tally::StoreErrors => &self.store_errors,
-            Tally::StoreDropped => &self.store_dropped,
-            Tally::StoreOverCap => &self.store_over_cap,
-            Tally::RetentionDeleted => &self.retention_deleted,
-        };
-        add(counter, n);
-    }
-
-    fn log(&self, line: &str) {
-        eprintln!("{line}");
     }
 }

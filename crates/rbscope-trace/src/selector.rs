@@ -26,6 +26,17 @@ pub enum Kind {
     Anywhere,
 }
 
+impl Kind {
+    /// The word lib/rbscope/live.rb resolves the kind by.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Instance => "instance",
+            Kind::Singleton => "singleton",
+            Kind::Anywhere => "anywhere",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Root {
     SelfValue,
@@ -158,6 +169,14 @@ impl Selector {
         })
     }
 
+    /// The names of the arguments its captures read, in order.
+    pub fn arg_names(&self) -> impl Iterator<Item = &str> {
+        self.captures.iter().filter_map(|c| match &c.root {
+            Root::Arg(name) => Some(name.as_str()),
+            _ => None,
+        })
+    }
+
     /// The selector written back in its normal form (without the optional marker).
     pub fn describe(&self) -> String {
         let mut s = match (&self.owner, self.kind) {
@@ -285,6 +304,17 @@ mod tests {
         let opt = sel("?Redis::Client#call(command)");
         assert!(opt.optional && !sel("Redis#call").optional);
         assert_eq!(opt.describe(), "Redis::Client#call(command)");
+    }
+
+    #[test]
+    fn kinds_and_argument_names() {
+        let names: Vec<&str> = [sel("A#b"), sel("A.b"), sel("b")]
+            .iter()
+            .map(|s| s.kind.name())
+            .collect();
+        assert_eq!(names, ["instance", "singleton", "anywhere"]);
+        let s = sel("Foo#bar(self, id, @x, opts.size, id)");
+        assert_eq!(s.arg_names().collect::<Vec<_>>(), ["id", "opts", "id"]);
     }
 
     #[test]

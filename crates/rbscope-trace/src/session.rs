@@ -67,6 +67,16 @@ impl Session {
         self.closed.store(true, Ordering::SeqCst);
     }
 
+    /// At exit: stops the hooks, then waits until `deadline` at most for the connection thread
+    /// to send what they wrote.
+    pub fn close_and_drain(&self, deadline: std::time::Instant) {
+        self.close();
+        let written = self.ring.position();
+        while self.sent.load(Ordering::Acquire) < written && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
     /// Puts a note for the person tracing into the event stream.
     pub fn note(&self, text: &str) {
         self.ring
@@ -213,6 +223,21 @@ mod tests {
         Reader::new(&buf)
             .map(|e| format!("{:?}", e.unwrap()))
             .collect()
+    }
+
+    #[test]
+    fn draining_waits_for_the_sender_until_the_deadline() {
+        use std::time::{Duration, Instant};
+        let s = Session::new(1, 64 * 1024, None).unwrap();
+        s.note("unsent");
+        let t = Instant::now();
+        s.close_and_drain(t + Duration::from_millis(30));
+        assert!(s.is_closed());
+        assert!(t.elapsed() >= Duration::from_millis(30));
+        s.sent.store(s.ring.position(), Ordering::Release);
+        let t = Instant::now();
+        s.close_and_drain(t + Duration::from_secs(60));
+        assert!(t.elapsed() < Duration::from_secs(30));
     }
 
     #[test]

@@ -167,21 +167,6 @@ unsafe fn c_bytes<'a>(p: *const c_char) -> Option<&'a [u8]> {
     (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_bytes())
 }
 
-/// A String's bytes (RSTRING_PTR, RSTRING_LEN).
-///
-/// # Safety
-/// `s` is a live String that is not changed while the slice is used.
-unsafe fn bytes<'a>(s: VALUE) -> &'a [u8] {
-    // SAFETY: a live String's pointer and length, per the caller (the pointer is valid for
-    // its length, also for an empty string).
-    unsafe {
-        std::slice::from_raw_parts(
-            rb_sys::RSTRING_PTR(s) as *const u8,
-            rb_sys::RSTRING_LEN(s).max(0) as usize,
-        )
-    }
-}
-
 /// A String VALUE's bytes, or None when it is not a String (nil: anonymous).
 ///
 /// # Safety
@@ -190,7 +175,7 @@ unsafe fn str_bytes<'a>(s: VALUE) -> Option<&'a [u8]> {
     // SAFETY: RB_TYPE reads the header of a heap object; `s` is then a live String.
     unsafe {
         (s != 0 && !rb_sys::SPECIAL_CONST_P(s) && rb_sys::RB_TYPE(s) == T::RUBY_T_STRING)
-            .then(|| bytes(s))
+            .then(|| super::str_bytes(s))
     }
 }
 
@@ -374,7 +359,7 @@ impl Vm for RubyHeap {
     #[inline(always)]
     unsafe fn string<'a>(&self, s: u64) -> &'a [u8] {
         // SAFETY: `s` is a live String; GC is off, so its buffer stays.
-        unsafe { bytes(s) }
+        unsafe { super::str_bytes(s) }
     }
 
     #[inline(always)]
@@ -655,15 +640,24 @@ pub(crate) fn each_root(_gc_off: &GcOff, f: &mut dyn FnMut(&'static CStr, u64)) 
 pub(crate) fn each_shape(_gc_off: &GcOff, f: &mut dyn FnMut(&ShapeFacts)) {
     let mut f = f;
     let data = &mut f as *mut &mut dyn FnMut(&ShapeFacts) as *mut c_void;
+    /// One shape's facts (None: skip it) for the closure at `data`, guarded.
+    #[cfg(ruby_gte_3_2)]
+    fn give(data: *mut c_void, facts: impl FnOnce() -> Option<ShapeFacts>) {
+        guard::run(Feature::Heap, "writing the heap's shapes", (), || {
+            if let Some(facts) = facts() {
+                // SAFETY: `data` is the closure of `each_shape`, alive for the whole walk.
+                unsafe { (*(data as *mut &mut dyn FnMut(&ShapeFacts)))(&facts) }
+            }
+        })
+    }
     #[cfg(all(ruby_gte_3_2, not(ruby_gte_4_0)))]
     {
         unsafe extern "C" fn each(shape: *const raw::Shape, data: *mut c_void) {
-            guard::run(Feature::Heap, "writing the heap's shapes", (), || {
-                // SAFETY: `data` is the closure of `each_shape`; `shape` is one of the VM's
-                // shapes, read with the VM's functions.
+            give(data, || {
+                // SAFETY: `shape` is one of the VM's shapes, read with the VM's functions.
                 unsafe {
                     let sh = &*shape;
-                    let facts = ShapeFacts {
+                    Some(ShapeFacts {
                         address: shape as u64,
                         id: raw::rb_shape_id(shape) as u64,
                         parent_id: sh.parent_id as u64,
@@ -673,8 +667,7 @@ pub(crate) fn each_shape(_gc_off: &GcOff, f: &mut dyn FnMut(&ShapeFacts)) {
                         capacity: sh.capacity as u64,
                         edges: raw::rb_shape_edges_count(shape) as u64,
                         memsize: raw::rb_shape_memsize(shape) as u64,
-                    };
-                    (*(data as *mut &mut dyn FnMut(&ShapeFacts)))(&facts)
+                    })
                 }
             })
         }
@@ -684,14 +677,11 @@ pub(crate) fn each_shape(_gc_off: &GcOff, f: &mut dyn FnMut(&ShapeFacts)) {
     #[cfg(ruby_gte_4_0)]
     {
         unsafe extern "C" fn each(id: u32, data: *mut c_void) {
-            guard::run(Feature::Heap, "writing the heap's shapes", (), || {
-                // SAFETY: `data` is the closure of `each_shape`; `id` is a shape id the VM
-                // hands out, read with the VM's functions.
+            give(data, || {
+                // SAFETY: `id` is a shape id the VM hands out, read with the VM's functions.
                 unsafe {
-                    let Some(sh) = rshape(id) else {
-                        return;
-                    };
-                    let facts = ShapeFacts {
+                    let sh = rshape(id)?;
+                    Some(ShapeFacts {
                         address: sh as *const raw::Shape as u64,
                         id: id as u64,
                         parent_id: sh.parent_id as u64,
@@ -701,8 +691,7 @@ pub(crate) fn each_shape(_gc_off: &GcOff, f: &mut dyn FnMut(&ShapeFacts)) {
                         capacity: sh.capacity as u64,
                         edges: raw::rb_shape_edges_count(id) as u64,
                         memsize: raw::rb_shape_memsize(id) as u64,
-                    };
-                    (*(data as *mut &mut dyn FnMut(&ShapeFacts)))(&facts)
+                    })
                 }
             })
         }

@@ -7,6 +7,7 @@
 
 use super::guard::{self, Feature};
 use super::{intern, protect, type_of, Gvl, Raised, NIL};
+use rb_sys::st_retval::{ST_CONTINUE, ST_STOP};
 use std::ffi::{c_int, c_void};
 
 pub(crate) use rb_sys::{rb_event_flag_t, rb_trace_arg_t, ruby_value_type, ID, VALUE};
@@ -135,24 +136,20 @@ pub unsafe fn trace_event(arg: *mut rb_trace_arg_t) -> rb_event_flag_t {
     unsafe { rb_sys::rb_tracearg_event_flag(arg) }
 }
 
-/// The class defining the method of a call or return event.
+/// The class defining the method of a call or return event, and the method's name (a
+/// Symbol).
 ///
 /// # Safety
 /// As [`trace_event`].
 #[inline]
-pub unsafe fn trace_defined_class(arg: *mut rb_trace_arg_t) -> VALUE {
+pub unsafe fn trace_method(arg: *mut rb_trace_arg_t) -> (VALUE, VALUE) {
     // SAFETY: the caller's promise: `arg` is live for the running hook.
-    unsafe { rb_sys::rb_tracearg_defined_class(arg) }
-}
-
-/// The method name (a Symbol) of a call or return event.
-///
-/// # Safety
-/// As [`trace_event`].
-#[inline]
-pub unsafe fn trace_method_id(arg: *mut rb_trace_arg_t) -> VALUE {
-    // SAFETY: the caller's promise: `arg` is live for the running hook.
-    unsafe { rb_sys::rb_tracearg_method_id(arg) }
+    unsafe {
+        (
+            rb_sys::rb_tracearg_defined_class(arg),
+            rb_sys::rb_tracearg_method_id(arg),
+        )
+    }
 }
 
 /// The receiver of the event's method.
@@ -183,6 +180,9 @@ pub unsafe fn is_kind_of(_gvl: Gvl, obj: VALUE, module: VALUE) -> bool {
     super::truthy(unsafe { rb_sys::rb_obj_is_kind_of(obj, module) })
 }
 
+/// What a TracePoint calls: `hook(tp, data)`.
+pub type TracePointHook = unsafe extern "C" fn(VALUE, *mut c_void);
+
 /// A new (disabled) TracePoint on `events` that calls `hook(tp, data)`.
 ///
 /// # Safety
@@ -191,7 +191,7 @@ pub unsafe fn is_kind_of(_gvl: Gvl, obj: VALUE, module: VALUE) -> bool {
 pub unsafe fn tracepoint_new(
     _gvl: Gvl,
     events: rb_event_flag_t,
-    hook: unsafe extern "C" fn(VALUE, *mut c_void),
+    hook: TracePointHook,
     data: *mut c_void,
 ) -> VALUE {
     // SAFETY: GVL held (token); `data` as the caller promised; 0: any thread.
@@ -326,10 +326,26 @@ pub fn hash_size(gvl: Gvl, v: VALUE) -> usize {
     unsafe { rb_sys::rb_hash_size_num(v) as usize }
 }
 
-/// A walk's callback and what it is, for the trampolines below.
-struct Walk<'a, F: ?Sized> {
+/// A walk's callback and what it is, for the trampoline below.
+struct Walk<'a> {
     what: &'static str,
-    each: &'a mut F,
+    each: &'a mut dyn FnMut(VALUE, VALUE) -> bool,
+}
+
+/// The callback of both `rb_hash_foreach` and `rb_ivar_foreach` (an ID and an `st_data_t` are
+/// VALUE-sized integers, the same C type): one pair, for the Walk at `data`.
+unsafe extern "C" fn walk_pair(k: VALUE, v: VALUE, data: VALUE) -> c_int {
+    // SAFETY: `data` is the Walk on `hash_each`'s or `ivar_each`'s frame, alive for the whole
+    // walk.
+    let walk = unsafe { &mut *(data as *mut Walk) };
+    let (go_on, stop) = (ST_CONTINUE as c_int, ST_STOP as c_int);
+    guard::run(Feature::Trace, walk.what, stop, || {
+        if (walk.each)(k, v) {
+            go_on
+        } else {
+            stop
+        }
+    })
 }
 
 /// Calls `each(key, value)` for the pairs of the Hash `v` until it returns false (nothing for
@@ -341,52 +357,24 @@ pub fn hash_each(
     what: &'static str,
     each: &mut dyn FnMut(VALUE, VALUE) -> bool,
 ) {
-    unsafe extern "C" fn pair(k: VALUE, v: VALUE, data: VALUE) -> c_int {
-        // SAFETY: `data` is the Walk on `hash_each`'s frame, alive for the whole walk.
-        let walk = unsafe { &mut *(data as *mut Walk<dyn FnMut(VALUE, VALUE) -> bool>) };
-        guard::run(Feature::Trace, walk.what, stop(), || {
-            go_on((walk.each)(k, v))
-        })
-    }
     if type_of(gvl, v) != ruby_value_type::RUBY_T_HASH {
         return;
     }
     let mut walk = Walk { what, each };
-    let data = &mut walk as *mut Walk<dyn FnMut(VALUE, VALUE) -> bool> as VALUE;
-    // SAFETY: GVL held (token); v is a Hash (checked); `pair` has the callback's signature and
-    // `data` outlives the walk.
-    unsafe { rb_sys::rb_hash_foreach(v, Some(pair), data) };
+    // SAFETY: GVL held (token); v is a Hash (checked); `walk_pair` has the callback's
+    // signature and `data` outlives the walk.
+    unsafe { rb_sys::rb_hash_foreach(v, Some(walk_pair), &mut walk as *mut Walk as VALUE) };
 }
 
 /// Calls `each(name, value)` for the instance variables of the plain object `v` until it
 /// returns false (nothing for anything else). A panic in `each` ends the walk and turns
 /// tracing off (`what` names it). `each` must not change the object.
 pub fn ivar_each(gvl: Gvl, v: VALUE, what: &'static str, each: &mut dyn FnMut(ID, VALUE) -> bool) {
-    unsafe extern "C" fn pair(id: ID, v: VALUE, data: rb_sys::st_data_t) -> c_int {
-        // SAFETY: `data` is the Walk on `ivar_each`'s frame, alive for the whole walk.
-        let walk = unsafe { &mut *(data as *mut Walk<dyn FnMut(ID, VALUE) -> bool>) };
-        guard::run(Feature::Trace, walk.what, stop(), || {
-            go_on((walk.each)(id, v))
-        })
-    }
     if type_of(gvl, v) != ruby_value_type::RUBY_T_OBJECT {
         return;
     }
     let mut walk = Walk { what, each };
-    let data = &mut walk as *mut Walk<dyn FnMut(ID, VALUE) -> bool> as rb_sys::st_data_t;
-    // SAFETY: GVL held (token); v is a plain object (checked); `pair` has the callback's
+    // SAFETY: GVL held (token); v is a plain object (checked); `walk_pair` has the callback's
     // signature and `data` outlives the walk.
-    unsafe { rb_sys::rb_ivar_foreach(v, Some(pair), data) };
-}
-
-fn stop() -> c_int {
-    rb_sys::st_retval::ST_STOP as c_int
-}
-
-fn go_on(more: bool) -> c_int {
-    if more {
-        rb_sys::st_retval::ST_CONTINUE as c_int
-    } else {
-        stop()
-    }
+    unsafe { rb_sys::rb_ivar_foreach(v, Some(walk_pair), &mut walk as *mut Walk as VALUE) };
 }

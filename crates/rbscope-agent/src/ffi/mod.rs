@@ -38,6 +38,10 @@ pub const NIL: VALUE = Qnil as VALUE;
 pub const TRUE: VALUE = Qtrue as VALUE;
 pub const FALSE: VALUE = Qfalse as VALUE;
 
+/// The error of a live request that needs `Rbscope::Live` when the process has not loaded it.
+pub const LIVE_NOT_LOADED: &str =
+    "the rbscope gem's Ruby half (rbscope/live) is not loaded in this process";
+
 /// A Ruby exception (or other non-local exit) that [`protect`] caught and cleared.
 #[derive(Debug, Clone, Copy)]
 pub struct Raised;
@@ -107,10 +111,12 @@ pub fn call(gvl: Gvl, recv: VALUE, name: &str, args: &[VALUE]) -> Result<VALUE, 
 ///
 /// # Safety
 /// `v` must be a T_STRING that stays alive and unmodified while the slice is used.
+#[inline]
 pub unsafe fn str_bytes<'a>(v: VALUE) -> &'a [u8] {
-    // SAFETY: per the caller's promise, v is a live String.
+    // SAFETY: per the caller's promise, v is a live String: its pointer is valid for its
+    // length (a negative length cannot happen; it is read as empty).
     unsafe {
-        let len = RSTRING_LEN(v) as usize;
+        let len = RSTRING_LEN(v).max(0) as usize;
         if len == 0 {
             return &[];
         }
@@ -195,7 +201,8 @@ pub fn truthy(v: VALUE) -> bool {
 
 /// Looks up a constant by path (`"Foo::Bar"`) without autoloading or raising.
 pub fn const_at(gvl: Gvl, path: &str) -> Option<VALUE> {
-    let mut cur = unsafe_object_class();
+    // SAFETY: rb_cObject is initialised before any extension loads and never changes.
+    let mut cur = unsafe { rb_sys::rb_cObject };
     for part in path.split("::").filter(|p| !p.is_empty()) {
         let id = intern(gvl, part);
         // SAFETY: GVL held; rb_const_defined_at does not trigger autoload or raise.
@@ -208,11 +215,6 @@ pub fn const_at(gvl: Gvl, path: &str) -> Option<VALUE> {
         cur = protect(gvl, || unsafe { rb_sys::rb_const_get_at(cur, id) }).ok()?;
     }
     Some(cur)
-}
-
-fn unsafe_object_class() -> VALUE {
-    // SAFETY: rb_cObject is initialised before any extension loads and never changes.
-    unsafe { rb_sys::rb_cObject }
 }
 
 /// Calls `Core.instance_method(name).bind_call(recv, *args)`: the core class's own method,
@@ -414,14 +416,8 @@ pub fn keyword_given(_gvl: Gvl) -> bool {
 #[derive(Clone, Copy)]
 pub struct Exit {
     state: c_int,
-    raised: Option<VALUE>,
-}
-
-impl Exit {
     /// The exception, when the exit is a raise (not `throw`, `break` or a thread kill).
-    pub fn exception(&self) -> Option<VALUE> {
-        self.raised
-    }
+    pub raised: Option<VALUE>,
 }
 
 /// `rb_protect`'s state for a raise (vm_core.h's TAG_RAISE, the same from 3.1 to 4.0).

@@ -8,45 +8,24 @@
 //! signals, walks the heap (`heap_walk.rs`) into a temporary file next to the target, links it
 //! to the final name only when complete, reports on a pipe and leaves with `_exit`: no at_exit
 //! handler, finalizer or IO buffer of the app runs in it. The client's connection thread reads
-//! the pipe and reaps the child.
+//! the pipe and reaps the child. The steps that need no VM (files, pipe, the child's setup,
+//! report and reaping, the answers) are `rbscope_agent_core::agent::heap_job`'s.
 
 use crate::ffi::{self, Gvl};
 use crate::heap::heap_walk;
+use rbscope_agent_core::agent::heap_job::{self, answer, Forked};
+pub use rbscope_agent_core::agent::heap_job::{Job, Outcome};
 use rbscope_heap::walk::child::Report;
 use rbscope_heap::walk::target;
 use rbscope_heap::walk::Written;
-use rbscope_proto::{AgentMessage, HeapCensus, HeapDumpRequest, HeapDumpResult};
+use rbscope_proto::{AgentMessage, HeapCensus, HeapDumpRequest};
 use std::fs::File;
-use std::io::{Read, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-/// What the agent thread is asked to do.
-pub enum Job {
-    Dump(HeapDumpRequest),
-    Count(Vec<String>),
-    Track(bool),
-}
-
-/// The agent thread's answer: done, or a child still writing.
-pub enum Outcome {
-    Done(AgentMessage),
-    Forked(Forked),
-}
-
-/// A dump being written by a child process.
-pub struct Forked {
-    pid: libc::pid_t,
-    status: OwnedFd,
-    path: PathBuf,
-    partial: PathBuf,
-    pause_us: u64,
-    gc_us: u64,
-    started: Instant,
-}
+pub use heap_job::finish;
 
 /// Allocation tracing as this agent set it.
 static TRACKING: AtomicBool = AtomicBool::new(false);
@@ -63,51 +42,16 @@ fn error(msg: String) -> Outcome {
     Outcome::Done(AgentMessage::Error(msg))
 }
 
-/// Where the dump goes (`rbscope_heap::walk::target`): the agent's private directory by
-/// default.
-fn target_path(req: &HeapDumpRequest) -> Result<PathBuf, String> {
-    let default_dir = || {
-        // SAFETY: getuid never fails.
-        let uid = unsafe { libc::getuid() };
-        let xdg = std::env::var("XDG_RUNTIME_DIR").ok();
-        rbscope_proto::paths::runtime_dir(xdg.as_deref(), uid)
-    };
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0);
-    let pid = std::process::id();
-    target::dump_path(
-        req.path.as_deref(),
-        req.gzip,
-        std::env::current_dir,
-        default_dir,
-        pid,
-        ms,
-    )
-}
-
 fn dump(gvl: Gvl, req: &HeapDumpRequest) -> Outcome {
     let started = Instant::now();
-    let path = match target_path(req) {
+    let path = match heap_job::target_path(req) {
         Ok(p) => p,
         Err(e) => return error(e),
     };
     let partial = target::partial_path(&path, std::process::id());
-    let file = match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(&partial)
-    {
+    let file = match heap_job::create_partial(&partial) {
         Ok(f) => f,
-        Err(e) => {
-            return error(format!(
-                "cannot write the heap dump at {}: {e} (the path is the process's: as its user, relative to its working directory)",
-                path.display()
-            ))
-        }
+        Err(e) => return error(heap_job::cannot_open(&path, &e)),
     };
     let mut gc_us = 0;
     if req.gc {
@@ -123,18 +67,13 @@ fn dump(gvl: Gvl, req: &HeapDumpRequest) -> Outcome {
         let total_us = started.elapsed().as_micros() as u64;
         return Outcome::Done(answer(report, &path, pause_us, gc_us, total_us, false));
     }
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: pipe2 fills two new descriptors.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        let _ = std::fs::remove_file(&partial);
-        return error(format!(
-            "cannot make a pipe for the dump: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    // SAFETY: both descriptors were just created and are owned here.
-    let (read_end, write_end) =
-        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (read_end, write_end) = match heap_job::report_pipe() {
+        Ok(ends) => ends,
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            return error(heap_job::cannot_pipe(&e));
+        }
+    };
     let t = Instant::now();
     // SAFETY: fork with the GVL held: the child continues as a copy with only this thread,
     // which holds the GVL there too; it runs no Ruby code and leaves with _exit.
@@ -145,13 +84,13 @@ fn dump(gvl: Gvl, req: &HeapDumpRequest) -> Outcome {
             let e = std::io::Error::last_os_error();
             drop(file);
             let _ = std::fs::remove_file(&partial);
-            error(format!(
-                "cannot fork to write the heap dump: {e}; `--in-process` writes it from the process itself (the app pauses for the whole dump)"
-            ))
+            error(heap_job::cannot_fork(&e))
         }
         0 => {
             drop(read_end);
-            child(gvl, file, write_end, &partial, &path, req.gzip)
+            heap_job::child_setup();
+            let report = write_dump(gvl, file, &partial, &path, req.gzip, true);
+            heap_job::child_exit(write_end, &report)
         }
         child_pid => {
             drop(write_end);
@@ -196,106 +135,7 @@ fn write_dump(
         let bytes = file.metadata()?.len();
         Ok((written, bytes))
     })();
-    match result.and_then(|w| target::publish(partial, path).map(|()| w)) {
-        Ok((w, bytes)) => Report::Ok {
-            objects: w.objects,
-            roots: w.roots,
-            bytes,
-            allocation_info: w.allocation_info,
-        },
-        Err(e) => {
-            let _ = std::fs::remove_file(partial);
-            Report::Err(target::failure(path, &e))
-        }
-    }
-}
-
-/// The answer to a dump request, from the report of the write.
-fn answer(
-    r: Report,
-    path: &Path,
-    pause_us: u64,
-    gc_us: u64,
-    total_us: u64,
-    forked: bool,
-) -> AgentMessage {
-    match r {
-        Report::Ok {
-            objects,
-            roots,
-            bytes,
-            allocation_info,
-        } => AgentMessage::HeapDumped(HeapDumpResult {
-            path: path.display().to_string(),
-            objects,
-            roots,
-            bytes,
-            pause_us,
-            gc_us,
-            total_us,
-            forked,
-            allocation_info,
-        }),
-        Report::Err(msg) => AgentMessage::Error(msg),
-    }
-}
-
-/// The forked child: write, report on the pipe, `_exit`. Never returns.
-fn child(gvl: Gvl, file: File, status: OwnedFd, partial: &Path, path: &Path, gzip: bool) -> ! {
-    // SAFETY: this process is the child of fork, with one thread; the calls of this block only
-    // change this process (its OOM score, signal mask, name).
-    unsafe {
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .write(true)
-            .open("/proc/self/oom_score_adj")
-        {
-            let _ = f.write_all(b"1000");
-        }
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::sigprocmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
-        libc::prctl(
-            libc::PR_SET_NAME,
-            c"rbscope-heap".as_ptr() as libc::c_ulong,
-            0,
-            0,
-            0,
-        );
-    }
-    let report = write_dump(gvl, file, partial, path, gzip, true);
-    let mut out = File::from(status);
-    let _ = out.write_all(report.line().as_bytes());
-    drop(out);
-    // SAFETY: leaves the child at once: no at_exit handler, destructor or buffer of the app.
-    unsafe { libc::_exit(0) }
-}
-
-/// Waits for the child to finish (reads its report, reaps it) and says how it went. Runs on a
-/// plain thread (the client's connection thread), never holding the GVL.
-pub fn finish(f: Forked) -> AgentMessage {
-    let mut report = String::new();
-    let read = File::from(f.status).read_to_string(&mut report);
-    let mut wstatus = 0;
-    // SAFETY: waits for our own child; ECHILD (the app reaped it first) is fine.
-    unsafe { libc::waitpid(f.pid, &mut wstatus, 0) };
-    let total_us = f.started.elapsed().as_micros() as u64;
-    match read.ok().and_then(|_| Report::parse(&report)) {
-        Some(r) => answer(r, &f.path, f.pause_us, f.gc_us, total_us, true),
-        None => {
-            // The child died before it could clean up: its partial file goes too.
-            let _ = std::fs::remove_file(&f.partial);
-            let how = if libc::WIFSIGNALED(wstatus) {
-                format!("was killed by signal {}", libc::WTERMSIG(wstatus))
-            } else {
-                "ended without a report".to_string()
-            };
-            AgentMessage::Error(format!(
-                "the process writing the heap dump (pid {}) {how}, maybe by the kernel for lack of memory; no dump was left at {}",
-                f.pid,
-                f.path.display()
-            ))
-        }
-    }
+    heap_job::publish(result, partial, path)
 }
 
 /// The heap census: objects by type, and instances of the classes under `names`.
@@ -311,9 +151,7 @@ fn count(gvl: Gvl, names: &[String]) -> AgentMessage {
         (c.objects(), c.by_type(), classes)
     });
     if crate::ffi::guard::is_off(crate::ffi::guard::Feature::Heap) {
-        return AgentMessage::Error(
-            "an internal error stopped the heap count; heap features are off in this process (rbscope doctor -p PID says why)".into(),
-        );
+        return AgentMessage::Error(heap_job::COUNT_STOPPED.into());
     }
     AgentMessage::HeapCensus(HeapCensus {
         objects,
@@ -329,11 +167,7 @@ fn track(gvl: Gvl, on: bool) -> AgentMessage {
     if !ffi::heap::require_objspace(gvl) {
         return AgentMessage::Error("cannot load objspace (Ruby's ext/objspace)".into());
     }
-    let method = if on {
-        "trace_object_allocations_start"
-    } else {
-        "trace_object_allocations_stop"
-    };
+    let method = heap_job::tracking_method(on);
     let Some(objspace) = ffi::const_at(gvl, "ObjectSpace") else {
         return AgentMessage::Error("ObjectSpace is not defined".into());
     };

@@ -25,6 +25,7 @@ use crate::ffi::guard::{self, Feature};
 use crate::ffi::live::{self as rb, VALUE};
 use crate::ffi::{self, Gvl, NIL};
 use crate::heap::live_heap::{Job, Outcome};
+use crate::live;
 use rbscope_agent_core::control::{self, Inbox};
 use std::ffi::c_void;
 use std::sync::mpsc::SyncSender;
@@ -129,38 +130,31 @@ unsafe fn agent_loop(data: *mut c_void) -> VALUE {
             // Killed (program exit, Thread#kill) or raised into: end quietly.
             break;
         }
+        if late(&work) {
+            continue;
+        }
         match work {
-            Some(Work::Stacks {
-                asked,
-                deadline,
-                reply,
-            }) => {
-                if Instant::now() <= deadline {
-                    guard::run(Feature::Backtrace, "reading stacks", (), || {
-                        let _ = reply.send(crate::live::live_stacks::read(gvl, asked));
-                    });
-                }
+            Some(Work::Stacks { asked, reply, .. }) => {
+                answer(Feature::Backtrace, "reading stacks", reply, || {
+                    live::live_stacks::read(gvl, asked)
+                })
             }
             Some(Work::Attach {
                 session,
                 plan,
-                deadline,
                 reply,
-            }) => {
-                if Instant::now() <= deadline {
-                    guard::run(Feature::Trace, "attaching a trace", (), || {
-                        let _ = reply.send(crate::live::sessions::attach(gvl, session, plan));
-                    });
-                }
-            }
+                ..
+            }) => answer(Feature::Trace, "attaching a trace", reply, || {
+                live::sessions::attach(gvl, session, plan)
+            }),
             Some(Work::Retry { id }) => {
                 guard::run(Feature::Trace, "hooking a selector", (), || {
-                    crate::live::sessions::retry(gvl, id)
+                    live::sessions::retry(gvl, id)
                 })
             }
             Some(Work::Detach { id, reply }) => {
                 guard::run(Feature::Trace, "detaching a trace", (), || {
-                    crate::live::sessions::detach(gvl, id)
+                    live::sessions::detach(gvl, id)
                 });
                 let _ = reply.send(());
             }
@@ -169,30 +163,22 @@ unsafe fn agent_loop(data: *mut c_void) -> VALUE {
                 code,
                 binding,
             }) => guard::run(Feature::Live, "starting an eval", (), || {
-                crate::live::live_eval::start(gvl, token, &code, binding)
+                live::live_eval::start(gvl, token, &code, binding)
             }),
-            Some(Work::Memory { deadline, reply }) => {
-                if Instant::now() <= deadline {
-                    guard::run(Feature::Live, "reading memory figures", (), || {
-                        let _ = reply.send(crate::live::live_memory::read(gvl));
-                    });
-                }
+            Some(Work::Memory { reply, .. }) => {
+                answer(Feature::Live, "reading memory figures", reply, || {
+                    live::live_memory::read(gvl)
+                })
             }
             Some(Work::CancelEval { token }) => {
                 guard::run(Feature::Live, "cancelling an eval", (), || {
-                    crate::live::live_eval::cancel(gvl, token)
+                    live::live_eval::cancel(gvl, token)
                 })
             }
-            Some(Work::Heap(HeapWork {
-                job,
-                deadline,
-                reply,
-            })) => {
-                if Instant::now() <= deadline {
-                    guard::run(Feature::Heap, "a heap request", (), || {
-                        let _ = reply.send(crate::heap::live_heap::run(gvl, job));
-                    });
-                }
+            Some(Work::Heap(HeapWork { job, reply, .. })) => {
+                answer(Feature::Heap, "a heap request", reply, || {
+                    crate::heap::live_heap::run(gvl, job)
+                })
             }
             Some(Work::Stop) | None => break,
             Some(Work::Wake) => {}
@@ -201,6 +187,26 @@ unsafe fn agent_loop(data: *mut c_void) -> VALUE {
     // SAFETY: `data` is the Box leaked by `start`, owned by this thread, which ends here.
     drop(unsafe { Box::from_raw(parts) });
     NIL
+}
+
+/// Whether `work` is past its deadline: then it is dropped, not done late (its reply goes
+/// unanswered).
+fn late(work: &Option<Work>) -> bool {
+    match work {
+        Some(Work::Stacks { deadline, .. })
+        | Some(Work::Attach { deadline, .. })
+        | Some(Work::Memory { deadline, .. })
+        | Some(Work::Heap(HeapWork { deadline, .. })) => Instant::now() > *deadline,
+        _ => false,
+    }
+}
+
+/// Runs `f` guarded as `what` and sends its answer on `reply` (a client that gave up is no
+/// error).
+fn answer<T>(feature: Feature, what: &str, reply: SyncSender<T>, f: impl FnOnce() -> T) {
+    guard::run(feature, what, (), || {
+        let _ = reply.send(f());
+    })
 }
 
 /// Waits, without the GVL, for the next piece of work (or the end of the queue).

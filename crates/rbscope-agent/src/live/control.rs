@@ -6,13 +6,13 @@
 //! the agent's Ruby thread (agent_thread.rs). The server's threads run under the agent's panic
 //! guard, and the trace clock's rate is measured beside them.
 
-use crate::counters::{add, bump, Counters};
+use crate::counters::Counters;
 use crate::ffi::guard::{self, Feature};
-use crate::heap::live_heap::{self, Job, Outcome};
+use crate::heap::live_heap::{self, Job};
 use crate::live::agent_thread::{HeapWork, WorkQueue};
+use rbscope_agent_core::agent::counters;
 use rbscope_agent_core::control::{self, ask, ControlError, Count, Evals, Handler, HeapRequest};
 use rbscope_proto::{AgentMessage, AgentStatus};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// What the control thread may show; copied at start, counters live.
@@ -39,23 +39,7 @@ impl Handler for StatusSource {
     }
 
     fn count(&self, what: Count) {
-        let c = &self.counters;
-        match what {
-            Count::Connection => bump(&c.control_connections),
-            Count::Refused => bump(&c.control_refused),
-            Count::EvalRun => bump(&c.evals_run),
-            Count::EvalRefused => bump(&c.evals_refused),
-            Count::EvalTimedOut => bump(&c.evals_timed_out),
-            Count::TraceStarted => {
-                bump(&c.traces_started);
-                bump(&c.traces_active);
-            }
-            Count::TraceEnded { events } => {
-                c.traces_active.fetch_sub(1, Ordering::Relaxed);
-                add(&c.trace_events_written, events);
-            }
-            Count::EventsLost(n) => add(&c.trace_events_lost, n),
-        }
+        self.counters.count(what)
     }
 
     fn ruby_version(&self) -> String {
@@ -63,20 +47,8 @@ impl Handler for StatusSource {
     }
 
     fn status(&self) -> AgentStatus {
-        let mut counters = self.counters.snapshot();
-        counters.push(("internal_errors_caught".into(), guard::panics()));
-        AgentStatus {
-            started: true,
-            store: self.store.clone(),
-            settings: self.settings.clone(),
-            counters,
-            warnings: self
-                .warnings
-                .iter()
-                .cloned()
-                .chain(guard::report())
-                .collect(),
-        }
+        let (store, settings) = (self.store.clone(), self.settings.clone());
+        counters::status(store, settings, &self.counters, &self.warnings)
     }
 
     fn queue(&self) -> Option<&WorkQueue> {
@@ -102,11 +74,7 @@ impl Handler for StatusSource {
     /// A heap job on the agent's Ruby thread; a dump written by a forked child is waited for
     /// on the connection's thread, however long it takes, without holding the VM.
     fn heap(&self, request: HeapRequest) -> AgentMessage {
-        let (wait_ms, job) = match request {
-            HeapRequest::Dump(req) => (req.wait_ms, Job::Dump(req)),
-            HeapRequest::Count(req) => (req.wait_ms, Job::Count(req.names)),
-            HeapRequest::Track { on, wait_ms } => (wait_ms, Job::Track(on)),
-        };
+        let (wait_ms, job) = Job::of(request);
         let work = |deadline, reply| {
             control::Work::Heap(HeapWork {
                 job,
@@ -114,9 +82,8 @@ impl Handler for StatusSource {
                 reply,
             })
         };
-        ask(self.work.as_ref(), wait_ms, work, |outcome| match outcome {
-            Outcome::Done(message) => message,
-            Outcome::Forked(child) => live_heap::finish(child),
+        ask(self.work.as_ref(), wait_ms, work, |o| {
+            o.answer(live_heap::finish)
         })
     }
 }

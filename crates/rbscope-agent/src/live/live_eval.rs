@@ -19,27 +19,21 @@ pub fn done(token: u64, ok: bool, text: String, incomplete: bool) {
     EVALS.done(token, ok, text, incomplete)
 }
 
+/// Delivers the error of an eval that could not start.
+fn failed(token: u64, why: &str) {
+    done(token, false, why.into(), false)
+}
+
 /// Starts the eval thread. Runs on the agent's Ruby thread.
 pub fn start(gvl: Gvl, token: u64, code: &str, binding: Option<u64>) {
     let Some(live) = ffi::const_at(gvl, "Rbscope::Live") else {
-        done(
-            token,
-            false,
-            "the rbscope gem's Ruby half (rbscope/live) is not loaded in this process".into(),
-            false,
-        );
-        return;
+        return failed(token, ffi::LIVE_NOT_LOADED);
     };
     let code = ffi::str_new(gvl, code);
     let binding = binding.map_or(ffi::NIL, |b| ffi::u64_value(gvl, b));
     let args = [code, ffi::u64_value(gvl, token), binding];
     if ffi::call(gvl, live, "eval_async", &args).is_err() {
-        done(
-            token,
-            false,
-            "could not start a thread for the eval".into(),
-            false,
-        );
+        failed(token, "could not start a thread for the eval");
     }
 }
 

@@ -7,6 +7,7 @@
 
 use crate::ffi::live::VALUE;
 use crate::ffi::{self, Gvl};
+use rbscope_agent_core::agent::host;
 use rbscope_proto::{AgentMessage, MemoryReport};
 use std::time::Instant;
 
@@ -26,27 +27,6 @@ fn pairs(gvl: Gvl, hash: VALUE) -> Vec<(String, i64)> {
         .collect()
 }
 
-fn malloc_figures() -> Vec<(String, u64)> {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        // SAFETY: mallinfo2 takes no arguments and only reads the allocator's statistics
-        // (under malloc's own locks).
-        let m = unsafe { libc::mallinfo2() };
-        vec![
-            ("arena_bytes".into(), m.arena as u64),
-            ("in_use_bytes".into(), m.uordblks as u64),
-            ("free_bytes".into(), m.fordblks as u64),
-            ("mmapped_bytes".into(), m.hblkhd as u64),
-            ("mmapped_blocks".into(), m.hblks as u64),
-            ("releasable_bytes".into(), m.keepcost as u64),
-        ]
-    }
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-    {
-        Vec::new()
-    }
-}
-
 pub fn read(gvl: Gvl) -> AgentMessage {
     let started = Instant::now();
     let gc = ffi::const_at(gvl, "GC")
@@ -60,11 +40,7 @@ pub fn read(gvl: Gvl) -> AgentMessage {
     let constants = ffi::const_at(gvl, "GC::INTERNAL_CONSTANTS")
         .map(|h| pairs(gvl, h))
         .unwrap_or_default();
-    let constant = |name: &str| constants.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
-    let heap_page_bytes = constant("HEAP_PAGE_SIZE")
-        .or_else(|| Some(constant("HEAP_PAGE_OBJ_LIMIT")? * constant("RVALUE_SIZE")?))
-        .unwrap_or(0)
-        .max(0) as u64;
+    let heap_page_bytes = host::heap_page_bytes(&constants);
     let threads = ffi::const_at(gvl, "Thread")
         .and_then(|t| ffi::call(gvl, t, "list", &[]).ok())
         .map(|l| ffi::array_items(gvl, l).len() as u64)
@@ -76,7 +52,7 @@ pub fn read(gvl: Gvl) -> AgentMessage {
         gc,
         objects,
         heap_page_bytes,
-        malloc: malloc_figures(),
+        malloc: host::malloc_figures(),
         threads,
         held_us: started.elapsed().as_micros() as u64,
     })

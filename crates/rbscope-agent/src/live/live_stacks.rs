@@ -8,6 +8,7 @@ use crate::capture::backtrace;
 use crate::ffi::live::{self as rb, VALUE};
 use crate::ffi::{self, Gvl};
 use magnus::Ruby;
+use rbscope_agent_core::agent::host;
 use rbscope_proto::{AgentMessage, Stacks, ThreadStack};
 use std::time::Instant;
 
@@ -42,7 +43,7 @@ pub fn read(gvl: Gvl, asked: Instant) -> AgentMessage {
             tid: ffi::core_call(gvl, "Thread", "native_thread_id", th, &[])
                 .ok()
                 .and_then(ffi::fixnum)
-                .map(|t| own_tid(t as i32, th == main)),
+                .map(|t| host::own_tid(t as i32, th == main)),
             status: status(gvl, th),
             main: th == main,
             frames,
@@ -62,23 +63,5 @@ fn status(gvl: Gvl, th: VALUE) -> String {
     let s = ffi::core_call(gvl, "Thread", "status", th, &[])
         .ok()
         .and_then(|v| ffi::to_string(gvl, v));
-    match s.as_deref() {
-        Some("run") => "running",
-        Some("sleep") => "sleeping",
-        Some("aborting") => "aborting",
-        _ => "dead",
-    }
-    .to_string()
-}
-
-/// Ruby 3.1 does not update `native_thread_id` after `fork`: in a forked child (a puma
-/// worker) the main thread still reports the parent's thread id. A tid that is not a thread of
-/// this process is that stale one; the thread that forked (the child's main thread) has the
-/// process id as its thread id.
-fn own_tid(tid: i32, main: bool) -> i32 {
-    if !main || std::path::Path::new(&format!("/proc/self/task/{tid}")).exists() {
-        return tid;
-    }
-    // SAFETY: getpid has no preconditions and cannot fail.
-    unsafe { libc::getpid() }
+    host::thread_status(s.as_deref()).to_string()
 }

@@ -13,25 +13,20 @@ use crate::ffi::{self, Gvl, NIL};
 use crate::live::trace_hooks::Installed;
 use crate::live::trace_session::{self as ts, method_label, Session};
 use crate::live::trace_values;
+use rbscope_agent_core::agent::trace_table::{Attached, Table};
 use rbscope_agent_core::control::Plan;
 use rbscope_proto::TraceStarted;
-use rbscope_trace::selector::{Kind, Root, Selector};
 use std::cell::UnsafeCell;
+use std::mem::take;
 use std::sync::Arc;
 use std::time::Instant;
 
-struct LiveSession {
-    session: Arc<Session>,
-    installed: Installed,
-    selectors: Vec<Selector>,
-}
-
-struct Table(UnsafeCell<Vec<LiveSession>>);
+struct Live(UnsafeCell<Table<Installed>>);
 // SAFETY: only touched under the GVL (the agent thread, Ruby calls, GC marking), in borrows
 // that end before any Ruby call.
-unsafe impl Sync for Table {}
+unsafe impl Sync for Live {}
 
-static LIVE: Table = Table(UnsafeCell::new(Vec::new()));
+static LIVE: Live = Live(UnsafeCell::new(Table::new()));
 static LIVE_MARKER: MarkerType = MarkerType::new(c"rbscope trace sessions", mark_live);
 
 unsafe extern "C" fn mark_live(_data: *mut std::ffi::c_void) {
@@ -40,7 +35,7 @@ unsafe extern "C" fn mark_live(_data: *mut std::ffi::c_void) {
         let table = unsafe { &*LIVE.0.get() };
         // SAFETY: the GC calls mark functions on a Ruby thread holding the GVL.
         let gvl = unsafe { Gvl::assume() };
-        for ls in table {
+        for ls in table.iter() {
             ts::with(&ls.session, gvl, |st| {
                 st.each_kept(|v| {
                     // SAFETY: this is the marker's mark function, run by the GC in its mark
@@ -52,9 +47,14 @@ unsafe extern "C" fn mark_live(_data: *mut std::ffi::c_void) {
     })
 }
 
-fn with_table<R>(_gvl: Gvl, f: impl FnOnce(&mut Vec<LiveSession>) -> R) -> R {
+fn with_table<R>(_gvl: Gvl, f: impl FnOnce(&mut Table<Installed>) -> R) -> R {
     // SAFETY: GVL held (token); `f` does not call into Ruby, so no other borrow exists.
     f(unsafe { &mut *LIVE.0.get() })
+}
+
+/// Session `id`, while it is attached.
+fn session(gvl: Gvl, id: u64) -> Option<Arc<Session>> {
+    with_table(gvl, |t| t.get(id).map(|l| l.session.clone()))
 }
 
 /// Installs the hooks `plan` asks for. Runs on the agent's Ruby thread.
@@ -66,9 +66,9 @@ pub fn attach(gvl: Gvl, session: Arc<Session>, plan: Plan) -> Result<TraceStarte
     ts::with(&session, gvl, |st| st.ignore_thread(me));
     let id = session.id;
     with_table(gvl, |t| {
-        t.push(LiveSession {
+        t.push(Attached {
             session: session.clone(),
-            installed: Installed::default(),
+            hooks: Installed::default(),
             selectors: plan.selectors.clone(),
         })
     });
@@ -97,37 +97,29 @@ fn install(gvl: Gvl, session: &Arc<Session>, plan: &Plan) -> Result<Installing, 
     let mut skipped = Vec::new();
     let mut waiting = Vec::new();
     if !plan.selectors.is_empty() {
-        let live = ffi::const_at(gvl, "Rbscope::Live")
-            .ok_or("the rbscope gem's Ruby half (rbscope/live) is not loaded in this process")?;
+        let live = ffi::const_at(gvl, "Rbscope::Live").ok_or(ffi::LIVE_NOT_LOADED)?;
         let list = ffi::array_new(gvl);
+        let flag = |b: bool| if b { ffi::TRUE } else { ffi::FALSE };
         for (i, s) in plan.selectors.iter().enumerate() {
             let args = ffi::array_new(gvl);
-            for c in &s.captures {
-                if let Root::Arg(name) = &c.root {
-                    ffi::array_push(gvl, args, ffi::str_new(gvl, name));
-                }
+            for name in s.arg_names() {
+                ffi::array_push(gvl, args, ffi::str_new(gvl, name));
             }
             let opt = |v: &Option<String>| v.as_deref().map_or(NIL, |s| ffi::str_new(gvl, s));
-            let kind = match s.kind {
-                Kind::Instance => "instance",
-                Kind::Singleton => "singleton",
-                Kind::Anywhere => "anywhere",
-            };
             let entry = ffi::array_new(gvl);
             for v in [
                 rb::long(gvl, i as i64),
                 ffi::str_new(gvl, &s.describe()),
                 opt(&s.owner),
-                ffi::str_new(gvl, kind),
+                ffi::str_new(gvl, s.kind.name()),
                 opt(&s.method),
                 args,
-                if s.optional { ffi::TRUE } else { ffi::FALSE },
+                flag(s.optional),
             ] {
                 ffi::array_push(gvl, entry, v);
             }
             ffi::array_push(gvl, list, entry);
         }
-        let flag = |b: bool| if b { ffi::TRUE } else { ffi::FALSE };
         let answer = ffi::call(
             gvl,
             live,
@@ -149,13 +141,7 @@ fn install(gvl: Gvl, session: &Arc<Session>, plan: &Plan) -> Result<Installing, 
                 .unwrap_or_else(|| "the selectors could not be installed".into()));
         }
         for (i, out) in [(1, &mut hooked), (2, &mut skipped), (3, &mut waiting)] {
-            if let Some(v) = parts.get(i) {
-                out.extend(
-                    ffi::array_items(gvl, *v)
-                        .into_iter()
-                        .filter_map(|s| ffi::to_string(gvl, s)),
-                );
-            }
+            out.extend(parts.get(i).map(|v| strings(gvl, *v)).unwrap_or_default());
         }
     }
     if plan.firehose {
@@ -178,11 +164,7 @@ fn install(gvl: Gvl, session: &Arc<Session>, plan: &Plan) -> Result<Installing, 
 /// Tries the selectors of session `id` that wait for their code again; what is hooked now is
 /// announced in the event stream. Runs on the agent's Ruby thread.
 pub fn retry(gvl: Gvl, id: u64) {
-    let session = with_table(gvl, |t| {
-        t.iter()
-            .find(|l| l.session.id == id)
-            .map(|l| l.session.clone())
-    });
+    let session = session(gvl, id);
     let (Some(session), Some(live)) = (session, ffi::const_at(gvl, "Rbscope::Live")) else {
         return;
     };
@@ -191,19 +173,19 @@ pub fn retry(gvl: Gvl, id: u64) {
     };
     // [hooked now, still waiting]
     let parts = ffi::array_items(gvl, answer);
-    for label in parts
-        .first()
-        .map(|v| ffi::array_items(gvl, *v))
-        .unwrap_or_default()
-    {
-        if let Some(text) = ffi::to_string(gvl, label) {
-            session.note(&format!("now tracing {text}"));
-        }
+    for text in parts.first().map(|v| strings(gvl, *v)).unwrap_or_default() {
+        session.note(&format!("now tracing {text}"));
     }
     let still = parts.get(1).and_then(|v| ffi::fixnum(*v)).unwrap_or(0);
     session
         .waiting
         .store(still > 0, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The Strings of the Array `v` (anything else left out).
+fn strings(gvl: Gvl, v: VALUE) -> Vec<String> {
+    let items = ffi::array_items(gvl, v).into_iter();
+    items.filter_map(|s| ffi::to_string(gvl, s)).collect()
 }
 
 /// Runs `f` on a session's hooks, outside any borrow of the table (it may call Ruby).
@@ -213,18 +195,15 @@ fn update(
     f: impl FnOnce(&mut Installed, Gvl, &Arc<Session>) -> Result<(), String>,
 ) -> Result<(), String> {
     let taken = with_table(gvl, |t| {
-        t.iter_mut()
-            .find(|l| l.session.id == id)
-            .map(|l| (l.session.clone(), std::mem::take(&mut l.installed)))
+        let l = t.get_mut(id)?;
+        Some((l.session.clone(), take(&mut l.hooks)))
     });
     let Some((session, mut installed)) = taken else {
         return Err("the trace session has ended".into());
     };
     let r = f(&mut installed, gvl, &session);
     let back = with_table(gvl, |t| {
-        t.iter_mut().find(|l| l.session.id == id).map(|l| {
-            l.installed = std::mem::take(&mut installed);
-        })
+        t.get_mut(id).map(|l| l.hooks = take(&mut installed))
     });
     if back.is_none() {
         // Detached meanwhile: remove what was just installed.
@@ -242,21 +221,15 @@ pub fn detach(gvl: Gvl, id: u64) {
     if let Some(live) = ffi::const_at(gvl, "Rbscope::Live") {
         let _ = ffi::call(gvl, live, "uninstall", &[ffi::u64_value(gvl, id)]);
     }
-    let gone = with_table(gvl, |t| {
-        t.iter()
-            .position(|l| l.session.id == id)
-            .map(|i| t.remove(i))
-    });
-    if let Some(mut ls) = gone {
-        ls.installed.remove(gvl, &ls.session);
+    if let Some(mut ls) = with_table(gvl, |t| t.remove(id)) {
+        ls.hooks.remove(gvl, &ls.session);
     }
 }
 
 /// Removes every session's hooks: on `Rbscope.stop`, and in a forked child (the parent's
 /// sessions have no client there).
 pub fn detach_all(gvl: Gvl) {
-    let ids: Vec<u64> = with_table(gvl, |t| t.iter().map(|l| l.session.id).collect());
-    for id in ids {
+    for id in with_table(gvl, |t| t.ids()) {
         detach(gvl, id);
     }
 }
@@ -272,15 +245,8 @@ pub fn hook_method(
     filter: VALUE,
     index: usize,
 ) -> Result<String, String> {
-    let captures = with_table(gvl, |t| {
-        t.iter().find(|l| l.session.id == id).map(|l| {
-            l.selectors
-                .get(index)
-                .map(|s| s.captures.clone())
-                .unwrap_or_default()
-        })
-    })
-    .ok_or("the trace session has ended")?;
+    let captures =
+        with_table(gvl, |t| t.captures(id, index)).ok_or("the trace session has ended")?;
     let captures = captures
         .iter()
         .map(|c| trace_values::compile(gvl, c))
@@ -296,12 +262,7 @@ pub fn hook_method(
 /// `Rbscope::Native.trace_ignore_owner(session_id, module)`: the firehose skips methods of
 /// this module (a C-method wrapper).
 pub fn ignore_owner(gvl: Gvl, id: u64, module: VALUE) {
-    let session = with_table(gvl, |t| {
-        t.iter()
-            .find(|l| l.session.id == id)
-            .map(|l| l.session.clone())
-    });
-    if let Some(s) = session {
+    if let Some(s) = session(gvl, id) {
         ts::with(&s, gvl, |st| st.ignore_owner(module));
     }
 }
@@ -309,16 +270,9 @@ pub fn ignore_owner(gvl: Gvl, id: u64, module: VALUE) {
 /// At exit: gives every trace's connection thread up to `wait` to send what the hooks wrote
 /// (the process's threads end with it). Hooks stop writing first.
 pub fn flush_all(gvl: Gvl, wait: std::time::Duration) {
-    let sessions: Vec<Arc<Session>> =
-        with_table(gvl, |t| t.iter().map(|l| l.session.clone()).collect());
+    let sessions = with_table(gvl, |t| t.sessions());
     let deadline = Instant::now() + wait;
     for s in sessions {
-        s.close();
-        let written = s.ring.position();
-        while s.sent.load(std::sync::atomic::Ordering::Acquire) < written
-            && Instant::now() < deadline
-        {
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
+        s.close_and_drain(deadline);
     }
 }

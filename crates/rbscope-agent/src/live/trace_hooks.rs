@@ -80,47 +80,34 @@ fn hook_data(session: *const Session) -> VALUE {
 
 unsafe extern "C" fn on_any(data: VALUE, arg: *mut rb_trace_arg_t) {
     guard::run_hot(Feature::Trace, "the trace hook", (), || {
-        // SAFETY: what the caller of `on_any` guarantees, passed on as it came.
-        unsafe { on_any_body(data, arg) }
+        let ptr = (data & !1) as *const Session;
+        // SAFETY: `data` is `Arc::as_ptr` of the session, whose table entry keeps it alive until
+        // this hook is removed (under the GVL, which this hook holds now); it stays valid for as
+        // long as this hook calls no Ruby, and `hold` covers the rest.
+        let session = unsafe { &*ptr };
+        let t0 = session.clock.now();
+        if session.is_closed() {
+            return;
+        }
+        // SAFETY: Ruby calls event hooks on a Ruby thread holding the GVL.
+        let gvl = unsafe { Gvl::assume() };
+        // SAFETY: `arg` is this event's trace argument, valid during the hook (the VM passes it
+        // to the hook it is running).
+        let (flag, (klass, mid)) = unsafe { (rb::trace_event(arg), rb::trace_method(arg)) };
+        let mut held = None;
+        let method = ts::method_id(session, gvl, klass, mid, || {
+            // SAFETY: as above; naming the method calls Ruby.
+            held = Some(unsafe { hold(ptr) });
+        });
+        let Some(method) = method else {
+            return;
+        };
+        if flag == CALL {
+            ts::call(session, gvl, method, t0, &[], 0);
+        } else if flag == RETURN {
+            ts::ret(session, gvl, method, t0);
+        }
     })
-}
-
-/// # Safety
-/// What the caller of `on_any` guarantees.
-unsafe fn on_any_body(data: VALUE, arg: *mut rb_trace_arg_t) {
-    let ptr = (data & !1) as *const Session;
-    // SAFETY: `data` is `Arc::as_ptr` of the session, whose table entry keeps it alive until
-    // this hook is removed (under the GVL, which this hook holds now); it stays valid for as
-    // long as this hook calls no Ruby, and `hold` covers the rest.
-    let session = unsafe { &*ptr };
-    let t0 = session.clock.now();
-    if session.is_closed() {
-        return;
-    }
-    // SAFETY: Ruby calls event hooks on a Ruby thread holding the GVL.
-    let gvl = unsafe { Gvl::assume() };
-    // SAFETY: `arg` is this event's trace argument, valid during the hook (the VM passes it
-    // to the hook it is running).
-    let (flag, klass, mid) = unsafe {
-        (
-            rb::trace_event(arg),
-            rb::trace_defined_class(arg),
-            rb::trace_method_id(arg),
-        )
-    };
-    let mut held = None;
-    let method = ts::method_id(session, gvl, klass, mid, || {
-        // SAFETY: as above; naming the method calls Ruby.
-        held = Some(unsafe { hold(ptr) });
-    });
-    let Some(method) = method else {
-        return;
-    };
-    if flag == CALL {
-        ts::call(session, gvl, method, t0, &[], 0);
-    } else if flag == RETURN {
-        ts::ret(session, gvl, method, t0);
-    }
 }
 
 /// The entry shared by a target's call and return hooks: the target (when its session is
@@ -166,90 +153,69 @@ unsafe fn target_event<'a>(
 
 unsafe extern "C" fn on_target_call(tp: VALUE, data: *mut c_void) {
     guard::run_hot(Feature::Trace, "the trace hook", (), || {
-        // SAFETY: what the caller of `on_target_call` guarantees, passed on as it came.
-        unsafe { on_target_call_body(tp, data) }
+        // SAFETY: Ruby calls TracePoint hooks on a Ruby thread holding the GVL.
+        let gvl = unsafe { Gvl::assume() };
+        // SAFETY: the hook's data and TracePoint, as `target_event` requires.
+        let Some((target, _held, t0)) = (unsafe { target_event(gvl, tp, data, true) }) else {
+            return;
+        };
+        let session = &target.session;
+        if target.captures.is_empty() {
+            ts::call(session, gvl, target.method, t0, &[], 0);
+        } else {
+            // SAFETY: inside `tp`'s call hook (the caller's promise), so its trace argument is the
+            // running call's and `read` may use it.
+            let values = unsafe { trace_values::read(gvl, &target.captures, rb::trace_arg_of(tp)) };
+            let pairs: Vec<(&str, &str)> = target
+                .captures
+                .iter()
+                .zip(&values)
+                .map(|(c, v)| (c.text.as_str(), v.as_str()))
+                .collect();
+            let extra = session.clock.now().saturating_sub(t0);
+            ts::call(session, gvl, target.method, t0, &pairs, extra);
+        }
     })
-}
-
-/// # Safety
-/// What the caller of `on_target_call` guarantees.
-unsafe fn on_target_call_body(tp: VALUE, data: *mut c_void) {
-    // SAFETY: Ruby calls TracePoint hooks on a Ruby thread holding the GVL.
-    let gvl = unsafe { Gvl::assume() };
-    // SAFETY: the hook's data and TracePoint, as `target_event` requires.
-    let Some((target, _held, t0)) = (unsafe { target_event(gvl, tp, data, true) }) else {
-        return;
-    };
-    let session = &target.session;
-    if target.captures.is_empty() {
-        ts::call(session, gvl, target.method, t0, &[], 0);
-    } else {
-        // SAFETY: inside `tp`'s call hook (the caller's promise), so its trace argument is the
-        // running call's and `read` may use it.
-        let values = unsafe { trace_values::read(gvl, &target.captures, rb::trace_arg_of(tp)) };
-        let pairs: Vec<(&str, &str)> = target
-            .captures
-            .iter()
-            .zip(&values)
-            .map(|(c, v)| (c.text.as_str(), v.as_str()))
-            .collect();
-        let extra = session.clock.now().saturating_sub(t0);
-        ts::call(session, gvl, target.method, t0, &pairs, extra);
-    }
 }
 
 unsafe extern "C" fn on_target_return(tp: VALUE, data: *mut c_void) {
     guard::run_hot(Feature::Trace, "the trace hook", (), || {
-        // SAFETY: what the caller of `on_target_return` guarantees, passed on as it came.
-        unsafe { on_target_return_body(tp, data) }
+        // SAFETY: Ruby calls TracePoint hooks on a Ruby thread holding the GVL.
+        let gvl = unsafe { Gvl::assume() };
+        // SAFETY: the hook's data and TracePoint, as `target_event` requires.
+        let Some((target, _held, t0)) = (unsafe { target_event(gvl, tp, data, false) }) else {
+            return;
+        };
+        ts::ret(&target.session, gvl, target.method, t0);
     })
-}
-
-/// # Safety
-/// What the caller of `on_target_return` guarantees.
-unsafe fn on_target_return_body(tp: VALUE, data: *mut c_void) {
-    // SAFETY: Ruby calls TracePoint hooks on a Ruby thread holding the GVL.
-    let gvl = unsafe { Gvl::assume() };
-    // SAFETY: the hook's data and TracePoint, as `target_event` requires.
-    let Some((target, _held, t0)) = (unsafe { target_event(gvl, tp, data, false) }) else {
-        return;
-    };
-    ts::ret(&target.session, gvl, target.method, t0);
 }
 
 unsafe extern "C" fn on_gc(tp: VALUE, data: *mut c_void) {
     guard::run_hot(Feature::Trace, "the GC trace hook", (), || {
-        // SAFETY: what the caller of `on_gc` guarantees, passed on as it came.
-        unsafe { on_gc_body(tp, data) }
+        // SAFETY: `data` is the session pointer; the TracePoint is disabled before the session
+        // is dropped.
+        let session = unsafe { &*(data as *const Session) };
+        if session.is_closed() {
+            return;
+        }
+        // SAFETY: the VM runs GC event hooks holding the GVL.
+        let gvl = unsafe { Gvl::assume() };
+        // SAFETY: inside `tp`'s hook (the caller's promise); reading the event allocates nothing,
+        // as a GC hook requires.
+        let flag = unsafe { rb::trace_event(rb::trace_arg_of(tp)) };
+        let count = rb::gc_count(gvl);
+        let phase = if flag == GC_START {
+            GcPhase::Start
+        } else if flag == GC_END_MARK {
+            GcPhase::EndMark
+        } else {
+            GcPhase::EndSweep
+        };
+        let t = session.clock.now();
+        session
+            .ring
+            .push(events::GC_LEN, |b| events::write_gc(b, phase, count, t));
     })
-}
-
-/// # Safety
-/// What the caller of `on_gc` guarantees.
-unsafe fn on_gc_body(tp: VALUE, data: *mut c_void) {
-    // SAFETY: `data` is the session pointer; the TracePoint is disabled before the session
-    // is dropped.
-    let session = unsafe { &*(data as *const Session) };
-    if session.is_closed() {
-        return;
-    }
-    // SAFETY: the VM runs GC event hooks holding the GVL.
-    let gvl = unsafe { Gvl::assume() };
-    // SAFETY: inside `tp`'s hook (the caller's promise); reading the event allocates nothing,
-    // as a GC hook requires.
-    let flag = unsafe { rb::trace_event(rb::trace_arg_of(tp)) };
-    let count = rb::gc_count(gvl);
-    let phase = if flag == GC_START {
-        GcPhase::Start
-    } else if flag == GC_END_MARK {
-        GcPhase::EndMark
-    } else {
-        GcPhase::EndSweep
-    };
-    let t = session.clock.now();
-    session
-        .ring
-        .push(events::GC_LEN, |b| events::write_gc(b, phase, count, t));
 }
 
 impl Installed {
@@ -313,13 +279,9 @@ impl Installed {
         });
         // One TracePoint for calls and one for returns, so neither hook has to ask which
         // event it is.
-        for (event, hook) in [
-            (
-                CALL,
-                on_target_call as unsafe extern "C" fn(VALUE, *mut c_void),
-            ),
-            (RETURN, on_target_return),
-        ] {
+        let hooks: [(_, rb::TracePointHook); 2] =
+            [(CALL, on_target_call), (RETURN, on_target_return)];
+        for (event, hook) in hooks {
             // SAFETY: `data` is a Target kept in `self.targets` until `remove` has disabled
             // this TracePoint (and by any hook still running, see `hold`).
             let tp = unsafe { rb::tracepoint_new(gvl, event, hook, data) };

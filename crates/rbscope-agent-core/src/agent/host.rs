@@ -1,0 +1,119 @@
+//! Facts about the process that the OS gives (no Ruby): its host name, glibc's malloc
+//! figures, thread ids, and the words and numbers of `rbscope stacks` and `rbscope memory`
+//! derived from what Ruby said.
+
+/// The machine's host name ("unknown" when it cannot be read).
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it or
+    // truncates, and we stop at the first NUL.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
+    if rc != 0 {
+        return "unknown".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(buf.get(..end).unwrap_or(&[])).into_owned()
+}
+
+/// glibc's malloc figures (`mallinfo2`, process-wide); empty elsewhere.
+pub fn malloc_figures() -> Vec<(String, u64)> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallinfo2 takes no arguments and only reads the allocator's statistics
+        // (under malloc's own locks).
+        let m = unsafe { libc::mallinfo2() };
+        vec![
+            ("arena_bytes".into(), m.arena as u64),
+            ("in_use_bytes".into(), m.uordblks as u64),
+            ("free_bytes".into(), m.fordblks as u64),
+            ("mmapped_bytes".into(), m.hblkhd as u64),
+            ("mmapped_blocks".into(), m.hblks as u64),
+            ("releasable_bytes".into(), m.keepcost as u64),
+        ]
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        Vec::new()
+    }
+}
+
+/// The heap page size from `GC::INTERNAL_CONSTANTS`: `HEAP_PAGE_SIZE`, or before Ruby had it,
+/// `HEAP_PAGE_OBJ_LIMIT * RVALUE_SIZE` (0 when neither is there).
+pub fn heap_page_bytes(constants: &[(String, i64)]) -> u64 {
+    let constant = |name: &str| constants.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
+    constant("HEAP_PAGE_SIZE")
+        .or_else(|| Some(constant("HEAP_PAGE_OBJ_LIMIT")? * constant("RVALUE_SIZE")?))
+        .unwrap_or(0)
+        .max(0) as u64
+}
+
+/// Ruby 3.1 does not update `native_thread_id` after `fork`: in a forked child (a puma
+/// worker) the main thread still reports the parent's thread id. A tid that is not a thread of
+/// this process is that stale one; the thread that forked (the child's main thread) has the
+/// process id as its thread id.
+pub fn own_tid(tid: i32, main: bool) -> i32 {
+    if !main || std::path::Path::new(&format!("/proc/self/task/{tid}")).exists() {
+        return tid;
+    }
+    // SAFETY: getpid has no preconditions and cannot fail.
+    unsafe { libc::getpid() }
+}
+
+/// `Thread#status` in the words `rbscope stacks` uses for threads read from outside.
+pub fn thread_status(status: Option<&str>) -> &'static str {
+    match status {
+        Some("run") => "running",
+        Some("sleep") => "sleeping",
+        Some("aborting") => "aborting",
+        _ => "dead",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostname_is_the_kernels() {
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        assert_eq!(hostname(), kernel.trim());
+    }
+
+    #[test]
+    fn malloc_figures_are_named() {
+        let names: Vec<String> = malloc_figures().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(names.len(), 6);
+        assert_eq!(names.first().map(String::as_str), Some("arena_bytes"));
+        assert!(names.iter().any(|n| n == "releasable_bytes"));
+    }
+
+    #[test]
+    fn page_size_from_either_constant() {
+        let c = |pairs: &[(&str, i64)]| -> Vec<(String, i64)> {
+            pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+        };
+        assert_eq!(heap_page_bytes(&c(&[("HEAP_PAGE_SIZE", 65536)])), 65536);
+        let old = c(&[("HEAP_PAGE_OBJ_LIMIT", 409), ("RVALUE_SIZE", 40)]);
+        assert_eq!(heap_page_bytes(&old), 16360);
+        assert_eq!(heap_page_bytes(&c(&[("RVALUE_SIZE", 40)])), 0);
+        assert_eq!(heap_page_bytes(&c(&[("HEAP_PAGE_SIZE", -1)])), 0);
+    }
+
+    #[test]
+    fn stale_main_thread_ids_become_the_pid() {
+        // SAFETY: gettid/getpid have no preconditions.
+        let (tid, pid) = unsafe { (libc::gettid(), libc::getpid()) };
+        assert_eq!(own_tid(tid, true), tid);
+        assert_eq!(own_tid(i32::MAX, false), i32::MAX);
+        assert_eq!(own_tid(i32::MAX, true), pid);
+    }
+
+    #[test]
+    fn status_words() {
+        assert_eq!(thread_status(Some("run")), "running");
+        assert_eq!(thread_status(Some("sleep")), "sleeping");
+        assert_eq!(thread_status(Some("aborting")), "aborting");
+        assert_eq!(thread_status(None), "dead");
+        assert_eq!(thread_status(Some("false")), "dead");
+    }
+}
