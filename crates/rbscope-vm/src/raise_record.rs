@@ -82,6 +82,7 @@ pub struct Encoder<'a> {
 }
 
 impl Drop for Encoder<'_> {
+    #[inline]
     fn drop(&mut self) {
         // SAFETY: `len <= cap` (every write checks room first) and the slots below `len` were
         // all written (a write bumps `len` only after writing).

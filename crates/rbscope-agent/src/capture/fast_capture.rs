@@ -149,11 +149,6 @@ unsafe fn copy_stack(l: &Layout, ec: usize, e: &mut Encoder) -> Option<()> {
             unsafe { (rd(cfp + l.cfp_ep), rd(cfp + l.cfp_iseq), rd(cfp + l.cfp_pc)) };
         // SAFETY: a frame's ep points at its environment's flags word.
         let flags = if ep != 0 { unsafe { rd(ep) } } else { 0 };
-        // A C block (IFUNC: rbscope's thread wrapper) is left out, as Ruby's backtraces do.
-        if frames::is_ifunc(flags) {
-            cfp += l.cfp_size;
-            continue;
-        }
         let cframe = flags & frames::VM_FRAME_FLAG_CFRAME != 0;
         if iseq != 0 && pc != 0 && ep != 0 && !cframe {
             frames += 1;
@@ -196,9 +191,10 @@ unsafe fn copy_stack(l: &Layout, ec: usize, e: &mut Encoder) -> Option<()> {
                 ep = prev;
             }
             e.end_frame(at, me, levels);
-        } else if cframe {
+        } else if cframe && !frames::is_ifunc(flags) {
             // A C function: no iseq, its method entry, no locals. Kept for better backtraces,
-            // which show C frames where Ruby's backtrace does.
+            // which show C frames where Ruby's backtrace does. A C block (IFUNC, always a C
+            // frame: rbscope's thread wrapper) is left out, as Ruby's backtraces do.
             // SAFETY: cfp lies inside this thread's control-frame area.
             let self_value = unsafe { rd(cfp + l.cfp_self) };
             let me = frames::method_entry_at(&mem, ep, true).unwrap_or(0);
