@@ -289,18 +289,8 @@ pub fn local_ids_and_values<M: Memory>(mem: &M, l: &Layout, f: &VmFrame) -> Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
-    #[derive(Default)]
-    struct Words(HashMap<usize, usize>);
-    impl Memory for Words {
-        fn read_word(&self, addr: usize) -> Result<usize, ReadError> {
-            self.0
-                .get(&addr)
-                .copied()
-                .ok_or(ReadError::Unreadable(addr))
-        }
-    }
+    use crate::memory::FakeMemory as Words;
 
     fn l() -> Layout {
         *Layout::for_version("3.1.2").unwrap()

@@ -282,19 +282,8 @@ fn check_method_entry<M: Memory>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
-    /// Memory made of explicitly written words.
-    #[derive(Default)]
-    struct FakeMemory(HashMap<usize, usize>);
-    impl Memory for FakeMemory {
-        fn read_word(&self, addr: usize) -> Result<usize, ReadError> {
-            self.0
-                .get(&addr)
-                .copied()
-                .ok_or(ReadError::Unreadable(addr))
-        }
-    }
+    use crate::memory::FakeMemory;
 
     fn l() -> Layout {
         *Layout::for_version("3.1.2").unwrap()

@@ -113,20 +113,27 @@ impl Memory for LocalMemory {
     }
 }
 
+/// Memory made of explicitly written words, for the crate's unit tests.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct FakeMemory(pub std::collections::HashMap<usize, usize>);
+
+#[cfg(test)]
+impl Memory for FakeMemory {
+    fn read_word(&self, addr: usize) -> Result<usize, ReadError> {
+        self.0
+            .get(&addr)
+            .copied()
+            .ok_or(ReadError::Unreadable(addr))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    struct Words(HashMap<usize, usize>);
-    impl Memory for Words {
-        fn read_word(&self, addr: usize) -> Result<usize, ReadError> {
-            self.0
-                .get(&addr)
-                .copied()
-                .ok_or(ReadError::Unreadable(addr))
-        }
-    }
+    use super::FakeMemory as Words;
 
     #[test]
     fn byte_reads_cross_word_boundaries() {
