@@ -146,6 +146,64 @@ pub fn walk_all<M: Memory>(
     Ok(())
 }
 
+/// `VM_ENV_FLAG_ESCAPED` (3.1 to 4.0): the environment was moved to the heap.
+const VM_ENV_FLAG_ESCAPED: usize = 0x0004;
+
+/// Whether `inner` sits on the VM stack where a frame called while `outer` ran must sit.
+///
+/// Every call pushes onto the value stack above what its caller had pushed: a method's
+/// receiver, then its locals, then its environment (`me_cref`, `specval`, flags at `ep`); a
+/// block or a class body, its locals and environment; a C function, its environment after its
+/// receiver and arguments. So the lowest slot an inner frame owns lies above the outer frame's
+/// `ep`. A frame popped a moment ago keeps its bytes; read together with a live frame that
+/// replaced its caller (a stack read while the thread runs), it usually owns a slot at or below
+/// that caller's `ep`, which this check catches. Environments moved to the heap (escaped) are
+/// not compared: their place says nothing.
+pub fn nests_in<M: Memory>(
+    mem: &M,
+    l: &Layout,
+    inner: &StackFrame,
+    outer: &StackFrame,
+) -> Result<bool, ReadError> {
+    let (inner_ep, outer_ep) = (inner.ep(), outer.ep());
+    let escaped = |ep: usize| -> Result<bool, ReadError> {
+        Ok(mem.read_word(ep)? & VM_ENV_FLAG_ESCAPED != 0)
+    };
+    if escaped(inner_ep)? || escaped(outer_ep)? {
+        return Ok(true);
+    }
+    // Slots of the inner frame's region below its `ep`: `me_cref`, `specval`, and for Ruby
+    // code its locals, and a method's receiver below them.
+    let below = match inner {
+        StackFrame::C { .. } => 2,
+        StackFrame::Ruby(r) => {
+            let receiver = crate::iseq::kind_at(mem, l, r.iseq)? == crate::iseq::IseqType::Method;
+            2 + local_count(mem, l, r.iseq)? + usize::from(receiver)
+        }
+    };
+    Ok(inner_ep
+        .checked_sub(below * WORD)
+        .is_some_and(|lowest| lowest > outer_ep))
+}
+
+impl StackFrame {
+    /// The frame's control frame address.
+    pub fn cfp(&self) -> usize {
+        match *self {
+            StackFrame::Ruby(r) => r.cfp,
+            StackFrame::C { cfp, .. } => cfp,
+        }
+    }
+
+    /// The frame's environment pointer.
+    pub fn ep(&self) -> usize {
+        match *self {
+            StackFrame::Ruby(r) => r.ep,
+            StackFrame::C { ep, .. } => ep,
+        }
+    }
+}
+
 /// More control frames than a VM stack can hold (1 MiB stacks of 56-byte frames).
 const MAX_STACK_FRAMES: usize = 20_000;
 
@@ -398,6 +456,106 @@ mod tests {
         })
         .unwrap();
         assert_eq!(kinds, vec![true, false, false]);
+    }
+
+    /// The fixture's frames as [`StackFrame`]s, innermost first, with their iseqs marked as
+    /// iseq objects of the given kinds (method 1, block 2; `rb_iseq_type`).
+    fn frames_of(m: &mut FakeMemory, ec: usize) -> Vec<StackFrame> {
+        let l = l();
+        for (iseq, body, kind) in [(0x2000, 0x2100, 1), (0x3000, 0x3100, 2)] {
+            m.0.insert(iseq, T_IMEMO | (7 << FL_USHIFT));
+            m.0.insert(body + l.body_type, kind);
+        }
+        let mut out = Vec::new();
+        walk_all(m, &l, ec, &mut |f: &StackFrame| {
+            out.push(*f);
+            true
+        })
+        .unwrap();
+        out
+    }
+
+    fn ruby(f: StackFrame) -> RawFrame {
+        match f {
+            StackFrame::Ruby(r) => r,
+            StackFrame::C { .. } => panic!("a Ruby frame was expected: {f:?}"),
+        }
+    }
+
+    #[test]
+    fn frames_pushed_one_above_the_other_nest() {
+        let (mut m, ec) = fixture();
+        let l = l();
+        let f = frames_of(&mut m, ec);
+        assert!(
+            nests_in(&m, &l, &f[0], &f[1]).unwrap(),
+            "C function in a block"
+        );
+        assert!(
+            nests_in(&m, &l, &f[1], &f[2]).unwrap(),
+            "block in its method"
+        );
+        // Read the other way round, the outer frame does not sit above the inner one.
+        assert!(!nests_in(&m, &l, &f[2], &f[1]).unwrap());
+    }
+
+    /// What a stack read while its thread runs can show: a method frame left from a call that
+    /// returned (its receiver and local sat where the C function now running keeps its
+    /// environment), under that C function. Measured on the slots, not on the addresses alone.
+    #[test]
+    fn a_popped_frame_under_the_frame_that_took_its_callers_place_does_not_nest() {
+        let (mut m, ec) = fixture();
+        let l = l();
+        let f = frames_of(&mut m, ec);
+        let StackFrame::C { ep: cep, .. } = f[0] else {
+            panic!("the fixture's innermost frame is a C function")
+        };
+        // A popped method frame (2 locals) whose receiver slot is the C frame's `ep`.
+        let popped_ep = cep + 5 * WORD; // receiver, 2 locals, me_cref, specval below it
+        m.0.insert(popped_ep, 0x1111_0001 | VM_ENV_FLAG_LOCAL);
+        let popped = StackFrame::Ruby(RawFrame {
+            cfp: 0,
+            iseq: 0x2000,
+            pc: 0x5010,
+            self_value: 3,
+            ep: popped_ep,
+        });
+        assert!(!nests_in(&m, &l, &popped, &f[0]).unwrap());
+        // One slot higher, it would be a call the C function made.
+        m.0.insert(popped_ep + WORD, 0x1111_0001 | VM_ENV_FLAG_LOCAL);
+        let called = StackFrame::Ruby(RawFrame {
+            ep: popped_ep + WORD,
+            ..ruby(popped)
+        });
+        assert!(nests_in(&m, &l, &called, &f[0]).unwrap());
+        // A block's frame has no receiver below its locals: at the popped method's place, a
+        // block with as many locals is a call the C function made.
+        let block = StackFrame::Ruby(RawFrame {
+            iseq: 0x3000,
+            ep: cep + 4 * WORD,
+            ..ruby(popped)
+        });
+        m.0.insert(cep + 4 * WORD, 0x2222_0001);
+        assert!(nests_in(&m, &l, &block, &f[0]).unwrap());
+    }
+
+    #[test]
+    fn environments_moved_to_the_heap_are_not_compared() {
+        let (mut m, ec) = fixture();
+        let l = l();
+        let f = frames_of(&mut m, ec);
+        // The method's environment escaped to the heap, far above the block's.
+        let heap_ep = 0x90_000;
+        m.0.insert(
+            heap_ep,
+            0x1111_0001 | VM_ENV_FLAG_LOCAL | VM_ENV_FLAG_ESCAPED,
+        );
+        let moved = StackFrame::Ruby(RawFrame {
+            ep: heap_ep,
+            ..ruby(f[2])
+        });
+        assert!(nests_in(&m, &l, &f[1], &moved).unwrap());
+        assert!(nests_in(&m, &l, &moved, &f[1]).unwrap());
     }
 
     #[test]

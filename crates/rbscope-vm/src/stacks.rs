@@ -409,6 +409,13 @@ fn label_frames<M: Memory>(
                 return Err(ReadError::Unreadable(r.cfp));
             }
         }
+        // A frame popped while the stack was read can stay in view below a live frame that
+        // took its caller's place; where the two sit on the VM stack gives it away.
+        if let Some(inner) = i.checked_sub(1).and_then(|j| raw.get(j)) {
+            if !frames::nests_in(o.mem, o.l, &inner.frame, &c.frame)? {
+                return Err(ReadError::Unreadable(c.frame.cfp()));
+            }
+        }
         out.push(match &c.frame {
             StackFrame::Ruby(r) => ruby_frame(o, r, c.me, c.me_depth)?,
             StackFrame::C { .. } => c_frame(o, c.me)?,
