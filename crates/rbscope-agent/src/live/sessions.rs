@@ -40,7 +40,7 @@ unsafe extern "C" fn mark_live(_data: *mut std::ffi::c_void) {
                 st.each_kept(|v| {
                     // SAFETY: this is the marker's mark function, run by the GC in its mark
                     // phase; `v` is kept by the session, so it has not been freed.
-                    unsafe { rb::gc_mark(v) }
+                    unsafe { ffi::gc_mark(v) }
                 })
             });
         }
@@ -251,7 +251,7 @@ pub fn hook_method(
         .iter()
         .map(|c| trace_values::compile(gvl, c))
         .collect();
-    let label = method_label(gvl, owner, rb::symbol(gvl, name));
+    let label = method_label(gvl, owner, ffi::symbol(gvl, name));
     let l = label.clone();
     update(gvl, id, move |installed, gvl, s| {
         installed.method(gvl, s, um, l, filter, captures)
