@@ -435,18 +435,6 @@ pub fn str_new(_gvl: Gvl, text: &str) -> VALUE {
     unsafe { rb_sys::rb_utf8_str_new(text.as_ptr() as *const _, text.len() as _) }
 }
 
-/// A new empty Array.
-pub fn array_new(_gvl: Gvl) -> VALUE {
-    // SAFETY: GVL held (token).
-    unsafe { rb_sys::rb_ary_new() }
-}
-
-/// Appends `v` to the Array `ary`.
-pub fn array_push(_gvl: Gvl, ary: VALUE, v: VALUE) {
-    // SAFETY: GVL held (token); callers pass an Array they made.
-    unsafe { rb_sys::rb_ary_push(ary, v) };
-}
-
 pub(crate) use raw::{
     add_raw_event_hook, remove_raw_event_hook, remove_raw_event_hook_with_data, HOOK_FLAG_RAW_ARG,
 };
