@@ -55,7 +55,7 @@ struct Thunk<'a> {
 unsafe extern "C" fn call_thunk(arg: VALUE) -> VALUE {
     // SAFETY: `arg` is the address of a live `Thunk` on `protect`'s stack frame.
     let thunk = unsafe { &mut *(arg as *mut Thunk) };
-    match crate::ffi::guard::catch_in_c(|| (thunk.f)()) {
+    match guard::catch_nested("a call into Ruby", || (thunk.f)()) {
         Some(v) => v,
         None => {
             thunk.panicked = true;
