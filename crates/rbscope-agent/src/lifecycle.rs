@@ -59,6 +59,7 @@ pub fn start(gvl: Gvl, config: Config) -> Result<bool, String> {
             yjit_hooks_last: yjit && ruby_version.starts_with("3.1"),
             ruby_version,
             work: agent.work.clone(),
+            evals: &crate::live::live_eval::EVALS,
             allow_eval: agent.config.allow_eval,
             trace_buffer: agent.config.trace_buffer,
         };
