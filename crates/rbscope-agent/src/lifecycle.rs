@@ -29,7 +29,7 @@ pub fn start(gvl: Gvl, config: Config) -> Result<bool, String> {
     agent.config.store = startup::resolved_store(&location);
     let yjit = yjit_enabled(gvl);
     let has_key = agent.config.store_key.is_some();
-    let ruby_version = ruby_version(gvl);
+    let ruby_version = ffi::const_text(gvl, "RUBY_VERSION");
     let warnings = startup::warnings(&location, has_key, yjit, &ruby_version);
     agent.warnings.extend(warnings);
     let fast = if agent.config.capture == "inspector" {
@@ -124,10 +124,4 @@ fn yjit_enabled(gvl: Gvl) -> bool {
         .and_then(|m| ffi::call(gvl, m, "enabled?", &[]).ok())
         .map(ffi::truthy)
         .unwrap_or(false)
-}
-
-fn ruby_version(gvl: Gvl) -> String {
-    ffi::const_at(gvl, "RUBY_VERSION")
-        .and_then(|v| ffi::to_string(gvl, v))
-        .unwrap_or_default()
 }

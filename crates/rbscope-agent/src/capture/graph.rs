@@ -14,39 +14,21 @@ use crate::ffi::{self, Gvl, NIL};
 use rbscope_agent_core::capture::{walk_limits, FirstN, TEXT_READERS};
 use rbscope_agent_core::config::Config;
 use rbscope_snapshot::walk::{AddrMap, Reader, Walk};
-use rbscope_snapshot::{CaptureStats, CutReason, Object, ObjectKind, Value};
+use rbscope_snapshot::{CutReason, ObjectKind, Value};
 
-/// The walk of one report: its state and the reader of Ruby objects.
-pub struct Walker<'a> {
-    reader: RubyObjects,
-    walk: Walk<'a, VALUE>,
-}
-
-impl<'a> Walker<'a> {
-    pub fn new(gvl: Gvl, cfg: &'a Config, magic: &'a AddrMap<String>) -> Self {
-        Walker {
-            reader: RubyObjects::new(gvl),
-            walk: Walk::new(walk_limits(cfg), &cfg.redaction, magic),
-        }
-    }
-
-    /// A value held under `name` (a local): redacted if the name looks secret.
-    pub fn named(&mut self, name: &str, v: VALUE, depth: u32) -> Value {
-        self.walk.named(&mut self.reader, name, v, depth)
-    }
-
-    pub fn value(&mut self, v: VALUE, depth: u32) -> Value {
-        self.walk.value(&mut self.reader, v, depth)
-    }
-
-    /// Walks what is queued; the arena and the walk's counts.
-    pub fn finish(mut self) -> (Vec<Object>, CaptureStats) {
-        self.walk.finish(&mut self.reader)
-    }
+/// The walk of one report (its state: limits, redaction, what was seen) and the reader of
+/// Ruby objects it asks.
+pub fn walker<'a>(
+    gvl: Gvl,
+    cfg: &'a Config,
+    magic: &'a AddrMap<String>,
+) -> (Walk<'a, VALUE>, RubyObjects) {
+    let walk = Walk::new(walk_limits(cfg), &cfg.redaction, magic);
+    (walk, RubyObjects::new(gvl))
 }
 
 /// Reads Ruby objects for the walk. Its caches are valid because GC is paused for the walk.
-struct RubyObjects {
+pub struct RubyObjects {
     gvl: Gvl,
     /// Classes recognised by the walk; zero when not loaded in this process.
     set: VALUE,

@@ -217,6 +217,13 @@ pub fn const_at(gvl: Gvl, path: &str) -> Option<VALUE> {
     Some(cur)
 }
 
+/// The text of the String constant at `path` (`RUBY_VERSION`); empty when there is none.
+pub fn const_text(gvl: Gvl, path: &str) -> String {
+    const_at(gvl, path)
+        .and_then(|v| to_string(gvl, v))
+        .unwrap_or_default()
+}
+
 /// Calls `Core.instance_method(name).bind_call(recv, *args)`: the core class's own method,
 /// which an application subclass or singleton cannot intercept.
 pub fn core_call(
