@@ -6,7 +6,7 @@ use crate::ffi::{self, Gvl};
 use crate::live::control::{ControlServer, StatusSource};
 use crate::state::{self, Agent};
 use crate::writer::Writer;
-use rbscope_agent_core::agent::startup;
+use rbscope_agent_core::agent::{host, startup};
 use rbscope_agent_core::config::Config;
 use rbscope_store::StoreLocation;
 use std::sync::Arc;
@@ -85,7 +85,7 @@ pub fn stop(gvl: Gvl) {
     capture::uninstall(gvl);
     crate::live::detach_all(gvl);
     if let Some(agent) = state::remove() {
-        if agent.pid == state::process_id() {
+        if agent.pid == host::process_id() {
             if let Some(c) = &agent.control {
                 c.shutdown();
             }
@@ -105,7 +105,7 @@ pub fn after_fork(gvl: Gvl) -> Result<bool, String> {
     let Some(old) = state::inherited() else {
         return Ok(false);
     };
-    if old.pid == state::process_id() {
+    if old.pid == host::process_id() {
         return Ok(false);
     }
     if let Some(c) = &old.control {
