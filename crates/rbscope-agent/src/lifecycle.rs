@@ -120,8 +120,5 @@ pub fn after_fork(gvl: Gvl) -> Result<bool, String> {
 }
 
 fn yjit_enabled(gvl: Gvl) -> bool {
-    ffi::const_at(gvl, "RubyVM::YJIT")
-        .and_then(|m| ffi::call(gvl, m, "enabled?", &[]).ok())
-        .map(ffi::truthy)
-        .unwrap_or(false)
+    ffi::call_const(gvl, "RubyVM::YJIT", "enabled?").is_some_and(ffi::truthy)
 }

@@ -1,7 +1,6 @@
 //! Facts about the process that the OS gives (no Ruby): its host name, its id (cached, and
-//! renewed in a forked child), glibc's malloc
-//! figures, thread ids, and the words and numbers of `rbscope stacks` and `rbscope memory`
-//! derived from what Ruby said.
+//! renewed in a forked child), glibc's malloc figures, thread ids, and the words and numbers
+//! of `rbscope stacks` and `rbscope memory` derived from what Ruby said.
 
 use super::failures::{self, Feature};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};

@@ -217,6 +217,12 @@ pub fn const_at(gvl: Gvl, path: &str) -> Option<VALUE> {
     Some(cur)
 }
 
+/// `Const.name` (no arguments) for the constant at `path`, protected; None when the constant
+/// is missing or the call raised.
+pub fn call_const(gvl: Gvl, path: &str, name: &str) -> Option<VALUE> {
+    const_at(gvl, path).and_then(|c| call(gvl, c, name, &[]).ok())
+}
+
 /// The text of the String constant at `path` (`RUBY_VERSION`); empty when there is none.
 pub fn const_text(gvl: Gvl, path: &str) -> String {
     const_at(gvl, path)
