@@ -273,7 +273,7 @@ impl<B: Build> Shapes<'_, B> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use rbscope_snapshot::{
         CaptureStats, CauseInfo, Context, ExceptionInfo, SourceExcerpt, FORMAT_VERSION,
@@ -282,7 +282,7 @@ mod tests {
 
     /// Builds a tree of text nodes; an array's items are node indices.
     #[derive(Default)]
-    struct Tree(RefCell<Vec<Node>>);
+    pub(crate) struct Tree(RefCell<Vec<Node>>);
 
     enum Node {
         Array(Vec<usize>),
@@ -297,7 +297,7 @@ mod tests {
         }
 
         /// `[a, b, ...]` with leaves as written by the builder.
-        fn render(&self, i: usize) -> String {
+        pub(crate) fn render(&self, i: usize) -> String {
             match &self.0.borrow()[i] {
                 Node::Leaf(t) => t.clone(),
                 Node::Array(items) => {

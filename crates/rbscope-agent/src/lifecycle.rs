@@ -6,7 +6,7 @@ use crate::ffi::{self, Gvl};
 use crate::live::control::{ControlServer, StatusSource};
 use crate::state::{self, Agent};
 use crate::writer::Writer;
-use rbscope_agent_core::agent::startup;
+use rbscope_agent_core::agent::{host, startup};
 use rbscope_agent_core::config::Config;
 use rbscope_store::StoreLocation;
 use std::sync::Arc;
@@ -29,7 +29,7 @@ pub fn start(gvl: Gvl, config: Config) -> Result<bool, String> {
     agent.config.store = startup::resolved_store(&location);
     let yjit = yjit_enabled(gvl);
     let has_key = agent.config.store_key.is_some();
-    let ruby_version = ruby_version(gvl);
+    let ruby_version = ffi::const_text(gvl, "RUBY_VERSION");
     let warnings = startup::warnings(&location, has_key, yjit, &ruby_version);
     agent.warnings.extend(warnings);
     let fast = if agent.config.capture == "inspector" {
@@ -59,6 +59,7 @@ pub fn start(gvl: Gvl, config: Config) -> Result<bool, String> {
             yjit_hooks_last: yjit && ruby_version.starts_with("3.1"),
             ruby_version,
             work: agent.work.clone(),
+            evals: &crate::live::live_eval::EVALS,
             allow_eval: agent.config.allow_eval,
             trace_buffer: agent.config.trace_buffer,
         };
@@ -84,7 +85,7 @@ pub fn stop(gvl: Gvl) {
     capture::uninstall(gvl);
     crate::live::detach_all(gvl);
     if let Some(agent) = state::remove() {
-        if agent.pid == state::process_id() {
+        if agent.pid == host::process_id() {
             if let Some(c) = &agent.control {
                 c.shutdown();
             }
@@ -104,7 +105,7 @@ pub fn after_fork(gvl: Gvl) -> Result<bool, String> {
     let Some(old) = state::inherited() else {
         return Ok(false);
     };
-    if old.pid == state::process_id() {
+    if old.pid == host::process_id() {
         return Ok(false);
     }
     if let Some(c) = &old.control {
@@ -119,14 +120,5 @@ pub fn after_fork(gvl: Gvl) -> Result<bool, String> {
 }
 
 fn yjit_enabled(gvl: Gvl) -> bool {
-    ffi::const_at(gvl, "RubyVM::YJIT")
-        .and_then(|m| ffi::call(gvl, m, "enabled?", &[]).ok())
-        .map(ffi::truthy)
-        .unwrap_or(false)
-}
-
-fn ruby_version(gvl: Gvl) -> String {
-    ffi::const_at(gvl, "RUBY_VERSION")
-        .and_then(|v| ffi::to_string(gvl, v))
-        .unwrap_or_default()
+    ffi::call_const(gvl, "RubyVM::YJIT", "enabled?").is_some_and(ffi::truthy)
 }

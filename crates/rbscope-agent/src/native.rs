@@ -14,9 +14,21 @@ use magnus::{prelude::*, Error, RArray, RHash, Ruby, Value};
 use rbscope_agent_core::agent::args::{self, bounded_wait};
 use rbscope_agent_core::{agent::restore, config};
 
+/// `guard::method` for the method `Rbscope::Native.<name>` of `feature`.
+macro_rules! native {
+    ($ruby:expr, $feature:ident, $name:literal, $body:expr) => {
+        guard::method(
+            $ruby,
+            Feature::$feature,
+            concat!("Rbscope::Native.", $name),
+            $body,
+        )
+    };
+}
+
 /// `Rbscope::Native.start([[key, value], ...])`: true if started, false if already running.
 pub fn start(ruby: &Ruby, pairs: RArray) -> Result<bool, Error> {
-    guard::method(ruby, Feature::Capture, "Rbscope::Native.start", || {
+    native!(ruby, Capture, "start", || {
         let pairs: Vec<(String, String)> = pairs.to_vec()?;
         let config = config::Config::from_pairs(&pairs).map_err(|m| arg_error(ruby, m))?;
         lifecycle::start(gvl(), config).map_err(|m| runtime_error(ruby, m))
@@ -25,27 +37,27 @@ pub fn start(ruby: &Ruby, pairs: RArray) -> Result<bool, Error> {
 
 /// `Rbscope::Native.stop`: removes the hooks and stops the writer and control threads.
 pub fn stop(ruby: &Ruby) -> Result<(), Error> {
-    guard::method(ruby, Feature::Capture, "Rbscope::Native.stop", || {
+    native!(ruby, Capture, "stop", || {
         lifecycle::stop(gvl());
         Ok(())
     })
 }
 
 pub fn started(ruby: &Ruby) -> Result<bool, Error> {
-    guard::method(ruby, Feature::Capture, "Rbscope::Native.started?", || {
+    native!(ruby, Capture, "started?", || {
         Ok(state::current().is_some())
     })
 }
 
 pub fn after_fork(ruby: &Ruby) -> Result<bool, Error> {
-    guard::method(ruby, Feature::Fork, "Rbscope::Native.after_fork", || {
+    native!(ruby, Fork, "after_fork", || {
         lifecycle::after_fork(gvl()).map_err(|m| runtime_error(ruby, m))
     })
 }
 
 /// `Rbscope::Native.report(exception, context, how)`: the new snapshot id, or nil.
 pub fn report(ruby: &Ruby, exc: Value, ctx: Value, how: String) -> Result<Option<String>, Error> {
-    guard::method(ruby, Feature::Capture, "Rbscope::Native.report", || {
+    native!(ruby, Capture, "report", || {
         // Off after a failure: the pending captures it would read are no longer kept alive.
         if guard::is_off(Feature::Capture) {
             return Ok(None);
@@ -67,7 +79,7 @@ pub fn report(ruby: &Ruby, exc: Value, ctx: Value, how: String) -> Result<Option
 
 /// Waits up to `seconds` (at most 60) for queued snapshots to be written.
 pub fn flush(ruby: &Ruby, seconds: f64) -> Result<bool, Error> {
-    guard::method(ruby, Feature::Writer, "Rbscope::Native.flush", || {
+    native!(ruby, Writer, "flush", || {
         Ok(match state::current() {
             Some(agent) => agent.writer.flush(bounded_wait(seconds, 60.0)),
             None => true,
@@ -77,7 +89,7 @@ pub fn flush(ruby: &Ruby, seconds: f64) -> Result<bool, Error> {
 
 /// The agent's counters by name (what `rbscope doctor -p` shows).
 pub fn counters(ruby: &Ruby) -> Result<RHash, Error> {
-    guard::method(ruby, Feature::Capture, "Rbscope::Native.counters", || {
+    native!(ruby, Capture, "counters", || {
         let h = ruby.hash_new();
         if let Some(agent) = state::current() {
             for (k, v) in agent.counters.snapshot() {
@@ -89,23 +101,20 @@ pub fn counters(ruby: &Ruby) -> Result<RHash, Error> {
 }
 
 pub fn store_location(ruby: &Ruby) -> Result<Option<String>, Error> {
-    guard::method(
-        ruby,
-        Feature::Capture,
-        "Rbscope::Native.store_location",
-        || Ok(state::current().map(|a| a.config.store.clone())),
-    )
+    native!(ruby, Capture, "store_location", || {
+        Ok(state::current().map(|a| a.config.store.clone()))
+    })
 }
 
 pub fn socket_path(ruby: &Ruby) -> Result<Option<String>, Error> {
-    guard::method(ruby, Feature::Live, "Rbscope::Native.socket_path", || {
+    native!(ruby, Live, "socket_path", || {
         let agent = state::current();
         Ok(agent.and_then(|a| a.control.as_ref().map(|c| c.path.display().to_string())))
     })
 }
 
 pub fn warnings(ruby: &Ruby) -> Result<Vec<String>, Error> {
-    guard::method(ruby, Feature::Capture, "Rbscope::Native.warnings", || {
+    native!(ruby, Capture, "warnings", || {
         Ok(state::current()
             .map(|a| a.warnings.clone())
             .unwrap_or_default())
@@ -121,16 +130,11 @@ pub fn snapshot_json(
     id: String,
     trust: bool,
 ) -> Result<String, Error> {
-    guard::method(
-        ruby,
-        Feature::Capture,
-        "Rbscope::Native.snapshot_json",
-        || {
-            let snapshot = load_for_restore(ruby, store, &id, trust)?;
-            serde_json::to_string(&rbscope_snapshot::json::snapshot(&snapshot))
-                .map_err(|e| runtime_error(ruby, e.to_string()))
-        },
-    )
+    native!(ruby, Capture, "snapshot_json", || {
+        let snapshot = load_for_restore(ruby, store, &id, trust)?;
+        serde_json::to_string(&rbscope_snapshot::json::snapshot(&snapshot))
+            .map_err(|e| runtime_error(ruby, e.to_string()))
+    })
 }
 
 /// `Rbscope::Native.snapshot_data(store, id, trust)`: the same snapshot as plain Ruby arrays
@@ -141,17 +145,12 @@ pub fn snapshot_data(
     id: String,
     trust: bool,
 ) -> Result<Value, Error> {
-    guard::method(
-        ruby,
-        Feature::Capture,
-        "Rbscope::Native.snapshot_data",
-        || {
-            let snapshot = load_for_restore(ruby, store, &id, trust)?;
-            // SAFETY: the VALUE is a live Array just built under the GVL, held by this frame
-            // (the native stack is scanned by the GC) until Ruby takes the return value.
-            Ok(unsafe { ffi::value(restore_data::build(gvl(), &snapshot)) })
-        },
-    )
+    native!(ruby, Capture, "snapshot_data", || {
+        let snapshot = load_for_restore(ruby, store, &id, trust)?;
+        // SAFETY: the VALUE is a live Array just built under the GVL, held by this frame
+        // (the native stack is scanned by the GC) until Ruby takes the return value.
+        Ok(unsafe { ffi::value(restore_data::build(gvl(), &snapshot)) })
+    })
 }
 
 /// `Rbscope::Native.trace_hook(session, unbound_method, owner, name, filter, index)`: hooks one
@@ -165,7 +164,7 @@ pub fn trace_hook(
     filter: Value,
     index: usize,
 ) -> Result<String, Error> {
-    guard::method(ruby, Feature::Trace, "Rbscope::Native.trace_hook", || {
+    native!(ruby, Trace, "trace_hook", || {
         // Checked before anything reaches the VM: the label calls rb_mod_name on `owner`, the hook
         // calls rb_obj_is_kind_of with `filter` (a TypeError inside a TracePoint), and the method
         // is a TracePoint's target.
@@ -194,19 +193,14 @@ pub fn trace_hook(
 
 /// `Rbscope::Native.trace_ignore_owner(session, module)`.
 pub fn trace_ignore_owner(ruby: &Ruby, session: u64, module: Value) -> Result<(), Error> {
-    guard::method(
-        ruby,
-        Feature::Trace,
-        "Rbscope::Native.trace_ignore_owner",
-        || {
-            if !module.is_kind_of(ruby.class_module()) {
-                let arg = "trace_ignore_owner(module)";
-                return Err(type_error(ruby, arg, "a Module", module));
-            }
-            live::ignore_owner(gvl(), session, ffi::raw(module));
-            Ok(())
-        },
-    )
+    native!(ruby, Trace, "trace_ignore_owner", || {
+        if !module.is_kind_of(ruby.class_module()) {
+            let arg = "trace_ignore_owner(module)";
+            return Err(type_error(ruby, arg, "a Module", module));
+        }
+        live::ignore_owner(gvl(), session, ffi::raw(module));
+        Ok(())
+    })
 }
 
 /// `Rbscope::Native.eval_done(token, ok, text, incomplete)`: an eval thread's result. `text` is
@@ -218,7 +212,7 @@ pub fn eval_done(
     text: Value,
     incomplete: bool,
 ) -> Result<(), Error> {
-    guard::method(ruby, Feature::Live, "Rbscope::Native.eval_done", || {
+    native!(ruby, Live, "eval_done", || {
         let Some(text) = magnus::RString::from_value(text) else {
             return Err(type_error(ruby, "eval_done(text)", "a String", text));
         };
@@ -232,7 +226,7 @@ pub fn eval_done(
 
 /// `Rbscope::Native.flush_traces(seconds)`: at exit, lets traces send what was recorded.
 pub fn flush_traces(ruby: &Ruby, seconds: f64) -> Result<(), Error> {
-    guard::method(ruby, Feature::Trace, "Rbscope::Native.flush_traces", || {
+    native!(ruby, Trace, "flush_traces", || {
         live::flush_all(gvl(), bounded_wait(seconds, 5.0));
         Ok(())
     })
@@ -246,7 +240,7 @@ pub fn heap_dump(
     gc: bool,
     in_process: bool,
 ) -> Result<RHash, Error> {
-    guard::method(ruby, Feature::Heap, "Rbscope::Native.heap_dump", || {
+    native!(ruby, Heap, "heap_dump", || {
         let req = rbscope_proto::HeapDumpRequest {
             path,
             gzip,
@@ -277,21 +271,19 @@ pub fn heap_dump(
 
 /// `Rbscope::Native.count_objects(names)`: see `Rbscope.count_objects`.
 pub fn count_objects(ruby: &Ruby, names: Vec<String>) -> Result<RHash, Error> {
-    guard::method(
-        ruby,
-        Feature::Heap,
-        "Rbscope::Native.count_objects",
-        || match live_heap::run(gvl(), live_heap::Job::Count(names)) {
-            live_heap::Outcome::Done(rbscope_proto::AgentMessage::HeapCensus(c)) => {
-                let h = ruby.hash_new();
-                for (name, n) in c.classes {
-                    h.aset(name, n)?;
-                }
-                Ok(h)
+    native!(ruby, Heap, "count_objects", || match live_heap::run(
+        gvl(),
+        live_heap::Job::Count(names)
+    ) {
+        live_heap::Outcome::Done(rbscope_proto::AgentMessage::HeapCensus(c)) => {
+            let h = ruby.hash_new();
+            for (name, n) in c.classes {
+                h.aset(name, n)?;
             }
-            _ => Err(runtime_error(ruby, "the heap could not be counted")),
-        },
-    )
+            Ok(h)
+        }
+        _ => Err(runtime_error(ruby, "the heap could not be counted")),
+    })
 }
 
 /// `Rbscope::Native.__provide(path)`: records one of the gem's own files, evaluated from
@@ -299,7 +291,7 @@ pub fn count_objects(ruby: &Ruby, names: Vec<String>) -> Result<RHash, Error> {
 /// path to `rbscope.rb` or to a `.rb` file in a directory named `rbscope` is accepted, so
 /// that no other library can be marked loaded through it.
 pub fn provide_own(ruby: &Ruby, path: String) -> Result<bool, Error> {
-    guard::method(ruby, Feature::Capture, "Rbscope::Native.__provide", || {
+    native!(ruby, Capture, "__provide", || {
         if !args::own_gem_file(&path) {
             return Err(arg_error(ruby, args::not_own_gem_file(&path)));
         }
@@ -310,34 +302,26 @@ pub fn provide_own(ruby: &Ruby, path: String) -> Result<bool, Error> {
 /// `Rbscope::Native.thread_body(block)`: the app's thread block wrapped so an exception
 /// escaping it is reported, with no frame of ours in the thread (thread_end.rs).
 pub fn thread_body(ruby: &Ruby, block: Value) -> Result<Value, Error> {
-    guard::method(
-        ruby,
-        Feature::Capture,
-        "Rbscope::Native.thread_body",
-        || {
-            if !block.is_kind_of(ruby.class_proc()) {
-                return Err(Error::new(
-                    ruby.exception_type_error(),
-                    "rbscope: thread_body wants the thread's block (a Proc)",
-                ));
-            }
-            let wrapped = thread_end::wrap(gvl(), ffi::raw(block))
-                .map_err(|_| runtime_error(ruby, "rbscope: could not wrap the thread's block"))?;
-            // SAFETY: a live Proc just made under the GVL, held by this frame (scanned by the
-            // GC) until Ruby takes the return value.
-            Ok(unsafe { ffi::value(wrapped) })
-        },
-    )
+    native!(ruby, Capture, "thread_body", || {
+        if !block.is_kind_of(ruby.class_proc()) {
+            return Err(Error::new(
+                ruby.exception_type_error(),
+                "rbscope: thread_body wants the thread's block (a Proc)",
+            ));
+        }
+        let wrapped = thread_end::wrap(gvl(), ffi::raw(block))
+            .map_err(|_| runtime_error(ruby, "rbscope: could not wrap the thread's block"))?;
+        // SAFETY: a live Proc just made under the GVL, held by this frame (scanned by the
+        // GC) until Ruby takes the return value.
+        Ok(unsafe { ffi::value(wrapped) })
+    })
 }
 
 /// `Rbscope::Native.trace_clock_settled?`: whether the trace clock finished calibrating.
 pub fn trace_clock_settled(ruby: &Ruby) -> Result<bool, Error> {
-    guard::method(
-        ruby,
-        Feature::Trace,
-        "Rbscope::Native.trace_clock_settled?",
-        || Ok(trace_clock::settled()),
-    )
+    native!(ruby, Trace, "trace_clock_settled?", || Ok(
+        trace_clock::settled()
+    ))
 }
 
 fn gvl() -> ffi::Gvl {

@@ -5,12 +5,11 @@
 //! whose locks may have been held at the moment of the fork) are leaked, never touched.
 
 use crate::counters::Counters;
-use crate::ffi::guard::{self, Feature};
 use crate::live::control::ControlServer;
 use crate::writer::Writer;
+use rbscope_agent_core::agent::host;
 use rbscope_agent_core::config::Config;
 use rbscope_agent_core::rate_limit::RateLimiter;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -36,32 +35,7 @@ static AGENT: Mutex<Option<Arc<Agent>>> = Mutex::new(None);
 pub fn current() -> Option<Arc<Agent>> {
     let guard = AGENT.lock().ok()?;
     let agent = guard.as_ref()?;
-    (agent.pid == process_id()).then(|| agent.clone())
-}
-
-/// This process's id without a system call per check (getpid is not cached by glibc): a
-/// child learns its new id from the fork handler.
-pub fn process_id() -> u32 {
-    let cached = PID.load(Ordering::Relaxed);
-    if cached != 0 {
-        return cached;
-    }
-    let pid = std::process::id();
-    PID.store(pid, Ordering::Relaxed);
-    if !ATFORK.swap(true, Ordering::AcqRel) {
-        // SAFETY: registering a child handler that only stores to an atomic (async-signal-safe).
-        unsafe { libc::pthread_atfork(None, None, Some(forget_pid)) };
-    }
-    pid
-}
-
-static PID: AtomicU32 = AtomicU32::new(0);
-static ATFORK: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn forget_pid() {
-    guard::run(Feature::Fork, "the fork handler", (), || {
-        PID.store(0, Ordering::Relaxed)
-    })
+    (agent.pid == host::process_id()).then(|| agent.clone())
 }
 
 /// Whether an agent is installed, even one inherited from a parent process.
@@ -72,7 +46,7 @@ pub fn inherited() -> Option<Arc<Agent>> {
 pub fn install(agent: Agent) {
     if let Ok(mut guard) = AGENT.lock() {
         if let Some(old) = guard.replace(Arc::new(agent)) {
-            if old.pid != process_id() {
+            if old.pid != host::process_id() {
                 // The parent's agent: its threads do not exist here; never run its destructors.
                 std::mem::forget(old);
             }
@@ -90,7 +64,7 @@ impl Agent {
             config,
             counters,
             writer,
-            pid: process_id(),
+            pid: host::process_id(),
             hostname: rbscope_agent_core::agent::host::hostname(),
             warnings: Vec::new(),
             status_notes: Vec::new(),

@@ -1,6 +1,8 @@
-//! The bookkeeping of the agent's panic guard (the agent's `ffi::guard`, which wraps every
-//! entry point): which features an internal error turned off, the first failure of each, how
-//! many panics were caught, and the quiet panic hook that keeps a panic's message.
+//! The agent's panic guard (the agent's `ffi::guard` adds what needs Ruby: its methods and
+//! `protect`'s thunk): the wrappers every entry point runs its body through ([`run`],
+//! [`run_hot`], [`mark`]), and their bookkeeping: which features an internal error turned off,
+//! the first failure of each, how many panics were caught, and the quiet panic hook that keeps
+//! a panic's message.
 //!
 //! Why a feature goes off for good: a feature that failed once holds state nobody can trust,
 //! and the app matters more than the feature. `rbscope doctor -p PID` lists what is off and why
@@ -12,7 +14,8 @@
 //! output). Deciding by location costs the entry points nothing, where a thread-local "inside
 //! rbscope" mark would cost each trace event a TLS lookup.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, Once};
 
@@ -82,7 +85,117 @@ static FIRST: Mutex<Vec<(Feature, String)>> = Mutex::new(Vec::new());
 thread_local! {
     /// The message of the last panic on this thread, set by the hook.
     static LAST: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// The feature of the innermost guarded body, for a panic caught deeper
+    /// ([`catch_nested`]).
+    static CURRENT: Cell<Option<Feature>> = const { Cell::new(None) };
 }
+
+/// Runs `body` with the fault injection of test builds first, catching a panic (the caller
+/// records it).
+#[inline(always)]
+fn attempt<R>(what: &str, body: impl FnOnce() -> R) -> std::thread::Result<R> {
+    std::panic::catch_unwind(AssertUnwindSafe(|| {
+        fault(what);
+        body()
+    }))
+}
+
+/// Runs `body`, the work of an entry point of `feature`, unless the feature is off; a panic is
+/// caught, recorded and turns the feature off. Returns `fallback` in both cases.
+pub fn run<R>(feature: Feature, what: &str, fallback: R, body: impl FnOnce() -> R) -> R {
+    if is_off(feature) {
+        return fallback;
+    }
+    catch(feature, what, body).unwrap_or(fallback)
+}
+
+/// Runs `body` as the innermost guarded body of this thread; None when it panicked (recorded,
+/// and `feature` turned off).
+pub fn catch<R>(feature: Feature, what: &str, body: impl FnOnce() -> R) -> Option<R> {
+    // A Ruby exception can leave a body by `longjmp` (an inspector callback raises through
+    // to the `protect` around it), past the restore below; the next body that ends normally
+    // on this thread puts it right.
+    let outer = CURRENT.with(|c| c.replace(Some(feature)));
+    let result = attempt(what, body);
+    CURRENT.with(|c| c.set(outer));
+    match result {
+        Ok(r) => Some(r),
+        Err(_) => {
+            failed(feature, what);
+            None
+        }
+    }
+}
+
+/// [`run`] for the trace hooks, which run for every call of the traced code: no thread-local
+/// state (a panic in a Ruby call they make is counted against snapshots; see
+/// [`catch_nested`]).
+#[inline]
+pub fn run_hot<R>(feature: Feature, what: &str, fallback: R, body: impl FnOnce() -> R) -> R {
+    if is_off(feature) {
+        return fallback;
+    }
+    match attempt(what, body) {
+        Ok(r) => r,
+        Err(_) => {
+            failed(feature, what);
+            fallback
+        }
+    }
+}
+
+/// A GC mark function of data that `readers` use. It keeps marking while any of them is on
+/// (skipping would let the GC free what they still read); a panic turns them all off, after
+/// which nothing reads the data and marking stops.
+pub fn mark(readers: &[Feature], what: &str, body: impl FnOnce()) {
+    if readers.iter().all(|f| is_off(*f)) {
+        return;
+    }
+    if attempt(what, body).is_err() {
+        for f in readers {
+            failed(*f, what);
+        }
+    }
+}
+
+/// For the agent's `ffi::protect` thunk, which runs inside a C frame: runs `body` and says
+/// whether it panicked (recorded against the innermost guarded feature of this thread, or
+/// `Capture`).
+///
+/// It changes no thread-local state around `body`: a Ruby exception raised inside `body`
+/// leaves by `longjmp` to rb_protect, past this frame, and nothing here would be undone.
+pub fn catch_nested<R>(what: &str, body: impl FnOnce() -> R) -> Option<R> {
+    match attempt(what, body) {
+        Ok(v) => Some(v),
+        Err(_) => {
+            let feature = CURRENT.with(|c| c.get()).unwrap_or(Feature::Capture);
+            failed(feature, what);
+            None
+        }
+    }
+}
+
+/// Test builds (`--features fault-injection`, crates/rbscope/tests/fault_injection.rs):
+/// panics when `what` contains the text of `RBSCOPE_FAULT`, read once.
+#[cfg(feature = "fault-injection")]
+#[allow(clippy::panic)]
+fn fault(what: &str) {
+    static FAULT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let wanted = FAULT.get_or_init(|| {
+        std::env::var("RBSCOPE_FAULT")
+            .ok()
+            .filter(|f| !f.is_empty())
+    });
+    if let Some(w) = wanted {
+        if what.contains(w.as_str()) {
+            panic!("injected fault in {what}");
+        }
+    }
+}
+
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+fn fault(_what: &str) {}
 
 /// True once `feature` has failed: its entry points do nothing more.
 #[inline]
@@ -167,8 +280,54 @@ pub fn install_hook() {
 mod tests {
     use super::*;
 
-    // The state is the process's: no other test turns a feature off. (The hook is not
-    // installed here: it would silence the messages of every other test's panics.)
+    // The state is the process's: each test turns off features of its own, and the one
+    // that reports checks only its own. Fork stays on (host.rs's test forks). (The hook is not installed here: it would silence
+    // the messages of every other test's panics.)
+
+    #[test]
+    fn run_catches_a_panic_and_then_skips_the_feature() {
+        assert_eq!(run(Feature::Writer, "writing", 0, || 7), 7);
+        assert_eq!(run_hot(Feature::Writer, "writing", 2, || 5), 5);
+        assert!(!is_off(Feature::Writer));
+        assert_eq!(run_hot(Feature::Writer, "writing", 2, || panic!("boom")), 2);
+        assert!(is_off(Feature::Writer));
+        let mut ran = false;
+        run(Feature::Writer, "writing", (), || ran = true);
+        assert!(!ran, "a feature that is off runs nothing");
+        assert_eq!(run_hot(Feature::Writer, "writing", 2, || 5), 2);
+    }
+
+    #[test]
+    fn a_panic_in_nested_code_counts_against_the_innermost_guarded_feature() {
+        let inner = run(Feature::Capture, "reporting", None, || {
+            Some(catch_nested("a call into Ruby", || -> u8 {
+                panic!("deep")
+            }))
+        });
+        assert_eq!(inner, Some(None), "the outer body goes on");
+        assert!(is_off(Feature::Capture));
+        let first = first_failures().clone();
+        assert!(first.contains(&(Feature::Capture, "a call into Ruby: a panic".into())));
+    }
+
+    #[test]
+    fn marking_goes_on_while_a_reader_is_on_and_a_panic_turns_all_off() {
+        assert_eq!(run(Feature::Backtrace, "reading", 0, || panic!("boom")), 0);
+        assert!(is_off(Feature::Backtrace) && !is_off(Feature::Live));
+        let mut marked = 0;
+        mark(&[Feature::Backtrace, Feature::Live], "marking", || {
+            marked += 1
+        });
+        assert_eq!(marked, 1, "live attach still reads the data");
+        mark(&[Feature::Backtrace, Feature::Live], "marking", || {
+            panic!("bad mark")
+        });
+        assert!(is_off(Feature::Live));
+        mark(&[Feature::Backtrace, Feature::Live], "marking", || {
+            marked += 1
+        });
+        assert_eq!(marked, 1, "nothing reads the data any more");
+    }
 
     #[test]
     fn a_failure_turns_its_feature_off_and_is_reported_once() {

@@ -1,7 +1,8 @@
 //! The agent's heap requests (`rbscope heap dump | count | track -p PID`, `Rbscope.heap_dump`,
 //! `Rbscope.count_objects`) apart from the VM: where the dump goes and its files, the forked
 //! child's process setup and report, waiting for it, the answers, and what each failure tells
-//! the user to do. Walking the heap is the agent's (`heap/`, with `rbscope_heap::walk`).
+//! the user to do, and the order of a dump's steps ([`dump`]). Walking the heap is the agent's
+//! (`heap/`, with `rbscope_heap::walk`).
 
 use crate::control::HeapRequest;
 use rbscope_heap::walk::child::Report;
@@ -98,6 +99,121 @@ pub fn publish(written: std::io::Result<(Written, u64)>, partial: &Path, path: &
             Report::Err(target::failure(path, &e))
         }
     }
+}
+
+/// Where a dump's walk writes: a stream (the file, or gzip over it), or, in the forked child,
+/// the file itself, for a second thread that writes while the walk goes on
+/// (`rbscope_heap::walk::overlap`).
+pub enum DumpTo<'a> {
+    Stream(&'a mut dyn Write),
+    Overlapped(File),
+}
+
+/// A dump: opens the partial file first (so a bad path fails at once, in the app's view of
+/// the filesystem and as its user), runs `gc` when asked and `prepare`, then writes through
+/// `walk`, in this process or in a forked child that reports on a pipe and leaves with
+/// `_exit` (the caller's thread goes back to its work; [`finish`] waits for the child).
+/// Called on the Ruby thread holding the GVL, which the child keeps.
+pub fn dump(
+    req: &HeapDumpRequest,
+    gc: impl FnOnce(),
+    prepare: impl FnOnce(),
+    walk: impl FnOnce(DumpTo) -> std::io::Result<Written>,
+) -> Outcome {
+    let error = |msg| Outcome::Done(AgentMessage::Error(msg));
+    let started = Instant::now();
+    let path = match target_path(req) {
+        Ok(p) => p,
+        Err(e) => return error(e),
+    };
+    let partial = target::partial_path(&path, std::process::id());
+    let file = match create_partial(&partial) {
+        Ok(f) => f,
+        Err(e) => return error(cannot_open(&path, &e)),
+    };
+    let mut gc_us = 0;
+    if req.gc {
+        let t = Instant::now();
+        gc();
+        gc_us = t.elapsed().as_micros() as u64;
+    }
+    prepare();
+    if req.in_process {
+        let t = Instant::now();
+        let report = write_dump(file, &partial, &path, req.gzip, false, walk);
+        let pause_us = t.elapsed().as_micros() as u64 + gc_us;
+        let total_us = started.elapsed().as_micros() as u64;
+        return Outcome::Done(answer(report, &path, pause_us, gc_us, total_us, false));
+    }
+    let (read_end, write_end) = match report_pipe() {
+        Ok(ends) => ends,
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            return error(cannot_pipe(&e));
+        }
+    };
+    let t = Instant::now();
+    // SAFETY: the child continues as a copy with only this thread; it runs only `walk` (which
+    // the caller made safe to run alone) and leaves with _exit.
+    let pid = unsafe { libc::fork() };
+    let pause_us = t.elapsed().as_micros() as u64 + gc_us;
+    match pid {
+        -1 => {
+            let e = std::io::Error::last_os_error();
+            drop(file);
+            let _ = std::fs::remove_file(&partial);
+            error(cannot_fork(&e))
+        }
+        0 => {
+            drop(read_end);
+            child_setup();
+            let report = write_dump(file, &partial, &path, req.gzip, true, walk);
+            child_exit(write_end, &report)
+        }
+        child_pid => {
+            drop(write_end);
+            drop(file);
+            Outcome::Forked(Forked {
+                pid: child_pid,
+                status: read_end,
+                path,
+                partial,
+                pause_us,
+                gc_us,
+                started,
+            })
+        }
+    }
+}
+
+/// Writes the heap through `walk` into `file` (at `partial`) and gives it its final name; on
+/// any failure the partial file is removed. In the forked child (`forked`) an uncompressed
+/// dump is overlapped ([`DumpTo::Overlapped`]).
+fn write_dump(
+    file: File,
+    partial: &Path,
+    path: &Path,
+    gzip: bool,
+    forked: bool,
+    walk: impl FnOnce(DumpTo) -> std::io::Result<Written>,
+) -> Report {
+    let result = (|| -> std::io::Result<(Written, u64)> {
+        let mut file = file;
+        let written = if gzip {
+            let mut gz = flate2::write::GzEncoder::new(&mut file, flate2::Compression::fast());
+            let w = walk(DumpTo::Stream(&mut gz))?;
+            gz.finish()?;
+            w
+        } else if forked {
+            walk(DumpTo::Overlapped(file.try_clone()?))?
+        } else {
+            walk(DumpTo::Stream(&mut file))?
+        };
+        file.flush()?;
+        let bytes = file.metadata()?.len();
+        Ok((written, bytes))
+    })();
+    publish(result, partial, path)
 }
 
 /// The answer to a dump request, from the report of the write.
@@ -274,6 +390,103 @@ mod tests {
             gc_us: 2,
             started: Instant::now(),
         }
+    }
+
+    /// A walk that writes `text` wherever it is asked to, and says it wrote 3 objects.
+    fn fake_walk(text: &'static str) -> impl FnOnce(DumpTo) -> std::io::Result<Written> {
+        move |to| {
+            match to {
+                DumpTo::Stream(out) => out.write_all(text.as_bytes())?,
+                DumpTo::Overlapped(mut file) => file.write_all(text.as_bytes())?,
+            }
+            Ok(Written {
+                objects: 3,
+                roots: 1,
+                allocation_info: false,
+            })
+        }
+    }
+
+    fn dump_request(path: &Path, gzip: bool, gc: bool, in_process: bool) -> HeapDumpRequest {
+        HeapDumpRequest {
+            path: Some(path.display().to_string()),
+            gzip,
+            gc,
+            in_process,
+            wait_ms: 0,
+        }
+    }
+
+    #[test]
+    fn an_in_process_dump_runs_its_steps_and_publishes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.json");
+        let steps = std::cell::RefCell::new(Vec::new());
+        let req = dump_request(&path, false, true, true);
+        let out = dump(
+            &req,
+            || steps.borrow_mut().push("gc"),
+            || steps.borrow_mut().push("prepare"),
+            fake_walk("{}\n"),
+        );
+        assert_eq!(*steps.borrow(), ["gc", "prepare"]);
+        match out {
+            Outcome::Done(AgentMessage::HeapDumped(r)) => {
+                assert_eq!((r.objects, r.roots, r.bytes), (3, 1, 3));
+                assert!(!r.forked);
+                assert_eq!(r.path, path.display().to_string());
+            }
+            _ => panic!("not dumped in process"),
+        }
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{}\n");
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 1, "no partial file is left");
+    }
+
+    #[test]
+    fn a_gzip_dump_is_compressed_and_gc_is_only_run_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.json.gz");
+        let req = dump_request(&path, true, false, true);
+        let out = dump(&req, || panic!("no GC asked"), || {}, fake_walk("hello"));
+        assert!(matches!(out, Outcome::Done(AgentMessage::HeapDumped(_))));
+        let mut text = String::new();
+        let file = File::open(&path).unwrap();
+        flate2::read::GzDecoder::new(file)
+            .read_to_string(&mut text)
+            .unwrap();
+        assert_eq!(text, "hello");
+    }
+
+    #[test]
+    fn a_dump_that_cannot_open_its_file_walks_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing").join("h.json");
+        let req = dump_request(&path, false, false, true);
+        let walk = |_: DumpTo| -> std::io::Result<Written> { panic!("walked") };
+        match dump(&req, || {}, || {}, walk) {
+            Outcome::Done(AgentMessage::Error(m)) => assert!(m.contains("cannot write"), "{m}"),
+            _ => panic!("not refused"),
+        }
+    }
+
+    #[test]
+    fn a_forked_dump_is_written_by_the_child() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("child.json");
+        let req = dump_request(&path, false, false, false);
+        let Outcome::Forked(child) = dump(&req, || {}, || {}, fake_walk("[1]")) else {
+            panic!("not forked");
+        };
+        assert_ne!(child.pid, std::process::id() as libc::pid_t);
+        match finish(child) {
+            AgentMessage::HeapDumped(r) => {
+                assert!(r.forked);
+                assert_eq!((r.objects, r.bytes), (3, 3));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "[1]");
     }
 
     #[test]

@@ -1,6 +1,9 @@
-//! Facts about the process that the OS gives (no Ruby): its host name, glibc's malloc
-//! figures, thread ids, and the words and numbers of `rbscope stacks` and `rbscope memory`
-//! derived from what Ruby said.
+//! Facts about the process that the OS gives (no Ruby): its host name, its id (cached, and
+//! renewed in a forked child), glibc's malloc figures, thread ids, and the words and numbers
+//! of `rbscope stacks` and `rbscope memory` derived from what Ruby said.
+
+use super::failures::{self, Feature};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 /// The machine's host name ("unknown" when it cannot be read).
 pub fn hostname() -> String {
@@ -69,9 +72,52 @@ pub fn thread_status(status: Option<&str>) -> &'static str {
     }
 }
 
+/// This process's id without a system call per check (getpid is not cached by glibc): a
+/// child learns its new id from the fork handler.
+pub fn process_id() -> u32 {
+    let cached = PID.load(Ordering::Relaxed);
+    if cached != 0 {
+        return cached;
+    }
+    let pid = std::process::id();
+    PID.store(pid, Ordering::Relaxed);
+    if !ATFORK.swap(true, Ordering::AcqRel) {
+        // SAFETY: registering a child handler that only stores to an atomic (async-signal-safe).
+        unsafe { libc::pthread_atfork(None, None, Some(forget_pid)) };
+    }
+    pid
+}
+
+static PID: AtomicU32 = AtomicU32::new(0);
+static ATFORK: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn forget_pid() {
+    failures::run(Feature::Fork, "the fork handler", (), || {
+        PID.store(0, Ordering::Relaxed)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_process_id_is_cached_and_a_forked_child_learns_its_own() {
+        assert_eq!(process_id(), std::process::id());
+        assert_eq!(process_id(), std::process::id());
+        // SAFETY: the child only compares two numbers and leaves with _exit.
+        let child = unsafe { libc::fork() };
+        assert!(child >= 0);
+        if child == 0 {
+            let own = process_id() == std::process::id();
+            // SAFETY: leaves the forked child at once, running nothing of the test harness.
+            unsafe { libc::_exit(if own { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for the child just forked.
+        unsafe { libc::waitpid(child, &mut status, 0) };
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    }
 
     #[test]
     fn hostname_is_the_kernels() {

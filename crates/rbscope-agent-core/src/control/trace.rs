@@ -42,6 +42,36 @@ pub struct Plan {
     pub wait_for_code: bool,
 }
 
+impl Plan {
+    /// The selectors as `Rbscope::Live.install` (lib/rbscope/live.rb) takes them, one array
+    /// each: `[index, text, owner, kind, method, [argument names], optional]`, with nil for
+    /// a missing owner or method.
+    pub fn selector_list<B: crate::restore_data::Build>(&self, b: &B) -> B::Obj {
+        let list = b.array(self.selectors.len());
+        let opt = |v: &Option<String>| v.as_deref().map_or(b.nil(), |s| b.str(s));
+        for (i, s) in self.selectors.iter().enumerate() {
+            let args = b.array(0);
+            for name in s.arg_names() {
+                b.push(args, b.str(name));
+            }
+            let entry = b.array(7);
+            for v in [
+                b.int(i as i64),
+                b.str(&s.describe()),
+                opt(&s.owner),
+                b.str(s.kind.name()),
+                opt(&s.method),
+                args,
+                b.bool(s.optional),
+            ] {
+                b.push(entry, v);
+            }
+            b.push(list, entry);
+        }
+        list
+    }
+}
+
 enum End {
     /// The client sent Detach (and is waiting for `Detached`).
     Asked,
@@ -275,6 +305,28 @@ fn detach<X>(queue: &WorkQueue<X>, id: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_plan_gives_live_rb_its_selectors() {
+        let parse = |t: &str| Selector::parse(t).unwrap();
+        let plan = Plan {
+            firehose: false,
+            gc: false,
+            selectors: vec![
+                parse("Shop::Cart#add(item, qty)"),
+                parse("?Dir.glob"),
+                parse("sleep"),
+            ],
+            wait_for_code: false,
+        };
+        let tree = crate::restore_data::tests::Tree::default();
+        let list = plan.selector_list(&tree);
+        let first = "[0, \"Shop::Cart#add(item, qty)\", \"Shop::Cart\", \"instance\", \"add\", \
+                     [\"item\", \"qty\"], false]";
+        let second = "[1, \"Dir.glob\", \"Dir\", \"singleton\", \"glob\", [], true]";
+        let third = "[2, \"sleep\", nil, \"anywhere\", \"sleep\", [], false]";
+        assert_eq!(tree.render(list), format!("[{first}, {second}, {third}]"));
+    }
 
     fn request() -> TraceRequest {
         TraceRequest {

@@ -60,7 +60,7 @@ unsafe extern "C" fn mark_facts(_data: *mut std::ffi::c_void) {
                 for v in [*iseq, *me, *class] {
                     // SAFETY: in the GC's mark phase; the keys are live VALUEs (marked from
                     // here since they were stored) or 0, which gc_mark skips.
-                    unsafe { rb::gc_mark(v) };
+                    unsafe { ffi::gc_mark(v) };
                 }
             }
         }

@@ -46,9 +46,7 @@ pub fn verified_layout(gvl: Gvl) -> Result<&'static Layout, String> {
 }
 
 fn check_layout(gvl: Gvl) -> Result<&'static Layout, String> {
-    let version = ffi::const_at(gvl, "RUBY_VERSION")
-        .and_then(|v| ffi::to_string(gvl, v))
-        .unwrap_or_default();
+    let version = ffi::const_text(gvl, "RUBY_VERSION");
     let layout = Layout::for_version(&version).ok_or_else(|| {
         format!(
             "no VM layout for Ruby {version} (known: {}); using the debug inspector, which is \

@@ -9,43 +9,26 @@
 //! application subclass cannot intercept the call.
 
 use crate::ffi::capture::{self as rb, Core, CoreMethods, T, VALUE};
+use crate::ffi::guard::Feature;
 use crate::ffi::{self, Gvl, NIL};
-use rbscope_agent_core::capture::{walk_limits, TEXT_READERS};
+use rbscope_agent_core::capture::{walk_limits, FirstN, TEXT_READERS};
 use rbscope_agent_core::config::Config;
 use rbscope_snapshot::walk::{AddrMap, Reader, Walk};
-use rbscope_snapshot::{CaptureStats, CutReason, Object, ObjectKind, Value};
+use rbscope_snapshot::{CutReason, ObjectKind, Value};
 
-/// The walk of one report: its state and the reader of Ruby objects.
-pub struct Walker<'a> {
-    reader: RubyObjects,
-    walk: Walk<'a, VALUE>,
-}
-
-impl<'a> Walker<'a> {
-    pub fn new(gvl: Gvl, cfg: &'a Config, magic: &'a AddrMap<String>) -> Self {
-        Walker {
-            reader: RubyObjects::new(gvl),
-            walk: Walk::new(walk_limits(cfg), &cfg.redaction, magic),
-        }
-    }
-
-    /// A value held under `name` (a local): redacted if the name looks secret.
-    pub fn named(&mut self, name: &str, v: VALUE, depth: u32) -> Value {
-        self.walk.named(&mut self.reader, name, v, depth)
-    }
-
-    pub fn value(&mut self, v: VALUE, depth: u32) -> Value {
-        self.walk.value(&mut self.reader, v, depth)
-    }
-
-    /// Walks what is queued; the arena and the walk's counts.
-    pub fn finish(mut self) -> (Vec<Object>, CaptureStats) {
-        self.walk.finish(&mut self.reader)
-    }
+/// The walk of one report (its state: limits, redaction, what was seen) and the reader of
+/// Ruby objects it asks.
+pub fn walker<'a>(
+    gvl: Gvl,
+    cfg: &'a Config,
+    magic: &'a AddrMap<String>,
+) -> (Walk<'a, VALUE>, RubyObjects) {
+    let walk = Walk::new(walk_limits(cfg), &cfg.redaction, magic);
+    (walk, RubyObjects::new(gvl))
 }
 
 /// Reads Ruby objects for the walk. Its caches are valid because GC is paused for the walk.
-struct RubyObjects {
+pub struct RubyObjects {
     gvl: Gvl,
     /// Classes recognised by the walk; zero when not loaded in this process.
     set: VALUE,
@@ -72,14 +55,14 @@ impl Reader for RubyObjects {
             _ => {
                 if let Some(i) = ffi::fixnum(v) {
                     Value::Integer(i)
-                } else if let Some(f) = rb::float_value(gvl, v) {
+                } else if let Some(f) = ffi::float_value(gvl, v) {
                     Value::Float(f)
                 } else if rb::is_symbol(v) {
                     Value::Symbol(ffi::symbol_name(gvl, v).unwrap_or_default())
                 } else if rb::is_special_const(v) {
                     Value::Cut(CutReason::Error)
                 } else if ffi::type_of(gvl, v) == T::RUBY_T_BIGNUM {
-                    Value::BigInteger(rb::bignum_string(gvl, v))
+                    Value::BigInteger(ffi::bignum_string(gvl, v).unwrap_or_default())
                 } else {
                     return None;
                 }
@@ -112,8 +95,8 @@ impl Reader for RubyObjects {
             T::RUBY_T_STRING => self.string(v, walk),
             T::RUBY_T_ARRAY => {
                 // Each item re-checked against the current length.
-                walk.array_kind(self, rb::array_len(gvl, v), depth, |i| {
-                    rb::array_at(gvl, v, i)
+                walk.array_kind(self, ffi::array_len(gvl, v), depth, |i| {
+                    ffi::array_at(gvl, v, i)
                 })
             }
             T::RUBY_T_HASH => self.hash(v, depth, walk),
@@ -183,7 +166,18 @@ impl Reader for RubyObjects {
 
     fn ivars(&mut self, v: VALUE, depth: u32, walk: W) -> Vec<(String, Value)> {
         let gvl = self.gvl;
-        let raw = rb::ivar_list(gvl, v);
+        // At most 4096, internal ones too (filtered below).
+        let mut raw = Vec::new();
+        ffi::ivar_each(
+            gvl,
+            v,
+            Feature::Capture,
+            "reading instance variables",
+            &mut |id, val| {
+                raw.push((id, val));
+                raw.len() < 4096
+            },
+        );
         let mut out = Vec::with_capacity(raw.len());
         for (id, val) in raw {
             let Some(name) = self
@@ -231,14 +225,20 @@ impl RubyObjects {
 
     fn hash(&mut self, v: VALUE, depth: u32, walk: W) -> ObjectKind {
         let gvl = self.gvl;
-        let (pairs, total) = rb::hash_pairs(gvl, v, walk.limits().max_collection_items);
+        // The pairs stay alive: GC is paused while a report walks the graph.
+        let mut pairs = FirstN::new(walk.limits().max_collection_items);
+        ffi::hash_each(gvl, v, Feature::Capture, "reading a hash", &mut |k, val| {
+            pairs.offer((k, val));
+            true
+        });
+        let total = pairs.total;
         // A String or Symbol key names its value (static symbols are immediates:
         // symbol_name checks for both kinds).
         let key_name = |k: VALUE| match ffi::type_of(gvl, k) {
             T::RUBY_T_STRING => ffi::to_string(gvl, k),
             _ => ffi::symbol_name(gvl, k),
         };
-        let entries = walk.entries(self, pairs, depth, key_name);
+        let entries = walk.entries(self, pairs.items, depth, key_name);
         // `default` is nil both without a default and with a default proc: only then ask
         // for the proc.
         let default = self.core.call(gvl, v, "Hash", "default", &[]);

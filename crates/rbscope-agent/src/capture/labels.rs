@@ -66,7 +66,7 @@ impl Classes for RubyClasses {
     /// Through core methods only.
     fn parameters(&self, owner: VALUE, name: &str) -> Option<Vec<Param>> {
         let gvl = self.0;
-        let sym = rb::symbol(gvl, name);
+        let sym = ffi::symbol(gvl, name);
         let um = ffi::core_call(gvl, "Module", "instance_method", owner, &[sym]).ok()?;
         let list = ffi::core_call(gvl, "UnboundMethod", "parameters", um, &[]).ok()?;
         Some(
@@ -202,7 +202,7 @@ fn bmethod_body_depth(gvl: Gvl, me: VALUE, name: &str) -> Option<u32> {
         T::RUBY_T_CLASS | T::RUBY_T_MODULE => owner,
         _ => return None,
     };
-    let sym = rb::symbol(gvl, name);
+    let sym = ffi::symbol(gvl, name);
     let um = ffi::core_call(gvl, "Module", "instance_method", owner, &[sym]).ok()?;
     let iseq_class = ffi::const_at(gvl, "RubyVM::InstructionSequence")?;
     let iseq = ffi::call(gvl, iseq_class, "of", &[um]).ok()?;

@@ -7,7 +7,7 @@
 //! shows up in the snapshot.
 
 use crate::capture::fast_capture;
-use crate::capture::graph::{self, Walker};
+use crate::capture::graph::{self, RubyObjects};
 use crate::capture::labels;
 use crate::capture::ring;
 use crate::counters::{add, bump};
@@ -16,6 +16,7 @@ use crate::ffi::{self, Gvl, NIL};
 use crate::state::Agent;
 use rbscope_agent_core::capture::{is_app_path, FrameCap};
 use rbscope_agent_core::report::{cause_chain, placed, read_source, store_job, tallies};
+use rbscope_snapshot::walk::Walk;
 use rbscope_snapshot::{fingerprint, CauseInfo, Context, ExceptionInfo, Frame, Snapshot};
 use rbscope_vm::captured;
 use rbscope_vm::raise_record::{self, InspectorFrame, Record, VmFrame};
@@ -73,8 +74,8 @@ fn report_with_gc_off(
     }
 
     let magic = graph::magic_roots(gvl, &agent.config.magic_roots);
-    let mut walker = Walker::new(gvl, &agent.config, &magic);
-    let out_frames = walk_frames(agent, &mut walker, &kept);
+    let (mut walk, mut reader) = graph::walker(gvl, &agent.config, &magic);
+    let out_frames = walk_frames(agent, &mut walk, &mut reader, &kept);
     let causes: Vec<CauseInfo> = cause_values
         .iter()
         .zip(&cause_kept)
@@ -82,10 +83,10 @@ fn report_with_gc_off(
             class_name: ffi::class_name_of(gvl, *c),
             message: rb::exception_message(gvl, *c),
             backtrace: rb::exception_backtrace(gvl, *c, MAX_BACKTRACE),
-            frames: walk_frames(agent, &mut walker, kept),
+            frames: walk_frames(agent, &mut walk, &mut reader, kept),
         })
         .collect();
-    let (objects, mut stats) = walker.finish();
+    let (objects, mut stats) = walk.finish(&mut reader);
     stats.frames_skipped = skipped as u32;
     stats.locals_missing = !any_captured;
     let (redacted, truncated, cut) = tallies(&stats);
@@ -200,17 +201,22 @@ fn fast_frames(
     (kept, cap.skipped)
 }
 
-/// Captures self and locals of each kept frame into the walker's arena.
-fn walk_frames(agent: &Agent, walker: &mut Walker, kept: &[KeptFrame]) -> Vec<Frame> {
+/// Captures self and locals of each kept frame into the walk's arena.
+fn walk_frames(
+    agent: &Agent,
+    walk: &mut Walk<VALUE>,
+    reader: &mut RubyObjects,
+    kept: &[KeptFrame],
+) -> Vec<Frame> {
     kept.iter()
         .map(|k| {
             let f = &k.frame;
             Frame {
-                self_value: walker.value(k.self_value, 0),
+                self_value: walk.value(reader, k.self_value, 0),
                 locals: k
                     .locals
                     .iter()
-                    .map(|(name, v)| (name.clone(), walker.named(name, *v, 0)))
+                    .map(|(name, v)| (name.clone(), walk.named(reader, name, *v, 0)))
                     .collect(),
                 source: read_source(
                     k.abs_path.as_deref().unwrap_or(&f.path),
@@ -278,17 +284,12 @@ fn context(gvl: Gvl, agent: &Agent, ctx: VALUE, how: &str) -> Context {
     };
     let mut extra = pairs(parts.get(2));
     extra.push(("reported_by".into(), how.into()));
-    let constant = |name: &str| {
-        ffi::const_at(gvl, name)
-            .and_then(|v| ffi::to_string(gvl, v))
-            .unwrap_or_default()
-    };
     Context {
         hostname: agent.hostname.clone(),
         pid: std::process::id(),
         process_title: rb::process_title(gvl).unwrap_or_default(),
-        ruby_version: constant("RUBY_VERSION"),
-        ruby_platform: constant("RUBY_PLATFORM"),
+        ruby_version: ffi::const_text(gvl, "RUBY_VERSION"),
+        ruby_platform: ffi::const_text(gvl, "RUBY_PLATFORM"),
         app_root: agent.config.app_root.clone(),
         app_revision: agent.config.app_revision.clone(),
         thread_name: parts.first().and_then(|v| ffi::to_string(gvl, *v)),

@@ -10,7 +10,8 @@
 //! is borrowed, so the mark function (which runs inside GC, also under the GVL) never sees a
 //! slot half-written.
 
-use crate::ffi::capture::{gc_mark, VALUE};
+use crate::ffi::capture::VALUE;
+use crate::ffi::gc_mark;
 use crate::ffi::guard::{self, Feature};
 use crate::ffi::marker::MarkerType;
 use crate::ffi::Gvl;

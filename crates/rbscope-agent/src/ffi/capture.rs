@@ -9,7 +9,7 @@ use crate::ffi::guard::{self, Feature};
 use crate::ffi::raw;
 use crate::ffi::{self, Gvl, Raised, NIL};
 use rb_sys::rb_debug_inspector_t;
-use rbscope_agent_core::capture::{own_frames, FirstN};
+use rbscope_agent_core::capture::own_frames;
 
 pub(crate) use rbscope_agent_core::capture::Inspected;
 use std::ffi::c_void;
@@ -260,16 +260,6 @@ pub fn is_local_id(_gvl: Gvl, id: ID) -> bool {
     unsafe { rb_sys::rb_is_local_id(id) != 0 }
 }
 
-/// Marks `v` for the GC (pinning it).
-///
-/// # Safety
-/// Only inside a mark function (the GC's mark phase), with `v` a live object or an immediate
-/// (which is skipped).
-pub unsafe fn gc_mark(v: VALUE) {
-    // SAFETY: the caller promised we are in the GC's mark phase and `v` is live or immediate.
-    unsafe { rb_sys::rb_gc_mark(v) }
-}
-
 /// The module an included module's iclass stands for; None for anything but an iclass.
 pub fn iclass_module(gvl: Gvl, klass: VALUE) -> Option<VALUE> {
     if ffi::type_of(gvl, klass) != T::RUBY_T_ICLASS {
@@ -277,11 +267,6 @@ pub fn iclass_module(gvl: Gvl, klass: VALUE) -> Option<VALUE> {
     }
     // SAFETY: GVL held; an iclass's RBasic klass is the module it stands for.
     Some(unsafe { (*(klass as *const rb_sys::RBasic)).klass })
-}
-
-/// A Symbol for `name`.
-pub fn symbol(gvl: Gvl, name: &str) -> VALUE {
-    rb_sys::ID2SYM(ffi::intern(gvl, name))
 }
 
 /// An instance variable (also an internal one such as `mesg` or `__attached__`), read without
@@ -299,10 +284,6 @@ pub fn process_title(gvl: Gvl) -> Option<String> {
 }
 
 // ---- Reading objects for the snapshot's graph (capture/graph.rs) ----
-
-/// What an iteration callback returns to go on (`ST_CONTINUE`) or stop (`ST_STOP`).
-const ST_CONTINUE: i32 = 0;
-const ST_STOP: i32 = 1;
 
 /// Core classes the graph walk recognises.
 #[derive(Clone, Copy)]
@@ -339,40 +320,9 @@ pub fn is_symbol(v: VALUE) -> bool {
     unsafe { rb_sys::RB_SYMBOL_P(v) }
 }
 
-/// A Float's value; None for anything else.
-pub fn float_value(_gvl: Gvl, v: VALUE) -> Option<f64> {
-    // SAFETY: RB_FLOAT_TYPE_P accepts any valid VALUE; rb_float_value then reads a Float.
-    unsafe { rb_sys::RB_FLOAT_TYPE_P(v).then(|| rb_sys::rb_float_value(v)) }
-}
-
-/// A Bignum in decimal.
-pub fn bignum_string(gvl: Gvl, v: VALUE) -> String {
-    if ffi::type_of(gvl, v) != T::RUBY_T_BIGNUM {
-        return String::new();
-    }
-    // SAFETY: GVL held; v is a Bignum, which rb_big2str formats without calling Ruby code.
-    let s = unsafe { rb_sys::rb_big2str(v, 10) };
-    ffi::to_string(gvl, s).unwrap_or_default()
-}
-
 pub fn is_frozen(_gvl: Gvl, v: VALUE) -> bool {
     // SAFETY: GVL held; rb_obj_frozen_p reads the flags of any valid VALUE.
     ffi::truthy(unsafe { rb_sys::rb_obj_frozen_p(v) })
-}
-
-/// An Array's length (0 for anything else).
-pub fn array_len(gvl: Gvl, v: VALUE) -> usize {
-    if ffi::type_of(gvl, v) != T::RUBY_T_ARRAY {
-        return 0;
-    }
-    // SAFETY: v is an Array (checked above), whose length field RARRAY_LEN reads.
-    unsafe { rb_sys::RARRAY_LEN(v) as usize }
-}
-
-/// Item `i` of an Array, checked against its length now.
-pub fn array_at(gvl: Gvl, v: VALUE, i: usize) -> Option<VALUE> {
-    // SAFETY: array_len checked that v is an Array, and i is below its current length.
-    (i < array_len(gvl, v)).then(|| unsafe { rb_sys::RARRAY_AREF(v, i as isize) })
 }
 
 /// A Range's begin, end and whether it excludes its end; None when it cannot be read.
@@ -464,38 +414,17 @@ pub fn encoding_name(gvl: Gvl, v: VALUE) -> String {
     }
 }
 
-/// The first `limit` pairs of a Hash, and how many it has, read with `rb_hash_foreach` (no
-/// Ruby code runs).
-pub fn hash_pairs(gvl: Gvl, v: VALUE, limit: usize) -> (Vec<(VALUE, VALUE)>, usize) {
-    unsafe extern "C" fn each(k: VALUE, val: VALUE, arg: VALUE) -> i32 {
-        guard::run(Feature::Capture, "reading a hash", ST_STOP, || {
-            // SAFETY: arg is the FirstN below, alive for the whole rb_hash_foreach call.
-            unsafe { &mut *(arg as *mut FirstN<(VALUE, VALUE)>) }.offer((k, val));
-            ST_CONTINUE
-        })
-    }
-    let mut acc = FirstN::new(limit);
-    if ffi::type_of(gvl, v) == T::RUBY_T_HASH {
-        let acc_ptr = &mut acc as *mut FirstN<(VALUE, VALUE)> as VALUE;
-        let _ = ffi::protect(gvl, || {
-            // SAFETY: v is a Hash; `each` neither calls Ruby nor allocates Ruby objects, and
-            // the pairs stay alive: GC is paused while a report walks the graph.
-            unsafe { rb_sys::rb_hash_foreach(v, Some(each), acc_ptr) };
-            NIL
-        });
-    }
-    (acc.items, acc.total)
-}
-
 /// The first `limit` members of a Ruby 4.0 Set (a core class with a table of its own), and
 /// how many it has, read with `rb_set_foreach` (no Ruby code runs).
 #[cfg(ruby_gte_4_0)]
 pub fn set_members(gvl: Gvl, v: VALUE, limit: usize) -> (Vec<VALUE>, usize) {
+    use rb_sys::st_retval::{ST_CONTINUE, ST_STOP};
+    use rbscope_agent_core::capture::FirstN;
     unsafe extern "C" fn each(member: VALUE, arg: VALUE) -> i32 {
-        guard::run(Feature::Capture, "reading a set", ST_STOP, || {
+        guard::run(Feature::Capture, "reading a set", ST_STOP as i32, || {
             // SAFETY: arg is the FirstN below, alive for the whole rb_set_foreach call.
             unsafe { &mut *(arg as *mut FirstN<VALUE>) }.offer(member);
-            ST_CONTINUE
+            ST_CONTINUE as i32
         })
     }
     let mut acc = FirstN::new(limit);
@@ -508,29 +437,6 @@ pub fn set_members(gvl: Gvl, v: VALUE, limit: usize) -> (Vec<VALUE>, usize) {
         NIL
     });
     (acc.items, acc.total)
-}
-
-/// An object's instance variables (also internal ones: the caller filters), at most 4096,
-/// read with `rb_ivar_foreach` (no Ruby code runs).
-pub fn ivar_list(_gvl: Gvl, v: VALUE) -> Vec<(ID, VALUE)> {
-    unsafe extern "C" fn each(id: ID, val: VALUE, arg: rb_sys::st_data_t) -> i32 {
-        guard::run(
-            Feature::Capture,
-            "reading instance variables",
-            ST_STOP,
-            || {
-                // SAFETY: arg is the FirstN below, alive for the whole rb_ivar_foreach call.
-                unsafe { &mut *(arg as *mut FirstN<(ID, VALUE)>) }.offer((id, val));
-                ST_CONTINUE
-            },
-        )
-    }
-    let mut raw = FirstN::new(4096);
-    let raw_ptr = &mut raw as *mut FirstN<(ID, VALUE)> as rb_sys::st_data_t;
-    // SAFETY: GVL held; v is a live object; `each` only pushes into the FirstN and never
-    // calls Ruby.
-    unsafe { rb_sys::rb_ivar_foreach(v, Some(each), raw_ptr) };
-    raw.items
 }
 
 /// A Time's seconds, nanoseconds and UTC offset (a part that cannot be read is 0); None when
@@ -638,7 +544,7 @@ impl rbscope_agent_core::restore_data::Build for RubyBuild {
     }
 
     fn sym(&self, name: &str) -> VALUE {
-        symbol(self.0, name)
+        ffi::symbol(self.0, name)
     }
 
     fn bool(&self, b: bool) -> VALUE {

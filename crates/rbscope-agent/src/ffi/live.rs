@@ -5,10 +5,8 @@
 //! with its contract where the caller must promise more (a pointer that is valid, a hook that
 //! is running, the GC's mark phase). Anything that may raise runs under [`protect`].
 
-use super::guard::{self, Feature};
 use super::{intern, protect, type_of, Gvl, Raised, NIL};
-use rb_sys::st_retval::{ST_CONTINUE, ST_STOP};
-use std::ffi::{c_int, c_void};
+use std::ffi::c_void;
 
 pub(crate) use rb_sys::{rb_event_flag_t, rb_trace_arg_t, ruby_value_type, ID, VALUE};
 
@@ -105,21 +103,6 @@ pub fn long(_gvl: Gvl, n: i64) -> VALUE {
     rb_sys::LONG2NUM(n as _)
 }
 
-/// The Symbol for `name`.
-pub fn symbol(gvl: Gvl, name: &str) -> VALUE {
-    rb_sys::ID2SYM(intern(gvl, name))
-}
-
-/// Marks `v` as alive.
-///
-/// # Safety
-/// Only from a GC mark function while the GC marks (it holds the GVL); `v` is a VALUE that
-/// has not been freed.
-pub unsafe fn gc_mark(v: VALUE) {
-    // SAFETY: the caller's promise: called in the mark phase with a live VALUE.
-    unsafe { rb_sys::rb_gc_mark(v) }
-}
-
 /// GC runs so far.
 pub fn gc_count(_gvl: Gvl) -> u64 {
     // SAFETY: GVL held (token); reads a counter, allocates nothing (safe inside GC hooks).
@@ -212,7 +195,7 @@ pub fn tracepoint_disable(gvl: Gvl, tp: VALUE) -> Result<VALUE, Raised> {
 
 /// A new Hash `{key: value}` (a Symbol key), as keyword arguments for [`call_kw`].
 pub fn keywords(gvl: Gvl, key: &str, value: VALUE) -> VALUE {
-    let key = symbol(gvl, key);
+    let key = super::symbol(gvl, key);
     // SAFETY: GVL held (token); the Hash is new (not frozen, no default proc), so storing
     // into it never raises and calls no Ruby code.
     unsafe {
@@ -282,41 +265,6 @@ pub unsafe fn read_capture(
     })
 }
 
-/// A Float's value (None for anything else).
-pub fn float(gvl: Gvl, v: VALUE) -> Option<f64> {
-    // SAFETY: v is a Float (checked).
-    (type_of(gvl, v) == ruby_value_type::RUBY_T_FLOAT).then(|| unsafe { rb_sys::rb_float_value(v) })
-}
-
-/// A Bignum's decimal digits (None for anything else).
-pub fn bignum_text(gvl: Gvl, v: VALUE) -> Option<String> {
-    if type_of(gvl, v) != ruby_value_type::RUBY_T_BIGNUM {
-        return None;
-    }
-    // SAFETY: GVL held (token); v is a Bignum (checked) and base 10 is valid, so this only
-    // allocates the String.
-    let s = unsafe { rb_sys::rb_big2str(v, 10) };
-    super::to_string(gvl, s)
-}
-
-/// An Array's length (0 for anything else).
-pub fn array_len(gvl: Gvl, v: VALUE) -> usize {
-    if type_of(gvl, v) != ruby_value_type::RUBY_T_ARRAY {
-        return 0;
-    }
-    // SAFETY: v is an Array (checked).
-    unsafe { rb_sys::RARRAY_LEN(v) as usize }
-}
-
-/// An Array's item `i` (nil past its end, or for anything else).
-pub fn array_entry(gvl: Gvl, v: VALUE, i: usize) -> VALUE {
-    if type_of(gvl, v) != ruby_value_type::RUBY_T_ARRAY {
-        return NIL;
-    }
-    // SAFETY: GVL held (token); v is an Array (checked); rb_ary_entry bounds-checks `i`.
-    unsafe { rb_sys::rb_ary_entry(v, i as _) }
-}
-
 /// A Hash's size (0 for anything else).
 pub fn hash_size(gvl: Gvl, v: VALUE) -> usize {
     if type_of(gvl, v) != ruby_value_type::RUBY_T_HASH {
@@ -324,57 +272,4 @@ pub fn hash_size(gvl: Gvl, v: VALUE) -> usize {
     }
     // SAFETY: v is a Hash (checked).
     unsafe { rb_sys::rb_hash_size_num(v) as usize }
-}
-
-/// A walk's callback and what it is, for the trampoline below.
-struct Walk<'a> {
-    what: &'static str,
-    each: &'a mut dyn FnMut(VALUE, VALUE) -> bool,
-}
-
-/// The callback of both `rb_hash_foreach` and `rb_ivar_foreach` (an ID and an `st_data_t` are
-/// VALUE-sized integers, the same C type): one pair, for the Walk at `data`.
-unsafe extern "C" fn walk_pair(k: VALUE, v: VALUE, data: VALUE) -> c_int {
-    // SAFETY: `data` is the Walk on `hash_each`'s or `ivar_each`'s frame, alive for the whole
-    // walk.
-    let walk = unsafe { &mut *(data as *mut Walk) };
-    let (go_on, stop) = (ST_CONTINUE as c_int, ST_STOP as c_int);
-    guard::run(Feature::Trace, walk.what, stop, || {
-        if (walk.each)(k, v) {
-            go_on
-        } else {
-            stop
-        }
-    })
-}
-
-/// Calls `each(key, value)` for the pairs of the Hash `v` until it returns false (nothing for
-/// anything else). A panic in `each` ends the walk and turns tracing off (`what` names it).
-/// `each` must not change the Hash.
-pub fn hash_each(
-    gvl: Gvl,
-    v: VALUE,
-    what: &'static str,
-    each: &mut dyn FnMut(VALUE, VALUE) -> bool,
-) {
-    if type_of(gvl, v) != ruby_value_type::RUBY_T_HASH {
-        return;
-    }
-    let mut walk = Walk { what, each };
-    // SAFETY: GVL held (token); v is a Hash (checked); `walk_pair` has the callback's
-    // signature and `data` outlives the walk.
-    unsafe { rb_sys::rb_hash_foreach(v, Some(walk_pair), &mut walk as *mut Walk as VALUE) };
-}
-
-/// Calls `each(name, value)` for the instance variables of the plain object `v` until it
-/// returns false (nothing for anything else). A panic in `each` ends the walk and turns
-/// tracing off (`what` names it). `each` must not change the object.
-pub fn ivar_each(gvl: Gvl, v: VALUE, what: &'static str, each: &mut dyn FnMut(ID, VALUE) -> bool) {
-    if type_of(gvl, v) != ruby_value_type::RUBY_T_OBJECT {
-        return;
-    }
-    let mut walk = Walk { what, each };
-    // SAFETY: GVL held (token); v is a plain object (checked); `walk_pair` has the callback's
-    // signature and `data` outlives the walk.
-    unsafe { rb_sys::rb_ivar_foreach(v, Some(walk_pair), &mut walk as *mut Walk as VALUE) };
 }

@@ -55,7 +55,7 @@ struct Thunk<'a> {
 unsafe extern "C" fn call_thunk(arg: VALUE) -> VALUE {
     // SAFETY: `arg` is the address of a live `Thunk` on `protect`'s stack frame.
     let thunk = unsafe { &mut *(arg as *mut Thunk) };
-    match crate::ffi::guard::catch_in_c(|| (thunk.f)()) {
+    match guard::catch_nested("a call into Ruby", || (thunk.f)()) {
         Some(v) => v,
         None => {
             thunk.panicked = true;
@@ -217,6 +217,19 @@ pub fn const_at(gvl: Gvl, path: &str) -> Option<VALUE> {
     Some(cur)
 }
 
+/// `Const.name` (no arguments) for the constant at `path`, protected; None when the constant
+/// is missing or the call raised.
+pub fn call_const(gvl: Gvl, path: &str, name: &str) -> Option<VALUE> {
+    const_at(gvl, path).and_then(|c| call(gvl, c, name, &[]).ok())
+}
+
+/// The text of the String constant at `path` (`RUBY_VERSION`); empty when there is none.
+pub fn const_text(gvl: Gvl, path: &str) -> String {
+    const_at(gvl, path)
+        .and_then(|v| to_string(gvl, v))
+        .unwrap_or_default()
+}
+
 /// Calls `Core.instance_method(name).bind_call(recv, *args)`: the core class's own method,
 /// which an application subclass or singleton cannot intercept.
 pub fn core_call(
@@ -233,8 +246,7 @@ pub fn core_call(
 /// `Core.instance_method(name)`: a core class's own method, as an UnboundMethod.
 pub fn core_method(gvl: Gvl, core: &str, name: &str) -> Result<VALUE, Raised> {
     let class = const_at(gvl, core).ok_or(Raised)?;
-    let sym = rb_sys::ID2SYM(intern(gvl, name));
-    call(gvl, class, "instance_method", &[sym])
+    call(gvl, class, "instance_method", &[symbol(gvl, name)])
 }
 
 /// `um.bind_call(recv, *args)` (at most three args), protected. Runs once per captured
@@ -270,6 +282,125 @@ pub fn array_items(gvl: Gvl, v: VALUE) -> Vec<VALUE> {
     }
 }
 
+/// An Array's length (0 for anything else).
+pub fn array_len(gvl: Gvl, v: VALUE) -> usize {
+    if type_of(gvl, v) != ruby_value_type::RUBY_T_ARRAY {
+        return 0;
+    }
+    // SAFETY: v is an Array (checked above), whose length field RARRAY_LEN reads.
+    unsafe { rb_sys::RARRAY_LEN(v) as usize }
+}
+
+/// Item `i` of an Array, checked against its length now (None past its end, or for anything
+/// else).
+pub fn array_at(gvl: Gvl, v: VALUE, i: usize) -> Option<VALUE> {
+    // SAFETY: array_len checked that v is an Array, and i is below its current length.
+    (i < array_len(gvl, v)).then(|| unsafe { rb_sys::RARRAY_AREF(v, i as isize) })
+}
+
+/// The Symbol for `name`.
+pub fn symbol(gvl: Gvl, name: &str) -> VALUE {
+    rb_sys::ID2SYM(intern(gvl, name))
+}
+
+/// Marks `v` for the GC (pinning it).
+///
+/// # Safety
+/// Only inside a mark function (the GC's mark phase, which holds the GVL), with `v` a VALUE
+/// that has not been freed, or an immediate (which is skipped).
+pub unsafe fn gc_mark(v: VALUE) {
+    // SAFETY: the caller promised we are in the GC's mark phase and `v` is live or immediate.
+    unsafe { rb_sys::rb_gc_mark(v) }
+}
+
+/// A Float's value; None for anything else.
+pub fn float_value(_gvl: Gvl, v: VALUE) -> Option<f64> {
+    // SAFETY: RB_FLOAT_TYPE_P accepts any valid VALUE; rb_float_value then reads a Float.
+    unsafe { rb_sys::RB_FLOAT_TYPE_P(v).then(|| rb_sys::rb_float_value(v)) }
+}
+
+/// A Bignum's decimal digits (None for anything else).
+pub fn bignum_string(gvl: Gvl, v: VALUE) -> Option<String> {
+    if type_of(gvl, v) != ruby_value_type::RUBY_T_BIGNUM {
+        return None;
+    }
+    // SAFETY: GVL held; v is a Bignum (checked), which rb_big2str formats in base 10 without
+    // calling Ruby code (it only allocates the String).
+    let s = unsafe { rb_sys::rb_big2str(v, 10) };
+    to_string(gvl, s)
+}
+
+/// A walk's callback, and the feature and words the guard knows it by, for `walk_pair`.
+struct Walk<'a> {
+    feature: guard::Feature,
+    what: &'static str,
+    each: &'a mut dyn FnMut(VALUE, VALUE) -> bool,
+}
+
+/// The callback of both `rb_hash_foreach` and `rb_ivar_foreach` (an ID and an `st_data_t` are
+/// VALUE-sized integers, the same C type): one pair, for the Walk at `data`.
+unsafe extern "C" fn walk_pair(k: VALUE, v: VALUE, data: VALUE) -> c_int {
+    use rb_sys::st_retval::{ST_CONTINUE, ST_STOP};
+    // SAFETY: `data` is the Walk on `hash_each`'s or `ivar_each`'s frame, alive for the whole
+    // walk.
+    let walk = unsafe { &mut *(data as *mut Walk) };
+    let (go_on, stop) = (ST_CONTINUE as c_int, ST_STOP as c_int);
+    guard::run(walk.feature, walk.what, stop, || {
+        if (walk.each)(k, v) {
+            go_on
+        } else {
+            stop
+        }
+    })
+}
+
+/// Calls `each(key, value)` for the pairs of the Hash `v` until it returns false (nothing for
+/// anything else), protected. A panic in `each` ends the walk and turns `feature` off (`what`
+/// names it). `each` must not change the Hash.
+pub fn hash_each(
+    gvl: Gvl,
+    v: VALUE,
+    feature: guard::Feature,
+    what: &'static str,
+    each: &mut dyn FnMut(VALUE, VALUE) -> bool,
+) {
+    if type_of(gvl, v) != ruby_value_type::RUBY_T_HASH {
+        return;
+    }
+    let mut walk = Walk {
+        feature,
+        what,
+        each,
+    };
+    let data = &mut walk as *mut Walk as VALUE;
+    let _ = protect(gvl, || {
+        // SAFETY: GVL held (token); v is a Hash (checked); `walk_pair` has the callback's
+        // signature and `data` outlives the walk.
+        unsafe { rb_sys::rb_hash_foreach(v, Some(walk_pair), data) };
+        NIL
+    });
+}
+
+/// Calls `each(name, value)` for the instance variables of `v` (also internal ones) until it
+/// returns false. A panic in `each` ends the walk and turns `feature` off (`what` names it).
+/// `each` must not change the object.
+pub fn ivar_each(
+    _gvl: Gvl,
+    v: VALUE,
+    feature: guard::Feature,
+    what: &'static str,
+    each: &mut dyn FnMut(ID, VALUE) -> bool,
+) {
+    let mut walk = Walk {
+        feature,
+        what,
+        each,
+    };
+    // SAFETY: GVL held (token); v is a live object; `walk_pair` has the callback's signature
+    // and `data` outlives the walk.
+    unsafe { rb_sys::rb_ivar_foreach(v, Some(walk_pair), &mut walk as *mut Walk as VALUE) };
+}
+
 /// A Fixnum as i64.
 pub fn fixnum(v: VALUE) -> Option<i64> {
     if rb_sys::FIXNUM_P(v) {
@@ -295,7 +426,7 @@ pub fn is_singleton_class(gvl: Gvl, klass: VALUE) -> bool {
 pub fn attached_object(gvl: Gvl, singleton: VALUE) -> VALUE {
     static HAS_METHOD: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     let has = *HAS_METHOD.get_or_init(|| {
-        let sym = rb_sys::ID2SYM(intern(gvl, "attached_object"));
+        let sym = symbol(gvl, "attached_object");
         const_at(gvl, "Class")
             .and_then(|c| call(gvl, c, "method_defined?", &[sym]).ok())
             .map(truthy)
@@ -315,18 +446,6 @@ pub fn attached_object(gvl: Gvl, singleton: VALUE) -> VALUE {
 pub fn str_new(_gvl: Gvl, text: &str) -> VALUE {
     // SAFETY: GVL held; the pointer and length describe `text`, which Ruby copies.
     unsafe { rb_sys::rb_utf8_str_new(text.as_ptr() as *const _, text.len() as _) }
-}
-
-/// A new empty Array.
-pub fn array_new(_gvl: Gvl) -> VALUE {
-    // SAFETY: GVL held (token).
-    unsafe { rb_sys::rb_ary_new() }
-}
-
-/// Appends `v` to the Array `ary`.
-pub fn array_push(_gvl: Gvl, ary: VALUE, v: VALUE) {
-    // SAFETY: GVL held (token); callers pass an Array they made.
-    unsafe { rb_sys::rb_ary_push(ary, v) };
 }
 
 pub(crate) use raw::{

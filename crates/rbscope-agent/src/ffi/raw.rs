@@ -66,53 +66,46 @@ pub(crate) mod heap {
         /// static buffer the next call overwrites.
         #[cfg(ruby_gte_4_0)]
         pub(crate) fn rb_gc_object_metadata(obj: VALUE) -> *const MetadataEntry;
-        #[cfg(ruby_gte_3_2)]
-        pub(crate) fn rb_ivar_count(obj: VALUE) -> usize;
         pub(crate) fn rb_class_get_superclass(klass: VALUE) -> VALUE;
         pub(crate) fn rb_str_capacity(str: VALUE) -> usize;
-        #[cfg(ruby_gte_3_2)]
+    }
+
+    #[cfg(ruby_gte_3_2)]
+    extern "C" {
+        pub(crate) fn rb_ivar_count(obj: VALUE) -> usize;
         pub(crate) fn rb_enc_dummy_p(enc: *mut rb_sys::rb_encoding) -> c_int;
-        #[cfg(ruby_gte_3_2)]
         pub(crate) fn rb_st_table_size(tbl: *const c_void) -> usize;
-        // Shapes, 3.2 to 3.4 (shape.h): by `rb_shape_t *`.
-        #[cfg(all(ruby_gte_3_2, not(ruby_gte_4_0)))]
+    }
+
+    // Shapes, 3.2 to 3.4 (shape.h): by `rb_shape_t *`.
+    #[cfg(all(ruby_gte_3_2, not(ruby_gte_4_0)))]
+    extern "C" {
         pub(crate) fn rb_shape_get_shape_id(obj: VALUE) -> u32;
-        #[cfg(all(ruby_gte_3_2, not(ruby_gte_4_0)))]
         pub(crate) fn rb_shape_get_shape_by_id(id: u32) -> *const Shape;
-        #[cfg(all(ruby_gte_3_2, not(ruby_gte_4_0)))]
         pub(crate) fn rb_shape_obj_too_complex(obj: VALUE) -> bool;
-        #[cfg(all(ruby_gte_3_2, not(ruby_gte_4_0)))]
         pub(crate) fn rb_shape_each_shape(
             cb: unsafe extern "C" fn(*const Shape, *mut c_void),
             data: *mut c_void,
         );
-        #[cfg(all(ruby_gte_3_2, not(ruby_gte_4_0)))]
         pub(crate) fn rb_shape_id(shape: *const Shape) -> u32;
-        #[cfg(all(ruby_gte_3_2, not(ruby_gte_4_0)))]
         pub(crate) fn rb_shape_depth(shape: *const Shape) -> usize;
-        #[cfg(all(ruby_gte_3_2, not(ruby_gte_4_0)))]
         pub(crate) fn rb_shape_edges_count(shape: *const Shape) -> usize;
-        #[cfg(all(ruby_gte_3_2, not(ruby_gte_4_0)))]
         pub(crate) fn rb_shape_memsize(shape: *const Shape) -> usize;
-        // Shapes, 4.0: by shape_id_t; the shapes themselves are in `rb_shape_tree.shape_list`.
-        #[cfg(ruby_gte_4_0)]
+    }
+
+    // Shapes, 4.0: by shape_id_t; the shapes themselves are in `rb_shape_tree.shape_list`.
+    #[cfg(ruby_gte_4_0)]
+    extern "C" {
         pub(crate) fn rb_obj_shape_id(obj: VALUE) -> u32;
-        #[cfg(ruby_gte_4_0)]
         pub(crate) fn rb_shape_each_shape_id(
             cb: unsafe extern "C" fn(u32, *mut c_void),
             data: *mut c_void,
         );
-        #[cfg(ruby_gte_4_0)]
         pub(crate) fn rb_shape_depth(id: u32) -> usize;
-        #[cfg(ruby_gte_4_0)]
         pub(crate) fn rb_shape_edges_count(id: u32) -> usize;
-        #[cfg(ruby_gte_4_0)]
         pub(crate) fn rb_shape_memsize(id: u32) -> usize;
-        #[cfg(ruby_gte_4_0)]
         pub(crate) static rb_shape_tree: ShapeTree;
-        #[cfg(ruby_gte_4_0)]
         pub(crate) fn rb_class_variation_count(klass: VALUE) -> u8;
-        #[cfg(ruby_gte_4_0)]
         pub(crate) fn rb_class_singleton_p(klass: VALUE) -> VALUE;
     }
 

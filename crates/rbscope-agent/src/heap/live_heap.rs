@@ -9,19 +9,14 @@
 //! to the final name only when complete, reports on a pipe and leaves with `_exit`: no at_exit
 //! handler, finalizer or IO buffer of the app runs in it. The client's connection thread reads
 //! the pipe and reaps the child. The steps that need no VM (files, pipe, the child's setup,
-//! report and reaping, the answers) are `rbscope_agent_core::agent::heap_job`'s.
+//! report and reaping, the order of the steps, the answers) are
+//! `rbscope_agent_core::agent::heap_job`'s.
 
 use crate::ffi::{self, Gvl};
 use crate::heap::heap_walk;
-use rbscope_agent_core::agent::heap_job::{self, answer, Forked};
+use rbscope_agent_core::agent::heap_job::{self, DumpTo, Forked};
 pub use rbscope_agent_core::agent::heap_job::{Job, Outcome};
-use rbscope_heap::walk::child::Report;
-use rbscope_heap::walk::target;
-use rbscope_heap::walk::Written;
 use rbscope_proto::{AgentMessage, HeapCensus, HeapDumpRequest};
-use std::fs::File;
-use std::io::Write;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -38,104 +33,14 @@ pub fn run(gvl: Gvl, job: Job) -> Outcome {
     }
 }
 
-fn error(msg: String) -> Outcome {
-    Outcome::Done(AgentMessage::Error(msg))
-}
-
 fn dump(gvl: Gvl, req: &HeapDumpRequest) -> Outcome {
-    let started = Instant::now();
-    let path = match heap_job::target_path(req) {
-        Ok(p) => p,
-        Err(e) => return error(e),
+    // In the forked child the walk runs alone: a copy of the heap, GVL held.
+    let walk = |to: DumpTo| match to {
+        DumpTo::Stream(out) => heap_walk::dump(gvl, out),
+        DumpTo::Overlapped(file) => heap_walk::dump_overlapped(gvl, file),
     };
-    let partial = target::partial_path(&path, std::process::id());
-    let file = match heap_job::create_partial(&partial) {
-        Ok(f) => f,
-        Err(e) => return error(heap_job::cannot_open(&path, &e)),
-    };
-    let mut gc_us = 0;
-    if req.gc {
-        let t = Instant::now();
-        ffi::heap::gc_start(gvl);
-        gc_us = t.elapsed().as_micros() as u64;
-    }
-    ffi::heap::prepare(gvl);
-    if req.in_process {
-        let t = Instant::now();
-        let report = write_dump(gvl, file, &partial, &path, req.gzip, false);
-        let pause_us = t.elapsed().as_micros() as u64 + gc_us;
-        let total_us = started.elapsed().as_micros() as u64;
-        return Outcome::Done(answer(report, &path, pause_us, gc_us, total_us, false));
-    }
-    let (read_end, write_end) = match heap_job::report_pipe() {
-        Ok(ends) => ends,
-        Err(e) => {
-            let _ = std::fs::remove_file(&partial);
-            return error(heap_job::cannot_pipe(&e));
-        }
-    };
-    let t = Instant::now();
-    // SAFETY: fork with the GVL held: the child continues as a copy with only this thread,
-    // which holds the GVL there too; it runs no Ruby code and leaves with _exit.
-    let pid = unsafe { libc::fork() };
-    let pause_us = t.elapsed().as_micros() as u64 + gc_us;
-    match pid {
-        -1 => {
-            let e = std::io::Error::last_os_error();
-            drop(file);
-            let _ = std::fs::remove_file(&partial);
-            error(heap_job::cannot_fork(&e))
-        }
-        0 => {
-            drop(read_end);
-            heap_job::child_setup();
-            let report = write_dump(gvl, file, &partial, &path, req.gzip, true);
-            heap_job::child_exit(write_end, &report)
-        }
-        child_pid => {
-            drop(write_end);
-            drop(file);
-            Outcome::Forked(Forked {
-                pid: child_pid,
-                status: read_end,
-                path,
-                partial,
-                pause_us,
-                gc_us,
-                started,
-            })
-        }
-    }
-}
-
-/// Writes the heap into `file` (at `partial`) and gives it its final name; on any failure the
-/// partial file is removed. GVL held. In the forked child (`forked`) an uncompressed dump is
-/// written by a second thread while the walk goes on (`rbscope_heap::walk::overlap`).
-fn write_dump(
-    gvl: Gvl,
-    file: File,
-    partial: &Path,
-    path: &Path,
-    gzip: bool,
-    forked: bool,
-) -> Report {
-    let result = (|| -> std::io::Result<(Written, u64)> {
-        let mut file = file;
-        let written = if gzip {
-            let mut gz = flate2::write::GzEncoder::new(&mut file, flate2::Compression::fast());
-            let w = heap_walk::dump(gvl, &mut gz)?;
-            gz.finish()?;
-            w
-        } else if forked {
-            heap_walk::dump_overlapped(gvl, file.try_clone()?)?
-        } else {
-            heap_walk::dump(gvl, &mut file)?
-        };
-        file.flush()?;
-        let bytes = file.metadata()?.len();
-        Ok((written, bytes))
-    })();
-    heap_job::publish(result, partial, path)
+    let gc = || ffi::heap::gc_start(gvl);
+    heap_job::dump(req, gc, || ffi::heap::prepare(gvl), walk)
 }
 
 /// The heap census: objects by type, and instances of the classes under `names`.

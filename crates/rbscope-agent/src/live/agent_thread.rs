@@ -24,25 +24,14 @@
 use crate::ffi::guard::{self, Feature};
 use crate::ffi::live::{self as rb, VALUE};
 use crate::ffi::{self, Gvl, NIL};
-use crate::heap::live_heap::{Job, Outcome};
 use crate::live;
+use rbscope_agent_core::agent::handler::late;
 use rbscope_agent_core::control::{self, Inbox};
 use std::ffi::c_void;
 use std::sync::mpsc::SyncSender;
 use std::time::Instant;
 
-/// Work for the agent thread (the heap jobs are the agent's own kind).
-pub type Work = control::Work<HeapWork>;
-/// Where the control thread hands work over.
-pub type WorkQueue = control::WorkQueue<HeapWork>;
-
-/// A heap job (dump, census, allocation tracing); the answer goes to `reply` unless `deadline`
-/// passed (then nothing is done).
-pub struct HeapWork {
-    pub job: Job,
-    pub deadline: Instant,
-    pub reply: SyncSender<Outcome>,
-}
+pub use rbscope_agent_core::agent::handler::{HeapWork, Work, WorkQueue};
 
 /// Requests waiting at most; more are refused as busy.
 const QUEUE: usize = 8;
@@ -130,7 +119,7 @@ unsafe fn agent_loop(data: *mut c_void) -> VALUE {
             // Killed (program exit, Thread#kill) or raised into: end quietly.
             break;
         }
-        if late(&work) {
+        if work.as_ref().is_some_and(|w| late(w, Instant::now())) {
             continue;
         }
         match work {
@@ -187,18 +176,6 @@ unsafe fn agent_loop(data: *mut c_void) -> VALUE {
     // SAFETY: `data` is the Box leaked by `start`, owned by this thread, which ends here.
     drop(unsafe { Box::from_raw(parts) });
     NIL
-}
-
-/// Whether `work` is past its deadline: then it is dropped, not done late (its reply goes
-/// unanswered).
-fn late(work: &Option<Work>) -> bool {
-    match work {
-        Some(Work::Stacks { deadline, .. })
-        | Some(Work::Attach { deadline, .. })
-        | Some(Work::Memory { deadline, .. })
-        | Some(Work::Heap(HeapWork { deadline, .. })) => Instant::now() > *deadline,
-        _ => false,
-    }
 }
 
 /// Runs `f` guarded as `what` and sends its answer on `reply` (a client that gave up is no

@@ -29,20 +29,17 @@ fn pairs(gvl: Gvl, hash: VALUE) -> Vec<(String, i64)> {
 
 pub fn read(gvl: Gvl) -> AgentMessage {
     let started = Instant::now();
-    let gc = ffi::const_at(gvl, "GC")
-        .and_then(|g| ffi::call(gvl, g, "stat", &[]).ok())
+    let gc = ffi::call_const(gvl, "GC", "stat")
         .map(|h| pairs(gvl, h))
         .unwrap_or_default();
-    let objects = ffi::const_at(gvl, "ObjectSpace")
-        .and_then(|o| ffi::call(gvl, o, "count_objects", &[]).ok())
+    let objects = ffi::call_const(gvl, "ObjectSpace", "count_objects")
         .map(|h| pairs(gvl, h))
         .unwrap_or_default();
     let constants = ffi::const_at(gvl, "GC::INTERNAL_CONSTANTS")
         .map(|h| pairs(gvl, h))
         .unwrap_or_default();
     let heap_page_bytes = host::heap_page_bytes(&constants);
-    let threads = ffi::const_at(gvl, "Thread")
-        .and_then(|t| ffi::call(gvl, t, "list", &[]).ok())
+    let threads = ffi::call_const(gvl, "Thread", "list")
         .map(|l| ffi::array_items(gvl, l).len() as u64)
         .unwrap_or(0);
     if gc.is_empty() {

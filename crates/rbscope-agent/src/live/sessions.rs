@@ -6,10 +6,11 @@
 //! each session keeps (classes its method names refer to, threads, TracePoints), so no address
 //! a session knows can be reused while it lives.
 
+use crate::ffi::capture::RubyBuild;
 use crate::ffi::guard::{self, Feature};
 use crate::ffi::live::{self as rb, VALUE};
 use crate::ffi::marker::MarkerType;
-use crate::ffi::{self, Gvl, NIL};
+use crate::ffi::{self, Gvl};
 use crate::live::trace_hooks::Installed;
 use crate::live::trace_session::{self as ts, method_label, Session};
 use crate::live::trace_values;
@@ -40,7 +41,7 @@ unsafe extern "C" fn mark_live(_data: *mut std::ffi::c_void) {
                 st.each_kept(|v| {
                     // SAFETY: this is the marker's mark function, run by the GC in its mark
                     // phase; `v` is kept by the session, so it has not been freed.
-                    unsafe { rb::gc_mark(v) }
+                    unsafe { ffi::gc_mark(v) }
                 })
             });
         }
@@ -98,28 +99,8 @@ fn install(gvl: Gvl, session: &Arc<Session>, plan: &Plan) -> Result<Installing, 
     let mut waiting = Vec::new();
     if !plan.selectors.is_empty() {
         let live = ffi::const_at(gvl, "Rbscope::Live").ok_or(ffi::LIVE_NOT_LOADED)?;
-        let list = ffi::array_new(gvl);
+        let list = plan.selector_list(&RubyBuild(gvl));
         let flag = |b: bool| if b { ffi::TRUE } else { ffi::FALSE };
-        for (i, s) in plan.selectors.iter().enumerate() {
-            let args = ffi::array_new(gvl);
-            for name in s.arg_names() {
-                ffi::array_push(gvl, args, ffi::str_new(gvl, name));
-            }
-            let opt = |v: &Option<String>| v.as_deref().map_or(NIL, |s| ffi::str_new(gvl, s));
-            let entry = ffi::array_new(gvl);
-            for v in [
-                rb::long(gvl, i as i64),
-                ffi::str_new(gvl, &s.describe()),
-                opt(&s.owner),
-                ffi::str_new(gvl, s.kind.name()),
-                opt(&s.method),
-                args,
-                flag(s.optional),
-            ] {
-                ffi::array_push(gvl, entry, v);
-            }
-            ffi::array_push(gvl, list, entry);
-        }
         let answer = ffi::call(
             gvl,
             live,
@@ -251,7 +232,7 @@ pub fn hook_method(
         .iter()
         .map(|c| trace_values::compile(gvl, c))
         .collect();
-    let label = method_label(gvl, owner, rb::symbol(gvl, name));
+    let label = method_label(gvl, owner, ffi::symbol(gvl, name));
     let l = label.clone();
     update(gvl, id, move |installed, gvl, s| {
         installed.method(gvl, s, um, l, filter, captures)

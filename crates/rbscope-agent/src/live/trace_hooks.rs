@@ -151,16 +151,20 @@ unsafe fn target_event<'a>(
     Some((target, held, t0))
 }
 
-unsafe extern "C" fn on_target_call(tp: VALUE, data: *mut c_void) {
+/// A target's hook: one TracePoint for calls (`IS_CALL`) and one for returns, so neither hook
+/// has to ask which event it is.
+unsafe extern "C" fn on_target<const IS_CALL: bool>(tp: VALUE, data: *mut c_void) {
     guard::run_hot(Feature::Trace, "the trace hook", (), || {
         // SAFETY: Ruby calls TracePoint hooks on a Ruby thread holding the GVL.
         let gvl = unsafe { Gvl::assume() };
         // SAFETY: the hook's data and TracePoint, as `target_event` requires.
-        let Some((target, _held, t0)) = (unsafe { target_event(gvl, tp, data, true) }) else {
+        let Some((target, _held, t0)) = (unsafe { target_event(gvl, tp, data, IS_CALL) }) else {
             return;
         };
         let session = &target.session;
-        if target.captures.is_empty() {
+        if !IS_CALL {
+            ts::ret(session, gvl, target.method, t0);
+        } else if target.captures.is_empty() {
             ts::call(session, gvl, target.method, t0, &[], 0);
         } else {
             // SAFETY: inside `tp`'s call hook (the caller's promise), so its trace argument is the
@@ -175,18 +179,6 @@ unsafe extern "C" fn on_target_call(tp: VALUE, data: *mut c_void) {
             let extra = session.clock.now().saturating_sub(t0);
             ts::call(session, gvl, target.method, t0, &pairs, extra);
         }
-    })
-}
-
-unsafe extern "C" fn on_target_return(tp: VALUE, data: *mut c_void) {
-    guard::run_hot(Feature::Trace, "the trace hook", (), || {
-        // SAFETY: Ruby calls TracePoint hooks on a Ruby thread holding the GVL.
-        let gvl = unsafe { Gvl::assume() };
-        // SAFETY: the hook's data and TracePoint, as `target_event` requires.
-        let Some((target, _held, t0)) = (unsafe { target_event(gvl, tp, data, false) }) else {
-            return;
-        };
-        ts::ret(&target.session, gvl, target.method, t0);
     })
 }
 
@@ -277,10 +269,8 @@ impl Installed {
             st.keep(um);
             st.keep(hash);
         });
-        // One TracePoint for calls and one for returns, so neither hook has to ask which
-        // event it is.
         let hooks: [(_, rb::TracePointHook); 2] =
-            [(CALL, on_target_call), (RETURN, on_target_return)];
+            [(CALL, on_target::<true>), (RETURN, on_target::<false>)];
         for (event, hook) in hooks {
             // SAFETY: `data` is a Target kept in `self.targets` until `remove` has disabled
             // this TracePoint (and by any hook still running, see `hold`).

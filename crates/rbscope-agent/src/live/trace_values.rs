@@ -7,6 +7,7 @@
 //! an app's `inspect` that is slow, huge or broken cannot hurt; how much is shown and how it
 //! is cut is `rbscope_trace::values`.
 
+use crate::ffi::guard::Feature;
 use crate::ffi::live::{self as rb, rb_trace_arg_t, ruby_value_type as T, CaptureRoot, ID, VALUE};
 use crate::ffi::{self, Gvl};
 use rbscope_trace::selector::{Capture, Root};
@@ -23,7 +24,7 @@ pub fn compile(gvl: Gvl, c: &Capture) -> Compiled {
     let root = match &c.root {
         Root::SelfValue => CaptureRoot::SelfValue,
         Root::Ivar(name) => CaptureRoot::Ivar(ffi::intern(gvl, name)),
-        Root::Arg(name) => CaptureRoot::Arg(rb::symbol(gvl, name)),
+        Root::Arg(name) => CaptureRoot::Arg(ffi::symbol(gvl, name)),
     };
     Compiled {
         text: c.text.clone(),
@@ -84,9 +85,9 @@ fn show(gvl: Gvl, v: VALUE, out: &mut String, depth: u8) {
             let _ = write!(out, "{}", ffi::fixnum(v).unwrap_or(0));
         }
         T::RUBY_T_FLOAT => {
-            let _ = write!(out, "{:?}", rb::float(gvl, v).unwrap_or(0.0));
+            let _ = write!(out, "{:?}", ffi::float_value(gvl, v).unwrap_or(0.0));
         }
-        T::RUBY_T_BIGNUM => out.push_str(&rb::bignum_text(gvl, v).unwrap_or_default()),
+        T::RUBY_T_BIGNUM => out.push_str(&ffi::bignum_string(gvl, v).unwrap_or_default()),
         T::RUBY_T_SYMBOL => {
             out.push(':');
             out.push_str(&ffi::symbol_name(gvl, v).unwrap_or_default());
@@ -96,13 +97,14 @@ fn show(gvl: Gvl, v: VALUE, out: &mut String, depth: u8) {
         T::RUBY_T_STRING => values::string(out, unsafe { ffi::str_bytes(v) }),
         T::RUBY_T_CLASS | T::RUBY_T_MODULE => out.push_str(&ffi::class_path(gvl, v)),
         T::RUBY_T_ARRAY if depth > 0 => {
-            let len = rb::array_len(gvl, v);
+            let len = ffi::array_len(gvl, v);
             out.push('[');
             for i in 0..len.min(ITEMS) {
                 if i > 0 {
                     out.push_str(", ");
                 }
-                show(gvl, rb::array_entry(gvl, v, i), out, depth - 1);
+                let item = ffi::array_at(gvl, v, i).unwrap_or(ffi::NIL);
+                show(gvl, item, out, depth - 1);
             }
             values::more(out, len, ITEMS);
             out.push(']');
@@ -110,7 +112,8 @@ fn show(gvl: Gvl, v: VALUE, out: &mut String, depth: u8) {
         T::RUBY_T_HASH if depth > 0 => {
             out.push('{');
             let mut pairs = Pairs::hash();
-            rb::hash_each(gvl, v, "reading a traced hash", &mut |k, v| {
+            let what = "reading a traced hash";
+            ffi::hash_each(gvl, v, Feature::Trace, what, &mut |k, v| {
                 if !pairs.next(out) {
                     return false;
                 }
@@ -126,7 +129,8 @@ fn show(gvl: Gvl, v: VALUE, out: &mut String, depth: u8) {
             let _ = write!(out, "#<{}", ffi::class_name_of(gvl, v));
             if depth > 0 && kind == T::RUBY_T_OBJECT {
                 let mut ivars = Pairs::ivars();
-                rb::ivar_each(gvl, v, "reading traced instance variables", &mut |id, v| {
+                let what = "reading traced instance variables";
+                ffi::ivar_each(gvl, v, Feature::Trace, what, &mut |id, v| {
                     if !ivars.next(out) {
                         return false;
                     }
