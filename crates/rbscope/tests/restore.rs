@@ -96,8 +96,8 @@ checks = {{
   time: l[:when_] == Time.at(1_700_000_000).utc,
   float: l[:discount] == 0.1,
   proc_stand_in: l[:callback].is_a?(Rbscope::Restored::Callable) && l[:callback].source_location[1] == 11,
-  missing_class: Rbscope::Restored::Missing === l[:other] && l[:other].__class_name__ == "NotInModel" &&
-                 l[:other].__ivars__["@note"] == "only in the app",
+  missing_class: l[:other].class.name == "NotInModel" && l[:other].class.is_a?(Rbscope::Restored::StandIn) &&
+                 l[:other].note == "only in the app",
   anonymous: Rbscope::Restored::Missing === l[:anon],
   opaque: l[:io].is_a?(Rbscope::Restored::Opaque),
   frozen_literal_kept: true,

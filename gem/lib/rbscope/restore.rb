@@ -6,6 +6,7 @@ require "json"
 require "set"
 require_relative "version"
 require_relative "restored"
+require_relative "frame_scope"
 
 require_relative "native_loader"
 if (problem = Rbscope::NativeLoader.load)
@@ -31,10 +32,6 @@ module Rbscope
                       keyword_init: true)
 
     CONSTANT_PATH = /\A(?:::)?[A-Z]\w*(?:::[A-Z]\w*)*\z/.freeze
-
-    # A method that returns a fresh binding (no locals) for whatever object it is bound to,
-    # stand-ins (BasicObjects, without Kernel#binding) included.
-    BINDER = Module.new { def __rbscope_binding__ = ::Kernel.binding }.instance_method(:__rbscope_binding__)
 
     attr_reader :frames, :info
     attr_accessor :current
@@ -63,6 +60,7 @@ module Rbscope
       raise "rbscope: snapshot format #{version} is newer than this rbscope; upgrade the gem" if version.to_i > 1
 
       @objects = objects
+      Restored::StandIn.define(objects)
       @built = Array.new(objects.size)
       @deferred = {}
       objects.each_with_index { |o, i| @built[i] = shell(o, i) }
@@ -84,10 +82,12 @@ module Rbscope
       @current = 0
     end
 
-    # A Binding whose self is the frame's self and whose locals are the frame's locals.
+    # A Binding whose self is the frame's self and whose locals are the frame's locals, in the
+    # frame's lexical scope (its class and module nesting) and method (FrameScope).
     def binding_for(index)
       frame = @frames.fetch(index)
-      b = BINDER.bind_call(frame.self_object)
+      nesting = FrameScope.nesting(frame.label, frame.self_object)
+      b = FrameScope.binding_for(frame.self_object, nesting, frame.method_name, frame.path, frame.lineno)
       frame.locals.each do |name, v|
         b.local_variable_set(name, v)
       rescue NameError

@@ -35,6 +35,145 @@ module Rbscope
       def respond_to_missing?(*) = false
     end
 
+    # What a restore defines under an app's names when the app's own class or module is not
+    # loaded in the restoring process (a script's snapshot restored without `-r`): a class with
+    # the app's name, so `self.class.name`, struct members and instance variable readers work.
+    # Each is extended with StandIn (`Shop::Cart.is_a?(Rbscope::Restored::StandIn)`), says so
+    # in its inspect, and answers the app's other methods with a NoMethodError that says why.
+    # Nothing is defined under a name that already exists: a loaded app gives real instances.
+    module StandIn
+      NOTE = "restored stand-in: class not loaded here"
+
+      def inspect = "#{name} (#{NOTE})"
+
+      # Included in stand-in classes (not exceptions, which keep Exception's own behaviour).
+      module Instance
+        def inspect
+          klass = Kernel.instance_method(:class).bind_call(self)
+          if is_a?(Struct)
+            fields = each_pair.map { |k, v| "#{k}=#{(v.inspect rescue '?')}" }.join(", ") # rubocop:disable Style/RescueModifier
+            "#<struct #{klass.name} (#{NOTE}) #{fields}>"
+          else
+            ivars = instance_variables.map do |k|
+              " #{k}=#{(instance_variable_get(k).inspect rescue '?')}" # rubocop:disable Style/RescueModifier
+            end
+            "#<#{klass.name} (#{NOTE})#{ivars.join(',')}>"
+          end
+        end
+        alias to_s inspect
+
+        def pretty_print(q) = q.text(inspect)
+
+        def method_missing(name, *)
+          klass = Kernel.instance_method(:class).bind_call(self)
+          error = ::NoMethodError.new(
+            "undefined method '#{name}' for a restored stand-in of #{klass.name} (the app's class is not loaded " \
+            "in this process: restore with -r to load it)", name
+          )
+          error.set_backtrace(caller(1)) # raised where it was called, not here
+          ::Kernel.raise error
+        end
+
+        def respond_to_missing?(*) = false
+      end
+
+      SEGMENT = /\A[A-Z]\w*\z/.freeze
+      IVAR = /\A@[a-z_][A-Za-z0-9_]*\z/.freeze
+
+      class << self
+        # Defines stand-ins for the classes and modules that `objects` (a snapshot's array form)
+        # name and that are not defined here: found by constant lookup only, made with
+        # Class.new/Module.new/Struct.new, never from stored text. Returns the names defined.
+        def define(objects)
+          wanted = {}
+          objects.each { |o| note(wanted, o) }
+          defined = []
+          wanted.keys.sort_by { |n| n.count(":") }.each do |name|
+            defined << name if define_one(name, wanted)
+          end
+          defined
+        end
+
+        private
+
+        def note(wanted, o)
+          kind, class_name, _frozen, ivars, *data = o
+          case kind.to_s
+          when "object" then want(wanted, class_name, :class)&.tap { |w| ivars.each_slice(2) { |n, _| w[:ivars] << n } }
+          when "struct" then want(wanted, class_name, :struct)&.tap { |w| w[:members] ||= data[0].each_slice(2).map(&:first) }
+          when "exception" then want(wanted, class_name, :exception)
+          when "module" then want(wanted, data[0], class_name == "Class" ? :class : :module)
+          end
+        end
+
+        def want(wanted, name, kind)
+          return nil unless name.is_a?(String) && Rbscope::Restore::CONSTANT_PATH.match?(name)
+
+          wanted[name.delete_prefix("::")] ||= { kind: kind, ivars: [] }
+        end
+
+        # Walks the path from Object; defines what is missing (intermediate names as modules).
+        def define_one(name, wanted)
+          outer = Object
+          parts = name.split("::")
+          parts.each_with_index do |part, i|
+            return false unless SEGMENT.match?(part)
+
+            if (found = existing(outer, part))
+              return false unless found.is_a?(Module)
+
+              outer = found
+              next
+            end
+            spec = i == parts.size - 1 ? wanted[name] : { kind: :module }
+            made = make(spec)
+            outer.const_set(part, made)
+            outer = made
+          end
+          true
+        rescue NameError, ArgumentError, TypeError, LoadError
+          false
+        end
+
+        # The constant when it is defined, or can be loaded (an autoload, or an autoloader's
+        # const_missing, as in Rails' classic autoloader); else nil.
+        def existing(outer, part)
+          outer.const_get(part, false)
+        rescue NameError
+          nil
+        end
+
+        def make(spec)
+          klass =
+            case spec[:kind]
+            when :module then Module.new
+            when :exception then Class.new(StandardError)
+            when :struct
+              members = Array(spec[:members]).map(&:to_sym)
+              members.empty? ? Class.new : Struct.new(*members)
+            else Class.new
+            end
+          klass.extend(StandIn)
+          if klass.is_a?(Class) && spec[:kind] != :exception
+            klass.include(Instance)
+            readers(klass, spec[:ivars])
+          end
+          klass
+        end
+
+        def readers(klass, ivars)
+          ivars.uniq.each do |ivar|
+            next unless IVAR.match?(ivar)
+
+            reader = ivar.delete_prefix("@").to_sym
+            next if klass.method_defined?(reader) || klass.private_method_defined?(reader)
+
+            klass.send(:attr_reader, reader)
+          end
+        end
+      end
+    end
+
     # A proc, lambda or method: its code is never stored or run.
     class Callable
       attr_reader :class_name, :source_location, :arity
