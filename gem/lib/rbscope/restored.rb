@@ -87,32 +87,46 @@ module Rbscope
         def define(objects)
           wanted = {}
           objects.each { |o| note(wanted, o) }
-          defined = []
-          wanted.keys.sort_by { |n| n.count(":") }.each do |name|
-            defined << name if define_one(name, wanted)
-          end
-          defined
+          wanted.compact!
+          wanted.transform_keys! { |name| name.delete_prefix("::") }
+          wanted.keys.sort_by { |n| n.count(":") }.select { |name| define_one(name, wanted) }
         end
 
         private
 
         def note(wanted, o)
-          kind, class_name, _frozen, ivars, *data = o
-          case kind.to_s
-          when "object" then want(wanted, class_name, :class)&.tap { |w| ivars.each_slice(2) { |n, _| w[:ivars] << n } }
-          when "struct" then want(wanted, class_name, :struct)&.tap { |w| w[:members] ||= data[0].each_slice(2).map(&:first) }
-          when "exception" then want(wanted, class_name, :exception)
-          when "module" then want(wanted, data[0], class_name == "Class" ? :class : :module)
+          case o[0]
+          when :string, :array, :hash then nil
+          when :object
+            w = want(wanted, o[1], :class) or return
+            ivars = o[3]
+            (0...ivars.size).step(2) { |i| w[:ivars][ivars[i]] = true }
+          when :struct
+            w = want(wanted, o[1], :struct) or return
+            w[:members] ||= o[4].each_slice(2).map(&:first)
+          when :exception then want(wanted, o[1], :exception)
+          else
+            # By name: the native side's :module is not always the literal's symbol.
+            want(wanted, o[4], o[1] == "Class" ? :class : :module) if o[0].to_s == "module"
           end
         end
 
+        # The entry for `name`; nil (remembered) for a name that is not a constant path or is
+        # defined here.
         def want(wanted, name, kind)
-          return nil unless name.is_a?(String) && Rbscope::Restore::CONSTANT_PATH.match?(name)
+          return wanted[name] if wanted.key?(name)
 
-          wanted[name.delete_prefix("::")] ||= { kind: kind, ivars: [] }
+          wanted[name] = missing?(name) ? { kind: kind, ivars: {} } : nil
         end
 
-        # Walks the path from Object; defines what is missing (intermediate names as modules).
+        def missing?(name)
+          name.is_a?(String) && Rbscope::Restore::CONSTANT_PATH.match?(name) && !Object.const_defined?(name)
+        rescue NameError, TypeError
+          false
+        end
+
+        # Walks the path from Object and defines what is missing (intermediate names as
+        # modules); true when it defined the name itself.
         def define_one(name, wanted)
           outer = Object
           parts = name.split("::")
@@ -125,12 +139,13 @@ module Rbscope
               outer = found
               next
             end
-            spec = i == parts.size - 1 ? wanted[name] : { kind: :module }
-            made = make(spec)
+            made = make(i == parts.size - 1 ? wanted[name] : { kind: :module })
             outer.const_set(part, made)
+            return true if i == parts.size - 1
+
             outer = made
           end
-          true
+          false
         rescue NameError, ArgumentError, TypeError, LoadError
           false
         end
@@ -156,13 +171,13 @@ module Rbscope
           klass.extend(StandIn)
           if klass.is_a?(Class) && spec[:kind] != :exception
             klass.include(Instance)
-            readers(klass, spec[:ivars])
+            readers(klass, spec[:ivars].keys)
           end
           klass
         end
 
         def readers(klass, ivars)
-          ivars.uniq.each do |ivar|
+          ivars.each do |ivar|
             next unless IVAR.match?(ivar)
 
             reader = ivar.delete_prefix("@").to_sym
