@@ -133,10 +133,14 @@ fn the_failing_line_reruns_in_the_frames_own_scope() {
     let from: Vec<&str> = text.lines().filter(|l| l.starts_with("\tfrom ")).collect();
     assert_eq!(from.len(), 2, "{text}");
     assert!(
-        from[0].contains("model.rb:16") && from[1].ends_with(&format!("model.rb:12{}", in_label("Shop::Cart#check!"))),
+        from[0].contains("model.rb:16")
+            && from[1].ends_with(&format!("model.rb:12{}", in_label("Shop::Cart#check!"))),
         "{from:?}"
     );
-    let undefined = format!("model.rb:12{}: undefined local variable or method", in_label("Shop::Cart#check!"));
+    let undefined = format!(
+        "model.rb:12{}: undefined local variable or method",
+        in_label("Shop::Cart#check!")
+    );
     assert!(text.contains(&undefined), "{text}");
     assert_no_internals(&text);
     // The class method's frame: its module's scope, its method, its line.

@@ -29,7 +29,7 @@ module Rbscope
             @binding.local_variable_set(:_, nil)
           end
           @frame = frame
-          @path = frame.path.to_s
+          @path = FrameScope.file(frame.path)
           @lineno = Integer(frame.lineno || 1)
           # How Ruby names the input's frame in a backtrace (`in 'block (3 levels) in ...'`),
           # to find it and name it as the frame is.

@@ -33,8 +33,8 @@ module Rbscope
         # method named `method_name` (nil: in no method, like `<main>`), at `path`:`lineno`
         # (what `Binding#source_location` answers).
         def binding_for(self_object, nesting, method_name, path, lineno)
-          Thread.current[KEY] = { self: self_object, nesting: nesting, at: -1, method: method_name&.to_sym,
-                                  where: [path.to_s, Integer(lineno || 1)] }
+          Thread.current[KEY] = { self: self_object, nesting: nesting, at: -1, method: symbol(method_name),
+                                  where: [file(path), Integer(lineno || 1)] }
           START.call
         ensure
           Thread.current[KEY] = nil
@@ -44,13 +44,22 @@ module Rbscope
         # snapshot stores about the frame (its label, naming the method's owner, and its self),
         # found by constant lookup only. The top level (Object) is left out, as Ruby does.
         def nesting(label, self_object)
-          m = OWNER.match(label.to_s)
+          label = label.to_s
+          return [] unless label.valid_encoding?
+
+          m = OWNER.match(label)
           path = m && (m[:refined_in] || m[:owner])
           # Code in a class or module body runs with that class as self.
           path = Module === self_object ? module_name(self_object) : nil if body?(label)
           return [] unless path
 
           resolve(path)
+        end
+
+        # The frame's path as Ruby takes a file name for code it evaluates.
+        def file(path)
+          path = path.to_s
+          path.include?("\0") ? "(restored frame)" : path
         end
 
         # [A, A::B, A::B::C] for "A::B::C", as far as each is a module defined here.
@@ -91,6 +100,11 @@ module Rbscope
         end
 
         private
+
+        def symbol(name)
+          name = name.to_s
+          name.to_sym unless name.empty? || !name.valid_encoding?
+        end
 
         def body?(label) = label.to_s.match?(/#<(?:class|module):/)
 
