@@ -17,7 +17,8 @@ module Rbscope
   # Rebuilding a stored snapshot as Ruby objects, and a console "back in the frame".
   #
   # Safety: nothing stored in a snapshot is evaluated. Classes are found by constant lookup
-  # only (a name that is not a plain constant path, or not defined here, gives a stand-in);
+  # only (a name that is not a plain constant path gives a stand-in object; a path not defined
+  # here, a stand-in class made with Class.new and set under that path: Restored::StandIn);
   # objects are allocated without running `initialize`; procs, methods and opaque values come
   # back as stand-ins. The native side refuses a snapshot that is not signed with the store's
   # key unless `trust: true`.
