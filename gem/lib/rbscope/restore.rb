@@ -26,8 +26,9 @@ module Rbscope
       def to_s = "#{label}  #{path}:#{lineno}"
     end
 
-    # What `snapshot` shows in the console.
-    Info = Struct.new(:id, :exception_class, :message, :causes, :context, :frame,
+    # What `snapshot` shows in the console. `cut_values` lists the values a capture limit cut
+    # (Restored::CutValue: where, value, reason).
+    Info = Struct.new(:id, :exception_class, :message, :causes, :context, :frame, :cut_values,
                       keyword_init: true)
 
     CONSTANT_PATH = /\A(?:::)?[A-Z]\w*(?:::[A-Z]\w*)*\z/.freeze
@@ -35,8 +36,10 @@ module Rbscope
     # A method that returns a fresh binding (no locals) for whatever object it is bound to,
     # stand-ins (BasicObjects, without Kernel#binding) included.
     BINDER = Module.new { def __rbscope_binding__ = ::Kernel.binding }.instance_method(:__rbscope_binding__)
+    EXTEND = Module.instance_method(:extend_object)
+    FROZEN = Kernel.instance_method(:frozen?)
 
-    attr_reader :frames, :info
+    attr_reader :frames, :info, :cut_values
     attr_accessor :current
 
     # Loads snapshot `id` from `store` (default: RBSCOPE_STORE or the per-user store).
@@ -52,35 +55,44 @@ module Rbscope
       new(Rbscope::Native.snapshot_data(store, id, Args.flag("Rbscope.restore(trust:)", trust)))
     end
 
-    # `data` is the native extension's array form of a snapshot (restore_data.rs):
-    #   [format_version, id, [class, message, causes], frames, objects, context_json]
+    # `data` is the native extension's array form of a snapshot (rbscope-agent-core's
+    # restore_data.rs):
+    #   [format_version, id, [class, message, causes], frames, objects, context_json, singletons]
     #   cause  = [class, message, frames]
     #   frame  = [label, method, path, lineno, self, [name, value, ...], first_lineno, lines]
     #   object = [kind, class, frozen, [ivar, value, ...], *kind_specific]
     #   value  = nil, true, false, Integer, Float, Symbol, [ref], [:redacted, why], [:cut, why]
+    #   singleton = [object_index, [extended_module, ...], [singleton_method_name, ...]]
+    # kind_specific (items after those a format 1 reader knew may be missing):
+    #   string [text, original_len]; array, set [items, original_len];
+    #   hash [[k, v, ...], [default] or nil, compare_by_identity, original_len, default_proc];
+    #   module [name or nil, is_class, anonymous_path, superclass];
+    #   method [owner, name, arity, unbound, location, receiver]; proc [lambda, arity, location]
     def initialize(data)
-      version, id, exc, frames, objects, context = data
-      raise "rbscope: snapshot format #{version} is newer than this rbscope; upgrade the gem" if version.to_i > 1
+      version, id, exc, frames, objects, context, singletons = data
+      raise "rbscope: snapshot format #{version} is newer than this rbscope; upgrade the gem" if version.to_i > 2
 
       @objects = objects
       @built = Array.new(objects.size)
       @deferred = {}
-      objects.each_with_index { |o, i| @built[i] = shell(o, i) }
-      objects.each_with_index { |o, i| fill(@built[i], o) unless @deferred.key?(i) }
+      @parent = {}
+      @cuts = [] # [owner, slot, value, reason], made into @cut_values once all is built
+      @anonymous = {}
+      # Classes and modules first: an instance of an anonymous class is one of its stand-in.
+      objects.each_with_index { |o, i| @built[i] = shell(o, i) if o[0] == :module }
+      objects.each_with_index { |o, i| @built[i] = shell(o, i) unless o[0] == :module }
+      all_frames = frames + exc[2].flat_map { |c| c[2] }
+      @frames = all_frames.each_with_index.map { |f, i| build_frame(f, i) }
+      objects.each_with_index { |o, i| fill(@built[i], o, i) unless @deferred.key?(i) }
+      singletons&.each { |i, modules, names| singleton(i, modules, names) }
+      rehash
+      @cut_values = cut_list
       objects.each_with_index do |o, i|
         @built[i].freeze if o[2] && !@deferred.key?(i) && freezable?(@built[i])
       end
-      all_frames = frames + exc[2].flat_map { |c| c[2] }
-      @frames = all_frames.each_with_index.map do |f, i|
-        label, method_name, path, lineno, self_value, locals, first, lines = f
-        Frame.new(index: i, label: label, method_name: method_name, path: path, lineno: lineno,
-                  self_object: value(self_value),
-                  locals: locals.each_slice(2).to_h { |name, v| [name.to_sym, value(v)] },
-                  source: first && { "first_lineno" => first, "lines" => lines })
-      end
       @info = Info.new(id: id, exception_class: exc[0], message: exc[1],
                        causes: exc[2].map { |c| "#{c[0]}: #{c[1]}" },
-                       context: JSON.parse(context), frame: nil)
+                       context: JSON.parse(context), frame: nil, cut_values: @cut_values)
       @current = 0
     end
 
@@ -117,20 +129,67 @@ module Rbscope
       nil
     end
 
-    def value(v)
+    def build_frame(f, i)
+      label, method_name, path, lineno, self_value, locals, first, lines = f
+      at = "frame #{i}"
+      Frame.new(index: i, label: label, method_name: method_name, path: path, lineno: lineno,
+                self_object: value(self_value, at, "self"),
+                locals: locals.each_slice(2).to_h { |name, v| [name.to_sym, value(v, at, name)] },
+                source: first && { "first_lineno" => first, "lines" => lines })
+    end
+
+    # The restored value of a stored `v`, reached from `owner` (an object index, or a frame's
+    # "frame N") through `slot` (a local, "@ivar", an index...): kept so that a cut value can
+    # say where it was.
+    def value(v, owner = nil, slot = nil)
       return v unless v.is_a?(Array)
 
       case v.size
-      when 1 then object_at(v[0])
-      when 2 then v[0] == :redacted ? Restored::Redacted.new(v[1]) : Restored::Cut.new(v[1])
+      when 1
+        i = v[0]
+        @parent[i] ||= [owner, slot] if owner && i.is_a?(Integer)
+        object_at(i)
+      when 2
+        if v[0] == :redacted
+          Restored::Redacted.new(v[1])
+        else
+          cut = Restored::Cut.new(v[1])
+          @cuts << [owner, slot, cut, v[1]] if owner
+          cut
+        end
       else Restored::Cut.new("unknown value")
+      end
+    end
+
+    # `frame 0: order.@lines[3]`: the path from a frame to a value, by the first reference seen.
+    def where(owner, slot)
+      parts = [slot_text(slot)]
+      seen = 0
+      while owner.is_a?(Integer) && seen < 64
+        up, up_slot = @parent[owner]
+        break unless up
+
+        parts.unshift(slot_text(up_slot))
+        owner = up
+        seen += 1
+      end
+      head = owner.is_a?(String) ? "#{owner}: " : "#{@objects.dig(owner, 1)}#"
+      (head + parts.join).sub(/: [.]/, ": ")
+    end
+
+    def slot_text(slot)
+      case slot
+      when Integer then "[#{slot}]"
+      when Array then "[#{slot[0].inspect[0, 40]}]" # a hash value, by its key
+      when nil then ""
+      else ".#{slot}"
       end
     end
 
     def object_at(i)
       if @deferred.key?(i)
         @deferred.delete(i)
-        @built[i] = immutable(@objects[i])
+        @built[i] = immutable(@objects[i], i)
       end
       @built[i]
     end
@@ -138,9 +197,15 @@ module Rbscope
     # Pass 1: an empty object of the right class for each stored object, so that references
     # (cycles included) can point at it. Immutable values are built on first use instead.
     def shell(o, i)
-      kind, class_name, _frozen, _ivars, *data = o
+      kind, class_name, frozen, ivars, *data = o
       case kind
-      when :string then subclass_instance(class_name, String) { data[0].dup }
+      when :string
+        s = subclass_instance(class_name, String) { kept_text(data[0], data[1]) }
+        truncated(s, data[1], s.bytesize, "bytes", i)
+        # A frozen string is frozen at once, so a hash keeps it as its key (an unfrozen key
+        # would be copied).
+        s.freeze if frozen && ivars.empty? && !s.frozen?
+        s
       when :array then subclass_instance(class_name, Array) { [] }
       when :hash
         h = subclass_instance(class_name, Hash) { {} }
@@ -155,15 +220,60 @@ module Rbscope
         e = klass.is_a?(Class) && klass <= Exception ? klass.allocate : StandardError.allocate
         Exception.instance_method(:initialize).bind_call(e, data[0])
         e
-      when :module then const(data[0]) || Restored::Missing.new(data[0] || "(anonymous #{class_name.downcase})")
+      when :module then a_module(class_name, data)
       when :magic then const(data[0]) || Rbscope.magic_root_for(data[0]) || Restored::Missing.new(data[0])
-      when :proc then Restored::Callable.new(class_name, "(#{data[0] ? 'lambda' : 'proc'})", data[1], data[2])
-      when :method then Restored::Callable.new(class_name, "#{data[0]}##{data[1]}", data[2], data[4])
+      when :proc
+        Restored::Callable.new(class_name, "(#{data[0] ? 'lambda' : 'proc'})", data[1], data[2], lambda: data[0])
+      when :method
+        # The receiver (stored from format 2) is set in pass 2: it may not be built yet.
+        Restored::Callable.new(class_name, "#{data[0]}##{data[1]}", data[2], data[4],
+                               name: data[1].to_s.to_sym, owner: const(data[0]) || data[0])
       when :opaque then Restored::Opaque.new(class_name, data[0])
       else
         @deferred[i] = true
         nil
       end
+    end
+
+    # A named class or module is the live constant; an anonymous one (or one not loaded here)
+    # a stand-in.
+    def a_module(class_name, data)
+      name, is_class, path, superclass = data
+      found = const(name)
+      return found if found.is_a?(Module)
+
+      is_class = class_name.to_s.end_with?("Class") if is_class.nil?
+      return Restored::Missing.new(name) if name
+
+      mod = begin
+        Restored::Anonymous.build(is_class, path, superclass && const(superclass))
+      rescue TypeError
+        Restored::Anonymous.build(is_class, path, nil)
+      end
+      @anonymous[path] = mod if path
+      mod
+    end
+
+    # A cut string's text, without the part of a character the cut left at its end.
+    def kept_text(text, original)
+      return text.dup unless original.is_a?(Integer) && original > text.bytesize && !text.valid_encoding?
+
+      (1..3).each do |n|
+        shorter = text.byteslice(0, text.bytesize - n)
+        return shorter if shorter.valid_encoding?
+      end
+      text.dup
+    end
+
+    # Marks a string, array, hash or set that a limit cut short.
+    def truncated(obj, original, kept, unit, i)
+      return unless original.is_a?(Integer) && original > kept
+
+      note = "kept #{kept} of #{original} #{unit}"
+      Restored::Truncated.mark(obj, note)
+      @cuts << [i, nil, obj, note]
+    rescue TypeError, FrozenError
+      nil
     end
 
     # An empty instance of `class_name` when it is a subclass of `base` loaded here (such as
@@ -182,7 +292,7 @@ module Rbscope
     end
 
     def allocate(class_name)
-      klass = const(class_name)
+      klass = const(class_name) || @anonymous[class_name]
       return Restored::Missing.new(class_name) unless klass.is_a?(Class)
 
       klass.allocate
@@ -190,13 +300,13 @@ module Rbscope
       Restored::Missing.new(class_name)
     end
 
-    def immutable(o)
+    def immutable(o, i)
       kind, _class_name, _frozen, _ivars, *data = o
       case kind
-      when :range then Range.new(value(data[0]), value(data[1]), data[2])
+      when :range then Range.new(value(data[0], i, "begin"), value(data[1], i, "end"), data[2])
       when :regexp then Regexp.new(data[0], data[1])
-      when :rational then Rational(value(data[0]), value(data[1]))
-      when :complex then Complex(value(data[0]), value(data[1]))
+      when :rational then Rational(value(data[0], i, "numerator"), value(data[1], i, "denominator"))
+      when :complex then Complex(value(data[0], i, "real"), value(data[1], i, "imaginary"))
       when :time
         t = Time.at(data[0], data[1], :nsec)
         data[3] ? t.utc : t.getlocal(data[2])
@@ -216,29 +326,35 @@ module Rbscope
     end
 
     # Pass 2: contents and instance variables.
-    def fill(obj, o)
+    def fill(obj, o, i)
       kind, _class_name, _frozen, ivars, *data = o
       case kind
-      when :array, :set then data[0].each { |v| obj << value(v) }
+      when :array, :set
+        data[0].each_with_index { |v, n| obj << value(v, i, n) }
+        truncated(obj, data[1], data[0].size, "items", i)
       when :hash
-        data[0].each_slice(2) { |k, v| obj[value(k)] = value(v) }
-        obj.default = value(data[1][0]) if data[1]
+        data[0].each_slice(2) { |k, v| obj[key = value(k, i, "key")] = value(v, i, [key]) }
+        obj.default = value(data[1][0], i, "default") if data[1]
+        default_proc(obj, value(data[4], i, "default_proc")) unless data[4].nil?
+        truncated(obj, data[3], data[0].size / 2, "entries", i)
       when :struct
-        data[0].each_slice(2).with_index do |(name, v), i|
+        data[0].each_slice(2).with_index do |(name, v), n|
           if Struct === obj
             # The class here may have fewer members than the one that was captured.
-            obj[i] = value(v) if i < obj.size
+            obj[n] = value(v, i, name) if n < obj.size
           else
-            obj.__ivars__[name] = value(v)
+            obj.__ivars__[name] = value(v, i, name)
           end
         end
+      when :method
+        obj.instance_variable_set(:@receiver, value(data[5], i, "receiver")) if data.size > 5
       end
       ivars.each_slice(2) do |name, stored|
-        v = value(stored)
+        v = value(stored, i, name)
         # A stand-in keeps them for its inspect, and also as real ivars so that `@cart` works in
         # a console whose self is one.
         obj.__ivars__[name] = v if Restored::Missing === obj
-        next if Kernel.instance_method(:frozen?).bind_call(obj)
+        next if FROZEN.bind_call(obj)
 
         begin
           Kernel.instance_method(:instance_variable_set).bind_call(obj, name, v)
@@ -248,6 +364,63 @@ module Rbscope
       end
     rescue FrozenError, TypeError
       nil
+    end
+
+    def default_proc(hash, callable)
+      hash.default_proc = Restored::Callable.default_proc(callable)
+    rescue TypeError, FrozenError
+      nil
+    end
+
+    # Objects extended with modules, and their singleton methods (format 2): each module is
+    # extended again when it is loaded here (Module#extend_object of Ruby itself: the module's
+    # own hooks do not run), or a stand-in module named after it; each singleton method is a
+    # stand-in that raises (its code is never stored).
+    def singleton(i, modules, names)
+      obj = @built[i]
+      return if obj.nil? || Module === obj || FROZEN.bind_call(obj)
+
+      modules.reverse_each do |name|
+        mod = const(name)
+        mod = Restored::Anonymous.build(false, "#{name} (not loaded here)", nil) unless mod.instance_of?(Module)
+        EXTEND.bind_call(mod, obj)
+      end
+      names.each do |name|
+        next if obj.respond_to?(name, true)
+
+        obj.define_singleton_method(name) do |*|
+          ::Kernel.raise NotImplementedError,
+                         "#{name} was a singleton method of this object: its code was not stored"
+        end
+      end
+    rescue TypeError, NameError, FrozenError
+      nil
+    end
+
+    # Pass 3: hashes and sets whose keys were filled in after they were inserted (arrays,
+    # structs, objects with their own #hash) find them again. compare_by_identity is kept.
+    def rehash
+      @objects.each_with_index do |o, i|
+        obj = @built[i]
+        case o[0]
+        when :hash then obj.rehash if Hash === obj && !obj.frozen?
+        when :set then obj.reset if obj.is_a?(Set) && !obj.frozen? && obj.respond_to?(:reset)
+        end
+      rescue StandardError
+        nil # a key whose #hash fails on restored state: left where it is
+      end
+    end
+
+    # What a limit cut, each with the path it is reached by (computed now that keys are
+    # filled in).
+    def cut_list
+      @cuts.map do |owner, slot, value, reason|
+        if slot.nil? && owner.is_a?(Integer) # a shortened object: where it is itself
+          up, up_slot = @parent[owner]
+          owner, slot = up ? [up, up_slot] : [owner, "(object #{owner})"]
+        end
+        Restored::CutValue.new(where(owner, slot), value, reason)
+      end
     end
 
     def freezable?(obj)
