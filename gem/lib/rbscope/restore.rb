@@ -75,7 +75,11 @@ module Rbscope
       @objects = objects
       @built = Array.new(objects.size)
       @deferred = {}
-      @parent = {}
+      # Where each object was first reached from (owner: an object index or "frame N"; slot),
+      # for the paths of cut values.
+      @owner = Array.new(objects.size)
+      @slot = Array.new(objects.size)
+      @rehash = [] # hashes and sets with keys that are objects filled in after insertion
       @cuts = [] # [owner, slot, value, reason], made into @cut_values once all is built
       @anonymous = {}
       # Classes and modules first: an instance of an anonymous class is one of its stand-in.
@@ -147,7 +151,10 @@ module Rbscope
       case v.size
       when 1
         i = v[0]
-        @parent[i] ||= [owner, slot] if owner && i.is_a?(Integer)
+        if owner && !@owner[i]
+          @owner[i] = owner
+          @slot[i] = slot
+        end
         object_at(i)
       when 2
         if v[0] == :redacted
@@ -163,27 +170,40 @@ module Rbscope
 
     # `frame 0: order.@lines[3]`: the path from a frame to a value, by the first reference seen.
     def where(owner, slot)
-      parts = [slot_text(slot)]
+      parts = [slot_text(slot, owner)]
       seen = 0
       while owner.is_a?(Integer) && seen < 64
-        up, up_slot = @parent[owner]
+        up = @owner[owner]
         break unless up
 
-        parts.unshift(slot_text(up_slot))
+        parts.unshift(slot_text(@slot[owner], owner))
         owner = up
         seen += 1
       end
-      head = owner.is_a?(String) ? "#{owner}: " : "#{@objects.dig(owner, 1)}#"
-      (head + parts.join).sub(/: [.]/, ": ")
+      return "#{owner}: #{parts.join.delete_prefix('.')}" if owner.is_a?(String)
+
+      "#{object_text(owner)}#{parts.join}"
     end
 
-    def slot_text(slot)
+    def object_text(i) = "#<#{@objects.dig(i, 1)} (object #{i})>"
+
+    # A slot of object `owner`: an index (of an array item, or of a hash entry, shown by its
+    # key), or a name.
+    def slot_text(slot, owner)
       case slot
-      when Integer then "[#{slot}]"
-      when Array then "[#{slot[0].inspect[0, 40]}]" # a hash value, by its key
+      when Integer
+        return "[#{slot}]" unless owner.is_a?(Integer) && @objects.dig(owner, 0) == :hash
+
+        "[#{key_text(@objects.dig(owner, 4, slot * 2))}]"
       when nil then ""
       else ".#{slot}"
       end
+    end
+
+    def key_text(stored)
+      value(stored).inspect[0, 40]
+    rescue StandardError
+      "?"
     end
 
     def object_at(i)
@@ -331,9 +351,15 @@ module Rbscope
       case kind
       when :array, :set
         data[0].each_with_index { |v, n| obj << value(v, i, n) }
+        @rehash << obj if kind == :set && data[0].any? { |v| composite?(v) }
         truncated(obj, data[1], data[0].size, "items", i)
       when :hash
-        data[0].each_slice(2) { |k, v| obj[key = value(k, i, "key")] = value(v, i, [key]) }
+        composite = false
+        data[0].each_slice(2).with_index do |(k, v), n|
+          composite ||= composite?(k)
+          obj[value(k, i, "key")] = value(v, i, n)
+        end
+        @rehash << obj if composite
         obj.default = value(data[1][0], i, "default") if data[1]
         default_proc(obj, value(data[4], i, "default_proc")) unless data[4].nil?
         truncated(obj, data[3], data[0].size / 2, "entries", i)
@@ -400,26 +426,34 @@ module Rbscope
     # Pass 3: hashes and sets whose keys were filled in after they were inserted (arrays,
     # structs, objects with their own #hash) find them again. compare_by_identity is kept.
     def rehash
-      @objects.each_with_index do |o, i|
-        obj = @built[i]
-        case o[0]
-        when :hash then obj.rehash if Hash === obj && !obj.frozen?
-        when :set then obj.reset if obj.is_a?(Set) && !obj.frozen? && obj.respond_to?(:reset)
+      @rehash.each do |obj|
+        if Hash === obj
+          obj.rehash
+        elsif obj.respond_to?(:reset)
+          obj.reset
         end
       rescue StandardError
-        nil # a key whose #hash fails on restored state: left where it is
+        nil # a key whose #hash fails on restored state (or a frozen one): left where it is
       end
+    end
+
+    # A stored key or member that is an object filled in after it was inserted (not an
+    # immediate value, nor a string, which is complete from pass 1).
+    def composite?(v)
+      v.is_a?(Array) && v.size == 1 && @objects.dig(v[0], 0) != :string
     end
 
     # What a limit cut, each with the path it is reached by (computed now that keys are
     # filled in).
     def cut_list
       @cuts.map do |owner, slot, value, reason|
-        if slot.nil? && owner.is_a?(Integer) # a shortened object: where it is itself
-          up, up_slot = @parent[owner]
-          owner, slot = up ? [up, up_slot] : [owner, "(object #{owner})"]
-        end
-        Restored::CutValue.new(where(owner, slot), value, reason)
+        text = if slot.nil? && owner.is_a?(Integer) # a shortened object: where it is itself
+                 up = @owner[owner]
+                 up ? where(up, @slot[owner]) : object_text(owner)
+               else
+                 where(owner, slot)
+               end
+        Restored::CutValue.new(text, value, reason)
       end
     end
 
