@@ -38,6 +38,8 @@ module Rbscope
     BINDER = Module.new { def __rbscope_binding__ = ::Kernel.binding }.instance_method(:__rbscope_binding__)
     EXTEND = Module.instance_method(:extend_object)
     FROZEN = Kernel.instance_method(:frozen?)
+    DATA = defined?(::Data) && ::Data.respond_to?(:define) ? ::Data : nil
+    DATA_INIT = DATA&.instance_method(:initialize)
 
     attr_reader :frames, :info, :cut_values
     attr_accessor :current
@@ -233,7 +235,7 @@ module Rbscope
       when :set then Set.new
       when :struct
         klass = const(class_name)
-        klass.is_a?(Class) && klass < Struct ? klass.allocate : Restored::Missing.new(class_name)
+        klass.is_a?(Class) && (klass < Struct || (DATA && klass < DATA)) ? klass.allocate : Restored::Missing.new(class_name)
       when :object then allocate(class_name)
       when :exception
         klass = const(class_name)
@@ -364,6 +366,10 @@ module Rbscope
         default_proc(obj, value(data[4], i, "default_proc")) unless data[4].nil?
         truncated(obj, data[3], data[0].size / 2, "entries", i)
       when :struct
+        # A Data (Ruby 3.2+) is given its members by Data#initialize itself (the class's own
+        # initialize is not run), which freezes it.
+        return data_init(obj, data[0], i) if DATA && DATA === obj
+
         data[0].each_slice(2).with_index do |(name, v), n|
           if Struct === obj
             # The class here may have fewer members than the one that was captured.
@@ -392,6 +398,13 @@ module Rbscope
       nil
     end
 
+    def data_init(obj, members, i)
+      kw = members.each_slice(2).to_h { |name, v| [name.to_sym, value(v, i, name)] }
+      DATA_INIT.bind_call(obj, **kw)
+    rescue ArgumentError, TypeError, FrozenError
+      nil # the class here has other members than the one that was captured
+    end
+
     def default_proc(hash, callable)
       hash.default_proc = Restored::Callable.default_proc(callable)
     rescue TypeError, FrozenError
@@ -412,14 +425,15 @@ module Rbscope
         EXTEND.bind_call(mod, obj)
       end
       names.each do |name|
-        next if obj.respond_to?(name, true)
+        # Never one Ruby calls by itself (to_str, to_ary ...), nor one the object has.
+        next if Restored::Marker::IMPLICIT.include?(name.to_sym) || obj.respond_to?(name, true)
 
         obj.define_singleton_method(name) do |*|
           ::Kernel.raise NotImplementedError,
                          "#{name} was a singleton method of this object: its code was not stored"
         end
       end
-    rescue TypeError, NameError, FrozenError
+    rescue TypeError, NameError, ArgumentError, FrozenError
       nil
     end
 
