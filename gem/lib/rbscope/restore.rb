@@ -81,7 +81,7 @@ module Rbscope
       # for the paths of cut values.
       @owner = Array.new(objects.size)
       @slot = Array.new(objects.size)
-      @rehash = [] # hashes and sets with keys that are objects filled in after insertion
+      @pending = [] # [hash or set, index, items, step] with keys that are objects: filled last
       @cuts = [] # [owner, slot, value, reason], made into @cut_values once all is built
       @anonymous = {}
       # Classes and modules first: an instance of an anonymous class is one of its stand-in.
@@ -351,17 +351,16 @@ module Rbscope
     def fill(obj, o, i)
       kind, _class_name, _frozen, ivars, *data = o
       case kind
-      when :array, :set
+      when :array
         data[0].each_with_index { |v, n| obj << value(v, i, n) }
-        @rehash << obj if kind == :set && data[0].any? { |v| composite?(v) }
+        truncated(obj, data[1], data[0].size, "items", i)
+      when :set
+        # Members that are objects are added once everything is filled in: empty, [1, 2] and
+        # [3, 4] would be one member.
+        composite?(data[0], 1) ? @pending << [obj, i, data[0], 1] : insert(obj, i, data[0], 1)
         truncated(obj, data[1], data[0].size, "items", i)
       when :hash
-        composite = false
-        data[0].each_slice(2).with_index do |(k, v), n|
-          composite ||= composite?(k)
-          obj[value(k, i, "key")] = value(v, i, n)
-        end
-        @rehash << obj if composite
+        composite?(data[0], 2) ? @pending << [obj, i, data[0], 2] : insert(obj, i, data[0], 2)
         obj.default = value(data[1][0], i, "default") if data[1]
         default_proc(obj, value(data[4], i, "default_proc")) unless data[4].nil?
         truncated(obj, data[3], data[0].size / 2, "entries", i)
@@ -437,24 +436,47 @@ module Rbscope
       nil
     end
 
-    # Pass 3: hashes and sets whose keys were filled in after they were inserted (arrays,
-    # structs, objects with their own #hash) find them again. compare_by_identity is kept.
+    # The members of a set (`step` 1) or the entries of a hash (`step` 2).
+    def insert(obj, i, items, step)
+      n = 0
+      while n < items.size
+        if step == 1
+          obj << value(items[n], i, n)
+        else
+          obj[value(items[n], i, "key")] = value(items[n + 1], i, n / 2)
+        end
+        n += step
+      end
+    end
+
+    # Pass 3: hashes and sets whose keys are objects (arrays, structs, objects with their own
+    # #hash), filled in now that their keys are (the deepest
+    # first: objects are stored breadth first), then rehashed: a key can still change after it
+    # was inserted (a cycle through it). compare_by_identity is kept.
     def rehash
-      @rehash.each do |obj|
+      @pending.reverse_each { |obj, i, items, step| insert(obj, i, items, step) }
+      @pending.each do |obj, *|
         if Hash === obj
           obj.rehash
         elsif obj.respond_to?(:reset)
           obj.reset
         end
       rescue StandardError
-        nil # a key whose #hash fails on restored state (or a frozen one): left where it is
+        nil # a key whose #hash fails on restored state: left where it is
       end
     end
 
-    # A stored key or member that is an object filled in after it was inserted (not an
-    # immediate value, nor a string, which is complete from pass 1).
-    def composite?(v)
-      v.is_a?(Array) && v.size == 1 && @objects.dig(v[0], 0) != :string
+    # Whether some key or member (every `step`-th stored item) is an object filled in pass 2
+    # (not an immediate value, nor a string, which is complete from pass 1).
+    def composite?(items, step)
+      n = 0
+      while n < items.size
+        v = items[n]
+        return true if v.is_a?(Array) && v.size == 1 && @objects.dig(v[0], 0) != :string
+
+        n += step
+      end
+      false
     end
 
     # What a limit cut, each with the path it is reached by (computed now that keys are
