@@ -68,6 +68,7 @@ def values(order)
   many = (1..1_500).to_a
   big_hash = (1..1_200).to_h { |i| [i, i] }
   deep = [[[[[[[[[[[:bottom]]]]]]]]]]]
+  nested = { a: { "b" => [[[[[[[[[:x]]]]]]]]] } }
   password = "hunter2"
   creds = { password: "s3cret", user: "ada" }
   extended = Object.new.extend(Greeter)
@@ -167,7 +168,8 @@ checks = {
   cut_listed: cuts.include?(["frame 1: long", "kept 4096 of 10000 bytes"]) &&
               cuts.include?(["frame 1: many", "kept 1000 of 1500 items"]) &&
               cuts.include?(["frame 1: big_hash", "kept 1000 of 1200 entries"]) &&
-              cuts.any? { |w, why| w.start_with?("frame 1: deep[0][0]") && why == "depth limit" },
+              cuts.any? { |w, why| w.start_with?("frame 1: deep[0][0]") && why == "depth limit" } &&
+              cuts.any? { |w, _| w.start_with?('frame 1: nested[:a]["b"][0][0]') },
   snapshot_lists_them: r.info.cut_values.size == r.cut_values.size,
   # Redacted values are inert markers.
   redacted: Rbscope::Restored::Redacted === l[:password] && l[:password].upcase.strip.to_s == "[REDACTED: name]" &&

@@ -178,7 +178,7 @@ module Rbscope
         up = @owner[owner]
         break unless up
 
-        parts.unshift(slot_text(@slot[owner], owner))
+        parts.unshift(slot_text(@slot[owner], up))
         owner = up
         seen += 1
       end

@@ -188,6 +188,7 @@ module Rbscope
     CutValue = Struct.new(:where, :value, :reason) do
       def inspect = "#<cut #{where}: #{reason}>"
       alias_method :to_s, :inspect
+      def pretty_print(q) = q.text(inspect)
     end
 
     # A class or module that had no name (`Class.new`): a stand-in class or module of the same
