@@ -77,22 +77,18 @@ module Rbscope
       @objects = objects
       @built = Array.new(objects.size)
       @deferred = {}
-      # Where each object was first reached from (owner: an object index or "frame N"; slot),
-      # for the paths of cut values.
-      @owner = Array.new(objects.size)
-      @slot = Array.new(objects.size)
       @pending = [] # [hash or set, index, items, step] with keys that are objects: filled last
       @cuts = [] # [owner, slot, value, reason], made into @cut_values once all is built
       @anonymous = {}
-      # Classes and modules first: an instance of an anonymous class is one of its stand-in.
-      objects.each_with_index { |o, i| @built[i] = shell(o, i) if o[0] == :module }
-      objects.each_with_index { |o, i| @built[i] = shell(o, i) unless o[0] == :module }
+      objects.each_with_index { |o, i| @built[i] = shell(o, i) }
+      adopt_anonymous_instances unless @anonymous.empty?
       all_frames = frames + exc[2].flat_map { |c| c[2] }
+      @all_frames = all_frames
       @frames = all_frames.each_with_index.map { |f, i| build_frame(f, i) }
       objects.each_with_index { |o, i| fill(@built[i], o, i) unless @deferred.key?(i) }
       singletons&.each { |i, modules, names| singleton(i, modules, names) }
       rehash
-      @cut_values = cut_list
+      @cut_values = @cuts.empty? ? [] : cut_list
       objects.each_with_index do |o, i|
         @built[i].freeze if o[2] && !@deferred.key?(i) && freezable?(@built[i])
       end
@@ -144,20 +140,14 @@ module Rbscope
                 source: first && { "first_lineno" => first, "lines" => lines })
     end
 
-    # The restored value of a stored `v`, reached from `owner` (an object index, or a frame's
-    # "frame N") through `slot` (a local, "@ivar", an index...): kept so that a cut value can
-    # say where it was.
+    # The restored value of a stored `v`, held by `owner` (an object index, or a frame's
+    # "frame N") in `slot` (a local, "@ivar", an index...), so that a cut value can say where
+    # it was.
     def value(v, owner = nil, slot = nil)
       return v unless v.is_a?(Array)
 
       case v.size
-      when 1
-        i = v[0]
-        if owner && !@owner[i]
-          @owner[i] = owner
-          @slot[i] = slot
-        end
-        object_at(i)
+      when 1 then object_at(v[0])
       when 2
         if v[0] == :redacted
           Restored::Redacted.new(v[1])
@@ -168,6 +158,50 @@ module Rbscope
         end
       else Restored::Cut.new("unknown value")
       end
+    end
+
+    # Where each object is first reached from, breadth first from the frames (as the capture
+    # walked): @owner (an object index or "frame N") and @slot. Only asked for when something
+    # was cut.
+    def locate
+      @owner = Array.new(@objects.size)
+      @slot = Array.new(@objects.size)
+      queue = []
+      @all_frames.each_with_index do |f, fi|
+        at = "frame #{fi}"
+        reach(f[4], at, "self", queue)
+        f[5].each_slice(2) { |name, v| reach(v, at, name, queue) }
+      end
+      queue.each { |i| reach_children(i, queue) } # the queue grows as it is read
+    end
+
+    def reach_children(i, queue)
+      kind, _class_name, _frozen, ivars, *data = @objects[i]
+      case kind
+      when :array, :set then data[0].each_with_index { |v, n| reach(v, i, n, queue) }
+      when :hash
+        data[0].each_slice(2).with_index do |(k, v), n|
+          reach(k, i, "key", queue)
+          reach(v, i, n, queue)
+        end
+        reach(data[1][0], i, "default", queue) if data[1]
+        reach(data[4], i, "default_proc", queue)
+      when :struct then data[0].each_slice(2) { |name, v| reach(v, i, name, queue) }
+      when :range, :rational, :complex
+        reach(data[0], i, "begin", queue)
+        reach(data[1], i, "end", queue)
+      when :method then reach(data[5], i, "receiver", queue)
+      end
+      ivars.each_slice(2) { |name, v| reach(v, i, name, queue) }
+    end
+
+    def reach(v, owner, slot, queue)
+      return unless v.is_a?(Array) && v.size == 1 && (i = v[0]).is_a?(Integer) && i < @objects.size
+      return if @owner[i]
+
+      @owner[i] = owner
+      @slot[i] = slot
+      queue << i
     end
 
     # `frame 0: order.@lines[3]`: the path from a frame to a value, by the first reference seen.
@@ -222,8 +256,13 @@ module Rbscope
       kind, class_name, frozen, ivars, *data = o
       case kind
       when :string
-        s = subclass_instance(class_name, String) { kept_text(data[0], data[1]) }
-        truncated(s, data[1], s.bytesize, "bytes", i)
+        original = data[1]
+        if original.is_a?(Integer) && original > data[0].bytesize
+          s = subclass_instance(class_name, String) { kept_text(data[0]) }
+          truncated(s, original, s.bytesize, "bytes", i)
+        else
+          s = subclass_instance(class_name, String) { data[0].dup }
+        end
         # A frozen string is frozen at once, so a hash keeps it as its key (an unfrozen key
         # would be copied).
         s.freeze if frozen && ivars.empty? && !s.frozen?
@@ -277,8 +316,8 @@ module Rbscope
     end
 
     # A cut string's text, without the part of a character the cut left at its end.
-    def kept_text(text, original)
-      return text.dup unless original.is_a?(Integer) && original > text.bytesize && !text.valid_encoding?
+    def kept_text(text)
+      return text.dup if text.valid_encoding?
 
       (1..3).each do |n|
         shorter = text.byteslice(0, text.bytesize - n)
@@ -311,6 +350,14 @@ module Rbscope
       base == String ? obj.replace(plain) : obj
     rescue TypeError, NoMethodError
       plain
+    end
+
+    # Instances of an anonymous class whose stand-in was made after their own shell.
+    def adopt_anonymous_instances
+      @objects.each_with_index do |o, i|
+        klass = o[0] == :object && Restored::Missing === @built[i] && @anonymous[o[1]]
+        @built[i] = klass.allocate if klass
+      end
     end
 
     def allocate(class_name)
@@ -482,6 +529,7 @@ module Rbscope
     # What a limit cut, each with the path it is reached by (computed now that keys are
     # filled in).
     def cut_list
+      locate
       @cuts.map do |owner, slot, value, reason|
         text = if slot.nil? && owner.is_a?(Integer) # a shortened object: where it is itself
                  up = @owner[owner]

@@ -594,7 +594,10 @@ impl rbscope_agent_core::restore_data::Build for RubyBuild {
     }
 
     fn sym(&self, name: &str) -> VALUE {
-        // `name.to_sym`: UTF-8 (US-ASCII when all ASCII), never an error.
+        if name.is_ascii() {
+            return ffi::symbol(self.0, name);
+        }
+        // `name.to_sym` of the UTF-8 text, never an error.
         ffi::encoded_symbol(self.0, ffi::str_new(self.0, name)).unwrap_or(NIL)
     }
 
