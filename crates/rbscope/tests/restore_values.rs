@@ -275,3 +275,59 @@ fn every_value_kind_comes_back_as_it_was() {
     }
     assert!(!text.contains("unknown kind"), "{text}");
 }
+
+/// A format 1 snapshot (the one the real agent wrote on Ruby 3.1, kept as a golden fixture)
+/// still restores, with what format 1 has: classes as values, cut marks from the stored
+/// lengths, a method whose receiver says it was not stored.
+#[test]
+fn a_format_1_snapshot_restores() {
+    let sb = Sandbox::new();
+    captured(&sb); // makes the store and its key
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../rbscope-snapshot/tests/fixtures/agent-ruby-3.1-v1.bin");
+    let body = std::fs::read(fixture).unwrap();
+    assert_eq!(u16::from_le_bytes([body[6], body[7]]), 1, "a format 1 file");
+    let snap = rbscope_snapshot::decode(&body).unwrap();
+    let key = rbscope_store::StoreKey::load_file(&rbscope_store::key_path(&sb.store()))
+        .unwrap()
+        .unwrap();
+    let mut store =
+        rbscope_store::Store::open_existing(&rbscope_store::StoreLocation::Sqlite(sb.store()))
+            .unwrap();
+    store
+        .insert(
+            &rbscope_store::SnapshotSummary::of(&snap, body.len()),
+            &body,
+            Some(&key.sign(&body)),
+            None,
+        )
+        .unwrap();
+    drop(store);
+
+    let checks = r##"
+class Holder; end # Point is the model's
+r = Rbscope.restore(ID, console: false)
+l = r.frames[0].locals
+cuts = r.cut_values.map(&:where)
+checks = {
+  klass: l[:klass].equal?(Holder),
+  anon: l[:anon].is_a?(Class) && l[:anon].inspect == "#<Class:(anonymous)> (restored anonymous class)",
+  sym: l[:sym].equal?(:status),
+  long: l[:long].inspect.end_with?("[cut: kept 4096 of 10000 bytes]"),
+  method: l[:meth].owner.equal?(Integer) && l[:meth].name == :+ &&
+          l[:meth].receiver.inspect == "[not captured: receiver not stored]",
+  unbound: l[:unbound].receiver.nil?,
+  default_proc: l[:hproc].default_proc.arity == 2,
+  cycle: l[:holder].instance_variable_get(:@me).equal?(l[:holder]),
+  cut_listed: cuts.include?("frame 0: long") && cuts.any? { |w| w.start_with?("frame 0: chain[0][0]") },
+  redacted: Rbscope::Restored::Redacted === l[:password],
+  point: l[:pt] == Point.new(1, 2),
+}
+bad = checks.reject { |_, ok| ok }.keys
+puts bad.empty? ? "ALL OK" : "FAILED #{bad.inspect}"
+"##;
+    let out = ruby_check(&sb, &format!("ID = {:?}\n{checks}", snap.id));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}\n{text}", stderr(&out));
+    assert_eq!(text.trim(), "ALL OK", "{}", stderr(&out));
+}
