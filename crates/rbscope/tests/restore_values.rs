@@ -331,3 +331,59 @@ puts bad.empty? ? "ALL OK" : "FAILED #{bad.inspect}"
     assert!(out.status.success(), "{}\n{text}", stderr(&out));
     assert_eq!(text.trim(), "ALL OK", "{}", stderr(&out));
 }
+
+/// A redacted column never breaks an ActiveRecord record: it inspects, lists its attributes and
+/// reads its other columns; a relation's `@klass` is the live model class.
+#[test]
+fn a_record_with_a_redacted_column_stays_readable() {
+    if !debian_gems_available("Rails 6.1 (ActiveRecord, sqlite3)") {
+        return;
+    }
+    let sb = Sandbox::new();
+    sb.write(
+        "model.rb",
+        r#"
+require "active_record"
+ActiveRecord::Base.establish_connection(adapter: "sqlite3", database: ":memory:")
+ActiveRecord::Base.logger = nil
+ActiveRecord::Schema.verbose = false
+ActiveRecord::Schema.define do
+  create_table(:users) { |t| t.string :name; t.string :password_digest; t.integer :age }
+end
+class User < ActiveRecord::Base; end
+"#,
+    );
+    let app = sb.write(
+        "app.rb",
+        "require_relative \"model\"\ndef go\n  User.create!(name: \"ada\", password_digest: \"xyz\", age: 36)\n  user = User.first\n  user.name\n  rel = User.where(age: 36)\n  raise \"boom\"\nend\ngo\n",
+    );
+    let out = sb
+        .cli()
+        .args(["run", "--", "ruby"])
+        .arg(&app)
+        .env("XDG_RUNTIME_DIR", sb.dir.path().join("run"))
+        .env_remove("RUBYOPT")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let id = sb.list()[0]["id"].as_str().unwrap().to_string();
+    let checks = r##"
+r = Rbscope.restore(ID, console: false)
+l = r.frames[0].locals
+u = l[:user]
+checks = {
+  record: u.class == User && u.name == "ada" && u.age == 36,
+  inspect: u.inspect == '#<User id: 1, name: "ada", password_digest: [REDACTED: name], age: 36>',
+  attributes: u.attributes.keys == %w[id name password_digest age] &&
+              Rbscope::Restored::Redacted === u.attributes["password_digest"],
+  to_s: u.to_s.start_with?("#<User:"),
+  relation_class: l[:rel].klass.equal?(User),
+}
+bad = checks.reject { |_, ok| ok }.keys
+puts bad.empty? ? "ALL OK" : "FAILED #{bad.inspect}"
+"##;
+    let out = ruby_check(&sb, &format!("ID = {id:?}\n{checks}"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}\n{text}", stderr(&out));
+    assert_eq!(text.trim(), "ALL OK", "{}", stderr(&out));
+}
