@@ -392,6 +392,17 @@ pub fn backtraces_agree(
     true
 }
 
+/// The modules an object was extended with, from its singleton class's ancestors: those
+/// before its class, the singleton class itself left out (the most recent first).
+pub fn extended_modules<T: PartialEq + Copy>(ancestors: &[T], singleton: T, class: T) -> Vec<T> {
+    ancestors
+        .iter()
+        .copied()
+        .take_while(|m| *m != class)
+        .filter(|m| *m != singleton)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -662,5 +673,15 @@ mod tests {
             &mut with_clause,
             &clause_labels
         ));
+    }
+
+    #[test]
+    fn extended_modules_are_those_before_the_class() {
+        // #<Class:obj>, B (extended last), A, Klass, Object, Kernel.
+        let ancestors = [9, 2, 1, 5, 6, 7];
+        assert_eq!(super::extended_modules(&ancestors, 9, 5), [2, 1]);
+        // A prepended module comes before the singleton class: it is kept too.
+        assert_eq!(super::extended_modules(&[3, 9, 5, 6], 9, 5), [3]);
+        assert!(super::extended_modules(&[9, 5, 6], 9, 5).is_empty());
     }
 }

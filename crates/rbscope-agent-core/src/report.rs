@@ -165,6 +165,7 @@ mod tests {
             objects: Vec::new(),
             context: rbscope_snapshot::Context::default(),
             stats: CaptureStats::default(),
+            extras: Default::default(),
         };
         let Some(Job::Store { summary, body, log }) = store_job(&snapshot, Some(&frame), 42) else {
             panic!("no store job");

@@ -9,14 +9,25 @@
 //! Shapes (documented again in restore.rb, which reads them):
 //!
 //! ```text
-//! doc    = [format_version, id, exception, frames, objects, context_json]
+//! doc    = [format_version, id, exception, frames, objects, context_json, singletons]
 //! exception = [class, message, [[class, message, frames], ...causes]]
 //! frame  = [label, method_or_nil, path, lineno, self, [name, value, ...], first_lineno, lines]
 //! object = [kind, class, frozen, [ivar_name, value, ...], *kind_specific]
 //! value  = nil | true | false | Integer | Float | Symbol | [ref_index] | [:redacted, why] | [:cut, why]
+//! singleton = [object_index, [extended_module, ...], [singleton_method_name, ...]]
 //! ```
+//!
+//! kind_specific: string `[text, original_len]`; array and set `[items, original_len]`; hash
+//! `[[k, v, ...], [default] | nil, compare_by_identity, original_len, default_proc | nil]`;
+//! module `[name | nil, is_class, anonymous_path | nil, superclass | nil]`; method `[owner,
+//! name, arity, unbound, location, receiver]` (the receiver `[:cut, "receiver not stored"]`
+//! in a format 1 snapshot, none for an UnboundMethod); proc `[lambda, arity, location]`; the
+//! others as restore.rb reads them. A Symbol is the one Ruby code gets (`to_sym`), in its own
+//! encoding. `singletons` lists the objects extended with modules or given singleton methods
+//! (format 2).
 
-use rbscope_snapshot::{CutReason, Frame, Object, ObjectKind, Snapshot, Value};
+use rbscope_snapshot::{CutReason, Frame, Object, ObjectExtra, ObjectKind, Snapshot, Value};
+use std::collections::HashMap;
 
 /// Makes the objects of the shapes (Ruby's, in the agent).
 pub trait Build {
@@ -31,15 +42,19 @@ pub trait Build {
     /// An integer given in decimal (nil when it is not one).
     fn big_int(&self, decimal: &str) -> Self::Obj;
     fn float(&self, f: f64) -> Self::Obj;
+    /// The Symbol named `name` (UTF-8), equal to the app's own.
     fn sym(&self, name: &str) -> Self::Obj;
+    /// The Symbol of `bytes` in the named encoding (the String itself when they make none).
+    fn sym_bytes(&self, bytes: &[u8], encoding: &str) -> Self::Obj;
     fn bool(&self, b: bool) -> Self::Obj;
     fn nil(&self) -> Self::Obj;
 }
 
 /// The whole snapshot as a `doc`.
 pub fn build<B: Build>(builder: &B, s: &Snapshot) -> B::Obj {
-    let b = Shapes(builder);
-    let doc = b.0.array(6);
+    let extras = s.extras.objects.iter().map(|e| (e.object, e)).collect();
+    let b = Shapes(builder, extras);
+    let doc = b.0.array(7);
     b.0.push(doc, b.0.int(rbscope_snapshot::FORMAT_VERSION as i64));
     b.0.push(doc, b.0.str(&s.id));
     let exc = b.0.array(3);
@@ -58,17 +73,35 @@ pub fn build<B: Build>(builder: &B, s: &Snapshot) -> B::Obj {
     b.frames(doc, &s.frames);
     let objects = b.0.array(s.objects.len());
     b.0.push(doc, objects);
-    for o in &s.objects {
-        b.object(objects, o);
+    for (i, o) in s.objects.iter().enumerate() {
+        b.object(objects, i as u32, o);
     }
     let context = rbscope_snapshot::json::snapshot_context(s).to_string();
     b.0.push(doc, b.0.str(&context));
+    let singletons = b.0.array(0);
+    b.0.push(doc, singletons);
+    for e in &s.extras.objects {
+        if e.extended.is_empty() && e.singleton_methods.is_empty() {
+            continue;
+        }
+        let one = b.0.array(3);
+        b.0.push(singletons, one);
+        b.0.push(one, b.0.int(e.object as i64));
+        for names in [&e.extended, &e.singleton_methods] {
+            let list = b.0.array(names.len());
+            b.0.push(one, list);
+            for n in names {
+                b.0.push(list, b.0.str(n));
+            }
+        }
+    }
     doc
 }
 
-struct Shapes<'b, B>(&'b B);
+/// The builder, and format 2's extras by object index.
+struct Shapes<'b, 's, B>(&'b B, HashMap<u32, &'s ObjectExtra>);
 
-impl<B: Build> Shapes<'_, B> {
+impl<B: Build> Shapes<'_, '_, B> {
     fn opt_str(&self, s: &Option<String>) -> B::Obj {
         s.as_deref().map(|s| self.0.str(s)).unwrap_or(self.0.nil())
     }
@@ -82,6 +115,7 @@ impl<B: Build> Shapes<'_, B> {
             Value::BigInteger(s) => self.0.big_int(s),
             Value::Float(f) => self.0.float(*f),
             Value::Symbol(s) => self.0.sym(s),
+            Value::EncodedSymbol { bytes, encoding } => self.0.sym_bytes(bytes, encoding),
             Value::Ref(i) => {
                 let a = self.0.array(1);
                 self.0.push(a, self.0.int(*i as i64));
@@ -166,7 +200,8 @@ impl<B: Build> Shapes<'_, B> {
         }
     }
 
-    fn object(&self, parent: B::Obj, o: &Object) {
+    fn object(&self, parent: B::Obj, index: u32, o: &Object) {
+        let extra = self.1.get(&index).copied();
         let a = self.0.array(6);
         self.0.push(parent, a);
         self.0.push(a, self.0.sym(o.kind.name()));
@@ -176,16 +211,30 @@ impl<B: Build> Shapes<'_, B> {
             .push(a, self.pairs(o.ivars.iter().map(|(n, v)| (n.as_str(), v))));
         match &o.kind {
             ObjectKind::String {
-                bytes, encoding, ..
-            } => self.0.push(a, self.0.bytes(bytes, encoding)),
-            ObjectKind::Array { items, .. } | ObjectKind::Set { items, .. } => {
-                self.0.push(a, self.values(items.iter()))
+                bytes,
+                encoding,
+                original_len,
+            } => {
+                self.0.push(a, self.0.bytes(bytes, encoding));
+                self.0.push(a, self.0.int(*original_len as i64));
+            }
+            ObjectKind::Array {
+                items,
+                original_len,
+            }
+            | ObjectKind::Set {
+                items,
+                original_len,
+            } => {
+                self.0.push(a, self.values(items.iter()));
+                self.0.push(a, self.0.int(*original_len as i64));
             }
             ObjectKind::Hash {
                 entries,
                 default,
                 compare_by_identity,
-                ..
+                original_len,
+                default_proc,
             } => {
                 self.0
                     .push(a, self.values(entries.iter().flat_map(|(k, v)| [k, v])));
@@ -198,6 +247,11 @@ impl<B: Build> Shapes<'_, B> {
                     None => self.0.push(a, self.0.nil()),
                 }
                 self.0.push(a, self.0.bool(*compare_by_identity));
+                self.0.push(a, self.0.int(*original_len as i64));
+                match default_proc {
+                    Some(p) => self.0.push(a, self.value(p)),
+                    None => self.0.push(a, self.0.nil()),
+                }
             }
             ObjectKind::Struct { members } => self
                 .0
@@ -242,7 +296,15 @@ impl<B: Build> Shapes<'_, B> {
             }
             ObjectKind::BigDecimal { digits } => self.0.push(a, self.0.str(digits)),
             ObjectKind::Plain => {}
-            ObjectKind::Module { name, .. } => self.0.push(a, self.opt_str(name)),
+            ObjectKind::Module { name, is_class } => {
+                self.0.push(a, self.opt_str(name));
+                self.0.push(a, self.0.bool(*is_class));
+                let (path, superclass) = extra
+                    .map(|e| (e.anonymous_path.clone(), e.superclass.clone()))
+                    .unwrap_or_default();
+                self.0.push(a, self.opt_str(&path));
+                self.0.push(a, self.opt_str(&superclass));
+            }
             ObjectKind::Proc {
                 lambda,
                 arity,
@@ -264,6 +326,12 @@ impl<B: Build> Shapes<'_, B> {
                 self.0.push(a, self.0.int(*arity as i64));
                 self.0.push(a, self.0.bool(*unbound));
                 self.0.push(a, self.location(source_location));
+                // An UnboundMethod has none.
+                match extra.and_then(|e| e.receiver.as_ref()) {
+                    Some(r) => self.0.push(a, self.value(r)),
+                    None if !*unbound => self.0.push(a, self.tagged("cut", "receiver not stored")),
+                    None => {}
+                }
             }
             ObjectKind::Exception { message } => self.0.push(a, self.0.str(message)),
             ObjectKind::Opaque { preview } => self.0.push(a, self.0.str(preview)),
@@ -276,7 +344,7 @@ impl<B: Build> Shapes<'_, B> {
 pub(crate) mod tests {
     use super::*;
     use rbscope_snapshot::{
-        CaptureStats, CauseInfo, Context, ExceptionInfo, SourceExcerpt, FORMAT_VERSION,
+        CaptureStats, CauseInfo, Context, ExceptionInfo, Extras, SourceExcerpt, FORMAT_VERSION,
     };
     use std::cell::RefCell;
 
@@ -339,6 +407,9 @@ pub(crate) mod tests {
         fn sym(&self, name: &str) -> usize {
             self.leaf(format!(":{name}"))
         }
+        fn sym_bytes(&self, bytes: &[u8], encoding: &str) -> usize {
+            self.leaf(format!(":{bytes:02x?}.{encoding}"))
+        }
         fn bool(&self, b: bool) -> usize {
             self.leaf(b.to_string())
         }
@@ -383,6 +454,13 @@ pub(crate) mod tests {
                     ("n".into(), Value::Integer(3)),
                     ("password".into(), Value::Redacted("name".into())),
                     ("deep".into(), Value::Cut(CutReason::Depth)),
+                    (
+                        "sjis".into(),
+                        Value::EncodedSymbol {
+                            bytes: vec![0x82, 0xa0],
+                            encoding: "Shift_JIS".into(),
+                        },
+                    ),
                 ],
                 source: Some(SourceExcerpt {
                     first_lineno: 2,
@@ -411,7 +489,7 @@ pub(crate) mod tests {
                     ObjectKind::String {
                         bytes: b"caf\xc3\xa9".to_vec(),
                         encoding: "UTF-8".into(),
-                        original_len: 5,
+                        original_len: 10_000,
                     },
                     vec![],
                 ),
@@ -433,12 +511,68 @@ pub(crate) mod tests {
                     },
                     vec![],
                 ),
+                object(
+                    "Class",
+                    ObjectKind::Module {
+                        name: None,
+                        is_class: true,
+                    },
+                    vec![],
+                ),
+                object(
+                    "Method",
+                    ObjectKind::Method {
+                        owner: "Shop".into(),
+                        name: "pay".into(),
+                        arity: 1,
+                        unbound: false,
+                        source_location: None,
+                    },
+                    vec![],
+                ),
+                object(
+                    "Module",
+                    ObjectKind::Module {
+                        name: Some("Comparable".into()),
+                        is_class: false,
+                    },
+                    vec![],
+                ),
+                object(
+                    "Array",
+                    ObjectKind::Array {
+                        items: vec![Value::Integer(1)],
+                        original_len: 1500,
+                    },
+                    vec![],
+                ),
             ],
             context: Context {
                 hostname: "web-1".into(),
                 ..Context::default()
             },
             stats: CaptureStats::default(),
+            extras: Extras {
+                objects: vec![
+                    ObjectExtra {
+                        object: 0,
+                        extended: vec!["Comparable".into()],
+                        singleton_methods: vec!["shout".into()],
+                        ..ObjectExtra::default()
+                    },
+                    ObjectExtra {
+                        object: 5,
+                        anonymous_path: Some("#<Class:0x0001>".into()),
+                        superclass: Some("Shop".into()),
+                        ..ObjectExtra::default()
+                    },
+                    ObjectExtra {
+                        object: 6,
+                        receiver: Some(Value::Ref(0)),
+                        ..ObjectExtra::default()
+                    },
+                ],
+            },
         }
     }
 
@@ -452,7 +586,7 @@ pub(crate) mod tests {
         };
         let parts = parts.clone();
         let part = |i: usize| tree.render(parts[i]);
-        assert_eq!(parts.len(), 6);
+        assert_eq!(parts.len(), 7);
         assert_eq!(part(0), FORMAT_VERSION.to_string());
         assert_eq!(part(1), "\"01ID\"");
         assert_eq!(
@@ -461,20 +595,49 @@ pub(crate) mod tests {
         );
         assert_eq!(
             part(3),
-            r#"[["Shop#checkout", "checkout", "app.rb", 3, [0], ["n", 3, "password", [:redacted, "name"], "deep", [:cut, "depth limit"]], 2, ["def checkout"]]]"#
+            [
+                r#"[["Shop#checkout", "checkout", "app.rb", 3, [0], ["n", 3, "password", "#,
+                r#"[:redacted, "name"], "deep", [:cut, "depth limit"], "sjis", "#,
+                r#":[82, a0].Shift_JIS], 2, ["def checkout"]]]"#,
+            ]
+            .concat()
         );
         assert_eq!(
             part(4),
             [
                 r#"[[:object, "Shop", false, ["@items", [1]]], "#,
-                r#"[:hash, "Hash", false, [], [:a, 1.5], [nil], true], "#,
-                r#"[:string, "String", false, [], "café".UTF-8], "#,
+                r#"[:hash, "Hash", false, [], [:a, 1.5], [nil], true, 1, nil], "#,
+                r#"[:string, "String", false, [], "café".UTF-8, 10000], "#,
                 r#"[:range, "Range", false, [], 99999999999999999999n, true, false], "#,
-                r#"[:proc, "Proc", false, [], true, -1, ["a.rb", 7]]]"#,
+                r#"[:proc, "Proc", false, [], true, -1, ["a.rb", 7]], "#,
+                r##"[:module, "Class", false, [], nil, true, "#<Class:0x0001>", "Shop"], "##,
+                r#"[:method, "Method", false, [], "Shop", "pay", 1, false, nil, [0]], "#,
+                r#"[:module, "Module", false, [], "Comparable", false, nil, nil], "#,
+                r#"[:array, "Array", false, [], [1], 1500]]"#,
             ]
             .concat()
         );
         let context = part(5);
         assert!(context.contains("web-1"), "{context}");
+        // Only objects extended or with singleton methods are listed.
+        assert_eq!(part(6), r#"[[0, ["Comparable"], ["shout"]]]"#);
+    }
+
+    #[test]
+    fn a_format_1_method_says_its_receiver_was_not_stored() {
+        let tree = Tree::default();
+        let mut s = sample();
+        s.extras = Extras::default();
+        let doc = build(&tree, &s);
+        let text = tree.render(doc);
+        assert!(
+            text.contains(r#"[:method, "Method", false, [], "Shop", "pay", 1, false, nil, [:cut, "receiver not stored"]]"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"[:module, "Class", false, [], nil, true, nil, nil]"#),
+            "{text}"
+        );
+        assert!(text.ends_with(", []]"), "no singletons: {text}");
     }
 }

@@ -9,17 +9,24 @@
 //! 16      ...   payload: postcard encoding of `Snapshot`, LZ4 block-compressed
 //! ```
 //!
+//! Format 2 adds [`Extras`] (non-UTF-8 symbols, extended modules and singleton method names,
+//! anonymous classes' paths, a Method's receiver): its payload is format 1's (the
+//! `Snapshot` fields, with the new `Value::EncodedSymbol` variant last, so every format 1
+//! value encodes as before) followed by the postcard encoding of `Extras`. A format 1
+//! payload decodes with empty extras.
+//!
 //! The version comes first so that an old reader can say "written by a newer rbscope" instead
 //! of failing somewhere in the payload. The payload length is bounded before anything is
 //! allocated, and the checksum catches corruption that would otherwise decode into nonsense.
 //! Decoding never panics: every failure is a [`DecodeError`].
 
-use crate::model::Snapshot;
+use crate::model::{Extras, Snapshot};
 use thiserror::Error;
 
 pub const MAGIC: &[u8; 6] = b"RBSNAP";
-/// The version this build writes. Version 1 is the first stored format.
-pub const FORMAT_VERSION: u16 = 1;
+/// The version this build writes. Version 1 is the first stored format; version 2 adds
+/// [`Extras`].
+pub const FORMAT_VERSION: u16 = 2;
 /// The oldest version this build can read.
 pub const OLDEST_READABLE_VERSION: u16 = 1;
 const HEADER_LEN: usize = 16;
@@ -44,7 +51,8 @@ pub enum DecodeError {
 
 /// Encodes a snapshot in the current format version.
 pub fn encode(snapshot: &Snapshot) -> Result<Vec<u8>, String> {
-    let payload = postcard::to_stdvec(snapshot).map_err(|e| e.to_string())?;
+    let mut payload = postcard::to_stdvec(snapshot).map_err(|e| e.to_string())?;
+    payload.extend(postcard::to_stdvec(&snapshot.extras).map_err(|e| e.to_string())?);
     if payload.len() > MAX_PAYLOAD {
         return Err(format!(
             "snapshot payload of {} bytes is over the {MAX_PAYLOAD}-byte limit",
@@ -108,8 +116,12 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
     if crc32fast::hash(&payload) != crc {
         return Err(DecodeError::Corrupt("checksum mismatch".into()));
     }
-    let snapshot: Snapshot =
-        postcard::from_bytes(&payload).map_err(|e| DecodeError::Corrupt(e.to_string()))?;
+    let (mut snapshot, rest): (Snapshot, &[u8]) =
+        postcard::take_from_bytes(&payload).map_err(|e| DecodeError::Corrupt(e.to_string()))?;
+    if version >= 2 {
+        snapshot.extras = postcard::from_bytes::<Extras>(rest)
+            .map_err(|e| DecodeError::Corrupt(format!("format 2 extras: {e}")))?;
+    }
     snapshot.validate().map_err(DecodeError::Corrupt)?;
     Ok(snapshot)
 }
@@ -175,7 +187,74 @@ mod tests {
                 ..Context::default()
             },
             stats: CaptureStats::default(),
+            extras: Extras::default(),
         }
+    }
+
+    fn with_extras() -> Snapshot {
+        let mut s = sample();
+        s.frames[0].locals.push((
+            "sym".into(),
+            Value::EncodedSymbol {
+                bytes: vec![0x82, 0xa0],
+                encoding: "Shift_JIS".into(),
+            },
+        ));
+        s.extras.objects.push(ObjectExtra {
+            object: 0,
+            extended: vec!["Comparable".into()],
+            singleton_methods: vec!["shout".into()],
+            receiver: Some(Value::Ref(1)),
+            ..ObjectExtra::default()
+        });
+        s
+    }
+
+    #[test]
+    fn format_2_round_trips_its_extras() {
+        let s = with_extras();
+        let bytes = encode(&s).unwrap();
+        assert_eq!(peek_version(&bytes), Ok(2));
+        assert_eq!(decode(&bytes).unwrap(), s);
+    }
+
+    /// A format 1 snapshot: the header says 1 and the payload is the `Snapshot` fields alone.
+    fn encode_v1(s: &Snapshot) -> Vec<u8> {
+        let payload = postcard::to_stdvec(s).unwrap();
+        let mut out = Vec::new();
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&1u16.to_le_bytes());
+        out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        out.extend_from_slice(&lz4_flex::block::compress(&payload));
+        out
+    }
+
+    #[test]
+    fn format_1_reads_with_empty_extras() {
+        let s = sample();
+        assert_eq!(decode(&encode_v1(&s)).unwrap(), s);
+        // The extras of a format 2 snapshot are not in its format 1 part.
+        let with = with_extras();
+        let v1 = decode(&encode_v1(&with)).unwrap();
+        assert!(v1.extras.objects.is_empty());
+        assert_eq!(v1.frames, with.frames);
+    }
+
+    #[test]
+    fn extras_pointing_outside_the_arena_are_corrupt() {
+        let mut s = with_extras();
+        s.extras.objects[0].object = 7;
+        assert!(matches!(
+            decode(&encode(&s).unwrap()),
+            Err(DecodeError::Corrupt(_))
+        ));
+        let mut s = with_extras();
+        s.extras.objects[0].receiver = Some(Value::Ref(9));
+        assert!(matches!(
+            decode(&encode(&s).unwrap()),
+            Err(DecodeError::Corrupt(_))
+        ));
     }
 
     #[test]

@@ -4,11 +4,20 @@
 //! Values are `{"type": "integer", "value": 3}`-style objects; references into the object
 //! list are `{"type": "ref", "id": 7}`, so cycles are expressed without repetition.
 
-use crate::model::{CutReason, Frame, Object, ObjectKind, Snapshot, Value};
+use crate::model::{CutReason, Frame, Object, ObjectExtra, ObjectKind, Snapshot, Value};
 use serde_json::{json, Map, Value as J};
+use std::collections::HashMap;
 
 pub fn snapshot(s: &Snapshot) -> J {
     let e = &s.exception;
+    let extras: HashMap<u32, &ObjectExtra> =
+        s.extras.objects.iter().map(|x| (x.object, x)).collect();
+    let objects: Vec<J> = s
+        .objects
+        .iter()
+        .enumerate()
+        .map(|(i, o)| object(i, o, extras.get(&(i as u32)).copied()))
+        .collect();
     json!({
         "format_version": crate::codec::FORMAT_VERSION,
         "id": s.id,
@@ -24,7 +33,7 @@ pub fn snapshot(s: &Snapshot) -> J {
             })).collect::<Vec<_>>(),
         },
         "frames": s.frames.iter().map(frame).collect::<Vec<_>>(),
-        "objects": s.objects.iter().enumerate().map(|(i, o)| object(i, o)).collect::<Vec<_>>(),
+        "objects": objects,
         "context": snapshot_context(s),
         "stats": {
             "redacted": s.stats.redacted,
@@ -82,6 +91,11 @@ pub fn value(v: &Value) -> J {
         Value::Float(f) if f.is_finite() => json!({"type": "float", "value": f}),
         Value::Float(f) => json!({"type": "float", "value": f.to_string()}),
         Value::Symbol(s) => json!({"type": "symbol", "value": s}),
+        // Not UTF-8: the text as far as it reads, the exact bytes and their encoding.
+        Value::EncodedSymbol { bytes, encoding } => json!({
+            "type": "symbol", "value": String::from_utf8_lossy(bytes), "base64": base64(bytes),
+            "encoding": encoding,
+        }),
         Value::Ref(i) => json!({"type": "ref", "id": i}),
         Value::Redacted(why) => json!({"type": "redacted", "reason": why}),
         Value::Cut(r) => json!({"type": "cut", "reason": match r {
@@ -113,7 +127,7 @@ pub fn base64(bytes: &[u8]) -> String {
     out
 }
 
-fn object(id: usize, o: &Object) -> J {
+fn object(id: usize, o: &Object, extra: Option<&ObjectExtra>) -> J {
     let mut m = Map::new();
     m.insert("id".into(), json!(id));
     m.insert("class".into(), json!(o.class_name));
@@ -272,6 +286,24 @@ fn object(id: usize, o: &Object) -> J {
             .map(|(n, v)| json!({"name": n, "value": value(v)}))
             .collect::<Vec<_>>()),
     );
+    // Format 2's additions, only where there are any (a format 1 snapshot's JSON is as it was).
+    if let Some(e) = extra {
+        if !e.extended.is_empty() {
+            m.insert("extended".into(), json!(e.extended));
+        }
+        if !e.singleton_methods.is_empty() {
+            m.insert("singleton_methods".into(), json!(e.singleton_methods));
+        }
+        if let Some(p) = &e.anonymous_path {
+            m.insert("anonymous_path".into(), json!(p));
+        }
+        if let Some(c) = &e.superclass {
+            m.insert("superclass".into(), json!(c));
+        }
+        if let Some(r) = &e.receiver {
+            m.insert("receiver".into(), value(r));
+        }
+    }
     J::Object(m)
 }
 

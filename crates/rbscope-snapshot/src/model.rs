@@ -24,6 +24,36 @@ pub struct Snapshot {
     pub objects: Vec<Object>,
     pub context: Context,
     pub stats: CaptureStats,
+    /// What format 1 has no place for (format 2): stored after the format 1 fields, so the
+    /// rest of the payload reads as before; empty in a format 1 snapshot.
+    #[serde(skip)]
+    pub extras: Extras,
+}
+
+/// Format 2's additions, by object: only objects that have any are listed, so a snapshot of
+/// plain values costs nothing more.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Extras {
+    pub objects: Vec<ObjectExtra>,
+}
+
+/// What format 2 adds about one object.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ObjectExtra {
+    /// The object's index in [`Snapshot::objects`].
+    pub object: u32,
+    /// The modules the object was extended with (`obj.extend(M)`), the most recent first, by
+    /// class path (`#<Module:0x...>` for an anonymous one).
+    pub extended: Vec<String>,
+    /// The names of the object's own singleton methods (their code is never stored).
+    pub singleton_methods: Vec<String>,
+    /// An anonymous class or module: what it showed as (`#<Class:0x...>`), the name its
+    /// instances' `class_name` gives.
+    pub anonymous_path: Option<String>,
+    /// An anonymous class's superclass, by class path.
+    pub superclass: Option<String>,
+    /// A Method's receiver.
+    pub receiver: Option<Value>,
 }
 
 /// An exception, with its cause chain flattened (outermost first, each the cause of the one
@@ -87,6 +117,31 @@ pub enum Value {
     Redacted(String),
     /// Not captured because a limit was reached.
     Cut(CutReason),
+    /// A symbol whose name is not UTF-8 (format 2): its bytes and encoding. (A UTF-8 or
+    /// US-ASCII symbol is a [`Value::Symbol`].)
+    EncodedSymbol {
+        bytes: Vec<u8>,
+        encoding: String,
+    },
+}
+
+impl Value {
+    /// The value of a Symbol named by `bytes`, in the encoding `encoding()` names (asked only
+    /// for a name that is not ASCII): a [`Value::Symbol`] when the name is ASCII or UTF-8, else
+    /// a [`Value::EncodedSymbol`].
+    pub fn symbol(bytes: &[u8], encoding: impl FnOnce() -> String) -> Value {
+        if bytes.is_ascii() {
+            return Value::Symbol(String::from_utf8_lossy(bytes).into_owned());
+        }
+        let encoding = encoding();
+        match std::str::from_utf8(bytes) {
+            Ok(text) if encoding == "UTF-8" => Value::Symbol(text.to_string()),
+            _ => Value::EncodedSymbol {
+                bytes: bytes.to_vec(),
+                encoding,
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -281,7 +336,23 @@ impl Snapshot {
                 check(v, &what)?;
             }
         }
+        for e in &self.extras.objects {
+            if e.object as usize >= n {
+                return Err(format!(
+                    "extras refer to object {}, but there are only {n}",
+                    e.object
+                ));
+            }
+            if let Some(r) = &e.receiver {
+                check(r, &format!("object {} receiver", e.object))?;
+            }
+        }
         Ok(())
+    }
+
+    /// Format 2's additions about object `index`, if it has any.
+    pub fn extra(&self, index: u32) -> Option<&ObjectExtra> {
+        self.extras.objects.iter().find(|e| e.object == index)
     }
 }
 
@@ -346,4 +417,41 @@ impl ObjectKind {
 /// start a new group.
 pub fn fingerprint(class_name: &str, top_frame_label: &str) -> String {
     format!("{class_name}@{top_frame_label}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_symbol_is_text_when_ascii_or_utf8_else_its_bytes_and_encoding() {
+        let never = || -> String { panic!("the encoding of an ASCII name is not asked") };
+        assert_eq!(
+            Value::symbol(b"total", never),
+            Value::Symbol("total".into())
+        );
+        assert_eq!(
+            Value::symbol("héllo".as_bytes(), || "UTF-8".into()),
+            Value::Symbol("héllo".into())
+        );
+        assert_eq!(
+            Value::symbol(&[0x82, 0xa0], || "Shift_JIS".into()),
+            Value::EncodedSymbol {
+                bytes: vec![0x82, 0xa0],
+                encoding: "Shift_JIS".into()
+            }
+        );
+        // Bytes that happen to read as UTF-8 keep their own encoding.
+        assert_eq!(
+            Value::symbol("é".as_bytes(), || "ISO-8859-1".into()),
+            Value::EncodedSymbol {
+                bytes: "é".as_bytes().to_vec(),
+                encoding: "ISO-8859-1".into()
+            }
+        );
+        assert!(matches!(
+            Value::symbol(&[0xff], || "ASCII-8BIT".into()),
+            Value::EncodedSymbol { .. }
+        ));
+    }
 }

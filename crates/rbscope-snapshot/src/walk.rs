@@ -9,7 +9,7 @@
 //! (the magic roots: `Rails.application`...) are named, not walked.
 
 use crate::redact::Rules;
-use crate::{CaptureStats, CutReason, Object, ObjectKind, Value};
+use crate::{CaptureStats, CutReason, Extras, Object, ObjectExtra, ObjectKind, Value};
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -70,6 +70,18 @@ pub trait Reader {
         depth: u32,
         walk: &mut Walk<Self::Value>,
     ) -> Vec<(String, Value)>;
+    /// What format 2 adds about the object (extended modules, singleton methods, an anonymous
+    /// class's path, a Method's receiver), values captured with `walk.value`; None (the
+    /// default) for an object with none of them. Its `object` index is set by the walk.
+    fn extra(
+        &mut self,
+        _v: Self::Value,
+        _kind: &ObjectKind,
+        _depth: u32,
+        _walk: &mut Walk<Self::Value>,
+    ) -> Option<ObjectExtra> {
+        None
+    }
 }
 
 /// The walk's state: the arena being filled, what was seen, what waits, what was cut.
@@ -79,6 +91,7 @@ pub struct Walk<'a, V> {
     magic: &'a AddrMap<String>,
     seen: AddrMap<u32>,
     objects: Vec<Object>,
+    extras: Vec<ObjectExtra>,
     queue: VecDeque<(V, u32, u32)>,
     stats: CaptureStats,
     bytes: usize,
@@ -100,6 +113,7 @@ impl<'a, V: Copy> Walk<'a, V> {
             magic,
             seen: AddrMap::default(),
             objects: Vec::new(),
+            extras: Vec::new(),
             queue: VecDeque::new(),
             stats: CaptureStats::default(),
             bytes: 0,
@@ -187,7 +201,11 @@ impl<'a, V: Copy> Walk<'a, V> {
         R: Reader<Value = V> + ?Sized,
     {
         while let Some((v, idx, depth)) = self.queue.pop_front() {
-            let obj = self.describe(r, v, depth + 1);
+            let (obj, extra) = self.describe(r, v, depth + 1);
+            if let Some(mut e) = extra {
+                e.object = idx;
+                self.extras.push(e);
+            }
             self.bytes += OBJECT_BYTES + obj.class_name.len();
             if let Some(slot) = self.objects.get_mut(idx as usize) {
                 *slot = obj;
@@ -195,18 +213,19 @@ impl<'a, V: Copy> Walk<'a, V> {
         }
     }
 
-    fn describe<R>(&mut self, r: &mut R, v: V, depth: u32) -> Object
+    fn describe<R>(&mut self, r: &mut R, v: V, depth: u32) -> (Object, Option<ObjectExtra>)
     where
         R: Reader<Value = V> + ?Sized,
     {
         let (class_name, frozen) = r.header(v);
         if let Some(path) = self.magic.get(&r.identity(v)) {
-            return Object {
+            let magic = Object {
                 class_name,
                 frozen,
                 kind: ObjectKind::Magic { path: path.clone() },
                 ivars: Vec::new(),
             };
+            return (magic, None);
         }
         let kind = r.kind(v, depth, self);
         self.count_truncation(&kind);
@@ -220,12 +239,14 @@ impl<'a, V: Copy> Walk<'a, V> {
             }
             _ => r.ivars(v, depth, self),
         };
-        Object {
+        let extra = r.extra(v, &kind, depth, self);
+        let obj = Object {
             class_name,
             frozen,
             kind,
             ivars,
-        }
+        };
+        (obj, extra)
     }
 
     /// Strings and collections kept shorter than they are.
@@ -268,13 +289,16 @@ impl<'a, V: Copy> Walk<'a, V> {
         }
     }
 
-    /// Walks what is left and returns the arena and the walk's counts.
-    pub fn finish<R>(mut self, r: &mut R) -> (Vec<Object>, CaptureStats)
+    /// Walks what is left and returns the arena, the walk's counts and format 2's extras.
+    pub fn finish<R>(mut self, r: &mut R) -> (Vec<Object>, CaptureStats, Extras)
     where
         R: Reader<Value = V> + ?Sized,
     {
         self.drain(r);
-        (self.objects, self.stats)
+        let extras = Extras {
+            objects: self.extras,
+        };
+        (self.objects, self.stats, extras)
     }
 }
 
@@ -295,7 +319,8 @@ mod tests {
         Record(Vec<(&'static str, V)>),
     }
 
-    /// A fake graph: object `i` is `objects[i]`; every read is logged.
+    /// A fake graph: object `i` is `objects[i]`; every read is logged. A Record with an
+    /// `@receiver` field has extras: a singleton method, and that field as its receiver.
     struct Graph {
         objects: Vec<FakeObj>,
         described: Vec<usize>,
@@ -380,6 +405,27 @@ mod tests {
                 .map(|(name, v)| (name.to_string(), walk.named(self, name, v, depth)))
                 .collect()
         }
+
+        fn extra(
+            &mut self,
+            v: V,
+            kind: &ObjectKind,
+            depth: u32,
+            walk: &mut Walk<V>,
+        ) -> Option<ObjectExtra> {
+            let V::Obj(i) = v else { unreachable!() };
+            let FakeObj::Record(fields) = &self.objects[i] else {
+                return None;
+            };
+            assert_eq!(kind, &ObjectKind::Plain);
+            let (_, receiver) = *fields.iter().find(|(n, _)| *n == "@receiver")?;
+            Some(ObjectExtra {
+                object: 999, // the walk sets the real index
+                singleton_methods: vec![format!("m{i}")],
+                receiver: Some(walk.value(self, receiver, depth)),
+                ..ObjectExtra::default()
+            })
+        }
     }
 
     fn limits() -> Limits {
@@ -406,7 +452,8 @@ mod tests {
         };
         let mut w = Walk::new(limits, &rules, magic);
         let values = roots.iter().map(|v| w.value(&mut g, *v, 0)).collect();
-        let (objects, stats) = w.finish(&mut g);
+        let (objects, stats, extras) = w.finish(&mut g);
+        assert_eq!(extras, Extras::default(), "the fake graph has no extras");
         (values, objects, stats, g.described)
     }
 
@@ -617,6 +664,37 @@ mod tests {
         assert!(arena[1].ivars.is_empty());
         assert_eq!(described, [0, 1]);
         assert_eq!(stats.redacted, 0);
+    }
+
+    #[test]
+    fn extras_are_kept_by_object_index_and_their_values_walked() {
+        // 0 = [1, 2]; 1 = a record without extras; 2 = one whose receiver is 3.
+        let objects = vec![
+            FakeObj::List(vec![V::Obj(1), V::Obj(2)]),
+            FakeObj::Record(vec![]),
+            FakeObj::Record(vec![("@receiver", V::Obj(3))]),
+            FakeObj::Str("r"),
+        ];
+        let rules = Rules::default();
+        let magic = AddrMap::default();
+        let mut g = Graph {
+            objects,
+            described: Vec::new(),
+        };
+        let mut w = Walk::new(limits(), &rules, &magic);
+        w.value(&mut g, V::Obj(0), 0);
+        let (arena, _, extras) = w.finish(&mut g);
+        assert_eq!(arena.len(), 4);
+        assert_eq!(
+            extras.objects,
+            [ObjectExtra {
+                object: 2,
+                singleton_methods: vec!["m2".into()],
+                receiver: Some(Value::Ref(3)),
+                ..ObjectExtra::default()
+            }]
+        );
+        assert_eq!(arena[3].class_name, "String");
     }
 
     #[test]

@@ -126,7 +126,7 @@ mod tests {
         let mut w = Walk::new(limits(0), &rules, &magic);
         f(&mut w);
         w.value(&mut Fake(false), 0x100, 0);
-        w.finish(&mut Fake(false)).1
+        w.finish(&mut Fake(false)).1 // the counts
     }
 
     #[test]

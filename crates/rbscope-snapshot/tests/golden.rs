@@ -1,4 +1,4 @@
-//! Freezes the bytes of snapshot format 1.
+//! Freezes the bytes of snapshot formats 1 and 2.
 //!
 //! Snapshots are stored for months and read by whatever rbscope the user runs later, so a
 //! change to the model (a field added, a variant moved) or to the encoding must be a visible,
@@ -7,9 +7,13 @@
 //! byte for byte with a committed fixture; it also decodes the fixture back to the same value.
 //! The exhaustive `match`es below stop compiling when a variant is added, so a new kind cannot
 //! escape the fixture either. A snapshot written by the real agent is kept too: it must go on
-//! decoding, and re-encoding it must give its bytes back (fixtures/README.md says how it was
-//! made). The JSON document of both (what `rbscope show --json` and the web UI give) is frozen
-//! too, as `.json` fixtures.
+//! decoding, and re-encoding it (as format 2) must keep its format 1 payload as it was
+//! (fixtures/README.md says how it was made). The JSON documents (what `rbscope show --json`
+//! and the web UI give) are frozen too, as `.json` fixtures.
+//!
+//! Format 2 adds `Extras` after format 1's payload and the `Value::EncodedSymbol` variant:
+//! `every_kind()` is the format 1 sample (its fixture, `snapshot-v1.bin`, is a format 1 file
+//! that must go on decoding to it), `every_kind_v2()` adds what format 2 has.
 //!
 //! To rewrite the fixtures on purpose: `RBSCOPE_UPDATE_GOLDEN=1 cargo test -p rbscope-snapshot
 //! --test golden`.
@@ -399,7 +403,48 @@ fn every_kind() -> Snapshot {
             frames_skipped: 8,
             locals_missing: true,
         },
+        // Format 1 has none.
+        extras: Extras::default(),
     }
+}
+
+/// `every_kind()` and what format 2 adds: a symbol that is not UTF-8, and every field of an
+/// object's extras.
+fn every_kind_v2() -> Snapshot {
+    let mut s = every_kind();
+    s.frames[0].locals.push((
+        "sjis".into(),
+        Value::EncodedSymbol {
+            bytes: vec![0x82, 0xa0],
+            encoding: "Shift_JIS".into(),
+        },
+    ));
+    s.extras = Extras {
+        objects: vec![
+            // The frame's self was extended and given a singleton method.
+            ObjectExtra {
+                object: 0,
+                extended: vec!["Comparable".into(), "#<Module:0x00007f00deadbeef>".into()],
+                singleton_methods: vec!["refund!".into()],
+                ..ObjectExtra::default()
+            },
+            // The anonymous module (a superclass is only ever stored for a class: here it is
+            // only there to be in the fixture).
+            ObjectExtra {
+                object: 18,
+                anonymous_path: Some("#<Module:0x00007f00deadbeef>".into()),
+                superclass: Some("Object".into()),
+                ..ObjectExtra::default()
+            },
+            // The bound method's receiver.
+            ObjectExtra {
+                object: 19,
+                receiver: Some(Value::Ref(0)),
+                ..ObjectExtra::default()
+            },
+        ],
+    };
+    s
 }
 
 // The exhaustive matches: adding a variant to the model stops these from compiling, so the
@@ -419,6 +464,7 @@ const VALUE_KINDS: &[&str] = &[
     "cut-objects",
     "cut-bytes",
     "cut-error",
+    "encoded-symbol",
 ];
 
 fn value_kind(v: &Value) -> &'static str {
@@ -436,6 +482,7 @@ fn value_kind(v: &Value) -> &'static str {
         Value::Cut(CutReason::Objects) => "cut-objects",
         Value::Cut(CutReason::Bytes) => "cut-bytes",
         Value::Cut(CutReason::Error) => "cut-error",
+        Value::EncodedSymbol { .. } => "encoded-symbol",
     }
 }
 
@@ -526,7 +573,7 @@ fn frame_shape(f: &Frame) -> &'static str {
 
 #[test]
 fn the_sample_uses_every_kind_the_format_has() {
-    let s = every_kind();
+    let s = every_kind_v2();
     assert_eq!(s.validate(), Ok(()));
 
     let mut values = BTreeSet::new();
@@ -556,6 +603,30 @@ fn the_sample_uses_every_kind_the_format_has() {
     assert!(c.app_revision.is_some() && c.thread_name.is_some());
     assert!(!c.gems.is_empty() && !c.extra.is_empty());
     assert!(s.stats.locals_missing && s.stats.frames_skipped > 0);
+    // Every field of format 2's extras.
+    let ObjectExtra {
+        object: _,
+        extended,
+        singleton_methods,
+        anonymous_path,
+        superclass,
+        receiver,
+    } = s
+        .extras
+        .objects
+        .iter()
+        .fold(ObjectExtra::default(), |mut all, e| {
+            all.extended.extend(e.extended.clone());
+            all.singleton_methods.extend(e.singleton_methods.clone());
+            all.anonymous_path = all.anonymous_path.or(e.anonymous_path.clone());
+            all.superclass = all.superclass.or(e.superclass.clone());
+            all.receiver = all.receiver.or(e.receiver.clone());
+            all
+        });
+    assert!(!extended.is_empty() && !singleton_methods.is_empty());
+    assert!(anonymous_path.is_some() && superclass.is_some() && receiver.is_some());
+    // The format 1 sample has none of format 2's additions.
+    assert!(every_kind().extras.objects.is_empty());
 }
 
 fn first_difference(a: &[u8], b: &[u8]) -> usize {
@@ -603,16 +674,16 @@ fn check_golden(name: &str, actual: &[u8], why: &str) {
 }
 
 #[test]
-fn format_1_bytes_are_frozen() {
+fn format_2_bytes_are_frozen() {
     assert_eq!(
-        FORMAT_VERSION, 1,
-        "the snapshot format version changed: keep snapshot-v1.bin and its reader, and add \
-         a fixture for version {FORMAT_VERSION}"
+        FORMAT_VERSION, 2,
+        "the snapshot format version changed: keep snapshot-v1.bin, snapshot-v2.bin and their \
+         readers, and add a fixture for version {FORMAT_VERSION}"
     );
-    let s = every_kind();
+    let s = every_kind_v2();
     let bytes = encode(&s).unwrap();
     // What the committed fixture means to this build, for the failure message.
-    let why = match std::fs::read(fixture("snapshot-v1.bin")).map(|b| decode(&b)) {
+    let why = match std::fs::read(fixture("snapshot-v2.bin")).map(|b| decode(&b)) {
         Ok(Ok(old)) if old == s => "The committed fixture still decodes to the same snapshot: \
                                     only the encoder's output changed."
             .to_string(),
@@ -620,11 +691,47 @@ fn format_1_bytes_are_frozen() {
         Ok(Err(e)) => format!("The committed fixture no longer decodes: {e}."),
         Err(_) => String::new(),
     };
-    check_golden("snapshot-v1.bin", &bytes, &why);
+    check_golden("snapshot-v2.bin", &bytes, &why);
 
     // The header, field by field, as codec.rs documents it.
     assert_eq!(&bytes[..6], b"RBSNAP");
-    assert_eq!(u16::from_le_bytes([bytes[6], bytes[7]]), 1);
+    assert_eq!(u16::from_le_bytes([bytes[6], bytes[7]]), 2);
+}
+
+#[test]
+fn the_format_2_fixture_decodes_to_the_sample() {
+    let bytes = std::fs::read(fixture("snapshot-v2.bin")).unwrap();
+    let decoded = decode(&bytes).unwrap_or_else(|e| {
+        panic!("the snapshot format changed: the version-2 fixture no longer decodes: {e}")
+    });
+    assert!(
+        decoded == every_kind_v2(),
+        "the snapshot format changed: the version-2 fixture decodes to a different snapshot"
+    );
+}
+
+/// The decompressed payload of a stored snapshot.
+fn payload(bytes: &[u8]) -> Vec<u8> {
+    let len = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize;
+    lz4_flex::block::decompress(&bytes[16..], len).unwrap()
+}
+
+#[test]
+fn format_1_fixtures_stay_format_1_files_and_read_with_no_extras() {
+    for name in ["snapshot-v1.bin", "agent-ruby-3.1-v1.bin"] {
+        let bytes = std::fs::read(fixture(name)).unwrap();
+        assert_eq!(u16::from_le_bytes([bytes[6], bytes[7]]), 1, "{name}");
+        assert!(decode(&bytes).unwrap().extras.objects.is_empty(), "{name}");
+    }
+    // Format 2 writes format 1's payload first, unchanged, then the extras.
+    let v1 = std::fs::read(fixture("snapshot-v1.bin")).unwrap();
+    let v2 = encode(&every_kind()).unwrap();
+    let (p1, p2) = (payload(&v1), payload(&v2));
+    assert!(
+        p2.starts_with(&p1),
+        "format 2 changed format 1's part of the payload"
+    );
+    assert_eq!(&p2[p1.len()..], &[0], "no extras: an empty list");
 }
 
 #[test]
@@ -676,15 +783,18 @@ fn a_snapshot_written_by_the_agent_still_reads_and_writes_the_same() {
              version 1 (a snapshot written by the agent no longer decodes: {e})"
         )
     });
+    // Written again (as format 2), its format 1 part is byte for byte what the agent wrote.
     let again = encode(&s).unwrap();
+    assert_eq!(decode(&again).unwrap(), s);
+    let (old, new) = (payload(&bytes), payload(&again));
     assert!(
-        again == bytes,
+        new.starts_with(&old) && new.len() == old.len() + 1,
         "the snapshot format changed: bump the format version and keep a reader for version 1 \
-         (a snapshot written by the agent decodes, but this build encodes it as {} bytes \
-         instead of {}, first difference at byte {})",
-        again.len(),
-        bytes.len(),
-        first_difference(&bytes, &again)
+         (a snapshot written by the agent decodes, but this build encodes its format 1 part as \
+         {} bytes instead of {}, first difference at byte {})",
+        new.len() - 1,
+        old.len(),
+        first_difference(&old, &new)
     );
 
     // What the program did, as the agent saw it.
@@ -790,6 +900,7 @@ fn check_json_golden(name: &str, doc: &serde_json::Value) {
 #[test]
 fn the_json_form_is_frozen() {
     check_json_golden("snapshot-v1.json", &json::snapshot(&every_kind()));
+    check_json_golden("snapshot-v2.json", &json::snapshot(&every_kind_v2()));
     let bytes = std::fs::read(fixture("agent-ruby-3.1-v1.bin")).unwrap();
     let s = decode(&bytes).unwrap();
     check_json_golden("agent-ruby-3.1-v1.json", &json::snapshot(&s));

@@ -1559,6 +1559,7 @@ fn a_signed_snapshot_full_of_code_restores_without_running_any() {
             ..Context::default()
         },
         stats: CaptureStats::default(),
+        extras: Default::default(),
     };
     let body = rbscope_snapshot::encode(&snap).unwrap();
     let key = rbscope_store::StoreKey::load_file(&rbscope_store::key_path(&sb.store()))

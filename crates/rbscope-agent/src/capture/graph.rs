@@ -11,10 +11,10 @@
 use crate::ffi::capture::{self as rb, Core, CoreMethods, T, VALUE};
 use crate::ffi::guard::Feature;
 use crate::ffi::{self, Gvl, NIL};
-use rbscope_agent_core::capture::{walk_limits, FirstN, TEXT_READERS};
+use rbscope_agent_core::capture::{extended_modules, walk_limits, FirstN, TEXT_READERS};
 use rbscope_agent_core::config::Config;
 use rbscope_snapshot::walk::{AddrMap, Reader, Walk};
-use rbscope_snapshot::{CutReason, ObjectKind, Value};
+use rbscope_snapshot::{CutReason, ObjectExtra, ObjectKind, Value};
 
 /// The walk of one report (its state: limits, redaction, what was seen) and the reader of
 /// Ruby objects it asks.
@@ -57,8 +57,8 @@ impl Reader for RubyObjects {
                     Value::Integer(i)
                 } else if let Some(f) = ffi::float_value(gvl, v) {
                     Value::Float(f)
-                } else if rb::is_symbol(v) {
-                    Value::Symbol(ffi::symbol_name(gvl, v).unwrap_or_default())
+                } else if let Some(sym) = rb::symbol_value(gvl, v) {
+                    sym
                 } else if rb::is_special_const(v) {
                     Value::Cut(CutReason::Error)
                 } else if ffi::type_of(gvl, v) == T::RUBY_T_BIGNUM {
@@ -195,6 +195,49 @@ impl Reader for RubyObjects {
             out.push((name, value));
         }
         out
+    }
+
+    fn extra(&mut self, v: VALUE, kind: &ObjectKind, depth: u32, walk: W) -> Option<ObjectExtra> {
+        let gvl = self.gvl;
+        match kind {
+            // A class or module is found again by its name; an anonymous one by what it showed.
+            ObjectKind::Module {
+                name: None,
+                is_class,
+            } => Some(ObjectExtra {
+                anonymous_path: Some(ffi::class_path(gvl, v)),
+                superclass: match *is_class {
+                    true => rb::superclass(gvl, v).map(|s| ffi::class_path(gvl, s)),
+                    false => None,
+                },
+                ..ObjectExtra::default()
+            }),
+            ObjectKind::Module { .. } | ObjectKind::Opaque { .. } | ObjectKind::Magic { .. } => {
+                None
+            }
+            ObjectKind::Method { unbound: false, .. } => {
+                let receiver = self.core.call(gvl, v, "Method", "receiver", &[])?;
+                Some(ObjectExtra {
+                    receiver: Some(walk.value(self, receiver, depth)),
+                    ..ObjectExtra::default()
+                })
+            }
+            // Only an object that has a singleton class costs more than this check.
+            _ => {
+                let singleton = rb::own_singleton_class(gvl, v)?;
+                let (ancestors, methods) = rb::singleton_parts(gvl, v, singleton);
+                let modules = extended_modules(&ancestors, singleton, rb::class_of(gvl, v));
+                let e = ObjectExtra {
+                    extended: modules.iter().map(|m| ffi::class_path(gvl, *m)).collect(),
+                    singleton_methods: methods
+                        .iter()
+                        .filter_map(|n| ffi::symbol_name(gvl, *n))
+                        .collect(),
+                    ..ObjectExtra::default()
+                };
+                (!e.extended.is_empty() || !e.singleton_methods.is_empty()).then_some(e)
+            }
+        }
     }
 }
 

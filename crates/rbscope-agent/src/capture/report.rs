@@ -86,7 +86,7 @@ fn report_with_gc_off(
             frames: walk_frames(agent, &mut walk, &mut reader, kept),
         })
         .collect();
-    let (objects, mut stats) = walk.finish(&mut reader);
+    let (objects, mut stats, extras) = walk.finish(&mut reader);
     stats.frames_skipped = skipped as u32;
     stats.locals_missing = !any_captured;
     let (redacted, truncated, cut) = tallies(&stats);
@@ -108,6 +108,7 @@ fn report_with_gc_off(
         objects,
         context: context(gvl, agent, ctx, how),
         stats,
+        extras,
     };
     let raised_at = kept.first().map(|k| &k.frame);
     let Some(job) = store_job(&snapshot, raised_at, std::process::id()) else {

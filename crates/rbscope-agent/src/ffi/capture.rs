@@ -269,6 +269,56 @@ pub fn iclass_module(gvl: Gvl, klass: VALUE) -> Option<VALUE> {
     Some(unsafe { (*(klass as *const rb_sys::RBasic)).klass })
 }
 
+/// A Symbol's value as stored (its name, with its encoding when that is not UTF-8); None for
+/// anything but a Symbol.
+pub fn symbol_value(gvl: Gvl, sym: VALUE) -> Option<rbscope_snapshot::Value> {
+    if !is_symbol(sym) {
+        return None;
+    }
+    // SAFETY: GVL held; sym is a Symbol (checked), whose name rb_sym2str returns.
+    let s = unsafe { rb_sys::rb_sym2str(sym) };
+    with_string_bytes(gvl, s, |bytes| {
+        rbscope_snapshot::Value::symbol(bytes, || encoding_name(gvl, s))
+    })
+}
+
+/// `v`'s singleton class when it has one (it was extended, or given singleton methods); None
+/// otherwise. Reads the class pointer: no singleton class is made.
+pub fn own_singleton_class(gvl: Gvl, v: VALUE) -> Option<VALUE> {
+    if is_special_const(v) {
+        return None;
+    }
+    // SAFETY: GVL held; v is a live heap object (not an immediate), which starts with RBasic.
+    let klass = unsafe { (*(v as *const rb_sys::RBasic)).klass };
+    ffi::is_singleton_class(gvl, klass).then_some(klass)
+}
+
+/// The ancestors of `singleton` (an object's singleton class) and the object's own singleton
+/// methods (Symbols), read with the C functions behind `Module#ancestors` and
+/// `singleton_methods(false)`: no method of the app runs.
+pub fn singleton_parts(gvl: Gvl, v: VALUE, singleton: VALUE) -> (Vec<VALUE>, Vec<VALUE>) {
+    let own_only = ffi::FALSE;
+    let lists = [
+        // SAFETY: GVL held; singleton is a class; a raise is caught.
+        ffi::protect(gvl, || unsafe { rb_sys::rb_mod_ancestors(singleton) }),
+        // SAFETY: GVL held; one argument (false: the object's own methods only) that outlives
+        // the call; a raise is caught.
+        ffi::protect(gvl, || unsafe {
+            rb_sys::rb_obj_singleton_methods(1, &own_only, v)
+        }),
+    ];
+    let [a, m] = lists.map(|l| l.map(|l| ffi::array_items(gvl, l)).unwrap_or_default());
+    (a, m)
+}
+
+/// The superclass of `class` (a Class), read by `Class#superclass`'s C function; None at the
+/// top.
+pub fn superclass(_gvl: Gvl, class: VALUE) -> Option<VALUE> {
+    // SAFETY: GVL held; callers pass a Class, whose chain rb_class_superclass reads.
+    let s = unsafe { rb_sys::rb_class_superclass(class) };
+    (s != NIL).then_some(s)
+}
+
 /// An instance variable (also an internal one such as `mesg` or `__attached__`), read without
 /// calling Ruby code; nil when unset.
 pub fn ivar_get(gvl: Gvl, obj: VALUE, name: &str) -> VALUE {
@@ -544,7 +594,17 @@ impl rbscope_agent_core::restore_data::Build for RubyBuild {
     }
 
     fn sym(&self, name: &str) -> VALUE {
-        ffi::symbol(self.0, name)
+        if name.is_ascii() {
+            return ffi::symbol(self.0, name);
+        }
+        // `name.to_sym` of the UTF-8 text, never an error.
+        ffi::encoded_symbol(self.0, ffi::str_new(self.0, name)).unwrap_or(NIL)
+    }
+
+    fn sym_bytes(&self, bytes: &[u8], encoding: &str) -> VALUE {
+        let s = rbscope_agent_core::restore_data::Build::bytes(self, bytes, encoding);
+        // Bytes that are not valid in their encoding make no Symbol: the String instead.
+        ffi::encoded_symbol(self.0, s).unwrap_or(s)
     }
 
     fn bool(&self, b: bool) -> VALUE {

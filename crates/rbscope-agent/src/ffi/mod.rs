@@ -298,9 +298,23 @@ pub fn array_at(gvl: Gvl, v: VALUE, i: usize) -> Option<VALUE> {
     (i < array_len(gvl, v)).then(|| unsafe { rb_sys::RARRAY_AREF(v, i as isize) })
 }
 
-/// The Symbol for `name`.
+/// The Symbol for `name`: the one Ruby code gets for `:name`. (rb-sys's `ID2SYM` only
+/// shifts the ID, which is right for a static symbol but makes a second, unequal Symbol when
+/// the name already exists as a dynamic one, made by `to_sym`.)
 pub fn symbol(gvl: Gvl, name: &str) -> VALUE {
-    rb_sys::ID2SYM(intern(gvl, name))
+    let id = intern(gvl, name);
+    // SAFETY: GVL held; `id` was just interned, and rb_id2sym returns its Symbol (static or
+    // dynamic) without raising.
+    unsafe { rb_sys::rb_id2sym(id) }
+}
+
+/// `s.to_sym` for a String `s`, equal to the app's own Symbol (a dynamic one when none exists,
+/// so a hostile snapshot cannot fill the symbol table for good): Err when its bytes are not
+/// valid in its encoding (Ruby refuses such a symbol).
+pub fn encoded_symbol(gvl: Gvl, s: VALUE) -> Result<VALUE, Raised> {
+    // SAFETY: GVL held; `s` is a String; rb_str_intern may raise (invalid bytes), which
+    // protect catches.
+    protect(gvl, || unsafe { rb_sys::rb_str_intern(s) })
 }
 
 /// Marks `v` for the GC (pinning it).

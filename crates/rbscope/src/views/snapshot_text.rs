@@ -217,6 +217,10 @@ impl Renderer<'_> {
             Value::BigInteger(s) => (s.clone(), None),
             Value::Float(f) => (format_float(*f), None),
             Value::Symbol(s) => (format!(":{s}"), None),
+            Value::EncodedSymbol { bytes, encoding } => (
+                format!(":{} ({encoding})", String::from_utf8_lossy(bytes)),
+                None,
+            ),
             Value::Redacted(why) => (format!("[REDACTED: {why}]"), None),
             Value::Cut(reason) => (format!("… ({})", cut_text(*reason)), None),
             Value::Ref(i) => self.object_head(*i),
