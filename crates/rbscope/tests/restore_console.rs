@@ -159,7 +159,9 @@ fn stand_ins_take_the_apps_names_when_the_app_is_not_loaded() {
                  puts \"READER=#{lines.size} NESTING=#{Module.nesting.map(&:name).inspect} METHOD=#{__method__.inspect}\"\n\
                  puts \"SELF=#{inspect}\"\n\
                  check!\n\
-                 @lines.size > LIMIT\n";
+                 @lines.size > LIMIT\n\
+                 up\n\
+                 puts \"UP=#{name} #{is_a?(Rbscope::Restored::StandIn)} #{Module.nesting.map(&:name).inspect}\"\n";
     let text = console(&sb, &id, false, input);
     assert!(
         text.contains("CLASS=Shop::Cart STANDIN=true SHOP=Module"),
@@ -186,5 +188,10 @@ fn stand_ins_take_the_apps_names_when_the_app_is_not_loaded() {
         "{text}"
     );
     assert!(text.contains("uninitialized constant"), "{text}");
+    // The class method's frame: self is the stand-in module, in its own scope.
+    assert!(
+        text.contains("UP=Shop::Pricing true [\"Shop::Pricing\", \"Shop\"]"),
+        "{text}"
+    );
     assert_no_internals(&text);
 }
