@@ -88,6 +88,9 @@ def values(order)
   dec = BigDecimal("123.450")
   io = $stderr
   thr = Thread.current
+  tiny = 1e-300
+  spaced = :"a b"
+  empty_dflt = Hash.new(5)
   Report.explode(order)
 end
 values(Order.new([Point.new(3, 4)]))
@@ -233,6 +236,21 @@ fn every_value_kind_comes_back_as_it_was() {
         obj("klass").get("anonymous_path").is_none(),
         "a named class has no extras"
     );
+
+    // `show` writes strings, symbols and floats as Ruby's inspect does, and shows a default.
+    let out = sb.cli().args(["show", &id]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "tiny = 1.0e-300\n",
+        "spaced = :\"a b\"\n",
+        "latin = \"caf\\xE9\" (ISO-8859-1)\n",
+        "sym_sjis = :\"\\x{82A0}\" (Shift_JIS)\n",
+        "sym_bin = :\"\\xFF\" (ASCII-8BIT)\n",
+        "sym_utf8 = :héllo\n",
+        "empty_dflt = Hash (0 entries)\n        (default) = 5\n",
+    ] {
+        assert!(text.contains(want), "no {want:?} in:\n{text}");
+    }
 
     // In Ruby, without a console.
     let out = ruby_check(&sb, &format!("ID = {id:?}\n{CHECKS}"));

@@ -4,6 +4,7 @@
 //! Objects referenced more than once carry a `#N` tag; a second sighting in the same frame
 //! prints `-> #N` instead of the object again, which is how cycles and shared references read.
 
+use super::ruby_inspect;
 use super::time::format_ms;
 use rbscope_snapshot::{CutReason, Frame, Object, ObjectKind, Snapshot, Value};
 use std::collections::HashSet;
@@ -215,10 +216,13 @@ impl Renderer<'_> {
             Value::False => ("false".into(), None),
             Value::Integer(i) => (i.to_string(), None),
             Value::BigInteger(s) => (s.clone(), None),
-            Value::Float(f) => (format_float(*f), None),
-            Value::Symbol(s) => (format!(":{s}"), None),
+            Value::Float(f) => (ruby_inspect::float(*f), None),
+            Value::Symbol(s) => (ruby_inspect::symbol(s), None),
             Value::EncodedSymbol { bytes, encoding } => (
-                format!(":{} ({encoding})", String::from_utf8_lossy(bytes)),
+                format!(
+                    "{} ({encoding})",
+                    ruby_inspect::encoded_symbol(bytes, encoding)
+                ),
                 None,
             ),
             Value::Redacted(why) => (format!("[REDACTED: {why}]"), None),
@@ -330,9 +334,11 @@ fn inline_form(s: &Snapshot, obj: &Object) -> Option<String> {
             Value::Nil => Some("nil".into()),
             Value::Integer(i) => Some(i.to_string()),
             Value::BigInteger(b) => Some(b.clone()),
-            Value::Float(f) => Some(format_float(*f)),
+            Value::Float(f) => Some(ruby_inspect::float(*f)),
             Value::Ref(i) => match &s.object(*i)?.kind {
-                ObjectKind::String { bytes, .. } => Some(quote(bytes)),
+                ObjectKind::String {
+                    bytes, encoding, ..
+                } => Some(ruby_inspect::string(bytes, encoding)),
                 _ => None,
             },
             _ => None,
@@ -344,7 +350,7 @@ fn inline_form(s: &Snapshot, obj: &Object) -> Option<String> {
             encoding,
             original_len,
         } => {
-            let mut t = quote(bytes);
+            let mut t = ruby_inspect::string(bytes, encoding);
             if (bytes.len() as u64) < *original_len {
                 t.push_str(&format!(" (first {} of {original_len} bytes)", bytes.len()));
             }
@@ -354,7 +360,13 @@ fn inline_form(s: &Snapshot, obj: &Object) -> Option<String> {
             t
         }
         ObjectKind::Array { items, .. } if items.is_empty() => "[]".into(),
-        ObjectKind::Hash { entries, .. } if entries.is_empty() => "{}".into(),
+        // A hash's default is shown below it, so only a hash without one reads as `{}`.
+        ObjectKind::Hash {
+            entries,
+            default: None,
+            default_proc: None,
+            ..
+        } if entries.is_empty() => "{}".into(),
         ObjectKind::Range {
             begin,
             end,
@@ -482,32 +494,4 @@ fn cut_text(r: CutReason) -> &'static str {
         CutReason::Bytes => "cut: byte limit",
         CutReason::Error => "could not be captured",
     }
-}
-
-fn format_float(f: f64) -> String {
-    if f.is_finite() && f == f.trunc() && f.abs() < 1e16 {
-        format!("{f:.1}")
-    } else {
-        f.to_string()
-    }
-}
-
-/// A double-quoted, escaped rendering of (possibly non-UTF-8) bytes.
-pub fn quote(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    let mut s = String::with_capacity(text.len() + 2);
-    s.push('"');
-    for ch in text.chars() {
-        match ch {
-            '"' => s.push_str("\\\""),
-            '\\' => s.push_str("\\\\"),
-            '\n' => s.push_str("\\n"),
-            '\t' => s.push_str("\\t"),
-            '\r' => s.push_str("\\r"),
-            c if c.is_control() => s.push_str(&format!("\\u{{{:x}}}", c as u32)),
-            c => s.push(c),
-        }
-    }
-    s.push('"');
-    s
 }
