@@ -100,10 +100,15 @@ values(Order.new([Point.new(3, 4)]))
 fn captured(sb: &Sandbox) -> String {
     sb.write("model.rb", MODEL);
     let app = sb.write("app.rb", APP);
+    run_failing(sb, &app)
+}
+
+/// Runs `app` under `rbscope run`; it must fail. Returns the id of the store's first snapshot.
+fn run_failing(sb: &Sandbox, app: &std::path::Path) -> String {
     let out = sb
         .cli()
         .args(["run", "--", "ruby"])
-        .arg(&app)
+        .arg(app)
         .env("XDG_RUNTIME_DIR", sb.dir.path().join("run"))
         .env_remove("RUBYOPT")
         .output()
@@ -238,8 +243,7 @@ fn every_value_kind_comes_back_as_it_was() {
     );
 
     // `show` writes strings, symbols and floats as Ruby's inspect does, and shows a default.
-    let out = sb.cli().args(["show", &id]).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = sb.show_text(&id);
     for want in [
         "tiny = 1.0e-300\n",
         "spaced = :\"a b\"\n",
@@ -306,21 +310,7 @@ fn a_format_1_snapshot_restores() {
     let body = std::fs::read(fixture).unwrap();
     assert_eq!(u16::from_le_bytes([body[6], body[7]]), 1, "a format 1 file");
     let snap = rbscope_snapshot::decode(&body).unwrap();
-    let key = rbscope_store::StoreKey::load_file(&rbscope_store::key_path(&sb.store()))
-        .unwrap()
-        .unwrap();
-    let mut store =
-        rbscope_store::Store::open_existing(&rbscope_store::StoreLocation::Sqlite(sb.store()))
-            .unwrap();
-    store
-        .insert(
-            &rbscope_store::SnapshotSummary::of(&snap, body.len()),
-            &body,
-            Some(&key.sign(&body)),
-            None,
-        )
-        .unwrap();
-    drop(store);
+    sb.insert_signed(&snap, &body);
 
     let checks = r##"
 class Holder; end # Point is the model's
@@ -375,16 +365,7 @@ class User < ActiveRecord::Base; end
         "app.rb",
         "require_relative \"model\"\ndef go\n  User.create!(name: \"ada\", password_digest: \"xyz\", age: 36)\n  user = User.first\n  user.name\n  rel = User.where(age: 36)\n  raise \"boom\"\nend\ngo\n",
     );
-    let out = sb
-        .cli()
-        .args(["run", "--", "ruby"])
-        .arg(&app)
-        .env("XDG_RUNTIME_DIR", sb.dir.path().join("run"))
-        .env_remove("RUBYOPT")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let id = sb.list()[0]["id"].as_str().unwrap().to_string();
+    let id = run_failing(&sb, &app);
     let checks = r##"
 r = Rbscope.restore(ID, console: false)
 l = r.frames[0].locals

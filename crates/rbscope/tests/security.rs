@@ -1562,21 +1562,7 @@ fn a_signed_snapshot_full_of_code_restores_without_running_any() {
         extras: Default::default(),
     };
     let body = rbscope_snapshot::encode(&snap).unwrap();
-    let key = rbscope_store::StoreKey::load_file(&rbscope_store::key_path(&sb.store()))
-        .unwrap()
-        .unwrap();
-    let mut store =
-        rbscope_store::Store::open_existing(&rbscope_store::StoreLocation::Sqlite(sb.store()))
-            .unwrap();
-    store
-        .insert(
-            &rbscope_store::SnapshotSummary::of(&snap, body.len()),
-            &body,
-            Some(&key.sign(&body)),
-            None,
-        )
-        .unwrap();
-    drop(store);
+    sb.insert_signed(&snap, &body);
 
     let id = snap.id.as_str();
     for args in [vec!["show", id], vec!["show", id, "--json"], vec!["list"]] {

@@ -191,6 +191,26 @@ impl Sandbox {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// Stores an encoded snapshot (`body`, whose decoded form is `snap`) in the sandbox's store
+    /// (which must exist), signed with the store's key as the agent signs what it writes.
+    pub fn insert_signed(&self, snap: &rbscope_snapshot::Snapshot, body: &[u8]) {
+        let key = rbscope_store::StoreKey::load_file(&rbscope_store::key_path(&self.store()))
+            .unwrap()
+            .unwrap();
+        let mut store = rbscope_store::Store::open_existing(&rbscope_store::StoreLocation::Sqlite(
+            self.store(),
+        ))
+        .unwrap();
+        store
+            .insert(
+                &rbscope_store::SnapshotSummary::of(snap, body.len()),
+                body,
+                Some(&key.sign(body)),
+                None,
+            )
+            .unwrap();
+    }
+
     /// The only snapshot in the store, fully decoded.
     pub fn only_snapshot(&self) -> J {
         let rows = self.list();
