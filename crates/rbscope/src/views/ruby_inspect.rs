@@ -28,8 +28,13 @@ pub fn string(bytes: &[u8], encoding: &str) -> String {
                 }
             }
             Some(c) => {
-                let next_c = kind.next_char(next).0;
-                push_char(&mut out, c, kind, next_c);
+                // Only a `#` looks at the character after it (`#{`, `#$`, `#@` are escaped).
+                let after = if c == 0x23 {
+                    kind.next_char(next).0
+                } else {
+                    None
+                };
+                push_char(&mut out, c, kind, after);
             }
         }
         rest = rest.get(len.max(1)..).unwrap_or_default();
