@@ -9,12 +9,13 @@
 //! Shapes (documented again in restore.rb, which reads them):
 //!
 //! ```text
-//! doc    = [format_version, id, exception, frames, objects, context_json, singletons]
+//! doc    = [format_version, id, exception, frames, objects, context_json, singletons, classes]
 //! exception = [class, message, [[class, message, frames], ...causes]]
 //! frame  = [label, method_or_nil, path, lineno, self, [name, value, ...], first_lineno, lines]
 //! object = [kind, class, frozen, [ivar_name, value, ...], *kind_specific]
 //! value  = nil | true | false | Integer | Float | Symbol | [ref_index] | [:redacted, why] | [:cut, why]
 //! singleton = [object_index, [extended_module, ...], [singleton_method_name, ...]]
+//! class  = [class_path, [var_name, value, ...], vars_left_out]
 //! ```
 //!
 //! kind_specific: string `[text, original_len]`; array and set `[items, original_len]`; hash
@@ -24,7 +25,7 @@
 //! in a format 1 snapshot, none for an UnboundMethod); proc `[lambda, arity, location]`; the
 //! others as restore.rb reads them. A Symbol is the one Ruby code gets (`to_sym`), in its own
 //! encoding. `singletons` lists the objects extended with modules or given singleton methods
-//! (format 2).
+//! (format 2); `classes` the class-level state of the classes the frames used (format 3).
 
 use rbscope_snapshot::{CutReason, Frame, Object, ObjectExtra, ObjectKind, Snapshot, Value};
 use std::collections::HashMap;
@@ -54,7 +55,7 @@ pub trait Build {
 pub fn build<B: Build>(builder: &B, s: &Snapshot) -> B::Obj {
     let extras = s.extras.objects.iter().map(|e| (e.object, e)).collect();
     let b = Shapes(builder, extras);
-    let doc = b.0.array(7);
+    let doc = b.0.array(8);
     b.0.push(doc, b.0.int(rbscope_snapshot::FORMAT_VERSION as i64));
     b.0.push(doc, b.0.str(&s.id));
     let exc = b.0.array(3);
@@ -94,6 +95,20 @@ pub fn build<B: Build>(builder: &B, s: &Snapshot) -> B::Obj {
                 b.0.push(list, b.0.str(n));
             }
         }
+    }
+    let classes = b.0.array(s.extras.classes.len());
+    b.0.push(doc, classes);
+    for c in &s.extras.classes {
+        let one = b.0.array(3);
+        b.0.push(classes, one);
+        b.0.push(one, b.0.str(&c.class_path));
+        let vars = b.0.array(c.vars.len() * 2);
+        b.0.push(one, vars);
+        for (name, v) in &c.vars {
+            b.0.push(vars, b.0.str(name));
+            b.0.push(vars, b.value(v));
+        }
+        b.0.push(one, b.0.int(c.vars_left_out as i64));
     }
     doc
 }
@@ -344,7 +359,8 @@ impl<B: Build> Shapes<'_, '_, B> {
 pub(crate) mod tests {
     use super::*;
     use rbscope_snapshot::{
-        CaptureStats, CauseInfo, Context, ExceptionInfo, Extras, SourceExcerpt, FORMAT_VERSION,
+        CaptureStats, CauseInfo, ClassState, Context, ExceptionInfo, Extras, SourceExcerpt,
+        FORMAT_VERSION,
     };
     use std::cell::RefCell;
 
@@ -572,6 +588,15 @@ pub(crate) mod tests {
                         ..ObjectExtra::default()
                     },
                 ],
+                classes: vec![ClassState {
+                    class_path: "Shop".into(),
+                    vars: vec![
+                        ("@limit".into(), Value::Integer(3)),
+                        ("@@token".into(), Value::Redacted("name".into())),
+                        ("@@orders".into(), Value::Ref(0)),
+                    ],
+                    vars_left_out: 2,
+                }],
             },
         }
     }
@@ -586,7 +611,7 @@ pub(crate) mod tests {
         };
         let parts = parts.clone();
         let part = |i: usize| tree.render(parts[i]);
-        assert_eq!(parts.len(), 7);
+        assert_eq!(parts.len(), 8);
         assert_eq!(part(0), FORMAT_VERSION.to_string());
         assert_eq!(part(1), "\"01ID\"");
         assert_eq!(
@@ -621,6 +646,10 @@ pub(crate) mod tests {
         assert!(context.contains("web-1"), "{context}");
         // Only objects extended or with singleton methods are listed.
         assert_eq!(part(6), r#"[[0, ["Comparable"], ["shout"]]]"#);
+        assert_eq!(
+            part(7),
+            r#"[["Shop", ["@limit", 3, "@@token", [:redacted, "name"], "@@orders", [0]], 2]]"#
+        );
     }
 
     #[test]

@@ -13,20 +13,21 @@
 //! anonymous classes' paths, a Method's receiver): its payload is format 1's (the
 //! `Snapshot` fields, with the new `Value::EncodedSymbol` variant last, so every format 1
 //! value encodes as before) followed by the postcard encoding of `Extras`. A format 1
-//! payload decodes with empty extras.
+//! payload decodes with empty extras. Format 3 adds the class-level state (`Extras::classes`,
+//! after format 2's `Extras::objects`); a format 2 payload decodes with none.
 //!
 //! The version comes first so that an old reader can say "written by a newer rbscope" instead
 //! of failing somewhere in the payload. The payload length is bounded before anything is
 //! allocated, and the checksum catches corruption that would otherwise decode into nonsense.
 //! Decoding never panics: every failure is a [`DecodeError`].
 
-use crate::model::{Extras, Snapshot};
+use crate::model::{Extras, ObjectExtra, Snapshot};
 use thiserror::Error;
 
 pub const MAGIC: &[u8; 6] = b"RBSNAP";
 /// The version this build writes. Version 1 is the first stored format; version 2 adds
-/// [`Extras`].
-pub const FORMAT_VERSION: u16 = 2;
+/// [`Extras`]; version 3 adds the class-level state to them.
+pub const FORMAT_VERSION: u16 = 3;
 /// The oldest version this build can read.
 pub const OLDEST_READABLE_VERSION: u16 = 1;
 const HEADER_LEN: usize = 16;
@@ -118,9 +119,17 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
     }
     let (mut snapshot, rest): (Snapshot, &[u8]) =
         postcard::take_from_bytes(&payload).map_err(|e| DecodeError::Corrupt(e.to_string()))?;
-    if version >= 2 {
+    if version >= 3 {
         snapshot.extras = postcard::from_bytes::<Extras>(rest)
-            .map_err(|e| DecodeError::Corrupt(format!("format 2 extras: {e}")))?;
+            .map_err(|e| DecodeError::Corrupt(format!("format {version} extras: {e}")))?;
+    } else if version == 2 {
+        let objects = postcard::from_bytes::<(Vec<ObjectExtra>,)>(rest)
+            .map_err(|e| DecodeError::Corrupt(format!("format 2 extras: {e}")))?
+            .0;
+        snapshot.extras = Extras {
+            objects,
+            classes: Vec::new(),
+        };
     }
     snapshot.validate().map_err(DecodeError::Corrupt)?;
     Ok(snapshot)
@@ -211,11 +220,25 @@ mod tests {
     }
 
     #[test]
-    fn format_2_round_trips_its_extras() {
-        let s = with_extras();
+    fn format_3_round_trips_its_extras() {
+        let mut s = with_extras();
+        s.extras.classes.push(ClassState {
+            class_path: "Cfg".into(),
+            vars: vec![
+                ("@limit".into(), Value::Integer(3)),
+                ("@@seen".into(), Value::Ref(1)),
+            ],
+            vars_left_out: 1,
+        });
         let bytes = encode(&s).unwrap();
-        assert_eq!(peek_version(&bytes), Ok(2));
+        assert_eq!(peek_version(&bytes), Ok(3));
         assert_eq!(decode(&bytes).unwrap(), s);
+        // A class state's reference is checked like any other.
+        s.extras.classes[0].vars[1].1 = Value::Ref(99);
+        assert!(matches!(
+            decode(&encode(&s).unwrap()),
+            Err(DecodeError::Corrupt(_))
+        ));
     }
 
     /// A format 1 snapshot: the header says 1 and the payload is the `Snapshot` fields alone.

@@ -34,6 +34,11 @@ pub fn snapshot(s: &Snapshot) -> J {
         },
         "frames": s.frames.iter().map(frame).collect::<Vec<_>>(),
         "objects": objects,
+        "class_state": s.extras.classes.iter().map(|c| json!({
+            "class": c.class_path,
+            "vars": c.vars.iter().map(|(n, v)| json!({"name": n, "value": value(v)})).collect::<Vec<_>>(),
+            "vars_left_out": c.vars_left_out,
+        })).collect::<Vec<_>>(),
         "context": snapshot_context(s),
         "stats": {
             "redacted": s.stats.redacted,

@@ -31,10 +31,25 @@ pub struct Snapshot {
 }
 
 /// Format 2's additions, by object: only objects that have any are listed, so a snapshot of
-/// plain values costs nothing more.
+/// plain values costs nothing more; and format 3's class-level state.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Extras {
     pub objects: Vec<ObjectExtra>,
+    /// The class-level state of the classes the frames use (format 3; empty before).
+    pub classes: Vec<ClassState>,
+}
+
+/// The class-level state of one class or module at the failure: its own class instance
+/// variables (`@limit` on the class itself) and class variables (`@@count`), captured like a
+/// frame's locals (bounded, redacted) so that a restore can show them beside today's values.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClassState {
+    /// Class path (`Billing::Config`; `#<Class:0x...>` for an anonymous one).
+    pub class_path: String,
+    /// `@name` and `@@name` variables, in the VM's order.
+    pub vars: Vec<(String, Value)>,
+    /// Variables left out over the per-class limit.
+    pub vars_left_out: u32,
 }
 
 /// What format 2 adds about one object.
@@ -347,7 +362,20 @@ impl Snapshot {
                 check(r, &format!("object {} receiver", e.object))?;
             }
         }
+        for c in &self.extras.classes {
+            for (name, v) in &c.vars {
+                check(v, &format!("class state {} {name}", c.class_path))?;
+            }
+        }
         Ok(())
+    }
+
+    /// The class-level state captured for the class or module at `class_path`.
+    pub fn class_state(&self, class_path: &str) -> Option<&ClassState> {
+        self.extras
+            .classes
+            .iter()
+            .find(|c| c.class_path == class_path)
     }
 
     /// Format 2's additions about object `index`, if it has any.

@@ -7,9 +7,15 @@
 //! name that looks secret (a local, an instance variable, a hash key, a struct member), and a
 //! string that looks like a secret itself, is redacted ([`crate::redact`]). Known singletons
 //! (the magic roots: `Rails.application`...) are named, not walked.
+//!
+//! Once the frames' values are walked, the class-level state of the classes the frames use is
+//! captured ([`ClassState`]): each frame's `self` (a class-method frame) or its class, every
+//! class or module the walk met as a value, and their superclasses. It gets what the frames
+//! left of the limits, and at most a quarter of the object limit, so a framework class with a
+//! big class-level cache cannot crowd out the frames or make a report slow.
 
 use crate::redact::Rules;
-use crate::{CaptureStats, CutReason, Extras, Object, ObjectExtra, ObjectKind, Value};
+use crate::{CaptureStats, ClassState, CutReason, Extras, Object, ObjectExtra, ObjectKind, Value};
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -82,7 +88,35 @@ pub trait Reader {
     ) -> Option<ObjectExtra> {
         None
     }
+    /// The class whose class-level state a frame with this `self` uses: `self` when it is a
+    /// class or module, else its class (not a singleton class). None, the default, captures
+    /// no class-level state.
+    fn frame_class(&mut self, _self_value: Self::Value) -> Option<Self::Value> {
+        None
+    }
+    /// A class's or module's class-level variables (see [`ClassVars`]); None (the default)
+    /// when it cannot be read.
+    fn class_vars(&mut self, _class: Self::Value) -> Option<ClassVars<Self::Value>> {
+        None
+    }
 }
+
+/// A class's or module's own class-level variables, as the reader found them.
+pub struct ClassVars<V> {
+    /// Its class path.
+    pub path: String,
+    /// Its `@name` and `@@name` variables, in the VM's order (internal ones left out).
+    pub vars: Vec<(String, V)>,
+    /// Its superclass (None for a module, and for BasicObject).
+    pub superclass: Option<V>,
+}
+
+/// Classes with class-level state kept per snapshot.
+pub const MAX_CLASS_STATES: usize = 16;
+/// Classes looked at per snapshot (most have no class-level state).
+const MAX_CLASSES_LOOKED_AT: usize = 64;
+/// A class and this many of its superclasses are looked at.
+const SUPERCLASSES: usize = 4;
 
 /// The walk's state: the arena being filled, what was seen, what waits, what was cut.
 pub struct Walk<'a, V> {
@@ -96,6 +130,8 @@ pub struct Walk<'a, V> {
     stats: CaptureStats,
     bytes: usize,
     secret_names: HashMap<String, Option<&'static str>>,
+    /// The classes whose class-level state is captured at the end: frames' first.
+    classes: Vec<V>,
 }
 
 /// Names remembered per walk (a name's secrecy is asked once).
@@ -118,7 +154,19 @@ impl<'a, V: Copy> Walk<'a, V> {
             stats: CaptureStats::default(),
             bytes: 0,
             secret_names: HashMap::new(),
+            classes: Vec::new(),
         }
+    }
+
+    /// A frame's `self`: captured as a value, and its class's class-level state later.
+    pub fn frame_self<R>(&mut self, r: &mut R, v: V) -> Value
+    where
+        R: Reader<Value = V> + ?Sized,
+    {
+        if self.classes.len() < MAX_CLASSES_LOOKED_AT {
+            self.classes.extend(r.frame_class(v));
+        }
+        self.value(r, v, 0)
     }
 
     pub fn limits(&self) -> &Limits {
@@ -229,6 +277,9 @@ impl<'a, V: Copy> Walk<'a, V> {
         }
         let kind = r.kind(v, depth, self);
         self.count_truncation(&kind);
+        if matches!(kind, ObjectKind::Module { .. }) && self.classes.len() < MAX_CLASSES_LOOKED_AT {
+            self.classes.push(v);
+        }
         let ivars = match kind {
             ObjectKind::Module { .. } | ObjectKind::Opaque { .. } => Vec::new(),
             // A Set's @hash (Ruby code on 3.1) is its members, already captured.
@@ -289,16 +340,67 @@ impl<'a, V: Copy> Walk<'a, V> {
         }
     }
 
-    /// Walks what is left and returns the arena, the walk's counts and format 2's extras.
+    /// Walks what is left, then the class-level state, and returns the arena, the walk's
+    /// counts and the extras.
     pub fn finish<R>(mut self, r: &mut R) -> (Vec<Object>, CaptureStats, Extras)
     where
         R: Reader<Value = V> + ?Sized,
     {
         self.drain(r);
+        let classes = self.class_states(r);
         let extras = Extras {
             objects: self.extras,
+            classes,
         };
         (self.objects, self.stats, extras)
+    }
+
+    /// The class-level state of the classes met (see the module docs), walked with what the
+    /// frames left of the limits.
+    fn class_states<R>(&mut self, r: &mut R) -> Vec<ClassState>
+    where
+        R: Reader<Value = V> + ?Sized,
+    {
+        let limits = self.limits;
+        let share = self.objects.len() + limits.max_objects / 4;
+        self.limits.max_objects = limits.max_objects.min(share);
+        let mut looked_at = AddrMap::default();
+        let mut out = Vec::new();
+        for class in std::mem::take(&mut self.classes) {
+            let mut next = Some(class);
+            for _ in 0..=SUPERCLASSES {
+                let Some(c) = next.take() else { break };
+                if looked_at.len() >= MAX_CLASSES_LOOKED_AT
+                    || looked_at.insert(r.identity(c), ()).is_some()
+                {
+                    break;
+                }
+                let Some(found) = r.class_vars(c) else { break };
+                next = found.superclass;
+                if found.vars.is_empty() || out.len() >= MAX_CLASS_STATES {
+                    continue;
+                }
+                let total = found.vars.len();
+                let keep = total.min(limits.max_collection_items);
+                let vars = found
+                    .vars
+                    .into_iter()
+                    .take(keep)
+                    .map(|(name, v)| {
+                        let value = self.named(r, &name, v, 1);
+                        (name, value)
+                    })
+                    .collect();
+                out.push(ClassState {
+                    class_path: found.path,
+                    vars,
+                    vars_left_out: (total - keep) as u32,
+                });
+            }
+        }
+        self.drain(r);
+        self.limits = limits;
+        out
     }
 }
 
@@ -317,6 +419,8 @@ mod tests {
         Str(&'static str),
         List(Vec<V>),
         Record(Vec<(&'static str, V)>),
+        /// A class: its path, class-level variables and superclass (an object id).
+        Class(&'static str, Vec<(&'static str, V)>, Option<usize>),
     }
 
     /// A fake graph: object `i` is `objects[i]`; every read is logged. A Record with an
@@ -324,6 +428,8 @@ mod tests {
     struct Graph {
         objects: Vec<FakeObj>,
         described: Vec<usize>,
+        /// The class of every Record (an object id).
+        record_class: Option<usize>,
     }
 
     impl Reader for Graph {
@@ -361,6 +467,7 @@ mod tests {
                 FakeObj::Str(_) => "String",
                 FakeObj::List(_) => "Array",
                 FakeObj::Record(_) => "Record",
+                FakeObj::Class(..) => "Class",
             };
             (name.into(), i % 2 == 1)
         }
@@ -391,7 +498,34 @@ mod tests {
                     }
                 }
                 FakeObj::Record(_) => ObjectKind::Plain,
+                FakeObj::Class(path, ..) => ObjectKind::Module {
+                    name: Some(path.to_string()),
+                    is_class: true,
+                },
             }
+        }
+
+        fn frame_class(&mut self, v: V) -> Option<V> {
+            match v {
+                V::Obj(i) => match self.objects.get(i)? {
+                    FakeObj::Class(..) => Some(v),
+                    FakeObj::Record(_) => self.record_class.map(V::Obj),
+                    _ => None,
+                },
+                V::Int(_) => None,
+            }
+        }
+
+        fn class_vars(&mut self, class: V) -> Option<ClassVars<V>> {
+            let V::Obj(i) = class else { return None };
+            let FakeObj::Class(path, vars, superclass) = self.objects.get(i)? else {
+                return None;
+            };
+            Some(ClassVars {
+                path: path.to_string(),
+                vars: vars.iter().map(|(n, v)| (n.to_string(), *v)).collect(),
+                superclass: superclass.map(V::Obj),
+            })
         }
 
         fn ivars(&mut self, v: V, depth: u32, walk: &mut Walk<V>) -> Vec<(String, Value)> {
@@ -449,6 +583,7 @@ mod tests {
         let mut g = Graph {
             objects,
             described: Vec::new(),
+            record_class: None,
         };
         let mut w = Walk::new(limits, &rules, magic);
         let values = roots.iter().map(|v| w.value(&mut g, *v, 0)).collect();
@@ -680,6 +815,7 @@ mod tests {
         let mut g = Graph {
             objects,
             described: Vec::new(),
+            record_class: None,
         };
         let mut w = Walk::new(limits(), &rules, &magic);
         w.value(&mut g, V::Obj(0), 0);
@@ -702,5 +838,143 @@ mod tests {
         let (values, arena, _) = walk(vec![], &[V::Obj(9)], limits());
         assert_eq!(values, [Value::Cut(CutReason::Error)]);
         assert!(arena.is_empty());
+    }
+
+    /// Walks one frame whose self is `self_value` and whose one local is `local`, with every
+    /// Record an instance of `record_class`: the arena, the class states and the counts.
+    fn frame_walk(
+        objects: Vec<FakeObj>,
+        record_class: Option<usize>,
+        self_value: V,
+        local: V,
+        limits: Limits,
+    ) -> (Vec<Value>, Vec<Object>, Vec<ClassState>, CaptureStats) {
+        let rules = Rules::default();
+        let magic = AddrMap::default();
+        let mut g = Graph {
+            objects,
+            described: Vec::new(),
+            record_class,
+        };
+        let mut w = Walk::new(limits, &rules, &magic);
+        let values = vec![
+            w.frame_self(&mut g, self_value),
+            w.named(&mut g, "x", local, 0),
+        ];
+        let (arena, stats, extras) = w.finish(&mut g);
+        (values, arena, extras.classes, stats)
+    }
+
+    #[test]
+    fn the_frame_class_and_its_superclasses_bring_their_class_state() {
+        let objects = vec![
+            // 0: self, an instance of 1
+            FakeObj::Record(vec![("@items", V::Obj(4))]),
+            // 1: its class, under 2, under 3 (which has no class-level state)
+            FakeObj::Class(
+                "Cart",
+                vec![
+                    ("@@created", V::Int(2)),
+                    ("@shared", V::Obj(4)),
+                    ("@@api_key", V::Obj(5)),
+                ],
+                Some(2),
+            ),
+            FakeObj::Class("Base", vec![("@limit", V::Int(3))], Some(3)),
+            FakeObj::Class("Object", vec![], None),
+            // 4: reached from the frame and from the class
+            FakeObj::List(vec![V::Int(1)]),
+            FakeObj::Str("k"),
+        ];
+        let (values, arena, classes, stats) =
+            frame_walk(objects, Some(1), V::Obj(0), V::Int(0), limits());
+        assert_eq!(values[0], Value::Ref(0));
+        let paths: Vec<&str> = classes.iter().map(|c| c.class_path.as_str()).collect();
+        assert_eq!(paths, ["Cart", "Base"], "Object has none: left out");
+        assert_eq!(
+            classes[0].vars,
+            [
+                ("@@created".into(), Value::Integer(2)),
+                // The same object the frame reached: one reference.
+                ("@shared".into(), Value::Ref(1)),
+                ("@@api_key".into(), Value::Redacted("name".into())),
+            ]
+        );
+        assert_eq!(classes[1].vars, [("@limit".into(), Value::Integer(3))]);
+        assert_eq!(stats.redacted, 1);
+        assert_eq!(arena.len(), 2, "the classes are not objects of the arena");
+    }
+
+    #[test]
+    fn a_class_method_frame_and_classes_held_as_values_bring_theirs() {
+        let objects = vec![
+            FakeObj::Class("Cfg", vec![("@limit", V::Int(3))], None),
+            FakeObj::Class("Other", vec![("@@n", V::Int(1))], None),
+            FakeObj::Class("Quiet", vec![], None),
+        ];
+        // self is the class Cfg; the local holds the class Other.
+        let (values, arena, classes, _) = frame_walk(objects, None, V::Obj(0), V::Obj(1), limits());
+        assert_eq!(values, [Value::Ref(0), Value::Ref(1)]);
+        assert_eq!(arena.len(), 2);
+        let paths: Vec<&str> = classes.iter().map(|c| c.class_path.as_str()).collect();
+        assert_eq!(paths, ["Cfg", "Other"]);
+    }
+
+    #[test]
+    fn class_state_gets_a_quarter_of_the_object_limit_and_its_own_var_limit() {
+        let objects = vec![
+            FakeObj::Class(
+                "Big",
+                vec![
+                    ("@cache", V::Obj(1)),
+                    ("@two", V::Int(2)),
+                    ("@three", V::Int(3)),
+                    ("@four", V::Int(4)),
+                    ("@five", V::Int(5)),
+                ],
+                None,
+            ),
+            FakeObj::List((2..40).map(V::Obj).collect()),
+        ]
+        .into_iter()
+        .chain((2..40).map(|_| FakeObj::Str("x")))
+        .collect();
+        let small = Limits {
+            max_objects: 12,
+            max_collection_items: 4,
+            ..limits()
+        };
+        let (_, arena, classes, stats) = frame_walk(objects, None, V::Obj(0), V::Int(0), small);
+        // The class itself (the frame's self), then 12 / 4 = 3 more objects: the list and
+        // two of the four items it keeps.
+        assert_eq!(arena.len(), 4);
+        assert_eq!(stats.cut_objects, 2);
+        assert_eq!(classes[0].vars.len(), 4);
+        assert_eq!(classes[0].vars_left_out, 1);
+    }
+
+    #[test]
+    fn class_state_is_bounded_in_classes_and_never_loops() {
+        // A chain of classes, each with state, each the superclass of the next; the last
+        // is its own superclass (a broken reader must not loop).
+        let n = 40;
+        let objects: Vec<FakeObj> = (0..n)
+            .map(|i| {
+                FakeObj::Class(
+                    "C",
+                    vec![("@v", V::Int(i as i64))],
+                    Some((i + 1).min(n - 1)),
+                )
+            })
+            .collect();
+        let (_, _, classes, _) = frame_walk(objects, None, V::Obj(0), V::Int(0), limits());
+        assert_eq!(
+            classes.len(),
+            1 + SUPERCLASSES,
+            "a class and its superclasses"
+        );
+        let looped: Vec<FakeObj> = vec![FakeObj::Class("Loop", vec![("@v", V::Int(1))], Some(0))];
+        let (_, _, classes, _) = frame_walk(looped, None, V::Obj(0), V::Int(0), limits());
+        assert_eq!(classes.len(), 1);
     }
 }

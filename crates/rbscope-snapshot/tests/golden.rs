@@ -443,7 +443,32 @@ fn every_kind_v2() -> Snapshot {
                 ..ObjectExtra::default()
             },
         ],
+        classes: Vec::new(),
     };
+    s
+}
+
+/// Format 2's sample plus what format 3 adds: the class-level state of two classes (one with
+/// a redacted class variable, a reference into the arena and variables left out).
+fn every_kind_v3() -> Snapshot {
+    let mut s = every_kind_v2();
+    s.extras.classes = vec![
+        ClassState {
+            class_path: "Billing::Config".into(),
+            vars: vec![
+                ("@limit".into(), Value::Integer(3)),
+                ("@@loads".into(), Value::Integer(7)),
+                ("@@api_key".into(), Value::Redacted("name".into())),
+                ("@defaults".into(), Value::Ref(1)),
+            ],
+            vars_left_out: 2,
+        },
+        ClassState {
+            class_path: "#<Class:0x00007f00deadbeef>".into(),
+            vars: vec![("@count".into(), Value::Cut(CutReason::Objects))],
+            vars_left_out: 0,
+        },
+    ];
     s
 }
 
@@ -673,34 +698,53 @@ fn check_golden(name: &str, actual: &[u8], why: &str) {
     }
 }
 
-#[test]
-fn format_2_bytes_are_frozen() {
-    assert_eq!(
-        FORMAT_VERSION, 2,
-        "the snapshot format version changed: keep snapshot-v1.bin, snapshot-v2.bin and their \
-         readers, and add a fixture for version {FORMAT_VERSION}"
-    );
-    let s = every_kind_v2();
-    let bytes = encode(&s).unwrap();
+/// The bytes this build writes for `s` checked against fixture `name`, and the header.
+fn check_frozen(name: &str, s: &Snapshot, version: u16) {
+    let bytes = encode(s).unwrap();
     // What the committed fixture means to this build, for the failure message.
-    let why = match std::fs::read(fixture("snapshot-v2.bin")).map(|b| decode(&b)) {
-        Ok(Ok(old)) if old == s => "The committed fixture still decodes to the same snapshot: \
-                                    only the encoder's output changed."
+    let why = match std::fs::read(fixture(name)).map(|b| decode(&b)) {
+        Ok(Ok(old)) if &old == s => "The committed fixture still decodes to the same snapshot: \
+                                     only the encoder's output changed."
             .to_string(),
         Ok(Ok(_)) => "The committed fixture decodes to a different snapshot.".to_string(),
         Ok(Err(e)) => format!("The committed fixture no longer decodes: {e}."),
         Err(_) => String::new(),
     };
-    check_golden("snapshot-v2.bin", &bytes, &why);
+    check_golden(name, &bytes, &why);
 
     // The header, field by field, as codec.rs documents it.
     assert_eq!(&bytes[..6], b"RBSNAP");
-    assert_eq!(u16::from_le_bytes([bytes[6], bytes[7]]), 2);
+    assert_eq!(u16::from_le_bytes([bytes[6], bytes[7]]), version);
 }
 
 #[test]
-fn the_format_2_fixture_decodes_to_the_sample() {
+fn format_3_bytes_are_frozen() {
+    assert_eq!(
+        FORMAT_VERSION, 3,
+        "the snapshot format version changed: keep snapshot-v1.bin, snapshot-v2.bin, \
+         snapshot-v3.bin and their readers, and add a fixture for version {FORMAT_VERSION}"
+    );
+    check_frozen("snapshot-v3.bin", &every_kind_v3(), 3);
+}
+
+#[test]
+fn the_format_3_fixture_decodes_to_the_sample() {
+    let bytes = std::fs::read(fixture("snapshot-v3.bin")).unwrap();
+    let decoded = decode(&bytes).unwrap_or_else(|e| {
+        panic!("the snapshot format changed: the version-3 fixture no longer decodes: {e}")
+    });
+    assert!(
+        decoded == every_kind_v3(),
+        "the snapshot format changed: the version-3 fixture decodes to a different snapshot"
+    );
+}
+
+/// Format 2 files (written before format 3) go on decoding, with no class-level state; and
+/// format 3 writes format 2's payload first, unchanged, then the class states.
+#[test]
+fn the_format_2_fixture_stays_format_2_and_decodes_to_the_sample() {
     let bytes = std::fs::read(fixture("snapshot-v2.bin")).unwrap();
+    assert_eq!(u16::from_le_bytes([bytes[6], bytes[7]]), 2);
     let decoded = decode(&bytes).unwrap_or_else(|e| {
         panic!("the snapshot format changed: the version-2 fixture no longer decodes: {e}")
     });
@@ -708,6 +752,13 @@ fn the_format_2_fixture_decodes_to_the_sample() {
         decoded == every_kind_v2(),
         "the snapshot format changed: the version-2 fixture decodes to a different snapshot"
     );
+    let v3 = encode(&every_kind_v2()).unwrap();
+    let (p2, p3) = (payload(&bytes), payload(&v3));
+    assert!(
+        p3.starts_with(&p2),
+        "format 3 changed format 2's part of the payload"
+    );
+    assert_eq!(&p3[p2.len()..], &[0], "no class states: an empty list");
 }
 
 /// The decompressed payload of a stored snapshot.
@@ -723,15 +774,15 @@ fn format_1_fixtures_stay_format_1_files_and_read_with_no_extras() {
         assert_eq!(u16::from_le_bytes([bytes[6], bytes[7]]), 1, "{name}");
         assert!(decode(&bytes).unwrap().extras.objects.is_empty(), "{name}");
     }
-    // Format 2 writes format 1's payload first, unchanged, then the extras.
+    // Formats 2 and 3 write format 1's payload first, unchanged, then the extras.
     let v1 = std::fs::read(fixture("snapshot-v1.bin")).unwrap();
-    let v2 = encode(&every_kind()).unwrap();
-    let (p1, p2) = (payload(&v1), payload(&v2));
+    let v3 = encode(&every_kind()).unwrap();
+    let (p1, p3) = (payload(&v1), payload(&v3));
     assert!(
-        p2.starts_with(&p1),
-        "format 2 changed format 1's part of the payload"
+        p3.starts_with(&p1),
+        "format 3 changed format 1's part of the payload"
     );
-    assert_eq!(&p2[p1.len()..], &[0], "no extras: an empty list");
+    assert_eq!(&p3[p1.len()..], &[0, 0], "no extras: two empty lists");
 }
 
 #[test]
@@ -783,16 +834,17 @@ fn a_snapshot_written_by_the_agent_still_reads_and_writes_the_same() {
              version 1 (a snapshot written by the agent no longer decodes: {e})"
         )
     });
-    // Written again (as format 2), its format 1 part is byte for byte what the agent wrote.
+    // Written again (as format 3), its format 1 part is byte for byte what the agent wrote,
+    // then two empty lists of extras.
     let again = encode(&s).unwrap();
     assert_eq!(decode(&again).unwrap(), s);
     let (old, new) = (payload(&bytes), payload(&again));
     assert!(
-        new.starts_with(&old) && new.len() == old.len() + 1,
+        new.starts_with(&old) && new.len() == old.len() + 2,
         "the snapshot format changed: bump the format version and keep a reader for version 1 \
          (a snapshot written by the agent decodes, but this build encodes its format 1 part as \
          {} bytes instead of {}, first difference at byte {})",
-        new.len() - 1,
+        new.len() - 2,
         old.len(),
         first_difference(&old, &new)
     );
@@ -901,6 +953,7 @@ fn check_json_golden(name: &str, doc: &serde_json::Value) {
 fn the_json_form_is_frozen() {
     check_json_golden("snapshot-v1.json", &json::snapshot(&every_kind()));
     check_json_golden("snapshot-v2.json", &json::snapshot(&every_kind_v2()));
+    check_json_golden("snapshot-v3.json", &json::snapshot(&every_kind_v3()));
     let bytes = std::fs::read(fixture("agent-ruby-3.1-v1.bin")).unwrap();
     let s = decode(&bytes).unwrap();
     check_json_golden("agent-ruby-3.1-v1.json", &json::snapshot(&s));

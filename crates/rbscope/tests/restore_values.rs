@@ -220,7 +220,7 @@ fn every_value_kind_comes_back_as_it_was() {
     let s = Snap(&snap);
     let f = s.frame("Object#values");
     let obj = |n: &str| s.obj(s.local(f, n));
-    assert_eq!(snap["format_version"], 2);
+    assert_eq!(snap["format_version"], 3);
     assert_eq!(obj("extended")["extended"], serde_json::json!(["Greeter"]));
     assert_eq!(
         obj("single")["singleton_methods"],

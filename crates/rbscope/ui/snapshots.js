@@ -290,6 +290,7 @@ export async function snapshotPage(ctx) {
     captureStats(snap.stats || {}),
     causes(snap, refs),
     framesSection(snap, refs),
+    classStateSection(snap, refs),
     contextSection(snap));
   root.replaceChildren(page);
   return null;
@@ -446,6 +447,20 @@ function valuesView(snap, f, refs) {
   return h('div', { class: 'frame-values' },
     h('div', { class: 'values-head' }, h('span', null, 'self and locals'), h('span', { class: 'muted small' }, locals.length ? `${locals.length} ${locals.length === 1 ? 'local' : 'locals'}` : 'no locals')),
     valueTree(snap, entries, { refs }));
+}
+
+// The class-level state (class instance variables and class variables) of the classes the
+// frames used, at the failure: one value tree per class.
+function classStateSection(snap, refs) {
+  const classes = snap.class_state || [];
+  if (classes.length === 0) return null;
+  return h('section', { class: 'section class-state', testid: 'class-state' },
+    h('h2', null, `Class-level state (${classes.length} ${classes.length === 1 ? 'class' : 'classes'})`),
+    h('p', { class: 'muted small' }, 'Class instance variables and class variables of the classes the frames used, as they were at the failure.'),
+    classes.map((c) => h('div', { class: 'frame-values' },
+      h('div', { class: 'values-head' }, h('span', { class: 'mono' }, c.class),
+        h('span', { class: 'muted small' }, c.vars_left_out ? `${c.vars_left_out} more not captured` : '')),
+      valueTree(snap, (c.vars || []).map((v) => ({ name: v.name, value: v.value })), { refs }))));
 }
 
 function contextSection(snap) {

@@ -20,6 +20,7 @@ export function refCounts(snap) {
     see(f.self);
     for (const l of f.locals || []) see(l.value);
   }
+  for (const c of snap.class_state || []) for (const v of c.vars || []) see(v.value);
   for (const o of snap.objects || []) {
     for (const v of o.items || []) see(v);
     for (const e of o.entries || []) { see(e.key); see(e.value); }

@@ -7,6 +7,7 @@ require "set"
 require_relative "version"
 require_relative "restored"
 require_relative "frame_scope"
+require_relative "class_state"
 
 require_relative "native_loader"
 if (problem = Rbscope::NativeLoader.load)
@@ -29,9 +30,12 @@ module Rbscope
     end
 
     # What `snapshot` shows in the console. `cut_values` lists the values a capture limit cut
-    # (Restored::CutValue: where, value, reason).
+    # (Restored::CutValue: where, value, reason); `class_states` the class-level state of the
+    # classes the frames used (ClassState), which `class_state(Cfg)` finds by class.
     Info = Struct.new(:id, :exception_class, :message, :causes, :context, :frame, :cut_values,
-                      keyword_init: true)
+                      :class_states, keyword_init: true) do
+      def class_state(klass = nil) = Restore.find_class_state(class_states, klass)
+    end
 
     CONSTANT_PATH = /\A(?:::)?[A-Z]\w*(?:::[A-Z]\w*)*\z/.freeze
 
@@ -40,7 +44,7 @@ module Rbscope
     DATA = defined?(::Data) && ::Data.respond_to?(:define) ? ::Data : nil
     DATA_INIT = DATA&.instance_method(:initialize)
 
-    attr_reader :frames, :info, :cut_values
+    attr_reader :frames, :info, :cut_values, :class_states
     attr_accessor :current
 
     # Loads snapshot `id` from `store` (default: RBSCOPE_STORE or the per-user store).
@@ -64,14 +68,15 @@ module Rbscope
     #   object = [kind, class, frozen, [ivar, value, ...], *kind_specific]
     #   value  = nil, true, false, Integer, Float, Symbol, [ref], [:redacted, why], [:cut, why]
     #   singleton = [object_index, [extended_module, ...], [singleton_method_name, ...]]
+    #   class = [class_path, [var_name, value, ...], vars_left_out]   (format 3)
     # kind_specific (items after those a format 1 reader knew may be missing):
     #   string [text, original_len]; array, set [items, original_len];
     #   hash [[k, v, ...], [default] or nil, compare_by_identity, original_len, default_proc];
     #   module [name or nil, is_class, anonymous_path, superclass];
     #   method [owner, name, arity, unbound, location, receiver]; proc [lambda, arity, location]
     def initialize(data)
-      version, id, exc, frames, objects, context, singletons = data
-      raise "rbscope: snapshot format #{version} is newer than this rbscope; upgrade the gem" if version.to_i > 2
+      version, id, exc, frames, objects, context, singletons, classes = data
+      raise "rbscope: snapshot format #{version} is newer than this rbscope; upgrade the gem" if version.to_i > 3
 
       @objects = objects
       Restored::StandIn.define(objects)
@@ -87,6 +92,8 @@ module Rbscope
       @frames = all_frames.each_with_index.map { |f, i| build_frame(f, i) }
       objects.each_with_index { |o, i| fill(@built[i], o, i) unless @deferred.key?(i) }
       singletons&.each { |i, modules, names| singleton(i, modules, names) }
+      @classes = classes || []
+      @class_states = @classes.map { |path, vars, left_out| class_state_of(path, vars, left_out) }
       rehash
       @cut_values = @cuts.empty? ? [] : cut_list
       objects.each_with_index do |o, i|
@@ -94,8 +101,27 @@ module Rbscope
       end
       @info = Info.new(id: id, exception_class: exc[0], message: exc[1],
                        causes: exc[2].map { |c| "#{c[0]}: #{c[1]}" },
-                       context: JSON.parse(context), frame: nil, cut_values: @cut_values)
+                       context: JSON.parse(context), frame: nil, cut_values: @cut_values,
+                       class_states: @class_states)
       @current = 0
+    end
+
+    # The class-level state captured for `klass` (a Module, or its path as a String) at the
+    # failure; with no argument, all of it (one ClassState per class).
+    def class_state(klass = nil) = Restore.find_class_state(@class_states, klass)
+
+    def self.find_class_state(states, klass)
+      return states if klass.nil?
+
+      path = Module === klass ? klass.name : klass
+      unless path.is_a?(String)
+        raise ArgumentError, "rbscope: class_state takes a class or module, or its name as a String " \
+                             "(got #{klass.class})"
+      end
+
+      states.find { |c| c.class_path == path } or
+        raise ArgumentError, "rbscope: no class-level state was captured for #{path}; captured: " \
+                             "#{states.empty? ? 'none' : states.map(&:class_path).join(', ')}"
     end
 
     # A Binding whose self is the frame's self and whose locals are the frame's locals, in the
@@ -174,6 +200,7 @@ module Rbscope
         reach(f[4], at, "self", queue)
         f[5].each_slice(2) { |name, v| reach(v, at, name, queue) }
       end
+      @classes.each { |path, vars, _| vars.each_slice(2) { |name, v| reach(v, "class #{path}", name, queue) } }
       queue.each { |i| reach_children(i, queue) } # the queue grows as it is read
     end
 
@@ -541,6 +568,11 @@ module Rbscope
                end
         Restored::CutValue.new(text, value, reason)
       end
+    end
+
+    def class_state_of(path, vars, left_out)
+      values = vars.each_slice(2).to_h { |name, v| [name, value(v, "class #{path}", name)] }
+      ClassState.new(path, values, left_out, const(path))
     end
 
     def freezable?(obj)

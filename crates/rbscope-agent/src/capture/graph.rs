@@ -13,7 +13,7 @@ use crate::ffi::guard::Feature;
 use crate::ffi::{self, Gvl, NIL};
 use rbscope_agent_core::capture::{extended_modules, walk_limits, FirstN, TEXT_READERS};
 use rbscope_agent_core::config::Config;
-use rbscope_snapshot::walk::{AddrMap, Reader, Walk};
+use rbscope_snapshot::walk::{AddrMap, ClassVars, Reader, Walk};
 use rbscope_snapshot::{CutReason, ObjectExtra, ObjectKind, Value};
 
 /// The walk of one report (its state: limits, redaction, what was seen) and the reader of
@@ -165,36 +165,35 @@ impl Reader for RubyObjects {
     }
 
     fn ivars(&mut self, v: VALUE, depth: u32, walk: W) -> Vec<(String, Value)> {
-        let gvl = self.gvl;
-        // At most 4096, internal ones too (filtered below).
-        let mut raw = Vec::new();
-        ffi::ivar_each(
-            gvl,
-            v,
-            Feature::Capture,
-            "reading instance variables",
-            &mut |id, val| {
-                raw.push((id, val));
-                raw.len() < 4096
-            },
-        );
-        let mut out = Vec::with_capacity(raw.len());
-        for (id, val) in raw {
-            let Some(name) = self
-                .id_names
-                .entry(id as usize)
-                .or_insert_with(|| ffi::id_name(gvl, id))
-                .clone()
-            else {
-                continue;
-            };
-            if !name.starts_with('@') {
-                continue;
-            }
-            let value = walk.named(self, &name, val, depth);
-            out.push((name, value));
+        let raw = self.named_ivars(v);
+        raw.into_iter()
+            .map(|(name, val)| {
+                let value = walk.named(self, &name, val, depth);
+                (name, value)
+            })
+            .collect()
+    }
+
+    fn frame_class(&mut self, self_value: VALUE) -> Option<VALUE> {
+        match ffi::type_of(self.gvl, self_value) {
+            T::RUBY_T_CLASS | T::RUBY_T_MODULE => Some(self_value),
+            _ => Some(rb::class_of(self.gvl, self_value)),
         }
-        out
+    }
+
+    fn class_vars(&mut self, class: VALUE) -> Option<ClassVars<VALUE>> {
+        let gvl = self.gvl;
+        let is_class = match ffi::type_of(gvl, class) {
+            T::RUBY_T_CLASS => true,
+            T::RUBY_T_MODULE => false,
+            _ => return None,
+        };
+        // Class variables (`@@name`) live beside the class's own instance variables.
+        Some(ClassVars {
+            path: ffi::class_path(gvl, class),
+            vars: self.named_ivars(class),
+            superclass: is_class.then(|| rb::superclass(gvl, class)).flatten(),
+        })
     }
 
     fn extra(&mut self, v: VALUE, kind: &ObjectKind, depth: u32, walk: W) -> Option<ObjectExtra> {
@@ -256,6 +255,32 @@ impl RubyObjects {
             core: CoreMethods::default(),
             struct_members: AddrMap::default(),
         }
+    }
+
+    /// The object's `@name` (and a class's `@@name`) variables, at most 4096; internal ones
+    /// (`mesg`, `__classpath__`...) left out.
+    fn named_ivars(&mut self, v: VALUE) -> Vec<(String, VALUE)> {
+        let gvl = self.gvl;
+        let mut raw = Vec::new();
+        ffi::ivar_each(
+            gvl,
+            v,
+            Feature::Capture,
+            "reading instance variables",
+            &mut |id, val| {
+                raw.push((id, val));
+                raw.len() < 4096
+            },
+        );
+        let names = &mut self.id_names;
+        raw.into_iter()
+            .filter_map(|(id, val)| {
+                let name = names
+                    .entry(id as usize)
+                    .or_insert_with(|| ffi::id_name(gvl, id));
+                Some((name.clone().filter(|n| n.starts_with('@'))?, val))
+            })
+            .collect()
     }
 
     fn string(&mut self, v: VALUE, walk: W) -> ObjectKind {

@@ -213,7 +213,7 @@ fn walk_frames(
         .map(|k| {
             let f = &k.frame;
             Frame {
-                self_value: walk.value(reader, k.self_value, 0),
+                self_value: walk.frame_self(reader, k.self_value),
                 locals: k
                     .locals
                     .iter()

@@ -14,7 +14,7 @@ use std::process::Command;
 /// Open IRB back in a snapshot's frame: self and locals restored as Ruby objects.
 #[derive(clap::Args, Debug)]
 #[command(
-    after_help = "In the console: frames, frame N, up, down, snapshot; exit leaves.\n\
+    after_help = "In the console: frames, frame N, up, down, snapshot, class_state; exit leaves.\n\
     Load your app first so its classes exist (else objects come back as marked stand-ins):\n  \
     rbscope restore ID -r ./config/environment\n\
     From a running console: Rbscope.restore(\"ID\")"

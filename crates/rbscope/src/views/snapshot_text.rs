@@ -1,5 +1,6 @@
 //! `rbscope show` as text: the exception, its causes, the context, then each frame with its
-//! source lines, `self`, locals and instance variables as an indented tree.
+//! source lines, `self`, locals and instance variables as an indented tree, then the
+//! class-level state of the classes the frames used.
 //!
 //! Objects referenced more than once carry a `#N` tag; a second sighting in the same frame
 //! prints `-> #N` instead of the object again, which is how cycles and shared references read.
@@ -121,7 +122,44 @@ pub fn snapshot(s: &Snapshot, o: &Options) -> String {
             n += 1;
         }
     }
+    class_states(&mut out, s, &refs, o, &mut shown);
     out
+}
+
+/// Each class's `@name` and `@@name` variables at the failure, as a frame's locals are shown.
+fn class_states(
+    out: &mut String,
+    s: &Snapshot,
+    refs: &[u32],
+    o: &Options,
+    shown: &mut HashSet<u32>,
+) {
+    if s.extras.classes.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "
+class-level state at the failure"
+    );
+    let mut r = Renderer {
+        s,
+        refs,
+        o,
+        shown: std::mem::take(shown),
+        out: String::new(),
+    };
+    for c in &s.extras.classes {
+        let _ = writeln!(r.out, "  {}", c.class_path);
+        for (name, v) in &c.vars {
+            r.entry(1, name, v, 0);
+        }
+        if c.vars_left_out > 0 {
+            let _ = writeln!(r.out, "      … {} more not captured", c.vars_left_out);
+        }
+    }
+    out.push_str(&r.out);
+    *shown = r.shown;
 }
 
 fn first_line(s: &str) -> &str {
@@ -177,6 +215,9 @@ fn ref_counts(s: &Snapshot) -> Vec<u32> {
     for f in s.frames.iter().chain(cause_frames) {
         bump(&f.self_value);
         f.locals.iter().for_each(|(_, v)| bump(v));
+    }
+    for c in &s.extras.classes {
+        c.vars.iter().for_each(|(_, v)| bump(v));
     }
     for o in &s.objects {
         o.ivars.iter().for_each(|(_, v)| bump(v));
