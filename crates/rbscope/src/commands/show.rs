@@ -6,7 +6,8 @@ use anyhow::Context;
 use rbscope_store::Store;
 
 /// Show one snapshot: the exception, its causes, then every frame with source, self, locals
-/// and instance variables.
+/// and instance variables. ActiveRecord records are shown as their attributes and
+/// ActionController::Parameters as their entries (--raw shows the objects Rails keeps them in).
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The snapshot id, or an unambiguous prefix of it.
@@ -20,6 +21,10 @@ pub struct Args {
     /// How many items of each array or hash to print in the text view.
     #[arg(long, default_value_t = 20)]
     items: usize,
+    /// Show ActiveRecord records and ActionController::Parameters as the objects Rails keeps
+    /// them in (attribute sets, lazy hashes) instead of as their attributes and entries.
+    #[arg(long)]
+    raw: bool,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -36,6 +41,7 @@ pub fn run(a: &Args) -> anyhow::Result<i32> {
         let opts = snapshot_text::Options {
             max_depth: a.depth,
             max_items: a.items,
+            raw: a.raw,
         };
         print!("{}", snapshot_text::snapshot(&snapshot, &opts));
     }
