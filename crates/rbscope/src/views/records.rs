@@ -94,8 +94,12 @@ fn is_attribute_set(class_name: &str) -> bool {
 }
 
 /// A record: `@attributes` holds an attribute set, or (when the set itself was not captured)
-/// the object also has ActiveRecord's `@new_record`.
+/// the object also has ActiveRecord's `@new_record`. Rails' own objects that hold a record's
+/// attribute set (the mutation trackers) are not records.
 fn record<'s>(s: &'s Snapshot, obj: &'s Object) -> Option<Record<'s>> {
+    if obj.class_name.starts_with("ActiveModel::") || obj.class_name.starts_with("ActiveRecord::") {
+        return None;
+    }
     let held = ivar(obj, "@attributes")?;
     let attributes = match object_at(s, held) {
         Some(set) if is_attribute_set(&set.class_name) => Ok(attribute_set(s, set)),
@@ -119,7 +123,12 @@ fn record<'s>(s: &'s Snapshot, obj: &'s Object) -> Option<Record<'s>> {
     let other_ivars = obj
         .ivars
         .iter()
-        .filter(|iv| !consumed.contains(&iv.0.as_str()) && !blank(s, &iv.1))
+        .filter(|(name, v)| {
+            !consumed.contains(&name.as_str())
+                && !BOOKKEEPING.contains(&name.as_str())
+                && !name.starts_with("@_")
+                && !blank(s, v)
+        })
         .collect();
     Some(Record {
         attributes,
@@ -127,6 +136,15 @@ fn record<'s>(s: &'s Snapshot, obj: &'s Object) -> Option<Record<'s>> {
         other_ivars,
     })
 }
+
+/// A record's instance variables that hold Rails' bookkeeping rather than the record's state
+/// (besides the `@_`-prefixed ones): shown by `show --raw` and the UI's internals.
+const BOOKKEEPING: &[&str] = &[
+    "@mutations_before_last_save",
+    "@mutations_from_database",
+    "@strict_loading_mode",
+    "@transaction_state",
+];
 
 fn parameters<'s>(s: &'s Snapshot, obj: &'s Object) -> Option<Parameters<'s>> {
     let held = ivar(obj, "@parameters")?;
@@ -151,11 +169,15 @@ fn parameters<'s>(s: &'s Snapshot, obj: &'s Object) -> Option<Parameters<'s>> {
     })
 }
 
-/// nil, false, or an empty hash or array with no instance variables.
+/// nil, false, an empty hash or array with no instance variables, or an
+/// `ActiveModel::Errors` with no errors.
 fn blank(s: &Snapshot, v: &Value) -> bool {
     match v {
         Value::Nil | Value::False => true,
         Value::Ref(_) => match object_at(s, v) {
+            Some(o) if o.class_name == "ActiveModel::Errors" => {
+                ivar(o, "@errors").is_some_and(|e| blank(s, e))
+            }
             Some(o) if o.ivars.is_empty() => match &o.kind {
                 ObjectKind::Hash {
                     original_len,
@@ -200,7 +222,10 @@ impl<'s> Entries<'s> {
     }
 
     fn get(&self, name: &str) -> Option<&'s Value> {
-        self.entries.iter().find(|(k, _)| k == name).map(|(_, v)| *v)
+        self.entries
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| *v)
     }
 }
 
@@ -236,7 +261,10 @@ fn attribute_set(s: &Snapshot, set: &Object) -> Vec<Attribute> {
 
     // Column order (the types), then what only the row or the materialized ones name.
     let mut names: Vec<&str> = Vec::new();
-    for e in [&types, &raw, &materialized, &defaults].into_iter().flatten() {
+    for e in [&types, &raw, &materialized, &defaults]
+        .into_iter()
+        .flatten()
+    {
         for (k, _) in &e.entries {
             if !names.contains(&k.as_str()) {
                 names.push(k);
@@ -319,9 +347,10 @@ fn from_attribute(s: &Snapshot, a: &Value, type_hint: Option<&Value>) -> Attribu
     }
 }
 
-/// Whether casting raw value `v` with the attribute type `ty` can give something else: not
-/// for nil, nor for a string of a string type, an integer of an integer type, a float of a
-/// float type or a boolean of a boolean type. Unknown types count as "can differ".
+/// Whether casting raw value `v` with the attribute type `ty` can give something else: a
+/// string, number or boolean for a type that is not of that kind (a time or JSON read as a
+/// string, a boolean or enum read as an integer ...), or when the type is unknown. Nil, and
+/// objects (a Time a user assigned ...), are taken as they are.
 fn may_differ_when_cast(s: &Snapshot, v: &Value, ty: Option<&Value>) -> bool {
     let type_name = ty
         .and_then(|t| object_at(s, t))
@@ -335,9 +364,9 @@ fn may_differ_when_cast(s: &Snapshot, v: &Value, ty: Option<&Value>) -> bool {
         Value::True | Value::False => !is(&["Boolean"]),
         Value::Ref(_) => match object_at(s, v).map(|o| &o.kind) {
             Some(ObjectKind::String { .. }) => !is(&["String", "Text", "Uuid"]),
-            _ => true,
+            _ => false,
         },
-        _ => true,
+        _ => false,
     }
 }
 
@@ -475,7 +504,12 @@ mod tests {
             };
             self.add("String", kind, vec![])
         }
-        fn hash_of(&mut self, class: &str, entries: Vec<(&str, Value)>, original_len: u64) -> Value {
+        fn hash_of(
+            &mut self,
+            class: &str,
+            entries: Vec<(&str, Value)>,
+            original_len: u64,
+        ) -> Value {
             let entries = entries
                 .into_iter()
                 .map(|(k, v)| (self.string(k), v))
@@ -711,11 +745,17 @@ mod tests {
         let int = a.ty("ActiveModel::Type::Integer");
         let id_attr = a.plain(
             "ActiveModel::Attribute::FromDatabase",
-            vec![("@value_before_type_cast", Value::Nil), ("@type", int.clone())],
+            vec![
+                ("@value_before_type_cast", Value::Nil),
+                ("@type", int.clone()),
+            ],
         );
         let age_attr = a.plain(
             "ActiveModel::Attribute::FromUser",
-            vec![("@value_before_type_cast", Value::Integer(3)), ("@type", int)],
+            vec![
+                ("@value_before_type_cast", Value::Integer(3)),
+                ("@type", int),
+            ],
         );
         let attrs = a.hash(vec![
             ("id", id_attr),
@@ -733,7 +773,10 @@ mod tests {
             [
                 ("id".into(), value(Value::Nil, false)),
                 ("age".into(), value(Value::Integer(3), false)),
-                ("password".into(), value(Value::Redacted("name".into()), false)),
+                (
+                    "password".into(),
+                    value(Value::Redacted("name".into()), false)
+                ),
             ]
         );
         let Some(View::Record(rec)) = view(&s, id_of(&user)) else {
@@ -818,11 +861,109 @@ mod tests {
             vec![("@parameters", h), ("@permitted", Value::True)],
         );
         let nil_attrs = a.plain("Thing", vec![("@attributes", Value::Nil)]);
+        let set = a.plain(
+            "ActiveModel::AttributeSet",
+            vec![("@attributes", Value::Nil)],
+        );
+        let tracker = a.plain(
+            "ActiveModel::AttributeMutationTracker",
+            vec![("@attributes", set)],
+        );
         let s = a.snapshot();
-        for o in [form, other, nil_attrs] {
+        for o in [form, other, nil_attrs, tracker] {
             assert_eq!(view(&s, id_of(&o)), None);
         }
         assert_eq!(views_json(&s), json!({}));
+    }
+
+    /// Rails' bookkeeping after a save stays in the internals; errors show when there are
+    /// some; a Time assigned to a time column is not "before type cast".
+    #[test]
+    fn a_saved_record_hides_bookkeeping_and_keeps_what_matters() {
+        let mut a = Arena::default();
+        let time_type = a.ty("ActiveRecord::Type::DateTime");
+        let int = a.ty("ActiveModel::Type::Integer");
+        let at = a.add(
+            "Time",
+            ObjectKind::Time {
+                seconds: 0,
+                nanoseconds: 0,
+                utc_offset: 0,
+                utc: true,
+            },
+            vec![],
+        );
+        let created = a.plain(
+            "ActiveModel::Attribute::FromUser",
+            vec![("@value_before_type_cast", at), ("@type", time_type)],
+        );
+        let flag = a.plain(
+            "ActiveModel::Attribute::FromUser",
+            vec![("@value_before_type_cast", Value::True), ("@type", int)],
+        );
+        let attrs = a.hash(vec![("created_at", created), ("flag", flag)]);
+        let set = a.plain("ActiveModel::AttributeSet", vec![("@attributes", attrs)]);
+        let none = a.add(
+            "Array",
+            ObjectKind::Array {
+                items: vec![],
+                original_len: 0,
+            },
+            vec![],
+        );
+        let no_errors = a.plain("ActiveModel::Errors", vec![("@errors", none)]);
+        let called = a.hash(vec![("validate", Value::False)]);
+        let tracker = a.plain("ActiveModel::AttributeMutationTracker", vec![]);
+        let user = a.plain(
+            "User",
+            vec![
+                ("@new_record", Value::False),
+                ("@attributes", set.clone()),
+                ("@errors", no_errors),
+                ("@_already_called", called),
+                ("@mutations_before_last_save", tracker),
+                ("@_touch_record", Value::True),
+            ],
+        );
+        let error = a.plain("ActiveModel::Error", vec![]);
+        let list = a.add(
+            "Array",
+            ObjectKind::Array {
+                items: vec![error],
+                original_len: 1,
+            },
+            vec![],
+        );
+        let errors = a.plain("ActiveModel::Errors", vec![("@errors", list)]);
+        let invalid = a.plain(
+            "User",
+            vec![
+                ("@new_record", Value::True),
+                ("@attributes", set),
+                ("@errors", errors),
+            ],
+        );
+        let s = a.snapshot();
+        let got = attributes(&s, &user);
+        assert!(matches!(
+            got[0].1,
+            AttributeValue::Value {
+                value: Value::Ref(_),
+                before_type_cast: false
+            }
+        ));
+        // true for an integer column is what the user gave; Ruby casts it to 1.
+        assert_eq!(got[1].1, value(Value::True, true));
+        let shown = |o: &Value| match view(&s, id_of(o)) {
+            Some(View::Record(r)) => r
+                .other_ivars
+                .iter()
+                .map(|(n, _)| n.clone())
+                .collect::<Vec<_>>(),
+            _ => panic!(),
+        };
+        assert!(shown(&user).is_empty(), "{:?}", shown(&user));
+        assert_eq!(shown(&invalid), ["@errors"]);
     }
 
     #[test]
