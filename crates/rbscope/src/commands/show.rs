@@ -6,8 +6,7 @@ use anyhow::Context;
 use rbscope_store::Store;
 
 /// Show one snapshot: the exception, its causes, then every frame with source, self, locals
-/// and instance variables. ActiveRecord records are shown as their attributes and
-/// ActionController::Parameters as their entries (--raw shows the objects Rails keeps them in).
+/// and instance variables.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The snapshot id, or an unambiguous prefix of it.
@@ -22,7 +21,8 @@ pub struct Args {
     #[arg(long, default_value_t = 20)]
     items: usize,
     /// Show ActiveRecord records and ActionController::Parameters as the objects Rails keeps
-    /// them in (attribute sets, lazy hashes) instead of as their attributes and entries.
+    /// them in (attribute sets, lazy hashes) instead of as their attributes and entries, which
+    /// is how the text view shows them otherwise.
     #[arg(long)]
     raw: bool,
     #[command(flatten)]

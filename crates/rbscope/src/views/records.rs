@@ -95,9 +95,10 @@ fn is_attribute_set(class_name: &str) -> bool {
 
 /// A record: `@attributes` holds an attribute set, or (when the set itself was not captured)
 /// the object also has ActiveRecord's `@new_record`. Rails' own objects that hold a record's
-/// attribute set (the mutation trackers) are not records.
+/// attribute set (ActiveModel's mutation trackers, ActiveRecord's too where a release has
+/// them) are not records; ActiveRecord's own models (`ActiveRecord::SchemaMigration`) are.
 fn record<'s>(s: &'s Snapshot, obj: &'s Object) -> Option<Record<'s>> {
-    if obj.class_name.starts_with("ActiveModel::") || obj.class_name.starts_with("ActiveRecord::") {
+    if obj.class_name.starts_with("ActiveModel::") || obj.class_name.ends_with("MutationTracker") {
         return None;
     }
     let held = ivar(obj, "@attributes")?;
@@ -867,13 +868,24 @@ mod tests {
         );
         let tracker = a.plain(
             "ActiveModel::AttributeMutationTracker",
-            vec![("@attributes", set)],
+            vec![("@attributes", set.clone())],
+        );
+        let forced = a.plain(
+            "ActiveRecord::ForcedMutationTracker",
+            vec![("@attributes", set.clone())],
+        );
+        let migration = a.plain(
+            "ActiveRecord::SchemaMigration",
+            vec![("@attributes", set), ("@new_record", Value::False)],
         );
         let s = a.snapshot();
-        for o in [form, other, nil_attrs, tracker] {
+        assert!(matches!(view(&s, id_of(&migration)), Some(View::Record(_))));
+        for o in [form, other, nil_attrs, tracker, forced] {
             assert_eq!(view(&s, id_of(&o)), None);
         }
-        assert_eq!(views_json(&s), json!({}));
+        let doc = views_json(&s);
+        let ids: Vec<&String> = doc.as_object().unwrap().keys().collect();
+        assert_eq!(ids, [&id_of(&migration).to_string()]);
     }
 
     /// Rails' bookkeeping after a save stays in the internals; errors show when there are
