@@ -429,7 +429,7 @@ function viewChildren(state, o, view) {
         else out.push({ name: a.name, sep: '=', value: a.value, nameClass: 'vt-attr', meta: a.before_type_cast ? ['before type cast'] : [] });
       }
     } else {
-      out.push({ name: '@attributes', sep: '=', value: view.attributes_value, nameClass: 'vt-ivar' });
+      out.push({ name: '(attributes)', sep: '=', value: view.attributes_value, nameClass: 'vt-meta-name' });
     }
   } else {
     const p = view.parameters && view.parameters.type === 'ref' ? state.objects[view.parameters.id] : null;

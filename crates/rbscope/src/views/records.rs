@@ -25,8 +25,9 @@ pub enum View<'s> {
 
 #[derive(Debug, PartialEq)]
 pub struct Record<'s> {
-    /// The attributes in column order, or the attribute set as stored when it is not an
-    /// attribute set the snapshot holds (cut by a limit, or redacted).
+    /// The attributes in column order; or, when the snapshot holds none of them, the value
+    /// that stands in their place: the attribute set, or the hash inside it, cut by a limit
+    /// (or redacted).
     pub attributes: Result<Vec<Attribute>, &'s Value>,
     /// What sets this record apart from a plain persisted one: `new record`, `destroyed`,
     /// `readonly`, `marked for destruction`.
@@ -103,7 +104,7 @@ fn record<'s>(s: &'s Snapshot, obj: &'s Object) -> Option<Record<'s>> {
     }
     let held = ivar(obj, "@attributes")?;
     let attributes = match object_at(s, held) {
-        Some(set) if is_attribute_set(&set.class_name) => Ok(attribute_set(s, set)),
+        Some(set) if is_attribute_set(&set.class_name) => attribute_set(s, set),
         Some(_) => return None,
         None if ivar(obj, "@new_record").is_some() && !matches!(held, Value::Nil) => Err(held),
         None => return None,
@@ -242,7 +243,7 @@ fn key_text(s: &Snapshot, k: &Value) -> Option<String> {
 }
 
 /// The attributes of an attribute set (any of the shapes described at the top).
-fn attribute_set(s: &Snapshot, set: &Object) -> Vec<Attribute> {
+fn attribute_set<'s>(s: &'s Snapshot, set: &'s Object) -> Result<Vec<Attribute>, &'s Value> {
     // Where the lazy parts live: the set itself (6.1's LazyAttributeSet), or the
     // LazyAttributeHash in its `@attributes` (5.x, 6.0, 7+).
     let inner = ivar(set, "@attributes").and_then(|v| object_at(s, v));
@@ -290,7 +291,19 @@ fn attribute_set(s: &Snapshot, set: &Object) -> Vec<Attribute> {
         .flatten()
         .all(|e| e.complete)
         && row_complete;
-    names
+    if names.is_empty() {
+        // No name at all: when a limit cut what holds them, say so rather than "no
+        // attributes".
+        let cut = [Some(set), inner, lazy]
+            .into_iter()
+            .flatten()
+            .flat_map(|o| o.ivars.iter().map(|(_, v)| v))
+            .find(|v| matches!(v, Value::Cut(_)));
+        if let Some(cut) = cut {
+            return Err(cut);
+        }
+    }
+    Ok(names
         .into_iter()
         .map(|name| {
             let value = if let Some(a) = materialized.as_ref().and_then(|m| m.get(name)) {
@@ -305,19 +318,20 @@ fn attribute_set(s: &Snapshot, set: &Object) -> Vec<Attribute> {
                     value: v.clone(),
                     before_type_cast: may_differ_when_cast(s, v, type_of(name)),
                 }
+            } else if !everything_complete {
+                // The row (or the values read) were cut: a default would be a guess.
+                AttributeValue::NotCaptured
             } else if let Some(a) = defaults.as_ref().and_then(|d| d.get(name)) {
                 from_attribute(s, a, type_of(name))
-            } else if everything_complete {
-                AttributeValue::NotLoaded
             } else {
-                AttributeValue::NotCaptured
+                AttributeValue::NotLoaded
             };
             Attribute {
                 name: name.to_string(),
                 value,
             }
         })
-        .collect()
+        .collect())
 }
 
 /// An `ActiveModel::Attribute`'s value: `@value` once Ruby has read it, else
@@ -795,15 +809,36 @@ mod tests {
         let int = a.ty("ActiveModel::Type::Integer");
         let types = a.hash(vec![("id", int.clone()), ("age", int)]);
         let values = a.hash_of("Hash", vec![("id", Value::Integer(1))], 2);
+        let default_age = a.plain(
+            "ActiveModel::Attribute::FromDatabase",
+            vec![("@value_before_type_cast", Value::Nil)],
+        );
+        let defaults = a.hash(vec![("age", default_age)]);
         let set = a.plain(
             "ActiveModel::LazyAttributeSet",
-            vec![("@values", values), ("@types", types)],
+            vec![
+                ("@values", values),
+                ("@types", types),
+                ("@default_attributes", defaults),
+            ],
         );
         let user = a.plain(
             "User",
             vec![("@new_record", Value::False), ("@attributes", set)],
         );
         let cut = Value::Cut(rbscope_snapshot::CutReason::Depth);
+        let hollow_set = a.plain(
+            "ActiveModel::LazyAttributeSet",
+            vec![
+                ("@attributes", cut.clone()),
+                ("@values", cut.clone()),
+                ("@types", cut.clone()),
+            ],
+        );
+        let hollow = a.plain(
+            "User",
+            vec![("@new_record", Value::False), ("@attributes", hollow_set)],
+        );
         let far = a.plain(
             "User",
             vec![("@new_record", Value::False), ("@attributes", cut.clone())],
@@ -818,6 +853,10 @@ mod tests {
         };
         assert_eq!(rec.attributes, Err(&cut));
         assert_eq!(rec.head("User"), "#<User> (attributes not captured)");
+        let Some(View::Record(rec)) = view(&s, id_of(&hollow)) else {
+            panic!()
+        };
+        assert_eq!(rec.attributes, Err(&cut));
     }
 
     #[test]

@@ -310,7 +310,7 @@ impl<'a> Renderer<'a> {
                             }
                         }
                     }
-                    Err(held) => self.entry(indent, "@attributes", held, depth),
+                    Err(held) => self.entry(indent, "(attributes)", held, depth),
                 }
                 r.other_ivars
             }
