@@ -341,7 +341,9 @@ puts bad.empty? ? "ALL OK" : "FAILED #{bad.inspect}"
 }
 
 /// A redacted column never breaks an ActiveRecord record: it inspects, lists its attributes and
-/// reads its other columns; a relation's `@klass` is the live model class.
+/// reads its other columns; a relation's `@klass` is the live model class. `show` prints a
+/// record as its attributes (redacted, unselected and uncast ones marked) and
+/// `ActionController::Parameters` as its entries; both restore and read as in the app.
 #[test]
 fn a_record_with_a_redacted_column_stays_readable() {
     if !debian_gems_available("Rails 6.1 (ActiveRecord, sqlite3)") {
@@ -352,18 +354,32 @@ fn a_record_with_a_redacted_column_stays_readable() {
         "model.rb",
         r#"
 require "active_record"
+require "action_controller"
 ActiveRecord::Base.establish_connection(adapter: "sqlite3", database: ":memory:")
 ActiveRecord::Base.logger = nil
 ActiveRecord::Schema.verbose = false
 ActiveRecord::Schema.define do
-  create_table(:users) { |t| t.string :name; t.string :password_digest; t.integer :age }
+  create_table(:users) { |t| t.string :name; t.string :password_digest; t.integer :age; t.datetime :seen_at }
 end
 class User < ActiveRecord::Base; end
 "#,
     );
     let app = sb.write(
         "app.rb",
-        "require_relative \"model\"\ndef go\n  User.create!(name: \"ada\", password_digest: \"xyz\", age: 36)\n  user = User.first\n  user.name\n  rel = User.where(age: 36)\n  raise \"boom\"\nend\ngo\n",
+        r#"require_relative "model"
+def go
+  User.create!(name: "ada", password_digest: "xyz", age: 36, seen_at: Time.utc(2024, 2, 29, 13, 5, 9))
+  user = User.first
+  user.name
+  rel = User.where(age: 36)
+  partial = User.select(:id, :name).first
+  fresh = User.new(name: "bob", age: "7")
+  params = ActionController::Parameters.new(user: { name: "ada", password: "pw" }, id: "1")
+  permitted = params.require(:user).permit(:name)
+  raise "boom"
+end
+go
+"#,
     );
     let id = run_failing(&sb, &app);
     let checks = r##"
@@ -372,11 +388,15 @@ l = r.frames[0].locals
 u = l[:user]
 checks = {
   record: u.class == User && u.name == "ada" && u.age == 36,
-  inspect: u.inspect == '#<User id: 1, name: "ada", password_digest: [REDACTED: name], age: 36>',
-  attributes: u.attributes.keys == %w[id name password_digest age] &&
+  inspect: u.inspect == '#<User id: 1, name: "ada", password_digest: [REDACTED: name], age: 36, seen_at: "2024-02-29 13:05:09.000000000 +0000">',
+  attributes: u.attributes.keys == %w[id name password_digest age seen_at] &&
               Rbscope::Restored::Redacted === u.attributes["password_digest"],
   to_s: u.to_s.start_with?("#<User:"),
   relation_class: l[:rel].klass.equal?(User),
+  params_inspect: l[:params].inspect == '#<ActionController::Parameters {"user"=>#<ActionController::Parameters {"name"=>"ada", "password"=>[REDACTED: name]} permitted: false>, "id"=>"1"} permitted: false>',
+  params_read: l[:params][:id] == "1" && l[:params]["user"][:name] == "ada" &&
+               Rbscope::Restored::Redacted === l[:params][:user][:password] && !l[:params].permitted?,
+  permitted: l[:permitted].permitted? && l[:permitted].to_h == { "name" => "ada" },
 }
 bad = checks.reject { |_, ok| ok }.keys
 puts bad.empty? ? "ALL OK" : "FAILED #{bad.inspect}"
@@ -385,4 +405,59 @@ puts bad.empty? ? "ALL OK" : "FAILED #{bad.inspect}"
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}\n{text}", stderr(&out));
     assert_eq!(text.trim(), "ALL OK", "{}", stderr(&out));
+
+    // `show` at its default depth: the attributes, not the attribute set's insides.
+    let text = sb.show_text(&id);
+    let user = r#"
+      user = #<User> (5 attributes)
+        id = 1
+        name = "ada"
+        password_digest = [REDACTED: name]
+        age = 36
+        seen_at = "2024-02-29 13:05:09"  (before type cast)
+"#;
+    assert!(text.contains(user), "{text}");
+    let partial = r#"
+      partial = #<User> (5 attributes)
+        id = 1
+        name = "ada"
+        password_digest = (not loaded: the query did not select it)
+"#;
+    assert!(text.contains(partial), "{text}");
+    let fresh = r#"
+      fresh = #<User> (new record, 5 attributes)
+        id = nil
+        name = "bob"
+        password_digest = [REDACTED: name]
+        age = "7"  (before type cast)
+        seen_at = nil
+"#;
+    assert!(text.contains(fresh), "{text}");
+    let params = r#"
+      params = #<ActionController::Parameters permitted: false> (2 entries)
+        "user" => #<ActionController::Parameters permitted: false> (2 entries)
+          "name" #"#;
+    assert!(text.contains(params), "{text}");
+    assert!(
+        text.contains("\n          \"password\" => [REDACTED: name]\n        \"id\" => \"1\"\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "      permitted = #<ActionController::Parameters permitted: true> (1 entry)\n"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("LazyAttributeSet"), "{text}");
+    // --raw shows the objects Rails keeps them in.
+    let out = sb.cli().args(["show", &id, "--raw"]).output().unwrap();
+    let raw = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        raw.contains("@attributes = #<ActiveModel::LazyAttributeSet>"),
+        "{raw}"
+    );
+    assert!(
+        raw.contains("@parameters = ActiveSupport::HashWithIndifferentAccess"),
+        "{raw}"
+    );
 }

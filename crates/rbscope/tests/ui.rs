@@ -234,6 +234,96 @@ impl Drop for Ui {
     }
 }
 
+/// A store holding the snapshot of tests/programs/ui_rails_app.rb (Debian's Rails 6.1, so
+/// only on Ruby 3.1: None elsewhere) and that snapshot's id.
+fn rails_fixture() -> Option<&'static (PathBuf, String)> {
+    static F: OnceLock<Option<(PathBuf, String)>> = OnceLock::new();
+    F.get_or_init(|| {
+        if !debian_gems_available("Rails 6.1 (ActiveRecord, ActionPack, sqlite3)") {
+            return None;
+        }
+        let dir = repo_root().join("target/ui-test-rails");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("run")).unwrap();
+        let store = dir.join("store.db");
+        let out = Command::new(cli())
+            .args(["run", "--", "ruby"])
+            .arg(repo_root().join("crates/rbscope/tests/programs/ui_rails_app.rb"))
+            .env("RBSCOPE_STORE", &store)
+            .env("RBSCOPE_RUBY_LIB", gem_lib())
+            .env("XDG_RUNTIME_DIR", dir.join("run"))
+            .env_remove("RUBYOPT")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        let list = cli_json(&["list", "--json", "--store"], &store);
+        let id = list[0]["id"].as_str().unwrap().to_string();
+        Some((store, id))
+    })
+    .as_ref()
+}
+
+/// A record and parameters come with their view: the attributes (the redacted one marked) and
+/// the entries, as `show` prints them; the objects themselves stay in the arena.
+#[test]
+fn records_and_parameters_api() {
+    let Some((store, id)) = rails_fixture() else {
+        return;
+    };
+    let ui = Ui::start(store, &[], &[]);
+    let snap = ui.get(&format!("/api/snapshots/{id}")).json();
+    let locals = snap["frames"][0]["locals"].as_array().unwrap();
+    let local = |name: &str| {
+        let v = &locals.iter().find(|l| l["name"] == name).unwrap()["value"];
+        assert_eq!(v["type"], "ref", "{name}: {v}");
+        v["id"].as_u64().unwrap().to_string()
+    };
+    let string = |v: &J| {
+        assert_eq!(v["type"], "ref", "{v}");
+        snap["objects"][v["id"].as_u64().unwrap() as usize]["value"].clone()
+    };
+    let user = &snap["views"][local("user")];
+    assert_eq!(user["kind"], "record", "{user}");
+    assert_eq!(user["head"], "#<User> (4 attributes)");
+    let attrs = user["attributes"].as_array().unwrap();
+    let names: Vec<&str> = attrs.iter().map(|a| a["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["id", "name", "password_digest", "age"]);
+    assert_eq!(
+        attrs[0]["value"],
+        serde_json::json!({"type": "integer", "value": 1})
+    );
+    assert_eq!(string(&attrs[1]["value"]), "ada");
+    assert_eq!(attrs[2]["value"]["type"], "redacted");
+    assert_eq!(attrs[3]["value"]["value"], 36);
+    // The record itself is still there as captured (restore reads it).
+    let raw = &snap["objects"][local("user").parse::<usize>().unwrap()];
+    assert!(raw["ivars"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|i| i["name"] == "@attributes"));
+
+    let fresh = &snap["views"][local("fresh")];
+    assert_eq!(fresh["flags"], serde_json::json!(["new record"]));
+    assert_eq!(string(&fresh["attributes"][1]["value"]), "bob");
+
+    let params = &snap["views"][local("params")];
+    assert_eq!(params["kind"], "parameters", "{params}");
+    assert_eq!(params["permitted"], false);
+    let hash = &snap["objects"][params["parameters"]["id"].as_u64().unwrap() as usize];
+    assert_eq!(hash["class"], "ActiveSupport::HashWithIndifferentAccess");
+    assert_eq!(hash["length"], 2);
+
+    // `show --json` stays the arena alone.
+    let shown = Command::new(cli())
+        .args(["show", id, "--json"])
+        .env("RBSCOPE_STORE", store)
+        .output()
+        .unwrap();
+    let shown: J = serde_json::from_slice(&shown.stdout).unwrap();
+    assert!(shown.get("views").is_none());
+}
+
 fn cli_json(args: &[&str], file: &Path) -> J {
     let out = Command::new(cli()).args(args).arg(file).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
@@ -698,8 +788,8 @@ fn access_rules() {
 
 /// The pages in Debian's Chromium, driven by Playwright (tests/browser/ui_e2e.py): the
 /// snapshot list, a snapshot with its value tree and a cycle, the 404 and error pages, the heap
-/// treemap and a node, a retention path, a diff, a trace timeline and a flame graph.
-/// Screenshots go to target/ui-test/screenshots.
+/// treemap and a node, a retention path, a diff, a trace timeline and a flame graph; on Ruby
+/// 3.1, a Rails record and parameters. Screenshots go to target/ui-test/screenshots.
 #[test]
 fn in_a_real_browser() {
     let f = fixture();
@@ -726,12 +816,19 @@ fn in_a_real_browser() {
         &[],
         &[],
     );
+    // The Rails record's page, where Debian's Rails is (Ruby 3.1); "-" elsewhere.
+    let rails = rails_fixture().map(|(store, id)| (Ui::start(store, &[], &[]), id));
+    let rails_page = rails
+        .as_ref()
+        .map(|(ui, id)| format!("{}snapshots/{id}", ui.url))
+        .unwrap_or_else(|| "-".into());
     let out = Command::new(python)
         .arg(repo_root().join("crates/rbscope/tests/browser/ui_e2e.py"))
         .arg(&ui.url)
         .arg(&unreachable.url)
         .arg(f.dir.join("screenshots"))
         .arg(&f.broken_id)
+        .arg(&rails_page)
         .output()
         .unwrap();
     let log = format!(

@@ -1,6 +1,9 @@
 // The expandable tree of captured Ruby values (a frame's self and locals). Values come tagged
 // from the snapshot JSON; objects are shared by id, so cycles and shared references are shown
 // once and linked from elsewhere. Children are rendered only when a row is opened.
+// ActiveRecord records and ActionController::Parameters come with a view (the API's `views`,
+// made by the CLI's views/records.rs, as `rbscope show` shows them): a record opens to its
+// attributes, parameters to their entries, and either to its raw internals below.
 
 import { h, add } from './main.js';
 import { count, utcTime } from './format.js';
@@ -36,7 +39,7 @@ export function refCounts(snap) {
  * tree share the "already shown" registry, so an object appears expanded once per frame.
  */
 export function valueTree(snap, entries, { refs = refCounts(snap) } = {}) {
-  const state = { objects: snap.objects || [], refs, firstRow: new Map() };
+  const state = { objects: snap.objects || [], views: snap.views || {}, refs, firstRow: new Map() };
   const tree = h('div', { class: 'vt', role: 'tree', testid: 'value-tree' });
   for (const e of entries) tree.append(node(state, e.name, e.sep || '=', e.value, [], e.nameClass));
   tree.addEventListener('keydown', (ev) => treeKeys(tree, ev));
@@ -237,6 +240,8 @@ function describe(state, v) {
 function describeObject(state, id) {
   const o = state.objects[id];
   if (!o) return { text: `<missing object #${id}>`, cls: 'vt-missing', meta: [], badges: [] };
+  const view = state.views[id];
+  if (view) return describeView(state, id, o, view);
   const d = { text: '', cls: `vt-obj vt-k-${o.kind}`, meta: [], badges: [], objectId: id, object: o, expandable: false };
   const ivars = (o.ivars || []).length;
   const cls = o.class || '?';
@@ -379,6 +384,65 @@ function describeObject(state, id) {
   return d;
 }
 
+const PREVIEW_TEXT = 100; // a record's summary lists its attributes up to this length
+
+/** A record or parameters: a summary of what it holds, opening to it (see viewChildren). */
+function describeView(state, id, o, view) {
+  const cls = o.class || '?';
+  const d = { text: '', cls: `vt-obj vt-view vt-${view.kind}`, meta: [], badges: [], objectId: id, object: o, view, expandable: true };
+  if (view.kind === 'record') {
+    const attrs = view.attributes || [];
+    const parts = [];
+    let len = 0;
+    for (const a of attrs) {
+      let t = a.missing ? `(${a.missing})` : inlineText(state, a.value);
+      if (a.value && a.value.type === 'redacted') t = '[REDACTED]';
+      if (t === null) t = describe(state, a.value).text || '…';
+      const part = `${a.name}: ${t}`;
+      if (len + part.length > PREVIEW_TEXT && parts.length) {
+        parts.push('…');
+        break;
+      }
+      parts.push(part);
+      len += part.length + 2;
+    }
+    d.text = `#<${cls}${parts.length ? ' ' : ''}${parts.join(', ')}>`;
+    for (const f of view.flags || []) d.meta.push(f);
+    d.meta.push(view.attributes ? `${count(attrs.length)} ${attrs.length === 1 ? 'attribute' : 'attributes'}` : 'attributes not captured');
+  } else {
+    const p = view.parameters && view.parameters.type === 'ref' ? state.objects[view.parameters.id] : null;
+    const n = p && p.kind === 'hash' ? (p.length ?? (p.entries || []).length) : null;
+    d.text = `#<${cls}>`;
+    if (n !== null) d.meta.push(`${count(n)} ${n === 1 ? 'entry' : 'entries'}`);
+    d.meta.push(`permitted: ${view.permitted === null || view.permitted === undefined ? '?' : view.permitted}`);
+  }
+  return d;
+}
+
+/** A view's rows: the attributes (or entries), the instance variables worth showing, then
+ * the raw internals, closed. */
+function viewChildren(state, o, view) {
+  const out = [];
+  if (view.kind === 'record') {
+    if (view.attributes) {
+      for (const a of view.attributes) {
+        if (a.missing) out.push({ name: a.name, missing: a.missing });
+        else out.push({ name: a.name, sep: '=', value: a.value, nameClass: 'vt-attr', meta: a.before_type_cast ? ['before type cast'] : [] });
+      }
+    } else {
+      out.push({ name: '(attributes)', sep: '=', value: view.attributes_value, nameClass: 'vt-meta-name' });
+    }
+  } else {
+    const p = view.parameters && view.parameters.type === 'ref' ? state.objects[view.parameters.id] : null;
+    if (p && p.kind === 'hash') out.push(...childrenOf(state, p), ...trailerOf(p));
+    else out.push({ name: '@parameters', sep: '=', value: view.parameters, nameClass: 'vt-ivar' });
+  }
+  const shown = new Set(view.ivars || []);
+  for (const i of o.ivars || []) if (shown.has(i.name)) out.push({ name: i.name, sep: '=', value: i.value, nameClass: 'vt-ivar' });
+  out.push({ internals: o });
+  return out;
+}
+
 /** The children of object o: [{name, sep, value}] or {text} rows. */
 function childrenOf(state, o) {
   const out = [];
@@ -463,7 +527,7 @@ function lockIcon() {
  * One value: a wrapper holding its row and (once opened) its children. `path` is the ids of the
  * objects on the way from the root to this row, for cycle detection.
  */
-function node(state, name, sep, value, path, nameClass) {
+function node(state, name, sep, value, path, nameClass, extraMeta = []) {
   const wrap = h('div', { class: 'vt-node', role: 'treeitem' });
   const row = h('div', { class: 'vt-row', testid: 'tree-node' });
   wrap.append(row);
@@ -504,6 +568,7 @@ function node(state, name, sep, value, path, nameClass) {
   }
   add(row, d.expandable ? toggle : spacer, nameEl, sepEl, summary);
   for (const m of d.meta) row.append(h('span', { class: 'vt-meta' }, m));
+  for (const m of extraMeta) row.append(h('span', { class: 'vt-meta', testid: 'value-note' }, m));
   for (const [text, cls, testid] of d.badges) row.append(h('span', { class: ['badge', cls], testid }, text));
   if (id !== undefined) {
     row.dataset.objectId = String(id);
@@ -517,7 +582,7 @@ function node(state, name, sep, value, path, nameClass) {
     if (!kids) {
       kids = h('div', { class: 'vt-children', role: 'group' });
       const childPath = id !== undefined ? [...path, id] : path;
-      const list = [...childrenOf(state, d.object), ...trailerOf(d.object)];
+      const list = d.view ? viewChildren(state, d.object, d.view) : [...childrenOf(state, d.object), ...trailerOf(d.object)];
       renderChunk(state, kids, list, 0, childPath);
       wrap.append(kids);
     }
@@ -552,8 +617,16 @@ function renderChunk(state, kids, list, start, path, size = CHUNK) {
         h('pre', { class: 'vt-text' }, c.text)));
     } else if (c.note !== undefined) {
       kids.append(h('div', { class: 'vt-note', testid: c.testid }, c.note));
+    } else if (c.missing !== undefined) {
+      kids.append(h('div', { class: 'vt-node', role: 'treeitem' },
+        h('div', { class: 'vt-row', testid: 'tree-node' },
+          h('span', { class: 'vt-toggle-space', 'aria-hidden': 'true' }),
+          h('span', { class: 'vt-name vt-attr' }, c.name),
+          h('span', { class: 'vt-cut', testid: 'missing' }, c.missing))));
+    } else if (c.internals !== undefined) {
+      kids.append(internalsNode(state, c.internals, path));
     } else {
-      kids.append(node(state, c.name, c.sep, c.value, path, c.nameClass));
+      kids.append(node(state, c.name, c.sep, c.value, path, c.nameClass, c.meta));
     }
   }
   if (end < list.length) {
@@ -572,6 +645,38 @@ function renderChunk(state, kids, list, start, path, size = CHUNK) {
     });
     kids.append(row);
   }
+}
+
+/** A closed "(internals)" row that opens to object o's raw contents and instance variables. */
+function internalsNode(state, o, path) {
+  const wrap = h('div', { class: 'vt-node', role: 'treeitem' });
+  const toggle = h('button', { type: 'button', class: 'vt-toggle', testid: 'toggle', 'aria-expanded': 'false', 'aria-label': 'expand internals' });
+  const row = h('div', { class: 'vt-row vt-expandable', testid: 'tree-node' },
+    toggle, h('span', { class: 'vt-name vt-meta-name' }, '(internals)'),
+    h('span', { class: 'vt-meta' }, `the objects Rails keeps this in, as captured`));
+  wrap.append(row);
+  let kids = null;
+  wrap._open = () => {
+    if (!kids) {
+      kids = h('div', { class: 'vt-children', role: 'group' });
+      renderChunk(state, kids, [...childrenOf(state, o), ...trailerOf(o)], 0, path);
+      wrap.append(kids);
+    }
+    kids.hidden = false;
+    toggle.setAttribute('aria-expanded', 'true');
+    wrap.classList.add('open');
+  };
+  wrap._close = () => {
+    if (kids) kids.hidden = true;
+    toggle.setAttribute('aria-expanded', 'false');
+    wrap.classList.remove('open');
+  };
+  wrap._isOpen = () => !!kids && !kids.hidden;
+  toggle.addEventListener('click', () => (wrap._isOpen() ? wrap._close() : wrap._open()));
+  row.addEventListener('click', (ev) => {
+    if (ev.target !== toggle) toggle.click();
+  });
+  return wrap;
 }
 
 /** Opens every collapsed row above target (and target), scrolls to it, flashes it. */

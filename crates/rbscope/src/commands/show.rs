@@ -20,6 +20,11 @@ pub struct Args {
     /// How many items of each array or hash to print in the text view.
     #[arg(long, default_value_t = 20)]
     items: usize,
+    /// Show ActiveRecord records and ActionController::Parameters as the objects Rails keeps
+    /// them in (attribute sets, lazy hashes) instead of as their attributes and entries, which
+    /// is how the text view shows them otherwise.
+    #[arg(long)]
+    raw: bool,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -36,6 +41,7 @@ pub fn run(a: &Args) -> anyhow::Result<i32> {
         let opts = snapshot_text::Options {
             max_depth: a.depth,
             max_items: a.items,
+            raw: a.raw,
         };
         print!("{}", snapshot_text::snapshot(&snapshot, &opts));
     }

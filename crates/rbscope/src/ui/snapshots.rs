@@ -10,6 +10,7 @@ use rbscope_store::{Filter, Store, StoreError, StoreLocation};
 use serde_json::{json, Value};
 
 use super::http::{Query, Reply};
+use crate::views::records;
 use crate::views::snapshots::{self, shell_quote};
 
 pub struct Snapshots {
@@ -172,6 +173,8 @@ impl Snapshots {
             }
         };
         let mut doc = snapshots::snapshot_json(&snapshot);
+        // Records and parameters as their attributes and entries, for the value tree.
+        doc["views"] = records::views_json(&snapshot);
         doc["signed"] = stored.signature.is_some().into();
         doc["signature_ok"] = self.signature_ok(&stored.body, stored.signature.as_deref());
         doc["restore_command"] = self

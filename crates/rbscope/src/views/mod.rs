@@ -10,6 +10,7 @@
 pub mod heap;
 pub mod numbers;
 pub mod profile;
+pub mod records;
 pub mod ruby_inspect;
 pub mod snapshot_text;
 pub mod snapshots;

@@ -5,6 +5,7 @@
 //! Objects referenced more than once carry a `#N` tag; a second sighting in the same frame
 //! prints `-> #N` instead of the object again, which is how cycles and shared references read.
 
+use super::records::{self, View};
 use super::ruby_inspect;
 use super::time::format_ms;
 use rbscope_snapshot::{CutReason, Frame, Object, ObjectKind, Snapshot, Value};
@@ -14,6 +15,9 @@ use std::fmt::Write;
 pub struct Options {
     pub max_depth: usize,
     pub max_items: usize,
+    /// Show ActiveRecord records and `ActionController::Parameters` as the objects Rails
+    /// keeps them in, instead of as their attributes and parameters (`views::records`).
+    pub raw: bool,
 }
 
 pub fn snapshot(s: &Snapshot, o: &Options) -> String {
@@ -234,16 +238,29 @@ struct Renderer<'a> {
     out: String,
 }
 
-impl Renderer<'_> {
+impl<'a> Renderer<'a> {
     /// One `name = value` line, then the value's children indented below it.
     fn entry(&mut self, indent: usize, name: &str, v: &Value, depth: usize) {
         self.entry_with(indent, name, "=", v, depth);
     }
 
     fn entry_with(&mut self, indent: usize, name: &str, sep: &str, v: &Value, depth: usize) {
+        self.entry_noted(indent, name, sep, v, "", depth);
+    }
+
+    /// [`Self::entry_with`], with `note` after the value's line.
+    fn entry_noted(
+        &mut self,
+        indent: usize,
+        name: &str,
+        sep: &str,
+        v: &Value,
+        note: &str,
+        depth: usize,
+    ) {
         let pad = "  ".repeat(indent + 1);
         let (head, expand) = self.head(v);
-        let _ = writeln!(self.out, "{pad}{name} {sep} {head}");
+        let _ = writeln!(self.out, "{pad}{name} {sep} {head}{note}");
         if let (Some(idx), true) = (expand, depth < self.o.max_depth) {
             self.children(indent + 1, idx, depth + 1);
         }
@@ -290,11 +307,79 @@ impl Renderer<'_> {
         if !self.shown.insert(i) {
             return (format!("-> #{i} ({}, see above)", obj.class_name), None);
         }
-        let text = inline.unwrap_or_else(|| block_head(obj));
+        let text = match self.view(i) {
+            Some(View::Record(r)) => r.head(&obj.class_name),
+            Some(View::Parameters(p)) => p.head(self.s, &obj.class_name),
+            None => inline.unwrap_or_else(|| block_head(obj)),
+        };
         (format!("{text}{tag}"), Some(i))
     }
 
+    /// A record's or parameters' view of object `i`, unless the raw objects were asked for.
+    fn view(&self, i: u32) -> Option<View<'a>> {
+        if self.o.raw {
+            return None;
+        }
+        records::view(self.s, i)
+    }
+
+    /// A record's attributes (and its other instance variables worth showing), or
+    /// parameters' entries, in place of the objects Rails keeps them in.
+    fn view_children(&mut self, indent: usize, view: View<'a>, depth: usize) {
+        let pad = "  ".repeat(indent + 1);
+        let others = match view {
+            View::Record(r) => {
+                match &r.attributes {
+                    Ok(list) => {
+                        for a in list {
+                            match &a.value {
+                                records::AttributeValue::Value {
+                                    value,
+                                    before_type_cast,
+                                } => {
+                                    let note = if *before_type_cast {
+                                        "  (before type cast)"
+                                    } else {
+                                        ""
+                                    };
+                                    self.entry_noted(indent, &a.name, "=", value, note, depth);
+                                }
+                                missing => {
+                                    let why = records::missing_text(missing).unwrap_or("");
+                                    let _ = writeln!(self.out, "{pad}{} = {why}", a.name);
+                                }
+                            }
+                        }
+                    }
+                    Err(held) => self.entry(indent, "(attributes)", held, depth),
+                }
+                r.other_ivars
+            }
+            View::Parameters(p) => {
+                match p.parameters {
+                    Value::Ref(h)
+                        if matches!(
+                            self.s.object(*h).map(|o| &o.kind),
+                            Some(ObjectKind::Hash { .. })
+                        ) =>
+                    {
+                        self.shown.insert(*h);
+                        self.children(indent, *h, depth);
+                    }
+                    other => self.entry(indent, "@parameters", other, depth),
+                }
+                p.other_ivars
+            }
+        };
+        for (name, v) in others {
+            self.entry(indent, name, v, depth);
+        }
+    }
+
     fn children(&mut self, indent: usize, i: u32, depth: usize) {
+        if let Some(view) = self.view(i) {
+            return self.view_children(indent, view, depth);
+        }
         let Some(obj) = self.s.object(i) else { return };
         let max = self.o.max_items;
         let pad = "  ".repeat(indent + 1);

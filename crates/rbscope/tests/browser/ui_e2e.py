@@ -1,10 +1,12 @@
 """The rbscope web UI in a real browser: Debian's Chromium, driven by Playwright.
 
-Usage: ui_e2e.py URL UNREACHABLE_URL SCREENSHOT_DIR BROKEN_SNAPSHOT_ID
+Usage: ui_e2e.py URL UNREACHABLE_URL SCREENSHOT_DIR BROKEN_SNAPSHOT_ID [RAILS_SNAPSHOT_URL]
 
 URL serves the store of tests/programs/ui_app.rb (with one snapshot made unreadable) and the
 files f1..f6: three heap dumps of tests/programs/heap_leak.rb, a jsonl trace, a speedscope
 profile and a saved `heap top --json`. UNREACHABLE_URL is a UI whose store cannot be reached.
+RAILS_SNAPSHOT_URL ("-" or absent: skipped) is the page of tests/programs/ui_rails_app.rb's
+snapshot: a record and parameters, shown as their attributes and entries.
 Each check raises on failure; a screenshot of every page is saved. Run by tests/ui.rs.
 """
 
@@ -15,6 +17,7 @@ from pathlib import Path
 from playwright.sync_api import expect, sync_playwright
 
 url, unreachable_url, shots, broken_id = sys.argv[1:5]
+rails_url = sys.argv[5] if len(sys.argv) > 5 and sys.argv[5] != "-" else None
 base = url.rstrip("/")
 shots = Path(shots)
 errors = []
@@ -284,6 +287,42 @@ with sync_playwright() as p:
     resp = page.goto(f"{base}/nowhere")
     assert resp.status == 404
     expect(tid(page, "not-found")).to_be_visible()
+
+    # 8. A Rails record and parameters: attributes and entries, the internals one row away.
+    if rails_url:
+        # Another UI (its own store), so another page with its own offline check.
+        rails_base = re.match(r"https?://[^/]+", rails_url).group(0)
+        page.close()
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.set_default_timeout(20_000)
+        page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
+        page.on("console", lambda m: errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+        page.on(
+            "request",
+            lambda r: errors.append(f"request outside the UI: {r.url}") if not r.url.startswith(rails_base) else None,
+        )
+        page.goto(rails_url)
+        frame0 = tid(page, "frame").first
+        user = tree_row(frame0, "user")
+        expect(user).to_contain_text('#<User id: 1, name: "ada", password_digest: [REDACTED], age: 36>')
+        expect(user).to_contain_text("4 attributes")
+        expand(user)
+        expect(tree_row(frame0, "name")).to_contain_text('"ada"')
+        expect(tree_row(frame0, "password_digest").locator('[data-testid="redacted"]')).to_be_visible()
+        expect(tree_row(frame0, "age")).to_contain_text("36")
+        internals = tree_row(frame0, "(internals)")
+        expand(internals)
+        expect(tree_row(frame0, "@attributes")).to_contain_text("ActiveModel::LazyAttributeSet")
+        fresh = tree_row(frame0, "fresh")
+        expect(fresh).to_contain_text("new record")
+        params = tree_row(frame0, "params")
+        expect(params).to_contain_text("permitted: false")
+        expand(params)
+        pu = tree_row(frame0, '"user"')
+        expand(pu)
+        expect(tree_row(frame0, '"password"').locator('[data-testid="redacted"]')).to_be_visible()
+        expect(tree_row(frame0, '"id"')).to_contain_text('"1"')
+        shot(page, "20-snapshot-rails-record")
 
     browser.close()
 
