@@ -117,6 +117,12 @@ with sync_playwright() as p:
     expect(tree_row(frame0, '"password"').locator('[data-testid="redacted"]')).to_be_visible()
     expect(tree_row(frame0, '"email"')).to_contain_text("ann@example.com")
 
+    # The class-level state of the frames' classes, after the frames.
+    cls = tid(page, "class-state")
+    expect(cls).to_contain_text("Shop::Checkout")
+    expect(tree_row(cls, "@gateway")).to_contain_text('"sandbox"')
+    expect(tree_row(cls, "@@charges")).to_contain_text(re.compile(r"[1-3]"))
+
     # Text from the app is shown as text, never run.
     expect(tree_row(frame0, "note")).to_contain_text('<img src=x onerror="window.__pwned=1">')
     assert page.evaluate("window.__pwned") is None, "markup from a snapshot ran"

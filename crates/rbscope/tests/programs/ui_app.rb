@@ -1,7 +1,8 @@
 # A small shop for the web UI tests: it reports snapshots an error tracker would group (three
 # declined payments from one place, an ArgumentError caused by a KeyError), with locals that
 # make the value tree interesting (a cycle order -> customer -> orders -> order, a secret, Rails
-# style params, a deep hash that gets cut), and does traced work on two threads. Run it under
+# style params, a deep hash that gets cut), class-level state (Shop::Checkout's @gateway and
+# @@charges), and does traced work on two threads. Run it under
 # `rbscope run` (which loads and starts the agent).
 
 module Shop
@@ -31,7 +32,12 @@ module Shop
   end
 
   class Checkout
+    # Class-level state, shown in the snapshot's class-level state section.
+    @gateway = "sandbox"
+    @@charges = 0
+
     def charge(order, card_token:)
+      @@charges += 1
       password = "hunter2-secret"
       note = %(<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>)
       params = { "user" => { "email" => "ann@example.com", "password" => "pw-123" } }
