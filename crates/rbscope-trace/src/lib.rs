@@ -12,6 +12,7 @@
 //! and how captured values are shown within their budget ([`values`]).
 
 pub mod clock;
+pub mod condition;
 pub mod events;
 pub mod file;
 pub mod render;

@@ -203,69 +203,82 @@ fn is_constant_path(s: &str) -> bool {
 fn parse_captures(text: &str, inner: &str) -> Result<Vec<Capture>, SelectorError> {
     let mut out = Vec::new();
     for part in inner.split(',') {
-        let part = part.trim();
-        if part.is_empty() {
-            return Err(invalid(text, "an empty capture"));
-        }
-        let mut pieces = part.split('.');
-        let head = pieces.next().unwrap_or_default().trim();
-        let root = if head == "self" {
-            Root::SelfValue
-        } else if let Some(ivar) = head.strip_prefix('@') {
-            if !is_ident(ivar) {
-                return Err(invalid(
-                    text,
-                    format!("{head:?} is not an instance variable"),
-                ));
-            }
-            Root::Ivar(head.to_string())
-        } else if is_ident(head) && !head.starts_with(|c: char| c.is_uppercase()) {
-            Root::Arg(head.to_string())
-        } else {
-            return Err(invalid(
-                text,
-                format!("{part:?}: a capture starts with self, an argument name or an @ivar (code is never evaluated)"),
-            ));
-        };
-        let mut chain = Vec::new();
-        for m in pieces {
-            let m = m.trim();
-            if m.ends_with('!') || m.ends_with('=') {
-                return Err(invalid(
-                    text,
-                    format!("{part:?}: .{m} may change the object; captures only read"),
-                ));
-            }
-            let base = m.strip_suffix('?').unwrap_or(m);
-            if !is_ident(base) {
-                return Err(invalid(
-                    text,
-                    format!("{part:?}: {m:?} is not a method name without arguments"),
-                ));
-            }
-            chain.push(m.to_string());
-        }
-        if chain.len() > 8 {
-            return Err(invalid(
-                text,
-                format!("{part:?}: at most 8 calls in a chain"),
-            ));
-        }
-        let mut norm = head.to_string();
-        for m in &chain {
-            norm.push('.');
-            norm.push_str(m);
-        }
-        out.push(Capture {
-            text: norm,
-            root,
-            chain,
-        });
+        out.push(parse_capture(text, part)?);
     }
     if out.len() > 16 {
         return Err(invalid(text, "at most 16 captures per selector"));
     }
     Ok(out)
+}
+
+impl Capture {
+    /// One capture on its own (`order.total`, `@user.email`, `self`), as a selector's list
+    /// writes it; the trace conditions of [`crate::condition`] name their values this way.
+    pub fn parse(text: &str) -> Result<Capture, SelectorError> {
+        parse_capture(text, text)
+    }
+}
+
+/// One capture of a list; errors name `text`, the whole selector.
+fn parse_capture(text: &str, part: &str) -> Result<Capture, SelectorError> {
+    let part = part.trim();
+    if part.is_empty() {
+        return Err(invalid(text, "an empty capture"));
+    }
+    let mut pieces = part.split('.');
+    let head = pieces.next().unwrap_or_default().trim();
+    let root = if head == "self" {
+        Root::SelfValue
+    } else if let Some(ivar) = head.strip_prefix('@') {
+        if !is_ident(ivar) {
+            return Err(invalid(
+                text,
+                format!("{head:?} is not an instance variable"),
+            ));
+        }
+        Root::Ivar(head.to_string())
+    } else if is_ident(head) && !head.starts_with(|c: char| c.is_uppercase()) {
+        Root::Arg(head.to_string())
+    } else {
+        return Err(invalid(
+            text,
+            format!("{part:?}: a capture starts with self, an argument name or an @ivar (code is never evaluated)"),
+        ));
+    };
+    let mut chain = Vec::new();
+    for m in pieces {
+        let m = m.trim();
+        if m.ends_with('!') || m.ends_with('=') {
+            return Err(invalid(
+                text,
+                format!("{part:?}: .{m} may change the object; captures only read"),
+            ));
+        }
+        let base = m.strip_suffix('?').unwrap_or(m);
+        if !is_ident(base) {
+            return Err(invalid(
+                text,
+                format!("{part:?}: {m:?} is not a method name without arguments"),
+            ));
+        }
+        chain.push(m.to_string());
+    }
+    if chain.len() > 8 {
+        return Err(invalid(
+            text,
+            format!("{part:?}: at most 8 calls in a chain"),
+        ));
+    }
+    let mut norm = head.to_string();
+    for m in &chain {
+        norm.push('.');
+        norm.push_str(m);
+    }
+    Ok(Capture {
+        text: norm,
+        root,
+        chain,
+    })
 }
 
 #[cfg(test)]
@@ -338,6 +351,26 @@ mod tests {
             s.describe(),
             "Foo#bar(self, arg, @ivar, arg.id, self.name.size, ok.valid?)"
         );
+    }
+
+    #[test]
+    fn one_capture_alone() {
+        let c = Capture::parse(" order.total ").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (c.text.as_str(), &c.root, c.chain.as_slice()),
+            (
+                "order.total",
+                &Root::Arg("order".into()),
+                &["total".to_string()][..]
+            )
+        );
+        assert_eq!(
+            Capture::parse("@user").map(|c| c.root),
+            Ok(Root::Ivar("@user".into()))
+        );
+        for bad in ["", "Order.count", "a.save!", "a,b", "@", "a.b(1)"] {
+            assert!(Capture::parse(bad).is_err(), "{bad:?} was accepted");
+        }
     }
 
     #[test]
