@@ -317,16 +317,21 @@ pub enum ConditionError {
         message: String,
         hint: String,
     },
-    #[error("condition: it is {len} bytes, at most {max} are allowed (test fewer values)", max = MAX_LEN)]
-    TooLong { len: usize },
+    #[error("condition: at column {column}: it goes past {max} bytes, it is {len} (test fewer values, or shorter literals)", max = MAX_LEN)]
+    TooLong {
+        /// The column of the first character past the limit.
+        column: usize,
+        len: usize,
+    },
 }
 
 impl ConditionError {
-    /// The column an error points at (1 for a condition that is too long).
+    /// The column (1-based, in characters) the error points at.
     pub fn column(&self) -> usize {
         match self {
-            ConditionError::Syntax { column, .. } => *column,
-            ConditionError::TooLong { .. } => 1,
+            ConditionError::Syntax { column, .. } | ConditionError::TooLong { column, .. } => {
+                *column
+            }
         }
     }
 }
@@ -339,7 +344,14 @@ pub fn parse(text: &str) -> Result<Condition, ConditionError> {
 impl Condition {
     pub fn parse(text: &str) -> Result<Condition, ConditionError> {
         if text.len() > MAX_LEN {
-            return Err(ConditionError::TooLong { len: text.len() });
+            let past = (0..=MAX_LEN)
+                .rev()
+                .find(|&i| text.is_char_boundary(i))
+                .unwrap_or(0);
+            return Err(ConditionError::TooLong {
+                column: column(text, past),
+                len: text.len(),
+            });
         }
         let tokens = lex(text)?;
         let mut p = Parser {
@@ -2002,10 +2014,13 @@ mod tests {
         assert_eq!(
             err(&long),
             format!(
-                "condition: it is {} bytes, at most 1000 are allowed (test fewer values)",
+                "condition: at column 1001: it goes past 1000 bytes, it is {} (test fewer values, or shorter literals)",
                 long.len()
             )
         );
+        // Counted in characters, from the last whole one within the limit.
+        let wide = format!("a == \"{}\"", "é".repeat(MAX_LEN));
+        assert_eq!(col(&wide), 6 + (MAX_LEN - 6) / 2 + 1);
         let at_limit = format!("a == \"{}\"", "x".repeat(MAX_LEN - 7));
         assert_eq!(at_limit.len(), MAX_LEN);
         p(&at_limit);

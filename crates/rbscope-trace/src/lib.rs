@@ -4,8 +4,10 @@
 //! ([`ring`]) that a plain Rust thread drains to the client; the app never waits for the
 //! client, and what did not fit is counted. The CLI decodes the same records, rebuilds every
 //! thread's calls ([`timeline`]) and prints them ([`render`]: an indented text tree, JSON lines
-//! or Chrome's trace format), and reads written traces back ([`file`]). What to trace is said with selectors ([`selector`]), parsed the
-//! same way on both sides.
+//! or Chrome's trace format), and reads written traces back ([`file`](mod@file)). What to
+//! trace is said with selectors ([`selector`]), parsed the same way on both sides; when a
+//! breakpoint or logpoint fires, with conditions ([`condition`]) over values read as
+//! selectors' captures are.
 //!
 //! The hooks' side without the VM: the clock they stamp records with ([`clock`]), a session's
 //! ring and flags ([`session`]), the threads and shadow stacks that time calls ([`shadow`]),
