@@ -1,4 +1,4 @@
-//! Conditions of breakpoints and logpoints: `order.total > 100 and @user.email =~ /@shop\.test$/i`.
+//! Conditions of breakpoints and logpoints: `order.total > 100 and @user.email =~ /@x\.test$/`.
 //!
 //! A condition runs inside someone else's production process, at a line that may run a million
 //! times a second, so it is not Ruby and nothing in it is ever evaluated as Ruby: `eval` could
@@ -11,12 +11,14 @@
 //! backtracking) and whose compiled size is capped.
 //!
 //! ```text
-//! order                          truthy: anything but nil and false
-//! order.total.nil?               nil test
-//! order.total > 100              == != < > <= >= with a literal: 100, -1_000, 2.5, 1e3,
-//! order.status == :paid              "text" (\" \\ \n \t \r \0 \#), 'text', :sym, nil, true, false
-//! @user.email =~ /@shop\.test$/i =~ and !~ with /regex/ and flags i, m, x
-//! !order.paid? and (a > 1 or b)  not/!, and/&&, or/||, parentheses
+//! order                           truthy: anything but nil and false
+//! order.total.nil?                nil
+//! order.total > 100               == != < > <= >= with a literal on the right
+//! @user.email =~ /@shop\.test$/i  =~ and !~ with a regular expression, flags i, m, x
+//! !order.paid? and (a or b)       negation (! or not), and (&&), or (||), parentheses
+//!
+//! literals: 100  -1_000  2.5  1e3  "text" (escapes \" \\ \n \t \r \0 \#)  'text'  :paid
+//!           :"two words"  nil  true  false
 //! ```
 //!
 //! Differences from Ruby, on purpose: `and` binds tighter than `or` (as `&&` and `||` do; Ruby
@@ -24,7 +26,8 @@
 //! is `!(a == 1)`); the value is always on the left and a literal on the right; an integer with
 //! a leading zero (Ruby's octal) is refused. In regular expressions `^` and `$` match at line
 //! ends as in Ruby, `m` lets `.` match a newline (Ruby's meaning), and the syntax is the
-//! `regex` crate's (no look-around or back-references).
+//! `regex` crate's (no look-around or back-references; `\d`, `\w` and `\s` take Unicode
+//! digits, letters and spaces where Ruby's take ASCII ones).
 //!
 //! Evaluation ([`Condition::eval`]) follows Ruby's `==` and `<=>` for the values it knows
 //! ([`Value`]): `1 == 1.0`, Integer and Float compare exactly by value, a String equals only a
