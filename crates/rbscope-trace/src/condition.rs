@@ -718,6 +718,24 @@ struct Token {
     end: usize,
 }
 
+/// Source text as an error message shows it: on one line (control characters escaped) and at
+/// most 30 characters.
+fn shown(text: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i == 30 {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn column(text: &str, at: usize) -> usize {
     text.get(..at).map_or(1, |s| s.chars().count() + 1)
 }
@@ -838,7 +856,11 @@ impl Lexer<'_> {
                     '[' => "there is no [] in the capture language: read a method without arguments, order.items.first",
                     _ => "a condition is values, literals, comparisons, and/or/not and parentheses: order.total > 100 and @user",
                 };
-                Err(self.err(start, format!("unexpected character '{c}'"), hint))
+                Err(self.err(
+                    start,
+                    format!("unexpected character '{}'", c.escape_debug()),
+                    hint,
+                ))
             }
         }
     }
@@ -864,7 +886,7 @@ impl Lexer<'_> {
                         Some(other) => {
                             return Err(self.err(
                                 at,
-                                format!("unknown escape '\\{other}'"),
+                                format!("unknown escape '\\{}'", other.escape_debug()),
                                 "double-quoted strings know \\\" \\\\ \\n \\t \\r \\0 \\#; in single quotes a backslash stays as written",
                             ))
                         }
@@ -1016,7 +1038,7 @@ impl Lexer<'_> {
         if !self.peek().is_some_and(|c| c.is_ascii_digit()) {
             let found = self
                 .peek()
-                .map_or("the end".to_string(), |c| format!("'{c}'"));
+                .map_or("the end".to_string(), |c| format!("'{}'", c.escape_debug()));
             return Err(self.err(self.pos, format!("expected a digit, found {found}"), HINT));
         }
         while let Some(c) = self.peek() {
@@ -1175,12 +1197,8 @@ impl Parser<'_> {
     fn expected(&self, what: &str, hint: &str) -> ConditionError {
         let (at, found) = match self.peek() {
             Some(t) => {
-                let shown = self.text.get(t.start..t.end).unwrap_or_default();
-                let mut short: String = shown.chars().take(30).collect();
-                if short.len() < shown.len() {
-                    short.push('…');
-                }
-                (t.start, format!("'{short}'"))
+                let token = self.text.get(t.start..t.end).unwrap_or_default();
+                (t.start, format!("'{}'", shown(token)))
             }
             None => (self.text.len(), "the end".to_string()),
         };
@@ -1963,8 +1981,17 @@ mod tests {
         for s in ["a > 1", "a", "(a)", "a and b"] {
             assert!(parse(s).is_ok());
         }
+        // Control characters in the text are shown escaped.
+        assert!(err("a == -\n").contains("expected a digit, found '\\n'"));
+        assert!(err("a\u{1}").contains("unexpected character '\\u{1}'"));
+        assert!(err("a == \"\\\n\"").contains("unknown escape '\\\\n'"));
+        assert!(err("a and\n\t(b\n").contains("found the end"));
         // One line each, always with what to do.
         for s in [
+            "a == -\n",
+            "a\u{1}",
+            "a ==\n\"\\\n\"",
+            "a ==\n\n\n",
             "",
             "(",
             ")",
@@ -2067,5 +2094,53 @@ mod tests {
         ] {
             p(s);
         }
+    }
+
+    #[test]
+    fn any_text_parses_or_is_refused_without_panicking() {
+        // Pieces that meet each other at every boundary the lexer has; a fixed seed keeps it
+        // repeatable.
+        const PIECES: &[&str] = &[
+            "a", "@b", ".c", ".nil?", "?", "!", "=", "==", "=~", "!~", "<", ">=", "&&", "||",
+            "and", "or", "not", "(", ")", " ", "1", "-", "_", "0", ".5", "e3", "\"", "'", "\\",
+            "#{", ":", ":x", "/", "/i", "x", "nil", "true", "é", "\n", "self", "[", "$",
+        ];
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut accepted = 0;
+        for _ in 0..20_000 {
+            let len = next() % 12;
+            let text: String = (0..len)
+                .map(|_| PIECES[(next() % PIECES.len() as u64) as usize])
+                .collect();
+            match parse(&text) {
+                Ok(c) => {
+                    accepted += 1;
+                    assert_eq!(
+                        parse(&c.to_string()).as_ref(),
+                        Ok(&c),
+                        "{text:?} shown as {c}"
+                    );
+                }
+                Err(e) => {
+                    let shown = e.to_string();
+                    assert!(
+                        !shown.contains('\n') && shown.ends_with(')'),
+                        "{text:?}: {shown}"
+                    );
+                    assert!(
+                        e.column() >= 1 && e.column() <= text.chars().count() + 1,
+                        "{text:?}: {shown}"
+                    );
+                }
+            }
+        }
+        // The pieces make valid conditions often enough for the round trip to be exercised.
+        assert!(accepted > 200, "{accepted}");
     }
 }
