@@ -597,6 +597,7 @@ pub(crate) mod tests {
                     ],
                     vars_left_out: 2,
                 }],
+                trigger: None,
             },
         }
     }

@@ -77,6 +77,22 @@ pub fn report(ruby: &Ruby, exc: Value, ctx: Value, how: String) -> Result<Option
     })
 }
 
+/// `Rbscope::Native.snapshot(thread, context, how)`: a live snapshot of `thread`; its id, or
+/// nil (not started, rate limited, queue full, frames unreadable).
+pub fn snapshot(ruby: &Ruby, th: Value, ctx: Value, how: String) -> Result<Option<String>, Error> {
+    native!(ruby, Capture, "snapshot", || {
+        let gvl = gvl();
+        ensure_forked(gvl);
+        let Some(agent) = state::current() else {
+            return Ok(None);
+        };
+        let (th, ctx) = (ffi::raw(th), ffi::raw(ctx));
+        Ok(capture::quietly(|| {
+            report::live(gvl, &agent, th, ctx, &how, true)
+        }))
+    })
+}
+
 /// Waits up to `seconds` (at most 60) for queued snapshots to be written.
 pub fn flush(ruby: &Ruby, seconds: f64) -> Result<bool, Error> {
     native!(ruby, Writer, "flush", || {

@@ -3,11 +3,11 @@
 //! A [`crate::StackFrame`] carries what a better-backtrace label is made of, so the CLI can
 //! print it like every other frame. Those facts are `rbscope_backtrace::FrameFacts`, but the
 //! protocol keeps its own copy of the type: a field or variant added to the backtrace crate for
-//! its own needs would otherwise change protocol 5's bytes without anyone bumping
+//! its own needs would otherwise change the protocol's bytes without anyone bumping
 //! [`crate::PROTOCOL_VERSION`], and an agent and a CLI built a day apart would misread each
 //! other. These types are frozen with the protocol (tests/golden.rs checks their bytes); they
-//! mirror what version 5 carries: the same fields, in the same order, with the same serde
-//! attributes.
+//! mirror what the protocol carries (unchanged since version 5): the same fields, in the same
+//! order, with the same serde attributes.
 //!
 //! The conversions to and from the backtrace crate's types live here, and rbscope-proto keeps
 //! its dependency on rbscope-backtrace for them alone. They could not live in the backtrace

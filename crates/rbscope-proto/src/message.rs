@@ -1,7 +1,9 @@
 //! The messages. Version 1: handshake and agent status. Version 2: every thread's stack.
 //! Version 3: tracing (a stream of event records, see `rbscope-trace`) and eval.
 //! Version 4: the memory report, and eval for consoles (a kept binding, incomplete input,
-//! cancelling). Version 5: the heap (dump, census, allocation tracking).
+//! cancelling). Version 5: the heap (dump, census, allocation tracking). Version 6: live
+//! snapshots of threads (`Snapshot`, answered by `Snapshots`), added after every older message
+//! so that those keep their bytes.
 //!
 //! tests/golden.rs freezes every message's bytes; a change that moves them is a new version.
 
@@ -9,7 +11,7 @@ use crate::facts::FrameFacts;
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change to the messages below.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Hello {
@@ -48,6 +50,39 @@ pub enum ClientMessage {
     HeapCount(HeapCountRequest),
     /// Turn allocation tracing (`ObjectSpace.trace_object_allocations`) on or off.
     HeapTrack { on: bool, wait_ms: u32 },
+    /// Store a live snapshot of threads now (protocol 6); the agent answers `Snapshots`, or
+    /// `Error` (no such thread), or `Busy` when the VM did not give it a turn within `wait_ms`.
+    Snapshot(SnapshotRequest),
+}
+
+/// Which threads to snapshot: each of `threads` (a name, or an OS thread id as `stacks` shows
+/// it), every thread with `all`, the main thread when neither is given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotRequest {
+    pub threads: Vec<String>,
+    pub all: bool,
+    pub wait_ms: u32,
+}
+
+/// One thread's live snapshot: its id, or why none was stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TakenSnapshot {
+    /// The thread's name (`main`, `worker-1`) or its inspect text.
+    pub thread: String,
+    pub tid: Option<i32>,
+    pub id: Option<String>,
+    /// Why no snapshot was stored (rate limited, queue full ...), when `id` is None.
+    pub note: Option<String>,
+}
+
+/// The live snapshots taken.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotsTaken {
+    pub taken: Vec<TakenSnapshot>,
+    /// How long the agent held the VM (every other Ruby thread waited) to take them.
+    pub held_us: u64,
+    /// How long the request waited for the VM to give the agent a turn.
+    pub waited_us: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -269,6 +304,8 @@ pub enum AgentMessage {
         on: bool,
         was_on: bool,
     },
+    /// The live snapshots a `Snapshot` request stored (protocol 6).
+    Snapshots(SnapshotsTaken),
 }
 
 /// The instruction for a protocol mismatch, from the client's point of view.

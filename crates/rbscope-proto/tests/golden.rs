@@ -39,6 +39,7 @@ const CLIENT_MESSAGES: &[&str] = &[
     "heap-dump",
     "heap-count",
     "heap-track",
+    "snapshot",
 ];
 
 fn client_name(m: &ClientMessage) -> &'static str {
@@ -54,6 +55,7 @@ fn client_name(m: &ClientMessage) -> &'static str {
         ClientMessage::HeapDump(_) => "heap-dump",
         ClientMessage::HeapCount(_) => "heap-count",
         ClientMessage::HeapTrack { .. } => "heap-track",
+        ClientMessage::Snapshot(_) => "snapshot",
     }
 }
 
@@ -72,6 +74,7 @@ const AGENT_MESSAGES: &[&str] = &[
     "heap-dumped",
     "heap-census",
     "heap-tracking",
+    "snapshots",
 ];
 
 fn agent_name(m: &AgentMessage) -> &'static str {
@@ -90,6 +93,7 @@ fn agent_name(m: &AgentMessage) -> &'static str {
         AgentMessage::HeapDumped(_) => "heap-dumped",
         AgentMessage::HeapCensus(_) => "heap-census",
         AgentMessage::HeapTracking { .. } => "heap-tracking",
+        AgentMessage::Snapshots(_) => "snapshots",
     }
 }
 
@@ -410,6 +414,14 @@ fn client_messages() -> Vec<(String, ClientMessage)> {
                 wait_ms: 1_000,
             },
         ),
+        (
+            "",
+            ClientMessage::Snapshot(SnapshotRequest {
+                threads: vec!["worker-1".into(), "4242".into()],
+                all: false,
+                wait_ms: 2_000,
+            }),
+        ),
     ];
     m.into_iter()
         .map(|(suffix, msg)| (format!("client-{}{suffix}", client_name(&msg)), msg))
@@ -526,6 +538,27 @@ fn agent_messages() -> Vec<(String, AgentMessage)> {
                 was_on: false,
             },
         ),
+        (
+            "",
+            AgentMessage::Snapshots(SnapshotsTaken {
+                taken: vec![
+                    TakenSnapshot {
+                        thread: "worker-1".into(),
+                        tid: Some(4242),
+                        id: Some("01HZX0000000000000000000AA".into()),
+                        note: None,
+                    },
+                    TakenSnapshot {
+                        thread: "#<Thread:0x00007f00deadbeef run>".into(),
+                        tid: None,
+                        id: None,
+                        note: Some("rate limited".into()),
+                    },
+                ],
+                held_us: 1_250,
+                waited_us: 30,
+            }),
+        ),
     ];
     m.into_iter()
         .map(|(suffix, msg)| (format!("agent-{}{suffix}", agent_name(&msg)), msg))
@@ -633,14 +666,35 @@ where
 }
 
 #[test]
-fn protocol_5_bytes_are_frozen() {
+fn protocol_6_bytes_are_frozen() {
     assert_eq!(
-        PROTOCOL_VERSION, 5,
-        "PROTOCOL_VERSION changed: keep the protocol-5 fixtures as they are (old agents still \
-         speak it) and write fixtures for the new version"
+        PROTOCOL_VERSION, 6,
+        "PROTOCOL_VERSION changed: keep the protocol-5 and protocol-6 fixtures as they are (old \
+         agents still speak them) and write fixtures for the new version"
     );
     check_all(&client_messages());
     check_all(&agent_messages());
+}
+
+/// Protocol 6 only added messages: every message of protocol 5 (its fixtures, kept as they
+/// were written) reads and writes the same bytes under protocol 6.
+#[test]
+fn protocol_5_messages_keep_their_bytes() {
+    let dir = fixtures_dir().with_file_name("protocol-5");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let again = if name.starts_with("client-") {
+            framed(&read_frame::<_, ClientMessage>(&mut bytes.as_slice()).unwrap())
+        } else {
+            framed(&read_frame::<_, AgentMessage>(&mut bytes.as_slice()).unwrap())
+        };
+        assert_eq!(again, bytes, "{name}");
+        n += 1;
+    }
+    assert_eq!(n, 28, "the protocol-5 fixtures");
 }
 
 #[test]

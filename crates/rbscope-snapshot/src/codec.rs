@@ -14,7 +14,8 @@
 //! `Snapshot` fields, with the new `Value::EncodedSymbol` variant last, so every format 1
 //! value encodes as before) followed by the postcard encoding of `Extras`. A format 1
 //! payload decodes with empty extras. Format 3 adds the class-level state (`Extras::classes`,
-//! after format 2's `Extras::objects`); a format 2 payload decodes with none.
+//! after format 2's `Extras::objects`) and what took a snapshot no exception caused
+//! (`Extras::trigger`); a format 2 payload decodes with neither.
 //!
 //! The version comes first so that an old reader can say "written by a newer rbscope" instead
 //! of failing somewhere in the payload. The payload length is bounded before anything is
@@ -129,6 +130,7 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
         snapshot.extras = Extras {
             objects,
             classes: Vec::new(),
+            trigger: None,
         };
     }
     snapshot.validate().map_err(DecodeError::Corrupt)?;

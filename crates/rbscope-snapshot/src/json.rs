@@ -39,6 +39,9 @@ pub fn snapshot(s: &Snapshot) -> J {
             "vars": c.vars.iter().map(|(n, v)| json!({"name": n, "value": value(v)})).collect::<Vec<_>>(),
             "vars_left_out": c.vars_left_out,
         })).collect::<Vec<_>>(),
+        "trigger": s.extras.trigger.as_ref().map(|t| json!({
+            "kind": t.kind, "thread": t.thread, "reason": t.reason,
+        })),
         "context": snapshot_context(s),
         "stats": {
             "redacted": s.stats.redacted,

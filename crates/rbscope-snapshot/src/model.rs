@@ -37,6 +37,27 @@ pub struct Extras {
     pub objects: Vec<ObjectExtra>,
     /// The class-level state of the classes the frames use (format 3; empty before).
     pub classes: Vec<ClassState>,
+    /// What took a snapshot that no exception caused (format 3; None for an exception's).
+    pub trigger: Option<Trigger>,
+}
+
+/// Why a snapshot without an exception was taken: its [`ExceptionInfo`] then names the kind
+/// (`(live)`) instead of an exception class, and its message says why, so lists and groups read
+/// the same for every snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Trigger {
+    /// `live`: asked for (`Rbscope.snapshot`, `rbscope snapshot -p`).
+    pub kind: String,
+    /// The thread it shows: its name, or `#<Thread:0x...>`.
+    pub thread: String,
+    /// In words: `asked by Rbscope.snapshot`.
+    pub reason: String,
+}
+
+/// The exception class a snapshot of `kind` without an exception is listed under: `(live)`.
+/// Parenthesised, so it never equals a Ruby class name.
+pub fn trigger_class(kind: &str) -> String {
+    format!("({kind})")
 }
 
 /// The class-level state of one class or module at the failure: its own class instance

@@ -351,6 +351,7 @@ impl<'a, V: Copy> Walk<'a, V> {
         let extras = Extras {
             objects: self.extras,
             classes,
+            trigger: None,
         };
         (self.objects, self.stats, extras)
     }

@@ -444,14 +444,21 @@ fn every_kind_v2() -> Snapshot {
             },
         ],
         classes: Vec::new(),
+        trigger: None,
     };
     s
 }
 
 /// Format 2's sample plus what format 3 adds: the class-level state of two classes (one with
-/// a redacted class variable, a reference into the arena and variables left out).
+/// a redacted class variable, a reference into the arena and variables left out), and a
+/// trigger (the sample stands for both kinds of snapshot at once: only its bytes matter).
 fn every_kind_v3() -> Snapshot {
     let mut s = every_kind_v2();
+    s.extras.trigger = Some(Trigger {
+        kind: "live".into(),
+        thread: "worker-1".into(),
+        reason: "asked by Rbscope.snapshot".into(),
+    });
     s.extras.classes = vec![
         ClassState {
             class_path: "Billing::Config".into(),
@@ -758,7 +765,11 @@ fn the_format_2_fixture_stays_format_2_and_decodes_to_the_sample() {
         p3.starts_with(&p2),
         "format 3 changed format 2's part of the payload"
     );
-    assert_eq!(&p3[p2.len()..], &[0], "no class states: an empty list");
+    assert_eq!(
+        &p3[p2.len()..],
+        &[0, 0],
+        "no class states, no trigger: an empty list and None"
+    );
 }
 
 /// The decompressed payload of a stored snapshot.
@@ -782,7 +793,11 @@ fn format_1_fixtures_stay_format_1_files_and_read_with_no_extras() {
         p3.starts_with(&p1),
         "format 3 changed format 1's part of the payload"
     );
-    assert_eq!(&p3[p1.len()..], &[0, 0], "no extras: two empty lists");
+    assert_eq!(
+        &p3[p1.len()..],
+        &[0, 0, 0],
+        "no extras: two empty lists and None"
+    );
 }
 
 #[test]
@@ -835,16 +850,16 @@ fn a_snapshot_written_by_the_agent_still_reads_and_writes_the_same() {
         )
     });
     // Written again (as format 3), its format 1 part is byte for byte what the agent wrote,
-    // then two empty lists of extras.
+    // then format 2's and 3's empty extras.
     let again = encode(&s).unwrap();
     assert_eq!(decode(&again).unwrap(), s);
     let (old, new) = (payload(&bytes), payload(&again));
     assert!(
-        new.starts_with(&old) && new.len() == old.len() + 2,
+        new.starts_with(&old) && new.len() == old.len() + 3,
         "the snapshot format changed: bump the format version and keep a reader for version 1 \
          (a snapshot written by the agent decodes, but this build encodes its format 1 part as \
          {} bytes instead of {}, first difference at byte {})",
-        new.len() - 2,
+        new.len() - 3,
         old.len(),
         first_difference(&old, &new)
     );

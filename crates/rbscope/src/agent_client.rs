@@ -7,8 +7,8 @@
 use anyhow::{anyhow, bail, Context};
 use rbscope_proto::{
     paths, read_frame, write_frame, AgentMessage, AgentStatus, ClientMessage, EvalRequest,
-    EvalResult, FrameError, Hello, MemoryReport, Stacks, TraceRequest, TraceStarted, Welcome,
-    PROTOCOL_VERSION,
+    EvalResult, FrameError, Hello, MemoryReport, SnapshotRequest, SnapshotsTaken, Stacks,
+    TraceRequest, TraceStarted, Welcome, PROTOCOL_VERSION,
 };
 use std::fs;
 use std::io::{self, ErrorKind, Read};
@@ -328,6 +328,23 @@ impl Client {
             AgentMessage::Memory(m) => Ok(m),
             AgentMessage::Busy(why) => bail!("the agent could not read the VM: {why}"),
             AgentMessage::Error(e) => bail!("the agent answered with an error: {e}"),
+            other => bail!("unexpected answer: {other:?}"),
+        }
+    }
+}
+
+impl Client {
+    /// Asks the agent for live snapshots of threads (`request`); the answer says each one's
+    /// id, or why none was stored.
+    pub fn snapshot(&mut self, request: SnapshotRequest) -> anyhow::Result<SnapshotsTaken> {
+        let wait = Duration::from_millis(u64::from(request.wait_ms));
+        // Taking snapshots walks object graphs: the agent may take a while after its turn.
+        let deadline = Instant::now() + wait + Duration::from_secs(30);
+        write_frame(&mut self.stream, &ClientMessage::Snapshot(request))?;
+        match read_by::<AgentMessage>(&self.stream, deadline)? {
+            AgentMessage::Snapshots(s) => Ok(s),
+            AgentMessage::Busy(why) => bail!("the agent could not take snapshots: {why}"),
+            AgentMessage::Error(e) => bail!("{e}"),
             other => bail!("unexpected answer: {other:?}"),
         }
     }

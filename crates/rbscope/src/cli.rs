@@ -44,6 +44,7 @@ pub enum Command {
     #[command(subcommand)]
     Key(commands::key::Command),
     Stacks(commands::stacks::Args),
+    Snapshot(commands::snapshot::Args),
     Inject(commands::inject::Args),
     Ps(commands::ps::Args),
     Trace(commands::trace::Args),

@@ -69,6 +69,20 @@ module Rbscope
       end
     end
 
+    # Stores a live snapshot of `thread` (this one by default, or any other live thread) now:
+    # every app frame with self, locals and the objects they reach, as an exception snapshot
+    # has, listed as `(live)` and restorable like any snapshot. No exception is raised; the
+    # thread goes on. Returns the snapshot id, or nil if nothing was stored (not started, rate
+    # limited, queue full). Extra keyword arguments are stored as context, as for `report`.
+    # Raises TypeError when `thread` is not a Thread, ArgumentError when it has ended.
+    def snapshot(thread = Thread.current, how: "Rbscope.snapshot", **context)
+      how = PublicArgs.snapshot(thread, how, context)
+      extra = Context.extra(context)
+      return nil unless Native.started?
+
+      Native.snapshot(thread, Context.for_report(extra, thread), how)
+    end
+
     # Every frame of `thread`'s stack (any thread, not only the current one), innermost first:
     # Rbscope::Frame objects with #path, #lineno (the line executing), #label
     # ("Billing::Invoice#total(rate)"), #method_name, #class_path, #kind (:instance, :class,

@@ -9,11 +9,13 @@ module Rbscope
     module_function
 
     # `extra` (pairs already made by #extra).
-    def for_report(extra)
-      thread = Thread.current
+    def for_report(extra, thread = Thread.current)
       name = thread.name || (thread == Thread.main ? "main" : nil)
       [name, gems, extra]
     end
+
+    # The context of a live snapshot of `thread` asked for from outside (`rbscope snapshot -p`).
+    def for_thread(thread) = for_report([], thread)
 
     # Rbscope.report's keyword arguments as [name, text] pairs (their number checked by
     # PublicArgs.report). Any value is taken (its #to_s, or its class when #to_s raises or is

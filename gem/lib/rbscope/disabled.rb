@@ -17,6 +17,11 @@ module Rbscope
       nil
     end
 
+    def snapshot(thread = Thread.current, how: "Rbscope.snapshot", **context)
+      PublicArgs.snapshot(thread, how, context)
+      nil
+    end
+
     def counters = {}
     def store_location = nil
 

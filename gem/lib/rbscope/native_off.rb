@@ -20,6 +20,7 @@ module Rbscope
       def started? = false
       def after_fork = false
       def report(*) = nil
+      def snapshot(*) = nil
       def flush(_seconds) = true
       def counters = {}
       def store_location = nil

@@ -29,6 +29,17 @@ module Rbscope
       Args.text("Rbscope.report(how:)", how, expected: "a String or Symbol", symbol: true, max: 200)
     end
 
+    # Rbscope.snapshot(thread, how:, **context): the `how` to store.
+    def snapshot(thread, how, context)
+      raise Args.type_error("Rbscope.snapshot(thread)", "a Thread", thread) unless Thread === thread
+      raise ArgumentError, "rbscope: Rbscope.snapshot: the thread has ended: nothing to snapshot" unless thread.alive?
+      if context.size > MAX_CONTEXT
+        raise ArgumentError, "rbscope: Rbscope.snapshot takes at most #{MAX_CONTEXT} context values, got #{context.size}"
+      end
+
+      Args.text("Rbscope.snapshot(how:)", how, expected: "a String or Symbol", symbol: true, max: 200)
+    end
+
     # Rbscope.backtrace(thread).
     def thread(thread)
       raise Args.type_error("Rbscope.backtrace(thread)", "a Thread", thread) unless Thread === thread

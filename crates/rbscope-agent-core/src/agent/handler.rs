@@ -29,6 +29,7 @@ pub struct HeapWork {
 pub fn late(work: &Work, now: Instant) -> bool {
     match work {
         Work::Stacks { deadline, .. }
+        | Work::Snapshot { deadline, .. }
         | Work::Attach { deadline, .. }
         | Work::Memory { deadline, .. }
         | Work::Heap(HeapWork { deadline, .. }) => now > *deadline,

@@ -97,6 +97,70 @@ extern "C" fn forget_pid() {
     })
 }
 
+/// A Ruby thread as a live snapshot request picks it: its name, OS thread id, main or not.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThreadFacts {
+    pub name: Option<String>,
+    pub tid: Option<i32>,
+    pub main: bool,
+}
+
+impl ThreadFacts {
+    /// How a list or a message names the thread: `worker-1 (tid 4242)`.
+    pub fn describe(&self) -> String {
+        let name = match (&self.name, self.main) {
+            (Some(n), _) => n.clone(),
+            (None, true) => "main".into(),
+            (None, false) => "(unnamed)".into(),
+        };
+        match self.tid {
+            Some(t) => format!("{name} (tid {t})"),
+            None => name,
+        }
+    }
+}
+
+/// The indices of the threads a request names: each of `wanted` (a thread's name, or its OS
+/// thread id in decimal), every thread with `all`, the main thread when neither is given.
+/// A name that matches no thread is an error naming the threads there are.
+pub fn select_threads(
+    threads: &[ThreadFacts],
+    wanted: &[String],
+    all: bool,
+) -> Result<Vec<usize>, String> {
+    if all {
+        return Ok((0..threads.len()).collect());
+    }
+    if wanted.is_empty() {
+        return match threads.iter().position(|t| t.main) {
+            Some(i) => Ok(vec![i]),
+            None => Err("the main thread is not there; name threads with --thread".into()),
+        };
+    }
+    let mut out: Vec<usize> = Vec::new();
+    for w in wanted {
+        let by_tid = w.parse::<i32>().ok();
+        let found = threads.iter().position(|t| {
+            t.name.as_deref() == Some(w.as_str())
+                || (t.main && w == "main")
+                || (by_tid.is_some() && t.tid == by_tid)
+        });
+        match found {
+            Some(i) if !out.contains(&i) => out.push(i),
+            Some(_) => {}
+            None => {
+                let there: Vec<String> = threads.iter().map(ThreadFacts::describe).collect();
+                return Err(format!(
+                    "no thread named or with tid {w:?}; the threads are: {} (see `rbscope \
+                     stacks -p PID`)",
+                    there.join(", ")
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,5 +225,43 @@ mod tests {
         assert_eq!(thread_status(Some("aborting")), "aborting");
         assert_eq!(thread_status(None), "dead");
         assert_eq!(thread_status(Some("false")), "dead");
+    }
+
+    fn t(name: Option<&str>, tid: Option<i32>, main: bool) -> ThreadFacts {
+        ThreadFacts {
+            name: name.map(String::from),
+            tid,
+            main,
+        }
+    }
+
+    #[test]
+    fn threads_are_picked_by_name_tid_all_or_main() {
+        let threads = [
+            t(None, Some(100), true),
+            t(Some("worker-1"), Some(101), false),
+            t(Some("worker-2"), None, false),
+        ];
+        let w = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        assert_eq!(select_threads(&threads, &[], false), Ok(vec![0]));
+        assert_eq!(
+            select_threads(&threads, &w(&["x"]), true),
+            Ok(vec![0, 1, 2])
+        );
+        assert_eq!(
+            select_threads(
+                &threads,
+                &w(&["worker-2", "101", "main", "worker-2"]),
+                false
+            ),
+            Ok(vec![2, 1, 0])
+        );
+        let err = select_threads(&threads, &w(&["worker-9"]), false).unwrap_err();
+        assert_eq!(
+            err,
+            "no thread named or with tid \"worker-9\"; the threads are: main (tid 100), \
+             worker-1 (tid 101), worker-2 (see `rbscope stacks -p PID`)"
+        );
+        assert!(select_threads(&threads[1..], &[], false).is_err());
     }
 }

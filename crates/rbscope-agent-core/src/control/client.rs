@@ -69,6 +69,17 @@ pub(super) fn handle<H: Handler>(mut stream: UnixStream, handler: &H) -> Result<
             ClientMessage::HeapTrack { on, wait_ms } => {
                 handler.heap(HeapRequest::Track { on, wait_ms })
             }
+            ClientMessage::Snapshot(request) => {
+                // Live snapshots, taken by the agent's Ruby thread.
+                let (asked, wait_ms) = (Instant::now(), request.wait_ms);
+                let snapshot = |deadline, reply| Work::Snapshot {
+                    request,
+                    asked,
+                    deadline,
+                    reply,
+                };
+                ask(handler.queue(), wait_ms, snapshot, |m| m)
+            }
         };
         write_frame(&mut stream, &reply)?;
     }

@@ -9,7 +9,7 @@
 //! when to stop nudging. Work past its deadline is dropped by the agent, not done late.
 
 use super::trace::Plan;
-use rbscope_proto::{AgentMessage, TraceStarted};
+use rbscope_proto::{AgentMessage, SnapshotRequest, TraceStarted};
 use rbscope_trace::session::Session;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
@@ -51,6 +51,14 @@ pub enum Work<X> {
     },
     /// Kill the thread of a timed-out eval.
     CancelEval { token: u64 },
+    /// Store live snapshots of the requested threads and send the answer on `reply`, unless
+    /// `deadline` passed (then nothing is taken).
+    Snapshot {
+        request: SnapshotRequest,
+        asked: Instant,
+        deadline: Instant,
+        reply: SyncSender<AgentMessage>,
+    },
     /// Read the memory report and send it on `reply`, unless `deadline` passed.
     Memory {
         deadline: Instant,

@@ -107,6 +107,11 @@ impl Agent {
                     let _ = reply.send(AgentMessage::Error("memory read".into()));
                     Ok(())
                 }
+                Work::Snapshot { request, reply, .. } => {
+                    let text = format!("snapshot of {:?} all {}", request.threads, request.all);
+                    let _ = reply.send(AgentMessage::Error(text));
+                    Ok(())
+                }
                 Work::Attach { session, reply, .. } => {
                     let _ = sessions.send(session.clone());
                     let _ = reply.send(Ok(TraceStarted {
@@ -252,6 +257,14 @@ fn the_handshake_then_answers_from_the_handler_and_its_thread() {
     let asks = [
         (ClientMessage::Stacks { wait_ms: 5_000 }, "stacks read"),
         (ClientMessage::Memory { wait_ms: 5_000 }, "memory read"),
+        (
+            ClientMessage::Snapshot(rbscope_proto::SnapshotRequest {
+                threads: vec!["worker-1".into()],
+                all: false,
+                wait_ms: 5_000,
+            }),
+            "snapshot of [\"worker-1\"] all false",
+        ),
         (
             ClientMessage::HeapTrack {
                 on: true,

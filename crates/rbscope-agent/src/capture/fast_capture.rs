@@ -123,7 +123,8 @@ unsafe fn rd(addr: usize) -> usize {
 /// speed: this runs on every raise.
 ///
 /// # Safety
-/// GVL held, on the thread whose `ec` this is, inside the raise hook (frames are stable).
+/// GVL held, on the thread whose `ec` this is, inside the raise hook, or `ec` is another
+/// thread's, stopped at a safe point while this one holds the GVL (frames are stable).
 unsafe fn copy_stack(l: &Layout, ec: usize, e: &mut Encoder) -> Option<()> {
     // SAFETY: this function's contract (GVL held, in the raise hook, this thread's `ec`) is
     // vm()'s: only this thread's live VM structures are read.
@@ -208,16 +209,27 @@ unsafe fn copy_stack(l: &Layout, ec: usize, e: &mut Encoder) -> Option<()> {
 /// VALUEs alive from here on. Grows `words` (Rust memory) when the stack is deeper than
 /// before. False when the stack could not be read (the caller falls back to the inspector).
 pub fn capture(gvl: Gvl, layout: &Layout, words: &mut Vec<usize>) -> bool {
-    let Some(ec) = current_ec(gvl, layout) else {
-        return false;
-    };
+    current_ec(gvl, layout).is_some_and(|ec| copy_ec(layout, ec, words))
+}
+
+/// Copies the frames of another thread (`th`, its live rb_thread_t) as `capture` does: with
+/// the GVL held here, that thread is stopped at a safe point and its frames do not change.
+/// The caller keeps the copied VALUEs alive (a live snapshot keeps GC off).
+pub fn capture_thread(_gvl: Gvl, layout: &Layout, th: usize, words: &mut Vec<usize>) -> bool {
+    // SAFETY: GVL held; `th` is a live thread's rb_thread_t, whose `ec` field we read.
+    let ec = unsafe { vm() }.read_word(th + layout.thread_ec).ok();
+    ec.is_some_and(|ec| ec != 0 && copy_ec(layout, ec, words))
+}
+
+fn copy_ec(layout: &Layout, ec: usize, words: &mut Vec<usize>) -> bool {
     let mut cap = words.capacity().max(record::FIRST_WORDS);
     loop {
         words.clear();
         words.reserve(cap);
         let cap_now = words.capacity();
         let copied = Encoder::new(words, Source::Vm).and_then(|mut e| {
-            // SAFETY: GVL held, in the raise hook, and ec is this thread's.
+            // SAFETY: GVL held, and ec is this thread's (in the raise hook) or that of a
+            // thread stopped at a safe point: its frames do not change meanwhile.
             unsafe { copy_stack(layout, ec, &mut e) }
         });
         if copied.is_some() {

@@ -4,7 +4,8 @@
 //! `Rbscope.report`, a 500 response): finds the frames kept at raise, labels them, walks the
 //! object graph under the configured limits, then hands the encoded blob to the writer thread.
 //! Values are read *now*, not at raise: a change made in `rescue`/`ensure` before the report
-//! shows up in the snapshot.
+//! shows up in the snapshot. A live snapshot (`Rbscope.snapshot`) copies a thread's frames now,
+//! as a raise would, and goes the same way.
 
 use crate::capture::fast_capture;
 use crate::capture::graph::{self, RubyObjects};
@@ -17,7 +18,9 @@ use crate::state::Agent;
 use rbscope_agent_core::capture::{is_app_path, FrameCap};
 use rbscope_agent_core::report::{cause_chain, placed, read_source, store_job, tallies};
 use rbscope_snapshot::walk::Walk;
-use rbscope_snapshot::{fingerprint, CauseInfo, Context, ExceptionInfo, Frame, Snapshot};
+use rbscope_snapshot::{
+    fingerprint, trigger_class, CauseInfo, Context, ExceptionInfo, Frame, Snapshot, Trigger,
+};
 use rbscope_vm::captured;
 use rbscope_vm::raise_record::{self, InspectorFrame, Record, VmFrame};
 
@@ -31,16 +34,6 @@ pub fn report(gvl: Gvl, agent: &Agent, exc: VALUE, ctx: VALUE, how: &str) -> Opt
     // GC stays off for the whole report: the kept VALUEs sit in Rust vectors from here on,
     // and the walk's identity map needs stable addresses (no compaction, no frees).
     let _gc_off = ffi::GcOff::new(gvl);
-    report_with_gc_off(gvl, agent, exc, ctx, how)
-}
-
-fn report_with_gc_off(
-    gvl: Gvl,
-    agent: &Agent,
-    exc: VALUE,
-    ctx: VALUE,
-    how: &str,
-) -> Option<String> {
     let rec = ring::find(gvl, exc);
     let (kept, skipped) = rec
         .as_ref()
@@ -60,35 +53,123 @@ fn report_with_gc_off(
     if !any_captured {
         bump(&agent.counters.reports_without_capture);
     }
+    let head = ExceptionInfo {
+        class_name: ffi::class_name_of(gvl, exc),
+        message: rb::exception_message(gvl, exc),
+        backtrace: rb::backtrace_lines(gvl, "Exception", exc, MAX_BACKTRACE),
+        causes: Vec::new(),
+    };
+    let causes = cause_values.into_iter().zip(cause_kept).collect();
+    let subject = Subject {
+        head,
+        kept,
+        skipped,
+        causes,
+        locals_missing: !any_captured,
+        trigger: None,
+        limited: true,
+    };
+    store(gvl, agent, subject, ctx, how)
+}
 
-    let class_name = ffi::class_name_of(gvl, exc);
-    let top = kept
+/// A snapshot of `thread` (any live thread, this one too) now, as an exception's: every app
+/// frame with self and locals, read while this thread holds the GVL (so `thread` is stopped at
+/// a safe point). Rate limited like an exception's when `limited` (the app asked; a person
+/// asking from outside is not). None when its frames cannot be read or nothing was stored.
+pub fn live(
+    gvl: Gvl,
+    agent: &Agent,
+    thread: VALUE,
+    ctx: VALUE,
+    how: &str,
+    limited: bool,
+) -> Option<String> {
+    bump(&agent.counters.reports);
+    let _gc_off = ffi::GcOff::new(gvl);
+    let layout = fast_capture::verified_layout(gvl).ok()?;
+    let th = rb::thread_struct(gvl, thread).filter(|th| *th != 0)?;
+    let mut words = Vec::new();
+    if !fast_capture::capture_thread(gvl, layout, th, &mut words) {
+        return None;
+    }
+    let Some(Record::Vm(frames)) = raise_record::decode(&words) else {
+        return None;
+    };
+    // GC is off: the VALUEs copied into `words` stay alive for the whole report.
+    let (kept, skipped) = fast_frames(gvl, agent, layout, frames);
+    // The thread's name as the context gives it (lib/rbscope/context.rb).
+    let name = ffi::array_items(gvl, ctx)
         .first()
-        .or_else(|| cause_kept.iter().find_map(|k| k.first()))
+        .and_then(|n| ffi::to_string(gvl, *n));
+    let trigger = Trigger {
+        kind: "live".into(),
+        thread: name.unwrap_or_else(|| rb::any_to_s(gvl, thread)),
+        reason: format!("asked by {how}"),
+    };
+    let head = ExceptionInfo {
+        class_name: trigger_class(&trigger.kind),
+        message: format!("thread {} ({})", trigger.thread, trigger.reason),
+        backtrace: rb::backtrace_lines(gvl, "Thread", thread, MAX_BACKTRACE),
+        causes: Vec::new(),
+    };
+    let subject = Subject {
+        head,
+        kept,
+        skipped,
+        causes: Vec::new(),
+        locals_missing: false,
+        trigger: Some(trigger),
+        limited,
+    };
+    store(gvl, agent, subject, ctx, how)
+}
+
+/// What a snapshot is made of before its values are walked: the exception (or what stands
+/// for one), the frames kept, and each cause with its own frames.
+struct Subject {
+    head: ExceptionInfo,
+    kept: Vec<KeptFrame>,
+    skipped: usize,
+    causes: Vec<(VALUE, Vec<KeptFrame>)>,
+    locals_missing: bool,
+    /// What took a snapshot no exception caused.
+    trigger: Option<Trigger>,
+    /// Whether the rate limiter may drop it.
+    limited: bool,
+}
+
+/// Walks the subject's values and hands the snapshot to the writer (rate limited by its
+/// fingerprint unless the subject says not).
+fn store(gvl: Gvl, agent: &Agent, s: Subject, ctx: VALUE, how: &str) -> Option<String> {
+    let top = s
+        .kept
+        .first()
+        .or_else(|| s.causes.iter().find_map(|(_, k)| k.first()))
         .map(|f| f.frame.label.clone())
         .unwrap_or_else(|| "-".into());
-    let fp = fingerprint(&class_name, &top);
-    if !agent.rate_limiter_allows(&fp) {
+    let fp = fingerprint(&s.head.class_name, &top);
+    if s.limited && !agent.rate_limiter_allows(&fp) {
         bump(&agent.counters.rate_limited);
         return None;
     }
 
     let magic = graph::magic_roots(gvl, &agent.config.magic_roots);
     let (mut walk, mut reader) = graph::walker(gvl, &agent.config, &magic);
-    let out_frames = walk_frames(agent, &mut walk, &mut reader, &kept);
-    let causes: Vec<CauseInfo> = cause_values
+    let out_frames = walk_frames(agent, &mut walk, &mut reader, &s.kept);
+    let causes: Vec<CauseInfo> = s
+        .causes
         .iter()
-        .zip(&cause_kept)
         .map(|(c, kept)| CauseInfo {
             class_name: ffi::class_name_of(gvl, *c),
             message: rb::exception_message(gvl, *c),
-            backtrace: rb::exception_backtrace(gvl, *c, MAX_BACKTRACE),
+            backtrace: rb::backtrace_lines(gvl, "Exception", *c, MAX_BACKTRACE),
             frames: walk_frames(agent, &mut walk, &mut reader, kept),
         })
         .collect();
-    let (objects, mut stats, extras) = walk.finish(&mut reader);
-    stats.frames_skipped = skipped as u32;
-    stats.locals_missing = !any_captured;
+    let (objects, mut stats, mut extras) = walk.finish(&mut reader);
+    extras.trigger = s.trigger.clone();
+    stats.frames_skipped = s.skipped as u32;
+    stats.locals_missing = s.locals_missing;
     let (redacted, truncated, cut) = tallies(&stats);
     add(&agent.counters.values_redacted, redacted);
     add(&agent.counters.values_truncated, truncated);
@@ -98,19 +179,14 @@ fn report_with_gc_off(
         id: ulid::Ulid::new().to_string(),
         reported_at_ms: rbscope_agent_core::writer::now_ms(),
         fingerprint: fp,
-        exception: ExceptionInfo {
-            class_name,
-            message: rb::exception_message(gvl, exc),
-            backtrace: rb::exception_backtrace(gvl, exc, MAX_BACKTRACE),
-            causes,
-        },
+        exception: ExceptionInfo { causes, ..s.head },
         frames: out_frames,
         objects,
         context: context(gvl, agent, ctx, how),
         stats,
         extras,
     };
-    let raised_at = kept.first().map(|k| &k.frame);
+    let raised_at = s.kept.first().map(|k| &k.frame);
     let Some(job) = store_job(&snapshot, raised_at, std::process::id()) else {
         bump(&agent.counters.encode_errors);
         return None;

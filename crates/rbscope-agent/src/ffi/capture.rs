@@ -699,9 +699,10 @@ pub fn exception_message(gvl: Gvl, exc: VALUE) -> String {
         .unwrap_or_default()
 }
 
-/// An exception's backtrace lines, at most `max`.
-pub fn exception_backtrace(gvl: Gvl, exc: VALUE, max: usize) -> Vec<String> {
-    let bt = ffi::core_call(gvl, "Exception", "backtrace", exc, &[]).unwrap_or(NIL);
+/// The backtrace lines of an exception or a thread (`core` is "Exception" or "Thread",
+/// whose own `backtrace` is called), at most `max`.
+pub fn backtrace_lines(gvl: Gvl, core: &str, v: VALUE, max: usize) -> Vec<String> {
+    let bt = ffi::core_call(gvl, core, "backtrace", v, &[]).unwrap_or(NIL);
     ffi::array_items(gvl, bt)
         .into_iter()
         .take(max)

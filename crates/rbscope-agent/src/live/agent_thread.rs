@@ -128,6 +128,14 @@ unsafe fn agent_loop(data: *mut c_void) -> VALUE {
                     live::live_stacks::read(gvl, asked)
                 })
             }
+            Some(Work::Snapshot {
+                request,
+                asked,
+                reply,
+                ..
+            }) => answer(Feature::Capture, "taking live snapshots", reply, || {
+                live::live_stacks::snapshot(gvl, request, asked)
+            }),
             Some(Work::Attach {
                 session,
                 plan,

@@ -15,6 +15,7 @@ pub(crate) mod record;
 pub(crate) mod restore;
 pub(crate) mod run;
 pub(crate) mod show;
+pub(crate) mod snapshot;
 pub(crate) mod stacks;
 pub(crate) mod store_args;
 pub(crate) mod trace;
@@ -31,6 +32,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Restore(a) => restore::run(a),
         Command::Key(c) => key::run(c),
         Command::Stacks(a) => stacks::run(a),
+        Command::Snapshot(a) => snapshot::run(a),
         Command::Inject(a) => inject::run(a),
         Command::Ps(a) => ps::run(a),
         Command::Trace(a) => trace::run(a),
