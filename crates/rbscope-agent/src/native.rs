@@ -77,9 +77,16 @@ pub fn report(ruby: &Ruby, exc: Value, ctx: Value, how: String) -> Result<Option
     })
 }
 
-/// `Rbscope::Native.snapshot(thread, context, how)`: a live snapshot of `thread`; its id, or
-/// nil (not started, rate limited, queue full, frames unreadable).
-pub fn snapshot(ruby: &Ruby, th: Value, ctx: Value, how: String) -> Result<Option<String>, Error> {
+/// `Rbscope::Native.snapshot(thread, context, how, trigger)`: a live snapshot of `thread`
+/// (`trigger`: nil, or [kind, reason] for a breakpoint's); its id, or nil (not started, rate
+/// limited, queue full, frames unreadable).
+pub fn snapshot(
+    ruby: &Ruby,
+    th: Value,
+    ctx: Value,
+    how: String,
+    trigger: report::Given,
+) -> Result<Option<String>, Error> {
     native!(ruby, Capture, "snapshot", || {
         let gvl = gvl();
         ensure_forked(gvl);
@@ -88,8 +95,16 @@ pub fn snapshot(ruby: &Ruby, th: Value, ctx: Value, how: String) -> Result<Optio
         };
         let (th, ctx) = (ffi::raw(th), ffi::raw(ctx));
         Ok(capture::quietly(|| {
-            report::live(gvl, &agent, th, ctx, &how, true)
+            report::live(gvl, &agent, th, ctx, &how, true, trigger)
         }))
+    })
+}
+
+/// `Rbscope::Native.break_post(id, what, text)`: what happened to breakpoint `id`
+/// (lib/rbscope/live.rb; agent-core's `control::break_post`); false when it is not set.
+pub fn break_post(ruby: &Ruby, id: u64, what: String, text: Option<String>) -> Result<bool, Error> {
+    native!(ruby, Live, "break_post", || {
+        Ok(rbscope_agent_core::control::break_post(id, &what, text))
     })
 }
 

@@ -21,6 +21,7 @@ module Rbscope
       def after_fork = false
       def report(*) = nil
       def snapshot(*) = nil
+      def break_post(*) = false
       def flush(_seconds) = true
       def counters = {}
       def store_location = nil

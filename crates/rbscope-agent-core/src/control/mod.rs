@@ -11,6 +11,7 @@
 //! Kept apart from the agent so all of this runs in unit tests over real sockets, with a
 //! handler that fakes the agent.
 
+mod breakpoint;
 mod client;
 mod eval;
 mod queue;
@@ -20,6 +21,7 @@ mod socket;
 mod tests;
 mod trace;
 
+pub use breakpoint::{answer as break_answer, count as breakpoints_set, post as break_post};
 pub use eval::{Evals, MAX_RESULT};
 pub use queue::{ask, work_queue, Inbox, Ticket, Work, WorkQueue, NO_AGENT_THREAD, QUEUE_FULL};
 pub use release::return_free_memory;
