@@ -110,6 +110,16 @@ module Rbscope
           chain = parents + [iseq] if here.include?(line) && (chain.nil? || parents.size >= chain.size)
         end
         raise Refusal, no_code(file, line, lines.uniq.sort) unless chain
+
+        defined = []
+        chain.last.each_child { |c| defined << c if c.first_lineno == line && c.to_a[9] == :method }
+        if (method = defined.first)
+          inside = []
+          walk(method, []) { |i, _| inside.concat(line_events(i)) }
+          inside = inside.uniq.sort
+          where = inside.empty? ? "it has no lines of code" : "hook a line inside it (#{inside.first} to #{inside.last})"
+          raise Refusal, "#{file}:#{line} defines #{method.label}: #{where}"
+        end
         if chain.size == 1 || chain.drop(1).all? { |i| %i[class rescue ensure].include?(i.to_a[9]) }
           raise Refusal, "#{file}:#{line} is top-level code (not in a method or a block inside one), " \
                          "which runs once as the file loads: a breakpoint cannot hook it"
