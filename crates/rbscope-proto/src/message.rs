@@ -71,6 +71,8 @@ pub struct BreakRequest {
     pub max: u32,
     pub for_ms: u64,
     pub wait_ms: u32,
+    /// Fire only when this holds (rbscope-trace's condition language), when given.
+    pub condition: Option<String>,
 }
 
 /// Where a breakpoint was set, or what it waits for.

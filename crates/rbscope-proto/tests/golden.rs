@@ -440,6 +440,7 @@ fn client_messages() -> Vec<(String, ClientMessage)> {
                 max: 3,
                 for_ms: 600_000,
                 wait_ms: 5_000,
+                condition: Some("order.total > 100 and @user.email =~ /@x\\.test$/".into()),
             }),
         ),
     ];

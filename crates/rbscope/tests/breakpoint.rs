@@ -369,3 +369,58 @@ fn bad_input_gets_one_line() {
         "{err}"
     );
 }
+
+#[test]
+fn a_condition_picks_the_hits_and_says_why_when_it_cannot_tell() {
+    let mut app = App::start();
+    let at = format!("app.rb:{}", line_of(APP, "# BREAK"));
+
+    // Only the hits where it holds: k is 4 then 5 (total 40, 50), not the first three.
+    let (child, _) = app.set(&[&at, "--max", "2", "--if", "total >= 40 and k != nil"]);
+    app.run("go 10");
+    let totals: Vec<i64> = ids_of(child)
+        .iter()
+        .map(|id| {
+            let snap = app.sb.show(id);
+            let top = bump_frame(&snap);
+            Snap(&snap).local(top, "total")["value"].as_i64().unwrap()
+        })
+        .collect();
+    assert_eq!(totals, [40, 50]);
+
+    // self and a regex; an attribute read without allow_eval is unknown: no hit, one note.
+    let mut cli = app
+        .cli()
+        .args(["break", "-p", &app.pid(), &at, "--for", "2s"])
+        .args(["--if", "self.class == 1 or @missing =~ /x/"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(cli.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert!(line.contains("breakpoint set at"), "{line}");
+    app.run("go 3");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    let out = cli.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        rest.matches("the condition could not be decided").count(),
+        1,
+        "{rest}"
+    );
+    assert!(
+        rest.contains("self.class is not read: attribute reads call the app's methods"),
+        "{rest}"
+    );
+    assert_eq!(app.list().len(), 2);
+
+    // A condition that does not parse: one line, before anything is set.
+    let (code, out, err) = app.once(&[&at, "--if", "total >"]);
+    assert_eq!(code, Some(1));
+    assert!(out.is_empty() && err.lines().count() == 1, "{err}");
+    assert!(err.contains("--if: condition: at column"), "{err}");
+}

@@ -25,7 +25,15 @@ module Rbscope
     # How a breakpoint's snapshot says who took it (the context's `reported_by`).
     HOW = "rbscope break"
 
-    Point = Struct.new(:id, :file, :path, :line, :max, :hits, :done, :tp, :lock, keyword_init: true)
+    # What a condition (`--if`) is told when it reads an attribute the app did not allow.
+    NOT_OPTED_IN = "is not read: attribute reads call the app's methods, which needs " \
+                   "Rbscope.start(allow_eval: true)"
+    IVAR_GET = Kernel.instance_method(:instance_variable_get)
+    IVAR_DEFINED = Kernel.instance_method(:instance_variable_defined?)
+    CLASS_OF = Kernel.instance_method(:class)
+
+    Point = Struct.new(:id, :file, :path, :line, :max, :hits, :done, :tp, :lock, :paths, :reads,
+                       keyword_init: true)
 
     @points = {}
     @compiled = nil
@@ -33,14 +41,16 @@ module Rbscope
 
     class << self
       # Sets breakpoint `id` at `file`:`line` for `max` hits. `root` is the app root (a
-      # relative `file` is looked for there, then in the working directory). Returns [true,
+      # relative `file` is looked for there, then in the working directory). `paths`: the values
+      # its condition reads, [text, "self"|"local"|"ivar", name, [method...]] each (none: no
+      # condition); `reads`: whether a path's methods may be called. Returns [true,
       # path, hooked, waiting] (hooked: what is hooked, or "" while it waits; waiting: why, or
       # nil) or [false, message].
-      def set(id, file, line, max, root)
+      def set(id, file, line, max, root, paths = [], reads = false)
         path = locate(file, root)
         chain = compiled_chain(file, path, line)
         point = Point.new(id: id, file: file, path: path, line: line, max: max, hits: 0,
-                          done: false, lock: Mutex.new)
+                          done: false, lock: Mutex.new, paths: paths, reads: reads)
         iseq = loaded_iseq(path, line)
         if iseq.nil? && chain.none? { |i| i.to_a[9] == :method }
           raise Refusal, "#{file}:#{line} is in a block outside any method (top-level code, or a " \
@@ -208,6 +218,9 @@ module Rbscope
 
       # The line ran: a snapshot of this thread, posted to the agent. Never raises into the app.
       def hit(point, tp)
+        return if point.done
+        return unless holds?(point, tp)
+
         n = nil
         point.lock.synchronize do
           return if point.done
@@ -232,6 +245,59 @@ module Rbscope
         end
       rescue Exception # rubocop:disable Lint/RescueException
         nil
+      end
+
+      # Whether the breakpoint's condition holds here (true without one): the values it reads,
+      # decided by the agent (rbscope-trace's condition language; nothing is evaluated as Ruby).
+      def holds?(point, tp)
+        return true if point.paths.empty?
+
+        frame = [nil]
+        kinds = []
+        payloads = []
+        point.paths.each do |_text, root, name, chain|
+          kind, payload = read(point, tp, frame, root, name, chain)
+          kinds << kind
+          payloads << payload
+        end
+        Native.break_test(point.id, kinds, payloads)
+      end
+
+      # One value a condition reads, as [kind, text] (`frame` keeps the line's binding).
+      def read(point, tp, frame, root, name, chain)
+        value = case root
+                when "self" then tp.self
+                when "ivar"
+                  obj = tp.self
+                  IVAR_DEFINED.bind_call(obj, name) ? IVAR_GET.bind_call(obj, name) : nil
+                else
+                  binding = (frame[0] ||= tp.binding)
+                  unless binding.local_variable_defined?(name)
+                    return ["unavailable", "is not a local variable or argument at this line"]
+                  end
+
+                  binding.local_variable_get(name)
+                end
+        return encode(value) if chain.empty?
+        return ["unavailable", NOT_OPTED_IN] unless point.reads
+
+        encode(chain.inject(value) { |v, m| v.public_send(m) })
+      rescue Exception => e # rubocop:disable Lint/RescueException
+        ["unavailable", "raised #{CLASS_OF.bind_call(e)}"]
+      end
+
+      # A value as the agent's condition takes it: [kind, text].
+      def encode(value)
+        case value
+        when nil then ["nil", ""]
+        when true then ["true", ""]
+        when false then ["false", ""]
+        when Integer then ["int", Args::INTEGER_TO_S.bind_call(value)]
+        when Float then ["float", Args::FLOAT_TO_S.bind_call(value)]
+        when String then ["str", String.new(value)]
+        when Symbol then ["sym", Args::SYMBOL_TO_S.bind_call(value)]
+        else ["other", CLASS_OF.bind_call(value).name || "an anonymous class"]
+        end
       end
 
       # The :script_compiled hook, on while any breakpoint is set.

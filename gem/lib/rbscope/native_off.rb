@@ -22,6 +22,7 @@ module Rbscope
       def report(*) = nil
       def snapshot(*) = nil
       def break_post(*) = false
+      def break_test(*) = false
       def flush(_seconds) = true
       def counters = {}
       def store_location = nil

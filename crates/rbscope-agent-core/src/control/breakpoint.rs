@@ -11,10 +11,13 @@
 
 use super::queue::{Work, WorkQueue, NO_AGENT_THREAD, QUEUE_FULL};
 use super::Handler;
+use crate::restore_data::Build;
 use rbscope_proto::{
     read_frame, write_frame, AgentMessage, BreakHit, BreakRequest, ClientMessage, FrameError,
 };
-use std::collections::{BTreeMap, VecDeque};
+use rbscope_trace::condition::{Condition, Outcome, Value, Why};
+use rbscope_trace::selector::Root;
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::os::unix::io::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,6 +43,10 @@ struct Mailbox {
     /// Why it ended inside the app (its `max` hits), once it has.
     done: Option<String>,
     dropped: u64,
+    /// Its condition (`--if`), when it has one.
+    condition: Option<Condition>,
+    /// The reasons a test was unknown already told to the client (each once).
+    told: HashSet<Why>,
 }
 
 static MAILBOXES: Mutex<BTreeMap<u64, Mailbox>> = Mutex::new(BTreeMap::new());
@@ -121,6 +128,100 @@ pub fn answer(ok: bool, texts: Vec<Option<String>>, line: u32) -> AgentMessage {
     })
 }
 
+/// The values breakpoint `id`'s condition reads, as lib/rbscope/breakpoints.rb takes them: one
+/// `[text, root, name, [method...]]` each, root `self`, `local` or `ivar` (name nil for self);
+/// an empty array without a condition.
+pub fn condition_paths<B: Build>(b: &B, id: u64) -> B::Obj {
+    let paths: Vec<(String, &'static str, Option<String>, Vec<String>)> = with_boxes(|boxes| {
+        let Some(c) = boxes.get(&id).and_then(|m| m.condition.as_ref()) else {
+            return Vec::new();
+        };
+        c.paths()
+            .into_iter()
+            .map(|p| {
+                let (root, name) = match &p.root {
+                    Root::SelfValue => ("self", None),
+                    Root::Arg(n) => ("local", Some(n.clone())),
+                    Root::Ivar(n) => ("ivar", Some(n.clone())),
+                };
+                (p.text.clone(), root, name, p.chain.clone())
+            })
+            .collect()
+    });
+    let list = b.array(paths.len());
+    for (text, root, name, chain) in paths {
+        let entry = b.array(4);
+        let methods = b.array(chain.len());
+        for m in &chain {
+            b.push(methods, b.str(m));
+        }
+        let name = name.map_or(b.nil(), |n| b.str(&n));
+        for v in [b.str(&text), b.str(root), name, methods] {
+            b.push(entry, v);
+        }
+        b.push(list, entry);
+    }
+    list
+}
+
+/// A value lib/rbscope/breakpoints.rb read for a condition, as (kind, bytes): `nil`, `true`,
+/// `false`, `int` (decimal), `float` (Ruby's `to_s`), `str`, `sym`, `other` (its class name),
+/// `unavailable` (why, after the path: "raised NoMethodError").
+pub fn condition_value(kind: &str, bytes: Vec<u8>) -> Value {
+    let text = || String::from_utf8_lossy(&bytes).into_owned();
+    match kind {
+        "nil" => Value::Nil,
+        "true" => Value::Bool(true),
+        "false" => Value::Bool(false),
+        "int" => match text().parse() {
+            Ok(n) => Value::Int(n),
+            Err(_) => Value::Unavailable("is an Integer too large to compare".into()),
+        },
+        "float" => match text().parse::<f64>() {
+            Ok(f) if f.is_finite() => Value::Float(f),
+            _ => Value::Other("Float".into()),
+        },
+        "str" => Value::Str(bytes),
+        "sym" => Value::Sym(text()),
+        "other" => Value::Other(text()),
+        _ => Value::Unavailable(text()),
+    }
+}
+
+/// Whether breakpoint `id` fires with these values (one per [`condition_paths`] entry, in its
+/// order): true without a condition, or when it holds. A condition that cannot be decided does
+/// not fire; the first time each reason comes up it is told to the client as a note.
+pub fn test(id: u64, values: Vec<Value>) -> bool {
+    with_boxes(|boxes| {
+        let Some(b) = boxes.get_mut(&id) else {
+            return false;
+        };
+        let Some(c) = &b.condition else {
+            return true;
+        };
+        let paths: Vec<String> = c.paths().iter().map(|p| p.text.clone()).collect();
+        let outcome = c.eval(|capture| {
+            let i = paths.iter().position(|t| *t == capture.text)?;
+            values.get(i).cloned()
+        });
+        match outcome {
+            Outcome::True => true,
+            Outcome::False => false,
+            Outcome::Unknown(why) => {
+                if b.told.len() < 16
+                    && b.told.insert(why.clone())
+                    && b.messages.len() < MAILBOX_LIMIT
+                {
+                    b.messages.push_back(AgentMessage::BreakNote(format!(
+                        "the condition could not be decided (the line ran, no snapshot): {why}"
+                    )));
+                }
+                false
+            }
+        }
+    })
+}
+
 /// What the client asked for, checked; the error is one line for the client.
 pub fn check(req: &BreakRequest) -> Result<(), String> {
     if req.file.trim().is_empty() {
@@ -134,6 +235,9 @@ pub fn check(req: &BreakRequest) -> Result<(), String> {
     }
     if req.for_ms == 0 || req.for_ms > MAX_FOR.as_millis() as u64 {
         return Err("--for must be more than 0 and at most 24 hours".into());
+    }
+    if let Some(text) = &req.condition {
+        Condition::parse(text).map_err(|e| format!("--if: {e}"))?;
     }
     Ok(())
 }
@@ -159,7 +263,19 @@ pub(super) fn serve<H: Handler>(
         return write_frame(&mut stream, &AgentMessage::Busy(NO_AGENT_THREAD.into()));
     };
     let id = NEXT_BREAK.fetch_add(1, Ordering::Relaxed);
-    with_boxes(|b| b.insert(id, Mailbox::default()));
+    let condition = req
+        .condition
+        .as_deref()
+        .and_then(|t| Condition::parse(t).ok());
+    with_boxes(|b| {
+        b.insert(
+            id,
+            Mailbox {
+                condition,
+                ..Mailbox::default()
+            },
+        )
+    });
     let ends = Instant::now() + Duration::from_millis(req.for_ms);
     let wait = Duration::from_millis(u64::from(req.wait_ms.clamp(1, 60_000)));
     let (reply, answer) = mpsc::sync_channel(1);
@@ -279,6 +395,7 @@ mod tests {
             max,
             for_ms,
             wait_ms: 1_000,
+            condition: None,
         }
     }
 
@@ -312,6 +429,82 @@ mod tests {
         assert!(check(&req("a.rb", 1, MAX_HITS + 1, 1)).is_err());
         assert!(check(&req("a.rb", 1, 1, 0)).unwrap_err().contains("--for"));
         assert!(check(&req("a.rb", 1, 1, 25 * 3600 * 1000)).is_err());
+        let mut r = req("a.rb", 1, 1, 1);
+        r.condition = Some("total >".into());
+        let e = check(&r).unwrap_err();
+        assert!(
+            e.starts_with("--if: condition: at column") && !e.contains('\n'),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_condition_reads_its_paths_and_fires_only_when_it_holds() {
+        let id = NEXT_BREAK.fetch_add(1, Ordering::Relaxed);
+        let condition = Condition::parse("total > 20 and @name =~ /^a/ and self").ok();
+        with_boxes(|b| {
+            b.insert(
+                id,
+                Mailbox {
+                    condition,
+                    ..Mailbox::default()
+                },
+            )
+        });
+        let tree = crate::restore_data::tests::Tree::default();
+        let list = condition_paths(&tree, id);
+        assert_eq!(
+            tree.render(list),
+            "[[\"total\", \"local\", \"total\", []], [\"@name\", \"ivar\", \"@name\", []], \
+             [\"self\", \"self\", nil, []]]"
+        );
+        let v = |t: i64, name: &str| {
+            vec![
+                condition_value("int", t.to_string().into_bytes()),
+                condition_value("str", name.as_bytes().to_vec()),
+                condition_value("other", b"Counter".to_vec()),
+            ]
+        };
+        assert!(test(id, v(30, "ab")));
+        assert!(!test(id, v(10, "ab")));
+        assert!(!test(id, v(30, "ba")));
+        // Unknown: does not fire, and is told once.
+        let unknown = vec![
+            condition_value("unavailable", b"raised NoMethodError".to_vec()),
+            condition_value("str", b"ab".to_vec()),
+            condition_value("other", b"Counter".to_vec()),
+        ];
+        assert!(!test(id, unknown.clone()));
+        assert!(!test(id, unknown));
+        let b = with_boxes(|b| b.remove(&id)).unwrap();
+        let notes: Vec<_> = b.messages.into_iter().collect();
+        assert_eq!(
+            notes,
+            [AgentMessage::BreakNote(
+                "the condition could not be decided (the line ran, no snapshot): total raised \
+                 NoMethodError"
+                    .into()
+            )]
+        );
+        // Without a condition (or a breakpoint) the answer is plain.
+        let id = NEXT_BREAK.fetch_add(1, Ordering::Relaxed);
+        assert!(!test(id, vec![]));
+        with_boxes(|b| b.insert(id, Mailbox::default()));
+        assert!(test(id, vec![]));
+        assert_eq!(tree.render(condition_paths(&tree, id)), "[]");
+        with_boxes(|b| b.remove(&id));
+        assert_eq!(
+            condition_value("int", b"99999999999999999999".to_vec()),
+            Value::Unavailable("is an Integer too large to compare".into())
+        );
+        assert_eq!(
+            condition_value("float", b"1.0e+20".to_vec()),
+            Value::Float(1e20)
+        );
+        assert_eq!(
+            condition_value("float", b"Infinity".to_vec()),
+            Value::Other("Float".into())
+        );
     }
 
     #[test]

@@ -3,9 +3,10 @@
 //! targeted TracePoint); its hits come back through `Rbscope::Native.break_post` into
 //! `rbscope_agent_core::control`'s mailboxes.
 
+use crate::ffi::capture::RubyBuild;
 use crate::ffi::{self, Gvl};
 use crate::state;
-use rbscope_agent_core::control::break_answer;
+use rbscope_agent_core::control::{break_answer, condition_paths};
 use rbscope_proto::{AgentMessage, BreakRequest};
 
 /// When lib/rbscope/breakpoints.rb is missing (an older gem's Ruby files with this agent).
@@ -17,13 +18,18 @@ pub fn set(gvl: Gvl, id: u64, req: &BreakRequest) -> AgentMessage {
     let Some(live) = ffi::const_at(gvl, "Rbscope::Breakpoints") else {
         return AgentMessage::Error(NOT_LOADED.into());
     };
-    let root = state::current().map(|a| a.config.app_root.clone());
+    let agent = state::current();
+    let root = agent.as_ref().map(|a| a.config.app_root.clone());
+    // Attribute reads (`order.total`) in a condition call app methods: only where eval is allowed.
+    let reads = agent.is_some_and(|a| a.config.allow_eval);
     let args = [
         ffi::u64_value(gvl, id),
         ffi::str_new(gvl, &req.file),
         ffi::u64_value(gvl, u64::from(req.line)),
         ffi::u64_value(gvl, u64::from(req.max)),
         ffi::str_new(gvl, &root.unwrap_or_default()),
+        condition_paths(&RubyBuild(gvl), id),
+        if reads { ffi::TRUE } else { ffi::FALSE },
     ];
     let Ok(answer) = ffi::call(gvl, live, "set", &args) else {
         return AgentMessage::Error("setting the breakpoint raised inside the app".into());

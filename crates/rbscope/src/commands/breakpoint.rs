@@ -26,7 +26,8 @@ use std::time::{Duration, Instant};
         stored; the breakpoint is removed after --max hits, when --for is over, or when this \
         command ends (Ctrl-C, SIGTERM, killed).",
     after_help = "Examples: rbscope break -p 4242 app/models/order.rb:42\n          \
-        rbscope break -p 4242 /srv/app/lib/billing.rb:17 --max 5 --for 1h"
+        rbscope break -p 4242 /srv/app/lib/billing.rb:17 --max 5 --for 1h\n          \
+        rbscope break -p 4242 app/models/order.rb:42 --if 'total > 100 and @state == :paid'"
 )]
 pub struct Args {
     /// The process (it must run the rbscope agent; `rbscope inject -p PID` loads it).
@@ -35,6 +36,11 @@ pub struct Args {
     /// The line: FILE:LINE (FILE absolute, or relative to the app root).
     #[arg(value_name = "FILE:LINE")]
     at: String,
+    /// Fire only when this holds: captured values (locals and arguments, @ivars, self, and
+    /// method chains like order.total when the app allows eval) compared with literals
+    /// (== != < > <= >= =~ /re/ !~ nil?), joined by and/or/not; nothing is run as Ruby.
+    #[arg(long = "if", value_name = "CONDITION")]
+    condition: Option<String>,
     /// Snapshots at most: the breakpoint is removed after this many hits.
     #[arg(long, default_value_t = 1)]
     max: u32,
@@ -75,6 +81,9 @@ pub fn run(a: &Args) -> anyhow::Result<i32> {
     if a.for_ <= 0 {
         bail!("--for must be more than 0");
     }
+    if let Some(c) = &a.condition {
+        rbscope_trace::condition::parse(c).map_err(|e| anyhow::anyhow!("--if: {e}"))?;
+    }
     let target = agent_client::locate(a.pid)?;
     let mut client = agent_client::connect(&target)?;
     // SAFETY: installing a handler that only stores to an atomic.
@@ -89,6 +98,7 @@ pub fn run(a: &Args) -> anyhow::Result<i32> {
         max: a.max,
         for_ms: a.for_ as u64,
         wait_ms,
+        condition: a.condition.clone(),
     })?;
     match &set.waiting {
         Some(why) => eprintln!("rbscope: {why}"),
