@@ -406,7 +406,11 @@ fn a_condition_picks_the_hits_and_says_why_when_it_cannot_tell() {
     std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
     let out = cli.wait_with_output().unwrap();
     assert!(out.status.success());
-    assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert_eq!(
         rest.matches("the condition could not be decided").count(),
         1,
