@@ -33,6 +33,7 @@ while (line = $stdin.gets)
   when "go" then go(arg.to_i)
   when "load" then load(File.join(__dir__, "later.rb"))
   when "later" then Later.new.run(arg.to_i)
+  when "fork" then Process.wait(fork { go(3) })
   end
   puts "done #{cmd}"
 end
@@ -270,6 +271,27 @@ fn a_killed_client_leaves_no_hook_and_time_up_ends_it() {
         "a hit after the client was killed stored a snapshot"
     );
 
+    // SIGTERM (as Ctrl-C): the CLI closes the connection and exits 0; the hook is removed.
+    let (child, _) = app.set(&[&at, "--max", "5"]);
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{:?}", out.status);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.breakpoints_set() != 0 {
+        assert!(Instant::now() < deadline, "the breakpoint is still set");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // A forked child (a puma worker) does not inherit the hook; the parent keeps it.
+    let (child, _) = app.set(&[&at]);
+    app.run("fork");
+    assert!(app.list().is_empty(), "the forked child stored a snapshot");
+    app.run("go 1");
+    assert_eq!(ids_of(child).len(), 1);
+    let before = app.list().len();
+    assert_eq!(before, 1);
+
     // --for: it ends by itself when the time is up, exit 0, nothing stored.
     let started = Instant::now();
     let (code, out, err) = app.once(&[&at, "--for", "300ms"]);
@@ -277,6 +299,7 @@ fn a_killed_client_leaves_no_hook_and_time_up_ends_it() {
     assert!(out.is_empty() && err.contains("time is up"), "{out}{err}");
     assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(app.breakpoints_set(), 0);
+    assert_eq!(app.list().len(), before);
 }
 
 #[test]

@@ -86,6 +86,12 @@ module Rbscope
         nil
       end
 
+      # Removes every breakpoint (`Rbscope.stop`; a forked child, where they have no client).
+      def remove_all
+        @points.keys.each { |id| remove(id) }
+        nil
+      end
+
       # Breakpoints set now (for tests and `rbscope eval`).
       def count = @points.size
 

@@ -59,6 +59,12 @@ fn with_boxes<R>(f: impl FnOnce(&mut BTreeMap<u64, Mailbox>) -> R) -> R {
     f(&mut boxes)
 }
 
+/// Forgets every breakpoint (`Rbscope.stop`, a forked child): their connection threads, if
+/// any, end as if removed, and posts find nothing.
+pub fn forget() {
+    with_boxes(|b| b.clear());
+}
+
 /// Breakpoints set now (shown by `rbscope doctor -p` as `breakpoints_set`).
 pub fn count() -> u64 {
     with_boxes(|b| b.len() as u64)

@@ -51,3 +51,12 @@ pub fn remove(gvl: Gvl, id: u64) {
         let _ = ffi::call(gvl, b, "remove", &[ffi::u64_value(gvl, id)]);
     }
 }
+
+/// Removes every breakpoint: on `Rbscope.stop`, and in a forked child (the parent's have no
+/// client there).
+pub fn remove_all(gvl: Gvl) {
+    rbscope_agent_core::control::forget_breakpoints();
+    if let Some(b) = ffi::const_at(gvl, "Rbscope::Breakpoints") {
+        let _ = ffi::call(gvl, b, "remove_all", &[]);
+    }
+}
