@@ -73,6 +73,8 @@ pub struct BreakRequest {
     pub wait_ms: u32,
     /// Fire only when this holds (rbscope-trace's condition language), when given.
     pub condition: Option<String>,
+    /// Set it even though YJIT is on in a Ruby 3.1 process.
+    pub force: bool,
 }
 
 /// Where a breakpoint was set, or what it waits for.

@@ -441,6 +441,7 @@ fn client_messages() -> Vec<(String, ClientMessage)> {
                 for_ms: 600_000,
                 wait_ms: 5_000,
                 condition: Some("order.total > 100 and @user.email =~ /@x\\.test$/".into()),
+                force: true,
             }),
         ),
     ];

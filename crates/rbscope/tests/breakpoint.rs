@@ -4,7 +4,8 @@
 //! "breakpoint set" line. Each snapshot is listed as (breakpoint), its top frame at the line with
 //! that hit's locals, and restores; --max is kept inside the app; a killed client leaves no
 //! hook; a file not loaded yet is waited for and hooked again when loaded again; bad input gets
-//! one line.
+//! one line. The app flushes the store's queue before it says a command is done, so what the
+//! hooks stored is there when the test looks.
 
 mod common;
 use common::*;
@@ -35,6 +36,8 @@ while (line = $stdin.gets)
   when "later" then Later.new.run(arg.to_i)
   when "fork" then Process.wait(fork { go(3) })
   end
+  # What the hooks queued is in the store before the test looks.
+  Rbscope.flush
   puts "done #{cmd}"
 end
 "#;
@@ -56,11 +59,16 @@ struct App {
 
 impl App {
     fn start() -> App {
+        App::start_with(&[])
+    }
+
+    fn start_with(env: &[(&str, &str)]) -> App {
         let sb = Sandbox::new();
         let script = sb.write("app.rb", APP);
         sb.write("later.rb", LATER);
         let mut child = sb
             .ruby(&script)
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -450,4 +458,33 @@ fn a_condition_picks_the_hits_and_says_why_when_it_cannot_tell() {
     assert_eq!(code, Some(1));
     assert!(out.is_empty() && err.lines().count() == 1, "{err}");
     assert!(err.contains("--if: condition: at column"), "{err}");
+}
+
+/// On Ruby 3.1 a line hook makes YJIT drop its code for good: refused without --force, as
+/// `rbscope trace` refuses. (Only where this Ruby is 3.1 with YJIT built in.)
+#[test]
+fn yjit_on_ruby_3_1_is_refused_without_force() {
+    let probe = Command::new("ruby")
+        .args([
+            "--yjit",
+            "-e",
+            "print RUBY_VERSION[0, 4], RubyVM::YJIT.enabled?",
+        ])
+        .output()
+        .unwrap();
+    if String::from_utf8_lossy(&probe.stdout) != "3.1.true" {
+        return;
+    }
+    let mut app = App::start_with(&[("RUBY_YJIT_ENABLE", "1")]);
+    let at = format!("app.rb:{}", line_of(APP, "# BREAK"));
+    let (code, _, err) = app.once(&[&at]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("YJIT is on in this Ruby 3.1 process") && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(app.breakpoints_set(), 0);
+    let (child, _) = app.set(&[&at, "--force"]);
+    app.run("go 1");
+    assert_eq!(ids_of(child).len(), 1);
 }

@@ -33,6 +33,11 @@ pub const MAX_HITS: u32 = 10_000;
 /// Messages a mailbox keeps for its client at most (the rest are dropped, counted).
 const MAILBOX_LIMIT: usize = 1_000;
 
+/// The refusal on Ruby 3.1 with YJIT on (as `rbscope trace` refuses).
+const YJIT_3_1: &str = "YJIT is on in this Ruby 3.1 process: a line hook makes YJIT drop its \
+     compiled code, and the app stays slower until it restarts, even after the breakpoint is \
+     removed; add --force to set it anyway";
+
 static NEXT_BREAK: AtomicU64 = AtomicU64::new(1);
 
 /// What Ruby posted for one breakpoint, waiting for its connection thread.
@@ -265,6 +270,9 @@ pub(super) fn serve<H: Handler>(
     if let Err(why) = check(&req) {
         return write_frame(&mut stream, &AgentMessage::Error(why));
     }
+    if handler.yjit_hooks_last() && !req.force {
+        return write_frame(&mut stream, &AgentMessage::Error(YJIT_3_1.into()));
+    }
     let Some(queue) = handler.queue() else {
         return write_frame(&mut stream, &AgentMessage::Busy(NO_AGENT_THREAD.into()));
     };
@@ -402,6 +410,7 @@ mod tests {
             for_ms,
             wait_ms: 1_000,
             condition: None,
+            force: false,
         }
     }
 

@@ -608,6 +608,7 @@ fn break_request(max: u32, for_ms: u64) -> ClientMessage {
         for_ms,
         wait_ms: 1_000,
         condition: None,
+        force: false,
     })
 }
 

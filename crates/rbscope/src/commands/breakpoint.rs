@@ -47,6 +47,9 @@ pub struct Args {
     /// How long the breakpoint stays at most.
     #[arg(long = "for", value_name = "DURATION", default_value = "10m", value_parser = crate::duration::parse_ms)]
     for_: i64,
+    /// Set it even though YJIT is on in a Ruby 3.1 process (it stays slower until restart).
+    #[arg(long)]
+    force: bool,
     /// How long to wait for the VM to give the agent a turn to set it.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = crate::duration::parse_ms)]
     wait: i64,
@@ -99,6 +102,7 @@ pub fn run(a: &Args) -> anyhow::Result<i32> {
         for_ms: a.for_ as u64,
         wait_ms,
         condition: a.condition.clone(),
+        force: a.force,
     })?;
     match &set.waiting {
         Some(why) => eprintln!("rbscope: {why}"),
