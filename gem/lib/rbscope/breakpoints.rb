@@ -326,7 +326,8 @@ module Rbscope
           next if point.done || !same_file?(top.path, point.path)
 
           found = innermost(top, point.line)
-          next unless found
+          # Top-level code now (the file changed): nothing to hook.
+          next unless found && found[1].positive?
 
           waited = point.tp.nil?
           arm(point, found.first)
