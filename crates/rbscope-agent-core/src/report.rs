@@ -1,10 +1,11 @@
 //! The bookkeeping of a report that needs no Ruby: the source lines shown beside a frame,
 //! the cause chain's bounds, the line logged for a stored snapshot, and what the walk's counts
-//! add to the agent's counters, and how a kept frame is placed and named.
+//! add to the agent's counters, how a kept frame is placed and named, and what a snapshot of a
+//! live thread says of why it was taken.
 
 use crate::writer::Job;
 use rbscope_backtrace::FrameFacts;
-use rbscope_snapshot::{CaptureStats, Frame, Snapshot, SourceExcerpt, Value};
+use rbscope_snapshot::{CaptureStats, Frame, Snapshot, SourceExcerpt, Trigger, Value};
 
 /// Causes followed at most.
 pub const MAX_CAUSES: usize = 16;
@@ -135,9 +136,45 @@ pub fn placed(
     }
 }
 
+/// The trigger of a live snapshot of the thread named `thread`, and the message it is listed
+/// with (under the class `(kind)`): asked for by `how` (kind `live`: `thread worker-1 (asked by
+/// Rbscope.snapshot)`), or for the `(kind, reason)` given (a breakpoint: `thread main (line
+/// app.rb:12 ran)`).
+pub fn live_trigger(
+    thread: String,
+    how: &str,
+    given: Option<(String, String)>,
+) -> (Trigger, String) {
+    let (kind, reason) = given.unwrap_or_else(|| ("live".into(), format!("asked by {how}")));
+    let message = format!("thread {thread} ({reason})");
+    let trigger = Trigger {
+        kind,
+        thread,
+        reason,
+    };
+    (trigger, message)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_live_snapshot_says_who_asked_and_a_breakpoint_why() {
+        let (t, message) = live_trigger("worker-1".into(), "Rbscope.snapshot", None);
+        assert_eq!(
+            (t.kind.as_str(), t.thread.as_str(), t.reason.as_str()),
+            ("live", "worker-1", "asked by Rbscope.snapshot")
+        );
+        assert_eq!(message, "thread worker-1 (asked by Rbscope.snapshot)");
+        let given = Some(("breakpoint".into(), "line app.rb:12 ran".into()));
+        let (t, message) = live_trigger("main".into(), "rbscope break", given);
+        assert_eq!(
+            (t.kind.as_str(), t.reason.as_str()),
+            ("breakpoint", "line app.rb:12 ran")
+        );
+        assert_eq!(message, "thread main (line app.rb:12 ran)");
+    }
 
     #[test]
     fn a_store_job_carries_the_encoded_snapshot_and_its_log_line() {

@@ -84,6 +84,7 @@ pub fn start(gvl: Gvl, config: Config) -> Result<bool, String> {
 pub fn stop(gvl: Gvl) {
     capture::uninstall(gvl);
     crate::live::detach_all(gvl);
+    crate::live::breakpoints::remove_all(gvl);
     if let Some(agent) = state::remove() {
         if agent.pid == host::process_id() {
             if let Some(c) = &agent.control {
@@ -111,8 +112,10 @@ pub fn after_fork(gvl: Gvl) -> Result<bool, String> {
     if let Some(c) = &old.control {
         c.close_inherited();
     }
-    // The parent's trace sessions have no client in the child: remove their hooks here.
+    // The parent's trace sessions and breakpoints have no client in the child: remove their
+    // hooks here.
     crate::live::detach_all(gvl);
+    crate::live::breakpoints::remove_all(gvl);
     // The parent's resolved store location is what the child must use too.
     let config = old.config.clone();
     drop(old);

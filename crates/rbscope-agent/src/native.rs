@@ -12,7 +12,7 @@ use crate::live::{self, live_eval, trace_clock};
 use crate::{ffi, lifecycle, state, thread_end};
 use magnus::{prelude::*, Error, RArray, RHash, Ruby, Value};
 use rbscope_agent_core::agent::args::{self, bounded_wait};
-use rbscope_agent_core::{agent::restore, config};
+use rbscope_agent_core::{agent::restore, config, control};
 
 /// `guard::method` for the method `Rbscope::Native.<name>` of `feature`.
 macro_rules! native {
@@ -77,9 +77,16 @@ pub fn report(ruby: &Ruby, exc: Value, ctx: Value, how: String) -> Result<Option
     })
 }
 
-/// `Rbscope::Native.snapshot(thread, context, how)`: a live snapshot of `thread`; its id, or
-/// nil (not started, rate limited, queue full, frames unreadable).
-pub fn snapshot(ruby: &Ruby, th: Value, ctx: Value, how: String) -> Result<Option<String>, Error> {
+/// `Rbscope::Native.snapshot(thread, context, how, trigger)`: a live snapshot of `thread`
+/// (`trigger`: nil, or [kind, reason] for a breakpoint's); its id, or nil (not started, rate
+/// limited, queue full, frames unreadable).
+pub fn snapshot(
+    ruby: &Ruby,
+    th: Value,
+    ctx: Value,
+    how: String,
+    trigger: report::Given,
+) -> Result<Option<String>, Error> {
     native!(ruby, Capture, "snapshot", || {
         let gvl = gvl();
         ensure_forked(gvl);
@@ -88,8 +95,37 @@ pub fn snapshot(ruby: &Ruby, th: Value, ctx: Value, how: String) -> Result<Optio
         };
         let (th, ctx) = (ffi::raw(th), ffi::raw(ctx));
         Ok(capture::quietly(|| {
-            report::live(gvl, &agent, th, ctx, &how, true)
+            report::live(gvl, &agent, th, ctx, &how, true, trigger)
         }))
+    })
+}
+
+/// `Rbscope::Native.break_test(id, kinds, payloads)`: whether breakpoint `id` fires with the
+/// values its condition reads (agent-core's `control::break_test`, `condition_value`).
+pub fn break_test(
+    ruby: &Ruby,
+    id: u64,
+    kinds: Vec<String>,
+    payloads: RArray,
+) -> Result<bool, Error> {
+    native!(ruby, Live, "break_test", || {
+        let mut values = Vec::with_capacity(kinds.len());
+        for (i, kind) in kinds.iter().enumerate() {
+            let p: magnus::RString = payloads.entry(i as isize)?;
+            // SAFETY: GVL held; the bytes are copied at once, before any Ruby code can run and
+            // change or free the string.
+            let bytes = unsafe { p.as_slice() }.to_vec();
+            values.push(control::condition_value(kind, bytes));
+        }
+        Ok(control::break_test(id, values))
+    })
+}
+
+/// `Rbscope::Native.break_post(id, what, text)`: what happened to breakpoint `id`
+/// (lib/rbscope/live.rb; agent-core's `control::break_post`); false when it is not set.
+pub fn break_post(ruby: &Ruby, id: u64, what: String, text: Option<String>) -> Result<bool, Error> {
+    native!(ruby, Live, "break_post", || {
+        Ok(control::break_post(id, &what, text))
     })
 }
 

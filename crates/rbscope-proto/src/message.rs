@@ -2,8 +2,9 @@
 //! Version 3: tracing (a stream of event records, see `rbscope-trace`) and eval.
 //! Version 4: the memory report, and eval for consoles (a kept binding, incomplete input,
 //! cancelling). Version 5: the heap (dump, census, allocation tracking). Version 6: live
-//! snapshots of threads (`Snapshot`, answered by `Snapshots`), added after every older message
-//! so that those keep their bytes.
+//! snapshots of threads (`Snapshot`, answered by `Snapshots`) and breakpoints (`Break`,
+//! answered by `BreakSet`, `BreakHit`, `BreakNote`, `BreakEnded`), added after every older
+//! message so that those keep their bytes.
 //!
 //! tests/golden.rs freezes every message's bytes; a change that moves them is a new version.
 
@@ -53,6 +54,49 @@ pub enum ClientMessage {
     /// Store a live snapshot of threads now (protocol 6); the agent answers `Snapshots`, or
     /// `Error` (no such thread), or `Busy` when the VM did not give it a turn within `wait_ms`.
     Snapshot(SnapshotRequest),
+    /// Set a breakpoint (protocol 6): the agent answers `BreakSet` (or `Error`/`Busy`), then
+    /// sends `BreakHit` for each time the line runs and `BreakNote`s, until it sends
+    /// `BreakEnded` (`max` hits, `for_ms` passed) or the client goes away; the hook is removed
+    /// then.
+    Break(BreakRequest),
+}
+
+/// A non-breaking breakpoint: a live snapshot of the thread each time `file`:`line` runs, at
+/// most `max` times, for at most `for_ms`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BreakRequest {
+    /// As given: absolute, or relative to the app root or the process's working directory.
+    pub file: String,
+    pub line: u32,
+    pub max: u32,
+    pub for_ms: u64,
+    pub wait_ms: u32,
+    /// Fire only when this holds (rbscope-trace's condition language), when given.
+    pub condition: Option<String>,
+    /// Set it even though YJIT is on in a Ruby 3.1 process.
+    pub force: bool,
+}
+
+/// Where a breakpoint was set, or what it waits for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BreakSet {
+    /// The file as resolved (absolute).
+    pub file: String,
+    pub line: u32,
+    /// The method or block hooked (`Shop::Cart#add`, `block in Shop::Cart#add`); empty while
+    /// waiting.
+    pub hooked: String,
+    /// Why it waits (the file or method is not loaded yet), when it does.
+    pub waiting: Option<String>,
+}
+
+/// One time the line ran: the snapshot stored, or why none was.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BreakHit {
+    /// 1 for the first hit.
+    pub n: u32,
+    pub id: Option<String>,
+    pub note: Option<String>,
 }
 
 /// Which threads to snapshot: each of `threads` (a name, or an OS thread id as `stacks` shows
@@ -307,6 +351,14 @@ pub enum AgentMessage {
     },
     /// The live snapshots a `Snapshot` request stored (protocol 6).
     Snapshots(SnapshotsTaken),
+    /// The breakpoint a `Break` asked for is set (or waits for its code).
+    BreakSet(BreakSet),
+    /// The breakpoint's line ran.
+    BreakHit(BreakHit),
+    /// Something about the breakpoint (set again after a reload, now set after waiting).
+    BreakNote(String),
+    /// The breakpoint is removed; the text says why (`max` hits, time up).
+    BreakEnded(String),
 }
 
 /// The instruction for a protocol mismatch, from the client's point of view.

@@ -40,6 +40,7 @@ const CLIENT_MESSAGES: &[&str] = &[
     "heap-count",
     "heap-track",
     "snapshot",
+    "break",
 ];
 
 fn client_name(m: &ClientMessage) -> &'static str {
@@ -56,6 +57,7 @@ fn client_name(m: &ClientMessage) -> &'static str {
         ClientMessage::HeapCount(_) => "heap-count",
         ClientMessage::HeapTrack { .. } => "heap-track",
         ClientMessage::Snapshot(_) => "snapshot",
+        ClientMessage::Break(_) => "break",
     }
 }
 
@@ -75,6 +77,10 @@ const AGENT_MESSAGES: &[&str] = &[
     "heap-census",
     "heap-tracking",
     "snapshots",
+    "break-set",
+    "break-hit",
+    "break-note",
+    "break-ended",
 ];
 
 fn agent_name(m: &AgentMessage) -> &'static str {
@@ -94,6 +100,10 @@ fn agent_name(m: &AgentMessage) -> &'static str {
         AgentMessage::HeapCensus(_) => "heap-census",
         AgentMessage::HeapTracking { .. } => "heap-tracking",
         AgentMessage::Snapshots(_) => "snapshots",
+        AgentMessage::BreakSet(_) => "break-set",
+        AgentMessage::BreakHit(_) => "break-hit",
+        AgentMessage::BreakNote(_) => "break-note",
+        AgentMessage::BreakEnded(_) => "break-ended",
     }
 }
 
@@ -422,6 +432,18 @@ fn client_messages() -> Vec<(String, ClientMessage)> {
                 wait_ms: 2_000,
             }),
         ),
+        (
+            "",
+            ClientMessage::Break(BreakRequest {
+                file: "app/models/order.rb".into(),
+                line: 42,
+                max: 3,
+                for_ms: 600_000,
+                wait_ms: 5_000,
+                condition: Some("order.total > 100 and @user.email =~ /@x\\.test$/".into()),
+                force: true,
+            }),
+        ),
     ];
     m.into_iter()
         .map(|(suffix, msg)| (format!("client-{}{suffix}", client_name(&msg)), msg))
@@ -559,6 +581,28 @@ fn agent_messages() -> Vec<(String, AgentMessage)> {
                 waited_us: 30,
             }),
         ),
+        (
+            "",
+            AgentMessage::BreakSet(BreakSet {
+                file: "/srv/app/app/models/order.rb".into(),
+                line: 42,
+                hooked: "block in Order#total".into(),
+                waiting: Some("app/models/order.rb is not loaded yet".into()),
+            }),
+        ),
+        (
+            "",
+            AgentMessage::BreakHit(BreakHit {
+                n: 2,
+                id: Some("01HZX0000000000000000000AB".into()),
+                note: Some("rate limited".into()),
+            }),
+        ),
+        (
+            "",
+            AgentMessage::BreakNote("set again: the file was loaded again".into()),
+        ),
+        ("", AgentMessage::BreakEnded("3 hits (--max 3)".into())),
     ];
     m.into_iter()
         .map(|(suffix, msg)| (format!("agent-{}{suffix}", agent_name(&msg)), msg))

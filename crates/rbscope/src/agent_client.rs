@@ -6,9 +6,9 @@
 
 use anyhow::{anyhow, bail, Context};
 use rbscope_proto::{
-    paths, read_frame, write_frame, AgentMessage, AgentStatus, ClientMessage, EvalRequest,
-    EvalResult, FrameError, Hello, MemoryReport, SnapshotRequest, SnapshotsTaken, Stacks,
-    TraceRequest, TraceStarted, Welcome, PROTOCOL_VERSION,
+    paths, read_frame, write_frame, AgentMessage, AgentStatus, BreakRequest, BreakSet,
+    ClientMessage, EvalRequest, EvalResult, FrameError, Hello, MemoryReport, SnapshotRequest,
+    SnapshotsTaken, Stacks, TraceRequest, TraceStarted, Welcome, PROTOCOL_VERSION,
 };
 use std::fs;
 use std::io::{self, ErrorKind, Read};
@@ -334,6 +334,20 @@ impl Client {
 }
 
 impl Client {
+    /// Asks the agent to set a breakpoint; on success the connection then carries its hits.
+    pub fn set_break(&mut self, req: BreakRequest) -> anyhow::Result<BreakSet> {
+        let wait = Duration::from_millis(u64::from(req.wait_ms));
+        // Finding the line's code may scan the loaded methods after the agent's turn.
+        let deadline = Instant::now() + wait + Duration::from_secs(30);
+        write_frame(&mut self.stream, &ClientMessage::Break(req))?;
+        match read_by::<AgentMessage>(&self.stream, deadline)? {
+            AgentMessage::BreakSet(s) => Ok(s),
+            AgentMessage::Busy(why) => bail!("the agent could not set the breakpoint: {why}"),
+            AgentMessage::Error(e) => bail!("{e}"),
+            other => bail!("unexpected answer: {other:?}"),
+        }
+    }
+
     /// Asks the agent for live snapshots of threads (`request`); the answer says each one's
     /// id, or why none was stored.
     pub fn snapshot(&mut self, request: SnapshotRequest) -> anyhow::Result<SnapshotsTaken> {

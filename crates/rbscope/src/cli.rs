@@ -45,6 +45,7 @@ pub enum Command {
     Key(commands::key::Command),
     Stacks(commands::stacks::Args),
     Snapshot(commands::snapshot::Args),
+    Break(commands::breakpoint::Args),
     Inject(commands::inject::Args),
     Ps(commands::ps::Args),
     Trace(commands::trace::Args),

@@ -7,6 +7,7 @@ Rbscope.__require_own "fork_hook"
 Rbscope.__require_own "middleware"
 Rbscope.__require_own "better_backtraces"
 Rbscope.__require_own "live"
+Rbscope.__require_own "breakpoints"
 
 Rbscope.__require_own "native_loader"
 if (problem = Rbscope::NativeLoader.load)
@@ -80,7 +81,7 @@ module Rbscope
       extra = Context.extra(context)
       return nil unless Native.started?
 
-      Native.snapshot(thread, Context.for_report(extra, thread), how)
+      Native.snapshot(thread, Context.for_report(extra, thread), how, nil)
     end
 
     # Every frame of `thread`'s stack (any thread, not only the current one), innermost first:

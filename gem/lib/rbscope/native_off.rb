@@ -21,6 +21,8 @@ module Rbscope
       def after_fork = false
       def report(*) = nil
       def snapshot(*) = nil
+      def break_post(*) = false
+      def break_test(*) = false
       def flush(_seconds) = true
       def counters = {}
       def store_location = nil

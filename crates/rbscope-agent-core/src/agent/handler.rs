@@ -32,6 +32,7 @@ pub fn late(work: &Work, now: Instant) -> bool {
         | Work::Snapshot { deadline, .. }
         | Work::Attach { deadline, .. }
         | Work::Memory { deadline, .. }
+        | Work::Break { deadline, .. }
         | Work::Heap(HeapWork { deadline, .. }) => now > *deadline,
         _ => false,
     }
@@ -73,7 +74,10 @@ impl Handler for StatusSource {
 
     fn status(&self) -> AgentStatus {
         let (store, settings) = (self.store.clone(), self.settings.clone());
-        counters::status(store, settings, &self.counters, &self.warnings)
+        let mut status = counters::status(store, settings, &self.counters, &self.warnings);
+        let set = control::breakpoints_set();
+        status.counters.push(("breakpoints_set".into(), set));
+        status
     }
 
     fn queue(&self) -> Option<&WorkQueue> {

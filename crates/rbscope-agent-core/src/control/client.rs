@@ -2,7 +2,7 @@
 //! one by one until the client closes (a trace takes the connection over until it ends).
 
 use super::queue::{ask, Work};
-use super::{eval, trace, Handler, HeapRequest};
+use super::{breakpoint, eval, trace, Handler, HeapRequest};
 use rbscope_proto::{
     mismatch_advice, read_frame, write_frame, AgentMessage, ClientMessage, FrameError, Welcome,
     PROTOCOL_VERSION,
@@ -57,6 +57,7 @@ pub(super) fn handle<H: Handler>(mut stream: UnixStream, handler: &H) -> Result<
                 ask(handler.queue(), wait_ms, stacks, |m| m)
             }
             ClientMessage::Trace(req) => return trace::serve(stream, handler, req),
+            ClientMessage::Break(req) => return breakpoint::serve(stream, handler, req),
             ClientMessage::Detach => AgentMessage::Error("nothing is being traced".into()),
             ClientMessage::Eval(req) => eval::run(handler, req, &mut stream),
             ClientMessage::Cancel => AgentMessage::Error("no eval is running".into()),

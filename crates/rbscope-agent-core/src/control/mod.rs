@@ -11,6 +11,7 @@
 //! Kept apart from the agent so all of this runs in unit tests over real sockets, with a
 //! handler that fakes the agent.
 
+mod breakpoint;
 mod client;
 mod eval;
 mod queue;
@@ -20,6 +21,10 @@ mod socket;
 mod tests;
 mod trace;
 
+pub use breakpoint::{
+    answer as break_answer, condition_paths, condition_value, count as breakpoints_set,
+    forget as forget_breakpoints, post as break_post, test as break_test,
+};
 pub use eval::{Evals, MAX_RESULT};
 pub use queue::{ask, work_queue, Inbox, Ticket, Work, WorkQueue, NO_AGENT_THREAD, QUEUE_FULL};
 pub use release::return_free_memory;

@@ -9,7 +9,7 @@
 //! when to stop nudging. Work past its deadline is dropped by the agent, not done late.
 
 use super::trace::Plan;
-use rbscope_proto::{AgentMessage, SnapshotRequest, TraceStarted};
+use rbscope_proto::{AgentMessage, BreakRequest, SnapshotRequest, TraceStarted};
 use rbscope_trace::session::Session;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
@@ -64,6 +64,16 @@ pub enum Work<X> {
         deadline: Instant,
         reply: SyncSender<AgentMessage>,
     },
+    /// Set breakpoint `id` and send `BreakSet` (or the error) on `reply`, unless `deadline`
+    /// passed (then nothing is set).
+    Break {
+        id: u64,
+        request: BreakRequest,
+        deadline: Instant,
+        reply: SyncSender<AgentMessage>,
+    },
+    /// Remove breakpoint `id`'s hook, then say so on `reply`.
+    BreakRemove { id: u64, reply: SyncSender<()> },
     /// The agent's own work (a heap job, with its deadline and reply).
     Heap(X),
     /// Wake up (from the VM's unblocking function) and look for an interrupt.

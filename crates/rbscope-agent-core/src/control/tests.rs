@@ -71,6 +71,7 @@ enum Did {
     Detached(u64),
     EvalStarted(String),
     EvalCancelled,
+    BreakRemoved(u64),
 }
 
 /// A running server with a fake agent thread.
@@ -137,6 +138,29 @@ impl Agent {
                     did.send(Did::EvalStarted(code))
                 }
                 Work::CancelEval { .. } => did.send(Did::EvalCancelled),
+                Work::Break {
+                    id, request, reply, ..
+                } => {
+                    // A line that runs at once: one hit per `max`, then done (as live.rb posts).
+                    let set = AgentMessage::BreakSet(rbscope_proto::BreakSet {
+                        file: format!("/app/{}", request.file),
+                        line: request.line,
+                        hooked: "Shop#add (shop.rb:3)".into(),
+                        waiting: None,
+                    });
+                    let _ = reply.send(set);
+                    if request.max < 5 {
+                        for n in 0..request.max {
+                            super::break_post(id, "hit", Some(format!("ID{n}")));
+                        }
+                        super::break_post(id, "done", Some(format!("{} hits", request.max)));
+                    }
+                    Ok(())
+                }
+                Work::BreakRemove { id, reply } => {
+                    let _ = reply.send(());
+                    did.send(Did::BreakRemoved(id))
+                }
                 Work::Stop => break,
                 Work::Retry { .. } | Work::Heap(_) | Work::Wake => Ok(()),
             };
@@ -574,4 +598,61 @@ fn the_socket_is_removed_at_shutdown() {
     assert!(path.exists());
     agent.server.shutdown();
     assert!(!path.exists());
+}
+
+fn break_request(max: u32, for_ms: u64) -> ClientMessage {
+    ClientMessage::Break(rbscope_proto::BreakRequest {
+        file: "shop.rb".into(),
+        line: 4,
+        max,
+        for_ms,
+        wait_ms: 1_000,
+        condition: None,
+        force: false,
+    })
+}
+
+#[test]
+fn a_breakpoint_sends_its_hits_and_ends_at_max_then_is_removed() {
+    let agent = Agent::start(false);
+    let mut s = agent.client();
+    send(&mut s, &break_request(2, 60_000));
+    assert!(
+        matches!(recv(&mut s), AgentMessage::BreakSet(b) if b.file == "/app/shop.rb" && b.line == 4)
+    );
+    for n in 0..2 {
+        match recv(&mut s) {
+            AgentMessage::BreakHit(h) => {
+                assert_eq!((h.n, h.id), (n + 1, Some(format!("ID{n}"))));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(recv(&mut s), AgentMessage::BreakEnded("2 hits".into()));
+    assert!(matches!(agent.next_did(), Did::BreakRemoved(_)));
+}
+
+#[test]
+fn a_breakpoint_whose_client_goes_away_or_whose_time_is_up_is_removed() {
+    let agent = Agent::start(false);
+    let mut s = agent.client();
+    // Max 9: the fake never hits it.
+    send(&mut s, &break_request(9, 60_000));
+    assert!(matches!(recv(&mut s), AgentMessage::BreakSet(_)));
+    drop(s);
+    assert!(matches!(agent.next_did(), Did::BreakRemoved(_)));
+
+    let mut s = agent.client();
+    send(&mut s, &break_request(9, 50));
+    assert!(matches!(recv(&mut s), AgentMessage::BreakSet(_)));
+    assert_eq!(
+        recv(&mut s),
+        AgentMessage::BreakEnded("time is up (--for)".into())
+    );
+    assert!(matches!(agent.next_did(), Did::BreakRemoved(_)));
+
+    // Refused before anything is set.
+    let mut s = agent.client();
+    send(&mut s, &break_request(0, 50));
+    assert!(matches!(recv(&mut s), AgentMessage::Error(e) if e.contains("--max")));
 }

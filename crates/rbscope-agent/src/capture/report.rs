@@ -16,11 +16,15 @@ use crate::ffi::capture::{self as rb, VALUE};
 use crate::ffi::{self, Gvl, NIL};
 use crate::state::Agent;
 use rbscope_agent_core::capture::{is_app_path, FrameCap};
-use rbscope_agent_core::report::{cause_chain, placed, read_source, store_job, tallies};
+use rbscope_agent_core::report::{
+    cause_chain, live_trigger, placed, read_source, store_job, tallies,
+};
 use rbscope_snapshot::walk::Walk;
 use rbscope_snapshot::{
     fingerprint, trigger_class, CauseInfo, Context, ExceptionInfo, Frame, Snapshot, Trigger,
 };
+/// What a live snapshot was taken for, when not asked by someone: (kind, reason).
+pub type Given = Option<(String, String)>;
 use rbscope_vm::captured;
 use rbscope_vm::raise_record::{self, InspectorFrame, Record, VmFrame};
 
@@ -75,7 +79,8 @@ pub fn report(gvl: Gvl, agent: &Agent, exc: VALUE, ctx: VALUE, how: &str) -> Opt
 /// A snapshot of `thread` (any live thread, this one too) now, as an exception's: every app
 /// frame with self and locals, read while this thread holds the GVL (so `thread` is stopped at
 /// a safe point). Rate limited like an exception's when `limited` (the app asked; a person
-/// asking from outside is not). None when its frames cannot be read or nothing was stored.
+/// asking from outside is not); `given` is its (kind, reason) when it is not kind `live` (a
+/// breakpoint). None when its frames cannot be read or nothing was stored.
 pub fn live(
     gvl: Gvl,
     agent: &Agent,
@@ -83,6 +88,7 @@ pub fn live(
     ctx: VALUE,
     how: &str,
     limited: bool,
+    given: Given,
 ) -> Option<String> {
     bump(&agent.counters.reports);
     let _gc_off = ffi::GcOff::new(gvl);
@@ -101,14 +107,11 @@ pub fn live(
     let name = ffi::array_items(gvl, ctx)
         .first()
         .and_then(|n| ffi::to_string(gvl, *n));
-    let trigger = Trigger {
-        kind: "live".into(),
-        thread: name.unwrap_or_else(|| rb::any_to_s(gvl, thread)),
-        reason: format!("asked by {how}"),
-    };
+    let thread_name = name.unwrap_or_else(|| rb::any_to_s(gvl, thread));
+    let (trigger, message) = live_trigger(thread_name, how, given);
     let head = ExceptionInfo {
         class_name: trigger_class(&trigger.kind),
-        message: format!("thread {} ({})", trigger.thread, trigger.reason),
+        message,
         backtrace: rb::backtrace_lines(gvl, "Thread", thread, MAX_BACKTRACE),
         causes: Vec::new(),
     };

@@ -177,6 +177,17 @@ unsafe fn agent_loop(data: *mut c_void) -> VALUE {
                     crate::heap::live_heap::run(gvl, job)
                 })
             }
+            Some(Work::Break {
+                id, request, reply, ..
+            }) => answer(Feature::Live, "setting a breakpoint", reply, || {
+                live::breakpoints::set(gvl, id, &request)
+            }),
+            Some(Work::BreakRemove { id, reply }) => {
+                guard::run(Feature::Live, "removing a breakpoint", (), || {
+                    live::breakpoints::remove(gvl, id)
+                });
+                let _ = reply.send(());
+            }
             Some(Work::Stop) | None => break,
             Some(Work::Wake) => {}
         }

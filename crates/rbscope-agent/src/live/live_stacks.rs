@@ -94,7 +94,7 @@ pub fn snapshot(gvl: Gvl, request: SnapshotRequest, asked: Instant) -> AgentMess
         let ctx = context
             .and_then(|c| ffi::call(gvl, c, "for_thread", &[*th]).ok())
             .unwrap_or(NIL);
-        let id = capture::quietly(|| report::live(gvl, &agent, *th, ctx, ASKED_BY, false));
+        let id = capture::quietly(|| report::live(gvl, &agent, *th, ctx, ASKED_BY, false, None));
         taken.push(TakenSnapshot {
             thread: facts.describe(),
             tid: facts.tid,

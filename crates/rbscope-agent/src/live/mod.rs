@@ -5,10 +5,11 @@
 //! `rbscope_agent_core::control`; [`control`] is the agent's handler for it. Work that needs
 //! the VM runs on the agent's Ruby thread ([`agent_thread`]): stacks ([`live_stacks`]), the
 //! memory report ([`live_memory`]), evals ([`live_eval`]), heap jobs (`heap/`), and trace
-//! sessions ([`sessions`]), whose hooks ([`trace_hooks`]) record into the session state of
+//! breakpoints ([`breakpoints`]), sessions ([`sessions`]), whose hooks ([`trace_hooks`]) record into the session state of
 //! `rbscope_trace` ([`trace_session`]) and read captured values ([`trace_values`]).
 
 pub(crate) mod agent_thread;
+pub(crate) mod breakpoints;
 pub(crate) mod control;
 pub(crate) mod live_eval;
 pub(crate) mod live_memory;

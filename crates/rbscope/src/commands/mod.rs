@@ -1,6 +1,7 @@
 //! One module per command: its arguments (a clap `Args` struct) and its `run`, which returns
 //! the process exit code.
 
+pub(crate) mod breakpoint;
 pub(crate) mod console;
 pub(crate) mod doctor;
 pub(crate) mod eval;
@@ -33,6 +34,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Key(c) => key::run(c),
         Command::Stacks(a) => stacks::run(a),
         Command::Snapshot(a) => snapshot::run(a),
+        Command::Break(a) => breakpoint::run(a),
         Command::Inject(a) => inject::run(a),
         Command::Ps(a) => ps::run(a),
         Command::Trace(a) => trace::run(a),
