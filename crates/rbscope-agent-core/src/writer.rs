@@ -114,7 +114,9 @@ pub trait Sink: Send + 'static {
     fn apply_retention(&mut self, retention: &Retention, now_ms: i64) -> Result<u64, StoreError>;
 }
 
-/// The app's side of the writer: queues jobs without blocking.
+/// The app's side of the writer: queues jobs without blocking (a clone queues to the same
+/// thread).
+#[derive(Clone)]
 pub struct Writer {
     tx: SyncSender<Job>,
     queued_bytes: Arc<AtomicUsize>,

@@ -62,6 +62,7 @@ pub fn start(gvl: Gvl, config: Config) -> Result<bool, String> {
             evals: &crate::live::live_eval::EVALS,
             allow_eval: agent.config.allow_eval,
             trace_buffer: agent.config.trace_buffer,
+            writer: Some((*agent.writer).clone()),
         };
         match ControlServer::start(source) {
             Ok(server) => agent.control = Some(server),

@@ -54,6 +54,8 @@ pub struct StatusSource {
     pub yjit_hooks_last: bool,
     /// Bytes of each trace session's event ring.
     pub trace_buffer: usize,
+    /// The store writer, to wait for a live snapshot to be stored before answering.
+    pub writer: Option<crate::writer::Writer>,
 }
 
 impl Handler for StatusSource {
@@ -100,6 +102,10 @@ impl Handler for StatusSource {
         self.trace_buffer
     }
 
+    fn stored(&self, timeout: std::time::Duration) -> bool {
+        self.writer.as_ref().is_none_or(|w| w.flush(timeout))
+    }
+
     /// A heap job on the agent's Ruby thread; a dump written by a forked child is waited for
     /// on the connection's thread, however long it takes, without holding the VM.
     fn heap(&self, request: HeapRequest) -> AgentMessage {
@@ -136,6 +142,7 @@ mod tests {
             allow_eval: true,
             yjit_hooks_last: false,
             trace_buffer: 4096,
+            writer: None,
         }
     }
 

@@ -10,6 +10,9 @@ use rbscope_proto::{
 use std::os::unix::net::UnixStream;
 use std::time::Instant;
 
+/// How long a live snapshot's answer waits for the store.
+const STORED_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Serves one connection. An error is a failed handshake or a broken connection.
 pub(super) fn handle<H: Handler>(mut stream: UnixStream, handler: &H) -> Result<(), FrameError> {
     let hello = match read_frame::<_, ClientMessage>(&mut stream)? {
@@ -79,7 +82,13 @@ pub(super) fn handle<H: Handler>(mut stream: UnixStream, handler: &H) -> Result<
                     deadline,
                     reply,
                 };
-                ask(handler.queue(), wait_ms, snapshot, |m| m)
+                let answer = ask(handler.queue(), wait_ms, snapshot, |m| m);
+                // The ids go back once their snapshots are in the store, so `rbscope show ID`
+                // finds them at once (a store that keeps failing: the answer goes anyway).
+                if matches!(answer, AgentMessage::Snapshots(_)) {
+                    handler.stored(STORED_WAIT);
+                }
+                answer
             }
         };
         write_frame(&mut stream, &reply)?;

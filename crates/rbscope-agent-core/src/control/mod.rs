@@ -102,6 +102,11 @@ pub trait Handler: Send + Sync + 'static {
     fn trace_buffer(&self) -> usize;
     /// Answers a heap request (through the agent's Ruby thread).
     fn heap(&self, request: HeapRequest) -> AgentMessage;
+    /// Waits up to `timeout` for the snapshots queued so far to be in the store (on the
+    /// connection's thread, never holding the VM); true when they are.
+    fn stored(&self, _timeout: std::time::Duration) -> bool {
+        true
+    }
 }
 
 /// Why the control socket could not be set up (the agent runs on without it).
