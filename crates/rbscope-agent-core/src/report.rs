@@ -1,10 +1,11 @@
 //! The bookkeeping of a report that needs no Ruby: the source lines shown beside a frame,
 //! the cause chain's bounds, the line logged for a stored snapshot, and what the walk's counts
-//! add to the agent's counters, and how a kept frame is placed and named.
+//! add to the agent's counters, how a kept frame is placed and named, and what a snapshot of a
+//! live thread says of why it was taken.
 
 use crate::writer::Job;
 use rbscope_backtrace::FrameFacts;
-use rbscope_snapshot::{CaptureStats, Frame, Snapshot, SourceExcerpt, Value};
+use rbscope_snapshot::{CaptureStats, Frame, Snapshot, SourceExcerpt, Trigger, Value};
 
 /// Causes followed at most.
 pub const MAX_CAUSES: usize = 16;
@@ -135,9 +136,72 @@ pub fn placed(
     }
 }
 
+/// Who asked for a snapshot of a live thread: it decides the snapshot's trigger and whether the
+/// rate limiter may drop it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiveAsk {
+    /// The app (`Rbscope.snapshot`): kind `live`, rate limited.
+    App,
+    /// The slow-request watchdog (`slow_snapshot`, lib/rbscope/slow.rb): kind `slow`, rate
+    /// limited.
+    Slow,
+    /// A person from outside (`rbscope snapshot -p`): kind `live`, never dropped.
+    Person,
+}
+
+impl LiveAsk {
+    /// Whether the rate limiter may drop the snapshot.
+    pub fn limited(self) -> bool {
+        self != LiveAsk::Person
+    }
+
+    /// The trigger of a snapshot of the thread named `thread` asked for by `how`, and the
+    /// message it is listed with (under the class `(live)` or `(slow)`): `thread worker-1
+    /// (asked by Rbscope.snapshot)`; for a slow one `how` is the reason itself (`thread
+    /// puma srv tp 001 (request still running after 10s)`).
+    pub fn trigger(self, thread: String, how: &str) -> (Trigger, String) {
+        let (kind, reason) = match self {
+            LiveAsk::Slow => ("slow", how.to_string()),
+            LiveAsk::App | LiveAsk::Person => ("live", format!("asked by {how}")),
+        };
+        let message = format!("thread {thread} ({reason})");
+        let trigger = Trigger {
+            kind: kind.into(),
+            thread,
+            reason,
+        };
+        (trigger, message)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_live_snapshot_says_who_asked_and_a_slow_one_why() {
+        let (t, message) = LiveAsk::App.trigger("worker-1".into(), "Rbscope.snapshot");
+        assert_eq!(
+            (t.kind.as_str(), t.thread.as_str(), t.reason.as_str()),
+            ("live", "worker-1", "asked by Rbscope.snapshot")
+        );
+        assert_eq!(message, "thread worker-1 (asked by Rbscope.snapshot)");
+        let (t, message) = LiveAsk::Slow.trigger("tp 001".into(), "job still running after 2.5s");
+        assert_eq!(
+            (t.kind.as_str(), t.reason.as_str()),
+            ("slow", "job still running after 2.5s")
+        );
+        assert_eq!(message, "thread tp 001 (job still running after 2.5s)");
+        assert_eq!(
+            LiveAsk::Person
+                .trigger("main".into(), "rbscope snapshot")
+                .0
+                .kind,
+            "live"
+        );
+        assert!(LiveAsk::App.limited() && LiveAsk::Slow.limited());
+        assert!(!LiveAsk::Person.limited());
+    }
 
     #[test]
     fn a_store_job_carries_the_encoded_snapshot_and_its_log_line() {

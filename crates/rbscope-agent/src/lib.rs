@@ -62,7 +62,7 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
     native.define_singleton_method("started?", function!(native::started, 0))?;
     native.define_singleton_method("after_fork", function!(native::after_fork, 0))?;
     native.define_singleton_method("report", function!(native::report, 3))?;
-    native.define_singleton_method("snapshot", function!(native::snapshot, 3))?;
+    native.define_singleton_method("snapshot", function!(native::snapshot, 4))?;
     native.define_singleton_method("flush", function!(native::flush, 1))?;
     native.define_singleton_method("counters", function!(native::counters, 0))?;
     native.define_singleton_method("store_location", function!(native::store_location, 0))?;

@@ -12,7 +12,7 @@ use crate::live::{self, live_eval, trace_clock};
 use crate::{ffi, lifecycle, state, thread_end};
 use magnus::{prelude::*, Error, RArray, RHash, Ruby, Value};
 use rbscope_agent_core::agent::args::{self, bounded_wait};
-use rbscope_agent_core::{agent::restore, config};
+use rbscope_agent_core::{agent::restore, config, report::LiveAsk};
 
 /// `guard::method` for the method `Rbscope::Native.<name>` of `feature`.
 macro_rules! native {
@@ -77,9 +77,16 @@ pub fn report(ruby: &Ruby, exc: Value, ctx: Value, how: String) -> Result<Option
     })
 }
 
-/// `Rbscope::Native.snapshot(thread, context, how)`: a live snapshot of `thread`; its id, or
-/// nil (not started, rate limited, queue full, frames unreadable).
-pub fn snapshot(ruby: &Ruby, th: Value, ctx: Value, how: String) -> Result<Option<String>, Error> {
+/// `Rbscope::Native.snapshot(thread, context, how, slow)`: a live snapshot of `thread` (kind
+/// `slow` when `slow`: lib/rbscope/slow.rb's watchdog); its id, or nil (not started, rate
+/// limited, queue full, frames unreadable).
+pub fn snapshot(
+    ruby: &Ruby,
+    th: Value,
+    ctx: Value,
+    how: String,
+    slow: bool,
+) -> Result<Option<String>, Error> {
     native!(ruby, Capture, "snapshot", || {
         let gvl = gvl();
         ensure_forked(gvl);
@@ -88,7 +95,8 @@ pub fn snapshot(ruby: &Ruby, th: Value, ctx: Value, how: String) -> Result<Optio
         };
         let (th, ctx) = (ffi::raw(th), ffi::raw(ctx));
         Ok(capture::quietly(|| {
-            report::live(gvl, &agent, th, ctx, &how, true)
+            let ask = if slow { LiveAsk::Slow } else { LiveAsk::App };
+            report::live(gvl, &agent, th, ctx, &how, ask)
         }))
     })
 }

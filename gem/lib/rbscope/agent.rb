@@ -26,12 +26,14 @@ module Rbscope
     # Rbscope::Settings::KEYS for the list. Returns true when started, false when it was
     # already running.
     def start(**options)
-      started = Native.start(Settings.pairs(PublicArgs.start(options)))
+      pairs = Settings.pairs(PublicArgs.start(options))
+      started = Native.start(pairs)
       unless started
         announce_off
         return false
       end
 
+      Slow.configure(pairs.assoc("slow_snapshot")&.last)
       install_exit_hook
       ThreadReporting.install
       ForkHook.install
@@ -40,6 +42,7 @@ module Rbscope
     end
 
     def stop
+      Slow.configure(nil)
       Native.stop
     end
 
@@ -80,7 +83,7 @@ module Rbscope
       extra = Context.extra(context)
       return nil unless Native.started?
 
-      Native.snapshot(thread, Context.for_report(extra, thread), how)
+      Native.snapshot(thread, Context.for_report(extra, thread), how, false)
     end
 
     # Every frame of `thread`'s stack (any thread, not only the current one), innermost first:

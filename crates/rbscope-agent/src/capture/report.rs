@@ -16,7 +16,7 @@ use crate::ffi::capture::{self as rb, VALUE};
 use crate::ffi::{self, Gvl, NIL};
 use crate::state::Agent;
 use rbscope_agent_core::capture::{is_app_path, FrameCap};
-use rbscope_agent_core::report::{cause_chain, placed, read_source, store_job, tallies};
+use rbscope_agent_core::report::{cause_chain, placed, read_source, store_job, tallies, LiveAsk};
 use rbscope_snapshot::walk::Walk;
 use rbscope_snapshot::{
     fingerprint, trigger_class, CauseInfo, Context, ExceptionInfo, Frame, Snapshot, Trigger,
@@ -74,15 +74,15 @@ pub fn report(gvl: Gvl, agent: &Agent, exc: VALUE, ctx: VALUE, how: &str) -> Opt
 
 /// A snapshot of `thread` (any live thread, this one too) now, as an exception's: every app
 /// frame with self and locals, read while this thread holds the GVL (so `thread` is stopped at
-/// a safe point). Rate limited like an exception's when `limited` (the app asked; a person
-/// asking from outside is not). None when its frames cannot be read or nothing was stored.
+/// a safe point). `ask` gives its trigger's kind and whether it is rate limited like an
+/// exception's. None when its frames cannot be read or nothing was stored.
 pub fn live(
     gvl: Gvl,
     agent: &Agent,
     thread: VALUE,
     ctx: VALUE,
     how: &str,
-    limited: bool,
+    ask: LiveAsk,
 ) -> Option<String> {
     bump(&agent.counters.reports);
     let _gc_off = ffi::GcOff::new(gvl);
@@ -101,14 +101,10 @@ pub fn live(
     let name = ffi::array_items(gvl, ctx)
         .first()
         .and_then(|n| ffi::to_string(gvl, *n));
-    let trigger = Trigger {
-        kind: "live".into(),
-        thread: name.unwrap_or_else(|| rb::any_to_s(gvl, thread)),
-        reason: format!("asked by {how}"),
-    };
+    let (trigger, message) = ask.trigger(name.unwrap_or_else(|| rb::any_to_s(gvl, thread)), how);
     let head = ExceptionInfo {
         class_name: trigger_class(&trigger.kind),
-        message: format!("thread {} ({})", trigger.thread, trigger.reason),
+        message,
         backtrace: rb::backtrace_lines(gvl, "Thread", thread, MAX_BACKTRACE),
         causes: Vec::new(),
     };
@@ -119,7 +115,7 @@ pub fn live(
         causes: Vec::new(),
         locals_missing: false,
         trigger: Some(trigger),
-        limited,
+        limited: ask.limited(),
     };
     store(gvl, agent, subject, ctx, how)
 }

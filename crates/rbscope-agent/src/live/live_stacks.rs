@@ -12,6 +12,7 @@ use crate::ffi::{self, Gvl, NIL};
 use crate::state;
 use magnus::Ruby;
 use rbscope_agent_core::agent::host::{self, ThreadFacts};
+use rbscope_agent_core::report::LiveAsk;
 use rbscope_proto::ThreadStack;
 use rbscope_proto::{AgentMessage, SnapshotRequest, SnapshotsTaken, Stacks, TakenSnapshot};
 use std::time::Instant;
@@ -76,7 +77,8 @@ pub fn snapshot(gvl: Gvl, request: SnapshotRequest, asked: Instant) -> AgentMess
         let ctx = context
             .and_then(|c| ffi::call(gvl, c, "for_thread", &[*th]).ok())
             .unwrap_or(NIL);
-        let id = capture::quietly(|| report::live(gvl, &agent, *th, ctx, ASKED_BY, false));
+        let id =
+            capture::quietly(|| report::live(gvl, &agent, *th, ctx, ASKED_BY, LiveAsk::Person));
         taken.push(TakenSnapshot {
             thread: facts.describe(),
             tid: facts.tid,
