@@ -7,6 +7,7 @@
 
 mod common;
 use common::*;
+use serde_json::Value as J;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -51,7 +52,8 @@ fn assert_slow(sb: &Sandbox, row: &J, how: &str, frame: &str, local: &str, value
     assert!(message.ends_with(&format!("({how})")), "{message}");
     let s = Snap(&snap);
     let f = s.frame(frame);
-    assert_eq!(s.local(f, local)["value"], value, "{f}");
+    // A String local is a reference to its object.
+    assert_eq!(s.obj(s.local(f, local))["value"], value, "{f}");
     snap
 }
 
@@ -74,7 +76,7 @@ fn a_slow_rack_request_gets_one_slow_snapshot_and_goes_on() {
     let ru = sb.write(
         "config.ru",
         &format!(
-            r#"
+            r##"
 require "rbscope"
 Rbscope.start(slow_snapshot: 1, log: false)
 class Checkout
@@ -93,7 +95,7 @@ run lambda {{ |env|
     [200, {{ "content-type" => "text/plain" }}, [Checkout.new.wait_for_stock("order-" + env["QUERY_STRING"])]]
   end
 }}
-"#
+"##
         ),
     );
     let server = Server::rack(&sb, &ru);
@@ -151,7 +153,8 @@ fn slow_snapshot_settings_are_checked_and_shown_by_doctor() {
     let sb = Sandbox::new();
     let script = sb.write(
         "check.rb",
-        r#"
+        r##"
+require "rbscope"
 def try(label)
   yield
   puts "#{label}: accepted"
@@ -173,7 +176,7 @@ Rbscope::Native.socket_path.then { |p| puts "socket: #{!p.nil?}" }
 puts "ready"
 $stdout.flush
 $stdin.read
-"#,
+"##,
     );
     let mut child = sb
         .ruby_with_lib(&script, &gem_lib())
@@ -263,7 +266,7 @@ fn one_watchdog_thread_for_many_watches_and_its_own_in_a_fork() {
     let sb = Sandbox::new();
     let script = sb.write(
         "watch.rb",
-        r#"
+        r##"
 require "rbscope"
 Rbscope.start(slow_snapshot: 0.3, log: false)
 def busy_in(name, release)
@@ -321,7 +324,7 @@ end
 Process.wait(pid)
 puts "child watchdogs: #{$?.exitstatus}"
 Rbscope.flush
-"#,
+"##,
     );
     let out = sb.ruby(&script).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
@@ -369,7 +372,7 @@ fn a_slow_rails_request_and_active_job() {
     sb.write(
         "config/environment.rb",
         &format!(
-            r#"
+            r##"
 require "rails"
 require "action_controller/railtie"
 require "active_job/railtie"
@@ -408,7 +411,7 @@ end
 Rails.application.routes.draw do
   get "/reports/:id" => "reports#show"
 end
-"#
+"##
         ),
     );
     let ru = sb.write(
@@ -439,7 +442,7 @@ end
 
     // An ActiveJob performed by a worker thread (not inside a request).
     std::fs::remove_file(&release).unwrap();
-    let mut job = Command::new("ruby")
+    let job = Command::new("ruby")
         .arg(format!("-I{}", gem_lib().display()))
         .args([
             "-r./config/environment",
@@ -522,7 +525,7 @@ fn a_hanging_sidekiq_job_gets_a_slow_snapshot() {
     sb.write(
         "jobs.rb",
         &format!(
-            r#"
+            r##"
 require "sidekiq"
 require "rbscope/sidekiq"
 class SyncJob
@@ -534,7 +537,7 @@ class SyncJob
     File.write({done:?}, sync_cursor)
   end
 end
-"#,
+"##,
             done = sb.dir.path().join("done")
         ),
     );
