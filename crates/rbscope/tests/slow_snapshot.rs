@@ -34,7 +34,11 @@ fn wait_for_snapshots(sb: &Sandbox, n: usize, secs: u64, what: &str) -> Vec<J> {
 fn wait_for_file(path: &Path) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !path.exists() {
-        assert!(Instant::now() < deadline, "{} never appeared", path.display());
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -47,7 +51,10 @@ fn assert_slow(sb: &Sandbox, row: &J, how: &str, frame: &str, local: &str, value
     let trigger = &snap["trigger"];
     assert_eq!(trigger["kind"], "slow", "{trigger}");
     assert_eq!(trigger["reason"], how, "{trigger}");
-    assert!(!trigger["thread"].as_str().unwrap_or("").is_empty(), "{trigger}");
+    assert!(
+        !trigger["thread"].as_str().unwrap_or("").is_empty(),
+        "{trigger}"
+    );
     let message = snap["exception"]["message"].as_str().unwrap();
     assert!(message.ends_with(&format!("({how})")), "{message}");
     let s = Snap(&snap);
@@ -135,7 +142,10 @@ run lambda {{ |env|
         .iter()
         .map(|f| f["label"].as_str().unwrap())
         .collect();
-    assert!(labels[0].starts_with("Checkout#wait_for_stock"), "{labels:?}");
+    assert!(
+        labels[0].starts_with("Checkout#wait_for_stock"),
+        "{labels:?}"
+    );
 
     let text = restore(
         &sb,
@@ -590,5 +600,8 @@ end
     assert_eq!(extra["job_class"], "SyncJob", "{extra}");
     assert_eq!(extra["queue"], "sync", "{extra}");
     assert_eq!(extra["attempt"], "1", "{extra}");
-    assert!(!extra["job_id"].as_str().unwrap_or("").is_empty(), "{extra}");
+    assert!(
+        !extra["job_id"].as_str().unwrap_or("").is_empty(),
+        "{extra}"
+    );
 }
