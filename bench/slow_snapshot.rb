@@ -4,10 +4,26 @@
 # Rbscope::Middleware in front) served with slow_snapshot off and with slow_snapshot: 10, side
 # by side, loaded by wrk over loopback; rounds alternate off/on, each in a fresh puma.
 #   ruby bench/slow_snapshot.rb [ROUNDS] [SECONDS]     (needs scripts/build, wrk, Debian's puma)
-# Prints requests per second of each round, then the best and the median of each mode and
-# the ratio off/on (1.00x: no cost; the issue's target is at most 1.02x).
+# Prints, for each round, requests per second and the CPU time puma spent per request (its
+# utime + stime from /proc over the measured run: less moved by other load on the machine than
+# throughput), then the median of each mode and their ratios (1.00x: no cost; the issue's
+# target is at most 1.02x).
 require "socket"
 require "tmpdir"
+
+# `ruby bench/slow_snapshot.rb inproc on|off N`: N calls of the same middleware-wrapped app in
+# this process, no server, for an instruction count that machine noise cannot move:
+#   valgrind --tool=callgrind --callgrind-out-file=/dev/null ruby bench/slow_snapshot.rb inproc on 100000
+# (and `off`); the difference divided by N is what a watched request that is not slow costs.
+if ARGV[0] == "inproc"
+  $LOAD_PATH.unshift(File.expand_path("../gem/lib", __dir__))
+  require "rbscope"
+  Rbscope.start(slow_snapshot: ARGV.fetch(1) == "on" ? 10 : false, log: false)
+  app = Rbscope::Middleware.new(->(_env) { [200, {}, ["ok"]] })
+  env = { "REQUEST_METHOD" => "GET", "PATH_INFO" => "/", "HTTP_X_REQUEST_ID" => "r-1" }
+  Integer(ARGV.fetch(2)).times { app.call(env) }
+  exit
+end
 
 rounds = Integer(ARGV.fetch(0, "5"))
 seconds = Integer(ARGV.fetch(1, "10"))
@@ -31,7 +47,14 @@ ensure
   s&.close
 end
 
-# Requests per second of one puma with `mode`, after a 2-second warm-up.
+# CPU seconds (user + system) the process `pid` has used.
+def cpu_seconds(pid)
+  fields = File.read("/proc/#{pid}/stat").split(") ", 2)[1].split
+  (Integer(fields[11]) + Integer(fields[12])).to_f / 100 # USER_HZ
+end
+
+# [requests per second, CPU microseconds per request] of one puma with `mode`, after a
+# 2-second warm-up.
 def measure(mode, dir, lib, puma, seconds)
   port = free_port
   env = { "BENCH_SLOW" => mode, "RBSCOPE_STORE" => File.join(dir, "bench.db"),
@@ -49,8 +72,11 @@ def measure(mode, dir, lib, puma, seconds)
   end
   url = "http://127.0.0.1:#{port}/"
   system("wrk", "-t1", "-c8", "-d2s", url, out: File::NULL)
+  cpu = cpu_seconds(pid)
   out = IO.popen(["wrk", "-t1", "-c8", "-d#{seconds}s", url], &:read)
-  Float(out[/Requests\/sec:\s+([\d.]+)/, 1])
+  cpu = cpu_seconds(pid) - cpu
+  requests = Integer(out[/(\d+) requests in/, 1])
+  [Float(out[/Requests\/sec:\s+([\d.]+)/, 1]), cpu / requests * 1e6]
 ensure
   if pid
     Process.kill("TERM", pid)
@@ -58,16 +84,18 @@ ensure
   end
 end
 
-results = { "off" => [], "on" => [] }
+rps = { "off" => [], "on" => [] }
+cpu = { "off" => [], "on" => [] }
 rounds.times do |i|
   %w[off on].each do |mode|
-    rps = measure(mode, dir, lib, puma, seconds)
-    results[mode] << rps
-    puts format("round %d  slow_snapshot %-3s  %8.0f requests/s", i + 1, mode, rps)
+    r, c = measure(mode, dir, lib, puma, seconds)
+    rps[mode] << r
+    cpu[mode] << c
+    puts format("round %d  slow_snapshot %-3s  %8.0f requests/s  %6.1f us CPU per request", i + 1, mode, r, c)
   end
 end
 median = ->(a) { a.sort[a.size / 2] }
-off_best, on_best = results["off"].max, results["on"].max
-off_med, on_med = median.(results["off"]), median.(results["on"])
-puts format("best    off %8.0f  on %8.0f  cost %.3fx", off_best, on_best, off_best / on_best)
-puts format("median  off %8.0f  on %8.0f  cost %.3fx", off_med, on_med, off_med / on_med)
+puts format("median requests/s        off %8.0f  on %8.0f  cost %.3fx",
+            median.(rps["off"]), median.(rps["on"]), median.(rps["off"]) / median.(rps["on"]))
+puts format("median CPU per request   off %6.1fus  on %6.1fus  cost %.3fx",
+            median.(cpu["off"]), median.(cpu["on"]), median.(cpu["on"]) / median.(cpu["off"]))

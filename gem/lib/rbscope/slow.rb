@@ -6,30 +6,35 @@ module Rbscope
   # request's or job's facts as context; then it goes on untouched.
   #
   # One watchdog thread per process ("rbscope-slow", started at the first watch, again in a
-  # forked child) waits on a condition variable until the earliest deadline. A request costs a
-  # watch on entry and a done on exit: an entry in an identity Hash under a Mutex, nothing
-  # else. Every watch has the same budget, so deadlines come in the order of the Hash and the
-  # first entry is always the next one due; the watchdog, once asleep until some deadline,
-  # wakes then, drops nothing but what is due, and sleeps until the deadline of the first
-  # entry left. So a watch wakes it only when it sleeps with no deadline (nothing was
-  # watched): under load the watchdog wakes about once per budget, not once per request (a
-  # wake per request cost a busy puma a quarter of its throughput in GVL hand-overs). The
-  # snapshot is taken outside the Mutex; whatever goes wrong in the watchdog is rescued and
-  # the watchdog goes on.
+  # forked child) waits on a condition variable until the earliest deadline. The registry is
+  # an identity Hash from each watched thread to its watch, so a request costs one insert on
+  # entry and one delete on exit, and a thread already watched (a job run inside a request, an
+  # ActiveJob inside Sidekiq) is not watched twice. Every watch has the same budget, so
+  # deadlines come in the order of the Hash and its first entry is always the next one due.
+  # The watchdog, once asleep until a deadline, wakes then, takes out only what is due, and
+  # sleeps until the deadline of the first entry left; a watch wakes it only when it sleeps
+  # with no deadline (nothing was watched). Under load it wakes about once per budget, not once
+  # per request: a wake per request cost a busy puma a quarter of its throughput in GVL
+  # hand-overs. A watch and a done are single Hash operations, atomic under CRuby's GVL (the
+  # only Ruby rbscope runs on), so they take the Mutex only to wake the watchdog. The snapshot
+  # is taken outside the Mutex; whatever goes wrong in the watchdog is rescued and it goes on.
   module Slow
-    # Watches kept at most; past this a request is not watched.
+    # Threads watched at most; past this a request is not watched.
     MAX_WATCHED = 10_000
 
-    # One watched request or job. `subject`: the Rack env of a request (its facts are read
-    # only when it is slow) or the facts of a job.
-    Watch = Struct.new(:thread, :deadline, :what, :subject, :done)
+    # A watch: [deadline, what, subject, done]. `what`: "request" or "job"; `subject`: the
+    # Rack env of a request (its facts are read only when it is slow) or the facts of a job.
+    DEADLINE = 0
+    WHAT = 1
+    SUBJECT = 2
+    DONE = 3
 
     @mutex = Mutex.new
     @wakeup = ConditionVariable.new
     @watched = {}.compare_by_identity
     @budget = nil
     @thread = nil
-    # When the watchdog will wake by itself (nil: it waits for a signal).
+    # When the watchdog will wake by itself (nil: it waits for a signal, or is not running).
     @wake_at = nil
 
     class << self
@@ -46,37 +51,36 @@ module Rbscope
       end
 
       # Starts watching this thread's request (`what` "request", `subject` its env) or job
-      # (`what` "job", `subject` its facts). Returns the watch to hand to #done, or nil when
-      # slow snapshots are off, this thread is already watched (a job run inside a request,
-      # an ActiveJob inside Sidekiq) or the registry is full.
+      # (`what` "job", `subject` its facts). Returns the watch to hand to #done on the same
+      # thread, or nil when slow snapshots are off, this thread is already watched or the
+      # registry is full.
       def watch(what, subject)
         budget = @budget
-        return nil if budget.nil? || Thread.current[:__rbscope_slow]
+        return nil if budget.nil?
 
-        w = Watch.new(Thread.current, Process.clock_gettime(Process::CLOCK_MONOTONIC) + budget, what, subject, false)
-        @mutex.synchronize do
-          return nil if @watched.size >= MAX_WATCHED
+        watched = @watched
+        thread = Thread.current
+        return nil if watched.key?(thread) || watched.size >= MAX_WATCHED
 
-          @watched[w] = true
-          start_watchdog unless @thread&.alive?
-          if @wake_at.nil? || w.deadline < @wake_at
-            @wake_at = w.deadline
-            @wakeup.signal
-          end
-        end
-        Thread.current[:__rbscope_slow] = true
+        deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + budget
+        w = [deadline, what, subject, false]
+        # Inserted, then @wake_at read: the watchdog clears @wake_at before it looks at the
+        # registry, so either it sees this entry or this watch sees nil and wakes it (under
+        # the Mutex, so not before it waits).
+        watched[thread] = w
+        wake_at = @wake_at
+        wake(deadline) if wake_at.nil? || deadline < wake_at
         w
       rescue StandardError
         nil
       end
 
-      # The request or job of `w` (from #watch) ended.
+      # The request or job of `w` (from #watch, on this thread) ended.
       def done(w)
         return unless w
 
-        w.done = true
-        Thread.current[:__rbscope_slow] = nil
-        @mutex.synchronize { @watched.delete(w) }
+        w[DONE] = true
+        @watched.delete(Thread.current)
       rescue StandardError
         nil
       end
@@ -88,7 +92,6 @@ module Rbscope
         @watched = {}.compare_by_identity
         @thread = nil
         @wake_at = nil
-        Thread.current[:__rbscope_slow] = nil
       end
 
       # How many requests and jobs are watched now.
@@ -96,53 +99,62 @@ module Rbscope
 
       private
 
-      # (Under @mutex.)
-      def start_watchdog
-        @thread = Thread.new { watchdog }
-        @thread.name = "rbscope-slow"
-        @thread.report_on_exception = false
-      end
-
-      # Never ends on an error: it is rescued, and the watchdog pauses a moment so that an
-      # error that repeats cannot make it spin.
-      def watchdog
-        loop do
-          w = next_due
-          snapshot(w) if w
-        rescue StandardError
-          sleep 0.1
+      # Starts the watchdog if it is not running, else wakes it to look again.
+      def wake(deadline)
+        @mutex.synchronize do
+          if @thread&.alive?
+            @wake_at = deadline
+            @wakeup.signal
+          else
+            @thread = Thread.new { watchdog }
+            @thread.name = "rbscope-slow"
+            @thread.report_on_exception = false
+          end
         end
       end
 
-      # Waits for the first watch to be due and takes it out of the registry.
+      # Never ends on an error: it is rescued, and the watchdog pauses a moment so that an
+      # error that repeats cannot make it spin. Should it end anyway, the next watch starts
+      # another.
+      def watchdog
+        loop do
+          thread, w = next_due
+          snapshot(thread, w) if w
+        rescue StandardError
+          sleep 0.1
+        end
+      ensure
+        @wake_at = nil
+      end
+
+      # Waits for the first watch to be due and takes it out of the registry: [thread, watch].
       def next_due
         @mutex.synchronize do
           loop do
+            @wake_at = nil
             first = @watched.first
             if first.nil?
-              @wake_at = nil
               @wakeup.wait(@mutex)
               next
             end
-            w = first[0]
-            wait = w.deadline - Process.clock_gettime(Process::CLOCK_MONOTONIC)
+            thread, w = first
+            wait = w[DEADLINE] - Process.clock_gettime(Process::CLOCK_MONOTONIC)
             if wait <= 0
-              @watched.delete(w)
-              return w
+              @watched.delete(thread)
+              return first
             end
-            @wake_at = w.deadline
+            @wake_at = w[DEADLINE]
             @wakeup.wait(@mutex, wait)
           end
         end
       end
 
       # One live snapshot of the slow thread, unless its request ended meanwhile.
-      def snapshot(w)
-        facts = w.what == "request" ? Middleware.request_context(w.subject) : w.subject
-        how = "#{w.what} still running after #{@budget_text}"
-        thread = w.thread
+      def snapshot(thread, w)
+        facts = w[WHAT] == "request" ? Middleware.request_context(w[SUBJECT]) : w[SUBJECT]
+        how = "#{w[WHAT]} still running after #{@budget_text}"
         context = Context.for_report(Context.extra(facts), thread)
-        return if w.done || !thread.alive?
+        return if w[DONE] || !thread.alive?
 
         Native.snapshot(thread, context, how, true)
       end
