@@ -4,6 +4,7 @@
 # Rbscope::Middleware in front) served with slow_snapshot off and with slow_snapshot: 10, side
 # by side, loaded by wrk over loopback; rounds alternate off/on, each in a fresh puma.
 #   ruby bench/slow_snapshot.rb [ROUNDS] [SECONDS]     (needs scripts/build, wrk, Debian's puma)
+#   ruby bench/slow_snapshot.rb callgrind [REQUESTS]    (instructions; needs valgrind, not wrk)
 # Prints, for each round, requests per second and the CPU time puma spent per request (its
 # utime + stime from /proc over the measured run: less moved by other load on the machine than
 # throughput), then the median of each mode and their ratios (1.00x: no cost; the issue's
@@ -25,11 +26,11 @@ if ARGV[0] == "inproc"
   exit
 end
 
-rounds = Integer(ARGV.fetch(0, "5"))
-seconds = Integer(ARGV.fetch(1, "10"))
+rounds = ARGV[0] == "callgrind" ? 0 : Integer(ARGV.fetch(0, "5"))
+seconds = ARGV[0] == "callgrind" ? 0 : Integer(ARGV.fetch(1, "10"))
 lib = File.expand_path("../gem/lib", __dir__)
 puma = "/usr/bin/puma"
-abort "needs wrk (apt-get install wrk)" unless system("command -v wrk >/dev/null")
+abort "needs wrk (apt-get install wrk)" unless ARGV[0] == "callgrind" || system("command -v wrk >/dev/null")
 abort "needs Debian's puma (#{puma})" unless File.exist?(puma)
 
 dir = Dir.mktmpdir("rbscope-slow-bench")
@@ -82,6 +83,44 @@ ensure
     Process.kill("TERM", pid)
     Process.wait(pid)
   end
+end
+
+# `ruby bench/slow_snapshot.rb callgrind [REQUESTS]`: the same puma app under valgrind's
+# callgrind, asked 1,000 and then 1,000 + REQUESTS (default 5,000) requests one after the
+# other on one keep-alive connection (Net::HTTP); the difference of the two instruction counts
+# divided by REQUESTS is what puma spends per request, which machine noise cannot move.
+if ARGV[0] == "callgrind"
+  require "net/http"
+  extra = Integer(ARGV.fetch(1, "5000"))
+  count = lambda do |mode, requests|
+    port = free_port
+    log = File.join(dir, "callgrind-#{mode}-#{requests}.txt")
+    env = { "BENCH_SLOW" => mode, "RBSCOPE_STORE" => File.join(dir, "bench.db"),
+            "XDG_RUNTIME_DIR" => dir, "RUBYOPT" => nil }
+    pid = spawn(env, "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", "ruby", "-I#{lib}",
+                puma, "-q", "-b", "tcp://127.0.0.1:#{port}", "-t", "4:4", "-e", "production",
+                File.join(dir, "config.ru"), out: File::NULL, err: log)
+    deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + 120
+    begin
+      Net::HTTP.start("127.0.0.1", port) { |h| h.get("/") }
+    rescue SystemCallError
+      raise "puma did not start under valgrind" if Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
+
+      sleep 0.2
+      retry
+    end
+    Net::HTTP.start("127.0.0.1", port) { |h| requests.times { h.get("/") } }
+    Process.kill("TERM", pid)
+    Process.wait(pid)
+    Integer(File.read(log)[/refs:\s+([\d,]+)/, 1].delete(","))
+  end
+  per = {}
+  %w[off on].each do |mode|
+    per[mode] = (count.(mode, 1000 + extra) - count.(mode, 1000)) / extra
+    puts format("slow_snapshot %-3s  %8d instructions per request", mode, per[mode])
+  end
+  puts format("cost %.3fx (%d instructions per request)", per["on"].to_f / per["off"], per["on"] - per["off"])
+  exit
 end
 
 rps = { "off" => [], "on" => [] }

@@ -12,9 +12,10 @@ module Rbscope
   # ActiveJob inside Sidekiq) is not watched twice. Every watch has the same budget, so
   # deadlines come in the order of the Hash and its first entry is always the next one due.
   # The watchdog, once asleep until a deadline, wakes then, takes out only what is due, and
-  # sleeps until the deadline of the first entry left; a watch wakes it only when it sleeps
-  # with no deadline (nothing was watched). Under load it wakes about once per budget, not once
-  # per request: a wake per request cost a busy puma a quarter of its throughput in GVL
+  # sleeps until the deadline of the first entry left, or one budget when nothing is watched;
+  # a watch wakes it only when it sleeps with no deadline or a later one (after a change of
+  # budget, or when it is not running). So it wakes about once per budget, not once per
+  # request: a wake per request cost a busy puma a quarter of its throughput in GVL
   # hand-overs. A watch and a done are single Hash operations, atomic under CRuby's GVL (the
   # only Ruby rbscope runs on), so they take the Mutex only to wake the watchdog. The snapshot
   # is taken outside the Mutex; whatever goes wrong in the watchdog is rescued and it goes on.
@@ -134,7 +135,7 @@ module Rbscope
             @wake_at = nil
             first = @watched.first
             if first.nil?
-              @wakeup.wait(@mutex)
+              idle
               next
             end
             thread, w = first
@@ -146,6 +147,21 @@ module Rbscope
             @wake_at = w[DEADLINE]
             @wakeup.wait(@mutex, wait)
           end
+        end
+      end
+
+      # Nothing is watched: sleep one budget (a watch made meanwhile is due after that, so it
+      # need not wake the watchdog), or until woken when slow snapshots are off. Were it to
+      # sleep until woken, a server that answers one request at a time would wake it at every
+      # request: each finds it asleep with no deadline, and it finds the registry empty again.
+      # (Under @mutex.)
+      def idle
+        budget = @budget
+        if budget
+          @wake_at = Process.clock_gettime(Process::CLOCK_MONOTONIC) + budget
+          @wakeup.wait(@mutex, budget)
+        else
+          @wakeup.wait(@mutex)
         end
       end
 
