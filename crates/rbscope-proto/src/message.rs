@@ -79,7 +79,8 @@ pub struct TakenSnapshot {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SnapshotsTaken {
     pub taken: Vec<TakenSnapshot>,
-    /// How long the agent held the VM (every other Ruby thread waited) to take them.
+    /// How long the agent held the VM (every other Ruby thread waited) to take them, in all:
+    /// it takes one thread at a time and lets the app run between two.
     pub held_us: u64,
     /// How long the request waited for the VM to give the agent a turn.
     pub waited_us: u64,

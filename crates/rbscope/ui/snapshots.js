@@ -313,8 +313,12 @@ function exceptionHeader(snap) {
     item('revision', c.app_revision, 'mono'));
   const signed = snap.signed === true ? h('span', { class: 'badge badge-ok', title: 'the store key\'s signature matches: restore trusts it' }, 'signed')
     : snap.signed === false ? h('span', { class: 'badge badge-warn', title: 'unsigned or the signature does not match: restore needs --trust' }, 'unsigned') : null;
+  // A snapshot no exception caused (format 3's trigger) is titled by what took it.
+  const t = snap.trigger;
+  const title = t ? `${t.kind[0].toUpperCase()}${t.kind.slice(1)} snapshot of thread ${t.thread}` : (e.class || '(unknown class)');
+  const kind = t ? h('span', { class: 'badge', testid: 'trigger', title: t.reason }, t.reason) : null;
   return h('header', { class: 'exc-header', testid: 'exception' },
-    h('div', { class: 'exc-title' }, h('h1', { class: 'exc-class' }, e.class || '(unknown class)'), signed),
+    h('div', { class: 'exc-title' }, h('h1', { class: 'exc-class' }, title), kind, signed),
     h('pre', { class: 'exc-msg' }, e.message ?? ''),
     h('div', { class: 'meta' }, meta));
 }

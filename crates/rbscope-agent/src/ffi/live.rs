@@ -31,7 +31,6 @@ pub fn thread_main(_gvl: Gvl) -> VALUE {
 }
 
 /// Yields the GVL to a waiting thread, as `Thread.pass` does.
-#[cfg(ruby_gte_3_3)]
 pub fn thread_schedule(_gvl: Gvl) {
     // SAFETY: GVL held (token): only a thread holding it may give it up this way.
     unsafe { rb_sys::rb_thread_schedule() }

@@ -55,7 +55,9 @@ pub fn read(gvl: Gvl, asked: Instant) -> AgentMessage {
     })
 }
 
-/// Stores a live snapshot of each thread `request` names (host::select_threads).
+/// Stores a live snapshot of each thread `request` names (host::select_threads), one at a
+/// time: between two, the agent lets the app's threads run. `held_us` is the time the VM was
+/// held for the snapshots themselves.
 pub fn snapshot(gvl: Gvl, request: SnapshotRequest, asked: Instant) -> AgentMessage {
     let started = Instant::now();
     let Some(agent) = state::current() else {
@@ -72,7 +74,23 @@ pub fn snapshot(gvl: Gvl, request: SnapshotRequest, asked: Instant) -> AgentMess
     };
     let context = ffi::const_at(gvl, "Rbscope::Context");
     let mut taken = Vec::new();
-    for (th, facts) in chosen.into_iter().filter_map(|i| found.get(i)) {
+    let mut held = 0;
+    for (n, (th, facts)) in chosen.into_iter().filter_map(|i| found.get(i)).enumerate() {
+        // The app runs between two threads' snapshots: it pauses for one at a time.
+        if n > 0 {
+            rb::thread_schedule(gvl);
+        }
+        let one = Instant::now();
+        let alive = ffi::core_call(gvl, "Thread", "alive?", *th, &[]).map(ffi::truthy);
+        if !matches!(alive, Ok(true)) {
+            taken.push(TakenSnapshot {
+                thread: facts.describe(),
+                tid: facts.tid,
+                id: None,
+                note: Some("it ended before its turn".into()),
+            });
+            continue;
+        }
         // The thread's context as Rbscope.snapshot makes it (its name, the gems).
         let ctx = context
             .and_then(|c| ffi::call(gvl, c, "for_thread", &[*th]).ok())
@@ -89,11 +107,12 @@ pub fn snapshot(gvl: Gvl, request: SnapshotRequest, asked: Instant) -> AgentMess
             }),
             id,
         });
+        held += one.elapsed().as_micros() as u64;
     }
     std::hint::black_box(list);
     AgentMessage::Snapshots(SnapshotsTaken {
         taken,
-        held_us: started.elapsed().as_micros() as u64,
+        held_us: held,
         waited_us: started.duration_since(asked).as_micros() as u64,
     })
 }

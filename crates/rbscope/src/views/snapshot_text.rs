@@ -23,7 +23,15 @@ pub struct Options {
 pub fn snapshot(s: &Snapshot, o: &Options) -> String {
     let mut out = String::new();
     let e = &s.exception;
-    let _ = writeln!(out, "{}: {}", e.class_name, e.message.trim_end());
+    match &s.extras.trigger {
+        // A snapshot no exception caused says what took it.
+        Some(t) => {
+            let _ = writeln!(out, "{} snapshot: {}", t.kind, e.message.trim_end());
+        }
+        None => {
+            let _ = writeln!(out, "{}: {}", e.class_name, e.message.trim_end());
+        }
+    }
     for c in &e.causes {
         let _ = writeln!(
             out,
