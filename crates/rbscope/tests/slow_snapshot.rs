@@ -147,6 +147,17 @@ run lambda {{ |env|
         "{labels:?}"
     );
 
+    // `show` titles it by its trigger.
+    let shown = sb.show_text(rows[0]["id"].as_str().unwrap());
+    assert!(
+        shown.starts_with("slow snapshot: thread ")
+            && shown
+                .lines()
+                .next()
+                .unwrap()
+                .ends_with("(request still running after 1s)"),
+        "{shown}"
+    );
     let text = restore(
         &sb,
         rows[0]["id"].as_str().unwrap(),
