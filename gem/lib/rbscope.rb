@@ -45,6 +45,7 @@ Rbscope.__require_own "args"
 Rbscope.__require_own "magic_roots"
 Rbscope.__require_own "settings"
 Rbscope.__require_own "public_args"
+Rbscope.__require_own "slow"
 
 if Rbscope.disabled?
   Rbscope.__require_own "disabled"

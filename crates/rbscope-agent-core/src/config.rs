@@ -47,7 +47,13 @@ pub struct Config {
     pub capture: String,
     /// Retention the writer applies (at most once a minute): oldest snapshots go first.
     pub retention: rbscope_store::Retention,
+    /// Seconds a request or job may run before lib/rbscope/slow.rb's watchdog stores one live
+    /// snapshot of its thread; None: off. Kept here so `rbscope doctor -p` shows it.
+    pub slow_snapshot: Option<f64>,
 }
+
+/// The longest `slow_snapshot` budget, in seconds (settings.rb checks the same).
+pub const MAX_SLOW_SNAPSHOT: f64 = 1_000_000.0;
 
 impl Default for Config {
     fn default() -> Self {
@@ -78,6 +84,7 @@ impl Default for Config {
             pending_captures: 32,
             capture: "auto".into(),
             retention: rbscope_store::Retention::default(),
+            slow_snapshot: None,
         }
     }
 }
@@ -167,6 +174,7 @@ impl Config {
                 "retention_bytes" => {
                     c.retention.max_bytes = Some(num(v, 0, MAX_STORE_FIGURE)?).filter(|n| *n > 0)
                 }
+                "slow_snapshot" => c.slow_snapshot = Some(slow_seconds(v)?),
                 "capture" => match v.trim() {
                     "auto" | "" => c.capture = "auto".into(),
                     "inspector" => c.capture = "inspector".into(),
@@ -180,6 +188,13 @@ impl Config {
             }
         }
         Ok(c)
+    }
+
+    /// `slow_snapshot` as `doctor -p` shows it: `10s`, `0.25s`, or `off`.
+    pub fn slow_snapshot_text(&self) -> String {
+        self.slow_snapshot
+            .map(|s| format!("{s}s"))
+            .unwrap_or_else(|| "off".into())
     }
 
     /// The settings as `rbscope doctor -p` shows them.
@@ -227,6 +242,7 @@ impl Config {
             ),
             ("store_backlog".into(), self.store_backlog.to_string()),
             ("redact".into(), self.redaction.enabled.to_string()),
+            ("slow_snapshot".into(), self.slow_snapshot_text()),
             (
                 "retention".into(),
                 format!(
@@ -246,5 +262,68 @@ impl Config {
                 ),
             ),
         ]
+    }
+}
+
+/// A `slow_snapshot` budget: a number of seconds above 0 and at most [`MAX_SLOW_SNAPSHOT`].
+fn slow_seconds(v: &str) -> Result<f64, String> {
+    v.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s > 0.0 && *s <= MAX_SLOW_SNAPSHOT)
+        .ok_or_else(|| {
+            format!(
+                "rbscope: setting slow_snapshot wants a number of seconds above 0 and at most \
+                 {MAX_SLOW_SNAPSHOT}, got {v:?}"
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(k: &str, v: &str) -> Vec<(String, String)> {
+        vec![(k.to_string(), v.to_string())]
+    }
+
+    #[test]
+    fn slow_snapshot_is_off_by_default_and_takes_positive_seconds() {
+        let c = Config::default();
+        assert_eq!(
+            (c.slow_snapshot, c.slow_snapshot_text()),
+            (None, "off".into())
+        );
+        for (text, secs, shown) in [
+            ("10.0", 10.0, "10s"),
+            (" 0.25 ", 0.25, "0.25s"),
+            ("1000000", 1e6, "1000000s"),
+        ] {
+            let c = Config::from_pairs(&pairs("slow_snapshot", text)).unwrap();
+            assert_eq!(c.slow_snapshot, Some(secs), "{text}");
+            assert_eq!(c.slow_snapshot_text(), shown);
+            assert!(c
+                .describe()
+                .contains(&("slow_snapshot".into(), shown.into())));
+        }
+        for bad in ["0", "-1", "", "NaN", "inf", "1000000.5", "ten", "1e400"] {
+            let e = Config::from_pairs(&pairs("slow_snapshot", bad)).unwrap_err();
+            assert!(
+                e.contains("slow_snapshot wants a number of seconds above 0"),
+                "{bad}: {e}"
+            );
+            assert!(e.contains(&format!("{bad:?}")), "{e}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_setting_or_a_bad_number_is_named() {
+        let e = Config::from_pairs(&pairs("nope", "1")).unwrap_err();
+        assert_eq!(e, "rbscope: unknown setting \"nope\"");
+        let e = Config::from_pairs(&pairs("max_frames", "0")).unwrap_err();
+        assert!(
+            e.contains("max_frames wants a whole number from 1 to 10000"),
+            "{e}"
+        );
     }
 }

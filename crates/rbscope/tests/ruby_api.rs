@@ -76,7 +76,7 @@ puts "alive"
                  max_string_bytes, max_collection_items, source_context_lines, rate_limit, \
                  max_store_bytes, store_backlog, magic_roots, redact, redact_names, log, \
                  control_socket, allow_eval, trace_buffer, pending_captures, capture, \
-                 retention_days, retention_count, retention_bytes";
+                 retention_days, retention_count, retention_bytes, slow_snapshot";
     let path = "a path (a String or a Pathname) or a postgres:// URL";
     assert_eq!(
         out,
@@ -148,6 +148,7 @@ fn bad_environment_variables_are_ignored_with_one_line_and_the_app_boots() {
             .env("RBSCOPE_LOG", "maybe")
             .env("RBSCOPE_CAPTURE", "fast")
             .env("RBSCOPE_MAX_FRAMES", "-3")
+            .env("RBSCOPE_SLOW_SNAPSHOT", "10s")
             .env_remove("RUBYOPT")
             .env_remove("RBSCOPE_DISABLE");
         let out = cmd.output().unwrap();
@@ -166,6 +167,11 @@ fn bad_environment_variables_are_ignored_with_one_line_and_the_app_boots() {
                 "RBSCOPE_RETENTION_DAYS",
                 "18446744073709551615",
                 &number(0, 100_000),
+            ),
+            ignored(
+                "RBSCOPE_SLOW_SNAPSHOT",
+                "10s",
+                "expected a number of seconds above 0 and at most 1000000",
             ),
         ];
         if how == "autostart" {

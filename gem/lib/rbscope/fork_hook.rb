@@ -7,7 +7,10 @@ module Rbscope
     module Hook
       def _fork
         pid = super
-        Rbscope::Native.after_fork if pid.zero?
+        if pid.zero?
+          Rbscope::Slow.after_fork
+          Rbscope::Native.after_fork
+        end
         pid
       end
     end

@@ -4,7 +4,8 @@ module Rbscope
   # Rack middleware for any Rack app (Sinatra, Roda, plain Rack): a request that ends in an
   # unhandled exception stores a snapshot with the request's method, path, request id and user
   # agent. Frameworks that rescue the exception and render their own 500 (Sinatra outside
-  # development) leave it in the env; that is reported too.
+  # development) leave it in the env; that is reported too. With `slow_snapshot` set, a request
+  # still running after that many seconds gets one live snapshot of its thread (slow.rb).
   #
   #   require "rbscope"
   #   Rbscope.start
@@ -18,12 +19,15 @@ module Rbscope
     end
 
     def call(env)
+      watch = Slow.watch("request", env)
       response = @app.call(env)
       report_rendered(response, env)
       response
     rescue Exception => e # rubocop:disable Lint/RescueException
       report(e, env) unless e.is_a?(SignalException) || e.is_a?(SystemExit)
       raise
+    ensure
+      Slow.done(watch)
     end
 
     # The request facts stored with a snapshot (nothing when `env` is not a Hash).

@@ -6,7 +6,9 @@ module Rbscope
   # Rails integration: with `gem "rbscope"` in the Gemfile (and `require "rbscope/rails"` when
   # Bundler does not require it), rbscope starts with the app, stores a snapshot for every
   # request that ends in an unhandled exception Rails answers with a 5xx (not the 4xx ones in
-  # `rescue_responses`, such as RecordNotFound), and for every failing ActiveJob perform.
+  # `rescue_responses`, such as RecordNotFound), and for every failing ActiveJob perform; with
+  # `config.rbscope.slow_snapshot = 10.seconds`, one live snapshot of a request or job still
+  # running after 10 seconds (slow.rb).
   # Rails' `filter_parameters` and ActiveRecord's `filter_attributes` names are redacted too.
   #
   # Rails' per-process singletons (the application, its config and routes, the logger, the
@@ -91,14 +93,23 @@ module Rbscope
       roots.each { |name, object| Rbscope.magic_root(name, object) unless object.nil? }
     end
 
+    # An ActiveJob's facts, stored with its snapshots.
+    def self.job_facts(job)
+      { job_class: job.class.name, job_id: job.job_id, queue: job.queue_name, attempt: job.executions }
+    rescue StandardError
+      {}
+    end
+
     initializer "rbscope.active_job" do
       ActiveSupport.on_load(:active_job) do
         around_perform do |job, block|
+          watch = Rbscope::Slow.watch("job", Railtie.job_facts(job)) if Rbscope::Slow.budget
           block.call
         rescue Exception => e # rubocop:disable Lint/RescueException
-          Rbscope.report(e, how: "job failed", job_class: job.class.name, job_id: job.job_id,
-                            queue: job.queue_name, attempt: job.executions)
+          Rbscope.report(e, how: "job failed", **Railtie.job_facts(job))
           raise
+        ensure
+          Rbscope::Slow.done(watch)
         end
       end
     end
@@ -111,10 +122,13 @@ module Rbscope
     end
 
     def call(env)
+      watch = Rbscope::Slow.watch("request", env)
       @app.call(env)
     rescue Exception => e # rubocop:disable Lint/RescueException
       report(e, env) if reportable?(e)
       raise
+    ensure
+      Rbscope::Slow.done(watch)
     end
 
     private

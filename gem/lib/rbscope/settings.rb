@@ -33,6 +33,7 @@ module Rbscope
       retention_days: "RBSCOPE_RETENTION_DAYS",
       retention_count: "RBSCOPE_RETENTION_COUNT",
       retention_bytes: "RBSCOPE_RETENTION_BYTES",
+      slow_snapshot: "RBSCOPE_SLOW_SNAPSHOT",
     }.freeze
 
     # What each option takes. Integers: the allowed range (the agent's config.rs checks the
@@ -61,6 +62,8 @@ module Rbscope
     TEXTS = %i[app_revision].freeze
     LISTS = %i[magic_roots redact_names].freeze
     CHOICES = { capture: %w[auto inspector] }.freeze
+    # Budgets in seconds (slow.rb): more than 0, at most this (config.rs checks the same).
+    SECONDS = { slow_snapshot: 1_000_000 }.freeze
     # Items of a list option, and bytes of a String one.
     MAX_ITEMS = 10_000
     MAX_TEXT = 4096
@@ -127,7 +130,9 @@ module Rbscope
       return nil if NilClass === value
 
       what = "Rbscope.start(#{key}:)"
-      if (range = INTEGERS[key])
+      if (max = SECONDS[key])
+        seconds(what, value, max)
+      elsif (range = INTEGERS[key])
         Args.integer(what, value, range)
       elsif FLAGS.include?(key)
         Args.flag(what, value)
@@ -146,6 +151,27 @@ module Rbscope
 
         choice
       end
+    end
+
+    # A budget in seconds: a positive Integer, Float or Rational (or an ActiveSupport::Duration,
+    # `10.seconds`) of at most `max`, as a Float; false turns it off (nil).
+    def seconds(what, value, max)
+      return nil if FalseClass === value
+
+      expected = "a number of seconds above 0 and at most #{max} (or false: off)"
+      value = value.to_f if duration?(value)
+      raise Args.type_error(what, expected, value) unless (Integer === value || Float === value || Rational === value)
+
+      seconds = value.to_f
+      raise Args.arg_error(what, expected, value) unless seconds.finite? && seconds.positive? && seconds <= max
+
+      seconds
+    end
+
+    # Whether `value` is an ActiveSupport::Duration (asked without calling its methods: it
+    # answers is_a?(Numeric) with true, but is no Numeric).
+    def duration?(value)
+      defined?(ActiveSupport::Duration) && ActiveSupport::Duration === value
     end
 
     # A list option: an Array of Strings or Symbols, or one String (comma separated) or Symbol.
@@ -189,6 +215,12 @@ module Rbscope
       elsif FLAGS.include?(key)
         flag = FLAG_WORDS[raw.strip.downcase]
         flag.nil? ? [nil, "expected 1, true, yes, on, 0, false, no or off"] : [flag, nil]
+      elsif (max = SECONDS[key])
+        text = raw.strip
+        n = text.match?(/\A\+?(\d{1,15}(\.\d{0,15})?|\.\d{1,15})\z/) ? Float(text.delete_prefix("+")) : nil
+        return [n, nil] if n&.positive? && n <= max
+
+        [nil, "expected a number of seconds above 0 and at most #{max}"]
       elsif (choices = CHOICES[key])
         choice = raw.strip.downcase
         return [nil, nil] if choice.empty?
