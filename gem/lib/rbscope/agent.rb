@@ -27,12 +27,14 @@ module Rbscope
     # Rbscope::Settings::KEYS for the list. Returns true when started, false when it was
     # already running.
     def start(**options)
-      started = Native.start(Settings.pairs(PublicArgs.start(options)))
+      pairs = Settings.pairs(PublicArgs.start(options))
+      started = Native.start(pairs)
       unless started
         announce_off
         return false
       end
 
+      Slow.configure(pairs.assoc("slow_snapshot")&.last)
       install_exit_hook
       ThreadReporting.install
       ForkHook.install
@@ -41,6 +43,7 @@ module Rbscope
     end
 
     def stop
+      Slow.configure(nil)
       Native.stop
     end
 
