@@ -10,7 +10,7 @@
 //! SIGKILL: the kernel closes the socket); then the agent's Ruby thread removes it.
 
 use super::queue::{Work, WorkQueue, NO_AGENT_THREAD, QUEUE_FULL};
-use super::Handler;
+use super::{Handler, STORED_WAIT};
 use crate::restore_data::Build;
 use rbscope_proto::{
     read_frame, write_frame, AgentMessage, BreakHit, BreakRequest, ClientMessage, FrameError,
@@ -321,7 +321,7 @@ pub(super) fn serve<H: Handler>(
         }
     };
     let end = match write_frame(&mut stream, &set) {
-        Ok(()) => pump(&mut stream, id, ends),
+        Ok(()) => pump(&mut stream, handler, id, ends),
         Err(_) => End::Gone,
     };
     remove(queue, id);
@@ -337,7 +337,7 @@ pub(super) fn serve<H: Handler>(
 }
 
 /// Sends the mailbox's messages to the client until the breakpoint ends.
-fn pump(stream: &mut UnixStream, id: u64, ends: Instant) -> End {
+fn pump<H: Handler>(stream: &mut UnixStream, handler: &H, id: u64, ends: Instant) -> End {
     let fd = stream.as_raw_fd();
     loop {
         let mut pfd = libc::pollfd {
@@ -362,6 +362,13 @@ fn pump(stream: &mut UnixStream, id: u64, ends: Instant) -> End {
             Some(b) => (std::mem::take(&mut b.messages), b.done.clone()),
             None => (VecDeque::new(), Some("removed".into())),
         });
+        // A hit's snapshot id goes out once the snapshot is in the store (as `snapshot -p`'s).
+        if messages
+            .iter()
+            .any(|m| matches!(m, AgentMessage::BreakHit(h) if h.id.is_some()))
+        {
+            handler.stored(STORED_WAIT);
+        }
         for m in messages {
             if write_frame(stream, &m).is_err() {
                 return End::Gone;

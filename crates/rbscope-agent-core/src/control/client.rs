@@ -2,16 +2,13 @@
 //! one by one until the client closes (a trace takes the connection over until it ends).
 
 use super::queue::{ask, Work};
-use super::{breakpoint, eval, trace, Handler, HeapRequest};
+use super::{breakpoint, eval, trace, Handler, HeapRequest, STORED_WAIT};
 use rbscope_proto::{
     mismatch_advice, read_frame, write_frame, AgentMessage, ClientMessage, FrameError, Welcome,
     PROTOCOL_VERSION,
 };
 use std::os::unix::net::UnixStream;
 use std::time::Instant;
-
-/// How long a live snapshot's answer waits for the store.
-const STORED_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Serves one connection. An error is a failed handshake or a broken connection.
 pub(super) fn handle<H: Handler>(mut stream: UnixStream, handler: &H) -> Result<(), FrameError> {
@@ -83,8 +80,7 @@ pub(super) fn handle<H: Handler>(mut stream: UnixStream, handler: &H) -> Result<
                     reply,
                 };
                 let answer = ask(handler.queue(), wait_ms, snapshot, |m| m);
-                // The ids go back once their snapshots are in the store, so `rbscope show ID`
-                // finds them at once (a store that keeps failing: the answer goes anyway).
+                // The ids go back once their snapshots are in the store.
                 if matches!(answer, AgentMessage::Snapshots(_)) {
                     handler.stored(STORED_WAIT);
                 }

@@ -103,11 +103,16 @@ pub trait Handler: Send + Sync + 'static {
     /// Answers a heap request (through the agent's Ruby thread).
     fn heap(&self, request: HeapRequest) -> AgentMessage;
     /// Waits up to `timeout` for the snapshots queued so far to be in the store (on the
-    /// connection's thread, never holding the VM); true when they are.
+    /// connection's thread, never holding the VM); true when they are. A snapshot id goes to a
+    /// client only after this ([`STORED_WAIT`]), so `rbscope show ID` finds it at once.
     fn stored(&self, _timeout: std::time::Duration) -> bool {
         true
     }
 }
+
+/// How long an answer carrying new snapshot ids waits for the store (a store that keeps
+/// failing: the answer goes anyway).
+pub(crate) const STORED_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Why the control socket could not be set up (the agent runs on without it).
 #[derive(Debug, Error)]

@@ -23,10 +23,11 @@ use rbscope_snapshot::walk::Walk;
 use rbscope_snapshot::{
     fingerprint, trigger_class, CauseInfo, Context, ExceptionInfo, Frame, Snapshot, Trigger,
 };
-/// What a live snapshot was taken for, when not asked by someone: (kind, reason).
-pub type Given = Option<(String, String)>;
 use rbscope_vm::captured;
 use rbscope_vm::raise_record::{self, InspectorFrame, Record, VmFrame};
+
+/// What a live snapshot was taken for, when not asked by someone: (kind, reason).
+pub type Given = Option<(String, String)>;
 
 /// Backtrace lines kept per exception.
 const MAX_BACKTRACE: usize = 500;
@@ -170,7 +171,7 @@ fn store(gvl: Gvl, agent: &Agent, s: Subject, ctx: VALUE, how: &str) -> Option<S
         })
         .collect();
     let (objects, mut stats, mut extras) = walk.finish(&mut reader);
-    extras.trigger = s.trigger.clone();
+    extras.trigger = s.trigger;
     stats.frames_skipped = s.skipped as u32;
     stats.locals_missing = s.locals_missing;
     let (redacted, truncated, cut) = tallies(&stats);
