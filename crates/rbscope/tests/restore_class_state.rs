@@ -5,7 +5,6 @@
 
 mod common;
 use common::*;
-use std::process::Command;
 
 /// The app's classes. Loading them (as the restore does with `-r ./model`) sets today's values:
 /// `@limit` 3, `@@loads` 0.
@@ -53,16 +52,7 @@ cart.checkout
 fn captured(sb: &Sandbox) -> String {
     sb.write("model.rb", MODEL);
     let app = sb.write("app.rb", APP);
-    let out = sb
-        .cli()
-        .args(["run", "--", "ruby"])
-        .arg(app)
-        .env("XDG_RUNTIME_DIR", sb.dir.path().join("run"))
-        .env_remove("RUBYOPT")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    sb.list()[0]["id"].as_str().unwrap().to_string()
+    sb.run_failing(&app)
 }
 
 /// The class-level state of `class` in `show --json`: its variables by name.
@@ -153,17 +143,7 @@ checks = {
 bad = checks.reject { |_, ok| ok }.keys
 puts bad.empty? ? "ALL OK" : "FAILED #{bad.inspect}"
 "##;
-    let script = sb.write("check.rb", &format!("ID = {id:?}\n{checks}"));
-    let out = Command::new("ruby")
-        .arg(format!("-I{}", gem_lib().display()))
-        .arg("-r./model")
-        .arg("-rrbscope/restore")
-        .arg(script)
-        .current_dir(sb.dir.path())
-        .env("RBSCOPE_STORE", sb.store())
-        .env_remove("RUBYOPT")
-        .output()
-        .unwrap();
+    let out = sb.restore_check(&format!("ID = {id:?}\n{checks}"));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}\n{text}", stderr(&out));
     assert_eq!(text.trim(), "ALL OK", "{}", stderr(&out));

@@ -8,7 +8,6 @@
 
 mod common;
 use common::*;
-use std::process::Command;
 
 /// The app's classes: loaded by the app, and by the restore (`-r ./model`).
 const MODEL: &str = r#"
@@ -100,37 +99,7 @@ values(Order.new([Point.new(3, 4)]))
 fn captured(sb: &Sandbox) -> String {
     sb.write("model.rb", MODEL);
     let app = sb.write("app.rb", APP);
-    run_failing(sb, &app)
-}
-
-/// Runs `app` under `rbscope run`; it must fail. Returns the id of the store's first snapshot.
-fn run_failing(sb: &Sandbox, app: &std::path::Path) -> String {
-    let out = sb
-        .cli()
-        .args(["run", "--", "ruby"])
-        .arg(app)
-        .env("XDG_RUNTIME_DIR", sb.dir.path().join("run"))
-        .env_remove("RUBYOPT")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    sb.list()[0]["id"].as_str().unwrap().to_string()
-}
-
-/// Runs `code` (as a UTF-8 file, whatever the locale) in a Ruby that loaded the model and
-/// rbscope/restore.
-fn ruby_check(sb: &Sandbox, code: &str) -> std::process::Output {
-    let script = sb.write("check.rb", code);
-    Command::new("ruby")
-        .arg(format!("-I{}", gem_lib().display()))
-        .arg("-r./model")
-        .arg("-rrbscope/restore")
-        .arg(script)
-        .current_dir(sb.dir.path())
-        .env("RBSCOPE_STORE", sb.store())
-        .env_remove("RUBYOPT")
-        .output()
-        .unwrap()
+    sb.run_failing(&app)
 }
 
 /// Checks in Ruby; each prints its name when it fails, so the assertion names them.
@@ -257,7 +226,7 @@ fn every_value_kind_comes_back_as_it_was() {
     }
 
     // In Ruby, without a console.
-    let out = ruby_check(&sb, &format!("ID = {id:?}\n{CHECKS}"));
+    let out = sb.restore_check(&format!("ID = {id:?}\n{CHECKS}"));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}\n{text}", stderr(&out));
     assert_eq!(text.trim(), "ALL OK", "{}", stderr(&out));
@@ -334,7 +303,7 @@ checks = {
 bad = checks.reject { |_, ok| ok }.keys
 puts bad.empty? ? "ALL OK" : "FAILED #{bad.inspect}"
 "##;
-    let out = ruby_check(&sb, &format!("ID = {:?}\n{checks}", snap.id));
+    let out = sb.restore_check(&format!("ID = {:?}\n{checks}", snap.id));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}\n{text}", stderr(&out));
     assert_eq!(text.trim(), "ALL OK", "{}", stderr(&out));
@@ -381,7 +350,7 @@ end
 go
 "#,
     );
-    let id = run_failing(&sb, &app);
+    let id = sb.run_failing(&app);
     let checks = r##"
 r = Rbscope.restore(ID, console: false)
 l = r.frames[0].locals
@@ -401,7 +370,7 @@ checks = {
 bad = checks.reject { |_, ok| ok }.keys
 puts bad.empty? ? "ALL OK" : "FAILED #{bad.inspect}"
 "##;
-    let out = ruby_check(&sb, &format!("ID = {id:?}\n{checks}"));
+    let out = sb.restore_check(&format!("ID = {id:?}\n{checks}"));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}\n{text}", stderr(&out));
     assert_eq!(text.trim(), "ALL OK", "{}", stderr(&out));

@@ -134,6 +134,37 @@ impl Sandbox {
         c
     }
 
+    /// Runs `app` under `rbscope run`; it must fail (an exception escapes). Returns the id of
+    /// the store's first snapshot.
+    pub fn run_failing(&self, app: &Path) -> String {
+        let out = self
+            .cli()
+            .args(["run", "--", "ruby"])
+            .arg(app)
+            .env("XDG_RUNTIME_DIR", self.dir.path().join("run"))
+            .env_remove("RUBYOPT")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        self.list()[0]["id"].as_str().unwrap().to_string()
+    }
+
+    /// Runs `code` (written as a UTF-8 file, whatever the locale) in a Ruby that loaded the
+    /// sandbox's `model.rb` and rbscope/restore, on the sandbox's store.
+    pub fn restore_check(&self, code: &str) -> Output {
+        let script = self.write("check.rb", code);
+        Command::new("ruby")
+            .arg(format!("-I{}", gem_lib().display()))
+            .arg("-r./model")
+            .arg("-rrbscope/restore")
+            .arg(script)
+            .current_dir(self.dir.path())
+            .env("RBSCOPE_STORE", self.store())
+            .env_remove("RUBYOPT")
+            .output()
+            .unwrap()
+    }
+
     /// Runs the CLI on the store `store` (not the sandbox's own), checks that it succeeded and
     /// returns its standard output.
     pub fn cli_on(&self, store: &Path, args: &[&str]) -> String {
