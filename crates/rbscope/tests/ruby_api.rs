@@ -262,6 +262,49 @@ alive
     assert_eq!(get("1"), "2");
 }
 
+/// Thread#kill and Thread#raise (Timeout) reach a thread that is reporting or snapshotting:
+/// the agent's protected calls into Ruby must not catch and lose them. (They did: a thread
+/// killed while it reported went on forever, and so did the process at exit.)
+#[test]
+fn a_thread_busy_reporting_can_be_killed_and_timed_out() {
+    let sb = Sandbox::new();
+    let out = run(
+        &sb,
+        r##"require "timeout"
+Rbscope.start(log: false, rate_limit: 0)
+class Boom < StandardError; end
+def deep(n) = n.zero? ? raise(Boom, "deep") : deep(n - 1)
+# A thread that reports (or snapshots itself) in a loop; `ready` once it has done so.
+def busy(ready, &one) = Thread.new { n = 0; loop { one.call; ready << true if (n += 1) == 3 } }
+def report_one
+  deep(30)
+rescue Boom => e
+  Rbscope.report(e)
+end
+{ "report" => -> { report_one }, "snapshot" => -> { Rbscope.snapshot(Thread.current, n: 1) } }.each do |what, one|
+  ready = Queue.new
+  t = busy(ready, &one)
+  ready.pop
+  t.kill
+  # A thread that cannot be killed would also keep the process from exiting: leave at once.
+  (puts "#{what}: the thread was not killed"; exit!(3)) unless t.join(10)
+  puts "#{what}: killed"
+end
+timed = Thread.new do
+  Timeout.timeout(0.2) { loop { report_one } }
+rescue Timeout::Error
+  :timed_out
+end
+(puts "Timeout::Error was lost"; exit!(3)) unless timed.join(10)
+puts "timeout: #{timed.value}"
+"##,
+    );
+    assert_eq!(
+        out,
+        "report: killed\nsnapshot: killed\ntimeout: timed_out\n"
+    );
+}
+
 #[test]
 fn backtrace_heap_dump_count_objects_magic_root_and_restore_check_their_arguments() {
     let sb = Sandbox::new();

@@ -22,6 +22,9 @@ module Rbscope
     def inspect = "#<Rbscope::Frame #{self}>"
   end
 
+  # See Rbscope.__reading_this_thread.
+  HOLD_INTERRUPTS = { Object => :never }.freeze
+
   class << self
     # Starts capturing. Options override RBSCOPE_* environment variables; see
     # Rbscope::Settings::KEYS for the list. Returns true when started, false when it was
@@ -66,8 +69,9 @@ module Rbscope
       extra = Context.extra(context)
       return nil unless Native.started?
 
-      begin
-        Native.report(exception, Context.for_report(extra), how)
+      context = Context.for_report(extra)
+      __reading_this_thread do
+        Native.report(exception, context, how)
       rescue StandardError
         nil
       end
@@ -84,7 +88,17 @@ module Rbscope
       extra = Context.extra(context)
       return nil unless Native.started?
 
-      Native.snapshot(thread, Context.for_report(extra, thread), how, nil)
+      context = Context.for_report(extra, thread)
+      __reading_this_thread { Native.snapshot(thread, context, how, nil) }
+    end
+
+    # Runs the agent's reading of this thread (a report, a snapshot) with Thread#kill and
+    # Thread#raise (Timeout's among them) held back until it is done. The agent calls Ruby
+    # methods under rb_protect while it reads; an interrupt delivered inside one of those calls
+    # would be caught there and lost (a kill lost for good: Ruby ignores later kills of a thread
+    # already being killed). Held back, it is delivered the moment the block returns.
+    def __reading_this_thread(&block)
+      Thread.handle_interrupt(HOLD_INTERRUPTS, &block)
     end
 
     # Every frame of `thread`'s stack (any thread, not only the current one), innermost first:

@@ -240,7 +240,7 @@ module Rbscope
         thread = Thread.current
         where = "#{point.file}:#{point.line}"
         context = Context.for_report([["breakpoint", where], ["hit", n.to_s]], thread)
-        id = Native.snapshot(thread, context, HOW, ["breakpoint", "line #{where} ran"])
+        id = Rbscope.__reading_this_thread { Native.snapshot(thread, context, HOW, ["breakpoint", "line #{where} ran"]) }
         alive = Native.break_post(point.id, "hit", id)
         if point.done
           Native.break_post(point.id, "done", "#{n} hit#{n == 1 ? '' : 's'} (--max #{point.max})")

@@ -172,7 +172,7 @@ module Rbscope
         context = Context.for_report(Context.extra(facts), thread)
         return if w[DONE] || !thread.alive?
 
-        Native.snapshot(thread, context, how, ["slow", how])
+        Rbscope.__reading_this_thread { Native.snapshot(thread, context, how, ["slow", how]) }
       end
     end
   end
