@@ -6,6 +6,9 @@
 //! (a PostgreSQL server restarting, a network cut, a full disk) snapshots wait in a bounded
 //! backlog and are retried with backoff; past the bound they are dropped and counted. At exit,
 //! `flush` waits a bounded time for one more attempt so an escaping exception is not lost.
+//! Before a fork the app's thread holds the writer ([`Writer::hold`]) until it is between two
+//! writes, so the child never inherits the store library mid-write (SQLite's per-process lock
+//! table would say the child holds locks it does not, and its new connection would wait forever).
 //!
 //! The writer is generic over the store ([`Sink`]; [`StoreSink`] is the real one) and over
 //! where its counts and log lines go ([`Observer`]), so its batching, backoff and bounds are
@@ -18,7 +21,7 @@ use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 pub enum Job {
@@ -121,6 +124,48 @@ pub struct Writer {
     tx: SyncSender<Job>,
     queued_bytes: Arc<AtomicUsize>,
     queue_bytes: usize,
+    gate: Arc<Gate>,
+}
+
+/// Whether the writer thread is using the store, and whether it may start to.
+#[derive(Default)]
+struct Gate {
+    state: Mutex<GateState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct GateState {
+    /// The writer thread is inside the store library.
+    writing: bool,
+    /// Held for a fork: the writer thread waits before its next write.
+    held: bool,
+}
+
+impl Gate {
+    fn lock(&self) -> MutexGuard<'_, GateState> {
+        match self.state.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// The writer thread, before it uses the store: waits while the gate is held.
+    fn enter(&self) {
+        let mut s = self.lock();
+        while s.held {
+            s = match self.changed.wait(s) {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+        }
+        s.writing = true;
+    }
+
+    fn leave(&self) {
+        self.lock().writing = false;
+        self.changed.notify_all();
+    }
 }
 
 impl Writer {
@@ -149,14 +194,44 @@ impl Writer {
             backoff: bounds.first_retry,
         };
         let queued = queued_bytes.clone();
+        let gate = Arc::new(Gate::default());
+        let gate_in = gate.clone();
         std::thread::Builder::new()
             .name("rbscope-writer".into())
-            .spawn(move || guard(Box::new(move || state.run(rx, queued))))?;
+            .spawn(move || guard(Box::new(move || state.run(rx, queued, &gate_in))))?;
         Ok(Writer {
             tx,
             queued_bytes,
             queue_bytes: bounds.queue_bytes,
+            gate,
         })
+    }
+
+    /// Before a fork: keeps the writer thread from starting a write, and waits up to `timeout`
+    /// for the one it is in to end. True when the store is not in use (safe to fork); false
+    /// when the write outlasted `timeout` (the fork goes on anyway). Held until
+    /// [`Writer::release`], queued snapshots wait meanwhile.
+    pub fn hold(&self, timeout: Duration) -> bool {
+        let mut s = self.gate.lock();
+        s.held = true;
+        let deadline = Instant::now() + timeout;
+        while s.writing {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            s = match self.gate.changed.wait_timeout(s, left) {
+                Ok((g, _)) => g,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+        true
+    }
+
+    /// After the fork, in the parent: the writer thread goes on.
+    pub fn release(&self) {
+        self.gate.lock().held = false;
+        self.gate.changed.notify_all();
     }
 
     /// Queues a job without blocking; false when the queue is full (by count or bytes) or the
@@ -215,7 +290,7 @@ struct WriterState<S, O> {
 }
 
 impl<S: Sink, O: Observer> WriterState<S, O> {
-    fn run(mut self, rx: Receiver<Job>, queued_bytes: Arc<AtomicUsize>) {
+    fn run(mut self, rx: Receiver<Job>, queued_bytes: Arc<AtomicUsize>, gate: &Gate) {
         loop {
             let first = match self.retry_at {
                 Some(at) => match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
@@ -251,7 +326,9 @@ impl<S: Sink, O: Observer> WriterState<S, O> {
                 }
             }
             // A flush tries now even while backing off: the process may be about to exit.
+            gate.enter();
             self.drain(!flushes.is_empty());
+            gate.leave();
             for done in flushes {
                 let _ = done.try_send(self.backlog.len());
             }

@@ -454,3 +454,25 @@ fn submit_and_flush_fail_once_the_thread_is_gone() {
     }
     assert!(!w.flush(WAIT));
 }
+
+#[test]
+fn a_hold_waits_for_the_write_under_way_and_keeps_the_next_one_back() {
+    let fake = Fake::default();
+    fake.with(|s| s.paused = true);
+    let (w, _) = start(&fake, limits(100), Bounds::default());
+    assert!(w.submit(job("s0", 1)));
+    fake.wait_until(|s| s.waiting);
+    // Inside a write: the hold says so when its time is up.
+    assert!(!w.hold(Duration::from_millis(50)));
+    fake.with(|s| s.paused = false);
+    // The write ends: now the store is not in use.
+    assert!(w.hold(WAIT));
+    assert_eq!(fake.stored(), ids(0..1));
+    // Held: a queued snapshot waits (a flush times out) until the hold is released.
+    assert!(w.submit(job("s1", 1)));
+    assert!(!w.flush(Duration::from_millis(100)));
+    assert_eq!(fake.stored(), ids(0..1));
+    w.release();
+    assert!(w.flush(WAIT));
+    assert_eq!(fake.stored(), ids(0..2));
+}

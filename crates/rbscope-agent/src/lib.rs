@@ -61,6 +61,7 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
     native.define_singleton_method("stop", function!(native::stop, 0))?;
     native.define_singleton_method("started?", function!(native::started, 0))?;
     native.define_singleton_method("after_fork", function!(native::after_fork, 0))?;
+    native.define_singleton_method("hold_writer", function!(native::hold_writer, 1))?;
     native.define_singleton_method("report", function!(native::report, 3))?;
     native.define_singleton_method("snapshot", function!(native::snapshot, 4))?;
     native.define_singleton_method("break_post", function!(native::break_post, 3))?;

@@ -139,6 +139,25 @@ pub fn flush(ruby: &Ruby, seconds: f64) -> Result<bool, Error> {
     })
 }
 
+/// `Rbscope::Native.hold_writer(hold)`: around a fork (lib/rbscope/fork_hook.rb). With true,
+/// keeps the writer thread out of the store until released and answers whether it is out
+/// (it waits up to 2 s for a write under way); with false, releases it.
+pub fn hold_writer(ruby: &Ruby, hold: bool) -> Result<bool, Error> {
+    native!(ruby, Writer, "hold_writer", || {
+        Ok(match state::current() {
+            Some(agent) if hold => agent.writer.hold(FORK_HOLD),
+            Some(agent) => {
+                agent.writer.release();
+                true
+            }
+            None => true,
+        })
+    })
+}
+
+/// How long a fork waits for the store write under way.
+const FORK_HOLD: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The agent's counters by name (what `rbscope doctor -p` shows).
 pub fn counters(ruby: &Ruby) -> Result<RHash, Error> {
     native!(ruby, Capture, "counters", || {

@@ -19,6 +19,7 @@ module Rbscope
       def stop = nil
       def started? = false
       def after_fork = false
+      def hold_writer(_hold) = true
       def report(*) = nil
       def snapshot(*) = nil
       def break_post(*) = false
