@@ -308,7 +308,8 @@ def watched_worker(name)
   started = Queue.new
   t = Thread.new do
     Thread.current.name = name
-    w = Rbscope::Slow.watch("job", { job_class: "#{name.capitalize}Job", queue: "q" })
+    watched_at_ms = (Time.now.to_f * 1000).floor
+    w = Rbscope::Slow.watch("job", { job_class: "#{name.capitalize}Job", queue: "q", watched_at_ms: watched_at_ms })
     started << true
     busy_in(name, release)
   ensure
@@ -375,6 +376,10 @@ Rbscope.flush
             let extra = &snap["context"]["extra"];
             assert_eq!(extra["job_class"], format!("{class}Job"), "{extra}");
             assert_eq!(extra["queue"], "q", "{extra}");
+            // Taken once the job had run its budget (0.3 s), and not much later.
+            let watched: u64 = extra["watched_at_ms"].as_str().unwrap().parse().unwrap();
+            let ran = r["reported_at_ms"].as_u64().unwrap() - watched;
+            assert!((300..5_000).contains(&ran), "snapshot after {ran} ms");
             thread
         })
         .collect();

@@ -5,50 +5,51 @@ module Rbscope
   # its thread, taken while it runs (kind `slow`, rate limited like exceptions), with the
   # request's or job's facts as context; then it goes on untouched.
   #
-  # One watchdog thread per process ("rbscope-slow", started at the first watch, again in a
-  # forked child) waits on a condition variable until the earliest deadline. The registry is
-  # an identity Hash from each watched thread to its watch, so a request costs one insert on
-  # entry and one delete on exit, and a thread already watched (a job run inside a request, an
-  # ActiveJob inside Sidekiq) is not watched twice. Every watch has the same budget, so
-  # deadlines come in the order of the Hash and its first entry is always the next one due.
-  # The watchdog, once asleep until a deadline, wakes then, takes out only what is due, and
-  # sleeps until the deadline of the first entry left, or one budget when nothing is watched;
-  # a watch wakes it only when it sleeps with no deadline or a later one (after a change of
-  # budget, or when it is not running). So it wakes about once per budget, not once per
-  # request: a wake per request cost a busy puma a quarter of its throughput in GVL
-  # hand-overs. A watch and a done are single Hash operations, atomic under CRuby's GVL (the
-  # only Ruby rbscope runs on), so they take the Mutex only to wake the watchdog. The snapshot
-  # is taken outside the Mutex; whatever goes wrong in the watchdog is rescued and it goes on.
+  # A request that is not slow must cost next to nothing, so a watch records no time and
+  # allocates nothing: it puts the request's env (or the job's facts) in a registry, an identity
+  # Hash keyed by thread (one for requests, one for jobs), and `done` deletes it. Each is one
+  # Hash operation, atomic under CRuby's GVL (the only Ruby rbscope runs on), so there is no
+  # Mutex. A thread already watched (a job run inside a request, an ActiveJob inside Sidekiq)
+  # is not watched twice.
+  #
+  # One watchdog thread per process ("rbscope-slow", started by Rbscope.start, again in a
+  # forked child) looks at the registries TICKS times per budget. It notes when it first sees
+  # each watch (a request is told apart from the next one on the same thread by its subject's
+  # identity: every request has its own env, every job its own facts) and takes the snapshot
+  # once a budget has passed since then. A request was started before it was first seen, so
+  # it has run at least its budget when its snapshot is taken, and at most one look more
+  # (a budget of 10 s: taken between 10 and 11.25 s). The watchdog reads a copy of each
+  # registry (`to_a`, one C call), never iterates the live Hash, and takes each snapshot
+  # outside its Mutex; whatever goes wrong in it is rescued and it goes on.
   module Slow
     # Threads watched at most; past this a request is not watched.
     MAX_WATCHED = 10_000
-
-    # A watch: [deadline, what, subject, done]. `what`: "request" or "job"; `subject`: the
-    # Rack env of a request (its facts are read only when it is slow) or the facts of a job.
-    DEADLINE = 0
-    WHAT = 1
-    SUBJECT = 2
-    DONE = 3
+    # Looks per budget.
+    TICKS = 8
 
     @mutex = Mutex.new
     @wakeup = ConditionVariable.new
-    @watched = {}.compare_by_identity
+    @requests = {}.compare_by_identity
+    @jobs = {}.compare_by_identity
     @budget = nil
     @thread = nil
-    # When the watchdog will wake by itself (nil: it waits for a signal, or is not running).
-    @wake_at = nil
 
     class << self
       # Seconds a request or job may run (nil: off), from the agent's settings.
       attr_reader :budget
 
       # Called by Rbscope.start (`seconds` as settings.rb passes it to the agent, or nil) and
-      # Rbscope.stop (nil).
+      # Rbscope.stop (nil): sets the budget and starts, wakes or ends the watchdog.
       def configure(seconds)
-        @budget = seconds && Float(seconds)
-        @budget_text = @budget && "#{@budget == @budget.to_i ? @budget.to_i : @budget}s"
-      rescue ArgumentError, TypeError
-        @budget = nil
+        budget = begin
+          seconds && Float(seconds)
+        rescue ArgumentError, TypeError
+          nil
+        end
+        budget = nil if budget && !budget.positive?
+        @budget_text = budget && "#{budget == budget.to_i ? budget.to_i : budget}s"
+        @budget = budget
+        run_watchdog
       end
 
       # Starts watching this thread's request (`what` "request", `subject` its env) or job
@@ -56,32 +57,26 @@ module Rbscope
       # thread, or nil when slow snapshots are off, this thread is already watched or the
       # registry is full.
       def watch(what, subject)
-        budget = @budget
-        return nil if budget.nil?
+        return nil if @budget.nil?
 
-        watched = @watched
         thread = Thread.current
-        return nil if watched.key?(thread) || watched.size >= MAX_WATCHED
+        requests = @requests
+        jobs = @jobs
+        return nil if requests.key?(thread) || jobs.key?(thread)
 
-        deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + budget
-        w = [deadline, what, subject, false]
-        # Inserted, then @wake_at read: the watchdog clears @wake_at before it looks at the
-        # registry, so either it sees this entry or this watch sees nil and wakes it (under
-        # the Mutex, so not before it waits).
-        watched[thread] = w
-        wake_at = @wake_at
-        wake(deadline) if wake_at.nil? || deadline < wake_at
-        w
+        registry = what == "request" ? requests : jobs
+        return nil if registry.size >= MAX_WATCHED
+
+        registry[thread] = subject
+        registry
       rescue StandardError
         nil
       end
 
-      # The request or job of `w` (from #watch, on this thread) ended.
-      def done(w)
-        return unless w
-
-        w[DONE] = true
-        @watched.delete(Thread.current)
+      # The request or job of `watch` (from #watch, on this thread) ended.
+      def done(watch)
+        watch&.delete(Thread.current)
+        nil
       rescue StandardError
         nil
       end
@@ -90,23 +85,24 @@ module Rbscope
       def after_fork
         @mutex = Mutex.new
         @wakeup = ConditionVariable.new
-        @watched = {}.compare_by_identity
+        @requests = {}.compare_by_identity
+        @jobs = {}.compare_by_identity
         @thread = nil
-        @wake_at = nil
+        run_watchdog
       end
 
       # How many requests and jobs are watched now.
-      def watched = @watched.size
+      def watched = @requests.size + @jobs.size
 
       private
 
-      # Starts the watchdog if it is not running, else wakes it to look again.
-      def wake(deadline)
+      # Starts the watchdog when a budget is set and it is not running; else wakes it to take
+      # the new budget (or to end, without one).
+      def run_watchdog
         @mutex.synchronize do
           if @thread&.alive?
-            @wake_at = deadline
             @wakeup.signal
-          else
+          elsif @budget
             @thread = Thread.new { watchdog }
             @thread.name = "rbscope-slow"
             @thread.report_on_exception = false
@@ -114,63 +110,48 @@ module Rbscope
         end
       end
 
-      # Never ends on an error: it is rescued, and the watchdog pauses a moment so that an
-      # error that repeats cannot make it spin. Should it end anyway, the next watch starts
-      # another.
+      # Looks at the registries TICKS times per budget until slow snapshots are turned off.
+      # Never ends on an error: it is rescued, and the next look comes one tick later.
       def watchdog
-        loop do
-          thread, w = next_due
-          snapshot(thread, w) if w
-        rescue StandardError
-          sleep 0.1
+        seen = {}.compare_by_identity
+        while (budget = @budget)
+          begin
+            look(seen, budget)
+          rescue StandardError
+            nil
+          end
+          @mutex.synchronize { @wakeup.wait(@mutex, budget / TICKS) if @budget }
         end
       ensure
-        @wake_at = nil
+        @mutex.synchronize { @thread = nil if @thread.equal?(Thread.current) }
       end
 
-      # Waits for the first watch to be due and takes it out of the registry: [thread, watch].
-      def next_due
-        @mutex.synchronize do
-          loop do
-            @wake_at = nil
-            first = @watched.first
-            if first.nil?
-              idle
-              next
+      # One look: notes each watch seen for the first time (`seen`: thread => [subject, first
+      # seen at, snapshot taken]), snapshots those seen a budget ago, forgets those that ended.
+      def look(seen, budget)
+        now = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+        current = {}.compare_by_identity
+        [[@requests, "request"], [@jobs, "job"]].each do |registry, what|
+          registry.to_a.each do |thread, subject|
+            current[thread] = true
+            s = seen[thread]
+            if s.nil? || !s[0].equal?(subject)
+              seen[thread] = [subject, now, false]
+            elsif !s[2] && now - s[1] >= budget
+              s[2] = true
+              snapshot(thread, what, subject, registry)
             end
-            thread, w = first
-            wait = w[DEADLINE] - Process.clock_gettime(Process::CLOCK_MONOTONIC)
-            if wait <= 0
-              @watched.delete(thread)
-              return first
-            end
-            @wake_at = w[DEADLINE]
-            @wakeup.wait(@mutex, wait)
           end
         end
-      end
-
-      # Nothing is watched: sleep one budget (a watch made meanwhile is due after that, so it
-      # need not wake the watchdog), or until woken when slow snapshots are off. Were it to
-      # sleep until woken, a server that answers one request at a time would wake it at every
-      # request: each finds it asleep with no deadline, and it finds the registry empty again.
-      # (Under @mutex.)
-      def idle
-        budget = @budget
-        if budget
-          @wake_at = Process.clock_gettime(Process::CLOCK_MONOTONIC) + budget
-          @wakeup.wait(@mutex, budget)
-        else
-          @wakeup.wait(@mutex)
-        end
+        seen.delete_if { |thread, _| !current.key?(thread) }
       end
 
       # One live snapshot of the slow thread, unless its request ended meanwhile.
-      def snapshot(thread, w)
-        facts = w[WHAT] == "request" ? Middleware.request_context(w[SUBJECT]) : w[SUBJECT]
-        how = "#{w[WHAT]} still running after #{@budget_text}"
+      def snapshot(thread, what, subject, registry)
+        facts = what == "request" ? Middleware.request_context(subject) : subject
+        how = "#{what} still running after #{@budget_text}"
         context = Context.for_report(Context.extra(facts), thread)
-        return if w[DONE] || !thread.alive?
+        return unless registry[thread].equal?(subject) && thread.alive?
 
         Rbscope.__reading_this_thread { Native.snapshot(thread, context, how, ["slow", how]) }
       end
