@@ -16,9 +16,7 @@ use crate::ffi::capture::{self as rb, VALUE};
 use crate::ffi::{self, Gvl, NIL};
 use crate::state::Agent;
 use rbscope_agent_core::capture::{is_app_path, FrameCap};
-use rbscope_agent_core::report::{
-    cause_chain, live_trigger, placed, read_source, store_job, tallies,
-};
+use rbscope_agent_core::report::{cause_chain, live_trigger, placed, store_job, tallies, Sources};
 use rbscope_snapshot::walk::Walk;
 use rbscope_snapshot::{
     fingerprint, trigger_class, CauseInfo, Context, ExceptionInfo, Frame, Snapshot, Trigger,
@@ -289,6 +287,7 @@ fn walk_frames(
     reader: &mut RubyObjects,
     kept: &[KeptFrame],
 ) -> Vec<Frame> {
+    let mut sources = Sources::default();
     kept.iter()
         .map(|k| {
             let f = &k.frame;
@@ -299,7 +298,7 @@ fn walk_frames(
                     .iter()
                     .map(|(name, v)| (name.clone(), walk.named(reader, name, *v, 0)))
                     .collect(),
-                source: read_source(
+                source: sources.excerpt(
                     k.abs_path.as_deref().unwrap_or(&f.path),
                     f.lineno,
                     agent.config.source_context_lines,
