@@ -8,7 +8,7 @@
 use super::records::{self, View};
 use super::ruby_inspect;
 use super::time::format_ms;
-use rbscope_snapshot::{CutReason, Frame, Object, ObjectKind, Snapshot, Value};
+use rbscope_snapshot::{CutReason, Frame, Object, ObjectKind, Snapshot, Take, Value};
 use std::collections::HashSet;
 use std::fmt::Write;
 
@@ -72,8 +72,25 @@ pub fn snapshot(s: &Snapshot, o: &Options) -> String {
         c.app_revision.as_deref().unwrap_or("-"),
         c.thread_name.as_deref().unwrap_or("-")
     );
-    for (k, v) in c.extra.iter().filter(|(k, _)| k != "reported_by") {
+    for (k, v) in c
+        .extra
+        .iter()
+        .filter(|(k, _)| k != "reported_by" && !Take::is_entry(k))
+    {
         let _ = writeln!(out, "{k:<9} {v}");
+    }
+    if let Some(take) = Take::of(c) {
+        // Taken with other threads: one line for each, with its snapshot's id.
+        let _ = writeln!(
+            out,
+            "take      {}  with {} other threads (rbscope restore {} --thread NAME|TID)",
+            take.id,
+            take.others(&s.id).count(),
+            s.id
+        );
+        for m in take.others(&s.id) {
+            let _ = writeln!(out, "  thread  {}  {}", m.describe(), m.id);
+        }
     }
     let st = &s.stats;
     let mut notes = Vec::new();

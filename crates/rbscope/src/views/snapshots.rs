@@ -1,6 +1,7 @@
 //! Snapshots as `rbscope list`, `show` and `ui` show them: a stored snapshot's summary, a
 //! fingerprint group, the whole snapshot as a document, and the command that restores one.
 
+use rbscope_snapshot::Take;
 use rbscope_store::{Group, SnapshotSummary};
 use serde_json::{json, Map, Value};
 
@@ -59,10 +60,29 @@ pub fn group_api_json(g: &Group) -> Value {
 }
 
 /// The whole snapshot (`show --json`, and the UI's `/api/snapshots/ID`): the snapshot
-/// crate's document, with the report time as text.
+/// crate's document, with the report time as text and the take it belongs to (`take`: its id
+/// and every thread of it with its snapshot's id, `this` marking this one's; null when it was
+/// taken alone) instead of the take's raw context entries.
 pub fn snapshot_json(s: &rbscope_snapshot::Snapshot) -> Value {
     let mut doc = rbscope_snapshot::json::snapshot(s);
     doc["reported_at"] = format_ms(s.reported_at_ms).into();
+    if let Some(Value::Object(extra)) = doc.pointer_mut("/context/extra") {
+        extra.retain(|k, _| !Take::is_entry(k));
+    }
+    doc["take"] = match Take::of(&s.context) {
+        Some(t) => json!({
+            "id": t.id,
+            "threads": t.members.iter().map(|m| json!({
+                "id": m.id,
+                "thread": m.describe(),
+                "name": m.name,
+                "tid": m.tid,
+                "main": m.main,
+                "this": m.id == s.id,
+            })).collect::<Vec<_>>(),
+        }),
+        None => Value::Null,
+    };
     doc
 }
 
