@@ -162,8 +162,8 @@ fn threads_taken_together_name_each_other_and_restore_by_thread() {
         text.contains(&format!("  thread  beta (tid {beta_tid})  {beta}\n")),
         "{text}"
     );
-    assert!(text.contains(&format!("  thread  main (tid ")), "{text}");
-    assert!(!text.contains(&format!("  thread  alpha")), "{text}");
+    assert!(text.contains("  thread  main (tid "), "{text}");
+    assert!(!text.contains("  thread  alpha"), "{text}");
     assert!(!text.contains("take_threads"), "{text}");
 
     // restore ID --thread NAME: the other thread's frame, with its local and not the first's.

@@ -8,9 +8,8 @@ use common::*;
 use serde_json::Value as J;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
 /// Everything the pages show, made once for all tests of this file.
 struct Fixture {

@@ -353,7 +353,14 @@ function takeSection(snap) {
     h('ul', { class: 'take-list' }, others.map((m) => h('li', null,
       link(`/snapshots/${encodeURIComponent(m.id)}`, h('span', { class: 'mono', testid: 'take-thread', dataset: { id: m.id } }, m.thread)),
       ' ', h('span', { class: 'muted small mono' }, m.id)))),
-    h('p', { class: 'small muted' }, 'In a console: ', h('code', null, `rbscope restore ${snap.id} --thread NAME|TID`)));
+    h('p', { class: 'small muted' }, 'In a console: ', h('code', { testid: 'take-restore' }, takeRestore(snap))));
+}
+
+/** The restore command with `--thread` after the id (same store, key and app as the page's). */
+function takeRestore(snap) {
+  const plain = `rbscope restore ${snap.id}`;
+  const cmd = String(snap.restore_command || plain).replace(/\s+# .*$/, '');
+  return cmd.includes(plain) ? cmd.replace(plain, `${plain} --thread NAME|TID`) : `${plain} --thread NAME|TID`;
 }
 
 function causes(snap, refs) {

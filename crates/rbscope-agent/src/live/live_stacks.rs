@@ -57,8 +57,8 @@ pub fn read(gvl: Gvl, asked: Instant) -> AgentMessage {
 
 /// Stores a live snapshot of each thread `request` names (host::select_threads), one at a
 /// time: between two, the agent lets the app's threads run. Several threads are one take
-/// (host::take_of): each snapshot's context names every thread of it with its snapshot's id. `held_us` is the time the VM was
-/// held for the snapshots themselves.
+/// (host::take_of): each snapshot's context names every thread of it with its snapshot's id.
+/// `held_us` is the time the VM was held for the snapshots themselves.
 pub fn snapshot(gvl: Gvl, request: SnapshotRequest, asked: Instant) -> AgentMessage {
     let started = Instant::now();
     let Some(agent) = state::current() else {

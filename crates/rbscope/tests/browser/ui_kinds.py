@@ -88,7 +88,8 @@ with sync_playwright() as p:
     expect(links).to_have_count(1)
     expect(links.first).to_have_text(re.compile(r"^beta \(tid \d+\)$"))
     expect(links.first).to_have_attribute("data-id", beta)
-    expect(take).to_contain_text(f"rbscope restore {alpha} --thread NAME|TID")
+    expect(tid(take, "take-restore")).to_have_text(
+        re.compile(rf"^rbscope restore {alpha} --thread NAME\|TID --store \S+$"))
     shot(page, "03-live-take")
     links.first.click()
     expect(page).to_have_url(page_url(beta))
