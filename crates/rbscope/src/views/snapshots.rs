@@ -165,4 +165,50 @@ mod tests {
         assert_eq!(shell_quote("it's"), "'it'\\''s'");
         assert_eq!(shell_quote(""), "''");
     }
+
+    #[test]
+    fn a_take_replaces_its_context_entries_and_marks_this_snapshot() {
+        let take = Take {
+            id: "T1".into(),
+            members: ["A", "B"]
+                .iter()
+                .zip([Some("alpha"), None])
+                .map(|(id, name)| rbscope_snapshot::TakeMember {
+                    id: id.to_string(),
+                    name: name.map(Into::into),
+                    tid: Some(7),
+                    main: name.is_none(),
+                })
+                .collect(),
+        };
+        let mut s = rbscope_snapshot::Snapshot {
+            id: "B".into(),
+            reported_at_ms: 0,
+            fingerprint: String::new(),
+            exception: rbscope_snapshot::ExceptionInfo {
+                class_name: "(live)".into(),
+                message: String::new(),
+                backtrace: vec![],
+                causes: vec![],
+            },
+            frames: vec![],
+            objects: vec![],
+            context: Default::default(),
+            stats: Default::default(),
+            extras: Default::default(),
+        };
+        s.context.extra = vec![("ticket".into(), "T-1".into())];
+        s.context.extra.extend(take.context_entries());
+        let doc = snapshot_json(&s);
+        assert_eq!(doc["context"]["extra"], json!({"ticket": "T-1"}));
+        assert_eq!(doc["take"]["id"], "T1");
+        let threads = doc["take"]["threads"].as_array().unwrap();
+        assert_eq!(threads.len(), 2);
+        assert_eq!(threads[0]["thread"], "alpha (tid 7)");
+        assert_eq!(threads[0]["this"], false);
+        assert_eq!(threads[1]["thread"], "main (tid 7)");
+        assert_eq!(threads[1]["this"], true);
+        s.context.extra.truncate(1);
+        assert!(snapshot_json(&s)["take"].is_null());
+    }
 }
