@@ -141,6 +141,8 @@ fn threads_taken_together_name_each_other_and_restore_by_thread() {
     assert_eq!(this, [false, true, false]);
     assert_eq!(threads[2]["name"], "beta");
     assert_eq!(threads[2]["thread"], format!("beta (tid {beta_tid})"));
+    assert_eq!(threads[2]["stored"], true);
+    assert!(threads[1].get("stored").is_none(), "{take}");
     assert!(
         a["context"]["extra"].get("take_threads").is_none(),
         "{}",
@@ -238,6 +240,20 @@ fn threads_taken_together_name_each_other_and_restore_by_thread() {
             "the snapshot of thread beta in the take of {alpha} ({beta}) is not in this store"
         )),
         "{err}"
+    );
+    // show says so too.
+    assert_eq!(show(&store, &alpha)["take"]["threads"][2]["stored"], false);
+    let text = String::from_utf8_lossy(&cli_in(&store, &["show", &alpha]).stdout).to_string();
+    assert!(
+        text.contains(&format!(
+            "  thread  beta (tid {beta_tid})  {beta}  (not in this store)\n"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("  thread  main (tid ") && !l.contains("not in")),
+        "{text}"
     );
     drop(p);
 }

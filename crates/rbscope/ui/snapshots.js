@@ -351,8 +351,11 @@ function takeSection(snap) {
   return h('section', { class: 'take', testid: 'take', dataset: { take: take.id } },
     h('div', { class: 'restore-label' }, `Taken together with ${others.length} other ${others.length === 1 ? 'thread' : 'threads'}`),
     h('ul', { class: 'take-list' }, others.map((m) => h('li', null,
-      link(`/snapshots/${encodeURIComponent(m.id)}`, h('span', { class: 'mono', testid: 'take-thread', dataset: { id: m.id } }, m.thread)),
-      ' ', h('span', { class: 'muted small mono' }, m.id)))),
+      m.stored === false
+        ? h('span', { class: 'mono muted', testid: 'take-thread-gone', dataset: { id: m.id } }, m.thread)
+        : link(`/snapshots/${encodeURIComponent(m.id)}`, h('span', { class: 'mono', testid: 'take-thread', dataset: { id: m.id } }, m.thread)),
+      ' ', h('span', { class: 'muted small mono' }, m.id),
+      m.stored === false ? h('span', { class: 'muted small' }, ' (not in this store)') : null))),
     h('p', { class: 'small muted' }, 'In a console: ', h('code', { testid: 'take-restore' }, takeRestore(snap))));
 }
 

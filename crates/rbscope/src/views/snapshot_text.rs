@@ -18,6 +18,8 @@ pub struct Options {
     /// Show ActiveRecord records and `ActionController::Parameters` as the objects Rails
     /// keeps them in, instead of as their attributes and parameters (`views::records`).
     pub raw: bool,
+    /// The ids of the take's snapshots the store does not hold (marked as such).
+    pub missing: Vec<String>,
 }
 
 pub fn snapshot(s: &Snapshot, o: &Options) -> String {
@@ -89,7 +91,12 @@ pub fn snapshot(s: &Snapshot, o: &Options) -> String {
             s.id
         );
         for m in take.others(&s.id) {
-            let _ = writeln!(out, "  thread  {}  {}", m.describe(), m.id);
+            let gone = if o.missing.contains(&m.id) {
+                "  (not in this store)"
+            } else {
+                ""
+            };
+            let _ = writeln!(out, "  thread  {}  {}{gone}", m.describe(), m.id);
         }
     }
     let st = &s.stats;

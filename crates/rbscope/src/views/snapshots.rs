@@ -86,6 +86,25 @@ pub fn snapshot_json(s: &rbscope_snapshot::Snapshot) -> Value {
     doc
 }
 
+/// Marks each other thread of the document's take with whether its snapshot is in the store
+/// (`"stored"`): `is_stored` answers for one id, None when the store cannot tell (left
+/// unmarked). A take's snapshot may never have been stored (its thread ended first, a full
+/// queue) or may have been purged since.
+pub fn mark_take_stored(doc: &mut Value, mut is_stored: impl FnMut(&str) -> Option<bool>) {
+    let Some(Value::Array(threads)) = doc.pointer_mut("/take/threads") else {
+        return;
+    };
+    for t in threads.iter_mut() {
+        if t["this"] == true {
+            continue;
+        }
+        let answer = t["id"].as_str().and_then(&mut is_stored);
+        if let (Some(stored), Value::Object(m)) = (answer, t) {
+            m.insert("stored".into(), stored.into());
+        }
+    }
+}
+
 /// `rbscope restore ID` against a given store and key, quoted for a POSIX shell. `store` is
 /// what to print for the store: never a URL with its password in it.
 pub fn restore_command(id: &str, store: Option<&str>, key: Option<&str>) -> String {
@@ -208,6 +227,10 @@ mod tests {
         assert_eq!(threads[0]["this"], false);
         assert_eq!(threads[1]["thread"], "main (tid 7)");
         assert_eq!(threads[1]["this"], true);
+        let mut marked = doc.clone();
+        mark_take_stored(&mut marked, |id| (id == "A").then_some(false));
+        assert_eq!(marked["take"]["threads"][0]["stored"], false);
+        assert!(marked["take"]["threads"][1].get("stored").is_none());
         s.context.extra.truncate(1);
         assert!(snapshot_json(&s)["take"].is_null());
     }
