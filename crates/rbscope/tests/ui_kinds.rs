@@ -240,20 +240,32 @@ fn the_ui_shows_live_breakpoint_and_slow_snapshots_by_kind() {
 
     let shots = repo_root().join("target/ui-test-kinds");
     std::fs::create_dir_all(&shots).unwrap();
-    let out = Command::new(python)
-        .arg(repo_root().join("crates/rbscope/tests/browser/ui_kinds.py"))
-        .arg(&ui.url)
-        .arg(&shots)
-        .args([alpha, beta, &breakpoint, &slow])
-        .arg(format!("line app.rb:{line} ran"))
-        .arg(slow_reason)
-        .output()
-        .unwrap();
-    let log = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "browser test failed:\n{log}");
-    assert!(log.contains("all kind checks passed"), "{log}");
+    let browse = |mode: &[&str]| -> String {
+        let out = Command::new(&python)
+            .arg(repo_root().join("crates/rbscope/tests/browser/ui_kinds.py"))
+            .arg(&ui.url)
+            .arg(&shots)
+            .args([alpha, beta, &breakpoint, &slow])
+            .arg(format!("line app.rb:{line} ran"))
+            .arg(slow_reason)
+            .args(mode)
+            .output()
+            .unwrap();
+        let log = format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "browser test failed:\n{log}");
+        log
+    };
+    let log = browse(&[]);
+    assert!(log.contains("all kind checks passed\n"), "{log}");
+
+    // Beta's snapshot purged: alpha's page names it without a link.
+    let out = app.sb.cli().args(["purge", "--id", beta]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(doc(alpha)["take"]["threads"][1]["stored"], false);
+    let log = browse(&["gone"]);
+    assert!(log.contains("all kind checks passed (gone)"), "{log}");
 }

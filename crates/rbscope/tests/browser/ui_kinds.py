@@ -1,11 +1,12 @@
 """Snapshots no exception caused, by kind, in a real browser: Debian's Chromium, driven by Playwright.
 
-Usage: ui_kinds.py URL SCREENSHOT_DIR ALPHA_ID BETA_ID BREAKPOINT_ID SLOW_ID BREAKPOINT_REASON SLOW_REASON
+Usage: ui_kinds.py URL SCREENSHOT_DIR ALPHA_ID BETA_ID BREAKPOINT_ID SLOW_ID BREAKPOINT_REASON SLOW_REASON [gone]
 
 URL serves a store holding exactly: two live snapshots taken together (threads alpha and beta,
 `rbscope snapshot -p`), one breakpoint snapshot and one slow request's snapshot (thread
-request-1), all of one real process (tests/ui_kinds.rs). Each check raises on failure; a
-screenshot of every page is saved.
+request-1), all of one real process (tests/ui_kinds.rs). With `gone`, beta's snapshot has been
+purged since, and only alpha's page is checked: beta is listed without a link. Each check
+raises on failure; a screenshot of every page is saved.
 """
 
 import re
@@ -15,6 +16,7 @@ from pathlib import Path
 from playwright.sync_api import expect, sync_playwright
 
 url, shots, alpha, beta, breakpoint, slow, breakpoint_reason, slow_reason = sys.argv[1:9]
+gone = sys.argv[9:] == ["gone"]
 base = url.rstrip("/")
 shots = Path(shots)
 errors = []
@@ -55,6 +57,22 @@ with sync_playwright() as p:
     page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
     page.on("console", lambda m: errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
     page.on("request", lambda r: errors.append(f"request outside the UI: {r.url}") if not r.url.startswith(base) else None)
+
+    if gone:
+        # Beta's snapshot purged: alpha's page still names beta's thread and id, without a link.
+        page.goto(f"{base}/snapshots/{alpha}")
+        kind_page(page, "live", "alpha", "asked by rbscope snapshot -p")
+        take = tid(page, "take")
+        expect(tid(take, "take-thread")).to_have_count(0)
+        expect(tid(take, "take-thread-gone")).to_have_count(1)
+        expect(tid(take, "take-thread-gone")).to_have_attribute("data-id", beta)
+        expect(take).to_contain_text(re.compile(rf"beta \(tid \d+\) {beta} \(not in this store\)"))
+        shot(page, "06-live-take-gone")
+        browser.close()
+        if errors:
+            raise SystemExit("\n".join(errors))
+        print("all kind checks passed (gone)")
+        sys.exit(0)
 
     # 1. The list, one row per snapshot: each row's kind as its own badge.
     page.goto(f"{base}/snapshots?view=all")
