@@ -95,7 +95,12 @@ pub fn snapshot(
         };
         let (th, ctx) = (ffi::raw(th), ffi::raw(ctx));
         Ok(capture::quietly(|| {
-            report::live(gvl, &agent, th, ctx, &how, true, trigger)
+            let opts = report::Live {
+                limited: true,
+                given: trigger,
+                take: None,
+            };
+            report::live(gvl, &agent, th, ctx, &how, opts)
         }))
     })
 }

@@ -16,8 +16,10 @@ pub mod codec;
 pub mod json;
 pub mod model;
 pub mod redact;
+pub mod take;
 pub mod walk;
 mod walk_kinds;
 
 pub use codec::{decode, encode, DecodeError, FORMAT_VERSION, MAGIC};
 pub use model::*;
+pub use take::{Take, TakeMember};

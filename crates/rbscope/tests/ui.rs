@@ -8,9 +8,8 @@ use common::*;
 use serde_json::Value as J;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
 /// Everything the pages show, made once for all tests of this file.
 struct Fixture {
@@ -135,102 +134,6 @@ fn make_fixture() -> Fixture {
         trace_chrome,
         profile,
         saved_top,
-    }
-}
-
-/// A running `rbscope ui` on a port it picked.
-struct Ui {
-    child: Child,
-    port: u16,
-    /// The URL it printed (with the token when there is one).
-    url: String,
-}
-
-struct Resp {
-    status: u16,
-    head: String,
-    body: String,
-}
-
-impl Resp {
-    fn json(&self) -> J {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
-    }
-}
-
-impl Ui {
-    fn start(store: &Path, args: &[&str], files: &[&Path]) -> Ui {
-        let mut child = Command::new(cli())
-            .args(["ui", "--listen", "127.0.0.1:0"])
-            .args(args)
-            .args(files)
-            .env("RBSCOPE_STORE", store)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        // "rbscope ui: open http://127.0.0.1:PORT/[?token=T]"
-        let url = line
-            .trim()
-            .strip_prefix("rbscope ui: open ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
-        let port = url
-            .trim_start_matches("http://127.0.0.1:")
-            .split('/')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
-        std::thread::spawn(move || for _ in out.lines() {});
-        Ui { child, port, url }
-    }
-
-    fn request(&self, path: &str, headers: &str) -> Resp {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        write!(s, "GET {path} HTTP/1.0\r\n{headers}\r\n").unwrap();
-        let mut text = String::new();
-        s.read_to_string(&mut text).unwrap();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        Resp {
-            status: head
-                .split_whitespace()
-                .nth(1)
-                .and_then(|c| c.parse().ok())
-                .unwrap_or(0),
-            head: head.to_string(),
-            body: body.to_string(),
-        }
-    }
-
-    fn get(&self, path: &str) -> Resp {
-        self.request(path, "Host: 127.0.0.1\r\n")
-    }
-
-    /// GET a heap endpoint, waiting through its 202 answers (the analysis running).
-    fn ready(&self, path: &str) -> Resp {
-        let started = Instant::now();
-        loop {
-            let r = self.get(path);
-            if r.status != 202 {
-                return r;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(120),
-                "{path} still analysing"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Ui {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -210,7 +210,7 @@ function groupRow(g) {
   allQ.set('fingerprint', g.fingerprint);
   const tr = h('tr', { testid: 'group-row', dataset: { fingerprint: g.fingerprint, lastId: g.last_id } },
     h('td', { class: 'cell-exception' },
-      link(href, h('span', { class: 'exc-class' }, g.exception_class)),
+      link(href, classOrKind(g.exception_class)),
       h('div', { class: 'exc-message ellipsis', title: g.last_message }, firstLine(g.last_message))),
     h('td', { class: 'mono small ellipsis cell-frame', title: g.top_frame }, g.top_frame),
     h('td', { class: 'num' },
@@ -227,12 +227,28 @@ function snapshotRow(s) {
   const href = `/snapshots/${encodeURIComponent(s.id)}`;
   const tr = h('tr', { testid: 'snapshot-row', dataset: { id: s.id } },
     h('td', { class: 'nowrap' }, link(href, timeElement(s.reported_at_ms))),
-    h('td', { class: 'exc-class-cell' }, h('span', { class: 'exc-class' }, s.exception_class)),
+    h('td', { class: 'exc-class-cell' }, classOrKind(s.exception_class)),
     h('td', { class: 'cell-message' }, h('div', { class: 'ellipsis', title: s.message }, firstLine(s.message))),
     h('td', { class: 'mono small ellipsis cell-frame', title: s.top_frame }, s.top_frame),
     h('td', { class: 'mono small nowrap' }, `${s.hostname}:${s.pid}`));
   rowLink(tr, href);
   return tr;
+}
+
+// A snapshot no exception caused is listed under its kind in parentheses (`(live)`,
+// `(breakpoint)`, `(slow)`: rbscope_snapshot::trigger_class); its kind, or null.
+const KINDS = ['live', 'breakpoint', 'slow'];
+function kindOf(exceptionClass) {
+  const m = /^\(([a-z_]+)\)$/.exec(String(exceptionClass ?? ''));
+  return m ? m[1] : null;
+}
+
+/** The class cell's content: an exception class, or a badge for a snapshot's kind. */
+function classOrKind(exceptionClass) {
+  const kind = kindOf(exceptionClass);
+  if (!kind) return h('span', { class: 'exc-class' }, exceptionClass);
+  const known = KINDS.includes(kind) ? kind : 'other';
+  return h('span', { class: ['badge', 'kind', `kind-${known}`], testid: 'kind', dataset: { kind }, title: `${kind} snapshot (no exception)` }, kind);
 }
 
 function firstLine(s) {
@@ -286,6 +302,7 @@ export async function snapshotPage(ctx) {
   add(page,
     h('nav', { class: 'crumbs', 'aria-label': 'breadcrumb' }, link('/snapshots', 'Snapshots'), h('span', { class: 'sep' }, '/'), h('span', { class: 'mono' }, snap.id)),
     exceptionHeader(snap),
+    takeSection(snap),
     restoreBox(snap),
     captureStats(snap.stats || {}),
     causes(snap, refs),
@@ -316,11 +333,37 @@ function exceptionHeader(snap) {
   // A snapshot no exception caused (format 3's trigger) is titled by what took it.
   const t = snap.trigger;
   const title = t ? `${t.kind[0].toUpperCase()}${t.kind.slice(1)} snapshot of thread ${t.thread}` : (e.class || '(unknown class)');
-  const kind = t ? h('span', { class: 'badge', testid: 'trigger', title: t.reason }, t.reason) : null;
+  const known = t && KINDS.includes(t.kind) ? t.kind : 'other';
+  const kind = t ? h('span', { class: ['badge', 'kind', `kind-${known}`], testid: 'kind', dataset: { kind: t.kind } }, t.kind) : null;
+  const reason = t ? h('span', { class: 'badge', testid: 'trigger', dataset: { thread: t.thread }, title: `thread ${t.thread}` }, t.reason) : null;
   return h('header', { class: 'exc-header', testid: 'exception' },
-    h('div', { class: 'exc-title' }, h('h1', { class: 'exc-class' }, title), kind, signed),
+    h('div', { class: 'exc-title' }, h('h1', { class: 'exc-class' }, title), kind, reason, signed),
     h('pre', { class: 'exc-msg' }, e.message ?? ''),
     h('div', { class: 'meta' }, meta));
+}
+
+// Snapshots taken together (`rbscope snapshot -p --all`): a link to each other thread's.
+function takeSection(snap) {
+  const take = snap.take;
+  if (!take || !Array.isArray(take.threads)) return null;
+  const others = take.threads.filter((m) => !m.this);
+  if (others.length === 0) return null;
+  return h('section', { class: 'take', testid: 'take', dataset: { take: take.id } },
+    h('div', { class: 'restore-label' }, `Taken together with ${others.length} other ${others.length === 1 ? 'thread' : 'threads'}`),
+    h('ul', { class: 'take-list' }, others.map((m) => h('li', null,
+      m.stored === false
+        ? h('span', { class: 'mono muted', testid: 'take-thread-gone', dataset: { id: m.id } }, m.thread)
+        : link(`/snapshots/${encodeURIComponent(m.id)}`, h('span', { class: 'mono', testid: 'take-thread', dataset: { id: m.id } }, m.thread)),
+      ' ', h('span', { class: 'muted small mono' }, m.id),
+      m.stored === false ? h('span', { class: 'muted small' }, ' (not in this store)') : null))),
+    h('p', { class: 'small muted' }, 'In a console: ', h('code', { testid: 'take-restore' }, takeRestore(snap))));
+}
+
+/** The restore command with `--thread` after the id (same store, key and app as the page's). */
+function takeRestore(snap) {
+  const plain = `rbscope restore ${snap.id}`;
+  const cmd = String(snap.restore_command || plain).replace(/\s+# .*$/, '');
+  return cmd.includes(plain) ? cmd.replace(plain, `${plain} --thread NAME|TID`) : `${plain} --thread NAME|TID`;
 }
 
 function causes(snap, refs) {

@@ -6,7 +6,7 @@ module Rbscope
   class Restore
     # IRB "back in the frame": self is the frame's self, locals are its locals, the lexical
     # scope and `__method__` are the frame's (FrameScope). The commands `frames`, `frame N`,
-    # `up`, `down`, `snapshot` and `class_state` are lines the workspace recognises, and methods of IRB's
+    # `up`, `down`, `snapshot`, `class_state` and `threads` are lines the workspace recognises, and methods of IRB's
     # command bundle (IRB's own extension point) for use inside an expression; an app's own
     # method or local of the same name comes first.
     module Console
@@ -36,7 +36,7 @@ module Rbscope
           @eval_label = binding.eval("::Kernel.caller(0, 1).first", @path, @lineno).to_s[/:in (.*)\z/, 1]
         end
 
-        COMMAND = /\A\s*(frames|up|down|snapshot|class_state|frame)(?:(?:\s+|\s*\(\s*)(\d+)\s*\)?)?\s*\z/.freeze
+        COMMAND = /\A\s*(frames|up|down|snapshot|class_state|threads|frame)(?:(?:\s+|\s*\(\s*)(\d+)\s*\)?)?\s*\z/.freeze
 
         # IRB 1.4-1.6 pass (context, statements, file, line); 1.7 and later (statements, file, line).
         def evaluate(*args)
@@ -117,7 +117,7 @@ module Rbscope
           loop do
             restore.current = index
             frame = restore.frames.fetch(index)
-            $stdout.puts "rbscope: in frame #{index} #{frame}  (frames, frame N, up, down, snapshot, class_state)"
+            $stdout.puts "rbscope: in frame #{index} #{frame}  (frames, frame N, up, down, snapshot, class_state, threads)"
             self.switch_to = nil
             workspace = Workspace.new(restore.binding_for(index), frame)
             irb = IRB::Irb.new(workspace, input)
@@ -151,6 +151,7 @@ module Rbscope
           when "down" then go(s.current - 1)
           when "snapshot" then s.info.dup.tap { |i| i.frame = s.frames[s.current] }
           when "class_state" then s.class_state(arg)
+          when "threads" then $stdout.puts(s.take_list)
           end
         end
 
@@ -178,6 +179,10 @@ module Rbscope
 
             def class_state(*args, **kw, &blk)
               defined?(super) ? super : Rbscope::Restore::Console.command("class_state", *args)
+            end
+
+            def threads(*args, **kw, &blk)
+              defined?(super) ? super : Rbscope::Restore::Console.command("threads")
             end
           end
         end

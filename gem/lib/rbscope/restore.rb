@@ -142,6 +142,28 @@ module Rbscope
       @frames.map { |f| format("%s%2d %s", f.index == @current ? "=>" : "  ", f.index, f) }.join("\n")
     end
 
+    # The threads of the take this snapshot belongs to (snapshots `rbscope snapshot -p --all`
+    # took together; the take is recorded in the context, rbscope_snapshot::take), one line
+    # each with its snapshot's id. A restore is one process: another thread's snapshot opens
+    # in a new one, with the command printed.
+    def take_list
+      extra = @info.context["extra"] || {}
+      threads = begin
+        JSON.parse(extra["take_threads"].to_s)
+      rescue JSON::ParserError
+        nil
+      end
+      return "snapshot #{@info.id} was taken alone (only `rbscope snapshot -p` with --all or several --thread takes threads together)" unless threads.is_a?(Array) && extra["take"]
+
+      lines = threads.map do |t|
+        name = t["name"] || (t["main"] ? "main" : "(unnamed)")
+        name += " (tid #{t['tid']})" if t["tid"]
+        this = t["id"] == @info.id
+        format("%s%-30s %s%s", this ? "=>" : "  ", name, t["id"], this ? "" : "  rbscope restore #{t['id']}")
+      end
+      "take #{extra['take']} (another thread's snapshot opens in a new restore: exit, then run its command)\n#{lines.join("\n")}"
+    end
+
     # Opens IRB in frame `index`; `frame N`, `up`, `down` switch frames, `exit` leaves.
     def console(index = 0)
       require_relative "console"

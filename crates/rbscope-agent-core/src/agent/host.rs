@@ -3,6 +3,7 @@
 //! of `rbscope stacks` and `rbscope memory` derived from what Ruby said.
 
 use super::failures::{self, Feature};
+use rbscope_snapshot::{Take, TakeMember};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 /// The machine's host name ("unknown" when it cannot be read).
@@ -161,6 +162,31 @@ pub fn select_threads(
     Ok(out)
 }
 
+/// The take of the threads `chosen` (indices into `threads`) when a request names more than one:
+/// each thread with the id its snapshot will be given (`new_id` makes one, in the order of
+/// `chosen`), under the take's own id (the first `new_id` gives). None for a single thread.
+pub fn take_of(
+    threads: &[ThreadFacts],
+    chosen: &[usize],
+    mut new_id: impl FnMut() -> String,
+) -> Option<Take> {
+    if chosen.len() < 2 {
+        return None;
+    }
+    let id = new_id();
+    let members = chosen
+        .iter()
+        .filter_map(|i| threads.get(*i))
+        .map(|t| TakeMember {
+            id: new_id(),
+            name: t.name.clone(),
+            tid: t.tid,
+            main: t.main,
+        })
+        .collect();
+    Some(Take { id, members })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,5 +289,35 @@ mod tests {
              worker-1 (tid 101), worker-2 (see `rbscope stacks -p PID`)"
         );
         assert!(select_threads(&threads[1..], &[], false).is_err());
+    }
+
+    #[test]
+    fn several_threads_make_a_take_with_an_id_each_and_one_thread_none() {
+        let threads = [
+            t(None, Some(100), true),
+            t(Some("worker-1"), Some(101), false),
+            t(Some("worker-2"), None, false),
+        ];
+        let mut n = 0;
+        let mut ids = || {
+            n += 1;
+            format!("id{n}")
+        };
+        assert_eq!(take_of(&threads, &[1], &mut ids), None);
+        let take = take_of(&threads, &[2, 0], &mut ids).unwrap();
+        assert_eq!(take.id, "id1");
+        let got: Vec<(String, String)> = take
+            .members
+            .iter()
+            .map(|m| (m.id.clone(), m.describe()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("id2".to_string(), "worker-2".to_string()),
+                ("id3".to_string(), "main (tid 100)".to_string())
+            ]
+        );
+        assert!(take.members.get(1).is_some_and(|m| m.main && m.is("100")));
     }
 }

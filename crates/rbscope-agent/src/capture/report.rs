@@ -71,23 +71,35 @@ pub fn report(gvl: Gvl, agent: &Agent, exc: VALUE, ctx: VALUE, how: &str) -> Opt
         locals_missing: !any_captured,
         trigger: None,
         limited: true,
+        take: None,
     };
     store(gvl, agent, subject, ctx, how)
 }
 
+/// How a live snapshot is taken, beyond which thread and who asks.
+#[derive(Default)]
+pub struct Live {
+    /// Whether the rate limiter may drop it, like an exception's (the app asked; a person
+    /// asking from outside is not).
+    pub limited: bool,
+    /// Its (kind, reason) when it is not kind `live` (a breakpoint, a slow request).
+    pub given: Given,
+    /// Taken with other threads' (`rbscope snapshot -p --all`): the id chosen for it
+    /// beforehand and its take's context entries (rbscope_snapshot::take).
+    pub take: Option<(String, Vec<(String, String)>)>,
+}
+
 /// A snapshot of `thread` (any live thread, this one too) now, as an exception's: every app
 /// frame with self and locals, read while this thread holds the GVL (so `thread` is stopped at
-/// a safe point). Rate limited like an exception's when `limited` (the app asked; a person
-/// asking from outside is not); `given` is its (kind, reason) when it is not kind `live` (a
-/// breakpoint). None when its frames cannot be read or nothing was stored.
+/// a safe point), taken as `opts` says. None when its frames cannot be read or nothing was
+/// stored.
 pub fn live(
     gvl: Gvl,
     agent: &Agent,
     thread: VALUE,
     ctx: VALUE,
     how: &str,
-    limited: bool,
-    given: Given,
+    opts: Live,
 ) -> Option<String> {
     bump(&agent.counters.reports);
     let _gc_off = ffi::GcOff::new(gvl);
@@ -107,7 +119,7 @@ pub fn live(
         .first()
         .and_then(|n| ffi::to_string(gvl, *n));
     let thread_name = name.unwrap_or_else(|| rb::any_to_s(gvl, thread));
-    let (trigger, message) = live_trigger(thread_name, how, given);
+    let (trigger, message) = live_trigger(thread_name, how, opts.given);
     let head = ExceptionInfo {
         class_name: trigger_class(&trigger.kind),
         message,
@@ -121,7 +133,8 @@ pub fn live(
         causes: Vec::new(),
         locals_missing: false,
         trigger: Some(trigger),
-        limited,
+        limited: opts.limited,
+        take: opts.take,
     };
     store(gvl, agent, subject, ctx, how)
 }
@@ -138,6 +151,8 @@ struct Subject {
     trigger: Option<Trigger>,
     /// Whether the rate limiter may drop it.
     limited: bool,
+    /// Its id chosen beforehand and its take's context entries (Live::take).
+    take: Option<(String, Vec<(String, String)>)>,
 }
 
 /// Walks the subject's values and hands the snapshot to the writer (rate limited by its
@@ -177,14 +192,19 @@ fn store(gvl: Gvl, agent: &Agent, s: Subject, ctx: VALUE, how: &str) -> Option<S
     add(&agent.counters.values_truncated, truncated);
     add(&agent.counters.objects_cut, cut);
 
+    let (id, take_entries) = s
+        .take
+        .unwrap_or_else(|| (ulid::Ulid::new().to_string(), Vec::new()));
+    let mut context = context(gvl, agent, ctx, how);
+    context.extra.extend(take_entries);
     let snapshot = Snapshot {
-        id: ulid::Ulid::new().to_string(),
+        id,
         reported_at_ms: rbscope_agent_core::writer::now_ms(),
         fingerprint: fp,
         exception: ExceptionInfo { causes, ..s.head },
         frames: out_frames,
         objects,
-        context: context(gvl, agent, ctx, how),
+        context,
         stats,
         extras,
     };

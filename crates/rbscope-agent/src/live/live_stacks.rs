@@ -14,6 +14,7 @@ use magnus::Ruby;
 use rbscope_agent_core::agent::host::{self, ThreadFacts};
 use rbscope_proto::ThreadStack;
 use rbscope_proto::{AgentMessage, SnapshotRequest, SnapshotsTaken, Stacks, TakenSnapshot};
+use rbscope_snapshot::Take;
 use std::time::Instant;
 
 /// How a snapshot taken for `rbscope snapshot -p` says who asked (not rate limited).
@@ -55,8 +56,9 @@ pub fn read(gvl: Gvl, asked: Instant) -> AgentMessage {
 }
 
 /// Stores a live snapshot of each thread `request` names (host::select_threads), one at a
-/// time: between two, the agent lets the app's threads run. `held_us` is the time the VM was
-/// held for the snapshots themselves.
+/// time: between two, the agent lets the app's threads run. Several threads are one take
+/// (host::take_of): each snapshot's context names every thread of it with its snapshot's id.
+/// `held_us` is the time the VM was held for the snapshots themselves.
 pub fn snapshot(gvl: Gvl, request: SnapshotRequest, asked: Instant) -> AgentMessage {
     let started = Instant::now();
     let Some(agent) = state::current() else {
@@ -71,10 +73,16 @@ pub fn snapshot(gvl: Gvl, request: SnapshotRequest, asked: Instant) -> AgentMess
         Ok(c) => c,
         Err(e) => return AgentMessage::Error(e),
     };
+    // Several threads are one take: each snapshot's id is chosen now, so each names them all.
+    let take = host::take_of(&facts, &chosen, || ulid::Ulid::new().to_string());
+    let entries = take.as_ref().map(Take::context_entries).unwrap_or_default();
+    let ids = take.map(|t| t.members.into_iter().map(|m| m.id));
+    let mut ids = ids.into_iter().flatten();
     let context = ffi::const_at(gvl, "Rbscope::Context");
     let mut taken = Vec::new();
     let mut held = 0;
     for (n, (th, facts)) in chosen.into_iter().filter_map(|i| found.get(i)).enumerate() {
+        let own = ids.next().map(|id| (id, entries.clone()));
         // The app runs between two threads' snapshots: it pauses for one at a time.
         if n > 0 {
             rb::thread_schedule(gvl);
@@ -94,7 +102,11 @@ pub fn snapshot(gvl: Gvl, request: SnapshotRequest, asked: Instant) -> AgentMess
         let ctx = context
             .and_then(|c| ffi::call(gvl, c, "for_thread", &[*th]).ok())
             .unwrap_or(NIL);
-        let id = capture::quietly(|| report::live(gvl, &agent, *th, ctx, ASKED_BY, false, None));
+        let opts = report::Live {
+            take: own,
+            ..report::Live::default()
+        };
+        let id = capture::quietly(|| report::live(gvl, &agent, *th, ctx, ASKED_BY, opts));
         taken.push(TakenSnapshot {
             thread: facts.describe(),
             tid: facts.tid,

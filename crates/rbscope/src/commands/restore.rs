@@ -7,14 +7,15 @@
 use super::store_args::{KeyArgs, StoreArgs};
 use crate::ruby_lib;
 use anyhow::{bail, Context};
-use rbscope_store::{reader_key, Store, StoreLocation};
+use rbscope_snapshot::{Snapshot, Take};
+use rbscope_store::{reader_key, Store, StoreError, StoreLocation};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 /// Open IRB back in a snapshot's frame: self and locals restored as Ruby objects.
 #[derive(clap::Args, Debug)]
 #[command(
-    after_help = "In the console: frames, frame N, up, down, snapshot, class_state; exit leaves.\n\
+    after_help = "In the console: frames, frame N, up, down, snapshot, class_state, threads; exit leaves.\n\
     Load your app first so its classes exist (else objects come back as marked stand-ins):\n  \
     rbscope restore ID -r ./config/environment\n\
     From a running console: Rbscope.restore(\"ID\")"
@@ -22,6 +23,11 @@ use std::process::Command;
 pub struct Args {
     /// The snapshot id, or an unambiguous prefix of it.
     id: String,
+    /// Another thread of the same take (a snapshot taken with `rbscope snapshot -p --all` or
+    /// several --thread): open that thread's snapshot instead; its name, `main`, or its OS
+    /// thread id.
+    #[arg(long, value_name = "NAME|TID")]
+    thread: Option<String>,
     /// The frame to start in (0 = innermost; see `rbscope show`).
     #[arg(long, default_value_t = 0)]
     frame: usize,
@@ -40,6 +46,7 @@ pub struct Args {
 pub fn run(a: &Args) -> anyhow::Result<i32> {
     let Args {
         id,
+        thread,
         frame,
         trust,
         requires,
@@ -54,7 +61,21 @@ pub fn run(a: &Args) -> anyhow::Result<i32> {
     } else {
         reader_key(&location, key_args.key.as_deref())?
     };
-    let (full_id, body) = store.get_for_restore(id, trust, key.as_ref())?;
+    let (mut full_id, mut body) = store.get_for_restore(id, trust, key.as_ref())?;
+    if let Some(wanted) = thread {
+        let given = rbscope_snapshot::decode(&body)
+            .with_context(|| format!("snapshot {full_id} cannot be read"))?;
+        let other = take_member(&given, wanted)?;
+        if other != full_id {
+            (full_id, body) = match store.get_for_restore(&other, trust, key.as_ref()) {
+                Err(StoreError::NotFound(_)) => bail!(
+                    "the snapshot of thread {wanted} in the take of {full_id} ({other}) is not in \
+                     this store: it was not stored, or was purged"
+                ),
+                r => r?,
+            };
+        }
+    }
     let snapshot = rbscope_snapshot::decode(&body)
         .with_context(|| format!("snapshot {full_id} cannot be read"))?;
     let frames = snapshot.frames.len()
@@ -98,4 +119,23 @@ pub fn run(a: &Args) -> anyhow::Result<i32> {
     }
     let err = cmd.exec();
     bail!("cannot run ruby: {err}")
+}
+
+/// The id of the snapshot of thread `wanted` in the take of snapshot `s`.
+fn take_member(s: &Snapshot, wanted: &str) -> anyhow::Result<String> {
+    let Some(take) = Take::of(&s.context) else {
+        bail!(
+            "snapshot {} was not taken with other threads (only `rbscope snapshot -p` with --all \
+             or several --thread makes a take); restore it without --thread",
+            s.id
+        );
+    };
+    match take.find(wanted) {
+        Some(m) => Ok(m.id.clone()),
+        None => bail!(
+            "no thread named or with tid {wanted:?} in the take of snapshot {}; its threads are: {}",
+            s.id,
+            take.describe_threads()
+        ),
+    }
 }

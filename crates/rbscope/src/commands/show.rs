@@ -3,7 +3,8 @@
 use super::store_args::StoreArgs;
 use crate::views::{snapshot_text, snapshots};
 use anyhow::Context;
-use rbscope_store::Store;
+use rbscope_snapshot::Take;
+use rbscope_store::{Store, StoreError};
 
 /// Show one snapshot: the exception, its causes, then every frame with source, self, locals
 /// and instance variables.
@@ -34,14 +35,30 @@ pub fn run(a: &Args) -> anyhow::Result<i32> {
     let (full_id, body) = store.get(&a.id)?;
     let snapshot = rbscope_snapshot::decode(&body)
         .with_context(|| format!("snapshot {full_id} cannot be read"))?;
+    // The take's other snapshots this store does not hold (never stored, or purged).
+    let mut stored = |id: &str| match store.get(id) {
+        Ok(_) => Some(true),
+        Err(StoreError::NotFound(_)) => Some(false),
+        Err(_) => None,
+    };
     if a.json {
-        let doc = snapshots::snapshot_json(&snapshot);
+        let mut doc = snapshots::snapshot_json(&snapshot);
+        snapshots::mark_take_stored(&mut doc, stored);
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
+        let missing = Take::of(&snapshot.context)
+            .map(|t| {
+                t.others(&snapshot.id)
+                    .filter(|m| stored(&m.id) == Some(false))
+                    .map(|m| m.id.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
         let opts = snapshot_text::Options {
             max_depth: a.depth,
             max_items: a.items,
             raw: a.raw,
+            missing,
         };
         print!("{}", snapshot_text::snapshot(&snapshot, &opts));
     }

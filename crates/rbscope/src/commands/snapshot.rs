@@ -1,7 +1,9 @@
 //! `rbscope snapshot -p PID`: a live snapshot of threads of a running process, now, through its
 //! agent. Each thread chosen gets a snapshot of its own (every app frame with self, locals, the
 //! objects they reach and source lines, as an exception snapshot has), stored in the app's store
-//! and listed as `(live)`; the threads go on as before.
+//! and listed as `(live)`; the threads go on as before. Several threads asked for at once are
+//! one take: each snapshot's context names the others (rbscope_snapshot::take), for `show`,
+//! `restore ID --thread` and the UI.
 
 use crate::agent_client;
 use rbscope_proto::SnapshotRequest;
@@ -13,7 +15,10 @@ use rbscope_proto::SnapshotRequest;
         every app frame of each thread with self, locals, the objects they reach and source \
         lines, exactly as an exception snapshot (same limits, redaction, signing and store). \
         Each thread gets a snapshot of its own, listed as (live) by `rbscope list`, shown by \
-        `rbscope show`, restorable with `rbscope restore`. The threads go on running: the agent \
+        `rbscope show`, restorable with `rbscope restore`. Several threads asked for at once \
+        (--all, or --thread more than once) are one take: `rbscope show ID` names the take's \
+        other threads and their snapshots, and `rbscope restore ID --thread NAME|TID` opens \
+        another thread's snapshot of the same take. The threads go on running: the agent \
         holds the VM only while it copies and walks their frames. Without --thread or --all, \
         the main thread.",
     after_help = "Examples: rbscope snapshot -p 4242\n          \

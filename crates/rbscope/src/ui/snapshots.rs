@@ -173,6 +173,7 @@ impl Snapshots {
             }
         };
         let mut doc = snapshots::snapshot_json(&snapshot);
+        snapshots::mark_take_stored(&mut doc, |id| self.exists(id));
         // Records and parameters as their attributes and entries, for the value tree.
         doc["views"] = records::views_json(&snapshot);
         doc["signed"] = stored.signature.is_some().into();

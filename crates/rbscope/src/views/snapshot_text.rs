@@ -8,7 +8,7 @@
 use super::records::{self, View};
 use super::ruby_inspect;
 use super::time::format_ms;
-use rbscope_snapshot::{CutReason, Frame, Object, ObjectKind, Snapshot, Value};
+use rbscope_snapshot::{CutReason, Frame, Object, ObjectKind, Snapshot, Take, Value};
 use std::collections::HashSet;
 use std::fmt::Write;
 
@@ -18,6 +18,8 @@ pub struct Options {
     /// Show ActiveRecord records and `ActionController::Parameters` as the objects Rails
     /// keeps them in, instead of as their attributes and parameters (`views::records`).
     pub raw: bool,
+    /// The ids of the take's snapshots the store does not hold (marked as such).
+    pub missing: Vec<String>,
 }
 
 pub fn snapshot(s: &Snapshot, o: &Options) -> String {
@@ -72,8 +74,30 @@ pub fn snapshot(s: &Snapshot, o: &Options) -> String {
         c.app_revision.as_deref().unwrap_or("-"),
         c.thread_name.as_deref().unwrap_or("-")
     );
-    for (k, v) in c.extra.iter().filter(|(k, _)| k != "reported_by") {
+    for (k, v) in c
+        .extra
+        .iter()
+        .filter(|(k, _)| k != "reported_by" && !Take::is_entry(k))
+    {
         let _ = writeln!(out, "{k:<9} {v}");
+    }
+    if let Some(take) = Take::of(c) {
+        // Taken with other threads: one line for each, with its snapshot's id.
+        let _ = writeln!(
+            out,
+            "take      {}  with {} other threads (rbscope restore {} --thread NAME|TID)",
+            take.id,
+            take.others(&s.id).count(),
+            s.id
+        );
+        for m in take.others(&s.id) {
+            let gone = if o.missing.contains(&m.id) {
+                "  (not in this store)"
+            } else {
+                ""
+            };
+            let _ = writeln!(out, "  thread  {}  {}{gone}", m.describe(), m.id);
+        }
     }
     let st = &s.stats;
     let mut notes = Vec::new();

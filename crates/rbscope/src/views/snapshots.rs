@@ -1,6 +1,7 @@
 //! Snapshots as `rbscope list`, `show` and `ui` show them: a stored snapshot's summary, a
 //! fingerprint group, the whole snapshot as a document, and the command that restores one.
 
+use rbscope_snapshot::Take;
 use rbscope_store::{Group, SnapshotSummary};
 use serde_json::{json, Map, Value};
 
@@ -59,11 +60,49 @@ pub fn group_api_json(g: &Group) -> Value {
 }
 
 /// The whole snapshot (`show --json`, and the UI's `/api/snapshots/ID`): the snapshot
-/// crate's document, with the report time as text.
+/// crate's document, with the report time as text and the take it belongs to (`take`: its id
+/// and every thread of it with its snapshot's id, `this` marking this one's; null when it was
+/// taken alone) instead of the take's raw context entries.
 pub fn snapshot_json(s: &rbscope_snapshot::Snapshot) -> Value {
     let mut doc = rbscope_snapshot::json::snapshot(s);
     doc["reported_at"] = format_ms(s.reported_at_ms).into();
+    if let Some(Value::Object(extra)) = doc.pointer_mut("/context/extra") {
+        extra.retain(|k, _| !Take::is_entry(k));
+    }
+    doc["take"] = match Take::of(&s.context) {
+        Some(t) => json!({
+            "id": t.id,
+            "threads": t.members.iter().map(|m| json!({
+                "id": m.id,
+                "thread": m.describe(),
+                "name": m.name,
+                "tid": m.tid,
+                "main": m.main,
+                "this": m.id == s.id,
+            })).collect::<Vec<_>>(),
+        }),
+        None => Value::Null,
+    };
     doc
+}
+
+/// Marks each other thread of the document's take with whether its snapshot is in the store
+/// (`"stored"`): `is_stored` answers for one id, None when the store cannot tell (left
+/// unmarked). A take's snapshot may never have been stored (its thread ended first, a full
+/// queue) or may have been purged since.
+pub fn mark_take_stored(doc: &mut Value, mut is_stored: impl FnMut(&str) -> Option<bool>) {
+    let Some(Value::Array(threads)) = doc.pointer_mut("/take/threads") else {
+        return;
+    };
+    for t in threads.iter_mut() {
+        if t["this"] == true {
+            continue;
+        }
+        let answer = t["id"].as_str().and_then(&mut is_stored);
+        if let (Some(stored), Value::Object(m)) = (answer, t) {
+            m.insert("stored".into(), stored.into());
+        }
+    }
 }
 
 /// `rbscope restore ID` against a given store and key, quoted for a POSIX shell. `store` is
@@ -144,5 +183,55 @@ mod tests {
         );
         assert_eq!(shell_quote("it's"), "'it'\\''s'");
         assert_eq!(shell_quote(""), "''");
+    }
+
+    #[test]
+    fn a_take_replaces_its_context_entries_and_marks_this_snapshot() {
+        let take = Take {
+            id: "T1".into(),
+            members: ["A", "B"]
+                .iter()
+                .zip([Some("alpha"), None])
+                .map(|(id, name)| rbscope_snapshot::TakeMember {
+                    id: id.to_string(),
+                    name: name.map(Into::into),
+                    tid: Some(7),
+                    main: name.is_none(),
+                })
+                .collect(),
+        };
+        let mut s = rbscope_snapshot::Snapshot {
+            id: "B".into(),
+            reported_at_ms: 0,
+            fingerprint: String::new(),
+            exception: rbscope_snapshot::ExceptionInfo {
+                class_name: "(live)".into(),
+                message: String::new(),
+                backtrace: vec![],
+                causes: vec![],
+            },
+            frames: vec![],
+            objects: vec![],
+            context: Default::default(),
+            stats: Default::default(),
+            extras: Default::default(),
+        };
+        s.context.extra = vec![("ticket".into(), "T-1".into())];
+        s.context.extra.extend(take.context_entries());
+        let doc = snapshot_json(&s);
+        assert_eq!(doc["context"]["extra"], json!({"ticket": "T-1"}));
+        assert_eq!(doc["take"]["id"], "T1");
+        let threads = doc["take"]["threads"].as_array().unwrap();
+        assert_eq!(threads.len(), 2);
+        assert_eq!(threads[0]["thread"], "alpha (tid 7)");
+        assert_eq!(threads[0]["this"], false);
+        assert_eq!(threads[1]["thread"], "main (tid 7)");
+        assert_eq!(threads[1]["this"], true);
+        let mut marked = doc.clone();
+        mark_take_stored(&mut marked, |id| (id == "A").then_some(false));
+        assert_eq!(marked["take"]["threads"][0]["stored"], false);
+        assert!(marked["take"]["threads"][1].get("stored").is_none());
+        s.context.extra.truncate(1);
+        assert!(snapshot_json(&s)["take"].is_null());
     }
 }
