@@ -275,3 +275,81 @@ fn while_postgres_is_down_snapshots_wait_in_a_bounded_backlog() {
         ["order 0", "order 1", "order 2", "order 3", "order 4", "order 5"]
     );
 }
+
+/// Snapshots without an exception go to the fleet store too: `rbscope snapshot -p` of a
+/// thread of an app that writes to PostgreSQL is listed from there as `(live)` and restores.
+#[test]
+fn a_live_snapshot_of_a_running_app_goes_to_postgres() {
+    let pg = Postgres::start();
+    let url = pg.database("fleet_live");
+    let sb = Sandbox::new();
+    sb.write("checkout.rb", CHECKOUT);
+    let app = sb.write(
+        "waiting.rb",
+        r##"
+require "rbscope"
+Rbscope.start(rate_limit: 0)
+require_relative "checkout"
+class Checkout
+  def wait_for_bank(amount, go)
+    attempt = 3
+    go.pop
+  end
+end
+go = Queue.new
+t = Thread.new { Thread.current.name = "payer"; Checkout.new.wait_for_bank(42, go) }
+sleep 0.01 until t.status == "sleep"
+puts "ready"
+$stdout.flush
+$stdin.gets
+go << :go
+t.join
+"##,
+    );
+    let mut child = sb
+        .ruby(&app)
+        .env("RBSCOPE_STORE", &url)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    let taken = sb
+        .cli()
+        .args([
+            "snapshot",
+            "-p",
+            &child.id().to_string(),
+            "--thread",
+            "payer",
+        ])
+        .output()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(taken.status.success(), "{}", stderr(&taken));
+    let id = String::from_utf8_lossy(&taken.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(!sb.store().exists(), "nothing in the sandbox's SQLite file");
+
+    let list = cli_with(&sb, &url, None)
+        .args(["list", "--json"])
+        .output()
+        .unwrap();
+    let rows: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(rows[0]["id"], id.as_str(), "{rows}");
+    assert_eq!(rows[0]["exception_class"], "(live)", "{rows}");
+    let (ok, out, err) = restore_session(&sb, &url, None, &["--trust", &id]);
+    assert!(ok, "{err}\n{out}");
+    assert!(
+        out.contains("AMOUNT=42 SKU=A-1 SELF=Checkout"),
+        "{out}\n{err}"
+    );
+}
