@@ -5,6 +5,9 @@
 //! are often left out to save space; the `NT_FILE` note still lists them, so reads there fall
 //! back to the mapped file on this machine, when it is the same file. Which files could be read
 //! that way is kept, so a caller can tell the user what was missing.
+//!
+//! The core file and those program files are mapped, not read into memory: a core is as big as
+//! the process was, and a read of the stacks touches only the pages it needs.
 
 use crate::memory::{word_at, Memory, ReadError};
 use std::cell::RefCell;
@@ -44,12 +47,42 @@ pub struct FileMapping {
 
 pub struct CoreMemory {
     path: PathBuf,
-    data: Vec<u8>,
+    data: Bytes,
     segments: Vec<Segment>,
     files: Vec<FileMapping>,
     /// Local replacements for mapped files (`--ruby BIN` for the program's path).
     substitutes: HashMap<String, PathBuf>,
-    loaded: RefCell<HashMap<String, Option<std::rc::Rc<Vec<u8>>>>>,
+    loaded: RefCell<HashMap<String, Option<std::rc::Rc<Bytes>>>>,
+}
+
+/// A file's bytes: mapped (a file opened from disk) or owned (given by a test).
+enum Bytes {
+    Mapped(memmap2::Mmap),
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Mapped(m) => m,
+            Bytes::Owned(v) => v,
+        }
+    }
+}
+
+/// Maps `path` read-only. An empty file is given as no bytes (it cannot be mapped).
+fn map(path: &Path) -> std::io::Result<Bytes> {
+    let file = std::fs::File::open(path)?;
+    if file.metadata()?.len() == 0 {
+        return Ok(Bytes::Owned(Vec::new()));
+    }
+    // SAFETY: the mapping is private and read-only, and its bytes are only read through bounds-
+    // checked slices. A core file or program file is not expected to change while it is read;
+    // were one truncated meanwhile, a read past its new end would end this command with SIGBUS
+    // (this is the CLI, never the app's process).
+    let m = unsafe { memmap2::Mmap::map(&file)? };
+    Ok(Bytes::Mapped(m))
 }
 
 const PT_LOAD: u32 = 1;
@@ -69,14 +102,18 @@ fn u64_at(b: &[u8], at: usize) -> Option<usize> {
 
 impl CoreMemory {
     pub fn open(path: &Path) -> Result<CoreMemory, CoreError> {
-        let data = std::fs::read(path).map_err(|source| CoreError::Io {
+        let data = map(path).map_err(|source| CoreError::Io {
             path: path.to_path_buf(),
             source,
         })?;
-        CoreMemory::from_bytes(path, data)
+        CoreMemory::parse(path, data)
     }
 
     pub fn from_bytes(path: &Path, data: Vec<u8>) -> Result<CoreMemory, CoreError> {
+        CoreMemory::parse(path, Bytes::Owned(data))
+    }
+
+    fn parse(path: &Path, data: Bytes) -> Result<CoreMemory, CoreError> {
         let not_core = || CoreError::NotCore(path.to_path_buf());
         let damaged = |what: &str| CoreError::Damaged {
             path: path.to_path_buf(),
@@ -170,7 +207,7 @@ impl CoreMemory {
                 .get(&m.path)
                 .cloned()
                 .unwrap_or_else(|| PathBuf::from(&m.path));
-            std::fs::read(local).ok().map(std::rc::Rc::new)
+            map(&local).ok().map(std::rc::Rc::new)
         });
         let Some(content) = content else {
             return false;

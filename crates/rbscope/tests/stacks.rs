@@ -269,6 +269,69 @@ fn the_same_stacks_from_a_core_file_written_by_gcore() {
     check_report(&report, &own);
 }
 
+/// A core as big as the process was is mapped, not read: `stacks --core` of a 400 MB core
+/// keeps its resident memory far below that (it read the whole file before).
+#[test]
+fn a_big_core_file_is_read_without_loading_it() {
+    let sb = Sandbox::new();
+    let script = sb.write(
+        "big.rb",
+        r#"
+class Holder
+  def hold(bytes)
+    big = "x" * bytes
+    $stdout.puts "ready"
+    $stdout.flush
+    sleep
+  end
+end
+Holder.new.hold(400_000_000)
+"#,
+    );
+    let mut child = sb.ruby(&script).stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "ready\n");
+    let pid = child.id();
+    let core = sb.dir.path().join("core");
+    let out = Command::new("gcore")
+        .arg("-o")
+        .arg(&core)
+        .arg(pid.to_string())
+        .output()
+        .expect("gcore (package gdb) must be installed: scripts/install-deps");
+    let ruby = std::fs::canonicalize(format!("/proc/{pid}/exe")).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(out.status.success(), "gcore: {}", common::stderr(&out));
+    let core = format!("{}.{pid}", core.display());
+    let core_kib = std::fs::metadata(&core).unwrap().len() / 1024;
+    assert!(core_kib > 400_000, "the core is {core_kib} KiB");
+    let mut cli = Command::new(common::cli())
+        .args(["stacks", "--core", &core, "--ruby", ruby.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let cli_pid = cli.id() as i32;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut cli.stdout.take().unwrap(), &mut text).unwrap();
+    // This child's own peak resident memory, from wait4.
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child, writing into the two locals.
+    let waited = unsafe { libc::wait4(cli_pid, &mut status, 0, &mut usage) };
+    assert_eq!(waited, cli_pid);
+    assert!(text.contains("in Holder#hold(bytes)"), "{text}");
+    let peak_kib = usage.ru_maxrss as u64;
+    assert!(
+        peak_kib < core_kib / 4,
+        "stacks --core peaked at {peak_kib} KiB for a {core_kib} KiB core"
+    );
+}
+
 fn stacks_error(args: &[&str]) -> String {
     let out = Command::new(common::cli())
         .arg("stacks")
