@@ -35,6 +35,7 @@ end
 class Cart
   def initialize(owner)
     @owner = owner
+    @api_token = "t0k3n"
   end
 
   def add(k)
@@ -601,9 +602,20 @@ fn a_logpoint_prints_each_hits_values_in_text_and_jsonl() {
     let line = line_of(APP, "# LOG");
     let at = format!("app.rb:{line}");
     // Text on stdout: one line per hit, the local changing in order, an @ivar and self
-    // rendered by the agent (not by Cart#inspect).
-    let (child, lines, first) =
-        app.start_cli("log", &[&at, "item", "k", "@owner", "self", "--max", "3"]);
+    // rendered by the agent (not by Cart#inspect), a secret name redacted as snapshots do.
+    let (child, lines, first) = app.start_cli(
+        "log",
+        &[
+            &at,
+            "item",
+            "k",
+            "@owner",
+            "self",
+            "@api_token",
+            "--max",
+            "3",
+        ],
+    );
     assert!(
         first.contains("logpoint set at") && first.contains("hooked add"),
         "{first}"
@@ -614,7 +626,10 @@ fn a_logpoint_prints_each_hits_values_in_text_and_jsonl() {
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let want: String = (1..=3)
         .map(|k| {
-            format!("{at}  item=\"item-{k}\"  k={k}  @owner=\"ann\"  self=#<Cart @owner=\"ann\">\n")
+            format!(
+                "{at}  item=\"item-{k}\"  k={k}  @owner=\"ann\"  \
+                 self=#<Cart @owner=\"ann\", @api_token=[redacted]>  @api_token=[redacted: name]\n"
+            )
         })
         .collect();
     assert_eq!(text, want);

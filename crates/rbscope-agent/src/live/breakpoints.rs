@@ -66,7 +66,8 @@ pub struct Read {
 }
 
 /// Renders logpoint `id`'s values (within the trace captures' budget, never calling the app's
-/// `inspect`; a value whose path names a secret under the app's redaction rules is not shown)
+/// `inspect`; a value whose path names a secret under the app's redaction rules is not shown,
+/// nor what is secret inside a value)
 /// and posts them to its client. False when it is not set. Runs on the app's thread, in the
 /// hook, with the values alive on its stack.
 pub fn log_post(gvl: Gvl, id: u64, tid: Option<i32>, thread: String, reads: Vec<Read>) -> bool {
@@ -77,7 +78,10 @@ pub fn log_post(gvl: Gvl, id: u64, tid: Option<i32>, thread: String, reads: Vec<
         .map(|r| {
             let shown = match (rules.and_then(|rules| log_secret(rules, &r.path)), r.value) {
                 (Some(why), _) => Ok(format!("[redacted: {why}]")),
-                (None, Ok(v)) => Ok(trace_values::render(gvl, v)),
+                (None, Ok(v)) => Ok(match rules {
+                    Some(rules) => trace_values::render_redacted(gvl, v, rules),
+                    None => trace_values::render(gvl, v),
+                }),
                 (None, Err(why)) => Err(why),
             };
             (r.path, shown)
