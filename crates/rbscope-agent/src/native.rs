@@ -130,7 +130,7 @@ pub fn break_post(ruby: &Ruby, id: u64, what: String, text: Option<String>) -> R
 }
 
 /// `Rbscope::Native.break_due(id, claim)`: whether breakpoint `id` may fire now under its
-/// `--every` (agent-core's `control::break_due`).
+/// `--every`, and a logpoint's mailbox has room (agent-core's `control::break_due`).
 pub fn break_due(ruby: &Ruby, id: u64, claim: bool) -> Result<bool, Error> {
     native!(ruby, Live, "break_due", || Ok(control::break_due(
         id, claim

@@ -13,7 +13,8 @@ module Rbscope
   # breakpoint whose hit reads its values and hands them to the agent (`Native.log_post`, which
   # renders them without calling the app's `inspect`) instead of storing a snapshot. With
   # `every`, the agent lets one hit through per period (`Native.break_due`): the others return
-  # at once, counted. A line is checked against the file compiled again (never run): a line
+  # at once, counted; a logpoint whose client has not taken its last 1,000 hits drops the hit
+  # there too, before reading anything. A line is checked against the file compiled again (never run): a line
   # without code is refused with the nearest lines that have code, top-level code (not in a
   # method or a block inside one) is refused, and a line in a method not loaded yet waits.
   #
@@ -37,7 +38,7 @@ module Rbscope
     CLASS_OF = Kernel.instance_method(:class)
 
     Point = Struct.new(:id, :file, :path, :line, :max, :hits, :done, :tp, :lock, :paths, :reads,
-                       :values, :every, keyword_init: true)
+                       :values, :gated, keyword_init: true)
 
     @points = {}
     @compiled = nil
@@ -56,7 +57,7 @@ module Rbscope
         chain = compiled_chain(file, path, line)
         point = Point.new(id: id, file: file, path: path, line: line, max: max, hits: 0,
                           done: false, lock: Mutex.new, paths: paths, reads: reads,
-                          values: values, every: every)
+                          values: values, gated: every || !values.empty?)
         iseq = loaded_iseq(path, line)
         if iseq.nil? && chain.none? { |i| i.to_a[9] == :method }
           raise Refusal, "#{file}:#{line} is in a block outside any method (top-level code, or a " \
@@ -232,9 +233,9 @@ module Rbscope
       # Never raises into the app.
       def hit(point, tp)
         return if point.done
-        return if point.every && !Native.break_due(point.id, false)
+        return if point.gated && !Native.break_due(point.id, false)
         return unless holds?(point, tp)
-        return if point.every && !Native.break_due(point.id, true)
+        return if point.gated && !Native.break_due(point.id, true)
 
         n = nil
         point.lock.synchronize do

@@ -133,15 +133,21 @@ pub fn post(id: u64, what: &str, text: Option<String>) -> bool {
     })
 }
 
-/// Whether breakpoint `id` may fire now under its `--every` (always without one). With
-/// `claim`, a yes also starts the next period; a no is counted as skipped. Called by the hook
-/// before anything else is read (`claim` false) and once its condition held (`claim` true), so
-/// a skipped hit costs one call. False when no such breakpoint is set.
+/// Whether breakpoint `id` may fire now under its `--every` (always without one) and, for a
+/// logpoint, whether its mailbox has room. With `claim`, a yes also starts the next period; a
+/// no is counted as skipped (`--every`) or dropped (no room). Called by the hook before
+/// anything else is read (`claim` false) and once its condition held (`claim` true), so a
+/// skipped or dropped hit costs one call and reads no value. False when no such breakpoint is
+/// set.
 pub fn due(id: u64, claim: bool) -> bool {
     with_boxes(|boxes| {
         let Some(b) = boxes.get_mut(&id) else {
             return false;
         };
+        if !b.values.is_empty() && b.messages.len() >= MAILBOX_LIMIT {
+            b.dropped += 1;
+            return false;
+        }
         let Some(every) = b.every else {
             return true;
         };
@@ -762,7 +768,18 @@ mod tests {
         // Without --every, always.
         with_boxes(|b| b.insert(id, Mailbox::default()));
         assert!(due(id, true) && due(id, true));
-        with_boxes(|b| b.remove(&id));
+        // A logpoint whose mailbox is full: dropped before anything is read, counted.
+        with_boxes(|b| {
+            if let Some(m) = b.get_mut(&id) {
+                m.values = vec![Capture::parse("k").unwrap()];
+                m.messages = (0..MAILBOX_LIMIT)
+                    .map(|_| AgentMessage::BreakNote(String::new()))
+                    .collect();
+            }
+        });
+        assert!(!due(id, false));
+        let b = with_boxes(|b| b.remove(&id)).unwrap();
+        assert_eq!((b.dropped, b.skipped), (1, 0));
         assert_eq!(
             ended("time is up (--for)", 1, 500, 0),
             "time is up (--for); 1 hit skipped by --every (500 ms)"
