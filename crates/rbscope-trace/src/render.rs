@@ -696,5 +696,10 @@ mod tests {
         );
         assert_eq!(hits[1]["args"]["order.id"], "6");
         assert_eq!(events.iter().filter(|e| e["ph"] == "M").count(), 2);
+        // `rbscope ui` reads a written log as a trace with no spans, not as an error.
+        for format in [Format::Jsonl, Format::Chrome] {
+            let t = crate::file::read(logged(format, false).as_bytes()).unwrap();
+            assert!(t.threads.iter().all(|th| th.spans.is_empty()), "{format:?}");
+        }
     }
 }
