@@ -877,3 +877,35 @@ fn log_and_every_bad_input_gets_one_line() {
         "{err}"
     );
 }
+
+/// A logpoint at every hit of a hot loop: the app never waits for the client; what its mailbox
+/// could not hold is dropped, counted and reported, and every hit is either printed or counted.
+#[test]
+fn a_logpoint_in_a_hot_loop_drops_what_the_client_cannot_take_and_says_how_many() {
+    let mut app = App::start();
+    let at = format!("app.rb:{}", line_of(APP, "# HOT"));
+    let file = app.sb.dir.path().join("hot.txt");
+    let (child, lines, first) = app.start_cli("log", &[&at, "i", "-o", file.to_str().unwrap()]);
+    assert!(first.contains("logpoint set at"), "{first}");
+    app.run("spin 300000");
+    terminate(&child);
+    assert!(child.wait_with_output().unwrap().status.success());
+    let ended = wait_for(&lines, "logpoint removed");
+    let last = ended.last().unwrap();
+    let dropped: usize = last
+        .split("; ")
+        .find_map(|p| p.strip_suffix(" hits dropped (this client did not keep up)"))
+        .unwrap_or_else(|| panic!("{last}"))
+        .parse()
+        .unwrap();
+    let text = std::fs::read_to_string(&file).unwrap();
+    let printed: Vec<&str> = text.lines().collect();
+    assert_eq!(printed.len() + dropped, 300_000, "{last}");
+    // What was printed is in the loop's order: i grows.
+    let values: Vec<u64> = printed
+        .iter()
+        .map(|l| l.rsplit_once("  i=").unwrap().1.parse().unwrap())
+        .collect();
+    assert!(values.windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(app.breakpoints_set(), 0);
+}

@@ -503,6 +503,7 @@ fn ended(why: &str, skipped: u64, every_ms: u64, dropped: u64) -> String {
 /// Sends the mailbox's messages to the client until the breakpoint ends.
 fn pump<H: Handler>(stream: &mut UnixStream, handler: &H, id: u64, ends: Instant) -> End {
     let fd = stream.as_raw_fd();
+    let mut detached = false;
     loop {
         let mut pfd = libc::pollfd {
             fd,
@@ -517,11 +518,12 @@ fn pump<H: Handler>(stream: &mut UnixStream, handler: &H, id: u64, ends: Instant
                 return End::Gone;
             }
             if pfd.revents & (libc::POLLIN | libc::POLLHUP) != 0 {
-                // The client only ever closes the connection or sends Detach to stop.
-                return match read_frame::<_, ClientMessage>(stream) {
-                    Ok(ClientMessage::Detach) => End::Detached,
-                    _ => End::Gone,
-                };
+                // The client only ever closes the connection or sends Detach to stop; after
+                // Detach, what the mailbox holds still goes out.
+                match read_frame::<_, ClientMessage>(stream) {
+                    Ok(ClientMessage::Detach) => detached = true,
+                    _ => return End::Gone,
+                }
             }
         }
         let (messages, done) = with_boxes(|boxes| match boxes.get_mut(&id) {
@@ -539,6 +541,9 @@ fn pump<H: Handler>(stream: &mut UnixStream, handler: &H, id: u64, ends: Instant
             if write_frame(stream, &m).is_err() {
                 return End::Gone;
             }
+        }
+        if detached {
+            return End::Detached;
         }
         if let Some(why) = done {
             return End::Done(why);
