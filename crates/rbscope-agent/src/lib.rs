@@ -66,6 +66,8 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
     native.define_singleton_method("snapshot", function!(native::snapshot, 4))?;
     native.define_singleton_method("break_post", function!(native::break_post, 3))?;
     native.define_singleton_method("break_test", function!(native::break_test, 3))?;
+    native.define_singleton_method("break_due", function!(native::break_due, 2))?;
+    native.define_singleton_method("log_post", function!(native::log_post, 4))?;
     native.define_singleton_method("flush", function!(native::flush, 1))?;
     native.define_singleton_method("counters", function!(native::counters, 0))?;
     native.define_singleton_method("store_location", function!(native::store_location, 0))?;

@@ -134,6 +134,49 @@ pub fn break_post(ruby: &Ruby, id: u64, what: String, text: Option<String>) -> R
     })
 }
 
+/// `Rbscope::Native.break_due(id, claim)`: whether breakpoint `id` may fire now under its
+/// `--every`, and a logpoint's mailbox has room (agent-core's `control::break_due`).
+pub fn break_due(ruby: &Ruby, id: u64, claim: bool) -> Result<bool, Error> {
+    native!(ruby, Live, "break_due", || Ok(control::break_due(
+        id, claim
+    )))
+}
+
+/// `Rbscope::Native.log_post(id, tid, thread_name, reads)`: logpoint `id`'s hit, `reads` one
+/// `[path, true, value]` or `[path, false, why]` per value (lib/rbscope/breakpoints.rb); false
+/// when it is not set.
+pub fn log_post(
+    ruby: &Ruby,
+    id: u64,
+    tid: Option<i32>,
+    thread: Option<String>,
+    reads: RArray,
+) -> Result<bool, Error> {
+    native!(ruby, Live, "log_post", || {
+        let mut got = Vec::with_capacity(reads.len());
+        for i in 0..reads.len() {
+            let entry: RArray = reads.entry(i as isize)?;
+            let path: String = entry.entry(0)?;
+            let ok: bool = entry.entry(1)?;
+            let value = if ok {
+                let v: Value = entry.entry(2)?;
+                Ok(ffi::raw(v))
+            } else {
+                Err(entry.entry::<String>(2)?)
+            };
+            got.push(live::breakpoints::Read { path, value });
+        }
+        // The values stay alive: `reads` holds them, and it is on the caller's stack.
+        Ok(live::breakpoints::log_post(
+            gvl(),
+            id,
+            tid,
+            thread.unwrap_or_default(),
+            got,
+        ))
+    })
+}
+
 /// Waits up to `seconds` (at most 60) for queued snapshots to be written.
 pub fn flush(ruby: &Ruby, seconds: f64) -> Result<bool, Error> {
     native!(ruby, Writer, "flush", || {

@@ -12,7 +12,7 @@ use crate::facts::FrameFacts;
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change to the messages below.
-pub const PROTOCOL_VERSION: u32 = 6;
+pub const PROTOCOL_VERSION: u32 = 7;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Hello {
@@ -59,6 +59,40 @@ pub enum ClientMessage {
     /// `BreakEnded` (`max` hits, `for_ms` passed) or the client goes away; the hook is removed
     /// then.
     Break(BreakRequest),
+    /// A breakpoint or a logpoint with protocol 7's options (protocol 7): answered as `Break`
+    /// is, a logpoint's hits as `LogHit`s. While it runs, the client may send `Detach` to end
+    /// it: the agent then answers `BreakEnded` (with what was skipped or dropped).
+    Point(PointRequest),
+}
+
+/// `Break`'s request with what protocol 7 added: a logpoint (`values` given: each hit sends
+/// them, read and rendered by the agent, instead of storing a snapshot) and `every_ms` (at most
+/// one hit per that many milliseconds; the hits between are skipped inside the app, counted).
+/// A logpoint's `max` of 0 means no limit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PointRequest {
+    pub at: BreakRequest,
+    /// 0: every hit.
+    pub every_ms: u64,
+    /// The values a logpoint reads (capture paths: `order.id`, `@user.email`, `self`); empty
+    /// for a breakpoint.
+    pub values: Vec<String>,
+}
+
+/// One time a logpoint's line ran: its values as the agent rendered them (never with the app's
+/// `inspect`), on which thread, when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogHit {
+    /// 1 for the first hit.
+    pub n: u32,
+    /// CLOCK_MONOTONIC, in nanoseconds (the trace clock's time base).
+    pub t_ns: u64,
+    /// The OS thread id, when Ruby knows it.
+    pub tid: Option<i32>,
+    /// The thread's name, or empty.
+    pub thread: String,
+    /// (path as the client wrote it, rendered value), in the request's order.
+    pub values: Vec<(String, String)>,
 }
 
 /// A non-breaking breakpoint: a live snapshot of the thread each time `file`:`line` runs, at
@@ -359,6 +393,8 @@ pub enum AgentMessage {
     BreakNote(String),
     /// The breakpoint is removed; the text says why (`max` hits, time up).
     BreakEnded(String),
+    /// A logpoint's line ran (protocol 7).
+    LogHit(LogHit),
 }
 
 /// The instruction for a protocol mismatch, from the client's point of view.

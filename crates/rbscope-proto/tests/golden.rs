@@ -1,4 +1,4 @@
-//! Freezes the bytes of protocol 5.
+//! Freezes the bytes of protocol 7 (and checks that protocols 5 and 6's keep theirs).
 //!
 //! The agent inside an app and the CLI on the operator's machine are upgraded separately; the
 //! handshake turns a version mismatch into advice, which only works if the bytes of a version
@@ -41,6 +41,7 @@ const CLIENT_MESSAGES: &[&str] = &[
     "heap-track",
     "snapshot",
     "break",
+    "point",
 ];
 
 fn client_name(m: &ClientMessage) -> &'static str {
@@ -58,6 +59,7 @@ fn client_name(m: &ClientMessage) -> &'static str {
         ClientMessage::HeapTrack { .. } => "heap-track",
         ClientMessage::Snapshot(_) => "snapshot",
         ClientMessage::Break(_) => "break",
+        ClientMessage::Point(_) => "point",
     }
 }
 
@@ -81,6 +83,7 @@ const AGENT_MESSAGES: &[&str] = &[
     "break-hit",
     "break-note",
     "break-ended",
+    "log-hit",
 ];
 
 fn agent_name(m: &AgentMessage) -> &'static str {
@@ -104,6 +107,7 @@ fn agent_name(m: &AgentMessage) -> &'static str {
         AgentMessage::BreakHit(_) => "break-hit",
         AgentMessage::BreakNote(_) => "break-note",
         AgentMessage::BreakEnded(_) => "break-ended",
+        AgentMessage::LogHit(_) => "log-hit",
     }
 }
 
@@ -444,6 +448,22 @@ fn client_messages() -> Vec<(String, ClientMessage)> {
                 force: true,
             }),
         ),
+        (
+            "",
+            ClientMessage::Point(PointRequest {
+                at: BreakRequest {
+                    file: "app/models/order.rb".into(),
+                    line: 42,
+                    max: 0,
+                    for_ms: 600_000,
+                    wait_ms: 5_000,
+                    condition: Some("@state == :paid".into()),
+                    force: false,
+                },
+                every_ms: 1_000,
+                values: vec!["order.id".into(), "@user.email".into(), "self".into()],
+            }),
+        ),
     ];
     m.into_iter()
         .map(|(suffix, msg)| (format!("client-{}{suffix}", client_name(&msg)), msg))
@@ -603,6 +623,19 @@ fn agent_messages() -> Vec<(String, AgentMessage)> {
             AgentMessage::BreakNote("set again: the file was loaded again".into()),
         ),
         ("", AgentMessage::BreakEnded("3 hits (--max 3)".into())),
+        (
+            "",
+            AgentMessage::LogHit(LogHit {
+                n: 7,
+                t_ns: 1_234_567_890_123,
+                tid: Some(4243),
+                thread: "worker-1".into(),
+                values: vec![
+                    ("order.id".into(), "5".into()),
+                    ("@user.email".into(), "\"a@b.c\"".into()),
+                ],
+            }),
+        ),
     ];
     m.into_iter()
         .map(|(suffix, msg)| (format!("agent-{}{suffix}", agent_name(&msg)), msg))
@@ -710,21 +743,20 @@ where
 }
 
 #[test]
-fn protocol_6_bytes_are_frozen() {
+fn protocol_7_bytes_are_frozen() {
     assert_eq!(
-        PROTOCOL_VERSION, 6,
-        "PROTOCOL_VERSION changed: keep the protocol-5 and protocol-6 fixtures as they are (old \
-         agents still speak them) and write fixtures for the new version"
+        PROTOCOL_VERSION, 7,
+        "PROTOCOL_VERSION changed: keep the protocol-5, protocol-6 and protocol-7 fixtures as \
+         they are (old agents still speak them) and write fixtures for the new version"
     );
     check_all(&client_messages());
     check_all(&agent_messages());
 }
 
-/// Protocol 6 only added messages: every message of protocol 5 (its fixtures, kept as they
-/// were written) reads and writes the same bytes under protocol 6.
-#[test]
-fn protocol_5_messages_keep_their_bytes() {
-    let dir = fixtures_dir().with_file_name("protocol-5");
+/// Every message of an older protocol (its fixtures, kept as they were written) reads and
+/// writes the same bytes now: protocols 6 and 7 only added messages.
+fn older_messages_keep_their_bytes(version: u32, fixtures: usize) {
+    let dir = fixtures_dir().with_file_name(format!("protocol-{version}"));
     let mut n = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
@@ -735,10 +767,20 @@ fn protocol_5_messages_keep_their_bytes() {
         } else {
             framed(&read_frame::<_, AgentMessage>(&mut bytes.as_slice()).unwrap())
         };
-        assert_eq!(again, bytes, "{name}");
+        assert_eq!(again, bytes, "protocol {version}: {name}");
         n += 1;
     }
-    assert_eq!(n, 28, "the protocol-5 fixtures");
+    assert_eq!(n, fixtures, "the protocol-{version} fixtures");
+}
+
+#[test]
+fn protocol_5_messages_keep_their_bytes() {
+    older_messages_keep_their_bytes(5, 28);
+}
+
+#[test]
+fn protocol_6_messages_keep_their_bytes() {
+    older_messages_keep_their_bytes(6, 35);
 }
 
 #[test]

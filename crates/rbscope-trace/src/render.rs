@@ -3,7 +3,8 @@
 //!
 //! Text: a call that made no traced calls is one line, `Foo#bar(x=1) <12.0µs>`;
 //! a call that did opens a line, its calls follow indented by two spaces, and a closing line
-//! repeats its name with its duration. Durations exclude the tracer's own time.
+//! repeats its name with its duration. Durations exclude the tracer's own time. A logpoint's
+//! hit (`rbscope log`) is one line, `app/models/order.rb:42  order.id=5  @user.email="a@b.c"`.
 
 use crate::timeline::{Dense, Names, Step};
 use std::collections::HashSet;
@@ -51,6 +52,7 @@ pub fn renderer<'w>(
             pid,
             first: true,
             named: HashSet::new(),
+            named_tids: HashSet::new(),
         }),
     }
 }
@@ -220,6 +222,26 @@ impl Render for Text<'_> {
                     "*** {count} events lost here: this client did not read fast enough"
                 )?;
             }
+            Step::Log {
+                tid,
+                thread,
+                at,
+                values,
+                ..
+            } => {
+                if self.show_threads {
+                    if thread.is_empty() {
+                        write!(self.out, "[{tid}] ")?;
+                    } else {
+                        write!(self.out, "[{tid} {thread}] ")?;
+                    }
+                }
+                self.out.write_all(at.as_bytes())?;
+                for (k, v) in &values {
+                    write!(self.out, "  {k}={v}")?;
+                }
+                self.out.write_all(b"\n")?;
+            }
             // Notes are for the person, not the trace: the CLI prints them itself.
             Step::Note(_) => {}
         }
@@ -318,6 +340,19 @@ impl Render for Jsonl<'_> {
             Step::Lost { count } => {
                 writeln!(self.out, "{{\"event\":\"lost\",\"count\":{count}}}")
             }
+            Step::Log {
+                tid,
+                thread,
+                t,
+                at,
+                values,
+            } => writeln!(
+                self.out,
+                "{{\"event\":\"log\",\"thread\":{tid},\"thread_name\":{},\"at\":{},\"t_ns\":{t},\"values\":{}}}",
+                json_str(&thread),
+                json_str(&at),
+                json_values(&values)
+            ),
             Step::Note(_) => Ok(()),
         }
     }
@@ -332,6 +367,8 @@ struct Chrome<'w> {
     pid: u32,
     first: bool,
     named: HashSet<u32>,
+    /// Threads named by their OS id (a logpoint's hits).
+    named_tids: HashSet<i64>,
 }
 
 impl Chrome<'_> {
@@ -429,6 +466,33 @@ impl Render for Chrome<'_> {
                 "{{\"name\":\"{count} events lost\",\"ph\":\"i\",\"s\":\"g\",\"ts\":0,\"pid\":{}}}",
                 self.pid
             )),
+            Step::Log {
+                tid,
+                thread,
+                t,
+                at,
+                values,
+            } => {
+                if self.named_tids.insert(tid) {
+                    let name = if thread.is_empty() {
+                        format!("thread {tid}")
+                    } else {
+                        thread
+                    };
+                    self.event(format!(
+                        "{{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":{},\"tid\":{tid},\"args\":{{\"name\":{}}}}}",
+                        self.pid,
+                        json_str(&name)
+                    ))?;
+                }
+                self.event(format!(
+                    "{{\"name\":{},\"cat\":\"log\",\"ph\":\"i\",\"s\":\"t\",\"ts\":{},\"pid\":{},\"tid\":{tid},\"args\":{}}}",
+                    json_str(&at),
+                    micros(t),
+                    self.pid,
+                    json_values(&values)
+                ))
+            }
             Step::Note(_) => Ok(()),
         }
     }
@@ -574,5 +638,68 @@ mod tests {
             crate::file::read(render(Format::Text, false).as_bytes()),
             Err(crate::file::TraceFileError::Text)
         );
+    }
+
+    fn logged(format: Format, show_threads: bool) -> String {
+        let mut buf = Vec::new();
+        {
+            let mut r = renderer(format, Box::new(&mut buf), show_threads, 42);
+            let names = Names::default();
+            for (n, tid, thread) in [(5, 700, "main"), (6, 701, "")] {
+                let step = Step::Log {
+                    tid,
+                    thread: thread.into(),
+                    t: 1_500_000 + n,
+                    at: "app/models/order.rb:42".into(),
+                    values: vec![
+                        ("order.id".into(), n.to_string()),
+                        ("@user.email".into(), "\"a@b.c\"".into()),
+                    ],
+                };
+                r.step(&names, step).unwrap();
+            }
+            r.finish(&names).unwrap();
+        }
+        String::from_utf8(buf).unwrap()
+    }
+
+    #[test]
+    fn a_logpoint_hit_is_one_line_or_event() {
+        assert_eq!(
+            logged(Format::Text, false),
+            "app/models/order.rb:42  order.id=5  @user.email=\"a@b.c\"\n\
+             app/models/order.rb:42  order.id=6  @user.email=\"a@b.c\"\n"
+        );
+        let threads = logged(Format::Text, true);
+        assert!(threads.starts_with("[700 main] app/models/order.rb:42  order.id=5"));
+        assert!(threads.contains("\n[701] app/models/order.rb:42  order.id=6"));
+        let lines: Vec<serde_json::Value> = logged(Format::Jsonl, false)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["event"], "log");
+        assert_eq!(lines[0]["thread"], 700);
+        assert_eq!(lines[0]["thread_name"], "main");
+        assert_eq!(lines[0]["at"], "app/models/order.rb:42");
+        assert_eq!(lines[0]["t_ns"], 1_500_005);
+        assert_eq!(lines[1]["values"]["order.id"], "6");
+        assert_eq!(lines[1]["values"]["@user.email"], "\"a@b.c\"");
+        let chrome: serde_json::Value =
+            serde_json::from_str(&logged(Format::Chrome, false)).unwrap();
+        let events = chrome.as_array().unwrap();
+        let hits: Vec<_> = events.iter().filter(|e| e["ph"] == "i").collect();
+        assert_eq!(hits.len(), 2);
+        assert_eq!(
+            (hits[0]["tid"].clone(), hits[0]["ts"].clone()),
+            (700.into(), 1500.005.into())
+        );
+        assert_eq!(hits[1]["args"]["order.id"], "6");
+        assert_eq!(events.iter().filter(|e| e["ph"] == "M").count(), 2);
+        // `rbscope ui` reads a written log as a trace with no spans, not as an error.
+        for format in [Format::Jsonl, Format::Chrome] {
+            let t = crate::file::read(logged(format, false).as_bytes()).unwrap();
+            assert!(t.threads.iter().all(|th| th.spans.is_empty()), "{format:?}");
+        }
     }
 }

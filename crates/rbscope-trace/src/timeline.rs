@@ -147,6 +147,17 @@ pub enum Step {
     },
     /// A message from the agent (not part of the trace itself).
     Note(String),
+    /// A logpoint's line ran (`rbscope log`): the values it read, on OS thread `tid` (0 when
+    /// unknown) named `thread`, at `t` (CLOCK_MONOTONIC ns). Not from the event records: the
+    /// client builds it from the agent's message.
+    Log {
+        tid: i64,
+        thread: String,
+        t: u64,
+        /// `FILE:LINE` as the user gave it.
+        at: String,
+        values: Vec<(String, String)>,
+    },
 }
 
 struct Open {

@@ -6,8 +6,8 @@
 
 use anyhow::{anyhow, bail, Context};
 use rbscope_proto::{
-    paths, read_frame, write_frame, AgentMessage, AgentStatus, BreakRequest, BreakSet,
-    ClientMessage, EvalRequest, EvalResult, FrameError, Hello, MemoryReport, SnapshotRequest,
+    paths, read_frame, write_frame, AgentMessage, AgentStatus, BreakSet, ClientMessage,
+    EvalRequest, EvalResult, FrameError, Hello, MemoryReport, PointRequest, SnapshotRequest,
     SnapshotsTaken, Stacks, TraceRequest, TraceStarted, Welcome, PROTOCOL_VERSION,
 };
 use std::fs;
@@ -334,12 +334,13 @@ impl Client {
 }
 
 impl Client {
-    /// Asks the agent to set a breakpoint; on success the connection then carries its hits.
-    pub fn set_break(&mut self, req: BreakRequest) -> anyhow::Result<BreakSet> {
-        let wait = Duration::from_millis(u64::from(req.wait_ms));
+    /// Asks the agent to set a breakpoint or a logpoint; on success the connection then
+    /// carries its hits.
+    pub fn set_point(&mut self, req: PointRequest) -> anyhow::Result<BreakSet> {
+        let wait = Duration::from_millis(u64::from(req.at.wait_ms));
         // Finding the line's code may scan the loaded methods after the agent's turn.
         let deadline = Instant::now() + wait + Duration::from_secs(30);
-        write_frame(&mut self.stream, &ClientMessage::Break(req))?;
+        write_frame(&mut self.stream, &ClientMessage::Point(req))?;
         match read_by::<AgentMessage>(&self.stream, deadline)? {
             AgentMessage::BreakSet(s) => Ok(s),
             AgentMessage::Busy(why) => bail!("the agent could not set the breakpoint: {why}"),

@@ -46,6 +46,7 @@ pub enum Command {
     Stacks(commands::stacks::Args),
     Snapshot(commands::snapshot::Args),
     Break(commands::breakpoint::Args),
+    Log(commands::log::Args),
     Inject(commands::inject::Args),
     Ps(commands::ps::Args),
     Trace(commands::trace::Args),

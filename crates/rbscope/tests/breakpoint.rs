@@ -6,6 +6,11 @@
 //! hook; a file not loaded yet is waited for and hooked again when loaded again; bad input gets
 //! one line. The app flushes the store's queue before it says a command is done, so what the
 //! hooks stored is there when the test looks.
+//!
+//! `rbscope log` (a logpoint: the same hook, printing values instead of storing snapshots),
+//! `--every` (a hot loop: `spin N`) and `--ps` (two processes of the same script) are tested
+//! here too, on the same app: `cart N` calls `Cart#add(k)` for k = 1..N, whose local `item` is
+//! `"item-k"`, on a cart whose `@owner` is "ann".
 
 mod common;
 use common::*;
@@ -26,6 +31,25 @@ end
 def go(n)
   n.times { |k| Counter.new.bump(k + 1) }
 end
+
+class Cart
+  def initialize(owner)
+    @owner = owner
+    @api_token = "t0k3n"
+  end
+
+  def add(k)
+    item = "item-#{k}"
+    item.size # LOG
+  end
+
+  def spin(n)
+    i = 0
+    while i < n
+      i += 1 # HOT
+    end
+  end
+end
 $stdout.sync = true
 puts "ready"
 while (line = $stdin.gets)
@@ -35,6 +59,10 @@ while (line = $stdin.gets)
   when "load" then load(File.join(__dir__, "later.rb"))
   when "later" then Later.new.run(arg.to_i)
   when "fork" then Process.wait(fork { go(3) })
+  when "cart"
+    cart = Cart.new("ann")
+    arg.to_i.times { |k| cart.add(k + 1) }
+  when "spin" then Cart.new("ann").spin(arg.to_i)
   end
   # What the hooks queued is in the store before the test looks.
   Rbscope.flush
@@ -92,16 +120,46 @@ impl App {
 
     /// Sends `cmd` and waits until the app has done it.
     fn run(&mut self, cmd: &str) {
-        writeln!(self.stdin, "{cmd}").unwrap();
-        let word = cmd.split_whitespace().next().unwrap();
+        command(&mut self.stdin, &mut self.out, cmd);
+    }
+
+    /// Another process of the same script in the same sandbox, ready: (child, stdin, stdout).
+    fn twin(&self) -> (Child, ChildStdin, BufReader<ChildStdout>) {
+        let mut child = self
+            .sb
+            .ruby(&self.sb.dir.path().join("app.rb"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
-        loop {
-            line.clear();
-            assert!(self.out.read_line(&mut line).unwrap() > 0, "the app ended");
-            if line.trim() == format!("done {word}") {
-                return;
-            }
-        }
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ready");
+        (child, stdin, out)
+    }
+
+    /// `rbscope CMD -p PID ARGS...` started, its standard error's lines on a channel; returns
+    /// once its first line came, with it.
+    fn start_cli(
+        &self,
+        cmd: &str,
+        args: &[&str],
+    ) -> (Child, std::sync::mpsc::Receiver<String>, String) {
+        let mut child = self
+            .cli()
+            .args([cmd, "-p", &self.pid()])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = stderr_lines(&mut child);
+        let first = lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("no answer");
+        (child, lines, first)
     }
 
     fn cli(&self) -> Command {
@@ -165,6 +223,40 @@ impl App {
             .parse()
             .unwrap()
     }
+}
+
+/// Sends `cmd` to an app process and waits until it has done it.
+fn command(stdin: &mut ChildStdin, out: &mut BufReader<ChildStdout>, cmd: &str) {
+    writeln!(stdin, "{cmd}").unwrap();
+    let word = cmd.split_whitespace().next().unwrap();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "the app ended");
+        if line.trim() == format!("done {word}") {
+            return;
+        }
+    }
+}
+
+/// `child`'s standard error, line by line, on a channel (read by a thread until it ends).
+fn stderr_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
+    let err = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Sends SIGTERM (as Ctrl-C) to `child`.
+fn terminate(child: &Child) {
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
 }
 
 impl Drop for App {
@@ -487,4 +579,333 @@ fn yjit_on_ruby_3_1_is_refused_without_force() {
     let (child, _) = app.set(&[&at, "--force"]);
     app.run("go 1");
     assert_eq!(ids_of(child).len(), 1);
+}
+
+/// Reads `lines` until one contains `want` (bounded), returning what came before too.
+fn wait_for(lines: &std::sync::mpsc::Receiver<String>, want: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("no {want:?} in {seen:?}"));
+        let found = line.contains(want);
+        seen.push(line);
+        if found {
+            return seen;
+        }
+    }
+}
+
+#[test]
+fn a_logpoint_prints_each_hits_values_in_text_and_jsonl() {
+    let mut app = App::start();
+    let line = line_of(APP, "# LOG");
+    let at = format!("app.rb:{line}");
+    // Text on stdout: one line per hit, the local changing in order, an @ivar and self
+    // rendered by the agent (not by Cart#inspect), a secret name redacted as snapshots do.
+    let (child, lines, first) = app.start_cli(
+        "log",
+        &[
+            &at,
+            "item",
+            "k",
+            "@owner",
+            "self",
+            "@api_token",
+            "--max",
+            "3",
+        ],
+    );
+    assert!(
+        first.contains("logpoint set at") && first.contains("hooked add"),
+        "{first}"
+    );
+    app.run("cart 5");
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{:?}", out.status);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let want: String = (1..=3)
+        .map(|k| {
+            format!(
+                "{at}  item=\"item-{k}\"  k={k}  @owner=\"ann\"  \
+                 self=#<Cart @owner=\"ann\", @api_token=[redacted]>  @api_token=[redacted: name]\n"
+            )
+        })
+        .collect();
+    assert_eq!(text, want);
+    let rest: Vec<String> = lines.iter().collect();
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("logpoint removed: 3 hits (--max 3)")),
+        "{rest:?}"
+    );
+    assert_eq!(app.breakpoints_set(), 0);
+    assert!(app.list().is_empty(), "a logpoint stores no snapshot");
+
+    // JSON lines to a file, with --if: only k > 2, each with its thread and time.
+    let file = app.sb.dir.path().join("log.jsonl");
+    let file_s = file.to_str().unwrap();
+    let (child, _lines, first) = app.start_cli(
+        "log",
+        &[
+            &at,
+            "k",
+            "item",
+            "--if",
+            "k > 2",
+            "--format",
+            "jsonl",
+            "-o",
+            file_s,
+            "--max",
+            "2",
+            "--show-threads",
+        ],
+    );
+    assert!(first.contains("logpoint set at"), "{first}");
+    app.run("cart 5");
+    assert!(child.wait_with_output().unwrap().status.success());
+    let hits: Vec<J> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(hits.len(), 2, "{hits:?}");
+    for (hit, k) in hits.iter().zip([3, 4]) {
+        assert_eq!(hit["event"], "log");
+        assert_eq!(hit["at"], at.as_str());
+        assert_eq!(hit["values"]["k"], k.to_string());
+        assert_eq!(hit["values"]["item"], format!("\"item-{k}\""));
+        assert!(hit["thread"].as_i64().unwrap() > 0, "{hit}");
+        assert!(hit["thread_name"].is_string(), "{hit}");
+    }
+    assert!(hits[0]["t_ns"].as_u64().unwrap() <= hits[1]["t_ns"].as_u64().unwrap());
+
+    // A method chain without allow_eval: not read, said once; the rest is printed.
+    let (child, lines, _) = app.start_cli("log", &[&at, "k", "item.size", "--max", "2"]);
+    app.run("cart 2");
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        text,
+        format!("{at}  k=1  item.size=(not read)\n{at}  k=2  item.size=(not read)\n")
+    );
+    let rest: Vec<String> = lines.iter().collect();
+    assert_eq!(
+        rest.iter()
+            .filter(|l| l.contains("item.size is not read: attribute reads call the app's methods"))
+            .count(),
+        1,
+        "{rest:?}"
+    );
+}
+
+#[test]
+fn every_lets_one_snapshot_through_per_period_in_a_hot_loop() {
+    let mut app = App::start();
+    let at = format!("app.rb:{}", line_of(APP, "# HOT"));
+    let (mut child, lines, first) =
+        app.start_cli("break", &[&at, "--every", "200ms", "--max", "1000"]);
+    assert!(first.contains("breakpoint set at"), "{first}");
+    let started = Instant::now();
+    app.run("spin 300000");
+    let took = started.elapsed();
+    terminate(&child);
+    let mut stdout = child.stdout.take().unwrap();
+    let mut ids = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut ids).unwrap();
+    assert!(child.wait().unwrap().success());
+    let ids: Vec<&str> = ids.lines().collect();
+    // At most one per 200 ms over the loop's run (plus the first), and the first at least.
+    let most = (took.as_millis() / 200) as usize + 1;
+    assert!(
+        !ids.is_empty() && ids.len() <= most,
+        "{} snapshots in {took:?}",
+        ids.len()
+    );
+    assert_eq!(app.list().len(), ids.len());
+    let ended = wait_for(&lines, "breakpoint removed");
+    let last = ended.last().unwrap();
+    let skipped: u64 = last
+        .split("; ")
+        .find_map(|p| p.strip_suffix(" hits skipped by --every (200 ms)"))
+        .unwrap_or_else(|| panic!("{last}"))
+        .parse()
+        .unwrap();
+    assert_eq!(skipped + ids.len() as u64, 300_000, "{last}");
+    assert!(last.contains("stopped by the client"), "{last}");
+    assert_eq!(app.breakpoints_set(), 0);
+}
+
+#[test]
+fn ps_sets_the_point_in_every_matching_process() {
+    let mut app = App::start();
+    let (mut twin, mut twin_in, mut twin_out) = app.twin();
+    let at = format!("app.rb:{}", line_of(APP, "# LOG"));
+    // The sandbox's directory name is in both command lines, and in no other process's.
+    let pattern = app
+        .sb
+        .dir
+        .path()
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let mut child = app
+        .cli()
+        .args(["log", "--ps", &pattern, &at, "k", "--for", "60s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = stderr_lines(&mut child);
+    let pids = [app.pid(), twin.id().to_string()];
+    let mut set = std::collections::BTreeSet::new();
+    while set.len() < 2 {
+        let said = wait_for(&lines, "logpoint set at");
+        let last = said.last().unwrap();
+        let pid = pids
+            .iter()
+            .find(|p| last.contains(&format!("[{p}] ")))
+            .unwrap_or_else(|| panic!("{last}"));
+        set.insert(pid.clone());
+    }
+    app.run("cart 2");
+    command(&mut twin_in, &mut twin_out, "cart 1");
+    // Both processes' hits come through, each line prefixed with its PID.
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        let mut line = String::new();
+        assert!(out.read_line(&mut line).unwrap() > 0, "{got:?}");
+        got.push(line.trim_end().to_string());
+    }
+    terminate(&child);
+    assert!(child.wait().unwrap().success());
+    got.sort();
+    let mut want = vec![
+        format!("[{}] {at}  k=1", pids[0]),
+        format!("[{}] {at}  k=2", pids[0]),
+        format!("[{}] {at}  k=1", pids[1]),
+    ];
+    want.sort();
+    assert_eq!(got, want);
+    let _ = twin.kill();
+    let _ = twin.wait();
+
+    // --ps and -p together: refused.
+    let out = app
+        .cli()
+        .args(["break", "--ps", &pattern, "-p", &app.pid(), &at])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+#[test]
+fn log_and_every_bad_input_gets_one_line() {
+    let app = App::start();
+    let at = format!("app.rb:{}", line_of(APP, "# LOG"));
+    let one_line = |cmd: &str, args: &[&str], want: &str| {
+        let out = app
+            .cli()
+            .args([cmd, "-p", &app.pid()])
+            .args(args)
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(out.stdout.is_empty());
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    };
+    one_line("log", &[&at], "no values to print");
+    one_line(
+        "log",
+        &[&at, "k", "Order.find"],
+        "value \"Order.find\" does not parse",
+    );
+    one_line(
+        "log",
+        &[&at, "k", "item.save!"],
+        "value \"item.save!\" does not parse",
+    );
+    one_line(
+        "log",
+        &[&at, "k", "--if", "k >"],
+        "--if: condition: at column",
+    );
+    one_line("log", &["nope.rb:3", "k"], "nope.rb: no such file");
+    one_line("log", &["app.rb", "k"], "give the line as FILE:LINE");
+    one_line("log", &["app.rb:1", "k"], "app.rb:1 is top-level code");
+    one_line(
+        "log",
+        &[&at, "k", "--every", "0s"],
+        "--every must be more than 0",
+    );
+    one_line(
+        "break",
+        &[&at, "--every", "0ms"],
+        "--every must be more than 0",
+    );
+    one_line("log", &[&at, "k", "--max", "0"], "--max must be at least 1");
+    assert_eq!(app.breakpoints_set(), 0);
+    let out = app
+        .sb
+        .cli()
+        .args(["log", "-p", "999999999", "a.rb:1", "k"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no process with PID 999999999"),
+        "{}",
+        stderr(&out)
+    );
+    let sb = Sandbox::new();
+    let script = sb.write("plain.rb", "$stdout.puts \"ready\"\n$stdout.flush\nsleep\n");
+    let p = Running::start(sb, &script, &[], "ready");
+    let out = Command::new(cli())
+        .args(["log", "-p", &p.pid(), "plain.rb:3", "k"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("has no rbscope agent listening") && err.contains("rbscope inject -p"),
+        "{err}"
+    );
+}
+
+/// A logpoint at every hit of a hot loop: the app never waits for the client; what its mailbox
+/// could not hold is dropped, counted and reported, and every hit is either printed or counted.
+#[test]
+fn a_logpoint_in_a_hot_loop_drops_what_the_client_cannot_take_and_says_how_many() {
+    let mut app = App::start();
+    let at = format!("app.rb:{}", line_of(APP, "# HOT"));
+    let file = app.sb.dir.path().join("hot.txt");
+    let (child, lines, first) = app.start_cli("log", &[&at, "i", "-o", file.to_str().unwrap()]);
+    assert!(first.contains("logpoint set at"), "{first}");
+    app.run("spin 300000");
+    terminate(&child);
+    assert!(child.wait_with_output().unwrap().status.success());
+    let ended = wait_for(&lines, "logpoint removed");
+    let last = ended.last().unwrap();
+    let dropped: usize = last
+        .split("; ")
+        .find_map(|p| p.strip_suffix(" hits dropped (this client did not keep up)"))
+        .unwrap_or_else(|| panic!("{last}"))
+        .parse()
+        .unwrap();
+    let text = std::fs::read_to_string(&file).unwrap();
+    let printed: Vec<&str> = text.lines().collect();
+    assert_eq!(printed.len() + dropped, 300_000, "{last}");
+    // What was printed is in the loop's order: i grows.
+    let values: Vec<u64> = printed
+        .iter()
+        .map(|l| l.rsplit_once("  i=").unwrap().1.parse().unwrap())
+        .collect();
+    assert!(values.windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(app.breakpoints_set(), 0);
 }

@@ -9,7 +9,12 @@ module Rbscope
   # `target_line:`, so no other code is hooked. When the line runs, the hook stores a live
   # snapshot of its thread (kind "breakpoint") and posts the snapshot id to the agent
   # (`Native.break_post`), which sends it to the client. After `max` hits the hook turns itself
-  # off, inside the app. A line is checked against the file compiled again (never run): a line
+  # off, inside the app (a `max` of 0: no limit, for logpoints). A logpoint (`rbscope log`) is a
+  # breakpoint whose hit reads its values and hands them to the agent (`Native.log_post`, which
+  # renders them without calling the app's `inspect`) instead of storing a snapshot. With
+  # `every`, the agent lets one hit through per period (`Native.break_due`): the others return
+  # at once, counted; a logpoint whose client has not taken its last 1,000 hits drops the hit
+  # there too, before reading anything. A line is checked against the file compiled again (never run): a line
   # without code is refused with the nearest lines that have code, top-level code (not in a
   # method or a block inside one) is refused, and a line in a method not loaded yet waits.
   #
@@ -33,7 +38,7 @@ module Rbscope
     CLASS_OF = Kernel.instance_method(:class)
 
     Point = Struct.new(:id, :file, :path, :line, :max, :hits, :done, :tp, :lock, :paths, :reads,
-                       keyword_init: true)
+                       :values, :gated, keyword_init: true)
 
     @points = {}
     @compiled = nil
@@ -43,14 +48,16 @@ module Rbscope
       # Sets breakpoint `id` at `file`:`line` for `max` hits. `root` is the app root (a
       # relative `file` is looked for there, then in the working directory). `paths`: the values
       # its condition reads, [text, "self"|"local"|"ivar", name, [method...]] each (none: no
-      # condition); `reads`: whether a path's methods may be called. Returns [true,
-      # path, hooked, waiting] (hooked: what is hooked, or "" while it waits; waiting: why, or
-      # nil) or [false, message].
-      def set(id, file, line, max, root, paths = [], reads = false)
+      # condition); `reads`: whether a path's methods may be called; `values`: a logpoint's
+      # values, as `paths` (none: a breakpoint); `every`: whether the agent spaces its hits.
+      # Returns [true, path, hooked, waiting] (hooked: what is hooked, or "" while it waits;
+      # waiting: why, or nil) or [false, message].
+      def set(id, file, line, max, root, paths = [], reads = false, values = [], every = false)
         path = locate(file, root)
         chain = compiled_chain(file, path, line)
         point = Point.new(id: id, file: file, path: path, line: line, max: max, hits: 0,
-                          done: false, lock: Mutex.new, paths: paths, reads: reads)
+                          done: false, lock: Mutex.new, paths: paths, reads: reads,
+                          values: values, gated: every || !values.empty?)
         iseq = loaded_iseq(path, line)
         if iseq.nil? && chain.none? { |i| i.to_a[9] == :method }
           raise Refusal, "#{file}:#{line} is in a block outside any method (top-level code, or a " \
@@ -222,26 +229,43 @@ module Rbscope
         end
       end
 
-      # The line ran: a snapshot of this thread, posted to the agent. Never raises into the app.
+      # The line ran: a snapshot of this thread (or a logpoint's values), posted to the agent.
+      # Never raises into the app.
       def hit(point, tp)
         return if point.done
+        return if point.gated && !Native.break_due(point.id, false)
+
+        # Thread#kill and Thread#raise (Timeout's) wait until the hit is done, as for a report
+        # (Rbscope.__reading_this_thread): one arriving while the condition, the values or the
+        # snapshot are read would be rescued below and lost.
+        Rbscope.__reading_this_thread { hit_now(point, tp) }
+      rescue Exception # rubocop:disable Lint/RescueException
+        nil
+      end
+
+      def hit_now(point, tp)
         return unless holds?(point, tp)
+        return if point.gated && !Native.break_due(point.id, true)
 
         n = nil
         point.lock.synchronize do
           return if point.done
 
           n = (point.hits += 1)
-          if n >= point.max
+          if point.max.positive? && n >= point.max
             point.done = true
             tp.disable
           end
         end
         thread = Thread.current
-        where = "#{point.file}:#{point.line}"
-        context = Context.for_report([["breakpoint", where], ["hit", n.to_s]], thread)
-        id = Rbscope.__reading_this_thread { Native.snapshot(thread, context, HOW, ["breakpoint", "line #{where} ran"]) }
-        alive = Native.break_post(point.id, "hit", id)
+        if point.values.empty?
+          where = "#{point.file}:#{point.line}"
+          context = Context.for_report([["breakpoint", where], ["hit", n.to_s]], thread)
+          id = Native.snapshot(thread, context, HOW, ["breakpoint", "line #{where} ran"])
+          alive = Native.break_post(point.id, "hit", id)
+        else
+          alive = Native.log_post(point.id, thread.native_thread_id, thread.name, logged(point, tp))
+        end
         if point.done
           Native.break_post(point.id, "done", "#{n} hit#{n == 1 ? '' : 's'} (--max #{point.max})")
         elsif !alive
@@ -269,8 +293,22 @@ module Rbscope
         Native.break_test(point.id, kinds, payloads)
       end
 
+      # A logpoint's values at this hit: [path, true, value] or [path, false, why] each.
+      def logged(point, tp)
+        frame = [nil]
+        point.values.map do |text, root, name, chain|
+          [text, *fetch(point, tp, frame, root, name, chain)]
+        end
+      end
+
       # One value a condition reads, as [kind, text] (`frame` keeps the line's binding).
       def read(point, tp, frame, root, name, chain)
+        ok, value = fetch(point, tp, frame, root, name, chain)
+        ok ? encode(value) : ["unavailable", value]
+      end
+
+      # One value at the line: [true, value] or [false, why it is not read].
+      def fetch(point, tp, frame, root, name, chain)
         value = case root
                 when "self" then tp.self
                 when "ivar"
@@ -279,17 +317,17 @@ module Rbscope
                 else
                   binding = (frame[0] ||= tp.binding)
                   unless binding.local_variable_defined?(name)
-                    return ["unavailable", "is not a local variable or argument at this line"]
+                    return [false, "is not a local variable or argument at this line"]
                   end
 
                   binding.local_variable_get(name)
                 end
-        return encode(value) if chain.empty?
-        return ["unavailable", NOT_OPTED_IN] unless point.reads
+        return [true, value] if chain.empty?
+        return [false, NOT_OPTED_IN] unless point.reads
 
-        encode(chain.inject(value) { |v, m| v.public_send(m) })
+        [true, chain.inject(value) { |v, m| v.public_send(m) }]
       rescue Exception => e # rubocop:disable Lint/RescueException
-        ["unavailable", "raised #{CLASS_OF.bind_call(e)}"]
+        [false, "raised #{CLASS_OF.bind_call(e)}"]
       end
 
       # A value as the agent's condition takes it: [kind, text].

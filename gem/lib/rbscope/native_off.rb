@@ -24,6 +24,8 @@ module Rbscope
       def snapshot(*) = nil
       def break_post(*) = false
       def break_test(*) = false
+      def break_due(*) = false
+      def log_post(*) = false
       def flush(_seconds) = true
       def counters = {}
       def store_location = nil

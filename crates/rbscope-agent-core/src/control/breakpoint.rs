@@ -1,5 +1,8 @@
-//! One client's breakpoint (`rbscope break`), served on its connection thread: set (through
-//! the agent's Ruby thread, which asks lib/rbscope/live.rb), report each hit, remove.
+//! One client's breakpoint (`rbscope break`) or logpoint (`rbscope log`), served on its
+//! connection thread: set (through the agent's Ruby thread, which asks
+//! lib/rbscope/breakpoints.rb), report each hit, remove. A logpoint is a breakpoint whose hit
+//! sends the values it read ([`log_post`], a `LogHit`) instead of storing a snapshot; `--every`
+//! lets one hit through per period ([`due`]), the others are skipped and counted.
 //!
 //! The hook itself is a TracePoint that lib/rbscope/live.rb targets at the one instruction
 //! sequence and line; when the line runs, Ruby stores the snapshot and posts what happened
@@ -13,10 +16,12 @@ use super::queue::{Work, WorkQueue, NO_AGENT_THREAD, QUEUE_FULL};
 use super::{Handler, STORED_WAIT};
 use crate::restore_data::Build;
 use rbscope_proto::{
-    read_frame, write_frame, AgentMessage, BreakHit, BreakRequest, ClientMessage, FrameError,
+    read_frame, write_frame, AgentMessage, BreakHit, ClientMessage, FrameError, LogHit,
+    PointRequest,
 };
+use rbscope_snapshot::redact::Rules;
 use rbscope_trace::condition::{Condition, Outcome, Value, Why};
-use rbscope_trace::selector::Root;
+use rbscope_trace::selector::{Capture, Root};
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::os::unix::io::AsRawFd;
 use std::os::unix::net::UnixStream;
@@ -32,6 +37,8 @@ pub const MAX_FOR: Duration = Duration::from_secs(24 * 3600);
 pub const MAX_HITS: u32 = 10_000;
 /// Messages a mailbox keeps for its client at most (the rest are dropped, counted).
 const MAILBOX_LIMIT: usize = 1_000;
+/// Values a logpoint reads at most.
+pub const MAX_VALUES: usize = 16;
 
 /// The refusal on Ruby 3.1 with YJIT on (as `rbscope trace` refuses).
 const YJIT_3_1: &str = "YJIT is on in this Ruby 3.1 process: a line hook makes YJIT drop its \
@@ -52,6 +59,16 @@ struct Mailbox {
     condition: Option<Condition>,
     /// The reasons a test was unknown already told to the client (each once).
     told: HashSet<Why>,
+    /// `--every`: at most one hit per this long.
+    every: Option<Duration>,
+    /// When the next hit may go through (with `every`).
+    next_due: Option<Instant>,
+    /// Hits skipped by `every`.
+    skipped: u64,
+    /// A logpoint's values (their paths as the client wrote them).
+    values: Vec<Capture>,
+    /// Why a logpoint's value was not read, each told to the client once.
+    noted: HashSet<String>,
 }
 
 static MAILBOXES: Mutex<BTreeMap<u64, Mailbox>> = Mutex::new(BTreeMap::new());
@@ -116,6 +133,90 @@ pub fn post(id: u64, what: &str, text: Option<String>) -> bool {
     })
 }
 
+/// Whether breakpoint `id` may fire now under its `--every` (always without one) and, for a
+/// logpoint, whether its mailbox has room. With `claim`, a yes also starts the next period; a
+/// no is counted as skipped (`--every`) or dropped (no room). Called by the hook before
+/// anything else is read (`claim` false) and once its condition held (`claim` true), so a
+/// skipped or dropped hit costs one call and reads no value. False when no such breakpoint is
+/// set.
+pub fn due(id: u64, claim: bool) -> bool {
+    with_boxes(|boxes| {
+        let Some(b) = boxes.get_mut(&id) else {
+            return false;
+        };
+        if !b.values.is_empty() && b.messages.len() >= MAILBOX_LIMIT {
+            b.dropped += 1;
+            return false;
+        }
+        let Some(every) = b.every else {
+            return true;
+        };
+        let now = Instant::now();
+        if b.next_due.is_some_and(|d| now < d) {
+            b.skipped = b.skipped.saturating_add(1);
+            return false;
+        }
+        if claim {
+            b.next_due = Some(now + every);
+        }
+        true
+    })
+}
+
+/// Posts a logpoint's hit: (path, rendered value or why it was not read), in the order of
+/// [`log_paths`], on thread `tid`/`thread`. A value not read is shown as `(not read)` and why is
+/// told to the client once (as a condition's unknowns are). False when no such logpoint is set
+/// (the caller removes its hook). A full mailbox drops the hit and counts it; the app never
+/// waits.
+pub fn log_post(
+    id: u64,
+    tid: Option<i32>,
+    thread: String,
+    read: Vec<(String, Result<String, String>)>,
+) -> bool {
+    let t_ns = rbscope_trace::clock::mono_ns();
+    with_boxes(|boxes| {
+        let Some(b) = boxes.get_mut(&id) else {
+            return false;
+        };
+        b.hits = b.hits.saturating_add(1);
+        if b.messages.len() >= MAILBOX_LIMIT {
+            b.dropped += 1;
+            return true;
+        }
+        let mut values = Vec::with_capacity(read.len());
+        for (path, shown) in read {
+            let shown = match shown {
+                Ok(text) => text,
+                Err(why) => {
+                    let note = format!("{path} {why}");
+                    if b.noted.len() < 16 && b.noted.insert(note.clone()) {
+                        b.messages.push_back(AgentMessage::BreakNote(note));
+                    }
+                    "(not read)".into()
+                }
+            };
+            values.push((path, shown));
+        }
+        b.messages.push_back(AgentMessage::LogHit(LogHit {
+            n: b.hits,
+            t_ns,
+            tid,
+            thread,
+            values,
+        }));
+        true
+    })
+}
+
+/// Why a logpoint's value must not be shown, by the names along its path (`@user.password`,
+/// `api_token`), under the app's redaction rules (those of snapshots); None to show it.
+pub fn log_secret(rules: &Rules, path: &str) -> Option<&'static str> {
+    path.split('.')
+        .map(|n| n.trim_start_matches('@'))
+        .find_map(|n| rules.secret_name(n))
+}
+
 /// The answer to a `Break` from what lib/rbscope/live.rb's `break_set` gave: `ok` and [file,
 /// hooked, waiting], or not `ok` and [message].
 pub fn answer(ok: bool, texts: Vec<Option<String>>, line: u32) -> AgentMessage {
@@ -143,22 +244,37 @@ pub fn answer(ok: bool, texts: Vec<Option<String>>, line: u32) -> AgentMessage {
 /// `[text, root, name, [method...]]` each, root `self`, `local` or `ivar` (name nil for self);
 /// an empty array without a condition.
 pub fn condition_paths<B: Build>(b: &B, id: u64) -> B::Obj {
-    let paths: Vec<(String, &'static str, Option<String>, Vec<String>)> = with_boxes(|boxes| {
-        let Some(c) = boxes.get(&id).and_then(|m| m.condition.as_ref()) else {
-            return Vec::new();
-        };
-        c.paths()
-            .into_iter()
-            .map(|p| {
-                let (root, name) = match &p.root {
-                    Root::SelfValue => ("self", None),
-                    Root::Arg(n) => ("local", Some(n.clone())),
-                    Root::Ivar(n) => ("ivar", Some(n.clone())),
-                };
-                (p.text.clone(), root, name, p.chain.clone())
-            })
-            .collect()
+    let paths = with_boxes(
+        |boxes| match boxes.get(&id).and_then(|m| m.condition.as_ref()) {
+            Some(c) => c.paths().into_iter().map(path_parts).collect(),
+            None => Vec::new(),
+        },
+    );
+    path_list(b, paths)
+}
+
+/// The values logpoint `id` reads, as [`condition_paths`] gives a condition's (empty for a
+/// breakpoint).
+pub fn log_paths<B: Build>(b: &B, id: u64) -> B::Obj {
+    let paths = with_boxes(|boxes| match boxes.get(&id) {
+        Some(m) => m.values.iter().map(path_parts).collect(),
+        None => Vec::new(),
     });
+    path_list(b, paths)
+}
+
+type PathParts = (String, &'static str, Option<String>, Vec<String>);
+
+fn path_parts(p: &Capture) -> PathParts {
+    let (root, name) = match &p.root {
+        Root::SelfValue => ("self", None),
+        Root::Arg(n) => ("local", Some(n.clone())),
+        Root::Ivar(n) => ("ivar", Some(n.clone())),
+    };
+    (p.text.clone(), root, name, p.chain.clone())
+}
+
+fn path_list<B: Build>(b: &B, paths: Vec<PathParts>) -> B::Obj {
     let list = b.array(paths.len());
     for (text, root, name, chain) in paths {
         let entry = b.array(4);
@@ -234,15 +350,27 @@ pub fn test(id: u64, values: Vec<Value>) -> bool {
 }
 
 /// What the client asked for, checked; the error is one line for the client.
-pub fn check(req: &BreakRequest) -> Result<(), String> {
+pub fn check(point: &PointRequest) -> Result<(), String> {
+    let req = &point.at;
     if req.file.trim().is_empty() {
         return Err("no file given (FILE:LINE)".into());
     }
     if req.line == 0 {
         return Err("line numbers start at 1".into());
     }
-    if req.max == 0 || req.max > MAX_HITS {
+    // A logpoint's max of 0: no limit.
+    let unlimited = req.max == 0 && !point.values.is_empty();
+    if !unlimited && (req.max == 0 || req.max > MAX_HITS) {
         return Err(format!("--max must be between 1 and {MAX_HITS}"));
+    }
+    if point.every_ms > MAX_FOR.as_millis() as u64 {
+        return Err("--every must be at most 24 hours".into());
+    }
+    if point.values.len() > MAX_VALUES {
+        return Err(format!("at most {MAX_VALUES} values per logpoint"));
+    }
+    for v in &point.values {
+        Capture::parse(v).map_err(|e| format!("value {v:?}: {e}"))?;
     }
     if req.for_ms == 0 || req.for_ms > MAX_FOR.as_millis() as u64 {
         return Err("--for must be more than 0 and at most 24 hours".into());
@@ -257,6 +385,8 @@ enum End {
     /// It reached its `max` hits (the text says so).
     Done(String),
     TimeUp,
+    /// The client asked to end it (`Detach`).
+    Detached,
     /// The client went away (or sent something else than Detach).
     Gone,
 }
@@ -265,11 +395,12 @@ enum End {
 pub(super) fn serve<H: Handler>(
     mut stream: UnixStream,
     handler: &H,
-    req: BreakRequest,
+    point: PointRequest,
 ) -> Result<(), FrameError> {
-    if let Err(why) = check(&req) {
+    if let Err(why) = check(&point) {
         return write_frame(&mut stream, &AgentMessage::Error(why));
     }
+    let req = &point.at;
     if handler.yjit_hooks_last() && !req.force {
         return write_frame(&mut stream, &AgentMessage::Error(YJIT_3_1.into()));
     }
@@ -281,11 +412,20 @@ pub(super) fn serve<H: Handler>(
         .condition
         .as_deref()
         .and_then(|t| Condition::parse(t).ok());
+    let values = point
+        .values
+        .iter()
+        .filter_map(|v| Capture::parse(v).ok())
+        .collect();
+    let every_ms = point.every_ms;
+    let every = (every_ms > 0).then(|| Duration::from_millis(every_ms));
     with_boxes(|b| {
         b.insert(
             id,
             Mailbox {
                 condition,
+                every,
+                values,
                 ..Mailbox::default()
             },
         )
@@ -295,7 +435,7 @@ pub(super) fn serve<H: Handler>(
     let (reply, answer) = mpsc::sync_channel(1);
     let Some(ticket) = queue.submit(Work::Break {
         id,
-        request: req,
+        request: point,
         deadline: Instant::now() + wait,
         reply,
     }) else {
@@ -324,21 +464,46 @@ pub(super) fn serve<H: Handler>(
         Ok(()) => pump(&mut stream, handler, id, ends),
         Err(_) => End::Gone,
     };
+    // What it skipped and dropped, read before the mailbox goes.
+    let tally = with_boxes(|b| b.get(&id).map(|m| (m.skipped, m.dropped)));
     remove(queue, id);
     let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
-    match end {
-        End::Done(why) => write_frame(&mut stream, &AgentMessage::BreakEnded(why)),
-        End::TimeUp => write_frame(
-            &mut stream,
-            &AgentMessage::BreakEnded("time is up (--for)".into()),
-        ),
-        End::Gone => Ok(()),
+    let why = match end {
+        End::Done(why) => why,
+        End::TimeUp => "time is up (--for)".into(),
+        End::Detached => "stopped by the client".into(),
+        End::Gone => return Ok(()),
+    };
+    let (skipped, dropped) = tally.unwrap_or_default();
+    write_frame(
+        &mut stream,
+        &AgentMessage::BreakEnded(ended(&why, skipped, every_ms, dropped)),
+    )
+}
+
+/// The `BreakEnded` text: why, then what was skipped (`--every`) and dropped (the client did
+/// not keep up), when any was.
+fn ended(why: &str, skipped: u64, every_ms: u64, dropped: u64) -> String {
+    let mut text = why.to_string();
+    if every_ms > 0 {
+        let s = if skipped == 1 { "" } else { "s" };
+        text.push_str(&format!(
+            "; {skipped} hit{s} skipped by --every ({} ms)",
+            every_ms
+        ));
     }
+    if dropped > 0 {
+        text.push_str(&format!(
+            "; {dropped} hits dropped (this client did not keep up)"
+        ));
+    }
+    text
 }
 
 /// Sends the mailbox's messages to the client until the breakpoint ends.
 fn pump<H: Handler>(stream: &mut UnixStream, handler: &H, id: u64, ends: Instant) -> End {
     let fd = stream.as_raw_fd();
+    let mut detached = false;
     loop {
         let mut pfd = libc::pollfd {
             fd,
@@ -353,9 +518,12 @@ fn pump<H: Handler>(stream: &mut UnixStream, handler: &H, id: u64, ends: Instant
                 return End::Gone;
             }
             if pfd.revents & (libc::POLLIN | libc::POLLHUP) != 0 {
-                // The client only ever closes the connection (or sends Detach) to stop.
-                let _ = read_frame::<_, ClientMessage>(stream);
-                return End::Gone;
+                // The client only ever closes the connection or sends Detach to stop; after
+                // Detach, what the mailbox holds still goes out.
+                match read_frame::<_, ClientMessage>(stream) {
+                    Ok(ClientMessage::Detach) => detached = true,
+                    _ => return End::Gone,
+                }
             }
         }
         let (messages, done) = with_boxes(|boxes| match boxes.get_mut(&id) {
@@ -373,6 +541,9 @@ fn pump<H: Handler>(stream: &mut UnixStream, handler: &H, id: u64, ends: Instant
             if write_frame(stream, &m).is_err() {
                 return End::Gone;
             }
+        }
+        if detached {
+            return End::Detached;
         }
         if let Some(why) = done {
             return End::Done(why);
@@ -409,15 +580,19 @@ fn remove<X>(queue: &WorkQueue<X>, id: u64) {
 mod tests {
     use super::*;
 
-    fn req(file: &str, line: u32, max: u32, for_ms: u64) -> BreakRequest {
-        BreakRequest {
-            file: file.into(),
-            line,
-            max,
-            for_ms,
-            wait_ms: 1_000,
-            condition: None,
-            force: false,
+    fn req(file: &str, line: u32, max: u32, for_ms: u64) -> PointRequest {
+        PointRequest {
+            at: rbscope_proto::BreakRequest {
+                file: file.into(),
+                line,
+                max,
+                for_ms,
+                wait_ms: 1_000,
+                condition: None,
+                force: false,
+            },
+            every_ms: 0,
+            values: Vec::new(),
         }
     }
 
@@ -452,7 +627,7 @@ mod tests {
         assert!(check(&req("a.rb", 1, 1, 0)).unwrap_err().contains("--for"));
         assert!(check(&req("a.rb", 1, 1, 25 * 3600 * 1000)).is_err());
         let mut r = req("a.rb", 1, 1, 1);
-        r.condition = Some("total >".into());
+        r.at.condition = Some("total >".into());
         let e = check(&r).unwrap_err();
         assert!(
             e.starts_with("--if: condition: at column") && !e.contains('\n'),
@@ -554,5 +729,162 @@ mod tests {
         );
         assert_eq!(m[2], AgentMessage::BreakNote("set again".into()));
         assert!(!post(id, "hit", None));
+    }
+
+    #[test]
+    fn a_logpoint_request_is_checked_too() {
+        let mut r = req("a.rb", 3, 0, 1_000);
+        assert!(check(&r).unwrap_err().contains("--max"));
+        r.values = vec!["order.id".into(), "@user.email".into(), "self".into()];
+        assert!(check(&r).is_ok(), "a logpoint's max 0 is no limit");
+        r.values.push("order.save!".into());
+        let e = check(&r).unwrap_err();
+        assert!(
+            e.starts_with("value \"order.save!\": ") && !e.contains('\n'),
+            "{e}"
+        );
+        r.values = vec!["x".into(); MAX_VALUES + 1];
+        assert!(check(&r).unwrap_err().contains("at most"));
+        let mut r = req("a.rb", 3, 1, 1_000);
+        r.every_ms = 25 * 3600 * 1000;
+        assert!(check(&r).unwrap_err().contains("--every"));
+    }
+
+    #[test]
+    fn every_lets_one_hit_through_per_period_and_counts_the_rest() {
+        let id = NEXT_BREAK.fetch_add(1, Ordering::Relaxed);
+        assert!(!due(id, false), "no such breakpoint");
+        with_boxes(|b| {
+            b.insert(
+                id,
+                Mailbox {
+                    every: Some(Duration::from_secs(3600)),
+                    ..Mailbox::default()
+                },
+            )
+        });
+        // A peek does not start the period; a claim does.
+        assert!(due(id, false));
+        assert!(due(id, true));
+        assert!(!due(id, false));
+        assert!(!due(id, true));
+        let b = with_boxes(|b| b.remove(&id)).unwrap();
+        assert_eq!(b.skipped, 2);
+        // Without --every, always.
+        with_boxes(|b| b.insert(id, Mailbox::default()));
+        assert!(due(id, true) && due(id, true));
+        // A logpoint whose mailbox is full: dropped before anything is read, counted.
+        with_boxes(|b| {
+            if let Some(m) = b.get_mut(&id) {
+                m.values = vec![Capture::parse("k").unwrap()];
+                m.messages = (0..MAILBOX_LIMIT)
+                    .map(|_| AgentMessage::BreakNote(String::new()))
+                    .collect();
+            }
+        });
+        assert!(!due(id, false));
+        let b = with_boxes(|b| b.remove(&id)).unwrap();
+        assert_eq!((b.dropped, b.skipped), (1, 0));
+        assert_eq!(
+            ended("time is up (--for)", 1, 500, 0),
+            "time is up (--for); 1 hit skipped by --every (500 ms)"
+        );
+        assert_eq!(
+            ended("3 hits (--max 3)", 0, 0, 7),
+            "3 hits (--max 3); 7 hits dropped (this client did not keep up)"
+        );
+        assert_eq!(
+            ended("stopped by the client", 0, 0, 0),
+            "stopped by the client"
+        );
+    }
+
+    #[test]
+    fn a_logpoint_posts_its_values_and_drops_past_the_mailbox_limit() {
+        let id = NEXT_BREAK.fetch_add(1, Ordering::Relaxed);
+        assert!(!log_post(id, None, String::new(), vec![]));
+        let read = |n: usize| {
+            vec![
+                ("order.id".to_string(), Ok(n.to_string())),
+                ("@user.email".to_string(), Ok("\"a@b.c\"".to_string())),
+            ]
+        };
+        let values = ["order.id", "@user.email"]
+            .iter()
+            .map(|t| Capture::parse(t).unwrap())
+            .collect();
+        with_boxes(|b| {
+            b.insert(
+                id,
+                Mailbox {
+                    values,
+                    ..Mailbox::default()
+                },
+            )
+        });
+        let tree = crate::restore_data::tests::Tree::default();
+        assert_eq!(
+            tree.render(log_paths(&tree, id)),
+            "[[\"order.id\", \"local\", \"order\", [\"id\"]], [\"@user.email\", \"ivar\", \"@user\", [\"email\"]]]"
+        );
+        let unread = |why: &str| {
+            vec![
+                ("order.id".to_string(), Err(why.to_string())),
+                ("@user.email".to_string(), Ok("nil".to_string())),
+            ]
+        };
+        // Why a value was not read is told once.
+        assert!(log_post(
+            id,
+            Some(7),
+            "w".into(),
+            unread("raised NoMethodError")
+        ));
+        assert!(log_post(
+            id,
+            Some(7),
+            "w".into(),
+            unread("raised NoMethodError")
+        ));
+        for n in 2..MAILBOX_LIMIT + 2 {
+            assert!(log_post(id, Some(7), "w".into(), read(n)));
+        }
+        let b = with_boxes(|b| b.remove(&id)).unwrap();
+        assert_eq!((b.messages.len(), b.dropped), (MAILBOX_LIMIT, 3));
+        assert_eq!(
+            b.messages[0],
+            AgentMessage::BreakNote("order.id raised NoMethodError".into())
+        );
+        assert!(
+            matches!(&b.messages[2], AgentMessage::LogHit(h) if h.n == 2 && h.values[0].1 == "(not read)")
+        );
+        match &b.messages[3] {
+            AgentMessage::LogHit(h) => {
+                assert_eq!((h.n, h.tid, h.thread.as_str()), (3, Some(7), "w"));
+                assert_eq!(
+                    h.values,
+                    [
+                        ("order.id".to_string(), "2".to_string()),
+                        ("@user.email".to_string(), "\"a@b.c\"".to_string())
+                    ]
+                );
+                assert!(h.t_ns > 0);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_logged_value_with_a_secret_name_is_not_shown() {
+        let rules = Rules::default();
+        assert_eq!(log_secret(&rules, "@user.password"), Some("name"));
+        assert_eq!(log_secret(&rules, "api_token"), Some("name"));
+        assert_eq!(log_secret(&rules, "order.id"), None);
+        assert_eq!(log_secret(&rules, "self"), None);
+        let off = Rules {
+            enabled: false,
+            ..Rules::default()
+        };
+        assert_eq!(log_secret(&off, "@user.password"), None);
     }
 }

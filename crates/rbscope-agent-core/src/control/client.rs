@@ -57,7 +57,15 @@ pub(super) fn handle<H: Handler>(mut stream: UnixStream, handler: &H) -> Result<
                 ask(handler.queue(), wait_ms, stacks, |m| m)
             }
             ClientMessage::Trace(req) => return trace::serve(stream, handler, req),
-            ClientMessage::Break(req) => return breakpoint::serve(stream, handler, req),
+            ClientMessage::Break(req) => {
+                let req = rbscope_proto::PointRequest {
+                    at: req,
+                    every_ms: 0,
+                    values: Vec::new(),
+                };
+                return breakpoint::serve(stream, handler, req);
+            }
+            ClientMessage::Point(req) => return breakpoint::serve(stream, handler, req),
             ClientMessage::Detach => AgentMessage::Error("nothing is being traced".into()),
             ClientMessage::Eval(req) => eval::run(handler, req, &mut stream),
             ClientMessage::Cancel => AgentMessage::Error("no eval is running".into()),

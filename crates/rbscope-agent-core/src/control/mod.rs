@@ -23,7 +23,8 @@ mod trace;
 
 pub use breakpoint::{
     answer as break_answer, condition_paths, condition_value, count as breakpoints_set,
-    forget as forget_breakpoints, post as break_post, test as break_test,
+    due as break_due, forget as forget_breakpoints, log_paths, log_post, log_secret,
+    post as break_post, test as break_test,
 };
 pub use eval::{Evals, MAX_RESULT};
 pub use queue::{ask, work_queue, Inbox, Ticket, Work, WorkQueue, NO_AGENT_THREAD, QUEUE_FULL};

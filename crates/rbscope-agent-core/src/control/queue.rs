@@ -9,7 +9,7 @@
 //! when to stop nudging. Work past its deadline is dropped by the agent, not done late.
 
 use super::trace::Plan;
-use rbscope_proto::{AgentMessage, BreakRequest, SnapshotRequest, TraceStarted};
+use rbscope_proto::{AgentMessage, PointRequest, SnapshotRequest, TraceStarted};
 use rbscope_trace::session::Session;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
@@ -64,11 +64,11 @@ pub enum Work<X> {
         deadline: Instant,
         reply: SyncSender<AgentMessage>,
     },
-    /// Set breakpoint `id` and send `BreakSet` (or the error) on `reply`, unless `deadline`
-    /// passed (then nothing is set).
+    /// Set breakpoint (or logpoint) `id` and send `BreakSet` (or the error) on `reply`, unless
+    /// `deadline` passed (then nothing is set).
     Break {
         id: u64,
-        request: BreakRequest,
+        request: PointRequest,
         deadline: Instant,
         reply: SyncSender<AgentMessage>,
     },

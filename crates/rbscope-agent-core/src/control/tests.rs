@@ -141,6 +141,7 @@ impl Agent {
                 Work::Break {
                     id, request, reply, ..
                 } => {
+                    let request = request.at;
                     // A line that runs at once: one hit per `max`, then done (as live.rb posts).
                     let set = AgentMessage::BreakSet(rbscope_proto::BreakSet {
                         file: format!("/app/{}", request.file),
@@ -655,4 +656,47 @@ fn a_breakpoint_whose_client_goes_away_or_whose_time_is_up_is_removed() {
     let mut s = agent.client();
     send(&mut s, &break_request(0, 50));
     assert!(matches!(recv(&mut s), AgentMessage::Error(e) if e.contains("--max")));
+}
+
+#[test]
+fn a_point_with_every_ends_on_detach_with_what_it_skipped() {
+    let agent = Agent::start(false);
+    let mut s = agent.client();
+    let ClientMessage::Break(at) = break_request(9, 60_000) else {
+        unreachable!()
+    };
+    send(
+        &mut s,
+        &ClientMessage::Point(rbscope_proto::PointRequest {
+            at,
+            every_ms: 1_000,
+            values: vec!["order.id".into()],
+        }),
+    );
+    assert!(matches!(recv(&mut s), AgentMessage::BreakSet(_)));
+    send(&mut s, &ClientMessage::Detach);
+    assert_eq!(
+        recv(&mut s),
+        AgentMessage::BreakEnded(
+            "stopped by the client; 0 hits skipped by --every (1000 ms)".into()
+        )
+    );
+    assert!(matches!(agent.next_did(), Did::BreakRemoved(_)));
+
+    // A value that does not parse is refused, named.
+    let mut s = agent.client();
+    let ClientMessage::Break(at) = break_request(1, 60_000) else {
+        unreachable!()
+    };
+    send(
+        &mut s,
+        &ClientMessage::Point(rbscope_proto::PointRequest {
+            at,
+            every_ms: 0,
+            values: vec!["Order.find".into()],
+        }),
+    );
+    assert!(
+        matches!(recv(&mut s), AgentMessage::Error(e) if e.starts_with("value \"Order.find\""))
+    );
 }

@@ -5,11 +5,15 @@
 //! argument-less public methods. Every call is protected (an exception becomes the shown
 //! value), and values are rendered here by walking the object rather than with `inspect`, so
 //! an app's `inspect` that is slow, huge or broken cannot hurt; how much is shown and how it
-//! is cut is `rbscope_trace::values`.
+//! is cut is `rbscope_trace::values`. A logpoint's values (`rbscope log`) are rendered the same
+//! way with the app's redaction rules ([`render_redacted`]): an instance variable or hash key
+//! whose name looks secret, or a string that does, is shown as `[redacted]`, as snapshots
+//! store it.
 
 use crate::ffi::guard::Feature;
 use crate::ffi::live::{self as rb, rb_trace_arg_t, ruby_value_type as T, CaptureRoot, ID, VALUE};
 use crate::ffi::{self, Gvl};
+use rbscope_snapshot::redact::Rules;
 use rbscope_trace::selector::{Capture, Root};
 use rbscope_trace::values::{self, Pairs, ITEMS};
 use std::fmt::Write;
@@ -68,12 +72,39 @@ pub unsafe fn read(gvl: Gvl, captures: &[Compiled], arg: *mut rb_trace_arg_t) ->
 /// `v` shown safely within the value budget.
 pub fn render(gvl: Gvl, v: VALUE) -> String {
     let mut out = String::new();
-    show(gvl, v, &mut out, 2);
+    show(gvl, v, &mut out, 2, None);
     values::finish(&mut out);
     out
 }
 
-fn show(gvl: Gvl, v: VALUE, out: &mut String, depth: u8) {
+/// [`render`], with what `rules` finds secret (names of instance variables and hash keys,
+/// string values) shown as `[redacted]`.
+pub fn render_redacted(gvl: Gvl, v: VALUE, rules: &Rules) -> String {
+    let mut out = String::new();
+    show(gvl, v, &mut out, 2, Some(rules));
+    values::finish(&mut out);
+    out
+}
+
+/// Whether `name` is secret under `rules` (never without rules).
+fn secret(rules: Option<&Rules>, name: &str) -> bool {
+    rules.is_some_and(|r| r.secret_name(name.trim_start_matches('@')).is_some())
+}
+
+/// A Symbol's or String's text (a hash key's name), or None.
+fn key_name(gvl: Gvl, k: VALUE) -> Option<String> {
+    match ffi::type_of(gvl, k) {
+        T::RUBY_T_SYMBOL => ffi::symbol_name(gvl, k),
+        T::RUBY_T_STRING => {
+            // SAFETY: k is a String (matched), alive on this frame; its bytes are copied at once.
+            let bytes = unsafe { ffi::str_bytes(k) };
+            Some(String::from_utf8_lossy(bytes).into_owned())
+        }
+        _ => None,
+    }
+}
+
+fn show(gvl: Gvl, v: VALUE, out: &mut String, depth: u8, rules: Option<&Rules>) {
     if values::spent(out) {
         return;
     }
@@ -92,9 +123,17 @@ fn show(gvl: Gvl, v: VALUE, out: &mut String, depth: u8) {
             out.push(':');
             out.push_str(&ffi::symbol_name(gvl, v).unwrap_or_default());
         }
-        // SAFETY: v is a String (matched), alive on this frame; `values::string` copies its
-        // bytes before any Ruby code can run and change them.
-        T::RUBY_T_STRING => values::string(out, unsafe { ffi::str_bytes(v) }),
+        T::RUBY_T_STRING => {
+            // SAFETY: v is a String (matched), alive on this frame; its bytes are read here and
+            // copied by `values::string` before any Ruby code can run and change them.
+            let bytes = unsafe { ffi::str_bytes(v) };
+            match rules.and_then(|r| r.secret_value(bytes)) {
+                Some(why) => {
+                    let _ = write!(out, "[redacted: {why}]");
+                }
+                None => values::string(out, bytes),
+            }
+        }
         T::RUBY_T_CLASS | T::RUBY_T_MODULE => out.push_str(&ffi::class_path(gvl, v)),
         T::RUBY_T_ARRAY if depth > 0 => {
             let len = ffi::array_len(gvl, v);
@@ -104,7 +143,7 @@ fn show(gvl: Gvl, v: VALUE, out: &mut String, depth: u8) {
                     out.push_str(", ");
                 }
                 let item = ffi::array_at(gvl, v, i).unwrap_or(ffi::NIL);
-                show(gvl, item, out, depth - 1);
+                show(gvl, item, out, depth - 1, rules);
             }
             values::more(out, len, ITEMS);
             out.push(']');
@@ -117,9 +156,13 @@ fn show(gvl: Gvl, v: VALUE, out: &mut String, depth: u8) {
                 if !pairs.next(out) {
                     return false;
                 }
-                show(gvl, k, out, depth - 1);
+                show(gvl, k, out, depth - 1, rules);
                 out.push_str(" => ");
-                show(gvl, v, out, depth - 1);
+                if rules.is_some() && key_name(gvl, k).is_some_and(|n| secret(rules, &n)) {
+                    out.push_str("[redacted]");
+                } else {
+                    show(gvl, v, out, depth - 1, rules);
+                }
                 true
             });
             values::more(out, rb::hash_size(gvl, v), pairs.seen());
@@ -134,9 +177,14 @@ fn show(gvl: Gvl, v: VALUE, out: &mut String, depth: u8) {
                     if !ivars.next(out) {
                         return false;
                     }
-                    out.push_str(&ffi::id_name(gvl, id).unwrap_or_default());
+                    let name = ffi::id_name(gvl, id).unwrap_or_default();
+                    out.push_str(&name);
                     out.push('=');
-                    show(gvl, v, out, depth - 1);
+                    if secret(rules, &name) {
+                        out.push_str("[redacted]");
+                    } else {
+                        show(gvl, v, out, depth - 1, rules);
+                    }
                     true
                 });
             }

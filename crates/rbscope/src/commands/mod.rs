@@ -9,6 +9,7 @@ pub(crate) mod heap;
 pub(crate) mod inject;
 pub(crate) mod key;
 pub(crate) mod list;
+pub(crate) mod log;
 pub(crate) mod memory;
 pub(crate) mod ps;
 pub(crate) mod purge;
@@ -35,6 +36,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Stacks(a) => stacks::run(a),
         Command::Snapshot(a) => snapshot::run(a),
         Command::Break(a) => breakpoint::run(a),
+        Command::Log(a) => log::run(a),
         Command::Inject(a) => inject::run(a),
         Command::Ps(a) => ps::run(a),
         Command::Trace(a) => trace::run(a),

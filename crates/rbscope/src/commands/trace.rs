@@ -196,7 +196,12 @@ fn trace(o: Options) -> anyhow::Result<i32> {
 }
 
 fn open_output(o: &Options) -> anyhow::Result<Box<dyn Write + Send>> {
-    Ok(match &o.output {
+    output_to(o.output.as_ref())
+}
+
+/// Standard output, or FILE (mode 0600), buffered (`-o`, shared with `rbscope log`).
+pub(crate) fn output_to(output: Option<&PathBuf>) -> anyhow::Result<Box<dyn Write + Send>> {
+    Ok(match output {
         Some(path) => Box::new(BufWriter::with_capacity(
             1 << 20,
             crate::output::create(path)
@@ -380,10 +385,20 @@ fn report(pid: u32, e: &Ended) -> i32 {
 }
 
 /// Writes whole lines to a shared output, each prefixed with `[PID] `.
-struct Prefixed {
+pub(crate) struct Prefixed {
     prefix: String,
     line: Vec<u8>,
     out: Arc<Mutex<Box<dyn Write + Send>>>,
+}
+
+impl Prefixed {
+    pub(crate) fn new(pid: u32, out: Arc<Mutex<Box<dyn Write + Send>>>) -> Prefixed {
+        Prefixed {
+            prefix: format!("[{pid}] "),
+            line: Vec::new(),
+            out,
+        }
+    }
 }
 
 impl Write for Prefixed {
@@ -423,7 +438,7 @@ impl Write for Prefixed {
 
 /// The PIDs (not this process) whose command line contains `pattern`, that are Ruby processes
 /// of this user.
-fn matching(pattern: &str) -> Vec<u32> {
+pub(crate) fn matching(pattern: &str) -> Vec<u32> {
     let me = std::process::id();
     // SAFETY: geteuid has no preconditions.
     let uid = unsafe { libc::geteuid() };
@@ -482,11 +497,7 @@ fn many(
                         let format = o.format;
                         let show_threads = o.show_threads;
                         let handle = std::thread::spawn(move || {
-                            let writer = Prefixed {
-                                prefix: format!("[{pid}] "),
-                                line: Vec::new(),
-                                out,
-                            };
+                            let writer = Prefixed::new(pid, out);
                             let renderer =
                                 render::renderer(format, Box::new(writer), show_threads, pid);
                             match follow(&mut client, renderer, pid, Instant::now(), until) {
