@@ -152,18 +152,7 @@ impl App {
 
     /// `breakpoints_set` as `rbscope doctor -p` shows it.
     fn breakpoints_set(&self) -> u64 {
-        let out = self
-            .cli()
-            .args(["doctor", "-p", &self.pid()])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        text.lines()
-            .find_map(|l| l.trim().strip_prefix("breakpoints_set"))
-            .unwrap_or_else(|| panic!("no breakpoints_set in:\n{text}"))
-            .trim()
-            .parse()
-            .unwrap()
+        breakpoints_set(self.child.id())
     }
 }
 
