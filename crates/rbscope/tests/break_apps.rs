@@ -595,31 +595,54 @@ fn clients_that_share_a_line_or_go_away_and_threads_that_end_leave_the_app_well(
     assert_eq!(breakpoint_rows(&sb).len(), before, "a hit after the kill");
 
     // A thread that ends while `snapshot -p --all` goes through the threads: a note for it,
-    // every other thread stored.
-    assert_eq!(server.get("/vanish"), (200, "vanishing".to_string()));
-    let (code, out, err) = snapshot(&sb, pid, &["--all"]);
-    let lines: Vec<&str> = out.lines().collect();
-    let gone: Vec<&&str> = lines.iter().filter(|l| l.starts_with("-  ")).collect();
-    assert_eq!(gone.len(), 1, "{out}{err}");
+    // every other thread stored. The thread ends at the first turn the app gets after the
+    // agent began a snapshot, which on a loaded machine may come only after its own turn (or
+    // before the agent lists the threads): each attempt is checked whole, and one in five at
+    // least must see it end.
+    let mut noted = 0;
+    for attempt in 0..5 {
+        assert_eq!(server.get("/vanish"), (200, "vanishing".to_string()));
+        let (code, out, err) = snapshot(&sb, pid, &["--all"]);
+        let lines: Vec<&str> = out.lines().collect();
+        let (gone, stored): (Vec<&str>, Vec<&str>) =
+            lines.iter().partition(|l| l.starts_with("-  "));
+        for g in &gone {
+            assert!(
+                g.starts_with("-  thread vanishing (tid ")
+                    && g.ends_with(": it ended before its turn"),
+                "attempt {attempt}: {out}{err}"
+            );
+        }
+        assert!(stored.len() >= 2, "attempt {attempt}: {out}{err}");
+        assert!(
+            err.contains(&format!(
+                "{} of {} threads snapshotted",
+                stored.len(),
+                lines.len()
+            )),
+            "{err}"
+        );
+        // Exit 1 when not every thread asked for was stored.
+        assert_eq!(code, Some(i32::from(!gone.is_empty())), "{out}{err}");
+        for l in &stored {
+            let id = l.split_whitespace().next().unwrap();
+            assert_eq!(sb.show(id)["trigger"]["kind"], "live", "{l}");
+        }
+        noted += gone.len();
+        if noted > 0 {
+            break;
+        }
+    }
     assert!(
-        gone[0].starts_with("-  thread vanishing (tid ")
-            && gone[0].ends_with(": it ended before its turn"),
-        "{out}"
+        noted > 0,
+        "no thread ended during a snapshot in five attempts"
     );
-    let stored = lines.len() - 1;
-    assert!(stored >= 2, "{out}");
-    assert!(
-        err.contains(&format!("{stored} of {} threads snapshotted", lines.len())),
-        "{err}"
-    );
-    assert_eq!(
-        code,
-        Some(1),
-        "not every thread asked for was stored: {err}"
-    );
-    for l in lines.iter().filter(|l| !l.starts_with("-  ")) {
-        let id = l.split_whitespace().next().unwrap();
-        assert_eq!(sb.show(id)["trigger"]["kind"], "live");
+    // Nothing else happened to the app: every snapshot in the store is one a test asked for.
+    for row in sb.list() {
+        assert!(
+            row["exception_class"] == "(live)" || row["exception_class"] == "(breakpoint)",
+            "{row}"
+        );
     }
     assert_eq!(server.get("/ok"), (200, "ok".to_string()));
 }
