@@ -104,10 +104,8 @@ impl BreakClient {
     /// Sends it SIGTERM (as Ctrl-C would); it must end well, saying the breakpoint is removed.
     fn stop(mut self) -> Vec<String> {
         // SAFETY: kill(2) on our own child's pid.
-        assert_eq!(
-            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) },
-            0
-        );
+        let sent = unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        assert_eq!(sent, 0);
         self.ended();
         let ids = self.ids.iter().collect();
         assert!(
