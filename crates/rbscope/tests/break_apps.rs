@@ -17,14 +17,6 @@ use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-/// The line of `text` holding `marker` (1-based).
-fn line_of(text: &str, marker: &str) -> usize {
-    text.lines()
-        .position(|l| l.contains(marker))
-        .unwrap_or_else(|| panic!("no {marker}"))
-        + 1
-}
-
 /// A running `rbscope break`: the ids it prints arrive on `ids` as it prints them; what it
 /// says on standard error is collected. Killed on drop.
 struct BreakClient {

@@ -45,11 +45,6 @@ end
 /// Loaded only when the app is told to (`load`), each time again.
 const LATER: &str = "class Later\n  def run(n)\n    seen = n + 1\n    seen\n  end\nend\n";
 
-/// The line of `text` holding `marker` (1-based).
-fn line_of(text: &str, marker: &str) -> usize {
-    text.lines().position(|l| l.contains(marker)).unwrap() + 1
-}
-
 struct App {
     child: Child,
     stdin: ChildStdin,

@@ -484,6 +484,14 @@ impl Drop for Server {
     }
 }
 
+/// The line of `text` holding `marker` (1-based): where a test's app marks the line it hooks.
+pub fn line_of(text: &str, marker: &str) -> usize {
+    text.lines()
+        .position(|l| l.contains(marker))
+        .unwrap_or_else(|| panic!("no line with {marker}"))
+        + 1
+}
+
 /// A child process that is sent SIGTERM and waited for on drop (servers a test started:
 /// redis-server, sidekiq).
 pub struct Daemon(pub std::process::Child);
