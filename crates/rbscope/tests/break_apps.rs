@@ -28,12 +28,14 @@ struct BreakClient {
 }
 
 impl BreakClient {
-    /// Starts `rbscope break -p PID ARGS...` and returns once it says the breakpoint is set.
+    /// Starts `rbscope break -p PID ARGS... --for 60s` (a hit that never comes fails the test
+    /// within a minute, not the default ten) and returns once it says the breakpoint is set.
     fn start(sb: &Sandbox, pid: u32, args: &[&str]) -> BreakClient {
         let mut child = sb
             .cli()
             .args(["break", "-p", &pid.to_string()])
             .args(args)
+            .args(["--for", "60s"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -221,6 +223,16 @@ fn text_local<'a>(snap: &'a J, frame: &'a J, name: &str) -> &'a J {
     &s.obj(s.local(frame, name))["value"]
 }
 
+/// Writes the release file at `.0` when dropped: a waiting request ends even when an assertion
+/// fails first (the scope that runs it joins it before the test can end).
+struct Release(std::path::PathBuf);
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        let _ = std::fs::write(&self.0, "");
+    }
+}
+
 #[test]
 fn a_request_waiting_in_a_method_is_caught_by_break_and_snapshot_and_restores() {
     let (sb, server) = rack_app();
@@ -236,6 +248,7 @@ fn a_request_waiting_in_a_method_is_caught_by_break_and_snapshot_and_restores() 
         client.said()
     );
     std::thread::scope(|scope| {
+        let release = Release(sb.dir.path().join("release-order-77"));
         let request = scope.spawn(|| server.get("/checkout?77"));
         let ids = client.finish();
         assert_eq!(ids.len(), 1, "{ids:?}");
@@ -305,7 +318,7 @@ fn a_request_waiting_in_a_method_is_caught_by_break_and_snapshot_and_restores() 
 
         // Other requests were served all along; this one finishes untouched.
         assert_eq!(server.get("/ok"), (200, "ok".to_string()));
-        std::fs::write(sb.dir.path().join("release-order-77"), "").unwrap();
+        drop(release);
         assert_eq!(
             request.join().unwrap(),
             (200, "done order-77 2".to_string())
@@ -355,6 +368,7 @@ fn a_condition_on_a_changing_local_stores_exactly_that_value() {
         .cli()
         .args(["break", "-p", &pid.to_string()])
         .args([&format!("poller.rb:{line}"), "--if", "i == 7", "--max", "3"])
+        .args(["--for", "60s"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
@@ -555,6 +569,7 @@ fn clients_that_share_a_line_or_go_away_and_threads_that_end_leave_the_app_well(
     // A client killed (SIGKILL: no goodbye) while hits stream in.
     let c = BreakClient::start(&sb, pid, &[&at, "--max", "10000"]);
     std::thread::scope(|scope| {
+        let release = Release(sb.dir.path().join("release-spin"));
         let spin = scope.spawn(|| server.get("/spin"));
         let printed: Vec<String> = (0..5).map(|_| c.next_id()).collect();
         drop(c);
@@ -564,7 +579,7 @@ fn clients_that_share_a_line_or_go_away_and_threads_that_end_leave_the_app_well(
         for id in &printed {
             assert!(price_n(&sb.show(id)) >= 1);
         }
-        std::fs::write(sb.dir.path().join("release-spin"), "").unwrap();
+        drop(release);
         let (status, spins) = spin.join().unwrap();
         assert_eq!(status, 200);
         assert!(spins.parse::<u64>().unwrap() >= 5, "{spins}");
