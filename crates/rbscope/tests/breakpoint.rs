@@ -73,11 +73,6 @@ end
 /// Loaded only when the app is told to (`load`), each time again.
 const LATER: &str = "class Later\n  def run(n)\n    seen = n + 1\n    seen\n  end\nend\n";
 
-/// The line of `text` holding `marker` (1-based).
-fn line_of(text: &str, marker: &str) -> usize {
-    text.lines().position(|l| l.contains(marker)).unwrap() + 1
-}
-
 struct App {
     child: Child,
     stdin: ChildStdin,
@@ -210,18 +205,7 @@ impl App {
 
     /// `breakpoints_set` as `rbscope doctor -p` shows it.
     fn breakpoints_set(&self) -> u64 {
-        let out = self
-            .cli()
-            .args(["doctor", "-p", &self.pid()])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        text.lines()
-            .find_map(|l| l.trim().strip_prefix("breakpoints_set"))
-            .unwrap_or_else(|| panic!("no breakpoints_set in:\n{text}"))
-            .trim()
-            .parse()
-            .unwrap()
+        breakpoints_set(self.child.id())
     }
 }
 

@@ -4,18 +4,7 @@
 
 mod common;
 use common::*;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-struct Child(std::process::Child);
-impl Drop for Child {
-    fn drop(&mut self) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let _ = self.0.wait();
-    }
-}
 
 #[test]
 fn a_failing_sidekiq_job_is_stored() {
@@ -23,34 +12,7 @@ fn a_failing_sidekiq_job_is_stored() {
         return;
     }
     let sb = Sandbox::new();
-    let port = free_port();
-    let mut redis = Child(
-        Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .current_dir(sb.dir.path())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("redis-server (Debian package) must be installed: scripts/install-deps"),
-    );
-    let mut out = BufReader::new(redis.0.stdout.take().unwrap()).lines();
-    while !out
-        .next()
-        .expect("redis exited")
-        .unwrap()
-        .contains("Ready to accept connections")
-    {}
-    std::thread::spawn(move || for _ in out {});
-
-    let url = format!("redis://127.0.0.1:{port}/0");
+    let redis = Redis::start(&sb);
     sb.write(
         "jobs.rb",
         r#"
@@ -66,30 +28,8 @@ class InvoiceJob
 end
 "#,
     );
-    let enqueue = Command::new("ruby")
-        .arg(format!("-I{}", gem_lib().display()))
-        .args(["-r./jobs", "-e", "InvoiceJob.perform_async(77, 60)"])
-        .current_dir(sb.dir.path())
-        .env("REDIS_URL", &url)
-        .env_remove("RUBYOPT")
-        .output()
-        .unwrap();
-    assert!(enqueue.status.success(), "{}", stderr(&enqueue));
-
-    let _worker = Child(
-        Command::new("ruby")
-            .arg(format!("-I{}", gem_lib().display()))
-            .args(["/usr/bin/sidekiq", "-r", "./jobs.rb", "-c", "1", "-t", "1"])
-            .current_dir(sb.dir.path())
-            .env("REDIS_URL", &url)
-            .env("RBSCOPE_STORE", sb.store())
-            .env("XDG_RUNTIME_DIR", sb.dir.path().join("run"))
-            .env_remove("RUBYOPT")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    redis.ruby_with_jobs(&sb, &[], "InvoiceJob.perform_async(77, 60)");
+    let _worker = Daemon(redis.sidekiq(&sb, &["-c", "1"]).spawn().unwrap());
     // Wait for the snapshot (the worker processes the job asynchronously).
     let deadline = Instant::now() + Duration::from_secs(60);
     let rows = loop {
@@ -121,17 +61,6 @@ end
     assert_eq!(s.local(f, "invoice_id")["value"], 77);
     assert_eq!(s.local(f, "total")["value"], 120);
     // Sidekiq still owns the retry.
-    let retries = Command::new("ruby")
-        .arg(format!("-I{}", gem_lib().display()))
-        .args([
-            "-r./jobs",
-            "-rsidekiq/api",
-            "-e",
-            "puts Sidekiq::RetrySet.new.size",
-        ])
-        .current_dir(sb.dir.path())
-        .env("REDIS_URL", &url)
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&retries.stdout).trim(), "1");
+    let retries = redis.ruby_with_jobs(&sb, &["sidekiq/api"], "puts Sidekiq::RetrySet.new.size");
+    assert_eq!(retries.trim(), "1");
 }

@@ -8,7 +8,6 @@
 mod common;
 use common::*;
 use serde_json::Value as J;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -27,19 +26,6 @@ fn wait_for_snapshots(sb: &Sandbox, n: usize, secs: u64, what: &str) -> Vec<J> {
             "no slow snapshot of {what} within {secs}s"
         );
         std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Waits (at most 60 s) until the file at `path` exists: the handler says it started.
-fn wait_for_file(path: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !path.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "{} never appeared",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -62,17 +48,6 @@ fn assert_slow(sb: &Sandbox, row: &J, how: &str, frame: &str, local: &str, value
     // A String local is a reference to its object.
     assert_eq!(s.obj(s.local(f, local))["value"], value, "{f}");
     snap
-}
-
-/// `rbscope restore ID` with `input` on stdin: the console opens in the snapshot's innermost
-/// app frame.
-fn restore(sb: &Sandbox, id: &str, input: &str) -> String {
-    let mut cmd = sb.cli();
-    cmd.args(["restore", id]);
-    let out = with_input(&mut cmd, input);
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "{}\n{text}", stderr(&out));
-    text
 }
 
 #[test]
@@ -158,8 +133,7 @@ run lambda {{ |env|
                 .ends_with("(request still running after 1s)"),
         "{shown}"
     );
-    let text = restore(
-        &sb,
+    let text = sb.restore(
         rows[0]["id"].as_str().unwrap(),
         "puts \"REF=#{order_ref} BASKET=#{basket.inspect}\"\n",
     );
@@ -503,51 +477,14 @@ end
     assert_eq!(snap["trigger"]["thread"], "exporter");
 }
 
-struct Child(std::process::Child);
-impl Drop for Child {
-    fn drop(&mut self) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn a_hanging_sidekiq_job_gets_a_slow_snapshot() {
     if !debian_gems_available("Sidekiq") {
         return;
     }
-    use std::io::{BufRead, BufReader};
     let sb = Sandbox::new();
     let release = sb.dir.path().join("release");
-    let port = free_port();
-    let mut redis = Child(
-        Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .current_dir(sb.dir.path())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("redis-server (Debian package) must be installed: scripts/install-deps"),
-    );
-    let mut out = BufReader::new(redis.0.stdout.take().unwrap()).lines();
-    while !out
-        .next()
-        .expect("redis exited")
-        .unwrap()
-        .contains("Ready to accept connections")
-    {}
-    std::thread::spawn(move || for _ in out {});
-
-    let url = format!("redis://127.0.0.1:{port}/0");
+    let redis = Redis::start(&sb);
     sb.write(
         "jobs.rb",
         &format!(
@@ -567,37 +504,11 @@ end
             done = sb.dir.path().join("done")
         ),
     );
-    let enqueue = Command::new("ruby")
-        .arg(format!("-I{}", gem_lib().display()))
-        .args(["-r./jobs", "-e", "SyncJob.perform_async(5)"])
-        .current_dir(sb.dir.path())
-        .env("REDIS_URL", &url)
-        .env_remove("RUBYOPT")
-        .output()
-        .unwrap();
-    assert!(enqueue.status.success(), "{}", stderr(&enqueue));
-    let _worker = Child(
-        Command::new("ruby")
-            .arg(format!("-I{}", gem_lib().display()))
-            .args([
-                "/usr/bin/sidekiq",
-                "-r",
-                "./jobs.rb",
-                "-c",
-                "1",
-                "-q",
-                "sync",
-                "-t",
-                "1",
-            ])
-            .current_dir(sb.dir.path())
-            .env("REDIS_URL", &url)
-            .env("RBSCOPE_STORE", sb.store())
+    redis.ruby_with_jobs(&sb, &[], "SyncJob.perform_async(5)");
+    let _worker = Daemon(
+        redis
+            .sidekiq(&sb, &["-c", "1", "-q", "sync"])
             .env("RBSCOPE_SLOW_SNAPSHOT", "1")
-            .env("XDG_RUNTIME_DIR", sb.dir.path().join("run"))
-            .env_remove("RUBYOPT")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
             .spawn()
             .unwrap(),
     );

@@ -279,8 +279,11 @@ module Rbscope
 
       # Whether the breakpoint's condition holds here (true without one): the values it reads,
       # decided by the agent (rbscope-trace's condition language; nothing is evaluated as Ruby).
+      # False once the breakpoint is no longer set (its client went away, even without a
+      # condition: the agent removes its mailbox before its hook, so a hit in between would
+      # otherwise store a snapshot nobody asked for).
       def holds?(point, tp)
-        return true if point.paths.empty?
+        return Native.break_test(point.id, [], []) if point.paths.empty?
 
         frame = [nil]
         kinds = []

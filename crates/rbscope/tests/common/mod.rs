@@ -166,6 +166,15 @@ impl Sandbox {
             .unwrap()
     }
 
+    /// `rbscope restore ID` with `input` on its standard input (the console opens in the
+    /// snapshot's innermost app frame); checks that it succeeded and returns what it printed.
+    pub fn restore(&self, id: &str, input: &str) -> String {
+        let out = with_input(self.cli().args(["restore", id]), input);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(out.status.success(), "{}\n{text}", stderr(&out));
+        text
+    }
+
     /// Runs the CLI on the store `store` (not the sandbox's own), checks that it succeeded and
     /// returns its standard output.
     pub fn cli_on(&self, store: &Path, args: &[&str]) -> String {
@@ -368,6 +377,11 @@ impl Running {
     pub fn pid(&self) -> String {
         self.child.id().to_string()
     }
+
+    /// The sandbox it runs in (its store, for the CLI).
+    pub fn sb(&self) -> &Sandbox {
+        &self._sb
+    }
 }
 
 impl Drop for Running {
@@ -467,6 +481,141 @@ impl Drop for Server {
         // SAFETY: sending SIGTERM to our own child process.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let _ = self.child.wait();
+    }
+}
+
+/// The line of `text` holding `marker` (1-based): where a test's app marks the line it hooks.
+pub fn line_of(text: &str, marker: &str) -> usize {
+    text.lines()
+        .position(|l| l.contains(marker))
+        .unwrap_or_else(|| panic!("no line with {marker}"))
+        + 1
+}
+
+/// A child process that is sent SIGTERM and waited for on drop (servers a test started:
+/// redis-server, sidekiq).
+pub struct Daemon(pub std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let _ = self.0.wait();
+    }
+}
+
+/// A real redis-server (Debian's package) on a free loopback port, without persistence,
+/// started in the sandbox's directory once it says it is ready; stopped on drop.
+pub struct Redis {
+    _server: Daemon,
+    /// `redis://127.0.0.1:PORT/0`, as REDIS_URL.
+    pub url: String,
+}
+
+impl Redis {
+    pub fn start(sb: &Sandbox) -> Redis {
+        let port = free_port();
+        let mut server = Daemon(
+            Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .current_dir(sb.dir.path())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("redis-server (Debian package) must be installed: scripts/install-deps"),
+        );
+        let mut out = std::io::BufReader::new(server.0.stdout.take().unwrap()).lines();
+        while !out
+            .next()
+            .expect("redis exited")
+            .unwrap()
+            .contains("Ready to accept connections")
+        {}
+        // Keep draining its output so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in out {});
+        Redis {
+            _server: server,
+            url: format!("redis://127.0.0.1:{port}/0"),
+        }
+    }
+
+    /// `ruby -r./jobs -e CODE` in the sandbox against this Redis (enqueueing jobs, reading
+    /// Sidekiq's sets); checks that it succeeded and returns its standard output.
+    pub fn ruby_with_jobs(&self, sb: &Sandbox, requires: &[&str], code: &str) -> String {
+        let out = Command::new("ruby")
+            .arg(format!("-I{}", gem_lib().display()))
+            .arg("-r./jobs")
+            .args(requires.iter().map(|r| format!("-r{r}")))
+            .args(["-e", code])
+            .current_dir(sb.dir.path())
+            .env("REDIS_URL", &self.url)
+            .env_remove("RUBYOPT")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{code}: {}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A Sidekiq 6 worker (Debian's) loading the sandbox's jobs.rb, against this Redis, with
+    /// the sandbox's store and `args` after its own; its output is dropped. Not started yet
+    /// (the caller adds its environment, then wraps the spawned child in a [`Daemon`]).
+    pub fn sidekiq(&self, sb: &Sandbox, args: &[&str]) -> Command {
+        let mut c = Command::new("ruby");
+        c.arg(format!("-I{}", gem_lib().display()))
+            .args(["/usr/bin/sidekiq", "-r", "./jobs.rb", "-t", "1"])
+            .args(args)
+            .current_dir(sb.dir.path())
+            .env("REDIS_URL", &self.url)
+            .env("RBSCOPE_STORE", sb.store())
+            .env("XDG_RUNTIME_DIR", sb.dir.path().join("run"))
+            .env_remove("RUBYOPT")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        c
+    }
+}
+
+/// Waits (at most 60 s) until the file at `path` exists: the app says it got there.
+pub fn wait_for_file(path: &Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !path.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// `breakpoints_set` as `rbscope doctor -p PID` shows it.
+pub fn breakpoints_set(pid: u32) -> u64 {
+    let out = Command::new(cli())
+        .args(["doctor", "-p", &pid.to_string()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("breakpoints_set"))
+        .unwrap_or_else(|| panic!("no breakpoints_set in:\n{text}{}", stderr(&out)))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Polls `rbscope doctor -p PID` (bounded, 10 s) until `breakpoints_set` is `n`.
+pub fn wait_for_breakpoints_set(pid: u32, n: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let now = breakpoints_set(pid);
+        if now == n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "breakpoints_set stays {now}, not {n}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 

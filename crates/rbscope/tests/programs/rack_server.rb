@@ -2,8 +2,10 @@
 
 # A plain HTTP/1.0 server for a config.ru, for the Rubies that Debian's puma (compiled for
 # Ruby 3.1) does not run on: real Rack (Rack::Builder, the app's middleware stack), real
-# requests over loopback, one at a time. Like puma, an exception that escapes the app is
-# answered with a 500. Prints puma's "Listening on" line once it listens.
+# requests over loopback, each on a thread of its own (named "rack_server N", as puma names its
+# pool's threads), so a request that waits does not hold up the next one. Like puma, an
+# exception that escapes the app is answered with a 500. Prints puma's "Listening on" line
+# once it listens.
 #   ruby -I<rack lib> rack_server.rb config.ru
 require "rack"
 require "socket"
@@ -14,8 +16,7 @@ $stdout.puts "* Listening on http://127.0.0.1:#{server.addr[1]}"
 $stdout.flush
 Signal.trap("TERM") { exit }
 
-loop do
-  client = server.accept
+def serve(app, client)
   request_line = client.gets.to_s
   method, path = request_line.split(" ", 3)
   headers = {}
@@ -38,4 +39,14 @@ loop do
   response_headers.each { |k, v| client.write("#{k}: #{v}\r\n") }
   client.write("Content-Length: #{text.bytesize}\r\n\r\n#{text}")
   client.close
+end
+
+served = 0
+loop do
+  client = server.accept
+  served += 1
+  Thread.new(client, served) do |c, n|
+    Thread.current.name = "rack_server #{n}"
+    serve(app, c)
+  end
 end
