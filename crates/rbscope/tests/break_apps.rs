@@ -95,7 +95,7 @@ impl BreakClient {
         self.ids.iter().collect()
     }
 
-    /// Sends it SIGTERM (as Ctrl-C would); it must end well, saying the breakpoint is removed.
+    /// Sends it SIGTERM (as Ctrl-C would); it must end well, saying the agent removed it.
     fn stop(mut self) -> Vec<String> {
         // SAFETY: kill(2) on our own child's pid.
         let sent = unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
@@ -103,7 +103,7 @@ impl BreakClient {
         self.ended();
         let ids = self.ids.iter().collect();
         assert!(
-            self.said().contains("stopped; the breakpoint is removed"),
+            self.said().contains("breakpoint removed: stopped by the client"),
             "{}",
             self.said()
         );
