@@ -103,7 +103,8 @@ impl BreakClient {
         self.ended();
         let ids = self.ids.iter().collect();
         assert!(
-            self.said().contains("breakpoint removed: stopped by the client"),
+            self.said()
+                .contains("breakpoint removed: stopped by the client"),
             "{}",
             self.said()
         );

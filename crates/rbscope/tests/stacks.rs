@@ -309,6 +309,8 @@ Holder.new.hold(400_000_000)
     let core = format!("{}.{pid}", core.display());
     let core_kib = std::fs::metadata(&core).unwrap().len() / 1024;
     assert!(core_kib > 400_000, "the core is {core_kib} KiB");
+    // Waited for below with wait4, which gives its own peak memory (Child::wait does not).
+    #[allow(clippy::zombie_processes)]
     let mut cli = Command::new(common::cli())
         .args(["stacks", "--core", &core, "--ruby", ruby.to_str().unwrap()])
         .stdout(Stdio::piped())
