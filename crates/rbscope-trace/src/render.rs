@@ -35,6 +35,9 @@ pub trait Render {
     fn step(&mut self, names: &Names, step: Step) -> io::Result<()>;
     /// Called once at the end (calls still running are shown as such).
     fn finish(&mut self, names: &Names) -> io::Result<()>;
+    /// Writes out what is buffered so far (a reader of a terminal or a pipe sees the lines as
+    /// they come); lines that wait for a later event (a call that may still make calls) stay.
+    fn flush(&mut self) -> io::Result<()>;
 }
 
 /// Makes the renderer for `format`. `pid` labels Chrome's process track.
@@ -144,6 +147,10 @@ impl<'w> Text<'w> {
 }
 
 impl Render for Text<'_> {
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+
     fn step(&mut self, names: &Names, step: Step) -> io::Result<()> {
         match step {
             Step::Enter {
@@ -282,6 +289,10 @@ struct Jsonl<'w> {
 }
 
 impl Render for Jsonl<'_> {
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+
     fn step(&mut self, names: &Names, step: Step) -> io::Result<()> {
         let thread_fields = |thread: u32| {
             let (tid, name) = names.thread(thread);
@@ -402,6 +413,10 @@ fn micros(ns: u64) -> String {
 }
 
 impl Render for Chrome<'_> {
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+
     fn step(&mut self, names: &Names, step: Step) -> io::Result<()> {
         match step {
             Step::Enter {

@@ -1127,3 +1127,74 @@ sleep
         );
     }
 }
+
+/// On a terminal, a trace's lines appear as the calls happen, not when a buffer fills or the
+/// trace ends: `rbscope trace` with its standard output on a pseudo-terminal prints the call
+/// while it is still attached.
+#[test]
+fn a_trace_on_a_terminal_shows_each_call_while_it_runs() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut app = App::start(&[]);
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty writes the two descriptors it opens into the locals; the other
+    // arguments may be null.
+    let opened = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(opened, 0, "openpty");
+    // SAFETY: both descriptors were just opened by openpty and are owned by nothing else.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let mut child = Command::new(cli())
+        .args([
+            "trace",
+            "-p",
+            &app.pid.to_string(),
+            "-m",
+            "Greeter#greet",
+            "--for",
+            "60s",
+        ])
+        .stdout(Stdio::from(slave))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut attached = String::new();
+    err.read_line(&mut attached).unwrap();
+    assert!(attached.starts_with("*** attached"), "{attached}");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut terminal = std::fs::File::from(master);
+        let mut seen = String::new();
+        let mut buf = [0u8; 4096];
+        // Ends when the terminal closes (the CLI exits) or the line is there.
+        while let Ok(n) = std::io::Read::read(&mut terminal, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+            if seen.contains("Greeter#greet") {
+                let _ = tx.send(seen.clone());
+                break;
+            }
+        }
+    });
+    app.run("greet");
+    let line = rx.recv_timeout(std::time::Duration::from_secs(20));
+    let still_running = child.try_wait().unwrap().is_none();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    let line = line.expect("the call never appeared on the terminal while the trace ran");
+    assert!(
+        still_running,
+        "the line came only when the trace ended: {line}"
+    );
+    assert!(status.success());
+}

@@ -163,6 +163,9 @@ extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
 }
 
+/// The longest a line of the trace waits in the output buffer.
+const FLUSH_EVERY: Duration = Duration::from_millis(30);
+
 /// How long installing may wait for the app to give the agent a turn.
 const ATTACH_WAIT: Duration = Duration::from_secs(5);
 /// How long to wait for the agent to confirm the hooks are gone.
@@ -282,7 +285,15 @@ fn follow<'w>(
     let mut confirmed = false;
     let mut trouble: Option<String> = None;
     let mut first_event: Option<Duration> = None;
+    // Output is buffered for throughput, and written out at least every FLUSH_EVERY and
+    // whenever the stream goes quiet, so a terminal or a pipe sees each line within about
+    // that time of its event.
+    let mut flushed = Instant::now();
     loop {
+        if flushed.elapsed() >= FLUSH_EVERY {
+            renderer.flush().context("cannot write the trace")?;
+            flushed = Instant::now();
+        }
         if detach_by.is_none()
             && (STOP.load(Ordering::SeqCst) || until.is_some_and(|u| Instant::now() >= u))
         {
@@ -292,7 +303,16 @@ fn follow<'w>(
             }
             detach_by = Some(Instant::now() + DETACH_WAIT);
         }
-        match messages.recv_timeout(Duration::from_millis(50)) {
+        let message = match messages.try_recv() {
+            Ok(m) => Ok(m),
+            Err(_) => {
+                // Nothing waiting: the stream is quiet, so what was written goes out now.
+                renderer.flush().context("cannot write the trace")?;
+                flushed = Instant::now();
+                messages.recv_timeout(FLUSH_EVERY)
+            }
+        };
+        match message {
             Ok(Ok(AgentMessage::Events(bytes))) => {
                 let before = timeline.events;
                 let mut failed = None;
