@@ -76,6 +76,7 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
     native.define_singleton_method("snapshot_json", function!(native::snapshot_json, 3))?;
     native.define_singleton_method("snapshot_data", function!(native::snapshot_data, 3))?;
     native.define_singleton_method("trace_hook", function!(native::trace_hook, 6))?;
+    native.define_singleton_method("trace_retry", function!(native::trace_retry, 1))?;
     native.define_singleton_method(
         "trace_ignore_owner",
         function!(native::trace_ignore_owner, 2),

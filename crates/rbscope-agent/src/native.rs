@@ -322,6 +322,15 @@ pub fn trace_ignore_owner(ruby: &Ruby, session: u64, module: Value) -> Result<()
     })
 }
 
+/// `Rbscope::Native.trace_retry(session)`: hooks session's selectors whose code is defined now
+/// (called by lib/rbscope/live.rb as the app defines a method one of them waits for).
+pub fn trace_retry(ruby: &Ruby, session: u64) -> Result<(), Error> {
+    native!(ruby, Trace, "trace_retry", || {
+        live::retry(gvl(), session);
+        Ok(())
+    })
+}
+
 /// `Rbscope::Native.eval_done(token, ok, text, incomplete)`: an eval thread's result. `text` is
 /// taken as UTF-8 with invalid bytes replaced (lib/rbscope/live.rb converts it first).
 pub fn eval_done(

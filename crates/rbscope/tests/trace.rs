@@ -1198,3 +1198,31 @@ fn a_trace_on_a_terminal_shows_each_call_while_it_runs() {
     );
     assert!(status.success());
 }
+
+/// `rbscope run -m` of a program that defines its class and calls it within its first
+/// millisecond: each selector waiting for its code is hooked the moment the method is defined
+/// (an instance method, a class method), so no call is missed.
+#[test]
+fn run_traces_calls_made_right_after_the_method_is_defined() {
+    let sb = Sandbox::new();
+    let program = sb.write(
+        "quick.rb",
+        "class A; def go = 1; end\n3.times { A.new.go }\n\
+         class B; def self.make = new; end\n2.times { B.make }\n",
+    );
+    let out = sb
+        .cli()
+        .args([
+            "run", "-m", "A#go", "-m", "B.make", "-m", "C#run", "--", "ruby",
+        ])
+        .arg(&program)
+        .env("XDG_RUNTIME_DIR", sb.dir.path().join("run"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    let count = |label: &str| text.lines().filter(|l| l.starts_with(label)).count();
+    assert_eq!((count("A#go "), count("B.make ")), (3, 2), "{text}\n{err}");
+    assert!(err.contains("*** 5 calls traced"), "{err}");
+}

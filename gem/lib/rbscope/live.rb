@@ -35,6 +35,27 @@ module Rbscope
     # The class, module or method is not defined (yet).
     class NotYet < Refusal; end
 
+    # Prepended to Module when a selector first waits for its code (`rbscope run -m`, `trace
+    # -m` with code not loaded yet): tells Live each time a method is defined, so a selector
+    # waiting for that method is hooked right then, before its first call, rather than at the
+    # next look (every 100 ms). While nothing waits it costs a definition one Hash check. A
+    # class whose own `self.method_added` does not call super is still found by the looks.
+    module Defined
+      private
+
+      def method_added(name)
+        super
+      ensure
+        Live.__defined(name)
+      end
+
+      def singleton_method_added(name)
+        super
+      ensure
+        Live.__defined(name)
+      end
+    end
+
     @sessions = {}
     @wrappers = {}
     @wrapped = Hash.new(0)
@@ -46,6 +67,7 @@ module Rbscope
     @traced_lock = Mutex.new
     @traced_signal = ConditionVariable.new
     @traced = false
+    @retry_lock = Mutex.new
 
     class << self
       # Waits until a trace has been installed, or `seconds` passed (`rbscope run`'s hold).
@@ -88,6 +110,7 @@ module Rbscope
             if wait_for_code
               (@waiting[id] ||= []) << selector
               waiting << "#{text} (#{e.message.delete_prefix("#{text}: ")})"
+              watch_definitions
             else
               skipped << "#{e.message} (optional: skipped)"
             end
@@ -109,21 +132,42 @@ module Rbscope
       end
 
       # Tries session `id`'s waiting selectors again: [labels hooked now, how many still wait].
+      # On the agent's Ruby thread (the looks), or on the app thread that just defined a
+      # method one of them names (see Defined); one at a time.
       def retry(id)
-        waiting = @waiting[id] || []
-        hooked = []
-        waiting.reject! do |selector|
-          hooked.concat(hook_selector(id, selector, @firehose[id], []))
-          true
-        rescue NotYet
-          false
-        rescue Refusal
-          true # it exists now but cannot be traced: nothing more to wait for
+        @retry_lock.synchronize do
+          waiting = @waiting[id] || []
+          hooked = []
+          waiting.reject! do |selector|
+            hooked.concat(hook_selector(id, selector, @firehose[id], []))
+            true
+          rescue NotYet
+            false
+          rescue Refusal
+            true # it exists now but cannot be traced: nothing more to wait for
+          end
+          @waiting.delete(id) if waiting.empty?
+          [hooked, waiting.size]
         end
-        @waiting.delete(id) if waiting.empty?
-        [hooked, waiting.size]
       rescue Exception # rubocop:disable Lint/RescueException
         [[], 0]
+      end
+
+      # A method named `name` was just defined (Defined, on the defining thread): the sessions
+      # with a selector waiting for a method of that name, or for every method of a class, try
+      # their selectors now. Skipped while a retry runs (the looks still find it), so this
+      # never waits on the lock inside the app's class body; never raises into the app.
+      def __defined(name)
+        return if @waiting.empty? || @retry_lock.locked?
+
+        name = name.to_s
+        ids = @waiting.filter_map do |id, selectors|
+          id if selectors.any? { |s| s[4].nil? || s[4].to_s == name }
+        end
+        ids.each { |id| Native.trace_retry(id) }
+        nil
+      rescue Exception # rubocop:disable Lint/RescueException
+        nil
       end
 
       # Removes the wrappers session `id` used (its hooks are removed natively).
@@ -165,6 +209,13 @@ module Rbscope
       end
 
       private
+
+      def watch_definitions
+        return if @defined_watched
+
+        @defined_watched = true
+        Module.prepend(Defined)
+      end
 
       # Hooks what one selector names; the labels. Raises NotYet when its class or method is
       # not defined, Refusal when it cannot be traced; notes about part of it go to `skipped`.

@@ -35,7 +35,7 @@ module Rbscope
       def better_backtrace(_exception, _locations) = nil
       def trace_clock_settled? = false
 
-      %i[backtrace snapshot_json snapshot_data trace_hook trace_ignore_owner eval_done
+      %i[backtrace snapshot_json snapshot_data trace_hook trace_retry trace_ignore_owner eval_done
          heap_dump count_objects].each do |name|
         define_method(name) do |*|
           raise NotImplementedError, "rbscope: this needs the native agent, which is off: #{off_reason}"

@@ -20,4 +20,4 @@ pub(crate) mod trace_session;
 pub(crate) mod trace_values;
 
 pub(crate) use rbscope_trace::clock as trace_clock;
-pub use sessions::{detach_all, flush_all, hook_method, ignore_owner};
+pub use sessions::{detach_all, flush_all, hook_method, ignore_owner, retry};

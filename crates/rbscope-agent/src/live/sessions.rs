@@ -143,7 +143,9 @@ fn install(gvl: Gvl, session: &Arc<Session>, plan: &Plan) -> Result<Installing, 
 }
 
 /// Tries the selectors of session `id` that wait for their code again; what is hooked now is
-/// announced in the event stream. Runs on the agent's Ruby thread.
+/// announced in the event stream. Runs on the agent's Ruby thread (every 100 ms while some
+/// selector waits), or on an app thread the moment it defines a method a selector waits for
+/// (lib/rbscope/live.rb's method-added hook, through `Native.trace_retry`).
 pub fn retry(gvl: Gvl, id: u64) {
     let session = session(gvl, id);
     let (Some(session), Some(live)) = (session, ffi::const_at(gvl, "Rbscope::Live")) else {
