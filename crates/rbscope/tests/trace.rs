@@ -303,7 +303,8 @@ fn a_killed_client_leaves_no_hooks_and_the_next_attach_works() {
     let mut app = App::start(&[("RBSCOPE_ALLOW_EVAL", "1")]);
     let mut t = Tracer::attach(&app, &["-m", "Hot#hot", "-m", "Integer#times"]);
     app.run("hot 1000");
-    assert_eq!(enabled_tracepoints(&app), 4);
+    // One TracePoint per traced method (its calls and returns).
+    assert_eq!(enabled_tracepoints(&app), 2);
     t.child.kill().unwrap();
     t.child.wait().unwrap();
     // The agent notices the closed socket and removes the hooks by itself.
@@ -1201,14 +1202,15 @@ fn a_trace_on_a_terminal_shows_each_call_while_it_runs() {
 
 /// `rbscope run -m` of a program that defines its class and calls it within its first
 /// millisecond: each selector waiting for its code is hooked the moment the method is defined
-/// (an instance method, a class method), so no call is missed.
+/// (an instance method, a class method, one made by define_method), so no call is missed.
 #[test]
 fn run_traces_calls_made_right_after_the_method_is_defined() {
     let sb = Sandbox::new();
     let program = sb.write(
         "quick.rb",
         "class A; def go = 1; end\n3.times { A.new.go }\n\
-         class B; def self.make = new; end\n2.times { B.make }\n",
+         class B; def self.make = new; end\n2.times { B.make }\n\
+         class C; define_method(:run) { 7 }; end\nC.new.run\n",
     );
     let out = sb
         .cli()
@@ -1224,5 +1226,5 @@ fn run_traces_calls_made_right_after_the_method_is_defined() {
     assert!(out.status.success(), "{err}");
     let count = |label: &str| text.lines().filter(|l| l.starts_with(label)).count();
     assert_eq!((count("A#go "), count("B.make ")), (3, 2), "{text}\n{err}");
-    assert!(err.contains("*** 5 calls traced"), "{err}");
+    assert!(err.contains("*** 6 calls traced"), "{err}");
 }

@@ -151,8 +151,21 @@ unsafe fn target_event<'a>(
     Some((target, held, t0))
 }
 
-/// A target's hook: one TracePoint for calls (`IS_CALL`) and one for returns, so neither hook
-/// has to ask which event it is.
+/// A target's TracePoint hook, for its calls and its returns.
+unsafe extern "C" fn on_target_event(tp: VALUE, data: *mut c_void) {
+    // SAFETY: Ruby calls this hook for `tp`, so its trace argument is live.
+    let event = unsafe { rb::trace_event(rb::trace_arg_of(tp)) };
+    // SAFETY: the same hook call, passed on.
+    unsafe {
+        if event == CALL {
+            on_target::<true>(tp, data)
+        } else {
+            on_target::<false>(tp, data)
+        }
+    }
+}
+
+/// A target's call (`IS_CALL`) or return.
 unsafe extern "C" fn on_target<const IS_CALL: bool>(tp: VALUE, data: *mut c_void) {
     guard::run_hot(Feature::Trace, "the trace hook", (), || {
         // SAFETY: Ruby calls TracePoint hooks on a Ruby thread holding the GVL.
@@ -269,17 +282,16 @@ impl Installed {
             st.keep(um);
             st.keep(hash);
         });
-        let hooks: [(_, rb::TracePointHook); 2] =
-            [(CALL, on_target::<true>), (RETURN, on_target::<false>)];
-        for (event, hook) in hooks {
-            // SAFETY: `data` is a Target kept in `self.targets` until `remove` has disabled
-            // this TracePoint (and by any hook still running, see `hold`).
-            let tp = unsafe { rb::tracepoint_new(gvl, event, hook, data) };
-            ts::with(session, gvl, |st| st.keep(tp));
-            self.tracepoints.push(tp);
-            rb::call_kw(gvl, tp, "enable", hash)
-                .map_err(|_| "TracePoint#enable(target:) refused it".to_string())?;
-        }
+        // One TracePoint for both events: Ruby 3.1 keeps one hook list per method made with
+        // define_method, and a second TracePoint enabled on it replaced the first (its calls
+        // were never seen).
+        // SAFETY: `data` is a Target kept in `self.targets` until `remove` has disabled this
+        // TracePoint (and by any hook still running, see `hold`).
+        let tp = unsafe { rb::tracepoint_new(gvl, CALL | RETURN, on_target_event, data) };
+        ts::with(session, gvl, |st| st.keep(tp));
+        self.tracepoints.push(tp);
+        rb::call_kw(gvl, tp, "enable", hash)
+            .map_err(|_| "TracePoint#enable(target:) refused it".to_string())?;
         Ok(())
     }
 
