@@ -120,6 +120,17 @@ pub fn name_of<M: Memory>(o: &Objects<'_, M>, t: &ThreadInfo) -> Option<String> 
     }
 }
 
+/// The status of the `rb_thread_t` at `thread`: what `rbscope stacks` shows for a thread,
+/// read from outside or (by the agent) from inside, so both say the same.
+pub fn status_of<M: Memory>(mem: &M, l: &Layout, thread: usize) -> Result<ThreadStatus, ReadError> {
+    Ok(match mem.read_u8(thread + l.thread_status_bits)? & 0x03 {
+        0 => ThreadStatus::Runnable,
+        1 => ThreadStatus::Stopped,
+        2 => ThreadStatus::StoppedForever,
+        _ => ThreadStatus::Killed,
+    })
+}
+
 fn thread_info<M: Memory>(
     o: &Objects<'_, M>,
     l: &Layout,
@@ -129,12 +140,7 @@ fn thread_info<M: Memory>(
 ) -> Result<ThreadInfo, ReadError> {
     let mem = o.mem;
     let ec = mem.read_word(thread + l.thread_ec)?;
-    let status = match mem.read_u8(thread + l.thread_status_bits)? & 0x03 {
-        0 => ThreadStatus::Runnable,
-        1 => ThreadStatus::Stopped,
-        2 => ThreadStatus::StoppedForever,
-        _ => ThreadStatus::Killed,
-    };
+    let status = status_of(mem, l, thread)?;
     let tid = match l.thread_tid {
         ThreadTid::InThread(off) => Some(mem.read_u32(thread + off)? as i32),
         ThreadTid::InNativeThread { nt, tid } => {

@@ -73,7 +73,8 @@ fn every_construct_through_the_agent_as_from_outside() {
     expected.extend(CONSTRUCT_LABELS.iter().map(|s| s.to_string()));
     let main = main_thread(&agent);
     assert_eq!(named(labels(main)), expected);
-    assert_eq!(main["status"], "sleeping");
+    // Blocked in Queue#pop: a sleep without a deadline, said as `--remote` says it.
+    assert_eq!(main["status"], "sleeping forever");
 
     // Read from outside, the same frames at the same places.
     let outside = stacks(&["-p", &p.pid(), "--remote"]);
@@ -92,6 +93,7 @@ fn every_construct_through_the_agent_as_from_outside() {
             .collect()
     };
     assert_eq!(places(main_thread(&outside)), places(main));
+    assert_eq!(main_thread(&outside)["status"], main["status"]);
 }
 
 const HOLDS_THE_VM: &str = r#"require "rbscope"

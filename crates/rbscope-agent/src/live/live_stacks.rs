@@ -153,10 +153,25 @@ fn threads(gvl: Gvl) -> Result<(VALUE, Vec<(VALUE, ThreadFacts)>), String> {
     Ok((list, found))
 }
 
-/// `Thread#status` in the words `rbscope stacks` uses for threads read from outside.
+/// `Thread#status` in the words `rbscope stacks` uses for threads read from outside. A sleeping
+/// thread's status is read from the VM as `--remote` reads it (rbscope-vm's `status_of`):
+/// `Thread#status` says "sleep" both for a sleep with a deadline and for one without (a
+/// `Queue#pop`, a `join`), which the VM tells apart ("sleeping forever").
 fn status(gvl: Gvl, th: VALUE) -> String {
     let s = ffi::core_call(gvl, "Thread", "status", th, &[])
         .ok()
         .and_then(|v| ffi::to_string(gvl, v));
-    host::thread_status(s.as_deref()).to_string()
+    let said = host::thread_status(s.as_deref());
+    if said == "sleeping" {
+        let layout = capture::fast_capture::verified_layout(gvl).ok();
+        if let (Some(l), Some(t)) = (layout, ffi::capture::thread_struct(gvl, th)) {
+            // SAFETY: GVL held, so `th` (a live Thread, from Thread.list kept by the caller)
+            // cannot end and free its rb_thread_t while its status byte is read.
+            let mem = unsafe { capture::fast_capture::vm() };
+            if let Ok(st) = rbscope_vm::threads::status_of(&mem, l, t) {
+                return st.describe(false).to_string();
+            }
+        }
+    }
+    said.to_string()
 }

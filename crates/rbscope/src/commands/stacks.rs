@@ -103,7 +103,9 @@ fn print_from_agent(
                 name: t.name,
                 status: match t.status.as_str() {
                     "running" => "running",
+                    "runnable" => "runnable",
                     "sleeping" => "sleeping",
+                    "sleeping forever" => "sleeping forever",
                     "aborting" => "aborting",
                     _ => "dead",
                 },
