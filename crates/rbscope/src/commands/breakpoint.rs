@@ -317,6 +317,10 @@ fn follow(plan: &Plan, pid: u32, out: Box<dyn Write + Send>, say: &str) -> anyho
                 } else {
                     "; see the snapshots with `rbscope show ID`"
                 };
+                // What was printed goes out before the line that says it is over.
+                if let Ok(mut w) = out.lock() {
+                    let _ = w.flush();
+                }
                 eprintln!("{say}{noun} removed: {}{tail}", printable(&why));
                 break Ok(());
             }
