@@ -49,13 +49,18 @@ pub fn renderer<'w>(
 ) -> Box<dyn Render + 'w> {
     match format {
         Format::Text => Box::new(Text::new(out, show_threads)),
-        Format::Jsonl => Box::new(Jsonl { out }),
+        Format::Jsonl => Box::new(Jsonl {
+            out,
+            threads: Dense::default(),
+            methods: Dense::default(),
+        }),
         Format::Chrome => Box::new(Chrome {
             out,
             pid,
             first: true,
             named: HashSet::new(),
             named_tids: HashSet::new(),
+            methods: Dense::default(),
         }),
     }
 }
@@ -286,6 +291,38 @@ fn json_values(values: &[(String, String)]) -> String {
 
 struct Jsonl<'w> {
     out: Box<dyn Write + 'w>,
+    /// Each thread's `"thread":TID,"thread_name":"NAME"`, with the name it was made from.
+    threads: Dense<(String, String)>,
+    /// Each method's name as a JSON string, with the name it was made from.
+    methods: Dense<(String, String)>,
+}
+
+/// A thread's `"thread":TID,"thread_name":"NAME"` for a JSON line (cached).
+fn thread_json<'c>(
+    threads: &'c mut Dense<(String, String)>,
+    names: &Names,
+    thread: u32,
+) -> &'c str {
+    let (tid, name) = names.thread(thread);
+    cached(threads, thread, name, |name| {
+        format!("\"thread\":{tid},\"thread_name\":{}", json_str(name))
+    })
+}
+
+/// `cache`'s text for `id`, made again by `make` when the name it was made from changed: a
+/// firehose writes millions of lines naming a few threads and methods, and escaping their
+/// names once keeps a JSON line as cheap as a text one.
+fn cached<'c>(
+    cache: &'c mut Dense<(String, String)>,
+    id: u32,
+    name: &str,
+    make: impl Fn(&str) -> String,
+) -> &'c str {
+    let e = cache.entry(id, || (name.to_string(), make(name)));
+    if e.0 != name {
+        *e = (name.to_string(), make(name));
+    }
+    &e.1
 }
 
 impl Render for Jsonl<'_> {
@@ -294,10 +331,11 @@ impl Render for Jsonl<'_> {
     }
 
     fn step(&mut self, names: &Names, step: Step) -> io::Result<()> {
-        let thread_fields = |thread: u32| {
-            let (tid, name) = names.thread(thread);
-            format!("\"thread\":{tid},\"thread_name\":{}", json_str(name))
-        };
+        let Jsonl {
+            out,
+            threads,
+            methods,
+        } = self;
         match step {
             Step::Enter {
                 thread,
@@ -305,13 +343,19 @@ impl Render for Jsonl<'_> {
                 method,
                 t,
                 values,
-            } => writeln!(
-                self.out,
-                "{{\"event\":\"call\",{},\"method\":{},\"depth\":{depth},\"t_ns\":{t},\"values\":{}}}",
-                thread_fields(thread),
-                json_str(&names.method(method)),
-                json_values(&values)
-            ),
+            } => {
+                let th = thread_json(threads, names, thread);
+                let m = cached(methods, method, &names.method(method), json_str);
+                write!(
+                    out,
+                    "{{\"event\":\"call\",{th},\"method\":{m},\"depth\":{depth},\"t_ns\":{t},\"values\":"
+                )?;
+                if values.is_empty() {
+                    out.write_all(b"{}}\n")
+                } else {
+                    writeln!(out, "{}}}", json_values(&values))
+                }
+            }
             Step::Leave {
                 thread,
                 depth,
@@ -319,37 +363,41 @@ impl Render for Jsonl<'_> {
                 start,
                 end,
                 duration,
-            } => writeln!(
-                self.out,
-                "{{\"event\":\"return\",{},\"method\":{},\"depth\":{depth},\"start_ns\":{start},\"t_ns\":{end},\"duration_ns\":{duration}}}",
-                thread_fields(thread),
-                json_str(&names.method(method)),
-            ),
+            } => {
+                let th = thread_json(threads, names, thread);
+                let m = cached(methods, method, &names.method(method), json_str);
+                writeln!(
+                    out,
+                    "{{\"event\":\"return\",{th},\"method\":{m},\"depth\":{depth},\"start_ns\":{start},\"t_ns\":{end},\"duration_ns\":{duration}}}",
+                )
+            }
             Step::Slow {
                 thread,
                 depth,
                 method,
                 start,
                 duration,
-            } => writeln!(
-                self.out,
-                "{{\"event\":\"slow\",{},\"method\":{},\"depth\":{depth},\"start_ns\":{start},\"duration_ns\":{duration}}}",
-                thread_fields(thread),
-                json_str(&names.method(method)),
-            ),
+            } => {
+                let th = thread_json(threads, names, thread);
+                let m = cached(methods, method, &names.method(method), json_str);
+                writeln!(
+                    out,
+                    "{{\"event\":\"slow\",{th},\"method\":{m},\"depth\":{depth},\"start_ns\":{start},\"duration_ns\":{duration}}}",
+                )
+            }
             Step::Gc {
                 count,
                 t,
                 mark,
                 total,
             } => writeln!(
-                self.out,
+                out,
                 "{{\"event\":\"gc\",\"count\":{count},\"t_ns\":{t},\"mark_ns\":{},\"duration_ns\":{}}}",
                 mark.map_or("null".to_string(), |m| m.to_string()),
                 total.map_or("null".to_string(), |m| m.to_string()),
             ),
             Step::Lost { count } => {
-                writeln!(self.out, "{{\"event\":\"lost\",\"count\":{count}}}")
+                writeln!(out, "{{\"event\":\"lost\",\"count\":{count}}}")
             }
             Step::Log {
                 tid,
@@ -358,7 +406,7 @@ impl Render for Jsonl<'_> {
                 at,
                 values,
             } => writeln!(
-                self.out,
+                out,
                 "{{\"event\":\"log\",\"thread\":{tid},\"thread_name\":{},\"at\":{},\"t_ns\":{t},\"values\":{}}}",
                 json_str(&thread),
                 json_str(&at),
@@ -380,6 +428,8 @@ struct Chrome<'w> {
     named: HashSet<u32>,
     /// Threads named by their OS id (a logpoint's hits).
     named_tids: HashSet<i64>,
+    /// Each method's name as a JSON string (see `cached`).
+    methods: Dense<(String, String)>,
 }
 
 impl Chrome<'_> {
@@ -427,13 +477,22 @@ impl Render for Chrome<'_> {
                 ..
             } => {
                 let tid = self.thread(names, thread)?;
-                self.event(format!(
-                    "{{\"name\":{},\"cat\":\"ruby\",\"ph\":\"B\",\"ts\":{},\"pid\":{},\"tid\":{tid},\"args\":{}}}",
-                    json_str(&names.method(method)),
-                    micros(t),
+                self.out
+                    .write_all(if self.first { b"[\n" } else { b",\n" })?;
+                self.first = false;
+                let m = cached(&mut self.methods, method, &names.method(method), json_str);
+                write!(
+                    self.out,
+                    "{{\"name\":{m},\"cat\":\"ruby\",\"ph\":\"B\",\"ts\":{}.{:03},\"pid\":{},\"tid\":{tid},\"args\":",
+                    t / 1000,
+                    t % 1000,
                     self.pid,
-                    json_values(&values)
-                ))
+                )?;
+                if values.is_empty() {
+                    self.out.write_all(b"{}}")
+                } else {
+                    write!(self.out, "{}}}", json_values(&values))
+                }
             }
             Step::Leave {
                 thread,
@@ -443,12 +502,17 @@ impl Render for Chrome<'_> {
                 ..
             } => {
                 let tid = self.thread(names, thread)?;
-                self.event(format!(
-                    "{{\"name\":{},\"cat\":\"ruby\",\"ph\":\"E\",\"ts\":{},\"pid\":{},\"tid\":{tid},\"args\":{{\"duration_ns\":{duration}}}}}",
-                    json_str(&names.method(method)),
-                    micros(end),
+                self.out
+                    .write_all(if self.first { b"[\n" } else { b",\n" })?;
+                self.first = false;
+                let m = cached(&mut self.methods, method, &names.method(method), json_str);
+                write!(
+                    self.out,
+                    "{{\"name\":{m},\"cat\":\"ruby\",\"ph\":\"E\",\"ts\":{}.{:03},\"pid\":{},\"tid\":{tid},\"args\":{{\"duration_ns\":{duration}}}}}",
+                    end / 1000,
+                    end % 1000,
                     self.pid,
-                ))
+                )
             }
             Step::Slow {
                 thread,
@@ -600,6 +664,42 @@ mod tests {
         let e = events.iter().filter(|e| e["ph"] == "E").count();
         assert_eq!((b, e), (4, 3));
         assert_eq!(events[0]["ph"], "M");
+    }
+
+    /// A JSON line's thread and method names are escaped once and kept; a thread renamed
+    /// meanwhile (its record sent again) is named anew, and names needing escapes stay JSON.
+    #[test]
+    fn jsonl_names_follow_a_renamed_thread() {
+        let mut v = Vec::new();
+        push_to(&mut v, method_len("Say#\"hi\""), |b| {
+            write_method(b, 1, "Say#\"hi\"")
+        });
+        push_to(&mut v, thread_len("first"), |b| {
+            write_thread(b, 1, 700, "first")
+        });
+        push_to(&mut v, CALL_LEN, |b| write_call(b, 1, 1, 1_000));
+        push_to(&mut v, RETURN_LEN, |b| write_return(b, 1, 1, 2_000, 1_000));
+        push_to(&mut v, thread_len("second"), |b| {
+            write_thread(b, 1, 700, "second")
+        });
+        push_to(&mut v, CALL_LEN, |b| write_call(b, 1, 1, 3_000));
+        let mut buf = Vec::new();
+        {
+            let mut r = renderer(Format::Jsonl, Box::new(&mut buf), false, 42);
+            let mut t = Timeline::default();
+            t.feed(&v, |n, s| r.step(n, s).unwrap()).unwrap();
+        }
+        let lines: Vec<serde_json::Value> = String::from_utf8(buf)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let names: Vec<&str> = lines
+            .iter()
+            .map(|l| l["thread_name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["first", "first", "second"]);
+        assert!(lines.iter().all(|l| l["method"] == "Say#\"hi\""));
     }
 
     /// What the renderers write, `rbscope ui` reads back (crate::file): the same spans from
