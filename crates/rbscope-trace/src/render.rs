@@ -346,10 +346,16 @@ impl Render for Jsonl<'_> {
             } => {
                 let th = thread_json(threads, names, thread);
                 let m = cached(methods, method, &names.method(method), json_str);
-                write!(
-                    out,
-                    "{{\"event\":\"call\",{th},\"method\":{m},\"depth\":{depth},\"t_ns\":{t},\"values\":"
-                )?;
+                let mut n = itoa::Buffer::new();
+                out.write_all(b"{\"event\":\"call\",")?;
+                out.write_all(th.as_bytes())?;
+                out.write_all(b",\"method\":")?;
+                out.write_all(m.as_bytes())?;
+                out.write_all(b",\"depth\":")?;
+                out.write_all(n.format(depth).as_bytes())?;
+                out.write_all(b",\"t_ns\":")?;
+                out.write_all(n.format(t).as_bytes())?;
+                out.write_all(b",\"values\":")?;
                 if values.is_empty() {
                     out.write_all(b"{}}\n")
                 } else {
@@ -366,10 +372,20 @@ impl Render for Jsonl<'_> {
             } => {
                 let th = thread_json(threads, names, thread);
                 let m = cached(methods, method, &names.method(method), json_str);
-                writeln!(
-                    out,
-                    "{{\"event\":\"return\",{th},\"method\":{m},\"depth\":{depth},\"start_ns\":{start},\"t_ns\":{end},\"duration_ns\":{duration}}}",
-                )
+                let mut n = itoa::Buffer::new();
+                out.write_all(b"{\"event\":\"return\",")?;
+                out.write_all(th.as_bytes())?;
+                out.write_all(b",\"method\":")?;
+                out.write_all(m.as_bytes())?;
+                out.write_all(b",\"depth\":")?;
+                out.write_all(n.format(depth).as_bytes())?;
+                out.write_all(b",\"start_ns\":")?;
+                out.write_all(n.format(start).as_bytes())?;
+                out.write_all(b",\"t_ns\":")?;
+                out.write_all(n.format(end).as_bytes())?;
+                out.write_all(b",\"duration_ns\":")?;
+                out.write_all(n.format(duration).as_bytes())?;
+                out.write_all(b"}\n")
             }
             Step::Slow {
                 thread,
@@ -458,6 +474,20 @@ impl Chrome<'_> {
     }
 }
 
+/// [`micros`] written to `out` without going through fmt (a Chrome event's `ts`).
+fn write_micros(out: &mut dyn Write, ns: u64) -> io::Result<()> {
+    let mut n = itoa::Buffer::new();
+    out.write_all(n.format(ns / 1000).as_bytes())?;
+    let frac = ns % 1000;
+    let digits = [
+        b'.',
+        b'0' + (frac / 100) as u8,
+        b'0' + (frac / 10 % 10) as u8,
+        b'0' + (frac % 10) as u8,
+    ];
+    out.write_all(&digits)
+}
+
 fn micros(ns: u64) -> String {
     format!("{}.{:03}", ns / 1000, ns % 1000)
 }
@@ -481,13 +511,17 @@ impl Render for Chrome<'_> {
                     .write_all(if self.first { b"[\n" } else { b",\n" })?;
                 self.first = false;
                 let m = cached(&mut self.methods, method, &names.method(method), json_str);
-                write!(
-                    self.out,
-                    "{{\"name\":{m},\"cat\":\"ruby\",\"ph\":\"B\",\"ts\":{}.{:03},\"pid\":{},\"tid\":{tid},\"args\":",
-                    t / 1000,
-                    t % 1000,
-                    self.pid,
-                )?;
+                let out = &mut self.out;
+                let mut n = itoa::Buffer::new();
+                out.write_all(b"{\"name\":")?;
+                out.write_all(m.as_bytes())?;
+                out.write_all(b",\"cat\":\"ruby\",\"ph\":\"B\",\"ts\":")?;
+                write_micros(out, t)?;
+                out.write_all(b",\"pid\":")?;
+                out.write_all(n.format(self.pid).as_bytes())?;
+                out.write_all(b",\"tid\":")?;
+                out.write_all(n.format(tid).as_bytes())?;
+                out.write_all(b",\"args\":")?;
                 if values.is_empty() {
                     self.out.write_all(b"{}}")
                 } else {
@@ -506,13 +540,19 @@ impl Render for Chrome<'_> {
                     .write_all(if self.first { b"[\n" } else { b",\n" })?;
                 self.first = false;
                 let m = cached(&mut self.methods, method, &names.method(method), json_str);
-                write!(
-                    self.out,
-                    "{{\"name\":{m},\"cat\":\"ruby\",\"ph\":\"E\",\"ts\":{}.{:03},\"pid\":{},\"tid\":{tid},\"args\":{{\"duration_ns\":{duration}}}}}",
-                    end / 1000,
-                    end % 1000,
-                    self.pid,
-                )
+                let out = &mut self.out;
+                let mut n = itoa::Buffer::new();
+                out.write_all(b"{\"name\":")?;
+                out.write_all(m.as_bytes())?;
+                out.write_all(b",\"cat\":\"ruby\",\"ph\":\"E\",\"ts\":")?;
+                write_micros(out, end)?;
+                out.write_all(b",\"pid\":")?;
+                out.write_all(n.format(self.pid).as_bytes())?;
+                out.write_all(b",\"tid\":")?;
+                out.write_all(n.format(tid).as_bytes())?;
+                out.write_all(b",\"args\":{\"duration_ns\":")?;
+                out.write_all(n.format(duration).as_bytes())?;
+                out.write_all(b"}}")
             }
             Step::Slow {
                 thread,
@@ -641,6 +681,15 @@ mod tests {
              Greeter#greet <still running>\n"
         );
         assert!(render(Format::Text, true).starts_with("[700 main] Greeter#greet("));
+    }
+
+    #[test]
+    fn chrome_timestamps_are_written_as_micros_formats_them() {
+        for ns in [0, 7, 999, 1_000, 1_001, 123_456_789, u64::MAX] {
+            let mut out = Vec::new();
+            write_micros(&mut out, ns).unwrap();
+            assert_eq!(String::from_utf8(out).unwrap(), micros(ns), "{ns}");
+        }
     }
 
     #[test]
