@@ -72,16 +72,25 @@ pub struct Slot {
 
 /// The pending captures: a fixed number of slots, overwritten oldest first, so memory stays
 /// bounded and a raise allocates nothing once the slots have grown to the stacks' sizes.
+///
+/// The slots' exceptions are also kept side by side in `excs`: every raise asks whether its
+/// exception is already kept (a re-raise), and that answer is nearly always no, so the whole
+/// list is compared in chunks the compiler turns into vector compares.
 #[derive(Default)]
 pub struct Ring {
     slots: Vec<Slot>,
+    excs: Vec<u64>,
     next: usize,
 }
+
+/// Exceptions compared at once by [`Ring::find`].
+const CHUNK: usize = 8;
 
 impl Ring {
     /// No slots (nothing is kept until [`Ring::new`] sizes it).
     pub const EMPTY: Ring = Ring {
         slots: Vec::new(),
+        excs: Vec::new(),
         next: 0,
     };
 
@@ -89,6 +98,7 @@ impl Ring {
     pub fn new(size: usize) -> Ring {
         Ring {
             slots: vec![Slot::default(); size.max(1)],
+            excs: vec![0; size.max(1)],
             next: 0,
         }
     }
@@ -101,12 +111,14 @@ impl Ring {
         }
         let i = self.next % self.slots.len();
         self.next = self.next.wrapping_add(1);
-        let Some(slot) = self.slots.get_mut(i) else {
+        let (Some(slot), Some(exc)) = (self.slots.get_mut(i), self.excs.get_mut(i)) else {
             return false;
         };
         slot.exc = 0;
+        *exc = 0;
         slot.words.clear();
         if fill(slot) {
+            *exc = slot.exc;
             return true;
         }
         slot.exc = 0;
@@ -117,11 +129,29 @@ impl Ring {
     /// `exc`'s pending capture.
     #[inline]
     pub fn find(&self, exc: u64) -> Option<&Slot> {
-        self.slots.iter().find(|s| s.exc == exc && s.exc != 0)
+        if exc == 0 {
+            return None;
+        }
+        let mut chunks = self.excs.chunks_exact(CHUNK);
+        let mut base = 0;
+        for chunk in &mut chunks {
+            // No early exit inside a chunk: eight compares and an or, vectorized.
+            if chunk.iter().fold(false, |hit, e| hit | (*e == exc)) {
+                break;
+            }
+            base += CHUNK;
+        }
+        let at = self.excs.get(base..)?.iter().position(|e| *e == exc)?;
+        self.slots.get(base + at)
     }
 
     pub fn slots(&self) -> &[Slot] {
         &self.slots
+    }
+
+    /// Each slot's exception and its record, to update records in place.
+    pub fn records_mut(&mut self) -> impl Iterator<Item = (u64, &mut Vec<usize>)> {
+        self.slots.iter_mut().map(|s| (s.exc, &mut s.words))
     }
 }
 
@@ -506,6 +536,25 @@ mod tests {
             .any(|s| s.exc == 0 && s.words.is_empty()));
         assert_eq!(Ring::new(0).slots().len(), 1);
         assert!(!Ring::default().fill_next(|_| true));
+    }
+
+    #[test]
+    fn every_slot_is_found_in_whole_chunks_and_in_the_rest() {
+        // 21 slots: two whole chunks of eight and a rest of five; 30 fills wrap around.
+        let mut ring = Ring::new(21);
+        for exc in 1..=30u64 {
+            assert!(ring.fill_next(|s| {
+                s.exc = exc * 16;
+                s.words.push(exc as usize);
+                true
+            }));
+        }
+        for exc in 1..=30u64 {
+            let found = ring.find(exc * 16).map(|s| s.words.clone());
+            let kept = exc > 9;
+            assert_eq!(found, kept.then(|| vec![exc as usize]), "exception {exc}");
+        }
+        assert_eq!(ring.find(17), None);
     }
 
     #[test]

@@ -16,6 +16,10 @@ pub struct Layout {
     pub ec_cfp: usize,
     pub cfp_size: usize,
     pub cfp_pc: usize,
+    /// The frame's value-stack top: the VM keeps every word below the running frame's `sp`
+    /// a VALUE or an immediate (its GC marks them all), which the raise path's stack copy
+    /// relies on.
+    pub cfp_sp: usize,
     pub cfp_iseq: usize,
     pub cfp_self: usize,
     pub cfp_ep: usize,
@@ -197,6 +201,7 @@ macro_rules! layouts {
                 ec_cfp: offset_of!(m::rb_execution_context_struct, cfp),
                 cfp_size: size_of::<m::rb_control_frame_struct>(),
                 cfp_pc: offset_of!(m::rb_control_frame_struct, pc),
+                cfp_sp: offset_of!(m::rb_control_frame_struct, sp),
                 cfp_iseq: offset_of!(m::rb_control_frame_struct, iseq),
                 cfp_self: offset_of!(m::rb_control_frame_struct, self_),
                 cfp_ep: offset_of!(m::rb_control_frame_struct, ep),

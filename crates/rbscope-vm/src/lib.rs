@@ -36,6 +36,7 @@ pub mod objects;
 pub mod pause;
 pub mod raise_record;
 pub mod remote;
+pub mod stack_copy;
 pub mod stacks;
 pub mod target;
 pub mod threads;

@@ -16,7 +16,7 @@ pub enum ReadError {
     PermissionDenied,
 }
 
-const WORD: usize = std::mem::size_of::<usize>();
+pub const WORD: usize = std::mem::size_of::<usize>();
 
 /// A source of VM memory. A null address, or one that is not mapped, is an error rather than
 /// undefined behaviour.

@@ -13,14 +13,29 @@
 //! So marking a record never mistakes a number for an object.
 //!
 //! ```text
-//! record    = header frame*
-//! header    = fix(source) fix(skipped)        source: 1 VM frames, 2 inspector frames;
-//!                                             skipped: app frames over the frame cap
+//! record    = header frame*  |  header stack
+//! header    = fix(source) fix(skipped)        source: 1 VM frames, 2 inspector frames,
+//!                                             3 stack copy; skipped: app frames over the cap
 //! VM frame  = iseq|false fix(pos) self me|false fix(cfp) fix(ep) fix(levels) level*
 //!             (a C function's frame: iseq false, pos 0, no levels)
 //! level     = fix(n) local*n                  one environment, innermost first
 //! inspector = fix(depth) location binding self class iseq|nil me|nil
+//! stack     = fix(base) fix(stack words) fix(first cfp) fix(cfp words) fix(self at)
+//!             fix(iseq at) fix(ep at) fix(values) fix(cfp region words) fix(envs)
+//!             fix(scan)                       scan: 0 not yet, 1 done, 2 unreadable
+//!             value*values cfpword*region env*envs
 //! ```
+//!
+//! A stack copy is what the raise path keeps: the raising thread's value stack (every word
+//! below the running frame's `sp`, all VALUEs or immediates, as the VM's own GC treats them)
+//! and its control frames, copied as two blocks. Copying two blocks costs a few instructions
+//! per frame where reading each frame's fields costs ~150; the frames are read out of the copy
+//! (`stack_copy::expand`, into VM frames) only if the exception is reported. Its control-frame
+//! words hold raw pointers (pc, sp, ep), so only their `self` and `iseq` words are objects:
+//! [`for_each_object`] is how a record is marked. The environments of blocks whose parent's
+//! frame had already returned (heap objects nothing on the stack holds) are found by
+//! `stack_copy::scan_parents` at the first GC after the raise, when they are still alive, and
+//! appended as `env` words.
 
 /// `false` (`Qfalse`): "none" in a record.
 pub const FALSE: usize = 0;
@@ -58,6 +73,138 @@ pub enum Source {
     Vm = 1,
     /// Given by the debug inspector: the app frames only.
     Inspector = 2,
+    /// The raising thread's VM stack, copied whole (read into VM frames at report).
+    Stack = 3,
+}
+
+/// Words of a stack copy's fields after the header.
+pub const STACK_FIELDS: usize = 11;
+/// Where a stack copy's `values`, `region`, `envs` and `scan` fields are.
+const VALUES_AT: usize = HEADER + 7;
+const ENVS_AT: usize = HEADER + 9;
+const SCAN_AT: usize = HEADER + 10;
+
+/// How far a stack copy's parent environments were found (its `scan` field).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scan {
+    /// Not yet: nothing was freed since the raise (no GC ran), so all it points to is alive.
+    Pending = 0,
+    /// Found and appended as `env` words, kept alive from then on.
+    Done = 1,
+    /// A block's parent environment was neither on the copied stack nor on the heap: the
+    /// copy is never read.
+    Unreadable = 2,
+}
+
+/// Where a copied VM stack lived and how to read its control frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StackShape {
+    /// The value stack's first word (`ec->vm_stack`).
+    pub base: usize,
+    /// The whole stack's size in words (`ec->vm_stack_size`): control frames end there.
+    pub stack_words: usize,
+    /// The running (innermost) control frame, where the copied control frames start.
+    pub first_cfp: usize,
+    /// A control frame's size in words, and where its `self`, `iseq` and `ep` words are.
+    pub cfp_words: usize,
+    pub self_at: usize,
+    pub iseq_at: usize,
+    pub ep_at: usize,
+}
+
+/// A stack copy, as recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StackCopy<'a> {
+    pub shape: StackShape,
+    /// The value stack from `base`.
+    pub values: &'a [usize],
+    /// The control frames from `first_cfp` to the stack's end.
+    pub frames: &'a [usize],
+    /// Environment objects kept alive for the frames' parents.
+    pub envs: &'a [usize],
+    pub scan: Scan,
+}
+
+/// The stack copy a record holds, if it is one and is whole.
+pub fn stack_copy(words: &[usize]) -> Option<StackCopy<'_>> {
+    let (head, rest) = words.split_at_checked(HEADER + STACK_FIELDS)?;
+    let num = |i: usize| head.get(i).copied().and_then(unfix);
+    if num(0)? != Source::Stack as usize {
+        return None;
+    }
+    let shape = StackShape {
+        base: num(2)?,
+        stack_words: num(3)?,
+        first_cfp: num(4)?,
+        cfp_words: num(5)?,
+        self_at: num(6)?,
+        iseq_at: num(7)?,
+        ep_at: num(8)?,
+    };
+    let w = shape.cfp_words;
+    if w == 0 || shape.self_at >= w || shape.iseq_at >= w || shape.ep_at >= w {
+        return None;
+    }
+    let scan = match num(SCAN_AT)? {
+        0 => Scan::Pending,
+        1 => Scan::Done,
+        2 => Scan::Unreadable,
+        _ => return None,
+    };
+    let (values, rest) = rest.split_at_checked(num(VALUES_AT)?)?;
+    let (frames, rest) = rest.split_at_checked(num(VALUES_AT + 1)?)?;
+    let envs = rest.get(..num(ENVS_AT)?)?;
+    Some(StackCopy {
+        shape,
+        values,
+        frames,
+        envs,
+        scan,
+    })
+}
+
+/// Appends `envs` to a whole stack copy's `env` words and sets its scan state. False (and
+/// nothing changed) when `words` is no whole stack copy.
+pub fn finish_scan(words: &mut Vec<usize>, envs: &[usize], scan: Scan) -> bool {
+    let Some(copy) = stack_copy(words) else {
+        return false;
+    };
+    let (kept, end) = (copy.envs.len(), words.len());
+    let whole = HEADER + STACK_FIELDS + copy.values.len() + copy.frames.len() + kept;
+    if whole != end {
+        words.truncate(whole);
+    }
+    words.extend_from_slice(envs);
+    if let Some(n) = words.get_mut(ENVS_AT) {
+        *n = fix(kept + envs.len());
+    }
+    if let Some(s) = words.get_mut(SCAN_AT) {
+        *s = fix(scan as usize);
+    }
+    true
+}
+
+/// Calls `f` with every word of a record that may be an object (a VALUE the record keeps
+/// alive); the caller marks them. Every word but a stack copy's control-frame words, of which
+/// only `self` and `iseq` are objects. A stack copy that does not decode gives nothing: it was
+/// never published (a record is written whole or not at all).
+pub fn for_each_object(words: &[usize], mut f: impl FnMut(usize)) {
+    if words.first().copied().and_then(unfix) != Some(Source::Stack as usize) {
+        words.iter().for_each(|w| f(*w));
+        return;
+    }
+    let Some(copy) = stack_copy(words) else {
+        return;
+    };
+    copy.values.iter().for_each(|w| f(*w));
+    let s = copy.shape;
+    for cfp in copy.frames.chunks_exact(s.cfp_words) {
+        if let (Some(self_value), Some(iseq)) = (cfp.get(s.self_at), cfp.get(s.iseq_at)) {
+            f(*self_value);
+            f(*iseq);
+        }
+    }
+    copy.envs.iter().for_each(|w| f(*w));
 }
 
 /// Where a VM frame starts in the record, to finish it once its levels are written.
@@ -196,6 +343,79 @@ impl<'a> Encoder<'a> {
         self.put::<FRAME_WORDS>([FALSE, fix(0), self_value, me, fix(cfp), fix(ep), fix(0)])
     }
 
+    /// A stack copy's fields (counts zero until [`Encoder::set_stack_counts`]).
+    #[inline]
+    pub fn stack_head(&mut self, s: &StackShape) -> Option<()> {
+        self.put::<STACK_FIELDS>([
+            fix(s.base),
+            fix(s.stack_words),
+            fix(s.first_cfp),
+            fix(s.cfp_words),
+            fix(s.self_at),
+            fix(s.iseq_at),
+            fix(s.ep_at),
+            fix(0),
+            fix(0),
+            fix(0),
+            fix(Scan::Pending as usize),
+        ])
+    }
+
+    /// Sets a stack copy's counts, once its blocks are written.
+    #[inline]
+    pub fn set_stack_counts(&mut self, values: usize, region: usize) {
+        self.set(VALUES_AT, fix(values));
+        self.set(VALUES_AT + 1, fix(region));
+    }
+
+    /// Appends `n` words read from `src` as one block copy.
+    ///
+    /// # Safety
+    /// `src` is valid for reading `n` words, and nothing writes them meanwhile.
+    #[inline]
+    pub unsafe fn copy_block(&mut self, src: *const usize, n: usize) -> Option<()> {
+        let len = self.len;
+        if self.cap - len < n {
+            return None;
+        }
+        // SAFETY: the source is readable for n words (the caller's contract); the destination
+        // `len..len + n` is within the held buffer's capacity (checked above) and cannot
+        // overlap memory the caller reads (the buffer is this encoder's, borrowed mutably).
+        unsafe { std::ptr::copy_nonoverlapping(src, self.buf.add(len), n) };
+        self.len = len + n;
+        Some(())
+    }
+
+    /// Appends one word.
+    #[inline]
+    pub fn push(&mut self, w: usize) -> Option<()> {
+        self.put([w])
+    }
+
+    /// One environment level whose locals are read fallibly: None (and nothing written) when
+    /// a read fails or the level does not fit.
+    #[inline]
+    pub fn try_level(
+        &mut self,
+        n: usize,
+        mut local: impl FnMut(usize) -> Option<usize>,
+    ) -> Option<()> {
+        let (buf, len) = (self.buf, self.len);
+        if n > MAX_LOCALS || self.cap - len < 1 + n {
+            return None;
+        }
+        // SAFETY: `len + n < len + 1 + n <= cap` for every write below: within the held buffer.
+        // Words past `len` count only once `len` is bumped, at the end.
+        unsafe { buf.add(len).write(fix(n)) };
+        for i in 0..n {
+            let w = local(i)?;
+            // SAFETY: as above.
+            unsafe { buf.add(len + 1 + i).write(w) };
+        }
+        self.len = len + 1 + n;
+        Some(())
+    }
+
     /// An app frame given by the debug inspector.
     pub fn inspector_frame(&mut self, f: &InspectorFrame) -> Option<()> {
         self.put::<FRAME_WORDS>([
@@ -260,7 +480,8 @@ pub enum Record {
     },
 }
 
-/// Decodes a record; None when its header is not one. A frame that is cut short or malformed
+/// Decodes a record; None when its header is not one, and for a stack copy (which only reads
+/// as frames with the VM's memory at hand: `stack_copy::expand` turns it into VM frames). A frame that is cut short or malformed
 /// ends the record (the frames before it are kept).
 pub fn decode(words: &[usize]) -> Option<Record> {
     let (head, frames) = words.split_at_checked(HEADER)?;

@@ -284,3 +284,60 @@ Rbscope.flush
     assert_eq!(s.obj(s.local(f, "state"))["value"], "changed in rescue");
     assert_eq!(snap["context"]["extra"]["reported_by"], "Rbscope.report");
 }
+
+/// The raise path copies the raising stack as blocks and reads the frames out of the copy only
+/// at report: frames of procs and blocks whose methods had returned, with GC (and compaction,
+/// where Ruby has it) between the raise and the report, still show every local as it was.
+#[test]
+fn frames_of_procs_and_blocks_read_right_after_gc_between_raise_and_report() {
+    let sb = Sandbox::new();
+    let out = sb.run_started(
+        "procs.rb",
+        r#"
+def make_counter
+  outer = "made in make_counter"
+  proc do |n|
+    inner = "in the proc #{n}"
+    [10].each do |i|
+      deepest = "in a block #{i} with #{outer}"
+      raise ArgumentError, "from a block in a proc"
+    end
+  end
+end
+
+def run_it
+  make_counter.call(7)
+end
+
+begin
+  run_it
+rescue ArgumentError => e
+  200_000.times { "garbage " * 4 }
+  GC.start(full_mark: true, immediate_sweep: true)
+  begin
+    GC.compact
+  rescue NotImplementedError
+  end
+  GC.start
+  Rbscope.report(e)
+end
+Rbscope.flush
+"#,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let snap = sb.only_snapshot();
+    let s = Snap(&snap);
+    let deepest = s.frame("Object#make_counter{block}{block}");
+    assert_eq!(
+        s.obj(s.local(deepest, "deepest"))["value"],
+        "in a block 10 with made in make_counter"
+    );
+    assert_eq!(s.obj(s.local(deepest, "inner"))["value"], "in the proc 7");
+    assert_eq!(
+        s.obj(s.local(deepest, "outer"))["value"],
+        "made in make_counter"
+    );
+    let block = s.frame("Object#make_counter{block}(");
+    assert_eq!(s.local(block, "n")["value"], 7);
+    assert!(s.frame("Object#run_it").is_object());
+}

@@ -13,8 +13,8 @@
 
 use crate::ffi::capture::{self as rb, IseqText, VALUE};
 use crate::ffi::{self, Gvl};
-use rbscope_vm::raise_record::{self as record, Encoder, Source, VmFrame};
-use rbscope_vm::{captured, frames};
+use rbscope_vm::raise_record::{self as record, Encoder, Source, StackShape, VmFrame};
+use rbscope_vm::{captured, frames, stack_copy};
 use rbscope_vm::{Layout, LocalMemory, Memory, RawFrame};
 use std::sync::atomic::{AtomicPtr, Ordering};
 
@@ -118,129 +118,146 @@ unsafe fn rd(addr: usize) -> usize {
     unsafe { std::ptr::read(addr as *const usize) }
 }
 
-/// Copies the current thread's frames into `e` (the raise-record format). None when the stack
-/// does not fit or looks wrong. The same walk as `rbscope_vm::frames::walk`, flattened for
-/// speed: this runs on every raise.
+/// A stack copy larger than this (in words) is not taken at raise: the frame walk, which
+/// keeps at most `MAX_FRAMES` frames, copies a runaway recursion's stack instead.
+const MAX_BLOCK_WORDS: usize = 32 * 1024;
+
+/// Copies the running thread's VM stack into `e` as a stack-copy record: the value stack up
+/// to the running frame's `sp` and the control frames, as two blocks. None when the stack
+/// looks wrong or does not fit: the caller walks the frames instead.
+///
+/// What the copied frames point to outside the stack stays alive through the record: iseqs
+/// and `self` are in the control frames, environments that escaped to the heap leave their
+/// object in the frame's stack slot, and the parents of blocks whose own frame is gone are
+/// found at the next GC's mark, before anything can be freed (`ring::mark_ring`).
 ///
 /// # Safety
-/// GVL held, on the thread whose `ec` this is, inside the raise hook, or `ec` is another
-/// thread's, stopped at a safe point while this one holds the GVL (frames are stable).
-unsafe fn copy_stack(l: &Layout, ec: usize, e: &mut Encoder) -> Option<()> {
-    // SAFETY: this function's contract (GVL held, in the raise hook, this thread's `ec`) is
-    // vm()'s: only this thread's live VM structures are read.
-    let mem = unsafe { vm() };
+/// GVL held, on the thread whose `ec` this is, inside the raise hook.
+#[inline]
+unsafe fn copy_block(l: &Layout, ec: usize, e: &mut Encoder) -> Option<()> {
     // SAFETY: ec is the running execution context (caller's contract).
-    let (stack, size, mut cfp) = unsafe {
+    let (stack, size, cfp) = unsafe {
         (
             rd(ec + l.ec_vm_stack),
             rd(ec + l.ec_vm_stack_size),
             rd(ec + l.ec_cfp),
         )
     };
-    let end = (stack + size * 8).checked_sub(l.cfp_size)?;
-    if cfp < stack || cfp > end || stack == 0 {
+    let end = stack.checked_add(size.checked_mul(8)?)?;
+    if stack == 0 || cfp < stack || cfp.checked_add(l.cfp_size)? > end {
         return None;
     }
-    let mut frames = 0usize;
-    while cfp + l.cfp_size <= end && frames < record::MAX_FRAMES {
-        // SAFETY: cfp lies inside this thread's control-frame area.
-        let (ep, iseq, pc) =
-            unsafe { (rd(cfp + l.cfp_ep), rd(cfp + l.cfp_iseq), rd(cfp + l.cfp_pc)) };
-        // SAFETY: a frame's ep points at its environment's flags word.
-        let flags = if ep != 0 { unsafe { rd(ep) } } else { 0 };
-        let cframe = flags & frames::VM_FRAME_FLAG_CFRAME != 0;
-        if iseq != 0 && pc != 0 && ep != 0 && !cframe {
-            frames += 1;
-            // SAFETY: cfp lies inside this thread's control-frame area.
-            let self_value = unsafe { rd(cfp + l.cfp_self) };
-            // SAFETY: a Ruby frame's iseq and its body are live VM structures.
-            let body = unsafe { rd(iseq + l.iseq_body) };
-            // SAFETY: the body just read is that live iseq's.
-            let enc = unsafe { rd(body + l.body_iseq_encoded) };
-            let pos = (pc.saturating_sub(enc) / 8).saturating_sub(1);
-            let at = e.ruby_frame(iseq, pos, self_value, cfp, ep)?;
-            let (mut ep, mut body) = (ep, body);
-            let mut levels = 0;
-            let mut me = 0usize;
-            for _ in 0..record::MAX_LEVELS {
-                // SAFETY: the body's local table size is a u32 field.
-                let n = unsafe { std::ptr::read((body + l.body_local_table_size) as *const u32) }
-                    as usize;
-                let first = ep.wrapping_sub((n + 2) * 8);
-                // SAFETY: local i of n sits at ep[i - n - 2] in this environment (the encoder
-                // refuses an impossible count before reading any).
-                e.level(n, |i| unsafe { rd(first + i * 8) })?;
-                levels += 1;
-                // SAFETY: environment flags and me/cref slots of a live environment.
-                let local = unsafe { rd(ep) } & frames::VM_ENV_FLAG_LOCAL != 0;
-                if me == 0 {
-                    me = frames::method_entry_at(&mem, ep, local).unwrap_or(0);
-                }
-                if local {
-                    break;
-                }
-                // SAFETY: a block environment links to its parent (low bits are tags), and a
-                // block iseq to its parent iseq.
-                let (parent, prev) = unsafe { (rd(body + l.body_parent_iseq), rd(ep - 8) & !0x03) };
-                if parent == 0 || prev == 0 {
-                    break;
-                }
-                // SAFETY: the parent iseq is live (it encloses a running block).
-                body = unsafe { rd(parent + l.iseq_body) };
-                ep = prev;
-            }
-            e.end_frame(at, me, levels);
-        } else if cframe && !frames::is_ifunc(flags) {
-            // A C function: no iseq, its method entry, no locals. Kept for better backtraces,
-            // which show C frames where Ruby's backtrace does. A C block (IFUNC, always a C
-            // frame: rbscope's thread wrapper) is left out, as Ruby's backtraces do.
-            // SAFETY: cfp lies inside this thread's control-frame area.
-            let self_value = unsafe { rd(cfp + l.cfp_self) };
-            let me = frames::method_entry_at(&mem, ep, true).unwrap_or(0);
-            e.c_frame(self_value, me, cfp, ep)?;
-        }
-        cfp += l.cfp_size;
+    // SAFETY: cfp lies inside this thread's control-frame area (checked just above).
+    let sp = unsafe { rd(cfp + l.cfp_sp) };
+    if sp < stack || sp > cfp || !sp.is_multiple_of(8) || !cfp.is_multiple_of(8) {
+        return None;
     }
+    let (values, region) = ((sp - stack) / 8, (end - cfp) / 8);
+    if values + region > MAX_BLOCK_WORDS {
+        return None;
+    }
+    e.stack_head(&StackShape {
+        base: stack,
+        stack_words: size,
+        first_cfp: cfp,
+        cfp_words: l.cfp_size / 8,
+        self_at: l.cfp_self / 8,
+        iseq_at: l.cfp_iseq / 8,
+        ep_at: l.cfp_ep / 8,
+    })?;
+    // SAFETY: [stack, sp) is this thread's value stack below its running frame and
+    // [cfp, end) its control frames (bounds checked above); the GVL is held and this thread
+    // is in the hook, so nothing writes them while they are copied.
+    unsafe {
+        e.copy_block(stack as *const usize, values)?;
+        e.copy_block(cfp as *const usize, region)?;
+    }
+    e.set_stack_counts(values, region);
     Some(())
 }
 
-/// Copies the current thread's frames into `words` (a pending-capture slot), in the
-/// raise-record format. Allocates no Ruby object: the ring's mark function keeps the copied
-/// VALUEs alive from here on. Grows `words` (Rust memory) when the stack is deeper than
-/// before. False when the stack could not be read (the caller falls back to the inspector).
+/// Copies the current thread's stack into `words` (a pending-capture slot): as a stack copy
+/// (`copy_block`) when it can, otherwise frame by frame. Allocates no Ruby object: the ring's
+/// mark function keeps the copied VALUEs alive from here on. Grows `words` (Rust memory) when
+/// the stack is deeper than before. False when the stack could not be read (the caller falls
+/// back to the inspector).
 pub fn capture(gvl: Gvl, layout: &Layout, words: &mut Vec<usize>) -> bool {
-    current_ec(gvl, layout).is_some_and(|ec| copy_ec(layout, ec, words))
+    let Some(ec) = current_ec(gvl, layout) else {
+        return false;
+    };
+    // SAFETY: GVL held, in the raise hook, and ec is this thread's.
+    if let Some(need) = unsafe { block_words(layout, ec) } {
+        words.clear();
+        words.reserve(record::HEADER + record::STACK_FIELDS + need);
+        let copied = Encoder::new(words, Source::Stack).and_then(|mut e| {
+            // SAFETY: as for block_words.
+            unsafe { copy_block(layout, ec, &mut e) }
+        });
+        if copied.is_some() {
+            return true;
+        }
+    }
+    copy_ec(layout, ec, words)
 }
 
-/// Copies the frames of another thread (`th`, its live rb_thread_t) as `capture` does: with
-/// the GVL held here, that thread is stopped at a safe point and its frames do not change.
-/// The caller keeps the copied VALUEs alive (a live snapshot keeps GC off).
+/// The words of `ec`'s value stack and control frames, when a stack copy can take them.
+///
+/// # Safety
+/// GVL held, on the thread whose `ec` this is, inside the raise hook.
+#[inline]
+unsafe fn block_words(l: &Layout, ec: usize) -> Option<usize> {
+    // SAFETY: ec is the running execution context (caller's contract).
+    let (stack, size, cfp) = unsafe {
+        (
+            rd(ec + l.ec_vm_stack),
+            rd(ec + l.ec_vm_stack_size),
+            rd(ec + l.ec_cfp),
+        )
+    };
+    let end = stack.checked_add(size.checked_mul(8)?)?;
+    if stack == 0 || cfp < stack || cfp.checked_add(l.cfp_size)? > end {
+        return None;
+    }
+    // SAFETY: cfp lies inside this thread's control-frame area (checked just above).
+    let sp = unsafe { rd(cfp + l.cfp_sp) };
+    let words = sp.checked_sub(stack)? / 8 + (end - cfp) / 8;
+    (sp <= cfp && words <= MAX_BLOCK_WORDS).then_some(words)
+}
+
+/// Copies the frames of another thread (`th`, its live rb_thread_t) frame by frame: with the
+/// GVL held here, that thread is stopped at a safe point and its frames do not change. The
+/// caller keeps the copied VALUEs alive (a live snapshot keeps GC off).
 pub fn capture_thread(_gvl: Gvl, layout: &Layout, th: usize, words: &mut Vec<usize>) -> bool {
     // SAFETY: GVL held; `th` is a live thread's rb_thread_t, whose `ec` field we read.
     let ec = unsafe { vm() }.read_word(th + layout.thread_ec).ok();
     ec.is_some_and(|ec| ec != 0 && copy_ec(layout, ec, words))
 }
 
+/// The frame walk over `ec`'s stack into `words`, as VM frames.
 fn copy_ec(layout: &Layout, ec: usize, words: &mut Vec<usize>) -> bool {
-    let mut cap = words.capacity().max(record::FIRST_WORDS);
-    loop {
-        words.clear();
-        words.reserve(cap);
-        let cap_now = words.capacity();
-        let copied = Encoder::new(words, Source::Vm).and_then(|mut e| {
-            // SAFETY: GVL held, and ec is this thread's (in the raise hook) or that of a
-            // thread stopped at a safe point: its frames do not change meanwhile.
-            unsafe { copy_stack(layout, ec, &mut e) }
-        });
-        if copied.is_some() {
-            return true;
-        }
-        if cap_now >= record::MAX_WORDS {
-            words.clear();
-            return false;
-        }
-        cap = (cap_now * 4).min(record::MAX_WORDS);
+    // SAFETY: GVL held, and ec is this thread's (in the raise hook) or that of a thread
+    // stopped at a safe point: its stack does not change meanwhile.
+    let mem = unsafe { vm() };
+    let (Ok(stack), Ok(size), Ok(cfp)) = (
+        mem.read_word(ec + layout.ec_vm_stack),
+        mem.read_word(ec + layout.ec_vm_stack_size),
+        mem.read_word(ec + layout.ec_cfp),
+    ) else {
+        return false;
+    };
+    stack_copy::encode_frames_into(&mem, layout, stack, size, cfp, words)
+}
+
+/// The VM-frame record of a stack-copy record (read from the copy and from the live objects
+/// the record keeps); other records unchanged. None when a stack copy cannot be read.
+pub fn expanded(_gvl: Gvl, layout: &Layout, words: &[usize]) -> Option<Vec<usize>> {
+    if record::stack_copy(words).is_none() {
+        return Some(words.to_vec());
     }
+    // SAFETY: GVL held; what the copy's frames point to outside the stack (iseqs, method
+    // entries, heap environments) is kept alive and pinned by the pending-capture ring,
+    // which holds this record.
+    stack_copy::expand(words, layout, &unsafe { vm() })
 }
 
 /// Path, real path, label, base label and line of a captured frame.

@@ -10,12 +10,14 @@
 //! is borrowed, so the mark function (which runs inside GC, also under the GVL) never sees a
 //! slot half-written.
 
+use crate::capture::fast_capture;
 use crate::ffi::capture::VALUE;
 use crate::ffi::gc_mark;
 use crate::ffi::guard::{self, Feature};
 use crate::ffi::marker::MarkerType;
 use crate::ffi::Gvl;
 use rbscope_agent_core::capture::Ring;
+use rbscope_vm::{raise_record, stack_copy};
 use std::cell::UnsafeCell;
 use std::ffi::c_void;
 
@@ -31,17 +33,21 @@ unsafe impl Sync for GvlCell {}
 static RING: GvlCell = GvlCell(UnsafeCell::new(Ring::EMPTY));
 unsafe extern "C" fn mark_ring(_data: *mut c_void) {
     guard::mark(&[Feature::Capture], "marking pending captures", || {
-        // SAFETY: called by the GC under the GVL; no slot is borrowed while Ruby can allocate.
-        let ring = unsafe { &*RING.0.get() };
-        for slot in ring.slots() {
+        // SAFETY: called by the GC under the GVL; no slot is borrowed while Ruby can allocate,
+        // so this is the only borrow of the ring.
+        let ring = unsafe { &mut *RING.0.get() };
+        // SAFETY: in the GC's mark phase under the GVL: a stack copy not yet scanned was made
+        // since the last GC, so what it points to is still alive (nothing was freed since).
+        let live = unsafe { fast_capture::vm() };
+        for (exc, words) in ring.records_mut() {
+            stack_copy::keep_parents(words, &live);
             // SAFETY: in the GC's mark phase; the exception is a live object (marked from here
-            // since it was stored), and every word of a raise record is a live VALUE or an
-            // immediate (the format's rule), which gc_mark skips.
+            // since it was stored), and every word `for_each_object` gives is a live VALUE or
+            // an immediate (the format's rule: a stack copy's words are what the VM's own GC
+            // marked on that stack at raise), which gc_mark skips.
             unsafe {
-                gc_mark(slot.exc);
-                for w in &slot.words {
-                    gc_mark(*w as VALUE);
-                }
+                gc_mark(exc as VALUE);
+                raise_record::for_each_object(words, |w| gc_mark(w as VALUE));
             }
         }
     })
@@ -71,10 +77,21 @@ pub fn contains(_gvl: Gvl, exc: VALUE) -> bool {
     unsafe { &*RING.0.get() }.find(exc).is_some()
 }
 
-/// A copy of `exc`'s pending capture. The copied VALUEs stay valid only while the ring keeps
-/// them and GC cannot move them: callers hold it with GC paused (report.rs).
-pub fn find(_gvl: Gvl, exc: VALUE) -> Option<Slot> {
+/// A copy of `exc`'s pending capture, a stack copy read out into VM frames (so callers
+/// decode one of the two frame formats). The copied VALUEs stay valid only while the ring
+/// keeps them and GC cannot move them: callers hold it with GC paused (report.rs).
+pub fn find(gvl: Gvl, exc: VALUE) -> Option<Slot> {
     // SAFETY: the ring is only touched with the GVL held (the token), so nothing writes it
     // meanwhile; this read-only borrow ends here, before anything can allocate (and mark).
-    unsafe { &*RING.0.get() }.find(exc).cloned()
+    let slot = unsafe { &*RING.0.get() }.find(exc)?;
+    // Reading out a stack copy allocates no Ruby object, so the ring still holds (and marks)
+    // everything it reads.
+    let words = match fast_capture::verified_layout(gvl) {
+        Ok(layout) => fast_capture::expanded(gvl, layout, &slot.words).unwrap_or_default(),
+        Err(_) => slot.words.clone(),
+    };
+    Some(Slot {
+        exc: slot.exc,
+        words,
+    })
 }

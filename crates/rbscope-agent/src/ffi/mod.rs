@@ -322,7 +322,13 @@ pub fn encoded_symbol(gvl: Gvl, s: VALUE) -> Result<VALUE, Raised> {
 /// # Safety
 /// Only inside a mark function (the GC's mark phase, which holds the GVL), with `v` a VALUE
 /// that has not been freed, or an immediate (which is skipped).
+#[inline]
 pub unsafe fn gc_mark(v: VALUE) {
+    // Immediates (Fixnums, Symbols, Flonums: low bits set; false and nil) are skipped here,
+    // without a call: a copied VM stack is mostly such words.
+    if v & 0x07 != 0 || v & !0x08 == 0 {
+        return;
+    }
     // SAFETY: the caller promised we are in the GC's mark phase and `v` is live or immediate.
     unsafe { rb_sys::rb_gc_mark(v) }
 }
