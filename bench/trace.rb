@@ -11,6 +11,7 @@
 #   ruby bench/trace.rb [N] [RUNS]          (needs scripts/build first)
 # The `ruby` on PATH runs the traced programs (bench/rubies puts the Ruby under test first).
 require "open3"
+require "tmpdir"
 
 # bench/rubies sets BENCH_RESULTS=1: after the human output, the key figures again, one
 # "RESULT<TAB>row<TAB>cell" line each, so that it can put every Ruby's run in one table.
@@ -27,15 +28,29 @@ target = File.join(__dir__, "trace_target.rb")
 
 Run = Struct.new(:seconds, :summary)
 
-def run_once(root, cli, target, n, mode, trace_args)
+# A trace's output goes to /dev/null unless its arguments name a file (-o); with `pipe`, its
+# standard output is a pipe that a thread here reads and throws away, as a terminal pager or
+# `| grep` would take it.
+def run_once(root, cli, target, n, mode, trace_args, pipe = false)
   stdin, stdout, wait = Open3.popen2("ruby", "-I#{root}/gem/lib", target, mode, n.to_s)
   pid = Integer(stdout.gets[/ready (\d+)/, 1])
   summary = nil
+  drain = nil
   if trace_args
     out_r, out_w = IO.pipe
-    tracer = Process.spawn(cli, "trace", "-p", pid.to_s, *trace_args, "-o", "/dev/null",
-                           err: out_w, out: File::NULL)
+    sink = trace_args.include?("-o") || pipe ? [] : ["-o", "/dev/null"]
+    if pipe
+      lines_r, lines_w = IO.pipe
+      drain = Thread.new do
+        buf = String.new(capacity: 1 << 20)
+        nil while lines_r.read(1 << 20, buf)
+        lines_r.close
+      end
+    end
+    tracer = Process.spawn(cli, "trace", "-p", pid.to_s, *trace_args, *sink,
+                           err: out_w, out: pipe ? lines_w : File::NULL)
     out_w.close
+    lines_w&.close
     line = out_r.gets
     abort "rbscope trace did not attach: #{line}" unless line&.start_with?("*** attached")
   end
@@ -44,6 +59,7 @@ def run_once(root, cli, target, n, mode, trace_args)
   if trace_args
     Process.kill("INT", tracer)
     Process.wait(tracer)
+    drain&.join
     summary = out_r.read.lines.grep(/detached|ended/).first.to_s.strip
     out_r.close
   end
@@ -57,18 +73,22 @@ def best(runs, &block)
   all.min_by(&:seconds)
 end
 
+jsonl = File.join(Dir.tmpdir, "rbscope-bench-trace-#{Process.pid}.jsonl")
+at_exit { File.delete(jsonl) if File.exist?(jsonl) }
 modes = [
   ["no agent", "none", nil],
   ["agent started, nothing attached", "agent", nil],
   ["selector on a method never called", "agent", ["-m", "Hot#never"]],
   ["selector on the hot method", "agent", ["-m", "Hot#hot"]],
   ["firehose", "agent", ["-f"]],
+  ["firehose, JSON lines to a file", "agent", ["-f", "--format", "jsonl", "-o", jsonl]],
+  ["firehose, text to a pipe", "agent", ["-f"], true],
 ]
 puts "== #{n} calls of a trivial method, minimum of #{runs} runs (ruby #{RUBY_VERSION})"
 base = nil
 measured = {} # label => [seconds, ratio, events, lost, events per second]
-modes.each do |label, mode, args|
-  r = best(runs) { run_once(root, cli, target, n, mode, args) }
+modes.each do |label, mode, args, pipe|
+  r = best(runs) { run_once(root, cli, target, n, mode, args, pipe) }
   base ||= r.seconds
   line = format("%-36s %8.3fs  %6.2fx", label, r.seconds, r.seconds / base)
   if r.summary
@@ -121,6 +141,10 @@ hot, fire = measured["selector on the hot method"], measured["firehose"]
   ["selector on a method never called: within 5%", ratio["selector on a method never called"] <= 1.05],
   ["hot method: at most 8x, every call delivered", hot[1] <= 8 && hot[3].zero?],
   ["firehose: at most 10x, at least 3M events/s delivered", fire[1] <= 10 && fire[4] >= 3e6],
+  *["firehose, JSON lines to a file", "firehose, text to a pipe"].map do |label|
+    m = measured[label]
+    ["#{label}: nothing lost at 20M events/s or more, at most 6x", m[3].zero? && m[4] >= 20e6 && m[1] <= 6]
+  end,
   ["attach, idle app: under 50 ms (median)", idle.sort[idle.size / 2] < 50],
   ["attach, busy app: under 150 ms (median)", busy.sort[busy.size / 2] < 150],
 ].each { |name, ok| result("target met: #{name}", ok ? "yes" : "no") }

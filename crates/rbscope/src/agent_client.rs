@@ -4,6 +4,7 @@
 //! root CLI finds a user's process, and every failure says what to do: no such process, not a
 //! Ruby process, agent not started, another user's process, a protocol mismatch.
 
+use crate::inbox;
 use anyhow::{anyhow, bail, Context};
 use rbscope_proto::{
     paths, read_frame, write_frame, AgentMessage, AgentStatus, BreakSet, ClientMessage,
@@ -14,8 +15,13 @@ use std::fs;
 use std::io::{self, ErrorKind, Read};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
+
+/// What a stream may hold that the renderer has not taken yet: the agent's events are read off
+/// the socket as fast as they come (so the agent never drops them because this CLI renders more
+/// slowly than the app runs), up to this much; past it the reader waits and the agent counts
+/// what it drops.
+pub const STREAM_QUEUE_BYTES: usize = 512 << 20;
 
 /// The process runs no agent (or its socket is stale): callers that can do without it (such as
 /// `rbscope stacks`) look for this error.
@@ -240,16 +246,22 @@ impl Client {
 
     /// Reads the agent's messages on a thread of their own (so waiting for them never cuts a
     /// frame in half); the receiver gets each, then the error that ended the stream.
-    pub fn stream_messages(&mut self) -> anyhow::Result<Receiver<anyhow::Result<AgentMessage>>> {
+    pub fn stream_messages(
+        &mut self,
+    ) -> anyhow::Result<inbox::Receiver<anyhow::Result<AgentMessage>>> {
         let mut reader = self.stream.try_clone()?;
         reader.set_read_timeout(None)?;
-        let (tx, rx) = mpsc::sync_channel(64);
+        let (tx, rx) = inbox::bounded(STREAM_QUEUE_BYTES);
         std::thread::Builder::new()
             .name("agent-reader".into())
             .spawn(move || loop {
                 let msg = read_frame::<_, AgentMessage>(&mut reader).map_err(anyhow::Error::from);
                 let end = msg.is_err();
-                if tx.send(msg).is_err() || end {
+                let bytes = match &msg {
+                    Ok(AgentMessage::Events(events)) => events.len() + 64,
+                    _ => 64,
+                };
+                if tx.send(msg, bytes).is_err() || end {
                     break;
                 }
             })?;

@@ -9,6 +9,7 @@ mod agent_client;
 mod cli;
 mod commands;
 mod duration;
+mod inbox;
 mod output;
 mod presets;
 mod ruby_lib;

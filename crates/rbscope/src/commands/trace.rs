@@ -42,8 +42,9 @@ use std::time::{Duration, Instant};
         'Foo#bar(self, arg, @ivar, arg.name.size)' -- self, arguments by name, instance \
         variables, then argument-less methods; never arbitrary code.\n\n\
         Only what is asked for is hooked. Events go through a bounded buffer: the app \
-        never waits for this client; if it cannot keep up, events are dropped and the \
-        count is printed. Ctrl-C (or --for) detaches; if this command is killed, the \
+        never waits for this client. This client reads them as they come and keeps up to \
+        512 MiB that the output has not taken yet (lines may then trail the app); past \
+        that, events are dropped and the count is printed. Ctrl-C (or --for) detaches; if this command is killed, the \
         agent detaches by itself.",
     after_help = "Examples:\n  rbscope trace -p 4242 -m 'User#save' -m 'Net::HTTP#request'\n  rbscope trace -p 4242 --preset activerecord --preset net-http -c my-selectors.txt\n  rbscope trace -p 4242 -m 'Foo#bar(self, arg, @ivar)' --show-threads\n  rbscope trace -p 4242 --slow 50\n  rbscope trace -p 4242 -f --for 2s -o trace.json --format chrome"
 )]
