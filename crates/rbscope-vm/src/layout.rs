@@ -107,14 +107,26 @@ pub enum ObjectFamily {
     /// whose `iv_tbl` (an `st_table`) holds `__classpath__` and `__attached__`.
     V31,
     /// 3.2: `RString.len` always; class extension embedded after `RClass`, instance variables
-    /// in an `iv_ptr` array indexed by object shapes.
-    V32,
+    /// in an `iv_ptr` array indexed by object shapes (the VM's `shape_list`, an object's shape
+    /// id in the top 32 bits of its flags).
+    V32 { shapes: Shapes32 },
     /// 3.3 to 4.0: the class extension holds `classpath` and `attached_object` itself.
     V33 {
         classpath: usize,
         attached_object: usize,
         refined_class: usize,
     },
+}
+
+/// Where 3.2's object shapes are: `rb_vm_t.shape_list`, and each `rb_shape_t`'s fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shapes32 {
+    pub vm_shape_list: usize,
+    pub size: usize,
+    pub edge_name: usize,
+    pub next_iv_index: usize,
+    pub kind: usize,
+    pub parent_id: usize,
 }
 
 macro_rules! thread_tid {
@@ -134,7 +146,16 @@ macro_rules! objects {
         ObjectFamily::V31
     };
     (v32, $m:ident) => {
-        ObjectFamily::V32
+        ObjectFamily::V32 {
+            shapes: Shapes32 {
+                vm_shape_list: offset_of!($m::rb_vm_struct, shape_list),
+                size: size_of::<$m::rb_shape>(),
+                edge_name: offset_of!($m::rb_shape, edge_name),
+                next_iv_index: offset_of!($m::rb_shape, next_iv_index),
+                kind: offset_of!($m::rb_shape, type_),
+                parent_id: offset_of!($m::rb_shape, parent_id),
+            },
+        }
     };
     (v33, $m:ident) => {
         objects!(v40, $m)

@@ -33,6 +33,8 @@ pub struct Objects<'m, M: Memory> {
     pub mem: &'m M,
     pub l: &'static Layout,
     global_symbols: Option<usize>,
+    /// The VM (`rb_vm_t`), when known: 3.2's class paths are found through its object shapes.
+    vm: Option<usize>,
     ids: RefCell<HashMap<usize, Option<String>>>,
     paths: RefCell<HashMap<usize, String>>,
 }
@@ -43,9 +45,16 @@ impl<'m, M: Memory> Objects<'m, M> {
             mem,
             l,
             global_symbols,
+            vm: None,
             ids: RefCell::new(HashMap::new()),
             paths: RefCell::new(HashMap::new()),
         }
+    }
+
+    /// The same reader, knowing where the VM is (3.2 reads class paths through it).
+    pub fn with_vm(mut self, vm: usize) -> Self {
+        self.vm = Some(vm);
+        self
     }
 
     pub fn has_symbols(&self) -> bool {
@@ -242,15 +251,26 @@ impl<'m, M: Memory> Objects<'m, M> {
                 Some(v) => v,
                 None => return Ok(None),
             },
-            ObjectFamily::V32 => {
+            ObjectFamily::V32 { shapes } => {
                 // The class extension follows `RClass` (32 bytes); its first field is the
-                // instance variable array, whose first slot is `__classpath__` for a class
-                // named by a constant assignment (the first ivar Ruby sets on it).
+                // instance variable array. Where `__classpath__` is in it, the class's shape
+                // says (a class named by a constant assignment; Struct.new and others set
+                // instance variables first). Otherwise only a first slot that reads as a class
+                // path is taken.
                 let ivs = self.mem.read_word(klass + 32)?;
                 if ivs == 0 {
                     return Ok(None);
                 }
-                let v = self.mem.read_word(ivs)?;
+                // Shapes that cannot be read or do not name it (3.2.0's core files) also leave
+                // only the first slot.
+                let at = match self
+                    .vm
+                    .map(|vm| self.shape_ivar_index(vm, shapes, klass, "__classpath__"))
+                {
+                    Some(Ok(Some(i))) => i,
+                    _ => 0,
+                };
+                let v = self.mem.read_word(ivs + at * 8)?;
                 let s = match self.builtin_type(v)? {
                     Some(T_STRING) => self.string(v)?,
                     _ => return Ok(None),
@@ -275,7 +295,7 @@ impl<'m, M: Memory> Objects<'m, M> {
                 attached_object, ..
             } => Ok(Some(self.mem.read_word(singleton + attached_object)?)),
             ObjectFamily::V31 => self.hidden_ivar(singleton, "__attached__"),
-            ObjectFamily::V32 => {
+            ObjectFamily::V32 { .. } => {
                 // The first instance variable Ruby sets on a new singleton class is
                 // `__attached__` (see read_class_path for where 3.2 keeps them).
                 let ivs = self.mem.read_word(singleton + 32)?;
@@ -361,6 +381,38 @@ impl<'m, M: Memory> Objects<'m, M> {
 
     /// 3.1: an instance variable of a class, found in its extension's `iv_tbl` (`st_table`
     /// from ID to VALUE) by the ID's name.
+    /// 3.2: the index of instance variable `name` in `obj`'s instance variable array, from its
+    /// shape (the shape id is the top half of the flags; each shape adds one variable to its
+    /// parent's, at the parent's count). None when its shapes do not have it.
+    fn shape_ivar_index(
+        &self,
+        vm: usize,
+        s: crate::layout::Shapes32,
+        obj: usize,
+        name: &str,
+    ) -> Result<Option<usize>, ReadError> {
+        /// `SHAPE_IVAR` in 3.2's shape.h.
+        const SHAPE_IVAR: u8 = 1;
+        let list = self.mem.read_word(vm + s.vm_shape_list)?;
+        let mut id = self.mem.read_word(obj)? >> 32;
+        // A class has a handful of instance variables; a longer chain is a bad read.
+        for _ in 0..256 {
+            if id == 0 {
+                return Ok(None);
+            }
+            let shape = list + id * s.size;
+            if self.mem.read_u8(shape + s.kind)? == SHAPE_IVAR {
+                let edge = self.mem.read_word(shape + s.edge_name)?;
+                if self.id_name(edge).as_deref() == Some(name) {
+                    let count = self.mem.read_u32(shape + s.next_iv_index)? as usize;
+                    return Ok(count.checked_sub(1));
+                }
+            }
+            id = self.mem.read_u32(shape + s.parent_id)? as usize;
+        }
+        Err(ReadError::Unreadable(obj))
+    }
+
     fn hidden_ivar(&self, klass: usize, name: &str) -> Result<Option<usize>, ReadError> {
         let ext = self.mem.read_word(klass + 24)?;
         let table = self.mem.read_word(ext + 8)?;

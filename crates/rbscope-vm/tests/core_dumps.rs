@@ -29,8 +29,8 @@ impl Memory for Dump {
 fn stacks(dump: rbspy_testdata::CoreDump, version: &str, vm_ptr: usize, syms: usize) -> Stacks {
     let mem = Dump(dump);
     let target = Target::known(version, vm_ptr, Some(syms)).unwrap();
-    let o = Objects::new(&mem, target.layout, target.global_symbols);
     let vm = target.vm(&mem).unwrap();
+    let o = Objects::new(&mem, target.layout, target.global_symbols).with_vm(vm);
     stacks::read_all(&o, vm, ReadOptions::default(), &|| {}).unwrap()
 }
 

@@ -604,3 +604,141 @@ fn queue_pop() -> &'static str {
         "Thread::Queue#pop(*)"
     }
 }
+
+/// Every construct a frame can come from, one thread each, parked in `sleep`: the labels the
+/// agent gives (`Rbscope.backtrace`) and the labels read from outside (`stacks --remote`) agree
+/// frame for frame, on every Ruby. Among them the cases the two readers once named apart: a
+/// block inside a `define_method` body, and `define_method` inside `class << self`.
+#[test]
+fn every_construct_is_labelled_the_same_in_process_and_from_outside() {
+    const CONSTRUCTS: &str = r##"require "json"
+require "rbscope"
+class D
+  define_method(:m) { [1].map { |x| sleep } }
+  define_method(:with_args) { |a, b = 1, *rest, k:, &blk| sleep }
+end
+class S
+  class << self
+    define_method(:m) { |&b| sleep }
+    def plain(x) = sleep
+  end
+end
+module Helpers
+  module_function
+  def helper(v) = sleep
+end
+class Base
+  def run(x) = sleep
+end
+class Child < Base
+  def run(x)
+    super
+  end
+  alias_method :go, :run
+end
+class Ghost
+  def method_missing(name, *args) = sleep
+  def respond_to_missing?(*) = true
+end
+Point = Struct.new(:x) do
+  def wait = sleep
+end
+class Holder
+  def initialize
+    @v = 1
+  end
+  def with_exec = instance_exec(2) { |n| sleep }
+  def with_eval = instance_eval { sleep }
+end
+class Lazy
+  def each_wait = [1, 2].each_with_index.map { |a, i| lambda { |q| sleep }.call(a) }
+  def proc_wait = proc { |a, (b, c)| sleep }.call(1, [2, 3])
+  def nested = [1].each { [2].each { [3].each { sleep } } }
+  def ensured
+    sleep
+  ensure
+    nil
+  end
+  def rescued
+    raise "x"
+  rescue
+    sleep
+  end
+end
+class Evaluated
+  class_eval "def from_string(a) = sleep", "evaluated.rb", 1
+end
+obj = Object.new
+def obj.solo = sleep
+cases = {
+  "define_method_block" => -> { D.new.m },
+  "define_method_args" => -> { D.new.with_args(1, k: 2) },
+  "singleton_define_method" => -> { S.m },
+  "singleton_def" => -> { S.plain(1) },
+  "module_function" => -> { Helpers.helper(1) },
+  "super" => -> { Child.new.run(1) },
+  "alias" => -> { Child.new.go(1) },
+  "method_missing" => -> { Ghost.new.vanish(1) },
+  "struct_block" => -> { Point.new(1).wait },
+  "instance_exec" => -> { Holder.new.with_exec },
+  "instance_eval" => -> { Holder.new.with_eval },
+  "lambda" => -> { Lazy.new.each_wait },
+  "proc" => -> { Lazy.new.proc_wait },
+  "nested_blocks" => -> { Lazy.new.nested },
+  "ensure" => -> { Lazy.new.ensured },
+  "rescue" => -> { Lazy.new.rescued },
+  "class_eval_string" => -> { Evaluated.new.from_string(1) },
+  "object_singleton" => -> { obj.solo },
+  "top_level_block" => -> { [1].each { sleep } },
+}
+threads = cases.map { |name, body| Thread.new(&body).tap { |t| t.name = name } }
+Thread.pass until threads.all? { |t| t.status == "sleep" }
+own = threads.to_h { |t| [t.name, Rbscope.backtrace(t).map(&:label)] }
+File.write("agent_labels.json", JSON.generate(own))
+$stdout.puts "ready #{Process.pid}"
+$stdout.flush
+sleep
+"##;
+    let sandbox = Sandbox::new();
+    let script = sandbox.write("constructs.rb", CONSTRUCTS);
+    let mut child = sandbox
+        .ruby(&script)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let p = Program { child, sandbox };
+    assert!(line.starts_with("ready"), "{line:?}");
+    let agent: J = serde_json::from_str(
+        &std::fs::read_to_string(p.sandbox.dir.path().join("agent_labels.json")).unwrap(),
+    )
+    .unwrap();
+    let report = stacks_json(&["-p", &p.pid().to_string(), "--remote"]);
+    let mut differ = Vec::new();
+    for (name, own) in agent.as_object().unwrap() {
+        let own: Vec<&str> = own
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_str().unwrap())
+            .collect();
+        let outside = labels(thread(&report, name));
+        if outside != own {
+            differ.push(format!(
+                "{name}:\n  in process: {own:?}\n  outside:    {outside:?}"
+            ));
+        }
+    }
+    assert!(differ.is_empty(), "labels differ:\n{}", differ.join("\n"));
+    // The cases the two readers once named apart, named as Ruby's own frames say.
+    let block = labels(thread(&report, "define_method_block"));
+    assert!(
+        block.iter().any(|l| l.starts_with("D#m{block}")),
+        "{block:?}"
+    );
+    let single = labels(thread(&report, "singleton_define_method"));
+    assert!(single.iter().any(|l| l.starts_with("S.m(")), "{single:?}");
+}

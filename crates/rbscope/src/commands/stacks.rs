@@ -189,8 +189,8 @@ fn read_paused(
     mem: &ProcessMemory,
     target: &Target,
 ) -> anyhow::Result<(Stacks, Option<Duration>)> {
-    let o = Objects::new(mem, target.layout, target.global_symbols);
     let vm = target.vm(mem).map_err(|e| target_error(pid, e))?;
+    let o = Objects::new(mem, target.layout, target.global_symbols).with_vm(vm);
     // A first read while the process runs learns which pages the read touches; in the pause
     // they are copied again, fresh, in one batch, and the read is repeated on those copies.
     let _ = stacks::capture(&o, vm, ReadOptions::default());
@@ -274,11 +274,11 @@ pub fn read_with<M: Memory>(
     opts: ReadOptions,
     refresh: &dyn Fn(),
 ) -> Result<Stacks, ReadError> {
-    let o = Objects::new(mem, target.layout, target.global_symbols);
     let vm = target.vm(mem).map_err(|e| match e {
         TargetError::Read(r) => r,
         _ => ReadError::Unreadable(target.vm_ptr),
     })?;
+    let o = Objects::new(mem, target.layout, target.global_symbols).with_vm(vm);
     stacks::read_all(&o, vm, opts, refresh)
 }
 
