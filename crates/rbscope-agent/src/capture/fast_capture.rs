@@ -123,8 +123,8 @@ unsafe fn rd(addr: usize) -> usize {
 const MAX_BLOCK_WORDS: usize = 32 * 1024;
 
 /// Copies the running thread's VM stack into `e` as a stack-copy record: the value stack up
-/// to the running frame's `sp` and the control frames, as two blocks. None when the stack
-/// looks wrong or does not fit: the caller walks the frames instead.
+/// to the running frame's `sp` and the control frames, as two blocks (where `stack_bounds`
+/// found them). None when they do not fit `e`: the caller walks the frames instead.
 ///
 /// What the copied frames point to outside the stack stays alive through the record: iseqs
 /// and `self` are in the control frames, environments that escaped to the heap leave their
@@ -132,30 +132,17 @@ const MAX_BLOCK_WORDS: usize = 32 * 1024;
 /// found at the next GC's mark, before anything can be freed (`ring::mark_ring`).
 ///
 /// # Safety
-/// GVL held, on the thread whose `ec` this is, inside the raise hook.
+/// GVL held, on the thread whose `ec` this is, inside the raise hook, and `b` read from that
+/// `ec` by `stack_bounds` in this same hook.
 #[inline]
-unsafe fn copy_block(l: &Layout, ec: usize, e: &mut Encoder) -> Option<()> {
-    // SAFETY: ec is the running execution context (caller's contract).
-    let (stack, size, cfp) = unsafe {
-        (
-            rd(ec + l.ec_vm_stack),
-            rd(ec + l.ec_vm_stack_size),
-            rd(ec + l.ec_cfp),
-        )
-    };
-    let end = stack.checked_add(size.checked_mul(8)?)?;
-    if stack == 0 || cfp < stack || cfp.checked_add(l.cfp_size)? > end {
-        return None;
-    }
-    // SAFETY: cfp lies inside this thread's control-frame area (checked just above).
-    let sp = unsafe { rd(cfp + l.cfp_sp) };
-    if sp < stack || sp > cfp || !sp.is_multiple_of(8) || !cfp.is_multiple_of(8) {
-        return None;
-    }
-    let (values, region) = ((sp - stack) / 8, (end - cfp) / 8);
-    if values + region > MAX_BLOCK_WORDS {
-        return None;
-    }
+unsafe fn copy_block(l: &Layout, b: &StackBounds, e: &mut Encoder) -> Option<()> {
+    let StackBounds {
+        stack,
+        size,
+        cfp,
+        values,
+        region,
+    } = *b;
     e.stack_head(&StackShape {
         base: stack,
         stack_words: size,
@@ -165,9 +152,9 @@ unsafe fn copy_block(l: &Layout, ec: usize, e: &mut Encoder) -> Option<()> {
         iseq_at: l.cfp_iseq / 8,
         ep_at: l.cfp_ep / 8,
     })?;
-    // SAFETY: [stack, sp) is this thread's value stack below its running frame and
-    // [cfp, end) its control frames (bounds checked above); the GVL is held and this thread
-    // is in the hook, so nothing writes them while they are copied.
+    // SAFETY: [stack, stack + values) is this thread's value stack below its running frame
+    // and [cfp, cfp + region) its control frames (`stack_bounds` checked both); the GVL is
+    // held and this thread is in the hook, so nothing writes them while they are copied.
     unsafe {
         e.copy_block(stack as *const usize, values)?;
         e.copy_block(cfp as *const usize, region)?;
@@ -186,12 +173,12 @@ pub fn capture(gvl: Gvl, layout: &Layout, words: &mut Vec<usize>) -> bool {
         return false;
     };
     // SAFETY: GVL held, in the raise hook, and ec is this thread's.
-    if let Some(need) = unsafe { block_words(layout, ec) } {
+    if let Some(b) = unsafe { stack_bounds(layout, ec) } {
         words.clear();
-        words.reserve(record::HEADER + record::STACK_FIELDS + need);
+        words.reserve(record::HEADER + record::STACK_FIELDS + b.values + b.region);
         let copied = Encoder::new(words, Source::Stack).and_then(|mut e| {
-            // SAFETY: as for block_words.
-            unsafe { copy_block(layout, ec, &mut e) }
+            // SAFETY: as for stack_bounds, whose answer this is.
+            unsafe { copy_block(layout, &b, &mut e) }
         });
         if copied.is_some() {
             return true;
@@ -200,12 +187,24 @@ pub fn capture(gvl: Gvl, layout: &Layout, words: &mut Vec<usize>) -> bool {
     copy_ec(layout, ec, words)
 }
 
-/// The words of `ec`'s value stack and control frames, when a stack copy can take them.
+/// Where a stack copy's two blocks are: the value stack from `stack` (`values` words, up to
+/// the running frame's `sp`) and the control frames from `cfp` (`region` words, to the
+/// stack's end, `size` words from `stack`).
+#[derive(Clone, Copy)]
+struct StackBounds {
+    stack: usize,
+    size: usize,
+    cfp: usize,
+    values: usize,
+    region: usize,
+}
+
+/// `ec`'s stack blocks, when they look right and a stack copy can take them.
 ///
 /// # Safety
 /// GVL held, on the thread whose `ec` this is, inside the raise hook.
 #[inline]
-unsafe fn block_words(l: &Layout, ec: usize) -> Option<usize> {
+unsafe fn stack_bounds(l: &Layout, ec: usize) -> Option<StackBounds> {
     // SAFETY: ec is the running execution context (caller's contract).
     let (stack, size, cfp) = unsafe {
         (
@@ -220,8 +219,17 @@ unsafe fn block_words(l: &Layout, ec: usize) -> Option<usize> {
     }
     // SAFETY: cfp lies inside this thread's control-frame area (checked just above).
     let sp = unsafe { rd(cfp + l.cfp_sp) };
-    let words = sp.checked_sub(stack)? / 8 + (end - cfp) / 8;
-    (sp <= cfp && words <= MAX_BLOCK_WORDS).then_some(words)
+    if sp < stack || sp > cfp || !sp.is_multiple_of(8) || !cfp.is_multiple_of(8) {
+        return None;
+    }
+    let (values, region) = ((sp - stack) / 8, (end - cfp) / 8);
+    (values + region <= MAX_BLOCK_WORDS).then_some(StackBounds {
+        stack,
+        size,
+        cfp,
+        values,
+        region,
+    })
 }
 
 /// Copies the frames of another thread (`th`, its live rb_thread_t) frame by frame: with the
