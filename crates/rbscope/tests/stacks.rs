@@ -526,11 +526,47 @@ sleep
 
 /// The agent's `Rbscope.backtrace(thread)` and `rbscope stacks --remote` label the same
 /// threads the same way: every place rbscope shows a frame shows the same label.
+/// Runs `threads_code` (which sets `threads`, each named and about to sleep) with the gem
+/// loaded; once all sleep, the labels the agent gives each thread (`Rbscope.backtrace`, by
+/// thread name) and `stacks --remote`'s report of the same process. The program runs until the
+/// returned `Program` is dropped.
+fn labels_both_ways(name: &str, threads_code: &str) -> (Program, J, J) {
+    let text = format!(
+        r##"require "json"
+require "rbscope"
+{threads_code}
+Thread.pass until threads.all? {{ |t| t.status == "sleep" }}
+own = threads.to_h {{ |t| [t.name, Rbscope.backtrace(t).map(&:label)] }}
+File.write("agent_labels.json", JSON.generate(own))
+$stdout.puts "ready #{{Process.pid}}"
+$stdout.flush
+sleep
+"##
+    );
+    let sandbox = Sandbox::new();
+    let script = sandbox.write(name, &text);
+    let mut child = sandbox
+        .ruby(&script)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let p = Program { child, sandbox };
+    assert!(line.starts_with("ready"), "{line:?}");
+    let agent: J = serde_json::from_str(
+        &std::fs::read_to_string(p.sandbox.dir.path().join("agent_labels.json")).unwrap(),
+    )
+    .unwrap();
+    let report = stacks_json(&["-p", &p.pid().to_string(), "--remote"]);
+    (p, agent, report)
+}
+
 #[test]
 fn labels_read_from_outside_match_the_agents() {
-    const BOTH: &str = r##"require "json"
-require "rbscope"
-module Ext
+    const BOTH: &str = r##"module Ext
   refine String do
     def shout(times, loud: true) = [1].each { sleep }
   end
@@ -551,31 +587,8 @@ threads = [
   Thread.new { "x".shout(2) }.tap { |t| t.name = "refined" },
   Thread.new { Queue.new.pop }.tap { |t| t.name = "queue" },
 ]
-Thread.pass until threads.all? { |t| t.status == "sleep" }
-own = threads.to_h { |t| [t.name, Rbscope.backtrace(t).map(&:label)] }
-File.write("agent_labels.json", JSON.generate(own))
-$stdout.puts "ready #{Process.pid}"
-$stdout.flush
-sleep
 "##;
-    let sandbox = Sandbox::new();
-    let script = sandbox.write("both.rb", BOTH);
-    let mut child = sandbox
-        .ruby(&script)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let p = Program { child, sandbox };
-    assert!(line.starts_with("ready"), "{line:?}");
-    let agent: J = serde_json::from_str(
-        &std::fs::read_to_string(p.sandbox.dir.path().join("agent_labels.json")).unwrap(),
-    )
-    .unwrap();
-    let report = stacks_json(&["-p", &p.pid().to_string(), "--remote"]);
+    let (_program, agent, report) = labels_both_ways("both.rb", BOTH);
     for name in ["solo", "refined", "queue"] {
         let theirs: Vec<&str> = agent[name]
             .as_array()
@@ -611,9 +624,7 @@ fn queue_pop() -> &'static str {
 /// block inside a `define_method` body, and `define_method` inside `class << self`.
 #[test]
 fn every_construct_is_labelled_the_same_in_process_and_from_outside() {
-    const CONSTRUCTS: &str = r##"require "json"
-require "rbscope"
-class D
+    const CONSTRUCTS: &str = r##"class D
   define_method(:m) { [1].map { |x| sleep } }
   define_method(:with_args) { |a, b = 1, *rest, k:, &blk| sleep }
 end
@@ -692,31 +703,8 @@ cases = {
   "top_level_block" => -> { [1].each { sleep } },
 }
 threads = cases.map { |name, body| Thread.new(&body).tap { |t| t.name = name } }
-Thread.pass until threads.all? { |t| t.status == "sleep" }
-own = threads.to_h { |t| [t.name, Rbscope.backtrace(t).map(&:label)] }
-File.write("agent_labels.json", JSON.generate(own))
-$stdout.puts "ready #{Process.pid}"
-$stdout.flush
-sleep
 "##;
-    let sandbox = Sandbox::new();
-    let script = sandbox.write("constructs.rb", CONSTRUCTS);
-    let mut child = sandbox
-        .ruby(&script)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let p = Program { child, sandbox };
-    assert!(line.starts_with("ready"), "{line:?}");
-    let agent: J = serde_json::from_str(
-        &std::fs::read_to_string(p.sandbox.dir.path().join("agent_labels.json")).unwrap(),
-    )
-    .unwrap();
-    let report = stacks_json(&["-p", &p.pid().to_string(), "--remote"]);
+    let (_program, agent, report) = labels_both_ways("constructs.rb", CONSTRUCTS);
     let mut differ = Vec::new();
     for (name, own) in agent.as_object().unwrap() {
         let own: Vec<&str> = own
