@@ -99,8 +99,21 @@ pub fn walk_all<M: Memory>(
 ) -> Result<(), ReadError> {
     let stack = mem.read_word(ec + l.ec_vm_stack)?;
     let size = mem.read_word(ec + l.ec_vm_stack_size)?;
+    let cfp = mem.read_word(ec + l.ec_cfp)?;
+    walk_stack(mem, l, stack, size, cfp, visit)
+}
+
+/// [`walk_all`] of the stack whose value stack starts at `stack` (`size` words in all, control
+/// frames from `cfp` to the end): a thread's, or a copy of one (`stack_copy`).
+pub fn walk_stack<M: Memory>(
+    mem: &M,
+    l: &Layout,
+    stack: usize,
+    size: usize,
+    mut cfp: usize,
+    visit: &mut dyn FnMut(&StackFrame) -> bool,
+) -> Result<(), ReadError> {
     let end = stack.saturating_add(size.saturating_mul(WORD));
-    let mut cfp = mem.read_word(ec + l.ec_cfp)?;
     if stack == 0 || cfp < stack || cfp > end {
         return Err(ReadError::Unreadable(cfp));
     }

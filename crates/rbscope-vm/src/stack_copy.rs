@@ -7,7 +7,7 @@
 //! over [`Copied`], memory that answers stack addresses from the copy and everything else
 //! (iseqs, method entries, heap environments, all kept alive by the record) from the process.
 
-use crate::frames::{self, VM_ENV_FLAG_LOCAL};
+use crate::frames::{self, RawFrame, StackFrame, VM_ENV_FLAG_LOCAL};
 use crate::layout::Layout;
 use crate::memory::{Memory, ReadError, WORD};
 use crate::raise_record::{self as record, Encoder, Scan, Source, StackCopy};
@@ -74,67 +74,68 @@ pub fn encode_frames<M: Memory>(
     l: &Layout,
     stack: usize,
     size: usize,
-    mut cfp: usize,
+    cfp: usize,
     e: &mut Encoder,
 ) -> Option<()> {
-    let rd = |addr: usize| mem.read_word(addr).ok();
-    let end = stack
-        .checked_add(size.checked_mul(WORD)?)?
-        .checked_sub(l.cfp_size)?;
-    if cfp < stack || cfp > end || stack == 0 {
-        return None;
-    }
     let mut ruby_frames = 0usize;
-    while cfp + l.cfp_size <= end && ruby_frames < record::MAX_FRAMES {
-        let (ep, iseq, pc) = (
-            rd(cfp + l.cfp_ep)?,
-            rd(cfp + l.cfp_iseq)?,
-            rd(cfp + l.cfp_pc)?,
-        );
-        let flags = if ep != 0 { rd(ep)? } else { 0 };
-        let cframe = flags & frames::VM_FRAME_FLAG_CFRAME != 0;
-        if iseq != 0 && pc != 0 && ep != 0 && !cframe {
-            ruby_frames += 1;
-            let self_value = rd(cfp + l.cfp_self)?;
-            let body = rd(iseq + l.iseq_body)?;
-            let enc = rd(body + l.body_iseq_encoded)?;
-            let pos = (pc.saturating_sub(enc) / WORD).saturating_sub(1);
-            let at = e.ruby_frame(iseq, pos, self_value, cfp, ep)?;
-            let (mut ep, mut body) = (ep, body);
-            let mut levels = 0;
-            let mut me = 0usize;
-            for _ in 0..record::MAX_LEVELS {
-                let n = mem.read_u32(body + l.body_local_table_size).ok()? as usize;
-                let first = ep.wrapping_sub((n + 2) * WORD);
-                e.try_level(n, |i| rd(first + i * WORD))?;
-                levels += 1;
-                let local = rd(ep)? & VM_ENV_FLAG_LOCAL != 0;
-                if me == 0 {
-                    me = frames::method_entry_at(mem, ep, local).unwrap_or(0);
-                }
-                if local {
-                    break;
-                }
-                // A block environment links to its parent (low bits are tags), and a block
-                // iseq to its parent iseq.
-                let (parent, prev) = (rd(body + l.body_parent_iseq)?, rd(ep - WORD)? & !0x03);
-                if parent == 0 || prev == 0 {
-                    break;
-                }
-                body = rd(parent + l.iseq_body)?;
-                ep = prev;
+    let mut written = Some(());
+    frames::walk_stack(mem, l, stack, size, cfp, &mut |f: &StackFrame| {
+        written = match *f {
+            StackFrame::Ruby(ref raw) => {
+                ruby_frames += 1;
+                ruby_frame(mem, l, raw, e)
             }
-            e.end_frame(at, me, levels);
-        } else if cframe && !frames::is_ifunc(flags) {
             // A C function: no iseq, its method entry, no locals. Kept for better backtraces,
-            // which show C frames where Ruby's backtrace does. A C block (IFUNC, always a C
-            // frame: rbscope's thread wrapper) is left out, as Ruby's backtraces do.
-            let self_value = rd(cfp + l.cfp_self)?;
-            let me = frames::method_entry_at(mem, ep, true).unwrap_or(0);
-            e.c_frame(self_value, me, cfp, ep)?;
+            // which show C frames where Ruby's backtrace does (the walk leaves out C blocks,
+            // IFUNC frames such as rbscope's thread wrapper, as Ruby's backtraces do).
+            StackFrame::C {
+                cfp,
+                ep,
+                self_value,
+            } => {
+                let me = frames::method_entry_at(mem, ep, true).unwrap_or(0);
+                e.c_frame(self_value, me, cfp, ep)
+            }
+        };
+        written.is_some() && ruby_frames < record::MAX_FRAMES
+    })
+    .ok()?;
+    written
+}
+
+/// One Ruby frame into `e`: its iseq, instruction position, `self`, method entry and the
+/// locals of each environment level, innermost first.
+fn ruby_frame<M: Memory>(mem: &M, l: &Layout, f: &RawFrame, e: &mut Encoder) -> Option<()> {
+    let rd = |addr: usize| mem.read_word(addr).ok();
+    let body = rd(f.iseq + l.iseq_body)?;
+    let enc = rd(body + l.body_iseq_encoded)?;
+    let pos = (f.pc.saturating_sub(enc) / WORD).saturating_sub(1);
+    let at = e.ruby_frame(f.iseq, pos, f.self_value, f.cfp, f.ep)?;
+    let (mut ep, mut body) = (f.ep, body);
+    let mut levels = 0;
+    let mut me = 0usize;
+    for _ in 0..record::MAX_LEVELS {
+        let n = mem.read_u32(body + l.body_local_table_size).ok()? as usize;
+        let first = ep.wrapping_sub((n + 2) * WORD);
+        e.try_level(n, |i| rd(first + i * WORD))?;
+        levels += 1;
+        let local = rd(ep)? & VM_ENV_FLAG_LOCAL != 0;
+        if me == 0 {
+            me = frames::method_entry_at(mem, ep, local).unwrap_or(0);
         }
-        cfp += l.cfp_size;
+        if local {
+            break;
+        }
+        // A block environment links to its parent (low bits are tags), and a block iseq to
+        // its parent iseq.
+        let (parent, prev) = (rd(body + l.body_parent_iseq)?, rd(ep - WORD)? & !0x03);
+        if parent == 0 || prev == 0 {
+            break;
+        }
+        body = rd(parent + l.iseq_body)?;
+        ep = prev;
     }
+    e.end_frame(at, me, levels);
     Some(())
 }
 
