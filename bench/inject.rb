@@ -19,7 +19,7 @@ end
 
 runs = Integer(ARGV[0] || 5)
 root = File.expand_path("..", __dir__)
-cli = File.join(ENV["CARGO_TARGET_DIR"] || File.join(root, "target"), "release/rbscope")
+cli = File.join(root, "gem/lib/rbscope/rbscope-cli")
 abort "build first: scripts/build" unless File.executable?(cli)
 target = File.join(root, "crates/rbscope/tests/programs/inject_target.rb")
 env = { "RBSCOPE_RUBY_LIB" => File.join(root, "gem/lib") }

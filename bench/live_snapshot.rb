@@ -32,7 +32,7 @@ end
 #    agent's raise hook and report, the agent's own part (what a thread's snapshot counts).
 if ARGV[0] == "callgrind"
   lib = File.expand_path("../gem/lib", __dir__)
-  rbscope = File.expand_path("../target/release/rbscope", __dir__)
+  rbscope = File.expand_path("../gem/lib/rbscope/rbscope-cli", __dir__)
   abort "build first: scripts/build" unless File.executable?(rbscope)
   abort "needs valgrind" unless system("command -v valgrind >/dev/null")
   snapshots = Integer(ARGV.fetch(1, "3"))
@@ -130,7 +130,7 @@ if ARGV[0] == "callgrind"
 end
 
 runs = Integer(ARGV.fetch(0, "20"))
-rbscope = ARGV.fetch(1, File.expand_path("../target/release/rbscope", __dir__))
+rbscope = ARGV.fetch(1, File.expand_path("../gem/lib/rbscope/rbscope-cli", __dir__))
 abort "build the CLI first: scripts/build" unless File.executable?(rbscope)
 lib = File.expand_path("../gem/lib", __dir__)
 

@@ -10,7 +10,7 @@ require "open3"
 
 runs = Integer(ARGV.fetch(0, "7"))
 fib_n = Integer(ARGV.fetch(1, "27"))
-cli = File.expand_path("../target/release/rbscope", __dir__)
+cli = File.expand_path("../gem/lib/rbscope/rbscope-cli", __dir__)
 abort "build first: scripts/build" unless File.executable?(cli)
 
 TARGET = <<~RUBY

@@ -22,7 +22,7 @@ end
 n = Integer(ARGV.fetch(0, "5000000"))
 runs = Integer(ARGV.fetch(1, "5"))
 root = File.expand_path("..", __dir__)
-cli = File.join(root, "target/release/rbscope")
+cli = File.join(root, "gem/lib/rbscope/rbscope-cli")
 abort "build first: scripts/build" unless File.executable?(cli)
 target = File.join(__dir__, "trace_target.rb")
 

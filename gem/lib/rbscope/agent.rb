@@ -186,3 +186,8 @@ module Rbscope
     end
   end
 end
+
+# A platform gem on a Ruby it has no agent for (RubyGems installs one outside its Ruby range only
+# when forced, or a release is missing inside the range): said at require, once, with which gem
+# to install instead, as an app that never calls Rbscope.start would otherwise not hear of it.
+Rbscope.__send__(:announce_off) if Rbscope.agent_problem && Rbscope::NativeLoader.prebuilt
