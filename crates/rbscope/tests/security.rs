@@ -292,7 +292,7 @@ fn another_uid_that_reaches_the_socket_is_refused_by_the_agent() {
     let as_user = |args: &[&str]| {
         let out = Command::new("setpriv")
             .args(args)
-            .args(["ruby", "-e", &script])
+            .args([ruby_any_user_can_run(), "-e", &script])
             .env_remove("RUBYOPT")
             .output()
             .unwrap();

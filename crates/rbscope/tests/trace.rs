@@ -469,7 +469,7 @@ fn another_user_is_refused() {
             "--reuid=65534",
             "--regid=65534",
             "--clear-groups",
-            "ruby",
+            ruby_any_user_can_run(),
             "-rsocket",
             "-e",
         ])

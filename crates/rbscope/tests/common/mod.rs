@@ -62,6 +62,18 @@ pub fn ruby_at_least(major: u32, minor: u32) -> bool {
     (v[0], v[1]) >= (major, minor)
 }
 
+/// A `ruby` that another user (uid 65534, through setpriv) can run, for a client that needs
+/// only the standard library: Debian's, in /usr/bin. The Ruby under test may live in a home
+/// directory other users cannot enter (~/.rubies under a 0700 /root), where they can neither
+/// run it nor load its libruby.so.
+pub fn ruby_any_user_can_run() -> &'static str {
+    if Path::new("/usr/bin/ruby").exists() {
+        "/usr/bin/ruby"
+    } else {
+        "ruby"
+    }
+}
+
 /// Debian's Rails 6.1, Sinatra, Sidekiq and their gems are installed for Debian's Ruby 3.1
 /// only: tests of those integrations run there and say so elsewhere (the Rack middleware is
 /// tested with plain Rack on every Ruby).
