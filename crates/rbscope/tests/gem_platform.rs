@@ -31,9 +31,13 @@ fn build_platform_gem(sb: &Sandbox, rubies: Option<&str>) -> (PathBuf, String) {
     (out, text)
 }
 
-/// A PATH holding only this Ruby's `ruby` and `gem`: no cargo, rustc, clang or compiler.
+/// A PATH holding only this Ruby's `ruby` and `gem`: no cargo, rustc, clang or compiler. Made
+/// in the sandbox the first time it is asked for.
 fn rustless_path(sb: &Sandbox) -> PathBuf {
     let bin = sb.dir.path().join("bin");
+    if bin.is_dir() {
+        return bin;
+    }
     std::fs::create_dir_all(&bin).unwrap();
     let ruby = which("ruby");
     let dir = ruby.parent().unwrap();
@@ -65,7 +69,7 @@ fn which(tool: &str) -> PathBuf {
 fn rustless(program: impl AsRef<std::ffi::OsStr>, sb: &Sandbox, home: &Path) -> Command {
     let mut cmd = Command::new(program);
     cmd.env_clear()
-        .env("PATH", rustless_path_cached(sb))
+        .env("PATH", rustless_path(sb))
         .env("HOME", sb.dir.path())
         .env("GEM_HOME", home)
         .env("CARGO_HOME", "/nonexistent/cargo")
@@ -74,15 +78,6 @@ fn rustless(program: impl AsRef<std::ffi::OsStr>, sb: &Sandbox, home: &Path) -> 
         .env("RBSCOPE_STORE", sb.store())
         .current_dir(sb.dir.path());
     cmd
-}
-
-fn rustless_path_cached(sb: &Sandbox) -> PathBuf {
-    let bin = sb.dir.path().join("bin");
-    if bin.is_dir() {
-        bin
-    } else {
-        rustless_path(sb)
-    }
 }
 
 fn ok(out: &Output, what: &str) -> String {
